@@ -1,0 +1,188 @@
+#!/usr/bin/env python3
+"""Meshgate's two commands, on a machine with only Python 3.11+, pip, Node/npm and git.
+
+    python3 dev.py run    set up, then run everything on the embedded default (SQLite, a
+                          filesystem broker, worker, beat, web, two simulated clusters)
+    python3 dev.py test   set up, then run the whole test suite (extra arguments go to pytest)
+
+Both are idempotent: a second run reuses the virtual environment, node_modules, the database
+and the simulated clusters' saved state. DATABASE_URL and CELERY_BROKER_URL switch to
+PostgreSQL and Redis.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+VAR = Path(os.environ.get("MESHGATE_VAR_DIR", ROOT / "var"))
+BIN = VENV / "bin"
+PYTHON = BIN / "python"
+DEMO_USERS = [
+    ("alice", "author, team Bookinfo"),
+    ("bob", "approver, team Bookinfo"),
+    ("carol", "author, team Shop"),
+    ("dan", "approver, team Shop"),
+    ("sam", "security approver (sees every policy)"),
+    ("ada", "platform admin (Django admin too)"),
+]
+
+
+def say(message: str) -> None:
+    print(f"[meshgate] {message}", flush=True)
+
+
+def run(*args: str | Path, env: dict | None = None) -> None:
+    subprocess.run([str(a) for a in args], cwd=ROOT, env=env, check=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _up_to_date(stamp: Path, source: Path) -> bool:
+    """True when `stamp` records the digest of `source` from the last successful install."""
+    return stamp.exists() and stamp.read_text() == _digest(source)
+
+
+def setup_python() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("Meshgate needs Python 3.11 or newer")
+    if not PYTHON.exists():
+        say(f"creating the virtual environment in {VENV}")
+        run(sys.executable, "-m", "venv", VENV)
+    stamp, source = VENV / ".meshgate-installed", ROOT / "pyproject.toml"
+    if not _up_to_date(stamp, source):
+        say("installing Python dependencies (pinned in pyproject.toml)")
+        run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+        stamp.write_text(_digest(source))
+
+
+def setup_node() -> None:
+    stamp, source = ROOT / "node_modules" / ".meshgate-installed", ROOT / "package-lock.json"
+    if _up_to_date(stamp, source):
+        return
+    if not shutil.which("npm"):
+        sys.exit("npm is needed for the front-end libraries (install Node.js 20+)")
+    say("installing front-end libraries (npm ci, from package-lock.json)")
+    run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+    stamp.write_text(_digest(source))
+
+
+def base_env(settings: str) -> dict:
+    return {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": settings,
+        "MESHGATE_VAR_DIR": str(VAR),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PYTHONUNBUFFERED": "1",
+    }
+
+
+def wait_for(path: Path, proc: subprocess.Popen, what: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc.poll() is not None:
+            sys.exit(f"{what} exited with code {proc.returncode}; see the output above")
+        if time.monotonic() > deadline:
+            sys.exit(f"{what} did not become ready within {timeout:.0f}s")
+        time.sleep(0.2)
+    return path.read_text().strip()
+
+
+def cmd_run(args: list[str]) -> int:
+    setup_python()
+    setup_node()
+    env = base_env("portal.settings.local")
+    for folder in ("meshsim", "broker/queue", "broker/processed", "run"):
+        (VAR / folder).mkdir(parents=True, exist_ok=True)
+    say("migrating the database and collecting static files")
+    run(PYTHON, "manage.py", "migrate", "--noinput", "-v0", env=env)
+    run(PYTHON, "manage.py", "collectstatic", "--noinput", "-v0", env=env)
+
+    processes: list[tuple[str, subprocess.Popen]] = []
+
+    def start(name: str, command: list[str | Path], extra_env: dict | None = None) -> subprocess.Popen:
+        proc = subprocess.Popen([str(c) for c in command], cwd=ROOT, env={**env, **(extra_env or {})})
+        processes.append((name, proc))
+        return proc
+
+    def stop_all(*_: object) -> None:
+        say("stopping")
+        for _, proc in reversed(processes):
+            if proc.poll() is None:
+                proc.terminate()
+        for name, proc in processes:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                say(f"{name} did not stop in time; killing it")
+                proc.kill()
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        urls = {}
+        ports = {"staging": os.environ.get("MESHSIM_STAGING_PORT", "0"), "prod": os.environ.get("MESHSIM_PROD_PORT", "0")}
+        for cluster, port in ports.items():
+            ready = VAR / "run" / f"meshsim-{cluster}.url"
+            ready.unlink(missing_ok=True)
+            proc = start(f"meshsim {cluster}", [
+                PYTHON, "-m", "integrations.meshsim", "--name", cluster, "--port", port,
+                "--seed", ROOT / "integrations" / "meshsim" / "seeds" / f"{cluster}.yaml",
+                "--state-file", VAR / "meshsim" / f"{cluster}.json", "--ready-file", ready,
+            ])
+            urls[cluster] = wait_for(ready, proc, f"meshsim {cluster}")
+        say("loading the demo organization and importing both clusters")
+        run(PYTHON, "manage.py", "seed_demo", "--staging-url", urls["staging"], "--prod-url", urls["prod"], env=env)
+        worker_ready = VAR / "run" / "worker.ready"
+        worker_ready.unlink(missing_ok=True)
+        worker = start("worker", [ROOT / "docker" / "start-worker"],
+                       {"MESHGATE_WORKER_READY_FILE": str(worker_ready), "CELERY_CONCURRENCY": "2"})
+        start("beat", [ROOT / "docker" / "start-beat"])
+        bind = os.environ.get("MESHGATE_BIND", "127.0.0.1:8000")
+        start("web", [ROOT / "docker" / "start-web"], {"MESHGATE_BIND": bind, "WEB_CONCURRENCY": "2"})
+        wait_for(worker_ready, worker, "the Celery worker")
+        say("")
+        say(f"Meshgate is up:  http://{bind}/")
+        say(f"clusters:        staging {urls['staging']}   prod {urls['prod']}")
+        say("demo logins (password 'meshgate-demo'):")
+        for username, role in DEMO_USERS:
+            say(f"  {username:<6} {role}")
+        say("press Ctrl-C to stop everything")
+        while True:
+            for name, proc in processes:
+                if proc.poll() is not None:
+                    say(f"{name} exited with code {proc.returncode}")
+                    return 1
+            time.sleep(1)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stop_all()
+
+
+def cmd_test(args: list[str]) -> int:
+    setup_python()
+    setup_node()
+    env = base_env("portal.settings.test")
+    VAR.mkdir(parents=True, exist_ok=True)
+    return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        sys.exit(__doc__)
+    sys.exit(COMMANDS[sys.argv[1]](sys.argv[2:]))

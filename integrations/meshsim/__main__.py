@@ -1,0 +1,67 @@
+"""Command line: ``python -m integrations.meshsim --name staging --port 0 ...``."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from .cluster import Cluster, ClusterConfig, SeedError
+from .crds import CrdFileError, locate_crd_file
+from .server import App, MeshsimServer
+from .store import write_atomically
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="meshsim", description="A simulated Kubernetes API server with the Istio CRDs."
+    )
+    parser.add_argument("--name", default="meshsim", help="cluster name (e.g. staging, prod)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--crds", type=Path, help="Istio CRD file (default: see crds.py)")
+    parser.add_argument(
+        "--seed", type=Path, action="append", default=[], help="YAML objects loaded at start"
+    )
+    parser.add_argument("--state-file", type=Path, help="load state from / save state to")
+    parser.add_argument("--ready-file", type=Path, help="written with the URL once listening")
+    parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
+    parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = ClusterConfig(
+            name=args.name,
+            crd_file=locate_crd_file(args.crds),
+            seeds=args.seed,
+            state_file=args.state_file,
+        )
+        cluster = Cluster(config)
+        cluster.start()
+        server = MeshsimServer((args.host, args.port), App(cluster, args.token), args.verbose)
+    except (CrdFileError, SeedError, ValueError, OSError) as exc:
+        print(f"meshsim {args.name}: {exc}", file=sys.stderr, flush=True)
+        return 2
+
+    stopping = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stopping.set())
+    thread = threading.Thread(target=server.serve_forever, name="meshsim-http", daemon=True)
+    thread.start()
+    print(f"meshsim {args.name} listening on {server.url}", flush=True)
+    if args.ready_file:
+        write_atomically(args.ready_file, server.url)
+    stopping.wait()
+    server.shutdown()
+    server.server_close()
+    cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

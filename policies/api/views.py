@@ -1,0 +1,76 @@
+"""Read-only API over environments, teams, policies and revisions.
+
+Every queryset comes from a selector, so the visibility rules of `policies.selectors` hold here
+exactly as in the UI: another team's policy is absent from lists and answers 404.
+"""
+from collections.abc import Callable
+
+from django.db.models import F, Prefetch, QuerySet
+from rest_framework.generics import get_object_or_404
+from rest_framework.viewsets import ReadOnlyModelViewSet
+
+from policies.api import serializers
+from policies.filtersets import PolicyFilterSet
+from policies.models import Membership, PolicyRevision
+from policies.selectors import environment_list, policy_list, policy_revisions, team_list
+
+
+class SelectorViewSet(ReadOnlyModelViewSet):
+    """Lists and retrieves what `selector(user=...)` lets the caller see."""
+
+    selector: Callable[..., QuerySet]  # set with staticmethod(...) in subclasses
+
+    def get_queryset(self) -> QuerySet:
+        return self.selector(user=self.request.user)
+
+
+class EnvironmentViewSet(SelectorViewSet):
+    """Target clusters, their reachability and last import. Credentials are never shown."""
+
+    selector = staticmethod(environment_list)
+    serializer_class = serializers.EnvironmentSerializer
+    lookup_field = "name"
+
+
+class TeamViewSet(SelectorViewSet):
+    """Teams, their members with roles, and the namespaces they own in each environment."""
+
+    selector = staticmethod(team_list)
+    serializer_class = serializers.TeamSerializer
+    lookup_field = "slug"
+
+    def get_queryset(self) -> QuerySet:
+        members = Membership.objects.select_related("user").order_by("user__username")
+        return super().get_queryset().prefetch_related(Prefetch("memberships", queryset=members))
+
+
+class PolicyViewSet(SelectorViewSet):
+    """Istio objects in namespaces your teams own (all of them for security-team members).
+    A policy of another team is absent from the list and answers 404."""
+
+    selector = staticmethod(policy_list)
+    filterset_class = PolicyFilterSet
+
+    def get_queryset(self) -> QuerySet:
+        policies = super().get_queryset().select_related("current_revision__author")
+        # Lists show the revision's summary only; its content can be large.
+        return policies.defer("current_revision__content") if self.action == "list" else policies
+
+    def get_serializer_class(self):
+        return serializers.PolicyDetailSerializer if self.action == "retrieve" else serializers.PolicySerializer
+
+
+class PolicyRevisionViewSet(ReadOnlyModelViewSet):
+    """The revisions of one policy you may read, newest first; the detail includes the content."""
+
+    lookup_field = "number"
+
+    def get_queryset(self) -> QuerySet[PolicyRevision]:
+        if getattr(self, "swagger_fake_view", False):  # schema generation: no policy in the URL
+            return PolicyRevision.objects.none()
+        policy = get_object_or_404(policy_list(user=self.request.user), pk=self.kwargs["policy_id"])
+        revisions = policy_revisions(policy=policy).annotate(parent_number=F("parent__number"))
+        return revisions.defer("content") if self.action == "list" else revisions
+
+    def get_serializer_class(self):
+        return serializers.RevisionDetailSerializer if self.action == "retrieve" else serializers.RevisionSerializer

@@ -1,0 +1,26 @@
+import django_filters
+from django.db.models import Q
+
+from policies.choices import LiveState, PolicyKind
+from policies.models import Policy
+
+
+class PolicyFilterSet(django_filters.FilterSet):
+    """Catalog filters, shared by the UI and the API."""
+
+    q = django_filters.CharFilter(method="search", label="Search")
+    environment = django_filters.CharFilter(field_name="environment__name")
+    kind = django_filters.MultipleChoiceFilter(choices=PolicyKind.choices)
+    namespace = django_filters.CharFilter()
+    team = django_filters.CharFilter(field_name="owner_team_slug", label="Team")
+    live_state = django_filters.ChoiceFilter(choices=LiveState.choices)
+
+    class Meta:
+        model = Policy
+        fields = ["q", "environment", "kind", "namespace", "team", "live_state"]
+
+    def search(self, queryset, name, value):
+        value = value.strip()
+        if not value:
+            return queryset
+        return queryset.filter(Q(name__icontains=value) | Q(namespace__icontains=value) | Q(kind__icontains=value))

@@ -1,0 +1,123 @@
+"""Import: record what the cluster holds as the current revision of each policy."""
+from dataclasses import dataclass, field
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+from django.utils import timezone
+
+from integrations import kubernetes as kube
+from policies.choices import AuditAction, LiveState, PolicyKind, RevisionSource
+from policies.cluster import cluster_config
+from policies.exceptions import ClusterError
+from policies.models import Environment, Policy, PolicyRevision
+from policies.normalize import content_hash, normalize_object
+from policies.services.audit import audit_record
+
+
+@dataclass
+class ImportResult:
+    environment: str
+    seen: int = 0
+    new_policies: int = 0
+    new_revisions: int = 0
+    unchanged: int = 0
+    gone: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.new_revisions or self.gone)
+
+
+def environment_import(*, environment: Environment, actor: AbstractBaseUser | None = None) -> ImportResult:
+    """Reads every supported kind from the cluster, then records it in one transaction.
+
+    Idempotent: objects whose normalized content equals the current revision create nothing.
+    A cluster error before the write leaves the database untouched.
+    """
+    cfg = cluster_config(environment)
+    live: dict[tuple[str, str, str], dict] = {}
+    try:
+        for kind in PolicyKind.values:
+            for obj in kube.list_objects(cfg, kind):
+                metadata = obj.get("metadata") or {}
+                live[(kind, metadata.get("namespace", ""), metadata.get("name", ""))] = obj
+    except kube.KubernetesError as exc:
+        raise ClusterError(f"import from {environment.name} failed: {exc.message}") from exc
+
+    result = ImportResult(environment=environment.name, seen=len(live))
+    now = timezone.now()
+    with transaction.atomic():
+        Environment.objects.select_for_update().filter(pk=environment.pk).first()  # one import at a time
+        policies = {
+            (p.kind, p.namespace, p.name): p
+            for p in Policy.objects.filter(environment=environment).select_related("current_revision")
+        }
+        for identity, obj in sorted(live.items()):
+            policy = policies.get(identity)
+            if policy is None:
+                kind, namespace, name = identity
+                policy = Policy.objects.create(environment=environment, kind=kind, namespace=namespace, name=name)
+                result.new_policies += 1
+            _record_live(policy=policy, obj=obj, actor=actor, seen_at=now, result=result)
+        for identity, policy in policies.items():
+            if identity not in live and policy.live_state == LiveState.PRESENT:
+                policy.live_state = LiveState.ABSENT
+                policy.live_resource_version = ""
+                policy.save(update_fields=["live_state", "live_resource_version"])
+                audit_record(
+                    action=AuditAction.POLICY_LIVE_ABSENT, actor=actor, obj=policy, environment=environment.name
+                )
+                result.gone += 1
+        environment.last_import_at = now
+        environment.save(update_fields=["last_import_at"])
+        if result.changed:
+            audit_record(
+                action=AuditAction.ENVIRONMENT_IMPORTED,
+                actor=actor,
+                obj=environment,
+                environment=environment.name,
+                after={
+                    "seen": result.seen,
+                    "new_policies": result.new_policies,
+                    "new_revisions": result.new_revisions,
+                    "gone": result.gone,
+                },
+            )
+    return result
+
+
+def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportResult) -> None:
+    content = normalize_object(obj)
+    digest = content_hash(content)
+    current = policy.current_revision
+    resource_version = (obj.get("metadata") or {}).get("resourceVersion", "")
+    fields = {"live_state": LiveState.PRESENT, "live_resource_version": resource_version, "live_seen_at": seen_at}
+    if current is not None and current.content_hash == digest:
+        result.unchanged += 1
+        if policy.live_state != LiveState.PRESENT or policy.live_resource_version != resource_version:
+            Policy.objects.filter(pk=policy.pk).update(**fields)
+        return
+    revision = PolicyRevision.objects.create(
+        policy=policy,
+        number=(current.number + 1) if current else 1,
+        content=content,
+        content_hash=digest,
+        parent=current,
+        author=None,
+        source=RevisionSource.IMPORT,
+        message="imported from the cluster",
+    )
+    for name, value in fields.items():
+        setattr(policy, name, value)
+    policy.current_revision = revision
+    policy.save(update_fields=["current_revision", *fields])
+    audit_record(
+        action=AuditAction.POLICY_REVISION_CREATED,
+        actor=actor,
+        obj=policy,
+        environment=result.environment,
+        before={"revision": current.number, "content_hash": current.content_hash} if current else None,
+        after={"revision": revision.number, "content_hash": digest, "source": RevisionSource.IMPORT},
+    )
+    result.new_revisions += 1

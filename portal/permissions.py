@@ -1,0 +1,18 @@
+from rest_framework import permissions
+
+from portal.choices import TokenScope
+from portal.models import ApiToken
+
+
+class TokenScopePermission(permissions.BasePermission):
+    """Authenticated users only; a token additionally needs `read` for safe methods, `write` otherwise."""
+
+    message = "this API token lacks the scope for this request"
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        if isinstance(request.auth, ApiToken):
+            needed = TokenScope.READ if request.method in permissions.SAFE_METHODS else TokenScope.WRITE
+            return request.auth.has_scope(needed)
+        return True

@@ -1,0 +1,49 @@
+"""Operational endpoints: liveness, readiness and metrics."""
+import hmac
+
+from django.conf import settings
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from portal import metrics
+from portal.readiness import check_broker, check_clusters
+
+
+@never_cache
+@require_GET
+def healthz(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"status": "ok"})
+
+
+@never_cache
+@require_GET
+def readyz(request: HttpRequest) -> JsonResponse:
+    """Database, broker and every environment's cluster API; names whichever failed."""
+    checks: dict[str, dict] = {}
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = {"ok": True}
+    except Exception as exc:  # any driver error means not ready
+        checks["database"] = {"ok": False, "error": str(exc)}
+    checks["broker"] = check_broker()
+    if checks["database"]["ok"]:
+        checks.update({f"cluster:{name}": result for name, result in check_clusters().items()})
+    failed = sorted(name for name, result in checks.items() if not result["ok"])
+    return JsonResponse(
+        {"status": "ready" if not failed else "not ready", "failed": failed, "checks": checks},
+        status=200 if not failed else 503,
+    )
+
+
+@never_cache
+@require_GET
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    expected = settings.MESHGATE_METRICS_TOKEN
+    if expected:
+        supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied, expected):
+            return HttpResponse("metrics token required\n", status=401, content_type="text/plain")
+    return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,46 @@
+import pytest
+
+from tests.factories import EnvironmentFactory
+
+
+def test_healthz_answers_without_login(client):
+    response = client.get("/healthz")
+    assert response.status_code == 200 and response.json() == {"status": "ok"}
+
+
+@pytest.mark.django_db
+def test_readyz_is_ready_when_database_broker_and_clusters_answer(client, meshsim):
+    EnvironmentFactory(name="staging", api_url=meshsim.url)
+    response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["failed"] == []
+    assert body["checks"]["database"]["ok"] and body["checks"]["broker"]["ok"]
+    assert body["checks"]["cluster:staging"]["ok"]
+
+
+@pytest.mark.django_db
+def test_readyz_names_the_cluster_that_failed(client, meshsim):
+    EnvironmentFactory(name="staging", api_url=meshsim.url)
+    EnvironmentFactory(name="prod", api_url="http://127.0.0.1:9")
+    response = client.get("/readyz")
+    body = response.json()
+    assert response.status_code == 503
+    assert body["failed"] == ["cluster:prod"]
+    assert "127.0.0.1:9" in body["checks"]["cluster:prod"]["error"]
+
+
+@pytest.mark.django_db
+def test_metrics_count_requests(client):
+    client.get("/healthz")
+    text = client.get("/metrics").content.decode()
+    assert 'meshgate_http_requests_total{method="GET",status="200",view="healthz"}' in text
+    assert "meshgate_http_request_duration_seconds_bucket" in text
+
+
+@pytest.mark.django_db
+def test_metrics_token_when_configured(client, settings):
+    settings.MESHGATE_METRICS_TOKEN = "scrape-me"
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
