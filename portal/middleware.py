@@ -54,3 +54,21 @@ class MetricsMiddleware:
         view = match.view_name if match and match.view_name else "<unresolved>"
         metrics.observe_request(request.method, view, response.status_code, time.perf_counter() - started)
         return response
+
+
+class OpsEndpointsMiddleware:
+    """Answers /healthz, /readyz and /metrics before the Host check: kubelets and Prometheus call
+    pods by IP address, which is never in ALLOWED_HOSTS."""
+
+    PATHS = ("/healthz", "/readyz", "/metrics")
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if request.path_info in self.PATHS and request.method in ("GET", "HEAD"):
+            from django.urls import resolve
+
+            request.resolver_match = resolve(request.path_info)
+            return request.resolver_match.func(request)
+        return self.get_response(request)

@@ -19,3 +19,5 @@ urlpatterns = [
     path("readyz", views.readyz, name="readyz"),
     path("metrics", views.metrics_view, name="metrics"),
 ]
+
+handler404 = "portal.views.not_found"

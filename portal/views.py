@@ -5,6 +5,7 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
+from django.views.defaults import page_not_found
 from django.views.decorators.http import require_GET
 
 from portal import metrics
@@ -47,3 +48,12 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         if not hmac.compare_digest(supplied, expected):
             return HttpResponse("metrics token required\n", status=401, content_type="text/plain")
     return HttpResponse(metrics.render(), content_type="text/plain; version=0.0.4; charset=utf-8")
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """API callers get the API's error shape; people get the portal's page."""
+    if request.path.startswith("/api/"):
+        return JsonResponse(
+            {"code": "not_found", "message": f"no API endpoint at {request.path}", "details": {}}, status=404
+        )
+    return page_not_found(request, exception)

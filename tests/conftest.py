@@ -1,1 +1,42 @@
-pytest_plugins = ["tests.fixtures.meshsim", "tests.fixtures.browser"]
+import pytest
+
+from policies.choices import Role
+from tests.factories import (
+    EnvironmentFactory,
+    MembershipFactory,
+    NamespaceOwnershipFactory,
+    TeamFactory,
+    UserFactory,
+    make_policy,
+)
+
+pytest_plugins = ["tests.fixtures.meshsim", "tests.fixtures.worker", "tests.fixtures.browser"]
+
+
+@pytest.fixture
+def org(db):
+    """Two teams owning one namespace each in one environment, with an author, an approver,
+    a user of the other team, a security-team member and a user in no team."""
+
+    class Org:
+        pass
+
+    o = Org()
+    o.env = EnvironmentFactory(name="staging", order=10)
+    o.team_a = TeamFactory(slug="bookinfo", name="Bookinfo")
+    o.team_b = TeamFactory(slug="shop", name="Shop")
+    o.security = TeamFactory(slug="security", name="Security", is_security=True)
+    NamespaceOwnershipFactory(environment=o.env, namespace="bookinfo", team=o.team_a)
+    NamespaceOwnershipFactory(environment=o.env, namespace="shop", team=o.team_b)
+    o.author = UserFactory(username="alice")
+    o.approver = UserFactory(username="bob")
+    o.other = UserFactory(username="carol")
+    o.sec = UserFactory(username="sam")
+    o.outsider = UserFactory(username="nobody")
+    MembershipFactory(team=o.team_a, user=o.author, role=Role.AUTHOR)
+    MembershipFactory(team=o.team_a, user=o.approver, role=Role.APPROVER)
+    MembershipFactory(team=o.team_b, user=o.other, role=Role.AUTHOR)
+    MembershipFactory(team=o.security, user=o.sec, role=Role.APPROVER)
+    o.policy_a = make_policy(environment=o.env, namespace="bookinfo", name="reviews")
+    o.policy_b = make_policy(environment=o.env, namespace="shop", name="payments")
+    return o

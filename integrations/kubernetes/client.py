@@ -59,8 +59,8 @@ def _api_client(cfg: ClusterConfig) -> k8s.ApiClient:
     elif cfg.api_url:
         configuration = k8s.Configuration(host=cfg.api_url.rstrip("/"))
         if cfg.token:
-            configuration.api_key = {"authorization": cfg.token}
-            configuration.api_key_prefix = {"authorization": "Bearer"}
+            configuration.api_key = {"BearerToken": cfg.token}
+            configuration.api_key_prefix = {"BearerToken": "Bearer"}
         configuration.verify_ssl = cfg.verify_tls
         if cfg.ca_certificate:
             with tempfile.NamedTemporaryFile("w", suffix=".pem", delete=False) as bundle:
@@ -161,7 +161,9 @@ def apply_object(
     """Server-side apply. A `metadata.resourceVersion` in `obj` is a precondition (409 if stale)."""
     info = kind_info(obj.get("kind", ""))
     metadata = obj.get("metadata") or {}
-    result = _call(
+    # An apply that creates answers 201, which the generated client does not deserialize:
+    # read the body ourselves.
+    response = _call(
         cfg,
         _custom(cfg).patch_namespaced_custom_object,
         info.group,
@@ -174,8 +176,9 @@ def apply_object(
         force=force,
         dry_run="All" if dry_run else None,
         _content_type="application/apply-patch+yaml",
+        _preload_content=False,
     )
-    return _with_type(result, info)
+    return _with_type(json.loads(response.data), info)
 
 
 def delete_object(
@@ -200,8 +203,8 @@ def read_crd_schema(cfg: ClusterConfig, kind: str) -> dict[str, Any]:
     with _errors(cfg):
         crd = api.read_custom_resource_definition(info.crd_name, _request_timeout=cfg.timeout_seconds)
     for version in crd.spec.versions:
-        if version.name == info.version and version.schema and version.schema.open_api_v3_schema:
-            schema = api.api_client.sanitize_for_serialization(version.schema.open_api_v3_schema)
+        if version.name == info.version and version.schema and version.schema.open_apiv3_schema:
+            schema = api.api_client.sanitize_for_serialization(version.schema.open_apiv3_schema)
             return {"resourceVersion": crd.metadata.resource_version, "schema": schema}
     raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
 

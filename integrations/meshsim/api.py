@@ -271,6 +271,8 @@ class Api:
         meta = intent.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise errors.bad_request("metadata must be a JSON object")
+        if meta.get("managedFields"):
+            raise errors.bad_request("metadata.managedFields must be nil")
         if meta.setdefault("name", name) != name:
             raise errors.bad_request(
                 f"the name of the object ({meta['name']}) does not match "

@@ -208,6 +208,8 @@ class App:
             )
         elif method == "DELETE" and not target.subresource:
             delete_options = self._json_body(request) or {}
+            if not isinstance(delete_options, dict):
+                raise errors.bad_request("DeleteOptions must be a JSON object")
             options = self._write_options(request, target, delete_options.get("dryRun"))
             preconditions = delete_options.get("preconditions") or {}
             result = api.delete(resource, target.version, ns, target.name, options, preconditions)

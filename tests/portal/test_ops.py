@@ -44,3 +44,19 @@ def test_metrics_token_when_configured(client, settings):
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
     assert client.get("/metrics", HTTP_AUTHORIZATION="Bearer scrape-me").status_code == 200
+
+
+@pytest.mark.django_db
+def test_ops_endpoints_answer_any_host_header(client):
+    """Kubelet probes and Prometheus scrapes address pods by IP."""
+    assert client.get("/healthz", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/api/v1/policies/", HTTP_HOST="10.1.2.3:8000").status_code == 400
+
+
+@pytest.mark.django_db
+def test_unknown_api_paths_answer_in_the_api_error_shape(client, settings):
+    settings.DEBUG = False
+    response = client.get("/api/v1/no-such-thing/")
+    assert response.status_code == 404
+    assert response.json()["code"] == "not_found"

@@ -7,16 +7,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import requests
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.resource import Resource
 
+from tests.fixtures.meshsim import MeshsimProcess
+
 from .conftest import NETWORKING, SECURITY, status_body, virtual_service
 
 VS = (NETWORKING, "v1", "bookinfo", "virtualservices")
-# CustomObjectsApi (kubernetes 35) always sends merge-patch+json and rejects _content_type:
-# JSON patches and server-side apply go through the DynamicClient.
+# CustomObjectsApi sends merge-patch+json unless given _content_type (kubernetes >= 36 only):
+# these tests send JSON patches through the DynamicClient, which works with any version.
 JSON_PATCH = "application/json-patch+json"
 
 
@@ -459,3 +462,59 @@ def test_crds_are_read_only(custom: client.CustomObjectsApi, api_client: client.
             "virtualservices.networking.istio.io"
         )
     assert raised.value.status == 405
+
+
+# raw HTTP errors -----------------------------------------------------------------------
+
+COLLECTION = "/apis/networking.istio.io/v1/namespaces/bookinfo/virtualservices"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "content_type", "data", "code", "reason"),
+    [
+        ("POST", COLLECTION, "application/json", "{not json", 400, "BadRequest"),
+        ("POST", COLLECTION, "text/plain", "x", 415, "UnsupportedMediaType"),
+        ("PATCH", COLLECTION + "/reviews", "application/merge-patch+json", "{", 400, "BadRequest"),
+        ("PATCH", COLLECTION + "/reviews", "text/plain", "{}", 415, "UnsupportedMediaType"),
+        ("PUT", COLLECTION, "application/json", "{}", 405, "MethodNotAllowed"),
+        ("POST", COLLECTION + "/reviews", "application/json", "{}", 405, "MethodNotAllowed"),
+        ("POST", "/apis/networking.istio.io/v1/virtualservices", "application/json", "{}", 405,
+         "MethodNotAllowed"),
+        ("DELETE", COLLECTION + "/reviews/status", "application/json", "", 405,
+         "MethodNotAllowed"),
+        ("GET", COLLECTION + "/reviews/scale", "application/json", "", 404, "NotFound"),
+        ("GET", "/openapi/v2", "application/json", "", 404, "NotFound"),
+    ],
+)  # fmt: skip
+def test_http_errors(
+    meshsim: MeshsimProcess,
+    method: str,
+    path: str,
+    content_type: str,
+    data: str,
+    code: int,
+    reason: str,
+) -> None:
+    response = requests.request(
+        method, meshsim.url + path, data=data, headers={"Content-Type": content_type}, timeout=10
+    )
+    assert response.status_code == code
+    body = response.json()
+    assert (body["kind"], body["status"], body["reason"], body["code"]) == (
+        "Status",
+        "Failure",
+        reason,
+        code,
+    )
+
+
+def test_yaml_body_is_accepted(meshsim: MeshsimProcess) -> None:
+    response = requests.post(
+        meshsim.url + COLLECTION,
+        data="apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+        "metadata: {name: ratings}\nspec: {hosts: [ratings]}\n",
+        headers={"Content-Type": "application/yaml"},
+        timeout=10,
+    )
+    assert response.status_code == 201
+    assert response.json()["spec"] == {"hosts": ["ratings"]}

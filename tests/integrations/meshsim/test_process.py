@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -158,6 +159,19 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
             assert int(later["metadata"]["resourceVersion"]) > int(saved["resourceVersion"])
     finally:
         assert second.stop() == 0
+
+
+def test_sigint_saves_and_exits_cleanly(tmp_path: Path) -> None:
+    state_file = tmp_path / "state.json"
+    server = start_meshsim(tmp_path, extra_args=["--state-file", str(state_file)])
+    server.proc.send_signal(signal.SIGINT)
+    assert server.proc.wait(10) == 0
+    saved = json.loads(state_file.read_text())
+    assert {obj["metadata"]["name"] for obj in saved["objects"] if obj["kind"] == "Namespace"} >= {
+        "bookinfo",
+        "shop",
+        "istio-system",
+    }
 
 
 def test_writes_are_saved_without_stopping(tmp_path: Path) -> None:
