@@ -133,7 +133,10 @@ def cmd_run(args: list[str]) -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         urls = {}
-        ports = {"staging": os.environ.get("MESHSIM_STAGING_PORT", "0"), "prod": os.environ.get("MESHSIM_PROD_PORT", "0")}
+        ports = {
+            "staging": os.environ.get("MESHSIM_STAGING_PORT", "18081"),
+            "prod": os.environ.get("MESHSIM_PROD_PORT", "18082"),
+        }
         for cluster, port in ports.items():
             ready = VAR / "run" / f"meshsim-{cluster}.url"
             ready.unlink(missing_ok=True)

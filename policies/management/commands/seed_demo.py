@@ -64,7 +64,10 @@ class Command(BaseCommand):
                     result = environment_import(environment=environment)
                 except ClusterError as exc:
                     raise CommandError(exc.message) from exc
-                self.stdout.write(f"imported {environment.name}: {result.seen} policies")
+                self.stdout.write(
+                    f"imported {environment.name}: {result.seen} objects, {result.new_revisions} new revisions, "
+                    f"{result.unchanged} unchanged"
+                )
 
     def _user(self, username: str, full_name: str, superuser: bool):
         first, _, last = full_name.partition(" ")
