@@ -55,3 +55,19 @@ class AuditAction(models.TextChoices):
     POLICY_LIVE_ABSENT = "policy.live_absent"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    DRAFT_CREATED = "draft.created"
+    DRAFT_UPDATED = "draft.updated"
+    DRAFT_DISCARDED = "draft.discarded"
+
+
+class DraftOperation(models.TextChoices):
+    """What applying a draft would do to its policy."""
+
+    CREATE = "create", "Create"
+    UPDATE = "update", "Update"
+    DELETE = "delete", "Delete"
+
+    @property
+    def color(self) -> str:
+        """The `mg-state-*` badge class suffix for this operation."""
+        return {"create": "ok", "update": "info", "delete": "error"}[self.value]

@@ -1,11 +1,10 @@
 """Demo organization: two environments on the simulated clusters, teams, users, imported policies."""
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management import call_command
+from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from policies.choices import ClusterAuth, Role
-from policies.exceptions import ClusterError
-from policies.services.imports import environment_import
 from policies.services.organization import environment_upsert, namespace_assign, team_member_set, team_upsert
 
 DEMO_PASSWORD = "meshgate-demo"
@@ -59,15 +58,7 @@ class Command(BaseCommand):
                 user = self._user(username, full_name, superuser)
                 team_member_set(team=teams[team], user=user, role=role)
         if not no_import:
-            for environment in environments:
-                try:
-                    result = environment_import(environment=environment)
-                except ClusterError as exc:
-                    raise CommandError(exc.message) from exc
-                self.stdout.write(
-                    f"imported {environment.name}: {result.seen} objects, {result.new_revisions} new revisions, "
-                    f"{result.unchanged} unchanged"
-                )
+            call_command("import_environment", *(env.name for env in environments), stdout=self.stdout)
 
     def _user(self, username: str, full_name: str, superuser: bool):
         first, _, last = full_name.partition(" ")

@@ -1,0 +1,571 @@
+"""API for validation, drafts and bundles of drafts.
+
+- `POST /validate`: validate text or uploaded files (archives too) against an environment; stores
+  nothing. A token with `read` scope suffices.
+- `/drafts/`: the caller's drafts (list, retrieve with fresh findings and the diff, create,
+  partial update, discard) and `POST /drafts/bundle/` to draft every object of a bundle at once.
+  Create and bundle accept an `Idempotency-Key` header.
+
+The views parse input, call one service or selector, and render; the rules are in
+`policies.services.drafts`.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import django_filters
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.db import IntegrityError
+from django.db.models import QuerySet
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status
+from rest_framework.decorators import action
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from policies import selectors
+from policies.api.serializers import ContentField
+from policies.bundles import MAX_BUNDLE_FILES, expand_bundle
+from policies.choices import DraftOperation
+from policies.diff import ObjectDiff
+from policies.exceptions import IdempotencyKeyReused, RequestTooLarge
+from policies.models import Draft, Environment, IdempotencyKey
+from policies.services.drafts import (
+    draft_discard,
+    draft_save,
+    draft_update_message,
+    drafts_from_bundle,
+)
+from policies.validation import Finding, Level
+from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
+from policies.validation.service import ValidationReport, validate_bundle, validate_text
+from portal.choices import TokenScope
+from portal.models import ApiToken
+from portal.permissions import TokenScopePermission
+
+MAX_REQUEST_BYTES = MAX_BUNDLE_BYTES + 2 * MIB  # the bundle limit plus room for JSON escaping and multipart framing
+IDEMPOTENCY_TTL = timedelta(hours=24)
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+# --- permissions ------------------------------------------------------------------------------
+
+class ReadScopePermission(TokenScopePermission):
+    """Authenticated; a token needs `read` even for POST (validation stores nothing)."""
+
+    def has_permission(self, request, view):
+        if not (request.user and request.user.is_authenticated):
+            return False
+        if isinstance(request.auth, ApiToken):
+            return request.auth.has_scope(TokenScope.READ)
+        return True
+
+
+# --- serializers ------------------------------------------------------------------------------
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField()
+    message = serializers.CharField()
+    details = serializers.DictField(help_text="For validation errors: field names, or `findings`.")
+
+
+class FindingSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable code, e.g. MG0302; explained at /docs/findings/<code>/.")
+    level = serializers.ChoiceField(choices=Level.choices)
+    message = serializers.CharField()
+    layer = serializers.CharField(help_text="parse, schema, semantic, dryrun or permission.")
+    file = serializers.CharField(allow_blank=True)
+    document = serializers.IntegerField(allow_null=True, help_text="Zero-based index of the YAML document in the file.")
+    line = serializers.IntegerField(allow_null=True, help_text="One-based line in the file.")
+    column = serializers.IntegerField(allow_null=True)
+    path = serializers.CharField(allow_blank=True, help_text="Field path, e.g. spec.http[0].route[1].weight.")
+    object = serializers.CharField(allow_blank=True, help_text="E.g. VirtualService bookinfo/reviews.")
+
+
+class RejectionDetailsSerializer(serializers.Serializer):
+    findings = FindingSerializer(many=True)
+
+
+class RejectionSerializer(ErrorSerializer):
+    details = RejectionDetailsSerializer()
+
+
+class EnvironmentField(serializers.SlugRelatedField):
+    default_error_messages = {
+        "does_not_exist": "no environment is named {value!r}",
+        "invalid": "give the environment's name",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("slug_field", "name")
+        kwargs.setdefault("help_text", "Name of the target environment, e.g. staging.")
+        super().__init__(**kwargs)
+
+    def get_queryset(self) -> QuerySet[Environment]:
+        return selectors.environment_list(user=self.context["request"].user)
+
+
+class ValidateTextSerializer(serializers.Serializer):
+    environment = EnvironmentField()
+    text = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="YAML or JSON, one or more documents.")
+    filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=255,
+                                     help_text="Shown as the file of findings.")
+    dry_run = serializers.BooleanField(default=False, help_text="Also ask the cluster's API server (dryRun=All).")
+
+
+class UploadField(serializers.ListField):
+    child = serializers.FileField(allow_empty_file=True)
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_empty", False)
+        kwargs.setdefault(
+            "help_text",
+            "Manifests (*.yaml, *.yml, *.json) or archives of a folder of them (.tar, .tar.gz, .tgz, .zip).",
+        )
+        super().__init__(**kwargs)
+
+
+class ValidateUploadSerializer(serializers.Serializer):
+    environment = EnvironmentField()
+    files = UploadField()
+    dry_run = serializers.BooleanField(default=False)
+
+
+class ValidatedDocumentSerializer(serializers.Serializer):
+    file = serializers.CharField(allow_blank=True)
+    index = serializers.IntegerField(help_text="Zero-based index of the YAML document in the file.")
+    kind = serializers.CharField(allow_blank=True)
+    namespace = serializers.CharField(allow_blank=True)
+    name = serializers.CharField(allow_blank=True)
+    line = serializers.IntegerField(help_text="Line where the object starts.")
+
+
+class ValidateResultSerializer(serializers.Serializer):
+    valid = serializers.BooleanField(help_text="True when no finding is an error.")
+    findings = FindingSerializer(many=True)
+    documents = ValidatedDocumentSerializer(many=True)
+
+
+class DiffChangeSerializer(serializers.Serializer):
+    path = serializers.CharField()
+    op = serializers.ChoiceField(choices=["added", "removed", "changed"])
+    old = serializers.JSONField(allow_null=True)
+    new = serializers.JSONField(allow_null=True)
+
+
+class DiffSummarySerializer(serializers.Serializer):
+    added = serializers.IntegerField()
+    removed = serializers.IntegerField()
+    changed = serializers.IntegerField()
+
+
+class DiffSerializer(serializers.Serializer):
+    summary = DiffSummarySerializer()
+    changes = DiffChangeSerializer(many=True)
+    unified = serializers.CharField(help_text="The YAML diff in unified format (current revision → draft).")
+
+
+class DraftSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:draft-detail")
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    policy = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
+                                                help_text="The policy this draft changes; null for a new one.")
+    base_revision = serializers.IntegerField(source="base_revision.number", read_only=True, allow_null=True,
+                                             help_text="The policy's current revision when the draft was started.")
+    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = Draft
+        fields = [
+            "id", "url", "environment", "kind", "namespace", "name", "operation", "policy", "base_revision",
+            "author", "message", "content_hash", "error_count", "warning_count", "created_at", "updated_at",
+        ]
+        read_only_fields = fields
+
+
+class DraftDetailSerializer(DraftSerializer):
+    content = ContentField(read_only=True, allow_null=True, help_text="The normalized object; null for a deletion.")
+    current_revision = serializers.SerializerMethodField(help_text="The policy's current revision number, if any.")
+    stale = serializers.SerializerMethodField(help_text="True when the policy moved on since the draft was started.")
+    valid = serializers.SerializerMethodField(help_text="True when no finding is an error.")
+    findings = serializers.SerializerMethodField(help_text="Findings of a validation run for this answer.")
+    diff = serializers.SerializerMethodField(help_text="The draft against the policy's current revision.")
+
+    class Meta(DraftSerializer.Meta):
+        fields = [*DraftSerializer.Meta.fields, "content", "source_text", "current_revision", "stale", "valid",
+                  "findings", "diff"]
+        read_only_fields = fields
+
+    def get_current_revision(self, draft: Draft) -> int | None:
+        current = draft.policy.current_revision if draft.policy_id else None
+        return current.number if current is not None else None
+
+    def get_stale(self, draft: Draft) -> bool:
+        current = draft.policy.current_revision_id if draft.policy_id else None
+        return current != draft.base_revision_id
+
+    @extend_schema_field(serializers.BooleanField())
+    def get_valid(self, draft: Draft) -> bool:
+        return not any(finding["level"] == Level.ERROR for finding in self._findings(draft))
+
+    @extend_schema_field(FindingSerializer(many=True))
+    def get_findings(self, draft: Draft) -> list[dict]:
+        return self._findings(draft)
+
+    @extend_schema_field(DiffSerializer())
+    def get_diff(self, draft: Draft) -> dict:
+        diff: ObjectDiff = self.context.get("diff") or selectors.draft_diff(draft=draft)
+        return diff.as_dict()
+
+    def _findings(self, draft: Draft) -> list[dict]:
+        findings = self.context.get("findings")
+        if findings is None:
+            report = selectors.draft_validation(draft=draft)
+            findings = [finding.as_dict() for finding in report.findings] if report is not None else []
+            self.context["findings"] = findings
+        return findings
+
+
+class DraftCreateSerializer(serializers.Serializer):
+    environment = EnvironmentField()
+    text = serializers.CharField(trim_whitespace=False, help_text="The object's YAML or JSON: exactly one object.")
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class DraftUpdateSerializer(serializers.Serializer):
+    text = serializers.CharField(required=False, trim_whitespace=False,
+                                 help_text="New text for the same object (kind, namespace and name cannot change).")
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500)
+
+    def validate(self, attrs):
+        if not attrs:
+            raise ValidationError("give `text`, `message` or both")
+        return attrs
+
+
+class BundleTextSerializer(serializers.Serializer):
+    environment = EnvironmentField()
+    text = serializers.CharField(trim_whitespace=False, help_text="YAML or JSON with one or more objects.")
+    filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class BundleUploadSerializer(serializers.Serializer):
+    environment = EnvironmentField()
+    files = UploadField()
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class DraftFilterSet(django_filters.FilterSet):
+    environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
+    namespace = django_filters.CharFilter()
+    kind = django_filters.CharFilter()
+    operation = django_filters.ChoiceFilter(choices=DraftOperation.choices)
+
+    class Meta:
+        model = Draft
+        fields = ["environment", "namespace", "kind", "operation"]
+
+
+# --- input helpers ------------------------------------------------------------------------------
+
+def request_data(request: Request) -> Any:
+    """`request.data`, refusing bodies over the limit before they are read, with a JSON 4xx."""
+    length = request.META.get("CONTENT_LENGTH") or "0"
+    try:
+        size = int(length)
+    except ValueError:
+        size = 0
+    if size > MAX_REQUEST_BYTES:
+        raise RequestTooLarge(
+            f"the request body is {size / MIB:.1f} MiB, more than the {MAX_REQUEST_BYTES // MIB} MiB accepted: "
+            "split the bundle into smaller ones",
+            extra={"limit_bytes": MAX_REQUEST_BYTES, "size_bytes": size},
+        )
+    try:
+        return request.data
+    except RequestDataTooBig as exc:
+        raise RequestTooLarge(
+            "a form field of the request is too large: send large manifests as files or as JSON",
+            extra={"limit_bytes": MAX_REQUEST_BYTES},
+        ) from exc
+    except TooManyFilesSent as exc:
+        raise ValidationError({"files": [
+            "too many files in one request: put the manifests in one archive (.tar.gz or .zip) instead"
+        ]}) from exc
+    except TooManyFieldsSent as exc:
+        raise ValidationError("too many form fields in one request") from exc
+
+
+def is_multipart(request: Request) -> bool:
+    return (request.content_type or "").startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
+
+
+def read_uploads(uploads) -> list[tuple[str, bytes]]:
+    """The uploaded files' names and bytes, refusing more than a bundle may hold before reading."""
+    total = sum(upload.size or 0 for upload in uploads)
+    if total > MAX_BUNDLE_BYTES:
+        raise RequestTooLarge(
+            f"the files are {total / MIB:.1f} MiB together, more than the {MAX_BUNDLE_BYTES // MIB} MiB a bundle "
+            "may hold: split the bundle into smaller ones",
+            extra={"limit_bytes": MAX_BUNDLE_BYTES, "size_bytes": total},
+        )
+    if len(uploads) > MAX_BUNDLE_FILES:
+        raise ValidationError({"files": [f"at most {MAX_BUNDLE_FILES} files per bundle"]})
+    return [(upload.name or f"file-{position + 1}", upload.read()) for position, upload in enumerate(uploads)]
+
+
+def report_body(report: ValidationReport, extra_findings: list[Finding] = ()) -> dict[str, Any]:
+    findings = [*extra_findings, *report.findings] if report is not None else list(extra_findings)
+    documents = report.documents if report is not None else []
+    return {
+        "valid": not any(_is_error(finding) for finding in findings),
+        "findings": [finding.as_dict() for finding in findings],
+        "documents": [
+            {"file": doc.file, "index": doc.index, "kind": doc.kind, "namespace": doc.namespace, "name": doc.name,
+             "line": doc.start_line}
+            for doc in documents
+        ],
+    }
+
+
+def _is_error(finding: Finding) -> bool:
+    return str(getattr(finding.level, "value", finding.level)) == Level.ERROR
+
+
+# --- idempotency --------------------------------------------------------------------------------
+
+def request_fingerprint(request: Request, payload: Any) -> str:
+    """What makes two requests 'the same': method, path and the body (files by their digest)."""
+    canonical = json.dumps(
+        {"method": request.method, "path": request.path, "body": payload},
+        sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def idempotent(request: Request, payload: Any, produce: Callable[[], Response]) -> Response:
+    """Runs `produce` once per (user, Idempotency-Key) within 24 hours and replays its answer.
+
+    Only successful answers are kept: after a refusal the client fixes the request and may retry
+    with the same key. The same key with a different request answers 422.
+    """
+    key = request.headers.get(IDEMPOTENCY_HEADER)
+    if key is None:
+        return produce()
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise ValidationError({IDEMPOTENCY_HEADER: ["1 to 255 printable ASCII characters, without spaces"]})
+    fingerprint = request_fingerprint(request, payload)
+    user = request.user
+    IdempotencyKey.objects.filter(user=user, key=key, created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
+    stored = IdempotencyKey.objects.filter(user=user, key=key).first()
+    if stored is None:
+        response = produce()
+        if not status.is_success(response.status_code):
+            return response
+        try:
+            IdempotencyKey.objects.create(
+                user=user, key=key, request_hash=fingerprint, response_status=response.status_code,
+                response_body=json.loads(json.dumps(response.data, default=str)),
+            )
+            return response
+        except IntegrityError:  # a concurrent request with the same key won: answer what it answered
+            stored = IdempotencyKey.objects.get(user=user, key=key)
+    if stored.request_hash != fingerprint:
+        raise IdempotencyKeyReused(
+            "idempotency key reused with a different request: use a new key for a new request",
+            extra={"key": key},
+        )
+    return Response(stored.response_body, status=stored.response_status, headers={"Idempotent-Replayed": "true"})
+
+
+def _upload_payload(data, uploads: list[tuple[str, bytes]], fields: tuple[str, ...]) -> dict[str, Any]:
+    return {
+        "fields": {name: data.get(name) for name in fields},
+        "files": [[name, hashlib.sha256(content).hexdigest()] for name, content in uploads],
+    }
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+ERRORS = {
+    status.HTTP_400_BAD_REQUEST: OpenApiResponse(ErrorSerializer, description="Invalid input; `details` names the field."),
+    status.HTTP_401_UNAUTHORIZED: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="The token lacks the scope."),
+    status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: OpenApiResponse(ErrorSerializer, description="Body over the limit."),
+}
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    description="Any unique string (e.g. a UUID). Resending the same request with the same key within 24 hours "
+    "returns the first answer without acting again; the same key with a different request answers 422.",
+)
+
+
+class ValidateView(APIView):
+    """Validate manifests against an environment. Stores nothing.
+
+    Send JSON `{"environment", "text", "filename", "dry_run"}`, or multipart with `environment`
+    and one or more `files` (manifests, or .tar/.tar.gz/.tgz/.zip archives of a folder of them).
+    """
+
+    permission_classes = [ReadScopePermission]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(
+        operation_id="validate",
+        request={"application/json": ValidateTextSerializer, "multipart/form-data": ValidateUploadSerializer},
+        responses={status.HTTP_200_OK: ValidateResultSerializer, **ERRORS},
+    )
+    def post(self, request: Request) -> Response:
+        data = request_data(request)
+        context = {"request": request}
+        if is_multipart(request):
+            params = ValidateUploadSerializer(data=data, context=context)
+            params.is_valid(raise_exception=True)
+            files, problems = expand_bundle(read_uploads(params.validated_data["files"]))
+            report = None
+            if files or not problems:
+                report = validate_bundle(
+                    environment=params.validated_data["environment"], files=files,
+                    dry_run=params.validated_data["dry_run"],
+                )
+            return Response(report_body(report, problems))
+        params = ValidateTextSerializer(data=data, context=context)
+        params.is_valid(raise_exception=True)
+        report = validate_text(**params.validated_data)
+        return Response(report_body(report))
+
+
+class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):
+    """Your drafts: proposed content for one policy each, mutable until submitted.
+
+    A draft is saved even when it has schema or cross-resource findings (they are returned with
+    it); text that does not parse, is not exactly one object, or is in a namespace your team does
+    not own is refused with its findings and nothing is stored. Discarding is DELETE.
+    """
+
+    filterset_class = DraftFilterSet
+    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[Draft]:
+        if self.action == "list":
+            return selectors.draft_list(user=self.request.user).defer("content", "source_text", "findings")
+        return selectors.draft_visible_list(user=self.request.user)
+
+    def get_serializer_class(self):
+        return DraftSerializer if self.action in ("list", "bundle") else DraftDetailSerializer
+
+    def _detail(self, draft: Draft, *, findings: list[dict] | None = None, status_code: int = 200) -> Response:
+        context = {**self.get_serializer_context(), "diff": selectors.draft_diff(draft=draft)}
+        if findings is not None:
+            context["findings"] = findings
+        return Response(DraftDetailSerializer(draft, context=context).data, status=status_code)
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return self._detail(self.get_object())
+
+    @extend_schema(
+        request=DraftCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            status.HTTP_201_CREATED: DraftDetailSerializer,
+            status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused: see findings."),
+            status.HTTP_403_FORBIDDEN: OpenApiResponse(RejectionSerializer, description="Not your namespace."),
+            status.HTTP_422_UNPROCESSABLE_ENTITY: OpenApiResponse(ErrorSerializer, description="Key reused."),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        """Save the one object in `text` as a draft (your existing draft for that object is updated)."""
+        params = DraftCreateSerializer(data=request_data(request), context=self.get_serializer_context())
+        params.is_valid(raise_exception=True)
+        values = params.validated_data
+
+        def produce() -> Response:
+            result = draft_save(
+                author=request.user, environment=values["environment"], text=values["text"], message=values["message"]
+            )
+            findings = [finding.as_dict() for finding in result.report.findings]
+            return self._detail(result.draft, findings=findings, status_code=status.HTTP_201_CREATED)
+
+        payload = {"environment": values["environment"].name, "text": values["text"], "message": values["message"]}
+        return idempotent(request, payload, produce)
+
+    @extend_schema(
+        request=DraftUpdateSerializer,
+        responses={
+            status.HTTP_200_OK: DraftDetailSerializer,
+            status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused: see findings."),
+            status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your draft."),
+        },
+    )
+    def partial_update(self, request: Request, *args, **kwargs) -> Response:
+        """Change a draft's text (same object only) and/or its message."""
+        draft = self.get_object()
+        params = DraftUpdateSerializer(data=request_data(request))
+        params.is_valid(raise_exception=True)
+        values = params.validated_data
+        if "text" in values:
+            result = draft_save(
+                author=request.user, environment=draft.environment, text=values["text"], draft=draft,
+                message=values.get("message"),
+            )
+            return self._detail(result.draft, findings=[finding.as_dict() for finding in result.report.findings])
+        return self._detail(draft_update_message(author=request.user, draft=draft, message=values["message"]))
+
+    def perform_destroy(self, instance: Draft) -> None:
+        draft_discard(actor=self.request.user, draft=instance)
+
+    @extend_schema(
+        request={"multipart/form-data": BundleUploadSerializer, "application/json": BundleTextSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            status.HTTP_201_CREATED: DraftSerializer(many=True),
+            status.HTTP_400_BAD_REQUEST: OpenApiResponse(
+                RejectionSerializer, description="`bundle_rejected`: every finding that blocks it; nothing stored."
+            ),
+            status.HTTP_403_FORBIDDEN: OpenApiResponse(RejectionSerializer, description="Not your namespace(s)."),
+            status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: OpenApiResponse(ErrorSerializer, description="Too large."),
+            status.HTTP_422_UNPROCESSABLE_ENTITY: OpenApiResponse(ErrorSerializer, description="Key reused."),
+        },
+    )
+    @action(detail=False, methods=["post"], url_path="bundle", pagination_class=None, filter_backends=[])
+    def bundle(self, request: Request) -> Response:
+        """Draft every object of a bundle: all of them, or none when any document is refused.
+
+        Multipart with `environment`, `message` and one or more `files` (manifests or archives of
+        a folder of them), or JSON `{"environment", "text", "message"}`.
+        """
+        data = request_data(request)
+        context = self.get_serializer_context()
+        if is_multipart(request):
+            params = BundleUploadSerializer(data=data, context=context)
+            params.is_valid(raise_exception=True)
+            files = read_uploads(params.validated_data["files"])
+            payload = _upload_payload(data, files, ("environment", "message"))
+        else:
+            params = BundleTextSerializer(data=data, context=context)
+            params.is_valid(raise_exception=True)
+            files = [(params.validated_data["filename"], params.validated_data["text"].encode())]
+            payload = {"environment": params.validated_data["environment"].name, "text": params.validated_data["text"],
+                       "filename": params.validated_data["filename"], "message": params.validated_data["message"]}
+        values = params.validated_data
+
+        def produce() -> Response:
+            drafts = drafts_from_bundle(
+                author=request.user, environment=values["environment"], files=files, message=values["message"]
+            )
+            return Response(DraftSerializer(drafts, many=True, context=context).data, status=status.HTTP_201_CREATED)
+
+        return idempotent(request, payload, produce)

@@ -1,0 +1,398 @@
+"""Drafts: an author's proposed content for one policy, saved from text, a bundle or a deletion.
+
+Every function here is one transaction that writes its audit row. Validation (which may read the
+cluster) runs before the transaction opens. What blocks a save: a parse-layer error (syntax, size,
+unsupported kind, bad apiVersion, name or namespace, duplicates), a text that is not exactly one
+object, or an author without a role in the team owning the namespace. Schema and cross-resource
+findings do not block: they are stored with the draft and shown to the author.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from policies import selectors
+from policies.bundles import expand_bundle
+from policies.choices import AuditAction, DraftOperation
+from policies.exceptions import ConflictError, DraftRejected, PermissionDeniedError
+from policies.models import Draft, Environment, NamespaceOwnership, Policy
+from policies.normalize import content_hash, normalize_object
+from policies.services.audit import audit_record
+from policies.validation import Finding, Level
+from policies.validation.parse import ParsedDocument
+from policies.validation.service import ValidationReport, validate_bundle, validate_text
+
+# Finding code for "not your namespace" (catalogue entry in policies.validation.codes).
+NOT_AN_AUTHOR = "MG0110"
+# Finding code for "an existing draft's text now names another object".
+IDENTITY_CHANGED = "MG0111"
+PERMISSION_LAYER = "permission"
+
+
+@dataclass(frozen=True)
+class DraftSaveResult:
+    draft: Draft
+    report: ValidationReport
+
+
+# --- saving text -------------------------------------------------------------------------------
+
+def draft_save(
+    *,
+    author: AbstractBaseUser,
+    environment: Environment,
+    text: str,
+    draft: Draft | None = None,
+    message: str | None = None,
+) -> DraftSaveResult:
+    """Creates or updates the author's draft for the one object in `text`.
+
+    Without `draft`, the author's existing draft for the same object (if any) is updated. With
+    `draft`, the text must describe the same object in the same environment, and only the draft's
+    author may save it. `message=None` keeps the draft's message. Raises `DraftRejected` (400,
+    or 403 for a namespace the author may not draft in) and stores nothing.
+    """
+    if draft is not None and draft.author_id != author.pk:
+        raise PermissionDeniedError("only the author of a draft can change it")
+    if draft is not None and draft.environment_id != environment.pk:
+        raise DraftRejected(
+            f"this draft is for environment {draft.environment.name}, not {environment.name}: "
+            "start a new draft for another environment",
+            findings=[],
+        )
+    report = validate_text(environment=environment, text=text)
+    blocking = blocking_findings(report.findings)
+    if blocking:
+        raise DraftRejected(_rejection_message(blocking, "the text cannot be saved as a draft"), findings=_dicts(blocking))
+    if len(report.documents) != 1:
+        lines = ", ".join(str(doc.start_line) for doc in report.documents)
+        raise DraftRejected(
+            f"a draft holds exactly one object, and this text holds {len(report.documents)} (at lines {lines}): "
+            "save each object as its own draft, or upload the text as a bundle",
+            findings=[],
+        )
+    (document,) = report.documents
+    if draft is not None and (draft.kind, draft.namespace, draft.name) != document.identity:
+        finding = Finding(
+            code=IDENTITY_CHANGED,
+            level=Level.ERROR,
+            message=(
+                f"this draft is for {draft.kind} {draft.namespace}/{draft.name}, but the text describes "
+                f"{document.label}: a draft keeps its object; start a new draft for another one"
+            ),
+            layer="parse",
+            **document.at(_identity_path(draft, document)),
+        )
+        raise DraftRejected(finding.message, findings=[finding.as_dict()])
+    denied = permission_findings(author=author, environment=environment, documents=[document])
+    if denied:
+        raise DraftRejected(denied[0].message, findings=_dicts(denied), status=403, code="permission_denied")
+
+    with transaction.atomic():
+        saved = _upsert(
+            author=author,
+            environment=environment,
+            document=document,
+            source_text=text,
+            findings=report.findings,
+            message=message,
+            draft=draft,
+        )
+    return DraftSaveResult(draft=saved, report=report)
+
+
+def draft_update_message(*, author: AbstractBaseUser, draft: Draft, message: str) -> Draft:
+    """Changes only the draft's message."""
+    if draft.author_id != author.pk:
+        raise PermissionDeniedError("only the author of a draft can change it")
+    with transaction.atomic():
+        locked = _lock(draft)
+        if locked.message == message:
+            return locked
+        before = {"message": locked.message}
+        locked.message = message
+        locked.updated_at = timezone.now()
+        locked.save(update_fields=["message", "updated_at"])
+        audit_record(
+            action=AuditAction.DRAFT_UPDATED, actor=author, obj=locked, environment=locked.environment.name,
+            before=before, after={"message": message},
+        )
+    return locked
+
+
+# --- deleting a policy -------------------------------------------------------------------------
+
+def draft_delete_policy(*, author: AbstractBaseUser, policy: Policy, message: str = "") -> Draft:
+    """A draft that deletes `policy`. Idempotent for an existing deletion draft; refused (409) when
+    the author already drafts other content for the policy."""
+    environment = policy.environment
+    if not selectors.user_may_author(user=author, environment=environment, namespace=policy.namespace):
+        raise PermissionDeniedError(_not_author_message(environment, policy.namespace))
+    if policy.current_revision_id is None:
+        raise ConflictError(f"{policy} has no revision: there is nothing to delete")
+    with transaction.atomic():
+        existing = (
+            Draft.objects.select_for_update()
+            .filter(author=author, environment=environment, kind=policy.kind, namespace=policy.namespace, name=policy.name)
+            .first()
+        )
+        if existing is not None and existing.operation != DraftOperation.DELETE:
+            raise ConflictError(
+                f"you already have a draft that changes {policy.kind} {policy.namespace}/{policy.name}: "
+                "discard it before drafting the deletion"
+            )
+        now = timezone.now()
+        if existing is not None:
+            before = _snapshot(existing)
+            existing.message = message or existing.message
+            existing.updated_at = now
+            existing.save(update_fields=["message", "updated_at"])
+            draft, action = existing, AuditAction.DRAFT_UPDATED
+        else:
+            before = None
+            draft = Draft.objects.create(
+                environment=environment, kind=policy.kind, namespace=policy.namespace, name=policy.name,
+                policy=policy, operation=DraftOperation.DELETE, content=None, source_text="", content_hash="",
+                base_revision_id=policy.current_revision_id, author=author, message=message,
+                created_at=now, updated_at=now,
+            )
+            action = AuditAction.DRAFT_CREATED
+        audit_record(
+            action=action, actor=author, obj=draft, environment=environment.name, before=before, after=_snapshot(draft)
+        )
+    return draft
+
+
+def draft_discard(*, actor: AbstractBaseUser, draft: Draft) -> None:
+    """Deletes a draft: its author, an admin of the owning team, or a superuser."""
+    if draft.author_id != actor.pk and not selectors.user_may_manage_drafts(
+        user=actor, environment=draft.environment, namespace=draft.namespace
+    ):
+        raise PermissionDeniedError("only the author of a draft (or an admin of the owning team) can discard it")
+    with transaction.atomic():
+        locked = Draft.objects.select_for_update().filter(pk=draft.pk).first()
+        if locked is None:
+            return  # already discarded: nothing to do
+        audit_record(
+            action=AuditAction.DRAFT_DISCARDED, actor=actor, obj=locked, environment=draft.environment.name,
+            before=_snapshot(locked),
+        )
+        locked.delete()
+
+
+# --- bundles -----------------------------------------------------------------------------------
+
+def drafts_from_bundle(
+    *,
+    author: AbstractBaseUser,
+    environment: Environment,
+    files: list[tuple[str, bytes]],
+    message: str = "",
+) -> list[Draft]:
+    """One draft per object of the bundle (plain files and archives), all or nothing.
+
+    Any parse-layer error, refused archive or namespace the author may not draft in, in any
+    document, raises `DraftRejected` (code `bundle_rejected`) listing every such finding with its
+    file, document and line, and nothing is stored. Otherwise each object updates the author's
+    draft for it, or creates one, in one transaction.
+    """
+    expanded, archive_findings = expand_bundle(files)
+    report = validate_bundle(environment=environment, files=expanded) if (expanded or not archive_findings) else None
+    documents = report.documents if report is not None else []
+    blocking = [*archive_findings, *blocking_findings(report.findings if report is not None else [])]
+    blocking += permission_findings(author=author, environment=environment, documents=documents)
+    if blocking:
+        only_permission = all(finding.layer == PERMISSION_LAYER for finding in blocking)
+        raise DraftRejected(
+            _rejection_message(blocking, "the bundle was refused and nothing was stored"),
+            findings=_dicts(blocking),
+            status=403 if only_permission else 400,
+            code="bundle_rejected",
+        )
+    texts = _decoded(expanded)
+    per_file: dict[str, int] = {}
+    for document in documents:
+        per_file[document.file] = per_file.get(document.file, 0) + 1
+    drafts = []
+    with transaction.atomic():
+        for document in documents:
+            drafts.append(_upsert(
+                author=author,
+                environment=environment,
+                document=document,
+                source_text=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
+                findings=report.for_document(document),
+                message=message or None,
+                draft=None,
+            ))
+    return drafts
+
+
+# --- shared -----------------------------------------------------------------------------------
+
+def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
+    """What stops a draft from being stored: errors of the parse layer."""
+    return [finding for finding in findings if finding.layer == "parse" and _is_error(finding)]
+
+
+def permission_findings(
+    *, author: AbstractBaseUser, environment: Environment, documents: Iterable[ParsedDocument]
+) -> list[Finding]:
+    """One finding per object in a namespace the author may not draft in."""
+    allowed: dict[str, bool] = {}
+    findings = []
+    for document in documents:
+        namespace = document.namespace
+        if namespace not in allowed:
+            allowed[namespace] = selectors.user_may_author(user=author, environment=environment, namespace=namespace)
+        if not allowed[namespace]:
+            findings.append(Finding(
+                code=NOT_AN_AUTHOR,
+                level=Level.ERROR,
+                message=_not_author_message(environment, namespace),
+                layer=PERMISSION_LAYER,
+                **document.at("metadata.namespace"),
+            ))
+    return findings
+
+
+def _upsert(
+    *,
+    author: AbstractBaseUser,
+    environment: Environment,
+    document: ParsedDocument,
+    source_text: str,
+    findings: Iterable[Finding],
+    message: str | None,
+    draft: Draft | None,
+) -> Draft:
+    kind, namespace, name = document.identity
+    policy = selectors.policy_for_identity(environment=environment, kind=kind, namespace=namespace, name=name)
+    if draft is not None:
+        draft = _lock(draft)
+    else:
+        draft = (
+            Draft.objects.select_for_update()
+            .filter(author=author, environment=environment, kind=kind, namespace=namespace, name=name)
+            .first()
+        )
+    now = timezone.now()
+    before = _snapshot(draft) if draft is not None else None
+    if draft is None:
+        draft = Draft(
+            environment=environment, kind=kind, namespace=namespace, name=name, author=author,
+            base_revision_id=policy.current_revision_id if policy is not None else None, created_at=now,
+        )
+    content = normalize_object(document.obj)
+    findings = list(findings)
+    draft.policy = policy
+    draft.operation = DraftOperation.UPDATE if policy is not None and policy.current_revision_id else DraftOperation.CREATE
+    draft.content = content
+    draft.source_text = source_text
+    draft.content_hash = content_hash(content)
+    if message is not None:
+        draft.message = message
+    draft.findings = _dicts(findings)
+    draft.error_count = sum(1 for finding in findings if _is_error(finding))
+    draft.warning_count = sum(1 for finding in findings if _level(finding) == Level.WARNING)
+    draft.updated_at = now
+    try:
+        with transaction.atomic():
+            draft.save()
+    except IntegrityError as exc:  # another request created the same draft a moment ago
+        raise ConflictError(
+            f"your draft for {document.label} was saved by another request at the same time: try again"
+        ) from exc
+    audit_record(
+        action=AuditAction.DRAFT_UPDATED if before is not None else AuditAction.DRAFT_CREATED,
+        actor=author,
+        obj=draft,
+        environment=environment.name,
+        before=before,
+        after=_snapshot(draft),
+    )
+    return draft
+
+
+def _lock(draft: Draft) -> Draft:
+    locked = Draft.objects.select_for_update().select_related("environment").filter(pk=draft.pk).first()
+    if locked is None:
+        raise ConflictError("the draft was discarded meanwhile")
+    return locked
+
+
+def _snapshot(draft: Draft) -> dict[str, Any]:
+    """What the audit log records of a draft: its identity and a hash of its content."""
+    return {
+        "operation": draft.operation,
+        "kind": draft.kind,
+        "namespace": draft.namespace,
+        "name": draft.name,
+        "policy": draft.policy_id,
+        "base_revision": draft.base_revision_id,
+        "content_hash": draft.content_hash,
+        "message": draft.message,
+    }
+
+
+def _identity_path(draft: Draft, document: ParsedDocument) -> str:
+    if draft.kind != document.kind:
+        return "kind"
+    if draft.namespace != document.namespace:
+        return "metadata.namespace"
+    return "metadata.name"
+
+
+def _not_author_message(environment: Environment, namespace: str) -> str:
+    owner = NamespaceOwnership.objects.filter(environment=environment, namespace=namespace).select_related("team").first()
+    who = f"team {owner.team.name}, which owns it" if owner else "its owning team (no team owns it yet)"
+    return (
+        f"you may not draft in namespace {namespace} of {environment.name}: only authors, approvers and admins "
+        f"of {who} can"
+    )
+
+
+def _rejection_message(findings: list[Finding], what: str) -> str:
+    first = findings[0]
+    where = ":".join(str(part) for part in (first.file, first.line) if part not in ("", None))
+    count = f"{len(findings)} problems" if len(findings) > 1 else "1 problem"
+    return f"{what} ({count}); first: {where + ': ' if where else ''}{first.message}"
+
+
+def _level(finding: Finding) -> str:
+    return str(getattr(finding.level, "value", finding.level))
+
+
+def _is_error(finding: Finding) -> bool:
+    return _level(finding) == Level.ERROR
+
+
+def _dicts(findings: Iterable[Finding]) -> list[dict[str, Any]]:
+    return [finding.as_dict() for finding in findings]
+
+
+def _decoded(files: list[tuple[str, bytes]]) -> dict[str, str]:
+    return {name: content.decode("utf-8", errors="replace").removeprefix("\ufeff") for name, content in files}
+
+
+def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
+    """The object's own text, as written: the whole file when it is the file's only object,
+    else its lines (separators trimmed); an item of a list is written out as YAML."""
+    if document.item is not None:
+        return yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True)
+    if alone:
+        return text
+    lines = text.splitlines(keepends=True)
+    chunk = lines[document.start_line - 1:max(document.end_line, document.start_line)]
+    separators = ("---", "...")
+    while chunk and (chunk[-1].strip() == "" or chunk[-1].startswith(separators)):
+        chunk.pop()
+    while chunk and (chunk[0].strip() == "" or chunk[0].startswith(separators)):
+        chunk.pop(0)
+    return "".join(chunk)
