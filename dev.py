@@ -66,15 +66,29 @@ def setup_python() -> None:
         stamp.write_text(_digest(source))
 
 
+def _frontend_digest() -> str:
+    """Digest of what the bundle is built from: the lock, package.json and frontend/."""
+    digest = hashlib.sha256()
+    sources = [ROOT / "package.json", ROOT / "package-lock.json", *sorted((ROOT / "frontend").rglob("*"))]
+    for path in (p for p in sources if p.is_file()):
+        digest.update(f"{path.relative_to(ROOT)}\0{_digest(path)}\0".encode())
+    return digest.hexdigest()
+
+
 def setup_node() -> None:
     stamp, source = ROOT / "node_modules" / ".meshgate-installed", ROOT / "package-lock.json"
-    if _up_to_date(stamp, source):
+    built, bundle = ROOT / "node_modules" / ".meshgate-built", ROOT / "static" / "build" / "editor.js"
+    if _up_to_date(stamp, source) and bundle.exists() and built.exists() and built.read_text() == _frontend_digest():
         return
     if not shutil.which("npm"):
         sys.exit("npm is needed for the front-end libraries (install Node.js 20+)")
-    say("installing front-end libraries (npm ci, from package-lock.json)")
-    run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
-    stamp.write_text(_digest(source))
+    if not _up_to_date(stamp, source):
+        say("installing front-end libraries (npm ci, from package-lock.json)")
+        run("npm", "ci", "--no-audit", "--no-fund", "--loglevel=error")
+        stamp.write_text(_digest(source))
+    say("building the editor bundle (npm run build, into static/build/)")
+    run("npm", "run", "--silent", "build")
+    built.write_text(_frontend_digest())
 
 
 def base_env(settings: str) -> dict:

@@ -6,7 +6,7 @@ from django.forms.models import model_to_dict
 from policies.models import AuditEvent, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
 from policies.services.audit import audit_record
 
-_SECRET_FIELDS = {"api_token"}
+_SECRET_FIELDS = {"api_token", "secret"}
 
 
 def _snapshot(obj) -> dict:
@@ -101,3 +101,88 @@ class AuditEventAdmin(ReadOnlyAdmin):
     list_display = ("sequence", "created_at", "actor_name", "action", "object_repr", "environment")
     list_filter = ("action", "environment")
     search_fields = ("object_repr", "actor_name", "request_id")
+
+
+# --- governance: guardrails, change windows, notifications ---------------------------------------
+
+from django import forms  # noqa: E402 - grouped with the registrations below
+
+from policies.models import (  # noqa: E402
+    ChangeWindow,
+    Guardrail,
+    GuardrailOverride,
+    NotificationChannel,
+    NotificationDelivery,
+    NotificationPreference,
+)
+
+
+@admin.register(Guardrail)
+class GuardrailAdmin(AuditedAdmin):
+    list_display = ("name", "enforcement", "builtin_key", "production_only", "enabled", "updated_at")
+    list_filter = ("enforcement", "enabled", "production_only")
+    search_fields = ("name", "description", "expression")
+    readonly_fields = ("builtin_key", "created_by", "created_at", "updated_at")
+
+    def save_model(self, request, obj, form, change):
+        if not change and obj.created_by_id is None:
+            obj.created_by = request.user
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(GuardrailOverride)
+class GuardrailOverrideAdmin(ReadOnlyAdmin):
+    list_display = ("guardrail", "subject_type", "subject_id", "admin", "created_at")
+    list_filter = ("guardrail",)
+    list_select_related = ("guardrail", "admin")
+
+
+@admin.register(ChangeWindow)
+class ChangeWindowAdmin(AuditedAdmin):
+    list_display = ("name", "environment", "kind", "weekdays", "start_time", "end_time", "end_weekday",
+                    "timezone", "starts_at", "ends_at", "enabled")
+    list_filter = ("environment", "kind", "enabled")
+    list_select_related = ("environment",)
+    fieldsets = (
+        (None, {"fields": ("environment", "name", "kind", "enabled")}),
+        ("Recurring", {"fields": ("weekdays", "start_time", "end_time", "end_weekday", "timezone"),
+                       "description": "Weekdays as a JSON list, 0 = Monday … 6 = Sunday, e.g. [0, 1, 2, 3, 4]."}),
+        ("One-off", {"fields": ("starts_at", "ends_at")}),
+    )
+
+
+class NotificationChannelAdminForm(forms.ModelForm):
+    """Never shows the stored webhook secret; a blank field keeps it."""
+
+    secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
+                             help_text="Webhook HMAC key. Leave blank to keep the current one.")
+
+    class Meta:
+        model = NotificationChannel
+        fields = "__all__"
+
+    def clean_secret(self) -> str:
+        return self.cleaned_data.get("secret") or (self.instance.secret if self.instance.pk else "")
+
+
+@admin.register(NotificationChannel)
+class NotificationChannelAdmin(AuditedAdmin):
+    form = NotificationChannelAdminForm
+    list_display = ("name", "kind", "team", "user", "enabled")
+    list_filter = ("kind", "enabled")
+    list_select_related = ("team", "user")
+    search_fields = ("name", "target")
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(AuditedAdmin):
+    list_display = ("user", "event", "muted")
+    list_filter = ("event", "muted")
+    list_select_related = ("user",)
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(ReadOnlyAdmin):
+    list_display = ("created_at", "event", "channel", "status", "attempts", "last_status_code", "delivered_at")
+    list_filter = ("status", "event")
+    list_select_related = ("channel",)

@@ -17,7 +17,8 @@ import tarfile
 import zipfile
 from dataclasses import dataclass, field
 
-from policies.validation import Finding, Level
+from policies.validation import Finding
+from policies.validation.codes import finding
 from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
 
 MAX_BUNDLE_FILES = 500
@@ -41,7 +42,7 @@ class _Refused(Exception):
 
 
 def _finding(code: str, message: str, file: str) -> Finding:
-    return Finding(code=code, level=Level.ERROR, message=message, layer="parse", file=file)
+    return finding(code, message, file=file)
 
 
 @dataclass

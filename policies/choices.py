@@ -58,6 +58,17 @@ class AuditAction(models.TextChoices):
     DRAFT_CREATED = "draft.created"
     DRAFT_UPDATED = "draft.updated"
     DRAFT_DISCARDED = "draft.discarded"
+    # governance: guardrails, change windows, notification channels
+    GUARDRAIL_CREATED = "guardrail.created"
+    GUARDRAIL_UPDATED = "guardrail.updated"
+    GUARDRAIL_OVERRIDDEN = "guardrail.overridden"
+    WINDOW_CREATED = "window.created"
+    WINDOW_UPDATED = "window.updated"
+    CHANNEL_CREATED = "notification_channel.created"
+    CHANNEL_UPDATED = "notification_channel.updated"
+    CHANNEL_DELETED = "notification_channel.deleted"
+    NOTIFICATION_PREFERENCE_SET = "notification_preference.set"
+    NOTIFICATION_TEST_SENT = "notification.test_sent"
 
 
 class DraftOperation(models.TextChoices):
@@ -71,3 +82,70 @@ class DraftOperation(models.TextChoices):
     def color(self) -> str:
         """The `mg-state-*` badge class suffix for this operation."""
         return {"create": "ok", "update": "info", "delete": "error"}[self.value]
+
+
+# --- governance: guardrails, change windows, notifications ---------------------------------
+
+
+class GuardrailEnforcement(models.TextChoices):
+    ADVISORY = "advisory", "Advisory"
+    SOFT_MANDATORY = "soft_mandatory", "Soft mandatory"
+    HARD_MANDATORY = "hard_mandatory", "Hard mandatory"
+
+    @property
+    def color(self) -> str:
+        return {"advisory": "info", "soft_mandatory": "warn", "hard_mandatory": "error"}[self.value]
+
+
+class GuardrailOutcome(models.TextChoices):
+    PASSED = "passed", "Passed"
+    FAILED = "failed", "Failed"
+    ERROR = "error", "Error"
+
+    @property
+    def color(self) -> str:
+        return {"passed": "ok", "failed": "error", "error": "warn"}[self.value]
+
+
+class WindowKind(models.TextChoices):
+    ALLOW = "allow", "Allow window"
+    FREEZE = "freeze", "Freeze"
+
+    @property
+    def color(self) -> str:
+        return {"allow": "ok", "freeze": "error"}[self.value]
+
+
+class NotificationEvent(models.TextChoices):
+    CHANGE_SUBMITTED = "change.submitted", "Change submitted"
+    CHANGE_REVIEW_REQUESTED = "change.review_requested", "Review requested"
+    CHANGE_COMMENTED = "change.commented", "Change commented"
+    CHANGE_APPROVED = "change.approved", "Change approved"
+    CHANGE_CHANGES_REQUESTED = "change.changes_requested", "Changes requested"
+    CHANGE_REJECTED = "change.rejected", "Change rejected"
+    CHANGE_STALE = "change.stale", "Change became stale"
+    ROLLOUT_STARTED = "rollout.started", "Rollout started"
+    ROLLOUT_STEP = "rollout.step", "Rollout step"
+    ROLLOUT_PAUSED = "rollout.paused", "Rollout paused"
+    ROLLOUT_PROMOTED = "rollout.promoted", "Rollout promoted"
+    ROLLOUT_ROLLED_BACK = "rollout.rolled_back", "Rollout rolled back"
+    ROLLOUT_FAILED = "rollout.failed", "Rollout failed"
+    DRIFT_DETECTED = "drift.detected", "Drift detected"
+    TEST = "notification.test", "Test notification"
+
+
+class NotificationChannelKind(models.TextChoices):
+    EMAIL = "email", "Email"
+    WEBHOOK = "webhook", "Webhook (HMAC-signed JSON)"
+    SLACK = "slack", "Slack incoming webhook"
+
+
+class DeliveryStatus(models.TextChoices):
+    PENDING = "pending", "Pending"
+    RETRYING = "retrying", "Retrying"
+    DELIVERED = "delivered", "Delivered"
+    FAILED = "failed", "Failed"
+
+    @property
+    def color(self) -> str:
+        return {"pending": "muted", "retrying": "warn", "delivered": "ok", "failed": "error"}[self.value]

@@ -100,7 +100,8 @@ class LiveSnapshot:
 
     def destination_rule_for(self, service: LiveService) -> dict[str, Any] | None:
         for (namespace, _name), content in sorted(self.destination_rules.items()):
-            if namespace == service.namespace and _same_host((content.get("spec") or {}).get("host", ""), service.name, namespace):
+            host = (content.get("spec") or {}).get("host", "")
+            if namespace == service.namespace and _same_host(host, service.name, namespace):
                 return content
         return None
 
@@ -151,8 +152,9 @@ def live_snapshot(*, user: AbstractBaseUser | AnonymousUser, environment: Enviro
             )
         )
     snapshot.services.sort(key=lambda s: (s.namespace, s.name))
-    snapshot.service_accounts = sorted({(p["namespace"], p["service_account"]) for p in inventory["pods"] if p["service_account"]})
-    snapshot.cluster_namespaces = sorted({s["namespace"] for s in inventory["services"]} | {p["namespace"] for p in inventory["pods"]})
+    pods = inventory["pods"]
+    snapshot.service_accounts = sorted({(p["namespace"], p["service_account"]) for p in pods if p["service_account"]})
+    snapshot.cluster_namespaces = sorted({s["namespace"] for s in inventory["services"]} | {p["namespace"] for p in pods})
     return snapshot
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import ROLE_RANK, Role
 from policies.models import Draft, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
@@ -59,7 +59,11 @@ def environment_list(*, user: User) -> QuerySet[Environment]:
 def team_list(*, user: User) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()
-    return Team.objects.prefetch_related("namespaces__environment")
+    members = Membership.objects.select_related("user").order_by("user__username")
+    return Team.objects.prefetch_related(
+        Prefetch("memberships", queryset=members),
+        Prefetch("namespaces", queryset=NamespaceOwnership.objects.select_related("environment")),
+    )
 
 
 def user_role_for_namespace(*, user: User, environment: Environment, namespace: str) -> Role | None:
@@ -101,7 +105,9 @@ def draft_list(*, user: User, environment: Environment | None = None) -> QuerySe
     """The user's own drafts, with environment, policy and author loaded."""
     if not user.is_authenticated:
         return Draft.objects.none()
-    drafts = Draft.objects.filter(author=user).select_related("environment", "policy__current_revision", "author")
+    drafts = Draft.objects.filter(author=user).select_related(
+        "environment", "policy__current_revision", "base_revision", "author"
+    )
     if environment is not None:
         drafts = drafts.filter(environment=environment)
     return drafts

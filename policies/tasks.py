@@ -31,3 +31,26 @@ def probe_clusters() -> dict:
     from policies.services.clusters import environment_probe
 
     return {env.name: environment_probe(environment=env) for env in Environment.objects.all()}
+
+
+@shared_task(bind=True, max_retries=None)
+def deliver_notification(self, delivery_id: int) -> str:
+    """One attempt at one notification delivery; the row decides whether another follows (with
+    exponential backoff) and when the delivery is given up."""
+    from policies.services.notifications import notification_deliver
+
+    outcome = notification_deliver(delivery_id=delivery_id)
+    if outcome.retry_in is not None:
+        raise self.retry(countdown=outcome.retry_in)
+    return str(outcome.status)
+
+
+@shared_task
+def retry_due_notifications() -> int:
+    """Periodic: re-enqueues deliveries whose next attempt is overdue (a lost or killed task)."""
+    from policies.services.notifications import notifications_due
+
+    due = notifications_due()
+    for delivery_id in due:
+        deliver_notification.delay(delivery_id)
+    return len(due)

@@ -1,7 +1,7 @@
 from django.urls import path
 from django.views.generic import RedirectView
 
-from policies import views
+from policies import draft_views, views
 
 app_name = "policies"
 urlpatterns = [
@@ -11,4 +11,9 @@ urlpatterns = [
     path("policies/<int:pk>/revisions/<int:number>/", views.revision_detail, name="revision-detail"),
     path("environments/", views.environments, name="environments"),
     path("environments/<int:pk>/import/", views.environment_import, name="environment-import"),
+    path("policies/<int:pk>/delete-draft/", draft_views.policy_delete_draft, name="policy-delete-draft"),
+    path("drafts/", draft_views.drafts, name="drafts"),
+    path("drafts/upload/", draft_views.draft_upload, name="draft-upload"),
+    path("drafts/<int:pk>/", draft_views.draft_detail, name="draft-detail"),
+    path("drafts/<int:pk>/discard/", draft_views.draft_discard_view, name="draft-discard"),
 ]

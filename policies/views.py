@@ -19,6 +19,7 @@ from django.views.decorators.http import require_POST, require_safe
 from policies import selectors
 from policies.choices import SECURITY_KINDS, LiveState, PolicyKind
 from policies.constants import CATALOG_PAGE_SIZE
+from policies.draft_views import policy_draft_actions
 from policies.filtersets import PolicyFilterSet
 from policies.models import Policy
 from policies.tasks import import_environment
@@ -95,6 +96,7 @@ def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 user=request.user, environment=policy.environment, namespace=policy.namespace
             ),
             "security_kinds": SECURITY_KINDS,
+            **policy_draft_actions(request, policy),
         },
     )
 

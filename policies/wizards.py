@@ -42,13 +42,23 @@ RETRY_ON = [
     ("resource-exhausted", "resource-exhausted (gRPC)"),
 ]
 NAMESPACE_WIDE = "*"
+# Bootstrap classes per widget type (`BoundField.widget_type`); anything else is a form-control.
+WIDGET_CLASSES = {
+    "select": "form-select form-select-sm",
+    "selectmultiple": "form-select form-select-sm",
+    "checkbox": "form-check-input",
+    "radioselect": "form-check-input",
+    "checkboxselectmultiple": "form-check-input",
+}
 
 
 def duration_field(label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP):
     return forms.CharField(
         label=label, required=required, initial=initial, max_length=16, help_text=help_text,
         validators=[RegexValidator(DURATION_RE, "Use a number and a unit: ms, s, m or h (e.g. 500ms, 2s).")],
-        widget=forms.TextInput(attrs={"placeholder": initial or "e.g. 2s", "autocomplete": "off", "spellcheck": "false"}),
+        widget=forms.TextInput(
+            attrs={"placeholder": initial or "e.g. 2s", "autocomplete": "off", "spellcheck": "false"}
+        ),
     )  # fmt: skip
 
 
@@ -78,13 +88,35 @@ def _grouped(items: list[tuple[str, str, str]]) -> list[tuple[str, list[tuple[st
     return list(groups.items())
 
 
+def _service_label(service: LiveService) -> str:
+    versions = ", ".join(service.versions)
+    return f"{service.name}  ({versions})" if versions else service.name
+
+
 def _object(kind: str, name: str, namespace: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": kind_info(kind).api_version,
-        "kind": kind,
+        "kind": str(kind),
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }
+
+
+TOP_LEVEL_ORDER = ("apiVersion", "kind", "metadata", "spec")
+# Below the top level keys are sorted (stored JSON keeps no reliable order across databases),
+# except these, which read best first: `- name: v1` then its labels, `host:` then the rest.
+LEADING_KEYS = ("name", "namespace", "host", "hosts")
+
+
+def readable_order(value: Any, *, top: bool = False) -> Any:
+    """An object's keys in the order people write them (a copy)."""
+    if isinstance(value, dict):
+        leading = TOP_LEVEL_ORDER if top else LEADING_KEYS
+        keys = [k for k in leading if k in value] + sorted(k for k in value if k not in leading)
+        return {k: readable_order(value[k]) for k in keys}
+    if isinstance(value, list):
+        return [readable_order(item) for item in value]
+    return copy.deepcopy(value)
 
 
 def _based_on(content: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -92,12 +124,12 @@ def _based_on(content: dict[str, Any] | None) -> dict[str, Any] | None:
     if not content:
         return None
     metadata = content.get("metadata") or {}
-    kept = {key: copy.deepcopy(metadata[key]) for key in ("name", "namespace", "labels", "annotations") if metadata.get(key)}
+    kept = {key: metadata[key] for key in ("name", "namespace", "labels", "annotations") if metadata.get(key)}
     return {
         "apiVersion": content.get("apiVersion") or "",
         "kind": content.get("kind") or "",
-        "metadata": kept,
-        "spec": copy.deepcopy(content.get("spec") or {}),
+        "metadata": readable_order(kept),
+        "spec": readable_order(content.get("spec") or {}),
     }
 
 
@@ -115,23 +147,34 @@ class WizardForm(forms.Form):
     )  # fmt: skip
 
     uses_service: ClassVar[bool] = True
+    # The form's other fields depend on the chosen service: the page reloads them when it changes.
+    refresh_on_service: ClassVar[bool] = False
 
     def __init__(self, *args: Any, snapshot: LiveSnapshot, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.snapshot = snapshot
         if self.uses_service:
             self.fields["service"] = self._service_field()
+            if not self.is_bound and not self.initial.get("service") and snapshot.services:
+                self.initial["service"] = snapshot.services[0].key
         self.order_fields(["service", *[f for f in self.fields if f not in ("service", "name")], "name"])
+        self.style_widgets()
+
+    def style_widgets(self) -> None:
+        for name, field in self.fields.items():
+            css = WIDGET_CLASSES.get(self[name].widget_type, "form-control form-control-sm")
+            current = field.widget.attrs.get("class", "")
+            if css not in current:
+                field.widget.attrs["class"] = f"{current} {css}".strip()
 
     # --- service selection ------------------------------------------------------------------
 
     def _service_field(self) -> forms.Field:
         if self.snapshot.services:
-            choices = _grouped([(s.namespace, s.key, s.name) for s in self.snapshot.services])
+            choices = _grouped([(s.namespace, s.key, _service_label(s)) for s in self.snapshot.services])
             return forms.ChoiceField(
                 label=self.service_label, choices=[("", "Choose a service…"), *choices], help_text=self.service_help,
-                widget=forms.Select(attrs={"class": "form-select"}),
-            )  # fmt: skip
+            )
         return forms.CharField(
             label=self.service_label, max_length=127,
             help_text="namespace/service, in a namespace your team owns (the cluster's services could not be listed).",
@@ -151,9 +194,17 @@ class WizardForm(forms.Form):
     def selected_service(self) -> LiveService | None:
         """The service the form is about, bound or not (dynamic fields depend on it)."""
         key = self.data.get(self.add_prefix("service")) if self.is_bound else self.initial.get("service")
-        if not key and not self.is_bound and self.snapshot.services:
-            key = self.snapshot.services[0].key
         return self.snapshot.service(key) if key else None
+
+    has_weights: ClassVar[bool] = False
+
+    def problems(self) -> list[str]:
+        """Every error as one line, prefixed with its field's label (for the preview)."""
+        lines = []
+        for name, errors in self.errors.items():
+            label = "" if name == "__all__" or name not in self.fields else f"{self.fields[name].label}: "
+            lines += [f"{label}{error}" for error in errors]
+        return lines
 
     # --- output -----------------------------------------------------------------------------
 
@@ -202,6 +253,8 @@ class VirtualServiceWizard(WizardForm):
 class TrafficShiftForm(VirtualServiceWizard):
     """Weights per subset on the service's default route, adding up to 100."""
 
+    refresh_on_service = True
+    has_weights = True
     service_help = "The weights apply to the subsets of this service's DestinationRule."
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -216,9 +269,12 @@ class TrafficShiftForm(VirtualServiceWizard):
             self.fields[field_name] = forms.IntegerField(
                 label=subset.name, min_value=0, max_value=100, initial=default,
                 help_text=", ".join(f"{k}={v}" for k, v in subset.labels) or "no labels",
-                widget=forms.NumberInput(attrs={"class": "form-control mg-weight", "inputmode": "numeric"}),
+                widget=forms.NumberInput(
+                    attrs={"class": "form-control form-control-sm mg-weight", "inputmode": "numeric"}
+                ),
             )  # fmt: skip
             self.weight_names.append(field_name)
+        self.style_widgets()
 
     def _current_weights(self, service: LiveService) -> dict[str, int]:
         content = self.snapshot.virtual_service_for(service)
@@ -269,7 +325,8 @@ class TrafficShiftForm(VirtualServiceWizard):
         if route is None:
             route = {}
             http.append(route)
-        port = next((r["destination"]["port"] for r in route.get("route") or [] if (r.get("destination") or {}).get("port")), None)
+        ports = [(r.get("destination") or {}).get("port") for r in route.get("route") or []]
+        port = next((p for p in ports if p), None)
         destinations = []
         for subset, weight in self.weighted():
             destination: dict[str, Any] = {"host": service.name, "subset": subset}
@@ -330,7 +387,8 @@ class FaultInjectionForm(VirtualServiceWizard):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not cleaned.get("delay") and cleaned.get("abort_status") is None and not {"delay", "abort_status"} & set(self.errors):
+        nothing = not cleaned.get("delay") and cleaned.get("abort_status") is None
+        if nothing and not {"delay", "abort_status"} & set(self.errors):
             self.add_error(None, "Inject a delay, an abort or both.")
         for field in ("delay_percentage", "abort_percentage"):
             if field in cleaned and cleaned[field] is None:
@@ -344,7 +402,9 @@ class FaultInjectionForm(VirtualServiceWizard):
         if data["delay"]:
             fault["delay"] = {"fixedDelay": data["delay"], "percentage": {"value": float(data["delay_percentage"])}}
         if data["abort_status"] is not None:
-            fault["abort"] = {"httpStatus": data["abort_status"], "percentage": {"value": float(data["abort_percentage"])}}
+            fault["abort"] = {
+                "httpStatus": data["abort_status"], "percentage": {"value": float(data["abort_percentage"])},
+            }
         for route in self.http_routes(obj):
             route["fault"] = fault
         return obj
@@ -355,6 +415,7 @@ class FaultInjectionForm(VirtualServiceWizard):
 
 class CircuitBreakerForm(WizardForm):
     kind = PolicyKind.DESTINATION_RULE
+    refresh_on_service = True
 
     max_connections = forms.IntegerField(label="Max TCP connections", min_value=1, initial=100)
     http1_max_pending_requests = forms.IntegerField(label="Max pending HTTP requests", min_value=1, initial=50)
@@ -488,12 +549,12 @@ class AccessForm(WorkloadWizard):
     )  # fmt: skip
     principals = forms.MultipleChoiceField(
         label="Calling workloads (service accounts)", required=False,
-        widget=forms.SelectMultiple(attrs={"size": 8, "class": "form-select"}),
+        widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Ctrl/Cmd-click to pick several.",
     )  # fmt: skip
     namespaces = forms.MultipleChoiceField(
         label="Or every workload of these namespaces", required=False,
-        widget=forms.SelectMultiple(attrs={"size": 4, "class": "form-select"}),
+        widget=forms.SelectMultiple(attrs={"size": 4}),
     )  # fmt: skip
     methods = forms.MultipleChoiceField(
         label="HTTP methods", required=False, choices=[(m, m) for m in HTTP_METHODS],
@@ -517,7 +578,8 @@ class AccessForm(WorkloadWizard):
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
-        if not cleaned.get("principals") and not cleaned.get("namespaces") and not {"principals", "namespaces"} & set(self.errors):
+        nobody = not cleaned.get("principals") and not cleaned.get("namespaces")
+        if nobody and not {"principals", "namespaces"} & set(self.errors):
             self.add_error("principals", "Choose at least one caller: a rule without a source matches everyone.")
         return cleaned
 
@@ -679,7 +741,9 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
         PolicyKind.DESTINATION_RULE: (host, {"host": host}),
         PolicyKind.GATEWAY: (f"{namespace}-gateway", {
             "selector": {"istio": "ingressgateway"},
-            "servers": [{"port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [f"{namespace}.example.com"]}],
+            "servers": [{
+                "port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [f"{namespace}.example.com"],
+            }],
         }),
         PolicyKind.SERVICE_ENTRY: ("external-api", {
             "hosts": ["api.example.com"],
@@ -696,7 +760,9 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
         PolicyKind.PEER_AUTHENTICATION: ("default", {"mtls": {"mode": "STRICT"}}),
         PolicyKind.REQUEST_AUTHENTICATION: (f"{host}-jwt", {
             "selector": selector,
-            "jwtRules": [{"issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/.well-known/jwks.json"}],
+            "jwtRules": [{
+                "issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/.well-known/jwks.json",
+            }],
         }),
     }  # fmt: skip
     name, spec = specs[kind]

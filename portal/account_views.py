@@ -10,6 +10,7 @@ from policies.exceptions import ApplicationError
 from portal import services
 from portal.forms import TokenCreateForm
 from portal.models import TOKEN_PREFIX, ApiToken
+from portal.selectors import token_list
 
 
 @login_required
@@ -33,7 +34,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     # The plaintext travels only in this response: it is in no session, message or row.
     context = {
         "form": form,
-        "tokens": ApiToken.objects.filter(user=request.user),
+        "tokens": token_list(user=request.user),
         "created": created,
         "plaintext": plaintext,
         "token_prefix": TOKEN_PREFIX,
@@ -44,7 +45,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(ApiToken, pk=pk, user=request.user)
+    token = get_object_or_404(token_list(user=request.user), pk=pk)
     services.token_revoke(token=token, actor=request.user)
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("account:tokens")

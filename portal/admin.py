@@ -1,6 +1,7 @@
-from django.contrib import admin
+from django.contrib import admin, messages
 
 from portal.models import ApiToken, TaskStat
+from portal.services import token_revoke
 
 
 @admin.register(ApiToken)
@@ -9,10 +10,20 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     list_display = ("name", "user", "key_id", "scopes", "enabled", "expires_at", "last_used_at")
     list_filter = ("enabled",)
-    readonly_fields = ("user", "name", "key_id", "scopes", "expires_at", "created_at", "last_used_at")
     fields = ("user", "name", "key_id", "scopes", "enabled", "expires_at", "created_at", "last_used_at")
+    readonly_fields = fields
+    actions = ["revoke"]
+
+    @admin.action(description="Revoke the selected tokens")
+    def revoke(self, request, queryset):
+        for token in queryset:
+            token_revoke(token=token, actor=request.user)
+        messages.success(request, f"{queryset.count()} token(s) revoked.")
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
 

@@ -19,6 +19,7 @@ from policies.models import Membership
 from portal.choices import TokenScope
 from portal.models import ApiToken
 from portal.permissions import TokenScopePermission
+from portal.selectors import token_list
 from portal.services import token_create, token_revoke
 
 DEFAULT_TOKEN_DAYS = min(30, settings.MESHGATE_API_TOKEN_MAX_DAYS)
@@ -146,7 +147,7 @@ class TokenViewSet(
     filter_backends: list = []
 
     def get_queryset(self) -> QuerySet[ApiToken]:
-        return ApiToken.objects.filter(user_id=self.request.user.pk)
+        return token_list(user=self.request.user)
 
     @extend_schema(request=TokenCreateSerializer, responses={status.HTTP_201_CREATED: TokenCreatedSerializer})
     def create(self, request: Request) -> Response:

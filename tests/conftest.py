@@ -10,7 +10,12 @@ from tests.factories import (
     make_policy,
 )
 
-pytest_plugins = ["tests.fixtures.meshsim", "tests.fixtures.worker", "tests.fixtures.browser"]
+pytest_plugins = [
+    "tests.fixtures.meshsim",
+    "tests.fixtures.prometheus",
+    "tests.fixtures.worker",
+    "tests.fixtures.browser",
+]
 
 
 @pytest.fixture

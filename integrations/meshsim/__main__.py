@@ -12,6 +12,7 @@ from .cluster import Cluster, ClusterConfig, SeedError
 from .crds import CrdFileError, locate_crd_file
 from .server import App, MeshsimServer
 from .store import write_atomically
+from .traffic import TrafficModel
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,6 +30,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--ready-file", type=Path, help="written with the URL once listening")
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
     parser.add_argument("--verbose", action="store_true", help="log every request to stderr")
+    parser.add_argument(
+        "--traffic",
+        action="store_true",
+        help="advance simulated traffic in real time (else only by POST /meshsim/traffic/advance)",
+    )
+    parser.add_argument(
+        "--traffic-seed", type=int, default=1, help="seed of the traffic model's random numbers"
+    )
     return parser
 
 
@@ -43,7 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         cluster = Cluster(config)
         cluster.start()
-        server = MeshsimServer((args.host, args.port), App(cluster, args.token), args.verbose)
+        traffic = TrafficModel(cluster, seed=args.traffic_seed)
+        app = App(cluster, args.token, traffic)
+        server = MeshsimServer((args.host, args.port), app, args.verbose)
     except (CrdFileError, SeedError, ValueError, OSError) as exc:
         print(f"meshsim {args.name}: {exc}", file=sys.stderr, flush=True)
         return 2
@@ -53,10 +64,13 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signum, lambda *_: stopping.set())
     thread = threading.Thread(target=server.serve_forever, name="meshsim-http", daemon=True)
     thread.start()
+    if args.traffic:
+        traffic.start()
     print(f"meshsim {args.name} listening on {server.url}", flush=True)
     if args.ready_file:
         write_atomically(args.ready_file, server.url)
     stopping.wait()
+    traffic.stop()
     server.shutdown()
     server.server_close()
     cluster.stop()

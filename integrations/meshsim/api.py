@@ -24,7 +24,7 @@ from .errors import ApiError, ErrorType, FieldError
 from .objectmeta import SYSTEM_FIELDS, name_errors, validate_metadata
 from .patches import PatchError, json_patch, merge_patch
 from .resources import NAMESPACES, ResourceType
-from .schema import validate_custom_object
+from integrations.kubernetes.structural import validate_custom_object
 from .selectors import parse_field_selector, parse_label_selector
 from .store import Obj, Store
 from .yamlio import load_document

@@ -7,7 +7,7 @@ from typing import Any
 
 from .errors import ErrorType, FieldError, invalid
 from .resources import NameRule
-from .schema import Outcome, json_type
+from integrations.kubernetes.structural import Outcome, json_type
 
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"

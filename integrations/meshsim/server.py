@@ -18,9 +18,12 @@ from .cluster import Cluster
 from .errors import REASONS_BY_CODE, ApiError
 from .faults import FaultSpecError
 from .resources import ResourceType
+from .traffic import TrafficModel, TrafficSpecError
 from .yamlio import load_document
 
 ADMIN_PREFIX = "/meshsim/"
+METRICS_PATH = "/metrics"
+METRICS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 OBJECT_TYPES = ["application/json", "application/yaml"]
 
 
@@ -40,8 +43,9 @@ class Request:
 @dataclass
 class Response:
     code: int
-    body: Any
+    body: Any  # JSON-encoded, except bytes (sent as they are, with ``content_type``)
     headers: list[tuple[str, str]] = field(default_factory=list)
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,18 @@ def _default_manager(user_agent: str) -> str:
 class App:
     """Maps requests to the cluster; every failure becomes a ``kind: Status`` body."""
 
-    def __init__(self, cluster: Cluster, token: str | None = None) -> None:
+    def __init__(
+        self, cluster: Cluster, token: str | None = None, traffic: TrafficModel | None = None
+    ) -> None:
         self.cluster = cluster
         self.token = token
+        self.traffic = traffic if traffic is not None else TrafficModel(cluster)
         self.server_address = ""
 
     def handle(self, request: Request) -> Response:
         try:
+            if request.path == METRICS_PATH:  # scraped by Prometheus: no token needed
+                return self._metrics(request)
             if request.path != "/meshsim/healthz" and not self._authorized(request):
                 raise errors.unauthorized()
             if request.path.startswith(ADMIN_PREFIX):
@@ -116,7 +125,9 @@ class App:
                 except ValueError as exc:
                     raise errors.bad_request(str(exc)) from exc
             case ("POST", "reset"):
-                return Response(200, {"objects": cluster.reset()})
+                objects = cluster.reset()
+                self.traffic.reset()
+                return Response(200, {"objects": objects})
             case ("GET", "faults"):
                 return Response(200, {"faults": cluster.faults.rules()})
             case ("POST", "faults"):
@@ -130,6 +141,49 @@ class App:
                 return Response(200, {"faults": []})
             case (_, "healthz" | "state" | "save" | "reset" | "faults"):
                 raise errors.method_not_allowed()
+            case (_, path) if path == "traffic" or path.startswith("traffic/"):
+                return self._traffic(request, path.removeprefix("traffic").strip("/"))
+        raise errors.unknown_path()
+
+    # traffic model (see traffic.py) -----------------------------------------
+
+    def _metrics(self, request: Request) -> Response:
+        if request.method != "GET":
+            raise errors.method_not_allowed()
+        return Response(200, self.traffic.render_metrics(), content_type=METRICS_TYPE)
+
+    def _traffic(self, request: Request, path: str) -> Response:
+        traffic = self.traffic
+        try:
+            match (request.method, path):
+                case ("GET", ""):
+                    return Response(200, traffic.summary())
+                case ("POST", "advance"):
+                    body = self._json_body(request) or {}
+                    return Response(
+                        200,
+                        traffic.advance(body.get("seconds") if isinstance(body, dict) else None),
+                    )
+                case ("POST", "reset"):
+                    traffic.reset()
+                    return Response(200, traffic.summary())
+                case ("POST", "rates"):
+                    return Response(200, traffic.set_rate(self._json_body(request)))
+                case ("GET", "faults"):
+                    return Response(200, {"faults": traffic.faults()})
+                case ("POST", "faults"):
+                    return Response(201, traffic.add_fault(self._json_body(request)))
+                case ("DELETE", "faults"):
+                    traffic.clear_faults()
+                    return Response(200, {"faults": []})
+                case ("DELETE", fault) if fault.startswith("faults/") and fault[7:].isdigit():
+                    if not traffic.remove_fault(int(fault[7:])):
+                        raise ApiError(404, "NotFound", f"traffic fault {fault[7:]} not found")
+                    return Response(200, {"faults": traffic.faults()})
+                case (_, "" | "advance" | "reset" | "rates" | "faults"):
+                    raise errors.method_not_allowed()
+        except TrafficSpecError as exc:
+            raise errors.bad_request(str(exc)) from exc
         raise errors.unknown_path()
 
     # kubernetes -----------------------------------------------------------
@@ -292,9 +346,12 @@ class _Handler(BaseHTTPRequestHandler):
         }
         headers = {key.lower(): value for key, value in self.headers.items()}
         response = self.server.app.handle(Request(self.command, url.path, query, headers, body))
-        payload = json.dumps(response.body).encode()
+        if isinstance(response.body, bytes):
+            payload = response.body
+        else:
+            payload = json.dumps(response.body).encode()
         self.send_response(response.code)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", response.content_type)
         self.send_header("Content-Length", str(len(payload)))
         self.send_header("Cache-Control", "no-cache, private")
         for name, value in response.headers:

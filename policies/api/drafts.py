@@ -102,6 +102,7 @@ class RejectionSerializer(ErrorSerializer):
     details = RejectionDetailsSerializer()
 
 
+@extend_schema_field(OpenApiTypes.STR)
 class EnvironmentField(serializers.SlugRelatedField):
     default_error_messages = {
         "does_not_exist": "no environment is named {value!r}",
@@ -462,7 +463,9 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     def get_queryset(self) -> QuerySet[Draft]:
         if self.action == "list":
-            return selectors.draft_list(user=self.request.user).defer("content", "source_text", "findings")
+            return selectors.draft_list(user=self.request.user).defer(
+                "content", "source_text", "findings", "base_revision__content", "policy__current_revision__content"
+            )
         return selectors.draft_visible_list(user=self.request.user)
 
     def get_serializer_class(self):

@@ -5,13 +5,13 @@ exactly as in the UI: another team's policy is absent from lists and answers 404
 """
 from collections.abc import Callable
 
-from django.db.models import F, Prefetch, QuerySet
+from django.db.models import F, QuerySet
 from rest_framework.generics import get_object_or_404
 from rest_framework.viewsets import ReadOnlyModelViewSet
 
 from policies.api import serializers
 from policies.filtersets import PolicyFilterSet
-from policies.models import Membership, PolicyRevision
+from policies.models import PolicyRevision
 from policies.selectors import environment_list, policy_list, policy_revisions, team_list
 
 
@@ -38,10 +38,6 @@ class TeamViewSet(SelectorViewSet):
     selector = staticmethod(team_list)
     serializer_class = serializers.TeamSerializer
     lookup_field = "slug"
-
-    def get_queryset(self) -> QuerySet:
-        members = Membership.objects.select_related("user").order_by("user__username")
-        return super().get_queryset().prefetch_related(Prefetch("memberships", queryset=members))
 
 
 class PolicyViewSet(SelectorViewSet):

@@ -1,18 +1,27 @@
 from policies.models.audit import AuditChainHead, AuditEvent
 from policies.models.draft import Draft
 from policies.models.environment import Environment
+from policies.models.guardrail import Guardrail, GuardrailOverride
 from policies.models.idempotency import IdempotencyKey
+from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
 from policies.models.team import Membership, NamespaceOwnership, Team
+from policies.models.window import ChangeWindow
 
 __all__ = [
     "AuditChainHead",
     "AuditEvent",
+    "ChangeWindow",
     "Draft",
     "Environment",
+    "Guardrail",
+    "GuardrailOverride",
     "IdempotencyKey",
     "Membership",
     "NamespaceOwnership",
+    "NotificationChannel",
+    "NotificationDelivery",
+    "NotificationPreference",
     "Policy",
     "PolicyRevision",
     "Team",

@@ -24,15 +24,15 @@ from policies.exceptions import ConflictError, DraftRejected, PermissionDeniedEr
 from policies.models import Draft, Environment, NamespaceOwnership, Policy
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
-from policies.validation import Finding, Level
+from policies.validation import Finding, Layer, Level
+from policies.validation.codes import finding as catalogued
 from policies.validation.parse import ParsedDocument
 from policies.validation.service import ValidationReport, validate_bundle, validate_text
 
-# Finding code for "not your namespace" (catalogue entry in policies.validation.codes).
-NOT_AN_AUTHOR = "MG0110"
-# Finding code for "an existing draft's text now names another object".
-IDENTITY_CHANGED = "MG0111"
-PERMISSION_LAYER = "permission"
+# Finding codes of drafts (catalogued in policies.validation.codes).
+NOT_AN_AUTHOR = "MG0110"  # not an author in the team owning the namespace
+IDENTITY_CHANGED = "MG0111"  # an existing draft's text now names another object
+PERMISSION_LAYER = Layer.PERMISSION
 
 
 @dataclass(frozen=True)
@@ -79,14 +79,10 @@ def draft_save(
         )
     (document,) = report.documents
     if draft is not None and (draft.kind, draft.namespace, draft.name) != document.identity:
-        finding = Finding(
-            code=IDENTITY_CHANGED,
-            level=Level.ERROR,
-            message=(
-                f"this draft is for {draft.kind} {draft.namespace}/{draft.name}, but the text describes "
-                f"{document.label}: a draft keeps its object; start a new draft for another one"
-            ),
-            layer="parse",
+        finding = catalogued(
+            IDENTITY_CHANGED,
+            f"this draft is for {draft.kind} {draft.namespace}/{draft.name}, but the text describes "
+            f"{document.label}: a draft keeps its object; start a new draft for another one",
             **document.at(_identity_path(draft, document)),
         )
         raise DraftRejected(finding.message, findings=[finding.as_dict()])
@@ -238,7 +234,7 @@ def drafts_from_bundle(
 
 def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
     """What stops a draft from being stored: errors of the parse layer."""
-    return [finding for finding in findings if finding.layer == "parse" and _is_error(finding)]
+    return [finding for finding in findings if finding.layer == Layer.PARSE and _is_error(finding)]
 
 
 def permission_findings(
@@ -248,16 +244,14 @@ def permission_findings(
     allowed: dict[str, bool] = {}
     findings = []
     for document in documents:
+        if not document.checkable:  # its identity is unusable: the parse layer already said why
+            continue
         namespace = document.namespace
         if namespace not in allowed:
             allowed[namespace] = selectors.user_may_author(user=author, environment=environment, namespace=namespace)
         if not allowed[namespace]:
-            findings.append(Finding(
-                code=NOT_AN_AUTHOR,
-                level=Level.ERROR,
-                message=_not_author_message(environment, namespace),
-                layer=PERMISSION_LAYER,
-                **document.at("metadata.namespace"),
+            findings.append(catalogued(
+                NOT_AN_AUTHOR, _not_author_message(environment, namespace), **document.at("metadata.namespace")
             ))
     return findings
 
@@ -389,10 +383,12 @@ def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
     if alone:
         return text
     lines = text.splitlines(keepends=True)
-    chunk = lines[document.start_line - 1:max(document.end_line, document.start_line)]
     separators = ("---", "...")
+    start = document.start_line - 1
+    # Comments right above the object (after the previous separator) belong to it.
+    while start > 0 and lines[start - 1].lstrip().startswith("#"):
+        start -= 1
+    chunk = lines[start:max(document.end_line, document.start_line)]
     while chunk and (chunk[-1].strip() == "" or chunk[-1].startswith(separators)):
         chunk.pop()
-    while chunk and (chunk[0].strip() == "" or chunk[0].startswith(separators)):
-        chunk.pop(0)
     return "".join(chunk)

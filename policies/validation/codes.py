@@ -1,9 +1,10 @@
 """The catalogue of finding codes: stable identifiers with a title, level, explanation and fix.
 
 Codes never change meaning once published; a retired check keeps its code unused. Numbering:
-MG00xx parse, MG01xx object identity, MG02xx schema, MG03xx VirtualService (MG0300: cluster state),
-MG04xx DestinationRule, MG05xx Gateway, MG06xx security kinds, MG07xx ServiceEntry,
-MG08xx Sidecar, MG09xx server dry-run. `reference` names the closest `istioctl analyze` / Kiali check.
+MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), MG02xx schema,
+MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
+MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run.
+`reference` names the closest `istioctl analyze` / Kiali check.
 """
 from __future__ import annotations
 
@@ -27,270 +28,290 @@ def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, f
     return Code(code, title, level, layer, explanation, fix, reference)
 
 
-E, W, I = Level.ERROR, Level.WARNING, Level.INFO
-P, S, X, D = Layer.PARSE, Layer.SCHEMA, Layer.SEMANTIC, Layer.DRYRUN
+# Short names keep the table below readable.
+ERR, WARN, INFO = Level.ERROR, Level.WARNING, Level.INFO
+PARSE, SCHEMA, CROSS, DRYRUN = Layer.PARSE, Layer.SCHEMA, Layer.SEMANTIC, Layer.DRYRUN
 
 _CODES = (
     # --- parse ---------------------------------------------------------------------------------
-    _code("MG0001", E, P, "File too large",
+    _code("MG0001", ERR, PARSE, "File too large",
           "A file, or the bundle as a whole, is larger than Meshgate accepts (10 MiB). It is refused "
           "without being read further.",
           "Split the bundle into smaller ones; an Istio object is rarely larger than a few KiB."),
-    _code("MG0002", E, P, "Binary file",
+    _code("MG0002", ERR, PARSE, "Binary file",
           "The file holds binary data (NUL bytes or many control characters), not YAML or JSON text.",
           "Upload the YAML or JSON text itself, not an archive, image or compiled file."),
-    _code("MG0003", E, P, "Not UTF-8",
+    _code("MG0003", ERR, PARSE, "Not UTF-8",
           "The file is not valid UTF-8 text. The finding gives the byte offset of the first invalid byte.",
           "Save the file as UTF-8 (without a UTF-16 byte-order mark)."),
-    _code("MG0004", E, P, "YAML or JSON syntax error",
+    _code("MG0004", ERR, PARSE, "YAML or JSON syntax error",
           "The text cannot be parsed. Objects in the file before the error were read; nothing after it.",
           "Correct the syntax at the line and column given (indentation, quotes, brackets, colons)."),
-    _code("MG0005", E, P, "Tab in indentation",
+    _code("MG0005", ERR, PARSE, "Tab in indentation",
           "YAML forbids tab characters in indentation.",
           "Indent with spaces only."),
-    _code("MG0006", E, P, "Duplicate key",
+    _code("MG0006", ERR, PARSE, "Duplicate key",
           "A mapping holds the same key twice. YAML parsers disagree on which value wins, so the API "
           "server refuses it.",
           "Keep one of the two entries, merging their content."),
-    _code("MG0007", E, P, "Document expands too much",
+    _code("MG0007", ERR, PARSE, "Document expands too much",
           "Through YAML anchors and aliases (or sheer size) the document expands to more values than "
           "Meshgate accepts, or an alias refers to itself. This is how 'billion laughs' attacks work.",
           "Write the values out instead of using anchors and aliases."),
-    _code("MG0008", E, P, "Nested too deeply",
+    _code("MG0008", ERR, PARSE, "Nested too deeply",
           "Mappings and lists are nested deeper than any Istio object needs.",
           "Check the indentation: an object this deep is almost always a mistake."),
-    _code("MG0009", E, P, "Document is not an object",
+    _code("MG0009", ERR, PARSE, "Document is not an object",
           "Each YAML document (or JSON value, or item of a list) must be a Kubernetes object: a mapping "
           "with apiVersion, kind, metadata and spec.",
           "Remove the stray value or wrap it in an object."),
-    _code("MG0010", E, P, "Document too large",
+    _code("MG0010", ERR, PARSE, "Document too large",
           "One document is larger than Meshgate accepts (1 MiB).",
           "Split the object; an Istio object is rarely larger than a few KiB."),
-    _code("MG0011", E, P, "Unsupported YAML construct",
+    _code("MG0011", ERR, PARSE, "Unsupported YAML construct",
           "The document uses a YAML feature with no JSON equivalent (a tag such as !!binary or !!set, or a "
           "list or mapping used as a key). Kubernetes objects are JSON.",
           "Use plain strings, numbers, booleans, lists and mappings."),
-    _code("MG0012", E, P, "Nothing to validate",
+    _code("MG0012", ERR, PARSE, "Nothing to validate",
           "The bundle holds no object.",
           "Add at least one Istio object."),
-    _code("MG0013", E, P, "Too many objects",
+    _code("MG0013", ERR, PARSE, "Too many objects",
           "The bundle holds more objects than Meshgate validates at once (5000).",
           "Split it into several bundles."),
+    # --- bundle archives (policies/bundles.py) --------------------------------------------------
+    _code("MG0020", ERR, PARSE, "Unsafe archive member",
+          "An archive member has an absolute path, points outside the folder ('..'), is a link or is not a "
+          "regular file. The whole archive is refused so that nothing is unpacked outside its place.",
+          "Pack only the manifest files, with relative paths, into the archive."),
+    _code("MG0021", ERR, PARSE, "Unreadable archive",
+          "The .zip / .tar(.gz) archive, or one of its members, cannot be read.",
+          "Create the archive again, or upload the manifests themselves."),
+    _code("MG0022", ERR, PARSE, "Too many files",
+          "The bundle (or archive) holds more files or entries than Meshgate accepts at once.",
+          "Bundle only the folder of manifests, or split it into several bundles."),
     # --- identity ------------------------------------------------------------------------------
-    _code("MG0101", E, P, "apiVersion or kind missing",
+    _code("MG0101", ERR, PARSE, "apiVersion or kind missing",
           "Every object needs apiVersion and kind to say what it is.",
           "Add e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`."),
-    _code("MG0102", E, P, "Unsupported kind",
+    _code("MG0102", ERR, PARSE, "Unsupported kind",
           "Meshgate manages VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, "
           "AuthorizationPolicy, PeerAuthentication and RequestAuthentication. Other kinds (EnvoyFilter, "
           "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
-    _code("MG0103", E, P, "Wrong apiVersion",
+    _code("MG0103", ERR, PARSE, "Wrong apiVersion",
           "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
           "serves (networking.istio.io: v1, v1beta1, v1alpha3; security.istio.io: v1, v1beta1).",
           "Use the group and version given in the message, preferably v1."),
-    _code("MG0104", E, P, "Invalid name",
+    _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "
           "'-' and '.', starting and ending with a letter or digit).",
           "Set a valid metadata.name."),
-    _code("MG0105", E, P, "Invalid namespace",
+    _code("MG0105", ERR, PARSE, "Invalid namespace",
           "metadata.namespace is missing (and no default namespace was given) or not a DNS-1123 label "
           "(at most 63 lower-case letters, digits and '-').",
           "Set metadata.namespace to the namespace the object belongs to."),
-    _code("MG0106", E, P, "Duplicate object",
+    _code("MG0106", ERR, PARSE, "Duplicate object",
           "Two objects in the bundle have the same kind, namespace and name; one would overwrite the other.",
           "Remove one of them or give it another name."),
+    # --- drafts (policies/services/drafts.py) ---------------------------------------------------
+    _code("MG0110", ERR, Layer.PERMISSION, "Not an author of the namespace",
+          "Only members of the team owning a namespace in the environment may draft its policies.",
+          "Ask the owning team to make the change, or to add you to the team."),
+    _code("MG0111", ERR, PARSE, "Draft names another object",
+          "A draft keeps the object it was started for; its text now describes another kind, namespace "
+          "or name.",
+          "Restore the original identity, or start a new draft for the other object."),
     # --- schema --------------------------------------------------------------------------------
-    _code("MG0201", E, S, "Invalid value",
+    _code("MG0201", ERR, SCHEMA, "Invalid value",
           "A field has the wrong type, a value outside its allowed set or range, or breaks a pattern of the "
           "CRD schema the cluster serves.",
           "Use a value of the type and form the message names."),
-    _code("MG0202", E, S, "Required field missing",
+    _code("MG0202", ERR, SCHEMA, "Required field missing",
           "The CRD schema requires this field.",
           "Add the field."),
-    _code("MG0203", E, S, "Unknown field",
+    _code("MG0203", ERR, SCHEMA, "Unknown field",
           "The CRD schema declares no such field; the API server would silently drop it, so the setting "
           "would have no effect. Usually a typo or a wrong indentation.",
           "Correct the field name (the message suggests the closest declared one) or its indentation."),
-    _code("MG0204", E, S, "Kind not served by the cluster",
+    _code("MG0204", ERR, SCHEMA, "Kind not served by the cluster",
           "The environment's cluster has no CRD for this kind (Istio not installed, or an old version).",
           "Install or upgrade Istio on the cluster, or target another environment."),
-    _code("MG0205", W, S, "Schema not checked",
+    _code("MG0205", WARN, SCHEMA, "Schema not checked",
           "The CRD schema could not be read from the environment's cluster, so fields were not checked. "
           "They will be checked again before approval and before rollout.",
           "Check the environment's cluster connection on its page, then validate again."),
     # --- cross-resource: context ---------------------------------------------------------------
-    _code("MG0300", W, X, "Cluster state not read",
+    _code("MG0300", WARN, CROSS, "Cluster state not read",
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "
           "that need them (hosts, ports, selectors, namespaces) were skipped.",
           "Check the environment's cluster connection on its page, then validate again."),
     # --- VirtualService ------------------------------------------------------------------------
-    _code("MG0301", E, X, "Destination host not found",
+    _code("MG0301", ERR, CROSS, "Destination host not found",
           "A route sends traffic to a host that is neither a Kubernetes Service nor a ServiceEntry host. "
           "Short names resolve in the VirtualService's namespace (`reviews` is "
           "`reviews.<namespace>.svc.cluster.local`); names with dots are taken as fully qualified, and "
           "hosts outside the cluster need a ServiceEntry. Requests to such a destination fail with 503.",
           "Correct the host, use the Service's full name for another namespace, or add a ServiceEntry.",
           "istioctl IST0101 ReferencedResourceNotFound; Kiali KIA1101"),
-    _code("MG0302", E, X, "Subset not defined",
+    _code("MG0302", ERR, CROSS, "Subset not defined",
           "A route names a subset that no DestinationRule for that host defines. Istio answers 503 "
           "(no healthy upstream) for it.",
           "Define the subset in the host's DestinationRule, or correct the subset name.",
           "istioctl IST0101; Kiali KIA1107"),
-    _code("MG0303", E, X, "Destination port not served",
+    _code("MG0303", ERR, CROSS, "Destination port not served",
           "The destination port is not one of the Service's ports.",
           "Use one of the ports the Service declares.",
           "Kiali KIA1107-like"),
-    _code("MG0304", W, X, "Destination port missing",
+    _code("MG0304", WARN, CROSS, "Destination port missing",
           "The Service has several ports and the destination names none; Istio then routes to whichever "
           "port the request arrived on, which is rarely what a multi-port service needs.",
           "Set destination.port.number."),
-    _code("MG0305", E, X, "Gateway not found",
+    _code("MG0305", ERR, CROSS, "Gateway not found",
           "The VirtualService binds to a Gateway that does not exist. A bare name means a Gateway in the "
           "VirtualService's namespace; use `namespace/name` for another one; `mesh` means the sidecars.",
           "Correct the reference or create the Gateway.",
           "istioctl IST0101; Kiali KIA1102"),
-    _code("MG0306", E, X, "Weights do not add up to 100",
+    _code("MG0306", ERR, CROSS, "Weights do not add up to 100",
           "When a route has more than one destination their weights must add up to 100 (a single "
           "destination may omit its weight). Istio itself normalises relative weights, but Meshgate requires "
           "percentages so that reviewers read the split the way the proxies apply it.",
           "Set a weight on every destination so that they add up to 100.",
           "Kiali KIA1104"),
-    _code("MG0307", W, X, "Route never used",
+    _code("MG0307", WARN, CROSS, "Route never used",
           "An earlier HTTP route has no match, so it takes every request, and this route is never reached.",
           "Move the catch-all route to the end of the list, or give it a match.",
           "Kiali KIA1106-like"),
-    _code("MG0308", W, X, "Match shadowed by an identical one",
+    _code("MG0308", WARN, CROSS, "Match shadowed by an identical one",
           "An earlier route has exactly the same match, so this one never receives the requests it describes.",
           "Remove the duplicate match or make it differ.",
           "Kiali KIA1106-like"),
-    _code("MG0309", W, X, "Host bound by two VirtualServices",
+    _code("MG0309", WARN, CROSS, "Host bound by two VirtualServices",
           "Two VirtualServices declare the same host for the same gateway (`mesh`, the sidecars, when no "
           "gateway is given). Istio then uses only one of them, and which one is not defined.",
           "Merge the routes into one VirtualService, or use delegation.",
           "istioctl IST0109 ConflictingMeshGatewayVirtualServiceHosts"),
-    _code("MG0310", E, X, "VirtualService has no hosts",
+    _code("MG0310", ERR, CROSS, "VirtualService has no hosts",
           "spec.hosts is empty and no other VirtualService delegates to this one, so it applies to nothing.",
           "List the hosts the routes apply to, or reference it from another VirtualService's `delegate`."),
-    _code("MG0311", W, X, "Regular expression not valid",
+    _code("MG0311", WARN, CROSS, "Regular expression not valid",
           "A regex match does not compile (checked with Python's engine as an approximation of the RE2 "
           "engine Envoy uses), or uses a construct RE2 lacks (lookaround, backreferences).",
           "Correct the expression; RE2 syntax is documented at github.com/google/re2/wiki/Syntax."),
     # --- DestinationRule -----------------------------------------------------------------------
-    _code("MG0401", W, X, "DestinationRule host not found",
+    _code("MG0401", WARN, CROSS, "DestinationRule host not found",
           "The host is neither a Kubernetes Service nor a ServiceEntry host, so the rule applies to nothing "
           "yet.",
           "Correct the host (short names resolve in the rule's namespace) or deploy the Service first.",
           "Kiali KIA0202"),
-    _code("MG0402", E, X, "Duplicate subset name",
+    _code("MG0402", ERR, CROSS, "Duplicate subset name",
           "Two subsets have the same name; routes to it would pick one at random.",
           "Give every subset a distinct name."),
-    _code("MG0403", W, X, "Subset selects no pod",
+    _code("MG0403", WARN, CROSS, "Subset selects no pod",
           "No running pod of the host's Service carries the subset's labels, so traffic routed to the "
           "subset fails with 503.",
           "Correct the labels, or deploy the version first.",
           "Kiali KIA0203"),
-    _code("MG0404", W, X, "Several DestinationRules for one host",
+    _code("MG0404", WARN, CROSS, "Several DestinationRules for one host",
           "More than one DestinationRule in the namespace applies to the same host; Istio merges them in an "
           "unspecified order, so conflicting settings are applied unpredictably.",
           "Keep one DestinationRule per host and namespace.",
           "istioctl IST0174-like"),
-    _code("MG0405", E, X, "mTLS conflict",
+    _code("MG0405", ERR, CROSS, "mTLS conflict",
           "A DestinationRule disables TLS towards workloads whose PeerAuthentication requires STRICT "
           "mutual TLS: they refuse the plain-text connections and every request fails.",
           "Use `tls.mode: ISTIO_MUTUAL` (or remove the tls setting), or relax the PeerAuthentication.",
           "istioctl IST0113 MTLSPolicyConflict"),
-    _code("MG0406", I, X, "mTLS disabled towards permissive workloads",
+    _code("MG0406", INFO, CROSS, "mTLS disabled towards permissive workloads",
           "A DestinationRule disables TLS towards workloads in PERMISSIVE mode: requests work but travel "
           "in plain text.",
           "Use `tls.mode: ISTIO_MUTUAL` unless plain text is intended."),
     # --- Gateway -------------------------------------------------------------------------------
-    _code("MG0501", E, X, "Gateway selector matches no pod",
+    _code("MG0501", ERR, CROSS, "Gateway selector matches no pod",
           "No pod in any namespace carries the Gateway's selector labels, so no gateway proxy serves it.",
           "Use the labels of the gateway deployment, e.g. `istio: ingressgateway`.",
           "istioctl IST0101 ReferencedResourceNotFound"),
-    _code("MG0502", E, X, "Conflicting Gateways",
+    _code("MG0502", ERR, CROSS, "Conflicting Gateways",
           "Another Gateway selects the same workloads and declares the same port and host; the proxy "
           "can serve only one of them.",
           "Merge the servers into one Gateway, or use different hosts or ports.",
           "istioctl IST0145 ConflictingGateways"),
-    _code("MG0503", W, X, "Credential on a non-TLS server",
+    _code("MG0503", WARN, CROSS, "Credential on a non-TLS server",
           "tls.credentialName is set on a server whose protocol is not HTTPS or TLS, so it is ignored.",
           "Set the port's protocol to HTTPS (or TLS), or remove the tls block."),
     # --- security kinds ------------------------------------------------------------------------
-    _code("MG0601", W, X, "Selector matches no workload",
+    _code("MG0601", WARN, CROSS, "Selector matches no workload",
           "No pod in the policy's namespace carries the selector's labels, so the policy applies to "
           "nothing (yet).",
           "Correct the labels, or deploy the workload first.",
           "istioctl IST0142-like; Kiali KIA0004"),
-    _code("MG0602", W, X, "Source namespace does not exist",
+    _code("MG0602", WARN, CROSS, "Source namespace does not exist",
           "The rule names a source namespace the cluster does not have, so that part of the rule never "
           "matches.",
           "Correct the namespace name.",
           "Kiali KIA0101"),
-    _code("MG0603", W, X, "Malformed principal",
+    _code("MG0603", WARN, CROSS, "Malformed principal",
           "Principals are SPIFFE identities without the `spiffe://` prefix, "
           "`<trust-domain>/ns/<namespace>/sa/<service-account>`, or `*`, optionally with one `*` at the "
           "start or the end. Other forms never match.",
           "Write the principal as e.g. `cluster.local/ns/bookinfo/sa/bookinfo-reviews`.",
           "Kiali KIA0102-like"),
-    _code("MG0604", W, X, "Principal in a namespace that does not exist",
+    _code("MG0604", WARN, CROSS, "Principal in a namespace that does not exist",
           "The principal names a namespace the cluster does not have, so it never matches.",
           "Correct the namespace in the principal.",
           "Kiali KIA0106"),
-    _code("MG0605", W, X, "Rule allows every request",
+    _code("MG0605", WARN, CROSS, "Rule allows every request",
           "An ALLOW policy has an empty rule `{}`, which matches every request, so the policy allows "
           "everything.",
           "Add from/to/when conditions to the rule, or remove it."),
-    _code("MG0606", I, X, "DENY policy without rules",
+    _code("MG0606", INFO, CROSS, "DENY policy without rules",
           "A DENY policy with no rules matches no request, so it denies nothing.",
           "Add rules, or use an ALLOW policy without rules to deny everything."),
-    _code("MG0607", E, X, "Port-level mTLS without selector",
+    _code("MG0607", ERR, CROSS, "Port-level mTLS without selector",
           "Istio accepts portLevelMtls only on a PeerAuthentication with a workload selector.",
           "Add `selector.matchLabels`, or move the setting to `mtls`."),
-    _code("MG0608", E, X, "Several namespace-wide PeerAuthentications",
+    _code("MG0608", ERR, CROSS, "Several namespace-wide PeerAuthentications",
           "More than one PeerAuthentication without selector in the same namespace (mesh-wide when the "
           "namespace is istio-system); Istio uses only the oldest.",
           "Keep one; put workload-specific settings in policies with a selector.",
           "istioctl IST0131-like"),
-    _code("MG0609", W, X, "JWKS not fetched over HTTPS",
+    _code("MG0609", WARN, CROSS, "JWKS not fetched over HTTPS",
           "jwksUri is not an https URL; keys fetched over plain HTTP can be tampered with.",
           "Use an https jwksUri."),
-    _code("MG0610", E, X, "JWT issuer missing",
+    _code("MG0610", ERR, CROSS, "JWT issuer missing",
           "A jwtRules entry has no issuer, so no token is ever accepted by it.",
           "Set `issuer` to the token issuer (the `iss` claim)."),
     # --- ServiceEntry --------------------------------------------------------------------------
-    _code("MG0701", E, X, "STATIC resolution without endpoints",
+    _code("MG0701", ERR, CROSS, "STATIC resolution without endpoints",
           "A ServiceEntry with `resolution: STATIC` needs endpoints (or a workloadSelector): there is "
           "nothing to send the traffic to.",
           "Add endpoints, a workloadSelector, or use `resolution: DNS`."),
-    _code("MG0702", E, X, "Wildcard host with DNS resolution",
+    _code("MG0702", ERR, CROSS, "Wildcard host with DNS resolution",
           "A wildcard host cannot be resolved through DNS when the ServiceEntry lists no endpoints.",
           "Use `resolution: NONE` for wildcard hosts, or list concrete hosts."),
     # --- Sidecar -------------------------------------------------------------------------------
-    _code("MG0801", E, X, "Several default Sidecars in a namespace",
+    _code("MG0801", ERR, CROSS, "Several default Sidecars in a namespace",
           "More than one Sidecar without workloadSelector in the same namespace; Istio's behaviour is "
           "then undefined.",
           "Keep one Sidecar without selector per namespace.",
           "istioctl IST0110-like"),
-    _code("MG0802", E, X, "Malformed egress host",
+    _code("MG0802", ERR, CROSS, "Malformed egress host",
           "Egress hosts are `namespace/dnsName`: the namespace is a name, `*`, `.` (the Sidecar's "
           "namespace) or `~` (none); dnsName is `*`, `*.suffix` or a DNS name.",
           "Write e.g. `./*`, `istio-system/*` or `*/api.example.com`."),
     # --- server dry-run ------------------------------------------------------------------------
-    _code("MG0901", E, D, "Rejected by the API server",
+    _code("MG0901", ERR, DRYRUN, "Rejected by the API server",
           "The cluster's API server rejected the object in a dry-run (nothing was stored): it breaks a "
           "rule the local checks do not know, e.g. a CEL rule or an admission webhook.",
           "Fix the field the message names."),
-    _code("MG0902", E, D, "Dry-run failed",
+    _code("MG0902", ERR, DRYRUN, "Dry-run failed",
           "The API server refused the dry-run for another reason: the namespace does not exist, the object "
           "changed meanwhile, or an internal error.",
           "Follow the server's message; retry when it was a transient error."),
-    _code("MG0903", W, D, "Dry-run not performed",
+    _code("MG0903", WARN, DRYRUN, "Dry-run not performed",
           "The cluster could not be reached (or refused Meshgate's credentials), so the server dry-run did "
           "not run. It runs again before rollout.",
           "Check the environment's cluster connection, then validate again."),
-    _code("MG0904", W, D, "Fields owned by another manager",
+    _code("MG0904", WARN, DRYRUN, "Fields owned by another manager",
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),

@@ -8,10 +8,11 @@ same identity. Its indexes are computed on first use.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from integrations.kubernetes import ClusterConfig, KubernetesError, list_namespaces, list_pods, list_services
 from policies.choices import PolicyKind
@@ -27,6 +28,7 @@ MESH_GATEWAY = "mesh"
 
 Identity = tuple[str, str, str]
 Labels = Mapping[str, str]
+T = TypeVar("T")
 
 
 # --- hosts ----------------------------------------------------------------------------------------
@@ -86,24 +88,33 @@ class LiveState:
 
 
 def read_live_state(cfg: ClusterConfig) -> LiveState:
-    """Namespaces, Services and Pods of the cluster, three list calls. Raises KubernetesError."""
-    namespaces = frozenset(_meta(item).get("name", "") for item in list_namespaces(cfg))
-    services = tuple(_service(item) for item in list_services(cfg))
-    workloads = tuple(
-        Workload(_meta(item).get("namespace", ""), _meta(item).get("name", ""), dict(_meta(item).get("labels") or {}))
-        for item in list_pods(cfg)
-    )
-    return LiveState(namespaces, services, workloads)
+    """Namespaces, Services and Pods of the cluster: three list calls, made concurrently.
+
+    Raises KubernetesError (the first one, when several calls fail).
+    """
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="meshgate-live-state") as pool:
+        namespaces, services, pods = (pool.submit(read, cfg) for read in (list_namespaces, list_services, list_pods))
+        return LiveState(
+            frozenset(_meta(item).get("name", "") for item in namespaces.result()),
+            tuple(_service(item) for item in services.result()),
+            tuple(_workload(item) for item in pods.result()),
+        )
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("metadata") or {}
 
 
+def _workload(item: dict[str, Any]) -> Workload:
+    meta = _meta(item)
+    return Workload(meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}))
+
+
 def _service(item: dict[str, Any]) -> Service:
     spec = item.get("spec") or {}
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
-    return Service(_meta(item).get("namespace", ""), _meta(item).get("name", ""), ports, dict(spec.get("selector") or {}))
+    meta = _meta(item)
+    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}))
 
 
 # --- Istio configuration --------------------------------------------------------------------------
@@ -157,6 +168,13 @@ class ValidationContext:
         self.objects: dict[Identity, MeshObject] = {}
         for obj in objects:
             self.objects[obj.identity] = obj
+        self._memo: dict[Hashable, Any] = {}
+
+    def memo(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """A value derived from the context, computed once per validation (for checks' own indexes)."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def get(self, kind: str, namespace: str, name: str) -> MeshObject | None:
         return self.objects.get((kind, namespace, name))
@@ -247,6 +265,14 @@ class ValidationContext:
         """The rules applying to a host: for it exactly, then by wildcard."""
         exact, wildcards = self._destination_rules
         return [*exact.get(host, []), *(rule for pattern, rule in wildcards if host_matches(pattern, host))]
+
+    def subsets_for(self, host: str) -> list[str]:
+        """The subset names the DestinationRules of a host define."""
+        return self.memo(("subsets", host), lambda: [
+            subset["name"] for rule in self.destination_rules_for(host)
+            for subset in (rule.spec.get("subsets") if isinstance(rule.spec.get("subsets"), list) else [])
+            if isinstance(subset, dict) and isinstance(subset.get("name"), str)
+        ])
 
     def destination_rules_exactly_for(self, host: str) -> list[MeshObject]:
         return self._destination_rules[0].get(host, [])

@@ -18,6 +18,7 @@ class Layer(models.TextChoices):
     SCHEMA = "schema", "Schema"
     SEMANTIC = "semantic", "Cross-resource"
     DRYRUN = "dryrun", "Server dry-run"
+    PERMISSION = "permission", "Permission"
 
 
 LAYER_ORDER = {layer.value: position for position, layer in enumerate(Layer)}
@@ -60,5 +61,7 @@ class Finding:
 
 def sort_findings(findings: list[Finding], files: list[str]) -> list[Finding]:
     """By file (in bundle order; bundle-wide findings first), document, line, column, layer."""
-    order = {name: position for position, name in reversed(list(enumerate(files)))}
+    order: dict[str, int] = {}
+    for position, name in enumerate(files):
+        order.setdefault(name, position)
     return sorted(findings, key=lambda finding: finding.sort_key(order))

@@ -128,9 +128,7 @@ def parse_bundle(
         documents.extend(parsed)
         findings.extend(problems)
     if len(documents) > limits.MAX_DOCUMENTS:
-        message = (f"the bundle holds {len(documents)} objects, more than the {limits.MAX_DOCUMENTS} Meshgate "
-                   "validates at once: split it into several bundles")
-        return [], [*findings, finding("MG0013", message)]
+        return [], [*findings, _too_many_documents("")]
     if not documents and not findings:
         findings.append(finding("MG0012", "the bundle holds no object: add at least one Istio object"))
     findings.extend(check_identities(documents, default_namespace=default_namespace))
@@ -140,10 +138,17 @@ def parse_bundle(
 def _too_large(files: list[tuple[str, bytes]], total: int) -> Finding:
     limit = _mib(limits.MAX_BUNDLE_BYTES)
     if len(files) == 1:
-        message = f"the file is {_mib(total)} large, more than the {limit} Meshgate accepts: split it into smaller files"
+        message = f"the file is {_mib(total)}, more than the {limit} Meshgate accepts: split it into smaller files"
         return finding("MG0001", message, file=files[0][0])
-    message = f"the bundle is {_mib(total)} large, more than the {limit} Meshgate accepts: split it into smaller bundles"
+    message = f"the bundle is {_mib(total)}, more than the {limit} Meshgate accepts: split it into smaller bundles"
     return finding("MG0001", message)
+
+
+def _too_many_documents(name: str) -> Finding:
+    what = "file" if name else "bundle"
+    message = (f"the {what} holds more than the {limits.MAX_DOCUMENTS} documents Meshgate validates at once: "
+               f"split it into several {what}s")
+    return finding("MG0013", message, file=name)
 
 
 def _mib(size: int) -> str:
@@ -159,6 +164,9 @@ def parse_file(name: str, content: bytes) -> tuple[list[ParsedDocument], list[Fi
     for index, node, error in _compose(name, text):
         if error is not None:
             findings.append(error)
+            break
+        if index >= limits.MAX_DOCUMENTS:
+            findings.append(_too_many_documents(name))
             break
         parsed, problems = _read_document(name, index, node)
         documents.extend(parsed)
@@ -233,9 +241,14 @@ def _syntax_error(name: str, text: str, index: int, exc: yaml.MarkedYAMLError) -
         if "\t" in indentation:
             where["column"] = indentation.index("\t") + 1
             return finding("MG0005", f"line {line} is indented with a tab: indent with spaces only", **where)
-    problem = " ".join(part for part in (exc.context, exc.problem) if part)
-    location = f" (line {line}, column {column})" if line is not None else ""
-    message = f"YAML/JSON syntax error{location}: {problem}; check the indentation, quotes and brackets there"
+    location = f" at line {line}, column {column}" if line is not None else ""
+    context = ""
+    if exc.context and exc.context_mark is not None and exc.context_mark is not mark:
+        context = f" ({exc.context} from line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
+    elif exc.context:
+        context = f" ({exc.context})"
+    message = (f"YAML/JSON syntax error{location}: {exc.problem}{context}; "
+               "check the indentation, quotes and brackets there")
     return finding("MG0004", message, **where)
 
 
@@ -356,7 +369,7 @@ class _Builder:
     def _scalar(self, node: ScalarNode, path: str) -> Any:
         tag = node.tag
         if tag == _STR:
-            if node.style is None and _GO_FLOAT.match(node.value):
+            if not node.style and _GO_FLOAT.match(node.value):  # plain, not quoted
                 number = float(node.value)
                 return int(number) if number.is_integer() else number
             return node.value

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integrations.kubernetes import KubernetesError, NotFound, read_crd_schema
-from integrations.meshsim.schema import validate_custom_object  # moves to integrations.kubernetes later
+from integrations.kubernetes.structural import validate_custom_object
 from policies.cluster import cluster_config
 from policies.models import Environment
 from policies.validation.cache import CrdSchema, Schema, SchemaCache

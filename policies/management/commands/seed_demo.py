@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from policies.choices import ClusterAuth, Role
+from policies.services.guardrails import seed_governance
 from policies.services.organization import environment_upsert, namespace_assign, team_member_set, team_upsert
 
 DEMO_PASSWORD = "meshgate-demo"
@@ -57,6 +58,7 @@ class Command(BaseCommand):
             for username, full_name, team, role, superuser in USERS:
                 user = self._user(username, full_name, superuser)
                 team_member_set(team=teams[team], user=user, role=role)
+            seed_governance()
         if not no_import:
             call_command("import_environment", *(env.name for env in environments), stdout=self.stdout)
 

@@ -38,7 +38,8 @@ def subset_names_distinct(obj: MeshObject, ctx: ValidationContext) -> Iterator[H
     for path, subset in entries(obj.spec, "subsets", "spec"):
         name = text(subset.get("name"))
         if name and name in first:
-            yield f"{path}.name", f"subset name {name!r} is already used by {first[name]}: give every subset a distinct name"
+            yield (f"{path}.name",
+                   f"subset name {name!r} is already used by {first[name]}: give every subset a distinct name")
         first.setdefault(name, path)
 
 
@@ -69,11 +70,13 @@ def one_rule_per_host(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         return
     others = [
         rule.ref for rule in ctx.destination_rules_exactly_for(host)
-        if rule.namespace == obj.namespace and rule.identity != obj.identity and not match_labels(rule, "workloadSelector")
+        if rule.namespace == obj.namespace and rule.identity != obj.identity
+        and not match_labels(rule, "workloadSelector")
     ]
     if others:
         yield ("spec.host", f"DestinationRule {', '.join(others)} also applies to {obj.spec['host']} in namespace "
-                            f"{obj.namespace}: Istio merges them in no defined order; keep one DestinationRule per host")
+                            f"{obj.namespace}, and Istio merges them in no defined order: keep one DestinationRule "
+                            "per host")
 
 
 # --- TLS against PeerAuthentication ---------------------------------------------------------------
@@ -135,12 +138,14 @@ def tls_not_disabled_towards_strict(obj: MeshObject, ctx: ValidationContext) -> 
 def strict_not_against_disabled_tls(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if mtls_mode_of(obj) != "STRICT":
         return
-    for rule in ctx.of_kind(DR):
-        for place in disabled_tls(rule, ctx):
-            if place.strict is not None and place.strict.identity == obj.identity:
-                yield ("spec.mtls.mode", f"STRICT mTLS breaks DestinationRule {rule.ref}, which disables TLS towards "
-                                         f"{place.target}: change that rule to ISTIO_MUTUAL first, or keep PERMISSIVE")
-                break
+    every_place = ctx.memo("disabled-tls", lambda: [
+        (rule, place) for rule in ctx.of_kind(DR) for place in disabled_tls(rule, ctx)
+    ])
+    for rule, place in every_place:
+        if place.strict is not None and place.strict.identity == obj.identity:
+            yield ("spec.mtls.mode", f"STRICT mTLS breaks DestinationRule {rule.ref}, which disables TLS towards "
+                                     f"{place.target}: change that rule to ISTIO_MUTUAL first, or keep PERMISSIVE")
+            return
 
 
 @check("MG0406", DR, needs_cluster=True)
@@ -150,4 +155,5 @@ def tls_disabled_towards_permissive(obj: MeshObject, ctx: ValidationContext) -> 
         if place.strict is None and permissive:
             policy = next((policy for policy in permissive if policy is not None), None)
             yield (place.path, f"tls.mode DISABLE sends plain text to {place.target}, which accepts it "
-                               f"({_policy_name(policy)} is PERMISSIVE): use ISTIO_MUTUAL unless plain text is intended")
+                               f"({_policy_name(policy)} is PERMISSIVE): use ISTIO_MUTUAL unless plain text is "
+                               "intended")

@@ -13,14 +13,14 @@ def unknown_host_message(host: str, namespace: str, ctx: ValidationContext, *, w
     resolved = fqdn(host, namespace)
     if "." not in host:
         return (f"{what} {host!r} is neither a Service in namespace {namespace} ({resolved}) nor a ServiceEntry "
-                f"host{_suggest(host, namespace, ctx)}; correct it, or write "
+                f"host{_suggest(host, namespace, ctx)}: correct it, or write "
                 f"<name>.<namespace>{SVC_SUFFIX} for a Service in another namespace")
     if resolved.endswith(SVC_SUFFIX):
         name, _, service_namespace = resolved.removesuffix(SVC_SUFFIX).partition(".")
         if not ctx.namespace_exists(service_namespace):
             return f"{what} {host!r} names namespace {service_namespace!r}, which does not exist: correct it"
         return (f"{what} {host!r}: there is no Service {name} in namespace {service_namespace}"
-                f"{_suggest(name, service_namespace, ctx)}; correct the host or deploy the Service first")
+                f"{_suggest(name, service_namespace, ctx)}: correct the host or deploy the Service first")
     name, _, rest = host.partition(".")
     if rest and "." not in rest and fqdn(name, rest) in ctx.services:
         return (f"{what} {host!r} is taken as a fully qualified name, which Istio does not expand: "

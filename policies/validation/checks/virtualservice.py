@@ -60,9 +60,9 @@ def subset_defined(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         host, subset = _resolved(obj, destination), text(destination.get("subset"))
         if not host or not subset or (ctx.live is not None and not ctx.host_exists(host)):
             continue  # an unknown host is reported once, by MG0301
-        rules = ctx.destination_rules_for(host)
-        defined = [text(item.get("name")) for rule in rules for _, item in entries(rule.spec, "subsets", "")]
+        defined = ctx.subsets_for(host)
         if subset not in defined:
+            rules = ctx.destination_rules_for(host)
             yield f"{path}.subset", _subset_message(destination["host"], host, subset, rules, defined)
 
 

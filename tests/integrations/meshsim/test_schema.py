@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from integrations.meshsim.schema import validate_custom_object
+from integrations.kubernetes.structural import validate_custom_object
 
 
 def _check(spec: Any, schema: dict[str, Any]) -> tuple[Any, list[tuple[str, str, str]], list[str]]:

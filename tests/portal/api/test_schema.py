@@ -17,6 +17,10 @@ EXPECTED_PATHS = {
     "/api/v1/me/": {"get"},
     "/api/v1/tokens/": {"get", "post"},
     "/api/v1/tokens/{key_id}/": {"get", "delete"},
+    "/api/v1/drafts/": {"get", "post"},
+    "/api/v1/drafts/{id}/": {"get", "patch", "delete"},
+    "/api/v1/drafts/bundle/": {"post"},
+    "/api/v1/validate": {"post"},
 }
 
 

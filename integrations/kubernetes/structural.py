@@ -5,8 +5,8 @@ and fields not declared in the schema are pruned (reported as unknown fields),
 then the value validations of kube-openapi are applied. Error texts follow
 go-openapi/kube-openapi (``<path> in body must be of type string: "integer"``).
 
-``x-kubernetes-validations`` (CEL rules) are deliberately NOT evaluated: meshsim
-has no CEL engine, so objects that only break a CEL rule are accepted.
+``x-kubernetes-validations`` (CEL rules) are deliberately NOT evaluated here, so objects
+that only break a CEL rule pass; a server dry-run against the real cluster catches them.
 Integer formats (int32, uint32, int64, double) are not range-checked, as in
 kube-openapi (Istio declares ``format: int32`` on fields whose maximum is
 4294967295); only string formats (date-time, byte) are checked, loosely.
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from .errors import ErrorType, FieldError, invalid, not_supported, required
+from integrations.kubernetes.fielderrors import ErrorType, FieldError, invalid, not_supported, required
 
 Schema = dict[str, Any]
 

@@ -1,0 +1,208 @@
+"""Demo fallback: the two built-in analysis metrics straight from meshsim's ``/metrics``.
+
+Used when no Prometheus is installed. ``MeshsimMetricsProvider`` has the same methods as
+``client.PrometheusMetrics`` (``request_success_rate`` and ``request_latency_p99``, same
+keyword arguments and meanings) but computes them from two scrapes of meshsim's
+``/metrics``: the fresh one and the oldest kept scrape inside the interval. With no
+earlier scrape it scrapes, waits ``bootstrap_wait_s`` and scrapes again. Counter resets
+(meshsim reset) are handled like Prometheus does; ``p99`` uses Prometheus'
+``histogram_quantile`` interpolation. Only the two built-in queries are answered; custom
+PromQL needs a real Prometheus. Results match Prometheus' within sampling noise, not
+exactly (Prometheus extrapolates ``rate`` to the window edges and ignores series with a
+single sample in the window).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import requests
+from prometheus_client.parser import text_string_to_metric_families
+
+from integrations.prometheus.client import DEFAULT_INTERVAL, interval_seconds
+from integrations.prometheus.exceptions import PrometheusError, PrometheusUnavailable
+
+REQUESTS = "istio_requests_total"
+BUCKETS = "istio_request_duration_milliseconds_bucket"
+Labels = frozenset[tuple[str, str]]
+
+
+@dataclass
+class Scrape:
+    """Counters of one scrape (reporter="destination" only), keyed by their label sets."""
+
+    at: float
+    requests: dict[Labels, float] = field(default_factory=dict)
+    buckets: dict[Labels, float] = field(default_factory=dict)  # labels include "le"
+
+
+def parse_scrape(text: str, at: float) -> Scrape:
+    scrape = Scrape(at)
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("reporter") != "destination":
+                continue
+            if sample.name == REQUESTS:
+                scrape.requests[frozenset(sample.labels.items())] = sample.value
+            elif sample.name == BUCKETS:
+                scrape.buckets[frozenset(sample.labels.items())] = sample.value
+    return scrape
+
+
+def _increase(new: dict[Labels, float], old: dict[Labels, float]) -> dict[Labels, float]:
+    """Per series increase between two scrapes; a drop is a counter reset."""
+    result = {}
+    for labels, value in new.items():
+        before = old.get(labels, 0.0)
+        result[labels] = value - before if value >= before else value
+    return result
+
+
+def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
+    """Prometheus' ``histogram_quantile`` over cumulative (upper bound, count) buckets."""
+    ordered = sorted(buckets)
+    if len(ordered) < 2 or not math.isinf(ordered[-1][0]):
+        return math.nan
+    monotonic, highest = [], 0.0
+    for bound, count in ordered:  # ensureMonotonic
+        highest = max(highest, count)
+        monotonic.append((bound, highest))
+    observations = monotonic[-1][1]
+    if observations == 0 or math.isnan(q):
+        return math.nan
+    if q < 0:
+        return -math.inf
+    if q > 1:
+        return math.inf
+    rank = q * observations
+    index = next(i for i, (_, count) in enumerate(monotonic) if count >= rank)
+    if index == len(monotonic) - 1:
+        return monotonic[-2][0]
+    if index == 0 and monotonic[0][0] <= 0:
+        return monotonic[0][0]
+    start, end, count = 0.0, monotonic[index][0], monotonic[index][1]
+    if index > 0:
+        start = monotonic[index - 1][0]
+        count -= monotonic[index - 1][1]
+        rank -= monotonic[index - 1][1]
+    return start + (end - start) * (rank / count)
+
+
+class MeshsimMetricsProvider:
+    """``MetricsProvider`` reading meshsim's ``/metrics`` directly (no Prometheus)."""
+
+    def __init__(
+        self,
+        meshsim_url: str,
+        *,
+        token: str | None = None,
+        timeout: float = 5.0,
+        bootstrap_wait_s: float = 2.0,
+        keep_s: float = 3600.0,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self.url = f"{meshsim_url.rstrip('/')}/metrics"
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.timeout = timeout
+        self.bootstrap_wait_s = bootstrap_wait_s
+        self.keep_s = keep_s
+        self._clock = clock
+        self._sleep = sleep
+        self._scrapes: deque[Scrape] = deque()
+
+    def scrape(self) -> Scrape:
+        """Read ``/metrics`` now and keep the result (scrapes older than ``keep_s`` go)."""
+        try:
+            response = requests.get(self.url, headers=self.headers, timeout=self.timeout)
+        except requests.RequestException as exc:
+            raise PrometheusUnavailable(
+                f"cannot reach meshsim metrics at {self.url}: {exc}"
+            ) from exc
+        if response.status_code != 200:
+            raise PrometheusUnavailable(
+                f"meshsim metrics at {self.url} answered {response.status_code}",
+                status=response.status_code,
+            )
+        try:
+            scrape = parse_scrape(response.text, self._clock())
+        except ValueError as exc:
+            raise PrometheusError(f"cannot parse {self.url}: {exc}") from exc
+        self._scrapes.append(scrape)
+        while self._scrapes and scrape.at - self._scrapes[0].at > self.keep_s:
+            self._scrapes.popleft()
+        return scrape
+
+    def _window(self, interval: str) -> tuple[Scrape, Scrape] | None:
+        seconds = interval_seconds(interval)
+        current = self.scrape()
+        earlier = [s for s in self._scrapes if s is not current and current.at - s.at <= seconds]
+        if not earlier and self.bootstrap_wait_s > 0:
+            self._sleep(self.bootstrap_wait_s)
+            previous, current = current, self.scrape()
+            earlier = [previous]
+        return (earlier[0], current) if earlier else None
+
+    @staticmethod
+    def _selected(
+        labels: Labels, namespace: str, service: str, version: str | None, canary: bool | None
+    ) -> bool:
+        found = dict(labels)
+        if version is not None and canary is not None:
+            raise ValueError("select by version or by canary, not both")
+        return (
+            found.get("destination_service_namespace") == namespace
+            and found.get("destination_service_name") == service
+            and (version is None or found.get("destination_version") == version)
+            and (
+                canary is None or found.get("destination_canary") == ("true" if canary else "false")
+            )
+        )
+
+    def request_success_rate(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        version: str | None = None,
+        canary: bool | None = None,
+        interval: str = DEFAULT_INTERVAL,
+    ) -> float | None:
+        """Share of non-5xx answers in [0, 1], or None without requests in the interval."""
+        window = self._window(interval)
+        if window is None:
+            return None
+        old, new = window
+        total = ok = 0.0
+        for labels, increase in _increase(new.requests, old.requests).items():
+            if self._selected(labels, namespace, service, version, canary):
+                total += increase
+                code = dict(labels).get("response_code", "")
+                ok += 0.0 if (len(code) == 3 and code.startswith("5")) else increase
+        return ok / total if total > 0 else None
+
+    def request_latency_p99(
+        self,
+        *,
+        namespace: str,
+        service: str,
+        version: str | None = None,
+        canary: bool | None = None,
+        interval: str = DEFAULT_INTERVAL,
+    ) -> float | None:
+        """99th percentile duration in ms (bucket interpolation), or None without requests."""
+        window = self._window(interval)
+        if window is None:
+            return None
+        old, new = window
+        by_bound: dict[float, float] = {}
+        for labels, increase in _increase(new.buckets, old.buckets).items():
+            if self._selected(labels, namespace, service, version, canary):
+                bound = float(dict(labels)["le"])
+                by_bound[bound] = by_bound.get(bound, 0.0) + increase
+        value = bucket_quantile(0.99, by_bound.items())
+        return None if math.isnan(value) else value

@@ -1,0 +1,49 @@
+"""Sidecar: one default per namespace, and egress hosts in `namespace/dnsName` form."""
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+from policies.choices import PolicyKind
+from policies.validation.checks.base import Hit, check, entries, strings
+from policies.validation.context import MeshObject, ValidationContext, match_labels
+
+SIDECAR = PolicyKind.SIDECAR
+SPECIAL_NAMESPACES = frozenset({"*", ".", "~"})
+NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_NAME = re.compile(r"^[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*$")
+
+
+@check("MG0801", SIDECAR)
+def one_default_sidecar(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    if match_labels(obj, "workloadSelector"):
+        return
+    others = [
+        other.ref for other in ctx.of_kind(SIDECAR)
+        if other.namespace == obj.namespace and other.identity != obj.identity
+        and not match_labels(other, "workloadSelector")
+    ]
+    if others:
+        yield ("spec", f"Sidecar {', '.join(others)} already applies to the whole namespace {obj.namespace} (no "
+                       "workloadSelector): keep one such Sidecar per namespace, or add a workloadSelector")
+
+
+def egress_host_problem(host: str) -> str | None:
+    namespace, slash, name = host.partition("/")
+    if not slash:
+        return f"it has no namespace part: write ./{host} (this namespace) or */{host} (any namespace)"
+    if namespace not in SPECIAL_NAMESPACES and not NAMESPACE.match(namespace):
+        return f"{namespace!r} is not a namespace: use a namespace name, *, . or ~"
+    dns_name = name.removeprefix("*.") if name != "*" else "x"
+    if not DNS_NAME.match(dns_name):
+        return f"{name!r} is not a DNS name: use *, *.example.com or a host name"
+    return None
+
+
+@check("MG0802", SIDECAR)
+def egress_hosts_well_formed(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    for egress_path, egress in entries(obj.spec, "egress", "spec"):
+        for path, host in strings(egress, "hosts", egress_path):
+            problem = egress_host_problem(host)
+            if problem:
+                yield path, f"egress host {host!r} is malformed: {problem}"

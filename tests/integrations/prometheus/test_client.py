@@ -1,0 +1,235 @@
+"""The Prometheus client against a real Prometheus scraping meshsim (traffic in real time),
+and the meshsim fallback provider against the same data."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from integrations.prometheus import (
+    SUCCESS_RATE_QUERY,
+    MeshsimMetricsProvider,
+    PrometheusMetrics,
+    PrometheusUnavailable,
+    QueryError,
+    Sample,
+    interval_seconds,
+    latency_p99_query,
+    query,
+    query_range,
+    ready,
+    request_latency_p99,
+    request_success_rate,
+    success_rate_query,
+)
+from integrations.prometheus.fallback import bucket_quantile
+from tests.fixtures.meshsim import MeshsimProcess
+from tests.fixtures.prometheus import PrometheusProcess
+
+REVIEWS = {"namespace": "bookinfo", "service": "reviews"}
+WARM_UP_S = 8.0
+
+
+class Warm:
+    """Prometheus with a few seconds of meshsim traffic, and a fallback provider that
+    scraped meshsim when Prometheus started."""
+
+    def __init__(self, meshsim: MeshsimProcess, prom: PrometheusProcess) -> None:
+        self.meshsim, self.prom = meshsim, prom
+        self.fallback = MeshsimMetricsProvider(meshsim.url, bootstrap_wait_s=0)
+
+
+@pytest.fixture(scope="module")
+def warm(_meshsim_traffic_server: MeshsimProcess, prometheus_traffic: PrometheusProcess) -> Warm:
+    _meshsim_traffic_server.reset()  # seeds back, counters from zero
+    state = Warm(_meshsim_traffic_server, prometheus_traffic)
+    prometheus_traffic.wait_for_target_up()  # Prometheus' discovery takes up to 5 s at start
+    state.fallback.scrape()
+    started = time.monotonic()
+    promql = success_rate_query(version="v1", interval="1m", **REVIEWS)
+    while time.monotonic() - started < WARM_UP_S or not query(prometheus_traffic.url, promql):
+        assert time.monotonic() - started < 30, "no reviews v1 data in Prometheus after 30 s"
+        time.sleep(0.5)
+    return state
+
+
+# without Prometheus ----------------------------------------------------------------------------
+
+
+def test_query_templates() -> None:
+    assert SUCCESS_RATE_QUERY.format(
+        namespace="bookinfo", service="reviews", version="v1", interval="1m"
+    ) == (
+        'sum(rate(istio_requests_total{reporter="destination",'
+        'destination_service_namespace="bookinfo",destination_service_name="reviews",'
+        'destination_version="v1",response_code!~"5.."}[1m]))'
+        ' / sum(rate(istio_requests_total{reporter="destination",'
+        'destination_service_namespace="bookinfo",destination_service_name="reviews",'
+        'destination_version="v1"}[1m]))'
+    )
+    assert latency_p99_query(canary=True, interval="30s", **REVIEWS) == (
+        "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket{"
+        'reporter="destination",destination_service_namespace="bookinfo",'
+        'destination_service_name="reviews",destination_canary="true"}[30s])) by (le))'
+    )
+    assert 'destination_service_name="a\\"b"' in success_rate_query(namespace="x", service='a"b')
+    with pytest.raises(ValueError):
+        success_rate_query(version="v1", canary=True, **REVIEWS)
+    with pytest.raises(ValueError):
+        latency_p99_query(interval="1 minute", **REVIEWS)
+    assert interval_seconds("1m30s") == 90 and interval_seconds("500ms") == 0.5
+
+
+def test_bucket_quantile_interpolates_like_prometheus() -> None:
+    buckets = [(10.0, 50.0), (100.0, 90.0), (250.0, 100.0), (math.inf, 100.0)]
+    assert bucket_quantile(0.5, buckets) == 10.0
+    assert bucket_quantile(0.99, buckets) == pytest.approx(100 + 150 * 0.9)
+    assert bucket_quantile(0.99, [(10.0, 0.0), (math.inf, 0.0)]) != bucket_quantile(0.5, [])  # NaN
+    assert bucket_quantile(0.99, [(10.0, 1.0), (math.inf, 100.0)]) == 10.0  # rank in +Inf
+
+
+def test_unreachable_prometheus_is_unavailable() -> None:
+    assert ready("http://127.0.0.1:9") is False
+    with pytest.raises(PrometheusUnavailable, match="cannot reach Prometheus"):
+        query("http://127.0.0.1:9", "up")
+
+
+def test_stopped_prometheus_is_unavailable(
+    meshsim: MeshsimProcess, prometheus: Callable[[Sequence[str]], PrometheusProcess]
+) -> None:
+    prom = prometheus([meshsim.url])
+    assert ready(prom.url) is True
+    assert query(prom.url, "vector(1)")[0].value == 1.0
+    prom.stop()
+    assert ready(prom.url) is False
+    with pytest.raises(PrometheusUnavailable) as raised:
+        query(prom.url, "vector(1)")
+    assert prom.url in raised.value.message
+    with pytest.raises(PrometheusUnavailable):
+        PrometheusMetrics(prom.url).request_success_rate(version="v1", **REVIEWS)
+
+
+# against Prometheus ----------------------------------------------------------------------------
+
+
+def test_success_rate_of_reviews_v1(warm: Warm) -> None:
+    samples = query(warm.prom.url, success_rate_query(version="v1", interval="1m", **REVIEWS))
+    assert len(samples) == 1 and samples[0].labels == {}
+    assert 0.9 < samples[0].value <= 1.0
+    assert samples[0].timestamp == pytest.approx(time.time(), abs=5)
+    value = request_success_rate(warm.prom.url, version="v1", interval="1m", **REVIEWS)
+    assert value is not None and 0.9 < value <= 1.0
+
+
+def test_latency_p99_and_canary_variant(warm: Warm) -> None:
+    p99 = request_latency_p99(warm.prom.url, version="v1", interval="1m", **REVIEWS)
+    assert p99 is not None and 10 < p99 <= 250  # reviews v1: median 8 ms, p99 60 ms
+    stable = PrometheusMetrics(warm.prom.url).request_success_rate(
+        canary=False, interval="1m", **REVIEWS
+    )
+    assert stable is not None and 0.9 < stable <= 1.0
+    # no canary traffic: "no data" is None, never 0
+    assert PrometheusMetrics(warm.prom.url).request_success_rate(canary=True, **REVIEWS) is None
+
+
+def test_vector_scalar_nan_inf_and_no_data(warm: Warm) -> None:
+    by_version = query(
+        warm.prom.url,
+        "sum by (destination_version) "
+        '(rate(istio_requests_total{destination_service_name="reviews"}[1m]))',
+    )
+    rates = {s.labels["destination_version"]: s.value for s in by_version}
+    assert set(rates) == {"v1", "v2"} and rates["v1"] > rates["v2"] > 0
+    assert query(warm.prom.url, "scalar(vector(1.5))") == [
+        Sample({}, 1.5, pytest.approx(time.time(), abs=5))
+    ]
+    assert math.isnan(query(warm.prom.url, "0 / 0")[0].value)
+    assert query(warm.prom.url, "vector(1) / 0")[0].value == math.inf
+    assert query(warm.prom.url, "-1 / 0")[0].value == -math.inf
+    assert query(warm.prom.url, 'istio_requests_total{destination_service_name="nope"}') == []
+    at = datetime.now(UTC) - timedelta(hours=2)  # before any scrape
+    assert query(warm.prom.url, "istio_requests_total", time=at) == []
+    assert request_success_rate(warm.prom.url, namespace="bookinfo", service="nope") is None
+
+
+def test_query_range(warm: Warm) -> None:
+    end = time.time()
+    series = query_range(
+        warm.prom.url,
+        'sum(istio_requests_total{destination_service_name="reviews"})',
+        start=end - 4,
+        end=end,
+        step=timedelta(seconds=1),
+    )
+    assert len(series) == 1
+    points = series[0].points
+    assert len(points) == 5 and [t for t, _ in points] == sorted(t for t, _ in points)
+    assert points[-1][1] >= points[0][1] > 0
+
+
+def test_bad_promql_is_a_query_error_with_prometheus_message(warm: Warm) -> None:
+    with pytest.raises(QueryError) as raised:
+        query(warm.prom.url, "sum(rate(istio_requests_total[1m]")
+    assert raised.value.status == 400 and raised.value.error_type == "bad_data"
+    assert "parse error" in raised.value.message
+    with pytest.raises(QueryError, match="not a matrix"):
+        query(warm.prom.url, "istio_requests_total[1m]")
+    with pytest.raises(ValueError):
+        query(warm.prom.url, "up", time=datetime(2030, 1, 1))  # naive
+
+
+def test_fallback_answers_like_prometheus(warm: Warm) -> None:
+    selection = {"version": "v1", "interval": "1m", **REVIEWS}
+    from_prometheus = request_success_rate(warm.prom.url, **selection)
+    from_meshsim = warm.fallback.request_success_rate(**selection)
+    assert from_prometheus is not None and from_meshsim is not None
+    assert 0.9 < from_meshsim <= 1.0
+    assert abs(from_meshsim - from_prometheus) < 0.02
+
+    p99_prometheus = request_latency_p99(warm.prom.url, **selection)
+    p99_meshsim = warm.fallback.request_latency_p99(**selection)
+    assert p99_prometheus is not None and p99_meshsim is not None
+    assert abs(p99_meshsim - p99_prometheus) <= 0.25 * p99_prometheus, (p99_meshsim, p99_prometheus)
+    assert warm.fallback.request_success_rate(canary=True, interval="1m", **REVIEWS) is None
+
+
+def test_fallback_windows_follow_its_scrapes(meshsim: MeshsimProcess) -> None:
+    """Simulated time only (no --traffic): the provider's clock follows meshsim's advances."""
+    now = [0.0]
+    waits: list[float] = []
+
+    def advance(seconds: float) -> None:
+        meshsim.admin("POST", "traffic/advance", json={"seconds": seconds})
+        now[0] += seconds
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        advance(30)
+
+    provider = MeshsimMetricsProvider(
+        meshsim.url, bootstrap_wait_s=2.0, clock=lambda: now[0], sleep=sleep
+    )
+    # no earlier scrape: scrape, "wait", scrape again
+    rate = provider.request_success_rate(version="v1", interval="1m", **REVIEWS)
+    assert waits == [2.0] and rate is not None and 0.9 < rate <= 1.0
+    meshsim.admin(
+        "POST", "traffic/faults",
+        json={"service": "reviews", "namespace": "bookinfo", "version": "v1", "error_rate": 0.5},
+    )  # fmt: skip
+    advance(30)
+    provider.scrape()  # t=60: the fault is on since t=30
+    advance(30)
+    # t=90, window 45 s: the oldest scrape inside it is t=60, so only faulty traffic counts
+    faulty = provider.request_success_rate(version="v1", interval="45s", **REVIEWS)
+    assert waits == [2.0] and faulty is not None and 0.35 < faulty < 0.65
+    # window 2 m: from t=0, a mix
+    mixed = provider.request_success_rate(version="v1", interval="2m", **REVIEWS)
+    assert mixed is not None and faulty < mixed < rate
+    p99 = provider.request_latency_p99(version="v1", interval="2m", **REVIEWS)
+    assert p99 is not None and 25 < p99 <= 100
+    with pytest.raises(PrometheusUnavailable):
+        MeshsimMetricsProvider("http://127.0.0.1:9").scrape()
