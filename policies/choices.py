@@ -149,3 +149,104 @@ class DeliveryStatus(models.TextChoices):
     @property
     def color(self) -> str:
         return {"pending": "muted", "retrying": "warn", "delivered": "ok", "failed": "error"}[self.value]
+
+
+# --- change requests, reviews, plans ---------------------------------------------------------
+
+
+class ChangeState(models.TextChoices):
+    """A change request's life: authored, reviewed, then rolled out by the rollout engine."""
+
+    DRAFT = "draft", "Draft"
+    IN_REVIEW = "in_review", "In review"
+    CHANGES_REQUESTED = "changes_requested", "Changes requested"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    SCHEDULED = "scheduled", "Scheduled"
+    ROLLING_OUT = "rolling_out", "Rolling out"
+    COMPLETED = "completed", "Completed"
+    ROLLED_BACK = "rolled_back", "Rolled back"
+    FAILED = "failed", "Failed"
+    ABORTED = "aborted", "Aborted"
+
+    @property
+    def color(self) -> str:
+        return {
+            "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
+            "rejected": "error", "scheduled": "info", "rolling_out": "info", "completed": "ok",
+            "rolled_back": "warn", "failed": "error", "aborted": "muted",
+        }[self.value]
+
+
+# States in which a change is still open (it may yet change the cluster).
+OPEN_CHANGE_STATES = frozenset({
+    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
+    ChangeState.SCHEDULED, ChangeState.ROLLING_OUT,
+})
+# States in which the author may still edit items and rebase (approved/scheduled go back to review).
+EDITABLE_CHANGE_STATES = frozenset({
+    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
+    ChangeState.SCHEDULED,
+})
+# States in which reviewers act on a change.
+REVIEWABLE_CHANGE_STATES = frozenset({ChangeState.IN_REVIEW, ChangeState.APPROVED})
+
+
+class ReviewVerdict(models.TextChoices):
+    APPROVE = "approve", "Approve"
+    REQUEST_CHANGES = "request_changes", "Request changes"
+    COMMENT = "comment", "Comment"
+
+    @property
+    def color(self) -> str:
+        return {"approve": "ok", "request_changes": "warn", "comment": "muted"}[self.value]
+
+
+class PlanStatus(models.TextChoices):
+    OK = "ok", "OK"
+    ERROR = "error", "Error"
+
+    @property
+    def color(self) -> str:
+        return {"ok": "ok", "error": "error"}[self.value]
+
+
+class PlanLiveState(models.TextChoices):
+    """What a plan found in the cluster for one item."""
+
+    PRESENT = "present", "Live"
+    ABSENT = "absent", "Not in cluster"
+    UNREADABLE = "unreadable", "Could not be read"
+
+
+class SecurityApproval(models.TextChoices):
+    """Whether an approval rule asks for a security-team approver."""
+
+    DEFAULT = "default", "For security kinds"
+    ALWAYS = "always", "Always"
+    NEVER = "never", "Never"
+
+
+class ChangeAuditAction(models.TextChoices):
+    """Audit actions of the change workflow (kept apart from AuditAction for readability)."""
+
+    CHANGE_CREATED = "change.created"
+    CHANGE_SUBMITTED = "change.submitted"
+    CHANGE_ITEM_UPDATED = "change.item_updated"
+    CHANGE_APPROVED = "change.approved"
+    CHANGE_BACK_TO_REVIEW = "change.back_to_review"
+    CHANGE_CHANGES_REQUESTED = "change.changes_requested"
+    CHANGE_REJECTED = "change.rejected"
+    CHANGE_REBASED = "change.rebased"
+    CHANGE_SCHEDULED = "change.scheduled"
+    CHANGE_PROMOTED = "change.promoted"
+    CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
+    DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"
+    REVIEW_APPROVED = "review.approved"
+    REVIEW_CHANGES_REQUESTED = "review.changes_requested"
+    REVIEW_VOIDED = "review.voided"
+    COMMENT_CREATED = "comment.created"
+    COMMENT_RESOLVED = "comment.resolved"
+    APPROVAL_RULE_CREATED = "approval_rule.created"
+    APPROVAL_RULE_UPDATED = "approval_rule.updated"
+    APPROVAL_RULE_DELETED = "approval_rule.deleted"

@@ -4,10 +4,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
-from django.db.models import Exists, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import ROLE_RANK, Role
 from policies.models import Draft, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
+from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment  # change requests
 
 if TYPE_CHECKING:
     from policies.diff import ObjectDiff
@@ -151,3 +152,203 @@ def draft_validation(*, draft: Draft, dry_run: bool = False) -> ValidationReport
     from policies.validation.service import validate_text
 
     return validate_text(environment=draft.environment, text=draft.source_text, dry_run=dry_run)
+
+
+# --- change requests, reviews, plans, audit log ------------------------------------------------
+
+def _member_of_owner(user: User, *, environment_ref: str, namespace_ref: str = "namespace", roles=None) -> Exists:
+    owners = NamespaceOwnership.objects.filter(
+        environment=OuterRef(environment_ref), namespace=OuterRef(namespace_ref), team__memberships__user=user
+    )
+    if roles is not None:
+        owners = owners.filter(team__memberships__role__in=roles)
+    return Exists(owners)
+
+
+def change_list(*, user: User) -> QuerySet:
+    """Changes a user may read: their own, those touching a namespace one of their teams owns, and
+    every change for superusers and security-team members."""
+    changes = ChangeRequest.objects.select_related("environment", "author")
+    if not user.is_authenticated:
+        return changes.none()
+    if sees_everything(user):
+        return changes
+    touched = ChangeItem.objects.filter(change=OuterRef("pk")).filter(
+        _member_of_owner(user, environment_ref="change__environment")
+    )
+    return changes.filter(Q(author=user) | Exists(touched))
+
+
+def change_current_revision_subquery() -> Subquery:
+    """The current revision id, now, of the policy an item's identity names (None if it does not exist)."""
+    return Subquery(
+        Policy.objects.filter(
+            environment=OuterRef("change__environment"), kind=OuterRef("kind"), namespace=OuterRef("namespace"),
+            name=OuterRef("name"),
+        ).values("current_revision")[:1]
+    )
+
+
+def change_items(*, change) -> QuerySet:
+    """The change's items with `current_revision_now` / `current_revision_number_now` annotated
+    (staleness without a query per item); base revisions without their content."""
+    identity = Policy.objects.filter(
+        environment=OuterRef("change__environment"), kind=OuterRef("kind"), namespace=OuterRef("namespace"),
+        name=OuterRef("name"),
+    )
+    return (
+        ChangeItem.objects.filter(change=change)
+        .select_related("policy", "base_revision")
+        .defer("base_revision__content")
+        .annotate(
+            current_revision_now=Subquery(identity.values("current_revision")[:1]),
+            current_revision_number_now=Subquery(identity.values("current_revision__number")[:1]),
+            policy_id_now=Subquery(identity.values("pk")[:1]),
+        )
+        .order_by("position", "pk")
+    )
+
+
+def stale_item_q() -> Q:
+    """For a queryset of items annotated with `current_revision_now`."""
+    return (Q(base_revision__isnull=True) & Q(current_revision_now__isnull=False)) | (
+        Q(base_revision__isnull=False)
+        & (Q(current_revision_now__isnull=True) | ~Q(current_revision_now=F("base_revision_id")))
+    )
+
+
+def stale_changes_q() -> Exists:
+    """For a queryset of changes: at least one item is stale."""
+    items = ChangeItem.objects.filter(change=OuterRef("pk")).annotate(
+        current_revision_now=change_current_revision_subquery()
+    ).filter(stale_item_q())
+    return Exists(items)
+
+
+def change_latest_plan(*, change):
+    return Plan.objects.filter(change=change).order_by("-computed_at", "-pk").first()
+
+
+def plan_items_by_item(*, plan) -> dict:
+    if plan is None:
+        return {}
+    return {plan_item.item_id: plan_item for plan_item in plan.items.all()}
+
+
+def change_reviews(*, change) -> list:
+    return list(Review.objects.filter(change=change).select_related("reviewer").order_by("created_at", "pk"))
+
+
+def change_comments(*, change) -> list:
+    """Top-level comments with their replies (two queries), oldest first."""
+    replies = ReviewComment.objects.select_related("author", "resolved_by").order_by("created_at", "pk")
+    return list(
+        ReviewComment.objects.filter(change=change, parent__isnull=True)
+        .select_related("author", "resolved_by")
+        .prefetch_related(Prefetch("replies", queryset=replies))
+        .order_by("created_at", "pk")
+    )
+
+
+def change_overlaps(*, change, items) -> dict[int, list]:
+    """{item id: other open changes of the environment touching the same policy} (one query)."""
+    from policies.choices import OPEN_CHANGE_STATES
+
+    identities = {(item.kind, item.namespace, item.name): item.pk for item in items}
+    if not identities:
+        return {}
+    others = (
+        ChangeItem.objects.filter(
+            change__environment_id=change.environment_id, change__state__in=OPEN_CHANGE_STATES,
+            namespace__in={namespace for _, namespace, _ in identities},
+        )
+        .exclude(change_id=change.pk)
+        .select_related("change")
+        .only("kind", "namespace", "name", "change__id", "change__title", "change__state")
+    )
+    overlaps: dict[int, list] = {}
+    for other in others:
+        item_id = identities.get((other.kind, other.namespace, other.name))
+        if item_id is not None and other.change not in overlaps.setdefault(item_id, []):
+            overlaps[item_id].append(other.change)
+    return overlaps
+
+
+def change_promotion_chain(*, change) -> list:
+    """The changes this one was promoted from (oldest first), itself, and those promoted from it."""
+    chain = [change]
+    seen = {change.pk}
+    current = change
+    while current.promoted_from_id and current.promoted_from_id not in seen:
+        current = ChangeRequest.objects.select_related("environment").get(pk=current.promoted_from_id)
+        seen.add(current.pk)
+        chain.insert(0, current)
+    frontier = [change.pk]
+    while frontier:
+        later = list(ChangeRequest.objects.select_related("environment").filter(promoted_from_id__in=frontier)
+                     .exclude(pk__in=seen).order_by("pk"))
+        for item in later:
+            seen.add(item.pk)
+            chain.append(item)
+        frontier = [item.pk for item in later]
+    return chain if len(chain) > 1 else []
+
+
+def changes_waiting_for_review(*, user: User) -> QuerySet:
+    """In review, not the user's own, in a namespace whose owning team the user approves for (or of
+    a security kind for security-team approvers), and not already approved by the user."""
+    from policies.choices import SECURITY_KINDS, ChangeState, ReviewVerdict
+
+    if not user.is_authenticated:
+        return ChangeRequest.objects.none()
+    approver_roles = (Role.APPROVER, Role.ADMIN)
+    mine = ChangeItem.objects.filter(change=OuterRef("pk")).filter(
+        _member_of_owner(user, environment_ref="change__environment", roles=approver_roles)
+    )
+    condition = Exists(mine)
+    if Membership.objects.filter(user=user, team__is_security=True, role__in=approver_roles).exists():
+        condition |= Exists(ChangeItem.objects.filter(change=OuterRef("pk"), kind__in=SECURITY_KINDS))
+    approved = Review.objects.filter(
+        change=OuterRef("pk"), reviewer=user, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True
+    )
+    return (
+        ChangeRequest.objects.select_related("environment", "author")
+        .filter(state=ChangeState.IN_REVIEW)
+        .exclude(author=user)
+        .filter(condition)
+        .filter(~Exists(approved))
+        .order_by("submitted_at", "pk")
+    )
+
+
+def user_may_read_audit(user: User) -> bool:
+    """The audit log: platform admins (superusers, team admins) and security-team members."""
+    return user_is_admin(user) or sees_everything(user)
+
+
+def audit_events(
+    *, actor: str = "", obj: str = "", object_type: str = "", object_id: str = "", environment: str = "",
+    action: str = "", since=None, until=None,
+) -> QuerySet:
+    """Audit events, newest first, filtered: `actor` (username, exact or prefix), `obj` (a search in the
+    object's repr, type or id), `action` (exact, or a prefix ending in '.'), a time range."""
+    from policies.models import AuditEvent
+
+    events = AuditEvent.objects.all().order_by("-sequence")
+    if actor:
+        events = events.filter(actor_name__istartswith=actor)
+    if obj:
+        events = events.filter(Q(object_repr__icontains=obj) | Q(object_type__iexact=obj) | Q(object_id=obj))
+    if object_type:
+        events = events.filter(object_type__iexact=object_type)
+    if object_id:
+        events = events.filter(object_id=object_id)
+    if environment:
+        events = events.filter(environment=environment)
+    if action:
+        events = events.filter(action__startswith=action) if action.endswith(".") else events.filter(action=action)
+    if since is not None:
+        events = events.filter(created_at__gte=since)
+    if until is not None:
+        events = events.filter(created_at__lt=until)
+    return events

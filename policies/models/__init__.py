@@ -1,4 +1,5 @@
 from policies.models.audit import AuditChainHead, AuditEvent
+from policies.models.change import ApprovalRule, ChangeItem, ChangeRequest, Plan, PlanItem, Review, ReviewComment
 from policies.models.draft import Draft
 from policies.models.environment import Environment
 from policies.models.guardrail import Guardrail, GuardrailOverride
@@ -9,6 +10,13 @@ from policies.models.team import Membership, NamespaceOwnership, Team
 from policies.models.window import ChangeWindow
 
 __all__ = [
+    "ApprovalRule",
+    "ChangeItem",
+    "ChangeRequest",
+    "Plan",
+    "PlanItem",
+    "Review",
+    "ReviewComment",
     "AuditChainHead",
     "AuditEvent",
     "ChangeWindow",

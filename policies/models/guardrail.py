@@ -91,7 +91,7 @@ class GuardrailOverride(models.Model):
     """An admin's written decision to let a failed soft-mandatory guardrail pass for one subject.
 
     Bound to the subject's content hash: once the content changes the override no longer applies.
-    Append-only, like the audit log.
+    Never edited: a new decision is a new row (the admin site shows them read-only).
     """
 
     guardrail = models.ForeignKey(Guardrail, on_delete=models.PROTECT, related_name="overrides")

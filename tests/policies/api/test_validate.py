@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from django.conf import settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
@@ -138,7 +139,8 @@ def test_twenty_megabyte_body_is_refused_with_413_json(org):
 
 
 def test_more_files_than_django_parses_is_a_json_400(org):
-    files = [SimpleUploadedFile(f"f{n}.yaml", b"a: 1\n") for n in range(101)]
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+    files = [SimpleUploadedFile(f"f{n}.yaml", b"a: 1\n") for n in range(limit + 1)]
     response = session_client(org.author).post(URL, {"environment": "staging", "files": files}, format="multipart")
     details = assert_error(response, 400, code="invalid")
     assert "archive" in details["files"][0]
