@@ -112,6 +112,26 @@ def wait_for(path: Path, proc: subprocess.Popen, what: str, timeout: float = 60)
     return path.read_text().strip()
 
 
+def start_prometheus(start, targets: list[str]) -> str:
+    """Runs Prometheus scraping the simulated clusters when it is installed; returns its URL or ""."""
+    binary = shutil.which("prometheus")
+    if not binary:
+        return ""
+    folder = VAR / "prometheus"
+    folder.mkdir(parents=True, exist_ok=True)
+    hosts = ", ".join(f"'{url.split('://', 1)[1]}'" for url in targets)
+    (folder / "prometheus.yml").write_text(
+        "global: {scrape_interval: 5s, evaluation_interval: 5s}\n"
+        f"scrape_configs:\n  - job_name: meshsim\n    static_configs: [{{targets: [{hosts}]}}]\n"
+    )
+    listen = os.environ.get("MESHGATE_PROMETHEUS_LISTEN", "127.0.0.1:19090")
+    start("prometheus", [
+        binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
+        f"--web.listen-address={listen}", "--storage.tsdb.retention.time=2d", "--log.level=warn",
+    ])
+    return f"http://{listen}"
+
+
 def cmd_run(args: list[str]) -> int:
     setup_python()
     setup_node()
@@ -157,11 +177,13 @@ def cmd_run(args: list[str]) -> int:
             proc = start(f"meshsim {cluster}", [
                 PYTHON, "-m", "integrations.meshsim", "--name", cluster, "--port", port,
                 "--seed", ROOT / "integrations" / "meshsim" / "seeds" / f"{cluster}.yaml",
-                "--state-file", VAR / "meshsim" / f"{cluster}.json", "--ready-file", ready,
+                "--state-file", VAR / "meshsim" / f"{cluster}.json", "--ready-file", ready, "--traffic",
             ])
             urls[cluster] = wait_for(ready, proc, f"meshsim {cluster}")
+        prometheus_url = start_prometheus(start, list(urls.values()))
         say("loading the demo organization and importing both clusters")
-        run(PYTHON, "manage.py", "seed_demo", "--staging-url", urls["staging"], "--prod-url", urls["prod"], env=env)
+        run(PYTHON, "manage.py", "seed_demo", "--staging-url", urls["staging"], "--prod-url", urls["prod"],
+            "--prometheus-url", prometheus_url, env=env)
         worker_ready = VAR / "run" / "worker.ready"
         worker_ready.unlink(missing_ok=True)
         worker = start("worker", [ROOT / "docker" / "start-worker"],
@@ -173,6 +195,7 @@ def cmd_run(args: list[str]) -> int:
         say("")
         say(f"Meshgate is up:  http://{bind}/")
         say(f"clusters:        staging {urls['staging']}   prod {urls['prod']}")
+        say(f"metrics:         {prometheus_url or 'read from meshsim directly (install prometheus for the real one)'}")
         say("demo logins (password 'meshgate-demo'):")
         for username, role in DEMO_USERS:
             say(f"  {username:<6} {role}")

@@ -1,0 +1,224 @@
+"""A change's plan: what the cluster holds for each item now, and what applying the item would do.
+
+For each item the plan reads the live object through the adapter (404 = absent), normalizes it,
+diffs the item's content against live and against its base revision, and asks the API server for a
+dry-run (an apply with dryRun=All; a deletion with dryRun=All). It records the live
+resourceVersions and two fingerprints:
+
+- `fingerprint`: item contents + live resourceVersions (any write to a live object moves it);
+- `content_fingerprint`: item contents + normalized live contents (only a material change moves it).
+
+An approval binds to the content fingerprint of the plan it saw. When a new plan read every live
+object and its content fingerprint differs from an approval's, the live state moved materially
+after the approval: the approval is voided and an approved change goes back to review. A plan that
+could not read the cluster voids nothing (it is an error the page shows, and a blocker).
+
+The cluster is read before the transaction opens; the plan is stored in one transaction.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils import timezone
+
+from integrations import kubernetes as kube
+from policies.choices import ChangeState, DraftOperation, PlanLiveState, PlanStatus, ReviewVerdict
+from policies.cluster import cluster_config
+from policies.diff import DiffRow, ObjectDiff, RowTag, diff_objects
+from policies.models import ChangeItem, ChangeRequest, Plan, PlanItem, Review
+from policies.normalize import content_hash, normalize_object
+from policies.services.changes import (
+    approvals_void,
+    back_to_review,
+    item_filename,
+    item_text,
+    items_fingerprint,
+    lock_change,
+)
+from policies.validation import Level
+from policies.validation.codes import finding as catalogued
+from policies.validation.dryrun import dry_run, not_performed
+from policies.validation.parse import parse_bundle
+
+
+@dataclass
+class LiveRead:
+    state: str
+    obj: dict[str, Any] | None = None
+    resource_version: str = ""
+    error: str = ""
+
+
+@dataclass
+class _ItemPlan:
+    item: ChangeItem
+    live: LiveRead
+    findings: list[dict[str, Any]] = field(default_factory=list)
+
+
+def serialize_diff(diff: ObjectDiff) -> dict[str, Any]:
+    """`ObjectDiff.as_dict()` plus the folded side-by-side rows, compact."""
+    return {
+        **diff.as_dict(),
+        "rows": [[row.left_no, row.left, row.right_no, row.right, str(row.tag), row.skipped]
+                 for row in diff.side_by_side],
+    }
+
+
+def stored_rows(data: dict[str, Any]) -> list[DiffRow]:
+    """The side-by-side rows of a stored diff, as `DiffRow`s for the templates."""
+    return [DiffRow(left_no, left, right_no, right, RowTag(tag), skipped)
+            for left_no, left, right_no, right, tag, skipped in data.get("rows", [])]
+
+
+def _read_live(cfg: kube.ClusterConfig, items: list[ChangeItem]) -> dict[int, LiveRead]:
+    reads: dict[int, LiveRead] = {}
+    unreachable = ""
+    for item in items:
+        if unreachable:
+            reads[item.pk] = LiveRead(PlanLiveState.UNREADABLE, error=unreachable)
+            continue
+        try:
+            obj = kube.get_object(cfg, item.kind, item.namespace, item.name)
+        except kube.NotFound:
+            reads[item.pk] = LiveRead(PlanLiveState.ABSENT)
+        except (kube.Unreachable, kube.Unauthorized) as exc:
+            unreachable = f"the cluster could not be read: {exc.message}"
+            reads[item.pk] = LiveRead(PlanLiveState.UNREADABLE, error=unreachable)
+        except kube.KubernetesError as exc:
+            reads[item.pk] = LiveRead(PlanLiveState.UNREADABLE, error=f"reading the live object failed: {exc.message}")
+        else:
+            rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+            reads[item.pk] = LiveRead(PlanLiveState.PRESENT, obj=obj, resource_version=rv)
+    return reads
+
+
+def _dry_run(change: ChangeRequest, plans: list[_ItemPlan], cfg: kube.ClusterConfig) -> None:
+    """Server dry-run of every item whose live object could be read."""
+    if any(plan.live.state == PlanLiveState.UNREADABLE for plan in plans):
+        reason = next(plan.live.error for plan in plans if plan.live.error)
+        for plan in plans:
+            plan.findings.append(not_performed(reason).as_dict())
+        return
+    applies = [plan for plan in plans if plan.item.operation != DraftOperation.DELETE]
+    if applies:
+        by_file = {item_filename(plan.item): plan for plan in applies}
+        documents, parse_findings = parse_bundle(
+            [(name, item_text(plan.item).encode("utf-8", errors="surrogatepass")) for name, plan in by_file.items()]
+        )
+        for finding in [*parse_findings, *dry_run(change.environment, [doc for doc in documents if doc.checkable])]:
+            target = by_file.get(finding.file)
+            for plan in [target] if target is not None else applies:
+                plan.findings.append(finding.as_dict())
+    for plan in plans:
+        if plan.item.operation != DraftOperation.DELETE:
+            continue
+        item = plan.item
+        if plan.live.state == PlanLiveState.ABSENT:
+            continue  # already gone: the page shows it as not in the cluster; deleting it is a no-op
+        try:
+            kube.delete_object(cfg, item.kind, item.namespace, item.name, dry_run=True,
+                               resource_version=plan.live.resource_version or None)
+        except kube.KubernetesError as exc:
+            plan.findings.append(catalogued(
+                "MG0902", f"the API server refused the dry-run deletion: {exc.message}", object=item.label,
+            ).as_dict())
+
+
+def _fingerprint(parts: list[list[Any]]) -> str:
+    return hashlib.sha256(json.dumps(sorted(parts), separators=(",", ":")).encode()).hexdigest()
+
+
+def plan_compute(*, change: ChangeRequest) -> Plan:
+    """Reads the cluster for every item, stores a new plan, and voids the approvals whose plan the
+    live state has materially moved away from."""
+    started = time.monotonic()
+    change = ChangeRequest.objects.select_related("environment").get(pk=change.pk)
+    items = list(ChangeItem.objects.filter(change=change).select_related("base_revision").order_by("position", "pk"))
+    cfg = cluster_config(change.environment)
+    reads = _read_live(cfg, items)
+    plans = [_ItemPlan(item=item, live=reads[item.pk]) for item in items]
+    _dry_run(change, plans, cfg)
+
+    plan_items = []
+    rv_parts, content_parts, errors = [], [], []
+    for plan in plans:
+        item, live = plan.item, plan.live
+        live_content = normalize_object(live.obj) if live.obj is not None else None
+        live_hash = content_hash(live_content) if live_content is not None else ""
+        base = item.base_revision.content if item.base_revision_id else None
+        has_error = live.state == PlanLiveState.UNREADABLE or any(
+            finding.get("level") == Level.ERROR for finding in plan.findings
+        )
+        if has_error:
+            errors.append(item.label)
+        plan_items.append(PlanItem(
+            item=item, item_content_hash=item.content_hash,
+            status=PlanStatus.ERROR if has_error else PlanStatus.OK,
+            live_state=live.state, live_content=live_content, live_hash=live_hash,
+            live_resource_version=live.resource_version, error=live.error,
+            diff_live=serialize_diff(diff_objects(live_content, item.content)),
+            diff_base=serialize_diff(diff_objects(base, item.content)),
+            findings=plan.findings,
+        ))
+        rv_parts.append([item.pk, item.content_hash, live.state, live.resource_version])
+        content_parts.append([item.pk, item.content_hash, live.state, live_hash])
+    unreadable = any(plan.live.state == PlanLiveState.UNREADABLE for plan in plans)
+    error = ""
+    if unreadable:
+        error = next(plan.live.error for plan in plans if plan.live.error)
+    elif errors:
+        error = f"the dry-run refused {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
+
+    with transaction.atomic():
+        change = lock_change(change)
+        plan = Plan.objects.create(
+            change=change, computed_at=timezone.now(), status=PlanStatus.ERROR if errors else PlanStatus.OK,
+            error=error, items_fingerprint=items_fingerprint(items), fingerprint=_fingerprint(rv_parts),
+            content_fingerprint=_fingerprint(content_parts),
+            resource_versions={str(plan.item.pk): plan.live.resource_version for plan in plans},
+            duration_ms=int((time.monotonic() - started) * 1000),
+        )
+        for plan_item in plan_items:
+            plan_item.plan = plan
+        PlanItem.objects.bulk_create(plan_items)
+        if not unreadable:
+            _void_moved_approvals(change, plan)
+    return plan
+
+
+def _void_moved_approvals(change: ChangeRequest, plan: Plan) -> None:
+    moved = list(
+        Review.objects.filter(change=change, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True)
+        .exclude(plan_content_fingerprint=plan.content_fingerprint)
+        .select_related("plan")
+    )
+    if not moved:
+        return
+    # Name the live objects that changed since the plan the (first) approval saw.
+    seen = moved[0].plan
+    changed = []
+    if seen is not None:
+        before = dict(PlanItem.objects.filter(plan=seen).values_list("item_id", "live_hash"))
+        for plan_item in PlanItem.objects.filter(plan=plan).select_related("item"):
+            if before.get(plan_item.item_id, plan_item.live_hash) != plan_item.live_hash:
+                changed.append(plan_item.item.label)
+    what = f"the live {', '.join(changed)}" if changed else "the live state"
+    reason = f"{what} changed after this approval (plan of {plan.computed_at:%Y-%m-%d %H:%M:%S} UTC)"
+    approvals_void(change=change, reason=reason, reviews=moved)
+    if change.state in (ChangeState.APPROVED, ChangeState.SCHEDULED):
+        back_to_review(change, actor=None, reason=reason)
+
+
+def plan_is_current(*, change: ChangeRequest, plan: Plan | None, items: list[ChangeItem]) -> bool:
+    """False when items changed after the plan, or a refresh was asked for since."""
+    if plan is None:
+        return False
+    if change.plan_requested_at and change.plan_requested_at > plan.computed_at:
+        return False
+    return plan.items_fingerprint == items_fingerprint(items)
