@@ -231,7 +231,8 @@ def why_not_counted(
         return "the author's own approval never counts"
     if review.item_content_hashes != hashes:
         return "the items changed after this approval"
-    if plan is None or review.plan_content_fingerprint != plan.content_fingerprint:
+    # A plan that could not read the cluster (empty fingerprint) is a blocker, not a reason to discount.
+    if plan is None or (plan.content_fingerprint and review.plan_content_fingerprint != plan.content_fingerprint):
         return "the live state changed after this approval (the plan moved)"
     if not roles.covers(requirements):
         return "the reviewer is no longer an approver of a team this change needs"

@@ -54,3 +54,17 @@ def retry_due_notifications() -> int:
     for delivery_id in due:
         deliver_notification.delay(delivery_id)
     return len(due)
+
+
+@shared_task(bind=True, max_retries=3)
+def compute_plan(self, change_id: int) -> dict:
+    """The plan of a change: live objects, diffs and server dry-run, stored as a Plan row."""
+    from policies.models import ChangeRequest
+    from policies.services.plans import plan_compute
+
+    change = ChangeRequest.objects.filter(pk=change_id).first()
+    if change is None:
+        return {"change": change_id, "status": "missing"}
+    plan = plan_compute(change=change)
+    logger.info("plan of change #%s: %s in %s ms", change_id, plan.status, plan.duration_ms)
+    return {"change": change_id, "plan": plan.pk, "status": plan.status}

@@ -179,8 +179,10 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
         change = lock_change(change)
         plan = Plan.objects.create(
             change=change, computed_at=timezone.now(), status=PlanStatus.ERROR if errors else PlanStatus.OK,
-            error=error, items_fingerprint=items_fingerprint(items), fingerprint=_fingerprint(rv_parts),
-            content_fingerprint=_fingerprint(content_parts),
+            # A plan that could not read the cluster knows no live state: empty fingerprints.
+            error=error, items_fingerprint=items_fingerprint(items),
+            fingerprint="" if unreadable else _fingerprint(rv_parts),
+            content_fingerprint="" if unreadable else _fingerprint(content_parts),
             resource_versions={str(plan.item.pk): plan.live.resource_version for plan in plans},
             duration_ms=int((time.monotonic() - started) * 1000),
         )

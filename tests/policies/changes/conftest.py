@@ -1,0 +1,4 @@
+"""Fixtures for the change-request tests: the `org` on the simulated staging cluster, and helpers."""
+import pytest
+
+from tests.policies.changes.helpers import cluster_org  # noqa: F401 - fixture
