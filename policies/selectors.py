@@ -1,6 +1,7 @@
 """Reads shared by views, the API and tasks. Visibility rules live here and nowhere else."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
@@ -352,3 +353,48 @@ def audit_events(
     if until is not None:
         events = events.filter(created_at__lt=until)
     return events
+
+
+@dataclass(frozen=True)
+class ThreeWay:
+    """A stale item's base revision, the policy's current revision, and the item's content."""
+
+    base: dict | None
+    current: dict | None
+    item: dict | None
+    theirs: ObjectDiff
+    """base → current: what changed in the policy since the item was based on it."""
+    ours: ObjectDiff
+    """base → item: what the item changes."""
+    now: ObjectDiff
+    """current → item: what applying the item would do to the current revision."""
+    conflicts: list[str]
+    """Field paths the item changes that also changed since its base."""
+
+
+def change_item_three_way(*, item, revisions: dict | None = None) -> ThreeWay:
+    """Base / current / item for a stale item: what others changed since the item's base, what the
+    item changes, and the field paths both changed (conflicts). `revisions` ({id: PolicyRevision})
+    avoids a query per item."""
+    from policies.diff import diff_objects
+
+    def content(revision_id):
+        if revision_id is None:
+            return None
+        revision = (revisions or {}).get(revision_id) or PolicyRevision.objects.get(pk=revision_id)
+        return revision.content
+
+    current_id = getattr(item, "current_revision_now", None)
+    base = content(item.base_revision_id)
+    current = content(current_id)
+    theirs = diff_objects(base, current)
+    ours = diff_objects(base, item.content)
+    their_paths = {change.path for change in theirs.changes}
+    conflicts = [change.path for change in ours.changes
+                 if any(change.path == path or change.path.startswith(path + ".") or path.startswith(change.path + ".")
+                        or change.path.startswith(path + "[") or path.startswith(change.path + "[")
+                        for path in their_paths)]
+    return ThreeWay(
+        base=base, current=current, item=item.content, theirs=theirs, ours=ours,
+        now=diff_objects(current, item.content), conflicts=conflicts,
+    )

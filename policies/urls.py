@@ -1,11 +1,10 @@
 from django.urls import path
-from django.views.generic import RedirectView
 
-from policies import draft_views, views
+from policies import change_views, draft_views, views
 
 app_name = "policies"
 urlpatterns = [
-    path("", RedirectView.as_view(pattern_name="policies:catalog", permanent=False), name="home"),
+    path("", change_views.dashboard, name="home"),  # the dashboard (policies/change_views.py)
     path("policies/", views.catalog, name="catalog"),
     path("policies/<int:pk>/", views.policy_detail, name="policy-detail"),
     path("policies/<int:pk>/revisions/<int:number>/", views.revision_detail, name="revision-detail"),
