@@ -151,14 +151,15 @@ class ApproverRoles:
 
 def approver_roles(user_ids: Iterable[int]) -> dict[int, ApproverRoles]:
     """One query for any number of users."""
+    user_ids = set(user_ids)
     teams: dict[int, set[int]] = defaultdict(set)
     security: dict[int, bool] = defaultdict(bool)
     for user_id, team_id, is_security in Membership.objects.filter(
-        user_id__in=set(user_ids), role__in=APPROVER_ROLES
+        user_id__in=user_ids, role__in=APPROVER_ROLES
     ).values_list("user_id", "team_id", "team__is_security"):
         teams[user_id].add(team_id)
         security[user_id] |= is_security
-    return {user_id: ApproverRoles(frozenset(teams[user_id]), security[user_id]) for user_id in set(user_ids)}
+    return {user_id: ApproverRoles(frozenset(teams[user_id]), security[user_id]) for user_id in user_ids}
 
 
 def user_may_approve(*, user: User, change: ChangeRequest, requirements: Requirements) -> bool:

@@ -37,6 +37,7 @@ class ClusterAuth(models.TextChoices):
 class RevisionSource(models.TextChoices):
     IMPORT = "import", "Imported from the cluster"
     DRAFT = "draft", "Authored in Meshgate"
+    ROLLOUT = "rollout", "Applied by a rollout"
 
 
 class LiveState(models.TextChoices):

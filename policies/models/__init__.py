@@ -6,6 +6,7 @@ from policies.models.guardrail import Guardrail, GuardrailOverride
 from policies.models.idempotency import IdempotencyKey
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
+from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
 from policies.models.team import Membership, NamespaceOwnership, Team
 from policies.models.window import ChangeWindow
 
@@ -31,6 +32,9 @@ __all__ = [
     "NotificationDelivery",
     "NotificationPreference",
     "Policy",
+    "PolicyDrift",
     "PolicyRevision",
+    "Rollout",
+    "RolloutEvent",
     "Team",
 ]
