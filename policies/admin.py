@@ -186,3 +186,94 @@ class NotificationDeliveryAdmin(ReadOnlyAdmin):
     list_display = ("created_at", "event", "channel", "status", "attempts", "last_status_code", "delivered_at")
     list_filter = ("status", "event")
     list_select_related = ("channel",)
+
+
+# --- change requests, reviews, approval rules; drafts and idempotency keys (read-only) ---------------
+
+from policies.models import (  # noqa: E402
+    ApprovalRule,
+    ChangeItem,
+    ChangeRequest,
+    Draft,
+    IdempotencyKey,
+    Plan,
+    Review,
+    ReviewComment,
+)
+
+
+@admin.register(ApprovalRule)
+class ApprovalRuleAdmin(AuditedAdmin):
+    """Editable by admins (also at /approval-rules/); every save is audited."""
+
+    list_display = ("__str__", "environment", "kind", "required_approvals", "security_approval",
+                    "extra_production_approval", "updated_at")
+    list_filter = ("environment", "kind", "security_approval")
+    list_select_related = ("environment",)
+    readonly_fields = ("created_at", "updated_at")
+
+
+class ChangeItemInline(admin.TabularInline):
+    model = ChangeItem
+    extra = 0
+    can_delete = False
+    fields = ("operation", "kind", "namespace", "name", "base_revision", "content_hash", "error_count")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ChangeRequest)
+class ChangeRequestAdmin(ReadOnlyAdmin):
+    """Read-only: a change moves only through its workflow (the change page or the API)."""
+
+    list_display = ("__str__", "environment", "state", "author", "created_at", "submitted_at", "approved_at")
+    list_filter = ("state", "environment")
+    search_fields = ("title", "description", "author__username")
+    list_select_related = ("environment", "author")
+    inlines = [ChangeItemInline]
+
+
+@admin.register(ChangeItem)
+class ChangeItemAdmin(ReadOnlyAdmin):
+    list_display = ("change", "operation", "kind", "namespace", "name", "content_hash")
+    list_filter = ("operation", "kind")
+    search_fields = ("name", "namespace")
+    list_select_related = ("change",)
+
+
+@admin.register(Plan)
+class PlanAdmin(ReadOnlyAdmin):
+    list_display = ("change", "computed_at", "status", "content_fingerprint", "duration_ms")
+    list_filter = ("status",)
+    list_select_related = ("change",)
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ("change", "reviewer", "verdict", "created_at", "voided_at", "voided_reason")
+    list_filter = ("verdict",)
+    list_select_related = ("change", "reviewer")
+
+
+@admin.register(ReviewComment)
+class ReviewCommentAdmin(ReadOnlyAdmin):
+    list_display = ("change", "author", "item", "line", "created_at", "resolved_at")
+    list_select_related = ("change", "author", "item")
+
+
+@admin.register(Draft)
+class DraftAdmin(ReadOnlyAdmin):
+    list_display = ("__str__", "author", "operation", "error_count", "warning_count", "updated_at")
+    list_filter = ("environment", "operation", "kind")
+    search_fields = ("name", "namespace", "author__username")
+    list_select_related = ("environment", "author")
+
+
+@admin.register(IdempotencyKey)
+class IdempotencyKeyAdmin(ReadOnlyAdmin):
+    list_display = ("key", "user", "response_status", "created_at")
+    list_select_related = ("user",)
+    search_fields = ("key", "user__username")

@@ -264,8 +264,13 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
     views = []
     for item in items:
         plan_item = plan_items.get(item.pk)
-        rows = [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else [])
-                for row in (stored_rows(plan_item.diff_live) if plan_item is not None else [])]
+        if plan_item is None:
+            diff_rows = []
+        elif plan_item.item_content_hash == item.content_hash:
+            diff_rows = stored_rows(plan_item.diff_live)
+        else:  # edited since the plan: the live object it saw against the item as it is now
+            diff_rows = diff_objects(plan_item.live_content, item.content).side_by_side
+        rows = [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
         blocking_ids = {result.guardrail_id for result in guardrail_blocking.get(item.pk, [])}
         overridable = [result for result in item.guardrail_results
                        if result["guardrail_id"] in blocking_ids
@@ -300,7 +305,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         "not_counted": dict((review.pk, reason) for review, reason in status.not_counted),
         "requirements": requirements,
         "general_threads": general,
-        "timeline": _timeline(events, reviews, general),
+        "timeline": _timeline(events, reviews, comments),
         "stale": bool(stale_items),
         "chain": selectors.change_promotion_chain(change=change),
         "is_author": is_author,
@@ -356,7 +361,8 @@ def _event_text(event: AuditEvent) -> str:
     text = _EVENT_TEXT.get(event.action, event.action)
     after = event.after or {}
     if event.action == "change.item_updated":
-        text = f"edited {after.get('item', 'an item')}"
+        namespace, kind, name = (after.get("item") or "//").split("/", 2)
+        text = f"edited {kind} {namespace}/{name}"
     elif event.action == "review.voided":
         text = f"— approval of {', '.join(after.get('reviewers', []))} voided: {after.get('reason', '')}"
     elif event.action == "change.back_to_review":
@@ -377,7 +383,7 @@ def _event_text(event: AuditEvent) -> str:
 def _timeline(events: list[AuditEvent], reviews: list[Review], comments: list[ReviewComment]) -> list[TimelineEntry]:
     entries = []
     for event in events:
-        if event.action in ("review.approved", "change.changes_requested", "comment.created"):
+        if event.action in ("review.approved", "change.changes_requested", "comment.created", "comment.resolved"):
             continue  # shown by the review / comment entry itself
         entries.append(TimelineEntry(event.created_at, "event", event.actor_name, _event_text(event),
                                      css="muted" if event.action.startswith("review.") else "info"))
@@ -385,11 +391,20 @@ def _timeline(events: list[AuditEvent], reviews: list[Review], comments: list[Re
         verb = {"approve": "approved", "request_changes": "requested changes", "comment": "commented"}[review.verdict]
         void = f" (voided: {review.voided_reason})" if review.voided_at else ""
         entries.append(TimelineEntry(review.created_at, "review", review.reviewer.get_username(), verb + void,
-                                     body=review.body, css=ReviewVerdict(review.verdict).color,
+                                     body=review.body,
+                                     css="muted" if review.voided_at else ReviewVerdict(review.verdict).color,
                                      anchor=f"review-{review.pk}"))
-    for comment in comments:
-        entries.append(TimelineEntry(comment.created_at, "comment", comment.author.get_username(), "commented",
-                                     body=comment.body, anchor=f"thread-{comment.pk}"))
+    for thread in comments:
+        where = ""
+        if thread.item_id:
+            where = f" on {thread.item.label}" + (f" line {thread.line}" if thread.line else "")
+        for comment in [thread, *thread.replies.all()]:
+            verb = "replied" if comment.parent_id else "commented"
+            entries.append(TimelineEntry(comment.created_at, "comment", comment.author.get_username(), verb + where,
+                                         body=comment.body, anchor=f"thread-{thread.pk}"))
+        if thread.resolved_at:
+            entries.append(TimelineEntry(thread.resolved_at, "event", thread.resolved_by.get_username(),
+                                         f"resolved a thread{where}"))
     entries.sort(key=lambda entry: entry.at)
     return entries
 
@@ -614,6 +629,7 @@ def item_base_diff(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     base = item.base_revision
     return render(request, "changes/_base_diff.html", {
         "item": item, "diff": diff_objects(base.content if base else None, item.content),
+        "diff_id": f"base-diff-{item.pk}",
         "old_label": f"revision #{base.number}" if base else "nothing (new policy)",
         "new_label": "deletion" if item.content is None else "this change",
     })

@@ -245,7 +245,7 @@ def change_comments(*, change) -> list:
     replies = ReviewComment.objects.select_related("author", "resolved_by").order_by("created_at", "pk")
     return list(
         ReviewComment.objects.filter(change=change, parent__isnull=True)
-        .select_related("author", "resolved_by")
+        .select_related("author", "resolved_by", "item")
         .prefetch_related(Prefetch("replies", queryset=replies))
         .order_by("created_at", "pk")
     )

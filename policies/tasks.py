@@ -68,3 +68,41 @@ def compute_plan(self, change_id: int) -> dict:
     plan = plan_compute(change=change)
     logger.info("plan of change #%s: %s in %s ms", change_id, plan.status, plan.duration_ms)
     return {"change": change_id, "plan": plan.pk, "status": plan.status}
+
+
+# --- rollouts -------------------------------------------------------------------------------------
+
+# The chain of one rollout follows its own next action when it is this close; later actions (and
+# lost tasks, killed workers) are the reconciler's.
+ROLLOUT_FOLLOW_SECONDS = 30.0
+
+
+@shared_task(acks_late=True)
+def rollout_advance(rollout_id: int) -> dict:
+    """Executes the rollout's next due action (a no-op when it is not due or another worker holds it)."""
+    from policies.services.rollouts import rollout_advance as advance
+
+    result = advance(rollout_id=rollout_id)
+    if result.acted and result.next_in is not None and result.next_in <= ROLLOUT_FOLLOW_SECONDS:
+        rollout_advance.apply_async((rollout_id,), countdown=result.next_in)
+    return {"rollout": rollout_id, "acted": result.acted, "state": result.state}
+
+
+@shared_task
+def reconcile_rollouts() -> dict:
+    """Periodic: starts due scheduled changes and enqueues an advance for every rollout that is due."""
+    from policies.services.rollouts import rollouts_due, rollouts_start_due
+
+    started = rollouts_start_due()
+    due = rollouts_due()
+    for rollout_id in due:
+        rollout_advance.delay(rollout_id)
+    return {"started": len(started), "due": len(due)}
+
+
+@shared_task
+def detect_drift() -> dict:
+    """Periodic: marks the policies whose live object differs from the revision Meshgate applied."""
+    from policies.services.rollouts import drift_detect
+
+    return drift_detect()

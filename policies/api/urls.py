@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import drafts, views
+from policies.api import changes, drafts, views
 from portal import api_views
 
 app_name = "api"
@@ -12,9 +12,21 @@ router.register("policies", views.PolicyViewSet, basename="policy")
 router.register(r"policies/(?P<policy_id>[^/.]+)/revisions", views.PolicyRevisionViewSet, basename="policy-revision")
 router.register("tokens", api_views.TokenViewSet, basename="token")
 router.register("drafts", drafts.DraftViewSet, basename="draft")
+router.register("changes", changes.ChangeViewSet, basename="change")
 
 urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),
     path("validate", drafts.ValidateView.as_view(), name="validate"),
     *router.urls,
+    # change transitions: one small view each
+    path("changes/<int:pk>/submit/", changes.ChangeSubmitView.as_view(), name="change-submit"),
+    path("changes/<int:pk>/approve/", changes.ChangeApproveView.as_view(), name="change-approve"),
+    path("changes/<int:pk>/request-changes/", changes.ChangeRequestChangesView.as_view(), name="change-request-changes"),
+    path("changes/<int:pk>/comment/", changes.ChangeCommentView.as_view(), name="change-comment"),
+    path("changes/<int:pk>/reject/", changes.ChangeRejectView.as_view(), name="change-reject"),
+    path("changes/<int:pk>/rebase/", changes.ChangeRebaseView.as_view(), name="change-rebase"),
+    path("changes/<int:pk>/schedule/", changes.ChangeScheduleView.as_view(), name="change-schedule"),
+    path("changes/<int:pk>/promote/", changes.ChangePromoteView.as_view(), name="change-promote"),
+    path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
+    path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
 ]

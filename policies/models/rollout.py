@@ -40,6 +40,9 @@ class Rollout(models.Model):
     observed = models.JSONField(
         default=dict, blank=True, help_text="{identity: the resourceVersion Meshgate last saw or wrote ('' absent)}."
     )
+    expected = models.JSONField(
+        default=dict, blank=True, help_text="{identity: content hash of what Meshgate last saw or wrote ('' absent)}."
+    )
     owned = models.JSONField(default=list, blank=True, help_text="Identities Meshgate has taken ownership of.")
     analysis = models.JSONField(
         default=dict, blank=True, help_text="{interval_seconds, intervals_per_step, failure_limit, metrics}."

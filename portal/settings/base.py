@@ -141,6 +141,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": env.float("MESHGATE_CLUSTER_PROBE_SECONDS", default=30.0),
     },
     "retry-due-notifications": {"task": "policies.tasks.retry_due_notifications", "schedule": 60.0},
+    "reconcile-rollouts": {
+        "task": "policies.tasks.reconcile_rollouts",
+        "schedule": env.float("MESHGATE_ROLLOUT_RECONCILE_SECONDS", default=2.0),
+    },
+    "detect-drift": {
+        "task": "policies.tasks.detect_drift",
+        "schedule": env.float("MESHGATE_DRIFT_SECONDS", default=60.0),
+    },
 }
 
 # --- REST API -----------------------------------------------------------------------------
@@ -171,7 +179,7 @@ MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com
-MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="http://127.0.0.1:8000")
+MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="")
 # When set, /metrics asks for "Authorization: Bearer <token>".
 MESHGATE_METRICS_TOKEN = env.str("MESHGATE_METRICS_TOKEN", default="")
 

@@ -10,3 +10,4 @@ MESHGATE_FIELD_ENCRYPTION_KEY = env.str(
 )
 EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
 EMAIL_FILE_PATH = VAR_DIR / "mail"
+MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="http://127.0.0.1:8000")

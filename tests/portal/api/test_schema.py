@@ -21,6 +21,18 @@ EXPECTED_PATHS = {
     "/api/v1/drafts/{id}/": {"get", "patch", "delete"},
     "/api/v1/drafts/bundle/": {"post"},
     "/api/v1/validate": {"post"},
+    "/api/v1/changes/": {"get", "post"},
+    "/api/v1/changes/{id}/": {"get"},
+    "/api/v1/changes/{id}/submit/": {"post"},
+    "/api/v1/changes/{id}/approve/": {"post"},
+    "/api/v1/changes/{id}/request-changes/": {"post"},
+    "/api/v1/changes/{id}/comment/": {"post"},
+    "/api/v1/changes/{id}/reject/": {"post"},
+    "/api/v1/changes/{id}/rebase/": {"post"},
+    "/api/v1/changes/{id}/schedule/": {"post"},
+    "/api/v1/changes/{id}/promote/": {"post"},
+    "/api/v1/changes/{id}/refresh-plan/": {"post"},
+    "/api/v1/changes/{id}/status/": {"get"},
 }
 
 

@@ -1,0 +1,247 @@
+"""Analysis metrics: the two built-ins, custom PromQL templates, threshold ranges.
+
+A ``MetricDefinition`` says what to measure (a built-in kind or a PromQL template), which
+direction is better, the acceptable range (``threshold``, Flagger-style) and an absolute
+guard rail (``guard``) that fails a canary at once whatever the statistics say.
+
+Templates use ``{namespace}``, ``{service}``, ``{version}`` (alias ``{subset}``),
+``{canary}`` and ``{interval}``. Every placeholder but ``{interval}`` must sit inside a
+double-quoted PromQL string, and its value is escaped, so a label value containing ``"``,
+``}`` or ``\\`` cannot break out of the string; ``{interval}`` must be outside strings and
+is checked to be a PromQL duration. Other braces (label matchers) are left alone.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from integrations.prometheus import interval_seconds
+
+SUCCESS_RATE = "request-success-rate"
+LATENCY_P99 = "request-duration-p99"
+PLACEHOLDERS = ("namespace", "service", "version", "subset", "canary", "interval")
+_PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+
+
+class Direction(StrEnum):
+    HIGHER_IS_BETTER = "higher"
+    LOWER_IS_BETTER = "lower"
+
+
+class MetricKind(StrEnum):
+    SUCCESS_RATE = "success_rate"
+    LATENCY_P99 = "latency_p99"
+    CUSTOM = "custom"
+
+
+class TemplateError(ValueError):
+    """A custom PromQL template is malformed or a value cannot be substituted safely."""
+
+
+@dataclass(frozen=True)
+class ThresholdRange:
+    """Acceptable values: ``min <= value <= max`` (either bound optional)."""
+
+    min: float | None = None
+    max: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"threshold min {self.min} > max {self.max}")
+
+    def contains(self, value: float) -> bool:
+        if math.isnan(value):
+            return False
+        return (self.min is None or value >= self.min) and (self.max is None or value <= self.max)
+
+    def violation(self, value: float) -> str:
+        """``"< 0.99"`` / ``"> 500"`` for a value outside the range, else ``""``."""
+        if self.min is not None and not value >= self.min:
+            return f"< {fmt(self.min)}"
+        if self.max is not None and not value <= self.max:
+            return f"> {fmt(self.max)}"
+        return ""
+
+    def __str__(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"[{fmt(self.min)}, {fmt(self.max)}]"
+        if self.min is not None:
+            return f">= {fmt(self.min)}"
+        if self.max is not None:
+            return f"<= {fmt(self.max)}"
+        return "any"
+
+
+@dataclass(frozen=True)
+class Target:
+    """One side of the comparison: a service, by version (subset) or by canary label."""
+
+    namespace: str
+    service: str
+    version: str | None = None
+    canary: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.version is not None and self.canary is not None:
+            raise ValueError("select by version or by canary, not both")
+
+    def __str__(self) -> str:
+        which = (
+            f" {self.version}" if self.version is not None
+            else f" canary={str(self.canary).lower()}" if self.canary is not None else ""
+        )  # fmt: skip
+        return f"{self.namespace}/{self.service}{which}"
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    name: str
+    kind: MetricKind
+    direction: Direction
+    threshold: ThresholdRange = field(default_factory=ThresholdRange)
+    guard: ThresholdRange = field(default_factory=ThresholdRange)
+    query: str | None = None  # custom PromQL template (instant value of one series)
+    unit: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind == MetricKind.CUSTOM:
+            if not self.query:
+                raise ValueError(f"custom metric {self.name!r} needs a PromQL template")
+            check_template(self.query)
+
+    def worse(self, canary: float, stable: float) -> float:
+        """Relative degradation of canary vs stable (> 0 is worse, 0.5 = 50 % worse).
+
+        For a success rate the error ratios are compared (0.5 % -> 1 % errors is 1.0).
+        """
+        if self.kind == MetricKind.SUCCESS_RATE:
+            canary, stable = 1.0 - canary, 1.0 - stable
+            return (canary - stable) / max(stable, 1e-4)
+        if self.direction == Direction.HIGHER_IS_BETTER:
+            return (stable - canary) / max(abs(stable), 1e-9)
+        return (canary - stable) / max(abs(stable), 1e-9)
+
+
+def success_rate(
+    *, min: float = 0.99, guard_min: float | None = 0.95, name: str = SUCCESS_RATE
+) -> MetricDefinition:
+    """Share of non-5xx answers; fails below ``min`` (threshold) or ``guard_min`` (at once)."""
+    return MetricDefinition(
+        name, MetricKind.SUCCESS_RATE, Direction.HIGHER_IS_BETTER,
+        ThresholdRange(min=min), ThresholdRange(min=guard_min),
+    )  # fmt: skip
+
+
+def latency_p99(
+    *, max: float = 500.0, guard_max: float | None = None, name: str = LATENCY_P99
+) -> MetricDefinition:
+    """99th percentile request duration in ms; fails above ``max`` / ``guard_max``."""
+    return MetricDefinition(
+        name, MetricKind.LATENCY_P99, Direction.LOWER_IS_BETTER,
+        ThresholdRange(max=max), ThresholdRange(max=guard_max), unit="ms",
+    )  # fmt: skip
+
+
+def custom(
+    name: str,
+    query: str,
+    *,
+    direction: Direction,
+    min: float | None = None,
+    max: float | None = None,
+    guard_min: float | None = None,
+    guard_max: float | None = None,
+    unit: str = "",
+) -> MetricDefinition:
+    return MetricDefinition(
+        name, MetricKind.CUSTOM, direction, ThresholdRange(min, max),
+        ThresholdRange(guard_min, guard_max), query, unit,
+    )  # fmt: skip
+
+
+# templates -------------------------------------------------------------------------------------
+
+
+def escape_label_value(value: str) -> str:
+    """The content of a double-quoted PromQL string for ``value``."""
+    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _placeholders(template: str) -> list[tuple[re.Match[str], bool]]:
+    """Each placeholder with whether it sits inside a double-quoted string."""
+    found, in_string, escaped, index = [], False, False, 0
+    matches = {m.start(): m for m in _PLACEHOLDER.finditer(template)}
+    while index < len(template):
+        char = template[index]
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        if index in matches:
+            found.append((matches[index], in_string))
+            index = matches[index].end()
+            continue
+        index += 1
+    if in_string:
+        raise TemplateError("unterminated string in the PromQL template")
+    return found
+
+
+def check_template(template: str) -> None:
+    for match, quoted in _placeholders(template):
+        name = match.group(1)
+        if name == "interval" and quoted:
+            raise TemplateError("{interval} must be outside quotes, e.g. [{interval}]")
+        if name != "interval" and not quoted:
+            raise TemplateError(
+                f'{{{name}}} must be inside a quoted label value, e.g. "{{{name}}}"'
+            )
+
+
+def render_template(template: str, target: Target, *, interval: str) -> str:
+    """Fill a custom template for ``target``; values are escaped, ``interval`` validated."""
+    check_template(template)
+    try:
+        interval_seconds(interval)
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from exc
+    version = target.version if target.version is not None else ""
+    values = {
+        "namespace": escape_label_value(target.namespace),
+        "service": escape_label_value(target.service),
+        "version": escape_label_value(version),
+        "subset": escape_label_value(version),
+        "canary": "" if target.canary is None else ("true" if target.canary else "false"),
+        "interval": interval,
+    }
+    out, last = [], 0
+    for match, _ in _placeholders(template):
+        out.append(template[last : match.start()])
+        out.append(values[match.group(1)])
+        last = match.end()
+    out.append(template[last:])
+    return "".join(out)
+
+
+def fmt(value: float | None) -> str:
+    """A value as a person reads it: 0.947, 512.3, 0.0004."""
+    if value is None:
+        return "n/a"
+    if math.isnan(value) or math.isinf(value):
+        return str(value)
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.1f}".rstrip("0").rstrip(".")
+    short = f"{value:.4g}"
+    if float(short) in (1.0, -1.0) and abs(value) != 1:  # 0.99995 is not 1
+        return f"{value:.6g}"
+    return short

@@ -1,0 +1,544 @@
+"""API for change requests, for people and CI/CD pipelines.
+
+- `/changes/`: list and retrieve (state, items, approval status, plan summary, reviews); create
+  from draft ids or straight from a bundle (JSON text or multipart files), with `Idempotency-Key`.
+- One small endpoint per transition, each calling one service: `submit`, `approve`,
+  `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`; and
+  `status` for pipelines to poll. An illegal transition answers 409 `illegal_transition` with the
+  change's state in `details.state`; the author can never approve (403).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from rest_framework import mixins, serializers, status
+from rest_framework.exceptions import ValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from policies import approval, selectors
+from policies.api.drafts import (
+    IDEMPOTENCY_PARAMETER,
+    DiffSummarySerializer,
+    EnvironmentField,
+    ErrorSerializer,
+    FindingSerializer,
+    RejectionSerializer,
+    UploadField,
+    _upload_payload,
+    idempotent,
+    is_multipart,
+    read_uploads,
+    request_data,
+)
+from policies.api.serializers import ContentField
+from policies.choices import ChangeState, PlanLiveState, PlanStatus
+from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment
+from policies.services import changes as change_services
+from policies.services import promotion as promotion_services
+from policies.services import reviews as review_services
+from policies.services.plans import plan_is_current
+
+USERNAME = {"slug_field": "username", "read_only": True}
+
+
+# --- output -----------------------------------------------------------------------------------------
+
+class ApprovalStatusSerializer(serializers.Serializer):
+    satisfied = serializers.BooleanField(help_text="The approvals meet every rule.")
+    approvable = serializers.BooleanField(help_text="Satisfied and nothing blocks the change.")
+    required = serializers.IntegerField()
+    approvals = serializers.IntegerField(help_text="Approvals that count.")
+    approved_by = serializers.ListField(child=serializers.CharField())
+    missing = serializers.ListField(child=serializers.CharField(), help_text="E.g. 'a Security approver'.")
+    blockers = serializers.ListField(child=serializers.CharField(), help_text="Stale items, guardrails, plan errors.")
+    summary = serializers.CharField(help_text="E.g. '2 of 3 approvals; missing: a Security approver'.")
+
+
+class GuardrailResultSerializer(serializers.Serializer):
+    guardrail_id = serializers.IntegerField(allow_null=True)
+    name = serializers.CharField()
+    enforcement = serializers.CharField()
+    object = serializers.CharField()
+    passed = serializers.BooleanField()
+    outcome = serializers.CharField()
+    message = serializers.CharField(allow_blank=True)
+
+
+class ChangeItemSerializer(serializers.ModelSerializer):
+    base_revision = serializers.IntegerField(source="base_revision.number", read_only=True, allow_null=True)
+    current_revision = serializers.IntegerField(source="current_revision_number_now", read_only=True,
+                                                allow_null=True, help_text="The policy's current revision now.")
+    stale = serializers.SerializerMethodField(help_text="The policy moved since the item was based on it.")
+    findings = FindingSerializer(many=True, read_only=True)
+    guardrails = GuardrailResultSerializer(source="guardrail_results", many=True, read_only=True)
+
+    class Meta:
+        model = ChangeItem
+        fields = ["id", "kind", "namespace", "name", "operation", "policy", "base_revision", "current_revision",
+                  "stale", "content_hash", "message", "error_count", "warning_count", "findings", "guardrails"]
+        read_only_fields = fields
+
+    def get_stale(self, item: ChangeItem) -> bool:
+        return approval.item_is_stale(item)
+
+
+class ChangeItemDetailSerializer(ChangeItemSerializer):
+    content = ContentField(read_only=True, allow_null=True, help_text="The normalized object; null for a deletion.")
+
+    class Meta(ChangeItemSerializer.Meta):
+        fields = [*ChangeItemSerializer.Meta.fields, "content", "source_text"]
+        read_only_fields = fields
+
+
+class PlanItemSummarySerializer(serializers.Serializer):
+    item = serializers.IntegerField(source="item_id")
+    status = serializers.ChoiceField(choices=PlanStatus.choices)
+    live_state = serializers.CharField(help_text=f"One of {', '.join(PlanLiveState.values)}.")
+    live_resource_version = serializers.CharField(allow_blank=True)
+    error = serializers.CharField(allow_blank=True)
+    against_live = DiffSummarySerializer(source="diff_live.summary")
+    against_base = DiffSummarySerializer(source="diff_base.summary")
+    unified = serializers.CharField(source="diff_live.unified", help_text="Live → this change, unified YAML diff.")
+    findings = FindingSerializer(many=True, help_text="Server dry-run findings.")
+
+
+class PlanSerializer(serializers.ModelSerializer):
+    current = serializers.SerializerMethodField(help_text="False when items changed or a refresh was asked since.")
+    items = PlanItemSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Plan
+        fields = ["id", "computed_at", "status", "error", "fingerprint", "content_fingerprint", "current",
+                  "duration_ms", "items"]
+        read_only_fields = fields
+
+    def get_current(self, plan: Plan) -> bool:
+        return bool(self.context.get("plan_current"))
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    reviewer = serializers.SlugRelatedField(**USERNAME)
+
+    class Meta:
+        model = Review
+        fields = ["id", "reviewer", "verdict", "body", "created_at", "plan_content_fingerprint", "voided_at",
+                  "voided_reason"]
+        read_only_fields = fields
+
+
+class CommentSerializer(serializers.ModelSerializer):
+    author = serializers.SlugRelatedField(**USERNAME)
+    resolved_by = serializers.SlugRelatedField(**USERNAME)
+
+    class Meta:
+        model = ReviewComment
+        fields = ["id", "item", "line", "parent", "body", "author", "created_at", "resolved_at", "resolved_by"]
+        read_only_fields = fields
+
+
+class ChangeSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="api:change-detail")
+    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    author = serializers.SlugRelatedField(**USERNAME)
+
+    class Meta:
+        model = ChangeRequest
+        fields = ["id", "url", "environment", "title", "state", "author", "created_at", "updated_at", "submitted_at",
+                  "approved_at", "scheduled_for", "promoted_from"]
+        read_only_fields = fields
+
+
+class ChangeDetailSerializer(ChangeSerializer):
+    items = serializers.SerializerMethodField()
+    stale = serializers.SerializerMethodField()
+    approval = serializers.SerializerMethodField()
+    plan = serializers.SerializerMethodField()
+    reviews = serializers.SerializerMethodField()
+    promotions = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
+                                                    help_text="Changes promoted from this one.")
+
+    class Meta(ChangeSerializer.Meta):
+        fields = [*ChangeSerializer.Meta.fields, "description", "link", "stale", "approval", "plan", "items",
+                  "reviews", "promotions"]
+        read_only_fields = fields
+
+    @extend_schema_field(ChangeItemDetailSerializer(many=True))
+    def get_items(self, change: ChangeRequest) -> list[dict[str, Any]]:
+        return ChangeItemDetailSerializer(self.context["items"], many=True).data
+
+    def get_stale(self, change: ChangeRequest) -> bool:
+        return any(approval.item_is_stale(item) for item in self.context["items"])
+
+    @extend_schema_field(ApprovalStatusSerializer())
+    def get_approval(self, change: ChangeRequest) -> dict[str, Any]:
+        return self.context["approval"].as_dict()
+
+    @extend_schema_field(PlanSerializer(allow_null=True))
+    def get_plan(self, change: ChangeRequest) -> dict[str, Any] | None:
+        plan = self.context["plan"]
+        return PlanSerializer(plan, context=self.context).data if plan is not None else None
+
+    @extend_schema_field(ReviewSerializer(many=True))
+    def get_reviews(self, change: ChangeRequest) -> list[dict[str, Any]]:
+        return ReviewSerializer(self.context["reviews"], many=True).data
+
+
+class ChangeStatusSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.ChoiceField(choices=ChangeState.choices)
+    environment = serializers.CharField()
+    stale = serializers.BooleanField()
+    approval = ApprovalStatusSerializer()
+    plan_status = serializers.CharField(allow_null=True, help_text="ok or error; null before the first plan.")
+    plan_computed_at = serializers.DateTimeField(allow_null=True)
+    plan_current = serializers.BooleanField()
+    scheduled_for = serializers.DateTimeField(allow_null=True)
+    promotions = serializers.ListField(child=serializers.IntegerField())
+    done = serializers.BooleanField(help_text="True in a final state (rejected, completed, rolled back, failed, "
+                                              "aborted): stop polling.")
+
+
+def detail_context(request: Request, change: ChangeRequest) -> dict[str, Any]:
+    items = list(selectors.change_items(change=change))
+    change_services.change_guardrails_refresh(change=change, items=items)
+    plan = selectors.change_latest_plan(change=change)
+    reviews = selectors.change_reviews(change=change)
+    return {
+        "request": request, "items": items, "plan": plan, "reviews": reviews,
+        "plan_current": plan_is_current(change=change, plan=plan, items=items),
+        "approval": approval.approval_status(change, items=items, reviews=reviews, plan=plan),
+    }
+
+
+def detail_response(request: Request, change: ChangeRequest, status_code: int = status.HTTP_200_OK) -> Response:
+    change = ChangeRequest.objects.select_related("environment", "author").get(pk=change.pk)
+    return Response(ChangeDetailSerializer(change, context=detail_context(request, change)).data, status=status_code)
+
+
+# --- input ------------------------------------------------------------------------------------------------
+
+class _ChangeHeader(serializers.Serializer):
+    environment = EnvironmentField()
+    title = serializers.CharField(max_length=200)
+    description = serializers.CharField(required=False, allow_blank=True, default="")
+    link = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class ChangeCreateSerializer(_ChangeHeader):
+    drafts = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False,
+                                   help_text="Ids of your drafts (of this environment) to make the change of.")
+    text = serializers.CharField(required=False, trim_whitespace=False,
+                                 help_text="Or a bundle: YAML or JSON with one or more objects.")
+    filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+    def validate(self, attrs):
+        if ("drafts" in attrs) == ("text" in attrs):
+            raise ValidationError("give either `drafts` (draft ids) or `text` (a bundle)")
+        return attrs
+
+
+class ChangeCreateUploadSerializer(_ChangeHeader):
+    files = UploadField()
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+
+
+class BodySerializer(serializers.Serializer):
+    body = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class ApproveSerializer(BodySerializer):
+    plan_fingerprint = serializers.CharField(
+        required=False, allow_blank=True, default="",
+        help_text="The plan's `content_fingerprint` you reviewed: refused (409) if the live state moved since.",
+    )
+
+
+class RequestChangesSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=10_000, help_text="What should change.")
+
+
+class CommentCreateSerializer(serializers.Serializer):
+    body = serializers.CharField(max_length=10_000)
+    item = serializers.IntegerField(required=False, allow_null=True, help_text="An item of the change.")
+    line = serializers.IntegerField(required=False, allow_null=True, min_value=1,
+                                    help_text="A line of the item's YAML (the diff's right side).")
+    parent = serializers.IntegerField(required=False, allow_null=True, help_text="Reply to this comment.")
+
+
+class RejectSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=10_000)
+
+
+class EmptySerializer(serializers.Serializer):
+    pass
+
+
+class ChangeFilterSet(django_filters.FilterSet):
+    environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
+    state = django_filters.MultipleChoiceFilter(choices=ChangeState.choices)
+    author = django_filters.CharFilter(field_name="author__username", help_text="Author's username.")
+    mine = django_filters.BooleanFilter(method="filter_mine", help_text="Only the caller's changes.")
+
+    class Meta:
+        model = ChangeRequest
+        fields = ["environment", "state", "author", "mine"]
+
+    def filter_mine(self, queryset, name, value):
+        return queryset.filter(author=self.request.user) if value else queryset
+
+
+# --- views --------------------------------------------------------------------------------------------------
+
+ERRORS = {
+    status.HTTP_400_BAD_REQUEST: OpenApiResponse(ErrorSerializer, description="Invalid input."),
+    status.HTTP_401_UNAUTHORIZED: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not allowed (e.g. your own change)."),
+    status.HTTP_404_NOT_FOUND: OpenApiResponse(ErrorSerializer, description="No such change you may read."),
+    status.HTTP_409_CONFLICT: OpenApiResponse(
+        ErrorSerializer, description="Illegal in the change's state (`illegal_transition`, `details.state`), or stale."
+    ),
+}
+
+
+class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+    """Change requests you can read: yours and those touching your teams' namespaces."""
+
+    filterset_class = ChangeFilterSet
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    def get_queryset(self) -> QuerySet[ChangeRequest]:
+        return selectors.change_list(user=self.request.user).order_by("-pk")
+
+    def get_serializer_class(self):
+        return ChangeDetailSerializer if self.action == "retrieve" else ChangeSerializer
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return detail_response(request, self.get_object())
+
+    @extend_schema(
+        request={"application/json": ChangeCreateSerializer, "multipart/form-data": ChangeCreateUploadSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        responses={
+            status.HTTP_201_CREATED: ChangeDetailSerializer,
+            status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused; nothing stored."),
+            status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your drafts or namespace."),
+            status.HTTP_409_CONFLICT: OpenApiResponse(ErrorSerializer, description="A draft moved meanwhile."),
+            status.HTTP_422_UNPROCESSABLE_ENTITY: OpenApiResponse(ErrorSerializer, description="Key reused."),
+        },
+    )
+    def create(self, request: Request) -> Response:
+        """Create a change (state draft) from your drafts (`drafts`: ids) or from a bundle (`text`, or
+        multipart `files`); the drafts move into the change. Submit it with `…/submit/`."""
+        data = request_data(request)
+        context = self.get_serializer_context()
+        if is_multipart(request):
+            params = ChangeCreateUploadSerializer(data=data, context=context)
+            params.is_valid(raise_exception=True)
+            files = read_uploads(params.validated_data["files"])
+            payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message"))
+        else:
+            params = ChangeCreateSerializer(data=data, context=context)
+            params.is_valid(raise_exception=True)
+            values = params.validated_data
+            files = [(values["filename"], values["text"].encode())] if "text" in values else None
+            payload = {key: (value.name if key == "environment" else value) for key, value in values.items()}
+        values = params.validated_data
+        header = {"author": request.user, "environment": values["environment"], "title": values["title"],
+                  "description": values["description"], "link": values["link"]}
+
+        def produce() -> Response:
+            if files is not None:
+                change = change_services.change_create_from_bundle(files=files, message=values["message"], **header)
+            else:
+                ids = values["drafts"]
+                drafts = list(selectors.draft_list(user=request.user).filter(pk__in=ids))
+                missing = sorted(set(ids) - {draft.pk for draft in drafts})
+                if missing:
+                    raise ValidationError({"drafts": [f"you have no draft with id {pk}" for pk in missing]})
+                change = change_services.change_create(drafts=drafts, **header)
+            return detail_response(request, change, status.HTTP_201_CREATED)
+
+        return idempotent(request, payload, produce)
+
+
+class ChangeActionView(APIView):
+    """One transition of one change: parse input, call one service, answer the change."""
+
+    input_serializer: type[serializers.Serializer] = EmptySerializer
+    success_status = status.HTTP_200_OK
+
+    def change(self, request: Request, pk: int) -> ChangeRequest:
+        return get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        raise NotImplementedError
+
+    def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
+        return detail_response(request, change, self.success_status)
+
+    def post(self, request: Request, pk: int) -> Response:
+        change = self.change(request, pk)
+        params = self.input_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        result = self.act(request, change, params.validated_data)
+        return self.respond(request, change, result)
+
+
+def _action_schema(operation_id: str, request_serializer, summary: str, response=ChangeDetailSerializer,
+                   success: int = status.HTTP_200_OK):
+    return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
+                         responses={success: response, **ERRORS})
+
+
+class ChangeSubmitView(ChangeActionView):
+    @_action_schema("changes_submit", EmptySerializer, "Submit for review (author; draft or changes_requested).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return change_services.change_submit(actor=request.user, change=change)
+
+
+class ChangeApproveView(ChangeActionView):
+    input_serializer = ApproveSerializer
+
+    @_action_schema("changes_approve", ApproveSerializer,
+                    "Approve against a freshly computed plan (approvers of the owning teams; never the author).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return review_services.review_approve(reviewer=request.user, change=change, body=data["body"],
+                                              plan_fingerprint=data["plan_fingerprint"] or None)
+
+
+class ChangeRequestChangesView(ChangeActionView):
+    input_serializer = RequestChangesSerializer
+
+    @_action_schema("changes_request_changes", RequestChangesSerializer,
+                    "Request changes (voids every approval; back to the author).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return review_services.review_request_changes(reviewer=request.user, change=change, body=data["body"])
+
+
+class ChangeCommentView(ChangeActionView):
+    input_serializer = CommentCreateSerializer
+    success_status = status.HTTP_201_CREATED
+
+    @_action_schema("changes_comment", CommentCreateSerializer,
+                    "Comment on the change, an item, or a line of an item; or reply to a comment.",
+                    response=CommentSerializer, success=status.HTTP_201_CREATED)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        item = parent = None
+        if data.get("item"):
+            item = ChangeItem.objects.filter(pk=data["item"], change=change).first()
+            if item is None:
+                raise ValidationError({"item": [f"change #{change.pk} has no item {data['item']}"]})
+        if data.get("parent"):
+            parent = ReviewComment.objects.filter(pk=data["parent"], change=change).first()
+            if parent is None:
+                raise ValidationError({"parent": [f"change #{change.pk} has no comment {data['parent']}"]})
+        return review_services.review_comment(author=request.user, change=change, body=data["body"], item=item,
+                                              line=data.get("line"), parent=parent)
+
+    def respond(self, request, change, result):
+        return Response(CommentSerializer(result).data, status=self.success_status)
+
+
+class ChangeRejectView(ChangeActionView):
+    input_serializer = RejectSerializer
+
+    @_action_schema("changes_reject", RejectSerializer, "Reject the change (final; approvers).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return change_services.change_reject(actor=request.user, change=change, reason=data["reason"])
+
+
+class ChangeRebaseView(ChangeActionView):
+    @_action_schema("changes_rebase", EmptySerializer,
+                    "Rebase stale items onto the policies' current revisions (author; voids approvals).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return change_services.change_rebase(actor=request.user, change=change)
+
+
+class ChangeScheduleView(ChangeActionView):
+    @_action_schema("changes_schedule", EmptySerializer,
+                    "Schedule an approved change for the next opening of the environment's change windows.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return change_services.change_schedule(actor=request.user, change=change)
+
+
+class ChangePromoteView(ChangeActionView):
+    success_status = status.HTTP_201_CREATED
+
+    @_action_schema("changes_promote", EmptySerializer,
+                    "Promote a completed change to the next environment: answers the new, linked change.",
+                    success=status.HTTP_201_CREATED)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return promotion_services.change_promote(actor=request.user, change=change)
+
+    def respond(self, request, change, result):
+        return detail_response(request, result, self.success_status)
+
+
+class ChangeRefreshPlanView(ChangeActionView):
+    success_status = status.HTTP_202_ACCEPTED
+
+    @_action_schema("changes_refresh_plan", EmptySerializer,
+                    "Ask the worker for a new plan (poll `status/` for `plan_current`).",
+                    success=status.HTTP_202_ACCEPTED)
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return change_services.change_refresh_plan(actor=request.user, change=change)
+
+
+FINAL_STATES = {ChangeState.REJECTED, ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED,
+                ChangeState.ABORTED}
+
+
+class ChangeStatusView(APIView):
+    """What a pipeline polls: state, approvals, staleness and the plan, in a few queries."""
+
+    @extend_schema(operation_id="changes_status", responses={status.HTTP_200_OK: ChangeStatusSerializer, **ERRORS})
+    def get(self, request: Request, pk: int) -> Response:
+        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+        items = list(selectors.change_items(change=change))
+        plan = selectors.change_latest_plan(change=change)
+        status_ = approval.approval_status(change, items=items, plan=plan)
+        return Response(ChangeStatusSerializer({
+            "id": change.pk, "state": change.state, "environment": change.environment.name,
+            "stale": any(approval.item_is_stale(item) for item in items), "approval": status_.as_dict(),
+            "plan_status": plan.status if plan else None, "plan_computed_at": plan.computed_at if plan else None,
+            "plan_current": plan_is_current(change=change, plan=plan, items=items),
+            "scheduled_for": change.scheduled_for, "promotions": list(change.promotions.values_list("pk", flat=True)),
+            "done": change.state in FINAL_STATES,
+        }).data)
+

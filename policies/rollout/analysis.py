@@ -1,0 +1,186 @@
+"""The engine's analysis interface: one callable evaluates one interval of one phase.
+
+`Analyzer = Callable[[AnalysisContext], Outcome]`. The engine only needs the verdict (pass | fail |
+inconclusive | no_data | error), a reason and the metrics it saw; the run-level policy it applies is
+simple: `fail` and `error` count towards `failure_limit`, anything else passes the interval.
+
+Which analyzer runs: the `analyzer=` given to `rollout_advance` (unit tests of the engine logic),
+else the dotted path in `settings.MESHGATE_ROLLOUT_ANALYZER` or the `MESHGATE_ROLLOUT_ANALYZER`
+environment variable, else `metrics_analyzer` (below: `policies.analysis.run_interval` over the environment's Prometheus,
+or meshsim's own /metrics when the environment has no Prometheus URL).
+The run-level rule is `decide` (`policies.analysis.decide`).
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+PASS, FAIL, INCONCLUSIVE, NO_DATA, ERROR = "pass", "fail", "inconclusive", "no_data", "error"
+FAILING_VERDICTS = frozenset({FAIL, ERROR})
+
+
+@dataclass(frozen=True)
+class AnalysisContext:
+    rollout_id: int
+    environment_id: int
+    prometheus_url: str
+    strategy: str
+    phase: dict[str, Any]  # the phase's key, label, weight, canary flag and check (see strategies)
+    interval_index: int
+    interval_seconds: float
+    config: dict[str, Any]  # the rollout's analysis config (metrics, thresholds, ...)
+    workloads: list[dict[str, str]]  # [{"namespace", "service"}] the change routes to or selects
+
+
+@dataclass(frozen=True)
+class Outcome:
+    verdict: str
+    reason: str = ""
+    metrics: dict[str, Any] = field(default_factory=dict)
+    metric: str = ""
+    observed: Any = None
+    threshold: Any = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "reason": self.reason, "metrics": self.metrics, "metric": self.metric,
+                "observed": self.observed, "threshold": self.threshold}
+
+
+Analyzer = Callable[[AnalysisContext], Outcome]
+
+
+def bake_only(context: AnalysisContext) -> Outcome:
+    return Outcome(PASS, "no analysis layer installed: baked for the interval without metrics")
+
+
+def _import(path: str) -> Any:
+    module, _, name = path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+def coerce(result: Any) -> Outcome:
+    """An `Outcome`, or the analysis layer's `IntervalResult`-like object (verdict, reason, metrics...)."""
+    if isinstance(result, Outcome):
+        return result
+    get = (lambda k, d=None: result.get(k, d)) if isinstance(result, dict) else (
+        lambda k, d=None: getattr(result, k, d))
+    verdict = get("verdict", ERROR)
+    verdict = getattr(verdict, "value", verdict)
+    metrics = get("metrics", {}) or {}
+    if not isinstance(metrics, dict):
+        metrics = {"metrics": [getattr(m, "__dict__", str(m)) for m in metrics]}
+    return Outcome(str(verdict), str(get("reason", "") or ""), metrics, str(get("metric", "") or ""),
+                   get("observed"), get("threshold"))
+
+
+def resolve_analyzer(explicit: Analyzer | None = None) -> Analyzer:
+    if explicit is not None:
+        return explicit
+    from django.conf import settings
+
+    path = getattr(settings, "MESHGATE_ROLLOUT_ANALYZER", "") or os.environ.get("MESHGATE_ROLLOUT_ANALYZER", "")
+    if path:
+        return _import(path)
+    return metrics_analyzer
+
+
+def evaluate(analyzer: Analyzer, context: AnalysisContext) -> Outcome:
+    try:
+        return coerce(analyzer(context))
+    except Exception as exc:  # an analysis crash is an interval in error, not a crashed rollout
+        return Outcome(ERROR, f"analysis raised {type(exc).__name__}: {exc}")
+
+
+# --- the analysis layer (policies.analysis) at this interface ----------------------------------------
+
+def _target(spec: dict[str, Any] | None, fallback: dict[str, str]):
+    from policies.analysis import Target
+
+    spec = {**fallback, **(spec or {})}
+    return Target(spec["namespace"], spec["service"], version=spec.get("version"), canary=spec.get("canary"))
+
+
+def _metric_definitions(config: dict[str, Any]):
+    from policies.analysis import Direction, custom, latency_p99, success_rate
+
+    specs = config.get("metrics") or [{"kind": "success_rate"}, {"kind": "latency_p99"}]
+    found = []
+    for spec in specs:
+        spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
+        kind = spec.pop("kind", "custom")
+        if kind == "success_rate":
+            found.append(success_rate(**{k: v for k, v in spec.items() if k in ("min", "guard_min", "name")}))
+        elif kind == "latency_p99":
+            found.append(latency_p99(**{k: v for k, v in spec.items() if k in ("max", "guard_max", "name")}))
+        else:
+            found.append(custom(spec.pop("name"), spec.pop("query"),
+                                direction=Direction(spec.pop("direction", "lower_is_better")), **spec))
+    return found
+
+
+def _provider(context: AnalysisContext):
+    """`config.provider`: "prometheus" (default: the environment's Prometheus URL) or "meshsim" (the
+    environment's simulated cluster's own /metrics; `meshsim_advance_seconds` advances its traffic
+    clock instead of waiting, for demos and tests)."""
+    from policies.analysis import MeshsimProvider, PrometheusProvider
+
+    config = context.config
+    if config.get("provider") == "meshsim" or not context.prometheus_url:
+        from policies.models import Environment
+
+        url = Environment.objects.get(pk=context.environment_id).api_url
+        advance = float(config.get("meshsim_advance_seconds") or 0)
+        if advance:
+            import requests
+
+            def sleep(_seconds: float) -> None:
+                requests.post(f"{url.rstrip('/')}/meshsim/traffic/advance", json={"seconds": advance},
+                              timeout=10).raise_for_status()
+            return MeshsimProvider(url, sleep=sleep, bootstrap_wait_s=1.0)
+        return MeshsimProvider(url)
+    return PrometheusProvider(context.prometheus_url)
+
+
+def metrics_analyzer(context: AnalysisContext) -> Outcome:
+    """One interval through `policies.analysis.run_interval`: the phase's canary and stable targets,
+    the configured metrics (default request success rate >= 0.99 and p99 <= 500 ms), threshold judge
+    (or `config.judge == "mann-whitney"`)."""
+    from policies import analysis as pa
+
+    if not context.workloads and not context.phase.get("targets"):
+        return Outcome(NO_DATA, "no workload to analyse")
+    fallback = context.workloads[0] if context.workloads else {}
+    targets = context.phase.get("targets") or {}
+    canary, stable = _target(targets.get("canary"), fallback), _target(targets.get("stable"), fallback)
+    judge = pa.MannWhitneyJudge() if context.config.get("judge") == "mann-whitney" else pa.ThresholdJudge()
+    window = context.config.get("window") or f"{max(int(context.interval_seconds), 30)}s"
+    result = pa.run_interval(provider=_provider(context), metrics=_metric_definitions(context.config),
+                             canary=canary, stable=stable, window=window, judge=judge,
+                             states=(context.config.get("judge_states") or {}))
+    worst = next((m for m in result.metrics if m.verdict == result.verdict), None)
+    metrics = {m.metric: {"verdict": str(m.verdict), "canary": m.canary, "stable": m.stable,
+                          "threshold": m.threshold} for m in result.metrics}
+    return Outcome(str(result.verdict), result.reason, metrics, metric=worst.metric if worst else "",
+                   observed=worst.canary if worst else None, threshold=worst.threshold if worst else None)
+
+
+def decide(config: dict[str, Any], state: dict[str, Any] | None, outcome: Outcome) -> tuple[str, str, dict]:
+    """The run-level rule of `policies.analysis.decide`: (action wait|advance|rollback|pause, reason, state).
+    `failure_limit` failed intervals in total roll back, `intervals_per_step` passing ones in a row
+    advance, `no_data_limit` no-data/error ones in a row (a provider outage never rolls back) or
+    `inconclusive_limit` undecided ones in a row pause for a person."""
+    from policies.analysis import AnalysisPolicy, AnalysisState, IntervalResult, Verdict
+    from policies.analysis import decide as run_level
+
+    policy = AnalysisPolicy(
+        failure_limit=int(config.get("failure_limit") or 1),
+        required_successes=int(config.get("intervals_per_step") or 1),
+        no_data_limit=int(config.get("no_data_limit") or 3),
+        inconclusive_limit=int(config.get("inconclusive_limit") or 10),
+    )
+    verdict = Verdict(outcome.verdict) if outcome.verdict in Verdict.__members__.values() else Verdict.ERROR
+    decision = run_level(policy, AnalysisState.from_dict(state), IntervalResult(verdict, outcome.reason))
+    return str(decision.action), decision.reason, decision.state.to_dict()

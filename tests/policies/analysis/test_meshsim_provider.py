@@ -1,0 +1,46 @@
+"""The demo fallback provider against meshsim's /metrics (simulated time, no Prometheus)."""
+
+from __future__ import annotations
+
+import pytest
+
+from policies.analysis import (
+    Direction,
+    MannWhitneyJudge,
+    MeshsimProvider,
+    ProviderQueryError,
+    Target,
+    Verdict,
+    custom,
+    latency_p99,
+    run_interval,
+    success_rate,
+)
+from tests.fixtures.meshsim import MeshsimProcess
+
+CATALOG = {"namespace": "shop", "service": "catalog"}
+
+
+def test_meshsim_provider_judges_a_faulty_canary(meshsim: MeshsimProcess) -> None:
+    now = [0.0]
+    provider = MeshsimProvider(meshsim.url, bootstrap_wait_s=0, clock=lambda: now[0])
+    provider.fallback.scrape()  # t=0
+    fault = {**CATALOG, "version": "v2", "error_rate": 0.3, "status": 503}
+    assert meshsim.admin("POST", "traffic/faults", json=fault).ok
+    assert meshsim.admin("POST", "traffic/advance", json={"seconds": 120}).ok
+    now[0] = 120.0
+    result = run_interval(
+        provider=provider, metrics=[success_rate(), latency_p99()],
+        canary=Target(version="v2", **CATALOG), stable=Target(version="v1", **CATALOG),
+        window="3m", judge=MannWhitneyJudge(),
+    )  # fmt: skip
+    assert result.verdict == Verdict.FAIL, result.reason
+    assert result.metrics[0].canary is not None and 0.6 < result.metrics[0].canary < 0.8
+    assert result.reason.startswith("request-success-rate of canary 0.")
+
+
+def test_meshsim_provider_refuses_custom_promql(meshsim: MeshsimProcess) -> None:
+    provider = MeshsimProvider(meshsim.url, bootstrap_wait_s=0)
+    metric = custom("x", 'x{a="{service}"}', direction=Direction.LOWER_IS_BETTER)
+    with pytest.raises(ProviderQueryError, match="needs a real Prometheus"):
+        provider.sample(metric, Target(**CATALOG), "1m")

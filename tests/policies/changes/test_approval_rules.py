@@ -1,0 +1,176 @@
+"""The approval rules: counts, owning-team approvers, security approvers, production, never the author."""
+import pytest
+
+from policies.approval import approval_status, change_requirements
+from policies.choices import ChangeState, PolicyKind, Role, SecurityApproval
+from policies.exceptions import PermissionDeniedError
+from policies.models import ApprovalRule
+from policies.selectors import change_items
+from policies.services.reviews import approval_rule_save, review_approve
+from tests.factories import MembershipFactory, UserFactory
+from tests.policies.changes.helpers import AUTHZ_RATINGS, submitted_change
+
+
+def status_of(change):
+    change.refresh_from_db()
+    return approval_status(change)
+
+
+@pytest.fixture
+def dave(cluster_org):
+    """A second approver of team Bookinfo."""
+    user = UserFactory(username="dave")
+    MembershipFactory(team=cluster_org.team_a, user=user, role=Role.APPROVER)
+    return user
+
+
+def test_one_approval_by_default(cluster_org):
+    org = cluster_org
+    change = submitted_change(org)
+    assert status_of(change).summary == "0 of 1 approval; missing: an approver of team Bookinfo"
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED and change.approved_at is not None
+    assert status_of(change).summary == "1 of 1 approval"
+
+
+def test_two_approvals_when_the_rule_says_so(cluster_org, dave):
+    org = cluster_org
+    ApprovalRule.objects.create(environment=org.env, required_approvals=2)
+    change = submitted_change(org)
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.IN_REVIEW
+    status = status_of(change)
+    assert (status.satisfied, status.required, len(status.counted)) == (False, 2, 1)
+    assert status.summary == "1 of 2 approvals; missing: 1 more approval"
+    review_approve(reviewer=dave, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+
+
+def test_approving_twice_is_idempotent(cluster_org, dave):
+    org = cluster_org
+    ApprovalRule.objects.create(environment=org.env, required_approvals=2)
+    change = submitted_change(org)
+    first = review_approve(reviewer=org.approver, change=change)
+    assert review_approve(reviewer=org.approver, change=change) == first
+    assert status_of(change).summary == "1 of 2 approvals; missing: 1 more approval"
+
+
+def test_only_approvers_of_the_owning_team(cluster_org):
+    org = cluster_org
+    org.other.memberships.update(role=Role.APPROVER)  # carol approves for Shop, not Bookinfo
+    change = submitted_change(org)
+    with pytest.raises(PermissionDeniedError, match="only approvers of team Bookinfo") as refused:
+        review_approve(reviewer=org.other, change=change)
+    assert refused.value.status == 403
+    outsider_author = UserFactory(username="erin")
+    MembershipFactory(team=org.team_a, user=outsider_author, role=Role.AUTHOR)  # an author, not an approver
+    with pytest.raises(PermissionDeniedError):
+        review_approve(reviewer=outsider_author, change=change)
+
+
+def test_never_the_author_not_even_a_superuser_approver(cluster_org):
+    org = cluster_org
+    org.author.is_superuser = True
+    org.author.save()
+    org.author.memberships.update(role=Role.ADMIN)
+    change = submitted_change(org)
+    with pytest.raises(PermissionDeniedError, match="you cannot approve your own change"):
+        review_approve(reviewer=org.author, change=change)
+    assert not change.reviews.exists()
+
+
+def test_security_kinds_need_a_security_approver(cluster_org):
+    org = cluster_org
+    change = submitted_change(org, texts=[AUTHZ_RATINGS], title="Ratings viewers")
+    assert status_of(change).summary == ("0 of 1 approval; missing: an approver of team Bookinfo, "
+                                         "a Security approver")
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.IN_REVIEW
+    assert status_of(change).summary == "1 of 1 approval; missing: a Security approver"
+    review_approve(reviewer=org.sec, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+    assert status_of(change).summary == "2 of 1 approval"
+
+
+def test_a_rule_can_waive_or_demand_the_security_approver(cluster_org):
+    org = cluster_org
+    ApprovalRule.objects.create(kind=PolicyKind.AUTHORIZATION_POLICY, security_approval=SecurityApproval.NEVER)
+    ApprovalRule.objects.create(environment=org.env, kind=PolicyKind.VIRTUAL_SERVICE,
+                                security_approval=SecurityApproval.ALWAYS)
+    authz = submitted_change(org, texts=[AUTHZ_RATINGS], title="authz")
+    assert not change_requirements(authz, items=list(authz.items.all())).security
+    vs = submitted_change(org, title="vs")
+    assert change_requirements(vs, items=list(vs.items.all())).security
+
+
+def test_production_needs_one_more(cluster_org, dave):
+    org = cluster_org
+    org.env.is_production = True
+    org.env.save()
+    change = submitted_change(org)
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.IN_REVIEW
+    assert status_of(change).summary == "1 of 2 approvals; missing: 1 more approval"
+    review_approve(reviewer=dave, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+
+
+def test_production_extra_can_be_switched_off(cluster_org):
+    org = cluster_org
+    org.env.is_production = True
+    org.env.save()
+    ApprovalRule.objects.create(environment=org.env, required_approvals=1, extra_production_approval=False)
+    change = submitted_change(org)
+    assert status_of(change).required == 1
+
+
+def test_the_most_specific_rule_wins_and_the_largest_item_requirement_counts(cluster_org):
+    org = cluster_org
+    ApprovalRule.objects.create(required_approvals=3)  # catch-all
+    ApprovalRule.objects.create(kind=PolicyKind.VIRTUAL_SERVICE, required_approvals=2)
+    ApprovalRule.objects.create(environment=org.env, kind=PolicyKind.VIRTUAL_SERVICE, required_approvals=1)
+    vs = submitted_change(org, title="vs")
+    assert change_requirements(vs, items=list(vs.items.all())).required == 1
+    mixed = submitted_change(org, texts=[AUTHZ_RATINGS], title="authz")  # only the catch-all matches
+    assert change_requirements(mixed, items=list(change_items(change=mixed))).required == 3
+
+
+def test_items_of_two_teams_need_both(cluster_org):
+    org = cluster_org
+    org.other.memberships.update(role=Role.APPROVER)
+    from policies.services.drafts import draft_delete_policy
+    from policies.services.changes import change_create, change_submit
+    from policies.services.drafts import draft_save
+    from tests.policies.changes.helpers import REVIEWS_V2
+
+    reviews = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft
+    org.author.memberships.create(team=org.team_b, role=Role.AUTHOR)
+    payments = draft_delete_policy(author=org.author, policy=org.policy_b)
+    change = change_create(author=org.author, environment=org.env, drafts=[reviews, payments], title="both")
+    change = change_submit(actor=org.author, change=change)
+    review_approve(reviewer=org.approver, change=change)
+    assert status_of(change).summary == "1 of 1 approval; missing: an approver of team Shop"
+    review_approve(reviewer=org.other, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+
+
+def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
+    org = cluster_org
+    with pytest.raises(PermissionDeniedError):
+        approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
+    org.approver.memberships.update(role=Role.ADMIN)
+    rule = approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
+    rule = approval_rule_save(actor=org.approver, rule=rule, environment=org.env, required_approvals=3)
+    assert ApprovalRule.objects.get().required_approvals == 3
+    from policies.models import AuditEvent
+
+    assert list(AuditEvent.objects.filter(object_type="policies.ApprovalRule").order_by("sequence")
+                .values_list("action", flat=True)) == ["approval_rule.created", "approval_rule.updated"]

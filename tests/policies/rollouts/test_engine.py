@@ -1,0 +1,233 @@
+"""Out-of-band changes, idempotent steps, controls and permissions, gates, the reconciler's selection, drift."""
+import copy
+
+import pytest
+from django.utils import timezone
+
+from integrations import kubernetes as kube
+from policies.choices import ChangeState, DraftOperation
+from policies.cluster import cluster_config
+from policies.exceptions import PermissionDeniedError
+from policies.models import AuditEvent, PolicyDrift, RolloutEvent
+from policies.normalize import normalize_object
+from policies.rollout.choices import RolloutState
+from policies.services import rollouts as svc
+from policies.services.rollouts import (
+    RolloutError, drift_detect, rollout_abort, rollout_advance, rollout_confirm_gate, rollout_pause,
+    rollout_promote_now, rollout_resume, rollout_start, rollouts_due, rollouts_start_due,
+)
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3, drive, live, live_normalized, passing, scheduled_change,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+def _start(ro, **kwargs):
+    return rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)]),
+                         analysis={"interval_seconds": 1, **kwargs.pop("analysis", {})}, **kwargs)
+
+
+def _edit_out_of_band(ro, timeout="3s"):
+    obj = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
+    obj["spec"]["http"][0]["timeout"] = timeout
+    return kube.apply_object(cluster_config(ro.env), obj, field_manager="kubectl-edit", force=True)
+
+
+def test_an_out_of_band_edit_pauses_the_rollout_and_is_never_overwritten(ro):
+    rollout = _start(ro)
+    drive(rollout, passing, until=lambda r: r.current_weight == 5 and r.step_stage == "analyze")
+    edited = _edit_out_of_band(ro)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.PAUSED
+    assert "changed outside Meshgate" in rollout.pause_reason and "VirtualService/bookinfo/reviews" in rollout.pause_reason
+    assert live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"] == edited[
+        "metadata"]["resourceVersion"]
+    # Resuming meets the same object: it pauses again, still without writing.
+    rollout_resume(actor=ro.approver, rollout=rollout)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.PAUSED
+    # Aborting restores what Meshgate owns and leaves the out-of-band object alone.
+    rollout_abort(actor=ro.approver, rollout=rollout, reason="someone edited it")
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.ABORTED
+    assert rollout.rollback_reason["left_out_of_band"][0]["object"] == "VirtualService/bookinfo/reviews"
+    assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")["spec"]["http"][0]["timeout"] == "3s"
+    rollout.change.refresh_from_db()
+    assert rollout.change.state == ChangeState.ABORTED
+
+
+def test_an_out_of_band_change_before_the_first_write_pauses(ro):
+    rollout = _start(ro)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # snapshot
+    _edit_out_of_band(ro)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.PAUSED and rollout.current_weight == 0
+
+
+def _writes():
+    return AuditEvent.objects.filter(action="rollout.cluster_write").count()
+
+
+def test_a_step_whose_key_is_recorded_does_nothing(ro):
+    rollout = _start(ro)
+    drive(rollout, passing, until=lambda r: r.step_stage == "analyze")
+    rv = live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+    assert _writes() == 1
+    # Replay the apply step (as a duplicate task would): recorded key → no second write.
+    rollout.refresh_from_db()
+    rollout.step_stage, rollout.next_action_at = "apply", timezone.now()
+    rollout.save()
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+    assert _writes() == 1
+    assert live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"] == rv
+
+
+def test_a_step_that_wrote_but_was_not_recorded_is_adopted_not_repeated(ro):
+    """A worker killed between the cluster write and the commit: the row says 'not applied', the
+    cluster says 'applied'. Re-running adopts the live object (same content) without writing."""
+    rollout = _start(ro)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # snapshot
+    rollout.refresh_from_db()
+    saved = copy.deepcopy({f: getattr(rollout, f) for f in ("observed", "expected", "owned", "step_stage",
+                                                             "next_action_at", "current_weight")})
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # apply:0:w5
+    rv = live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+    # Undo the DB side, as a rolled-back transaction would.
+    RolloutEvent.objects.filter(rollout=rollout, step_key="apply:0:w5").delete()
+    for field, value in saved.items():
+        setattr(rollout, field, value)
+    rollout.save()
+    writes = _writes()
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.RUNNING and rollout.step_stage == "analyze"
+    assert _writes() == writes
+    assert live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"] == rv
+    assert rollout.observed["VirtualService/bookinfo/reviews"] == rv
+
+
+def test_advance_is_a_no_op_before_the_next_action_is_due(ro):
+    rollout = _start(ro)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # apply; analysis due in 1 s
+    result = rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+    assert not result.acted and 0 < result.next_in <= 1
+
+
+def test_controls_need_an_approver_or_admin_of_the_owning_team(ro):
+    rollout = _start(ro)
+    for user in (ro.author, ro.other, ro.outsider):
+        with pytest.raises(PermissionDeniedError):
+            rollout_pause(actor=user, rollout=rollout)
+    rollout_pause(actor=ro.approver, rollout=rollout, reason="lunch")
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.PAUSED and "lunch" in rollout.pause_reason
+    assert not rollout_advance(rollout_id=rollout.pk, analyzer=passing).acted
+    with pytest.raises(RolloutError):
+        rollout_pause(actor=ro.approver, rollout=rollout)
+    rollout_resume(actor=ro.approver, rollout=rollout)
+    assert drive(rollout, passing).state == RolloutState.COMPLETED
+    actions = set(AuditEvent.objects.values_list("action", flat=True))
+    assert {"rollout.paused", "rollout.resumed", "rollout.started", "rollout.completed"} <= actions
+
+
+def test_promote_now_skips_to_100(ro):
+    rollout = _start(ro)
+    drive(rollout, passing, until=lambda r: r.current_weight == 5 and r.step_stage == "analyze")
+    rollout_promote_now(actor=ro.approver, rollout=rollout)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    assert not RolloutEvent.objects.filter(rollout=rollout, step_key__startswith="apply:1").exists()
+    assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == normalize_object(REVIEWS_TO_V3)
+
+
+def test_a_manual_gate_waits_for_a_person(ro):
+    rollout = _start(ro, gates=[2])
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.WAITING_GATE and rollout.current_weight == 10
+    assert rollouts_due(now=timezone.now() + timezone.timedelta(hours=1)) == []
+    with pytest.raises(PermissionDeniedError):
+        rollout_confirm_gate(actor=ro.author, rollout=rollout)
+    rollout_confirm_gate(actor=ro.approver, rollout=rollout)
+    assert drive(rollout, passing).state == RolloutState.COMPLETED
+
+
+def test_abort_mid_rollout_restores_the_snapshot(ro):
+    before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
+    rollout = _start(ro)
+    drive(rollout, passing, until=lambda r: r.current_weight == 25)
+    rollout_abort(actor=ro.approver, rollout=rollout)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.ABORTED and rollout.rollback_reason["summary"].startswith("aborted by bob")
+    assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == before
+
+
+def test_start_requires_a_scheduled_change_and_an_open_window(ro):
+    change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
+    change.scheduled_for = timezone.now() + timezone.timedelta(hours=1)
+    change.save()
+    with pytest.raises(RolloutError):
+        rollout_start(change=change)
+    assert rollouts_start_due() == []
+    change.state = ChangeState.APPROVED
+    change.scheduled_for = timezone.now()
+    change.save()
+    with pytest.raises(RolloutError):
+        rollout_start(change=change)
+    change.state = ChangeState.SCHEDULED
+    change.save()
+    started = rollouts_start_due()
+    assert len(started) == 1 and rollouts_due() == started
+
+
+def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
+    rollout = _start(ro)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+
+    def broken(*args, **kwargs):
+        raise kube.KubernetesError("boom", status=500)
+    monkeypatch.setattr(svc.kube, "apply_object", broken)
+    for _ in range(3):
+        rollout.refresh_from_db()
+        rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.ROLLING_BACK and "boom" in rollout.rollback_reason["error"]
+    monkeypatch.undo()
+    assert drive(rollout, passing).state == RolloutState.ROLLED_BACK
+
+
+def test_drift_is_detected_notified_once_and_resolved(ro):
+    rollout = drive(_start(ro), passing)
+    assert rollout.state == RolloutState.COMPLETED
+    assert drift_detect(environment=ro.env)["drifted"] == 0
+    _edit_out_of_band(ro, timeout="4s")
+    counts = drift_detect(environment=ro.env)
+    assert counts["drifted"] == 1 and counts["new"] == 1
+    drift = PolicyDrift.objects.get()
+    assert drift.live_content["spec"]["http"][0]["timeout"] == "4s"
+    assert drift_detect(environment=ro.env)["new"] == 0
+    assert AuditEvent.objects.filter(action="policy.drift_detected").count() == 1
+    obj = normalize_object(REVIEWS_TO_V3)
+    kube.apply_object(cluster_config(ro.env), obj, field_manager="kubectl-edit", force=True)
+    assert drift_detect(environment=ro.env)["resolved"] == 1
+    assert not PolicyDrift.objects.exists()
+
+
+def test_a_person_starting_a_rollout_needs_the_role_and_a_fresh_change(ro):
+    from policies.models import Policy, PolicyRevision
+
+    change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
+    with pytest.raises(PermissionDeniedError):
+        rollout_start(change=change, actor=ro.author)
+    policy = Policy.objects.get(environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews")
+    current = policy.current_revision
+    newer = PolicyRevision.objects.create(policy=policy, number=current.number + 1, content=current.content,
+                                          content_hash=current.content_hash, parent=current, source="import")
+    policy.current_revision = newer
+    policy.save()
+    with pytest.raises(RolloutError, match="stale"):
+        rollout_start(change=change, actor=ro.approver)
+    policy.current_revision = current
+    policy.save()
+    assert rollout_start(change=change, actor=ro.approver).state == RolloutState.PENDING
