@@ -5,14 +5,21 @@ The rollout engine calls, per analysis interval::
     result = run_interval(
         provider=PrometheusProvider(env.prometheus_url), metrics=[success_rate(), latency_p99()],
         canary=Target(ns, svc, version="v2"), stable=Target(ns, svc, version="v1"),
-        window="2m", judge=MannWhitneyJudge(), states=previous.states,
+        window=analysis_window(judge, interval_s=30, elapsed_s=since_step_start),
+        judge=judge, states=previous.states,
     )
     decision = decide(AnalysisPolicy(...), AnalysisState.from_dict(saved), result)
 
 and stores ``result.to_dict()``, ``result.states`` and ``decision.state.to_dict()``.
 """
 
-from policies.analysis.interval import IntervalResult, MetricResult, Verdict, run_interval
+from policies.analysis.interval import (
+    IntervalResult,
+    MetricResult,
+    Verdict,
+    analysis_window,
+    run_interval,
+)
 from policies.analysis.judges import (
     Distribution,
     FailureLimitJudge,
@@ -52,6 +59,6 @@ __all__ = [
     "MeshsimProvider", "MetricDefinition", "MetricKind", "MetricResult", "MetricSample",
     "MetricsProvider", "Observation", "Outcome", "PrometheusProvider", "ProviderError",
     "ProviderQueryError", "ProviderUnavailable", "Target", "TemplateError", "ThresholdJudge",
-    "ThresholdRange", "Verdict", "custom", "decide", "latency_p99", "render_template",
+    "ThresholdRange", "Verdict", "analysis_window", "custom", "decide", "latency_p99", "render_template",
     "run_interval", "success_rate",
 ]  # fmt: skip

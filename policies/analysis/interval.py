@@ -64,6 +64,14 @@ class IntervalResult:
         return asdict(self)
 
 
+def analysis_window(judge: Judge, *, interval_s: float, elapsed_s: float) -> str:
+    """The PromQL window to measure over: the judge's ``window_intervals`` intervals, but
+    never before the analysis started (``elapsed_s`` since the step began), at least one
+    interval. E.g. 30 s intervals, 10-interval judge, 95 s elapsed -> ``"95s"``."""
+    seconds = min(judge.window_intervals * interval_s, max(elapsed_s, interval_s))
+    return f"{max(int(round(seconds)), 1)}s"
+
+
 def run_interval(
     *,
     provider: MetricsProvider,
@@ -132,4 +140,6 @@ def _one(
     )  # fmt: skip
 
 
-__all__ = ["IntervalResult", "MetricResult", "Outcome", "Verdict", "run_interval"]
+__all__ = [
+    "IntervalResult", "MetricResult", "Outcome", "Verdict", "analysis_window", "run_interval",
+]  # fmt: skip

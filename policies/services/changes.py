@@ -687,3 +687,38 @@ def editable(change: ChangeRequest) -> bool:
 
 def reviewable(change: ChangeRequest) -> bool:
     return change.state in REVIEWABLE_CHANGE_STATES
+
+
+def changes_notify_stale(*, policies: Iterable[Any]) -> list[int]:
+    """Tells the authors (and owning teams) of open changes touching `policies` that their change went
+    stale. For whoever moves a policy's current revision (the import, the rollout engine), on commit.
+    Returns the ids of the changes notified."""
+    from policies.models import Policy
+
+    policies = list(policies)
+    if not policies:
+        return []
+    identities = {(p.environment_id, p.kind, p.namespace, p.name) for p in policies if isinstance(p, Policy)}
+    candidates = (
+        ChangeItem.objects.filter(change__state__in=OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT},
+                                  namespace__in={identity[2] for identity in identities})
+        .select_related("change__environment", "change__author")
+    )
+    notified: dict[int, ChangeRequest] = {}
+    for item in candidates:
+        change = item.change
+        if (change.environment_id, item.kind, item.namespace, item.name) in identities:
+            notified.setdefault(change.pk, change)
+    sent = []
+    for change in notified.values():
+        items = list(selectors.change_items(change=change))
+        stale = _stale_labels(items)
+        if not stale:
+            continue
+        sent.append(change.pk)
+        requirements = approval.change_requirements(change, items=items)
+        _notify(event=NotificationEvent.CHANGE_STALE, change=change,
+                subject=f"Change #{change.pk} “{change.title}” is stale: rebase it",
+                body=f"{', '.join(stale)} moved since the change was based on {'it' if len(stale) == 1 else 'them'}.",
+                teams=requirements.teams, users=[change.author], payload={"stale_items": stale})
+    return sent

@@ -251,12 +251,19 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
         if rollout.state not in RolloutState.due_states() or (rollout.next_action_at and rollout.next_action_at > now):
             return AdvanceResult(rollout_id, False, rollout.state, _next_in(rollout, now))
         try:
-            _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
+            with transaction.atomic():  # a savepoint: a failed action leaves no half-written row
+                _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
         except OutOfBand as exc:
+            rollout.refresh_from_db()
             _pause(rollout, reason=str(exc), data={"identity": exc.identity, "expected": exc.expected,
                                                    "live": exc.live})
         except KubernetesError as exc:
-            _transient(rollout, exc, now)
+            rollout.refresh_from_db()
+            _transient(rollout, f"cluster error ({exc.status or 'unreachable'}): {exc.message}", now)
+        except Exception as exc:  # noqa: BLE001 - a bug must not strand the rollout: retried, then rolled back
+            logger.exception("rollout %s: action failed", rollout_id)
+            rollout.refresh_from_db()
+            _transient(rollout, f"unexpected error: {type(exc).__name__}: {exc}", now)
     return AdvanceResult(rollout_id, True, rollout.state, _next_in(rollout, _now()))
 
 
@@ -266,9 +273,9 @@ def _next_in(rollout: Rollout, now: dt.datetime) -> float | None:
     return max(0.0, (rollout.next_action_at - now).total_seconds())
 
 
-def _transient(rollout: Rollout, exc: KubernetesError, now: dt.datetime) -> None:
+def _transient(rollout: Rollout, message: str, now: dt.datetime) -> None:
+    """A failed action: retried with a growing delay, then (MAX_ATTEMPTS) rolled back or failed."""
     rollout.attempts += 1
-    message = f"cluster error ({exc.status or 'unreachable'}): {exc.message}"
     _event(rollout, RolloutEventKind.ERROR, message, data={"attempt": rollout.attempts})
     if rollout.attempts < MAX_ATTEMPTS:
         rollout.next_action_at = now + dt.timedelta(seconds=RETRY_SECONDS * rollout.attempts)

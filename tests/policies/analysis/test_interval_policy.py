@@ -19,6 +19,7 @@ from policies.analysis import (
     Target,
     ThresholdJudge,
     Verdict,
+    analysis_window,
     decide,
     latency_p99,
     run_interval,
@@ -72,7 +73,7 @@ def test_a_failing_metric_fails_the_interval_with_values_in_the_reason() -> None
     result = run(provider)
     assert result.verdict == Verdict.FAIL
     assert result.reason.startswith("request-success-rate of canary 0.947 < 0.99 (stable 0.999)")
-    assert "Mann-Whitney p=" in result.reason
+    assert "Mann-Whitney p" in result.reason
     sr = result.metrics[0]
     assert (sr.canary, sr.stable, sr.threshold) == (0.947, 0.999, ">= 0.99")
     assert result.metrics[1].verdict == Verdict.PASS
@@ -197,3 +198,11 @@ def test_inconclusive_forever_pauses() -> None:
 def test_policy_limits_are_validated() -> None:
     with pytest.raises(ValueError):
         AnalysisPolicy(failure_limit=0)
+
+
+def test_analysis_window_spans_the_judge_window_but_not_before_the_start() -> None:
+    judge = MannWhitneyJudge(window_intervals=10)
+    assert analysis_window(judge, interval_s=30, elapsed_s=95) == "95s"
+    assert analysis_window(judge, interval_s=30, elapsed_s=3600) == "300s"
+    assert analysis_window(judge, interval_s=30, elapsed_s=0) == "30s"
+    assert analysis_window(ThresholdJudge(), interval_s=60, elapsed_s=600) == "60s"

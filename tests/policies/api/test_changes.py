@@ -20,7 +20,7 @@ from tests.api_testing import (
     session_client,
     token_for,
 )
-from tests.factories import EnvironmentFactory, MembershipFactory, UserFactory
+from tests.factories import EnvironmentFactory
 from tests.policies.changes.helpers import (  # noqa: F401 - fixture
     RATINGS_NEW,
     REVIEWS_V2,

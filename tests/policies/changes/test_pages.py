@@ -212,3 +212,18 @@ def test_change_page_queries_do_not_grow_with_items(client, org, django_assert_m
         response = client.get(detail(many))
     assert response.status_code == 200
     assert response.content.decode().count('class="card mg-card mg-change-item"') == 200
+
+
+def test_the_200_item_change_page_renders_in_time(capsys):
+    """Runs benchmarks/change_page.py (its own temporary database) and shows its figures."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[3] / "benchmarks" / "change_page.py"
+    result = subprocess.run([sys.executable, str(script), "--items", "200", "--runs", "3"], capture_output=True,
+                            text=True, timeout=300)
+    with capsys.disabled():
+        print("\n" + result.stdout.strip())
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "median render of /changes/<id>/ with 200 items" in result.stdout

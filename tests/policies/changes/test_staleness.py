@@ -132,3 +132,20 @@ def test_open_changes_on_the_same_policy_see_each_other(cluster_org):
     assert selectors.change_overlaps(change=first, items=items) == {items[0].pk: [second]}
     ChangeRequest.objects.filter(pk=second.pk).update(state=ChangeState.REJECTED)
     assert selectors.change_overlaps(change=first, items=items) == {}
+
+
+def test_the_author_hears_when_a_change_goes_stale(cluster_org):
+    from policies.choices import NotificationChannelKind, NotificationEvent
+    from policies.models import NotificationChannel, NotificationDelivery
+    from policies.services.changes import changes_notify_stale
+
+    org = cluster_org
+    NotificationChannel.objects.create(name="alice mail", user=org.author, kind=NotificationChannelKind.EMAIL,
+                                       target="alice@example.com")
+    change = submitted_change(org)
+    assert changes_notify_stale(policies=[org.policy_a]) == []  # not stale yet
+    assert not NotificationDelivery.objects.filter(event=NotificationEvent.CHANGE_STALE).exists()  # not stale yet
+    move_policy(org.policy_a, gateways=["mesh"])
+    assert changes_notify_stale(policies=[org.policy_a, org.policy_b]) == [change.pk]
+    delivery = NotificationDelivery.objects.get(event=NotificationEvent.CHANGE_STALE)
+    assert delivery.payload["data"]["stale_items"] == ["VirtualService bookinfo/reviews"]

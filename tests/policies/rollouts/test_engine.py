@@ -197,6 +197,38 @@ def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
     assert drive(rollout, passing).state == RolloutState.ROLLED_BACK
 
 
+def test_an_unexpected_error_is_retried_and_leaves_no_half_written_row(ro, monkeypatch):
+    rollout = _start(ro)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)
+    real = svc._write
+    calls = []
+
+    def flaky(rollout_, *args, **kwargs):
+        calls.append(1)
+        rollout_.current_weight = 99  # a half-written change the savepoint must undo
+        rollout_.save(update_fields=["current_weight"])
+        if len(calls) == 1:
+            raise RuntimeError("bug")
+        return real(rollout_, *args, **kwargs)
+    monkeypatch.setattr(svc, "_write", flaky)
+    rollout.refresh_from_db()
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
+    rollout.refresh_from_db()
+    assert rollout.attempts == 1 and "RuntimeError: bug" in rollout.error and rollout.current_weight == 0
+    assert drive(rollout, passing).state == RolloutState.COMPLETED
+
+
+def test_analysis_that_finds_no_data_pauses_for_a_person_and_never_rolls_back(ro):
+    from policies.rollout import analysis as an
+
+    rollout = _start(ro)
+    rollout = drive(rollout, lambda context: an.Outcome(an.NO_DATA, "no traffic"))
+    assert rollout.state == RolloutState.PAUSED and "no data" in rollout.pause_reason
+    assert rollout.current_weight == 5 and rollout.rollback_reason is None
+    rollout_resume(actor=ro.approver, rollout=rollout)
+    assert drive(rollout, passing).state == RolloutState.COMPLETED
+
+
 def test_drift_is_detected_notified_once_and_resolved(ro):
     rollout = drive(_start(ro), passing)
     assert rollout.state == RolloutState.COMPLETED
