@@ -348,7 +348,7 @@ def change_create(
                                              f"{environment.name}"})
     with transaction.atomic():
         locked = list(
-            Draft.objects.select_for_update().filter(pk__in=[draft.pk for draft in drafts], author=author)
+            Draft.objects.select_for_update(of=("self",)).filter(pk__in=[draft.pk for draft in drafts], author=author)
             .select_related("policy", "base_revision").order_by("namespace", "kind", "name", "pk")
         )
         if len(locked) != len({draft.pk for draft in drafts}):

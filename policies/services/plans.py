@@ -223,4 +223,6 @@ def plan_is_current(*, change: ChangeRequest, plan: Plan | None, items: list[Cha
         return False
     if change.plan_requested_at and change.plan_requested_at > plan.computed_at:
         return False
+    if change.content_updated_at and change.content_updated_at > plan.computed_at:
+        return False  # an edit or a rebase since
     return plan.items_fingerprint == items_fingerprint(items)

@@ -33,6 +33,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
+from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from integrations import kubernetes as kube
@@ -147,12 +148,9 @@ def _notify(rollout: Rollout, event: str, subject: str, body: str = "", payload:
 
     change = rollout.change
     try:
-        url = f"/changes/{change.pk}/"
-        from django.urls import reverse
-
         url = reverse("changes:detail", args=[change.pk])
-    except Exception:  # noqa: BLE001 - the change URLs may not be wired in every configuration
-        pass
+    except NoReverseMatch:  # the change pages are not wired in every configuration
+        url = ""
     notify(event=event, subject=subject, body=body or subject, url=url,
            payload={"change": change.pk, "rollout": rollout.pk, "environment": rollout.environment.name,
                     "state": rollout.state, "strategy": rollout.strategy, "weight": rollout.current_weight,
@@ -250,19 +248,20 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
             return AdvanceResult(rollout_id, False)
         if rollout.state not in RolloutState.due_states() or (rollout.next_action_at and rollout.next_action_at > now):
             return AdvanceResult(rollout_id, False, rollout.state, _next_in(rollout, now))
+        rollout.cluster_writes = []
         try:
             with transaction.atomic():  # a savepoint: a failed action leaves no half-written row
                 _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
         except OutOfBand as exc:
-            rollout.refresh_from_db()
+            _keep_writes(rollout)
             _pause(rollout, reason=str(exc), data={"identity": exc.identity, "expected": exc.expected,
                                                    "live": exc.live})
         except KubernetesError as exc:
-            rollout.refresh_from_db()
+            _keep_writes(rollout)
             _transient(rollout, f"cluster error ({exc.status or 'unreachable'}): {exc.message}", now)
         except Exception as exc:  # noqa: BLE001 - a bug must not strand the rollout: retried, then rolled back
             logger.exception("rollout %s: action failed", rollout_id)
-            rollout.refresh_from_db()
+            _keep_writes(rollout)
             _transient(rollout, f"unexpected error: {type(exc).__name__}: {exc}", now)
     return AdvanceResult(rollout_id, True, rollout.state, _next_in(rollout, _now()))
 
@@ -387,10 +386,32 @@ def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None,
         again = _read(cfg, identity)
         raise OutOfBand(identity, rollout.observed.get(identity, ""), _rv(again)) from None
     _save(rollout, "observed", "expected", "owned")
-    _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE,
-           after={"object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
-                  "resourceVersion": rollout.observed.get(identity, "")})
+    after = {"object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
+             "resourceVersion": rollout.observed.get(identity, "")}
+    _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE, after=after)
+    if hasattr(rollout, "cluster_writes"):
+        rollout.cluster_writes.append({**after, "hash": rollout.expected.get(identity, "")})
     return True
+
+
+def _keep_writes(rollout: Rollout) -> None:
+    """The action failed after writing to the cluster, and its savepoint took the row's record of
+    those writes with it. Re-read the row, then keep what the cluster now holds: the
+    resourceVersions Meshgate wrote (so they are not mistaken for out-of-band changes) and an audit
+    row per write."""
+    writes = getattr(rollout, "cluster_writes", [])
+    rollout.refresh_from_db()
+    for entry in writes:
+        identity = entry["object"]
+        rollout.observed = {**rollout.observed, identity: entry["resourceVersion"]}
+        rollout.expected = {**rollout.expected, identity: entry["hash"]}
+        if entry["operation"] == "apply" and identity not in rollout.owned:
+            rollout.owned = [*rollout.owned, identity]
+        _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE,
+               after={k: v for k, v in entry.items() if k != "hash"} | {"action_failed": True})
+    if writes:
+        _save(rollout, "observed", "expected", "owned")
+    rollout.cluster_writes = []
 
 
 def _hash(obj: dict[str, Any] | None) -> str:

@@ -263,3 +263,24 @@ def test_a_person_starting_a_rollout_needs_the_role_and_a_fresh_change(ro):
     policy.current_revision = current
     policy.save()
     assert rollout_start(change=change, actor=ro.approver).state == RolloutState.PENDING
+
+
+def test_a_write_before_an_out_of_band_object_keeps_its_audit_row(ro):
+    """DR canary, first phase: the DestinationRule is written, then the VirtualService is found changed
+    by someone else. The rollout pauses; the DR write still has its audit row."""
+    from tests.policies.rollouts.test_strategies import _dr_change
+
+    _, change = _dr_change(ro)
+    rollout = rollout_start(change=change, analysis={"interval_seconds": 1})
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # snapshot (DR + the VS routing to it)
+    _edit_out_of_band(ro)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.PAUSED and "VirtualService/bookinfo/reviews" in rollout.pause_reason
+    writes = AuditEvent.objects.filter(action="rollout.cluster_write")
+    assert [w.after["object"] for w in writes] == ["DestinationRule/bookinfo/reviews"]
+    # Abort: the DR (Meshgate's write) is restored; the out-of-band VS is left alone.
+    rollout_abort(actor=ro.approver, rollout=rollout)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.ABORTED
+    assert not [s for s in live(ro.env, "DestinationRule", "bookinfo", "reviews")["spec"]["subsets"]
+                if s["name"].endswith("-canary")]
