@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, views
+from policies.api import changes, drafts, rollouts, views
 from portal import api_views
 
 app_name = "api"
@@ -13,6 +13,7 @@ router.register(r"policies/(?P<policy_id>[^/.]+)/revisions", views.PolicyRevisio
 router.register("tokens", api_views.TokenViewSet, basename="token")
 router.register("drafts", drafts.DraftViewSet, basename="draft")
 router.register("changes", changes.ChangeViewSet, basename="change")
+router.register("rollouts", rollouts.RolloutViewSet, basename="rollout")
 
 urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),
@@ -29,4 +30,10 @@ urlpatterns = [
     path("changes/<int:pk>/promote/", changes.ChangePromoteView.as_view(), name="change-promote"),
     path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
     path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
+    # rollout controls: one small view each
+    path("rollouts/<int:pk>/pause/", rollouts.RolloutPauseView.as_view(), name="rollout-pause"),
+    path("rollouts/<int:pk>/resume/", rollouts.RolloutResumeView.as_view(), name="rollout-resume"),
+    path("rollouts/<int:pk>/abort/", rollouts.RolloutAbortView.as_view(), name="rollout-abort"),
+    path("rollouts/<int:pk>/promote/", rollouts.RolloutPromoteView.as_view(), name="rollout-promote"),
+    path("rollouts/<int:pk>/confirm-gate/", rollouts.RolloutConfirmGateView.as_view(), name="rollout-confirm-gate"),
 ]

@@ -32,6 +32,13 @@ EXPECTED_PATHS = {
     "/api/v1/changes/{id}/schedule/": {"post"},
     "/api/v1/changes/{id}/promote/": {"post"},
     "/api/v1/changes/{id}/refresh-plan/": {"post"},
+    "/api/v1/rollouts/": {"get"},
+    "/api/v1/rollouts/{id}/": {"get"},
+    "/api/v1/rollouts/{id}/pause/": {"post"},
+    "/api/v1/rollouts/{id}/resume/": {"post"},
+    "/api/v1/rollouts/{id}/abort/": {"post"},
+    "/api/v1/rollouts/{id}/promote/": {"post"},
+    "/api/v1/rollouts/{id}/confirm-gate/": {"post"},
     "/api/v1/changes/{id}/status/": {"get"},
 }
 

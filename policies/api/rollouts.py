@@ -1,0 +1,218 @@
+"""API for rollouts: read their state (weight, step, reason, analysis intervals, timeline) and
+control them. Each control (`pause`, `resume`, `abort`, `promote`, `confirm-gate`) is one small
+endpoint calling one service; an illegal transition answers 409 `rollout_illegal_state` with the
+rollout's state in `details.state`; only approvers and admins of the owning teams may control (403).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import django_filters
+from django.db.models import QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import mixins, serializers, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+from rest_framework.viewsets import GenericViewSet
+
+from policies.api.changes import EmptySerializer
+from policies.api.drafts import ErrorSerializer
+from policies.models import Rollout
+from policies.rollout import selectors as rollout_selectors
+from policies.rollout.choices import RolloutState, RolloutStrategy
+from policies.services import rollouts as rollout_services
+
+
+# --- output -------------------------------------------------------------------------------------------------
+
+class RolloutSerializer(serializers.ModelSerializer):
+    change = serializers.IntegerField(source="change_id", read_only=True)
+    change_title = serializers.CharField(source="change.title", read_only=True)
+    environment = serializers.CharField(source="environment.name", read_only=True)
+    state = serializers.CharField(read_only=True, help_text=", ".join(RolloutState.values))
+    step = serializers.SerializerMethodField(help_text="The phase being executed, 1-based.")
+    steps_total = serializers.SerializerMethodField(help_text="The number of planned phases.")
+
+    class Meta:
+        model = Rollout
+        fields = ["id", "change", "change_title", "environment", "strategy", "state", "current_weight", "step",
+                  "steps_total", "pause_reason", "created_at", "started_at", "finished_at", "updated_at"]
+        read_only_fields = fields
+
+    def get_step(self, rollout: Rollout) -> int:
+        return rollout.step_index + 1
+
+    def get_steps_total(self, rollout: Rollout) -> int:
+        return len(rollout.phases or [])
+
+
+class RolloutPhaseSerializer(serializers.Serializer):
+    index = serializers.IntegerField()
+    key = serializers.CharField()
+    label = serializers.CharField()
+    weight = serializers.IntegerField(allow_null=True)
+    gate = serializers.BooleanField()
+    status = serializers.CharField(help_text="done | current | pending")
+    verdict = serializers.CharField(allow_blank=True, help_text="The last analysis verdict of the phase.")
+
+
+class MetricValuesSerializer(serializers.Serializer):
+    verdict = serializers.CharField(allow_blank=True)
+    canary = serializers.FloatField(allow_null=True)
+    stable = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True)
+
+
+class AnalysisRunSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    phase = serializers.CharField(allow_blank=True, help_text="Index of the phase.")
+    interval = serializers.IntegerField(allow_null=True, help_text="1-based interval within the phase.")
+    verdict = serializers.CharField(allow_blank=True)
+    reason = serializers.CharField(allow_blank=True)
+    decision = serializers.CharField(allow_blank=True)
+    metrics = serializers.DictField(child=MetricValuesSerializer(), help_text="{metric: values}.")
+
+
+class RolloutEventSerializer(serializers.Serializer):
+    at = serializers.DateTimeField()
+    kind = serializers.CharField()
+    message = serializers.CharField()
+    data = serializers.JSONField()
+
+
+class RolloutDetailSerializer(RolloutSerializer):
+    rollback_reason = serializers.JSONField(
+        allow_null=True, help_text="{summary, metric, observed, threshold, interval, error, left_out_of_band...}.")
+    error = serializers.CharField(allow_blank=True)
+    phases = RolloutPhaseSerializer(many=True, source="phase_rows")
+    analysis_runs = AnalysisRunSerializer(many=True, source="run_rows")
+    events = RolloutEventSerializer(many=True, source="event_rows")
+
+    class Meta(RolloutSerializer.Meta):
+        fields = [*RolloutSerializer.Meta.fields, "rollback_reason", "error", "phases", "analysis_runs", "events"]
+        read_only_fields = fields
+
+
+def detail_response(rollout: Rollout, code: int = status.HTTP_200_OK) -> Response:
+    events = list(rollout.events.all())
+    runs = rollout_selectors.rollout_analysis_runs(events=events)
+    rollout.event_rows, rollout.run_rows = events, runs
+    rollout.phase_rows = rollout_selectors.rollout_steps(rollout=rollout, runs=runs)
+    return Response(RolloutDetailSerializer(rollout).data, status=code)
+
+
+# --- list and retrieve -------------------------------------------------------------------------------------
+
+class RolloutFilterSet(django_filters.FilterSet):
+    state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
+    environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
+    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.")
+    strategy = django_filters.ChoiceFilter(choices=RolloutStrategy.choices)
+
+    class Meta:
+        model = Rollout
+        fields = ["state", "environment", "change", "strategy"]
+
+
+class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
+    """Rollouts of changes you can read (active ones first)."""
+
+    filterset_class = RolloutFilterSet
+
+    def get_queryset(self) -> QuerySet[Rollout]:
+        return rollout_selectors.rollout_list(user=self.request.user)
+
+    def get_serializer_class(self):
+        return RolloutDetailSerializer if self.action == "retrieve" else RolloutSerializer
+
+    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+        return detail_response(self.get_object())
+
+
+# --- controls ----------------------------------------------------------------------------------------------
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+ERRORS = {
+    status.HTTP_400_BAD_REQUEST: OpenApiResponse(ErrorSerializer, description="Invalid input."),
+    status.HTTP_401_UNAUTHORIZED: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
+    status.HTTP_403_FORBIDDEN: OpenApiResponse(
+        ErrorSerializer, description="Not an approver or admin of the owning teams, or a read-only token."),
+    status.HTTP_404_NOT_FOUND: OpenApiResponse(ErrorSerializer, description="No such rollout you may read."),
+    status.HTTP_409_CONFLICT: OpenApiResponse(
+        ErrorSerializer, description="Illegal in the rollout's state (`rollout_illegal_state`, `details.state`)."),
+}
+
+
+def _control_schema(operation_id: str, request_serializer, summary: str):
+    return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
+                         responses={status.HTTP_200_OK: RolloutDetailSerializer, **ERRORS})
+
+
+class RolloutControlView(APIView):
+    """One control of one rollout: parse input, call one service, answer the rollout."""
+
+    input_serializer: type[serializers.Serializer] = EmptySerializer
+
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        raise NotImplementedError
+
+    def post(self, request: Request, pk: int) -> Response:
+        rollout = get_object_or_404(rollout_selectors.rollout_list(user=request.user), pk=pk)
+        params = self.input_serializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        self.act(request, rollout, params.validated_data)
+        return detail_response(rollout_selectors.rollout_list(user=request.user).get(pk=pk))
+
+
+class RolloutPauseView(RolloutControlView):
+    input_serializer = ReasonSerializer
+
+    @_control_schema("rollouts_pause", ReasonSerializer, "Pause (pending, running or waiting for a gate).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_pause(actor=request.user, rollout=rollout, reason=data["reason"])
+
+
+class RolloutResumeView(RolloutControlView):
+    @_control_schema("rollouts_resume", EmptySerializer, "Resume a paused rollout.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_resume(actor=request.user, rollout=rollout)
+
+
+class RolloutAbortView(RolloutControlView):
+    input_serializer = ReasonSerializer
+
+    @_control_schema("rollouts_abort", ReasonSerializer, "Abort: restore the snapshot; the change ends aborted.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_abort(actor=request.user, rollout=rollout, reason=data["reason"])
+
+
+class RolloutPromoteView(RolloutControlView):
+    @_control_schema("rollouts_promote", EmptySerializer, "Promote now: skip the remaining steps to 100 %.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_promote_now(actor=request.user, rollout=rollout)
+
+
+class RolloutConfirmGateView(RolloutControlView):
+    @_control_schema("rollouts_confirm_gate", EmptySerializer, "Confirm the manual gate the rollout waits at.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_confirm_gate(actor=request.user, rollout=rollout)
