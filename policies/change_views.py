@@ -576,6 +576,14 @@ def change_comment(request: HttpRequest, pk: int) -> HttpResponse:
     except (ApplicationError, ValidationError) as exc:
         if _is_htmx(request) and not isinstance(exc, PermissionDeniedError):
             message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else exc.message
+            if parent is not None:  # the thread again, its reply form saying why
+                return _render_thread(request, change, parent.parent_id or parent.pk, as_row=False, error=message,
+                                      status=400)
+            if item is not None and line:  # the inline form again, with the text kept
+                return render(request, "changes/_comment_form_row.html", {
+                    "change": change, "item": item, "line": line, "error": message,
+                    "body": request.POST.get("body", ""),
+                }, status=400)
             return HttpResponse(f'<div class="alert alert-danger py-1 px-2 small mb-0" role="alert">{_escape(message)}'
                                 "</div>", status=400)
         _fail(request, exc)
@@ -592,7 +600,8 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _render_thread(request: HttpRequest, change: ChangeRequest, thread_pk: int, *, as_row: bool) -> HttpResponse:
+def _render_thread(request: HttpRequest, change: ChangeRequest, thread_pk: int, *, as_row: bool, error: str = "",
+                   status: int = 200) -> HttpResponse:
     thread = next(comment for comment in selectors.change_comments(change=change) if comment.pk == thread_pk)
     items = list(change.items.all())
     can_moderate = request.user.pk == change.author_id or approval.user_may_approve(
@@ -600,7 +609,8 @@ def _render_thread(request: HttpRequest, change: ChangeRequest, thread_pk: int, 
     )
     template = "changes/_thread_row.html" if as_row else "changes/_thread.html"
     return render(request, template, {"change": change, "thread": thread, "threads": [thread],
-                                      "can_moderate": can_moderate, "can_comment": True})
+                                      "can_moderate": can_moderate, "can_comment": True, "error": error},
+                  status=status)
 
 
 @login_required

@@ -126,6 +126,10 @@ def test_comment_on_a_line_with_htmx_and_resolve(client, cluster_org):
     bad = client.post(reverse("changes:comment", args=[change.pk]), {"item": item.pk, "line": 999, "body": "x"},
                       **htmx)
     assert bad.status_code == 400 and "has lines 1 to" in bad.content.decode()
+    assert bad.content.decode().startswith('<tr class="mg-comment-form-row">')  # the form again, not a broken row
+    empty_reply = client.post(reverse("changes:comment", args=[change.pk]), {"parent": thread.pk, "body": " "},
+                              **htmx)
+    assert empty_reply.status_code == 400 and f'id="thread-{thread.pk}"' in empty_reply.content.decode()
 
 
 def test_the_author_edits_an_item_and_the_approval_is_voided(client, cluster_org):
