@@ -23,6 +23,7 @@ class ImportResult:
     unchanged: int = 0
     gone: int = 0
     errors: list[str] = field(default_factory=list)
+    moved: list[Policy] = field(default_factory=list)  # policies whose current revision moved
 
     @property
     def changed(self) -> bool:
@@ -71,6 +72,9 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
                 result.gone += 1
         environment.last_import_at = now
         environment.save(update_fields=["last_import_at"])
+        if result.moved:
+            moved = list(result.moved)
+            transaction.on_commit(lambda: _notify_stale(moved))
         if result.changed:
             audit_record(
                 action=AuditAction.ENVIRONMENT_IMPORTED,
@@ -112,6 +116,8 @@ def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportRes
         setattr(policy, name, value)
     policy.current_revision = revision
     policy.save(update_fields=["current_revision", *fields])
+    if current is not None:
+        result.moved.append(policy)
     audit_record(
         action=AuditAction.POLICY_REVISION_CREATED,
         actor=actor,
@@ -121,3 +127,10 @@ def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportRes
         after={"revision": revision.number, "content_hash": digest, "source": RevisionSource.IMPORT},
     )
     result.new_revisions += 1
+
+
+def _notify_stale(policies: list[Policy]) -> None:
+    """Open changes based on the revisions the import just replaced are stale: tell their authors."""
+    from policies.services.changes import changes_notify_stale
+
+    changes_notify_stale(policies=policies)

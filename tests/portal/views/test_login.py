@@ -1,13 +1,13 @@
 from django.urls import reverse
 
 
-def test_login_page_signs_in_and_lands_on_the_catalog(client, org):
+def test_login_page_signs_in_and_lands_on_the_dashboard(client, org):
     page = client.get(reverse("login"))
     assert page.status_code == 200
     assert 'autocomplete="current-password"' in page.content.decode()
     response = client.post(reverse("login"), {"username": "alice", "password": "pw-for-tests"})
     assert response.status_code == 302
-    assert response["Location"] == reverse("policies:catalog")
+    assert response["Location"] == reverse("policies:home")
 
 
 def test_wrong_password_shows_an_error(client, org):
