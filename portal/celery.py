@@ -11,6 +11,17 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+@app.on_after_configure.connect
+def _create_filesystem_broker_folders(sender: Celery, **_) -> None:
+    """The embedded broker keeps messages in folders; every process that sends or consumes makes sure
+    they exist, so the first message never fails on a fresh checkout."""
+    options = sender.conf.broker_transport_options or {}
+    if str(sender.conf.broker_url).startswith("filesystem://"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+            if options.get(key):
+                os.makedirs(options[key], exist_ok=True)
+
+
 @worker_ready.connect
 def _announce_ready(**_) -> None:
     """Lets the run script and the tests wait for a worker that is really consuming."""
