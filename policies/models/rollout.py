@@ -1,4 +1,4 @@
-"""Rollouts: the execution of an approved change on its environment (issue 5).
+"""Rollouts: the execution of an approved change on its environment.
 
 - `Rollout` is the state of one execution: strategy, phases (steps), current step and weight,
   the pre-rollout snapshot of every live object the change touches, the resourceVersions Meshgate
