@@ -1,0 +1,289 @@
+"""Step lag of many concurrent canary rollouts handled by ONE worker process (target p99 < 1 s).
+
+    .venv/bin/python benchmarks/concurrent_rollouts.py [--rollouts 200] [--interval 5] [--mode worker]
+
+What it measures: the step lag = (time a rollout step actually runs) - (its `next_action_at`), for
+every step every rollout executes (prepare, each canary weight's apply, each analysis interval,
+promote). "Runs" is the `now` that `policies.services.rollouts.rollout_advance` passes to the
+engine's `_act` when it acts; the due time is the row's `next_action_at` at that moment. A probe
+wraps `_act` (only in this benchmark's processes) and appends one line per executed step to a file.
+
+Setup: a throwaway SQLite database (WAL; DATABASE_URL replaced) and filesystem broker in a temp dir,
+a meshsim staging cluster (no simulated traffic) holding `--rollouts` extra VirtualServices
+`bench-<n>` in namespace bookinfo (v1 -> v3, like the tests' REVIEWS_TO_V3), imported into the
+environment; then one approved, scheduled change per VirtualService and `rollout_start` for each
+(default canary steps 5/10/25/50/100, `interval_seconds = --interval`). Analysis is a stub that
+always passes at once (`MESHGATE_ROLLOUT_ANALYZER=benchmarks.concurrent_rollouts.bench_analyzer`),
+so only the engine, the database, the cluster writes and the scheduling are measured.
+
+`--mode worker` (default): a REAL `celery worker` subprocess (docker/start-worker, `--pool=solo`,
+concurrency 1, the filesystem broker of the settings) runs the `rollout_advance` task chains
+(countdown = next action); this script plays celery beat, enqueuing `reconcile_rollouts` every
+`--beat` s (the production default is 2 s). `--mode inprocess`: no Celery; a loop in this process
+calls `rollouts_due()` + `rollout_advance()` every `--tick` s.
+
+Prints a table of lag p50 / p99 / max overall and per kind of step, the final states and the wall
+time. Note: the filesystem transport polls its folder (kombu default 1 s), which bounds how fast a
+just-enqueued task is seen; a real broker (CELERY_BROKER_URL) avoids that.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+TARGET_P99 = 1.0
+TERMINAL = {"completed", "rolled_back", "failed", "aborted"}
+LAG_FILE_ENV = "BENCH_LAG_FILE"
+
+
+# --- parts imported by the worker (--include benchmarks.concurrent_rollouts) -------------------------
+
+def bench_analyzer(context):
+    """Stub analysis: passes at once (also makes sure the lag probe is installed)."""
+    _install_lag_probe()
+    from policies.rollout import analysis as an
+
+    return an.Outcome(an.PASS, "bench stub: healthy", {"success_rate": 1.0})
+
+
+def _install_lag_probe() -> None:
+    path = os.environ.get(LAG_FILE_ENV)
+    if not path:
+        return
+    try:
+        import policies.services.rollouts as svc
+    except Exception:  # noqa: BLE001 - apps not ready yet: installed at the first analysis instead
+        return
+    if getattr(svc._act, "_bench_probe", False):
+        return
+    original = svc._act
+
+    def _act(rollout, *, analyzer, now):
+        due = rollout.next_action_at
+        kind = "prepare" if rollout.state == "pending" else (
+            rollout.state if rollout.state in ("promoting", "rolling_back") else rollout.step_stage or "?")
+        try:
+            return original(rollout, analyzer=analyzer, now=now)
+        finally:
+            if due is not None:
+                with open(path, "a") as fh:
+                    fh.write(f"{time.time():.3f} {rollout.pk} {kind} {(now - due).total_seconds():.4f}\n")
+
+    _act._bench_probe = True
+    svc._act = _act
+
+
+if os.environ.get(LAG_FILE_ENV) and "celery" in Path(sys.argv[0]).name:
+    try:
+        _install_lag_probe()
+    except Exception:  # noqa: BLE001
+        pass
+
+
+# --- the benchmark -----------------------------------------------------------------------------------
+
+def _setup_django(workdir: Path) -> None:
+    sys.path.insert(0, str(REPO_ROOT))
+    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings.test"
+    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'benchmark.sqlite3'}"
+    os.environ["MESHGATE_VAR_DIR"] = str(workdir)
+    os.environ["CELERY_BROKER_URL"] = "filesystem://"
+    os.environ["MESHGATE_ROLLOUT_ANALYZER"] = "benchmarks.concurrent_rollouts.bench_analyzer"
+    os.environ[LAG_FILE_ENV] = str(workdir / "lags.txt")
+    for folder in ("queue", "processed"):
+        (workdir / "broker" / folder).mkdir(parents=True, exist_ok=True)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
+def _organisation(meshsim_url: str, count: int):
+    from integrations import kubernetes as kube
+    from policies.choices import Role
+    from policies.cluster import cluster_config
+    from policies.services.imports import environment_import
+    from tests.factories import (
+        EnvironmentFactory,
+        MembershipFactory,
+        NamespaceOwnershipFactory,
+        TeamFactory,
+        UserFactory,
+    )
+    from tests.policies.rollouts.helpers import live
+
+    class Org:
+        pass
+
+    org = Org()
+    org.env = EnvironmentFactory(name="staging", order=10)
+    team = TeamFactory(slug="bookinfo", name="Bookinfo")
+    NamespaceOwnershipFactory(environment=org.env, namespace="bookinfo", team=team)
+    org.author = UserFactory(username="alice")
+    MembershipFactory(team=team, user=org.author, role=Role.AUTHOR)
+    MembershipFactory(team=team, user=UserFactory(username="bob"), role=Role.APPROVER)
+    org.env.api_url = meshsim_url
+    org.env.save(update_fields=["api_url"])
+    cfg = cluster_config(org.env)
+    seed = live(org.env, "VirtualService", "bookinfo", "reviews")
+    for n in range(count):  # the stable state: bench-<n> routes to subset v1 (as kubectl would create it)
+        kube.apply_object(cfg, {
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": f"bench-{n}", "namespace": "bookinfo",
+                         "labels": {**(seed["metadata"].get("labels") or {}), "app": f"bench-{n}"}},
+            "spec": {"hosts": [f"bench-{n}"],
+                     "http": [{"route": [{"destination": {"host": f"bench-{n}", "subset": "v1"}}]}]},
+        }, field_manager="kubectl")
+    environment_import(environment=org.env)
+    return org
+
+
+def _target(n: int) -> dict:
+    from tests.policies.rollouts.helpers import REVIEWS_TO_V3
+
+    obj = copy.deepcopy(REVIEWS_TO_V3)
+    obj["metadata"]["name"] = f"bench-{n}"
+    obj["metadata"]["labels"]["app"] = f"bench-{n}"
+    obj["spec"]["hosts"] = [f"bench-{n}"]
+    obj["spec"]["http"][0]["route"][0]["destination"]["host"] = f"bench-{n}"
+    return obj
+
+
+def _start_worker(workdir: Path) -> subprocess.Popen:
+    from django.conf import settings
+
+    ready = workdir / "worker.ready"
+    log = (workdir / "worker.log").open("w")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        "MESHGATE_WORKER_READY_FILE": str(ready),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CELERY_CONCURRENCY": "1",
+        "LOG_LEVEL": "WARNING",
+        "MESHGATE_WORKER_ARGS": f"--pool=solo -Q {settings.CELERY_TASK_DEFAULT_QUEUE} --without-gossip "
+                                "--without-mingle --without-heartbeat --include benchmarks.concurrent_rollouts",
+    }
+    proc = subprocess.Popen([str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log,
+                            stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise RuntimeError(f"worker did not start:\n{(workdir / 'worker.log').read_text()[-3000:]}")
+        time.sleep(0.2)
+    return proc
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser.add_argument("--rollouts", type=int, default=200)
+    parser.add_argument("--interval", type=float, default=5.0, help="analysis interval_seconds (default 5)")
+    parser.add_argument("--mode", choices=["worker", "inprocess"], default="worker")
+    parser.add_argument("--beat", type=float, default=2.0, help="worker mode: reconcile_rollouts period (s)")
+    parser.add_argument("--tick", type=float, default=0.05, help="inprocess mode: loop period (s)")
+    parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
+        workdir = Path(tmp)
+        _setup_django(workdir)
+        from policies.choices import DraftOperation
+        from policies.models import Rollout
+        from policies.services.rollouts import rollout_advance, rollout_start, rollouts_due
+        from policies.tasks import reconcile_rollouts
+        from tests.fixtures.meshsim import STAGING_SEED, start_meshsim
+        from tests.policies.rollouts.helpers import scheduled_change
+
+        meshsim = start_meshsim(workdir, name="staging", seeds=[STAGING_SEED])
+        worker = None
+        try:
+            t0 = time.monotonic()
+            org = _organisation(meshsim.url, args.rollouts)
+            print(f"setup: {args.rollouts} VirtualServices created and imported in {time.monotonic() - t0:.1f} s",
+                  flush=True)
+            if args.mode == "worker":
+                worker = _start_worker(workdir)
+            else:
+                _install_lag_probe()
+            changes = [scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
+                       for n in range(args.rollouts)]
+            started = time.monotonic()
+            ids = []
+            for change in changes:
+                ids.append(rollout_start(change=change, analysis={"interval_seconds": args.interval}).pk)
+            print(f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s ({args.mode} mode)", flush=True)
+            next_beat, next_report = 0.0, time.monotonic() + 10
+            states: Counter = Counter()
+            while time.monotonic() - started < args.timeout:
+                now = time.monotonic()
+                if args.mode == "worker":
+                    if now >= next_beat:
+                        reconcile_rollouts.delay()
+                        next_beat = now + args.beat
+                    time.sleep(0.25)
+                else:
+                    for rollout_id in rollouts_due():
+                        rollout_advance(rollout_id=rollout_id)
+                    time.sleep(args.tick)
+                states = Counter(Rollout.objects.filter(pk__in=ids).values_list("state", flat=True))
+                if sum(states[s] for s in TERMINAL) == len(ids):
+                    break
+                if now >= next_report:
+                    print(f"  t={now - started:5.0f} s  {dict(states)}", flush=True)
+                    next_report = now + 10
+            wall = time.monotonic() - started
+        finally:
+            if worker is not None and worker.poll() is None:
+                worker.terminate()
+                try:
+                    worker.wait(20)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+            meshsim.stop()
+        lag_file = workdir / "lags.txt"
+        lines = lag_file.read_text().split() if lag_file.exists() else []
+        worker_log = (workdir / "worker.log").read_text(errors="replace") if args.mode == "worker" else ""
+
+    rows = [lines[i:i + 4] for i in range(0, len(lines), 4)]
+    by_kind: dict[str, list[float]] = defaultdict(list)
+    for _, _, kind, lag in rows:
+        by_kind[kind].append(float(lag))
+    lags = [lag for values in by_kind.values() for lag in values]
+    print()
+    print(f"{'steps':<14}{'count':>7}{'p50 s':>9}{'p99 s':>9}{'max s':>9}")
+    for kind in ["all", *sorted(by_kind)]:
+        values = lags if kind == "all" else by_kind[kind]
+        if values:
+            print(f"{kind:<14}{len(values):>7}{_pct(values, .5):>9.3f}{_pct(values, .99):>9.3f}{max(values):>9.3f}")
+    print(f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts "
+          f"(interval {args.interval} s; mode {args.mode})")
+    if not lags:
+        print("no steps recorded (probe not installed?)" + (f"\nworker log tail:\n{worker_log[-2000:]}"
+                                                              if worker_log else ""))
+        return 1
+    p99 = _pct(lags, .99)
+    done = sum(states[s] for s in TERMINAL) == len(ids)
+    print(f"verdict: step lag p99 {p99:.3f} s vs target < {TARGET_P99:.1f} s: {'ok' if p99 < TARGET_P99 else 'MISSED'}"
+          + ("" if done else " (NOT all rollouts finished before --timeout)"))
+    return 0 if p99 < TARGET_P99 and done else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
