@@ -54,6 +54,8 @@ class AuditAction(models.TextChoices):
     NAMESPACE_ASSIGNED = "namespace.assigned"
     POLICY_REVISION_CREATED = "policy.revision_created"
     POLICY_LIVE_ABSENT = "policy.live_absent"
+    POLICY_DRIFT_ADOPTED = "policy.drift_adopted"
+    POLICY_DRIFT_REAPPLIED = "policy.drift_reapplied"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
     DRAFT_CREATED = "draft.created"

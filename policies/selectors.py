@@ -10,6 +10,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquer
 from policies.choices import ROLE_RANK, Role
 from policies.models import Draft, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
 from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment  # change requests
+from policies.models import PolicyDrift  # drift
 
 if TYPE_CHECKING:
     from policies.diff import ObjectDiff
@@ -398,3 +399,52 @@ def change_item_three_way(*, item, revisions: dict | None = None) -> ThreeWay:
         base=base, current=current, item=item.content, theirs=theirs, ours=ours,
         now=diff_objects(current, item.content), conflicts=conflicts,
     )
+
+
+# --- drift ------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class DriftState:
+    """A policy whose live object differs from the last revision Meshgate applied."""
+
+    drift: PolicyDrift
+    """The row `drift_detect` keeps (live content, resourceVersion, when)."""
+    applied: PolicyRevision
+    """The last revision a rollout applied (source rollout)."""
+    diff: ObjectDiff
+    """applied → live: what changed outside Meshgate (a deletion when the live object is gone)."""
+    open_changes: list
+    """Open changes that touch the policy (e.g. a re-apply already under way)."""
+
+    @property
+    def live_present(self) -> bool:
+        return self.drift.live_content is not None
+
+
+def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
+    """The last revision Meshgate rolled out for the policy, or None."""
+    from policies.choices import RevisionSource
+
+    return (PolicyRevision.objects.filter(policy=policy, source=RevisionSource.ROLLOUT)
+            .select_related("author").order_by("-number").first())
+
+
+def policy_drift(*, policy: Policy) -> DriftState | None:
+    """The policy's drift as `drift_detect` last recorded it, or None when it has none."""
+    from policies.choices import OPEN_CHANGE_STATES
+    from policies.diff import diff_objects
+
+    drift = PolicyDrift.objects.filter(policy=policy).first()
+    if drift is None:
+        return None
+    applied = policy_applied_revision(policy=policy)
+    if applied is None:
+        return None
+    open_changes = list(
+        ChangeRequest.objects.filter(
+            environment_id=policy.environment_id, state__in=OPEN_CHANGE_STATES,
+            items__kind=policy.kind, items__namespace=policy.namespace, items__name=policy.name,
+        ).distinct().only("pk", "title", "state").order_by("-pk")
+    )
+    return DriftState(drift=drift, applied=applied, diff=diff_objects(applied.content, drift.live_content),
+                      open_changes=open_changes)

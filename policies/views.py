@@ -1,4 +1,5 @@
-"""Server-rendered pages: the policy catalog, a policy and its revisions, environments.
+"""Server-rendered pages: the policy catalog, a policy and its revisions (and its drift, with the
+two ways out of it), environments.
 
 Views are interfaces: they read through `policies.selectors`, enqueue tasks, and render.
 """
@@ -13,6 +14,7 @@ from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
@@ -20,8 +22,10 @@ from policies import selectors
 from policies.choices import SECURITY_KINDS, LiveState, PolicyKind
 from policies.constants import CATALOG_PAGE_SIZE
 from policies.draft_views import policy_draft_actions
+from policies.exceptions import ApplicationError, PermissionDeniedError
 from policies.filtersets import PolicyFilterSet
-from policies.models import Policy
+from policies.models import Draft, Policy
+from policies.services.drift import drift_adopt, drift_reapply
 from policies.tasks import import_environment
 
 
@@ -82,8 +86,12 @@ def _visible_policy(request: HttpRequest, pk: int) -> Policy:
 @login_required
 @require_safe
 def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    policy = _visible_policy(request, pk)
+    return _render_policy(request, _visible_policy(request, pk))
+
+
+def _render_policy(request: HttpRequest, policy: Policy, *, status: int = 200) -> HttpResponse:
     revision = policy.current_revision
+    drift = selectors.policy_drift(policy=policy)
     return render(
         request,
         "policies/policy_detail.html",
@@ -96,9 +104,58 @@ def policy_detail(request: HttpRequest, pk: int) -> HttpResponse:
                 user=request.user, environment=policy.environment, namespace=policy.namespace
             ),
             "security_kinds": SECURITY_KINDS,
+            "drift": drift,
+            "drift_old_label": f"revision #{drift.applied.number} (applied)" if drift is not None else "",
+            "can_act_on_drift": drift is not None and selectors.user_may_author(
+                user=request.user, environment=policy.environment, namespace=policy.namespace
+            ),
             **policy_draft_actions(request, policy),
         },
+        status=status,
     )
+
+
+# --- drift: adopt the live object, or re-apply what Meshgate applied ----------------------------------
+
+@login_required
+@require_POST
+def policy_drift_adopt(request: HttpRequest, pk: int) -> HttpResponse:
+    policy = _visible_policy(request, pk)
+    try:
+        draft = drift_adopt(actor=request.user, policy=policy)
+    except PermissionDeniedError as exc:
+        raise PermissionDenied(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _render_policy(request, _visible_policy(request, pk), status=exc.status)
+    messages.success(request, f"The live {policy.kind} {policy.namespace}/{policy.name} is now your draft: "
+                              "make it a change to record the drift in Meshgate.")
+    return redirect(_draft_url(draft))
+
+
+@login_required
+@require_POST
+def policy_drift_reapply(request: HttpRequest, pk: int) -> HttpResponse:
+    policy = _visible_policy(request, pk)
+    try:
+        change = drift_reapply(actor=request.user, policy=policy)
+    except PermissionDeniedError as exc:
+        raise PermissionDenied(exc.message) from exc
+    except ApplicationError as exc:
+        messages.error(request, exc.message)
+        return _render_policy(request, _visible_policy(request, pk), status=exc.status)
+    messages.success(request, f"Change #{change.pk} puts the applied revision back: submit it for review.")
+    return redirect("changes:detail", pk=change.pk)
+
+
+def _draft_url(draft: Draft) -> str:
+    """The editor for a draft with content; the draft's page for a deletion draft."""
+    if draft.content is not None:
+        try:
+            return reverse("editor:draft-edit", args=[draft.pk])
+        except NoReverseMatch:
+            pass
+    return reverse("policies:draft-detail", args=[draft.pk])
 
 
 @login_required

@@ -3,7 +3,8 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from policies.models import Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
+from policies.choices import LiveState
+from policies.models import Environment, Membership, NamespaceOwnership, Policy, PolicyDrift, PolicyRevision, Team
 
 USERNAME = {"slug_field": "username", "read_only": True}
 
@@ -60,6 +61,21 @@ class RevisionSummarySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class DriftSummarySerializer(serializers.ModelSerializer):
+    """The live object differs from the last revision Meshgate applied (see `…/drift/`)."""
+
+    live_state = serializers.SerializerMethodField(help_text="present, or absent when the live object is gone.")
+
+    class Meta:
+        model = PolicyDrift
+        fields = ["detected_at", "live_state", "live_resource_version"]
+        read_only_fields = fields
+
+    @extend_schema_field(serializers.ChoiceField(choices=LiveState.choices))
+    def get_live_state(self, drift: PolicyDrift) -> str:
+        return LiveState.PRESENT if drift.live_content is not None else LiveState.ABSENT
+
+
 class PolicySerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:policy-detail")
     environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
@@ -67,12 +83,16 @@ class PolicySerializer(serializers.ModelSerializer):
         source="owner_team_slug", read_only=True, allow_null=True, help_text="Slug of the team owning the namespace."
     )
     current_revision = RevisionSummarySerializer(read_only=True, allow_null=True)
+    drift = DriftSummarySerializer(
+        read_only=True, allow_null=True,
+        help_text="Set while the live object differs from the last revision Meshgate rolled out; null otherwise.",
+    )
 
     class Meta:
         model = Policy
         fields = [
             "id", "url", "environment", "kind", "namespace", "name", "owner_team",
-            "live_state", "live_resource_version", "live_seen_at", "current_revision",
+            "live_state", "live_resource_version", "live_seen_at", "current_revision", "drift",
         ]
         read_only_fields = fields
 

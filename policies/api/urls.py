@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, rollouts, views
+from policies.api import changes, drafts, drift, rollouts, views
 from portal import api_views
 
 app_name = "api"
@@ -19,6 +19,10 @@ urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),
     path("validate", drafts.ValidateView.as_view(), name="validate"),
     *router.urls,
+    # a policy's drift and the two ways out of it
+    path("policies/<int:pk>/drift/", drift.PolicyDriftView.as_view(), name="policy-drift"),
+    path("policies/<int:pk>/drift/adopt/", drift.PolicyDriftAdoptView.as_view(), name="policy-drift-adopt"),
+    path("policies/<int:pk>/drift/reapply/", drift.PolicyDriftReapplyView.as_view(), name="policy-drift-reapply"),
     # change transitions: one small view each
     path("changes/<int:pk>/submit/", changes.ChangeSubmitView.as_view(), name="change-submit"),
     path("changes/<int:pk>/approve/", changes.ChangeApproveView.as_view(), name="change-approve"),

@@ -48,7 +48,7 @@ class PolicyViewSet(SelectorViewSet):
     filterset_class = PolicyFilterSet
 
     def get_queryset(self) -> QuerySet:
-        policies = super().get_queryset().select_related("current_revision__author")
+        policies = super().get_queryset().select_related("current_revision__author", "drift")
         # Lists show the revision's summary only; its content can be large.
         return policies.defer("current_revision__content") if self.action == "list" else policies
 

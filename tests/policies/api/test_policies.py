@@ -56,6 +56,7 @@ class TestPolicyList(TeamScopedListContract):
                 "source": "import",
                 "author": None,
             },
+            "drift": None,
         }
 
 

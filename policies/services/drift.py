@@ -1,0 +1,142 @@
+"""Acting on drift: adopt the live object as a draft, or re-apply the revision Meshgate applied.
+
+`drift_detect` (in `policies.services.rollouts`) keeps a `PolicyDrift` row while a policy that
+Meshgate rolled out differs from its live object. People with a role in the team owning the
+namespace (the same people who may draft there) have two ways out:
+
+- `drift_adopt`: their draft for the policy becomes the live object (normalized), or a deletion
+  draft when the live object is gone; a change made of it turns the drift into Meshgate's record.
+- `drift_reapply`: a change (state draft) whose one item puts the last applied revision back. The
+  item is based on the policy's current revision, so the change is not stale; it is reviewed and
+  rolled out like any change, and its plan shows the drift being undone against live.
+
+Each is one transaction with its own audit row (`policy.drift_adopted` / `policy.drift_reapplied`)
+next to the rows of the draft and change services it calls.
+"""
+from __future__ import annotations
+
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import transaction
+
+from policies import selectors
+from policies.choices import AuditAction
+from policies.diff import to_yaml
+from policies.exceptions import ConflictError, PermissionDeniedError
+from policies.models import ChangeRequest, Draft, Policy, PolicyDrift
+from policies.normalize import content_hash
+from policies.services.audit import audit_record
+from policies.services.changes import MAX_TITLE, change_create_from_bundle
+from policies.services.drafts import draft_delete_policy, draft_save
+
+
+class NoDrift(ConflictError):
+    """The policy's live object matches what Meshgate applied (or the drift was resolved): 409."""
+
+    code = "no_drift"
+
+
+def drift_adopt(*, actor: AbstractBaseUser, policy: Policy) -> Draft:
+    """The actor's draft for `policy` (created, or their existing one updated) with the live object
+    as its content; a deletion draft when the live object is gone. Raises `PermissionDeniedError`
+    (403), `NoDrift` (409), or the draft service's refusals."""
+    state = _drift_of(actor=actor, policy=policy)
+    drift, applied = state.drift, state.applied
+    message = (f"adopted from the live object (resourceVersion {drift.live_resource_version or '—'}), "
+               f"which drifted from revision #{applied.number}")
+    with transaction.atomic():
+        _still_drifted(policy, drift)
+        if drift.live_content is None:
+            draft = draft_delete_policy(author=actor, policy=policy, message="adopted: the live object is gone")
+        else:
+            draft = draft_save(author=actor, environment=policy.environment, text=to_yaml(drift.live_content),
+                               message=message).draft
+        audit_record(
+            action=AuditAction.POLICY_DRIFT_ADOPTED, actor=actor, obj=policy, environment=policy.environment.name,
+            before=_drift_snapshot(drift, applied.number),
+            after={"draft": draft.pk, "operation": draft.operation, "content_hash": draft.content_hash},
+        )
+    return draft
+
+
+def drift_reapply(*, actor: AbstractBaseUser, policy: Policy) -> ChangeRequest:
+    """A change (state draft) with one item whose content is the last revision Meshgate applied,
+    based on the policy's current revision. Refused (409) while the actor has a draft for the
+    policy, which the change would otherwise take in."""
+    state = _drift_of(actor=actor, policy=policy)
+    drift, applied = state.drift, state.applied
+    label = f"{policy.kind} {policy.namespace}/{policy.name}"
+    title = f"Re-apply revision #{applied.number} of {label}"
+    if len(title) > MAX_TITLE:
+        title = title[:MAX_TITLE - 1] + "…"
+    if drift.live_content is None:
+        found = "the live object is gone"
+    else:
+        found = f"the live object (resourceVersion {drift.live_resource_version or '—'}) differs from it"
+    description = (
+        f"Meshgate applied revision #{applied.number}; at {drift.detected_at:%Y-%m-%d %H:%M} UTC drift detection "
+        f"found that {found}. This change puts revision #{applied.number} back."
+    )
+    filename = f"{policy.namespace}/{policy.kind}/{policy.name}.yaml"
+    with transaction.atomic():
+        _still_drifted(policy, drift)
+        existing = (
+            Draft.objects.select_for_update()
+            .filter(author=actor, environment=policy.environment, kind=policy.kind, namespace=policy.namespace,
+                    name=policy.name)
+            .first()
+        )
+        if existing is not None:
+            raise ConflictError(
+                f"you already have a draft for {label}: make it a change or discard it before re-applying "
+                f"revision #{applied.number}",
+                extra={"draft": existing.pk},
+            )
+        change = change_create_from_bundle(
+            author=actor, environment=policy.environment, files=[(filename, to_yaml(applied.content).encode())],
+            title=title, description=description, message=f"re-apply revision #{applied.number}",
+        )
+        audit_record(
+            action=AuditAction.POLICY_DRIFT_REAPPLIED, actor=actor, obj=policy, environment=policy.environment.name,
+            before=_drift_snapshot(drift, applied.number),
+            after={"change": change.pk, "revision": applied.number, "content_hash": applied.content_hash},
+        )
+    return change
+
+
+# --- shared -----------------------------------------------------------------------------------------
+
+def _drift_of(*, actor: AbstractBaseUser, policy: Policy) -> selectors.DriftState:
+    if not selectors.user_may_author(user=actor, environment=policy.environment, namespace=policy.namespace):
+        raise PermissionDeniedError(
+            f"only authors, approvers and admins of the team owning namespace {policy.namespace} of "
+            f"{policy.environment.name} can act on the drift of its policies"
+        )
+    state = selectors.policy_drift(policy=policy)
+    if state is None:
+        raise NoDrift(
+            f"{policy.kind} {policy.namespace}/{policy.name} has no drift: its live object matches the revision "
+            "Meshgate applied, or the drift was resolved meanwhile",
+            extra={"policy": policy.pk},
+        )
+    return state
+
+
+def _still_drifted(policy: Policy, drift: PolicyDrift) -> None:
+    """Inside the transaction: the drift row read before is still the policy's (not resolved or
+    replaced by a newer detection meanwhile)."""
+    locked = PolicyDrift.objects.select_for_update().filter(policy=policy).first()
+    if locked is None:
+        raise NoDrift(f"the drift of {policy.kind} {policy.namespace}/{policy.name} was resolved meanwhile",
+                      extra={"policy": policy.pk})
+    if locked.notified_hash != drift.notified_hash:
+        raise ConflictError(f"the live object of {policy.kind} {policy.namespace}/{policy.name} changed again "
+                            "meanwhile: reload the page and look at the new drift first", extra={"policy": policy.pk})
+
+
+def _drift_snapshot(drift: PolicyDrift, applied_number: int) -> dict:
+    return {
+        "applied_revision": applied_number,
+        "live_hash": content_hash(drift.live_content) if drift.live_content is not None else "absent",
+        "live_resource_version": drift.live_resource_version,
+        "detected_at": drift.detected_at.isoformat(),
+    }
