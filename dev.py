@@ -196,6 +196,7 @@ def cmd_run(args: list[str]) -> int:
         say(f"Meshgate is up:  http://{bind}/")
         say(f"clusters:        staging {urls['staging']}   prod {urls['prod']}")
         say(f"metrics:         {prometheus_url or 'read from meshsim directly (install prometheus for the real one)'}")
+        say(f"rollouts:        http://{bind}/rollouts/  (two canaries on staging: one rolls back, one promotes)")
         say("demo logins (password 'meshgate-demo'):")
         for username, role in DEMO_USERS:
             say(f"  {username:<6} {role}")
