@@ -57,7 +57,9 @@ Approximations (meshsim reports only ``reporter="destination"``):
   results through proxy stats; meshsim counts a request the policies would deny if
   the dry-run ones were enforced (and which the enforced ones allow) in
   ``meshsim_authz_dry_run_denials_total{namespace, policy, source_workload,
-  source_workload_namespace, destination_workload, destination_workload_namespace}``.
+  source_workload_namespace, source_principal, destination_workload,
+  destination_workload_namespace}`` (``namespace``/``policy``: the dry-run policy that
+  would deny; ``source_principal`` as in ``istio_requests_total``).
 - ``destination_canary`` (meshsim's own label) tells canary from stable traffic for
   policy canaries: ``"true"`` when the route's subset is named ``canary``/``*-canary``,
   carries the label ``meshgate.io/canary: "true"`` in its ``labels`` (ignored for
@@ -146,6 +148,7 @@ DRY_RUN_LABELS = (
     "policy",
     "source_workload",
     "source_workload_namespace",
+    "source_principal",
     "destination_workload",
     "destination_workload_namespace",
 )
@@ -1507,6 +1510,7 @@ class TrafficModel:
                 policy.namespace, policy.name,
                 labels[BASE_LABELS.index("source_workload")],
                 labels[BASE_LABELS.index("source_workload_namespace")],
+                labels[BASE_LABELS.index("source_principal")],
                 workload.name, workload.namespace,
             )  # fmt: skip
             self._dry_run[key] = self._dry_run.get(key, 0) + k

@@ -1,4 +1,4 @@
-"""Demo fallback: the two built-in analysis metrics straight from meshsim's ``/metrics``.
+"""Demo fallback: analysis counts straight from meshsim's ``/metrics``.
 
 Used when no Prometheus is installed. ``MeshsimMetricsProvider`` has the same methods as
 ``client.PrometheusMetrics`` (``request_success_rate`` and ``request_latency_p99``, same
@@ -6,7 +6,9 @@ keyword arguments and meanings) but computes them from two scrapes of meshsim's
 ``/metrics``: the fresh one and the oldest kept scrape inside the interval. With no
 earlier scrape it scrapes, waits ``bootstrap_wait_s`` and scrapes again. Counter resets
 (meshsim reset) are handled like Prometheus does; ``p99`` uses Prometheus'
-``histogram_quantile`` interpolation. Only the two built-in queries are answered; custom
+``histogram_quantile`` interpolation. ``counts(metric, interval=, match=, by=)`` answers
+what ``sum by (<by>) (increase(<metric>{<match>}[<interval>]))`` answers in PromQL, for
+any counter meshsim exports (e.g. ``meshsim_authz_dry_run_denials_total``); other custom
 PromQL needs a real Prometheus. Results match Prometheus' within sampling noise, not
 exactly (Prometheus extrapolates ``rate`` to the window edges and ignores series with a
 single sample in the window).
@@ -17,7 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import requests
@@ -33,23 +35,32 @@ Labels = frozenset[tuple[str, str]]
 
 @dataclass
 class Scrape:
-    """Counters of one scrape (reporter="destination" only), keyed by their label sets."""
+    """The samples of one scrape: per sample name, the values keyed by their label sets."""
 
     at: float
-    requests: dict[Labels, float] = field(default_factory=dict)
-    buckets: dict[Labels, float] = field(default_factory=dict)  # labels include "le"
+    samples: dict[str, dict[Labels, float]] = field(default_factory=dict)
+
+    @property
+    def requests(self) -> dict[Labels, float]:
+        """``istio_requests_total`` reported by the destination."""
+        return _reported_by_destination(self.samples.get(REQUESTS, {}))
+
+    @property
+    def buckets(self) -> dict[Labels, float]:
+        """Duration buckets reported by the destination (labels include ``le``)."""
+        return _reported_by_destination(self.samples.get(BUCKETS, {}))
+
+
+def _reported_by_destination(series: dict[Labels, float]) -> dict[Labels, float]:
+    return {labels: v for labels, v in series.items() if ("reporter", "destination") in labels}
 
 
 def parse_scrape(text: str, at: float) -> Scrape:
     scrape = Scrape(at)
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
-            if sample.labels.get("reporter") != "destination":
-                continue
-            if sample.name == REQUESTS:
-                scrape.requests[frozenset(sample.labels.items())] = sample.value
-            elif sample.name == BUCKETS:
-                scrape.buckets[frozenset(sample.labels.items())] = sample.value
+            series = scrape.samples.setdefault(sample.name, {})
+            series[frozenset(sample.labels.items())] = sample.value
     return scrape
 
 
@@ -147,21 +158,50 @@ class MeshsimMetricsProvider:
             earlier = [previous]
         return (earlier[0], current) if earlier else None
 
+    def counts(
+        self,
+        metric: str,
+        *,
+        interval: str,
+        match: Mapping[str, str] | None = None,
+        by: Sequence[str] = (),
+    ) -> dict[tuple[str, ...], float] | None:
+        """The increase of every series of the counter ``metric`` over ``interval`` whose
+        labels equal ``match`` (an absent label equals ``""``, as in PromQL), summed by the
+        values of the ``by`` labels: ``{("bookinfo", "reviews-v2"): 120.0}`` for
+        ``by=("source_workload_namespace", "source_workload")``; ``{(): total}`` without
+        ``by``. ``{}`` when no series matches; None without an earlier scrape in the
+        interval (nothing can be said yet)."""
+        window = self._window(interval)
+        if window is None:
+            return None
+        old, new = window
+        wanted = dict(match or {})
+        result: dict[tuple[str, ...], float] = {}
+        increases = _increase(new.samples.get(metric, {}), old.samples.get(metric, {}))
+        for labels, increase in increases.items():
+            found = dict(labels)
+            if all(found.get(name, "") == value for name, value in wanted.items()):
+                key = tuple(found.get(name, "") for name in by)
+                result[key] = result.get(key, 0.0) + increase
+        return result
+
     @staticmethod
-    def _selected(
-        labels: Labels, namespace: str, service: str, version: str | None, canary: bool | None
-    ) -> bool:
-        found = dict(labels)
+    def _target(
+        namespace: str, service: str, version: str | None, canary: bool | None
+    ) -> dict[str, str]:
         if version is not None and canary is not None:
             raise ValueError("select by version or by canary, not both")
-        return (
-            found.get("destination_service_namespace") == namespace
-            and found.get("destination_service_name") == service
-            and (version is None or found.get("destination_version") == version)
-            and (
-                canary is None or found.get("destination_canary") == ("true" if canary else "false")
-            )
-        )
+        match = {
+            "reporter": "destination",
+            "destination_service_namespace": namespace,
+            "destination_service_name": service,
+        }
+        if version is not None:
+            match["destination_version"] = version
+        if canary is not None:
+            match["destination_canary"] = "true" if canary else "false"
+        return match
 
     def request_success_rate(
         self,
@@ -173,16 +213,12 @@ class MeshsimMetricsProvider:
         interval: str = DEFAULT_INTERVAL,
     ) -> float | None:
         """Share of non-5xx answers in [0, 1], or None without requests in the interval."""
-        window = self._window(interval)
-        if window is None:
-            return None
-        old, new = window
+        match = self._target(namespace, service, version, canary)
+        by_code = self.counts(REQUESTS, interval=interval, match=match, by=("response_code",))
         total = ok = 0.0
-        for labels, increase in _increase(new.requests, old.requests).items():
-            if self._selected(labels, namespace, service, version, canary):
-                total += increase
-                code = dict(labels).get("response_code", "")
-                ok += 0.0 if (len(code) == 3 and code.startswith("5")) else increase
+        for (code,), increase in (by_code or {}).items():
+            total += increase
+            ok += 0.0 if (len(code) == 3 and code.startswith("5")) else increase
         return ok / total if total > 0 else None
 
     def request_latency_p99(
@@ -195,14 +231,8 @@ class MeshsimMetricsProvider:
         interval: str = DEFAULT_INTERVAL,
     ) -> float | None:
         """99th percentile duration in ms (bucket interpolation), or None without requests."""
-        window = self._window(interval)
-        if window is None:
-            return None
-        old, new = window
-        by_bound: dict[float, float] = {}
-        for labels, increase in _increase(new.buckets, old.buckets).items():
-            if self._selected(labels, namespace, service, version, canary):
-                bound = float(dict(labels)["le"])
-                by_bound[bound] = by_bound.get(bound, 0.0) + increase
+        match = self._target(namespace, service, version, canary)
+        by_le = self.counts(BUCKETS, interval=interval, match=match, by=("le",))
+        by_bound = {float(le): increase for (le,), increase in (by_le or {}).items() if le}
         value = bucket_quantile(0.99, by_bound.items())
         return None if math.isnan(value) else value

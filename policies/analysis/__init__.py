@@ -11,6 +11,9 @@ The rollout engine calls, per analysis interval::
     decision = decide(AnalysisPolicy(...), AnalysisState.from_dict(saved), result)
 
 and stores ``result.to_dict()``, ``result.states`` and ``decision.state.to_dict()``.
+Dry-run and ramp phases add their gate (``gates.judge_gate(phase["check"], ...)``: shadow
+denials, 403 rate, plaintext requests, refused plaintext), summed up with the metrics by
+``summarize``.
 """
 
 from policies.analysis.interval import (
@@ -19,6 +22,7 @@ from policies.analysis.interval import (
     Verdict,
     analysis_window,
     run_interval,
+    summarize,
 )
 from policies.analysis.judges import (
     Distribution,
@@ -60,5 +64,5 @@ __all__ = [
     "MetricsProvider", "Observation", "Outcome", "PrometheusProvider", "ProviderError",
     "ProviderQueryError", "ProviderUnavailable", "Target", "TemplateError", "ThresholdJudge",
     "ThresholdRange", "Verdict", "analysis_window", "custom", "decide", "latency_p99", "render_template",
-    "run_interval", "success_rate",
+    "run_interval", "success_rate", "summarize",
 ]  # fmt: skip

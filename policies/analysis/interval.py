@@ -89,13 +89,22 @@ def run_interval(
         _one(provider, metric, canary, stable, window, judge, len(metrics), (states or {}))
         for metric in metrics
     ]
+    return summarize(results, judge=judge.name, window=window)
+
+
+def summarize(
+    results: Sequence[MetricResult], *, judge: str = "", window: str = ""
+) -> IntervalResult:
+    """The interval's verdict from its metrics' (the worst by ``_RANK``) and its reason."""
+    if not results:
+        raise ValueError("an interval needs at least one metric result")
     verdict = min((r.verdict for r in results), key=_RANK.index)
     reasons = [r.reason for r in results if r.verdict == verdict]
     if verdict == Verdict.PASS:
         reason = "all metrics pass: " + "; ".join(r.reason for r in results)
     else:
         reason = "; ".join(reasons)
-    return IntervalResult(verdict, reason, tuple(results), judge.name, window)
+    return IntervalResult(verdict, reason, tuple(results), judge, window)
 
 
 def _one(
@@ -142,4 +151,5 @@ def _one(
 
 __all__ = [
     "IntervalResult", "MetricResult", "Outcome", "Verdict", "analysis_window", "run_interval",
+    "summarize",
 ]  # fmt: skip

@@ -9,12 +9,17 @@ Templates use ``{namespace}``, ``{service}``, ``{version}`` (alias ``{subset}``)
 double-quoted PromQL string, and its value is escaped, so a label value containing ``"``,
 ``}`` or ``\\`` cannot break out of the string; ``{interval}`` must be outside strings and
 is checked to be a PromQL duration. Other braces (label matchers) are left alone.
+
+``increase_query(metric, match, window=, by=)`` renders the counts the rollout gates read
+(``sum by (...) (increase(metric{label="value",...}[window]))``), with the same escaping
+and checked metric and label names.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -24,6 +29,8 @@ SUCCESS_RATE = "request-success-rate"
 LATENCY_P99 = "request-duration-p99"
 PLACEHOLDERS = ("namespace", "service", "version", "subset", "canary", "interval")
 _PLACEHOLDER = re.compile(r"\{(" + "|".join(PLACEHOLDERS) + r")\}")
+_METRIC_NAME = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+_LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
 class Direction(StrEnum):
@@ -229,6 +236,26 @@ def render_template(template: str, target: Target, *, interval: str) -> str:
         last = match.end()
     out.append(template[last:])
     return "".join(out)
+
+
+def increase_query(
+    metric: str, match: Mapping[str, str], *, window: str, by: Sequence[str] = ()
+) -> str:
+    """``sum by (<by>) (increase(<metric>{<match>}[<window>]))``: label values are escaped,
+    metric and label names and the window are checked (a ``TemplateError`` otherwise)."""
+    if not _METRIC_NAME.match(metric):
+        raise TemplateError(f"not a metric name: {metric!r}")
+    for name in (*match, *by):
+        if not _LABEL_NAME.match(name):
+            raise TemplateError(f"not a label name: {name!r}")
+    try:
+        interval_seconds(window)
+    except ValueError as exc:
+        raise TemplateError(str(exc)) from exc
+    matchers = ",".join(f'{name}="{escape_label_value(value)}"' for name, value in match.items())
+    grouping = f" by ({','.join(by)})" if by else ""
+    selector = f"{metric}{{{matchers}}}" if matchers else metric
+    return f"sum{grouping} (increase({selector}[{window}]))"
 
 
 def fmt(value: float | None) -> str:

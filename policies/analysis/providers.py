@@ -11,13 +11,18 @@ interval records them as ``error``, never as a pass and never as a failed canary
   ``le``), so the judge gets per-request outcomes and bucketed latencies; a custom
   template gives its instant value and per-step values (``query_range``) as samples.
 - ``MeshsimProvider``: the demo fallback reading meshsim's ``/metrics`` directly (built-in
-  metrics only).
+  metrics and counts only).
+
+``counts(metric, match, by=, window=)`` answers ``sum by (<by>) (increase(<metric>{<match>}
+[<window>]))`` as ``{(by values...): count}`` (``{}`` when nothing matched): the counts the
+rollout gates read (shadow denials, plaintext requests, 403s, refused connections).
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -33,7 +38,7 @@ from integrations.prometheus import (
     success_rate_query,
 )
 from integrations.prometheus.client import TIMEOUT_SECONDS
-from integrations.prometheus.fallback import _increase
+from integrations.prometheus.fallback import BUCKETS, REQUESTS
 from policies.analysis.judges import Distribution, aggregate
 from policies.analysis.metrics import (
     MetricDefinition,
@@ -41,6 +46,7 @@ from policies.analysis.metrics import (
     Target,
     TemplateError,
     escape_label_value,
+    increase_query,
     render_template,
 )
 
@@ -79,18 +85,27 @@ class MetricsProvider(Protocol):
         end: float, step: float,
     ) -> list[tuple[float, float]]: ...  # fmt: skip
 
+    def counts(
+        self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
+    ) -> dict[tuple[str, ...], float]: ...
+
+
+def target_labels(target: Target) -> dict[str, str]:
+    """The ``istio_requests_total`` labels (destination reporter) that select ``target``."""
+    labels = {
+        "reporter": "destination",
+        "destination_service_namespace": target.namespace,
+        "destination_service_name": target.service,
+    }
+    if target.version is not None:
+        labels["destination_version"] = target.version
+    if target.canary is not None:
+        labels["destination_canary"] = "true" if target.canary else "false"
+    return labels
+
 
 def selector(target: Target) -> str:
-    parts = [
-        'reporter="destination"',
-        f'destination_service_namespace="{escape_label_value(target.namespace)}"',
-        f'destination_service_name="{escape_label_value(target.service)}"',
-    ]
-    if target.version is not None:
-        parts.append(f'destination_version="{escape_label_value(target.version)}"')
-    if target.canary is not None:
-        parts.append(f'destination_canary="{"true" if target.canary else "false"}"')
-    return ",".join(parts)
+    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target).items())
 
 
 def _is_5xx(code: str) -> bool:
@@ -196,46 +211,45 @@ class PrometheusProvider:
             return []
         return [(t, v) for t, v in found[0].points if not math.isnan(v)]
 
+    def counts(
+        self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
+    ) -> dict[tuple[str, ...], float]:
+        try:
+            promql = increase_query(metric, match, window=window, by=by)
+        except TemplateError as exc:
+            raise ProviderQueryError(f"{metric}: {exc}") from exc
+        return {
+            tuple(s.labels.get(name, "") for name in by): s.value
+            for s in self._query(promql) if not math.isnan(s.value)
+        }  # fmt: skip
+
 
 class MeshsimProvider:
-    """Built-in metrics from meshsim's ``/metrics`` (no Prometheus; demo only)."""
+    """Built-in metrics and counts from meshsim's ``/metrics`` (no Prometheus; demo only)."""
 
     def __init__(self, meshsim_url: str, **kwargs: object) -> None:
         self.fallback = MeshsimMetricsProvider(meshsim_url, **kwargs)  # type: ignore[arg-type]
 
-    def _counts(self, target: Target, window: str, which: str) -> dict:
+    def counts(
+        self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
+    ) -> dict[tuple[str, ...], float]:
+        _check_window(window)
         try:
-            found = self.fallback._window(window)
-        except PrometheusUnavailable as exc:
+            found = self.fallback.counts(metric, interval=window, match=match, by=by)
+        except PrometheusError as exc:  # PrometheusUnavailable included
             raise ProviderUnavailable(exc.message) from exc
-        except PrometheusError as exc:
-            raise ProviderUnavailable(exc.message) from exc
-        if found is None:
-            return {}
-        old, new = found
-        increases = _increase(getattr(new, which), getattr(old, which))
-        return {
-            labels: value
-            for labels, value in increases.items()
-            if self.fallback._selected(
-                labels, target.namespace, target.service, target.version, target.canary
-            )
-        }
+        return found or {}
 
     def sample(self, metric: MetricDefinition, target: Target, window: str) -> MetricSample | None:
         _check_window(window)
         if metric.kind == MetricKind.SUCCESS_RATE:
-            by_code: dict[str, float] = {}
-            for labels, value in self._counts(target, window, "requests").items():
-                code = dict(labels).get("response_code", "")
-                by_code[code] = by_code.get(code, 0.0) + value
-            return outcomes_sample(by_code)
+            found = self.counts(
+                REQUESTS, target_labels(target), by=("response_code",), window=window
+            )
+            return outcomes_sample({code: value for (code,), value in found.items()})
         if metric.kind == MetricKind.LATENCY_P99:
-            cumulative: dict[float, float] = {}
-            for labels, value in self._counts(target, window, "buckets").items():
-                bound = float(dict(labels)["le"])
-                cumulative[bound] = cumulative.get(bound, 0.0) + value
-            return buckets_sample(cumulative)
+            found = self.counts(BUCKETS, target_labels(target), by=("le",), window=window)
+            return buckets_sample({float(le): value for (le,), value in found.items() if le})
         raise ProviderQueryError(
             f"{metric.name}: custom PromQL needs a real Prometheus (meshsim fallback)"
         )

@@ -147,24 +147,51 @@ def _provider(context: AnalysisContext):
 def metrics_analyzer(context: AnalysisContext) -> Outcome:
     """One interval through `policies.analysis.run_interval`: the phase's canary and stable targets,
     the configured metrics (default request success rate >= 0.99 and p99 <= 500 ms), threshold judge
-    (or `config.judge == "mann-whitney"`)."""
+    (or `config.judge == "mann-whitney"`). A phase with a `check` (dry-run, ramp) is also judged on
+    its gate (`policies.analysis.gates`: shadow denials, 403 rate, plaintext left, plaintext refused)
+    over the same window and provider; the worst verdict wins."""
     from policies import analysis as pa
+    from policies.analysis import gates
 
-    if not context.workloads and not context.phase.get("targets"):
+    check = context.phase.get("check") or ""
+    gated = check in gates.CHECKS
+    subjects = gates.subjects_of(context.phase.get("subjects"), context.workloads) if gated else []
+    if not context.workloads and not context.phase.get("targets") and not subjects:
         return Outcome(NO_DATA, "no workload to analyse")
-    fallback = context.workloads[0] if context.workloads else {}
-    targets = context.phase.get("targets") or {}
-    canary, stable = _target(targets.get("canary"), fallback), _target(targets.get("stable"), fallback)
+    provider = _provider(context)
     judge = pa.MannWhitneyJudge() if context.config.get("judge") == "mann-whitney" else pa.ThresholdJudge()
     window = context.config.get("window") or f"{max(int(context.interval_seconds), 30)}s"
-    result = pa.run_interval(provider=_provider(context), metrics=_metric_definitions(context.config),
-                             canary=canary, stable=stable, window=window, judge=judge,
-                             states=(context.config.get("judge_states") or {}))
+    results = []
+    if context.workloads or context.phase.get("targets"):
+        fallback = context.workloads[0] if context.workloads else {}
+        targets = context.phase.get("targets") or {}
+        canary, stable = _target(targets.get("canary"), fallback), _target(targets.get("stable"), fallback)
+        results += pa.run_interval(provider=provider, metrics=_metric_definitions(context.config),
+                                   canary=canary, stable=stable, window=window, judge=judge,
+                                   states=(context.config.get("judge_states") or {})).metrics
+    if gated:
+        results.append(gates.judge_gate(check, provider=provider, subjects=subjects,
+                                        window=_gate_window(context, window, provider), config=context.config))
+    result = pa.summarize(results, judge=judge.name, window=window)
     worst = next((m for m in result.metrics if m.verdict == result.verdict), None)
     metrics = {m.metric: {"verdict": str(m.verdict), "canary": m.canary, "stable": m.stable,
                           "threshold": m.threshold} for m in result.metrics}
     return Outcome(str(result.verdict), result.reason, metrics, metric=worst.metric if worst else "",
                    observed=worst.canary if worst else None, threshold=worst.threshold if worst else None)
+
+
+def _gate_window(context: AnalysisContext, window: str, provider: Any) -> str:
+    """A gate reads only what happened since its phase was applied (a shadow denial of an earlier
+    attempt must not fail this one): on Prometheus the window is cut to the time the phase has been
+    analysed, `(interval_index + 1) × interval_seconds`. The meshsim provider's windows start at its
+    own first scrape of the interval anyway."""
+    from integrations.prometheus import interval_seconds
+    from policies.analysis import PrometheusProvider
+
+    if not isinstance(provider, PrometheusProvider):
+        return window
+    since = (context.interval_index + 1) * context.interval_seconds
+    return f"{max(int(min(interval_seconds(window), since)), 1)}s"
 
 
 def decide(config: dict[str, Any], state: dict[str, Any] | None, outcome: Outcome) -> tuple[str, str, dict]:

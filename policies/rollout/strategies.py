@@ -4,7 +4,10 @@ analysis interval (or a bake) and optionally a manual gate.
 A phase is plain JSON stored on the rollout row (so a worker that restarts continues exactly):
     {"key": "w25", "label": "canary 25 %", "weight": 25, "gate": False, "analyze": True,
      "canary": True, "check": "",  "writes": [[identity, object | None], ...]}
-`None` deletes the object. The last phase always writes exactly the approved contents (promotion),
+`None` deletes the object. `check` names the signal the analysis gates the phase on (dry-run:
+"authz_dry_run" then "authz_enforced"; ramp: "no_plaintext" then "strict"; see
+`policies.analysis.gates`), and `subjects` the policies whose signal it reads.
+The last phase always writes exactly the approved contents (promotion),
 and restores any auxiliary object the strategy rewrote (e.g. the VirtualService of a
 DestinationRule canary), so temporary subsets/routes are gone at the end.
 """
@@ -332,9 +335,11 @@ def _dry_run(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str
         obj.setdefault("metadata", {}).setdefault("annotations", {})[DRY_RUN_ANNOTATION] = "true"
         shadow.append([item.identity, obj])
     others = [[i.identity, i.content] for i in items if i not in targets]
+    subjects = _subjects(targets)
     return [
-        _phase("dry-run", "dry run (shadow denials)", 0, [*others, *shadow], check="authz_dry_run"),
-        _phase("enforce", "enforce (403 rate)", 100, [], check="authz_enforced"),
+        _phase("dry-run", "dry run (shadow denials)", 0, [*others, *shadow], check="authz_dry_run",
+               subjects=subjects),
+        _phase("enforce", "enforce (403 rate)", 100, [], check="authz_enforced", subjects=subjects),
     ], ""
 
 
@@ -349,10 +354,20 @@ def _ramp(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, A
         obj["spec"]["mtls"]["mode"] = "PERMISSIVE"
         permissive.append([item.identity, obj])
     others = [[i.identity, i.content] for i in items if i not in targets]
+    subjects = _subjects(targets)
     return [
-        _phase("permissive", "PERMISSIVE (no plaintext left?)", 0, [*others, *permissive], check="no_plaintext"),
-        _phase("strict", "STRICT", 100, [], check="strict"),
+        _phase("permissive", "PERMISSIVE (no plaintext left?)", 0, [*others, *permissive], check="no_plaintext",
+               subjects=subjects),
+        _phase("strict", "STRICT", 100, [], check="strict", subjects=subjects),
     ], ""
+
+
+def _subjects(items: list[Item]) -> list[dict[str, Any]]:
+    """The policies a gate watches, with the workloads they select (`selector.matchLabels`; none:
+    the whole namespace, or the mesh for the root namespace): the analysis reads their signals."""
+    return [{"kind": i.kind, "namespace": i.namespace, "name": i.name,
+             "selector": dict(((i.content.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
+            for i in items]
 
 
 def _waves(items: list[Item]) -> list[dict[str, Any]]:

@@ -44,3 +44,21 @@ def test_meshsim_provider_refuses_custom_promql(meshsim: MeshsimProcess) -> None
     metric = custom("x", 'x{a="{service}"}', direction=Direction.LOWER_IS_BETTER)
     with pytest.raises(ProviderQueryError, match="needs a real Prometheus"):
         provider.sample(metric, Target(**CATALOG), "1m")
+
+
+def test_meshsim_provider_counts_by_labels(meshsim: MeshsimProcess) -> None:
+    """What ``sum by (...) (increase(...))`` answers, from two scrapes of /metrics."""
+    now = [0.0]
+    provider = MeshsimProvider(meshsim.url, bootstrap_wait_s=0, clock=lambda: now[0])
+    provider.fallback.scrape()  # t=0
+    assert meshsim.admin("POST", "traffic/advance", json={"seconds": 60}).ok
+    now[0] = 60.0
+    match = {"reporter": "destination", "destination_service_namespace": "shop",
+             "destination_service_name": "catalog"}  # fmt: skip
+    by_tls = provider.counts("istio_requests_total", match, by=("connection_security_policy",),
+                             window="2m")  # fmt: skip
+    assert set(by_tls) == {("mutual_tls",), ("none",)}  # the legacy batch job has no sidecar
+    assert 0 < by_tls[("none",)] < by_tls[("mutual_tls",)]
+    total = provider.counts("istio_requests_total", match, window="2m")
+    assert list(total) == [()] and total[()] == sum(by_tls.values())
+    assert provider.counts("istio_requests_total", {**match, "response_code": "0"}, window="2m") == {}

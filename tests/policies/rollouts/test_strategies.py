@@ -102,7 +102,7 @@ def test_peer_authentication_ramp_permissive_then_strict(ro):
     assert change.items.get().policy.current_revision.source == "rollout"
 
 
-def test_peer_authentication_ramp_with_plaintext_left_rolls_back_and_deletes_the_new_object(ro):
+def test_peer_authentication_ramp_failing_at_permissive_rolls_back_and_deletes_the_new_object(ro):
     change = scheduled_change(ro, [(DraftOperation.CREATE, PA_PAYMENTS)])
     rollout = rollout_start(change=change, analysis={"interval_seconds": 1})
     drive(rollout, passing, until=lambda r: r.step_stage == "analyze")
