@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,29 +82,51 @@ def _install_lag_probe() -> None:
 
 
 if os.environ.get(LAG_FILE_ENV) and "celery" in Path(sys.argv[0]).name:
-    try:
-        _install_lag_probe()
-    except Exception:  # noqa: BLE001
-        pass
+    from celery.signals import worker_process_init, worker_ready
+
+    # prefork: each pool process installs it; solo: the worker itself once it is ready
+    worker_process_init.connect(lambda **_: _install_lag_probe(), weak=False)
+    worker_ready.connect(lambda **_: _install_lag_probe(), weak=False)
 
 
 # --- the benchmark -----------------------------------------------------------------------------------
 
-def _setup_django(workdir: Path) -> None:
+def _setup_django(workdir: Path, database_url: str, broker_url: str) -> None:
     sys.path.insert(0, str(REPO_ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings.test"
-    os.environ["DATABASE_URL"] = f"sqlite:///{workdir / 'benchmark.sqlite3'}"
+    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'benchmark.sqlite3'}"
     os.environ["MESHGATE_VAR_DIR"] = str(workdir)
-    os.environ["CELERY_BROKER_URL"] = "filesystem://"
+    os.environ["CELERY_BROKER_URL"] = broker_url or "filesystem://"
     os.environ["MESHGATE_ROLLOUT_ANALYZER"] = "benchmarks.concurrent_rollouts.bench_analyzer"
     os.environ[LAG_FILE_ENV] = str(workdir / "lags.txt")
     for folder in ("queue", "processed"):
         (workdir / "broker" / folder).mkdir(parents=True, exist_ok=True)
+    if database_url.startswith("postgres"):
+        _recreate_postgres_database(database_url)
+    if broker_url.startswith("redis"):
+        import redis
+
+        redis.Redis.from_url(broker_url).flushdb()  # this benchmark's own Redis database number
     import django
     from django.core.management import call_command
 
     django.setup()
     call_command("migrate", verbosity=0)
+
+
+def _recreate_postgres_database(url: str) -> None:
+    """Drops and creates the (throwaway) database named in the URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import psycopg
+    from psycopg import sql
+
+    parts = urlsplit(url)
+    name = parts.path.lstrip("/")
+    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
 
 
 def _organisation(meshsim_url: str, count: int):
@@ -159,7 +180,7 @@ def _target(n: int) -> dict:
     return obj
 
 
-def _start_worker(workdir: Path) -> subprocess.Popen:
+def _start_worker(workdir: Path, concurrency: int, pool: str) -> subprocess.Popen:
     from django.conf import settings
 
     ready = workdir / "worker.ready"
@@ -169,9 +190,9 @@ def _start_worker(workdir: Path) -> subprocess.Popen:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "MESHGATE_WORKER_READY_FILE": str(ready),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CELERY_CONCURRENCY": "1",
-        "LOG_LEVEL": "WARNING",
-        "MESHGATE_WORKER_ARGS": f"--pool=solo -Q {settings.CELERY_TASK_DEFAULT_QUEUE} --without-gossip "
+        "CELERY_CONCURRENCY": str(concurrency),
+        "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
+        "MESHGATE_WORKER_ARGS": f"--pool={pool} -Q {settings.CELERY_TASK_DEFAULT_QUEUE} --without-gossip "
                                 "--without-mingle --without-heartbeat --include benchmarks.concurrent_rollouts",
     }
     proc = subprocess.Popen([str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log,
@@ -199,14 +220,28 @@ def main() -> int:
     parser.add_argument("--beat", type=float, default=2.0, help="worker mode: reconcile_rollouts period (s)")
     parser.add_argument("--tick", type=float, default=0.05, help="inprocess mode: loop period (s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="worker mode: processes of the one worker (docker/start-worker's default: 2)")
+    parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
+    parser.add_argument("--pool", default="prefork", help="worker mode: Celery pool (prefork, solo, threads)")
+    parser.add_argument("--database-url", default="",
+                        help="e.g. postgres://postgres@127.0.0.1:5432/meshgate_bench (DROPPED and re-created); "
+                             "default: a temporary SQLite file")
+    parser.add_argument("--broker-url", default="",
+                        help="e.g. redis://127.0.0.1:6379/9 (that database is FLUSHED); default: a temporary "
+                             "filesystem broker")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
         workdir = Path(tmp)
-        _setup_django(workdir)
+        _setup_django(workdir, args.database_url, args.broker_url)
         from policies.choices import DraftOperation
         from policies.models import Rollout
-        from policies.services.rollouts import rollout_advance, rollout_start, rollouts_due
+        from policies.services.rollouts import (
+            rollout_advance,
+            rollout_start,
+            rollouts_due,
+        )
         from policies.tasks import reconcile_rollouts
         from tests.fixtures.meshsim import STAGING_SEED, start_meshsim
         from tests.policies.rollouts.helpers import scheduled_change
@@ -219,7 +254,7 @@ def main() -> int:
             print(f"setup: {args.rollouts} VirtualServices created and imported in {time.monotonic() - t0:.1f} s",
                   flush=True)
             if args.mode == "worker":
-                worker = _start_worker(workdir)
+                worker = _start_worker(workdir, args.concurrency, args.pool)
             else:
                 _install_lag_probe()
             changes = [scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
@@ -260,6 +295,8 @@ def main() -> int:
         lag_file = workdir / "lags.txt"
         lines = lag_file.read_text().split() if lag_file.exists() else []
         worker_log = (workdir / "worker.log").read_text(errors="replace") if args.mode == "worker" else ""
+        if args.save_worker_log and worker_log:
+            Path(args.save_worker_log).write_text(worker_log)
 
     rows = [lines[i:i + 4] for i in range(0, len(lines), 4)]
     by_kind: dict[str, list[float]] = defaultdict(list)
@@ -273,7 +310,9 @@ def main() -> int:
         if values:
             print(f"{kind:<14}{len(values):>7}{_pct(values, .5):>9.3f}{_pct(values, .99):>9.3f}{max(values):>9.3f}")
     print(f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts "
-          f"(interval {args.interval} s; mode {args.mode})")
+          f"(interval {args.interval} s; mode {args.mode}"
+          + (f", {args.pool} x{args.concurrency}" if args.mode == "worker" else "")
+          + f"; {'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'})")
     if not lags:
         print("no steps recorded (probe not installed?)" + (f"\nworker log tail:\n{worker_log[-2000:]}"
                                                               if worker_log else ""))

@@ -2,7 +2,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import worker_init, worker_ready
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.local")
 
@@ -29,3 +29,10 @@ def _announce_ready(**_) -> None:
     if ready_file:
         with open(ready_file, "w") as fh:
             fh.write(str(os.getpid()))
+
+
+@worker_init.connect
+def _warm_imports(**_) -> None:
+    """The statistical judge's libraries take a second to import; a worker loads them at start-up
+    (before forking its pool) rather than inside the first rollout step that analyses."""
+    import scipy.stats  # noqa: F401

@@ -54,6 +54,7 @@ class RolloutEventKind(models.TextChoices):
     ABORTED = "aborted", "Aborted"
     ERROR = "error", "Error"
     COMPLETED = "completed", "Completed"
+    WEBHOOK = "webhook", "Webhook"
 
 
 class RolloutAuditAction(models.TextChoices):

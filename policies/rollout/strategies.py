@@ -76,13 +76,19 @@ def normalize_steps(steps: Any) -> list[int]:
     return weights
 
 
-def aux_identities(strategy: str, items: list[Item], virtual_services: list[dict[str, Any]]) -> list[str]:
-    """Objects a strategy rewrites besides the change's items (a DR canary's VirtualServices)."""
+def aux_namespaces(strategy: str, items: list[Item]) -> list[str]:
+    """Namespaces whose VirtualServices `aux_identities` needs (a DR canary's routes); usually none."""
     if strategy != RolloutStrategy.CANARY or _canary_vs_item(items) is not None:
         return []
     dr = _canary_dr_item(items)
-    if dr is None:
+    return [dr.namespace] if dr is not None else []
+
+
+def aux_identities(strategy: str, items: list[Item], virtual_services: list[dict[str, Any]]) -> list[str]:
+    """Objects a strategy rewrites besides the change's items (a DR canary's VirtualServices)."""
+    if not aux_namespaces(strategy, items):
         return []
+    dr = _canary_dr_item(items)
     host = dr.content["spec"].get("host", "")
     found = []
     for vs in virtual_services:

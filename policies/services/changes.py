@@ -87,7 +87,8 @@ def require_state(change: ChangeRequest, allowed: Iterable[str], verb: str) -> N
 
 def lock_change(change: ChangeRequest) -> ChangeRequest:
     """The change re-read under a row lock: a transition checks the state it really has."""
-    return ChangeRequest.objects.select_for_update().select_related("environment", "author").get(pk=change.pk)
+    return (ChangeRequest.objects.select_for_update(of=("self",)).select_related("environment", "author")
+            .get(pk=change.pk))
 
 
 def change_url(change: ChangeRequest) -> str:

@@ -315,7 +315,7 @@ def _upsert(
 
 
 def _lock(draft: Draft) -> Draft:
-    locked = Draft.objects.select_for_update().select_related("environment").filter(pk=draft.pk).first()
+    locked = Draft.objects.select_for_update(of=("self",)).select_related("environment").filter(pk=draft.pk).first()
     if locked is None:
         raise ConflictError("the draft was discarded meanwhile")
     return locked

@@ -71,9 +71,11 @@ def notify(
     user_ids = {user.pk for user in users if user is not None and user.pk is not None}
     if not team_ids and not user_ids:
         return []
-    channels = NotificationChannel.objects.filter(enabled=True).filter(
+    channels = list(NotificationChannel.objects.filter(enabled=True).filter(
         Q(team_id__in=team_ids) | Q(user_id__in=user_ids, user__is_active=True)
-    )
+    ))
+    if not channels:
+        return []
     muted = set(
         NotificationPreference.objects.filter(user_id__in=user_ids, event=event, muted=True).values_list(
             "user_id", flat=True

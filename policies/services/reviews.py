@@ -221,7 +221,7 @@ def comment_resolve(*, actor: AbstractBaseUser, comment: ReviewComment) -> Revie
     if not comment_may_resolve(user=actor, comment=comment):
         raise PermissionDeniedError("only the change's author, the comment's author or an approver can resolve it")
     with transaction.atomic():
-        comment = ReviewComment.objects.select_for_update().select_related("change__environment").get(pk=comment.pk)
+        comment = ReviewComment.objects.select_for_update(of=("self",)).select_related("change__environment").get(pk=comment.pk)
         if comment.resolved_at is not None:
             return comment
         comment.resolved_at = timezone.now()

@@ -39,14 +39,34 @@ from django.utils import timezone
 from integrations import kubernetes as kube
 from integrations.kubernetes.exceptions import Conflict, KubernetesError, NotFound
 from policies import selectors
-from policies.choices import ChangeState, DraftOperation, LiveState, NotificationEvent, RevisionSource, Role
+from policies.choices import (
+    ChangeState,
+    DraftOperation,
+    LiveState,
+    NotificationEvent,
+    RevisionSource,
+    Role,
+)
 from policies.cluster import cluster_config
-from policies.exceptions import ConflictError, PermissionDeniedError
-from policies.models import ChangeItem, ChangeRequest, Policy, PolicyDrift, PolicyRevision, Rollout, RolloutEvent
+from policies.exceptions import ApplicationError, ConflictError, PermissionDeniedError
+from policies.models import (
+    ChangeItem,
+    ChangeRequest,
+    Policy,
+    PolicyDrift,
+    PolicyRevision,
+    Rollout,
+    RolloutEvent,
+)
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import analysis as an
-from policies.rollout import strategies
-from policies.rollout.choices import RolloutAuditAction, RolloutEventKind, RolloutState, RolloutStrategy
+from policies.rollout import strategies, webhooks
+from policies.rollout.choices import (
+    RolloutAuditAction,
+    RolloutEventKind,
+    RolloutState,
+    RolloutStrategy,
+)
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -110,9 +130,8 @@ def _same(live: dict[str, Any] | None, desired: dict[str, Any] | None) -> bool:
 
 def _event(rollout: Rollout, kind: str, message: str, *, data: dict | None = None,
            step_key: str | None = None) -> RolloutEvent | None:
-    """Records an event; with a step key, None when that step is recorded already."""
-    if step_key and RolloutEvent.objects.filter(rollout=rollout, step_key=step_key).exists():
-        return None
+    """Records an event; with a step key, None when that step is recorded already (the unique key
+    refuses the second one)."""
     try:
         with transaction.atomic():
             return RolloutEvent.objects.create(rollout=rollout, kind=kind, message=message[:1000],
@@ -138,7 +157,7 @@ def _audit(rollout: Rollout, action: str, *, actor=None, before=None, after=None
 def _owner_teams(change: ChangeRequest):
     from policies.models import Team
 
-    namespaces = {i.namespace for i in _items(change)}
+    namespaces = ChangeItem.objects.filter(change=change).values("namespace")
     return list(Team.objects.filter(namespaces__environment=change.environment_id,
                                     namespaces__namespace__in=namespaces).distinct())
 
@@ -147,15 +166,71 @@ def _notify(rollout: Rollout, event: str, subject: str, body: str = "", payload:
     from policies.services.notifications import notify
 
     change = rollout.change
-    try:
-        url = reverse("changes:detail", args=[change.pk])
-    except NoReverseMatch:  # the change pages are not wired in every configuration
-        url = ""
+    url = _rollout_url(rollout)
     notify(event=event, subject=subject, body=body or subject, url=url,
            payload={"change": change.pk, "rollout": rollout.pk, "environment": rollout.environment.name,
                     "state": rollout.state, "strategy": rollout.strategy, "weight": rollout.current_weight,
                     **(payload or {})},
            teams=_owner_teams(change), users=[change.author])
+
+
+def _rollout_url(rollout: Rollout) -> str:
+    try:
+        return reverse("rollouts:detail", args=[rollout.pk])
+    except NoReverseMatch:  # the pages are not wired in every configuration
+        return ""
+
+
+# --- webhooks -----------------------------------------------------------------------------------------
+
+def _run_webhooks(rollout: Rollout, phase: str, *, key: str, extra: dict | None = None) -> list:
+    """Calls the rollout's webhooks of `phase` that have not answered 2xx for `key` yet; each call is
+    recorded on the timeline (a success as the keyed step `webhook:<key>:<name>`)."""
+    from policies.services.notifications import _absolute
+
+    results = []
+    current = rollout.phases[rollout.step_index] if rollout.phases and rollout.step_index < len(rollout.phases) else {}
+    payload = {"rollout": rollout.pk, "change": rollout.change_id, "title": rollout.change.title,
+               "environment": rollout.environment.name, "strategy": rollout.strategy, "state": rollout.state,
+               "step": rollout.step_index, "step_label": current.get("label", ""), "weight": rollout.current_weight,
+               "url": _absolute(_rollout_url(rollout)), **(extra or {})}
+    for hook in webhooks.webhooks_for(rollout.analysis, phase):
+        done_key = f"webhook:{key}:{hook.name}"
+        if _step_done(rollout, done_key):
+            continue
+        result = webhooks.call(hook, payload)
+        _event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(),
+               step_key=done_key if result.ok else None)
+        results.append(result)
+    return results
+
+
+def _webhook_hold(rollout: Rollout, phase: str, now: dt.datetime) -> bool:
+    """Runs the gating webhooks of `phase` (pre-rollout, promotion). True when one failed: the action
+    is tried again after an analysis interval, and after `webhook_attempts` failures in a row the
+    rollout pauses for a person."""
+    results = _run_webhooks(rollout, phase, key=phase)
+    failed = [r for r in results if not r.ok and r.webhook.gate]
+    state = dict(rollout.analysis.get("state") or {})
+    counts = dict(state.get("webhook_failures") or {})
+    if not failed:
+        if counts.pop(phase, None) is not None:
+            rollout.analysis = {**rollout.analysis, "state": {**state, "webhook_failures": counts}}
+            _save(rollout, "analysis")
+        return False
+    counts[phase] = counts.get(phase, 0) + 1
+    rollout.analysis = {**rollout.analysis, "state": {**state, "webhook_failures": counts}}
+    attempts = int(rollout.analysis.get("webhook_attempts") or webhooks.DEFAULT_ATTEMPTS)
+    if counts[phase] >= attempts:
+        rollout.next_action_at = now
+        _save(rollout, "analysis", "next_action_at")
+        _pause(rollout, reason=f"{failed[0].summary}{f' ({failed[0].detail})' if failed[0].detail else ''} — "
+                               f"{counts[phase]} time(s) in a row; resume to call it again, or abort",
+               data={"webhooks": [r.as_dict() for r in results]})
+    else:
+        rollout.next_action_at = now + dt.timedelta(seconds=float(rollout.analysis["interval_seconds"]))
+        _save(rollout, "analysis", "next_action_at")
+    return True
 
 
 def _set_change_state(change: ChangeRequest, state: str, *, actor=None, action: str, after: dict | None = None):
@@ -186,12 +261,16 @@ def rollout_start(
     if stale:
         raise RolloutError(f"change #{change.pk} is stale (rebase it first): {', '.join(stale)}",
                            extra={"state": change.state, "stale": stale})
+    try:
+        webhooks.parse_webhooks((analysis or {}).get("webhooks"), path="analysis.webhooks")
+    except webhooks.WebhookConfigError as exc:
+        raise ApplicationError(str(exc), extra={"field": exc.path}) from None
     items = _strategy_items(change)
     chosen = strategy or strategies.default_strategy([i.kind for i in items])
     if chosen not in RolloutStrategy.values:
         raise RolloutError(f"unknown strategy {chosen!r}", extra={"allowed": RolloutStrategy.values})
     with transaction.atomic():
-        change = ChangeRequest.objects.select_for_update().select_related("environment").get(pk=change.pk)
+        change = ChangeRequest.objects.select_for_update(of=("self",)).select_related("environment").get(pk=change.pk)
         if change.state != ChangeState.SCHEDULED:
             raise RolloutError(f"cannot start a rollout of a change in state {change.state}",
                                extra={"state": change.state})
@@ -242,8 +321,8 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
     """Executes the rollout's next due action, if it is due and no other executor holds it."""
     now = now or _now()
     with transaction.atomic():
-        rollout = (Rollout.objects.select_for_update(skip_locked=True)
-                   .select_related("change", "environment").filter(pk=rollout_id).first())
+        rollout = (Rollout.objects.select_for_update(skip_locked=True, of=("self",))
+                   .select_related("change__author", "environment").filter(pk=rollout_id).first())
         if rollout is None:
             return AdvanceResult(rollout_id, False)
         if rollout.state not in RolloutState.due_states() or (rollout.next_action_at and rollout.next_action_at > now):
@@ -259,7 +338,7 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
         except KubernetesError as exc:
             _keep_writes(rollout)
             _transient(rollout, f"cluster error ({exc.status or 'unreachable'}): {exc.message}", now)
-        except Exception as exc:  # noqa: BLE001 - a bug must not strand the rollout: retried, then rolled back
+        except Exception as exc:
             logger.exception("rollout %s: action failed", rollout_id)
             _keep_writes(rollout)
             _transient(rollout, f"unexpected error: {type(exc).__name__}: {exc}", now)
@@ -303,14 +382,15 @@ def _act(rollout: Rollout, *, analyzer: an.Analyzer, now: dt.datetime) -> None:
 
 
 def _prepare(rollout: Rollout, now: dt.datetime) -> None:
-    """Reads and snapshots every live object the change touches, computes the phases."""
+    """Reads and snapshots every live object the change touches, computes the phases (after the
+    pre-rollout webhooks answered)."""
+    if _webhook_hold(rollout, webhooks.PRE_ROLLOUT, now):
+        return
     cfg = cluster_config(rollout.environment)
     items = _strategy_items(rollout.change)
     virtual_services = []
-    if rollout.strategy == RolloutStrategy.CANARY:
-        namespaces = {i.namespace for i in items}
-        for namespace in sorted(namespaces):
-            virtual_services += kube.list_objects(cfg, "VirtualService", namespace=namespace)
+    for namespace in strategies.aux_namespaces(rollout.strategy, items):
+        virtual_services += kube.list_objects(cfg, "VirtualService", namespace=namespace)
     identities = [i.identity for i in items] + strategies.aux_identities(rollout.strategy, items, virtual_services)
     snapshot = {identity: _read(cfg, identity) for identity in identities}
     moved = _moved_since_plan(rollout.change, snapshot)
@@ -351,7 +431,8 @@ def _moved_since_plan(change: ChangeRequest, snapshot: dict[str, Any]) -> list[s
 
 
 def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None, *, step_key: str) -> bool:
-    """Makes live == desired under the resourceVersion precondition. False when live already was."""
+    """Makes live == desired under the resourceVersion precondition. False when live already was.
+    The caller saves the row's observed / expected / owned fields."""
     live = _read(cfg, identity)
     live_rv, expected = _rv(live), rollout.observed.get(identity, "")
     if live_rv != expected:
@@ -385,7 +466,8 @@ def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None,
     except Conflict:
         again = _read(cfg, identity)
         raise OutOfBand(identity, rollout.observed.get(identity, ""), _rv(again)) from None
-    _save(rollout, "observed", "expected", "owned")
+    # The row (observed / expected / owned) is saved by the caller at the end of its action, in the
+    # same transaction; a failure in between is `_keep_writes`'.
     after = {"object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
              "resourceVersion": rollout.observed.get(identity, "")}
     _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE, after=after)
@@ -439,7 +521,6 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
         cfg = cluster_config(rollout.environment)
         written = [identity for identity, desired in phase["writes"]
                    if _write(rollout, cfg, identity, desired, step_key=step_key)]
-        _save(rollout, "observed", "expected", "owned")
         _event(rollout, RolloutEventKind.APPLY, f"{phase['label']}: {len(written)} write(s)",
                data={"written": written, "weight": phase["weight"]}, step_key=step_key)
         _notify(rollout, NotificationEvent.ROLLOUT_STEP,
@@ -452,7 +533,7 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
     else:
         _next_phase(rollout, now)
     _save(rollout, "current_weight", "attempts", "step_stage", "analysis_runs", "next_action_at", "step_index",
-          "state")
+          "state", "observed", "expected", "owned")
 
 
 def _workloads(rollout: Rollout) -> list[dict[str, str]]:
@@ -491,7 +572,14 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
             interval_seconds=float(rollout.analysis["interval_seconds"]), config=rollout.analysis,
             workloads=_workloads(rollout),
         )
+        hooks = _run_webhooks(rollout, webhooks.STEP, key=f"step:{index}:{run}")
         outcome = an.evaluate(analyzer, context)
+        failed = [r for r in hooks if not r.ok and r.webhook.gate]
+        if failed:
+            outcome = an.Outcome(
+                an.FAIL, "; ".join(r.summary + (f" ({r.detail})" if r.detail else "") for r in failed),
+                metrics=outcome.metrics, metric=f"webhook {failed[0].webhook.name}",
+                observed=failed[0].status if failed[0].status is not None else failed[0].detail, threshold="2xx")
         action, decision_reason, state = an.decide(rollout.analysis, rollout.analysis.get("state"), outcome)
         _event(rollout, RolloutEventKind.ANALYSIS, f"{phase['label']}, interval {run + 1}: {outcome.verdict}"
                + (f" — {outcome.reason}" if outcome.reason else ""),
@@ -539,7 +627,10 @@ def _next_phase(rollout: Rollout, now: dt.datetime) -> None:
 
 
 def _promote(rollout: Rollout, now: dt.datetime) -> None:
-    """Verifies live == approved for every item, records the new revisions, completes the change."""
+    """Verifies live == approved for every item, records the new revisions, completes the change
+    (after the promotion webhooks answered)."""
+    if _webhook_hold(rollout, webhooks.PROMOTION, now):
+        return
     cfg = cluster_config(rollout.environment)
     items = _items(rollout.change)
     lives = {}
@@ -639,6 +730,7 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
         if not _same(_read(cfg, identity), rollout.snapshot.get(identity)):
             mismatched.append(identity)
     final = rollout.rollback_reason.get("final_state", RolloutState.ROLLED_BACK)
+    _save(rollout, "observed", "expected", "owned")
     if mismatched:
         _finish_failed(rollout, f"the snapshot could not be verified for {', '.join(mismatched)}")
         return
@@ -655,6 +747,7 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
         f"; left alone (changed outside Meshgate): {', '.join(e['object'] for e in left)}" if left else ""),
         data={"left": left}, step_key="rollback")
     _set_change_state(rollout.change, change_state, action=action, after={"reason": rollout.rollback_reason})
+    _run_webhooks(rollout, webhooks.ROLLBACK, key="rollback", extra={"reason": rollout.rollback_reason})
     _notify(rollout, NotificationEvent.ROLLOUT_ROLLED_BACK,
             f"Rollout of change #{rollout.change_id} “{rollout.change.title}” was "
             f"{'aborted' if final == RolloutState.ABORTED else 'rolled back'}",
@@ -701,7 +794,8 @@ def _may_control_change(user: AbstractBaseUser, change: ChangeRequest) -> bool:
 
 
 def _locked_for(actor: AbstractBaseUser, rollout: Rollout, allowed: set[str], verb: str) -> Rollout:
-    rollout = Rollout.objects.select_for_update().select_related("change", "environment").get(pk=rollout.pk)
+    rollout = (Rollout.objects.select_for_update(of=("self",)).select_related("change", "environment")
+               .get(pk=rollout.pk))
     if not user_may_control(user=actor, rollout=rollout):
         raise PermissionDeniedError(f"only approvers or admins of the owning team can {verb} this rollout")
     if rollout.state not in allowed:
@@ -728,7 +822,8 @@ def rollout_resume(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
             rollout.next_action_at = _now()
         rollout.pause_reason, rollout.resume_state, rollout.attempts = "", "", 0
         # A person looked: the analysis' no-data / inconclusive streaks start again.
-        state = {**(rollout.analysis.get("state") or {}), "no_data_in_row": 0, "inconclusive_in_row": 0}
+        state = {**(rollout.analysis.get("state") or {}), "no_data_in_row": 0, "inconclusive_in_row": 0,
+                 "webhook_failures": {}}
         rollout.analysis = {**rollout.analysis, "state": state}
         _save(rollout, "state", "next_action_at", "pause_reason", "resume_state", "attempts", "analysis")
         _event(rollout, RolloutEventKind.RESUMED, f"resumed by {actor.get_username()}")

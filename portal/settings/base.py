@@ -123,6 +123,9 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
         "store_processed": False,
+        # The folder is listed this often for new messages (kombu's default is 1 s, a second of lag
+        # per hop between rollout steps).
+        "polling_interval": env.float("MESHGATE_FILESYSTEM_BROKER_POLL_SECONDS", default=0.1),
     }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
@@ -178,6 +181,10 @@ SPECTACULAR_SETTINGS = {
 MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default="")
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
+# Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task
+# chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
+MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
+MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com
 MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="")
 # When set, /metrics asks for "Authorization: Bearer <token>".

@@ -1,0 +1,149 @@
+"""Rollout webhooks: HTTP calls at the phases of a rollout, whose failure can gate it.
+
+Configured in the rollout's analysis options as a list (`analysis["webhooks"]`)::
+
+    {"name": "load-test", "phase": "step", "url": "https://tests.example/run", "timeout_seconds": 10,
+     "gate": true, "metadata": {"suite": "smoke"}}
+
+Phases and what a failure (an answer other than 2xx, a timeout, a refused connection) does when the
+webhook gates (`gate`, the default; a non-gating webhook's failure is only recorded):
+
+- `pre-rollout`: called before the snapshot and the first write. The rollout waits one analysis
+  interval and calls again; after `attempts` failures in a row it pauses for a person.
+- `step`: called at every analysis interval (acceptance or load tests). A failure fails that interval
+  like a metric out of range: it counts towards the failure limit, which rolls back.
+- `promotion`: called before the final verification and the new revisions. A failure holds the
+  promotion like `pre-rollout` (wait, call again, then pause for a person).
+- `rollback`: called once the snapshot is restored (a signal to other systems); it never blocks.
+
+The request is a POST of JSON (the phase, the rollout, the change, the step and weight, and the
+webhook's `metadata`), with redirects refused. A webhook that answered 2xx in `pre-rollout` is
+not called again after a worker restart (its success is a keyed step of the rollout).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+
+PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK = "pre-rollout", "step", "promotion", "rollback"
+PHASES = (PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK)
+DEFAULT_TIMEOUT_SECONDS = 5.0
+MAX_TIMEOUT_SECONDS = 60.0
+DEFAULT_ATTEMPTS = 3
+MAX_WEBHOOKS = 20
+_KEYS = {"name", "phase", "url", "timeout_seconds", "gate", "metadata"}
+
+
+class WebhookConfigError(ValueError):
+    """A webhook entry is malformed; the message starts with its path (`webhooks[1].url: ...`)."""
+
+    def __init__(self, path: str, message: str):
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
+@dataclass(frozen=True)
+class Webhook:
+    name: str
+    phase: str
+    url: str
+    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
+    gate: bool = True
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    webhook: Webhook
+    ok: bool
+    status: int | None
+    detail: str
+    elapsed_ms: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.webhook.name, "phase": self.webhook.phase, "url": self.webhook.url,
+                "gate": self.webhook.gate, "ok": self.ok, "status": self.status, "detail": self.detail,
+                "elapsed_ms": self.elapsed_ms}
+
+    @property
+    def summary(self) -> str:
+        answer = f"HTTP {self.status}" if self.status is not None else self.detail
+        return f"{self.webhook.phase} webhook “{self.webhook.name}” {'answered' if self.ok else 'failed'}: {answer}"
+
+
+def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
+    """The validated webhooks of a rollout's options; raises `WebhookConfigError` naming the entry."""
+    if raw in (None, []):
+        return []
+    if not isinstance(raw, list):
+        raise WebhookConfigError(path, "must be a list of webhooks")
+    if len(raw) > MAX_WEBHOOKS:
+        raise WebhookConfigError(path, f"at most {MAX_WEBHOOKS} webhooks")
+    found, names = [], set()
+    for index, entry in enumerate(raw):
+        here = f"{path}[{index}]"
+        if not isinstance(entry, dict):
+            raise WebhookConfigError(here, "must be an object")
+        unknown = sorted(set(entry) - _KEYS)
+        if unknown:
+            raise WebhookConfigError(f"{here}.{unknown[0]}", f"unknown field (allowed: {', '.join(sorted(_KEYS))})")
+        name = entry.get("name")
+        if not isinstance(name, str) or not name.strip() or len(name) > 100:
+            raise WebhookConfigError(f"{here}.name", "a name of 1 to 100 characters is required")
+        if name in names:
+            raise WebhookConfigError(f"{here}.name", f"“{name}” is used twice")
+        names.add(name)
+        phase = entry.get("phase")
+        if phase not in PHASES:
+            raise WebhookConfigError(f"{here}.phase", f"must be one of {', '.join(PHASES)}")
+        url = entry.get("url")
+        parts = urlsplit(url) if isinstance(url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+            raise WebhookConfigError(f"{here}.url", "must be an http:// or https:// URL")
+        if parts.username or parts.password:
+            raise WebhookConfigError(f"{here}.url", "must not carry credentials")
+        timeout = entry.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
+            raise WebhookConfigError(f"{here}.timeout_seconds", f"must be a number in (0, {MAX_TIMEOUT_SECONDS:g}]")
+        gate = entry.get("gate", True)
+        if not isinstance(gate, bool):
+            raise WebhookConfigError(f"{here}.gate", "must be true or false")
+        metadata = entry.get("metadata", {})
+        if not isinstance(metadata, dict):
+            raise WebhookConfigError(f"{here}.metadata", "must be an object")
+        found.append(Webhook(name=name, phase=phase, url=url, timeout_seconds=float(timeout), gate=gate,
+                             metadata=metadata))
+    return found
+
+
+def webhooks_for(config: dict[str, Any], phase: str) -> list[Webhook]:
+    """The rollout's webhooks of one phase (a malformed list was refused when the options were set;
+    here it yields nothing rather than failing every step)."""
+    try:
+        return [hook for hook in parse_webhooks(config.get("webhooks")) if hook.phase == phase]
+    except WebhookConfigError:
+        return []
+
+
+def call(hook: Webhook, payload: dict[str, Any]) -> WebhookResult:
+    """One POST; never raises."""
+    started = time.monotonic()
+    body = {**payload, "phase": hook.phase, "webhook": hook.name, "metadata": hook.metadata}
+    try:
+        response = requests.post(hook.url, json=body, timeout=hook.timeout_seconds, allow_redirects=False,
+                                 headers={"User-Agent": "meshgate-rollout", "X-Meshgate-Phase": hook.phase})
+    except requests.Timeout:
+        return WebhookResult(hook, False, None, f"no answer within {hook.timeout_seconds:g} s", _ms(started))
+    except requests.RequestException as exc:
+        return WebhookResult(hook, False, None, f"{type(exc).__name__}: {exc}"[:300], _ms(started))
+    ok = 200 <= response.status_code < 300
+    detail = "" if ok else response.text[:300]
+    return WebhookResult(hook, ok, response.status_code, detail, _ms(started))
+
+
+def _ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
