@@ -11,7 +11,10 @@ resourceVersions and two fingerprints:
 An approval binds to the content fingerprint of the plan it saw. When a new plan read every live
 object and its content fingerprint differs from an approval's, the live state moved materially
 after the approval: the approval is voided and an approved change goes back to review. A plan that
-could not read the cluster voids nothing (it is an error the page shows, and a blocker).
+could not read the cluster voids nothing (it is an error the page shows, and a blocker). Once the
+change is rolling out (or its rollout ended), the rollout itself moves the live objects: a plan
+computed then (a late task, a refresh) is stored for the record but voids nothing and leaves the
+change's state alone. Before the rollout starts (approved, scheduled) a material move still voids.
 
 The cluster is read before the transaction opens; the plan is stored in one transaction.
 """
@@ -44,6 +47,11 @@ from policies.validation import Level
 from policies.validation.codes import finding as catalogued
 from policies.validation.dryrun import dry_run, not_performed
 from policies.validation.parse import parse_bundle
+
+# The rollout writes the live objects from here on: a plan's view of live no longer judges the approvals.
+ROLLOUT_OWNS_LIVE_STATES = frozenset({
+    ChangeState.ROLLING_OUT, ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED,
+})
 
 
 @dataclass
@@ -189,7 +197,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
         for plan_item in plan_items:
             plan_item.plan = plan
         PlanItem.objects.bulk_create(plan_items)
-        if not unreadable:
+        if not unreadable and change.state not in ROLLOUT_OWNS_LIVE_STATES:
             _void_moved_approvals(change, plan)
     return plan
 
