@@ -53,6 +53,11 @@ class ChangeRequest(models.Model):
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions",
         help_text="The completed change in the previous environment this one promotes.",
     )
+    rollout_options = models.JSONField(
+        default=dict, blank=True,
+        help_text="The author's rollout plan: any of strategy, steps, analysis, gates; what is left out takes "
+                  "the defaults (policies.services.rollout_options).",
+    )
 
     class Meta:
         ordering = ["-pk"]
