@@ -256,8 +256,11 @@ def rollout_start(
     now = now or _now()
     if actor is not None and not _may_control_change(actor, change):
         raise PermissionDeniedError("only approvers or admins of the owning team can start this rollout")
-    stale = [str(i) for i in ChangeItem.objects.filter(change=change, base_revision__isnull=False)
-             .select_related("policy") if i.policy and i.policy.current_revision_id != i.base_revision_id]
+    from policies.approval import item_is_stale
+
+    # The same rule as review: a policy's current revision moved, or a policy this change creates
+    # exists now.
+    stale = [item.label for item in selectors.change_items(change=change) if item_is_stale(item)]
     if stale:
         raise RolloutError(f"change #{change.pk} is stale (rebase it first): {', '.join(stale)}",
                            extra={"state": change.state, "stale": stale})
@@ -518,6 +521,8 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
                 f"Rollout of change #{rollout.change_id} waits for a person at “{phase['label']}”")
         return
     if not _step_done(rollout, step_key):
+        if _window_hold(rollout, index, now):
+            return
         cfg = cluster_config(rollout.environment)
         written = [identity for identity, desired in phase["writes"]
                    if _write(rollout, cfg, identity, desired, step_key=step_key)]
@@ -534,6 +539,27 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
         _next_phase(rollout, now)
     _save(rollout, "current_weight", "attempts", "step_stage", "analysis_runs", "next_action_at", "step_index",
           "state", "observed", "expected", "owned")
+
+
+def _window_hold(rollout: Rollout, index: int, now: dt.datetime) -> bool:
+    """A change window that closed during the rollout holds its next traffic step (never a rollback)
+    until the window opens again; with no opening in sight, a person decides."""
+    from policies.services.windows import window_status
+
+    status = window_status(environment=rollout.environment, at=now)
+    if status.open:
+        return False
+    if status.next_opening is None:
+        rollout.next_action_at = now
+        _save(rollout, "next_action_at")
+        _pause(rollout, reason=f"the change window of {rollout.environment.name} is closed: {status.reason}")
+        return True
+    rollout.next_action_at = status.next_opening
+    _save(rollout, "next_action_at")
+    _event(rollout, RolloutEventKind.GATE, f"waiting for the change window before “{rollout.phases[index]['label']}”: "
+           f"{status.reason}", data={"opens": status.next_opening.isoformat()},
+           step_key=f"window:{index}:{status.next_opening.isoformat()}")
+    return True
 
 
 def _workloads(rollout: Rollout) -> list[dict[str, str]]:

@@ -284,3 +284,41 @@ def test_a_write_before_an_out_of_band_object_keeps_its_audit_row(ro):
     assert rollout.state == RolloutState.ABORTED
     assert not [s for s in live(ro.env, "DestinationRule", "bookinfo", "reviews")["spec"]["subsets"]
                 if s["name"].endswith("-canary")]
+
+
+def test_a_freeze_that_starts_mid_rollout_holds_the_next_step_until_it_ends(ro):
+    from policies.choices import WindowKind
+    from policies.services.windows import change_window_upsert
+
+    rollout = _start(ro)
+    rollout = drive(rollout, passing, until=lambda r: r.current_weight == 5 and r.step_stage == "analyze")
+    at_five = live(ro.env, "VirtualService", "bookinfo", "reviews")
+    now = timezone.now()
+    freeze_end = now + timezone.timedelta(hours=2)
+    change_window_upsert(environment=ro.env, name="Incident freeze", kind=WindowKind.FREEZE,
+                         starts_at=now - timezone.timedelta(minutes=1), ends_at=freeze_end)
+    rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)  # analysis passes
+    for _ in range(3):  # the next traffic step waits for the window, however often the engine looks
+        rollout_advance(rollout_id=rollout.pk, analyzer=passing,
+                        now=timezone.now() + timezone.timedelta(minutes=30))
+    rollout.refresh_from_db()
+    assert rollout.state == RolloutState.RUNNING and rollout.current_weight == 5
+    assert abs((rollout.next_action_at - freeze_end).total_seconds()) < 1
+    assert live(ro.env, "VirtualService", "bookinfo", "reviews") == at_five  # nothing written meanwhile
+    event = RolloutEvent.objects.filter(rollout=rollout, message__startswith="waiting for the change window").get()
+    assert "Incident freeze" in event.message
+    rollout = drive(rollout, passing)  # the clock reaches the end of the freeze
+    assert rollout.state == RolloutState.COMPLETED
+
+
+def test_a_change_creating_a_policy_that_exists_now_is_stale_at_start(ro):
+    created = copy.deepcopy(REVIEWS_TO_V3)
+    created["metadata"]["name"] = "reviews-next"
+    change = scheduled_change(ro, [(DraftOperation.CREATE, created)])
+    kube.apply_object(cluster_config(ro.env), created, field_manager="kubectl")
+    from policies.services.imports import environment_import
+
+    environment_import(environment=ro.env)
+    with pytest.raises(RolloutError, match="stale") as caught:
+        rollout_start(change=change)
+    assert caught.value.extra["stale"] == ["VirtualService bookinfo/reviews-next"]

@@ -1,0 +1,150 @@
+"""Rollout webhooks at each phase, called over HTTP on a real receiver: a failing gate holds the
+rollout (pre-rollout, promotion), fails the interval (step) or is only recorded (rollback)."""
+import json
+
+import pytest
+
+from policies.choices import ChangeState, DraftOperation
+from policies.exceptions import ApplicationError
+from policies.models import Rollout, RolloutEvent
+from policies.rollout.choices import RolloutEventKind, RolloutState
+from policies.services.rollouts import rollout_resume, rollout_start
+from tests.integrations.notify.receiver import start_receiver
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3, drive, failing_from, live_normalized, passing, scheduled_change,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def receivers():
+    servers = []
+
+    def make(script=None, default=200):
+        receiver, server = start_receiver(script, default)
+        servers.append(server)
+        return receiver
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()
+
+
+def _start(ro, hooks, **analysis):
+    change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
+    return rollout_start(change=change, steps=[50, 100],
+                         analysis={"interval_seconds": 1, "webhooks": hooks, **analysis})
+
+
+def _bodies(receiver):
+    return [json.loads(seen.body) for seen in receiver.requests]
+
+
+def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, receivers):
+    pre, step, promotion = receivers(), receivers(), receivers()
+    rollout = _start(ro, [
+        {"name": "smoke", "phase": "pre-rollout", "url": pre.url, "metadata": {"suite": "smoke"}},
+        {"name": "load", "phase": "step", "url": step.url},
+        {"name": "release-notes", "phase": "promotion", "url": promotion.url},
+    ])
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    (first,) = _bodies(pre)
+    assert first["phase"] == "pre-rollout" and first["webhook"] == "smoke" and first["metadata"] == {"suite": "smoke"}
+    assert first["rollout"] == rollout.pk and first["change"] == rollout.change_id
+    assert first["url"].endswith(f"/rollouts/{rollout.pk}/")
+    assert [b["weight"] for b in _bodies(step)] == [50, 100]  # one call per analysis interval
+    assert len(promotion.requests) == 1
+    assert pre.requests[0].headers["X-Meshgate-Phase"] == "pre-rollout"
+    kinds = list(RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.WEBHOOK)
+                 .values_list("message", flat=True))
+    assert len(kinds) == 4 and all("answered: HTTP 200" in k for k in kinds)
+
+
+def test_a_failing_pre_rollout_webhook_writes_nothing_and_pauses_after_its_attempts(ro, receivers):
+    before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
+    pre = receivers(default=503)
+    rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}], webhook_attempts=2)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.PAUSED
+    assert "pre-rollout webhook “smoke” failed: HTTP 503" in rollout.pause_reason
+    assert "2 time(s) in a row" in rollout.pause_reason
+    assert len(pre.requests) == 2
+    assert rollout.snapshot == {} and live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == before
+    # The receiver recovers; a person resumes and the rollout goes through.
+    pre.default = 200
+    rollout_resume(actor=ro.approver, rollout=rollout)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")["spec"] == REVIEWS_TO_V3["spec"]
+
+
+def test_a_failing_step_webhook_fails_the_interval_and_rolls_back_with_its_answer(ro, receivers):
+    before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
+    step = receivers(default=500)
+    rollout = _start(ro, [{"name": "acceptance", "phase": "step", "url": step.url}])
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.ROLLED_BACK
+    reason = rollout.rollback_reason
+    assert reason["metric"] == "webhook acceptance" and reason["observed"] == 500 and reason["threshold"] == "2xx"
+    assert "step webhook “acceptance” failed: HTTP 500 (receiver says no)" in reason["summary"]
+    assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == before
+    rollout.change.refresh_from_db()
+    assert rollout.change.state == ChangeState.ROLLED_BACK
+
+
+def test_a_non_gating_webhook_failure_is_recorded_but_does_not_stop_the_rollout(ro, receivers):
+    step = receivers(default=500)
+    rollout = _start(ro, [{"name": "dashboard", "phase": "step", "url": step.url, "gate": False}])
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    assert RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.WEBHOOK,
+                                       message__contains="failed: HTTP 500").count() == 2
+
+
+def test_a_failing_promotion_webhook_holds_the_promotion(ro, receivers):
+    promotion = receivers(script=[500], default=200)
+    rollout = _start(ro, [{"name": "change-board", "phase": "promotion", "url": promotion.url}])
+    rollout = drive(rollout, passing, until=lambda r: r.state == RolloutState.PROMOTING and len(promotion.requests))
+    assert rollout.state == RolloutState.PROMOTING  # held, called again after an interval
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED and len(promotion.requests) == 2
+
+
+def test_rollback_webhooks_hear_of_the_rollback_and_its_reason(ro, receivers):
+    hook = receivers(default=500)  # a failing rollback webhook never blocks the rollback
+    rollout = _start(ro, [{"name": "pager", "phase": "rollback", "url": hook.url}])
+    rollout = drive(rollout, failing_from(50))
+    assert rollout.state == RolloutState.ROLLED_BACK
+    (body,) = _bodies(hook)
+    assert body["phase"] == "rollback" and body["state"] == RolloutState.ROLLED_BACK
+    assert body["reason"]["metric"] == "request-success-rate"
+
+
+def test_an_unreachable_webhook_is_a_failure_naming_the_error(ro):
+    rollout = _start(ro, [{"name": "gone", "phase": "step", "url": "http://127.0.0.1:9/hook", "timeout_seconds": 1}])
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.ROLLED_BACK
+    assert "step webhook “gone” failed: ConnectionError" in rollout.rollback_reason["summary"]
+
+
+@pytest.mark.parametrize(("hooks", "message"), [
+    ([{"name": "a", "phase": "later", "url": "http://x/"}], "analysis.webhooks[0].phase: must be one of"),
+    ([{"name": "a", "phase": "step", "url": "ftp://x/"}], "analysis.webhooks[0].url: must be an http"),
+    ([{"name": "a", "phase": "step", "url": "http://u:p@x/"}], "analysis.webhooks[0].url: must not carry"),
+    ([{"name": "a", "phase": "step", "url": "http://x/"}, {"name": "a", "phase": "step", "url": "http://y/"}],
+     "analysis.webhooks[1].name: “a” is used twice"),
+    ([{"name": "a", "phase": "step", "url": "http://x/", "timeout_seconds": 0}],
+     "analysis.webhooks[0].timeout_seconds"),
+    ([{"name": "a", "phase": "step", "url": "http://x/", "secret": "s"}], "analysis.webhooks[0].secret: unknown"),
+    ({"name": "a"}, "analysis.webhooks: must be a list"),
+])
+def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, hooks, message):
+    change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
+    with pytest.raises(ApplicationError) as caught:
+        rollout_start(change=change, analysis={"interval_seconds": 1, "webhooks": hooks})
+    assert message in caught.value.message and caught.value.status == 400
+    change.refresh_from_db()
+    assert change.state == ChangeState.SCHEDULED and not Rollout.objects.filter(change=change).exists()
