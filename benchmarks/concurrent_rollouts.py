@@ -1,6 +1,7 @@
-"""Step lag of many concurrent canary rollouts handled by ONE worker process (target p99 < 1 s).
+"""Step lag of many concurrent canary rollouts handled by ONE worker (target p99 < 1 s).
 
-    .venv/bin/python benchmarks/concurrent_rollouts.py [--rollouts 200] [--interval 5] [--mode worker]
+    .venv/bin/python benchmarks/concurrent_rollouts.py [--rollouts 200] [--interval 30] [--stagger 30] \
+        [--database-url postgres://postgres@127.0.0.1:5432/meshgate_bench] [--broker-url redis://127.0.0.1:6379/9]
 
 What it measures: the step lag = (time a rollout step actually runs) - (its `next_action_at`), for
 every step every rollout executes (prepare, each canary weight's apply, each analysis interval,
@@ -8,23 +9,24 @@ promote). "Runs" is the `now` that `policies.services.rollouts.rollout_advance` 
 engine's `_act` when it acts; the due time is the row's `next_action_at` at that moment. A probe
 wraps `_act` (only in this benchmark's processes) and appends one line per executed step to a file.
 
-Setup: a throwaway SQLite database (WAL; DATABASE_URL replaced) and filesystem broker in a temp dir,
-a meshsim staging cluster (no simulated traffic) holding `--rollouts` extra VirtualServices
-`bench-<n>` in namespace bookinfo (v1 -> v3, like the tests' REVIEWS_TO_V3), imported into the
-environment; then one approved, scheduled change per VirtualService and `rollout_start` for each
-(default canary steps 5/10/25/50/100, `interval_seconds = --interval`). Analysis is a stub that
-always passes at once (`MESHGATE_ROLLOUT_ANALYZER=benchmarks.concurrent_rollouts.bench_analyzer`),
-so only the engine, the database, the cluster writes and the scheduling are measured.
+Setup: a throwaway database (a temporary SQLite file, or `--database-url`, which is DROPPED and
+re-created) and broker (a temporary filesystem broker, or `--broker-url`, whose Redis database is
+FLUSHED), a meshsim staging cluster (no simulated traffic) holding `--rollouts` extra
+VirtualServices `bench-<n>` in namespace bookinfo (v1 -> v3, like the tests' REVIEWS_TO_V3),
+imported into the environment; then one approved, scheduled change per VirtualService, started
+with `rollout_start` one after another, evenly over `--stagger` seconds (0: all at once), with the
+default canary steps 5/10/25/50/100 and `interval_seconds = --interval`. Analysis is a stub that
+passes at once (`MESHGATE_ROLLOUT_ANALYZER=benchmarks.concurrent_rollouts.bench_analyzer`), so only
+the engine, the database, the cluster writes and the scheduling are measured.
 
-`--mode worker` (default): a REAL `celery worker` subprocess (docker/start-worker, `--pool=solo`,
-concurrency 1, the filesystem broker of the settings) runs the `rollout_advance` task chains
+`--mode worker` (default): ONE real `celery worker` (docker/start-worker, its default prefork pool
+of 2 processes; `--pool`/`--concurrency` change it) runs the `rollout_advance` task chains
 (countdown = next action); this script plays celery beat, enqueuing `reconcile_rollouts` every
 `--beat` s (the production default is 2 s). `--mode inprocess`: no Celery; a loop in this process
 calls `rollouts_due()` + `rollout_advance()` every `--tick` s.
 
-Prints a table of lag p50 / p99 / max overall and per kind of step, the final states and the wall
-time. Note: the filesystem transport polls its folder (kombu default 1 s), which bounds how fast a
-just-enqueued task is seen; a real broker (CELERY_BROKER_URL) avoids that.
+Prints a table of lag p50 / p99 / max overall and per kind of step, the busiest second, the final
+states and the wall time.
 """
 from __future__ import annotations
 
@@ -215,7 +217,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     parser.add_argument("--rollouts", type=int, default=200)
-    parser.add_argument("--interval", type=float, default=5.0, help="analysis interval_seconds (default 5)")
+    parser.add_argument("--interval", type=float, default=30.0, help="analysis interval_seconds (default 30)")
+    parser.add_argument("--stagger", type=float, default=0.0,
+                        help="start the rollouts one after another over this many seconds (default 0: all at once)")
     parser.add_argument("--mode", choices=["worker", "inprocess"], default="worker")
     parser.add_argument("--beat", type=float, default=2.0, help="worker mode: reconcile_rollouts period (s)")
     parser.add_argument("--tick", type=float, default=0.05, help="inprocess mode: loop period (s)")
@@ -261,12 +265,16 @@ def main() -> int:
                        for n in range(args.rollouts)]
             started = time.monotonic()
             ids = []
-            for change in changes:
-                ids.append(rollout_start(change=change, analysis={"interval_seconds": args.interval}).pk)
-            print(f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s ({args.mode} mode)", flush=True)
+            pending = list(changes)  # started one after another, spread evenly over --stagger seconds
             next_beat, next_report = 0.0, time.monotonic() + 10
             states: Counter = Counter()
             while time.monotonic() - started < args.timeout:
+                while pending and time.monotonic() - started >= args.stagger * len(ids) / len(changes):
+                    ids.append(rollout_start(change=pending.pop(0),
+                                             analysis={"interval_seconds": args.interval}).pk)
+                    if not pending:
+                        print(f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s "
+                              f"({args.mode} mode)", flush=True)
                 now = time.monotonic()
                 if args.mode == "worker":
                     if now >= next_beat:
@@ -278,7 +286,7 @@ def main() -> int:
                         rollout_advance(rollout_id=rollout_id)
                     time.sleep(args.tick)
                 states = Counter(Rollout.objects.filter(pk__in=ids).values_list("state", flat=True))
-                if sum(states[s] for s in TERMINAL) == len(ids):
+                if not pending and sum(states[s] for s in TERMINAL) == len(ids):
                     break
                 if now >= next_report:
                     print(f"  t={now - started:5.0f} s  {dict(states)}", flush=True)
@@ -309,8 +317,11 @@ def main() -> int:
         values = lags if kind == "all" else by_kind[kind]
         if values:
             print(f"{kind:<14}{len(values):>7}{_pct(values, .5):>9.3f}{_pct(values, .99):>9.3f}{max(values):>9.3f}")
+    per_second = Counter(int(float(at)) for at, _, _, _ in rows)
+    if per_second:
+        print(f"steps executed: {len(rows)}; busiest second: {max(per_second.values())} steps")
     print(f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts "
-          f"(interval {args.interval} s; mode {args.mode}"
+          f"(interval {args.interval:g} s, started over {args.stagger:g} s; mode {args.mode}"
           + (f", {args.pool} x{args.concurrency}" if args.mode == "worker" else "")
           + f"; {'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'})")
     if not lags:
