@@ -244,6 +244,7 @@ class ChangeAuditAction(models.TextChoices):
     CHANGE_SCHEDULED = "change.scheduled"
     CHANGE_PROMOTED = "change.promoted"
     CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
+    CHANGE_ROLLOUT_OPTIONS_UPDATED = "change.rollout_options_updated"
     DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"
     REVIEW_APPROVED = "review.approved"
     REVIEW_CHANGES_REQUESTED = "review.changes_requested"

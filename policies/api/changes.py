@@ -4,7 +4,8 @@
   from draft ids or straight from a bundle (JSON text or multipart files), with `Idempotency-Key`.
 - One small endpoint per transition, each calling one service: `submit`, `approve`,
   `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`; and
-  `status` for pipelines to poll. An illegal transition answers 409 `illegal_transition` with the
+  `status` for pipelines to poll; `rollout-options` (`policies.api.rollout_options`) reads and sets the
+  author's rollout plan. An illegal transition answers 409 `illegal_transition` with the
   change's state in `details.state`; the author can never approve (403).
 """
 from __future__ import annotations
@@ -38,6 +39,7 @@ from policies.api.drafts import (
     read_uploads,
     request_data,
 )
+from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
 from policies.choices import ChangeState, PlanLiveState, PlanStatus
 from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment
@@ -164,10 +166,14 @@ class ChangeDetailSerializer(ChangeSerializer):
     reviews = serializers.SerializerMethodField()
     promotions = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
                                                     help_text="Changes promoted from this one.")
+    rollout_options = RolloutOptionsField(read_only=True, help_text="The author's rollout plan (set it with "
+                                                                    "`POST …/rollout-options/`).")
+    rollout_plan = serializers.SerializerMethodField(help_text="The effective rollout plan: the options over the "
+                                                               "defaults.")
 
     class Meta(ChangeSerializer.Meta):
         fields = [*ChangeSerializer.Meta.fields, "description", "link", "stale", "approval", "plan", "items",
-                  "reviews", "promotions"]
+                  "reviews", "promotions", "rollout_options", "rollout_plan"]
         read_only_fields = fields
 
     @extend_schema_field(ChangeItemDetailSerializer(many=True))
@@ -189,6 +195,10 @@ class ChangeDetailSerializer(ChangeSerializer):
     @extend_schema_field(ReviewSerializer(many=True))
     def get_reviews(self, change: ChangeRequest) -> list[dict[str, Any]]:
         return ReviewSerializer(self.context["reviews"], many=True).data
+
+    @extend_schema_field(RolloutPlanSerializer())
+    def get_rollout_plan(self, change: ChangeRequest) -> dict[str, Any]:
+        return RolloutPlanSerializer(rollout_plan(change, self.context["items"])).data
 
 
 class ChangeStatusSerializer(serializers.Serializer):

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, drift, rollouts, views
+from policies.api import changes, drafts, drift, rollout_options, rollouts, views
 from portal import api_views
 
 app_name = "api"
@@ -34,6 +34,8 @@ urlpatterns = [
     path("changes/<int:pk>/promote/", changes.ChangePromoteView.as_view(), name="change-promote"),
     path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
     path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
+    path("changes/<int:pk>/rollout-options/", rollout_options.ChangeRolloutOptionsView.as_view(),
+         name="change-rollout-options"),
     # rollout controls: one small view each
     path("rollouts/<int:pk>/pause/", rollouts.RolloutPauseView.as_view(), name="rollout-pause"),
     path("rollouts/<int:pk>/resume/", rollouts.RolloutResumeView.as_view(), name="rollout-resume"),
