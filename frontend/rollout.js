@@ -55,6 +55,13 @@ function metricCharts(data) {
       box.append(title, canvas);
     }
     const value = (field) => data.analysis_runs.map((run) => (run.metrics[name] || {})[field] ?? null);
+    const drawn = (values) => values.some((v) => v !== null);
+    // One dashed line per bound: a minimum (success rate), a maximum (p99, gates) or both (a range).
+    const bounds = [
+      ["threshold (min)", value("threshold_min")],
+      ["threshold (max)", value("threshold_max")],
+    ].filter(([, values]) => drawn(values));
+    if (!bounds.length && drawn(value("threshold"))) bounds.push(["threshold", value("threshold")]);
     upsert(key, canvas, {
       type: "line",
       data: {
@@ -62,7 +69,9 @@ function metricCharts(data) {
         datasets: [
           { label: "canary", data: value("canary"), borderColor: "#d63384" },
           { label: "stable", data: value("stable"), borderColor: "#0d6efd" },
-          { label: "threshold", data: value("threshold"), borderColor: "#6c757d", borderDash: [6, 4], pointRadius: 1 },
+          ...bounds.map(([text, values]) => (
+            { label: text, data: values, borderColor: "#6c757d", borderDash: [6, 4], pointRadius: 1 }
+          )),
         ],
       },
       options: { animation: false, spanGaps: true },

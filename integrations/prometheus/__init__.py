@@ -25,7 +25,7 @@ from integrations.prometheus.client import (
     success_rate_query,
 )
 from integrations.prometheus.exceptions import PrometheusError, PrometheusUnavailable, QueryError
-from integrations.prometheus.fallback import MeshsimMetricsProvider
+from integrations.prometheus.fallback import MeshsimMetricsProvider, ScrapeHistory
 
 __all__ = [
     "LATENCY_P99_CANARY_QUERY",
@@ -41,6 +41,7 @@ __all__ = [
     "PrometheusUnavailable",
     "QueryError",
     "Sample",
+    "ScrapeHistory",
     "Series",
     "interval_seconds",
     "latency_p99_query",

@@ -3,8 +3,11 @@
 Used when no Prometheus is installed. ``MeshsimMetricsProvider`` has the same methods as
 ``client.PrometheusMetrics`` (``request_success_rate`` and ``request_latency_p99``, same
 keyword arguments and meanings) but computes them from two scrapes of meshsim's
-``/metrics``: the fresh one and the oldest kept scrape inside the interval. With no
-earlier scrape it scrapes, waits ``bootstrap_wait_s`` and scrapes again. Counter resets
+``/metrics``: the fresh one and the oldest kept scrape inside the interval. The scrapes are
+kept per process and per meshsim URL (``ScrapeHistory.shared``), so successive analysis
+intervals, each with a provider of its own, measure the time elapsed since an earlier
+interval's scrape, as Prometheus' ``increase`` over the window would. Only with no earlier
+scrape does it scrape, wait ``bootstrap_wait_s`` and scrape again. Counter resets
 (meshsim reset) are handled like Prometheus does; ``p99`` uses Prometheus'
 ``histogram_quantile`` interpolation. ``counts(metric, interval=, match=, by=)`` answers
 what ``sum by (<by>) (increase(<metric>{<match>}[<interval>]))`` answers in PromQL, for
@@ -17,6 +20,7 @@ single sample in the window).
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -103,8 +107,74 @@ def bucket_quantile(q: float, buckets: Iterable[tuple[float, float]]) -> float:
     return start + (end - start) * (rank / count)
 
 
+# A scrape older than the window but no older than WINDOW_SLACK windows still opens it when
+# nothing inside the window does: an interval that runs every `window` seconds comes a little late.
+WINDOW_SLACK = 2.0
+HISTORY_MAX_SCRAPES = 256
+HISTORY_MIN_KEEP_S = 300.0
+
+
+class ScrapeHistory:
+    """Timestamped scrapes of one meshsim, oldest first, shared by the providers of one process.
+
+    Bounded: at most ``max_scrapes``, and none older than ``WINDOW_SLACK`` times the longest
+    window asked for so far (at least ``HISTORY_MIN_KEEP_S``, at most ``keep_s``).
+    Thread-safe: the worker may analyse several rollouts of one cluster at once."""
+
+    _shared: dict[str, ScrapeHistory] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, *, keep_s: float = 3600.0, max_scrapes: int = HISTORY_MAX_SCRAPES) -> None:
+        self.keep_s = keep_s
+        self.longest_window_s = 0.0
+        self._scrapes: deque[Scrape] = deque(maxlen=max_scrapes)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, url: str) -> ScrapeHistory:
+        """The process-wide history of the meshsim whose ``/metrics`` is at ``url``."""
+        with cls._shared_lock:
+            return cls._shared.setdefault(url, cls())
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._scrapes)
+
+    def add(self, scrape: Scrape) -> None:
+        with self._lock:
+            position = len(self._scrapes)
+            while position and self._scrapes[position - 1].at > scrape.at:  # a concurrent scrape
+                position -= 1
+            if len(self._scrapes) == self._scrapes.maxlen:
+                self._scrapes.popleft()
+                position = max(position - 1, 0)
+            self._scrapes.insert(position, scrape)
+            self._evict(self._scrapes[-1].at)
+
+    def window_start(self, current: Scrape, seconds: float) -> Scrape | None:
+        """The scrape that opens a window of ``seconds`` ending at ``current``: the oldest one
+        inside it, else the newest one at most ``WINDOW_SLACK`` windows old, else None."""
+        with self._lock:
+            self.longest_window_s = max(self.longest_window_s, seconds)
+            earlier = [s for s in self._scrapes if s is not current and s.at < current.at]
+            inside = [s for s in earlier if current.at - s.at <= seconds]
+            if inside:
+                return inside[0]
+            late = [s for s in earlier if current.at - s.at <= seconds * WINDOW_SLACK]
+            return late[-1] if late else None
+
+    def _evict(self, now: float) -> None:
+        horizon = min(self.keep_s, max(self.longest_window_s * WINDOW_SLACK, HISTORY_MIN_KEEP_S))
+        while len(self._scrapes) > 1 and now - self._scrapes[0].at > horizon:
+            self._scrapes.popleft()
+
+
 class MeshsimMetricsProvider:
-    """``MetricsProvider`` reading meshsim's ``/metrics`` directly (no Prometheus)."""
+    """``MetricsProvider`` reading meshsim's ``/metrics`` directly (no Prometheus).
+
+    With the default clock its scrapes go to the process-wide history of ``meshsim_url``
+    (``ScrapeHistory.shared``); another clock (tests, simulated time) or ``history=`` gives it
+    a history of its own."""
 
     def __init__(
         self,
@@ -116,6 +186,7 @@ class MeshsimMetricsProvider:
         keep_s: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        history: ScrapeHistory | None = None,
     ) -> None:
         self.url = f"{meshsim_url.rstrip('/')}/metrics"
         self.headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -124,10 +195,19 @@ class MeshsimMetricsProvider:
         self.keep_s = keep_s
         self._clock = clock
         self._sleep = sleep
-        self._scrapes: deque[Scrape] = deque()
+        if history is None:
+            history = (ScrapeHistory.shared(self.url) if clock is time.monotonic
+                       else ScrapeHistory(keep_s=keep_s))
+        self.history = history
+
+    @property
+    def shares_history(self) -> bool:
+        """Whether the scrapes are the process-wide ones of this URL (windows then reach
+        back into earlier intervals)."""
+        return self.history is ScrapeHistory.shared(self.url)
 
     def scrape(self) -> Scrape:
-        """Read ``/metrics`` now and keep the result (scrapes older than ``keep_s`` go)."""
+        """Read ``/metrics`` now and keep the result in the history."""
         try:
             response = requests.get(self.url, headers=self.headers, timeout=self.timeout)
         except requests.RequestException as exc:
@@ -143,20 +223,17 @@ class MeshsimMetricsProvider:
             scrape = parse_scrape(response.text, self._clock())
         except ValueError as exc:
             raise PrometheusError(f"cannot parse {self.url}: {exc}") from exc
-        self._scrapes.append(scrape)
-        while self._scrapes and scrape.at - self._scrapes[0].at > self.keep_s:
-            self._scrapes.popleft()
+        self.history.add(scrape)
         return scrape
 
     def _window(self, interval: str) -> tuple[Scrape, Scrape] | None:
         seconds = interval_seconds(interval)
         current = self.scrape()
-        earlier = [s for s in self._scrapes if s is not current and current.at - s.at <= seconds]
-        if not earlier and self.bootstrap_wait_s > 0:
+        start = self.history.window_start(current, seconds)
+        if start is None and self.bootstrap_wait_s > 0:
             self._sleep(self.bootstrap_wait_s)
-            previous, current = current, self.scrape()
-            earlier = [previous]
-        return (earlier[0], current) if earlier else None
+            start, current = current, self.scrape()
+        return (start, current) if start is not None else None
 
     def counts(
         self,

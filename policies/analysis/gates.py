@@ -26,7 +26,7 @@ a selector the whole namespace, or the whole mesh for the root namespace.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from policies.analysis.interval import MetricResult, Verdict
@@ -124,16 +124,18 @@ def judge_gate(
     gate = _GATES[check]
     maximum = limit(check, config or {})
     if not subjects:
-        return MetricResult(gate.name, Verdict.NO_DATA, f"{gate.name}: no policy to watch",
-                            threshold=f"<= {fmt(maximum)}")  # fmt: skip
-    try:
-        return gate.judge(provider, subjects, window, maximum)
-    except ProviderError as exc:
-        kind = "unavailable" if isinstance(exc, ProviderUnavailable) else "query error"
-        return MetricResult(
-            gate.name, Verdict.ERROR, f"{gate.name}: metrics provider {kind}: {exc}",
-            threshold=f"<= {fmt(maximum)}", detail={"error": str(exc), "kind": kind},
-        )  # fmt: skip
+        result = MetricResult(gate.name, Verdict.NO_DATA, f"{gate.name}: no policy to watch",
+                              threshold=f"<= {fmt(maximum)}")  # fmt: skip
+    else:
+        try:
+            result = gate.judge(provider, subjects, window, maximum)
+        except ProviderError as exc:
+            kind = "unavailable" if isinstance(exc, ProviderUnavailable) else "query error"
+            result = MetricResult(
+                gate.name, Verdict.ERROR, f"{gate.name}: metrics provider {kind}: {exc}",
+                threshold=f"<= {fmt(maximum)}", detail={"error": str(exc), "kind": kind},
+            )  # fmt: skip
+    return replace(result, threshold_max=maximum)  # every gate is a maximum
 
 
 # measuring -----------------------------------------------------------------------------------

@@ -41,9 +41,11 @@ class MetricResult:
     reason: str
     canary: float | None = None
     stable: float | None = None
-    threshold: str = ""
+    threshold: str = ""  # as a person reads it: ">= 0.99", "<= 500", "[0.1, 0.9]"
     detail: dict[str, Any] = field(default_factory=dict)
     state: dict[str, Any] = field(default_factory=dict)  # the judge's state to carry over
+    threshold_min: float | None = None  # the same bounds as numbers (charts)
+    threshold_max: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ def _one(
 ) -> MetricResult:
     state = dict(states.get(metric.name) or {})
     threshold = str(metric.threshold)
+    bounds = {"threshold_min": metric.threshold.min, "threshold_max": metric.threshold.max}
     try:
         canary_sample = provider.sample(metric, canary, window)
         stable_sample = provider.sample(metric, stable, window)
@@ -126,14 +129,14 @@ def _one(
         kind = "unavailable" if isinstance(exc, ProviderUnavailable) else "query error"
         return MetricResult(
             metric.name, Verdict.ERROR, f"{metric.name}: metrics provider {kind}: {exc}",
-            threshold=threshold, detail={"error": str(exc), "kind": kind}, state=state,
+            threshold=threshold, detail={"error": str(exc), "kind": kind}, state=state, **bounds,
         )  # fmt: skip
     if canary_sample is None or canary_sample.value is None:
         return MetricResult(
             metric.name, Verdict.NO_DATA,
             f"{metric.name}: no data for canary {canary} in the last {window} (no traffic?)",
             stable=None if stable_sample is None else stable_sample.value,
-            threshold=threshold, state=state,
+            threshold=threshold, state=state, **bounds,
         )  # fmt: skip
     observation = Observation(
         canary_sample.samples,
@@ -145,7 +148,7 @@ def _one(
     return MetricResult(
         metric.name, Verdict(verdict.outcome.value), verdict.reason,
         observation.canary_value, observation.stable_value, threshold,
-        verdict.detail, dict(verdict.state),
+        verdict.detail, dict(verdict.state), **bounds,
     )  # fmt: skip
 
 

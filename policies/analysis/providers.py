@@ -11,7 +11,7 @@ interval records them as ``error``, never as a pass and never as a failed canary
   ``le``), so the judge gets per-request outcomes and bucketed latencies; a custom
   template gives its instant value and per-step values (``query_range``) as samples.
 - ``MeshsimProvider``: the demo fallback reading meshsim's ``/metrics`` directly (built-in
-  metrics and counts only).
+  metrics and counts only); its scrapes are kept per process and meshsim across intervals.
 
 ``counts(metric, match, by=, window=)`` answers ``sum by (<by>) (increase(<metric>{<match>}
 [<window>]))`` as ``{(by values...): count}`` (``{}`` when nothing matched): the counts the
@@ -229,6 +229,12 @@ class MeshsimProvider:
 
     def __init__(self, meshsim_url: str, **kwargs: object) -> None:
         self.fallback = MeshsimMetricsProvider(meshsim_url, **kwargs)  # type: ignore[arg-type]
+
+    @property
+    def shares_history(self) -> bool:
+        """True when its windows reach back to scrapes of earlier intervals (see
+        ``MeshsimMetricsProvider``), as a Prometheus window does."""
+        return self.fallback.shares_history
 
     def counts(
         self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str

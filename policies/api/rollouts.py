@@ -54,7 +54,9 @@ class RolloutPhaseSerializer(serializers.Serializer):
     label = serializers.CharField()
     weight = serializers.IntegerField(allow_null=True)
     gate = serializers.BooleanField()
-    status = serializers.CharField(help_text="done | current | pending")
+    status = serializers.CharField(
+        help_text="done | current | pending; on a stopped rollout failed (or aborted) at the step it stopped at, "
+                  "not_reached after it.")
     verdict = serializers.CharField(allow_blank=True, help_text="The last analysis verdict of the phase.")
 
 
@@ -62,7 +64,10 @@ class MetricValuesSerializer(serializers.Serializer):
     verdict = serializers.CharField(allow_blank=True)
     canary = serializers.FloatField(allow_null=True)
     stable = serializers.FloatField(allow_null=True)
-    threshold = serializers.FloatField(allow_null=True)
+    threshold = serializers.FloatField(allow_null=True, help_text="The threshold line: the bound when there is one.")
+    threshold_min = serializers.FloatField(allow_null=True, help_text="Lowest acceptable value (none: unbounded).")
+    threshold_max = serializers.FloatField(allow_null=True, help_text="Highest acceptable value (none: unbounded).")
+    threshold_text = serializers.CharField(allow_blank=True, help_text='As a person reads it, e.g. ">= 0.95".')
 
 
 class AnalysisRunSerializer(serializers.Serializer):

@@ -124,7 +124,13 @@ def _metric_definitions(config: dict[str, Any]):
 def _provider(context: AnalysisContext):
     """`config.provider`: "prometheus" (default: the environment's Prometheus URL) or "meshsim" (the
     environment's simulated cluster's own /metrics; `meshsim_advance_seconds` advances its traffic
-    clock instead of waiting, for demos and tests)."""
+    clock instead of waiting, for demos and tests).
+
+    Without an advance the meshsim provider keeps its scrapes across intervals (one history per
+    process and cluster), so an interval's window reaches back to the previous interval's scrape
+    and covers the time really elapsed. With an advance every interval measures exactly the
+    traffic it advanced: a history of its own, bootstrapped by scrape, advance, scrape."""
+    from integrations.prometheus import ScrapeHistory
     from policies.analysis import MeshsimProvider, PrometheusProvider
 
     config = context.config
@@ -139,7 +145,7 @@ def _provider(context: AnalysisContext):
             def sleep(_seconds: float) -> None:
                 requests.post(f"{url.rstrip('/')}/meshsim/traffic/advance", json={"seconds": advance},
                               timeout=10).raise_for_status()
-            return MeshsimProvider(url, sleep=sleep, bootstrap_wait_s=1.0)
+            return MeshsimProvider(url, sleep=sleep, bootstrap_wait_s=1.0, history=ScrapeHistory())
         return MeshsimProvider(url)
     return PrometheusProvider(context.prometheus_url)
 
@@ -175,7 +181,8 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
     result = pa.summarize(results, judge=judge.name, window=window)
     worst = next((m for m in result.metrics if m.verdict == result.verdict), None)
     metrics = {m.metric: {"verdict": str(m.verdict), "canary": m.canary, "stable": m.stable,
-                          "threshold": m.threshold} for m in result.metrics}
+                          "threshold": m.threshold, "threshold_min": m.threshold_min,
+                          "threshold_max": m.threshold_max} for m in result.metrics}
     return Outcome(str(result.verdict), result.reason, metrics, metric=worst.metric if worst else "",
                    observed=worst.canary if worst else None, threshold=worst.threshold if worst else None)
 
@@ -183,12 +190,13 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
 def _gate_window(context: AnalysisContext, window: str, provider: Any) -> str:
     """A gate reads only what happened since its phase was applied (a shadow denial of an earlier
     attempt must not fail this one): on Prometheus the window is cut to the time the phase has been
-    analysed, `(interval_index + 1) × interval_seconds`. The meshsim provider's windows start at its
-    own first scrape of the interval anyway."""
+    analysed, `(interval_index + 1) × interval_seconds`; so on the meshsim provider when it keeps
+    its scrapes across intervals. With an advance the meshsim provider's windows start at its own
+    first scrape of the interval anyway."""
     from integrations.prometheus import interval_seconds
     from policies.analysis import PrometheusProvider
 
-    if not isinstance(provider, PrometheusProvider):
+    if not (isinstance(provider, PrometheusProvider) or getattr(provider, "shares_history", False)):
         return window
     since = (context.interval_index + 1) * context.interval_seconds
     return f"{max(int(min(interval_seconds(window), since)), 1)}s"

@@ -1,6 +1,8 @@
 """Reads of rollouts shared by the rollout pages and the API."""
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
@@ -31,14 +33,41 @@ def rollout_list(*, user: AbstractBaseUser) -> QuerySet[Rollout]:
 
 def _number(value: Any) -> float | None:
     try:
-        return float(value)
+        number = float(value)
     except (TypeError, ValueError):
         return None
+    return number if math.isfinite(number) else None
+
+
+_BOUND = re.compile(r"^\s*(>=|<=|>|<)\s*(\S+)\s*$")
+_RANGE = re.compile(r"^\s*\[\s*([^,\s]+)\s*,\s*([^\]\s]+)\s*\]\s*$")
+
+
+def threshold_bounds(values: dict[str, Any]) -> dict[str, Any]:
+    """A metric's threshold as numbers and as text: {threshold, threshold_min, threshold_max,
+    threshold_text}. The analysis records the bounds (`threshold_min` / `threshold_max`) beside the
+    text (">= 0.95", "<= 500", "[0.1, 0.9]"); intervals recorded with the text only are read from
+    it, and a bare number is a threshold without a direction. `threshold` is the one line a chart
+    draws (the bound when there is exactly one)."""
+    raw = values.get("threshold")
+    low, high = _number(values.get("threshold_min")), _number(values.get("threshold_max"))
+    line = _number(raw)
+    if low is None and high is None and isinstance(raw, str) and line is None:
+        if found := _BOUND.match(raw):
+            bound = _number(found.group(2))
+            low, high = (bound, None) if found.group(1).startswith(">") else (None, bound)
+        elif found := _RANGE.match(raw):
+            low, high = _number(found.group(1)), _number(found.group(2))
+    if line is None:
+        line = low if high is None else high if low is None else None
+    text = raw if isinstance(raw, str) else "" if raw is None else f"{raw:g}" if isinstance(raw, float) else str(raw)
+    return {"threshold": line, "threshold_min": low, "threshold_max": high, "threshold_text": text}
 
 
 def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
     """The analysis intervals recorded in the timeline: [{at, phase, verdict, reason, metrics:
-    {name: {verdict, canary, stable, threshold}}}], oldest first."""
+    {name: {verdict, canary, stable, threshold, threshold_min, threshold_max, threshold_text}}}],
+    oldest first (`threshold_bounds`)."""
     runs = []
     for event in events:
         if event.kind != RolloutEventKind.ANALYSIS:
@@ -48,7 +77,7 @@ def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
         for name, values in (data.get("metrics") or {}).items():
             values = values if isinstance(values, dict) else {"canary": values}
             metrics[name] = {"verdict": values.get("verdict", ""), "canary": _number(values.get("canary")),
-                             "stable": _number(values.get("stable")), "threshold": _number(values.get("threshold"))}
+                             "stable": _number(values.get("stable")), **threshold_bounds(values)}
         phase, interval = ((event.step_key or "").split(":") + ["", "", ""])[1:3]  # analyze:<phase>:<run>
         runs.append({"at": event.at.isoformat(), "phase": phase,
                      "interval": int(interval) + 1 if interval.isdigit() else None,
@@ -68,21 +97,36 @@ def rollout_weights(*, rollout: Rollout, events) -> list[dict[str, Any]]:
     return points
 
 
+STEP_STATUS_LABELS = {"done": "done", "current": "current", "pending": "pending", "failed": "failed",
+                      "aborted": "aborted", "not_reached": "not reached"}
+# the state a rollout ended in (or is ending in) -> the status of the step it stopped at
+_STOPPED_AT = {RolloutState.ROLLED_BACK: "failed", RolloutState.FAILED: "failed", RolloutState.ABORTED: "aborted"}
+
+
 def rollout_steps(*, rollout: Rollout, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The planned phases with their status and the last analysis verdict of each."""
+    """The planned phases with their status and the last analysis verdict of each. Status: done,
+    current, pending; on a rollout that stopped (rolling back, rolled back, failed, aborted) the
+    step it stopped at is failed (aborted) and the steps after it are not_reached."""
     verdicts: dict[str, str] = {}
     for run in runs:
         verdicts[run["phase"]] = run["verdict"]
     finished = rollout.state == RolloutState.COMPLETED
+    state = rollout.state
+    if state == RolloutState.ROLLING_BACK:  # ends rolled back, or aborted when a person asked for it
+        state = (rollout.rollback_reason or {}).get("final_state") or RolloutState.ROLLED_BACK
+    stopped = _STOPPED_AT.get(state)
     steps = []
     for index, phase in enumerate(rollout.phases or []):
         if finished or index < rollout.step_index:
             status = "done"
+        elif stopped is not None:
+            status = stopped if index == rollout.step_index else "not_reached"
         elif index == rollout.step_index and rollout.is_active:
             status = "current"
         else:
             status = "pending"
         steps.append({"index": index + 1, "key": phase.get("key", ""), "label": phase.get("label", ""),
                       "weight": phase.get("weight"), "gate": bool(phase.get("gate")),
-                      "status": status, "verdict": verdicts.get(str(index), "")})
+                      "status": status, "status_label": STEP_STATUS_LABELS[status],
+                      "verdict": verdicts.get(str(index), "")})
     return steps

@@ -17,6 +17,7 @@ from integrations.prometheus import (
     PrometheusUnavailable,
     QueryError,
     Sample,
+    ScrapeHistory,
     interval_seconds,
     latency_p99_query,
     query,
@@ -26,7 +27,7 @@ from integrations.prometheus import (
     request_success_rate,
     success_rate_query,
 )
-from integrations.prometheus.fallback import bucket_quantile
+from integrations.prometheus.fallback import Scrape, bucket_quantile
 from tests.fixtures.meshsim import MeshsimProcess
 from tests.fixtures.prometheus import PrometheusProcess
 
@@ -233,3 +234,44 @@ def test_fallback_windows_follow_its_scrapes(meshsim: MeshsimProcess) -> None:
     assert p99 is not None and 25 < p99 <= 100
     with pytest.raises(PrometheusUnavailable):
         MeshsimMetricsProvider("http://127.0.0.1:9").scrape()
+
+
+def test_fallback_providers_of_one_process_share_their_scrapes(meshsim: MeshsimProcess, monkeypatch) -> None:
+    """Each analysis interval builds its own provider: the next one's window reaches back to the
+    previous one's scrape instead of scraping twice a moment apart."""
+    monkeypatch.setattr(ScrapeHistory, "_shared", {})
+    waits: list[float] = []
+    first = MeshsimMetricsProvider(meshsim.url, sleep=waits.append)
+    assert first.request_success_rate(version="v1", interval="1m", **REVIEWS) is None  # no traffic yet
+    assert waits == [2.0] and first.shares_history
+    meshsim.admin("POST", "traffic/advance", json={"seconds": 30}).raise_for_status()
+    second = MeshsimMetricsProvider(meshsim.url, sleep=waits.append)
+    by_code = second.counts("istio_requests_total", interval="1m",
+                            match={"reporter": "destination", "destination_service_name": "reviews",
+                                   "destination_version": "v1"}, by=("response_code",))  # fmt: skip
+    assert waits == [2.0], "the second provider waited instead of using the first one's scrape"
+    assert by_code and by_code[("200",)] > 0
+    assert second.history is first.history and len(second.history) == 3
+    # another meshsim, or another clock, keeps scrapes of its own
+    assert MeshsimMetricsProvider("http://127.0.0.1:9").history is not first.history
+    assert not MeshsimMetricsProvider(meshsim.url, clock=lambda: 0.0).shares_history
+
+
+def test_scrape_history_is_bounded_by_the_longest_window() -> None:
+    history = ScrapeHistory(max_scrapes=50)
+    for at in range(0, 1000, 10):
+        history.add(Scrape(float(at)))
+    assert len(history) == 31  # at least HISTORY_MIN_KEEP_S (300 s) are kept, the rest went
+    current = Scrape(1000.0)
+    history.add(current)
+    assert history.window_start(current, 60).at == 940.0  # the oldest scrape inside the window
+    assert history.window_start(current, 5) is not None and history.window_start(current, 5).at == 990.0
+    assert history.window_start(current, 4) is None  # nothing inside, nothing within two windows
+    history.window_start(current, 400)
+    for at in range(1010, 1500, 10):
+        history.add(Scrape(float(at)))
+    assert len(history) == 50  # max_scrapes
+    history.add(Scrape(1485.0))  # a concurrent scrape, read a little earlier, added later
+    latest = Scrape(1500.0)
+    history.add(latest)
+    assert history.window_start(latest, 16).at == 1485.0  # kept in order

@@ -164,7 +164,28 @@ def test_data_json_shape(client, org, rollout):
     run = data["analysis_runs"][0]
     assert run["verdict"] == "fail" and run["interval"] == 1 and run["phase"] == "0"
     assert run["metrics"]["request-success-rate"] == {"verdict": "fail", "canary": 0.8, "stable": 0.995,
-                                                      "threshold": 0.99}
+                                                      "threshold": 0.99, "threshold_min": None,
+                                                      "threshold_max": None, "threshold_text": "0.99"}
+
+
+def test_thresholds_recorded_as_text_are_read_as_bounds(client, org, rollout):
+    """Intervals recorded before the analysis stored its bounds as numbers still draw their lines."""
+    event = rollout.events.get(kind=RolloutEventKind.ANALYSIS)
+    event.data["metrics"] = {"a": {"canary": 0.9, "threshold": ">= 0.95"}, "b": {"canary": 80, "threshold": "<= 500"},
+                             "c": {"canary": 0.5, "threshold": "[0.1, 0.9]"}}
+    RolloutEvent.objects.filter(pk=event.pk).update(data=event.data)
+    client.force_login(org.author)
+    metrics = client.get(reverse("rollouts:data", args=[rollout.pk])).json()["analysis_runs"][0]["metrics"]
+    assert {name: (m["threshold"], m["threshold_min"], m["threshold_max"]) for name, m in metrics.items()} == {
+        "a": (0.95, 0.95, None), "b": (500, None, 500), "c": (None, 0.1, 0.9)}
+
+
+def test_steps_of_an_aborted_rollout(client, org):
+    aborted = make_rollout(org, state=RolloutState.ABORTED, finished_at=timezone.now())
+    client.force_login(org.author)
+    body = client.get(reverse("rollouts:detail", args=[aborted.pk])).content.decode()
+    steps = body[body.index("mg-rollout-steps"):body.index("mg-rollout-timeline")]
+    assert steps.count('data-status="aborted"') == 1 and steps.count('data-status="not_reached"') == 2
 
 
 def test_query_counts_are_bounded(client, org):
