@@ -14,10 +14,19 @@ class PolicyFilterSet(django_filters.FilterSet):
     namespace = django_filters.CharFilter()
     team = django_filters.CharFilter(field_name="owner_team_slug", label="Team")
     live_state = django_filters.ChoiceFilter(choices=LiveState.choices)
+    drifted = django_filters.BooleanFilter(
+        method="filter_drifted", label="Drifted only",
+        help_text="true: only policies whose live object differs from what Meshgate applied; false: the others.",
+    )
 
     class Meta:
         model = Policy
-        fields = ["q", "environment", "kind", "namespace", "team", "live_state"]
+        fields = ["q", "environment", "kind", "namespace", "team", "live_state", "drifted"]
+
+    def filter_drifted(self, queryset, name, value):
+        if value is None:
+            return queryset
+        return queryset.filter(drift__isnull=not value)
 
     def search(self, queryset, name, value):
         value = value.strip()

@@ -49,6 +49,11 @@ def policy_list(*, user: User) -> QuerySet[Policy]:
     return policies.filter(Exists(owned))
 
 
+def policy_list_with_drift(*, policies: QuerySet[Policy]) -> QuerySet[Policy]:
+    """`policies` annotated with `drifted` (a `PolicyDrift` row exists), in the same query."""
+    return policies.annotate(drifted=Exists(PolicyDrift.objects.filter(policy=OuterRef("pk"))))
+
+
 def policy_revisions(*, policy: Policy) -> QuerySet[PolicyRevision]:
     return policy.revisions.select_related("author").order_by("-number")
 
@@ -324,8 +329,13 @@ def changes_waiting_for_review(*, user: User) -> QuerySet:
 
 
 def user_may_read_audit(user: User) -> bool:
-    """The audit log: platform admins (superusers, team admins) and security-team members."""
-    return user_is_admin(user) or sees_everything(user)
+    """The audit log: platform admins (superusers, team admins) and security-team members
+    (`user_is_admin` or `sees_everything`, in one query)."""
+    if not user.is_authenticated:
+        return False
+    return user.is_superuser or Membership.objects.filter(
+        Q(role=Role.ADMIN) | Q(team__is_security=True), user=user
+    ).exists()
 
 
 def audit_events(

@@ -48,7 +48,7 @@ def _wants_partial(request: HttpRequest) -> bool:
 def catalog(request: HttpRequest) -> HttpResponse:
     """The policies the user may see, filtered; htmx swaps in only the results fragment."""
     visible = selectors.policy_list(user=request.user)
-    filterset = PolicyFilterSet(request.GET, queryset=visible)
+    filterset = PolicyFilterSet(request.GET, queryset=selectors.policy_list_with_drift(policies=visible))
     valid = filterset.is_valid()
     page = Paginator(filterset.qs if valid else visible.none(), CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
     context: dict[str, Any] = {"filterset": filterset, "page": page, "security_kinds": SECURITY_KINDS}

@@ -21,7 +21,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
 @never_cache
 @require_GET
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Database, broker and every environment's cluster API; names whichever failed."""
+    """Database, broker and every environment's cluster API; names whichever failed.
+
+    `?scope=local` checks only what this process needs to serve requests (database, broker): the
+    readiness probe of the web pods, so that a cluster outage does not take the portal out of
+    service (the clusters' state is shown in the portal and in `meshgate_cluster_reachable`)."""
+    scope = request.GET.get("scope", "all")
+    if scope not in ("all", "local"):
+        return JsonResponse({"status": "bad request", "error": "scope is all or local"}, status=400)
     checks: dict[str, dict] = {}
     try:
         with connection.cursor() as cursor:
@@ -30,11 +37,11 @@ def readyz(request: HttpRequest) -> JsonResponse:
     except Exception as exc:  # any driver error means not ready
         checks["database"] = {"ok": False, "error": str(exc)}
     checks["broker"] = check_broker()
-    if checks["database"]["ok"]:
+    if scope == "all" and checks["database"]["ok"]:
         checks.update({f"cluster:{name}": result for name, result in check_clusters().items()})
     failed = sorted(name for name, result in checks.items() if not result["ok"])
     return JsonResponse(
-        {"status": "ready" if not failed else "not ready", "failed": failed, "checks": checks},
+        {"status": "ready" if not failed else "not ready", "scope": scope, "failed": failed, "checks": checks},
         status=200 if not failed else 503,
     )
 

@@ -24,6 +24,9 @@ class ImportResult:
     gone: int = 0
     errors: list[str] = field(default_factory=list)
     moved: list[Policy] = field(default_factory=list)  # policies whose current revision moved
+    # "Kind/namespace/name" of objects an active rollout is writing: left alone (neither recorded as a
+    # revision nor marked absent); the rollout records the outcome, a later import the settled object
+    in_rollout: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -34,7 +37,8 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
     """Reads every supported kind from the cluster, then records it in one transaction.
 
     Idempotent: objects whose normalized content equals the current revision create nothing.
-    A cluster error before the write leaves the database untouched.
+    A cluster error before the write leaves the database untouched. Objects an active rollout is
+    writing (half-way canary weights, a temporary subset) are left alone and listed in `in_rollout`.
     """
     cfg = cluster_config(environment)
     live: dict[tuple[str, str, str], dict] = {}
@@ -54,7 +58,12 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
             (p.kind, p.namespace, p.name): p
             for p in Policy.objects.filter(environment=environment).select_related("current_revision")
         }
+        in_rollout = _rollout_identities(environment)
+        result.in_rollout = sorted("/".join(identity) for identity in in_rollout if identity in live
+                                   or identity in policies)
         for identity, obj in sorted(live.items()):
+            if identity in in_rollout:
+                continue
             policy = policies.get(identity)
             if policy is None:
                 kind, namespace, name = identity
@@ -62,7 +71,7 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
                 result.new_policies += 1
             _record_live(policy=policy, obj=obj, actor=actor, seen_at=now, result=result)
         for identity, policy in policies.items():
-            if identity not in live and policy.live_state == LiveState.PRESENT:
+            if identity not in live and identity not in in_rollout and policy.live_state == LiveState.PRESENT:
                 policy.live_state = LiveState.ABSENT
                 policy.live_resource_version = ""
                 policy.save(update_fields=["live_state", "live_resource_version"])
@@ -86,9 +95,30 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
                     "new_policies": result.new_policies,
                     "new_revisions": result.new_revisions,
                     "gone": result.gone,
+                    **({"in_rollout": result.in_rollout} if result.in_rollout else {}),
                 },
             )
     return result
+
+
+def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
+    """(kind, namespace, name) of every object an active rollout of the environment has seen or
+    written (its `observed` keys, "Kind/namespace/name") or plans to write (its phases' writes)."""
+    from policies.models import Rollout
+    from policies.rollout.choices import RolloutState
+
+    identities: set[tuple[str, str, str]] = set()
+    rollouts = Rollout.objects.filter(environment=environment, state__in=list(RolloutState.active()))
+    for observed, phases in rollouts.values_list("observed", "phases"):
+        keys = list(observed or {})
+        for phase in phases or []:
+            writes = phase.get("writes") if isinstance(phase, dict) else None
+            keys += list(writes) if isinstance(writes, dict) else []
+        for key in keys:
+            parts = str(key).split("/")
+            if len(parts) == 3:
+                identities.add((parts[0], parts[1], parts[2]))
+    return identities
 
 
 def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportResult) -> None:

@@ -194,7 +194,8 @@ def test_web_probes(objects):
     ports = {port["name"]: port["containerPort"] for port in web["ports"]}
     assert ports == {"http": 8000}
     paths = {probe: web[probe]["httpGet"]["path"] for probe in ("startupProbe", "livenessProbe", "readinessProbe")}
-    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+    # readiness: only what the web process needs; an unreachable cluster must not take the pods out of service
+    assert paths == {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz?scope=local"}
     allowed = objects[("ConfigMap", "meshgate")]["data"]["DJANGO_ALLOWED_HOSTS"].split(",")
     for probe in paths:
         get = web[probe]["httpGet"]

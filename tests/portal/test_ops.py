@@ -60,3 +60,18 @@ def test_unknown_api_paths_answer_in_the_api_error_shape(client, settings):
     response = client.get("/api/v1/no-such-thing/")
     assert response.status_code == 404
     assert response.json()["code"] == "not_found"
+
+
+@pytest.mark.django_db
+def test_local_readiness_ignores_an_unreachable_cluster(client, meshsim):
+    """The web pods' readiness probe: a cluster outage must not take the portal out of service."""
+    EnvironmentFactory(name="prod", api_url="http://127.0.0.1:9")
+    response = client.get("/readyz?scope=local")
+    body = response.json()
+    assert response.status_code == 200, body
+    assert body["scope"] == "local" and body["failed"] == []
+    assert set(body["checks"]) == {"database", "broker"}
+    assert client.get("/readyz?scope=local", HTTP_HOST="10.1.2.3:8000").status_code == 200  # kubelets use pod IPs
+    assert client.get("/readyz").status_code == 503  # the full report still names the cluster
+    assert client.get("/readyz?scope=everything").status_code == 400
+

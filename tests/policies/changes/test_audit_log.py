@@ -106,3 +106,16 @@ def test_a_change_links_to_its_audit_events(client, cluster_org, admin):
     client.force_login(admin)
     response = client.get(URL, {"object_type": "policies.ChangeRequest", "object_id": str(change.pk)})
     assert rows(response) == ["change.created"]
+
+
+def test_the_audit_log_nav_item_only_for_those_who_may_read_it(client, org, admin):
+    """Admins and the security team see the item; others see none (the page would answer 403)."""
+    link = f'href="{URL}"'
+    for user in (admin, org.sec):
+        client.force_login(user)
+        assert link in client.get("/").content.decode(), user
+        assert client.get(URL).status_code == 200
+    for user in (org.author, org.approver, org.outsider):
+        client.force_login(user)
+        assert link not in client.get("/").content.decode(), user
+        assert client.get(URL).status_code == 403

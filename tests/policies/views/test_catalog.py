@@ -172,3 +172,30 @@ def test_query_count_does_not_grow_with_rows(client, org, django_assert_max_num_
         response = client.get(catalog_url())
     assert len(response.context["page"].object_list) == CATALOG_PAGE_SIZE
     assert len(few.captured_queries) <= 10
+
+
+def test_drifted_policies_are_marked_and_filtered_without_extra_queries(client, org, django_assert_max_num_queries):
+    from policies.models import PolicyDrift
+
+    client.force_login(org.sec)
+    client.get(catalog_url())  # warm the session
+    with CaptureQueriesContext(connection) as few:
+        client.get(catalog_url())
+    drifted = [make_policy(environment=org.env, namespace="bookinfo", name=f"drifted-{n}") for n in range(5)]
+    for number in range(10):
+        make_policy(environment=org.env, namespace="shop", name=f"calm-{number}")
+    for policy in drifted:
+        PolicyDrift.objects.create(policy=policy, live_content=None)
+    with django_assert_max_num_queries(len(few.captured_queries)):
+        response = client.get(catalog_url())
+    body = response.content.decode()
+    for policy in drifted:
+        assert f'href="{reverse("policies:policy-detail", args=[policy.pk])}#drift-panel"' in body
+    assert body.count("mg-drift-badge") == 5
+    assert 'name="drifted" value="true"' in body  # the filter
+    only = client.get(catalog_url(), {"drifted": "true"}, HTTP_HX_REQUEST="true")
+    assert listed(only) == sorted(policy.name for policy in drifted)
+    assert "<html" not in only.content.decode() and only.content.decode().count("mg-drift-badge") == 5
+    assert "drifted-0" not in listed(client.get(catalog_url(), {"drifted": "false"}))
+    api = client.get("/api/v1/policies/", {"drifted": "true"}).json()  # the same filter in the API
+    assert sorted(item["name"] for item in api["results"]) == sorted(policy.name for policy in drifted)

@@ -1,0 +1,17 @@
+"""Template context shared by every page: what the navigation may offer the signed-in user.
+
+Evaluated lazily: a page that does not render the navigation (an htmx fragment) runs no query."""
+from __future__ import annotations
+
+from django.http import HttpRequest
+from django.utils.functional import SimpleLazyObject
+
+from policies import selectors
+
+
+def navigation(request: HttpRequest) -> dict[str, object]:
+    user = getattr(request, "user", None)
+    return {
+        # the same check the audit log's views make (platform admins and the security team)
+        "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
+    }
