@@ -1,7 +1,7 @@
 """Change requests, the dashboard, approval rules and the audit log (namespace "changes")."""
 from django.urls import path
 
-from policies import audit_views, change_views as views
+from policies import audit_views, change_views as views, rollout_plan_views
 
 app_name = "changes"
 urlpatterns = [
@@ -17,6 +17,7 @@ urlpatterns = [
     path("changes/<int:pk>/promote/", views.change_promote, name="promote"),
     path("changes/<int:pk>/refresh-plan/", views.change_refresh_plan, name="refresh-plan"),
     path("changes/<int:pk>/plan/", views.change_plan_status, name="plan-status"),
+    path("changes/<int:pk>/rollout-options/", rollout_plan_views.change_rollout_options, name="rollout-options"),
     path("changes/<int:pk>/comment/", views.change_comment, name="comment"),
     path("changes/<int:pk>/comments/<int:comment_pk>/resolve/", views.comment_resolve, name="comment-resolve"),
     path("changes/<int:pk>/items/<int:item_pk>/edit/", views.item_edit, name="item-edit"),

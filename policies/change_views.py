@@ -45,6 +45,7 @@ from policies.models import (
     Review,
     ReviewComment,
 )
+from policies.rollout_plan_views import rollout_plan_context
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
@@ -326,6 +327,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         "security_kinds": SECURITY_KINDS,
         "live_absent": PlanLiveState.ABSENT,
         "live_unreadable": PlanLiveState.UNREADABLE,
+        **rollout_plan_context(change=change, items=items, may_edit=is_author or is_admin),
     }
 
 
@@ -352,6 +354,7 @@ _EVENT_TEXT = {
     "change.scheduled": "scheduled the change",
     "change.promoted": "promoted the change",
     "change.guardrail_overridden": "overrode a guardrail",
+    "change.rollout_options_updated": "changed the rollout plan",
     "review.voided": "— approvals voided",
     "comment.resolved": "resolved a thread",
 }

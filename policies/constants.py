@@ -22,6 +22,7 @@ ROLLOUT_OPTION_INT_LIMITS = {
     "failure_limit": (1, 100),
     "no_data_limit": (1, 100),
     "inconclusive_limit": (1, 1_000),
+    "webhook_attempts": (1, 100),
 }
 ROLLOUT_OPTION_NUMBER_LIMITS = {
     "meshsim_advance_seconds": (0, 3_600),

@@ -68,6 +68,10 @@ class RolloutAnalysisOptionsSerializer(serializers.Serializer):
     max_forbidden_rate = serializers.FloatField(required=False, min_value=0, max_value=1)
     max_plaintext_requests = serializers.FloatField(required=False, min_value=0)
     max_refused_plaintext = serializers.FloatField(required=False, min_value=0)
+    webhooks = serializers.ListField(child=serializers.DictField(), required=False,
+                                     help_text="Rollout webhooks: name, phase, url, timeout_seconds, gate, metadata.")
+    webhook_attempts = serializers.IntegerField(required=False, min_value=1, max_value=100,
+                                                help_text="Gating webhook failures in a row before pausing.")
 
 
 @extend_schema_field({

@@ -13,8 +13,9 @@
 `rollout_options_effective(change)` merges them over the engine's defaults (strategy by the items'
 kinds, `strategies.DEFAULT_STEPS`, `DEFAULT_ANALYSIS`, no gate): what a rollout of the change starts
 with. `change_set_rollout_options` validates strictly (every error names its field path, e.g.
-`analysis.metrics[1].query`, as a `ValidationError`: a 400 in the API) and, because approvers
-approve the rollout plan too, voids the approvals like an item edit does.
+`analysis.metrics[1].query`, as a `ValidationError`: a 400 in the API; webhooks are checked by the
+engine's own `policies.rollout.webhooks.parse_webhooks`) and, because approvers approve the rollout
+plan too, voids the approvals like an item edit does.
 """
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ from policies.constants import (
 )
 from policies.exceptions import PermissionDeniedError
 from policies.models import ChangeItem, ChangeRequest
-from policies.rollout import strategies
+from policies.rollout import strategies, webhooks
 from policies.rollout.choices import RolloutStrategy
 from policies.services.changes import approvals_void, audit_change, back_to_review, lock_change, require_state
 
@@ -57,7 +58,8 @@ METRIC_KEYS = {
     "latency_p99": ("kind", "name", "max", "guard_max"),
     "custom": ("kind", "name", "query", "direction", "min", "max", "guard_min", "guard_max", "unit"),
 }
-ANALYSIS_KEYS = (*ROLLOUT_OPTION_INT_LIMITS, *ROLLOUT_OPTION_NUMBER_LIMITS, "judge", "provider", "window", "metrics")
+ANALYSIS_KEYS = (*ROLLOUT_OPTION_INT_LIMITS, *ROLLOUT_OPTION_NUMBER_LIMITS, "judge", "provider", "window", "metrics",
+                 "webhooks")
 _METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,62}$")
 
 
@@ -354,6 +356,14 @@ def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
                 errors.add(path, f"from {low} s to {high} s, not {seconds:g} s")
             else:
                 number = raw
+        elif key == "webhooks":
+            number = None
+            try:
+                webhooks.parse_webhooks(raw, path=path)
+            except webhooks.WebhookConfigError as exc:
+                errors.add(exc.path, str(exc).removeprefix(f"{exc.path}: "))
+            else:
+                number = raw
         else:
             continue  # metrics, below (they depend on the judge)
         if number is not None:
@@ -400,13 +410,12 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
         if key not in OPTION_KEYS:
             errors.add(key, f"unknown rollout option (use {', '.join(OPTION_KEYS)})")
     strategy = options.get("strategy")
-    if strategy is not None:
-        if _choice(strategy, "strategy", RolloutStrategy.values, errors) is not None:
-            why = strategy_fits(strategy, items)
-            if why:
-                errors.add("strategy", why)
-            else:
-                cleaned["strategy"] = strategy
+    if strategy is not None and _choice(strategy, "strategy", RolloutStrategy.values, errors) is not None:
+        why = strategy_fits(strategy, items)
+        if why:
+            errors.add("strategy", why)
+        else:
+            cleaned["strategy"] = strategy
     effective_strategy = strategy if strategy in RolloutStrategy.values else strategies.default_strategy(
         [item.kind for item in items])
     if options.get("steps") is not None:

@@ -11,7 +11,7 @@ from policies.services.drafts import draft_delete_policy
 from policies.services.reviews import review_approve
 from policies.services.rollouts import DEFAULT_ANALYSIS
 from portal.choices import TokenScope
-from tests.api_testing import EndpointContract, TeamScopedObjectContract, assert_error, session_client
+from tests.api_testing import TeamScopedObjectContract, assert_error, session_client
 from tests.policies.changes.helpers import cluster_org, make_change, submitted_change  # noqa: F401 - fixture
 
 QUERY = 'sum(rate(app_errors_total{namespace="{namespace}"}[{interval}]))'

@@ -117,8 +117,8 @@ def test_steps_follow_the_engines_rules(org, steps, path, message):
 def test_steps_only_for_a_canary_and_a_strategy_must_fit_the_kinds(org):
     change = change_with(org, ("AuthorizationPolicy", "bookinfo", DraftOperation.CREATE, authz("allow-reviews")))
     errors = errors_of(change, {"strategy": "canary", "steps": [50, 100]})
-    assert errors["strategy"] == ["canary shifts traffic for an update of a VirtualService or DestinationRule; "
-                                  "this change has none"]
+    assert errors["strategy"] == [("canary shifts traffic for an update of a VirtualService or DestinationRule; "
+                                   "this change has none")]
     assert set(errors) == {"strategy"}
     # the default for an AuthorizationPolicy is dry_run: no steps
     assert errors_of(change, {"steps": [50, 100]})["steps"] == [
@@ -162,8 +162,8 @@ def test_a_custom_metric_is_checked_like_the_engine_builds_it(org):
     assert errors["analysis.metrics[2].min"] == ["min 5 is above max 1"]
     assert errors["analysis.metrics[3].direction"] == ["one of higher, lower, not 'up'"]
     assert errors["analysis.metrics[4].weight"][0].startswith("not a setting of a custom metric")
-    assert errors["analysis.metrics[6].name"] == ["'request-success-rate' is already the name of metrics[5]: "
-                                                  "names must differ"]
+    assert errors["analysis.metrics[6].name"] == [("'request-success-rate' is already the name of metrics[5]: "
+                                                   "names must differ")]
 
 
 # --- effective options -----------------------------------------------------------------------------------
@@ -244,3 +244,12 @@ def test_changing_the_plan_after_an_approval_voids_it_and_returns_to_review(clus
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED
     assert AuditEvent.objects.filter(action=ChangeAuditAction.CHANGE_ROLLOUT_OPTIONS_UPDATED).count() == 1
+
+
+def test_webhooks_are_checked_by_the_engines_rules(org):
+    change = vs_change(org)
+    hook = {"name": "load-test", "phase": "step", "url": "https://tests.example/run", "gate": True}
+    cleaned = rollout_options_clean(change=change, options={"analysis": {"webhooks": [hook], "webhook_attempts": 5}})
+    assert cleaned == {"analysis": {"webhooks": [hook], "webhook_attempts": 5}}
+    errors = errors_of(change, {"analysis": {"webhooks": [hook, {**hook, "name": "b", "url": "ftp://x"}]}})
+    assert errors == {"analysis.webhooks[1].url": ["must be an http:// or https:// URL"]}
