@@ -25,6 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -121,8 +122,8 @@ class ScrapeHistory:
     window asked for so far (at least ``HISTORY_MIN_KEEP_S``, at most ``keep_s``).
     Thread-safe: the worker may analyse several rollouts of one cluster at once."""
 
-    _shared: dict[str, ScrapeHistory] = {}
-    _shared_lock = threading.Lock()
+    _shared: ClassVar[dict[str, ScrapeHistory]] = {}
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
 
     def __init__(self, *, keep_s: float = 3600.0, max_scrapes: int = HISTORY_MAX_SCRAPES) -> None:
         self.keep_s = keep_s
