@@ -139,3 +139,15 @@ def test_others_may_not_post_and_a_started_rollout_fixes_the_plan(client, cluste
     assert "cannot change the rollout plan of a change that is in state rolling_out" in response.content.decode()
     change.refresh_from_db()
     assert change.rollout_options == {}
+
+
+def test_without_htmx_errors_come_back_on_the_whole_page(client, cluster_org):
+    org = cluster_org
+    change = make_change(author=org.author, environment=org.env)
+    client.force_login(org.author)
+    response = client.post(url(change), form_data(strategy="ramp", window="forever"))
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert '<h1 class="mg-title mb-0">#' in page and 'id="rollout-plan-form" class="collapse show' in page
+    assert "ramp moves a PeerAuthentication to STRICT; this change has none" in page
+    assert "a PromQL duration such as 2m or 1m30s, not &#x27;forever&#x27;" in page
