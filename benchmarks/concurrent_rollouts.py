@@ -33,16 +33,23 @@ from __future__ import annotations
 import argparse
 import copy
 import os
-import subprocess
 import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks._common import (
+    TERMINAL,
+    organisation,
+    setup_django,
+    start_worker,
+    stop_worker,
+)
+
 TARGET_P99 = 1.0
-TERMINAL = {"completed", "rolled_back", "failed", "aborted"}
 LAG_FILE_ENV = "BENCH_LAG_FILE"
 
 
@@ -94,69 +101,19 @@ if os.environ.get(LAG_FILE_ENV) and "celery" in Path(sys.argv[0]).name:
 # --- the benchmark -----------------------------------------------------------------------------------
 
 def _setup_django(workdir: Path, database_url: str, broker_url: str) -> None:
-    sys.path.insert(0, str(REPO_ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings.test"
-    os.environ["DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'benchmark.sqlite3'}"
-    os.environ["MESHGATE_VAR_DIR"] = str(workdir)
-    os.environ["CELERY_BROKER_URL"] = broker_url or "filesystem://"
-    os.environ["MESHGATE_ROLLOUT_ANALYZER"] = "benchmarks.concurrent_rollouts.bench_analyzer"
-    os.environ[LAG_FILE_ENV] = str(workdir / "lags.txt")
-    for folder in ("queue", "processed"):
-        (workdir / "broker" / folder).mkdir(parents=True, exist_ok=True)
-    if database_url.startswith("postgres"):
-        _recreate_postgres_database(database_url)
-    if broker_url.startswith("redis"):
-        import redis
-
-        redis.Redis.from_url(broker_url).flushdb()  # this benchmark's own Redis database number
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-
-
-def _recreate_postgres_database(url: str) -> None:
-    """Drops and creates the (throwaway) database named in the URL."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    import psycopg
-    from psycopg import sql
-
-    parts = urlsplit(url)
-    name = parts.path.lstrip("/")
-    admin = urlunsplit(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    setup_django(workdir, database_url, broker_url, {
+        "MESHGATE_ROLLOUT_ANALYZER": "benchmarks.concurrent_rollouts.bench_analyzer",
+        LAG_FILE_ENV: str(workdir / "lags.txt"),
+    })
 
 
 def _organisation(meshsim_url: str, count: int):
     from integrations import kubernetes as kube
-    from policies.choices import Role
     from policies.cluster import cluster_config
     from policies.services.imports import environment_import
-    from tests.factories import (
-        EnvironmentFactory,
-        MembershipFactory,
-        NamespaceOwnershipFactory,
-        TeamFactory,
-        UserFactory,
-    )
     from tests.policies.rollouts.helpers import live
 
-    class Org:
-        pass
-
-    org = Org()
-    org.env = EnvironmentFactory(name="staging", order=10)
-    team = TeamFactory(slug="bookinfo", name="Bookinfo")
-    NamespaceOwnershipFactory(environment=org.env, namespace="bookinfo", team=team)
-    org.author = UserFactory(username="alice")
-    MembershipFactory(team=team, user=org.author, role=Role.AUTHOR)
-    MembershipFactory(team=team, user=UserFactory(username="bob"), role=Role.APPROVER)
-    org.env.api_url = meshsim_url
-    org.env.save(update_fields=["api_url"])
+    org = organisation(meshsim_url)
     cfg = cluster_config(org.env)
     seed = live(org.env, "VirtualService", "bookinfo", "reviews")
     for n in range(count):  # the stable state: bench-<n> routes to subset v1 (as kubectl would create it)
@@ -180,32 +137,6 @@ def _target(n: int) -> dict:
     obj["spec"]["hosts"] = [f"bench-{n}"]
     obj["spec"]["http"][0]["route"][0]["destination"]["host"] = f"bench-{n}"
     return obj
-
-
-def _start_worker(workdir: Path, concurrency: int, pool: str) -> subprocess.Popen:
-    from django.conf import settings
-
-    ready = workdir / "worker.ready"
-    log = (workdir / "worker.log").open("w")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-        "MESHGATE_WORKER_READY_FILE": str(ready),
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CELERY_CONCURRENCY": str(concurrency),
-        "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
-        "MESHGATE_WORKER_ARGS": f"--pool={pool} -Q {settings.CELERY_TASK_DEFAULT_QUEUE} --without-gossip "
-                                "--without-mingle --without-heartbeat --include benchmarks.concurrent_rollouts",
-    }
-    proc = subprocess.Popen([str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while not ready.exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise RuntimeError(f"worker did not start:\n{(workdir / 'worker.log').read_text()[-3000:]}")
-        time.sleep(0.2)
-    return proc
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -258,7 +189,7 @@ def main() -> int:
             print(f"setup: {args.rollouts} VirtualServices created and imported in {time.monotonic() - t0:.1f} s",
                   flush=True)
             if args.mode == "worker":
-                worker = _start_worker(workdir, args.concurrency, args.pool)
+                worker = start_worker(workdir, args.concurrency, args.pool, include="benchmarks.concurrent_rollouts")
             else:
                 _install_lag_probe()
             changes = [scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
@@ -293,12 +224,7 @@ def main() -> int:
                     next_report = now + 10
             wall = time.monotonic() - started
         finally:
-            if worker is not None and worker.poll() is None:
-                worker.terminate()
-                try:
-                    worker.wait(20)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            stop_worker(worker)
             meshsim.stop()
         lag_file = workdir / "lags.txt"
         lines = lag_file.read_text().split() if lag_file.exists() else []
