@@ -218,8 +218,8 @@ def _visible_change(request: HttpRequest, pk: int) -> ChangeRequest:
 @login_required
 @require_POST
 def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
-    """Saves the author's rollout plan. htmx: the panel again with its errors (400), or a redirect to
-    the page once saved (approvals and state may have changed with it)."""
+    """Saves the author's rollout plan. htmx: the panel again with its errors (400), or the page
+    reloaded once saved (approvals and state may have changed with it)."""
     from policies.change_views import change_page_context
 
     change = _visible_change(request, pk)
@@ -253,8 +253,10 @@ def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _to_page(request: HttpRequest, url: str) -> HttpResponse:
+    """Back to the change page; htmx reloads it (the form is on it, so a redirect to the same page
+    with its anchor would only scroll)."""
     if request.headers.get("HX-Request") == "true":
         response = HttpResponse(status=204)
-        response["HX-Redirect"] = url
+        response["HX-Refresh"] = "true"
         return response
     return redirect(url)
