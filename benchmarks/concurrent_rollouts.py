@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import datetime as dt
 import os
 import sys
 import tempfile
@@ -170,8 +171,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
         workdir = Path(tmp)
         _setup_django(workdir, args.database_url, args.broker_url)
+        from django.utils import timezone
+
         from policies.choices import DraftOperation
-        from policies.models import Rollout
+        from policies.models import ChangeRequest, Rollout
         from policies.services.rollouts import (
             rollout_advance,
             rollout_start,
@@ -194,6 +197,9 @@ def main() -> int:
                 _install_lag_probe()
             changes = [scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
                        for n in range(args.rollouts)]
+            # Held back (the reconciler would start them itself); each is due when this script starts it.
+            later = timezone.now() + dt.timedelta(days=1)
+            ChangeRequest.objects.filter(pk__in=[c.pk for c in changes]).update(scheduled_for=later)
             started = time.monotonic()
             ids = []
             pending = list(changes)  # started one after another, spread evenly over --stagger seconds
@@ -201,8 +207,10 @@ def main() -> int:
             states: Counter = Counter()
             while time.monotonic() - started < args.timeout:
                 while pending and time.monotonic() - started >= args.stagger * len(ids) / len(changes):
-                    ids.append(rollout_start(change=pending.pop(0),
-                                             analysis={"interval_seconds": args.interval}).pk)
+                    change = pending.pop(0)
+                    change.scheduled_for = timezone.now()
+                    change.save(update_fields=["scheduled_for"])
+                    ids.append(rollout_start(change=change, analysis={"interval_seconds": args.interval}).pk)
                     if not pending:
                         print(f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s "
                               f"({args.mode} mode)", flush=True)

@@ -55,9 +55,9 @@ from scipy.stats import norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from integrations.meshsim.scenarios import DEMO  # noqa: E402
-from integrations.meshsim.traffic import DURATION_BUCKETS_MS  # noqa: E402
-from policies.analysis.judges import (  # noqa: E402
+from integrations.meshsim.scenarios import DEMO
+from integrations.meshsim.traffic import DURATION_BUCKETS_MS
+from policies.analysis.judges import (
     Distribution,
     FailureLimitJudge,
     MannWhitneyJudge,
@@ -65,7 +65,7 @@ from policies.analysis.judges import (  # noqa: E402
     ThresholdJudge,
     observe,
 )
-from policies.analysis.metrics import latency_p99, success_rate  # noqa: E402
+from policies.analysis.metrics import latency_p99, success_rate
 
 INTERVAL_S = 30
 HORIZON = 10
