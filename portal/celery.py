@@ -16,7 +16,7 @@ def _create_filesystem_broker_folders(sender: Celery, **_) -> None:
     """The embedded broker keeps messages in folders; every process that sends or consumes makes sure
     they exist, so the first message never fails on a fresh checkout."""
     options = sender.conf.broker_transport_options or {}
-    if str(sender.conf.broker_url).startswith("filesystem://"):
+    if options.get("data_folder_in"):
         for key in ("data_folder_in", "data_folder_out", "processed_folder"):
             if options.get(key):
                 os.makedirs(options[key], exist_ok=True)

@@ -90,7 +90,7 @@ def resolve_analyzer(explicit: Analyzer | None = None) -> Analyzer:
 def evaluate(analyzer: Analyzer, context: AnalysisContext) -> Outcome:
     try:
         return coerce(analyzer(context))
-    except Exception as exc:  # an analysis crash is an interval in error, not a crashed rollout
+    except Exception as exc:  # noqa: BLE001 - an analysis crash is an interval in error, not a crashed rollout
         return Outcome(ERROR, f"analysis raised {type(exc).__name__}: {exc}")
 
 
@@ -117,7 +117,7 @@ def _metric_definitions(config: dict[str, Any]):
             found.append(latency_p99(**{k: v for k, v in spec.items() if k in ("max", "guard_max", "name")}))
         else:
             found.append(custom(spec.pop("name"), spec.pop("query"),
-                                direction=Direction(spec.pop("direction", "lower_is_better")), **spec))
+                                direction=Direction(spec.pop("direction", Direction.LOWER_IS_BETTER)), **spec))
     return found
 
 

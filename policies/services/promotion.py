@@ -7,6 +7,8 @@ its findings). It needs that environment's approvals like any other change.
 """
 from __future__ import annotations
 
+import copy
+
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -58,6 +60,7 @@ def change_promote(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeR
         promoted = ChangeRequest.objects.create(
             environment=target, title=change.title, description=change.description, link=change.link,
             author=actor, promoted_from=change, created_at=now, updated_at=now, content_updated_at=now,
+            rollout_options=copy.deepcopy(change.rollout_options or {}),
         )
         new_items = []
         for position, item in enumerate(source_items):

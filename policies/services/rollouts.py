@@ -250,10 +250,18 @@ def rollout_start(
     now: dt.datetime | None = None,
 ) -> Rollout:
     """scheduled → rolling_out: creates the Rollout row (pending, due now). The window must be open and
-    no item stale; `actor` None is the reconciler, a person must be an approver/admin of the owners."""
+    no item stale; `actor` None is the reconciler, a person must be an approver/admin of the owners.
+    Options not given here come from the change's rollout plan (`ChangeRequest.rollout_options` over
+    the defaults)."""
+    from policies.services.rollout_options import rollout_options_effective
     from policies.services.windows import window_explain, window_is_open
 
     now = now or _now()
+    planned = rollout_options_effective(change)
+    strategy = strategy or planned["strategy"]
+    steps = planned["steps"] if steps is None else steps
+    analysis = planned["analysis"] if analysis is None else analysis
+    gates = planned["gates"] if gates is None else gates
     if actor is not None and not _may_control_change(actor, change):
         raise PermissionDeniedError("only approvers or admins of the owning team can start this rollout")
     from policies.approval import item_is_stale

@@ -118,7 +118,10 @@ SECURE_REFERRER_POLICY = "same-origin"
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 BROKER_DIR = VAR_DIR / "broker"
-if CELERY_BROKER_URL.startswith("filesystem://"):
+# The embedded broker: message files in var/, written atomically (portal/broker.py).
+MESHGATE_FILESYSTEM_BROKER = CELERY_BROKER_URL.startswith("filesystem://")
+if MESHGATE_FILESYSTEM_BROKER:
+    CELERY_BROKER_TRANSPORT = "portal.broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

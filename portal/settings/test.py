@@ -1,6 +1,6 @@
 """Settings for the test suite: the embedded default unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
 from .base import *  # noqa: F403
-from .base import CELERY_BROKER_URL, DATABASES, VAR_DIR, env
+from .base import DATABASES, MESHGATE_FILESYSTEM_BROKER, VAR_DIR, env
 
 SECRET_KEY = "meshgate-test-key"
 MESHGATE_FIELD_ENCRYPTION_KEY = "dGVzdC1vbmx5LW1lc2hnYXRlLWZpZWxkLWtleS0zMiE="
@@ -17,7 +17,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # The tests' worker listens on its own queue (and folder), apart from any running demo.
 CELERY_TASK_DEFAULT_QUEUE = "meshgate-test"
 BROKER_DIR = VAR_DIR / "test-broker"
-if CELERY_BROKER_URL.startswith("filesystem://"):
+if MESHGATE_FILESYSTEM_BROKER:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),

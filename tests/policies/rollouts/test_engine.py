@@ -8,7 +8,7 @@ from integrations import kubernetes as kube
 from policies.choices import ChangeState, DraftOperation
 from policies.cluster import cluster_config
 from policies.exceptions import PermissionDeniedError
-from policies.models import AuditEvent, PolicyDrift, RolloutEvent
+from policies.models import AuditEvent, PolicyDrift, Rollout, RolloutEvent
 from policies.normalize import normalize_object
 from policies.rollout.choices import RolloutState
 from policies.services import rollouts as svc
@@ -322,3 +322,17 @@ def test_a_change_creating_a_policy_that_exists_now_is_stale_at_start(ro):
     with pytest.raises(RolloutError, match="stale") as caught:
         rollout_start(change=change)
     assert caught.value.extra["stale"] == ["VirtualService bookinfo/reviews-next"]
+
+
+def test_the_reconciler_starts_a_change_with_its_rollout_plan(ro):
+    change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
+    change.rollout_options = {"steps": [20, 60, 100], "gates": [1],
+                              "analysis": {"interval_seconds": 15, "failure_limit": 2}}
+    change.save(update_fields=["rollout_options"])
+    (started,) = rollouts_start_due()
+    rollout = Rollout.objects.get(pk=started)
+    assert rollout.strategy == "canary" and rollout.steps == [20, 60, 100]
+    assert rollout.analysis["interval_seconds"] == 15 and rollout.analysis["failure_limit"] == 2
+    assert rollout.analysis["gates"] == [1]
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.WAITING_GATE and rollout.current_weight == 20
