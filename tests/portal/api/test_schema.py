@@ -12,6 +12,9 @@ EXPECTED_PATHS = {
     "/api/v1/teams/{slug}/": {"get"},
     "/api/v1/policies/": {"get"},
     "/api/v1/policies/{id}/": {"get"},
+    "/api/v1/policies/{id}/drift/": {"get"},
+    "/api/v1/policies/{id}/drift/adopt/": {"post"},
+    "/api/v1/policies/{id}/drift/reapply/": {"post"},
     "/api/v1/policies/{policy_id}/revisions/": {"get"},
     "/api/v1/policies/{policy_id}/revisions/{number}/": {"get"},
     "/api/v1/me/": {"get"},
@@ -40,6 +43,7 @@ EXPECTED_PATHS = {
     "/api/v1/rollouts/{id}/promote/": {"post"},
     "/api/v1/rollouts/{id}/confirm-gate/": {"post"},
     "/api/v1/changes/{id}/status/": {"get"},
+    "/api/v1/changes/{id}/rollout-options/": {"get", "post"},
 }
 
 
