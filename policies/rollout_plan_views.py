@@ -22,10 +22,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from policies import selectors
+from policies.choices import RolloutStrategy
 from policies.exceptions import ApplicationError
 from policies.models import ChangeItem, ChangeRequest
 from policies.rollout import strategies
-from policies.rollout.choices import RolloutStrategy
 from policies.services import rollout_options as services
 from policies.services.plans import ROLLOUT_OWNS_LIVE_STATES
 

@@ -9,10 +9,10 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from policies.choices import RolloutState
 from policies.exceptions import ApplicationError, PermissionDeniedError
 from policies.models import Rollout
 from policies.rollout import selectors as rollout_selectors
-from policies.rollout.choices import RolloutState
 from policies.services import rollouts as rollout_services
 
 ROLLOUT_PAGE_SIZE = 100

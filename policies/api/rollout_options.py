@@ -18,9 +18,9 @@ from rest_framework.views import APIView
 
 from policies import selectors
 from policies.api.drafts import ErrorSerializer
+from policies.choices import RolloutStrategy
 from policies.constants import ROLLOUT_OPTION_INT_LIMITS
 from policies.models import ChangeItem, ChangeRequest
-from policies.rollout.choices import RolloutStrategy
 from policies.services import rollout_options as services
 from policies.services.rollout_options import DIRECTIONS, JUDGES, METRIC_KEYS, PROVIDERS
 

@@ -19,11 +19,10 @@ from rest_framework.viewsets import GenericViewSet
 
 from policies.api.changes import EmptySerializer
 from policies.api.drafts import ErrorSerializer
+from policies.choices import RolloutState, RolloutStrategy
 from policies.models import Rollout
 from policies.rollout import selectors as rollout_selectors
-from policies.rollout.choices import RolloutState, RolloutStrategy
 from policies.services import rollouts as rollout_services
-
 
 # --- output -------------------------------------------------------------------------------------------------
 

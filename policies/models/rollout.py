@@ -12,7 +12,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from policies.rollout.choices import RolloutEventKind, RolloutState, RolloutStrategy
+from policies.choices import RolloutEventKind, RolloutState, RolloutStrategy
 from policies.models.change import ChangeRequest
 from policies.models.environment import Environment
 from policies.models.policy import Policy

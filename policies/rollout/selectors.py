@@ -8,8 +8,8 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Case, Exists, IntegerField, OuterRef, QuerySet, Value, When
 
+from policies.choices import RolloutEventKind, RolloutState
 from policies.models import ChangeItem, NamespaceOwnership, Rollout
-from policies.rollout.choices import RolloutEventKind, RolloutState
 from policies.selectors import sees_everything
 
 

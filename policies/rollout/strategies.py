@@ -18,8 +18,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
-from policies.choices import DraftOperation, PolicyKind
-from policies.rollout.choices import RolloutStrategy
+from policies.choices import DraftOperation, PolicyKind, RolloutStrategy
 
 DEFAULT_STEPS = [5, 10, 25, 50, 100]
 DRY_RUN_ANNOTATION = "istio.io/dry-run"

@@ -104,8 +104,8 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
 def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of every object an active rollout of the environment has seen or
     written (its `observed` keys, "Kind/namespace/name") or plans to write (its phases' writes)."""
+    from policies.choices import RolloutState
     from policies.models import Rollout
-    from policies.rollout.choices import RolloutState
 
     identities: set[tuple[str, str, str]] = set()
     rollouts = Rollout.objects.filter(environment=environment, state__in=list(RolloutState.active()))

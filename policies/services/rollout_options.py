@@ -31,7 +31,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from policies import selectors
-from policies.choices import EDITABLE_CHANGE_STATES, ChangeAuditAction, DraftOperation, PolicyKind
+from policies.choices import (
+    EDITABLE_CHANGE_STATES,
+    ChangeAuditAction,
+    DraftOperation,
+    PolicyKind,
+    RolloutStrategy,
+)
 from policies.constants import (
     ROLLOUT_OPTION_INT_LIMITS,
     ROLLOUT_OPTION_MAX_LATENCY_MS,
@@ -44,8 +50,13 @@ from policies.constants import (
 from policies.exceptions import PermissionDeniedError
 from policies.models import ChangeItem, ChangeRequest
 from policies.rollout import strategies, webhooks
-from policies.rollout.choices import RolloutStrategy
-from policies.services.changes import approvals_void, audit_change, back_to_review, lock_change, require_state
+from policies.services.changes import (
+    approvals_void,
+    audit_change,
+    back_to_review,
+    lock_change,
+    require_state,
+)
 
 OPTION_KEYS = ("strategy", "steps", "analysis", "gates")
 # Like an item: the author may change the plan until the rollout starts (approved/scheduled go back to review).

@@ -46,6 +46,10 @@ from policies.choices import (
     NotificationEvent,
     RevisionSource,
     Role,
+    RolloutAuditAction,
+    RolloutEventKind,
+    RolloutState,
+    RolloutStrategy,
 )
 from policies.cluster import cluster_config
 from policies.exceptions import ApplicationError, ConflictError, PermissionDeniedError
@@ -61,12 +65,6 @@ from policies.models import (
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import analysis as an
 from policies.rollout import strategies, webhooks
-from policies.rollout.choices import (
-    RolloutAuditAction,
-    RolloutEventKind,
-    RolloutState,
-    RolloutStrategy,
-)
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)

@@ -6,9 +6,8 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from policies.choices import DraftOperation
+from policies.choices import DraftOperation, RolloutState
 from policies.models import Rollout
-from policies.rollout.choices import RolloutState
 from policies.services.imports import environment_import
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, scheduled_change

@@ -5,10 +5,17 @@ from django.contrib.auth import authenticate
 from django.core.management import call_command
 from django.urls import reverse
 
-from policies.choices import ChangeState, ReviewVerdict
+from policies.choices import ChangeState, ReviewVerdict, RolloutState
 from policies.management.commands.seed_demo import DEMO_CHANGES
-from policies.models import AuditEvent, ChangeRequest, Environment, Policy, PolicyRevision, Review, Rollout
-from policies.rollout.choices import RolloutState
+from policies.models import (
+    AuditEvent,
+    ChangeRequest,
+    Environment,
+    Policy,
+    PolicyRevision,
+    Review,
+    Rollout,
+)
 from policies.selectors import policy_list
 from policies.services.audit import audit_verify_chain
 from tests.policies.rollouts.helpers import drive, live_normalized

@@ -12,13 +12,17 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import transaction
 
-from policies.choices import ClusterAuth, Role
+from policies.choices import ClusterAuth, Role, RolloutStrategy
 from policies.models import ChangeRequest, Environment, Policy
-from policies.rollout.choices import RolloutStrategy
 from policies.services.changes import change_create, change_schedule, change_submit
 from policies.services.drafts import draft_save
 from policies.services.guardrails import seed_governance
-from policies.services.organization import environment_upsert, namespace_assign, team_member_set, team_upsert
+from policies.services.organization import (
+    environment_upsert,
+    namespace_assign,
+    team_member_set,
+    team_upsert,
+)
 from policies.services.reviews import review_approve
 from policies.services.rollouts import rollout_start
 

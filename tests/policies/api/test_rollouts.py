@@ -2,7 +2,7 @@
 and the controls, each through one service (permission 403, illegal transition 409)."""
 import pytest
 
-from policies.rollout.choices import RolloutState
+from policies.choices import RolloutState
 from portal.choices import TokenScope
 from tests.api_testing import (
     TeamScopedListContract,

@@ -4,13 +4,18 @@ from dataclasses import dataclass
 import pytest
 
 from integrations import kubernetes as kube
-from policies.choices import DraftOperation
+from policies.choices import DraftOperation, RolloutState
 from policies.cluster import cluster_config
 from policies.models import Policy, PolicyRevision
-from policies.rollout.choices import RolloutState
 from policies.services.rollouts import drift_detect, rollout_start
 from tests.policies.rollouts.conftest import ro  # noqa: F401 - fixture
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, live_normalized, passing, scheduled_change
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    drive,
+    live_normalized,
+    passing,
+    scheduled_change,
+)
 
 
 @dataclass

@@ -9,17 +9,21 @@ from django.test import Client
 from django.urls import reverse
 
 from integrations import kubernetes as kube
-from policies.choices import ChangeState
+from policies.choices import ChangeState, RolloutState
 from policies.cluster import cluster_config
 from policies.models import ChangeRequest
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services.changes import change_schedule, change_submit
 from policies.services.drafts import draft_save
 from policies.services.reviews import review_approve
 from policies.services.rollouts import drift_detect, rollout_start
 from tests.policies.drafts.helpers import REVIEWS_V2
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, live_normalized, passing
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    drive,
+    live_normalized,
+    passing,
+)
 
 pytestmark = pytest.mark.django_db
 

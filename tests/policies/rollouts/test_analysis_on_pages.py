@@ -3,8 +3,7 @@ a canary of reviews to v3 with a 503 fault, analysed over meshsim's own metrics,
 import pytest
 from django.urls import reverse
 
-from policies.choices import DraftOperation
-from policies.rollout.choices import RolloutEventKind, RolloutState
+from policies.choices import DraftOperation, RolloutEventKind, RolloutState
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, scheduled_change
 

@@ -1,13 +1,18 @@
 """Canary of a VirtualService routing change on the simulated cluster (analysis stubbed at its interface)."""
 import pytest
 
-from policies.choices import ChangeState, DraftOperation, RevisionSource
+from policies.choices import ChangeState, DraftOperation, RevisionSource, RolloutState
 from policies.models import AuditEvent, Policy, RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import (
-    REVIEWS_TO_V3, drive, failing_from, live, live_normalized, passing, scheduled_change,
+    REVIEWS_TO_V3,
+    drive,
+    failing_from,
+    live,
+    live_normalized,
+    passing,
+    scheduled_change,
 )
 
 pytestmark = pytest.mark.django_db

@@ -5,19 +5,32 @@ import pytest
 from django.utils import timezone
 
 from integrations import kubernetes as kube
-from policies.choices import ChangeState, DraftOperation
+from policies.choices import ChangeState, DraftOperation, RolloutState
 from policies.cluster import cluster_config
 from policies.exceptions import PermissionDeniedError
 from policies.models import AuditEvent, PolicyDrift, Rollout, RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services import rollouts as svc
 from policies.services.rollouts import (
-    RolloutError, drift_detect, rollout_abort, rollout_advance, rollout_confirm_gate, rollout_pause,
-    rollout_promote_now, rollout_resume, rollout_start, rollouts_due, rollouts_start_due,
+    RolloutError,
+    drift_detect,
+    rollout_abort,
+    rollout_advance,
+    rollout_confirm_gate,
+    rollout_pause,
+    rollout_promote_now,
+    rollout_resume,
+    rollout_start,
+    rollouts_due,
+    rollouts_start_due,
 )
 from tests.policies.rollouts.helpers import (
-    REVIEWS_TO_V3, drive, live, live_normalized, passing, scheduled_change,
+    REVIEWS_TO_V3,
+    drive,
+    live,
+    live_normalized,
+    passing,
+    scheduled_change,
 )
 
 pytestmark = pytest.mark.django_db

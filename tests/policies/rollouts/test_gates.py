@@ -10,13 +10,18 @@ import pytest
 from django.utils import timezone
 
 from integrations.prometheus import query
-from policies.choices import DraftOperation
+from policies.choices import DraftOperation, RolloutState
 from policies.models import RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services.imports import environment_import
-from policies.services.rollouts import rollout_start, rollout_advance
-from tests.policies.rollouts.helpers import drive, live, live_normalized, scheduled_change, with_spec
+from policies.services.rollouts import rollout_advance, rollout_start
+from tests.policies.rollouts.helpers import (
+    drive,
+    live,
+    live_normalized,
+    scheduled_change,
+    with_spec,
+)
 
 pytestmark = pytest.mark.django_db
 

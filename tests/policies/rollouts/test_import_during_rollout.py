@@ -1,11 +1,16 @@
 """Re-importing the cluster while a rollout is half-way: the canary objects it is writing are not
 recorded as revisions (nor marked absent); the import says it left them to the rollout."""
-from policies.choices import DraftOperation
+from policies.choices import DraftOperation, RolloutState
 from policies.models import Policy, PolicyRevision
-from policies.rollout.choices import RolloutState
 from policies.services.imports import environment_import
 from policies.services.rollouts import rollout_start
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, live, passing, scheduled_change
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    drive,
+    live,
+    passing,
+    scheduled_change,
+)
 
 REVIEWS = "VirtualService/bookinfo/reviews"
 

@@ -6,12 +6,16 @@ import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from policies.choices import DraftOperation
+from policies.choices import DraftOperation, RolloutState
 from policies.normalize import normalize_object
 from policies.rollout import analysis as an
-from policies.rollout.choices import RolloutState
 from policies.services.rollouts import rollout_start
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, live_normalized, scheduled_change
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    drive,
+    live_normalized,
+    scheduled_change,
+)
 
 pytestmark = pytest.mark.django_db
 MAX_ERROR_RATE = 0.05

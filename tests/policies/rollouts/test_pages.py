@@ -8,9 +8,8 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from policies.choices import ChangeState, DraftOperation
+from policies.choices import ChangeState, DraftOperation, RolloutEventKind, RolloutState
 from policies.models import ChangeItem, ChangeRequest, Rollout, RolloutEvent
-from policies.rollout.choices import RolloutEventKind, RolloutState
 
 PHASES = [
     {"key": "w10", "label": "10 %", "weight": 10, "gate": False, "writes": []},

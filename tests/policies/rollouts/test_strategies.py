@@ -1,13 +1,20 @@
 """DestinationRule canary, AuthorizationPolicy dry run, PeerAuthentication ramp, direct and waves."""
 import pytest
 
-from policies.choices import ChangeState, DraftOperation
+from policies.choices import ChangeState, DraftOperation, RolloutState
 from policies.models import RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import (
-    REVIEWS_TO_V3, drive, failing_at_phase, failing_from, live, live_normalized, passing, scheduled_change, with_spec,
+    REVIEWS_TO_V3,
+    drive,
+    failing_at_phase,
+    failing_from,
+    live,
+    live_normalized,
+    passing,
+    scheduled_change,
+    with_spec,
 )
 
 pytestmark = pytest.mark.django_db

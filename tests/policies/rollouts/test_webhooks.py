@@ -4,14 +4,18 @@ import json
 
 import pytest
 
-from policies.choices import ChangeState, DraftOperation
+from policies.choices import ChangeState, DraftOperation, RolloutEventKind, RolloutState
 from policies.exceptions import ApplicationError
 from policies.models import Rollout, RolloutEvent
-from policies.rollout.choices import RolloutEventKind, RolloutState
 from policies.services.rollouts import rollout_resume, rollout_start
 from tests.integrations.notify.receiver import start_receiver
 from tests.policies.rollouts.helpers import (
-    REVIEWS_TO_V3, drive, failing_from, live_normalized, passing, scheduled_change,
+    REVIEWS_TO_V3,
+    drive,
+    failing_from,
+    live_normalized,
+    passing,
+    scheduled_change,
 )
 
 pytestmark = pytest.mark.django_db

@@ -10,14 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from policies.choices import ChangeState, DraftOperation
+from policies.choices import ChangeState, DraftOperation, RolloutState
 from policies.models import Rollout, RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout.choices import RolloutState
 from policies.services.rollouts import rollout_start
 from policies.tasks import reconcile_rollouts
 from tests.fixtures.worker import REPO, _database_url
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, live_normalized, scheduled_change
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    live_normalized,
+    scheduled_change,
+)
 
 ANALYZER = "tests.policies.rollouts.stubs.env_scripted"
 TERMINAL = {RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED}
