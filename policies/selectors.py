@@ -232,8 +232,12 @@ def stale_changes_q() -> Exists:
     return Exists(items)
 
 
-def change_latest_plan(*, change):
-    return Plan.objects.filter(change=change).order_by("-computed_at", "-pk").first()
+def change_latest_plan(*, change, before=None):
+    """The change's newest plan (computed before `before`, when given)."""
+    plans = Plan.objects.filter(change=change)
+    if before is not None:
+        plans = plans.filter(computed_at__lte=before)
+    return plans.order_by("-computed_at", "-pk").first()
 
 
 def plan_items_by_item(*, plan) -> dict:

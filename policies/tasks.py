@@ -1,6 +1,7 @@
 """Celery tasks: thin wrappers that take ids and call one service."""
 import datetime as dt
 import logging
+import time
 
 from celery import shared_task
 
@@ -77,6 +78,7 @@ def compute_plan(self, change_id: int) -> dict:
 # apply, an analysis that advances → the next apply): no broker round trip between them. It yields
 # after ROLLOUT_BURST_ACTIONS so one rollout cannot hold a worker process.
 ROLLOUT_BURST_ACTIONS = 8
+ROLLOUT_BURST_SECONDS = 20.0
 ROLLOUT_IMMEDIATE_SECONDS = 0.05
 # The chain of one rollout follows its own next action (a task with a countdown) when it is this
 # close; later actions, lost tasks and killed workers are the reconciler's.
@@ -88,10 +90,11 @@ def rollout_advance(rollout_id: int) -> dict:
     """Executes the rollout's due actions (a no-op when none is due or another worker holds it)."""
     from policies.services.rollouts import rollout_advance as advance
 
+    started = time.monotonic()
     result = advance(rollout_id=rollout_id)
     actions = int(result.acted)
     while (result.acted and result.next_in is not None and result.next_in <= ROLLOUT_IMMEDIATE_SECONDS
-           and actions < ROLLOUT_BURST_ACTIONS):
+           and actions < ROLLOUT_BURST_ACTIONS and time.monotonic() - started < ROLLOUT_BURST_SECONDS):
         result = advance(rollout_id=rollout_id)
         actions += int(result.acted)
     if result.next_in is not None and result.next_in <= ROLLOUT_FOLLOW_SECONDS and (result.acted or actions):

@@ -17,12 +17,19 @@ webhook gates (`gate`, the default; a non-gating webhook's failure is only recor
 - `rollback`: called once the snapshot is restored (a signal to other systems); it never blocks.
 
 The request is a POST of JSON (the phase, the rollout, the change, the step and weight, and the
-webhook's `metadata`), with redirects refused. A webhook that answered 2xx in `pre-rollout` is
+webhook's `metadata`), with redirects refused. The webhooks of one phase are called side by side, and
+each is given up on after its `timeout_seconds` (at most 30) even when its receiver trickles an
+answer, so they hold a rollout's action for at most that long. The timeline shows their URLs
+without the query string. `MESHGATE_ROLLOUT_WEBHOOK_HOSTS` (settings) limits the hosts a webhook
+may call (`name` or `*.domain`); webhooks are part of a change's rollout plan, which its approvers
+approve. A webhook that answered 2xx in `pre-rollout` is
 not called again after a worker restart (its success is a keyed step of the rollout).
 """
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -32,9 +39,9 @@ import requests
 PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK = "pre-rollout", "step", "promotion", "rollback"
 PHASES = (PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK)
 DEFAULT_TIMEOUT_SECONDS = 5.0
-MAX_TIMEOUT_SECONDS = 60.0
+MAX_TIMEOUT_SECONDS = 30.0
 DEFAULT_ATTEMPTS = 3
-MAX_WEBHOOKS = 20
+MAX_WEBHOOKS = 10
 _KEYS = {"name", "phase", "url", "timeout_seconds", "gate", "metadata"}
 
 
@@ -65,7 +72,7 @@ class WebhookResult:
     elapsed_ms: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.webhook.name, "phase": self.webhook.phase, "url": self.webhook.url,
+        return {"name": self.webhook.name, "phase": self.webhook.phase, "url": redacted(self.webhook.url),
                 "gate": self.webhook.gate, "ok": self.ok, "status": self.status, "detail": self.detail,
                 "elapsed_ms": self.elapsed_ms}
 
@@ -106,6 +113,10 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
             raise WebhookConfigError(f"{here}.url", "must be an http:// or https:// URL")
         if parts.username or parts.password:
             raise WebhookConfigError(f"{here}.url", "must not carry credentials")
+        allowed = _allowed_hosts()
+        if allowed and not any(_host_matches(parts.hostname, pattern) for pattern in allowed):
+            raise WebhookConfigError(f"{here}.url", f"host {parts.hostname} is not among the allowed webhook hosts "
+                                                    f"({', '.join(allowed)})")
         timeout = entry.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise WebhookConfigError(f"{here}.timeout_seconds", f"must be a number in (0, {MAX_TIMEOUT_SECONDS:g}]")
@@ -127,6 +138,48 @@ def webhooks_for(config: dict[str, Any], phase: str) -> list[Webhook]:
         return [hook for hook in parse_webhooks(config.get("webhooks")) if hook.phase == phase]
     except WebhookConfigError:
         return []
+
+
+def _allowed_hosts() -> list[str]:
+    from django.conf import settings
+
+    return list(getattr(settings, "MESHGATE_ROLLOUT_WEBHOOK_HOSTS", []) or [])
+
+
+def _host_matches(host: str, pattern: str) -> bool:
+    """`pattern` is a host name, or `*.domain` for any host under it."""
+    host, pattern = host.lower().rstrip("."), pattern.lower().rstrip(".")
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:])
+    return host == pattern
+
+
+def redacted(url: str) -> str:
+    """The URL without its query and fragment (they may carry tokens): what the timeline shows."""
+    parts = urlsplit(url)
+    return parts._replace(query="", fragment="").geturl() + ("?…" if parts.query else "")
+
+
+def call_all(hooks: list[Webhook], payload: dict[str, Any]) -> list[WebhookResult]:
+    """Calls `hooks` side by side; every result comes back within the longest timeout (a receiver
+    that trickles its answer is given up on), in the order of `hooks`. Never raises."""
+    if not hooks:
+        return []
+    pool = ThreadPoolExecutor(max_workers=len(hooks), thread_name_prefix="rollout-webhook")
+    started = time.monotonic()
+    futures = [pool.submit(call, hook, payload) for hook in hooks]
+    results = []
+    for hook, future in zip(hooks, futures, strict=True):
+        left = hook.timeout_seconds + 1.0 - (time.monotonic() - started)
+        try:
+            results.append(future.result(timeout=max(0.0, left)))
+        except FutureTimeout:
+            results.append(WebhookResult(hook, False, None, f"no complete answer within {hook.timeout_seconds:g} s",
+                                         _ms(started)))
+        except Exception as exc:  # noqa: BLE001 - a webhook never breaks the step that calls it
+            results.append(WebhookResult(hook, False, None, f"{type(exc).__name__}: {exc}"[:300], _ms(started)))
+    pool.shutdown(wait=False, cancel_futures=True)  # a stuck call's thread ends with its socket timeout
+    return results
 
 
 def call(hook: Webhook, payload: dict[str, Any]) -> WebhookResult:

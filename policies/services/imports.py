@@ -113,7 +113,7 @@ def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
         keys = list(observed or {})
         for phase in phases or []:
             writes = phase.get("writes") if isinstance(phase, dict) else None
-            keys += list(writes) if isinstance(writes, dict) else []
+            keys += [pair[0] for pair in writes or [] if isinstance(pair, list | tuple) and pair]
         for key in keys:
             parts = str(key).split("/")
             if len(parts) == 3:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
@@ -192,14 +192,15 @@ def _run_webhooks(rollout: Rollout, phase: str, *, key: str, extra: dict | None 
                "environment": rollout.environment.name, "strategy": rollout.strategy, "state": rollout.state,
                "step": rollout.step_index, "step_label": current.get("label", ""), "weight": rollout.current_weight,
                "url": _absolute(_rollout_url(rollout)), **(extra or {})}
-    for hook in webhooks.webhooks_for(rollout.analysis, phase):
-        done_key = f"webhook:{key}:{hook.name}"
-        if _step_done(rollout, done_key):
-            continue
-        result = webhooks.call(hook, payload)
+    due = [hook for hook in webhooks.webhooks_for(rollout.analysis, phase)
+           if not _step_done(rollout, f"webhook:{key}:{hook.name}")]
+    for result in webhooks.call_all(due, payload):  # side by side: the slowest one bounds the action
+        done_key = f"webhook:{key}:{result.webhook.name}"
+        results.append(result)
         _event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(),
                step_key=done_key if result.ok else None)
-        results.append(result)
+        if result.ok and hasattr(rollout, "webhook_calls"):
+            rollout.webhook_calls.append((done_key, result))
     return results
 
 
@@ -336,7 +337,7 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
             return AdvanceResult(rollout_id, False)
         if rollout.state not in RolloutState.due_states() or (rollout.next_action_at and rollout.next_action_at > now):
             return AdvanceResult(rollout_id, False, rollout.state, _next_in(rollout, now))
-        rollout.cluster_writes = []
+        rollout.cluster_writes, rollout.webhook_calls = [], []
         try:
             with transaction.atomic():  # a savepoint: a failed action leaves no half-written row
                 _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
@@ -402,7 +403,7 @@ def _prepare(rollout: Rollout, now: dt.datetime) -> None:
         virtual_services += kube.list_objects(cfg, "VirtualService", namespace=namespace)
     identities = [i.identity for i in items] + strategies.aux_identities(rollout.strategy, items, virtual_services)
     snapshot = {identity: _read(cfg, identity) for identity in identities}
-    moved = _moved_since_plan(rollout.change, snapshot)
+    moved = _moved_since_plan(rollout.change, snapshot, rollout.started_at)
     rollout.snapshot = snapshot
     rollout.observed = {identity: _rv(obj) for identity, obj in snapshot.items()}
     rollout.expected = {identity: _hash(obj) for identity, obj in snapshot.items()}
@@ -421,8 +422,10 @@ def _prepare(rollout: Rollout, now: dt.datetime) -> None:
                                "review the new live state, then resume or abort", data={"moved": moved})
 
 
-def _moved_since_plan(change: ChangeRequest, snapshot: dict[str, Any]) -> list[str]:
-    plan = selectors.change_latest_plan(change=change)
+def _moved_since_plan(change: ChangeRequest, snapshot: dict[str, Any], started_at: dt.datetime | None) -> list[str]:
+    # The plan the approvals saw: one computed after the rollout started has the rollout's own moves
+    # (and anything that happened meanwhile) in it.
+    plan = selectors.change_latest_plan(change=change, before=started_at)
     if plan is None:
         return []
     moved = []
@@ -503,6 +506,10 @@ def _keep_writes(rollout: Rollout) -> None:
     if writes:
         _save(rollout, "observed", "expected", "owned")
     rollout.cluster_writes = []
+    # Webhooks that answered are not called again when the action is retried.
+    for done_key, result in getattr(rollout, "webhook_calls", []):
+        _event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(), step_key=done_key)
+    rollout.webhook_calls = []
 
 
 def _hash(obj: dict[str, Any] | None) -> str:
@@ -826,8 +833,12 @@ def _may_control_change(user: AbstractBaseUser, change: ChangeRequest) -> bool:
 
 
 def _locked_for(actor: AbstractBaseUser, rollout: Rollout, allowed: set[str], verb: str) -> Rollout:
-    rollout = (Rollout.objects.select_for_update(of=("self",)).select_related("change", "environment")
-               .get(pk=rollout.pk))
+    try:
+        rollout = (Rollout.objects.select_for_update(nowait=True, of=("self",))
+                   .select_related("change", "environment").get(pk=rollout.pk))
+    except OperationalError:
+        raise RolloutError(f"the engine is acting on this rollout right now; {verb} it again in a moment",
+                           extra={"state": rollout.state}) from None
     if not user_may_control(user=actor, rollout=rollout):
         raise PermissionDeniedError(f"only approvers or admins of the owning team can {verb} this rollout")
     if rollout.state not in allowed:

@@ -189,6 +189,8 @@ MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", defau
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
+# Hosts rollout webhooks may call (`name` or `*.domain`); empty: any.
+MESHGATE_ROLLOUT_WEBHOOK_HOSTS = env.list("MESHGATE_ROLLOUT_WEBHOOK_HOSTS", default=[])
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com
 MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="")
 # When set, /metrics asks for "Authorization: Bearer <token>".

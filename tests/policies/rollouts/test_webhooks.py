@@ -152,3 +152,71 @@ def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, h
     assert message in caught.value.message and caught.value.status == 400
     change.refresh_from_db()
     assert change.state == ChangeState.SCHEDULED and not Rollout.objects.filter(change=change).exists()
+
+
+def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after_it(ro, receivers, monkeypatch):
+    from integrations.kubernetes.exceptions import KubernetesError
+    from policies.services import rollouts as svc
+
+    pre = receivers()
+    rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}])
+    real_get, calls = svc.kube.get_object, []
+
+    def flaky(*args, **kwargs):  # the snapshot read fails once, after the webhook answered
+        calls.append(args)
+        if len(calls) == 1:
+            raise KubernetesError("apiserver restarting", status=503)
+        return real_get(*args, **kwargs)
+
+    monkeypatch.setattr(svc.kube, "get_object", flaky)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    assert len(pre.requests) == 1
+    assert RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.ERROR,
+                                       message__contains="apiserver restarting").exists()
+
+
+def test_a_receiver_that_trickles_its_answer_is_given_up_on_after_the_timeout():
+    import socket
+    import threading
+    import time
+
+    from policies.rollout import webhooks
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def trickle():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 40\r\n\r\n")
+        for _ in range(40):  # one byte every 0.3 s: each read is quick, the whole answer is not
+            time.sleep(0.3)
+            try:
+                conn.sendall(b"x")
+            except OSError:
+                break
+        conn.close()
+
+    threading.Thread(target=trickle, daemon=True).start()
+    hook = webhooks.Webhook(name="slow", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/",
+                            timeout_seconds=1)
+    started = time.monotonic()
+    (result,) = webhooks.call_all([hook], {"rollout": 1})
+    assert time.monotonic() - started < 3
+    assert not result.ok and "no complete answer within 1 s" in result.detail
+    server.close()
+
+
+def test_webhook_hosts_can_be_limited_and_urls_are_shown_without_their_query(settings):
+    from policies.rollout import webhooks
+
+    settings.MESHGATE_ROLLOUT_WEBHOOK_HOSTS = ["tests.example.com", "*.loadtest.svc"]
+    ok = webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://runner.loadtest.svc/go"},
+                                  {"name": "b", "phase": "step", "url": "https://tests.example.com/x?token=s3cret"}])
+    assert [hook.name for hook in ok] == ["a", "b"]
+    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host 169.254.169.254 is not among"):
+        webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://169.254.169.254/latest"}])
+    shown = webhooks.WebhookResult(ok[1], True, 200, "", 5).as_dict()["url"]
+    assert shown == "https://tests.example.com/x?…" and "s3cret" not in shown
