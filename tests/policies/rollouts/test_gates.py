@@ -9,11 +9,9 @@ import time
 import pytest
 from django.utils import timezone
 
-from integrations.prometheus import query
 from policies.choices import DraftOperation, RolloutState
 from policies.models import RolloutEvent
 from policies.normalize import normalize_object
-from policies.services.imports import environment_import
 from policies.services.rollouts import rollout_advance, rollout_start
 from tests.policies.rollouts.helpers import (
     drive,
@@ -152,21 +150,6 @@ def test_strict_refusing_plaintext_callers_rolls_back(ro):
 
 
 # --- through a real Prometheus ------------------------------------------------------------------------
-
-@pytest.fixture
-def ro_live(org, meshsim_traffic, prometheus_traffic):
-    """The `org` on a staging meshsim whose traffic runs in real time, with a Prometheus scraping it."""
-    org.env.api_url, org.env.prometheus_url = meshsim_traffic.url, prometheus_traffic.url
-    org.env.save(update_fields=["api_url", "prometheus_url"])
-    environment_import(environment=org.env)
-    prometheus_traffic.wait_for_target_up()
-    deadline = time.monotonic() + 30
-    while not query(prometheus_traffic.url, 'increase(istio_requests_total{destination_app="ratings"}[3s]) > 0'):
-        assert time.monotonic() < deadline, "no ratings traffic in Prometheus after 30 s"
-        time.sleep(0.5)
-    org.meshsim = meshsim_traffic
-    return org
-
 
 def drive_in_real_time(rollout, *, timeout: float = 90.0):
     """Runs the rollout's actions when they are due (the analysis windows need real traffic)."""
