@@ -1267,10 +1267,12 @@ class TrafficModel:
                 return replace(self._local(service, host, weight, canary, 503, "NC"), subset=subset)
             labels = {str(k): str(v) for k, v in (found.get("labels") or {}).items()}
             listed = (_annotation(rule or {}, CANARY_SUBSETS_ANNOTATION) or "").split(",")
+            # The marker label selects no pod: always taken out of the subset's selector.
+            marked = labels.pop(CANARY_LABEL, "").lower() == "true"
             canary = (
                 canary
                 or _is_canary_name(subset)
-                or labels.pop(CANARY_LABEL, "").lower() == "true"
+                or marked
                 or subset in [name.strip() for name in listed]
             )
             endpoints = tuple(w for w in endpoints if _labels_match(labels, w.label_map))

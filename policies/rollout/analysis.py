@@ -12,6 +12,7 @@ The run-level rule is `decide` (`policies.analysis.decide`).
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import os
 from collections.abc import Callable
@@ -150,6 +151,9 @@ def _provider(context: AnalysisContext):
     return PrometheusProvider(context.prometheus_url)
 
 
+MAX_WORKLOADS = 5
+
+
 def metrics_analyzer(context: AnalysisContext) -> Outcome:
     """One interval through `policies.analysis.run_interval`: the phase's canary and stable targets,
     the configured metrics (default request success rate >= 0.99 and p99 <= 500 ms), threshold judge
@@ -168,13 +172,21 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
     judge = pa.MannWhitneyJudge() if context.config.get("judge") == "mann-whitney" else pa.ThresholdJudge()
     window = context.config.get("window") or f"{max(int(context.interval_seconds), 30)}s"
     results = []
-    if context.workloads or context.phase.get("targets"):
-        fallback = context.workloads[0] if context.workloads else {}
-        targets = context.phase.get("targets") or {}
+    targets = context.phase.get("targets") or {}
+    # A phase with explicit targets (a canary) compares them; otherwise every workload the phase
+    # touches is analysed (up to MAX_WORKLOADS), each named in its metrics when there are several.
+    sides = ([(context.workloads[0] if context.workloads else {})] if targets
+             else context.workloads[:MAX_WORKLOADS])
+    for fallback in sides:
         canary, stable = _target(targets.get("canary"), fallback), _target(targets.get("stable"), fallback)
-        results += pa.run_interval(provider=provider, metrics=_metric_definitions(context.config),
-                                   canary=canary, stable=stable, window=window, judge=judge,
-                                   states=(context.config.get("judge_states") or {})).metrics
+        found = pa.run_interval(provider=provider, metrics=_metric_definitions(context.config),
+                                canary=canary, stable=stable, window=window, judge=judge,
+                                states=(context.config.get("judge_states") or {})).metrics
+        if len(sides) > 1:
+            where = f"{fallback.get('namespace')}/{fallback.get('service')}"
+            found = [dataclasses.replace(m, metric=f"{m.metric} ({where})",
+                                         reason=f"{where}: {m.reason}" if m.reason else m.reason) for m in found]
+        results += found
     if gated:
         results.append(gates.judge_gate(check, provider=provider, subjects=subjects,
                                         window=_gate_window(context, window, provider), config=context.config))

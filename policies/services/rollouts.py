@@ -575,9 +575,21 @@ def _window_hold(rollout: Rollout, index: int, now: dt.datetime) -> bool:
     return True
 
 
-def _workloads(rollout: Rollout) -> list[dict[str, str]]:
+def _workloads(rollout: Rollout, phase: dict | None = None) -> list[dict[str, str]]:
+    """The workloads (namespace, service) the change routes to or selects, in a stable order: those
+    of the objects `phase` writes (a wave analyses its own namespace), else those of the whole change."""
+    if phase is not None and phase.get("writes"):
+        pairs = [(i, rollout.snapshot.get(i)) for i, _ in phase["writes"]] + [(i, c) for i, c in phase["writes"]]
+        found = _workloads_of(pairs)
+        if found:
+            return found
+    pairs = sorted(rollout.snapshot.items(), key=lambda pair: pair[0])
+    return _workloads_of(pairs + [(i, c) for p in rollout.phases for i, c in p["writes"]])
+
+
+def _workloads_of(pairs) -> list[dict[str, str]]:
     found = []
-    for identity, obj in list(rollout.snapshot.items()) + [(i, c) for p in rollout.phases for i, c in p["writes"]]:
+    for identity, obj in pairs:
         spec = (obj or {}).get("spec") or {}
         _, namespace, _ = strategies.split_identity(identity)
         hosts = [spec["host"]] if spec.get("host") else []
@@ -609,7 +621,7 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
             prometheus_url=rollout.environment.prometheus_url or "", strategy=rollout.strategy,
             phase={k: v for k, v in phase.items() if k != "writes"}, interval_index=run,
             interval_seconds=float(rollout.analysis["interval_seconds"]), config=rollout.analysis,
-            workloads=_workloads(rollout),
+            workloads=_workloads(rollout, phase),
         )
         hooks = _run_webhooks(rollout, webhooks.STEP, key=f"step:{index}:{run}")
         outcome = an.evaluate(analyzer, context)
