@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
+    "tests.integrations.notify.receiver",
 ]
 
 

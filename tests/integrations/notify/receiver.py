@@ -1,10 +1,16 @@
-"""A real HTTP receiver on 127.0.0.1 for notification tests: answers a scripted list of status codes
-(then `default`) and records every request it saw."""
+"""A real HTTP receiver on 127.0.0.1 for notification and webhook tests: answers a scripted list of
+status codes (then `default`) and records every request it saw.
+
+Registered in `tests/conftest.py` (`pytest_plugins`): the `receiver_factory` fixture starts receivers
+and stops them after the test."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
 
 
 @dataclass
@@ -52,3 +58,18 @@ def start_receiver(script: list[int] | None = None, default: int = 200) -> tuple
     receiver.url = f"http://127.0.0.1:{server.server_address[1]}/hooks/meshgate"
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return receiver, server
+
+
+@pytest.fixture
+def receiver_factory() -> Iterator:
+    servers = []
+
+    def make(script: list[int] | None = None, default: int = 200) -> Receiver:
+        receiver, server = start_receiver(script, default)
+        servers.append(server)
+        return receiver
+
+    yield make
+    for server in servers:
+        server.shutdown()
+        server.server_close()

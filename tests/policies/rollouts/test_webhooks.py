@@ -8,7 +8,6 @@ from policies.choices import ChangeState, DraftOperation, RolloutEventKind, Roll
 from policies.exceptions import ApplicationError
 from policies.models import Rollout, RolloutEvent
 from policies.services.rollouts import rollout_resume, rollout_start
-from tests.integrations.notify.receiver import start_receiver
 from tests.policies.rollouts.helpers import (
     REVIEWS_TO_V3,
     drive,
@@ -21,21 +20,6 @@ from tests.policies.rollouts.helpers import (
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def receivers():
-    servers = []
-
-    def make(script=None, default=200):
-        receiver, server = start_receiver(script, default)
-        servers.append(server)
-        return receiver
-
-    yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
-
-
 def _start(ro, hooks, **analysis):
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
     return rollout_start(change=change, steps=[50, 100],
@@ -46,8 +30,8 @@ def _bodies(receiver):
     return [json.loads(seen.body) for seen in receiver.requests]
 
 
-def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, receivers):
-    pre, step, promotion = receivers(), receivers(), receivers()
+def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, receiver_factory):
+    pre, step, promotion = receiver_factory(), receiver_factory(), receiver_factory()
     rollout = _start(ro, [
         {"name": "smoke", "phase": "pre-rollout", "url": pre.url, "metadata": {"suite": "smoke"}},
         {"name": "load", "phase": "step", "url": step.url},
@@ -67,9 +51,9 @@ def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, rece
     assert len(kinds) == 4 and all("answered: HTTP 200" in k for k in kinds)
 
 
-def test_a_failing_pre_rollout_webhook_writes_nothing_and_pauses_after_its_attempts(ro, receivers):
+def test_a_failing_pre_rollout_webhook_writes_nothing_and_pauses_after_its_attempts(ro, receiver_factory):
     before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
-    pre = receivers(default=503)
+    pre = receiver_factory(default=503)
     rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}], webhook_attempts=2)
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.PAUSED
@@ -85,9 +69,9 @@ def test_a_failing_pre_rollout_webhook_writes_nothing_and_pauses_after_its_attem
     assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")["spec"] == REVIEWS_TO_V3["spec"]
 
 
-def test_a_failing_step_webhook_fails_the_interval_and_rolls_back_with_its_answer(ro, receivers):
+def test_a_failing_step_webhook_fails_the_interval_and_rolls_back_with_its_answer(ro, receiver_factory):
     before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
-    step = receivers(default=500)
+    step = receiver_factory(default=500)
     rollout = _start(ro, [{"name": "acceptance", "phase": "step", "url": step.url}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.ROLLED_BACK
@@ -99,8 +83,8 @@ def test_a_failing_step_webhook_fails_the_interval_and_rolls_back_with_its_answe
     assert rollout.change.state == ChangeState.ROLLED_BACK
 
 
-def test_a_non_gating_webhook_failure_is_recorded_but_does_not_stop_the_rollout(ro, receivers):
-    step = receivers(default=500)
+def test_a_non_gating_webhook_failure_is_recorded_but_does_not_stop_the_rollout(ro, receiver_factory):
+    step = receiver_factory(default=500)
     rollout = _start(ro, [{"name": "dashboard", "phase": "step", "url": step.url, "gate": False}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.COMPLETED
@@ -108,8 +92,8 @@ def test_a_non_gating_webhook_failure_is_recorded_but_does_not_stop_the_rollout(
                                        message__contains="failed: HTTP 500").count() == 2
 
 
-def test_a_failing_promotion_webhook_holds_the_promotion(ro, receivers):
-    promotion = receivers(script=[500], default=200)
+def test_a_failing_promotion_webhook_holds_the_promotion(ro, receiver_factory):
+    promotion = receiver_factory(script=[500], default=200)
     rollout = _start(ro, [{"name": "change-board", "phase": "promotion", "url": promotion.url}])
     rollout = drive(rollout, passing, until=lambda r: r.state == RolloutState.PROMOTING and len(promotion.requests))
     assert rollout.state == RolloutState.PROMOTING  # held, called again after an interval
@@ -117,8 +101,8 @@ def test_a_failing_promotion_webhook_holds_the_promotion(ro, receivers):
     assert rollout.state == RolloutState.COMPLETED and len(promotion.requests) == 2
 
 
-def test_rollback_webhooks_hear_of_the_rollback_and_its_reason(ro, receivers):
-    hook = receivers(default=500)  # a failing rollback webhook never blocks the rollback
+def test_rollback_webhooks_hear_of_the_rollback_and_its_reason(ro, receiver_factory):
+    hook = receiver_factory(default=500)  # a failing rollback webhook never blocks the rollback
     rollout = _start(ro, [{"name": "pager", "phase": "rollback", "url": hook.url}])
     rollout = drive(rollout, failing_from(50))
     assert rollout.state == RolloutState.ROLLED_BACK
@@ -154,11 +138,11 @@ def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, h
     assert change.state == ChangeState.SCHEDULED and not Rollout.objects.filter(change=change).exists()
 
 
-def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after_it(ro, receivers, monkeypatch):
+def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after_it(ro, receiver_factory, monkeypatch):
     from integrations.kubernetes.exceptions import KubernetesError
     from policies.services import rollouts as svc
 
-    pre = receivers()
+    pre = receiver_factory()
     rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}])
     real_get, calls = svc.kube.get_object, []
 
