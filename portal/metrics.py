@@ -21,6 +21,8 @@ class DatabaseStatsCollector:
     """Task outcomes (counted by the workers in the database) and cluster reachability."""
 
     def collect(self):
+        # Imported here: this module is loaded by the logging setup (through portal.middleware),
+        # before Django's app registry is ready to import models.
         from policies.models import Environment
         from portal.models import TaskStat
 

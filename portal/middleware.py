@@ -5,6 +5,8 @@ import re
 import time
 import uuid
 
+from django.urls import resolve
+
 from portal import metrics
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
@@ -67,8 +69,6 @@ class OpsEndpointsMiddleware:
 
     def __call__(self, request):
         if request.path_info in self.PATHS and request.method in ("GET", "HEAD"):
-            from django.urls import resolve
-
             request.resolver_match = resolve(request.path_info)
             return request.resolver_match.func(request)
         return self.get_response(request)

@@ -5,12 +5,12 @@ from celery.signals import task_failure, task_retry, task_success
 from django.db import transaction
 from django.db.models import F
 
+from portal.models import TaskStat
+
 logger = logging.getLogger(__name__)
 
 
 def _count(task_name: str, outcome: str) -> None:
-    from portal.models import TaskStat
-
     try:
         with transaction.atomic():
             stat, _ = TaskStat.objects.get_or_create(task=task_name, outcome=outcome)

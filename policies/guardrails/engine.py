@@ -18,9 +18,11 @@ from policies.choices import GuardrailEnforcement, GuardrailOutcome
 from policies.guardrails import limits
 from policies.guardrails.builtin import BUILTINS, EnvironmentInfo
 from policies.guardrails.cel import CelEvaluationError, cel_evaluate
+from policies.models import Guardrail
+from policies.validation.parse import parse_file
 
 if TYPE_CHECKING:
-    from policies.models import Environment, Guardrail, GuardrailOverride
+    from policies.models import Environment, GuardrailOverride
 
 
 @dataclass(frozen=True)
@@ -154,8 +156,6 @@ def guardrails_evaluate(
 ) -> list[GuardrailResult]:
     """Every enabled, matching guardrail on every object: one result per (object, guardrail), in
     object order, then hard before soft before advisory. One query when `guardrails` is not given."""
-    from policies.models import Guardrail
-
     env = environment_info(environment)
     candidates = list(guardrails if guardrails is not None else Guardrail.objects.filter(enabled=True))
     rank = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
@@ -199,8 +199,6 @@ def blocking_results(
 def manifest_objects(text: str) -> list[dict[str, Any]]:
     """The objects of a pasted YAML / JSON manifest, read by the validation parser (size, depth and
     alias limits; line numbers). Raises ManifestError for the first problem."""
-    from policies.validation.parse import parse_file
-
     data = text.encode("utf-8", "replace")
     if len(data) > limits.MAX_TEST_MANIFEST_BYTES:
         raise ManifestError(

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
 
-from integrations import kubernetes as kube
+from policies import cluster as kube
 from policies import live, selectors, wizards
 from policies.choices import SECURITY_KINDS, PolicyKind
 from policies.exceptions import ApplicationError, DraftRejected
