@@ -115,7 +115,7 @@ def query(
             )
             for item in result or []
         ]
-    if kind == "scalar":
+    if kind == "scalar" and isinstance(result, list):
         return [Sample({}, _float(result[1]), float(result[0]))]
     raise QueryError(
         f"an instant query must give a vector or a scalar, not a {kind} (use query_range)",
