@@ -17,7 +17,7 @@ def _create_filesystem_broker_folders(sender: Celery, **_) -> None:
     they exist, so the first message never fails on a fresh checkout."""
     options = sender.conf.broker_transport_options or {}
     if options.get("data_folder_in"):
-        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             if options.get(key):
                 os.makedirs(options[key], exist_ok=True)
 
