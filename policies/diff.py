@@ -136,7 +136,7 @@ class ObjectDiff:
             if tag == "equal":
                 rows += [
                     DiffRow(i + 1, self.old_lines[i], j + 1, self.new_lines[j], RowTag.EQUAL)
-                    for i, j in zip(range(i1, i2), range(j1, j2))
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=False)
                 ]
                 continue
             for i, j in zip_longest(range(i1, i2), range(j1, j2)):
@@ -161,7 +161,7 @@ class ObjectDiff:
             if tag == "equal":
                 lines += [
                     InlineRow(i + 1, j + 1, " ", self.old_lines[i], RowTag.EQUAL)
-                    for i, j in zip(range(i1, i2), range(j1, j2))
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=False)
                 ]
                 continue
             lines += [InlineRow(i + 1, None, "-", self.old_lines[i], RowTag.DELETE) for i in range(i1, i2)]

@@ -139,7 +139,7 @@ def live_snapshot(*, user: AbstractBaseUser | AnonymousUser, environment: Enviro
         pods = [
             pod for pod in inventory["pods"]
             if pod["namespace"] == svc["namespace"] and selector and selector.items() <= pod["labels"].items()
-        ]  # fmt: skip
+        ]
         snapshot.services.append(
             LiveService(
                 namespace=svc["namespace"],

@@ -66,7 +66,7 @@ _INTERVAL = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 _INTERVAL_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _INTERVAL_SECONDS = {
     "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
-}  # fmt: skip
+}
 
 Timestamp = float | datetime
 

@@ -100,7 +100,7 @@ def to_cel(value: Any) -> Any:
 def _run_with_budget(program: celpy.Runner, activation: dict[str, Any], budget: float) -> Any:
     deadline = time.monotonic() + budget
 
-    def tracer(frame, event, arg):  # noqa: ARG001 - the sys.settrace signature
+    def tracer(frame, event, arg):  # the sys.settrace signature
         if time.monotonic() > deadline:
             raise _BudgetExceeded
         return None  # no per-line tracing: only calls are checked

@@ -79,7 +79,7 @@ def parse_fault(spec: Any, fault_id: int) -> TrafficFault:
     known = {
         "service", "namespace", "version", "subset", "canary", "source",
         "error_rate", "status", "extra_latency_ms", "policy",
-    }  # fmt: skip
+    }
     unknown = sorted(set(spec) - known)
     if unknown:
         raise TrafficSpecError(f"unknown fields: {', '.join(unknown)}")

@@ -293,7 +293,7 @@ class TrafficModel(Routing, MetricsExport):
                     self._record(
                         flow.local_labels[index], str(target.local_code), flags, count,
                         functools.partial(local_reply_ms, flags),
-                    )  # fmt: skip
+                    )
                     continue
                 healthy = self._healthy(target)
                 split = self.sampler.multinomial(count, [float(w.pods) for w in healthy])
@@ -376,7 +376,7 @@ class TrafficModel(Routing, MetricsExport):
                 labels[BASE_LABELS.index("source_workload_namespace")],
                 labels[BASE_LABELS.index("source_principal")],
                 workload.name, workload.namespace,
-            )  # fmt: skip
+            )
             self._dry_run[key] = self._dry_run.get(key, 0) + k
         if plan.denier is not None:
             self._record(labels, "403", "-", k, lambda: LOCAL_REPLY_MS["403"])

@@ -43,7 +43,7 @@ class Routing(ModelState):
         keys = (
             NAMESPACES.key, SERVICES.key, PODS.key, VIRTUAL_SERVICES, DESTINATION_RULES,
             AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS,
-        )  # fmt: skip
+        )
         topology = Topology({key: store.list_objects(key) for key in keys}, self.scenario)
         self._topology = topology
         self._flows = list(self._build_flows(topology))
@@ -170,7 +170,7 @@ class Routing(ModelState):
                         topology, source, resolved, host, subset, route_canary,
                         weight / total, fault, timeout,
                     )
-                )  # fmt: skip
+                )
             return targets
         return [self._local(service, service.name, 1.0, False, 404, "NR")]
 

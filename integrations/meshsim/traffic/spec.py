@@ -19,7 +19,7 @@ REPRESENTATIVES = 256  # latencies sampled individually per group; beyond, weigh
 DURATION_BUCKETS_MS = (
     0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
     300000, 600000, 1800000, 3600000,
-)  # fmt: skip
+)
 BASE_LABELS = (
     "reporter",
     "source_workload",

@@ -220,7 +220,7 @@ def test_fallback_windows_follow_its_scrapes(meshsim: MeshsimProcess) -> None:
     meshsim.admin(
         "POST", "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "version": "v1", "error_rate": 0.5},
-    )  # fmt: skip
+    )
     advance(30)
     provider.scrape()  # t=60: the fault is on since t=30
     advance(30)
@@ -248,7 +248,7 @@ def test_fallback_providers_of_one_process_share_their_scrapes(meshsim: MeshsimP
     second = MeshsimMetricsProvider(meshsim.url, sleep=waits.append)
     by_code = second.counts("istio_requests_total", interval="1m",
                             match={"reporter": "destination", "destination_service_name": "reviews",
-                                   "destination_version": "v1"}, by=("response_code",))  # fmt: skip
+                                   "destination_version": "v1"}, by=("response_code",))
     assert waits == [2.0], "the second provider waited instead of using the first one's scrape"
     assert by_code and by_code[("200",)] > 0
     assert second.history is first.history and len(second.history) == 3
