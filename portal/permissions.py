@@ -1,4 +1,6 @@
 from rest_framework import permissions
+from rest_framework.request import Request
+from rest_framework.views import APIView
 
 from portal.choices import TokenScope
 from portal.models import ApiToken
@@ -9,7 +11,7 @@ class TokenScopePermission(permissions.BasePermission):
 
     message = "this API token lacks the scope for this request"
 
-    def has_permission(self, request, view):
+    def has_permission(self, request: Request, view: APIView) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         if isinstance(request.auth, ApiToken):

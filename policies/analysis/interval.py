@@ -121,7 +121,7 @@ def _one(
 ) -> MetricResult:
     state = dict(states.get(metric.name) or {})
     threshold = str(metric.threshold)
-    bounds = {"threshold_min": metric.threshold.min, "threshold_max": metric.threshold.max}
+    bounds: dict[str, Any] = {"threshold_min": metric.threshold.min, "threshold_max": metric.threshold.max}
     try:
         canary_sample = provider.sample(metric, canary, window)
         stable_sample = provider.sample(metric, stable, window)

@@ -150,7 +150,7 @@ class Judge(Protocol):
     ) -> JudgeVerdict: ...
 
 
-def _values(metric: MetricDefinition, obs: Observation) -> str:
+def _values(metric: MetricDefinition, obs: Observation) -> tuple[str, str]:
     unit = f" {metric.unit}" if metric.unit else ""
     return f"canary {fmt(obs.canary_value)}{unit}", f"(stable {fmt(obs.stable_value)}{unit})"
 

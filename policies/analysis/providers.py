@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from integrations.prometheus import (
     MeshsimMetricsProvider,
@@ -189,7 +189,7 @@ class PrometheusProvider:
         end: float, step: float,
     ) -> list[tuple[float, float]]:
         """The metric over time (charts; per-step samples of custom queries)."""
-        by = {"namespace": target.namespace, "service": target.service,
+        by: dict[str, Any] = {"namespace": target.namespace, "service": target.service,
               "version": target.version, "canary": target.canary, "interval": window}
         if metric.kind == MetricKind.SUCCESS_RATE:
             promql = success_rate_query(**by)

@@ -69,7 +69,7 @@ class ManifestError(Exception):
 
 def object_identity(obj: dict[str, Any]) -> str:
     kind = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = found if isinstance(found := obj.get("metadata"), dict) else {}
     name, namespace = metadata.get("name") or "?", metadata.get("namespace") or ""
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
@@ -114,7 +114,7 @@ def guardrail_check(
     replaces a CEL guardrail's stored expression, for trying an edit before saving it."""
     env = environment_info(environment)
     identity = object_identity(obj)
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = found if isinstance(found := obj.get("metadata"), dict) else {}
     parameters = guardrail.parameters if isinstance(guardrail.parameters, dict) else {}
     values = {
         **{key: value for key, value in parameters.items() if isinstance(key, str)},
@@ -158,7 +158,7 @@ def guardrails_evaluate(
     object order, then hard before soft before advisory. One query when `guardrails` is not given."""
     env = environment_info(environment)
     candidates = list(guardrails if guardrails is not None else Guardrail.objects.filter(enabled=True))
-    rank = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
+    rank: dict[str, int] = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
             GuardrailEnforcement.ADVISORY: 2}
     candidates.sort(key=lambda g: (rank.get(g.enforcement, 3), g.name))
     results = []
