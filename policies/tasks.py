@@ -3,7 +3,7 @@ import datetime as dt
 import logging
 import time
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, autoretry_for=(), max_retries=3)
-def import_environment(self, environment_id: int, actor_id: int | None = None) -> dict:
+def import_environment(self: Task, environment_id: int, actor_id: int | None = None) -> dict:
     environment = Environment.objects.get(pk=environment_id)
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     try:
@@ -40,7 +40,7 @@ def probe_clusters() -> dict:
 
 
 @shared_task(bind=True, max_retries=None)
-def deliver_notification(self, delivery_id: int) -> str:
+def deliver_notification(self: Task, delivery_id: int) -> str:
     """One attempt at one notification delivery; the row decides whether another follows (with
     exponential backoff) and when the delivery is given up."""
     outcome = notification_deliver(delivery_id=delivery_id)
@@ -59,7 +59,7 @@ def retry_due_notifications() -> int:
 
 
 @shared_task(bind=True, max_retries=3)
-def compute_plan(self, change_id: int) -> dict:
+def compute_plan(self: Task, change_id: int) -> dict:
     """The plan of a change: live objects, diffs and server dry-run, stored as a Plan row."""
     change = ChangeRequest.objects.filter(pk=change_id).first()
     if change is None:

@@ -151,7 +151,7 @@ class TokenViewSet(
     filter_backends: list = []
 
     def get_queryset(self) -> QuerySet[ApiToken]:
-        return token_list(user=signed_in_user(self.request))
+        return token_list(user=self.request.user)
 
     @extend_schema(request=TokenCreateSerializer, responses={status.HTTP_201_CREATED: TokenCreatedSerializer})
     def create(self, request: Request) -> Response:

@@ -1,10 +1,14 @@
 """Request helpers shared by the portal's and the domain's views."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
-from rest_framework.request import Request
+
+if TYPE_CHECKING:
+    from rest_framework.request import Request
 
 
 def signed_in_user(request: HttpRequest | Request) -> User:

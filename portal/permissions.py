@@ -1,9 +1,15 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rest_framework import permissions
-from rest_framework.request import Request
-from rest_framework.views import APIView
 
 from portal.choices import TokenScope
 from portal.models import ApiToken
+
+if TYPE_CHECKING:  # rest_framework.views reads the permission setting, which names this module
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class TokenScopePermission(permissions.BasePermission):
