@@ -43,6 +43,7 @@ class Warm:
     def __init__(self, meshsim: MeshsimProcess, prom: PrometheusProcess) -> None:
         self.meshsim, self.prom = meshsim, prom
         self.fallback = MeshsimMetricsProvider(meshsim.url, bootstrap_wait_s=0)
+        self.reset_at = time.time()  # Prometheus' samples after this are of the fresh counters
 
 
 @pytest.fixture(scope="module")
@@ -216,7 +217,10 @@ def test_fallback_answers_like_prometheus(warm: Warm) -> None:
     Prometheus stored (pinned at one instant), so live traffic between two reads cannot move
     one answer and not the other."""
     at = datetime.now(UTC)
-    first, last = _prometheus_window(warm.prom.url, at, "1m")
+    # a window that starts after the counters' reset (the fallback compares a window's first and
+    # last sample only, while Prometheus adds up across a reset inside the window)
+    window = f"{int(at.timestamp() - warm.reset_at) - 1}s"
+    first, last = _prometheus_window(warm.prom.url, at, window)
     history = ScrapeHistory()
     history.add(first)
     fallback = MeshsimMetricsProvider(warm.meshsim.url, bootstrap_wait_s=0, clock=lambda: last.at,
@@ -227,7 +231,7 @@ def test_fallback_answers_like_prometheus(warm: Warm) -> None:
         return last
 
     fallback.scrape = scrape  # type: ignore[method-assign]
-    selection = {"version": "v1", "interval": "1m", **REVIEWS}
+    selection = {"version": "v1", "interval": window, **REVIEWS}
     promql_rate = success_rate_query(**selection)
     from_prometheus = query(warm.prom.url, promql_rate, time=at)[0].value
     from_meshsim = fallback.request_success_rate(**selection)
@@ -241,7 +245,7 @@ def test_fallback_answers_like_prometheus(warm: Warm) -> None:
     p99_meshsim = fallback.request_latency_p99(**selection)
     assert p99_meshsim is not None
     assert p99_meshsim == pytest.approx(p99_prometheus, rel=0.02), (p99_meshsim, p99_prometheus)
-    assert fallback.request_success_rate(canary=True, interval="1m", **REVIEWS) is None
+    assert fallback.request_success_rate(canary=True, interval=window, **REVIEWS) is None
 
 
 def test_fallback_windows_follow_its_scrapes(meshsim: MeshsimProcess) -> None:
