@@ -1,7 +1,8 @@
 """What cross-resource checks look at: the environment's live workloads and its Istio configuration.
 
 A ValidationContext is built once per validation from (1) the cluster's namespaces, Services and Pods
-read through the adapter, (2) the current revisions of the environment's policies in the database,
+from the live inventory (policies/inventory.py; listed through the adapter when the inventory is
+stale, with a notice), (2) the current revisions of the environment's policies in the database,
 minus those the bundle replaces, and (3) the bundle's own objects, which override policies with the
 same identity. Its indexes are computed on first use.
 """
@@ -15,6 +16,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 from integrations.kubernetes import ClusterConfig, KubernetesError, list_namespaces, list_pods, list_services
+from policies import inventory
 from policies.choices import PolicyKind
 from policies.cluster import cluster_config
 from policies.models import Environment, Policy
@@ -103,6 +105,28 @@ def read_live_state(cfg: ClusterConfig) -> LiveState:
             tuple(_service(item) for item in services.result()),
             tuple(_workload(item) for item in pods.result()),
         )
+
+
+LIVE_KINDS = ("Namespace", "Service", "Pod")
+
+
+def live_state_from(namespaces: Iterable[dict[str, Any]], services: Iterable[dict[str, Any]],
+                    pods: Iterable[dict[str, Any]]) -> LiveState:
+    return LiveState(
+        frozenset(_meta(item).get("name", "") for item in namespaces),
+        tuple(_service(item) for item in services),
+        tuple(_workload(item) for item in pods),
+    )
+
+
+def inventory_live_state(environment: Environment) -> tuple[LiveState | None, inventory.Freshness]:
+    """The live state from the inventory when it is fresh (None and the freshness otherwise)."""
+    state = inventory.freshness(environment, LIVE_KINDS)
+    if not state.fresh:
+        return None, state
+    live = inventory.snapshot(environment, state, "live-state", lambda: live_state_from(
+        *(inventory.items(environment, kind) for kind in LIVE_KINDS)))
+    return live, state
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
@@ -412,10 +436,14 @@ def build_context(
     findings: list[Finding] = []
     live: LiveState | None = None
     if read_cluster:
-        try:
-            live = read_live_state(cluster_config(environment))
-        except KubernetesError as exc:
-            findings.append(_not_read(exc.message))
+        live, state = inventory_live_state(environment)
+        if live is None:
+            if state.watched:
+                findings.append(finding("MG0399", state.stale_notice()))
+            try:
+                live = read_live_state(cluster_config(environment))
+            except KubernetesError as exc:
+                findings.append(_not_read(exc.message))
     else:
         findings.append(_not_read("the cluster could not be reached"))
     objects = environment_objects(environment, exclude_policy_ids=exclude_policy_ids)
