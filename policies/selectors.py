@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import (
@@ -70,6 +71,21 @@ def policy_list(*, user: User) -> QuerySet[Policy]:
         environment=OuterRef("environment"), namespace=OuterRef("namespace"), team__memberships__user=user
     )
     return policies.filter(Exists(owned))
+
+
+def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Page:
+    """One page of `queryset`: the page's primary keys first (ordered, without the annotations), then
+    only those rows with their annotations. The owner-team subqueries run for the page's rows, not
+    for every row an OFFSET skips, so the last page costs what the first does."""
+    page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(number)
+    page.object_list = rows_for_pks(queryset, list(page.object_list))
+    return page
+
+
+def rows_for_pks(queryset: QuerySet[Policy], pks: list[int]) -> list[Policy]:
+    """The rows of `pks` from `queryset` (annotations included), in the order of `pks`."""
+    rows = {row.pk: row for row in queryset.order_by().filter(pk__in=pks)}
+    return [rows[pk] for pk in pks if pk in rows]
 
 
 def policy_list_with_drift(*, policies: QuerySet[Policy]) -> QuerySet[Policy]:

@@ -212,6 +212,7 @@ def drafts_from_bundle(
             code="bundle_rejected",
         )
     texts = _decoded(expanded)
+    lines = {name: text.splitlines(keepends=True) for name, text in texts.items()}  # once per file, not per object
     per_file: dict[str, int] = {}
     for document in documents:
         per_file[document.file] = per_file.get(document.file, 0) + 1
@@ -222,7 +223,8 @@ def drafts_from_bundle(
                 author=author,
                 environment=environment,
                 document=document,
-                source_text=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
+                source_text=_document_text(document, texts[document.file], alone=per_file[document.file] == 1,
+                                           lines=lines[document.file]),
                 findings=report.for_document(document),
                 message=message or None,
                 draft=None,
@@ -375,14 +377,15 @@ def _decoded(files: list[tuple[str, bytes]]) -> dict[str, str]:
     return {name: content.decode("utf-8", errors="replace").removeprefix("\ufeff") for name, content in files}
 
 
-def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
+def _document_text(document: ParsedDocument, text: str, *, alone: bool, lines: list[str] | None = None) -> str:
     """The object's own text, as written: the whole file when it is the file's only object,
     else its lines (separators trimmed); an item of a list is written out as YAML."""
     if document.item is not None:
         return yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True)
     if alone:
         return text
-    lines = text.splitlines(keepends=True)
+    if lines is None:
+        lines = text.splitlines(keepends=True)
     separators = ("---", "...")
     start = document.start_line - 1
     # Comments right above the object (after the previous separator) belong to it.

@@ -220,6 +220,7 @@ class ItemView:
     blocking_guardrail_ids: set[int]
     overridable: list[dict[str, Any]]
     three_way: Any = None
+    collapsed: bool = False  # the diff is loaded on demand (item_plan_diff)
 
     @property
     def anchor(self) -> str:
@@ -238,6 +239,22 @@ def _threads_by_place(comments: list[ReviewComment]) -> tuple[dict, dict, list]:
         else:
             general.append(comment)
     return by_line, by_item, general
+
+
+# A change with more items than this shows each item's diff collapsed (loaded with htmx when opened),
+# except the diffs that carry line comments: the page of a 500-item change stays small.
+EXPANDED_DIFFS_UP_TO = 20
+
+
+def _item_rows(item: ChangeItem, plan_item: PlanItem | None, by_line: dict[tuple[int, int], list]) -> list[RowView]:
+    """The plan's side-by-side rows of an item, with the threads of each line."""
+    if plan_item is None:
+        diff_rows = []
+    elif plan_item.item_content_hash == item.content_hash:
+        diff_rows = stored_rows(plan_item.diff_live)
+    else:  # edited since the plan: the live object it saw against the item as it is now
+        diff_rows = diff_objects(plan_item.live_content, item.content).side_by_side
+    return [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
 
 
 def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str, Any]:
@@ -261,6 +278,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         ids = {item.base_revision_id for item in stale_items} | {item.current_revision_now for item in stale_items}
         revisions = PolicyRevision.objects.in_bulk([pk for pk in ids if pk])
     by_line, by_item, general = _threads_by_place(comments)
+    line_keys = set(by_line)
     may_approve = approval.user_may_approve(user=user, change=change, requirements=requirements)
     is_admin = selectors.user_is_admin(user)
     is_author = user.pk == change.author_id
@@ -268,13 +286,9 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
     views = []
     for item in items:
         plan_item = plan_items.get(item.pk)
-        if plan_item is None:
-            diff_rows = []
-        elif plan_item.item_content_hash == item.content_hash:
-            diff_rows = stored_rows(plan_item.diff_live)
-        else:  # edited since the plan: the live object it saw against the item as it is now
-            diff_rows = diff_objects(plan_item.live_content, item.content).side_by_side
-        rows = [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
+        line_threads = any(key[0] == item.pk for key in line_keys)
+        collapsed = len(items) > EXPANDED_DIFFS_UP_TO and plan_item is not None and not line_threads
+        rows = [] if collapsed else _item_rows(item, plan_item, by_line)
         blocking_ids = {result.guardrail_id for result in guardrail_blocking.get(item.pk, [])}
         overridable = [result for result in item.guardrail_results
                        if result["guardrail_id"] in blocking_ids
@@ -285,6 +299,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
             overlaps=overlaps.get(item.pk, []), guardrails=item.guardrail_results, blocking_guardrail_ids=blocking_ids,
             overridable=overridable if is_admin and state in EDITABLE_CHANGE_STATES else [],
             three_way=selectors.change_item_three_way(item=item, revisions=revisions) if stale else None,
+            collapsed=collapsed,
         ))
     own_approval = next((review for review in status.counted if review.reviewer_id == user.pk), None)
     events = list(
@@ -633,6 +648,26 @@ def comment_resolve(request: HttpRequest, pk: int, comment_pk: int) -> HttpRespo
 
 
 # --- items ----------------------------------------------------------------------------------------------------
+
+@login_required
+@require_safe
+def item_plan_diff(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """One item's plan diff (live → this change), for a collapsed item of a large change."""
+    change = _visible_change(request, pk)
+    item = _item_of(change, item_pk)
+    plan = selectors.change_latest_plan(change=change)
+    plan_item = selectors.plan_items_by_item(plan=plan).get(item.pk)
+    by_line, _, _ = _threads_by_place([c for c in selectors.change_comments(change=change) if c.item_id == item.pk])
+    view = ItemView(item=item, plan_item=plan_item, rows=_item_rows(item, plan_item, by_line), item_threads=[],
+                    stale=False, overlaps=[], guardrails=[], blocking_guardrail_ids=set(), overridable=[])
+    is_author = request.user.pk == change.author_id
+    may_approve = is_author or approval.user_may_approve(
+        user=request.user, change=change,
+        requirements=approval.change_requirements(change, items=list(selectors.change_items(change=change))))
+    return render(request, "changes/_plan_diff.html", {
+        "change": change, "view": view, "can_comment": True, "can_moderate": is_author or may_approve,
+    })
+
 
 @login_required
 @require_safe
