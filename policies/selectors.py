@@ -276,10 +276,17 @@ def change_latest_plan(*, change, before=None):
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan) -> dict:
+def plan_items_by_item(*, plan, summaries_only: bool = False, item_pk: int | None = None) -> dict:
+    """The plan's items by change item. `summaries_only`: without the live objects and base diffs
+    (a large change's summary lines do not show them); `item_pk`: that item's alone."""
     if plan is None:
         return {}
-    return {plan_item.item_id: plan_item for plan_item in plan.items.all()}
+    rows = plan.items.all()
+    if summaries_only:
+        rows = rows.defer("live_content", "diff_base")
+    if item_pk is not None:
+        rows = rows.filter(item_id=item_pk)
+    return {plan_item.item_id: plan_item for plan_item in rows}
 
 
 def change_reviews(*, change) -> list:

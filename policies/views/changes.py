@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
@@ -220,7 +220,8 @@ class ItemView:
     blocking_guardrail_ids: set[int]
     overridable: list[dict[str, Any]]
     three_way: Any = None
-    collapsed: bool = False  # the diff is loaded on demand (item_plan_diff)
+    compact: bool = False  # a summary line; the card is loaded on demand (item_card)
+    thread_count: int = 0  # of the item's lines and of the item
 
     @property
     def anchor(self) -> str:
@@ -241,9 +242,9 @@ def _threads_by_place(comments: list[ReviewComment]) -> tuple[dict, dict, list]:
     return by_line, by_item, general
 
 
-# A change with more items than this shows each item's diff collapsed (loaded with htmx when opened),
-# except the diffs that carry line comments: the page of a 500-item change stays small.
-EXPANDED_DIFFS_UP_TO = 20
+# A change with more items than this lists them as summary lines, each item's card (diff, findings,
+# guardrails, threads) loaded with htmx when opened: the page of a 500-item change stays small.
+FULL_ITEMS_UP_TO = 20
 
 
 def _item_rows(item: ChangeItem, plan_item: PlanItem | None, by_line: dict[tuple[int, int], list]) -> list[RowView]:
@@ -257,13 +258,16 @@ def _item_rows(item: ChangeItem, plan_item: PlanItem | None, by_line: dict[tuple
     return [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
 
 
-def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str, Any]:
-    """Everything the change page shows, in a number of queries that does not grow with its items."""
+def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk: int | None = None) -> dict[str, Any]:
+    """Everything the change page shows, in a number of queries that does not grow with its items.
+
+    `item_pk`: the context of that one item's full card only (`items` holds its view alone)."""
     user = request.user
     items = list(selectors.change_items(change=change))
     change_services.change_guardrails_refresh(change=change, items=items)
     plan = selectors.change_latest_plan(change=change)
-    plan_items = selectors.plan_items_by_item(plan=plan)
+    plan_items = selectors.plan_items_by_item(plan=plan, summaries_only=item_pk is None and len(items) > FULL_ITEMS_UP_TO,
+                                              item_pk=item_pk)
     reviews = selectors.change_reviews(change=change)
     comments = selectors.change_comments(change=change)
     requirements = approval.change_requirements(change, items=items)
@@ -278,17 +282,20 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         ids = {item.base_revision_id for item in stale_items} | {item.current_revision_now for item in stale_items}
         revisions = PolicyRevision.objects.in_bulk([pk for pk in ids if pk])
     by_line, by_item, general = _threads_by_place(comments)
-    line_keys = set(by_line)
+    line_thread_counts: dict[int, int] = {}
+    for (thread_item, _), threads in by_line.items():
+        line_thread_counts[thread_item] = line_thread_counts.get(thread_item, 0) + len(threads)
     may_approve = approval.user_may_approve(user=user, change=change, requirements=requirements)
     is_admin = selectors.user_is_admin(user)
     is_author = user.pk == change.author_id
     state = change.state
     views = []
     for item in items:
+        if item_pk is not None and item.pk != item_pk:
+            continue
         plan_item = plan_items.get(item.pk)
-        line_threads = any(key[0] == item.pk for key in line_keys)
-        collapsed = len(items) > EXPANDED_DIFFS_UP_TO and plan_item is not None and not line_threads
-        rows = [] if collapsed else _item_rows(item, plan_item, by_line)
+        compact = item_pk is None and len(items) > FULL_ITEMS_UP_TO
+        rows = [] if compact else _item_rows(item, plan_item, by_line)
         blocking_ids = {result.guardrail_id for result in guardrail_blocking.get(item.pk, [])}
         overridable = [result for result in item.guardrail_results
                        if result["guardrail_id"] in blocking_ids
@@ -299,7 +306,8 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
             overlaps=overlaps.get(item.pk, []), guardrails=item.guardrail_results, blocking_guardrail_ids=blocking_ids,
             overridable=overridable if is_admin and state in EDITABLE_CHANGE_STATES else [],
             three_way=selectors.change_item_three_way(item=item, revisions=revisions) if stale else None,
-            collapsed=collapsed,
+            compact=compact,
+            thread_count=line_thread_counts.get(item.pk, 0) + len(by_item.get(item.pk, [])),
         ))
     own_approval = next((review for review in status.counted if review.reviewer_id == user.pk), None)
     events = list(
@@ -651,22 +659,13 @@ def comment_resolve(request: HttpRequest, pk: int, comment_pk: int) -> HttpRespo
 
 @login_required
 @require_safe
-def item_plan_diff(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
-    """One item's plan diff (live → this change), for a collapsed item of a large change."""
+def item_card(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """One item's full card (plan diff, findings, guardrails, threads), opened from a large change's summary."""
     change = _visible_change(request, pk)
-    item = _item_of(change, item_pk)
-    plan = selectors.change_latest_plan(change=change)
-    plan_item = selectors.plan_items_by_item(plan=plan).get(item.pk)
-    by_line, _, _ = _threads_by_place([c for c in selectors.change_comments(change=change) if c.item_id == item.pk])
-    view = ItemView(item=item, plan_item=plan_item, rows=_item_rows(item, plan_item, by_line), item_threads=[],
-                    stale=False, overlaps=[], guardrails=[], blocking_guardrail_ids=set(), overridable=[])
-    is_author = request.user.pk == change.author_id
-    may_approve = is_author or approval.user_may_approve(
-        user=request.user, change=change,
-        requirements=approval.change_requirements(change, items=list(selectors.change_items(change=change))))
-    return render(request, "changes/_plan_diff.html", {
-        "change": change, "view": view, "can_comment": True, "can_moderate": is_author or may_approve,
-    })
+    context = change_page_context(request, change, item_pk=item_pk)
+    if not context["items"]:
+        raise Http404("no such item in this change")
+    return render(request, "changes/_item.html", {**context, "view": context["items"][0]})
 
 
 @login_required
