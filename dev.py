@@ -191,6 +191,7 @@ def cmd_run(args: list[str]) -> int:
         worker = start("worker", [ROOT / "docker" / "start-worker"],
                        {"MESHGATE_WORKER_READY_FILE": str(worker_ready), "CELERY_CONCURRENCY": "2"})
         start("beat", [ROOT / "docker" / "start-beat"])
+        start("inventory", [ROOT / "docker" / "start-inventory"])
         bind = os.environ.get("MESHGATE_BIND", "127.0.0.1:8000")
         start("web", [ROOT / "docker" / "start-web"], {"MESHGATE_BIND": bind, "WEB_CONCURRENCY": "2"})
         wait_for(worker_ready, worker, "the Celery worker")

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import REPO_ROOT, setup_django  # noqa: E402
+from benchmarks._common import setup_django
 
 TARGETS = {  # seconds
     "validate one object": 0.1, "validate a 1,000-object bundle": 2.0, "catalog last page": 0.15,

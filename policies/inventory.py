@@ -71,7 +71,7 @@ def snapshot(environment: Environment, state: Freshness, key: str, build: Callab
     memo_key = (environment.pk, key, state.versions)
     with _memo_lock:
         if memo_key in _memo:
-            return _memo[memo_key]  # type: ignore[no-any-return]
+            return _memo[memo_key]
     value = build()
     with _memo_lock:
         if len(_memo) >= _MEMO_SIZE:

@@ -78,7 +78,7 @@ def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Pag
     only those rows with their annotations. The owner-team subqueries run for the page's rows, not
     for every row an OFFSET skips, so the last page costs what the first does."""
     page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(number)
-    page.object_list = rows_for_pks(queryset, list(page.object_list))
+    page.object_list = rows_for_pks(queryset, list(page.object_list))  # type: ignore[assignment]
     return page
 
 
@@ -276,7 +276,7 @@ def change_latest_plan(*, change, before=None):
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan, summaries_only: bool = False, item_pk: int | None = None) -> dict:
+def plan_items_by_item(*, plan: Plan | None, summaries_only: bool = False, item_pk: int | None = None) -> dict:
     """The plan's items by change item. `summaries_only`: without the live objects and base diffs
     (a large change's summary lines do not show them); `item_pk`: that item's alone."""
     if plan is None:

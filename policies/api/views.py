@@ -9,6 +9,7 @@ from django.db.models import F, QuerySet
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
+from rest_framework.views import APIView
 from rest_framework.viewsets import ReadOnlyModelViewSet
 
 from policies.api import serializers
@@ -21,7 +22,9 @@ class PkFirstPagination(LimitOffsetPagination):
     """LIMIT/OFFSET over the primary keys alone, then the page's rows with their annotations
     (see `selectors.page_pk_first`): any offset costs what the first page does."""
 
-    def paginate_queryset(self, queryset: QuerySet, request: Request, view: object = None) -> list | None:
+    def paginate_queryset(  # type: ignore[override]
+        self, queryset: QuerySet, request: Request, view: APIView | None = None,
+    ) -> list | None:
         pks = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
         return None if pks is None else rows_for_pks(queryset, list(pks))
 

@@ -31,7 +31,8 @@ ISTIO_PLURALS = {
     "networking.istio.io": {"virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars"},
     "security.istio.io": {"authorizationpolicies", "peerauthentications", "requestauthentications"},
 }
-DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat"}
+DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat",
+                      "meshgate-inventory": "start-inventory"}
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 DEV_MANIFESTS = sorted((K8S / "dev").glob("*.yaml"))
 
@@ -134,9 +135,10 @@ def test_cluster_role_is_exactly_least_privilege(objects):
 
     reads = {
         ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list"})),
-        ("", "namespaces", frozenset({"list"})),
-        ("", "services", frozenset({"list"})),
-        ("", "pods", frozenset({"list"})),
+        # watch: the live inventory's watcher (manage.py watch_inventory)
+        ("", "namespaces", frozenset({"list", "watch"})),
+        ("", "services", frozenset({"list", "watch"})),
+        ("", "pods", frozenset({"list", "watch"})),
     }
     istio = {(group, plural, WRITE_VERBS) for group, plurals in ISTIO_PLURALS.items() for plural in plurals}
     assert granted == reads | istio
@@ -161,7 +163,7 @@ def test_only_pods_that_call_the_cluster_api_get_a_token(objects):
     for name, pod in pods.items():
         assert pod["serviceAccountName"] == "meshgate", name
     mounted = {name for name, pod in pods.items() if pod.get("automountServiceAccountToken")}
-    assert mounted == {"meshgate-web", "meshgate-worker"}
+    assert mounted == {"meshgate-web", "meshgate-worker", "meshgate-inventory"}
 
 
 # --- workloads -------------------------------------------------------------------------------
