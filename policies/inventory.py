@@ -68,7 +68,11 @@ def get(environment: Environment, kind: str, namespace: str, name: str) -> dict[
 
 def snapshot(environment: Environment, state: Freshness, key: str, build: Callable[[], T]) -> T:
     """`build()` memoized in this process for the environment at the watermarks' versions."""
-    memo_key = (environment.pk, key, state.versions)
+    return memoized((environment.pk, key, state.versions), build)
+
+
+def memoized(memo_key: tuple[Any, ...], build: Callable[[], T]) -> T:
+    """`build()` memoized in this process under `memo_key` (which must change when the result would)."""
     with _memo_lock:
         if memo_key in _memo:
             return _memo[memo_key]

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
+from django.db.models import Count, Sum
+
 from integrations.kubernetes import ClusterConfig, KubernetesError, list_namespaces, list_pods, list_services
 from policies import inventory
 from policies.choices import PolicyKind
@@ -177,13 +179,21 @@ def _spec(content: Any) -> Mapping[str, Any]:
 
 
 def environment_objects(environment: Environment, *, exclude_policy_ids: Iterable[int] = ()) -> list[MeshObject]:
-    """The current revisions of the environment's policies (one query)."""
-    rows = (
-        Policy.objects.filter(environment=environment, current_revision__isnull=False)
-        .exclude(pk__in=list(exclude_policy_ids))
-        .values_list("kind", "namespace", "name", "current_revision__content")
-    )
-    return [MeshObject(kind, namespace, name, _spec(content)) for kind, namespace, name, content in rows]
+    """The current revisions of the environment's policies.
+
+    Loaded once per process while the set of current revisions stays the same (a new revision has
+    a new id, so their count and sum of ids tell): a validation then costs one aggregate query,
+    not the decoding of every policy's content."""
+    current = Policy.objects.filter(environment=environment, current_revision__isnull=False)
+    stamp = current.aggregate(count=Count("pk"), ids=Sum("current_revision_id"))
+
+    def load() -> dict[int, MeshObject]:
+        rows = current.values_list("pk", "kind", "namespace", "name", "current_revision__content")
+        return {pk: MeshObject(kind, namespace, name, _spec(content)) for pk, kind, namespace, name, content in rows}
+
+    objects = inventory.memoized(("environment-objects", environment.pk, stamp["count"], stamp["ids"]), load)
+    excluded = set(exclude_policy_ids)
+    return [obj for pk, obj in objects.items() if pk not in excluded]
 
 
 def document_object(doc: ParsedDocument) -> MeshObject:
