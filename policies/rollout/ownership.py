@@ -159,7 +159,17 @@ def predict_reapply(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
     for section in ("labels", "annotations"):
         if section in meta and not meta[section]:
             meta.pop(section)
-    meta["managedFields"] = entries
+    # The re-apply leaves Meshgate owning exactly what it sets.
+    tree: Obj = {}
+    for path in sorted(intent):
+        node = tree
+        for segment in path:
+            node = node.setdefault(f"f:{segment}", {})
+    meta["managedFields"] = [
+        {**entry, "fieldsV1": tree} if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
+        and not entry.get("subresource") else entry
+        for entry in entries
+    ]
     return result
 
 
