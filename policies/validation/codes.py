@@ -315,6 +315,23 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    _code("MG0905", ERR, DRYRUN, "The cluster would not hold the approved content",
+          "The server's dry-run answer to the rollout's exact write differs from the approved content: a "
+          "field another applier owns would survive, or the server adds a default. Approving it would "
+          "approve something the cluster will not hold.",
+          "Put the field (or the default) into the content, or have its other manager release it."),
+    _code("MG0906", WARN, DRYRUN, "Managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm): its controller "
+          "will revert Meshgate's write at its next sync.",
+          "Change the object in that tool's source, or take it out of the tool before rolling out."),
+    _code("MG0907", ERR, DRYRUN, "Refused: managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm) and this "
+          "environment refuses changes to such objects: the controller would revert the write.",
+          "Change the object in that tool's source, or take it out of the tool."),
+    _code("MG0908", ERR, DRYRUN, "Promotion conflict",
+          "The promoted change edits a field whose value in the target environment differs from the "
+          "source environment's base: applying the edit would overwrite the target's own value.",
+          "Edit the item to the value the target environment should hold; that resolves the conflict."),
 )
 
 CATALOGUE: dict[str, Code] = {code.code: code for code in _CODES}
