@@ -3,7 +3,9 @@
 - `/changes/`: list and retrieve (state, items, approval status, plan summary, reviews); create
   from draft ids or straight from a bundle (JSON text or multipart files), with `Idempotency-Key`.
 - One small endpoint per transition, each calling one service: `submit`, `approve`,
-  `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`; and
+  `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`,
+  `withdraw` (also `DELETE /changes/{id}/`), `retry`; `PATCH /changes/{id}/` (or `PUT …/items/`)
+  replaces the items with a new bundle (a new commit); and
   `status` for pipelines to poll; `rollout-options` (`policies.api.rollout_options`) reads and sets the
   author's rollout plan. An illegal transition answers 409 `illegal_transition` with the
   change's state in `details.state`; the author can never approve (403).
@@ -43,6 +45,7 @@ from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSeriali
 from policies.api.serializers import ContentField
 from policies.choices import ChangeState, PlanLiveState, PlanStatus
 from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment
+from policies.services import change_lifecycle as lifecycle
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
@@ -292,6 +295,23 @@ class EmptySerializer(serializers.Serializer):
     pass
 
 
+class ReplaceItemsSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False, help_text="The new bundle: YAML or JSON, one or more objects.")
+    filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
+                                    help_text="E.g. the commit's message.")
+
+
+class WithdrawSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class NoChangesSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="`no_changes`")
+    message = serializers.CharField()
+    details = serializers.DictField(help_text="`items`: the objects that already equal live.")
+
+
 class ChangeFilterSet(django_filters.FilterSet):
     environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
     state = django_filters.MultipleChoiceFilter(choices=ChangeState.choices)
@@ -339,6 +359,8 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
         parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             status.HTTP_201_CREATED: ChangeDetailSerializer,
+            status.HTTP_200_OK: OpenApiResponse(NoChangesSerializer, description="`no_changes`: every object of "
+                                                "the bundle equals live; nothing stored, nothing to review."),
             status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused; nothing stored."),
             status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your drafts or namespace."),
             status.HTTP_409_CONFLICT: OpenApiResponse(ErrorSerializer, description="A draft moved meanwhile."),
@@ -378,6 +400,24 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             return detail_response(request, change, status.HTTP_201_CREATED)
 
         return idempotent(request, payload, produce)
+
+    @extend_schema(operation_id="changes_replace_items", request=ReplaceItemsSerializer,
+                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def partial_update(self, request: Request, pk: int) -> Response:
+        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+        params = ReplaceItemsSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        values = params.validated_data
+        change = lifecycle.change_items_replace(author=request.user, change=change, message=values["message"],
+                                                files=[(values["filename"], values["text"].encode())])
+        return detail_response(request, change)
+
+    @extend_schema(operation_id="changes_withdraw_delete", summary="Withdraw the change (author; before rollout).",
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def destroy(self, request: Request, pk: int) -> Response:
+        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+        return detail_response(request, lifecycle.change_withdraw(actor=request.user, change=change))
 
 
 class ChangeActionView(APIView):
@@ -515,6 +555,50 @@ class ChangePromoteView(ChangeActionView):
 
     def respond(self, request, change, result):
         return detail_response(request, result, self.success_status)
+
+
+class ChangeReplaceItemsView(ChangeActionView):
+    input_serializer = ReplaceItemsSerializer
+
+    @_action_schema("changes_items_replace", ReplaceItemsSerializer,
+                    "Replace the items with a new bundle (author; a new commit of an open change).")
+    def put(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return lifecycle.change_items_replace(author=request.user, change=change, message=data["message"],
+                                              files=[(data["filename"], data["text"].encode())])
+
+    def respond(self, request, change, result):
+        return detail_response(request, result)
+
+
+class ChangeWithdrawView(ChangeActionView):
+    input_serializer = WithdrawSerializer
+
+    @_action_schema("changes_withdraw", WithdrawSerializer, "Withdraw the change (author; before its rollout).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return lifecycle.change_withdraw(actor=request.user, change=change, reason=data["reason"])
+
+    def respond(self, request, change, result):
+        return detail_response(request, result)
+
+
+class ChangeRetryView(ChangeActionView):
+    @_action_schema("changes_retry", EmptySerializer,
+                    "Retry a rolled-back or failed change (approver of the owning team): a new rollout attempt "
+                    "when nothing moved since the approved plan, else back to review.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return lifecycle.change_retry(actor=request.user, change=change)
+
+    def respond(self, request, change, result):
+        return detail_response(request, result)
 
 
 class ChangeRefreshPlanView(ChangeActionView):
