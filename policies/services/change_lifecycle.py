@@ -36,8 +36,20 @@ from policies.choices import (
     RolloutState,
 )
 from policies.cluster import cluster_config
-from policies.exceptions import ApplicationError, ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import ChangeItem, ChangeRequest, Environment, Review, Rollout, RolloutEvent
+from policies.exceptions import (
+    ApplicationError,
+    ConflictError,
+    DraftRejected,
+    PermissionDeniedError,
+)
+from policies.models import (
+    ChangeItem,
+    ChangeRequest,
+    Environment,
+    Review,
+    Rollout,
+    RolloutEvent,
+)
 from policies.normalize import content_hash, normalize_object
 from policies.services.changes import (
     _item_snapshot,
@@ -228,13 +240,20 @@ def _new_attempt(rollout: Rollout, *, actor: AbstractBaseUser) -> Rollout:
     return rollout
 
 
+def user_may_retry(*, user: AbstractBaseUser, change: ChangeRequest) -> bool:
+    """Approvers and admins of the owning teams (who may start its rollout)."""
+    from policies.services.rollouts import _may_control_change
+
+    return _may_control_change(user, change)
+
+
 def change_retry(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
     """rolled_back | failed → rolling_out (a new attempt) when nothing moved, else → in_review."""
     from policies.services.plans import plan_compute
-    from policies.services.rollouts import _enqueue, _may_control_change
+    from policies.services.rollouts import _enqueue
 
     require_state(change, RETRYABLE_CHANGE_STATES, "retry")
-    if not _may_control_change(actor, change):
+    if not user_may_retry(user=actor, change=change):
         raise PermissionDeniedError("only approvers of the owning team can retry this change")
     rollout = Rollout.objects.filter(change=change).first()
     if rollout is None:
