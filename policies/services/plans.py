@@ -241,7 +241,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
     if unreadable:
         error = next(plan.live.error for plan in plans if plan.live.error)
     elif errors:
-        error = f"the dry-run refused {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
+        error = f"blocking findings on {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
 
     with transaction.atomic():
         change = lock_change(change)
