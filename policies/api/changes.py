@@ -111,8 +111,15 @@ class PlanItemSummarySerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     against_live = DiffSummarySerializer(source="diff_live.summary")
     against_base = DiffSummarySerializer(source="diff_base.summary")
-    unified = serializers.CharField(source="diff_live.unified", help_text="Live → this change, unified YAML diff.")
+    unified = serializers.CharField(source="diff_live.unified",
+                                    help_text="Live → what the cluster will hold, unified YAML diff.")
     findings = FindingSerializer(many=True, help_text="Server dry-run findings.")
+    after = serializers.JSONField(source="after_content", allow_null=True,
+                                  help_text="What the cluster would hold after the rollout's write (the server's "
+                                            "dry-run answer, normalized); the diffs compare live with it.")
+    ownership = serializers.JSONField(help_text="`taken_from`: managers whose fields the write takes over; "
+                                                "`survivors`: fields that would differ from the approved content, "
+                                                "with their owners; `controller`: Argo CD / Flux / Helm.")
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -176,7 +183,7 @@ class ChangeDetailSerializer(ChangeSerializer):
 
     class Meta(ChangeSerializer.Meta):
         fields = [*ChangeSerializer.Meta.fields, "description", "link", "stale", "approval", "plan", "items",
-                  "reviews", "promotions", "rollout_options", "rollout_plan"]
+                  "reviews", "promotions", "promotion_conflicts", "withdrawn_at", "rollout_options", "rollout_plan"]
         read_only_fields = fields
 
     @extend_schema_field(ChangeItemDetailSerializer(many=True))
