@@ -566,6 +566,7 @@ class ChangePromoteView(ChangeActionView):
 
 class ChangeReplaceItemsView(ChangeActionView):
     input_serializer = ReplaceItemsSerializer
+    http_method_names = ["put", "options"]
 
     @_action_schema("changes_items_replace", ReplaceItemsSerializer,
                     "Replace the items with a new bundle (author; a new commit of an open change).")
