@@ -251,10 +251,15 @@ def change_retry(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeReq
     """rolled_back | failed → rolling_out (a new attempt) when nothing moved, else → in_review."""
     from policies.services.plans import plan_compute
     from policies.services.rollouts import _enqueue
+    from policies.services.windows import window_explain, window_is_open
 
     require_state(change, RETRYABLE_CHANGE_STATES, "retry")
     if not user_may_retry(user=actor, change=change):
         raise PermissionDeniedError("only approvers of the owning team can retry this change")
+    if not window_is_open(environment=change.environment, at=timezone.now()):
+        raise ConflictError(f"the change window of {change.environment.name} is closed: "
+                            f"{window_explain(environment=change.environment, at=timezone.now())}",
+                            extra={"state": change.state})
     rollout = Rollout.objects.filter(change=change).first()
     if rollout is None:
         raise ConflictError(f"change #{change.pk} has no rollout to retry", extra={"state": change.state})
