@@ -125,7 +125,7 @@ def _delete(obj: Obj, path: Path) -> None:
 
 def _intent_paths(desired: Obj) -> set[Path]:
     meta = desired.get("metadata") or {}
-    paths = {("metadata", section, key) for section in ("labels", "annotations") for key in meta.get(section) or {}}
+    paths: set[Path] = {("metadata", section, key) for section in ("labels", "annotations") for key in meta.get(section) or {}}
     for key, value in desired.items():
         if key not in ("apiVersion", "kind", "metadata", "status"):
             paths |= _leaves(value, (key,))
