@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, labels_text, mapping, text
-from policies.validation.checks.hosts import unknown_host_message
+from policies.validation.checks.hosts import export_scopes, unknown_host_message, visible_together
 from policies.validation.context import (
     MeshObject,
     Service,
@@ -68,15 +69,52 @@ def one_rule_per_host(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     host = _host(obj)
     if not host or match_labels(obj, "workloadSelector"):
         return
+    scopes = export_scopes(obj.spec.get("exportTo"), obj.namespace)
     others = [
         rule.ref for rule in ctx.destination_rules_exactly_for(host)
         if rule.namespace == obj.namespace and rule.identity != obj.identity
         and not match_labels(rule, "workloadSelector")
+        and visible_together(scopes, export_scopes(rule.spec.get("exportTo"), rule.namespace))
     ]
     if others:
         yield ("spec.host", f"DestinationRule {', '.join(others)} also applies to {obj.spec['host']} in namespace "
                             f"{obj.namespace}, and Istio merges them in no defined order: keep one DestinationRule "
                             "per host")
+
+
+# --- server certificate verification ----------------------------------------------------------------
+
+ORIGINATING = frozenset({"SIMPLE", "MUTUAL"})
+
+
+def _unverified(tls: Mapping[str, Any], obj: MeshObject) -> str:
+    """The TLS mode when it originates TLS without a CA to verify the server with, else ""."""
+    mode = text(tls.get("mode"))
+    if mode not in ORIGINATING or text(tls.get("caCertificates")):
+        return ""
+    if text(tls.get("credentialName")) and match_labels(obj, "workloadSelector"):
+        return ""  # a gateway's credential carries its CA
+    return mode
+
+
+@check("MG0407", DR)
+def server_verified(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    mode = _unverified(mapping(mapping(obj.spec.get("trafficPolicy")).get("tls")), obj)
+    if mode:
+        yield ("spec.trafficPolicy.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} without "
+                                         "caCertificates, so the server's certificate is not verified: set "
+                                         "tls.caCertificates")
+
+
+@check("MG0408", DR)
+def server_verified_per_port(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    for path, setting in entries(mapping(obj.spec.get("trafficPolicy")), "portLevelSettings", "spec.trafficPolicy"):
+        mode = _unverified(mapping(setting.get("tls")), obj)
+        if mode:
+            port = mapping(setting.get("port")).get("number")
+            yield (f"{path}.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} port {port} "
+                                  "without caCertificates, so the server's certificate is not verified: set "
+                                  "tls.caCertificates")
 
 
 # --- TLS against PeerAuthentication ---------------------------------------------------------------

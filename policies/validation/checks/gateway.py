@@ -1,7 +1,9 @@
 """Gateway: its selector must match gateway pods, its servers must not clash with other Gateways'."""
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, labels_text, mapping, strings, text
@@ -22,20 +24,100 @@ def selector_matches_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[H
                                 f"this Gateway{hint}: use the labels of your gateway deployment")
 
 
+def _selected_pods(gateway: MeshObject, ctx: ValidationContext) -> frozenset[tuple[str, str]]:
+    """The pods (namespace, name) a Gateway's selector matches in any namespace; none for an empty selector."""
+    selector = mapping(gateway.spec.get("selector"))
+    if not selector:
+        return frozenset()
+    return ctx.memo(("gateway-pods", selector_key(selector)), lambda: frozenset(
+        (pod.namespace, pod.name) for pod in ctx.workloads(selector)
+    ))
+
+
+def _same_pods(a: MeshObject, b: MeshObject, ctx: ValidationContext) -> bool:
+    """Both Gateways configure one gateway proxy: the same selector, or selectors matching a common pod."""
+    if selector_key(a.spec.get("selector")) == selector_key(b.spec.get("selector")):
+        return True
+    return bool(_selected_pods(a, ctx) & _selected_pods(b, ctx))
+
+
+def _servers_by_port(ctx: ValidationContext) -> dict[Any, list[tuple[str, MeshObject]]]:
+    def build() -> dict[Any, list[tuple[str, MeshObject]]]:
+        index: dict[Any, list[tuple[str, MeshObject]]] = defaultdict(list)
+        for gateway in ctx.of_kind(GATEWAY):
+            for server_path, server in entries(gateway.spec, "servers", "spec"):
+                port = mapping(server.get("port")).get("number")
+                if type(port) is int:
+                    for _, host in strings(server, "hosts", server_path):
+                        index[port].append((server_host(host), gateway))
+        return index
+
+    return ctx.memo("gateway-servers-by-port", build)
+
+
 @check("MG0502", GATEWAY)
 def servers_unique(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    selector = selector_key(obj.spec.get("selector"))
+    index = _servers_by_port(ctx)
     for server_path, server in entries(obj.spec, "servers", "spec"):
         port = mapping(server.get("port")).get("number")
+        if type(port) is not int:
+            continue
         for path, host in strings(server, "hosts", server_path):
             clashes = sorted({
-                other.ref for other_host, other in ctx.gateway_servers.get((selector, port), [])
+                other.ref for other_host, other in index.get(port, [])
                 if other.identity != obj.identity and hosts_overlap(server_host(host), other_host)
+                and _same_pods(obj, other, ctx)
             })
             if clashes:
-                yield (path, f"Gateway {', '.join(clashes)} selects the same workloads and also serves {host} on port "
-                             f"{port}: the proxy can serve only one of them; merge the servers into one Gateway or "
-                             "use another host or port")
+                yield (path, f"Gateway {', '.join(clashes)} configures the same gateway pods and also serves {host} on "
+                             f"port {port}: the proxy can serve only one of them; merge the servers into one Gateway "
+                             "or use another host or port")
+
+
+def _selector_within(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> bool:
+    return all(outer.get(key) == value for key, value in inner.items())
+
+
+def _certificate(tls: Mapping[str, Any]) -> tuple[str, ...]:
+    if text(tls.get("credentialName")):
+        return ("credential", tls["credentialName"])
+    if text(tls.get("serverCertificate")) and text(tls.get("privateKey")):
+        return ("files", tls["serverCertificate"], tls["privateKey"])
+    return ()
+
+
+def _certificates(gateway: MeshObject) -> set[tuple[str, ...]]:
+    found = set()
+    for _, server in entries(gateway.spec, "servers", "spec"):
+        certificate = _certificate(mapping(server.get("tls")))
+        if certificate:
+            found.add(certificate)
+    return found
+
+
+@check("MG0504", GATEWAY)
+def certificates_not_shared(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    mine = _certificates(obj)
+    if not mine:
+        return
+    index = ctx.memo("gateway-certificates", lambda: _certificate_index(ctx))
+    selector = mapping(obj.spec.get("selector"))
+    sharing = sorted({
+        other.ref for certificate in mine for other in index.get(certificate, [])
+        if other.identity != obj.identity and _selector_within(selector, mapping(other.spec.get("selector")))
+    })
+    if sharing:
+        yield ("spec.servers", f"Gateway {', '.join(sharing)} on the same gateway pods uses the same TLS certificate, so "
+                               "clients re-using an HTTP/2 connection get 404s for the other Gateway's hosts: serve "
+                               "them from one Gateway or use distinct certificates")
+
+
+def _certificate_index(ctx: ValidationContext) -> dict[tuple[str, ...], list[MeshObject]]:
+    index: dict[tuple[str, ...], list[MeshObject]] = defaultdict(list)
+    for gateway in ctx.of_kind(GATEWAY):
+        for certificate in _certificates(gateway):
+            index[certificate].append(gateway)
+    return index
 
 
 @check("MG0503", GATEWAY)
