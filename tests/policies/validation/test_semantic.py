@@ -116,7 +116,7 @@ CASES = [
             "- route:\n  - destination: {host: reviews, subset: v3}\n")),
     Case("MG0307",
          vs("hosts: [canary.bookinfo.example.com]\nhttp:\n- route:\n  - destination: {host: reviews}\n"
-            "- match:\n  - uri: {prefix: /api}\n  route:\n  - destination: {host: ratings}\n"),
+            "- route:\n  - destination: {host: ratings}\n"),
          "spec.http[1]",
          vs("hosts: [canary.bookinfo.example.com]\nhttp:\n"
             "- match:\n  - uri: {prefix: /api}\n  route:\n  - destination: {host: ratings}\n"
@@ -137,6 +137,18 @@ CASES = [
          + "---\n"
          + vs("hosts: [canary.bookinfo.example.com]\ngateways: [bookinfo-gateway]\n"
               "http:\n- delegate: {name: reviews-delegate}\n", name="edge")),
+    Case("MG0312",
+         vs("hosts: [canary.bookinfo.example.com]\nhttp:\n"
+            "- match:\n  - uri: {prefix: /api}\n  route:\n  - destination: {host: ratings}\n"
+            "- match:\n  - uri: {prefix: /api/v2}\n  route:\n  - destination: {host: reviews}\n"),
+         "spec.http[1].match[0]",
+         vs("hosts: [canary.bookinfo.example.com]\nhttp:\n"
+            "- match:\n  - uri: {prefix: /api/v2}\n  route:\n  - destination: {host: reviews}\n"
+            "- match:\n  - uri: {prefix: /api}\n  route:\n  - destination: {host: ratings}\n"
+            "- match:\n  - uri: {prefix: /api/v3}\n    method: {exact: POST}\n  route:\n  - destination: {host: reviews}\n")),
+    Case("MG0313", vs("gateways: [bookinfo-gateway]\n" + route_to("{host: productpage}", hosts="[other.example.com]")),
+         "spec.gateways[0]",
+         vs("gateways: [bookinfo-gateway]\n" + route_to("{host: productpage}", hosts="[bookinfo.staging.example.com]"))),
     Case("MG0311",
          vs("hosts: [canary.bookinfo.example.com]\nhttp:\n- match:\n  - uri: {regex: '(?=admin)/.*'}\n"
             "  route:\n  - destination: {host: reviews}\n"),
@@ -158,6 +170,17 @@ CASES = [
     Case("MG0406", dr("host: catalog\ntrafficPolicy: {tls: {mode: DISABLE}}", name="catalog", namespace="shop"),
          "spec.trafficPolicy.tls.mode",
          dr("host: catalog\ntrafficPolicy: {tls: {mode: ISTIO_MUTUAL}}", name="catalog", namespace="shop")),
+    Case("MG0407", dr("host: api.stripe.com\ntrafficPolicy: {tls: {mode: SIMPLE}}", name="stripe", namespace="shop"),
+         "spec.trafficPolicy.tls",
+         dr("host: api.stripe.com\ntrafficPolicy: {tls: {mode: SIMPLE, caCertificates: /etc/certs/ca.pem}}",
+            name="stripe", namespace="shop")),
+    Case("MG0408",
+         dr("host: api.stripe.com\ntrafficPolicy:\n  portLevelSettings:\n  - port: {number: 443}\n"
+            "    tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem}", name="stripe", namespace="shop"),
+         "spec.trafficPolicy.portLevelSettings[0].tls",
+         dr("host: api.stripe.com\ntrafficPolicy:\n  portLevelSettings:\n  - port: {number: 443}\n"
+            "    tls: {mode: MUTUAL, clientCertificate: /c.pem, privateKey: /k.pem, caCertificates: /ca.pem}",
+            name="stripe", namespace="shop")),
     # --- Gateway ---
     Case("MG0501", gateway(server("edge.example.com", selector="istio: egressgateway")), "spec.selector",
          gateway(server("edge.example.com"))),
@@ -167,11 +190,15 @@ CASES = [
          gateway(server("edge.example.com") + "  tls: {mode: SIMPLE, credentialName: edge-tls}\n"),
          "spec.servers[0].tls.credentialName",
          gateway(server("edge.example.com", 443, "HTTPS") + "  tls: {mode: SIMPLE, credentialName: edge-tls}\n")),
+    Case("MG0504",
+         gateway(server("edge.example.com", 443, "HTTPS") + "  tls: {mode: SIMPLE, credentialName: shop-tls}\n"),
+         "spec.servers",
+         gateway(server("edge.example.com", 443, "HTTPS") + "  tls: {mode: SIMPLE, credentialName: edge-tls}\n")),
     # --- security ---
     Case("MG0601", authz(GET_ONLY.format(app="reviewz")), "spec.selector.matchLabels",
          authz(GET_ONLY.format(app="reviews"))),
     Case("MG0602", authz(from_source("{namespaces: [shop, nope]}")), "spec.rules[0].from[0].source.namespaces[1]",
-         authz(from_source("{namespaces: [shop, istio-system], notNamespaces: ['test-*']}"))),
+         authz(from_source("{namespaces: [shop, istio-system, '*-system', 'book*'], notNamespaces: ['*']}"))),
     Case("MG0603", authz(from_source("{principals: [bookinfo/sa/reviews]}")),
          "spec.rules[0].from[0].source.principals[0]",
          authz(from_source("{principals: [cluster.local/ns/bookinfo/sa/productpage, '*', "
@@ -193,16 +220,33 @@ CASES = [
          request_auth(f"{{issuer: '{ISSUER}', jwksUri: '{ISSUER}/jwks'}}")),
     Case("MG0610", request_auth(f"{{jwksUri: '{ISSUER}/jwks'}}"), "spec.jwtRules[0].issuer",
          request_auth(f"{{issuer: '{ISSUER}', jwksUri: '{ISSUER}/jwks'}}")),
+    Case("MG0611", authz("action: ALLOW\nrules:\n- from:\n  - source: {namespaces: [shop]}", namespace="default"),
+         "metadata.namespace",
+         authz("action: ALLOW\nrules:\n- from:\n  - source: {namespaces: [shop]}")),
     # --- ServiceEntry ---
     Case("MG0701", service_entry(DATABASE.format(resolution="STATIC")), "spec.resolution",
          service_entry(DATABASE.format(resolution="STATIC") + "endpoints: [{address: 10.0.0.5}]")),
     Case("MG0702", service_entry(GOOGLE_APIS.format(resolution="DNS")), "spec.hosts[0]",
          service_entry(GOOGLE_APIS.format(resolution="NONE"))),
+    Case("MG0703", service_entry(DATABASE.format(resolution="DNS")), "spec.ports[0]",
+         service_entry(DATABASE.format(resolution="DNS") + "addresses: [10.0.0.5]")),
+    Case("MG0704", service_entry("hosts: [api.stripe.com]\nresolution: DNS\nports: [{number: 443, protocol: HTTPS}]"),
+         "spec.hosts[0]",
+         service_entry("hosts: [api.stripe.com]\nresolution: DNS\nports: [{number: 443, protocol: TLS}]")),
     # --- Sidecar ---
     Case("MG0801", sidecar("egress:\n- hosts: ['./*']", name="second"), "spec",
          sidecar("workloadSelector: {labels: {app: frontend}}\negress:\n- hosts: ['./*']", name="frontend")),
     Case("MG0802", sidecar("egress:\n- hosts: ['./*', istio-system]"), "spec.egress[0].hosts[1]",
          sidecar("egress:\n- hosts: ['./*', 'istio-system/*', '~/*', '*/api.stripe.com', 'shop/*.example.com']")),
+    Case("MG0803", sidecar("workloadSelector: {labels: {app: frontendz}}\negress:\n- hosts: ['./*']", name="frontend"),
+         "spec.workloadSelector",
+         sidecar("workloadSelector: {labels: {app: frontend}}\negress:\n- hosts: ['./*']", name="frontend")),
+    Case("MG0804",
+         sidecar("workloadSelector: {labels: {app: frontend}}\negress:\n- hosts: ['./*']", name="frontend")
+         + "---\n" + sidecar("workloadSelector: {labels: {version: v1}}\negress:\n- hosts: ['./*']", name="v1"),
+         "spec.workloadSelector",
+         sidecar("workloadSelector: {labels: {app: frontend}}\negress:\n- hosts: ['./*']", name="frontend")
+         + "---\n" + sidecar("workloadSelector: {labels: {app: cart}}\negress:\n- hosts: ['./*']", name="cart")),
 ]
 
 
@@ -213,9 +257,13 @@ def test_every_check_has_a_case():
 @pytest.mark.parametrize("case", CASES, ids=str)
 def test_the_check_fires_on_its_trigger(validate, case):
     report = validate(case.trigger)
-    finding = only(report, case.code)
+    first = report.documents[0].label
+    found = [f for f in report.findings if f.code == case.code and f.object == first]
+    assert len(found) == 1, [f.as_dict() for f in report.findings]
+    finding = found[0]
     entry = CATALOGUE[case.code]
     assert (finding.layer, finding.level, finding.path) == ("semantic", entry.level, case.path)
+    assert finding.istio_code == entry.istio
     assert finding.line == report.documents[0].line_of(case.path)
     assert finding.object == report.documents[0].label
     assert ": " in finding.message, "the message says what is wrong and then how to fix it"
@@ -331,3 +379,40 @@ def test_objects_of_any_shape_give_findings_never_an_exception(validate):
     assert len(report.documents) == len(documents)
     assert report.has_errors
     assert all(finding.level in Level.values for finding in report.findings)
+
+
+def test_a_route_after_a_catch_all_is_reported_without_an_istio_code(validate):
+    # istioctl only reports a second route without match; Meshgate also reports routes with matches after one.
+    report = validate(vs("hosts: [canary.bookinfo.example.com]\nhttp:\n- route:\n  - destination: {host: reviews}\n"
+                         "- match:\n  - uri: {prefix: /api}\n  route:\n  - destination: {host: ratings}\n"))
+    finding = only(report, "MG0307")
+    assert (finding.path, finding.istio_code) == ("spec.http[1]", "")
+    assert "spec.http[0] before it has no match" in finding.message
+
+
+def test_gateways_selecting_the_same_pods_by_other_labels_conflict(validate):
+    # bookinfo-gateway selects istio=ingressgateway; app=istio-ingressgateway selects the same pod.
+    report = validate(gateway(server("bookinfo.staging.example.com", selector="app: istio-ingressgateway")))
+    finding = only(report, "MG0502")
+    assert "Gateway bookinfo/bookinfo-gateway" in finding.message and finding.istio_code == "IST0145"
+
+
+def test_gateways_on_other_pods_do_not_conflict(validate):
+    report = validate(gateway(server("bookinfo.staging.example.com", selector="app: istiod")))
+    assert "MG0502" not in codes(report)
+
+
+def test_a_host_exported_elsewhere_is_not_found(validate):
+    report = validate(
+        service_entry("hosts: [api.partner.example.com]\nexportTo: [shop]\nresolution: DNS\n"
+                      "ports: [{number: 443, protocol: TLS}]")
+        + "---\n" + vs(route_to("{host: api.partner.example.com, port: {number: 443}}"))
+    )
+    finding = only(report, "MG0301")
+    assert "is not visible from namespace bookinfo (ServiceEntry shop/partner is exported to shop)" in finding.message
+
+
+def test_findings_carry_their_istio_code_through_the_api_catalogue(validate):
+    report = validate(vs(route_to("{host: reviewz}")))
+    assert only(report, "MG0301").as_dict()["istio_code"] == "IST0101"
+    assert CATALOGUE["MG0301"].istio_label == "IST0101 ReferencedResourceNotFound"
