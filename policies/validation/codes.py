@@ -52,7 +52,9 @@ ISTIO_MESSAGES = {
     "IST0132": "VirtualServiceHostNotFoundInGateway",
     "IST0134": "ServiceEntryAddressesRequired",
     "IST0138": "GatewayDuplicateCertificate",
+    "IST0140": "IngressRouteRulesNotAffected",
     "IST0145": "ConflictingGateways",
+    "IST0149": "JwtClaimBasedRoutingWithoutRequestAuthN",
     "IST0173": "DestinationRuleSubsetNotSelectPods",
     "IST0174": "UnknownDestinationRuleHost",
     "IST0177": "ConflictingServiceEntryProtocol",
@@ -237,6 +239,18 @@ _CODES = (
     _code("MG0310", ERR, CROSS, "VirtualService has no hosts",
           "spec.hosts is empty and no other VirtualService delegates to this one, so it applies to nothing.",
           "List the hosts the routes apply to, or reference it from another VirtualService's `delegate`."),
+    _code("MG0314", WARN, CROSS, "Subset routing not applied to gateway traffic",
+          "This VirtualService, bound to a Gateway, routes to a host without a subset, while another VirtualService "
+          "splits that host's traffic by subsets. Requests entering through the gateway follow this route only, so "
+          "the subset split does not apply to them.",
+          "Route gateway traffic to the subsets here as well, or bind the subset routing to the gateway too.",
+          "istioctl IST0140 IngressRouteRulesNotAffected", "IST0140"),
+    _code("MG0315", ERR, CROSS, "JWT claim routing without RequestAuthentication",
+          "A route matches on a JWT claim (@request.auth.claims.*) on a Gateway whose pods no "
+          "RequestAuthentication selects (in their namespace or istio-system), so the claim is never set and the "
+          "match never applies.",
+          "Add a RequestAuthentication selecting the gateway pods.",
+          "istioctl IST0149 JwtClaimBasedRoutingWithoutRequestAuthN", "IST0149"),
     _code("MG0311", WARN, CROSS, "Regular expression not valid",
           "A regex match does not compile (checked with Python's engine as an approximation of the RE2 "
           "engine Envoy uses), or uses a construct RE2 lacks (lookaround, backreferences).",

@@ -22,12 +22,15 @@ from policies.validation.checks.hosts import (
 )
 from policies.validation.context import (
     MESH_GATEWAY,
+    ROOT_NAMESPACE,
     MeshObject,
     ValidationContext,
     bound_gateways,
     fqdn,
     gateway_ref,
     hosts_overlap,
+    match_labels,
+    selects,
 )
 
 VS = PolicyKind.VIRTUAL_SERVICE
@@ -62,19 +65,28 @@ def _resolved(obj: MeshObject, destination: Mapping[str, Any]) -> str:
     return "" if not host or "*" in host else fqdn(host, obj.namespace)
 
 
-def _entry(obj: MeshObject, destination: Mapping[str, Any], ctx: ValidationContext) -> HostEntry | None:
-    host = _resolved(obj, destination)
-    if not host:
-        return None
-    return host_registry(ctx).resolve(host, lookup_scopes(obj), obj.namespace)
+Resolved = tuple[str, Mapping[str, Any], str, HostEntry | None]
+
+
+def resolved_destinations(obj: MeshObject, ctx: ValidationContext) -> list[Resolved]:
+    """(path, destination, FQDN host or "", the host's entry as the VirtualService sees it), computed once."""
+
+    def compute() -> list[Resolved]:
+        registry, lookup = host_registry(ctx), lookup_scopes(obj)
+        found: list[Resolved] = []
+        for path, destination in destinations(obj):
+            host = _resolved(obj, destination)
+            found.append((path, destination, host, registry.resolve(host, lookup, obj.namespace) if host else None))
+        return found
+
+    return ctx.memo(("destinations", obj.identity), compute)
 
 
 @check("MG0301", VS, needs_cluster=True)
 def destination_host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     registry = host_registry(ctx)
-    for path, destination in destinations(obj):
-        host = _resolved(obj, destination)
-        if host and registry.resolve(host, lookup_scopes(obj), obj.namespace) is None:
+    for path, destination, host, entry in resolved_destinations(obj, ctx):
+        if host and entry is None:
             hidden = registry.hidden(host)
             if hidden:
                 yield f"{path}.host", not_visible_message(destination["host"], hidden, obj.namespace,
@@ -87,8 +99,8 @@ def destination_host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator
 @check("MG0302", VS)
 def subset_defined(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     # Reported whether or not the host exists, as istioctl does (the host is MG0301's concern).
-    for path, destination in destinations(obj):
-        host, subset = _resolved(obj, destination), text(destination.get("subset"))
+    for path, destination, host, _ in resolved_destinations(obj, ctx):
+        subset = text(destination.get("subset"))
         if not host or not subset:
             continue
         defined = ctx.subsets_for(host)
@@ -110,8 +122,7 @@ def _subset_message(host: str, resolved: str, subset: str, rules: list[MeshObjec
 
 @check("MG0303", VS, needs_cluster=True)
 def destination_port_served(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    for path, destination in destinations(obj):
-        entry = _entry(obj, destination, ctx)
+    for path, destination, _, entry in resolved_destinations(obj, ctx):
         number = mapping(destination.get("port")).get("number")
         if entry and entry.ports and type(number) is int and number not in entry.ports:
             ports = ", ".join(map(str, entry.ports))
@@ -121,8 +132,7 @@ def destination_port_served(obj: MeshObject, ctx: ValidationContext) -> Iterator
 
 @check("MG0304", VS, needs_cluster=True)
 def destination_port_given(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    for path, destination in destinations(obj):
-        entry = _entry(obj, destination, ctx)
+    for path, destination, _, entry in resolved_destinations(obj, ctx):
         if entry and len(entry.ports) > 1 and "port" not in destination:
             ports = ", ".join(map(str, entry.ports))
             yield (path, f"{entry.label} has several ports ({ports}) and the destination names none: set "
@@ -185,6 +195,71 @@ def hosts_served_by_gateways(obj: MeshObject, ctx: ValidationContext) -> Iterato
             yield (path, f"none of the hosts {', '.join(hosts)} is served by Gateway {gateway.ref} (its hosts: "
                          f"{listed}), so it sends this VirtualService no traffic: add the host to the Gateway or "
                          "correct the hosts")
+
+
+def _subset_routed_hosts(ctx: ValidationContext) -> dict[str, list[MeshObject]]:
+    """Host (as written) → the VirtualServices for that host that route it to subsets."""
+    index: dict[str, list[MeshObject]] = defaultdict(list)
+    for service in ctx.of_kind(VS):
+        hosts = {host for _, host in strings(service.spec, "hosts", "spec")}
+        for route_path, route in entries(service.spec, "http", "spec"):
+            for _, weighted in entries(route, "route", route_path):
+                destination = mapping(weighted.get("destination"))
+                host = text(destination.get("host"))
+                if text(destination.get("subset")) and host in hosts and service not in index[host]:
+                    index[host].append(service)
+    return index
+
+
+@check("MG0314", VS)
+def gateway_routes_see_subsets(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    if not items(obj.spec.get("gateways")):
+        return
+    index = ctx.memo("subset-routed-hosts", lambda: _subset_routed_hosts(ctx))
+    for route_path, route in entries(obj.spec, "http", "spec"):
+        for path, weighted in entries(route, "route", route_path):
+            destination = mapping(weighted.get("destination"))
+            host = text(destination.get("host"))
+            splitting = sorted(service.ref for service in index.get(host, []))
+            if host and not text(destination.get("subset")) and splitting:
+                yield (f"{path}.destination", f"{host} is split by subsets in VirtualService {', '.join(splitting)}, "
+                                              "but this gateway route sends to it without a subset, so the split does "
+                                              "not apply to gateway traffic: route to the subsets here as well")
+
+
+JWT_CLAIM = "@request.auth.claims"
+
+
+def _claim_key(obj: MeshObject) -> str:
+    for route_path, route in entries(obj.spec, "http", "spec"):
+        for _, match in entries(route, "match", route_path):
+            for field in ("headers", "withoutHeaders"):
+                for key in mapping(match.get(field)):
+                    if str(key).startswith(JWT_CLAIM):
+                        return str(key)
+    return ""
+
+
+@check("MG0315", VS, needs_cluster=True)
+def claim_routing_has_request_authentication(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    key = _claim_key(obj)
+    if not key:
+        return
+    for path, reference in strings(obj.spec, "gateways", "spec"):
+        if reference == MESH_GATEWAY:
+            continue
+        namespace, _, name = gateway_ref(reference, obj.namespace).partition("/")
+        gateway = ctx.get(PolicyKind.GATEWAY, namespace, name)
+        if gateway is None:
+            continue
+        for pod in ctx.workloads(mapping(gateway.spec.get("selector"))):
+            policies = [*ctx.of_kind(PolicyKind.REQUEST_AUTHENTICATION)]
+            if not any(policy.namespace in (ROOT_NAMESPACE, pod.namespace) and selects(match_labels(policy), pod.labels)
+                       for policy in policies):
+                yield (path, f"the routes match on {key}, but no RequestAuthentication selects the pod "
+                             f"{pod.namespace}/{pod.name} of Gateway {gateway.ref}, so the claim is never set: add a "
+                             "RequestAuthentication for the gateway pods")
+                break
 
 
 @check("MG0306", VS)

@@ -72,6 +72,9 @@ GET_ONLY = "selector: {{matchLabels: {{app: {app}}}}}\naction: ALLOW\nrules:\n- 
 ISSUER = "https://auth.shop.example.com"
 DATABASE = "hosts: [db.internal.example.com]\nresolution: {resolution}\nports: [{{number: 5432, protocol: TCP}}]\n"
 GOOGLE_APIS = "hosts: ['*.googleapis.com']\nresolution: {resolution}\nports: [{{number: 443, protocol: TLS}}]"
+CLAIM_ROUTE = ("hosts: [bookinfo.staging.example.com]\ngateways: [bookinfo-gateway]\nhttp:\n"
+               "- match:\n  - headers: {'@request.auth.claims.group': {exact: admin}}\n"
+               "  route:\n  - destination: {host: productpage, port: {number: 9080}}\n")
 SERVER = "servers:\n- port: {{number: {port}, name: p, protocol: {protocol}}}\n  hosts: [{host}]\n"
 
 
@@ -149,6 +152,16 @@ CASES = [
     Case("MG0313", vs("gateways: [bookinfo-gateway]\n" + route_to("{host: productpage}", hosts="[other.example.com]")),
          "spec.gateways[0]",
          vs("gateways: [bookinfo-gateway]\n" + route_to("{host: productpage}", hosts="[bookinfo.staging.example.com]"))),
+    Case("MG0314",
+         vs("gateways: [bookinfo-gateway]\n"
+            + route_to("{host: reviews, port: {number: 9080}}", hosts="[bookinfo.staging.example.com]")),
+         "spec.http[0].route[0].destination",
+         vs("gateways: [bookinfo-gateway]\n"
+            + route_to("{host: reviews, subset: v1, port: {number: 9080}}", hosts="[bookinfo.staging.example.com]"))),
+    Case("MG0315", vs(CLAIM_ROUTE), "spec.gateways[0]",
+         vs(CLAIM_ROUTE) + "---\n"
+         + obj("RequestAuthentication", "ingress-jwt", "istio-system",
+               f"selector: {{matchLabels: {{istio: ingressgateway}}}}\njwtRules:\n- {{issuer: '{ISSUER}'}}")),
     Case("MG0311",
          vs("hosts: [canary.bookinfo.example.com]\nhttp:\n- match:\n  - uri: {regex: '(?=admin)/.*'}\n"
             "  route:\n  - destination: {host: reviews}\n"),
