@@ -7,7 +7,14 @@ from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, labels_text, mapping, text
-from policies.validation.checks.hosts import export_scopes, unknown_host_message, visible_together
+from policies.validation.checks.hosts import (
+    export_scopes,
+    host_registry,
+    lookup_scopes,
+    not_visible_message,
+    unknown_host_message,
+    visible_together,
+)
 from policies.validation.context import (
     MeshObject,
     Service,
@@ -28,9 +35,23 @@ def _host(obj: MeshObject) -> str:
 
 @check("MG0401", DR, needs_cluster=True)
 def host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    host = _host(obj)
-    if host and not ctx.host_exists(host):
-        yield "spec.host", unknown_host_message(obj.spec["host"], obj.namespace, ctx, what="host")
+    # As istioctl: the host as seen from the rule's exportTo namespaces; a wildcard host needs a ServiceEntry
+    # wildcard host covering it.
+    written = text(obj.spec.get("host"))
+    if not written:
+        return
+    host = fqdn(written, obj.namespace)
+    registry = host_registry(ctx)
+    if registry.resolve(host, lookup_scopes(obj), obj.namespace) is not None:
+        return
+    hidden = registry.hidden(host)
+    if hidden:
+        yield "spec.host", not_visible_message(written, hidden, obj.namespace, what="host")
+    elif "*" in written:
+        yield ("spec.host", f"no ServiceEntry host covers the wildcard host {written!r}, so istioctl finds no service "
+                            "for the rule: declare the hosts with a ServiceEntry, or name a Service")
+    else:
+        yield "spec.host", unknown_host_message(written, obj.namespace, ctx, what="host")
 
 
 @check("MG0402", DR)
@@ -52,7 +73,10 @@ def subsets_select_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit
     for path, subset in entries(obj.spec, "subsets", "spec"):
         labels = mapping(subset.get("labels"))
         if labels and not ctx.service_workloads(service, labels):
-            yield f"{path}.labels", _no_pods_message(text(subset.get("name")), labels, service, ctx)
+            # istioctl reports a subset only when no pod of any namespace carries its labels.
+            istio_code = None if not ctx.workloads(labels) else ""
+            message = _no_pods_message(text(subset.get("name")), labels, service, ctx)
+            yield (f"{path}.labels", message) if istio_code is None else (f"{path}.labels", message, istio_code)
 
 
 def _no_pods_message(name: str, labels: Mapping[str, str], service: Service, ctx: ValidationContext) -> str:

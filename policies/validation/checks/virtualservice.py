@@ -188,7 +188,10 @@ def hosts_served_by_gateways(obj: MeshObject, ctx: ValidationContext) -> Iterato
         namespace, _, name = gateway_ref(reference, obj.namespace).partition("/")
         gateway = ctx.get(PolicyKind.GATEWAY, namespace, name)
         if gateway is None:
-            continue  # MG0305
+            # istioctl reports the missing Gateway (MG0305) and, with it, that it serves none of the hosts.
+            yield (path, f"Gateway {namespace}/{name} does not exist, so none of the hosts {', '.join(hosts)} is "
+                         "served: create the Gateway or correct the reference")
+            continue
         served = _gateway_hosts(gateway, obj.namespace)
         if hosts and not any(hosts_overlap(host, other) for host in hosts for other in served):
             listed = ", ".join(served) or "none for this namespace"

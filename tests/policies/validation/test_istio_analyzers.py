@@ -393,3 +393,37 @@ def test_service_entries_for_one_host_and_port_agree_on_the_protocol():
         doc("ServiceEntry", "f/same", "hosts: [api3.example.com]\nports: [{number: 443, name: p, protocol: tls}]"),
     )
     assert reported(findings, "MG0704") == {"a/http", "b/tls"}
+
+
+# --- IST0174 / IST0173 DestinationRule hosts and subsets ----------------------------------------------
+
+def test_destination_rule_hosts_resolve_as_istioctl_resolves_them():
+    findings = analyze(
+        doc("DestinationRule", "default/known", "host: reviews"),
+        doc("DestinationRule", "default/fake", "host: fake"),
+        doc("DestinationRule", "other/hidden", "host: details.default.svc.cluster.local"),
+        doc("DestinationRule", "banana/exported", "host: details.default.svc.cluster.local"),
+        doc("DestinationRule", "default/wildcard-covered", "host: '*.eu.example.com'"),
+        doc("DestinationRule", "default/wildcard-uncovered", "host: '*.example.org'"),
+        doc("ServiceEntry", "default/eu", "hosts: ['*.example.com']"),
+        services=[service("default/reviews", 9080), service("default/details", 9080, export_to=("banana",))],
+    )
+    assert reported(findings, "MG0401") == {"default/fake", "other/hidden", "default/wildcard-uncovered"}
+    assert {f.istio_code for f in findings if f.code == "MG0401"} == {"IST0174"}
+
+
+def test_a_subset_is_reported_to_istioctl_only_when_no_pod_anywhere_carries_its_labels():
+    findings = analyze(
+        doc("DestinationRule", "default/reviews", "host: reviews\nsubsets:\n"
+            "- {name: v1, labels: {version: v1}}\n- {name: v2, labels: {version: v2}}\n- {name: v9, labels: {version: v9}}"),
+        services=[service("default/reviews", 9080, app="reviews")],
+        pods=[pod("default/reviews-v1", app="reviews", version="v1"), pod("other/ratings-v2", app="ratings", version="v2")],
+    )
+    subsets = {f.path: f.istio_code for f in findings if f.code == "MG0403"}
+    assert subsets == {"spec.subsets[1].labels": "", "spec.subsets[2].labels": "IST0173"}
+
+
+def test_a_missing_gateway_serves_none_of_the_hosts():
+    findings = analyze(doc("VirtualService", "default/httpbin-bogus",
+                           "hosts: [httpbin.example.com]\ngateways: [bogus-gateway]\n" + route("httpbin")))
+    assert {f.code for f in findings} >= {"MG0305", "MG0313"}
