@@ -35,9 +35,11 @@ def _selected_pods(gateway: MeshObject, ctx: ValidationContext) -> frozenset[tup
 
 
 def _same_pods(a: MeshObject, b: MeshObject, ctx: ValidationContext) -> bool:
-    """Both Gateways configure one gateway proxy: the same selector, or selectors matching a common pod."""
-    if selector_key(a.spec.get("selector")) == selector_key(b.spec.get("selector")):
-        return True
+    """Both Gateways configure one gateway proxy: the same selector, one within the other, or selectors
+    matching a common running pod."""
+    first, second = mapping(a.spec.get("selector")), mapping(b.spec.get("selector"))
+    if first == second or (first and second and (_selector_within(first, second) or _selector_within(second, first))):
+        return True  # one selects at least the other's labels: a pod matching the narrower matches both
     return bool(_selected_pods(a, ctx) & _selected_pods(b, ctx))
 
 

@@ -34,7 +34,7 @@ def dns_hosts_not_wildcard(obj: MeshObject, ctx: ValidationContext) -> Iterator[
 
 @check("MG0703", SE)
 def addresses_for_tcp_ports(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    if "addresses" in obj.spec:
+    if items(obj.spec.get("addresses")):
         return
     for path, port in entries(obj.spec, "ports", "spec"):
         protocol = text(port.get("protocol"))

@@ -171,7 +171,9 @@ def gateway_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
             continue
         namespace, _, name = gateway_ref(reference, obj.namespace).partition("/")
         if ctx.get(PolicyKind.GATEWAY, namespace, name) is None:
-            yield path, _gateway_message(reference, namespace, name, ctx)
+            message = _gateway_message(reference, namespace, name, ctx)
+            # istioctl checks spec.gateways only, not the gateways of route matches.
+            yield (path, message) if path.startswith("spec.gateways") else (path, message, "")
 
 
 def _gateway_message(reference: str, namespace: str, name: str, ctx: ValidationContext) -> str:

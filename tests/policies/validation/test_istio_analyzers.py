@@ -230,11 +230,14 @@ GATEWAY_PODS = [pod("istio-system/ingress-1", istio="ingressgateway", app="istio
      {"a/alpha", "b/beta"}),
     ([gw("a/alpha", "istio: ingressgateway", "foo.bar"), gw("b/beta", "app: istio-ingressgateway", "foo.bar")],
      {"a/alpha", "b/beta"}),
+    ([gw("a/alpha", "istio: ingressgateway", "foo.bar"), gw("b/beta", "istio: ingressgateway, app: x", "foo.bar")],
+     {"a/alpha", "b/beta"}),
     ([gw("a/alpha", "istio: ingressgateway", "foo.bar"), gw("b/beta", "istio: egressgateway", "foo.bar")], set()),
     ([gw("a/alpha", "istio: ingressgateway", "foo.bar"), gw("b/beta", "istio: ingressgateway", "foo.bar", 8080)],
      set()),
     ([gw("a/alpha", "istio: ingressgateway", "foo.bar"), gw("b/beta", "istio: ingressgateway", "baz.bar")], set()),
-], ids=["same-selector-wildcard-host", "other-labels-same-pod", "other-pods", "other-port", "other-host"])
+], ids=["same-selector-wildcard-host", "other-labels-same-pod", "sub-selector", "other-pods", "other-port",
+        "other-host"])
 def test_gateways_conflict_on_the_pods_they_select(documents, expected):
     findings = analyze(*documents, pods=GATEWAY_PODS)
     assert reported(findings, "MG0502") == expected
@@ -427,3 +430,15 @@ def test_a_missing_gateway_serves_none_of_the_hosts():
     findings = analyze(doc("VirtualService", "default/httpbin-bogus",
                            "hosts: [httpbin.example.com]\ngateways: [bogus-gateway]\n" + route("httpbin")))
     assert {f.code for f in findings} >= {"MG0305", "MG0313"}
+
+
+def test_a_gateway_of_a_route_match_that_does_not_exist_has_no_istio_code():
+    findings = analyze(doc("VirtualService", "default/r", "hosts: [r]\nhttp:\n- match:\n  - gateways: [nope]\n"
+                                                          "  route:\n  - destination: {host: r}"))
+    assert [(f.code, f.istio_code) for f in findings if f.code == "MG0305"] == [("MG0305", "")]
+
+
+def test_an_empty_address_list_is_no_address():
+    findings = analyze(doc("ServiceEntry", "default/db", "hosts: [db.example.com]\naddresses: []\n"
+                                                         "ports: [{number: 5432, name: pg, protocol: TCP}]"))
+    assert reported(findings, "MG0703") == {"default/db"}
