@@ -433,3 +433,19 @@ def test_findings_carry_their_istio_code_through_the_api_catalogue(validate):
     report = validate(vs(route_to("{host: reviewz}")))
     assert only(report, "MG0301").as_dict()["istio_code"] == "IST0101"
     assert CATALOGUE["MG0301"].istio_label == "IST0101 ReferencedResourceNotFound"
+
+
+def test_a_service_exported_only_to_its_namespace_is_not_found_from_another(validate, meshsim):
+    import requests
+
+    service = {"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "ledger", "namespace": "shop",
+                            "annotations": {"networking.istio.io/exportTo": "."}},
+               "spec": {"selector": {"app": "ledger"}, "ports": [{"name": "http", "port": 8080}]}}
+    response = requests.post(f"{meshsim.url}/api/v1/namespaces/shop/services", json=service, timeout=10)
+    assert response.status_code == 201, response.text
+    destination = "{host: ledger.shop.svc.cluster.local, port: {number: 8080}}"
+    report = validate(vs(route_to(destination)))
+    finding = only(report, "MG0301")
+    assert "not visible from namespace bookinfo (Service shop/ledger is exported to shop)" in finding.message
+    assert "MG0301" not in codes(validate(vs(route_to(destination), namespace="shop")))
