@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from policies.choices import PolicyKind
@@ -43,15 +44,38 @@ def _same_pods(a: MeshObject, b: MeshObject, ctx: ValidationContext) -> bool:
     return bool(_selected_pods(a, ctx) & _selected_pods(b, ctx))
 
 
-def _servers_by_port(ctx: ValidationContext) -> dict[Any, list[tuple[str, MeshObject]]]:
-    def build() -> dict[Any, list[tuple[str, MeshObject]]]:
-        index: dict[Any, list[tuple[str, MeshObject]]] = defaultdict(list)
+@dataclass(frozen=True)
+class _PortServers:
+    """The server hosts of every Gateway on one port: exact hosts by name, wildcard hosts in a list."""
+
+    exact: dict[str, list[MeshObject]] = field(default_factory=lambda: defaultdict(list))
+    wildcards: list[tuple[str, MeshObject]] = field(default_factory=list)
+
+    def overlapping(self, host: str) -> Iterator[MeshObject]:
+        if "*" in host:
+            for other_host, gateways in self.exact.items():
+                if hosts_overlap(host, other_host):
+                    yield from gateways
+        else:
+            yield from self.exact.get(host, [])
+        for other_host, gateway in self.wildcards:
+            if hosts_overlap(host, other_host):
+                yield gateway
+
+
+def _servers_by_port(ctx: ValidationContext) -> dict[int, _PortServers]:
+    def build() -> dict[int, _PortServers]:
+        index: dict[int, _PortServers] = defaultdict(_PortServers)
         for gateway in ctx.of_kind(GATEWAY):
             for server_path, server in entries(gateway.spec, "servers", "spec"):
                 port = mapping(server.get("port")).get("number")
                 if type(port) is int:
                     for _, host in strings(server, "hosts", server_path):
-                        index[port].append((server_host(host), gateway))
+                        name = server_host(host)
+                        if "*" in name:
+                            index[port].wildcards.append((name, gateway))
+                        else:
+                            index[port].exact[name].append(gateway)
         return index
 
     return ctx.memo("gateway-servers-by-port", build)
@@ -62,13 +86,12 @@ def servers_unique(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     index = _servers_by_port(ctx)
     for server_path, server in entries(obj.spec, "servers", "spec"):
         port = mapping(server.get("port")).get("number")
-        if type(port) is not int:
+        if type(port) is not int or port not in index:
             continue
         for path, host in strings(server, "hosts", server_path):
             clashes = sorted({
-                other.ref for other_host, other in index.get(port, [])
-                if other.identity != obj.identity and hosts_overlap(server_host(host), other_host)
-                and _same_pods(obj, other, ctx)
+                other.ref for other in index[port].overlapping(server_host(host))
+                if other.identity != obj.identity and _same_pods(obj, other, ctx)
             })
             if clashes:
                 yield (path, f"Gateway {', '.join(clashes)} configures the same gateway pods and also serves {host} on "
