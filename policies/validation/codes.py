@@ -55,6 +55,7 @@ ISTIO_MESSAGES = {
     "IST0140": "IngressRouteRulesNotAffected",
     "IST0145": "ConflictingGateways",
     "IST0149": "JwtClaimBasedRoutingWithoutRequestAuthN",
+    "IST0162": "GatewayPortNotDefinedOnService",
     "IST0165": "ReferencedInternalGateway",
     "IST0173": "DestinationRuleSubsetNotSelectPods",
     "IST0174": "UnknownDestinationRuleHost",
@@ -328,6 +329,12 @@ _CODES = (
     _code("MG0503", WARN, CROSS, "Credential on a non-TLS server",
           "tls.credentialName is set on a server whose protocol is not HTTPS or TLS, so it is ignored.",
           "Set the port's protocol to HTTPS (or TLS), or remove the tls block."),
+    _code("MG0505", WARN, CROSS, "Gateway port not on the gateway's Service",
+          "No Service selecting the Gateway's pods declares the server's port (as port or numeric targetPort), so "
+          "traffic cannot reach the gateway on it. istioctl compares with the targetPorts only; Meshgate accepts "
+          "either, as Istio translates a Service port to its targetPort.",
+          "Use a port of the gateway Service, or add the port to it.",
+          "istioctl IST0162 GatewayPortNotDefinedOnService", "IST0162"),
     _code("MG0504", WARN, CROSS, "Certificate shared by several Gateways",
           "Servers of different Gateways on the same gateway pods use the same TLS certificate (credentialName, or "
           "serverCertificate and privateKey). Clients re-using an HTTP/2 connection for another host of the same "

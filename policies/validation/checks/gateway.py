@@ -8,7 +8,14 @@ from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, labels_text, mapping, strings, text
-from policies.validation.context import MeshObject, ValidationContext, hosts_overlap, selector_key, server_host
+from policies.validation.context import (
+    MeshObject,
+    ValidationContext,
+    hosts_overlap,
+    selector_key,
+    selects,
+    server_host,
+)
 
 GATEWAY = PolicyKind.GATEWAY
 TLS_PROTOCOLS = frozenset({"HTTPS", "TLS"})
@@ -143,6 +150,36 @@ def _certificate_index(ctx: ValidationContext) -> dict[tuple[str, ...], list[Mes
         for certificate in _certificates(gateway):
             index[certificate].append(gateway)
     return index
+
+
+def _service_ports_of(pods: frozenset[tuple[str, str]], ctx: ValidationContext) -> set[int]:
+    """Ports and numeric targetPorts of every Service selecting one of `pods`."""
+    labels = {(pod.namespace, pod.name): pod.labels for pod in ctx.workloads({})}
+    found: set[int] = set()
+    for service in ctx.services.values():
+        if service.selector and any(
+            namespace == service.namespace and selects(service.selector, labels.get((namespace, name), {}))
+            for namespace, name in pods
+        ):
+            found.update(service.ports)
+            found.update(service.target_ports)
+    return found
+
+
+@check("MG0505", GATEWAY, needs_cluster=True)
+def ports_on_gateway_service(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    pods = _selected_pods(obj, ctx)
+    if not pods:
+        return  # MG0501
+    offered = ctx.memo(("gateway-service-ports", selector_key(obj.spec.get("selector"))),
+                       lambda: _service_ports_of(pods, ctx))
+    for server_path, server in entries(obj.spec, "servers", "spec"):
+        number = mapping(server.get("port")).get("number")
+        if type(number) is int and number not in offered:
+            ports = ", ".join(map(str, sorted(offered))) or "none"
+            yield (f"{server_path}.port.number",
+                   f"port {number} is not a port of the Services of the gateway pods (ports and target ports: {ports}), "
+                   "so traffic cannot reach the gateway on it: use one of them or add it to the gateway Service")
 
 
 @check("MG0503", GATEWAY)

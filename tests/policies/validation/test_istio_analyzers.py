@@ -442,3 +442,16 @@ def test_an_empty_address_list_is_no_address():
     findings = analyze(doc("ServiceEntry", "default/db", "hosts: [db.example.com]\naddresses: []\n"
                                                          "ports: [{number: 5432, name: pg, protocol: TCP}]"))
     assert reported(findings, "MG0703") == {"default/db"}
+
+
+# --- IST0162 GatewayPortNotDefinedOnService -----------------------------------------------------------
+
+@pytest.mark.parametrize(("port", "reported_"), [(80, False), (8080, False), (15021, False), (8081, True)])
+def test_gateway_ports_must_be_ports_of_the_gateway_service(port, reported_):
+    findings = analyze(
+        gw("istio-system/edge", "istio: ingressgateway", "edge.example.com", port),
+        services=[Service("istio-system", "istio-ingressgateway", (80, 15021), {"istio": "ingressgateway"}, (),
+                          (8080, 15021))],
+        pods=GATEWAY_PODS,
+    )
+    assert bool(reported(findings, "MG0505")) is reported_

@@ -207,6 +207,8 @@ CASES = [
          gateway(server("edge.example.com") + "  tls: {mode: SIMPLE, credentialName: edge-tls}\n"),
          "spec.servers[0].tls.credentialName",
          gateway(server("edge.example.com", 443, "HTTPS") + "  tls: {mode: SIMPLE, credentialName: edge-tls}\n")),
+    Case("MG0505", gateway(server("edge.example.com", port=8081)), "spec.servers[0].port.number",
+         gateway(server("edge.example.com", port=8080))),
     Case("MG0504",
          gateway(server("edge.example.com", 443, "HTTPS") + "  tls: {mode: SIMPLE, credentialName: shop-tls}\n"),
          "spec.servers",
