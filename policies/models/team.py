@@ -48,3 +48,30 @@ class NamespaceOwnership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.environment.name}/{self.namespace} → {self.team}"
+
+
+class ServiceAccount(models.Model):
+    """A non-human identity owned by a team, for pipelines. It is a user without a password (so it
+    can never sign in to the portal) with a membership in its team, so every permission and every
+    audit row treat it exactly like a person with that role; its tokens are ordinary API tokens."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="service_account")
+    team = models.ForeignKey(Team, on_delete=models.PROTECT, related_name="service_accounts")
+    description = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["team__name", "user__username"]
+
+    def __str__(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def name(self) -> str:
+        return self.user.get_username()
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -187,7 +188,8 @@ def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", 
     notify(
         event=event, subject=subject, body=body or subject, url=change_url(change),
         payload={"change": change.pk, "environment": change.environment.name, "state": change.state,
-                 "title": change.title, **(payload or {})},
+                 "title": change.title, "repository": change.repository, "commit_sha": change.commit_sha,
+                 "pull_request": change.pull_request, **(payload or {})},
         teams=teams, users=users,
     )
 
@@ -325,6 +327,18 @@ def _item_snapshot(item: ChangeItem) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChangeSource:
+    """Where a change's content comes from: repository, commit and pull request (from CI)."""
+
+    repository: str = ""
+    commit_sha: str = ""
+    pull_request: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {"repository": self.repository, "commit_sha": self.commit_sha, "pull_request": self.pull_request}
+
+
 def change_create(
     *,
     author: AbstractBaseUser,
@@ -333,6 +347,7 @@ def change_create(
     title: str,
     description: str = "",
     link: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """A change (state draft) holding the author's `drafts`, all of `environment`; the drafts are
     moved into it (deleted). Each item is based on its draft's base revision: the policy's current
@@ -357,7 +372,7 @@ def change_create(
         now = timezone.now()
         change = ChangeRequest.objects.create(
             environment=environment, title=title, description=description or "", link=link, author=author,
-            created_at=now, updated_at=now, content_updated_at=now,
+            created_at=now, updated_at=now, content_updated_at=now, **(source or ChangeSource()).fields(),
         )
         items = ChangeItem.objects.bulk_create([
             ChangeItem(
@@ -379,7 +394,8 @@ def change_create(
         Draft.objects.filter(pk__in=[draft.pk for draft in locked]).delete()
         audit_change(
             action=ChangeAuditAction.CHANGE_CREATED, actor=author, change=change,
-            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items]},
+            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items],
+                   **(source or ChangeSource()).fields()},
         )
     return change
 
@@ -393,6 +409,7 @@ def change_create_from_bundle(
     description: str = "",
     link: str = "",
     message: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
     one transaction: a refused bundle stores nothing."""
@@ -402,7 +419,8 @@ def change_create_from_bundle(
     with transaction.atomic():
         drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
         return change_create(
-            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link
+            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,
+            source=source,
         )
 
 

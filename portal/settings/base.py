@@ -184,6 +184,8 @@ SPECTACULAR_SETTINGS = {
 # Key for credentials stored in the database (Fernet, urlsafe base64 of 32 bytes).
 MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default="")
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
+# Whether a platform admin may give a service account the approver role (off: pipelines only author).
+MESHGATE_SERVICE_ACCOUNT_APPROVERS = env.bool("MESHGATE_SERVICE_ACCOUNT_APPROVERS", default=False)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
 # Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
