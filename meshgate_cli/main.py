@@ -12,8 +12,11 @@ Exit codes (the same for every command):
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import os
 import re
+import tarfile
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -38,22 +41,44 @@ LONG_POLL_SECONDS = 30
 # --- input --------------------------------------------------------------------------------------
 
 def read_manifests(paths: Sequence[str]) -> list[tuple[str, bytes]]:
-    """The files given with -f: a file (manifest or archive), or a folder read recursively for
-    .yaml/.yml/.json files, named relative to the folder so findings point at the repository path."""
+    """The files given with -f: manifests and archives, or folders read recursively for
+    .yaml/.yml/.json files. Each is named by its path relative to the working directory (as a
+    repository checkout has it), so findings, SARIF and annotations point at the repository path."""
     files: list[tuple[str, bytes]] = []
     for given in paths:
         path = Path(given)
         if path.is_dir():
             found = sorted(p for p in path.rglob("*") if p.is_file() and p.name.lower().endswith(MANIFEST_SUFFIXES))
-            for file in found:
-                files.append((str(Path(given) / file.relative_to(path)), _read(file)))
+            files.extend((_display_name(file), _read(file)) for file in found)
         elif path.is_file():
-            files.append((str(path), _read(path)))
+            files.append((_display_name(path), _read(path)))
         else:
             raise CliError(f"{given}: no such file or folder", EXIT_INPUT)
     if not files:
         raise CliError(f"no manifests (.yaml, .yml, .json) under {', '.join(paths)}", EXIT_INPUT)
     return files
+
+
+def _display_name(path: Path) -> str:
+    relative = os.path.relpath(path.resolve(), Path.cwd())
+    return path.resolve().as_posix().lstrip("/") if relative.startswith("..") else Path(relative).as_posix()
+
+
+def upload_parts(files: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+    """What is sent: archives as they are, and every manifest in one .tar.gz whose member names
+    are the repository paths (a plain upload keeps only the file's base name)."""
+    archives = [(name, content) for name, content in files if name.lower().endswith(ARCHIVE_SUFFIXES)]
+    manifests = [(name, content) for name, content in files if not name.lower().endswith(ARCHIVE_SUFFIXES)]
+    if not manifests:
+        return archives
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in manifests:
+            member = tarfile.TarInfo(name)
+            member.size = len(content)
+            member.mtime = 0
+            archive.addfile(member, io.BytesIO(content))
+    return [("manifests.tar.gz", buffer.getvalue()), *archives]
 
 
 def _read(path: Path) -> bytes:
@@ -162,7 +187,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     files = read_manifests(args.filename)
     client = client_for(args)
     fmt = args.format
-    response = client.validate(environment=args.env, files=files, namespace=args.namespace, fmt=fmt,
+    response = client.validate(environment=args.env, files=upload_parts(files), namespace=args.namespace, fmt=fmt,
                                skip_permissions=args.content_only)
     counts = level_counts(response.headers.get("X-Meshgate-Findings", ""))
     if fmt in ("sarif", "junit"):
@@ -227,7 +252,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
     response = client.request(
         "POST", "changes/", data=fields, headers=headers,
-        files=[("files", (name, content)) for name, content in files], ok=(200, 201, 400),
+        files=[("files", (name, content)) for name, content in upload_parts(files)], ok=(200, 201, 400),
     )
     body = response.json()
     if response.status_code == 400:
