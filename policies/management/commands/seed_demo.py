@@ -42,6 +42,10 @@ USERS = [
     ("dan", "Dan Shop-Approver", "shop", Role.APPROVER, False),
     ("sam", "Sam Security", "security", Role.APPROVER, False),
     ("ada", "Ada Admin", "platform", Role.ADMIN, True),
+    # A second approver per team: production asks for one more approval than staging.
+    ("erin", "Erin Approver", "bookinfo", Role.APPROVER, False),
+    ("finn", "Finn Shop-Approver", "shop", Role.APPROVER, False),
+    ("pat", "Pat Platform", "platform", Role.APPROVER, False),
 ]
 
 # The regression the demo shows: on staging, reviews v3 answers 503 to 30 % of its requests. It is a
