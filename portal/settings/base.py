@@ -178,6 +178,15 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "NotificationChannelKindEnum": "policies.choices.NotificationChannelKind",
+        "NotificationEventEnum": "policies.choices.NotificationEvent",
+        "DeliveryStatusEnum": "policies.choices.DeliveryStatus",
+        "ServiceAccountRoleEnum": [("author", "Author"), ("approver", "Approver")],
+        "PolicyKindEnum": "policies.choices.PolicyKind",
+        "RoleEnum": "policies.choices.Role",
+        "PlanStatusEnum": "policies.choices.PlanStatus",
+    },
 }
 
 # --- Meshgate -----------------------------------------------------------------------------
