@@ -277,3 +277,33 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ("key", "user", "response_status", "created_at")
     list_select_related = ("user",)
     search_fields = ("key", "user__username")
+
+
+# --- single sign-on and service accounts -------------------------------------------------------------
+
+from policies.models import ExternalIdentity, GroupMapping, ServiceAccount  # noqa: E402
+
+
+@admin.register(GroupMapping)
+class GroupMappingAdmin(AuditedAdmin):
+    """Which identity-provider group gives which role in which team (applied at every SSO login)."""
+
+    list_display = ("group", "team", "role")
+    list_filter = ("team", "role")
+    search_fields = ("group",)
+    list_select_related = ("team",)
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(ReadOnlyAdmin):
+    list_display = ("subject", "issuer", "user", "groups", "last_login_at")
+    search_fields = ("subject", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(ReadOnlyAdmin):
+    """Created and revoked through the service-account API, the page of the team or manage.py."""
+
+    list_display = ("user", "team", "created_by", "created_at", "revoked_at")
+    list_select_related = ("user", "team", "created_by")

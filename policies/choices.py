@@ -1,6 +1,11 @@
 from django.db import models
 
 
+class MembershipSource(models.TextChoices):
+    LOCAL = "local", "Granted in Meshgate"
+    SSO = "sso", "From single sign-on groups"
+
+
 class PolicyKind(models.TextChoices):
     VIRTUAL_SERVICE = "VirtualService", "VirtualService"
     DESTINATION_RULE = "DestinationRule", "DestinationRule"
@@ -60,6 +65,8 @@ class AuditAction(models.TextChoices):
     TOKEN_REVOKED = "token.revoked"
     SERVICE_ACCOUNT_CREATED = "service_account.created"
     SERVICE_ACCOUNT_REVOKED = "service_account.revoked"
+    TEAM_MEMBER_REMOVED = "team.member_removed"
+    SSO_LOGIN = "sso.login"
     DRAFT_CREATED = "draft.created"
     DRAFT_UPDATED = "draft.updated"
     DRAFT_DISCARDED = "draft.discarded"
