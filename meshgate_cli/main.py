@@ -23,6 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+import yaml
+
 from meshgate_cli.client import Client, CliError, load_settings
 
 EXIT_OK = 0
@@ -86,6 +88,15 @@ def _read(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise CliError(f"{path}: {exc.strerror}", EXIT_INPUT) from exc
+
+
+def read_options(path: str) -> Any:
+    """A rollout plan file (YAML or JSON): strategy, steps, analysis, gates, webhooks."""
+    text = _read(Path(path)).decode(errors="replace")
+    try:
+        return yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise CliError(f"{path}: not YAML or JSON: {exc}", EXIT_INPUT) from exc
 
 
 def parse_duration(text: str) -> float:
@@ -261,6 +272,8 @@ def cmd_apply(args: argparse.Namespace) -> int:
         findings_text(findings, sys.stderr)
         return EXIT_INPUT if any(f.get("layer") == "parse" for f in findings) else EXIT_FINDINGS
     change_id = int(body["id"])
+    if args.rollout_options:
+        client.post_json(f"changes/{change_id}/rollout-options/", read_options(args.rollout_options))
     if body.get("state") == "draft":
         client.post_json(f"changes/{change_id}/submit/")
     _say(args, f"change #{change_id} submitted on {args.env}: {args.settings_url}/changes/{change_id}/")
@@ -387,6 +400,8 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--pr", help="the pull request URL")
     apply.add_argument("--link", help="a link shown on the change (default: the pull request)")
     apply.add_argument("--idempotency-key", help="resending with the same key creates nothing new")
+    apply.add_argument("--rollout-options", metavar="FILE",
+                       help="the change's rollout plan (YAML/JSON: strategy, steps, analysis, gates, webhooks)")
     apply.add_argument("--wait", action="store_true", help="wait through approval and rollout")
     apply.add_argument("--timeout", type=parse_duration, default=parse_duration("30m"))
     apply.set_defaults(func=cmd_apply)
