@@ -97,6 +97,8 @@ class ChangeItem(models.Model):
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
     content_hash = models.CharField(max_length=64, blank=True)
     source_text = models.TextField(blank=True)
+    source_file = models.CharField(max_length=500, blank=True, help_text="The uploaded file it came from.")
+    source_line = models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts.")
     message = models.CharField(max_length=500, blank=True)
     # The last validation (on creation, submit, edit and rebase): what the page lists without re-validating.
     findings = models.JSONField(default=list, blank=True)

@@ -219,12 +219,23 @@ def validate_items(*, environment: Environment, items: Sequence[ChangeItem]) -> 
         files=[(item_filename(item), item_text(item).encode("utf-8", errors="surrogatepass")) for item in present],
         exclude_policy_ids=sorted(replaced),
     )
-    by_file = {item_filename(item): item.pk for item in present}
+    by_file = {item_filename(item): item for item in present}
     for finding in report.findings:
-        item_id = by_file.get(finding.file)
-        if item_id is not None:
-            result[item_id].append(finding.as_dict())
+        item = by_file.get(finding.file)
+        if item is not None:
+            result[item.pk].append(as_uploaded(finding.as_dict(), item))
     return result
+
+
+def as_uploaded(finding: dict[str, Any], item: ChangeItem) -> dict[str, Any]:
+    """A finding about an item, located in the file and at the line the author uploaded it from
+    (when the item came from an uploaded bundle)."""
+    if not item.source_file:
+        return finding
+    finding = {**finding, "file": item.source_file}
+    if item.source_line and finding.get("line"):
+        finding["line"] = finding["line"] + item.source_line - 1
+    return finding
 
 
 def _counts(findings: list[dict[str, Any]]) -> tuple[int, int]:
@@ -379,6 +390,7 @@ def change_create(
                 change=change, position=position, kind=draft.kind, namespace=draft.namespace, name=draft.name,
                 policy=draft.policy, operation=draft.operation, base_revision_id=draft.base_revision_id,
                 content=draft.content, content_hash=draft.content_hash, source_text=draft.source_text,
+                source_file=draft.source_file, source_line=draft.source_line,
                 message=draft.message, findings=draft.findings, error_count=draft.error_count,
                 warning_count=draft.warning_count, updated_at=now,
             )
@@ -535,6 +547,7 @@ def change_item_update(
         now = timezone.now()
         content_changed = digest != item.content_hash
         item.content, item.content_hash, item.source_text = content, digest, text
+        item.source_file, item.source_line = "", 0  # written in the portal now, not the uploaded file
         item.findings = findings
         item.error_count, item.warning_count = _counts(findings)
         item.updated_at = now

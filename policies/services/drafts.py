@@ -95,7 +95,7 @@ def draft_save(
             author=author,
             environment=environment,
             document=document,
-            source_text=text,
+            source=SourceText(text),
             findings=report.findings,
             message=message,
             draft=draft,
@@ -222,7 +222,7 @@ def drafts_from_bundle(
                 author=author,
                 environment=environment,
                 document=document,
-                source_text=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
+                source=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
                 findings=report.for_document(document),
                 message=message or None,
                 draft=None,
@@ -261,7 +261,7 @@ def _upsert(
     author: AbstractBaseUser,
     environment: Environment,
     document: ParsedDocument,
-    source_text: str,
+    source: SourceText,
     findings: Iterable[Finding],
     message: str | None,
     draft: Draft | None,
@@ -288,7 +288,8 @@ def _upsert(
     draft.policy = policy
     draft.operation = DraftOperation.UPDATE if policy is not None and policy.current_revision_id else DraftOperation.CREATE
     draft.content = content
-    draft.source_text = source_text
+    draft.source_text = source.text
+    draft.source_file, draft.source_line = source.file, source.line
     draft.content_hash = content_hash(content)
     if message is not None:
         draft.message = message
@@ -375,13 +376,22 @@ def _decoded(files: list[tuple[str, bytes]]) -> dict[str, str]:
     return {name: content.decode("utf-8", errors="replace").removeprefix("\ufeff") for name, content in files}
 
 
-def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
+@dataclass(frozen=True)
+class SourceText:
+    """An object's text and where it stands in the uploaded file (`line` 0: written out anew)."""
+
+    text: str
+    file: str = ""
+    line: int = 0
+
+
+def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> SourceText:
     """The object's own text, as written: the whole file when it is the file's only object,
     else its lines (separators trimmed); an item of a list is written out as YAML."""
     if document.item is not None:
-        return yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True)
+        return SourceText(yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True), document.file)
     if alone:
-        return text
+        return SourceText(text, document.file, 1)
     lines = text.splitlines(keepends=True)
     separators = ("---", "...")
     start = document.start_line - 1
@@ -391,4 +401,4 @@ def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
     chunk = lines[start:max(document.end_line, document.start_line)]
     while chunk and (chunk[-1].strip() == "" or chunk[-1].startswith(separators)):
         chunk.pop()
-    return "".join(chunk)
+    return SourceText("".join(chunk), document.file, start + 1)
