@@ -48,6 +48,7 @@ from policies.services.drafts import (
     draft_save,
     draft_update_message,
     drafts_from_bundle,
+    workflow_findings,
 )
 from policies.validation import Finding, Level
 from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
@@ -126,6 +127,11 @@ class ValidateTextSerializer(serializers.Serializer):
     filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=255,
                                      help_text="Shown as the file of findings.")
     dry_run = serializers.BooleanField(default=False, help_text="Also ask the cluster's API server (dryRun=All).")
+    checks = serializers.ChoiceField(
+        choices=[("all", "all"), ("content", "content")], default="all",
+        help_text="all (default): also what a change will check, your role in each namespace and the guardrails; "
+                  "content: the objects only.",
+    )
 
 
 class UploadField(serializers.ListField):
@@ -144,6 +150,8 @@ class ValidateUploadSerializer(serializers.Serializer):
     environment = EnvironmentField()
     files = UploadField()
     dry_run = serializers.BooleanField(default=False)
+    checks = serializers.ChoiceField(choices=[("all", "all"), ("content", "content")], default="all",
+                                     help_text="As for JSON text.")
 
 
 class ValidatedDocumentSerializer(serializers.Serializer):
@@ -471,11 +479,19 @@ class ValidateView(APIView):
                     environment=params.validated_data["environment"], files=files,
                     dry_run=params.validated_data["dry_run"],
                 )
-            return report_response(report_body(report, problems))
+            return report_response(report_body(report, problems + self._workflow(params.validated_data, report)))
         params = ValidateTextSerializer(data=data, context=context)
         params.is_valid(raise_exception=True)
-        report = validate_text(**params.validated_data)
-        return report_response(report_body(report))
+        values = dict(params.validated_data)
+        checks = values.pop("checks")
+        report = validate_text(**values)
+        return report_response(report_body(report, self._workflow({**values, "checks": checks}, report)))
+
+    def _workflow(self, values: dict[str, Any], report: ValidationReport | None) -> list[Finding]:
+        if values["checks"] == "content" or report is None:
+            return []
+        return workflow_findings(author=self.request.user, environment=values["environment"],
+                                 documents=report.documents)
 
 
 class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):

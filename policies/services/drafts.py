@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from policies import selectors
 from policies.bundles import expand_bundle
-from policies.choices import AuditAction, DraftOperation
+from policies.choices import AuditAction, DraftOperation, GuardrailEnforcement
 from policies.exceptions import ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import Draft, Environment, NamespaceOwnership, Policy
+from policies.guardrails.engine import guardrails_evaluate
+from policies.models import Draft, Environment, Guardrail, NamespaceOwnership, Policy
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
 from policies.validation import Finding, Layer, Level
@@ -235,6 +236,28 @@ def drafts_from_bundle(
 def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
     """What stops a draft from being stored: errors of the parse layer."""
     return [finding for finding in findings if finding.layer == Layer.PARSE and _is_error(finding)]
+
+
+def workflow_findings(
+    *, author: AbstractBaseUser, environment: Environment, documents: Iterable[ParsedDocument]
+) -> list[Finding]:
+    """What a change of these objects would meet beyond their content: the author's role in each
+    namespace, and each guardrail that fails (blocking ones as errors, advisory ones as warnings)."""
+    documents = [document for document in documents if document.checkable]
+    findings = permission_findings(author=author, environment=environment, documents=documents)
+    guardrails = list(Guardrail.objects.filter(enabled=True))
+    for document in documents:
+        for result in guardrails_evaluate(environment=environment, objects=[document.obj], guardrails=guardrails):
+            if result.passed:
+                continue
+            advisory = result.enforcement == GuardrailEnforcement.ADVISORY
+            findings.append(catalogued(
+                "MG1502" if advisory else "MG1501",
+                f"guardrail “{result.name}” ({GuardrailEnforcement(result.enforcement).label.lower()}): "
+                f"{result.message or result.error}",
+                **document.at(""),
+            ))
+    return findings
 
 
 def permission_findings(
