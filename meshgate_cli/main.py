@@ -16,8 +16,8 @@ import io
 import json
 import os
 import re
-import tarfile
 import sys
+import tarfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -147,7 +147,7 @@ def _escape_property(text: str) -> str:
 
 
 def level_counts(header: str) -> dict[str, int]:
-    counts = {level: 0 for level in LEVELS}
+    counts = dict.fromkeys(LEVELS, 0)
     for part in header.split(","):
         if "=" in part:
             level, _, count = part.strip().partition("=")
@@ -160,7 +160,7 @@ def at_or_above(counts: dict[str, int], threshold: str) -> int:
     return sum(counts.get(level, 0) for level in LEVELS[LEVELS.index(threshold):])
 
 
-def emit(args: argparse.Namespace, data: Any, human: Callable[[TextIO], None]) -> None:
+def emit(args: argparse.Namespace, data: Any, human: Callable[[TextIO], object]) -> None:
     if args.json:
         json.dump(data, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")

@@ -22,12 +22,14 @@ from rest_framework.viewsets import GenericViewSet
 from policies.choices import NotificationChannelKind, NotificationEvent
 from policies.models import NotificationChannel, NotificationDelivery, Team
 from policies.services import notifications as services
+from portal.http import signed_in_user
 
 DELIVERIES_SHOWN = 50
 
 
 class ChannelSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True, allow_null=True)
+    team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(
+        slug_field="slug", read_only=True, allow_null=True)
     user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
     target = serializers.CharField(source="masked_target", read_only=True)
     events = serializers.ListField(child=serializers.ChoiceField(choices=NotificationEvent.choices), read_only=True)
@@ -81,16 +83,16 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         values: dict[str, Any] = dict(params.validated_data)
         team = values.pop("team")
         owner: dict[str, Any] = {"team": team} if team is not None else {"user": request.user}
-        channel = services.channel_create(actor=request.user, **owner, **values)
+        channel = services.channel_create(actor=signed_in_user(request), **owner, **values)
         return Response(ChannelCreatedSerializer(channel).data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: NotificationChannel) -> None:
-        services.channel_delete(actor=request_user(self), channel=instance)
+        services.channel_delete(actor=signed_in_user(self.request), channel=instance)
 
     @extend_schema(request=None, responses={status.HTTP_202_ACCEPTED: DeliverySerializer})
     @action(detail=True, methods=["post"])
     def test(self, request: Request, pk: str) -> Response:
-        delivery = services.notification_send_test(actor=request.user, channel=self.get_object())
+        delivery = services.notification_send_test(actor=signed_in_user(request), channel=self.get_object())
         return Response(DeliverySerializer(delivery).data, status=status.HTTP_202_ACCEPTED)
 
     @extend_schema(responses={status.HTTP_200_OK: DeliverySerializer(many=True)})
@@ -100,6 +102,3 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         latest = channel.deliveries.order_by("-created_at", "-pk")[:DELIVERIES_SHOWN]
         return Response(DeliverySerializer(latest, many=True).data)
 
-
-def request_user(view: GenericViewSet) -> Any:
-    return view.request.user

@@ -24,11 +24,12 @@ from policies.choices import Role
 from policies.models import Membership, ServiceAccount, Team
 from policies.services import service_accounts as services
 from portal.api_views import TokenCreatedSerializer, TokenCreateSerializer, TokenSerializer
+from portal.http import signed_in_user
 
 
 class ServiceAccountSerializer(serializers.ModelSerializer):
     name = serializers.CharField(source="user.username", read_only=True)
-    team = serializers.SlugRelatedField(slug_field="slug", read_only=True)
+    team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(slug_field="slug", read_only=True)
     role = serializers.SerializerMethodField()
     active = serializers.BooleanField(source="is_active", read_only=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True)
@@ -61,7 +62,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             return ServiceAccount.objects.none()
         accounts = ServiceAccount.objects.select_related("user", "team", "created_by").prefetch_related(
             "user__memberships")
-        user = self.request.user
+        user = signed_in_user(self.request)
         if user.is_superuser:
             return accounts
         teams = Membership.objects.filter(user=user).values("team")
@@ -78,12 +79,12 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
     def create(self, request: Request) -> Response:
         params = ServiceAccountCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        account = services.service_account_create(actor=request.user, **params.validated_data)
+        account = services.service_account_create(actor=signed_in_user(request), **params.validated_data)
         return Response(ServiceAccountSerializer(account).data, status=status.HTTP_201_CREATED)
 
     @extend_schema(responses={status.HTTP_200_OK: ServiceAccountSerializer})
     def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        account = services.service_account_revoke(actor=request.user, account=self.get_object())
+        account = services.service_account_revoke(actor=signed_in_user(request), account=self.get_object())
         return Response(ServiceAccountSerializer(account).data)
 
     @extend_schema(methods=["get"], responses={status.HTTP_200_OK: TokenSerializer(many=True)})
@@ -94,12 +95,12 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         account = self.get_object()
         context = self.get_serializer_context()
         if request.method == "GET":
-            if not services.user_may_manage_service_accounts(user=request.user, team=account.team):
+            if not services.user_may_manage_service_accounts(user=signed_in_user(request), team=account.team):
                 return Response(TokenSerializer(account.user.api_tokens.none(), many=True, context=context).data)
             return Response(TokenSerializer(account.user.api_tokens.all(), many=True, context=context).data)
         params = TokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, plaintext = services.service_account_token_create(actor=request.user, account=account,
+        token, plaintext = services.service_account_token_create(actor=signed_in_user(request), account=account,
                                                                  **params.validated_data)
         return Response(TokenCreatedSerializer(token, context={**context, "plaintext": plaintext}).data,
                         status=status.HTTP_201_CREATED)

@@ -16,7 +16,7 @@ import re
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -32,23 +32,23 @@ _NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,48}[a-z0-9])?$")
 ROLES = (Role.AUTHOR, Role.APPROVER)
 
 
-def _is_platform_admin(user: AbstractBaseUser) -> bool:
+def _is_platform_admin(user: User) -> bool:
     return bool(getattr(user, "is_superuser", False))
 
 
-def user_may_manage_service_accounts(*, user: AbstractBaseUser, team: Team) -> bool:
+def user_may_manage_service_accounts(*, user: User, team: Team) -> bool:
     """Admins of the team and platform admins (superusers)."""
     if not user.is_authenticated or _is_service(user):
         return False  # a pipeline never creates identities or tokens
     return _is_platform_admin(user) or Membership.objects.filter(team=team, user=user, role=Role.ADMIN).exists()
 
 
-def _is_service(user: AbstractBaseUser) -> bool:
+def _is_service(user: User) -> bool:
     return ServiceAccount.objects.filter(user_id=user.pk).exists()
 
 
 def service_account_create(
-    *, actor: AbstractBaseUser, team: Team, name: str, role: str = Role.AUTHOR, description: str = ""
+    *, actor: User, team: Team, name: str, role: str = Role.AUTHOR, description: str = ""
 ) -> ServiceAccount:
     if not user_may_manage_service_accounts(user=actor, team=team):
         raise PermissionDeniedError(f"only an admin of {team.name} or a platform admin can create its service accounts")
@@ -81,7 +81,7 @@ def service_account_create(
     return account
 
 
-def service_account_revoke(*, actor: AbstractBaseUser, account: ServiceAccount) -> ServiceAccount:
+def service_account_revoke(*, actor: User, account: ServiceAccount) -> ServiceAccount:
     """Disables the account and every token of it, at once; its history stays."""
     if not user_may_manage_service_accounts(user=actor, team=account.team):
         raise PermissionDeniedError(f"only an admin of {account.team.name} or a platform admin can revoke it")
@@ -101,7 +101,7 @@ def service_account_revoke(*, actor: AbstractBaseUser, account: ServiceAccount) 
 
 
 def service_account_token_create(
-    *, actor: AbstractBaseUser, account: ServiceAccount, name: str, scopes: list[str], expires_in_days: int
+    *, actor: User, account: ServiceAccount, name: str, scopes: list[str], expires_in_days: int
 ) -> tuple[ApiToken, str]:
     """A token for the account, shown once; the audit row names the admin who issued it."""
     if not user_may_manage_service_accounts(user=actor, team=account.team):

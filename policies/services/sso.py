@@ -15,8 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -37,7 +36,7 @@ def sso_desired_roles(groups: Iterable[str]) -> dict[int, str]:
     return desired
 
 
-def sso_login(*, issuer: str, claims: Mapping[str, Any], groups_claim: str, username_claim: str) -> AbstractBaseUser:
+def sso_login(*, issuer: str, claims: Mapping[str, Any], groups_claim: str, username_claim: str) -> User:
     """The user for these ID-token / userinfo claims, created on first login, with their teams
     synchronised from the groups claim."""
     subject = str(claims.get("sub") or "")
@@ -64,7 +63,7 @@ def sso_login(*, issuer: str, claims: Mapping[str, Any], groups_claim: str, user
     return user
 
 
-def sso_sync_memberships(*, user: AbstractBaseUser, groups: Iterable[str]) -> None:
+def sso_sync_memberships(*, user: User, groups: Iterable[str]) -> None:
     desired = sso_desired_roles(groups)
     current = {m.team_id: m for m in Membership.objects.select_for_update().filter(user=user).select_related("team")}
     teams = {team.pk: team for team in Team.objects.filter(pk__in=set(desired) | set(current))}
@@ -74,22 +73,22 @@ def sso_sync_memberships(*, user: AbstractBaseUser, groups: Iterable[str]) -> No
             audit_record(action=AuditAction.TEAM_MEMBER_REMOVED, actor=user, obj=teams[team_id],
                          before={"user": user.get_username(), "role": membership.role, "source": "sso"})
     for team_id, role in desired.items():
-        membership = current.get(team_id)
-        if membership is None:
+        existing = current.get(team_id)
+        before: dict[str, str] | None = None
+        if existing is None:
             Membership.objects.create(team=teams[team_id], user=user, role=role, source=MembershipSource.SSO)
-            before = None
-        elif membership.source != MembershipSource.SSO or membership.role == role:
+        elif existing.source != MembershipSource.SSO or existing.role == role:
             continue  # a membership granted in Meshgate is left as it is
         else:
-            before = {"role": membership.role}
-            membership.role = role
-            membership.save(update_fields=["role"])
+            before = {"role": existing.role}
+            existing.role = role
+            existing.save(update_fields=["role"])
         audit_record(action=AuditAction.TEAM_MEMBER_SET, actor=user, obj=teams[team_id], before=before,
                      after={"user": user.get_username(), "role": role, "source": "sso"})
 
 
-def _new_user(preferred: str, claims: Mapping[str, Any]) -> AbstractBaseUser:
-    user_model = get_user_model()
+def _new_user(preferred: str, claims: Mapping[str, Any]) -> User:
+    user_model = User
     base = "".join(c for c in preferred if c.isalnum() or c in "@.+-_")[: USERNAME_MAX - 8] or "user"
     username, number = base, 1
     while user_model.objects.filter(username=username).exists():

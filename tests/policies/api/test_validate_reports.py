@@ -1,8 +1,7 @@
 """`POST /validate?format=sarif|junit`: the answers CI systems read, and the finding counts header."""
-from xml.etree import ElementTree
-
 import json
 from importlib import resources
+from xml.etree import ElementTree
 
 import jsonschema
 import pytest
