@@ -2,10 +2,10 @@
 from typing import Any
 
 from django.contrib import admin
-from django.db.models import Model, QuerySet
-from django.http import HttpRequest
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.forms.models import model_to_dict
+from django.http import HttpRequest
 
 from policies.models import AuditEvent, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
 from policies.services.audit import audit_record

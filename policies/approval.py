@@ -109,7 +109,7 @@ def item_rule(item: ChangeItem, *, rules: Sequence[ApprovalRule], environment_id
     if rule is None:
         return ItemRule(item.pk, None, DEFAULT_REQUIRED_APPROVALS, security_kind, True)
     security = {
-        SecurityApproval.ALWAYS: True, SecurityApproval.NEVER: False,
+        SecurityApproval.ALWAYS.value: True, SecurityApproval.NEVER.value: False,
     }.get(rule.security_approval, security_kind)
     return ItemRule(item.pk, rule.pk, rule.required_approvals, security, rule.extra_production_approval)
 
@@ -330,7 +330,7 @@ def approval_status(
         items = list(change.items.all())
     if reviews is None:
         reviews = list(change.reviews.select_related("reviewer").filter(verdict=ReviewVerdict.APPROVE))
-    if plan is False:
+    if plan is False or plan is True:
         plan = latest_plan(change)
     if requirements is None:
         requirements = change_requirements(change, items=items)
@@ -384,7 +384,7 @@ def item_is_stale(item: ChangeItem) -> bool:
     """Needs `current_revision_now` (annotated by `selectors.change_items`) or a loaded policy."""
     if hasattr(item, "current_revision_now"):
         current = item.current_revision_now
-    elif item.policy_id is not None:
+    elif item.policy is not None:
         current = item.policy.current_revision_id
     else:
         policy = policy_for_identity(
