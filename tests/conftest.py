@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
+    "tests.fixtures.oidc_provider",
     "tests.integrations.notify.receiver",
 ]
 

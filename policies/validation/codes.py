@@ -3,7 +3,8 @@
 Codes never change meaning once published; a retired check keeps its code unused. Numbering:
 MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), MG02xx schema,
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
-MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run.
+MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run, MG15xx governance
+(guardrails, as the change workflow applies them).
 `reference` names the matching `istioctl analyze` message (and Kiali check) or says there is none; `istio`
 is the code of that message, carried by every finding as `istio_code` so users can correlate the two.
 Levels follow Istio's where a governance tool can; the departures are said in the explanation.
@@ -445,6 +446,14 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    # --- governance: guardrails as the change workflow will apply them ----------------------------
+    _code("MG1501", ERR, Layer.GUARDRAIL, "Blocked by a guardrail",
+          "A hard-mandatory guardrail (or a soft-mandatory one, unless an admin overrides it with a written "
+          "reason) fails for the object: a change holding it cannot be approved.",
+          "Change the object so that the guardrail passes; the message says what it checks."),
+    _code("MG1502", WARN, Layer.GUARDRAIL, "Advisory guardrail failed",
+          "An advisory guardrail fails for the object. It does not block the change; approvers see it.",
+          "Consider the guardrail's advice; the message says what it checks."),
 )
 
 CATALOGUE: dict[str, Code] = {code.code: code for code in _CODES}
