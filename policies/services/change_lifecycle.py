@@ -9,19 +9,16 @@
   team (Argo Rollouts' retry) when neither its content nor the live state moved since the approved
   plan: a new attempt of its rollout starts now (a fresh analysis window). Otherwise it goes back to
   review with its approvals voided.
-- `NoChanges`: raised when every item of a new change equals live after normalization, like
-  `terraform plan`; nothing is stored and nothing goes to review.
+(`policies.services.no_changes` answers "no changes" for a bundle equal to live.)
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
 
-from integrations import kubernetes as kube
 from policies import approval, selectors
 from policies.choices import (
     EDITABLE_CHANGE_STATES,
@@ -35,9 +32,7 @@ from policies.choices import (
     RolloutEventKind,
     RolloutState,
 )
-from policies.cluster import cluster_config
 from policies.exceptions import (
-    ApplicationError,
     ConflictError,
     DraftRejected,
     PermissionDeniedError,
@@ -65,45 +60,6 @@ from policies.services.changes import (
     require_state,
     set_state,
 )
-
-
-class NoChanges(ApplicationError):
-    """Every item equals the live object: there is nothing to review or roll out."""
-
-    code = "no_changes"
-    status = 200
-
-
-# --- no-op ---------------------------------------------------------------------------------------------
-
-def unchanged_against_live(*, environment: Environment, objects: Sequence[tuple[str, str, str, dict[str, Any] | None]]
-                           ) -> list[str] | None:
-    """The labels of the objects when every one equals live after normalization (a `None` content: a
-    deletion of an absent object), else None. A cluster that cannot be read is never "no changes"."""
-    cfg = cluster_config(environment)
-    labels = []
-    for kind, namespace, name, content in objects:
-        try:
-            live: dict[str, Any] | None = kube.get_object(cfg, kind, namespace, name)
-        except kube.NotFound:
-            live = None
-        except kube.KubernetesError:
-            return None
-        if (normalize_object(live) if live is not None else None) != (
-                normalize_object(content) if content is not None else None):
-            return None
-        labels.append(f"{kind} {namespace}/{name}")
-    return labels or None
-
-
-def raise_if_no_changes(*, environment: Environment, drafts: Sequence[Any]) -> None:
-    objects = [(d.kind, d.namespace, d.name, None if d.operation == DraftOperation.DELETE else d.content)
-               for d in drafts]
-    labels = unchanged_against_live(environment=environment, objects=objects)
-    if labels:
-        raise NoChanges(f"no changes: {len(labels)} object(s) already equal the live cluster in {environment.name}",
-                        extra={"items": labels})
-
 
 # --- new commit ----------------------------------------------------------------------------------------
 

@@ -415,7 +415,7 @@ def change_create_from_bundle(
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
     one transaction: a refused bundle stores nothing. A bundle whose every object equals live raises
     `NoChanges` (nothing stored)."""
-    from policies.services.change_lifecycle import raise_if_no_changes
+    from policies.services.no_changes import raise_if_no_changes
 
     _clean_header(title=title, link=link)
     with transaction.atomic():
