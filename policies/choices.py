@@ -1,6 +1,11 @@
 from django.db import models
 
 
+class MembershipSource(models.TextChoices):
+    LOCAL = "local", "Granted in Meshgate"
+    SSO = "sso", "From single sign-on groups"
+
+
 class PolicyKind(models.TextChoices):
     VIRTUAL_SERVICE = "VirtualService", "VirtualService"
     DESTINATION_RULE = "DestinationRule", "DestinationRule"
@@ -58,6 +63,10 @@ class AuditAction(models.TextChoices):
     POLICY_DRIFT_REAPPLIED = "policy.drift_reapplied"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    SERVICE_ACCOUNT_CREATED = "service_account.created"
+    SERVICE_ACCOUNT_REVOKED = "service_account.revoked"
+    TEAM_MEMBER_REMOVED = "team.member_removed"
+    SSO_LOGIN = "sso.login"
     DRAFT_CREATED = "draft.created"
     DRAFT_UPDATED = "draft.updated"
     DRAFT_DISCARDED = "draft.discarded"
@@ -171,11 +180,12 @@ class ChangeState(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
     FAILED = "failed", "Failed"
     ABORTED = "aborted", "Aborted"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
     @property
     def color(self) -> str:
         return {
-            "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
+            "withdrawn": "muted", "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
             "rejected": "error", "scheduled": "info", "rolling_out": "info", "completed": "ok",
             "rolled_back": "warn", "failed": "error", "aborted": "muted",
         }[self.value]
@@ -193,6 +203,22 @@ EDITABLE_CHANGE_STATES = frozenset({
 })
 # States in which reviewers act on a change.
 REVIEWABLE_CHANGE_STATES = frozenset({ChangeState.IN_REVIEW, ChangeState.APPROVED})
+
+
+# States from which the author may withdraw a change (nothing of it is in the cluster).
+WITHDRAWABLE_CHANGE_STATES = frozenset({
+    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
+    ChangeState.SCHEDULED,
+})
+# States from which an approver may retry the rollout (Argo Rollouts' retry).
+RETRYABLE_CHANGE_STATES = frozenset({ChangeState.ROLLED_BACK, ChangeState.FAILED})
+
+
+class ForeignControllerPolicy(models.TextChoices):
+    """What a plan does with a live object another controller (Argo CD, Flux, Helm) manages."""
+
+    WARN = "warn", "Go ahead and warn"
+    REFUSE = "refuse", "Refuse"
 
 
 class ReviewVerdict(models.TextChoices):
@@ -243,6 +269,9 @@ class ChangeAuditAction(models.TextChoices):
     CHANGE_REBASED = "change.rebased"
     CHANGE_SCHEDULED = "change.scheduled"
     CHANGE_PROMOTED = "change.promoted"
+    CHANGE_ITEMS_REPLACED = "change.items_replaced"
+    CHANGE_WITHDRAWN = "change.withdrawn"
+    CHANGE_RETRIED = "change.retried"
     CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
     CHANGE_ROLLOUT_OPTIONS_UPDATED = "change.rollout_options_updated"
     DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"
@@ -325,3 +354,25 @@ class RolloutAuditAction(models.TextChoices):
     ROLLOUT_FAILED = "rollout.failed"
     DRIFT_DETECTED = "policy.drift_detected"
     DRIFT_RESOLVED = "policy.drift_resolved"
+
+
+class ChangeOutcome(models.TextChoices):
+    """What a pipeline needs to know of a change: still going, or over and how it ended."""
+
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def of(cls, state: str) -> "ChangeOutcome":
+        if state == ChangeState.COMPLETED:
+            return cls.SUCCEEDED
+        if state in UNSUCCESSFUL_CHANGE_STATES:
+            return cls.FAILED
+        return cls.PENDING
+
+
+# Final states in which the change did not reach the cluster as approved.
+UNSUCCESSFUL_CHANGE_STATES = frozenset({
+    ChangeState.REJECTED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED, ChangeState.WITHDRAWN,
+})

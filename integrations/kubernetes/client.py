@@ -181,6 +181,30 @@ def apply_object(
     return _with_type(json.loads(response.data), info)
 
 
+def patch_object_json(
+    cfg: ClusterConfig, kind: str, namespace: str, name: str, operations: list[dict[str, Any]], *,
+    dry_run: bool = False, field_manager: str = FIELD_MANAGER,
+) -> dict[str, Any]:
+    """A JSON patch (RFC 6902), e.g. `test` of `/metadata/resourceVersion` then `replace` of
+    `/metadata/managedFields` (how kubectl moves client-side-apply ownership to its apply manager)."""
+    info = kind_info(kind)
+    response = _call(
+        cfg,
+        _custom(cfg).patch_namespaced_custom_object,
+        info.group,
+        info.version,
+        namespace,
+        info.plural,
+        name,
+        operations,
+        field_manager=field_manager,
+        dry_run="All" if dry_run else None,
+        _content_type="application/json-patch+json",
+        _preload_content=False,
+    )
+    return _with_type(json.loads(response.data), info)
+
+
 def delete_object(
     cfg: ClusterConfig, kind: str, namespace: str, name: str, *, dry_run: bool = False,
     resource_version: str | None = None,

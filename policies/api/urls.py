@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, drift, rollout_options, rollouts, views
+from policies.api import changes, drafts, drift, notifications, rollout_options, rollouts, service_accounts, views
 from portal import api_views
 
 app_name = "api"
@@ -14,6 +14,8 @@ router.register("tokens", api_views.TokenViewSet, basename="token")
 router.register("drafts", drafts.DraftViewSet, basename="draft")
 router.register("changes", changes.ChangeViewSet, basename="change")
 router.register("rollouts", rollouts.RolloutViewSet, basename="rollout")
+router.register("channels", notifications.ChannelViewSet, basename="channel")
+router.register("service-accounts", service_accounts.ServiceAccountViewSet, basename="service-account")
 
 urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),
@@ -32,6 +34,9 @@ urlpatterns = [
     path("changes/<int:pk>/rebase/", changes.ChangeRebaseView.as_view(), name="change-rebase"),
     path("changes/<int:pk>/schedule/", changes.ChangeScheduleView.as_view(), name="change-schedule"),
     path("changes/<int:pk>/promote/", changes.ChangePromoteView.as_view(), name="change-promote"),
+    path("changes/<int:pk>/items/", changes.ChangeReplaceItemsView.as_view(), name="change-replace-items"),
+    path("changes/<int:pk>/withdraw/", changes.ChangeWithdrawView.as_view(), name="change-withdraw"),
+    path("changes/<int:pk>/retry/", changes.ChangeRetryView.as_view(), name="change-retry"),
     path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
     path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
     path("changes/<int:pk>/rollout-options/", rollout_options.ChangeRolloutOptionsView.as_view(),

@@ -8,7 +8,14 @@ from policies.models.inventory import InventoryObject, InventoryWatermark
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
 from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
-from policies.models.team import Membership, NamespaceOwnership, Team
+from policies.models.team import (
+    ExternalIdentity,
+    GroupMapping,
+    Membership,
+    NamespaceOwnership,
+    ServiceAccount,
+    Team,
+)
 from policies.models.window import ChangeWindow
 
 __all__ = [
@@ -39,5 +46,8 @@ __all__ = [
     "PolicyRevision",
     "Rollout",
     "RolloutEvent",
+    "ExternalIdentity",
+    "GroupMapping",
+    "ServiceAccount",
     "Team",
 ]

@@ -33,6 +33,10 @@ class ChangeRequest(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     link = models.URLField(blank=True, max_length=500, help_text="A ticket or pull request this change belongs to.")
+    repository = models.URLField(blank=True, max_length=500, help_text="The repository the content comes from.")
+    commit_sha = models.CharField(blank=True, max_length=64, help_text="The commit the content comes from.")
+    pull_request = models.URLField(blank=True, max_length=500, db_index=True,
+                                   help_text="The pull request the change follows.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="changes")
     state = models.CharField(max_length=20, choices=ChangeState.choices, default=ChangeState.DRAFT, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -48,6 +52,12 @@ class ChangeRequest(models.Model):
     )
     plan_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="A plan refresh was asked for at this time (a plan before it is out of date)."
+    )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    promotion_conflicts = models.JSONField(
+        default=list, blank=True,
+        help_text="Fields where the target environment's value differs from the source's base and the promoted "
+                  "change edits them: [{item, path, base, target, change}]; the author resolves them.",
     )
     promoted_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions",
@@ -93,6 +103,8 @@ class ChangeItem(models.Model):
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
     content_hash = models.CharField(max_length=64, blank=True)
     source_text = models.TextField(blank=True)
+    source_file = models.CharField(max_length=500, blank=True, help_text="The uploaded file it came from.")
+    source_line = models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts.")
     message = models.CharField(max_length=500, blank=True)
     # The last validation (on creation, submit, edit and rebase): what the page lists without re-validating.
     findings = models.JSONField(default=list, blank=True)
@@ -168,6 +180,15 @@ class PlanItem(models.Model):
     diff_live = models.JSONField(default=dict, blank=True)
     diff_base = models.JSONField(default=dict, blank=True)
     findings = models.JSONField(default=list, blank=True, help_text="Server dry-run findings.")
+    after_content = models.JSONField(
+        null=True, blank=True,
+        help_text="What the cluster would hold after the rollout's write: the server's dry-run answer, normalized.",
+    )
+    ownership = models.JSONField(
+        default=dict, blank=True,
+        help_text="Managers the write takes fields over from, fields that would survive and their owners, "
+                  "and the controller (Argo CD, Flux, Helm) that manages the live object.",
+    )
 
     class Meta:
         ordering = ["plan", "item__position", "item_id"]

@@ -17,7 +17,9 @@ BATCH = 1000
 
 
 def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """What the checks, plans and drift read of a live object (managedFields and status dropped)."""
+    """What the checks, plans and imports read of a live object: of Namespaces, Services and Pods
+    their names, labels (and a Service's ports and selector); of the Istio kinds everything but the
+    status (plans read managedFields: who owns which field)."""
     meta = obj.get("metadata") or {}
     kept_meta = {key: meta[key] for key in ("namespace", "name", "labels", "annotations", "resourceVersion",
                                              "uid", "generation") if key in meta}
@@ -28,9 +30,7 @@ def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     if kind == "Service":
         spec = obj.get("spec") or {}
         return {"metadata": kept_meta, "spec": {"ports": spec.get("ports") or [], "selector": spec.get("selector") or {}}}
-    kept = {key: value for key, value in obj.items() if key not in ("metadata", "status")}
-    kept["metadata"] = kept_meta
-    return kept
+    return {key: value for key, value in obj.items() if key != "status"}
 
 
 def _identity(obj: dict[str, Any]) -> tuple[str, str]:

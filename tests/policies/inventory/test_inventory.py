@@ -110,4 +110,6 @@ def test_a_deleted_object_leaves_the_inventory_and_a_reset_cluster_is_listed_aga
     wait_until(lambda: rows.filter(namespace=namespace, name=name).exists(), "the re-list brings it back")
     assert InventoryWatermark.objects.get(environment=staging, kind="VirtualService").listed_at > listed_at
     content = rows.get(namespace=namespace, name=name).content
-    assert "managedFields" not in content["metadata"] and content["spec"]
+    assert content["spec"] and content["metadata"]["managedFields"], "plans read who owns which field"
+    pod = InventoryObject.objects.filter(environment=staging, kind="Pod").first().content
+    assert set(pod) == {"metadata"} and set(pod["metadata"]) <= {"namespace", "name", "labels"}

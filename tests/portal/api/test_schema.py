@@ -25,7 +25,10 @@ EXPECTED_PATHS = {
     "/api/v1/drafts/bundle/": {"post"},
     "/api/v1/validate": {"post"},
     "/api/v1/changes/": {"get", "post"},
-    "/api/v1/changes/{id}/": {"get"},
+    "/api/v1/changes/{id}/": {"get", "patch", "delete"},
+    "/api/v1/changes/{id}/items/": {"put"},
+    "/api/v1/changes/{id}/withdraw/": {"post"},
+    "/api/v1/changes/{id}/retry/": {"post"},
     "/api/v1/changes/{id}/submit/": {"post"},
     "/api/v1/changes/{id}/approve/": {"post"},
     "/api/v1/changes/{id}/request-changes/": {"post"},
@@ -44,6 +47,13 @@ EXPECTED_PATHS = {
     "/api/v1/rollouts/{id}/confirm-gate/": {"post"},
     "/api/v1/changes/{id}/status/": {"get"},
     "/api/v1/changes/{id}/rollout-options/": {"get", "post"},
+    "/api/v1/channels/": {"get", "post"},
+    "/api/v1/channels/{id}/": {"get", "delete"},
+    "/api/v1/channels/{id}/deliveries/": {"get"},
+    "/api/v1/channels/{id}/test/": {"post"},
+    "/api/v1/service-accounts/": {"get", "post"},
+    "/api/v1/service-accounts/{name}/": {"get", "delete"},
+    "/api/v1/service-accounts/{name}/tokens/": {"get", "post"},
 }
 
 
