@@ -199,13 +199,35 @@ def drafts_from_bundle(
     file, document and line, and nothing is stored. Otherwise each object updates the author's
     draft for it, or creates one, in one transaction.
     """
+    report, objects = bundle_objects(author=author, environment=environment, files=files)
+    drafts = []
+    with transaction.atomic():
+        for document, source in objects:
+            drafts.append(_upsert(
+                author=author,
+                environment=environment,
+                document=document,
+                source=source,
+                findings=report.for_document(document),
+                message=message or None,
+                draft=None,
+            ))
+    return drafts
+
+
+def bundle_objects(
+    *, author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]]
+) -> tuple[ValidationReport, list[tuple[ParsedDocument, SourceText]]]:
+    """The bundle's objects (plain files and archives) with their text and where it stands in the
+    uploaded file, refused as a whole (`DraftRejected`, code `bundle_rejected`) on any parse-layer
+    error, refused archive or namespace the author may not draft in."""
     expanded, archive_findings = expand_bundle(files)
     report = validate_bundle(environment=environment, files=expanded) if (expanded or not archive_findings) else None
     documents = report.documents if report is not None else []
     blocking = [*archive_findings, *blocking_findings(report.findings if report is not None else [])]
     blocking += permission_findings(author=author, environment=environment, documents=documents)
-    if blocking:
-        only_permission = all(finding.layer == PERMISSION_LAYER for finding in blocking)
+    if blocking or report is None:
+        only_permission = bool(blocking) and all(finding.layer == PERMISSION_LAYER for finding in blocking)
         raise DraftRejected(
             _rejection_message(blocking, "the bundle was refused and nothing was stored"),
             findings=_dicts(blocking),
@@ -216,19 +238,10 @@ def drafts_from_bundle(
     per_file: dict[str, int] = {}
     for document in documents:
         per_file[document.file] = per_file.get(document.file, 0) + 1
-    drafts = []
-    with transaction.atomic():
-        for document in documents:
-            drafts.append(_upsert(
-                author=author,
-                environment=environment,
-                document=document,
-                source=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
-                findings=report.for_document(document),
-                message=message or None,
-                draft=None,
-            ))
-    return drafts
+    return report, [
+        (document, _document_text(document, texts[document.file], alone=per_file[document.file] == 1))
+        for document in documents
+    ]
 
 
 # --- shared -----------------------------------------------------------------------------------
