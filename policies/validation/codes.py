@@ -140,6 +140,15 @@ _CODES = (
           "The CRD schema could not be read from the environment's cluster, so fields were not checked. "
           "They will be checked again before approval and before rollout.",
           "Check the environment's cluster connection on its page, then validate again."),
+    _code("MG0206", ERR, SCHEMA, "CRD validation rule broken",
+          "The object breaks one of the CRD's CEL validation rules (x-kubernetes-validations), which the "
+          "API server evaluates on every create and update: e.g. two fields that exclude each other, an "
+          "invalid duration, a port outside 1-65535, a wildcard where none is allowed.",
+          "Change the field the message names so that the rule holds."),
+    _code("MG0207", ERR, SCHEMA, "Version not served by the cluster",
+          "The object's apiVersion names a version that the cluster's CRD does not serve (or no longer "
+          "serves), so the API server would refuse it.",
+          "Use one of the served versions the message lists, preferably the storage version."),
     # --- cross-resource: context ---------------------------------------------------------------
     _code("MG0300", WARN, CROSS, "Cluster state not read",
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "

@@ -75,7 +75,11 @@ def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, envi
 
 def check_document(doc: ParsedDocument, schema: Schema) -> list[Finding]:
     outcome = validate_custom_object(doc.obj, schema)
-    findings = [_field_error(doc, error, schema) for error in outcome.errors]
+    rule_errors = {id(error) for error in outcome.rule_errors}
+    findings = [
+        _rule_error(doc, error) if id(error) in rule_errors else _field_error(doc, error, schema)
+        for error in outcome.errors
+    ]
     findings.extend(_unknown_field(doc, path, schema) for path in outcome.unknown_fields)
     return findings
 
@@ -115,6 +119,14 @@ def _field_error(doc: ParsedDocument, error: Any, schema: Schema) -> Finding:
     if "(oneOf)" in error.detail:
         return finding("MG0201", _one_of_message(doc, path, schema, error.detail), **where)
     return finding("MG0201", f"{path}: {error.body()}; change the value", **where)
+
+
+def _rule_error(doc: ParsedDocument, error: Any) -> Finding:
+    """A CRD validation rule (CEL) the object breaks, worded as the API server words it."""
+    where = doc.at(error.field)
+    place = error.field or "the object"
+    message = f"{place}: {error.detail} (the API server would refuse it: {error.type.reason})"
+    return finding("MG0206", message, **where)
 
 
 def _show(value: Any) -> str:
