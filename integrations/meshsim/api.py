@@ -563,7 +563,7 @@ def _decode_json(raw: bytes) -> Any:
 def _decode_yaml(raw: bytes) -> Any:
     try:
         return load_document(raw)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise errors.bad_request(f"error decoding YAML: {exc}") from exc
 
 

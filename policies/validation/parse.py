@@ -4,6 +4,9 @@ Safe by construction: files are size-checked before they are decoded, YAML is co
 LibYAML safe loader (which caps nesting at 1000), and the object is built by `_Builder` from the
 node graph, counting every value so that alias bombs stop at `MAX_NODES_PER_DOCUMENT`. The same walk
 records the line and column of every field path, which later layers use to place their findings.
+Plain scalars are read as Kubernetes reads them (sigs.k8s.io/yaml; see
+`integrations.kubernetes.yamlscalars`), not by PyYAML's YAML 1.1 rules: `1:20`, `001:db8::` and
+`2024-01-01` stay strings, `0o17` is 15, `yes` is true.
 """
 from __future__ import annotations
 
@@ -17,6 +20,15 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from integrations.kubernetes.yamlscalars import (
+    FLOW_COLON_PROBLEM,
+    PLAIN_TAG,
+    GoFlowScannerMixin,
+    KubernetesResolver,
+    is_json_number,
+    key_text,
+    resolve_plain,
+)
 from policies.validation import limits
 from policies.validation.codes import finding
 from policies.validation.findings import Finding
@@ -28,12 +40,18 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, _MERGE, _MAP, _SEQ = (
     _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "map", "seq")
 )
-# Plain scalars go-yaml (and so kubectl) reads as numbers although YAML 1.1 says string, e.g. 1e3.
-_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 _LAST_SEGMENT = re.compile(r"(\.[^.\[]*|\[\d+\])$")
 _WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D} | {0x7F}
 _SCALARS = SafeConstructor()
+
+
+class _Loader(KubernetesResolver, yaml.CSafeLoader):  # type: ignore[misc]
+    """LibYAML's safe composer; plain scalars are resolved later as Kubernetes resolves them."""
+
+
+class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):  # type: ignore[misc]
+    """The pure-Python composer with go-yaml's flow plain scalars (see `_compose`)."""
 
 
 @dataclass
@@ -206,23 +224,41 @@ def _not_utf8(name: str, content: bytes, offset: int) -> Finding:
 
 
 def _compose(name: str, text: str) -> Iterator[tuple[int, Node | None, Finding | None]]:
-    """(index, root node, None) per document; (index, None, finding) on the first syntax error."""
-    loader = yaml.CSafeLoader(text)
+    """(index, root node, None) per document; (index, None, finding) on the first syntax error.
+
+    LibYAML composes; a text it refuses only for a `:` inside a flow plain scalar (`[001:db8::]`,
+    which kubectl reads as a string) is composed again by the pure-Python loader with go-yaml's rule.
+    """
+    nodes, problem = _compose_with(_Loader, name, text)
+    if problem is not None and FLOW_COLON_PROBLEM in problem.message:
+        nodes, problem = _compose_with(_FlowLoader, name, text)
+    for index, node in enumerate(nodes):
+        yield index, node, None
+    if problem is not None:
+        yield len(nodes), None, problem
+
+
+def _compose_with(loader_class: type, name: str, text: str) -> tuple[list[Node], Finding | None]:
+    loader = loader_class(text)
+    nodes: list[Node] = []
     index = 0
     try:
         while loader.check_node():
-            yield index, loader.get_node(), None
+            nodes.append(loader.get_node())
             index += 1
+            if index > limits.MAX_DOCUMENTS:
+                break
     except yaml.MarkedYAMLError as exc:
-        yield index, None, _syntax_error(name, text, index, exc)
+        return nodes, _syntax_error(name, text, index, exc)
     except yaml.reader.ReaderError as exc:
         line, column = _line_column(text, exc.position)
         message = f"character {exc.character!r} is not allowed in YAML (line {line}, column {column}): remove it"
-        yield index, None, finding("MG0004", message, file=name, document=index, line=line, column=column)
+        return nodes, finding("MG0004", message, file=name, document=index, line=line, column=column)
     except yaml.YAMLError as exc:
-        yield index, None, finding("MG0004", f"the text cannot be parsed: {exc}", file=name, document=index)
+        return nodes, finding("MG0004", f"the text cannot be parsed: {exc}", file=name, document=index)
     finally:
         loader.dispose()
+    return nodes, None
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:
@@ -267,7 +303,8 @@ def _read_document(name: str, index: int, root: Node) -> tuple[list[ParsedDocume
         message = (f"the document is larger than {_mib(limits.MAX_DOCUMENT_BYTES)}, the most Meshgate accepts "
                    "for one object: split it")
         return [], [finding("MG0010", message, **where)]
-    if isinstance(root, ScalarNode) and root.tag == _NULL and root.value in ("", "~", "null", "Null", "NULL"):
+    if isinstance(root, ScalarNode) and root.tag in (_NULL, PLAIN_TAG) and root.value in ("", "~", "null", "Null",
+                                                                                        "NULL"):
         return [], []  # an empty document, e.g. between two `---`
     builder = _Builder(name, index)
     items = _list_items(root)
@@ -368,10 +405,13 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: str) -> Any:
         tag = node.tag
+        if tag == PLAIN_TAG:
+            value = resolve_plain(node.value)
+            if not is_json_number(value):
+                self._unsupported(node, path, f"the number {node.value}")
+                return node.value
+            return value
         if tag == _STR:
-            if not node.style and _GO_FLOAT.match(node.value):  # plain, not quoted
-                number = float(node.value)
-                return int(number) if number.is_integer() else number
             return node.value
         if tag in (_NULL,):
             return None
@@ -401,7 +441,7 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self._unsupported(key_node, path, "a list or mapping used as a key")
                 continue
-            key = key_node.value
+            key = key_text(resolve_plain(key_node.value)) if key_node.tag == PLAIN_TAG else key_node.value
             child = f"{path}.{key}" if path else key
             if key in first_seen:
                 self._duplicate(key, path, key_node, first_seen[key])
