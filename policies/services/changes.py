@@ -393,14 +393,17 @@ def change_create_from_bundle(
     description: str = "",
     link: str = "",
     message: str = "",
+    default_namespace: str = "",
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
-    one transaction: a refused bundle stores nothing."""
+    one transaction: a refused bundle stores nothing. `default_namespace`: for objects without one."""
     from policies.services.drafts import drafts_from_bundle
 
     _clean_header(title=title, link=link)
     with transaction.atomic():
-        drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
+        drafts = drafts_from_bundle(
+            author=author, environment=environment, files=files, message=message, default_namespace=default_namespace
+        )
         return change_create(
             author=author, environment=environment, drafts=drafts, title=title, description=description, link=link
         )

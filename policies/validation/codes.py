@@ -99,8 +99,8 @@ _CODES = (
           "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
-          "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
-          "serves (networking.istio.io: v1, v1beta1, v1alpha3; security.istio.io: v1, v1beta1).",
+          "The apiVersion's group does not belong to the kind, or its version is not a Kubernetes API "
+          "version name (v1, v1beta1, v1alpha3, ...). Whether the cluster serves that version is MG0207.",
           "Use the group and version given in the message, preferably v1."),
     _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "

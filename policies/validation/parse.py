@@ -68,6 +68,8 @@ class ParsedDocument:
     positions: dict[str, Position] = field(default_factory=dict, repr=False)
     checkable: bool = True
     """False when its identity is unusable (unsupported kind, no name, ...): later layers skip it."""
+    namespace_defaulted: bool = False
+    """True when metadata.namespace was not written and the bundle's default namespace was set."""
 
     @property
     def kind(self) -> str:

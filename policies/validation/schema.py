@@ -28,6 +28,7 @@ _SHAPES = {
     "integer,string": "a number or a string",
 }
 MAX_LISTED_FIELDS = 12
+SERVED_FIELDS = ("schema", "served", "servedVersions")
 
 
 @dataclass
@@ -41,36 +42,54 @@ def environment_schemas(environment: Environment, *, recheck_seconds: float | No
     cfg = cluster_config(environment)
     digest = hashlib.sha256(cfg.describe().encode()).hexdigest()[:12]
 
-    def read(kind: str) -> CrdSchema:
-        answer = read_crd_schema(cfg, kind)
-        return CrdSchema(str(answer["resourceVersion"]), answer["schema"])
+    def read(key: str) -> CrdSchema:
+        """`Kind`: the default version's schema; `Kind/version`: that version's, with whether it is served."""
+        kind, _, version = key.partition("/")
+        if not version:
+            answer = read_crd_schema(cfg, kind)
+            return CrdSchema(str(answer["resourceVersion"]), answer["schema"])
+        answer = read_crd_schema(cfg, kind, version)
+        return CrdSchema(str(answer["resourceVersion"]), {key: answer[key] for key in SERVED_FIELDS})
 
     return SchemaCache(scope=f"{environment.pk}:{digest}", read=read, recheck_seconds=recheck_seconds)
 
 
 def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, environment_name: str) -> SchemaCheck:
+    """Each object against the schema of the version it is written in (`apiVersion`), as the cluster serves it."""
     result = SchemaCheck()
     loaded: dict[str, Schema | None] = {}
     for doc in documents:
-        if doc.kind not in loaded:
+        key = f"{doc.kind}/{_version_of(doc)}"
+        if key not in loaded:
             try:
-                loaded[doc.kind] = schemas.get(doc.kind)
+                loaded[key] = schemas.get(key)
             except NotFound:
-                loaded[doc.kind] = None
+                loaded[key] = None
             except KubernetesError as exc:
                 message = (f"schema could not be checked: {exc.message}; fields will be checked again before "
                            "approval; check the environment's cluster connection and validate again")
                 result.findings.append(finding("MG0205", message))
                 result.cluster_unreachable = True
                 return result
-        schema = loaded[doc.kind]
-        if schema is None:
+        served = loaded[key]
+        if served is None:
             message = (f"the cluster of environment {environment_name} does not serve {doc.kind} (no CRD "
                        f"{doc.kind}): install or upgrade Istio there, or target another environment")
             result.findings.append(finding("MG0204", message, **doc.at("kind")))
             continue
-        result.findings.extend(check_document(doc, schema))
+        if not served.get("served"):
+            versions = ", ".join(served.get("servedVersions") or []) or "none"
+            message = (f"{doc.obj.get('apiVersion')} is not served for {doc.kind} by the cluster of environment "
+                       f"{environment_name} (served: {versions}): write the object in a served version")
+            result.findings.append(finding("MG0207", message, **doc.at("apiVersion")))
+            continue
+        result.findings.extend(check_document(doc, served["schema"]))
     return result
+
+
+def _version_of(doc: ParsedDocument) -> str:
+    api_version = doc.obj.get("apiVersion")
+    return api_version.rpartition("/")[2] if isinstance(api_version, str) else ""
 
 
 def check_document(doc: ParsedDocument, schema: Schema) -> list[Finding]:
