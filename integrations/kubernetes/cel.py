@@ -58,7 +58,7 @@ from integrations.kubernetes.fielderrors import ErrorType, FieldError
 Schema = dict[str, Any]
 
 PER_CALL_LIMIT = 1_000_000
-PER_OBJECT_BUDGET = 5_000_000
+PER_OBJECT_BUDGET = 2_000_000
 MEMO_ENTRIES = 8192
 PLAN_ENTRIES = 256
 
@@ -301,6 +301,7 @@ class RuleValidator:
 
     def _out_of_budget(self, value: Any, schema: Schema, path: str) -> None:
         self.exhausted = True
+        self.remaining = 0
         self.errors.append(FieldError(
             ErrorType.INVALID, path, type_name(value, schema),
             "validation failed due to running out of cost budget, no further validation rules will be run"))
@@ -383,12 +384,19 @@ def _with_field_path(path: str, field_path: str) -> str:
 
 def validate(value: Any, schema: Schema, *, old: Any = None, budget: int = PER_OBJECT_BUDGET) -> list[FieldError]:
     """The rule errors of a pruned object body against its schema (``old``: the stored object on update)."""
+    return validate_with_cost(value, schema, old=old, budget=budget)[0]
+
+
+def validate_with_cost(
+    value: Any, schema: Schema, *, old: Any = None, budget: int = PER_OBJECT_BUDGET
+) -> tuple[list[FieldError], int]:
+    """The rule errors and the cost units spent (at most `budget`)."""
     plan = _plans.get(schema)
     if plan is None:
-        return []
+        return [], 0
     validator = RuleValidator(budget)
     validator.validate(value, plan, "", _MISSING if old is None else old)
-    return validator.errors
+    return validator.errors, budget - max(validator.remaining, 0)
 
 
 def iter_rules(schema: Any, path: str = "") -> Iterator[tuple[str, Schema, Rule]]:

@@ -23,6 +23,7 @@ raises `CostExceeded` past its limit (see ``cel.py`` for the limits).
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import math
 import re
 import urllib.parse
@@ -628,6 +629,8 @@ class _Compiler:
 
     def _literal(self, tree: lark.Tree) -> Node:
         token = tree.children[0]
+        if not isinstance(token, lark.Token):
+            raise CompileError("unsupported literal")
         value = _literal_value(token)
 
         def constant(meter: Meter, scope: Scope) -> Any:
@@ -957,7 +960,7 @@ def _list(value: Any) -> list[Any]:
 
 def _is_sorted(items: Any) -> bool:
     values = _list(items)
-    for a, b in zip(values, values[1:], strict=False):
+    for a, b in itertools.pairwise(values):
         _ordered(a, b)
         if a > b:
             return False

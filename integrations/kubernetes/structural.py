@@ -51,26 +51,36 @@ class Outcome:
     unknown_fields: list[str] = field(default_factory=list)
     rule_errors: list[FieldError] = field(default_factory=list)
     """The subset of ``errors`` that CEL validation rules gave."""
+    rule_cost: int = 0
+    """Cost units the rules spent (see ``cel``)."""
 
 
 def validate_custom_object(
-    obj: dict[str, Any], schema: Schema, *, old: dict[str, Any] | None = None, rules: bool = True
+    obj: dict[str, Any],
+    schema: Schema,
+    *,
+    old: dict[str, Any] | None = None,
+    rules: bool = True,
+    rules_budget: int = cel.PER_OBJECT_BUDGET,
 ) -> Outcome:
     """Validate everything but apiVersion/kind/metadata against the version's schema, then its CEL rules.
 
     ``old`` is the stored object on an update (transition rules compare against it); ``rules=False``
-    skips the CEL rules.
+    skips the CEL rules; ``rules_budget`` caps their cost for this object.
     """
     body = {key: value for key, value in obj.items() if key not in ROOT_FIELDS}
     validator = _Validator(prune=True)
     pruned = validator.check(body, {**schema, "type": "object"}, "")
     rule_errors: list[FieldError] = []
+    cost = 0
     if rules:
-        rule_errors = cel.validate(_rule_view(pruned, obj), schema, old=_rule_view(old, old) if old else None)
+        rule_errors, cost = cel.validate_with_cost(
+            _rule_view(pruned, obj), schema, old=_rule_view(old, old) if old else None, budget=rules_budget
+        )
     for key in ROOT_FIELDS:
         if key in obj:
             pruned[key] = obj[key]
-    return Outcome(pruned, [*validator.errors, *rule_errors], validator.unknown_fields, rule_errors)
+    return Outcome(pruned, [*validator.errors, *rule_errors], validator.unknown_fields, rule_errors, cost)
 
 
 def _rule_view(body: dict[str, Any] | None, obj: dict[str, Any] | None) -> dict[str, Any]:

@@ -23,7 +23,7 @@ from integrations.kubernetes.yamlscalars import (
 _BaseLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available
 
 
-def _plain(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+def _plain(loader: Any, node: yaml.ScalarNode) -> Any:
     value = resolve_plain(node.value)
     if not is_json_number(value):
         raise ValueError(f"json: unsupported value: {node.value} (line {node.start_mark.line + 1})")
@@ -39,10 +39,9 @@ class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):  # t
 
 
 for _loader in (_KubernetesLoader, _FlowLoader):
-    _loader.add_constructor(PLAIN_TAG, _plain)
-    _loader.add_constructor(
-        "tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str  # explicit !!timestamp: text
-    )
+    _loader.add_constructor(PLAIN_TAG, _plain)  # type: ignore[type-var]
+    # an explicit !!timestamp stays its text, as in JSON
+    _loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,9 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integrations.kubernetes import KubernetesError, NotFound, read_crd_schema
+from integrations.kubernetes import cel as cel_limits
 from integrations.kubernetes.structural import validate_custom_object
 from policies.cluster import cluster_config
 from policies.models import Environment
+from policies.validation import limits
 from policies.validation.cache import CrdSchema, Schema, SchemaCache
 from policies.validation.codes import finding
 from policies.validation.findings import Finding
@@ -58,6 +60,7 @@ def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, envi
     """Each object against the schema of the version it is written in (`apiVersion`), as the cluster serves it."""
     result = SchemaCheck()
     loaded: dict[str, Schema | None] = {}
+    remaining = limits.BUNDLE_RULE_BUDGET
     for doc in documents:
         key = f"{doc.kind}/{_version_of(doc)}"
         if key not in loaded:
@@ -83,7 +86,9 @@ def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, envi
                        f"{environment_name} (served: {versions}): write the object in a served version")
             result.findings.append(finding("MG0207", message, **doc.at("apiVersion")))
             continue
-        result.findings.extend(check_document(doc, served["schema"]))
+        findings, cost = _checked(doc, served["schema"], budget=remaining)
+        remaining = max(remaining - cost, 0)
+        result.findings.extend(findings)
     return result
 
 
@@ -93,14 +98,19 @@ def _version_of(doc: ParsedDocument) -> str:
 
 
 def check_document(doc: ParsedDocument, schema: Schema) -> list[Finding]:
-    outcome = validate_custom_object(doc.obj, schema)
+    return _checked(doc, schema)[0]
+
+
+def _checked(doc: ParsedDocument, schema: Schema, *, budget: int = limits.BUNDLE_RULE_BUDGET) -> tuple[list[Finding], int]:
+    """The findings of one object and the CEL cost they took (the bundle's rules share one budget)."""
+    outcome = validate_custom_object(doc.obj, schema, rules_budget=min(budget, cel_limits.PER_OBJECT_BUDGET))
     rule_errors = {id(error) for error in outcome.rule_errors}
     findings = [
         _rule_error(doc, error) if id(error) in rule_errors else _field_error(doc, error, schema)
         for error in outcome.errors
     ]
     findings.extend(_unknown_field(doc, path, schema) for path in outcome.unknown_fields)
-    return findings
+    return findings, outcome.rule_cost
 
 
 def schema_at(schema: Schema, path: str) -> Schema | None:

@@ -61,3 +61,23 @@ def test_the_near_miss_has_no_finding(cluster):
           ports: [{number: 443, name: https, protocol: TLS}]
         """)
     assert [f.code for f in report.findings if f.layer in ("parse", "schema")] == []
+
+
+def test_the_rules_of_a_bundle_share_one_cost_budget(cluster, monkeypatch):
+    from policies.validation import limits
+
+    entry = """\
+        apiVersion: networking.istio.io/v1
+        kind: ServiceEntry
+        metadata: {{name: ext{n}, namespace: bookinfo}}
+        spec:
+          hosts: [ext{n}.example.com]
+          ports: [{ports}]
+        """
+    ports = ", ".join(f"{{number: {p}, name: p{p}, protocol: TCP}}" for p in range(1, 41))
+    text = "---\n".join(textwrap.dedent(entry).format(n=n, ports=ports) for n in range(3))
+    assert [f.code for f in check(cluster, text).findings if f.layer == "schema"] == []
+    monkeypatch.setattr(limits, "BUNDLE_RULE_BUDGET", 20_000)
+    found = [f for f in check(cluster, text).findings if f.layer == "schema"]
+    assert found and all(f.code == "MG0206" and "running out of cost budget" in f.message for f in found)
+    assert found[0].object != "ServiceEntry bookinfo/ext0"
