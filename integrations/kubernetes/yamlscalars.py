@@ -27,6 +27,9 @@ import math
 import re
 from typing import Any
 
+from yaml.nodes import ScalarNode
+from yaml.tokens import ScalarToken
+
 PLAIN_TAG = "tag:meshgate,2026:plain"
 MERGE_TAG = "tag:yaml.org,2002:merge"
 INT64_MIN, INT64_MAX, UINT64_MAX = -(2**63), 2**63 - 1, 2**64 - 1
@@ -128,8 +131,6 @@ class KubernetesResolver:
     """A PyYAML resolver mixin: plain scalars get `PLAIN_TAG` (``<<`` stays the merge key)."""
 
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
-        from yaml.nodes import ScalarNode
-
         if kind is ScalarNode and implicit and implicit[0]:
             return MERGE_TAG if value == "<<" else PLAIN_TAG
         return super().resolve(kind, value, implicit)  # type: ignore[misc,no-any-return]
@@ -146,8 +147,6 @@ class GoFlowScannerMixin:
     flow_level: int
 
     def scan_plain(self) -> Any:
-        from yaml.tokens import ScalarToken
-
         token = super().scan_plain()  # type: ignore[misc]
         if not self.flow_level:
             return token

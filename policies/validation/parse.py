@@ -44,6 +44,8 @@ _LAST_SEGMENT = re.compile(r"(\.[^.\[]*|\[\d+\])$")
 _WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D} | {0x7F}
 _SCALARS = SafeConstructor()
+_RESOLVABLE_KEY_START = frozenset("yYnNtTfFoO~.+-0123456789")
+"""First characters of plain keys that may read as something else than their text (`yes`, `1`, ...)."""
 
 
 class _Loader(KubernetesResolver, yaml.CSafeLoader):  # type: ignore[misc]
@@ -179,9 +181,18 @@ def parse_file(name: str, content: bytes) -> tuple[list[ParsedDocument], list[Fi
     text, problem = decode(name, content)
     if problem is not None:
         return [], [problem]
+    documents, findings = _read_file(name, text, _Loader)
+    if findings and FLOW_COLON_PROBLEM in findings[-1].message and findings[-1].code == "MG0004":
+        # LibYAML refuses a `:` inside a flow plain scalar (`[001:db8::]`) that kubectl reads as a
+        # string: read the file again with the pure-Python loader and go-yaml's rule.
+        documents, findings = _read_file(name, text, _FlowLoader)
+    return documents, findings
+
+
+def _read_file(name: str, text: str, loader_class: type) -> tuple[list[ParsedDocument], list[Finding]]:
     documents: list[ParsedDocument] = []
     findings: list[Finding] = []
-    for index, node, error in _compose(name, text):
+    for index, node, error in _compose(name, text, loader_class):
         if error is not None:
             findings.append(error)
             break
@@ -225,42 +236,24 @@ def _not_utf8(name: str, content: bytes, offset: int) -> Finding:
 # --- text → YAML nodes ----------------------------------------------------------------------------
 
 
-def _compose(name: str, text: str) -> Iterator[tuple[int, Node | None, Finding | None]]:
-    """(index, root node, None) per document; (index, None, finding) on the first syntax error.
-
-    LibYAML composes; a text it refuses only for a `:` inside a flow plain scalar (`[001:db8::]`,
-    which kubectl reads as a string) is composed again by the pure-Python loader with go-yaml's rule.
-    """
-    nodes, problem = _compose_with(_Loader, name, text)
-    if problem is not None and FLOW_COLON_PROBLEM in problem.message:
-        nodes, problem = _compose_with(_FlowLoader, name, text)
-    for index, node in enumerate(nodes):
-        yield index, node, None
-    if problem is not None:
-        yield len(nodes), None, problem
-
-
-def _compose_with(loader_class: type, name: str, text: str) -> tuple[list[Node], Finding | None]:
+def _compose(name: str, text: str, loader_class: type) -> Iterator[tuple[int, Node | None, Finding | None]]:
+    """(index, root node, None) per document; (index, None, finding) on the first syntax error."""
     loader = loader_class(text)
-    nodes: list[Node] = []
     index = 0
     try:
         while loader.check_node():
-            nodes.append(loader.get_node())
+            yield index, loader.get_node(), None
             index += 1
-            if index > limits.MAX_DOCUMENTS:
-                break
     except yaml.MarkedYAMLError as exc:
-        return nodes, _syntax_error(name, text, index, exc)
+        yield index, None, _syntax_error(name, text, index, exc)
     except yaml.reader.ReaderError as exc:
         line, column = _line_column(text, exc.position)
         message = f"character {exc.character!r} is not allowed in YAML (line {line}, column {column}): remove it"
-        return nodes, finding("MG0004", message, file=name, document=index, line=line, column=column)
+        yield index, None, finding("MG0004", message, file=name, document=index, line=line, column=column)
     except yaml.YAMLError as exc:
-        return nodes, finding("MG0004", f"the text cannot be parsed: {exc}", file=name, document=index)
+        yield index, None, finding("MG0004", f"the text cannot be parsed: {exc}", file=name, document=index)
     finally:
         loader.dispose()
-    return nodes, None
 
 
 def _line_column(text: str, position: int) -> tuple[int, int]:
@@ -443,7 +436,9 @@ class _Builder:
             if not isinstance(key_node, ScalarNode):
                 self._unsupported(key_node, path, "a list or mapping used as a key")
                 continue
-            key = key_text(resolve_plain(key_node.value)) if key_node.tag == PLAIN_TAG else key_node.value
+            key = key_node.value
+            if key_node.tag == PLAIN_TAG and key[:1] in _RESOLVABLE_KEY_START:
+                key = key_text(resolve_plain(key))
             child = f"{path}.{key}" if path else key
             if key in first_seen:
                 self._duplicate(key, path, key_node, first_seen[key])
