@@ -18,6 +18,7 @@ from policies.validation.codes import finding
 from policies.validation.findings import Finding
 from policies.validation.parse import ParsedDocument
 
+_MAP_KEY = re.compile(r"\[([^\]0-9][^\]]*)\]")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _EXPECTED_TYPE = re.compile(r"must be of type ([\w,]+)")
 _SHAPES = {
@@ -153,6 +154,9 @@ def _field_error(doc: ParsedDocument, error: Any, schema: Schema) -> Finding:
 def _rule_error(doc: ParsedDocument, error: Any) -> Finding:
     """A CRD validation rule (CEL) the object breaks, worded as the API server words it."""
     where = doc.at(error.field)
+    located = doc.position_of(_MAP_KEY.sub(r".\1", error.field))  # spec.matchLabels[app] is at ...matchLabels.app
+    if located is not None:
+        where.update(line=located[0], column=located[1])
     place = error.field or "the object"
     message = f"{place}: {error.detail} (the API server would refuse it: {error.type.reason})"
     return finding("MG0206", message, **where)

@@ -81,3 +81,20 @@ def test_the_rules_of_a_bundle_share_one_cost_budget(cluster, monkeypatch):
     found = [f for f in check(cluster, text).findings if f.layer == "schema"]
     assert found and all(f.code == "MG0206" and "running out of cost budget" in f.message for f in found)
     assert found[0].object != "ServiceEntry bookinfo/ext0"
+
+
+def test_a_rule_on_a_map_value_points_at_its_key(cluster):
+    report = check(cluster, """\
+        apiVersion: networking.istio.io/v1
+        kind: DestinationRule
+        metadata: {name: reviews, namespace: bookinfo}
+        spec:
+          host: reviews
+          workloadSelector:
+            matchLabels:
+              version: v1
+              app: "*"
+        """)
+    [found] = [f for f in report.findings if f.code == "MG0206"]
+    assert (found.path, found.line) == ("spec.workloadSelector.matchLabels[app]", 9)
+    assert "wildcard not allowed in label value match" in found.message
