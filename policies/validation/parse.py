@@ -199,6 +199,7 @@ def _read_file(name: str, text: str, loader_class: type) -> tuple[list[ParsedDoc
         if index >= limits.MAX_DOCUMENTS:
             findings.append(_too_many_documents(name))
             break
+        assert node is not None  # _compose yields a node with every index it yields no error for
         parsed, problems = _read_document(name, index, node)
         documents.extend(parsed)
         findings.extend(problems)
