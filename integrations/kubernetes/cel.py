@@ -242,8 +242,7 @@ class RuleValidator:
         if plan.additional is not None:
             for key, item in value.items():
                 if key not in declared:
-                    self.validate(item, plan.additional, f"{path}[{key}]" if path else key,
-                                  old_map.get(key, _MISSING))
+                    self.validate(item, plan.additional, f"{path}[{key}]" if path else key, old_map.get(key, _MISSING))
 
     def _rule(self, rule: Rule, value: Any, schema: Schema, path: str, old: Any) -> None:
         if rule.transition and old is _MISSING and not rule.optional_old_self:
@@ -251,11 +250,20 @@ class RuleValidator:
         try:
             program = compile_program(rule.rule)
         except CompileError as exc:
-            self.errors.append(FieldError(ErrorType.INVALID, path, type_name(value, schema),
-                                          f"compilation failed for rule: {rule.error_string()}: {exc}"))
+            self.errors.append(
+                FieldError(
+                    ErrorType.INVALID,
+                    path,
+                    type_name(value, schema),
+                    f"compilation failed for rule: {rule.error_string()}: {exc}",
+                )
+            )
             return
-        memo_key = None if rule.transition or not isinstance(value, (str, int, float)) else (
-            rule.rule, type(value).__name__, value)
+        memo_key = (
+            None
+            if rule.transition or not isinstance(value, (str, int, float))
+            else (rule.rule, type(value).__name__, value)
+        )
         outcome = _memo.get(memo_key) if memo_key else None
         if outcome is None:
             limit = min(PER_CALL_LIMIT, self.remaining)
@@ -274,8 +282,14 @@ class RuleValidator:
             self._out_of_budget(value, schema, path)
             return
         if isinstance(result, CelError):
-            self.errors.append(FieldError(ErrorType.INVALID, path, type_name(value, schema),
-                                          f"{result} evaluating rule: {rule.error_string()}"))
+            self.errors.append(
+                FieldError(
+                    ErrorType.INVALID,
+                    path,
+                    type_name(value, schema),
+                    f"{result} evaluating rule: {rule.error_string()}",
+                )
+            )
         elif result is not True:
             self._failed(rule, value, schema, path, old)
 
@@ -294,17 +308,27 @@ class RuleValidator:
             self._out_of_budget(value, schema, path)
             return
         self.remaining -= PER_CALL_LIMIT
-        self.errors.append(FieldError(
-            ErrorType.INVALID, path, type_name(value, schema),
-            f"operation cancelled: actual cost limit exceeded: call cost exceeds limit for rule: "
-            f"{rule.error_string()}"))
+        self.errors.append(
+            FieldError(
+                ErrorType.INVALID,
+                path,
+                type_name(value, schema),
+                f"operation cancelled: actual cost limit exceeded: call cost exceeds limit for rule: "
+                f"{rule.error_string()}",
+            )
+        )
 
     def _out_of_budget(self, value: Any, schema: Schema, path: str) -> None:
         self.exhausted = True
         self.remaining = 0
-        self.errors.append(FieldError(
-            ErrorType.INVALID, path, type_name(value, schema),
-            "validation failed due to running out of cost budget, no further validation rules will be run"))
+        self.errors.append(
+            FieldError(
+                ErrorType.INVALID,
+                path,
+                type_name(value, schema),
+                "validation failed due to running out of cost budget, no further validation rules will be run",
+            )
+        )
 
     def _failed(self, rule: Rule, value: Any, schema: Schema, path: str, old: Any) -> None:
         detail = rule.default_message()
@@ -338,8 +362,7 @@ def _type_fits(value: Any, schema: Schema) -> bool:
         "array": lambda v: isinstance(v, list),
         "string": lambda v: isinstance(v, str),
         "boolean": lambda v: isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool)
-        or isinstance(v, float) and v.is_integer(),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool) or isinstance(v, float) and v.is_integer(),
         "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
     }
     check = checks.get(str(expected))

@@ -189,8 +189,11 @@ def _add(left: Any, right: Any) -> Any:
 
 
 def _arith(operator: str, left: Any, right: Any) -> Any:
-    if not (_number(left) and _number(right)) or type(left) is not type(right) and not (
-            isinstance(left, int) and isinstance(right, int)):
+    if (
+        not (_number(left) and _number(right))
+        or type(left) is not type(right)
+        and not (isinstance(left, int) and isinstance(right, int))
+    ):
         if operator == "-" and isinstance(left, Duration) and isinstance(right, Duration):
             return Duration(left.nanos - right.nanos)
         raise CelError(f"no such overload: {type_of(left)} {operator} {type_of(right)}")
@@ -224,8 +227,10 @@ def _bool(value: Any, what: str) -> bool:
 
 
 _UNESCAPES = (("__underscores__", "__"), ("__dot__", "."), ("__dash__", "-"), ("__slash__", "/"))
-_KEYWORD_ESCAPE = re.compile(r"^__(true|false|null|in|as|break|const|continue|else|for|function|if|import|let|"
-                             r"loop|package|namespace|return|var|void|while)__$")
+_KEYWORD_ESCAPE = re.compile(
+    r"^__(true|false|null|in|as|break|const|continue|else|for|function|if|import|let|"
+    r"loop|package|namespace|return|var|void|while)__$"
+)
 
 
 def unescape(name: str) -> str:
@@ -389,8 +394,13 @@ class _Compiler:
         operator_tree, right_tree = parts
         left = self.compile(_children(operator_tree)[0])
         right = self.compile(right_tree)
-        operator = {"addition_add": "+", "addition_sub": "-", "multiplication_mul": "*",
-                    "multiplication_div": "/", "multiplication_mod": "%"}[operator_tree.data]
+        operator = {
+            "addition_add": "+",
+            "addition_sub": "-",
+            "multiplication_mul": "*",
+            "multiplication_div": "/",
+            "multiplication_mod": "%",
+        }[operator_tree.data]
 
         def binary(meter: Meter, scope: Scope) -> Any:
             meter.charge()
@@ -408,6 +418,7 @@ class _Compiler:
         operator, operand_tree = parts
         operand = self.compile(operand_tree)
         if operator.data == "unary_not":
+
             def negate(meter: Meter, scope: Scope) -> Any:
                 meter.charge()
                 return not _bool(operand(meter, scope), "!")
@@ -525,6 +536,7 @@ class _Compiler:
 
             return quantifier
         if name == "exists_one":
+
             def exactly_one(meter: Meter, scope: Scope) -> Any:
                 meter.charge()
                 count = 0
@@ -535,6 +547,7 @@ class _Compiler:
 
             return exactly_one
         if name == "filter":
+
             def keep(meter: Meter, scope: Scope) -> Any:
                 meter.charge()
                 return [item for item in elements(meter, scope) if _bool(step(meter, scope, item, body), name)]
@@ -658,9 +671,23 @@ def _literal_value(token: lark.Token) -> Any:
 
 def _unwrap(tree: Any) -> Any:
     """The innermost node of a chain of single-child wrappers (expr → ... → member)."""
-    while isinstance(tree, lark.Tree) and len(_children(tree)) == 1 and tree.data in (
-            "expr", "conditionalor", "conditionaland", "relation", "addition", "multiplication", "unary",
-            "member", "primary", "paren_expr"):
+    while (
+        isinstance(tree, lark.Tree)
+        and len(_children(tree)) == 1
+        and tree.data
+        in (
+            "expr",
+            "conditionalor",
+            "conditionaland",
+            "relation",
+            "addition",
+            "multiplication",
+            "unary",
+            "member",
+            "primary",
+            "paren_expr",
+        )
+    ):
         tree = _children(tree)[0]
     return tree
 
@@ -725,8 +752,16 @@ def _integer(value: Any) -> int:
 
 
 _GO_DURATION_PART = re.compile(r"([0-9]*)(\.[0-9]*)?([a-zµμ]+)")
-_GO_UNITS_NS = {"ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 10**9,
-                "m": 60 * 10**9, "h": 3600 * 10**9}
+_GO_UNITS_NS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "μs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
 
 
 def go_duration_nanos(text: str) -> int:
@@ -881,7 +916,7 @@ def _char_at(text: Any, index: Any) -> str:
     value, position = _string(text), _integer(index)
     if position < 0 or position > len(value):
         raise CelError(f"index out of range: {position}")
-    return value[position:position + 1]
+    return value[position : position + 1]
 
 
 def _index_of(container: Any, item: Any, offset: Any = 0) -> int:
@@ -895,8 +930,9 @@ def _index_of(container: Any, item: Any, offset: Any = 0) -> int:
 
 def _last_index_of(container: Any, item: Any, offset: Any = None) -> int:
     if isinstance(container, list):
-        return next((position for position in range(len(container) - 1, -1, -1)
-                     if equal(container[position], item)), -1)
+        return next(
+            (position for position in range(len(container) - 1, -1, -1) if equal(container[position], item)), -1
+        )
     value, needle = _string(container), _string(item)
     end = len(value) if offset is None else _integer(offset)
     if end < 0 or end > len(value):
@@ -921,7 +957,7 @@ def _split(text: Any, separator: Any, limit: Any = -1) -> list[str]:
         return []
     if sep == "":
         parts = list(value)
-        return parts if count < 0 or count >= len(parts) else [*parts[: count - 1], "".join(parts[count - 1:])]
+        return parts if count < 0 or count >= len(parts) else [*parts[: count - 1], "".join(parts[count - 1 :])]
     return value.split(sep) if count < 0 else value.split(sep, count - 1)
 
 
@@ -1122,12 +1158,20 @@ def _ip_flag(name: str) -> Callable[[Any], bool]:
         if name == "isLoopback":
             return address.is_loopback
         if name == "isLinkLocalMulticast":
-            return address.is_multicast and address.is_link_local or (
-                isinstance(address, ipaddress.IPv4Address) and address in ipaddress.ip_network("224.0.0.0/24"))
+            return (
+                address.is_multicast
+                and address.is_link_local
+                or (isinstance(address, ipaddress.IPv4Address) and address in ipaddress.ip_network("224.0.0.0/24"))
+            )
         if name == "isLinkLocalUnicast":
             return address.is_link_local and not address.is_multicast
-        return not (address.is_multicast or address.is_loopback or address.is_link_local or address.is_unspecified
-                    or address == ipaddress.ip_address("255.255.255.255"))
+        return not (
+            address.is_multicast
+            or address.is_loopback
+            or address.is_link_local
+            or address.is_unspecified
+            or address == ipaddress.ip_address("255.255.255.255")
+        )
 
     return check
 
@@ -1160,11 +1204,25 @@ def _masked(network: Any) -> CIDR:
 
 
 # Quantities (k8s.io/apimachinery resource.Quantity), compared by value.
-_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$")
+_QUANTITY = re.compile(
+    r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?[0-9]+)?$"
+)
 _SUFFIXES: dict[str, Decimal] = {
-    "Ki": Decimal(2**10), "Mi": Decimal(2**20), "Gi": Decimal(2**30), "Ti": Decimal(2**40), "Pi": Decimal(2**50),
-    "Ei": Decimal(2**60), "n": Decimal("1e-9"), "u": Decimal("1e-6"), "m": Decimal("1e-3"), "": Decimal(1),
-    "k": Decimal(10**3), "M": Decimal(10**6), "G": Decimal(10**9), "T": Decimal(10**12), "P": Decimal(10**15),
+    "Ki": Decimal(2**10),
+    "Mi": Decimal(2**20),
+    "Gi": Decimal(2**30),
+    "Ti": Decimal(2**40),
+    "Pi": Decimal(2**50),
+    "Ei": Decimal(2**60),
+    "n": Decimal("1e-9"),
+    "u": Decimal("1e-6"),
+    "m": Decimal("1e-3"),
+    "": Decimal(1),
+    "k": Decimal(10**3),
+    "M": Decimal(10**6),
+    "G": Decimal(10**9),
+    "T": Decimal(10**12),
+    "P": Decimal(10**15),
     "E": Decimal(10**18),
 }
 
@@ -1186,8 +1244,7 @@ def _quantity(text: Any) -> Quantity:
     value = _string(text)
     parsed = parse_quantity(value)
     if parsed is None:
-        raise CelError("quantities must match the regular expression "
-                       "'^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
+        raise CelError("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'")
     return parsed
 
 

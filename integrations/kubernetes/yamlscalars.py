@@ -133,7 +133,7 @@ class KubernetesResolver:
     def resolve(self, kind: Any, value: Any, implicit: Any) -> str:
         if kind is ScalarNode and implicit and implicit[0]:
             return MERGE_TAG if value == "<<" else PLAIN_TAG
-        return super().resolve(kind, value, implicit)  # type: ignore[misc,no-any-return]
+        return super().resolve(kind, value, implicit)  # type: ignore[misc]
 
 
 class GoFlowScannerMixin:

@@ -34,12 +34,12 @@ class _KubernetesLoader(KubernetesResolver, _BaseLoader):  # type: ignore[misc,v
     """The safe loader with Kubernetes' scalar rules."""
 
 
-class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):  # type: ignore[misc]
+class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):
     """The pure-Python loader, for texts LibYAML refuses over a ``:`` in a flow plain scalar."""
 
 
 for _loader in (_KubernetesLoader, _FlowLoader):
-    _loader.add_constructor(PLAIN_TAG, _plain)  # type: ignore[type-var]
+    _loader.add_constructor(PLAIN_TAG, _plain)
     # an explicit !!timestamp stays its text, as in JSON
     _loader.add_constructor("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_str)  # type: ignore[type-var]
 

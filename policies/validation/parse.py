@@ -48,11 +48,11 @@ _RESOLVABLE_KEY_START = frozenset("yYnNtTfFoO~.+-0123456789")
 """First characters of plain keys that may read as something else than their text (`yes`, `1`, ...)."""
 
 
-class _Loader(KubernetesResolver, yaml.CSafeLoader):  # type: ignore[misc]
+class _Loader(KubernetesResolver, yaml.CSafeLoader):
     """LibYAML's safe composer; plain scalars are resolved later as Kubernetes resolves them."""
 
 
-class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):  # type: ignore[misc]
+class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):
     """The pure-Python composer with go-yaml's flow plain scalars (see `_compose`)."""
 
 

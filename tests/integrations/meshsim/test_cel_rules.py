@@ -23,8 +23,11 @@ def service_entry(name: str, **spec: Any) -> dict[str, Any]:
         "apiVersion": f"{NETWORKING}/v1",
         "kind": "ServiceEntry",
         "metadata": {"name": name, "namespace": "bookinfo"},
-        "spec": {"hosts": [f"{name}.example.com"], "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
-                 **spec},
+        "spec": {
+            "hosts": [f"{name}.example.com"],
+            "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
+            **spec,
+        },
     }
 
 
@@ -40,15 +43,16 @@ def _refused(call: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
 
 
 def test_dry_run_create_refuses_a_cel_invalid_object_like_an_api_server(custom: client.CustomObjectsApi) -> None:
-    status = _refused(custom.create_namespaced_custom_object, *SE, service_entry("ext", **CIDR_WITH_DNS),
-                      dry_run="All")
+    status = _refused(custom.create_namespaced_custom_object, *SE, service_entry("ext", **CIDR_WITH_DNS), dry_run="All")
     assert status["reason"] == "Invalid"
     assert status["message"] == f'ServiceEntry.networking.istio.io "ext" is invalid: {CIDR_MESSAGE}'
-    assert status["details"]["causes"] == [{
-        "reason": "FieldValueInvalid",
-        "message": 'Invalid value: "object": CIDR addresses are allowed only for NONE/STATIC resolution types',
-        "field": "spec",
-    }]
+    assert status["details"]["causes"] == [
+        {
+            "reason": "FieldValueInvalid",
+            "message": 'Invalid value: "object": CIDR addresses are allowed only for NONE/STATIC resolution types',
+            "field": "spec",
+        }
+    ]
 
 
 def test_a_near_miss_is_accepted(custom: client.CustomObjectsApi) -> None:
@@ -58,8 +62,11 @@ def test_a_near_miss_is_accepted(custom: client.CustomObjectsApi) -> None:
 
 
 def test_every_broken_rule_is_a_cause(custom: client.CustomObjectsApi) -> None:
-    body = service_entry("ext", hosts=["*"], ports=[{"number": 0, "name": "a", "protocol": "TCP"},
-                                                    {"number": 0, "name": "b", "protocol": "TCP"}])
+    body = service_entry(
+        "ext",
+        hosts=["*"],
+        ports=[{"number": 0, "name": "a", "protocol": "TCP"}, {"number": 0, "name": "b", "protocol": "TCP"}],
+    )
     status = _refused(custom.create_namespaced_custom_object, *SE, body)
     causes = {(cause["field"], cause["message"]) for cause in status["details"]["causes"]}
     assert causes == {
@@ -81,13 +88,14 @@ def test_replace_patch_and_server_side_apply_are_checked_too(
     current["spec"]["addresses"] = ["10.0.0.0/24"]
     status = _refused(custom.replace_namespaced_custom_object, *SE, "ext", current)
     assert status["details"]["causes"][0]["field"] == "spec"
-    _refused(custom.patch_namespaced_custom_object, *SE, "ext", {"spec": {"addresses": ["10.0.0.0/24"]}},
-             dry_run="All")
+    _refused(custom.patch_namespaced_custom_object, *SE, "ext", {"spec": {"addresses": ["10.0.0.0/24"]}}, dry_run="All")
     applied = service_entry("ext", resolution="DNS", addresses=["10.0.0.0/24"])
     response = requests.patch(
         meshsim.url + "/apis/networking.istio.io/v1/namespaces/bookinfo/serviceentries/ext",
         params={"fieldManager": "meshgate", "dryRun": "All", "force": "true"},
-        headers={"Content-Type": "application/apply-patch+yaml"}, data=json.dumps(applied), timeout=10,
+        headers={"Content-Type": "application/apply-patch+yaml"},
+        data=json.dumps(applied),
+        timeout=10,
     )
     assert response.status_code == 422
     assert CIDR_MESSAGE in response.json()["message"]

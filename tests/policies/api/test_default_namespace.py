@@ -1,4 +1,5 @@
 """`namespace` (body field or `?namespace=`): the default namespace of objects without one, as `kubectl -n`."""
+
 import pytest
 import yaml
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -13,7 +14,8 @@ WITHOUT_NAMESPACE = RATINGS_NEW.replace("  namespace: bookinfo\n", "")
 
 def test_validate_without_a_namespace_is_refused(cluster_org):
     response = session_client(cluster_org.author).post(
-        "/api/v1/validate", {"environment": "staging", "text": WITHOUT_NAMESPACE}, format="json")
+        "/api/v1/validate", {"environment": "staging", "text": WITHOUT_NAMESPACE}, format="json"
+    )
     assert response.status_code == 200
     assert "MG0105" in [f["code"] for f in response.json()["findings"]]
 
@@ -36,8 +38,10 @@ def test_validate_with_a_default_namespace(cluster_org, how):
 def test_the_body_wins_over_the_query_and_a_written_namespace_wins_over_both(cluster_org):
     text = WITHOUT_NAMESPACE + "---\n" + RATINGS_NEW.replace("name: ratings", "name: details")
     response = session_client(cluster_org.author).post(
-        "/api/v1/validate?namespace=shop", {"environment": "staging", "text": text, "namespace": "bookinfo"},
-        format="json")
+        "/api/v1/validate?namespace=shop",
+        {"environment": "staging", "text": text, "namespace": "bookinfo"},
+        format="json",
+    )
     assert [d["namespace"] for d in response.json()["documents"]] == ["bookinfo", "bookinfo"]
 
 
@@ -45,22 +49,27 @@ def test_validate_multipart_with_a_default_namespace(cluster_org):
     response = session_client(cluster_org.author).post(
         "/api/v1/validate?namespace=bookinfo",
         {"environment": "staging", "files": [SimpleUploadedFile("ratings.yaml", WITHOUT_NAMESPACE.encode())]},
-        format="multipart")
+        format="multipart",
+    )
     assert response.json()["documents"][0]["namespace"] == "bookinfo"
 
 
 def test_an_invalid_namespace_is_400_naming_the_field(cluster_org):
     response = session_client(cluster_org.author).post(
-        "/api/v1/validate?namespace=Not_A_Namespace", {"environment": "staging", "text": WITHOUT_NAMESPACE},
-        format="json")
+        "/api/v1/validate?namespace=Not_A_Namespace",
+        {"environment": "staging", "text": WITHOUT_NAMESPACE},
+        format="json",
+    )
     assert response.status_code == 400
     assert "namespace" in response.json()["details"]
 
 
 def test_bundle_drafts_hold_the_default_namespace(cluster_org):
     response = session_client(cluster_org.author).post(
-        "/api/v1/drafts/bundle/?namespace=bookinfo", {"environment": "staging", "text": WITHOUT_NAMESPACE},
-        format="json")
+        "/api/v1/drafts/bundle/?namespace=bookinfo",
+        {"environment": "staging", "text": WITHOUT_NAMESPACE},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     draft = Draft.objects.get()
     assert draft.namespace == "bookinfo"
@@ -72,16 +81,20 @@ def test_bundle_drafts_hold_the_default_namespace(cluster_org):
 
 def test_bundle_in_a_namespace_the_author_may_not_draft_in_is_403(cluster_org):
     response = session_client(cluster_org.author).post(
-        "/api/v1/drafts/bundle/", {"environment": "staging", "text": WITHOUT_NAMESPACE, "namespace": "shop"},
-        format="json")
+        "/api/v1/drafts/bundle/",
+        {"environment": "staging", "text": WITHOUT_NAMESPACE, "namespace": "shop"},
+        format="json",
+    )
     assert response.status_code == 403
     assert Draft.objects.count() == 0
 
 
 def test_change_from_a_bundle_with_a_default_namespace(cluster_org):
     response = session_client(cluster_org.author).post(
-        "/api/v1/changes/", {"environment": "staging", "title": "ratings", "text": WITHOUT_NAMESPACE,
-                             "namespace": "bookinfo"}, format="json")
+        "/api/v1/changes/",
+        {"environment": "staging", "title": "ratings", "text": WITHOUT_NAMESPACE, "namespace": "bookinfo"},
+        format="json",
+    )
     assert response.status_code == 201, response.content
     change = ChangeRequest.objects.get()
     assert [item.namespace for item in change.items.all()] == ["bookinfo"]

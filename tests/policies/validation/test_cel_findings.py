@@ -1,4 +1,5 @@
 """CRD validation rules (CEL) as Meshgate findings: MG0206 with the field path and the YAML line."""
+
 import textwrap
 
 import pytest
@@ -17,7 +18,9 @@ def check(environment, text: str):
 
 
 def test_a_broken_rule_is_reported_at_its_field_and_line(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews, namespace: bookinfo}
@@ -27,15 +30,20 @@ def test_a_broken_rule_is_reported_at_its_field_and_line(cluster):
           - route:
             - destination: {host: reviews}
             timeout: 500us
-        """)
+        """,
+    )
     [found] = [f for f in report.findings if f.code == "MG0206"]
     assert (found.path, found.line, found.level) == ("spec.http[0].timeout", 9, "error")
-    assert found.message == ("spec.http[0].timeout: must be a valid duration greater than 1ms "
-                             "(the API server would refuse it: FieldValueInvalid)")
+    assert found.message == (
+        "spec.http[0].timeout: must be a valid duration greater than 1ms "
+        "(the API server would refuse it: FieldValueInvalid)"
+    )
 
 
 def test_a_rule_on_a_whole_object_points_at_it(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
         metadata: {name: ext, namespace: bookinfo}
@@ -44,12 +52,15 @@ def test_a_rule_on_a_whole_object_points_at_it(cluster):
           addresses: [10.0.0.0/24]
           resolution: DNS
           ports: [{number: 443, name: https, protocol: TLS}]
-        """)
+        """,
+    )
     assert [(f.code, f.path, f.line) for f in report.findings if f.layer == "schema"] == [("MG0206", "spec", 4)]
 
 
 def test_the_near_miss_has_no_finding(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
         metadata: {name: ext, namespace: bookinfo}
@@ -59,7 +70,8 @@ def test_the_near_miss_has_no_finding(cluster):
           resolution: STATIC
           endpoints: [{address: 10.0.0.1}]
           ports: [{number: 443, name: https, protocol: TLS}]
-        """)
+        """,
+    )
     assert [f.code for f in report.findings if f.layer in ("parse", "schema")] == []
 
 
@@ -84,7 +96,9 @@ def test_the_rules_of_a_bundle_share_one_cost_budget(cluster, monkeypatch):
 
 
 def test_a_rule_on_a_map_value_points_at_its_key(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
         metadata: {name: reviews, namespace: bookinfo}
@@ -94,7 +108,8 @@ def test_a_rule_on_a_map_value_points_at_its_key(cluster):
             matchLabels:
               version: v1
               app: "*"
-        """)
+        """,
+    )
     [found] = [f for f in report.findings if f.code == "MG0206"]
     assert (found.path, found.line) == ("spec.workloadSelector.matchLabels[app]", 9)
     assert "wildcard not allowed in label value match" in found.message

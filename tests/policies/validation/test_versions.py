@@ -1,4 +1,5 @@
 """Each object is checked against the schema of the version it is written in, as the cluster's CRD serves it."""
+
 import textwrap
 
 import pytest
@@ -24,8 +25,9 @@ class VersionedCluster:
         self.keys.append(key)
         kind, _, version = key.partition("/")
         served = {"v1": _schema("new"), "v1beta1": _schema("old")}
-        return CrdSchema("1", {"schema": served.get(version, {}), "served": version in served,
-                               "servedVersions": ["v1", "v1beta1"]})
+        return CrdSchema(
+            "1", {"schema": served.get(version, {}), "served": version in served, "servedVersions": ["v1", "v1beta1"]}
+        )
 
 
 def _document(version: str, field: str):
@@ -40,20 +42,30 @@ def _document(version: str, field: str):
     return documents
 
 
-@pytest.mark.parametrize(("version", "field", "unknown"), [
-    ("v1", "new", []), ("v1", "old", ["spec.old"]), ("v1beta1", "old", []), ("v1beta1", "new", ["spec.new"]),
-])
+@pytest.mark.parametrize(
+    ("version", "field", "unknown"),
+    [
+        ("v1", "new", []),
+        ("v1", "old", ["spec.old"]),
+        ("v1beta1", "old", []),
+        ("v1beta1", "new", ["spec.new"]),
+    ],
+)
 def test_the_schema_of_the_written_version_is_used(db, version, field, unknown):
     cluster = VersionedCluster()
-    check = check_schemas(_document(version, field), schemas=SchemaCache(scope="t", read=cluster.read),
-                          environment_name="staging")
+    check = check_schemas(
+        _document(version, field), schemas=SchemaCache(scope="t", read=cluster.read), environment_name="staging"
+    )
     assert [f.path for f in check.findings if f.code == "MG0203"] == unknown
     assert cluster.keys == [f"Sidecar/{version}"]
 
 
 def test_an_unserved_version_is_refused_with_the_served_ones(db):
-    check = check_schemas(_document("v1alpha3", "new"), schemas=SchemaCache(scope="t", read=VersionedCluster().read),
-                          environment_name="staging")
+    check = check_schemas(
+        _document("v1alpha3", "new"),
+        schemas=SchemaCache(scope="t", read=VersionedCluster().read),
+        environment_name="staging",
+    )
     [found] = check.findings
     assert (found.code, found.path, found.line) == ("MG0207", "apiVersion", 1)
     assert "served: v1, v1beta1" in found.message

@@ -1,4 +1,5 @@
 """Plain YAML scalars read as Kubernetes reads them (sigs.k8s.io/yaml, go-yaml v2 rules), not as YAML 1.1."""
+
 import textwrap
 
 import pytest
@@ -77,7 +78,9 @@ def test_infinity_has_no_json_equivalent():
 
 def test_serviceentry_with_ipv6_addresses_validates(db, meshsim):
     environment = EnvironmentFactory(name="staging", api_url=meshsim.url)
-    report = validate_text(environment=environment, text=textwrap.dedent("""\
+    report = validate_text(
+        environment=environment,
+        text=textwrap.dedent("""\
         apiVersion: networking.istio.io/v1
         kind: ServiceEntry
         metadata: {name: external-svc, namespace: bookinfo}
@@ -87,6 +90,7 @@ def test_serviceentry_with_ipv6_addresses_validates(db, meshsim):
           ports: [{number: 443, name: https, protocol: TLS}]
           resolution: STATIC
           endpoints: [{address: 1.2.3.4}]
-        """))
+        """),
+    )
     assert [f.message for f in report.findings if f.level == "error"] == []
     assert report.documents[0].obj["spec"]["addresses"] == ["1.2.3.4", "001:db8::"]
