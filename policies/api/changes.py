@@ -33,10 +33,12 @@ from rest_framework.viewsets import GenericViewSet
 from policies import approval, selectors
 from policies.api.drafts import (
     IDEMPOTENCY_PARAMETER,
+    NAMESPACE_PARAMETER,
     DiffSummarySerializer,
     EnvironmentField,
     ErrorSerializer,
     FindingSerializer,
+    NamespaceField,
     RejectionSerializer,
     UploadField,
     _upload_payload,
@@ -44,6 +46,7 @@ from policies.api.drafts import (
     is_multipart,
     read_uploads,
     request_data,
+    with_namespace,
 )
 from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
@@ -287,6 +290,7 @@ class ChangeCreateSerializer(_ChangeHeader):
                                  help_text="Or a bundle: YAML or JSON with one or more objects.")
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
     def validate(self, attrs):
         if ("drafts" in attrs) == ("text" in attrs):
@@ -297,6 +301,7 @@ class ChangeCreateSerializer(_ChangeHeader):
 class ChangeCreateUploadSerializer(_ChangeHeader):
     files = UploadField()
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
 
 class BodySerializer(serializers.Serializer):
@@ -416,7 +421,7 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
     @extend_schema(
         request={"application/json": ChangeCreateSerializer, "multipart/form-data": ChangeCreateUploadSerializer},
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, NAMESPACE_PARAMETER],
         responses={
             status.HTTP_201_CREATED: ChangeDetailSerializer,
             status.HTTP_200_OK: OpenApiResponse(NoChangesSerializer, description="`no_changes`: every object of "
@@ -429,15 +434,17 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
     )
     def create(self, request: Request) -> Response:
         """Create a change (state draft) from your drafts (`drafts`: ids) or from a bundle (`text`, or
-        multipart `files`); the drafts move into the change. Submit it with `…/submit/`."""
-        data = request_data(request)
+        multipart `files`; `namespace` or `?namespace=` is the default namespace of its objects without
+        one); the drafts move into the change. Submit it with `…/submit/`."""
+        data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
         if is_multipart(request):
             params = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
             payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
-                                                             "repository", "commit_sha", "pull_request"))
+                                                             "repository", "commit_sha", "pull_request",
+                                                             "namespace"))
         else:
             params = ChangeCreateSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
@@ -452,7 +459,9 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
         def produce() -> Response:
             if files is not None:
-                change = change_services.change_create_from_bundle(files=files, message=values["message"], **header)
+                change = change_services.change_create_from_bundle(
+                    files=files, message=values["message"], default_namespace=values["namespace"], **header
+                )
             else:
                 ids = values["drafts"]
                 drafts = list(selectors.draft_list(user=request.user).filter(pk__in=ids))

@@ -191,15 +191,20 @@ def drafts_from_bundle(
     environment: Environment,
     files: list[tuple[str, bytes]],
     message: str = "",
+    default_namespace: str = "",
 ) -> list[Draft]:
     """One draft per object of the bundle (plain files and archives), all or nothing.
+
+    `default_namespace` is the namespace of objects without metadata.namespace (`kubectl -n`); their
+    drafts hold it, written out.
 
     Any parse-layer error, refused archive or namespace the author may not draft in, in any
     document, raises `DraftRejected` (code `bundle_rejected`) listing every such finding with its
     file, document and line, and nothing is stored. Otherwise each object updates the author's
     draft for it, or creates one, in one transaction.
     """
-    report, objects = bundle_objects(author=author, environment=environment, files=files)
+    report, objects = bundle_objects(author=author, environment=environment, files=files,
+                                     default_namespace=default_namespace)
     drafts = []
     with transaction.atomic():
         for document, source in objects:
@@ -216,13 +221,14 @@ def drafts_from_bundle(
 
 
 def bundle_objects(
-    *, author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]]
+    *, author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]], default_namespace: str = ""
 ) -> tuple[ValidationReport, list[tuple[ParsedDocument, SourceText]]]:
     """The bundle's objects (plain files and archives) with their text and where it stands in the
     uploaded file, refused as a whole (`DraftRejected`, code `bundle_rejected`) on any parse-layer
     error, refused archive or namespace the author may not draft in."""
     expanded, archive_findings = expand_bundle(files)
-    report = validate_bundle(environment=environment, files=expanded) if (expanded or not archive_findings) else None
+    report = (validate_bundle(environment=environment, files=expanded, default_namespace=default_namespace)
+              if (expanded or not archive_findings) else None)
     documents = report.documents if report is not None else []
     blocking = [*archive_findings, *blocking_findings(report.findings if report is not None else [])]
     blocking += permission_findings(author=author, environment=environment, documents=documents)
@@ -423,8 +429,9 @@ class SourceText:
 
 def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> SourceText:
     """The object's own text, as written: the whole file when it is the file's only object,
-    else its lines (separators trimmed); an item of a list is written out as YAML."""
-    if document.item is not None:
+    else its lines (separators trimmed); an item of a list, or an object given the default
+    namespace, is written out as YAML."""
+    if document.item is not None or document.namespace_defaulted:
         return SourceText(yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True), document.file)
     if alone:
         return SourceText(text, document.file, 1)
