@@ -220,17 +220,28 @@ def delete_object(
     )
 
 
-def read_crd_schema(cfg: ClusterConfig, kind: str) -> dict[str, Any]:
-    """The openAPIV3Schema the cluster serves for the kind's version, plus resourceVersion for caching."""
+def read_crd_schema(cfg: ClusterConfig, kind: str, version: str | None = None) -> dict[str, Any]:
+    """The openAPIV3Schema the cluster serves for one version of the kind, plus resourceVersion for caching.
+
+    Without ``version``: the kind's default version, NotFound when it has no schema. With one:
+    also ``served`` (False when the CRD does not serve that version; ``schema`` is then empty) and
+    ``servedVersions``, the versions it does serve.
+    """
     info = kind_info(kind)
     api = k8s.ApiextensionsV1Api(_api_client(cfg))
     with _errors(cfg):
         crd = api.read_custom_resource_definition(info.crd_name, _request_timeout=cfg.timeout_seconds)
-    for version in crd.spec.versions:
-        if version.name == info.version and version.schema and version.schema.open_apiv3_schema:
-            schema = api.api_client.sanitize_for_serialization(version.schema.open_apiv3_schema)
-            return {"resourceVersion": crd.metadata.resource_version, "schema": schema}
-    raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
+    wanted = version or info.version
+    served = [entry.name for entry in crd.spec.versions if entry.served]
+    for entry in crd.spec.versions:
+        if entry.name == wanted and entry.served and entry.schema and entry.schema.open_apiv3_schema:
+            schema = api.api_client.sanitize_for_serialization(entry.schema.open_apiv3_schema)
+            return {"resourceVersion": crd.metadata.resource_version, "schema": schema, "served": True,
+                    "servedVersions": served, "version": wanted}
+    if version is None:
+        raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
+    return {"resourceVersion": crd.metadata.resource_version, "schema": {}, "served": False,
+            "servedVersions": served, "version": wanted}
 
 
 def list_namespaces(cfg: ClusterConfig) -> list[dict[str, Any]]:

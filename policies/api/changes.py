@@ -33,10 +33,12 @@ from rest_framework.viewsets import GenericViewSet
 from policies import approval, selectors
 from policies.api.drafts import (
     IDEMPOTENCY_PARAMETER,
+    NAMESPACE_PARAMETER,
     DiffSummarySerializer,
     EnvironmentField,
     ErrorSerializer,
     FindingSerializer,
+    NamespaceField,
     RejectionSerializer,
     UploadField,
     _upload_payload,
@@ -44,6 +46,7 @@ from policies.api.drafts import (
     is_multipart,
     read_uploads,
     request_data,
+    with_namespace,
 )
 from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
@@ -287,6 +290,7 @@ class ChangeCreateSerializer(_ChangeHeader):
                                  help_text="Or a bundle: YAML or JSON with one or more objects.")
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
     def validate(self, attrs):
         if ("drafts" in attrs) == ("text" in attrs):
@@ -297,6 +301,7 @@ class ChangeCreateSerializer(_ChangeHeader):
 class ChangeCreateUploadSerializer(_ChangeHeader):
     files = UploadField()
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
 
 class BodySerializer(serializers.Serializer):
@@ -335,6 +340,30 @@ class ReplaceItemsSerializer(serializers.Serializer):
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
                                     help_text="E.g. the commit's message.")
+    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="",
+                                        help_text="The new commit the bundle comes from.")
+
+
+class ReplaceItemsUploadSerializer(serializers.Serializer):
+    files = UploadField()
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="")
+
+
+def replace_items(request: Request, change: ChangeRequest) -> ChangeRequest:
+    """A new commit of the change, from JSON text or multipart files (archives too)."""
+    if is_multipart(request):
+        upload = ReplaceItemsUploadSerializer(data=request_data(request))
+        upload.is_valid(raise_exception=True)
+        values = upload.validated_data
+        files = read_uploads(values["files"])
+    else:
+        params = ReplaceItemsSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        values = params.validated_data
+        files = [(values["filename"], values["text"].encode())]
+    return lifecycle.change_items_replace(author=request.user, change=change, message=values["message"],
+                                          files=files, commit_sha=values["commit_sha"])
 
 
 class WithdrawSerializer(serializers.Serializer):
@@ -352,10 +381,11 @@ class ChangeFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=ChangeState.choices)
     author = django_filters.CharFilter(field_name="author__username", help_text="Author's username.")
     mine = django_filters.BooleanFilter(method="filter_mine", help_text="Only the caller's changes.")
+    pull_request = django_filters.CharFilter(help_text="The pull request URL the change follows.")
 
     class Meta:
         model = ChangeRequest
-        fields = ["environment", "state", "author", "mine"]
+        fields = ["environment", "state", "author", "mine", "pull_request"]
 
     def filter_mine(self, queryset, name, value):
         return queryset.filter(author=self.request.user) if value else queryset
@@ -391,7 +421,7 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
     @extend_schema(
         request={"application/json": ChangeCreateSerializer, "multipart/form-data": ChangeCreateUploadSerializer},
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, NAMESPACE_PARAMETER],
         responses={
             status.HTTP_201_CREATED: ChangeDetailSerializer,
             status.HTTP_200_OK: OpenApiResponse(NoChangesSerializer, description="`no_changes`: every object of "
@@ -404,15 +434,17 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
     )
     def create(self, request: Request) -> Response:
         """Create a change (state draft) from your drafts (`drafts`: ids) or from a bundle (`text`, or
-        multipart `files`); the drafts move into the change. Submit it with `…/submit/`."""
-        data = request_data(request)
+        multipart `files`; `namespace` or `?namespace=` is the default namespace of its objects without
+        one); the drafts move into the change. Submit it with `…/submit/`."""
+        data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
         if is_multipart(request):
             params = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
             payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
-                                                             "repository", "commit_sha", "pull_request"))
+                                                             "repository", "commit_sha", "pull_request",
+                                                             "namespace"))
         else:
             params = ChangeCreateSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
@@ -427,7 +459,9 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
         def produce() -> Response:
             if files is not None:
-                change = change_services.change_create_from_bundle(files=files, message=values["message"], **header)
+                change = change_services.change_create_from_bundle(
+                    files=files, message=values["message"], default_namespace=values["namespace"], **header
+                )
             else:
                 ids = values["drafts"]
                 drafts = list(selectors.draft_list(user=request.user).filter(pk__in=ids))
@@ -444,12 +478,7 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
                    responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
     def partial_update(self, request: Request, pk: int) -> Response:
         change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
-        params = ReplaceItemsSerializer(data=request.data)
-        params.is_valid(raise_exception=True)
-        values = params.validated_data
-        change = lifecycle.change_items_replace(author=request.user, change=change, message=values["message"],
-                                                files=[(values["filename"], values["text"].encode())])
-        return detail_response(request, change)
+        return detail_response(request, replace_items(request, change))
 
     @extend_schema(operation_id="changes_withdraw_delete", summary="Withdraw the change (author; before rollout).",
                    responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
@@ -596,20 +625,16 @@ class ChangePromoteView(ChangeActionView):
 
 
 class ChangeReplaceItemsView(ChangeActionView):
-    input_serializer = ReplaceItemsSerializer
     http_method_names = ["put", "options"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
 
-    @_action_schema("changes_items_replace", ReplaceItemsSerializer,
-                    "Replace the items with a new bundle (author; a new commit of an open change).")
-    def put(self, request, pk):
-        return super().post(request, pk)
-
-    def act(self, request, change, data):
-        return lifecycle.change_items_replace(author=request.user, change=change, message=data["message"],
-                                              files=[(data["filename"], data["text"].encode())])
-
-    def respond(self, request, change, result):
-        return detail_response(request, result)
+    @extend_schema(operation_id="changes_items_replace",
+                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
+                   request={"application/json": ReplaceItemsSerializer,
+                            "multipart/form-data": ReplaceItemsUploadSerializer},
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def put(self, request: Request, pk: int) -> Response:
+        return detail_response(request, replace_items(request, self.change(request, pk)))
 
 
 class ChangeWithdrawView(ChangeActionView):

@@ -13,8 +13,6 @@
 """
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
 from django.utils import timezone
@@ -60,27 +58,17 @@ from policies.services.changes import (
     require_state,
     set_state,
 )
+from policies.services.drafts import SourceText, bundle_objects
+from policies.validation.parse import ParsedDocument
 
 # --- new commit ----------------------------------------------------------------------------------------
 
-def _documents(environment: Environment, files: list[tuple[str, bytes]]) -> list[tuple[Any, str]]:
-    """(parsed document, its text) for every object of the bundle, refused as a whole on any blocking finding."""
-    from policies.services.drafts import blocking_findings
-    from policies.validation.service import validate_text
-
-    documents: list[tuple[Any, str]] = []
-    for filename, raw in files:
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise DraftRejected(f"{filename} is not UTF-8 text (byte {exc.start})", findings=[]) from None
-        report = validate_text(environment=environment, text=text, filename=filename)
-        blocking = blocking_findings(report.findings)
-        if blocking:
-            raise DraftRejected(f"{filename}: {blocking[0].message}",
-                                findings=[finding.as_dict() for finding in blocking])
-        single = len(report.documents) == 1
-        documents.extend((doc, text if single else "") for doc in report.documents)
+def _documents(
+    author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]]
+) -> list[tuple[ParsedDocument, SourceText]]:
+    """Every object of the bundle with its text and place in the uploaded file, refused as a whole
+    on any blocking finding (a namespace the author may not draft in included)."""
+    _, documents = bundle_objects(author=author, environment=environment, files=files)
     if not documents:
         raise DraftRejected("the bundle holds no object", findings=[])
     seen: set[tuple[str, str, str]] = set()
@@ -92,12 +80,12 @@ def _documents(environment: Environment, files: list[tuple[str, bytes]]) -> list
 
 
 def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, files: list[tuple[str, bytes]],
-                         message: str = "") -> ChangeRequest:
+                         message: str = "", commit_sha: str = "") -> ChangeRequest:
     """The items of ``change`` become the bundle's objects (see the module docstring)."""
     if author.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can replace its items")
     require_state(change, EDITABLE_CHANGE_STATES, "replace the items of")
-    documents = _documents(change.environment, files)
+    documents = _documents(author, change.environment, files)
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, EDITABLE_CHANGE_STATES, "replace the items of")
@@ -106,7 +94,7 @@ def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, fil
                   "fingerprint": items_fingerprint(old.values())}
         now = timezone.now()
         kept: list[ChangeItem] = []
-        for position, (doc, text) in enumerate(documents):
+        for position, (doc, source) in enumerate(documents):
             kind, namespace, name = doc.identity
             content = normalize_object(doc.obj)
             policy = selectors.policy_for_identity(environment=change.environment, kind=kind, namespace=namespace,
@@ -117,7 +105,8 @@ def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, fil
                 item.policy, item.base_revision = policy, current
                 item.operation = DraftOperation.UPDATE if current is not None else DraftOperation.CREATE
             item.position, item.content, item.content_hash = position, content, content_hash(content)
-            item.source_text, item.updated_at = text, now
+            item.source_text, item.updated_at = source.text, now
+            item.source_file, item.source_line = source.file, source.line
             item.message = (message or item.message)[:500]
             item.findings, item.error_count, item.warning_count = [], 0, 0
             item.save()
@@ -129,12 +118,14 @@ def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, fil
             return change  # the same commit again
         change_guardrails_refresh(change=change, items=items)
         change.content_updated_at = change.updated_at = now
+        if commit_sha:
+            change.commit_sha = commit_sha
         # A new commit resolves the promotion conflicts of the objects it touches.
         change.promotion_conflicts = [c for c in change.promotion_conflicts or []
                                       if c.get("identity") not in {(f"{i.kind}/{i.namespace}/{i.name}") for i in items}]
-        change.save(update_fields=["content_updated_at", "updated_at", "promotion_conflicts"])
+        change.save(update_fields=["content_updated_at", "updated_at", "promotion_conflicts", "commit_sha"])
         audit_change(action=ChangeAuditAction.CHANGE_ITEMS_REPLACED, actor=author, change=change, before=before,
-                     after={"items": [_item_snapshot(item) for item in items]})
+                     after={"items": [_item_snapshot(item) for item in items], "commit_sha": change.commit_sha})
         reason = f"the items were replaced by {author.get_username()} (a new commit) after this approval"
         approvals_void(change=change, reason=reason, actor=author)
         back_to_review(change, actor=author, reason=reason)

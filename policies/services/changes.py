@@ -411,15 +411,18 @@ def change_create_from_bundle(
     link: str = "",
     message: str = "",
     source: ChangeSource | None = None,
+    default_namespace: str = "",
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
-    one transaction: a refused bundle stores nothing. A bundle whose every object equals live raises
-    `NoChanges` (nothing stored)."""
-    from policies.services.no_changes import raise_if_no_changes
+    one transaction: a refused bundle stores nothing. `default_namespace`: for objects without one. A
+    bundle whose every object equals live raises `NoChanges` (nothing stored)."""
+    from policies.services.no_changes import raise_if_no_changes  # no_changes imports this module
 
     _clean_header(title=title, link=link)
     with transaction.atomic():
-        drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
+        drafts = drafts_from_bundle(
+            author=author, environment=environment, files=files, message=message, default_namespace=default_namespace
+        )
         raise_if_no_changes(environment=environment, drafts=drafts)
         return change_create(
             author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,

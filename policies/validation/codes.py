@@ -140,8 +140,8 @@ _CODES = (
           "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
-          "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
-          "serves (networking.istio.io: v1, v1beta1, v1alpha3; security.istio.io: v1, v1beta1).",
+          "The apiVersion's group does not belong to the kind, or its version is not a Kubernetes API "
+          "version name (v1, v1beta1, v1alpha3, ...). Whether the cluster serves that version is MG0207.",
           "Use the group and version given in the message, preferably v1."),
     _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "
@@ -181,6 +181,15 @@ _CODES = (
           "The CRD schema could not be read from the environment's cluster, so fields were not checked. "
           "They will be checked again before approval and before rollout.",
           "Check the environment's cluster connection on its page, then validate again."),
+    _code("MG0206", ERR, SCHEMA, "CRD validation rule broken",
+          "The object breaks one of the CRD's CEL validation rules (x-kubernetes-validations), which the "
+          "API server evaluates on every create and update: e.g. two fields that exclude each other, an "
+          "invalid duration, a port outside 1-65535, a wildcard where none is allowed.",
+          "Change the field the message names so that the rule holds."),
+    _code("MG0207", ERR, SCHEMA, "Version not served by the cluster",
+          "The object's apiVersion names a version that the cluster's CRD does not serve (or no longer "
+          "serves), so the API server would refuse it.",
+          "Use one of the served versions the message lists, preferably the storage version."),
     # --- cross-resource: context ---------------------------------------------------------------
     _code("MG0300", WARN, CROSS, "Cluster state not read",
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "
