@@ -23,6 +23,13 @@ class Environment(models.Model):
     kubeconfig_path = models.CharField(max_length=500, blank=True)
     kubeconfig_context = models.CharField(max_length=200, blank=True)
     prometheus_url = models.URLField(blank=True)
+    metrics_cluster_label = models.CharField(
+        max_length=100, blank=True, default="destination_cluster",
+        validators=[RegexValidator(r"^[a-zA-Z_][a-zA-Z0-9_]*$", "a Prometheus label name")],
+        help_text="The metrics label naming the cluster (Istio: destination_cluster); empty: queries "
+                  "are not scoped (one Prometheus per cluster).")
+    metrics_cluster = models.CharField(
+        max_length=200, blank=True, help_text="The cluster's value of that label; empty: the environment's name.")
 
     cluster_reachable = models.BooleanField(null=True, editable=False)
     cluster_version = models.CharField(max_length=100, blank=True, editable=False)
@@ -35,3 +42,10 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def metrics_scope(self) -> dict[str, str]:
+        """The label matchers every analysis query of this environment adds, e.g.
+        ``{"destination_cluster": "staging"}`` (another cluster's traffic is never read)."""
+        if not self.metrics_cluster_label:
+            return {}
+        return {self.metrics_cluster_label: self.metrics_cluster or self.name}
