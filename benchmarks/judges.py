@@ -345,14 +345,14 @@ def pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--per-family", type=int, default=200, help="scenarios per family (half good)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--judges", default=",".join(JUDGES))
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     edge = Edge()
     server, url = serve(edge)
     plan = phases()
@@ -386,7 +386,8 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results},
                                         indent=2))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

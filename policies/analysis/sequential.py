@@ -183,23 +183,22 @@ def baseline_shift(
     mine: Sequence[tuple[float, float, float, float]],
     before: Sequence[tuple[float, float, float, float]],
 ) -> tuple[float, float] | None:
-    """The log ratio of the canary's rate in ``mine`` (pooled) to the stable's mean log rate
-    over the intervals ``before`` it, and its variance: the stable's interval-to-interval
-    variance of the log rate (what the baseline itself swings: bursts, spikes, incidents),
-    never below the binomial one, for the canary's intervals and the baseline's mean."""
+    """The log ratio of the canary's rate in ``mine`` to the stable's rate over the intervals
+    ``before`` it (both pooled), and its variance: binomial, inflated by the baseline's own
+    overdispersion across its intervals (Pearson chi-square / df, shrunk towards 1 with two
+    prior df): what the baseline itself swings (bursts, spikes, incidents) the canary's
+    intervals may swing too."""
     nc, ec = sum(r[0] for r in mine), sum(r[1] for r in mine)
-    rates = [(r[3] + 0.5) / (r[2] + 1.0) for r in before if r[2] > 0]
-    if nc <= 0 or not rates:
+    side = [(r[2], r[3]) for r in before if r[2] > 0]
+    ns, es = sum(n for n, _ in side), sum(e for _, e in side)
+    if nc <= 0 or ns <= 0:
         return None
-    logs = [math.log(r) for r in rates]
-    mean = sum(logs) / len(logs)
-    binomial = sum(1 / (r[3] + 0.5) for r in before) / len(before) ** 2
-    swing = (sum((x - mean) ** 2 for x in logs) / (len(logs) - 1)) if len(logs) > 1 else 0.0
-    k_canary = max(1, sum(1 for r in mine if r[0] > 0))
-    canary_var = max(swing / k_canary, 1 / (ec + 0.5))
-    baseline_var = max(swing / len(logs), binomial)
-    theta = math.log((ec + 0.5) / (nc + 1.0)) - mean
-    return theta, canary_var + baseline_var
+    rate = (es + 0.5) / (ns + 1.0)
+    chi2 = sum((e - n * rate) ** 2 / (n * rate * (1 - rate)) for n, e in side) if rate < 1 else 0.0
+    df = len(side) - 1
+    phi = max(1.0, (2.0 + chi2) / (2.0 + df)) if df > 0 else 2.0
+    theta = math.log((ec + 0.5) / (nc + 1.0)) - math.log(rate)
+    return theta, phi * (1 / (ec + 0.5) + 1 / (es + 0.5))
 
 
 # --- the judge --------------------------------------------------------------------------------
@@ -220,6 +219,7 @@ class SequentialJudge:
     hold_p: float = 0.1  # a step does not pass while a comparison's current p-value is below it
     power_ratio: float = 2.0  # before the last step: rule out this ratio against stable ...
     power_wait_intervals: int = 10  # ... gathering up to this many judged intervals for it
+    power_min_abs: float = 0.002  # ... unless that ratio is below 0.2 points of share anyway
     guard_alpha: float = 0.001
     tail_quantile: float = 0.99
     body_quantile: float = 0.5
@@ -316,7 +316,8 @@ class SequentialJudge:
                 f"{metric.name}: canary looks worse but not certainly: {suspicious[0].describe()}; "
                 "gathering more evidence before passing", detail, new_state,
             )  # fmt: skip
-        unresolved = [t for t in tests if t.against == "stable" and t.high > self.power_ratio]
+        unresolved = [t for t in tests if t.against == "stable" and t.high > self.power_ratio
+                      and t.stable * (t.high - 1) > self.power_min_abs]
         if step.before_last and unresolved and len(mine) < self.power_wait_intervals:
             detail.update(why="not enough evidence yet")
             left = self.power_wait_intervals - len(mine)
