@@ -62,15 +62,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.test")
 
-import django  # noqa: E402
+import django
 
 django.setup()
 
-from integrations.meshsim.traffic import DURATION_BUCKETS_MS  # noqa: E402
-from policies.choices import DraftOperation, PolicyKind, RolloutStrategy  # noqa: E402
-from policies.rollout import analysis as an  # noqa: E402
-from policies.rollout import strategies  # noqa: E402
-from policies.services.rollouts import DEFAULT_ANALYSIS  # noqa: E402
+from integrations.meshsim.traffic import DURATION_BUCKETS_MS
+from policies.choices import DraftOperation, PolicyKind, RolloutStrategy
+from policies.rollout import analysis as an
+from policies.rollout import strategies
+from policies.services.rollouts import DEFAULT_ANALYSIS
 
 CLUSTER, OTHER = "bench", "elsewhere"
 NAMESPACE, SERVICE = "shop", "cart"
@@ -120,7 +120,7 @@ class Edge:
 
 def serve(edge: Edge) -> tuple[ThreadingHTTPServer, str]:
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             params = parse_qs(self.rfile.read(length).decode())
             body = json.dumps({"status": "success", "data": {

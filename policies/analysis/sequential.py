@@ -37,12 +37,15 @@ The step's verdict: ``inconclusive`` during the warm-up after a weight change (n
 not recorded) and until the step holds ``min_requests`` judged canary requests (then the
 reason says how many more minutes that takes at the observed rate); ``fail`` on a guard
 breach or a significant regression; ``pass`` otherwise. The last step (100 %, the stable
-has no traffic left) compares the canary with the baseline recorded before the shift: the
-stable's strata of the attempt, pooled, with ``baseline_tolerance``.
+has no traffic left) compares each of its intervals with the baseline recorded before the
+shift (the stable's strata of the attempt, pooled, its variance inflated by their own
+dispersion) with ``baseline_tolerance``; a regression must show in two intervals in a row
+(one alone holds the step: an incident of the whole service looks the same).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -50,7 +53,13 @@ from typing import Any
 
 from scipy.stats import binomtest
 
-from policies.analysis.judges import JudgeVerdict, Observation, Outcome, Step, ThresholdJudge
+from policies.analysis.judges import (
+    JudgeVerdict,
+    Observation,
+    Outcome,
+    Step,
+    ThresholdJudge,
+)
 from policies.analysis.metrics import MetricDefinition, MetricKind, fmt
 
 Stratum = dict[str, Any]
@@ -72,6 +81,7 @@ class Test:
     bound: float | None = None  # the latency bound (ms) the shares are read at
     against: str = "stable"  # "stable" (same intervals) or "baseline" (before the shift)
     current_p: float = 1.0  # 1 / the likelihood ratio now (not the running minimum)
+    confirmed: bool = True  # baseline: significant in the last two intervals too
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -298,7 +308,7 @@ class SequentialJudge:
                 )
         tests = self._tests(metric, strata, step, metrics_count)
         detail["tests"] = [t.as_dict() for t in tests]
-        failed = [t for t in tests if t.p_value < self._alpha(metrics_count)]
+        failed = [t for t in tests if t.p_value < self._alpha(metrics_count) and t.confirmed]
         summary = "; ".join(t.describe() for t in tests) or "no comparison possible yet"
         if failed:
             detail["why"] = "significant regression"
@@ -308,7 +318,8 @@ class SequentialJudge:
                 detail, new_state,
             )  # fmt: skip
         suspicious = [t for t in tests
-                      if t.against == "stable" and t.current_p < self.hold_p and t.ratio > 1]
+                      if (t.against == "stable" and t.current_p < self.hold_p and t.ratio > 1)
+                      or (t.p_value < self._alpha(metrics_count) and not t.confirmed)]
         if suspicious:
             detail.update(why="suspicious")
             return JudgeVerdict(
@@ -450,16 +461,23 @@ class SequentialJudge:
             found.append(self._test(name, theta, var * phi, phi, rows, alpha, bound,
                                     self.tolerance, "stable"))  # fmt: skip
         if step.last:
-            # the stable has no traffic left: this step's canary vs the baseline recorded before
+            # the stable has no traffic left: this step's canary vs the baseline recorded before,
+            # interval by interval; a regression must show in two judged intervals in a row (an
+            # incident of the whole service during this step shows in one and passes)
             mine = [r for r, s in zip(rows, strata, strict=True) if s["phase"] == step.phase]
             before = [r for r, s in zip(rows, strata, strict=True)
                       if s["phase"] != step.phase and r[2] > 0]  # fmt: skip
-            versus = baseline_shift(mine, before)
-            if versus is not None:
-                theta, var = versus
-                found.append(self._test(name, theta, var, 1.0, [(r[0], r[1], 0, 0) for r in mine]
-                                        + [(0, 0, r[2], r[3]) for r in before], alpha, bound,
-                                        self.baseline_tolerance, "baseline"))  # fmt: skip
+            looks = []
+            for row in mine[-2:]:
+                versus = baseline_shift([row], before)
+                if versus is not None:
+                    theta, var = versus
+                    looks.append(self._test(name, theta, var, 1.0, [row] + [(0, 0, r[2], r[3]) for r in before],
+                                            alpha, bound, self.baseline_tolerance, "baseline"))  # fmt: skip
+            if looks:
+                latest = looks[-1]
+                confirmed = len(looks) == 2 and all(t.p_value < alpha for t in looks)
+                found.append(dataclasses.replace(latest, confirmed=confirmed))
         return found
 
     def _test(
@@ -548,8 +566,8 @@ def _certainly_above(events: float, n: float, share: float, alpha: float, phi: f
     by the overdispersion ``phi``)."""
     if n <= 0 or events / n <= share:
         return False
-    n_eff = max(int(round(n / phi)), 1)
-    k_eff = min(n_eff, int(round(events / phi)))
+    n_eff = max(round(n / phi), 1)
+    k_eff = min(n_eff, round(events / phi))
     if k_eff <= 0:
         return False
     return binomtest(k_eff, n_eff, share, alternative="greater").pvalue < alpha

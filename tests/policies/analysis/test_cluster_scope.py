@@ -30,7 +30,7 @@ QUERIES: list[str] = []
 
 
 class _Prometheus(BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         promql = parse_qs(self.rfile.read(int(self.headers["Content-Length"])).decode())["query"][0]
         QUERIES.append(promql)
         wanted = dict(re.findall(r'(\w+)="([^"]*)"', promql))
