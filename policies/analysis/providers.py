@@ -103,6 +103,12 @@ def target_labels(target: Target, scope: Mapping[str, str] | None = None) -> dic
     return {**labels, **dict(scope or {})}
 
 
+def scoped(metric: str, scope: Mapping[str, str] | None) -> dict[str, str]:
+    """The scope's matchers for ``metric``: Istio's metrics carry the cluster labels; meshsim's own
+    counters (dry-run denials) do not, and are read unscoped."""
+    return dict(scope or {}) if metric.startswith("istio_") else {}
+
+
 def selector(target: Target, scope: Mapping[str, str] | None = None) -> str:
     return ",".join(
         f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target, scope).items()
@@ -225,7 +231,7 @@ class PrometheusProvider:
         self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
     ) -> dict[tuple[str, ...], float]:
         try:
-            promql = increase_query(metric, {**match, **dict(self.scope or {})}, window=window, by=by)
+            promql = increase_query(metric, {**match, **scoped(metric, self.scope)}, window=window, by=by)
         except TemplateError as exc:
             raise ProviderQueryError(f"{metric}: {exc}") from exc
         return {
@@ -255,7 +261,7 @@ class MeshsimProvider:
         _check_window(window)
         try:
             found = self.fallback.counts(
-                metric, interval=window, match={**match, **self.scope}, by=by
+                metric, interval=window, match={**match, **scoped(metric, self.scope)}, by=by
             )
         except PrometheusError as exc:  # PrometheusUnavailable included
             raise ProviderUnavailable(exc.message) from exc

@@ -94,10 +94,12 @@ def test_default_judge_rolls_back_a_bad_canary_and_completes_the_fixed_retry(liv
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason or rollout.rollback_reason
     assert rollout.current_weight == 100
     events = _analysis_events(rollout)
-    judged = [e.data["metrics"]["request-success-rate"] for e in events
-              if e.data.get("metrics", {}).get("request-success-rate", {}).get("stable") is not None]
+    judged = [m for m in (e.data.get("metrics", {}).get("request-success-rate") for e in events)
+              if m and m.get("stable") is not None and not m.get("explain", {}).get("last_step")]
     # staging's stable only: prod's reviews answers nothing but 503 meanwhile
-    assert judged and all(m["stable"] > 0.99 for m in judged), judged
+    # (prod's reviews gets about a tenth of staging's traffic: mixed in, stable would read about 0.9)
+    stables = sorted(m["stable"] for m in judged)
+    assert stables and stables[0] > 0.95 and stables[len(stables) // 2] > 0.99, stables
     explained = [m["explain"] for e in events for m in e.data.get("metrics", {}).values() if m.get("explain")]
     assert any(x.get("why") == "warm-up" for x in explained)
     assert any(x.get("why") == "no regression" and x.get("tests") for x in explained)
