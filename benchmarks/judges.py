@@ -62,15 +62,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.test")
 
-import django
+import django  # noqa: E402
 
 django.setup()
 
-from integrations.meshsim.traffic import DURATION_BUCKETS_MS
-from policies.choices import DraftOperation, PolicyKind, RolloutStrategy
-from policies.rollout import analysis as an
-from policies.rollout import strategies
-from policies.services.rollouts import DEFAULT_ANALYSIS
+from integrations.meshsim.traffic import DURATION_BUCKETS_MS  # noqa: E402
+from policies.choices import DraftOperation, PolicyKind, RolloutStrategy  # noqa: E402
+from policies.rollout import analysis as an  # noqa: E402
+from policies.rollout import strategies  # noqa: E402
+from policies.services.rollouts import DEFAULT_ANALYSIS  # noqa: E402
 
 CLUSTER, OTHER = "bench", "elsewhere"
 NAMESPACE, SERVICE = "shop", "cart"
@@ -256,7 +256,7 @@ def interval_counts(s: Scenario, rng: np.random.Generator, *, weight: int, t: in
         cumulative = np.cumsum(buckets)
         series[(CLUSTER, version)] = {
             "codes": {"200": float(n - errors), "503": float(errors)} if n else {},
-            "le": ({("+Inf" if math.isinf(b) else repr(float(b))): float(c) for b, c in zip(BOUNDS, cumulative)}
+            "le": ({("+Inf" if math.isinf(b) else repr(float(b))): float(c) for b, c in zip(BOUNDS, cumulative, strict=True)}
                    if n else {}),
         }
     # another cluster (the other environment) where every request of both versions fails, slowly

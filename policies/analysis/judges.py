@@ -169,7 +169,7 @@ class Judge(Protocol):
     ) -> JudgeVerdict: ...
 
 
-def _values(metric: MetricDefinition, obs: Observation) -> str:
+def _values(metric: MetricDefinition, obs: Observation) -> tuple[str, str]:
     unit = f" {metric.unit}" if metric.unit else ""
     return f"canary {fmt(obs.canary_value)}{unit}", f"(stable {fmt(obs.stable_value)}{unit})"
 
@@ -195,7 +195,7 @@ class ThresholdJudge:
         detail = {"threshold": str(metric.threshold), "canary": value,
                   "stable": observation.stable_value, "method": "threshold",
                   "n_canary": observation.canary_requests,
-                  "n_stable": observation.stable_requests}  # fmt: skip
+                  "n_stable": observation.stable_requests}
         if value is None or observation.canary_requests < self.min_requests:
             seen = fmt(observation.canary_requests)
             return JudgeVerdict(
@@ -282,7 +282,7 @@ class MannWhitneyJudge:
             "n_canary": obs.canary_requests, "n_stable": obs.stable_requests,
             "alpha": alpha, "threshold": str(metric.threshold),
             "method": "Mann-Whitney U per interval (Kayenta-style)",
-        }  # fmt: skip
+        }
         guard = self._guard(metric, obs)
         if guard:
             detail["guard"] = str(metric.guard)

@@ -169,7 +169,7 @@ DEFAULT_JUDGE = "sequential"
 DEFAULT_WARMUP_INTERVALS = 1
 
 
-def make_judge(config: dict[str, Any]):
+def make_judge(config: dict[str, Any]) -> Any:
     """The judge `config.judge` names (default "sequential"), with its configured knobs."""
     from policies import analysis as pa
     from policies.analysis.sequential import SequentialJudge
@@ -178,10 +178,16 @@ def make_judge(config: dict[str, Any]):
     if name == "mann-whitney":
         return pa.MannWhitneyJudge()
     if name == "threshold":
-        return pa.ThresholdJudge(**({"min_requests": float(config["min_requests"])}
-                                    if config.get("min_requests") else {}))
-    knobs = {"alpha": config.get("judge_alpha"), "min_requests": config.get("min_requests")}
-    return SequentialJudge(**{k: float(v) for k, v in knobs.items() if v is not None})
+        threshold = pa.ThresholdJudge()
+        if config.get("min_requests"):
+            threshold.min_requests = float(config["min_requests"])
+        return threshold
+    judge = SequentialJudge()
+    if config.get("judge_alpha") is not None:
+        judge.alpha = float(config["judge_alpha"])
+    if config.get("min_requests") is not None:
+        judge.min_requests = float(config["min_requests"])
+    return judge
 
 
 def warmup_intervals(config: dict[str, Any]) -> int:
@@ -228,7 +234,7 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
                 before_last=context.phases_left == 1 and bool(context.phase.get("targets")))
     saved = ((context.config.get("state") or {}).get("judges") or {})
     evidence: dict[str, Any] = {}
-    results = []
+    results: list[Any] = []
     targets = context.phase.get("targets") or {}
     # A phase with explicit targets (a canary) compares them; otherwise every workload the phase
     # touches is analysed (up to MAX_WORKLOADS), each named in its metrics when there are several.
@@ -239,8 +245,9 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
         prefix = f"{fallback.get('namespace')}/{fallback.get('service')}|"
         definitions = _metric_definitions(context.config)
         states = {m.name: saved.get(prefix + m.name) or {} for m in definitions}
-        found = pa.run_interval(provider=provider, metrics=definitions, canary=canary, stable=stable,
-                                window=window, judge=judge, states=states, step=step).metrics
+        found: list[Any] = list(pa.run_interval(provider=provider, metrics=definitions, canary=canary,
+                                                stable=stable, window=window, judge=judge, states=states,
+                                                step=step).metrics)
         evidence.update({prefix + m.metric: m.state for m in found})
         if len(sides) > 1:
             where = f"{fallback.get('namespace')}/{fallback.get('service')}"
