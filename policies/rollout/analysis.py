@@ -221,11 +221,17 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
     provider = _provider(context)
     judge = make_judge(context.config)
     requested = context.config.get("window")
-    window = pa.analysis_window(
-        judge, interval_s=max(context.interval_seconds, 1.0),
-        elapsed_s=(context.interval_index + 1) * context.interval_seconds,
-        requested_s=interval_seconds(requested) if requested else None,
-    )
+    elapsed = (context.interval_index + 1) * context.interval_seconds
+    # a meshsim provider that advances the simulated clock measures exactly the traffic it advanced:
+    # nothing earlier is in its windows, which need no cut
+    own_clock = isinstance(provider, pa.MeshsimProvider) and not provider.shares_history
+    if requested and (own_clock or interval_seconds(requested) <= elapsed):
+        window = requested
+    else:
+        window = pa.analysis_window(
+            judge, interval_s=max(context.interval_seconds, 1.0), elapsed_s=elapsed,
+            requested_s=interval_seconds(requested) if requested else None,
+        )
     step = Step(phase=str(context.phase.get("key", "")),
                 warmup=context.interval_index < warmup_intervals(context.config),
                 last=context.last_phase or (int(context.phase.get("weight") or 0) >= 100

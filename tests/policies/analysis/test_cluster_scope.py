@@ -125,4 +125,4 @@ def test_a_new_attempt_measures_from_its_own_phase_start(prometheus_edge: str) -
     QUERIES.clear()
     later = an.AnalysisContext(**{**context.__dict__, "interval_index": 20, "config": {"window": "10m"}})
     an.metrics_analyzer(later)
-    assert all("[600s]" in q for q in QUERIES)
+    assert all("[10m]" in q for q in QUERIES)  # the configured window, once the phase is older
