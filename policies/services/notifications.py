@@ -28,8 +28,9 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from integrations.notify import DeliveryReceipt, NotifyError, notify_settings
+from integrations.notify.webhook import check_url
 from policies.choices import AuditAction, DeliveryStatus, NotificationChannelKind, NotificationEvent, Role
-from policies.exceptions import PermissionDeniedError
+from policies.exceptions import PermissionDeniedError, Throttled
 from policies.models import (
     Membership,
     NotificationChannel,
@@ -47,6 +48,9 @@ REQUEUE_GRACE = dt.timedelta(seconds=30)
 LEASE_MARGIN = dt.timedelta(seconds=30)
 """An attempt holds its row for the HTTP timeout plus this; after that another worker may retry."""
 MAX_SUBJECT = 300
+TEST_SENDS_PER_WINDOW = 5
+TEST_WINDOW = dt.timedelta(minutes=10)
+"""A user may send this many channel tests per window (a test is an outbound request on their behalf)."""
 WEBHOOK_SECRET_BYTES = 32
 
 User = AbstractBaseUser | AnonymousUser
@@ -261,6 +265,11 @@ def _clean_channel(channel: NotificationChannel) -> None:
             URLValidator(schemes=["http", "https"])(channel.target)
         except ValidationError:
             errors["target"] = "an http(s) URL"
+        else:
+            try:
+                check_url(channel.target)
+            except NotifyError as exc:
+                errors["target"] = exc.message
     events = channel.events
     if not isinstance(events, list) or any(e not in NotificationEvent.values for e in events):
         errors["events"] = "a list of event names"
@@ -364,6 +373,13 @@ def notification_send_test(*, actor: AbstractBaseUser, channel: NotificationChan
     """A test message to this one channel, whatever its event filter and the owner's mutes."""
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not send to this channel")
+    recent = NotificationDelivery.objects.filter(
+        event=NotificationEvent.TEST, payload__data__sent_by=actor.get_username(),
+        created_at__gte=timezone.now() - TEST_WINDOW,
+    ).count()
+    if recent >= TEST_SENDS_PER_WINDOW:
+        raise Throttled(f"you sent {recent} channel tests in the last {int(TEST_WINDOW.total_seconds() // 60)} "
+                        "minutes: wait before sending another")
     delivery = _queue(
         channel, event=NotificationEvent.TEST, subject=f"Test notification for “{channel.name}”",
         body=f"{actor.get_username()} sent this test from Meshgate. If you can read it, the channel works.",

@@ -189,7 +189,12 @@ MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", defau
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
-# Hosts rollout webhooks may call (`name` or `*.domain`); empty: any.
+# Outbound requests to URLs users type (notification channels, rollout webhooks) go through
+# integrations.http.egress: loopback, private, link-local (metadata), CGNAT and reserved addresses are
+# refused after DNS resolution unless listed here, as host names (`hooks.internal`, `*.corp.example`)
+# or networks (`10.20.0.0/16`, `127.0.0.1/32`).
+MESHGATE_EGRESS_ALLOW = env.list("MESHGATE_EGRESS_ALLOW", default=[])
+# Hosts rollout webhooks may call (`name` or `*.domain`), on top of the egress policy; empty: any it allows.
 MESHGATE_ROLLOUT_WEBHOOK_HOSTS = env.list("MESHGATE_ROLLOUT_WEBHOOK_HOSTS", default=[])
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com
 MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="")

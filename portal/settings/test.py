@@ -4,6 +4,8 @@ from .base import DATABASES, MESHGATE_FILESYSTEM_BROKER, VAR_DIR, env
 
 SECRET_KEY = "meshgate-test-key"
 MESHGATE_FIELD_ENCRYPTION_KEY = "dGVzdC1vbmx5LW1lc2hnYXRlLWZpZWxkLWtleS0zMiE="
+# The tests' HTTP receivers listen on loopback: allowed here explicitly, never by default.
+MESHGATE_EGRESS_ALLOW = ["127.0.0.0/8", "::1/128"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {

@@ -115,7 +115,7 @@ def test_an_unreachable_webhook_is_a_failure_naming_the_error(ro):
     rollout = _start(ro, [{"name": "gone", "phase": "step", "url": "http://127.0.0.1:9/hook", "timeout_seconds": 1}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.ROLLED_BACK
-    assert "step webhook “gone” failed: ConnectionError" in rollout.rollback_reason["summary"]
+    assert "step webhook “gone” failed: cannot reach 127.0.0.1: ConnectionRefusedError" in rollout.rollback_reason["summary"]
 
 
 @pytest.mark.parametrize(("hooks", "message"), [
@@ -200,7 +200,12 @@ def test_webhook_hosts_can_be_limited_and_urls_are_shown_without_their_query(set
     ok = webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://runner.loadtest.svc/go"},
                                   {"name": "b", "phase": "step", "url": "https://tests.example.com/x?token=s3cret"}])
     assert [hook.name for hook in ok] == ["a", "b"]
-    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host 169.254.169.254 is not among"):
+    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host public.example.org is not among"):
+        webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://public.example.org/latest"}])
+    # The egress policy applies whatever the host list says: the metadata address is refused.
+    settings.MESHGATE_ROLLOUT_WEBHOOK_HOSTS = []
+    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: 169.254.169.254 is not an allowed "
+                                                          r"destination: 169.254.169.254 is a link-local address"):
         webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://169.254.169.254/latest"}])
     shown = webhooks.WebhookResult(ok[1], True, 200, "", 5).as_dict()["url"]
     assert shown == "https://tests.example.com/x?…" and "s3cret" not in shown
