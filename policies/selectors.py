@@ -84,10 +84,27 @@ def user_role_for_namespace(*, user: User, environment: Environment, namespace: 
     return max(roles, key=lambda role: ROLE_RANK[role], default=None)
 
 
+PLATFORM_PERMISSION = "policies.govern_platform"
+
+
+def user_is_platform_admin(user: User) -> bool:
+    """Platform admins: superusers and users holding the `policies.govern_platform` permission (given
+    to a user or a group in the Django admin; an SSO group mapping can grant the group). A team's admin
+    role governs that team only."""
+    return user.is_authenticated and (user.is_superuser or user.has_perm(PLATFORM_PERMISSION))
+
+
 def user_is_admin(user: User) -> bool:
-    """Platform admins: superusers or admins of any team."""
+    """Platform-wide governance (approval rules, guardrails, windows, environments, imports, every
+    delivery and the whole audit log): platform admins only, see `user_is_platform_admin`."""
+    return user_is_platform_admin(user)
+
+
+def user_is_team_admin(user: User, team_id: int) -> bool:
+    """Admins of this team (and platform admins): its members, channels and namespaces' drafts."""
     return user.is_authenticated and (
-        user.is_superuser or Membership.objects.filter(user=user, role=Role.ADMIN).exists()
+        user_is_platform_admin(user)
+        or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
     )
 
 
@@ -333,13 +350,10 @@ def changes_waiting_for_review(*, user: User) -> QuerySet:
 
 
 def user_may_read_audit(user: User) -> bool:
-    """The audit log: platform admins (superusers, team admins) and security-team members
-    (`user_is_admin` or `sees_everything`, in one query)."""
+    """The whole audit log: platform admins and security-team members (who read every policy)."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or Membership.objects.filter(
-        Q(role=Role.ADMIN) | Q(team__is_security=True), user=user
-    ).exists()
+    return user_is_platform_admin(user) or sees_everything(user)
 
 
 def audit_events(

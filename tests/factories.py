@@ -74,3 +74,12 @@ def make_policy(*, environment: Environment, namespace: str, name: str, kind: st
     policy.current_revision = revision
     policy.save(update_fields=["current_revision"])
     return policy
+
+
+def grant_platform_admin(user):
+    """Gives `user` the platform role (the `policies.govern_platform` permission), as an admin would in
+    the Django admin; returns a fresh instance (permissions are cached per instance)."""
+    from django.contrib.auth.models import Permission
+
+    user.user_permissions.add(Permission.objects.get(codename="govern_platform", content_type__app_label="policies"))
+    return type(user).objects.get(pk=user.pk)

@@ -38,7 +38,7 @@ from policies.models import (
     NotificationPreference,
     Team,
 )
-from policies.selectors import user_is_admin
+from policies.selectors import user_is_admin, user_is_team_admin
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -211,9 +211,7 @@ def notifications_due(*, now: dt.datetime | None = None, limit: int = 500) -> li
 # --- channels and preferences ---------------------------------------------------------------------
 
 def _is_team_admin(user: User, team_id: int) -> bool:
-    return user.is_authenticated and (
-        user.is_superuser or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
-    )
+    return user_is_team_admin(user, team_id)
 
 
 def channel_may_manage(*, user: User, channel: NotificationChannel) -> bool:

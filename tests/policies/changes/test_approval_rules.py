@@ -7,7 +7,7 @@ from policies.exceptions import PermissionDeniedError
 from policies.models import ApprovalRule
 from policies.selectors import change_items
 from policies.services.reviews import approval_rule_save, review_approve
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import AUTHZ_RATINGS, submitted_change
 
 
@@ -167,6 +167,9 @@ def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
     with pytest.raises(PermissionDeniedError):
         approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
     org.approver.memberships.update(role=Role.ADMIN)
+    with pytest.raises(PermissionDeniedError):  # a team admin governs the team, not the platform
+        approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
+    org.approver = grant_platform_admin(org.approver)
     rule = approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
     rule = approval_rule_save(actor=org.approver, rule=rule, environment=org.env, required_approvals=3)
     assert ApprovalRule.objects.get().required_approvals == 3

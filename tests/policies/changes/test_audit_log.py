@@ -12,7 +12,7 @@ from django.utils import timezone
 from policies.choices import Role
 from policies.models import AuditEvent
 from policies.services.audit import audit_record
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.factories import MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import make_change
 from tests.policies.services.test_audit import _tamper
 
@@ -23,7 +23,7 @@ URL = "/audit/"
 def admin(org):
     user = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=user, role=Role.ADMIN)
-    return user
+    return grant_platform_admin(user)
 
 
 @pytest.fixture

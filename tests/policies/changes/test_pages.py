@@ -8,7 +8,7 @@ from policies.models import ApprovalRule, ChangeRequest, Draft, Review, ReviewCo
 from policies.services.drafts import draft_save
 from policies.services.plans import plan_compute
 from policies.services.reviews import review_approve
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.factories import MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import REVIEWS_V2, REVIEWS_V3, build_large_change, make_change, submitted_change
 
 
@@ -176,6 +176,9 @@ def test_approval_rules_page_is_for_admins(client, cluster_org):
     assert client.get("/approval-rules/").status_code == 403
     admin = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=admin, role=Role.ADMIN)
+    client.force_login(admin)
+    assert client.get("/approval-rules/").status_code == 403  # a team's admin is not a platform admin
+    admin = grant_platform_admin(admin)
     client.force_login(admin)
     assert client.get("/approval-rules/").status_code == 200
     response = client.post("/approval-rules/", {"environment": org.env.pk, "kind": "", "required_approvals": 2,
