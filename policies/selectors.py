@@ -20,10 +20,10 @@ User = AbstractBaseUser | AnonymousUser
 
 
 def sees_everything(user: User) -> bool:
-    """Superusers and members of a security team read every policy."""
+    """Platform admins and members of a security team read every policy."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or Membership.objects.filter(user=user, team__is_security=True).exists()
+    return user_is_platform_admin(user) or Membership.objects.filter(user=user, team__is_security=True).exists()
 
 
 def _owner_subquery(field: str = "team__name") -> Subquery:

@@ -38,7 +38,7 @@ from policies.models import (
     NotificationPreference,
     Team,
 )
-from policies.selectors import user_is_admin, user_is_team_admin
+from policies.selectors import user_is_admin, user_is_platform_admin, user_is_team_admin
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -219,7 +219,7 @@ def channel_may_manage(*, user: User, channel: NotificationChannel) -> bool:
     if not user.is_authenticated:
         return False
     if channel.user_id:
-        return channel.user_id == user.pk or user.is_superuser
+        return channel.user_id == user.pk or user_is_platform_admin(user)
     return _is_team_admin(user, channel.team_id)
 
 
@@ -228,7 +228,7 @@ def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
     channels = NotificationChannel.objects.select_related("team", "user")
     if not user.is_authenticated:
         return channels.none()
-    if user.is_superuser:
+    if user_is_platform_admin(user):
         return channels
     return channels.filter(Q(user=user) | Q(team__memberships__user=user)).distinct()
 
@@ -236,7 +236,7 @@ def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
 def teams_user_administers(*, user: User) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()
-    if user.is_superuser:
+    if user_is_platform_admin(user):
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
 
