@@ -183,6 +183,10 @@ SPECTACULAR_SETTINGS = {
 # --- Meshgate -----------------------------------------------------------------------------
 # Key for credentials stored in the database (Fernet, urlsafe base64 of 32 bytes).
 MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default="")
+# Key of the audit chain's HMAC: it must live outside the database (environment, secret store), so
+# that database access alone cannot rewrite history unseen. Empty: derived from SECRET_KEY (the
+# embedded default only; production refuses to start without it).
+MESHGATE_AUDIT_KEY = env.str("MESHGATE_AUDIT_KEY", default="")
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
 # Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task

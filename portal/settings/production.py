@@ -16,6 +16,7 @@ def _required(name: str) -> str:
 
 SECRET_KEY = _required("DJANGO_SECRET_KEY")
 MESHGATE_FIELD_ENCRYPTION_KEY = _required("MESHGATE_FIELD_ENCRYPTION_KEY")
+MESHGATE_AUDIT_KEY = _required("MESHGATE_AUDIT_KEY")
 _required("DATABASE_URL")
 _required("CELERY_BROKER_URL")
 if not env.list("DJANGO_ALLOWED_HOSTS", default=[]):
