@@ -1,4 +1,5 @@
 """Settings shared by every deployment; everything that differs comes from the environment."""
+import datetime as dt
 from pathlib import Path
 
 import environ
@@ -24,6 +25,8 @@ INSTALLED_APPS = [
     "rest_framework",
     "django_filters",
     "drf_spectacular",
+    "csp",
+    "axes",
     "portal",
     "policies",
 ]
@@ -40,6 +43,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # Last, as django-axes asks: it turns a lockout into a 429 answer.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "portal.urls"
@@ -84,6 +90,21 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LOGIN_URL = "login"
+# Login throttling (django-axes): the throttling backend answers before the password is hashed.
+AUTHENTICATION_BACKENDS = [
+    "portal.auth_backends.ThrottlingBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env.int("MESHGATE_LOGIN_FAILURE_LIMIT", default=10)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.int("MESHGATE_LOGIN_COOLOFF_MINUTES", default=15))
+# A username and an address are locked out independently (a guessing run from many addresses locks
+# the account; one address trying many accounts locks the address).
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_RESET_ON_SUCCESS = True
+# Behind N reverse proxies the client address is the N-th from the right of X-Forwarded-For.
+AXES_IPWARE_PROXY_COUNT = env.int("MESHGATE_TRUSTED_PROXY_COUNT", default=0) or None
+AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else [
+    "REMOTE_ADDR"]
 LOGIN_REDIRECT_URL = "policies:home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -113,6 +134,24 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# Content-Security-Policy (django-csp): scripts from this origin only (no inline handlers: see
+# static/js/behaviours.js), no eval, no plugins, no framing. Inline *styles* stay allowed (a few
+# templates set widths inline, htmx adds its indicator style).
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'", "data:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    },
+}
 SECURE_REFERRER_POLICY = "same-origin"
 
 # --- Celery -------------------------------------------------------------------------------
@@ -204,6 +243,8 @@ MESHGATE_ROLLOUT_WEBHOOK_HOSTS = env.list("MESHGATE_ROLLOUT_WEBHOOK_HOSTS", defa
 MESHGATE_PUBLIC_URL = env.str("MESHGATE_PUBLIC_URL", default="")
 # When set, /metrics asks for "Authorization: Bearer <token>".
 MESHGATE_METRICS_TOKEN = env.str("MESHGATE_METRICS_TOKEN", default="")
+# Without a token, /metrics is open on the embedded default and closed (403) in production.
+MESHGATE_METRICS_OPEN = env.bool("MESHGATE_METRICS_OPEN", default=True)
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="text")
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
