@@ -127,3 +127,11 @@ def detect_drift() -> dict:
     from policies.services.rollouts import drift_detect
 
     return drift_detect()
+
+
+@shared_task
+def seal_audit_log() -> int:
+    """Periodic: seals committed audit rows whose commit hook did not run (a killed process)."""
+    from policies.services.audit import audit_seal
+
+    return audit_seal()

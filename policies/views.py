@@ -199,6 +199,6 @@ def environment_import(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("only platform admins can import from a cluster")
     environment = get_object_or_404(selectors.environment_list(user=request.user), pk=pk)
     environment_id, user_id = environment.pk, request.user.pk
-    transaction.on_commit(lambda: import_environment.delay(environment_id, user_id))
+    transaction.on_commit(lambda: import_environment.delay(environment_id, user_id), robust=True)
     messages.success(request, f"Import queued for {environment.name}.")
     return redirect("policies:environments")

@@ -80,6 +80,11 @@ def grant_platform_admin(user):
     """Gives `user` the platform role (the `policies.govern_platform` permission), as an admin would in
     the Django admin; returns a fresh instance (permissions are cached per instance)."""
     from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
 
-    user.user_permissions.add(Permission.objects.get(codename="govern_platform", content_type__app_label="policies"))
+    # get_or_create: a transactional test's flush may have emptied the permission table.
+    permission, _ = Permission.objects.get_or_create(
+        codename="govern_platform", content_type=ContentType.objects.get_for_model(Team),
+        defaults={"name": "Govern the platform"})
+    user.user_permissions.add(permission)
     return type(user).objects.get(pk=user.pk)

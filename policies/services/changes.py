@@ -160,7 +160,8 @@ def enqueue_plan(change: ChangeRequest) -> None:
     from policies.tasks import compute_plan
 
     change_id = change.pk
-    transaction.on_commit(lambda: compute_plan.delay(change_id))
+    # robust: a broker outage is logged and does not fail the committed request.
+    transaction.on_commit(lambda: compute_plan.delay(change_id), robust=True)
 
 
 def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> list[AbstractBaseUser]:

@@ -101,7 +101,8 @@ def _queue(channel: NotificationChannel, *, event: str, subject: str, body: str,
     )
     from policies.tasks import deliver_notification
 
-    transaction.on_commit(lambda: deliver_notification.delay(delivery.pk))
+    # robust: a broker outage is logged; retry_due_notifications sends the row later.
+    transaction.on_commit(lambda: deliver_notification.delay(delivery.pk), robust=True)
     return delivery
 
 

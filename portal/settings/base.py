@@ -134,13 +134,15 @@ SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
-# Content-Security-Policy (django-csp): scripts from this origin only (no inline handlers: see
-# static/js/behaviours.js), no eval, no plugins, no framing. Inline *styles* stay allowed (a few
-# templates set widths inline, htmx adds its indicator style).
+# Content-Security-Policy (django-csp): scripts from this origin only (no inline scripts or inline
+# handlers: see static/js/behaviours.js), no plugins, no framing. 'unsafe-eval' stays for htmx's
+# trigger filters (`change[target.name === 'q']` in the catalog and the wizards), which htmx
+# compiles with Function(); injected markup still cannot run a script. Inline *styles* stay allowed
+# (a few templates set widths inline, htmx adds its indicator style).
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "script-src": ["'self'"],
+        "script-src": ["'self'", "'unsafe-eval'"],
         "style-src": ["'self'", "'unsafe-inline'"],
         "img-src": ["'self'", "data:"],
         "font-src": ["'self'", "data:"],
@@ -153,6 +155,18 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 SECURE_REFERRER_POLICY = "same-origin"
+
+# --- Cache -------------------------------------------------------------------------------
+# Shared by every web and worker process (the CRD-schema cache, the audit-chain status, throttles):
+# Redis in production (MESHGATE_CACHE_URL, a database of its own: clearing the cache empties it), a
+# file cache in var/ on the embedded default.
+MESHGATE_CACHE_URL = env.str("MESHGATE_CACHE_URL", default="")
+if MESHGATE_CACHE_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                          "LOCATION": MESHGATE_CACHE_URL, "KEY_PREFIX": "meshgate"}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "cache")}}
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -170,6 +184,20 @@ if MESHGATE_FILESYSTEM_BROKER:
         # per hop between rollout steps).
         "polling_interval": env.float("MESHGATE_FILESYSTEM_BROKER_POLL_SECONDS", default=0.1),
     }
+# Queues: rollout steps never wait behind imports, plans or deliveries. `<queue>` holds imports, plans,
+# drift, probes and the audit sealer; `<queue>.rollouts` the rollout steps and their reconciler;
+# `<queue>.notifications` the deliveries (a slow receiver holds only its own queue). A worker
+# started by docker/start-worker consumes all three unless MESHGATE_WORKER_QUEUES names some: at scale
+# run rollout workers apart (MESHGATE_WORKER_QUEUES=rollouts).
+CELERY_TASK_DEFAULT_QUEUE = env.str("MESHGATE_QUEUE", default="meshgate")
+CELERY_TASK_ROUTES = ["portal.celery.route_task"]
+# Redis redelivers an unacknowledged task after the visibility timeout: longer than the longest
+# countdown (a notification retry waits at most MESHGATE_NOTIFY_RETRY_MAX_SECONDS, 1 h), or a task
+# waiting for its countdown would run twice. A killed worker's rollout is rescued by the reconciler
+# long before that.
+CELERY_BROKER_VISIBILITY_TIMEOUT = env.int("MESHGATE_BROKER_VISIBILITY_TIMEOUT", default=2 * 3600)
+if not MESHGATE_FILESYSTEM_BROKER:
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": CELERY_BROKER_VISIBILITY_TIMEOUT}
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -181,20 +209,23 @@ CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=240
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False  # the worker logs through LOGGING (JSON in production)
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+# Beat: one active instance at a time (portal.beat.LockedScheduler holds a lock in Redis, or a file
+# lock on the embedded default; a second beat stands by). Every entry expires after its own period,
+# so periodic work does not pile up in the queue while the workers are down.
+CELERY_BEAT_SCHEDULER = "portal.beat:LockedScheduler"
+
+
+def _every(task: str, seconds: float) -> dict:
+    return {"task": task, "schedule": seconds, "options": {"expires": max(1.0, seconds)}}
+
+
 CELERY_BEAT_SCHEDULE = {
-    "probe-clusters": {
-        "task": "policies.tasks.probe_clusters",
-        "schedule": env.float("MESHGATE_CLUSTER_PROBE_SECONDS", default=30.0),
-    },
-    "retry-due-notifications": {"task": "policies.tasks.retry_due_notifications", "schedule": 60.0},
-    "reconcile-rollouts": {
-        "task": "policies.tasks.reconcile_rollouts",
-        "schedule": env.float("MESHGATE_ROLLOUT_RECONCILE_SECONDS", default=2.0),
-    },
-    "detect-drift": {
-        "task": "policies.tasks.detect_drift",
-        "schedule": env.float("MESHGATE_DRIFT_SECONDS", default=60.0),
-    },
+    "probe-clusters": _every("policies.tasks.probe_clusters", env.float("MESHGATE_CLUSTER_PROBE_SECONDS", default=30.0)),
+    "retry-due-notifications": _every("policies.tasks.retry_due_notifications", 60.0),
+    "reconcile-rollouts": _every("policies.tasks.reconcile_rollouts",
+                                 env.float("MESHGATE_ROLLOUT_RECONCILE_SECONDS", default=2.0)),
+    "detect-drift": _every("policies.tasks.detect_drift", env.float("MESHGATE_DRIFT_SECONDS", default=60.0)),
+    "seal-audit-log": _every("policies.tasks.seal_audit_log", 10.0),
 }
 
 # --- REST API -----------------------------------------------------------------------------

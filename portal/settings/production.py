@@ -19,6 +19,7 @@ MESHGATE_FIELD_ENCRYPTION_KEY = _required("MESHGATE_FIELD_ENCRYPTION_KEY")
 MESHGATE_AUDIT_KEY = _required("MESHGATE_AUDIT_KEY")
 _required("DATABASE_URL")
 _required("CELERY_BROKER_URL")
+_required("MESHGATE_CACHE_URL")
 if not env.list("DJANGO_ALLOWED_HOSTS", default=[]):
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production")
 

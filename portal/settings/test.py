@@ -16,6 +16,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that the worker process the tests start sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": env.str("MESHGATE_TEST_SQLITE", default=str(VAR_DIR / "test.sqlite3"))}
 
+if not env.str("MESHGATE_CACHE_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "test-cache")}}
+
 # The tests' worker listens on its own queue (and folder), apart from any running demo.
 CELERY_TASK_DEFAULT_QUEUE = "meshgate-test"
 BROKER_DIR = VAR_DIR / "test-broker"
