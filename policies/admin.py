@@ -1,6 +1,9 @@
 """Django admin for every model. Changes made here are audited like any other; history is read-only."""
+from typing import Any
+
 from django.contrib import admin
-from django.db import transaction
+from django.db import models, transaction
+from django.db.models import QuerySet
 from django.forms.models import model_to_dict
 
 from policies.models import AuditEvent, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
@@ -9,9 +12,18 @@ from policies.services.audit import audit_record
 _SECRET_FIELDS = {"api_token", "secret"}
 
 
-def _snapshot(obj) -> dict:
+def _plain(value: Any) -> Any:
+    """JSON-storable: related objects (a team's members, many-to-many fields) by primary key."""
+    if isinstance(value, models.Model):
+        return value.pk
+    if isinstance(value, (list, tuple, set, QuerySet)):
+        return sorted((_plain(item) for item in value), key=str)
+    return value
+
+
+def _snapshot(obj: models.Model) -> dict[str, Any]:
     data = model_to_dict(obj)
-    return {key: ("<set>" if value else "") if key in _SECRET_FIELDS else value for key, value in data.items()}
+    return {key: ("<set>" if value else "") if key in _SECRET_FIELDS else _plain(value) for key, value in data.items()}
 
 
 class AuditedAdmin(admin.ModelAdmin):

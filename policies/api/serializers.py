@@ -6,7 +6,7 @@ from rest_framework import serializers
 from policies.choices import LiveState
 from policies.models import Environment, Membership, NamespaceOwnership, Policy, PolicyDrift, PolicyRevision, Team
 
-USERNAME = {"slug_field": "username", "read_only": True}
+USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
