@@ -13,6 +13,9 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     """A target cluster as callers see it: never its credentials."""
 
     url = serializers.HyperlinkedIdentityField(view_name="api:environment-detail", lookup_field="name")
+    # Plain strings: "" when not configured (a `format: uri` would not admit the empty string).
+    api_url = serializers.CharField(read_only=True, allow_blank=True, help_text="Kubernetes API server URL, or empty.")
+    prometheus_url = serializers.CharField(read_only=True, allow_blank=True, help_text="Prometheus URL, or empty.")
 
     class Meta:
         model = Environment
