@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import ROLE_RANK, Role
@@ -20,10 +20,13 @@ User = AbstractBaseUser | AnonymousUser
 
 
 def sees_everything(user: User) -> bool:
-    """Platform admins and members of a security team read every policy."""
+    """Platform admins and members of a security team read every policy (one query)."""
     if not user.is_authenticated:
         return False
-    return user_is_platform_admin(user) or Membership.objects.filter(user=user, team__is_security=True).exists()
+    if user.is_superuser:
+        return True
+    security = Membership.objects.filter(user=user, team__is_security=True)
+    return type(user).objects.filter(pk=user.pk).filter(Exists(_platform_grants(user)) | Exists(security)).exists()
 
 
 def _owner_subquery(field: str = "team__name") -> Subquery:
@@ -91,7 +94,22 @@ def user_is_platform_admin(user: User) -> bool:
     """Platform admins: superusers and users holding the `policies.govern_platform` permission (given
     to a user or a group in the Django admin; an SSO group mapping can grant the group). A team's admin
     role governs that team only."""
-    return user.is_authenticated and (user.is_superuser or user.has_perm(PLATFORM_PERMISSION))
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    cached = getattr(user, "_meshgate_platform_admin", None)
+    if cached is None:
+        cached = user.is_active and _platform_grants(user).exists()
+        user._meshgate_platform_admin = cached
+    return cached
+
+
+def _platform_grants(user: User) -> QuerySet[Permission]:
+    """The platform permission, given to the user or to one of their groups."""
+    app_label, codename = PLATFORM_PERMISSION.split(".")
+    return Permission.objects.filter(codename=codename, content_type__app_label=app_label).filter(
+        Q(user=user) | Q(group__user=user))
 
 
 def user_is_admin(user: User) -> bool:
