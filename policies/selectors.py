@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
@@ -26,7 +27,8 @@ def sees_everything(user: User) -> bool:
     if user.is_superuser:
         return True
     security = Membership.objects.filter(user=user, team__is_security=True)
-    return type(user).objects.filter(pk=user.pk).filter(Exists(_platform_grants(user)) | Exists(security)).exists()
+    return get_user_model().objects.filter(pk=user.pk).filter(
+        Exists(_platform_grants(user)) | Exists(security)).exists()
 
 
 def _owner_subquery(field: str = "team__name") -> Subquery:

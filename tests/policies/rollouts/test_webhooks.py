@@ -209,3 +209,44 @@ def test_webhook_hosts_can_be_limited_and_urls_are_shown_without_their_query(set
         webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://169.254.169.254/latest"}])
     shown = webhooks.WebhookResult(ok[1], True, 200, "", 5).as_dict()["url"]
     assert shown == "https://tests.example.com/x?…" and "s3cret" not in shown
+
+
+def test_a_huge_webhook_answer_is_read_only_up_to_its_cap():
+    """A 300 MiB answer: at most 64 KiB is read, the worker's memory stays flat, the detail is trimmed."""
+    import socket
+    import threading
+    import time
+    import tracemalloc
+
+    from policies.rollout import webhooks
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def huge():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 314572800\r\n\r\n")
+            chunk = b"<html>" + b"A" * 65530
+            for _ in range(300 * 16):
+                conn.sendall(chunk)
+        except OSError:
+            pass
+        conn.close()
+
+    threading.Thread(target=huge, daemon=True).start()
+    hook = webhooks.Webhook(name="huge", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/",
+                            timeout_seconds=10)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = webhooks.call(hook, {"rollout": 1})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 3
+    assert not result.ok and result.status == 500 and len(result.detail) <= 300
+    assert peak < 8 * 1024 * 1024
+    server.close()
