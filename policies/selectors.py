@@ -9,9 +9,21 @@ from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permissi
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import ROLE_RANK, Role
-from policies.models import Draft, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
-from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment  # change requests
-from policies.models import PolicyDrift  # drift
+from policies.models import (  # change requests
+    ChangeItem,
+    ChangeRequest,
+    Draft,
+    Environment,
+    Membership,
+    NamespaceOwnership,
+    Plan,
+    Policy,
+    PolicyDrift,  # drift
+    PolicyRevision,
+    Review,
+    ReviewComment,
+    Team,
+)
 
 if TYPE_CHECKING:
     from policies.diff import ObjectDiff

@@ -57,7 +57,7 @@ class LockedScheduler(PersistentScheduler):
     def _hold_file(self) -> bool:
         if self._file is not None:
             return True
-        path = f"{self.schedule_filename}.lock"
+        path = f"{getattr(self, 'schedule_filename', 'celerybeat-schedule')}.lock"
         handle = open(path, "a+")  # noqa: SIM115 - held for the life of the process
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -297,14 +297,14 @@ def _read_capped(answer: http.client.HTTPResponse, max_bytes: int, deadline: flo
     while size < max_bytes:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise socket.timeout("deadline")
+            raise TimeoutError("deadline")
         if connection.sock is not None:
             connection.sock.settimeout(left)
         piece = answer.read1(min(16 * 1024, max_bytes - size)) if hasattr(answer, "read1") else answer.read(
             min(16 * 1024, max_bytes - size))
         if not piece:
             if time.monotonic() >= deadline:  # the watchdog closed the socket
-                raise socket.timeout("deadline")
+                raise TimeoutError("deadline")
             return b"".join(chunks), False
         chunks.append(piece)
         size += len(piece)

@@ -195,8 +195,8 @@ def call(hook: Webhook, payload: dict[str, Any]) -> WebhookResult:
     started = time.monotonic()
     body = {**payload, "phase": hook.phase, "webhook": hook.name, "metadata": hook.metadata}
     try:
-        response = egress.post(hook.url, body=json.dumps(body, default=str).encode(), deadline_seconds=hook.timeout_seconds,
-                               headers={"Content-Type": "application/json", "User-Agent": "meshgate-rollout",
+        response = egress.post(hook.url, body=json.dumps(body, default=str).encode(),
+                               deadline_seconds=hook.timeout_seconds, headers={"Content-Type": "application/json", "User-Agent": "meshgate-rollout",
                                         "X-Meshgate-Phase": hook.phase})
     except egress.EgressError as exc:
         return WebhookResult(hook, False, None, exc.message, _ms(started))

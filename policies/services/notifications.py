@@ -32,7 +32,6 @@ from integrations.notify.webhook import check_url
 from policies.choices import AuditAction, DeliveryStatus, NotificationChannelKind, NotificationEvent, Role
 from policies.exceptions import PermissionDeniedError, Throttled
 from policies.models import (
-    Membership,
     NotificationChannel,
     NotificationDelivery,
     NotificationPreference,

@@ -6,8 +6,8 @@ import pytest
 from django.test import Client
 
 from policies.choices import Role
-from policies.services.guardrails import guardrails_seed_builtins
 from policies.models import ApprovalRule, Guardrail, NotificationChannel
+from policies.services.guardrails import guardrails_seed_builtins
 from tests.api_testing import bearer_client, token_for
 from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 

@@ -1,9 +1,6 @@
 """Hostile inputs through the API: each answered 4xx with what was wrong, never a 500."""
-import io
-import time
 
 import pytest
-from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import Client
 
 from policies.models import Draft

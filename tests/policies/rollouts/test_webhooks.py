@@ -115,7 +115,8 @@ def test_an_unreachable_webhook_is_a_failure_naming_the_error(ro):
     rollout = _start(ro, [{"name": "gone", "phase": "step", "url": "http://127.0.0.1:9/hook", "timeout_seconds": 1}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.ROLLED_BACK
-    assert "step webhook “gone” failed: cannot reach 127.0.0.1: ConnectionRefusedError" in rollout.rollback_reason["summary"]
+    summary = rollout.rollback_reason["summary"]
+    assert "step webhook “gone” failed: cannot reach 127.0.0.1: ConnectionRefusedError" in summary
 
 
 @pytest.mark.parametrize(("hooks", "message"), [

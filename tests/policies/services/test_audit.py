@@ -92,10 +92,10 @@ def test_an_edited_row_with_every_hash_recomputed_is_detected(chain):
         prev = AuditSeal.objects.get(position=1).chain
         for seal in AuditSeal.objects.filter(position__gte=2).order_by("position"):
             event_hash = forged if seal.position == 2 else seal.event_hash
-            chain_hash = hmac.new(b"guessed key", f"{seal.position}|{seal.event_sequence}|{event_hash}|{prev}".encode(),
-                                  hashlib.sha256).hexdigest()
-            statements.append(("UPDATE policies_auditseal SET event_hash = %s, prev = %s, chain = %s WHERE position = %s",
-                               [event_hash, prev, chain_hash, seal.position]))
+            message = f"{seal.position}|{seal.event_sequence}|{event_hash}|{prev}".encode()
+            chain_hash = hmac.new(b"guessed key", message, hashlib.sha256).hexdigest()
+            statements.append(("UPDATE policies_auditseal SET event_hash = %s, prev = %s, chain = %s "
+                               "WHERE position = %s", [event_hash, prev, chain_hash, seal.position]))
             prev = chain_hash
         statements.append(("UPDATE policies_auditchainhead SET last_hash = %s WHERE id = 1", [prev]))
         _tamper(*statements)
