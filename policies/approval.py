@@ -25,23 +25,25 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
 
-from policies.choices import (
-    SECURITY_KINDS,
-    GuardrailEnforcement,
-    PlanStatus,
-    ReviewVerdict,
-    Role,
-    SecurityApproval,
+from policies.choices import SECURITY_KINDS, GuardrailEnforcement, PlanStatus, ReviewVerdict, Role, SecurityApproval
+from policies.guardrails.engine import GuardrailResult, blocking_results
+from policies.models import (
+    ApprovalRule,
+    ChangeItem,
+    ChangeRequest,
+    GuardrailOverride,
+    Membership,
+    NamespaceOwnership,
+    Plan,
+    Review,
+    Team,
 )
-from policies.models import ApprovalRule, ChangeItem, ChangeRequest, Membership, NamespaceOwnership, Plan, Review, Team
-
-if TYPE_CHECKING:
-    from policies.guardrails.engine import GuardrailResult
+from policies.selectors import policy_for_identity
 
 User = AbstractBaseUser | AnonymousUser
 APPROVER_ROLES = (Role.APPROVER, Role.ADMIN)
@@ -309,8 +311,6 @@ def item_is_stale(item: ChangeItem) -> bool:
     elif item.policy_id is not None:
         current = item.policy.current_revision_id
     else:
-        from policies.selectors import policy_for_identity
-
         policy = policy_for_identity(
             environment=item.change.environment, kind=item.kind, namespace=item.namespace, name=item.name
         )
@@ -319,8 +319,6 @@ def item_is_stale(item: ChangeItem) -> bool:
 
 
 def guardrail_results(item: ChangeItem) -> list[GuardrailResult]:
-    from policies.guardrails.engine import GuardrailResult
-
     names = GuardrailResult.__dataclass_fields__
     return [GuardrailResult(**{key: value for key, value in result.items() if key in names})
             for result in item.guardrail_results]
@@ -329,9 +327,6 @@ def guardrail_results(item: ChangeItem) -> list[GuardrailResult]:
 def guardrail_blocking(items: Sequence[ChangeItem], *, overrides: Iterable[Any] | None = None) -> dict[int, list]:
     """{item id: failed hard-mandatory results and soft-mandatory ones without an override for the
     item's current content}. One query for the overrides unless given."""
-    from policies.guardrails.engine import blocking_results
-    from policies.models import GuardrailOverride
-
     failing = [item for item in items if any(not r.get("passed", True) for r in item.guardrail_results)]
     if not failing:
         return {}

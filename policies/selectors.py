@@ -8,8 +8,18 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
-from policies.choices import ROLE_RANK, Role
+from policies.choices import (
+    OPEN_CHANGE_STATES,
+    ROLE_RANK,
+    SECURITY_KINDS,
+    ChangeState,
+    ReviewVerdict,
+    RevisionSource,
+    Role,
+)
+from policies.diff import diff_objects
 from policies.models import (  # change requests
+    AuditEvent,
     ChangeItem,
     ChangeRequest,
     Draft,
@@ -24,6 +34,7 @@ from policies.models import (  # change requests
     ReviewComment,
     Team,
 )
+from policies.validation.service import validate_text
 
 if TYPE_CHECKING:
     from policies.diff import ObjectDiff
@@ -195,8 +206,6 @@ def policy_for_identity(*, environment: Environment, kind: str, namespace: str, 
 
 def draft_diff(*, draft: Draft) -> ObjectDiff:
     """The draft against its policy's current revision (nothing on the left for a new policy)."""
-    from policies.diff import diff_objects
-
     current = draft.policy.current_revision if draft.policy_id else None
     return diff_objects(current.content if current is not None else None, draft.content)
 
@@ -205,7 +214,6 @@ def draft_validation(*, draft: Draft, dry_run: bool = False) -> ValidationReport
     """A fresh validation of the draft's text against its environment (None for a deletion)."""
     if draft.content is None:
         return None
-    from policies.validation.service import validate_text
 
     return validate_text(environment=draft.environment, text=draft.source_text, dry_run=dry_run)
 
@@ -312,8 +320,6 @@ def change_comments(*, change) -> list:
 
 def change_overlaps(*, change, items) -> dict[int, list]:
     """{item id: other open changes of the environment touching the same policy} (one query)."""
-    from policies.choices import OPEN_CHANGE_STATES
-
     identities = {(item.kind, item.namespace, item.name): item.pk for item in items}
     if not identities:
         return {}
@@ -357,8 +363,6 @@ def change_promotion_chain(*, change) -> list:
 def changes_waiting_for_review(*, user: User) -> QuerySet:
     """In review, not the user's own, in a namespace whose owning team the user approves for (or of
     a security kind for security-team approvers), and not already approved by the user."""
-    from policies.choices import SECURITY_KINDS, ChangeState, ReviewVerdict
-
     if not user.is_authenticated:
         return ChangeRequest.objects.none()
     approver_roles = (Role.APPROVER, Role.ADMIN)
@@ -394,8 +398,6 @@ def audit_events(
 ) -> QuerySet:
     """Audit events, newest first, filtered: `actor` (username, exact or prefix), `obj` (a search in the
     object's repr, type or id), `action` (exact, or a prefix ending in '.'), a time range."""
-    from policies.models import AuditEvent
-
     events = AuditEvent.objects.all().order_by("-sequence")
     if actor:
         events = events.filter(actor_name__istartswith=actor)
@@ -437,8 +439,6 @@ def change_item_three_way(*, item, revisions: dict | None = None) -> ThreeWay:
     """Base / current / item for a stale item: what others changed since the item's base, what the
     item changes, and the field paths both changed (conflicts). `revisions` ({id: PolicyRevision})
     avoids a query per item."""
-    from policies.diff import diff_objects
-
     def content(revision_id):
         if revision_id is None:
             return None
@@ -483,17 +483,12 @@ class DriftState:
 
 def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
     """The last revision Meshgate rolled out for the policy, or None."""
-    from policies.choices import RevisionSource
-
     return (PolicyRevision.objects.filter(policy=policy, source=RevisionSource.ROLLOUT)
             .select_related("author").order_by("-number").first())
 
 
 def policy_drift(*, policy: Policy) -> DriftState | None:
     """The policy's drift as `drift_detect` last recorded it, or None when it has none."""
-    from policies.choices import OPEN_CHANGE_STATES
-    from policies.diff import diff_objects
-
     drift = PolicyDrift.objects.filter(policy=policy).first()
     if drift is None:
         return None

@@ -59,7 +59,7 @@ def duration_field(label: str, *, required: bool = False, initial: str | None = 
         widget=forms.TextInput(
             attrs={"placeholder": initial or "e.g. 2s", "autocomplete": "off", "spellcheck": "false"}
         ),
-    )  # fmt: skip
+    )
 
 
 def duration_seconds(value: str) -> float:
@@ -73,7 +73,7 @@ def percentage_field(label: str, initial: float = 100.0):
     return forms.DecimalField(
         label=label, initial=initial, min_value=0, max_value=100, decimal_places=3, required=False,
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
-    )  # fmt: skip
+    )
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -144,7 +144,7 @@ class WizardForm(forms.Form):
         label="Object name", required=False, max_length=253, validators=[DNS_SUBDOMAIN],
         help_text="Leave empty for the usual name.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
-    )  # fmt: skip
+    )
 
     uses_service: ClassVar[bool] = True
     # The form's other fields depend on the chosen service: the page reloads them when it changes.
@@ -179,7 +179,7 @@ class WizardForm(forms.Form):
             label=self.service_label, max_length=127,
             help_text="namespace/service, in a namespace your team owns (the cluster's services could not be listed).",
             widget=forms.TextInput(attrs={"placeholder": "namespace/service", "autocomplete": "off"}),
-        )  # fmt: skip
+        )
 
     def clean_service(self) -> LiveService:
         value = self.cleaned_data["service"]
@@ -272,7 +272,7 @@ class TrafficShiftForm(VirtualServiceWizard):
                 widget=forms.NumberInput(
                     attrs={"class": "form-control form-control-sm mg-weight", "inputmode": "numeric"}
                 ),
-            )  # fmt: skip
+            )
             self.weight_names.append(field_name)
         self.style_widgets()
 
@@ -342,12 +342,12 @@ class TimeoutsRetriesForm(VirtualServiceWizard):
     attempts = forms.IntegerField(
         label="Retry attempts", min_value=0, max_value=10, initial=3, help_text="0 turns retries off.",
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
-    )  # fmt: skip
+    )
     per_try_timeout = duration_field("Per-try timeout", initial="2s")
     retry_on = forms.MultipleChoiceField(
         label="Retry on", choices=RETRY_ON, required=False, initial=["5xx", "reset", "connect-failure"],
         widget=forms.CheckboxSelectMultiple, help_text="Conditions that trigger a retry.",
-    )  # fmt: skip
+    )
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
@@ -382,7 +382,7 @@ class FaultInjectionForm(VirtualServiceWizard):
     abort_status = forms.IntegerField(
         label="Abort with HTTP status", required=False, min_value=200, max_value=599,
         help_text="Leave empty for no aborts.", widget=forms.NumberInput(attrs={"placeholder": "e.g. 503"}),
-    )  # fmt: skip
+    )
     abort_percentage = percentage_field("Requests aborted (%)", initial=10)
 
     def clean(self) -> dict[str, Any]:
@@ -422,7 +422,7 @@ class CircuitBreakerForm(WizardForm):
     max_requests_per_connection = forms.IntegerField(
         label="Max requests per connection", min_value=1, initial=10, required=False,
         help_text="Empty: unlimited (keep-alive).",
-    )  # fmt: skip
+    )
     consecutive_5xx_errors = forms.IntegerField(
         label="Eject after consecutive 5xx", min_value=1, max_value=1000, initial=5,
     )
@@ -432,7 +432,7 @@ class CircuitBreakerForm(WizardForm):
     subsets_from_versions = forms.BooleanField(
         label="Define one subset per version", required=False, initial=True,
         help_text="When the service has no DestinationRule yet: subsets named after the pods' version labels.",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -511,7 +511,7 @@ class MtlsForm(WizardForm):
             ("PERMISSIVE", "PERMISSIVE: mutual TLS and plain text (during a migration)"),
             ("DISABLE", "DISABLE: plain text only"),
         ],
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -546,25 +546,25 @@ class AccessForm(WorkloadWizard):
     action = forms.ChoiceField(
         label="Action", initial="ALLOW", widget=forms.RadioSelect,
         choices=[("ALLOW", "ALLOW these callers"), ("DENY", "DENY these callers")],
-    )  # fmt: skip
+    )
     principals = forms.MultipleChoiceField(
         label="Calling workloads (service accounts)", required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Ctrl/Cmd-click to pick several.",
-    )  # fmt: skip
+    )
     namespaces = forms.MultipleChoiceField(
         label="Or every workload of these namespaces", required=False,
         widget=forms.SelectMultiple(attrs={"size": 4}),
-    )  # fmt: skip
+    )
     methods = forms.MultipleChoiceField(
         label="HTTP methods", required=False, choices=[(m, m) for m in HTTP_METHODS],
         widget=forms.CheckboxSelectMultiple, help_text="None: every method.",
-    )  # fmt: skip
+    )
     paths = forms.CharField(
         label="Paths", required=False, max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "/api/v1/*\n/healthz", "spellcheck": "false"}),
         help_text="One per line; exact, prefix (/api/*) or suffix (*.png). None: every path.",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -610,24 +610,24 @@ class JwtForm(WorkloadWizard):
     issuer = forms.CharField(
         label="Issuer (iss)", max_length=500,
         widget=forms.TextInput(attrs={"placeholder": "https://auth.example.com", "spellcheck": "false"}),
-    )  # fmt: skip
+    )
     jwks_uri = forms.URLField(
         label="JWKS URI", max_length=500, assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://auth.example.com/.well-known/jwks.json"}),
-    )  # fmt: skip
+    )
     audiences = forms.CharField(
         label="Audiences (aud)", required=False, max_length=500, help_text="Comma-separated; empty: any audience.",
-    )  # fmt: skip
+    )
     forward_original_token = forms.BooleanField(label="Forward the token to the workload", required=False)
     require_token = forms.BooleanField(
         label="Also require a valid token", required=False, initial=True,
         help_text="Adds an AuthorizationPolicy that denies requests without a request principal.",
-    )  # fmt: skip
+    )
     require_paths = forms.CharField(
         label="…on these paths only", required=False, max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "/account/*", "spellcheck": "false"}),
         help_text="One per line; empty: every path.",
-    )  # fmt: skip
+    )
 
     def clean_jwks_uri(self) -> str:
         value = self.cleaned_data["jwks_uri"]
@@ -724,7 +724,7 @@ WIZARDS: dict[str, Wizard] = {
         Wizard("jwt", "End-user JWT", PolicyKind.REQUEST_AUTHENTICATION,
                "Validate end-user tokens from an issuer, and optionally require one.",
                JwtForm, "person"),
-    )  # fmt: skip
+    )
 }
 
 
@@ -764,7 +764,7 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
                 "issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/.well-known/jwks.json",
             }],
         }),
-    }  # fmt: skip
+    }
     name, spec = specs[kind]
     return _object(kind, name, namespace, spec)
 

@@ -58,7 +58,7 @@ class LockedScheduler(PersistentScheduler):
         if self._file is not None:
             return True
         path = f"{getattr(self, 'schedule_filename', 'celerybeat-schedule')}.lock"
-        handle = open(path, "a+")  # noqa: SIM115 - held for the life of the process
+        handle = open(path, "a+")
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

@@ -2,7 +2,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,7 +15,7 @@ from portal.models import ApiToken, new_token_material, token_digest
 
 @transaction.atomic
 def token_create(
-    *, user: AbstractBaseUser, name: str, scopes: list[str], expires_in_days: int
+    *, user: User, name: str, scopes: list[str], expires_in_days: int
 ) -> tuple[ApiToken, str]:
     name = name.strip()
     if not name:
@@ -45,7 +45,7 @@ def token_create(
 
 
 @transaction.atomic
-def token_revoke(*, token: ApiToken, actor: AbstractBaseUser) -> ApiToken:
+def token_revoke(*, token: ApiToken, actor: User) -> ApiToken:
     if token.user_id != actor.pk and not actor.is_superuser:
         raise PermissionDeniedError("only the token's owner or an administrator can revoke it")
     if token.enabled:

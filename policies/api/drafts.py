@@ -52,8 +52,8 @@ from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
 from policies.validation.service import ValidationReport, validate_bundle, validate_text
 from portal.choices import TokenScope
 from portal.models import ApiToken
-from portal.permissions import TokenScopePermission
 from portal.parsers import SafeJSONParser
+from portal.permissions import TokenScopePermission
 
 MAX_REQUEST_BYTES = MAX_BUNDLE_BYTES + 2 * MIB  # the bundle limit plus room for JSON escaping and multipart framing
 IDEMPOTENCY_TTL = timedelta(hours=24)

@@ -1,6 +1,7 @@
 import hashlib
 import hmac
 import json
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -12,10 +13,10 @@ from policies.exceptions import ImmutableError
 
 
 class AuditQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
 
@@ -80,12 +81,12 @@ class AuditEvent(models.Model):
             return hmac.new(key, canonical, hashlib.sha256).hexdigest()
         return hashlib.sha256(canonical).hexdigest()
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ImmutableError("the audit log is append-only")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
 
@@ -110,12 +111,12 @@ class AuditSeal(models.Model):
     def __str__(self) -> str:
         return f"seal {self.position} of #{self.event_sequence}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ImmutableError("the audit log is append-only")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
 

@@ -238,7 +238,7 @@ class ReviewComment(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        where = f" on {self.item.label}" if self.item_id else ""
+        where = f" on {self.item.label}" if self.item is not None else ""
         return f"comment by {self.author}{where}"
 
 
@@ -276,5 +276,5 @@ class ApprovalRule(models.Model):
         ]
 
     def __str__(self) -> str:
-        env = self.environment.name if self.environment_id else "every environment"
+        env = self.environment.name if self.environment is not None else "every environment"
         return f"{self.kind or 'every kind'} in {env}: {self.required_approvals} approval(s)"

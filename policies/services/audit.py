@@ -98,7 +98,7 @@ def audit_record(
 def _seal_after_commit() -> None:
     try:
         audit_seal()
-    except Exception:  # noqa: BLE001 - the periodic sealer picks the rows up; the request already committed
+    except Exception:
         logger.exception("audit: sealing after commit failed; the periodic sealer will retry")
 
 

@@ -33,7 +33,7 @@ from django.db.models import Count, Max
 from django.urls import reverse
 from django.utils import timezone
 
-from policies import approval, selectors
+from policies import approval, jobs, selectors
 from policies.choices import (
     EDITABLE_CHANGE_STATES,
     OPEN_CHANGE_STATES,
@@ -45,17 +45,13 @@ from policies.choices import (
     ReviewVerdict,
 )
 from policies.exceptions import ApplicationError, ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import (
-    ChangeItem,
-    ChangeRequest,
-    Draft,
-    Environment,
-    Guardrail,
-    Membership,
-    Review,
-)
+from policies.models import ChangeItem, ChangeRequest, Draft, Environment, Guardrail, Membership, Policy, Review
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
+from policies.services.drafts import blocking_findings, drafts_from_bundle
+from policies.services.guardrails import guardrail_override, guardrails_evaluate
+from policies.services.notifications import notify
+from policies.services.windows import window_explain, window_next_opening
 from policies.validation import Level
 from policies.validation.service import validate_bundle, validate_text
 
@@ -157,11 +153,7 @@ def back_to_review(change: ChangeRequest, *, actor: AbstractBaseUser | None, rea
 
 
 def enqueue_plan(change: ChangeRequest) -> None:
-    from policies.tasks import compute_plan
-
-    change_id = change.pk
-    # robust: a broker outage is logged and does not fail the committed request.
-    transaction.on_commit(lambda: compute_plan.delay(change_id), robust=True)
+    jobs.compute_plan.on_commit(change.pk)
 
 
 def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> list[AbstractBaseUser]:
@@ -183,8 +175,6 @@ def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> 
 
 def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", teams=(), users=(),
             payload: dict[str, Any] | None = None) -> None:
-    from policies.services.notifications import notify
-
     notify(
         event=event, subject=subject, body=body or subject, url=change_url(change),
         payload={"change": change.pk, "environment": change.environment.name, "state": change.state,
@@ -258,8 +248,6 @@ def change_guardrails_refresh(*, change: ChangeRequest, items: Sequence[ChangeIt
     """Evaluates the guardrails on the items whose content or the guardrails changed since the
     stored results, and stores them (cheap: two queries when nothing changed). Returns the items
     that were re-evaluated."""
-    from policies.services.guardrails import guardrails_evaluate
-
     environment = change.environment
     version = guardrails_version()
     pending = [item for item in items if item.guardrails_key != _guardrails_key(item, environment, version)]
@@ -397,8 +385,6 @@ def change_create_from_bundle(
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
     one transaction: a refused bundle stores nothing."""
-    from policies.services.drafts import drafts_from_bundle
-
     _clean_header(title=title, link=link)
     with transaction.atomic():
         drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
@@ -484,8 +470,6 @@ def change_item_update(
     """New text for one item (the same object). A content change voids every approval and sends an
     approved or scheduled change back to review; text that only changes comments or layout keeps
     them (approvals bind to the normalized content's hash)."""
-    from policies.services.drafts import blocking_findings
-
     change = item.change
     if author.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can edit its items")
@@ -621,8 +605,6 @@ def change_schedule(*, actor: AbstractBaseUser, change: ChangeRequest) -> Change
     """approved → scheduled for the next opening of the environment's change windows (now, when it
     is open). The rollout engine starts it from there. The approvals, staleness, guardrails and plan
     are checked again first."""
-    from policies.services.windows import window_explain, window_next_opening
-
     require_state(change, {ChangeState.APPROVED}, "schedule")
     items = list(selectors.change_items(change=change))
     requirements = approval.change_requirements(change, items=items)
@@ -673,8 +655,6 @@ def change_guardrail_override(
 ):
     """An admin lets a failed soft-mandatory guardrail pass for this item's current content (see
     `guardrail_override`); an in-review change whose approvals suffice then becomes approved."""
-    from policies.services.guardrails import guardrail_override
-
     require_state(change, EDITABLE_CHANGE_STATES, "override a guardrail on")
     if item.change_id != change.pk:
         raise ValidationError({"item": "the item is not part of this change"})
@@ -702,8 +682,6 @@ def changes_notify_stale(*, policies: Iterable[Any]) -> list[int]:
     """Tells the authors (and owning teams) of open changes touching `policies` that their change went
     stale. For whoever moves a policy's current revision (the import, the rollout engine), on commit.
     Returns the ids of the changes notified."""
-    from policies.models import Policy
-
     policies = list(policies)
     if not policies:
         return []

@@ -9,6 +9,7 @@ MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-ru
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from policies.validation.findings import Finding, Layer, Level
 
@@ -324,7 +325,7 @@ def lookup(code: str) -> Code:
     return CATALOGUE[code]
 
 
-def finding(code: str, message: str, **where) -> Finding:
+def finding(code: str, message: str, **where: Any) -> Finding:
     """A Finding with the level and layer the catalogue gives the code."""
     entry = CATALOGUE[code]
     return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value, **where)

@@ -179,6 +179,8 @@ if MESHGATE_FILESYSTEM_BROKER:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu keeps its exchange table here (default: "control/" in the working directory)
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         # The folder is listed this often for new messages (kombu's default is 1 s, a second of lag
         # per hop between rollout steps).

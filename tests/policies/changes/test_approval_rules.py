@@ -145,9 +145,8 @@ def test_the_most_specific_rule_wins_and_the_largest_item_requirement_counts(clu
 def test_items_of_two_teams_need_both(cluster_org):
     org = cluster_org
     org.other.memberships.update(role=Role.APPROVER)
-    from policies.services.drafts import draft_delete_policy
     from policies.services.changes import change_create, change_submit
-    from policies.services.drafts import draft_save
+    from policies.services.drafts import draft_delete_policy, draft_save
     from tests.policies.changes.helpers import REVIEWS_V2
 
     reviews = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft

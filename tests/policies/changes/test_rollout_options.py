@@ -16,7 +16,7 @@ from policies.services.rollout_options import (
     rollout_phase_labels,
 )
 from policies.services.rollouts import DEFAULT_ANALYSIS
-from tests.factories import MembershipFactory, UserFactory, virtual_service, grant_platform_admin
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin, virtual_service
 from tests.policies.changes.helpers import submitted_change
 
 ERRORS_QUERY = 'sum(rate(app_errors_total{namespace="{namespace}", service="{service}"}[{interval}]))'

@@ -1,7 +1,7 @@
 import io
+import tarfile
 import time
 import tracemalloc
-import tarfile
 import zipfile
 
 import pytest

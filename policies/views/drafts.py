@@ -54,7 +54,7 @@ def drafts(request: HttpRequest) -> HttpResponse:
         .defer("content", "source_text", "findings", "base_revision__content", "policy__current_revision__content")
         .order_by("environment__order", "environment__name", "-updated_at", "pk")
     )
-    return render(request, "policies/drafts.html", {"drafts": rows, "security_kinds": SECURITY_KINDS})
+    return render(request, "drafts/list.html", {"drafts": rows, "security_kinds": SECURITY_KINDS})
 
 
 def _visible_draft(request: HttpRequest, pk: int) -> Draft:
@@ -72,7 +72,7 @@ def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
     is_author = draft.author_id == request.user.pk
     return render(
         request,
-        "policies/draft_detail.html",
+        "drafts/detail.html",
         {
             "draft": draft,
             "findings": findings,
@@ -185,17 +185,17 @@ def draft_upload(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         initial = {"environment": selectors.environment_list(user=request.user).first()}
         context["form"] = BundleUploadForm(user=request.user, initial=initial)
-        return render(request, "policies/draft_upload.html", context)
+        return render(request, "drafts/upload.html", context)
 
     too_large = _too_large(request)
     if too_large:
         context["form"] = BundleUploadForm(user=request.user)
         context["form_error"] = too_large
-        return render(request, "policies/draft_upload.html", context, status=413)
+        return render(request, "drafts/upload.html", context, status=413)
     form = BundleUploadForm(request.POST, request.FILES, user=request.user)
     context["form"] = form
     if not form.is_valid():
-        return render(request, "policies/draft_upload.html", context, status=400)
+        return render(request, "drafts/upload.html", context, status=400)
     try:
         saved = drafts_from_bundle(
             author=request.user,
@@ -205,10 +205,10 @@ def draft_upload(request: HttpRequest) -> HttpResponse:
         )
     except DraftRejected as exc:
         context.update(rejection=exc.message, findings=exc.findings)
-        return render(request, "policies/draft_upload.html", context, status=exc.status)
+        return render(request, "drafts/upload.html", context, status=exc.status)
     except ApplicationError as exc:
         context["form_error"] = exc.message
-        return render(request, "policies/draft_upload.html", context, status=exc.status)
+        return render(request, "drafts/upload.html", context, status=exc.status)
     count = len(saved)
     messages.success(
         request,

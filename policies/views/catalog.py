@@ -10,7 +10,6 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -18,15 +17,14 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_POST, require_safe
 
-from policies import selectors
+from policies import jobs, selectors
 from policies.choices import SECURITY_KINDS, LiveState, PolicyKind
 from policies.constants import CATALOG_PAGE_SIZE
-from policies.draft_views import policy_draft_actions
 from policies.exceptions import ApplicationError, PermissionDeniedError
 from policies.filtersets import PolicyFilterSet
 from policies.models import Draft, Policy
 from policies.services.drift import drift_adopt, drift_reapply
-from policies.tasks import import_environment
+from policies.views.drafts import policy_draft_actions
 
 
 def as_yaml(content: dict[str, Any]) -> str:
@@ -199,6 +197,6 @@ def environment_import(request: HttpRequest, pk: int) -> HttpResponse:
         raise PermissionDenied("only platform admins can import from a cluster")
     environment = get_object_or_404(selectors.environment_list(user=request.user), pk=pk)
     environment_id, user_id = environment.pk, request.user.pk
-    transaction.on_commit(lambda: import_environment.delay(environment_id, user_id), robust=True)
+    jobs.import_environment.on_commit(environment_id, user_id)
     messages.success(request, f"Import queued for {environment.name}.")
     return redirect("policies:environments")

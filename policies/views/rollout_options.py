@@ -1,5 +1,6 @@
 """The "Rollout plan" panel of the change page: the effective strategy, steps, analysis and gates,
-and the author's form to change them (`policies.services.rollout_options` validates and saves).
+and the author's form to change them (`policies.services.rollout_options` validates and saves;
+the view that receives the form is `policies.views.changes.change_rollout_options`).
 
 The form shows the common settings as fields and the metrics as a JSON list; settings it does not
 show (set through the API, e.g. `provider`) are kept when it is saved. An error of the service names
@@ -13,17 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from django import forms
-from django.contrib import messages
-from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied, ValidationError
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
-from django.urls import reverse
-from django.views.decorators.http import require_POST
+from django.core.exceptions import ValidationError
 
-from policies import selectors
+from policies import analysis as pa
 from policies.choices import RolloutStrategy
-from policies.exceptions import ApplicationError
 from policies.models import ChangeItem, ChangeRequest
 from policies.rollout import strategies
 from policies.services import rollout_options as services
@@ -153,8 +147,6 @@ class MetricView:
 
 
 def _metric_views(specs: list[Any]) -> list[MetricView]:
-    from policies import analysis as pa
-
     found = []
     for spec in specs or ["success_rate", "latency_p99"]:
         spec = {"kind": spec} if isinstance(spec, str) else dict(spec)
@@ -209,54 +201,3 @@ def rollout_plan_context(*, change: ChangeRequest, items: list[ChangeItem], may_
         "form": form,
         "open": form is not None and bool(form.errors),
     }}
-
-
-def _visible_change(request: HttpRequest, pk: int) -> ChangeRequest:
-    return get_object_or_404(selectors.change_list(user=request.user).select_related("environment", "author"), pk=pk)
-
-
-@login_required
-@require_POST
-def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
-    """Saves the author's rollout plan. htmx: the panel again with its errors (400), or the page
-    reloaded once saved (approvals and state may have changed with it)."""
-    from policies.change_views import change_page_context
-
-    change = _visible_change(request, pk)
-    if not services.user_may_set_rollout_options(user=request.user, change=change):
-        raise PermissionDenied("only the author of a change (or an admin) can change its rollout plan")
-    items = list(ChangeItem.objects.filter(change=change).order_by("position", "pk"))
-    default_strategy = strategies.default_strategy([item.kind for item in items])
-    form = RolloutOptionsForm(request.POST, default_strategy=default_strategy)
-    page = f"{reverse('changes:detail', args=[change.pk])}#rollout-plan"
-    if form.is_valid():
-        options = form.options(change.rollout_options or {})
-        if options is not None:
-            state = change.state
-            try:
-                saved = services.change_set_rollout_options(actor=request.user, change=change, options=options)
-            except ValidationError as exc:
-                form.add_service_errors(exc)
-            except ApplicationError as exc:
-                messages.error(request, exc.message)
-                return _to_page(request, page)
-            else:
-                note = " The approvals were voided; it goes back to review." if saved.state != state else ""
-                messages.success(request, f"Rollout plan of change #{change.pk} saved.{note}")
-                return _to_page(request, page)
-    if request.headers.get("HX-Request") == "true":
-        context = {"change": change, **rollout_plan_context(change=change, items=items, may_edit=True, form=form)}
-        return render(request, "changes/_rollout_plan.html", context, status=400)
-    context = change_page_context(request, change)
-    context.update(rollout_plan_context(change=change, items=items, may_edit=True, form=form))
-    return render(request, "changes/detail.html", context, status=400)
-
-
-def _to_page(request: HttpRequest, url: str) -> HttpResponse:
-    """Back to the change page; htmx reloads it (the form is on it, so a redirect to the same page
-    with its anchor would only scroll)."""
-    if request.headers.get("HX-Request") == "true":
-        response = HttpResponse(status=204)
-        response["HX-Refresh"] = "true"
-        return response
-    return redirect(url)

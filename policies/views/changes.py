@@ -15,6 +15,7 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.html import escape
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from policies import approval, selectors
@@ -45,11 +46,13 @@ from policies.models import (
     Review,
     ReviewComment,
 )
-from policies.rollout_plan_views import rollout_plan_context
+from policies.rollout import strategies
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
+from policies.services import rollout_options as rollout_option_services
 from policies.services.plans import plan_is_current, stored_rows
+from policies.views.rollout_options import RolloutOptionsForm, rollout_plan_context
 
 CHANGE_PAGE_SIZE = 50
 DASHBOARD_ROWS = 20
@@ -303,7 +306,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         "reviews": reviews,
         "approvals": [review for review in reviews if review.verdict == ReviewVerdict.APPROVE],
         "status": status,
-        "not_counted": dict((review.pk, reason) for review, reason in status.not_counted),
+        "not_counted": {review.pk: reason for review, reason in status.not_counted},
         "requirements": requirements,
         "general_threads": general,
         "timeline": _timeline(events, reviews, comments),
@@ -598,8 +601,6 @@ def change_comment(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _escape(text: str) -> str:
-    from django.utils.html import escape
-
     return escape(text)
 
 
@@ -746,3 +747,49 @@ def approval_rule_delete(request: HttpRequest, rule_pk: int) -> HttpResponse:
     else:
         messages.success(request, "Approval rule deleted.")
     return redirect("changes:approval-rules")
+
+
+@login_required
+@require_POST
+def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
+    """Saves the author's rollout plan. htmx: the panel again with its errors (400), or the page
+    reloaded once saved (approvals and state may have changed with it)."""
+    change = _visible_change(request, pk)
+    if not rollout_option_services.user_may_set_rollout_options(user=request.user, change=change):
+        raise PermissionDenied("only the author of a change (or an admin) can change its rollout plan")
+    items = list(ChangeItem.objects.filter(change=change).order_by("position", "pk"))
+    default_strategy = strategies.default_strategy([item.kind for item in items])
+    form = RolloutOptionsForm(request.POST, default_strategy=default_strategy)
+    page = f"{reverse('changes:detail', args=[change.pk])}#rollout-plan"
+    if form.is_valid():
+        options = form.options(change.rollout_options or {})
+        if options is not None:
+            state = change.state
+            try:
+                saved = rollout_option_services.change_set_rollout_options(actor=request.user, change=change,
+                                                                           options=options)
+            except ValidationError as exc:
+                form.add_service_errors(exc)
+            except ApplicationError as exc:
+                messages.error(request, exc.message)
+                return _to_page(request, page)
+            else:
+                note = " The approvals were voided; it goes back to review." if saved.state != state else ""
+                messages.success(request, f"Rollout plan of change #{change.pk} saved.{note}")
+                return _to_page(request, page)
+    if request.headers.get("HX-Request") == "true":
+        context = {"change": change, **rollout_plan_context(change=change, items=items, may_edit=True, form=form)}
+        return render(request, "changes/_rollout_plan.html", context, status=400)
+    context = change_page_context(request, change)
+    context.update(rollout_plan_context(change=change, items=items, may_edit=True, form=form))
+    return render(request, "changes/detail.html", context, status=400)
+
+
+def _to_page(request: HttpRequest, url: str) -> HttpResponse:
+    """Back to the change page; htmx reloads it (the form is on it, so a redirect to the same page
+    with its anchor would only scroll)."""
+    if request.headers.get("HX-Request") == "true":
+        response = HttpResponse(status=204)
+        response["HX-Refresh"] = "true"
+        return response
+    return redirect(url)

@@ -26,8 +26,8 @@ from policies.choices import (
     PolicyKind,
 )
 from policies.exceptions import ApplicationError, Throttled
-from policies.guardrails.engine import ManifestError, environment_info, guardrail_check, manifest_objects, matches
 from policies.guardrails.cel import CelCompileError, cel_compile
+from policies.guardrails.engine import ManifestError, environment_info, guardrail_check, manifest_objects, matches
 from policies.models import ChangeWindow, Guardrail, NotificationChannel
 from policies.services import guardrails as guardrail_services
 from policies.services import notifications as notification_services

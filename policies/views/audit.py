@@ -50,7 +50,7 @@ class AuditFilterForm(forms.Form):
             ("Families", [(family, f"{family}*") for family in families]),
             ("Actions", [(action, action) for action in actions]),
         ]
-        for name, field in self.fields.items():
+        for _name, field in self.fields.items():
             css = "form-select form-select-sm" if isinstance(field, forms.ChoiceField) else "form-control form-control-sm"
             field.widget.attrs["class"] = css
 

@@ -19,7 +19,7 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.cache import patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_safe
 
-from integrations import kubernetes as kube
+from policies import cluster as kube
 from policies import live, selectors, wizards
 from policies.choices import SECURITY_KINDS, PolicyKind
 from policies.exceptions import ApplicationError, DraftRejected
@@ -158,7 +158,7 @@ def _save(
     except DraftRejected as exc:
         context["save_as"] = SAVE_BUNDLE if bundle else context["save_as"]
         return _render_editor(request, context, text=text, message=message, findings=exc.findings,
-                              error=exc.message, status=exc.status)  # fmt: skip
+                              error=exc.message, status=exc.status)
     except ApplicationError as exc:
         return _render_editor(request, context, text=text, message=message, error=exc.message, status=exc.status)
     if bundle:
@@ -175,7 +175,7 @@ def _save(
 def _render_editor(
     request: HttpRequest, context: dict[str, Any], *, text: str, message: str = "",
     findings: list[dict] | None = None, error: str = "", status: int = 200,
-) -> HttpResponse:  # fmt: skip
+) -> HttpResponse:
     environment: Environment = context["environment"]
     schema_template = reverse("editor:schema", args=[environment.name, "KIND"]).replace("KIND.json", "__KIND__.json")
     context.update(
@@ -370,7 +370,7 @@ def wizard(request: HttpRequest, slug: str) -> HttpResponse:
             "name": documents[0]["metadata"]["name"],
             "wizard": slug,
             "save_as": SAVE_BUNDLE if len(documents) > 1 else SAVE_ONE,
-        })  # fmt: skip
+        })
         query = {
             "environment": environment.name, "kind": documents[0]["kind"], "namespace": form.namespace, "prefill": token,
         }
