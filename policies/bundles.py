@@ -280,9 +280,10 @@ def _check_deadline(archive: str, deadline: float) -> None:
 def _verify_checksum(archive: str, block: bytes) -> None:
     stored = _tar_number(archive, block[148:156])
     unsigned = sum(block[:148]) + 8 * 32 + sum(block[156:])
-    signed = sum(b - 256 if b > 127 else b for b in block[:148]) + 8 * 32 + sum(
-        b - 256 if b > 127 else b for b in block[156:])
-    if stored not in (unsigned, signed):
+    if stored == unsigned:
+        return
+    signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
+    if stored != signed:
         raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a header's checksum is "
                                 "wrong", archive))
 
@@ -395,7 +396,7 @@ class _TarStream:
                         self.content[self.position:self.position + self._CHUNK])
                     if not self.decompressor.unconsumed_tail:
                         self.position += len(pending)
-                    piece = self.decompressor.decompress(pending, min(room, 4 * self._CHUNK))
+                    piece = self.decompressor.decompress(pending, min(max(room, self._CHUNK), 4 * self._CHUNK))
                     if not piece and not self.decompressor.unconsumed_tail and self.position >= len(self.content) \
                             and not self.decompressor.eof:
                         return  # truncated
@@ -408,7 +409,7 @@ class _TarStream:
                         self.position += len(data)
                         if not data:
                             return  # truncated
-                    piece = self.decompressor.decompress(data, min(room, 4 * self._CHUNK))
+                    piece = self.decompressor.decompress(data, min(max(room, self._CHUNK), 4 * self._CHUNK))
             except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
                 raise _Refused(_finding(
                     UNREADABLE_ARCHIVE, f"the tar archive cannot be read: {exc}", self.archive
@@ -420,7 +421,7 @@ class _TarStream:
     def read(self, size: int) -> bytes:
         self._fill(size)
         data = bytes(self.buffer[:size])
-        del self.buffer[:size]
+        del self.buffer[:size]  # at most one decompressed chunk (64 KiB - 256 KiB) is read ahead
         if data:
             self.consumed_any = True
         return data
