@@ -34,6 +34,9 @@ DEMO_USERS = [
     ("dan", "approver, team Shop"),
     ("sam", "security approver (sees every policy)"),
     ("ada", "platform admin (Django admin too)"),
+    ("erin", "approver, team Bookinfo (prod needs two)"),
+    ("finn", "approver, team Shop"),
+    ("pat", "approver, team Platform"),
 ]
 
 

@@ -2,10 +2,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser, Permission
+from django.contrib.auth.models import AnonymousUser, Permission
+from django.contrib.auth.models import User as DjangoUser
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import (
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from policies.diff import ObjectDiff
     from policies.validation.service import ValidationReport
 
-User = AbstractBaseUser | AnonymousUser
+User = DjangoUser | AnonymousUser
 
 
 def sees_everything(user: User) -> bool:
@@ -109,7 +110,8 @@ def user_role_for_namespace(*, user: User, environment: Environment, namespace: 
     roles = Membership.objects.filter(
         user=user, team__namespaces__environment=environment, team__namespaces__namespace=namespace
     ).values_list("role", flat=True)
-    return max(roles, key=lambda role: ROLE_RANK[role], default=None)
+    best = max(roles, key=lambda role: ROLE_RANK[Role(role)], default=None)
+    return Role(best) if best is not None else None
 
 
 PLATFORM_PERMISSION = "policies.govern_platform"
@@ -123,10 +125,10 @@ def user_is_platform_admin(user: User) -> bool:
         return False
     if user.is_superuser:
         return True
-    cached = getattr(user, "_meshgate_platform_admin", None)
+    cached: bool | None = getattr(user, "_meshgate_platform_admin", None)
     if cached is None:
-        cached = user.is_active and _platform_grants(user).exists()
-        user._meshgate_platform_admin = cached
+        cached = bool(user.is_active and _platform_grants(user).exists())
+        setattr(user, "_meshgate_platform_admin", cached)  # noqa: B010 - a per-request cache on the instance
     return cached
 
 
@@ -206,7 +208,7 @@ def policy_for_identity(*, environment: Environment, kind: str, namespace: str, 
 
 def draft_diff(*, draft: Draft) -> ObjectDiff:
     """The draft against its policy's current revision (nothing on the left for a new policy)."""
-    current = draft.policy.current_revision if draft.policy_id else None
+    current = draft.policy.current_revision if draft.policy is not None else None
     return diff_objects(current.content if current is not None else None, draft.content)
 
 
@@ -220,7 +222,9 @@ def draft_validation(*, draft: Draft, dry_run: bool = False) -> ValidationReport
 
 # --- change requests, reviews, plans, audit log ------------------------------------------------
 
-def _member_of_owner(user: User, *, environment_ref: str, namespace_ref: str = "namespace", roles=None) -> Exists:
+def _member_of_owner(
+    user: DjangoUser, *, environment_ref: str, namespace_ref: str = "namespace", roles: Any = None
+) -> Exists:
     owners = NamespaceOwnership.objects.filter(
         environment=OuterRef(environment_ref), namespace=OuterRef(namespace_ref), team__memberships__user=user
     )
@@ -253,7 +257,7 @@ def change_current_revision_subquery() -> Subquery:
     )
 
 
-def change_items(*, change) -> QuerySet:
+def change_items(*, change: ChangeRequest) -> QuerySet[ChangeItem]:
     """The change's items with `current_revision_now` / `current_revision_number_now` annotated
     (staleness without a query per item); base revisions without their content."""
     identity = Policy.objects.filter(
@@ -289,7 +293,7 @@ def stale_changes_q() -> Exists:
     return Exists(items)
 
 
-def change_latest_plan(*, change, before=None):
+def change_latest_plan(*, change: ChangeRequest, before: Any = None) -> Plan | None:
     """The change's newest plan (computed before `before`, when given)."""
     plans = Plan.objects.filter(change=change)
     if before is not None:
@@ -297,17 +301,17 @@ def change_latest_plan(*, change, before=None):
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan) -> dict:
+def plan_items_by_item(*, plan: Plan | None) -> dict[int, Any]:
     if plan is None:
         return {}
     return {plan_item.item_id: plan_item for plan_item in plan.items.all()}
 
 
-def change_reviews(*, change) -> list:
+def change_reviews(*, change: ChangeRequest) -> list[Review]:
     return list(Review.objects.filter(change=change).select_related("reviewer").order_by("created_at", "pk"))
 
 
-def change_comments(*, change) -> list:
+def change_comments(*, change: ChangeRequest) -> list[ReviewComment]:
     """Top-level comments with their replies (two queries), oldest first."""
     replies = ReviewComment.objects.select_related("author", "resolved_by").order_by("created_at", "pk")
     return list(
@@ -318,7 +322,7 @@ def change_comments(*, change) -> list:
     )
 
 
-def change_overlaps(*, change, items) -> dict[int, list]:
+def change_overlaps(*, change: ChangeRequest, items: Any) -> dict[int, list[Any]]:
     """{item id: other open changes of the environment touching the same policy} (one query)."""
     identities = {(item.kind, item.namespace, item.name): item.pk for item in items}
     if not identities:
@@ -340,7 +344,7 @@ def change_overlaps(*, change, items) -> dict[int, list]:
     return overlaps
 
 
-def change_promotion_chain(*, change) -> list:
+def change_promotion_chain(*, change: ChangeRequest) -> list[ChangeRequest]:
     """The changes this one was promoted from (oldest first), itself, and those promoted from it."""
     chain = [change]
     seen = {change.pk}
@@ -369,7 +373,7 @@ def changes_waiting_for_review(*, user: User) -> QuerySet:
     mine = ChangeItem.objects.filter(change=OuterRef("pk")).filter(
         _member_of_owner(user, environment_ref="change__environment", roles=approver_roles)
     )
-    condition = Exists(mine)
+    condition: Any = Exists(mine)
     if Membership.objects.filter(user=user, team__is_security=True, role__in=approver_roles).exists():
         condition |= Exists(ChangeItem.objects.filter(change=OuterRef("pk"), kind__in=SECURITY_KINDS))
     approved = Review.objects.filter(
@@ -393,8 +397,8 @@ def user_may_read_audit(user: User) -> bool:
 
 def audit_events(
     *, actor: str = "", obj: str = "", object_type: str = "", object_id: str = "", environment: str = "",
-    action: str = "", since=None, until=None,
-) -> QuerySet:
+    action: str = "", since: Any = None, until: Any = None,
+) -> QuerySet[AuditEvent]:
     """Audit events, newest first, filtered: `actor` (username, exact or prefix), `obj` (a search in the
     object's repr, type or id), `action` (exact, or a prefix ending in '.'), a time range."""
     events = AuditEvent.objects.all().order_by("-sequence")
@@ -434,11 +438,11 @@ class ThreeWay:
     """Field paths the item changes that also changed since its base."""
 
 
-def change_item_three_way(*, item, revisions: dict | None = None) -> ThreeWay:
+def change_item_three_way(*, item: ChangeItem, revisions: dict[int, Any] | None = None) -> ThreeWay:
     """Base / current / item for a stale item: what others changed since the item's base, what the
     item changes, and the field paths both changed (conflicts). `revisions` ({id: PolicyRevision})
     avoids a query per item."""
-    def content(revision_id):
+    def content(revision_id: int | None) -> Any:
         if revision_id is None:
             return None
         revision = (revisions or {}).get(revision_id) or PolicyRevision.objects.get(pk=revision_id)

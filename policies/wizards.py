@@ -52,7 +52,9 @@ WIDGET_CLASSES = {
 }
 
 
-def duration_field(label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP):
+def duration_field(
+    label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP
+) -> forms.CharField:
     return forms.CharField(
         label=label, required=required, initial=initial, max_length=16, help_text=help_text,
         validators=[RegexValidator(DURATION_RE, "Use a number and a unit: ms, s, m or h (e.g. 500ms, 2s).")],
@@ -69,7 +71,7 @@ def duration_seconds(value: str) -> float:
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def percentage_field(label: str, initial: float = 100.0):
+def percentage_field(label: str, initial: float = 100.0) -> forms.DecimalField:
     return forms.DecimalField(
         label=label, initial=initial, min_value=0, max_value=100, decimal_places=3, required=False,
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
@@ -149,6 +151,11 @@ class WizardForm(forms.Form):
     uses_service: ClassVar[bool] = True
     # The form's other fields depend on the chosen service: the page reloads them when it changes.
     refresh_on_service: ClassVar[bool] = False
+
+    def _set_choices(self, name: str, choices: Any) -> None:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField), name
+        field.choices = choices
 
     def __init__(self, *args: Any, snapshot: LiveSnapshot, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -293,7 +300,7 @@ class TrafficShiftForm(VirtualServiceWizard):
         return [self[name] for name in self.weight_names]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         service = cleaned.get("service")
         if service is None:
             return cleaned
@@ -305,8 +312,9 @@ class TrafficShiftForm(VirtualServiceWizard):
             )
             return cleaned
         weights = [cleaned.get(name) for name in self.weight_names]
-        if all(w is not None for w in weights) and sum(weights) != 100:
-            self.weights_error = f"The weights must add up to 100 (they add up to {sum(weights)})."
+        given = [w for w in weights if w is not None]
+        if len(given) == len(weights) and sum(given) != 100:
+            self.weights_error = f"The weights must add up to 100 (they add up to {sum(given)})."
             self.add_error(None, self.weights_error)
         return cleaned
 
@@ -350,7 +358,7 @@ class TimeoutsRetriesForm(VirtualServiceWizard):
     )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         timeout, per_try = cleaned.get("timeout"), cleaned.get("per_try_timeout")
         attempts = cleaned.get("attempts")
         if timeout and per_try and attempts and duration_seconds(per_try) > duration_seconds(timeout):
@@ -386,7 +394,7 @@ class FaultInjectionForm(VirtualServiceWizard):
     abort_percentage = percentage_field("Requests aborted (%)", initial=10)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         nothing = not cleaned.get("delay") and cleaned.get("abort_status") is None
         if nothing and not {"delay", "abort_status"} & set(self.errors):
             self.add_error(None, "Inject a delay, an abort or both.")
@@ -519,7 +527,7 @@ class MtlsForm(WizardForm):
         for namespace in self.snapshot.namespaces:
             items.append((namespace, f"{namespace}/{NAMESPACE_WIDE}", f"Every workload in {namespace}"))
             items += [(namespace, s.key, s.name) for s in self.snapshot.services_in(namespace) if s.selector]
-        self.fields["scope"].choices = _grouped(items)
+        self._set_choices("scope", _grouped(items))
         self.order_fields(["scope", "mode", "name"])
 
     def clean_scope(self) -> tuple[str, LiveService | None]:
@@ -569,15 +577,15 @@ class AccessForm(WorkloadWizard):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         accounts = self.snapshot.service_accounts
-        self.fields["principals"].choices = _grouped([(ns, principal(ns, sa), f"{ns}/{sa}") for ns, sa in accounts])
+        self._set_choices("principals", _grouped([(ns, principal(ns, sa), f"{ns}/{sa}") for ns, sa in accounts]))
         namespaces = sorted(set(self.snapshot.cluster_namespaces) | set(self.snapshot.namespaces))
-        self.fields["namespaces"].choices = [(ns, ns) for ns in namespaces]
+        self._set_choices("namespaces", [(ns, ns) for ns in namespaces])
 
     def clean_paths(self) -> list[str]:
         return _paths(self.cleaned_data["paths"])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         nobody = not cleaned.get("principals") and not cleaned.get("namespaces")
         if nobody and not {"principals", "namespaces"} & set(self.errors):
             self.add_error("principals", "Choose at least one caller: a rule without a source matches everyone.")
@@ -642,7 +650,7 @@ class JwtForm(WorkloadWizard):
         return _paths(self.cleaned_data["require_paths"])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if "require_paths" in cleaned:
             cleaned["paths"] = cleaned["require_paths"]
         return cleaned

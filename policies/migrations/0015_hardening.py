@@ -11,11 +11,13 @@
 import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 IMMUTABLE = ("policies_policyrevision", "policies_auditevent", "policies_auditseal")
 
 
-def forwards(apps, schema_editor):
+def forwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(
@@ -43,7 +45,7 @@ def forwards(apps, schema_editor):
             )
 
 
-def backwards(apps, schema_editor):
+def backwards(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute("DROP TRIGGER IF EXISTS policies_auditseal_immutable ON policies_auditseal;")
@@ -54,7 +56,7 @@ def backwards(apps, schema_editor):
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_undeletable;")
 
 
-def seal_existing(apps, schema_editor):
+def seal_existing(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     from policies.services.audit import HEAD_PK, _seal_mac, audit_key
 
     AuditEvent = apps.get_model("policies", "AuditEvent")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -178,7 +179,8 @@ def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", 
     notify(
         event=event, subject=subject, body=body or subject, url=change_url(change),
         payload={"change": change.pk, "environment": change.environment.name, "state": change.state,
-                 "title": change.title, **(payload or {})},
+                 "title": change.title, "repository": change.repository, "commit_sha": change.commit_sha,
+                 "pull_request": change.pull_request, **(payload or {})},
         teams=teams, users=users,
     )
 
@@ -208,12 +210,23 @@ def validate_items(*, environment: Environment, items: Sequence[ChangeItem]) -> 
         files=[(item_filename(item), item_text(item).encode("utf-8", errors="surrogatepass")) for item in present],
         exclude_policy_ids=sorted(replaced),
     )
-    by_file = {item_filename(item): item.pk for item in present}
+    by_file = {item_filename(item): item for item in present}
     for finding in report.findings:
-        item_id = by_file.get(finding.file)
-        if item_id is not None:
-            result[item_id].append(finding.as_dict())
+        item = by_file.get(finding.file)
+        if item is not None:
+            result[item.pk].append(as_uploaded(finding.as_dict(), item))
     return result
+
+
+def as_uploaded(finding: dict[str, Any], item: ChangeItem) -> dict[str, Any]:
+    """A finding about an item, located in the file and at the line the author uploaded it from
+    (when the item came from an uploaded bundle)."""
+    if not item.source_file:
+        return finding
+    finding = {**finding, "file": item.source_file}
+    if item.source_line and finding.get("line"):
+        finding["line"] = finding["line"] + item.source_line - 1
+    return finding
 
 
 def _counts(findings: list[dict[str, Any]]) -> tuple[int, int]:
@@ -314,6 +327,18 @@ def _item_snapshot(item: ChangeItem) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChangeSource:
+    """Where a change's content comes from: repository, commit and pull request (from CI)."""
+
+    repository: str = ""
+    commit_sha: str = ""
+    pull_request: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {"repository": self.repository, "commit_sha": self.commit_sha, "pull_request": self.pull_request}
+
+
 def change_create(
     *,
     author: AbstractBaseUser,
@@ -322,6 +347,7 @@ def change_create(
     title: str,
     description: str = "",
     link: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """A change (state draft) holding the author's `drafts`, all of `environment`; the drafts are
     moved into it (deleted). Each item is based on its draft's base revision: the policy's current
@@ -346,13 +372,14 @@ def change_create(
         now = timezone.now()
         change = ChangeRequest.objects.create(
             environment=environment, title=title, description=description or "", link=link, author=author,
-            created_at=now, updated_at=now, content_updated_at=now,
+            created_at=now, updated_at=now, content_updated_at=now, **(source or ChangeSource()).fields(),
         )
         items = ChangeItem.objects.bulk_create([
             ChangeItem(
                 change=change, position=position, kind=draft.kind, namespace=draft.namespace, name=draft.name,
                 policy=draft.policy, operation=draft.operation, base_revision_id=draft.base_revision_id,
                 content=draft.content, content_hash=draft.content_hash, source_text=draft.source_text,
+                source_file=draft.source_file, source_line=draft.source_line,
                 message=draft.message, findings=draft.findings, error_count=draft.error_count,
                 warning_count=draft.warning_count, updated_at=now,
             )
@@ -368,7 +395,8 @@ def change_create(
         Draft.objects.filter(pk__in=[draft.pk for draft in locked]).delete()
         audit_change(
             action=ChangeAuditAction.CHANGE_CREATED, actor=author, change=change,
-            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items]},
+            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items],
+                   **(source or ChangeSource()).fields()},
         )
     return change
 
@@ -382,6 +410,7 @@ def change_create_from_bundle(
     description: str = "",
     link: str = "",
     message: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
     one transaction: a refused bundle stores nothing."""
@@ -389,7 +418,8 @@ def change_create_from_bundle(
     with transaction.atomic():
         drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
         return change_create(
-            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link
+            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,
+            source=source,
         )
 
 
@@ -502,6 +532,7 @@ def change_item_update(
         now = timezone.now()
         content_changed = digest != item.content_hash
         item.content, item.content_hash, item.source_text = content, digest, text
+        item.source_file, item.source_line = "", 0  # written in the portal now, not the uploaded file
         item.findings = findings
         item.error_count, item.warning_count = _counts(findings)
         item.updated_at = now

@@ -273,6 +273,13 @@ def approval_rule_save(
         if duplicate.exists():
             raise ValidationError({"kind": "a rule for this environment and kind exists already: edit it"})
         rule.full_clean(validate_constraints=False)
+        problems = approval.rule_problems(
+            environment=environment, kind=rule.kind, required_approvals=required_approvals,
+            security_approval=security_approval, extra_production_approval=extra_production_approval,
+        )
+        if problems:
+            raise ValidationError({"required_approvals": ["no change could ever be approved under this rule: "
+                                                          + "; ".join(problems)]})
         rule.save()
         audit_record(
             action=ChangeAuditAction.APPROVAL_RULE_UPDATED if before else ChangeAuditAction.APPROVAL_RULE_CREATED,

@@ -729,10 +729,16 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = ApprovalRuleForm()
-    rules = ApprovalRule.objects.select_related("environment").order_by("environment__order", "environment__name",
-                                                                       "kind")
+    rules = list(ApprovalRule.objects.select_related("environment").order_by("environment__order",
+                                                                            "environment__name", "kind"))
+    for rule in rules:
+        rule.problems = approval.rule_problems(
+            environment=rule.environment, kind=rule.kind, required_approvals=rule.required_approvals,
+            security_approval=rule.security_approval, extra_production_approval=rule.extra_production_approval,
+        )
     return render(request, "changes/approval_rules.html", {
         "form": form, "rules": rules, "default_required": approval.DEFAULT_REQUIRED_APPROVALS,
+        "default_problems": approval.default_rule_problems(),
     }, status=status)
 
 

@@ -1,17 +1,17 @@
-"""Reference pages for validation findings: every code, what it means and how to fix it."""
-from django.contrib.auth.decorators import login_required
+"""Reference pages for validation findings: every code, what it means and how to fix it.
+
+Public: CI logs and SARIF reports link here, read by people without a Meshgate login.
+"""
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from policies.validation.codes import CATALOGUE
 
 
-@login_required
 def finding_index(request: HttpRequest) -> HttpResponse:
     return render(request, "docs/findings.html", {"codes": sorted(CATALOGUE.values(), key=lambda c: c.code)})
 
 
-@login_required
 def finding_detail(request: HttpRequest, code: str) -> HttpResponse:
     entry = CATALOGUE.get(code.upper())
     if entry is None:

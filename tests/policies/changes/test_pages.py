@@ -183,6 +183,9 @@ def test_approval_rules_page_is_for_admins(client, cluster_org):
     admin = grant_platform_admin(admin)
     client.force_login(admin)
     assert client.get("/approval-rules/").status_code == 200
+    for team in (org.team_a, org.team_b, org.security):  # enough approvers for three approvals
+        for number in range(3):
+            MembershipFactory(team=team, user=UserFactory(username=f"{team.slug}-{number}"), role=Role.APPROVER)
     response = client.post("/approval-rules/", {"environment": org.env.pk, "kind": "", "required_approvals": 2,
                                                 "security_approval": "default", "extra_production_approval": "on"})
     assert response.status_code == 302
