@@ -88,3 +88,13 @@ def grant_platform_admin(user):
         defaults={"name": "Govern the platform"})
     user.user_permissions.add(permission)
     return type(user).objects.get(pk=user.pk)
+
+
+def restart_audit_numbers() -> None:
+    """Audit rows are numbered by a PostgreSQL sequence, which a test's rollback does not rewind: tests
+    that name rows by number start it again at 1 (SQLite counts in a row the rollback resets)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval('policies_auditevent_sequence_seq', 1, false)")

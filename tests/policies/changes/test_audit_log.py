@@ -12,7 +12,13 @@ from django.utils import timezone
 from policies.choices import Role
 from policies.models import AuditEvent
 from policies.services.audit import audit_record
-from tests.factories import MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
+from tests.factories import (
+    MembershipFactory,
+    TeamFactory,
+    UserFactory,
+    grant_platform_admin,
+    restart_audit_numbers,
+)
 from tests.policies.changes.helpers import make_change
 from tests.policies.services.test_audit import _tamper
 
@@ -28,6 +34,7 @@ def admin(org):
 
 @pytest.fixture
 def events(org, admin):
+    restart_audit_numbers()
     cache.clear()
     audit_record(action="team.created", actor=admin, obj=org.team_a)
     audit_record(action="change.created", actor=org.author, obj=org.policy_a, environment="staging")

@@ -10,7 +10,7 @@ from policies.exceptions import ImmutableError
 from policies.models import AuditChainHead, AuditEvent, AuditSeal
 from policies.models.audit import HASH_HMAC, HASH_SHA256
 from policies.services.audit import audit_key, audit_record, audit_seal, audit_verify_chain
-from tests.factories import UserFactory
+from tests.factories import UserFactory, restart_audit_numbers
 
 
 def _tamper(*statements: tuple[str, list]) -> None:
@@ -31,6 +31,7 @@ def _tamper(*statements: tuple[str, list]) -> None:
 
 @pytest.fixture
 def chain(db):
+    restart_audit_numbers()
     user = UserFactory(username="auditor")
     events = [
         audit_record(action="test.one", actor=user, after={"n": 1}),
@@ -167,6 +168,7 @@ def test_the_orm_refuses_to_change_or_delete_events(chain):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_database_refuses_updates_that_bypass_the_orm():
+    restart_audit_numbers()
     audit_record(action="test.guarded")
     with pytest.raises(Exception, match="immutable"):
         with connection.cursor() as cursor:
