@@ -116,3 +116,11 @@ def reconcile_rollouts() -> dict:
 def detect_drift() -> dict:
     """Periodic: marks the policies whose live object differs from the revision Meshgate applied."""
     return drift_detect()
+
+
+@shared_task
+def seal_audit_log() -> int:
+    """Periodic: seals committed audit rows whose commit hook did not run (a killed process)."""
+    from policies.services.audit import audit_seal
+
+    return audit_seal()

@@ -120,7 +120,8 @@ def detail_response(rollout: Rollout, code: int = status.HTTP_200_OK) -> Respons
 class RolloutFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
     environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
-    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.")
+    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.", min_value=1,
+                                         max_value=2**63 - 1)
     strategy = django_filters.ChoiceFilter(choices=RolloutStrategy.choices)
 
     class Meta:

@@ -1,4 +1,4 @@
-from policies.models.audit import AuditChainHead, AuditEvent
+from policies.models.audit import AuditChainHead, AuditEvent, AuditSeal
 from policies.models.change import ApprovalRule, ChangeItem, ChangeRequest, Plan, PlanItem, Review, ReviewComment
 from policies.models.draft import Draft
 from policies.models.environment import Environment
@@ -27,6 +27,7 @@ __all__ = [
     "Review",
     "ReviewComment",
     "AuditChainHead",
+    "AuditSeal",
     "AuditEvent",
     "ChangeWindow",
     "Draft",
