@@ -124,6 +124,6 @@ def reconcile_rollouts() -> dict:
 @shared_task
 def detect_drift() -> dict:
     """Periodic: marks the policies whose live object differs from the revision Meshgate applied."""
-    from policies.services.rollouts import drift_detect
+    from policies.services.drift import drift_detect
 
     return drift_detect()

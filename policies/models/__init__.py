@@ -6,7 +6,7 @@ from policies.models.guardrail import Guardrail, GuardrailOverride
 from policies.models.idempotency import IdempotencyKey
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
-from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
+from policies.models.rollout import Lease, PolicyDrift, Rollout, RolloutEvent
 from policies.models.team import Membership, NamespaceOwnership, Team
 from policies.models.window import ChangeWindow
 
@@ -26,6 +26,7 @@ __all__ = [
     "Guardrail",
     "GuardrailOverride",
     "IdempotencyKey",
+    "Lease",
     "Membership",
     "NamespaceOwnership",
     "NotificationChannel",

@@ -189,6 +189,16 @@ MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", defau
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
+# The engine acts on a rollout under a lease (no database transaction is held across cluster calls);
+# a killed worker's lease is taken over after this long. An action renews it before each cluster call.
+MESHGATE_ROLLOUT_LEASE_SECONDS = env.float("MESHGATE_ROLLOUT_LEASE_SECONDS", default=30.0)
+# A step whose cluster calls keep failing is retried with a growing delay (2, 4, 8 ... capped at 30 s)
+# this many times before the rollout rolls back (a forward step) or ends `failed` with the live state
+# shown (a restore or promotion that cannot be verified).
+MESHGATE_ROLLOUT_MAX_ATTEMPTS = env.int("MESHGATE_ROLLOUT_MAX_ATTEMPTS", default=5)
+MESHGATE_ROLLOUT_VERIFY_ATTEMPTS = env.int("MESHGATE_ROLLOUT_VERIFY_ATTEMPTS", default=8)
+# One drift sweep per environment at a time (single-flight lease).
+MESHGATE_DRIFT_LEASE_SECONDS = env.float("MESHGATE_DRIFT_LEASE_SECONDS", default=300.0)
 # Hosts rollout webhooks may call (`name` or `*.domain`); empty: any.
 MESHGATE_ROLLOUT_WEBHOOK_HOSTS = env.list("MESHGATE_ROLLOUT_WEBHOOK_HOSTS", default=[])
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com
