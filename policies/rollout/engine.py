@@ -33,16 +33,21 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import json
 import logging
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
 from integrations import kubernetes as kube
-from integrations.kubernetes.exceptions import Conflict, KubernetesError, NotFound
+from integrations.kubernetes.exceptions import KubernetesError
 from policies import selectors
 from policies.choices import (
     AuditAction,
@@ -56,10 +61,19 @@ from policies.choices import (
     RolloutState,
 )
 from policies.cluster import cluster_config
-from policies.models import ChangeItem, ChangeRequest, Policy, PolicyDrift, PolicyRevision, Rollout, RolloutEvent
+from policies.models import (
+    ChangeItem,
+    ChangeRequest,
+    Policy,
+    PolicyDrift,
+    PolicyRevision,
+    Rollout,
+    RolloutEvent,
+)
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import analysis as an
-from policies.rollout import strategies, webhooks
+from policies.rollout import strategies, webhooks, writes
+from policies.rollout.writes import OutOfBand
 
 logger = logging.getLogger(__name__)
 
@@ -96,17 +110,27 @@ def effects_of(rollout: Rollout) -> Effects:
         raise RuntimeError(f"rollout {rollout.pk}: the engine was called without its effects (engine.bind)")
     return effects
 
-RETRY_SECONDS = 2
-MAX_ATTEMPTS = 3
 TERMINAL = frozenset({RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED})
+RETRY_SECONDS = 2
+RETRY_CAP_SECONDS = 30
+# The fields of the row a failed action puts back as they were when it started (the write record —
+# observed, expected, owned, others — is saved after each confirmed write and stays).
+ACTION_FIELDS = ("state", "step_index", "step_stage", "current_weight", "next_action_at", "phases", "analysis",
+                 "analysis_runs", "analysis_failures", "pause_reason", "resume_state", "rollback_reason",
+                 "finished_at", "snapshot")
+WRITE_RECORD = ("observed", "expected", "owned", "others")
 
 
-class OutOfBand(Exception):
-    def __init__(self, identity: str, expected: str, live: str):
-        super().__init__(f"{identity} was changed outside Meshgate (resourceVersion {expected or 'absent'} "
-                         f"expected, {live or 'absent'} live): nothing was overwritten")
-        self.identity, self.expected, self.live = identity, expected, live
+class LeaseLost(Exception):
+    """Another executor took the rollout over (this one's lease lapsed): stop without recording."""
 
+
+class Unverified(KubernetesError):
+    """Live does not equal what a restore or promotion must leave; retried with backoff."""
+
+    def __init__(self, message: str, *, live: dict[str, Any]):
+        super().__init__(message)
+        self.live = live
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -135,17 +159,11 @@ def _rv(obj: dict[str, Any] | None) -> str:
 
 
 def _read(cfg, identity: str) -> dict[str, Any] | None:
-    kind, namespace, name = strategies.split_identity(identity)
-    try:
-        return kube.get_object(cfg, kind, namespace, name)
-    except NotFound:
-        return None
+    return writes.read(cfg, identity)
 
 
 def _same(live: dict[str, Any] | None, desired: dict[str, Any] | None) -> bool:
-    if live is None or desired is None:
-        return live is None and desired is None
-    return normalize_object(live) == normalize_object(desired)
+    return writes.live_matches(live, desired)
 
 
 def record_event(rollout: Rollout, kind: str, message: str, *, data: dict | None = None,
@@ -165,8 +183,17 @@ def _step_done(rollout: Rollout, step_key: str) -> bool:
 
 
 def save_fields(rollout: Rollout, *fields: str) -> None:
+    """Saves `fields` of the row. While the engine acts (it holds the row's lease) the update is
+    conditional on the lease and renews it; `LeaseLost` when another executor took over."""
     rollout.updated_at = _now()
-    rollout.save(update_fields=[*fields, "updated_at"])
+    token = getattr(rollout, "engine_lease", None)
+    if not token:
+        rollout.save(update_fields=[*dict.fromkeys(fields), "updated_at"])
+        return
+    values = {name: getattr(rollout, name) for name in (*fields, "updated_at")}
+    values["lease_expires_at"] = timezone.now() + dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_LEASE_SECONDS)
+    if not Rollout.objects.filter(pk=rollout.pk, lease_token=token).update(**values):
+        raise LeaseLost(f"rollout {rollout.pk}: another executor holds it now")
 
 
 def _audit(rollout: Rollout, action: str, *, actor=None, before=None, after=None) -> None:
@@ -201,13 +228,13 @@ def _run_webhooks(rollout: Rollout, phase: str, *, key: str, extra: dict | None 
                "url": effects_of(rollout).absolute_url(_rollout_url(rollout)), **(extra or {})}
     due = [hook for hook in webhooks.webhooks_for(rollout.analysis, phase)
            if not _step_done(rollout, f"webhook:{key}:{hook.name}")]
+    if due:
+        _renew(rollout)
     for result in webhooks.call_all(due, payload):  # side by side: the slowest one bounds the action
         done_key = f"webhook:{key}:{result.webhook.name}"
         results.append(result)
         record_event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(),
                step_key=done_key if result.ok else None)
-        if result.ok and hasattr(rollout, "webhook_calls"):
-            rollout.webhook_calls.append((done_key, result))
     return results
 
 
@@ -255,33 +282,94 @@ class AdvanceResult:
 
 def advance(*, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None = None,
             now: dt.datetime | None = None) -> AdvanceResult:
-    """Executes the rollout's next due action, if it is due and no other executor holds it."""
+    """Executes the rollout's next due action, if it is due and no other executor holds it.
+
+    The executor takes the row's lease (a conditional UPDATE, its own short transaction), then acts
+    with no database transaction open: cluster calls, analysis queries and webhooks never hold a
+    lock that requests (a GET of the rollout, an audited write elsewhere) wait behind. Each record the
+    action makes is its own short write, conditional on the lease; a killed executor's lease lapses
+    after `MESHGATE_ROLLOUT_LEASE_SECONDS` and the reconciler's next advance takes over, re-reading
+    live before any write (adopting what the killed one wrote)."""
     now = now or _now()
-    with transaction.atomic():
-        rollout = (Rollout.objects.select_for_update(skip_locked=True, of=("self",))
-                   .select_related("change__author", "environment").filter(pk=rollout_id).first())
-        if rollout is None:
-            return AdvanceResult(rollout_id, False)
-        if rollout.state not in RolloutState.due_states() or (rollout.next_action_at and rollout.next_action_at > now):
+    token = _claim(rollout_id, now)
+    if token is None:
+        row = Rollout.objects.filter(pk=rollout_id).only("state", "next_action_at").first()
+        return AdvanceResult(rollout_id, False, row.state if row else "", _next_in(row, now) if row else None)
+    try:
+        with transaction.atomic():
+            # Waits for a person's control committing right now (it holds the row), so the action
+            # starts from what they decided.
+            rollout = (Rollout.objects.select_for_update(of=("self",))
+                       .select_related("change__author", "environment").get(pk=rollout_id))
+        if rollout.lease_token != token or not _due(rollout, now):
             return AdvanceResult(rollout_id, False, rollout.state, _next_in(rollout, now))
         bind(rollout, effects)
-        rollout.cluster_writes, rollout.webhook_calls = [], []
+        rollout.engine_lease = token
+        initial = {name: copy.deepcopy(getattr(rollout, name)) for name in ACTION_FIELDS}
         try:
-            with transaction.atomic():  # a savepoint: a failed action leaves no half-written row
-                _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
+            _act(rollout, analyzer=an.resolve_analyzer(analyzer), now=now)
+        except LeaseLost:
+            logger.warning("rollout %s: lease lost mid-action; the new executor carries on", rollout_id)
+            return AdvanceResult(rollout_id, True, rollout.state, None)
         except OutOfBand as exc:
-            _keep_writes(rollout)
-            pause(rollout, reason=str(exc), data={"identity": exc.identity, "expected": exc.expected,
-                                                   "live": exc.live})
+            _put_back(rollout, initial)
+            pause(rollout, reason=str(exc), data={**exc.as_dict(), "written": _written_so_far(rollout),
+                                                  "out_of_band": True})
+        except Unverified as exc:
+            _put_back(rollout, initial)
+            _transient(rollout, f"not verified: {exc.message}", now, live=exc.live)
         except KubernetesError as exc:
-            _keep_writes(rollout)
+            _put_back(rollout, initial)
             _transient(rollout, f"cluster error ({exc.status or 'unreachable'}): {exc.message}", now)
         except Exception as exc:
             logger.exception("rollout %s: action failed", rollout_id)
-            _keep_writes(rollout)
+            _put_back(rollout, initial)
             _transient(rollout, f"unexpected error: {type(exc).__name__}: {exc}", now)
+    except LeaseLost:
+        return AdvanceResult(rollout_id, True, "", None)
+    finally:
+        Rollout.objects.filter(pk=rollout_id, lease_token=token).update(lease_token="", lease_expires_at=None)
     return AdvanceResult(rollout_id, True, rollout.state, _next_in(rollout, _now()))
 
+
+def _due(rollout: Rollout, now: dt.datetime) -> bool:
+    return rollout.state in RolloutState.due_states() and not (rollout.next_action_at and rollout.next_action_at > now)
+
+
+def _claim(rollout_id: int, now: dt.datetime) -> str | None:
+    """Takes the row's lease when the rollout is due and no live lease is held; the token, else None."""
+    real = timezone.now()
+    token = secrets.token_hex(16)
+    taken = (Rollout.objects.filter(pk=rollout_id, state__in=RolloutState.due_states())
+             .filter(Q(next_action_at__isnull=True) | Q(next_action_at__lte=now))
+             .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=real))
+             .update(lease_token=token,
+                     lease_expires_at=real + dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_LEASE_SECONDS)))
+    return token if taken else None
+
+
+def lease_held(rollout: Rollout) -> bool:
+    """True while an executor acts on the rollout (people's controls wait for it)."""
+    return bool(rollout.lease_token) and rollout.lease_expires_at is not None and \
+        rollout.lease_expires_at > timezone.now()
+
+
+def _renew(rollout: Rollout) -> None:
+    """Renews the lease before a cluster call (which may take up to the client's timeout)."""
+    save_fields(rollout)
+
+
+def _put_back(rollout: Rollout, initial: dict[str, Any]) -> None:
+    """A failed action leaves no half-written record: the row's action fields go back to what they
+    were when it started; what it wrote to the cluster (saved after each confirmed write) stays."""
+    for name, value in initial.items():
+        setattr(rollout, name, value)
+    save_fields(rollout, *ACTION_FIELDS)
+
+
+def _written_so_far(rollout: Rollout) -> list[dict[str, Any]]:
+    """What Meshgate wrote in this rollout (the objects it owns, with the resourceVersion it left)."""
+    return [{"object": identity, "resourceVersion": rollout.observed.get(identity, "")} for identity in rollout.owned]
 
 
 def _next_in(rollout: Rollout, now: dt.datetime) -> float | None:
@@ -290,21 +378,40 @@ def _next_in(rollout: Rollout, now: dt.datetime) -> float | None:
     return max(0.0, (rollout.next_action_at - now).total_seconds())
 
 
-def _transient(rollout: Rollout, message: str, now: dt.datetime) -> None:
-    """A failed action: retried with a growing delay, then (MAX_ATTEMPTS) rolled back or failed."""
+def _transient(rollout: Rollout, message: str, now: dt.datetime, *, live: dict[str, Any] | None = None) -> None:
+    """A failed action: retried with a growing delay (2, 4, 8 ... capped at 30 s). Past
+    `MESHGATE_ROLLOUT_MAX_ATTEMPTS` a forward step rolls back; past `MESHGATE_ROLLOUT_VERIFY_ATTEMPTS` a
+    restore ends `failed` with the live state shown (never `rolled_back` unverified)."""
     rollout.attempts += 1
-    record_event(rollout, RolloutEventKind.ERROR, message, data={"attempt": rollout.attempts})
-    if rollout.attempts < MAX_ATTEMPTS:
-        rollout.next_action_at = now + dt.timedelta(seconds=RETRY_SECONDS * rollout.attempts)
+    rolling_back = rollout.state == RolloutState.ROLLING_BACK
+    limit = settings.MESHGATE_ROLLOUT_VERIFY_ATTEMPTS if rolling_back else settings.MESHGATE_ROLLOUT_MAX_ATTEMPTS
+    record_event(rollout, RolloutEventKind.ERROR, message, data={"attempt": rollout.attempts, "limit": limit,
+                                                                  **({"live": live} if live else {})})
+    if rollout.attempts < limit:
+        delay = min(RETRY_CAP_SECONDS, RETRY_SECONDS * 2 ** (rollout.attempts - 1))
+        rollout.next_action_at = now + dt.timedelta(seconds=delay)
         rollout.error = message
         save_fields(rollout, "attempts", "next_action_at", "error")
-    elif rollout.state == RolloutState.ROLLING_BACK:
-        finish_failed(rollout, f"rollback could not complete: {message}")
+    elif rolling_back:
+        finish_failed(rollout, f"rollback could not complete: {message}", live=live or _live_state(rollout))
     elif rollout.state == RolloutState.PENDING:
         finish_failed(rollout, f"could not read the live objects: {message}")
     else:
         begin_rollback(rollout, {"summary": message, "error": message, "step": rollout.step_index},
-                        final=RolloutState.ROLLED_BACK)
+                       final=RolloutState.ROLLED_BACK)
+
+
+def _live_state(rollout: Rollout) -> dict[str, Any]:
+    """Best effort: every object the rollout touches as live holds it now (or the read error)."""
+    cfg = cluster_config(rollout.environment)
+    state: dict[str, Any] = {}
+    for identity in rollout.observed:
+        try:
+            live = _read(cfg, identity)
+            state[identity] = normalize_object(live) if live is not None else None
+        except KubernetesError as exc:
+            state[identity] = {"error": f"{exc.status or 'unreachable'}: {exc.message}"}
+    return state
 
 
 def _act(rollout: Rollout, *, analyzer: an.Analyzer, now: dt.datetime) -> None:
@@ -336,13 +443,14 @@ def _prepare(rollout: Rollout, now: dt.datetime) -> None:
     rollout.snapshot = snapshot
     rollout.observed = {identity: _rv(obj) for identity, obj in snapshot.items()}
     rollout.expected = {identity: _hash(obj) for identity, obj in snapshot.items()}
+    rollout.others = {identity: writes.owners_of(obj) for identity, obj in snapshot.items()}
     phases, note = strategies.build_phases(strategy=rollout.strategy, items=items, snapshot=snapshot,
                                            steps=rollout.steps, gates=rollout.analysis.get("gates") or [])
     rollout.phases = phases
     rollout.state, rollout.step_index, rollout.step_stage = RolloutState.RUNNING, 0, "apply"
     rollout.next_action_at, rollout.attempts, rollout.error = now, 0, ""
-    save_fields(rollout, "snapshot", "observed", "expected", "phases", "state", "step_index", "step_stage", "next_action_at",
-          "attempts", "error")
+    save_fields(rollout, "snapshot", "observed", "expected", "others", "phases", "state", "step_index", "step_stage",
+                "next_action_at", "attempts", "error")
     record_event(rollout, RolloutEventKind.SNAPSHOT, f"snapshot of {len(snapshot)} object(s); {len(phases)} phase(s)",
            data={"observed": rollout.observed, "phases": [p["label"] for p in phases], "note": note},
            step_key="snapshot")
@@ -371,83 +479,38 @@ def _moved_since_plan(change: ChangeRequest, snapshot: dict[str, Any], started_a
     return moved
 
 
+def _known(rollout: Rollout, identity: str) -> writes.Known:
+    owners = (rollout.others or {}).get(identity)
+    return writes.Known(rollout.observed.get(identity, ""), rollout.expected.get(identity, ""), owners)
+
+
 def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None, *, step_key: str) -> bool:
-    """Makes live == desired under the resourceVersion precondition. False when live already was.
-    The caller saves the row's observed / expected / owned fields."""
-    live = _read(cfg, identity)
-    live_rv, expected = _rv(live), rollout.observed.get(identity, "")
-    if live_rv != expected:
-        if _same(live, desired):  # this very step ran before the worker died: adopt it
-            _observe(rollout, identity, live)
-            return False
-        if live is not None and _hash(live) == rollout.expected.get(identity):
-            # Same content, new resourceVersion: Meshgate's ownership apply whose record was lost
-            # (a killed worker), or a no-op apply. Nothing to overwrite: continue from it.
-            _observe(rollout, identity, live)
-            live_rv = _rv(live)
-        else:
-            raise OutOfBand(identity, expected, live_rv)
-    if _same(live, desired):
+    """Makes live == desired and confirms it (`policies.rollout.writes`); the record (observed,
+    expected, owned, others) and an audit row are saved as soon as it is confirmed. False when live
+    already was `desired` (a step that ran before a kill is adopted, not repeated)."""
+    outcome = writes.write_confirmed(cfg, identity, desired, _known(rollout, identity),
+                                     renew=lambda: _renew(rollout))
+    _observe(rollout, identity, outcome.live)
+    if outcome.written and desired is not None and identity not in rollout.owned:
+        rollout.owned = [*rollout.owned, identity]
+    save_fields(rollout, *WRITE_RECORD)
+    if not outcome.written:
         return False
-    kind, namespace, name = strategies.split_identity(identity)
-    try:
-        if desired is None:
-            kube.delete_object(cfg, kind, namespace, name, resource_version=live_rv or None)
-            _observe(rollout, identity, None)
-        else:
-            body = copy.deepcopy(desired)
-            if live is not None:
-                body.setdefault("metadata", {})["resourceVersion"] = live_rv
-            # force: the precondition guarantees live is what Meshgate saw (snapshot or its own write),
-            # so forcing only takes over fields other managers (kubectl, an import) set before.
-            written = kube.apply_object(cfg, body, force=True)
-            _observe(rollout, identity, written)
-            if identity not in rollout.owned:
-                rollout.owned = [*rollout.owned, identity]
-    except Conflict:
-        again = _read(cfg, identity)
-        raise OutOfBand(identity, rollout.observed.get(identity, ""), _rv(again)) from None
-    # The row (observed / expected / owned) is saved by the caller at the end of its action, in the
-    # same transaction; a failure in between is `_keep_writes`'.
-    after = {"object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
-             "resourceVersion": rollout.observed.get(identity, "")}
-    _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE, after=after)
-    if hasattr(rollout, "cluster_writes"):
-        rollout.cluster_writes.append({**after, "hash": rollout.expected.get(identity, "")})
+    _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE, after={
+        "object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
+        "resourceVersion": rollout.observed.get(identity, ""), "confirmed_by": outcome.confirmed_by,
+        "tries": outcome.tries, **({"errors": outcome.errors} if outcome.errors else {})})
     return True
 
 
-def _keep_writes(rollout: Rollout) -> None:
-    """The action failed after writing to the cluster, and its savepoint took the row's record of
-    those writes with it. Re-read the row, then keep what the cluster now holds: the
-    resourceVersions Meshgate wrote (so they are not mistaken for out-of-band changes) and an audit
-    row per write."""
-    writes = getattr(rollout, "cluster_writes", [])
-    rollout.refresh_from_db()
-    for entry in writes:
-        identity = entry["object"]
-        rollout.observed = {**rollout.observed, identity: entry["resourceVersion"]}
-        rollout.expected = {**rollout.expected, identity: entry["hash"]}
-        if entry["operation"] == "apply" and identity not in rollout.owned:
-            rollout.owned = [*rollout.owned, identity]
-        _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE,
-               after={k: v for k, v in entry.items() if k != "hash"} | {"action_failed": True})
-    if writes:
-        save_fields(rollout, "observed", "expected", "owned")
-    rollout.cluster_writes = []
-    # Webhooks that answered are not called again when the action is retried.
-    for done_key, result in getattr(rollout, "webhook_calls", []):
-        record_event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(), step_key=done_key)
-    rollout.webhook_calls = []
-
-
 def _hash(obj: dict[str, Any] | None) -> str:
-    return content_hash(normalize_object(obj)) if obj is not None else ""
+    return writes.hash_of(obj)
 
 
 def _observe(rollout: Rollout, identity: str, live: dict[str, Any] | None) -> None:
     rollout.observed = {**rollout.observed, identity: _rv(live)}
     rollout.expected = {**rollout.expected, identity: _hash(live)}
+    rollout.others = {**(rollout.others or {}), identity: writes.owners_of(live)}
 
 
 def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
@@ -468,19 +531,25 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
         cfg = cluster_config(rollout.environment)
         written = [identity for identity, desired in phase["writes"]
                    if _write(rollout, cfg, identity, desired, step_key=step_key)]
-        record_event(rollout, RolloutEventKind.APPLY, f"{phase['label']}: {len(written)} write(s)",
-               data={"written": written, "weight": phase["weight"]}, step_key=step_key)
-        _notify(rollout, NotificationEvent.ROLLOUT_STEP,
-                f"Rollout of change #{rollout.change_id}: {phase['label']}", payload={"phase": phase["key"]})
-    rollout.current_weight = phase["weight"]
-    rollout.attempts = 0
-    if phase.get("analyze", True):
-        rollout.step_stage, rollout.analysis_runs = "analyze", 0
-        rollout.next_action_at = now + dt.timedelta(seconds=float(rollout.analysis["interval_seconds"]))
     else:
-        _next_phase(rollout, now)
-    save_fields(rollout, "current_weight", "attempts", "step_stage", "analysis_runs", "next_action_at", "step_index",
-          "state", "observed", "expected", "owned")
+        written = None
+    # Every write of the phase is confirmed: the step's record, its notification and the next stage
+    # are one short transaction.
+    with transaction.atomic():
+        if written is not None:
+            record_event(rollout, RolloutEventKind.APPLY, f"{phase['label']}: {len(written)} write(s), confirmed",
+                         data={"written": written, "weight": phase["weight"]}, step_key=step_key)
+            _notify(rollout, NotificationEvent.ROLLOUT_STEP,
+                    f"Rollout of change #{rollout.change_id}: {phase['label']}", payload={"phase": phase["key"]})
+        rollout.current_weight = phase["weight"]
+        rollout.attempts = 0
+        if phase.get("analyze", True):
+            rollout.step_stage, rollout.analysis_runs = "analyze", 0
+            rollout.next_action_at = now + dt.timedelta(seconds=float(rollout.analysis["interval_seconds"]))
+        else:
+            _next_phase(rollout, now)
+        save_fields(rollout, "current_weight", "attempts", "step_stage", "analysis_runs", "next_action_at",
+                    "step_index", "state", *WRITE_RECORD)
 
 
 def _window_hold(rollout: Rollout, index: int, now: dt.datetime) -> bool:
@@ -551,6 +620,7 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
             workloads=_workloads(rollout, phase),
         )
         hooks = _run_webhooks(rollout, webhooks.STEP, key=f"step:{index}:{run}")
+        _renew(rollout)
         outcome = an.evaluate(analyzer, context)
         failed = [r for r in hooks if not r.ok and r.webhook.gate]
         if failed:
@@ -606,41 +676,62 @@ def _next_phase(rollout: Rollout, now: dt.datetime) -> None:
 
 def _promote(rollout: Rollout, now: dt.datetime) -> None:
     """Verifies live == approved for every item, records the new revisions, completes the change
-    (after the promotion webhooks answered)."""
+    (after the promotion webhooks answered). `completed` is set only once verified."""
     if _webhook_hold(rollout, webhooks.PROMOTION, now):
         return
     cfg = cluster_config(rollout.environment)
     items = _items(rollout.change)
-    lives = {}
+    lives, problem = verify_promotion(rollout, cfg, items)
+    if problem:
+        begin_rollback(rollout, {"summary": problem, "error": "verification failed"}, final=RolloutState.ROLLED_BACK)
+        return
+    with transaction.atomic():
+        for item in items:
+            _record_revision(rollout, item, lives[item.pk], now)
+        rollout.state, rollout.current_weight, rollout.finished_at, rollout.next_action_at = (
+            RolloutState.COMPLETED, 100, now, None)
+        save_fields(rollout, "state", "current_weight", "finished_at", "next_action_at")
+        record_event(rollout, RolloutEventKind.PROMOTED, "promoted: the live objects equal the approved revisions "
+                     "(verified)", data={"verified": {i: rollout.observed.get(i, "") for i in rollout.observed}},
+                     step_key="promote")
+        _set_change_state(rollout, ChangeState.COMPLETED, action=RolloutAuditAction.ROLLOUT_COMPLETED,
+                          after={"rollout": rollout.pk})
+        _notify(rollout, NotificationEvent.ROLLOUT_PROMOTED,
+                f"Change #{rollout.change_id} “{rollout.change.title}” is live on {rollout.environment.name}")
+
+
+def approved_content(rollout: Rollout, item: ChangeItem) -> dict[str, Any] | None:
+    """What the item must leave live: the approved content, plus the other writer's edits a person
+    chose to continue on (`analysis.adopted`)."""
+    if item.operation == DraftOperation.DELETE:
+        return None
+    identity = strategies.identity_of(item.kind, item.namespace, item.name)
+    return apply_edits(item.content, ((rollout.analysis or {}).get("adopted") or {}).get(identity))
+
+
+def verify_promotion(rollout: Rollout, cfg, items: list[ChangeItem]) -> tuple[dict[int, Any], str]:
+    """The promotion's verification, in one place: every item's live object equals what was approved
+    and every temporary object is back to its snapshot. Returns the live objects by item and "" or
+    the first problem; raises `OutOfBand` when another writer changed an object, a `KubernetesError`
+    when the cluster cannot be read (retried)."""
+    lives: dict[int, Any] = {}
+    identities = set()
     for item in items:
         identity = strategies.identity_of(item.kind, item.namespace, item.name)
+        identities.add(identity)
         live = _read(cfg, identity)
-        desired = None if item.operation == DraftOperation.DELETE else item.content
-        if not _same(live, desired):
-            if _rv(live) != rollout.observed.get(identity, ""):
-                raise OutOfBand(identity, rollout.observed.get(identity, ""), _rv(live))
-            begin_rollback(rollout, {"summary": f"{identity} does not equal the approved content after promotion",
-                                      "error": "verification failed"}, final=RolloutState.ROLLED_BACK)
-            return
+        if not _same(live, approved_content(rollout, item)):
+            writes.classify(identity, live, _known(rollout, identity))
+            return lives, (f"{identity} does not equal the approved content after promotion (differs at "
+                           f"{', '.join(writes.changed_paths(live, approved_content(rollout, item))[:8])})")
         lives[item.pk] = live
     for identity in rollout.observed:
-        if identity not in {strategies.identity_of(i.kind, i.namespace, i.name) for i in items}:
+        if identity not in identities:
             live = _read(cfg, identity)
-            if not _same(live, rollout.snapshot.get(identity)):
-                begin_rollback(rollout, {"summary": f"{identity} was not restored after promotion",
-                                          "error": "verification failed"}, final=RolloutState.ROLLED_BACK)
-                return
-    for item in items:
-        _record_revision(rollout, item, lives[item.pk], now)
-    rollout.state, rollout.current_weight, rollout.finished_at, rollout.next_action_at = (
-        RolloutState.COMPLETED, 100, now, None)
-    save_fields(rollout, "state", "current_weight", "finished_at", "next_action_at")
-    record_event(rollout, RolloutEventKind.PROMOTED, "promoted: the live objects equal the approved revisions",
-           step_key="promote")
-    _set_change_state(rollout, ChangeState.COMPLETED, action=RolloutAuditAction.ROLLOUT_COMPLETED,
-                      after={"rollout": rollout.pk})
-    _notify(rollout, NotificationEvent.ROLLOUT_PROMOTED,
-            f"Change #{rollout.change_id} “{rollout.change.title}” is live on {rollout.environment.name}")
+            if not _same(live, restore_target(rollout, identity)):
+                writes.classify(identity, live, _known(rollout, identity))
+                return lives, f"{identity} was not restored after promotion"
+    return lives, ""
 
 
 def _record_revision(rollout: Rollout, item: ChangeItem, live: dict[str, Any] | None, now: dt.datetime) -> None:
@@ -684,73 +775,200 @@ def begin_rollback(rollout: Rollout, reason: dict[str, Any], *, final: str, acto
            data=rollout.rollback_reason)
 
 
+def restore_target(rollout: Rollout, identity: str) -> dict[str, Any] | None:
+    """What a rollback leaves for `identity`: its snapshot (absent when it did not exist), plus the
+    other writer's edits a person chose to continue on."""
+    snap = rollout.snapshot.get(identity)
+    if snap is None:
+        return None
+    return apply_edits(normalize_object(snap), ((rollout.analysis or {}).get("adopted") or {}).get(identity))
+
+
 def _restore(rollout: Rollout, now: dt.datetime) -> None:
-    """Restores the snapshot (force only over Meshgate's own writes), verifies, finishes."""
+    """Restores the snapshot (force only over Meshgate's own writes), verifies every object, finishes.
+
+    `rolled_back` / `aborted` are recorded only once live is verified equal to the snapshot; an object
+    another writer changed is left as they left it and the record says so (what was written, what was
+    left, how live differs); an automatic rollback that has to leave one ends `failed`. A restore that
+    cannot be verified raises `Unverified` (retried with backoff, then `failed` with live shown)."""
     cfg = cluster_config(rollout.environment)
-    left = []
+    left, restored = [], []
     identities = list(rollout.observed)
     # Routes first, DestinationRules last: no route points at a subset that is gone.
     order = [i for i in identities if not i.startswith("DestinationRule/")] + \
             [i for i in identities if i.startswith("DestinationRule/")]
     for identity in order:
-        snap = rollout.snapshot.get(identity)
-        desired = normalize_object(snap) if snap is not None else None
+        target = restore_target(rollout, identity)
         try:
-            _write(rollout, cfg, identity, desired, step_key="rollback")
+            wrote = _write(rollout, cfg, identity, target, step_key="rollback")
+            restored.append({"object": identity, "written": wrote,
+                             "resourceVersion": rollout.observed.get(identity, "")})
         except OutOfBand as exc:
-            left.append({"object": identity, "why": str(exc)})
-    mismatched = []
-    for identity in order:
-        if any(entry["object"] == identity for entry in left):
-            continue
-        if not _same(_read(cfg, identity), rollout.snapshot.get(identity)):
-            mismatched.append(identity)
-    final = rollout.rollback_reason.get("final_state", RolloutState.ROLLED_BACK)
-    save_fields(rollout, "observed", "expected", "owned")
+            live = _read(cfg, identity)
+            left.append({"object": identity, "why": str(exc), "managers": exc.managers,
+                         "differs_at": writes.changed_paths(live, target)[:20],
+                         "live": normalize_object(live) if live is not None else None})
+    mismatched = {}
+    for entry in restored:
+        live = _read(cfg, entry["object"])
+        if not _same(live, restore_target(rollout, entry["object"])):
+            mismatched[entry["object"]] = normalize_object(live) if live is not None else None
     if mismatched:
-        finish_failed(rollout, f"the snapshot could not be verified for {', '.join(mismatched)}")
+        raise Unverified(f"the snapshot could not be verified for {', '.join(mismatched)}", live=mismatched)
+    final = rollout.rollback_reason.get("final_state", RolloutState.ROLLED_BACK)
+    written = [e["object"] for e in restored if e["written"]]
+    if left and final != RolloutState.ABORTED:
+        finish_failed(rollout, "rollback could not restore " + "; ".join(e["why"] for e in left)
+                      + (f"; restored and verified: {', '.join(e['object'] for e in restored)}" if restored else ""),
+                      live={e["object"]: e["live"] for e in left}, data={"restored": restored, "left": left})
         return
-    rollout.rollback_reason = {**rollout.rollback_reason, "left_out_of_band": left}
-    rollout.state, rollout.finished_at, rollout.next_action_at = final, now, None
-    rollout.current_weight = 0
-    save_fields(rollout, "rollback_reason", "state", "finished_at", "next_action_at", "current_weight")
-    if final == RolloutState.ABORTED:
-        change_state, action, kind = ChangeState.ABORTED, RolloutAuditAction.ROLLOUT_ABORTED, RolloutEventKind.ABORTED
-    else:
-        change_state, action, kind = (ChangeState.ROLLED_BACK, RolloutAuditAction.ROLLOUT_ROLLED_BACK,
-                                      RolloutEventKind.ROLLBACK)
-    record_event(rollout, kind, "snapshot restored and verified" + (
-        f"; left alone (changed outside Meshgate): {', '.join(e['object'] for e in left)}" if left else ""),
-        data={"left": left}, step_key="rollback")
-    _set_change_state(rollout, change_state, action=action, after={"reason": rollout.rollback_reason})
+    with transaction.atomic():
+        rollout.rollback_reason = {**rollout.rollback_reason, "left_out_of_band": left, "restored": restored}
+        rollout.state, rollout.finished_at, rollout.next_action_at = final, now, None
+        rollout.current_weight = 0
+        save_fields(rollout, "rollback_reason", "state", "finished_at", "next_action_at", "current_weight")
+        if final == RolloutState.ABORTED:
+            change_state, action, kind = (ChangeState.ABORTED, RolloutAuditAction.ROLLOUT_ABORTED,
+                                          RolloutEventKind.ABORTED)
+        else:
+            change_state, action, kind = (ChangeState.ROLLED_BACK, RolloutAuditAction.ROLLOUT_ROLLED_BACK,
+                                          RolloutEventKind.ROLLBACK)
+        message = (f"snapshot restored and verified for {', '.join(e['object'] for e in restored) or 'no object'}"
+                   f" ({len(written)} write(s){': ' + ', '.join(written) if written else ''})")
+        if left:
+            message += "; left as another writer changed it (not restored): " + "; ".join(
+                f"{e['object']} by {', '.join(e['managers']) or 'another writer'}, differs from the snapshot at "
+                f"{', '.join(e['differs_at'][:5]) or '(nothing)'}" for e in left)
+        record_event(rollout, kind, message, data={"left": left, "restored": restored}, step_key="rollback")
+        _set_change_state(rollout, change_state, action=action, after={"reason": rollout.rollback_reason})
+        _notify(rollout, NotificationEvent.ROLLOUT_ROLLED_BACK,
+                f"Rollout of change #{rollout.change_id} “{rollout.change.title}” was "
+                f"{'aborted' if final == RolloutState.ABORTED else 'rolled back'}",
+                body=rollout.rollback_reason.get("summary", ""), payload={"reason": rollout.rollback_reason})
     _run_webhooks(rollout, webhooks.ROLLBACK, key="rollback", extra={"reason": rollout.rollback_reason})
-    _notify(rollout, NotificationEvent.ROLLOUT_ROLLED_BACK,
-            f"Rollout of change #{rollout.change_id} “{rollout.change.title}” was "
-            f"{'aborted' if final == RolloutState.ABORTED else 'rolled back'}",
-            body=rollout.rollback_reason.get("summary", ""), payload={"reason": rollout.rollback_reason})
 
 
-def finish_failed(rollout: Rollout, message: str) -> None:
-    rollout.state, rollout.error, rollout.finished_at, rollout.next_action_at = (
-        RolloutState.FAILED, message, _now(), None)
-    save_fields(rollout, "state", "error", "finished_at", "next_action_at")
-    record_event(rollout, RolloutEventKind.FAILED, message, step_key="failed")
-    _set_change_state(rollout, ChangeState.FAILED, action=RolloutAuditAction.ROLLOUT_FAILED,
-                      after={"error": message})
-    _notify(rollout, NotificationEvent.ROLLOUT_FAILED, f"Rollout of change #{rollout.change_id} failed",
-            body=message)
+def finish_failed(rollout: Rollout, message: str, *, live: dict[str, Any] | None = None,
+                  data: dict[str, Any] | None = None) -> None:
+    """Ends the rollout `failed` with the truth: the message, and the live state when known. The
+    owners are alerted at the highest priority (`priority: critical`)."""
+    with transaction.atomic():
+        rollout.state, rollout.error, rollout.finished_at, rollout.next_action_at = (
+            RolloutState.FAILED, message[:4000], _now(), None)
+        if live is not None:
+            rollout.rollback_reason = {**(rollout.rollback_reason or {}), "live_at_failure": live}
+        save_fields(rollout, "state", "error", "finished_at", "next_action_at", "rollback_reason")
+        record_event(rollout, RolloutEventKind.FAILED, message, data={**(data or {}), **({"live": live} if live else {})},
+                     step_key="failed")
+        _set_change_state(rollout, ChangeState.FAILED, action=RolloutAuditAction.ROLLOUT_FAILED,
+                          after={"error": message[:4000]})
+        _notify(rollout, NotificationEvent.ROLLOUT_FAILED,
+                f"[CRITICAL] Rollout of change #{rollout.change_id} failed: live needs a person",
+                body=message, payload={"priority": "critical", **({"live": live} if live else {})})
 
 
 def pause(rollout: Rollout, *, reason: str, data: dict | None = None, actor=None) -> None:
     rollout.resume_state = rollout.state if rollout.state != RolloutState.PAUSED else rollout.resume_state
     rollout.state, rollout.pause_reason, rollout.next_action_at = RolloutState.PAUSED, reason, None
-    save_fields(rollout, "state", "pause_reason", "resume_state", "next_action_at", "observed", "expected", "owned")
-    record_event(rollout, RolloutEventKind.PAUSED, f"paused: {reason}", data=data or {})
-    _audit(rollout, RolloutAuditAction.ROLLOUT_PAUSED, actor=actor, after={"reason": reason})
-    _notify(rollout, NotificationEvent.ROLLOUT_PAUSED, f"Rollout of change #{rollout.change_id} paused",
-            body=reason)
+    if data and data.get("out_of_band"):
+        rollout.analysis = {**rollout.analysis, "out_of_band": data}
+    with transaction.atomic():
+        save_fields(rollout, "state", "pause_reason", "resume_state", "next_action_at", "analysis", *WRITE_RECORD)
+        record_event(rollout, RolloutEventKind.PAUSED, f"paused: {reason}", data=data or {})
+        _audit(rollout, RolloutAuditAction.ROLLOUT_PAUSED, actor=actor, after={"reason": reason})
+        _notify(rollout, NotificationEvent.ROLLOUT_PAUSED, f"Rollout of change #{rollout.change_id} paused",
+                body=reason)
 
 
+# --- continuing on another writer's edit ----------------------------------------------------------------
+
+DELETED = {"$deleted": True}
+
+
+def edits_between(before: Any, after: Any, prefix: tuple = ()) -> dict[str, Any]:
+    """The leaf edits (dotted path -> new value, `DELETED`) that turn `before` into `after`; lists
+    are leaves."""
+    if isinstance(before, dict) and isinstance(after, dict):
+        found: dict[str, Any] = {}
+        for key in sorted(set(before) | set(after), key=str):
+            if key not in after:
+                found[json_path((*prefix, key))] = DELETED
+            elif key not in before:
+                found[json_path((*prefix, key))] = after[key]
+            else:
+                found.update(edits_between(before[key], after[key], (*prefix, key)))
+        return found
+    return {} if before == after else {json_path(prefix): after}
+
+
+def json_path(parts: tuple) -> str:
+    return json.dumps(list(parts))
+
+
+def apply_edits(obj: dict[str, Any] | None, edits: dict[str, Any] | None) -> dict[str, Any] | None:
+    if obj is None or not edits:
+        return obj
+    result = copy.deepcopy(obj)
+    for path, value in edits.items():
+        parts = json.loads(path)
+        if not parts:
+            return copy.deepcopy(value)
+        node = result
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        if value == DELETED:
+            node.pop(parts[-1], None)
+        else:
+            node[parts[-1]] = copy.deepcopy(value)
+    return result
+
+
+def _overlaps(a: str, b: str) -> bool:
+    pa, pb = json.loads(a), json.loads(b)
+    return pa[:len(pb)] == pb or pb[:len(pa)] == pa
+
+
+def continue_on_live(rollout: Rollout, lives: dict[str, dict[str, Any] | None]) -> list[str]:
+    """Re-plans the rest of a rollout paused by another writer's edit on top of the edited live
+    objects: the other writer's edits (live minus what Meshgate last left) are carried into every
+    remaining phase, the promotion's verification and the rollback's target. Returns the paths that
+    make it impossible (the edit touches fields the approved change sets: approvals do not cover
+    that); [] when re-planned. The caller saves the row."""
+    adopted = dict((rollout.analysis or {}).get("adopted") or {})
+    plans: dict[str, dict[str, Any]] = {}
+    for identity, live in lives.items():
+        base = _last_left(rollout, identity)
+        if live is None or base is None:
+            return [f"{identity}: created or deleted by another writer"]
+        edits = edits_between(base, normalize_object(live))
+        changed_by_change = set()
+        for phase in rollout.phases[rollout.step_index:]:
+            for target, content in phase["writes"]:
+                if target == identity and content is not None:
+                    changed_by_change |= set(edits_between(base, content))
+        clashes = [p for p in edits if any(_overlaps(p, c) for c in changed_by_change)]
+        if clashes:
+            return [f"{identity} at {'.'.join(map(str, json.loads(p)))}" for p in clashes]
+        plans[identity] = edits
+    for identity, edits in plans.items():
+        for phase in rollout.phases[rollout.step_index:]:
+            phase["writes"] = [[t, apply_edits(c, edits) if t == identity else c] for t, c in phase["writes"]]
+        adopted[identity] = {**adopted.get(identity, {}), **edits}
+        _observe(rollout, identity, lives[identity])
+    rollout.analysis = {**rollout.analysis, "adopted": adopted}
+    return []
+
+
+def _last_left(rollout: Rollout, identity: str) -> dict[str, Any] | None:
+    """The content Meshgate last left on `identity`: the last applied phase's write of it, else the
+    snapshot."""
+    for index in range(min(rollout.step_index, len(rollout.phases) - 1), -1, -1):
+        if _step_done(rollout, f"apply:{index}:{rollout.phases[index]['key']}"):
+            for target, content in rollout.phases[index]["writes"]:
+                if target == identity:
+                    return normalize_object(content) if content is not None else None
+    snap = rollout.snapshot.get(identity)
+    return normalize_object(snap) if snap is not None else None
 
 
 # The names the rollout use cases (policies.services.rollouts) call.
@@ -760,3 +978,9 @@ strategy_items = _strategy_items
 audit = _audit
 notify = _notify
 rollout_url = _rollout_url
+rv_of = writes.rv_of
+json_loads = json.loads
+
+
+def read_live(rollout: Rollout, identity: str) -> dict[str, Any] | None:
+    return _read(cluster_config(rollout.environment), identity)

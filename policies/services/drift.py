@@ -31,14 +31,28 @@ from django.utils import timezone
 
 from integrations import kubernetes as kube
 from integrations.kubernetes.exceptions import KubernetesError
-
 from policies import selectors
-from policies.choices import AuditAction, NotificationEvent, RevisionSource, RolloutAuditAction, RolloutState
+from policies.choices import (
+    AuditAction,
+    NotificationEvent,
+    RevisionSource,
+    RolloutAuditAction,
+    RolloutState,
+)
 from policies.cluster import cluster_config
 from policies.diff import to_yaml
 from policies.exceptions import ConflictError, PermissionDeniedError
 from policies.leases import lease_acquire, lease_release
-from policies.models import ChangeRequest, Draft, Environment, Policy, PolicyDrift, PolicyRevision, Rollout, Team
+from policies.models import (
+    ChangeRequest,
+    Draft,
+    Environment,
+    Policy,
+    PolicyDrift,
+    PolicyRevision,
+    Rollout,
+    Team,
+)
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
 from policies.services.changes import MAX_TITLE, change_create_from_bundle

@@ -16,7 +16,15 @@ from django.db import OperationalError, transaction
 
 from policies import selectors
 from policies.approval import item_is_stale
-from policies.choices import ChangeState, NotificationEvent, Role, RolloutAuditAction, RolloutEventKind, RolloutState, RolloutStrategy
+from policies.choices import (
+    ChangeState,
+    NotificationEvent,
+    Role,
+    RolloutAuditAction,
+    RolloutEventKind,
+    RolloutState,
+    RolloutStrategy,
+)
 from policies.exceptions import ApplicationError, ConflictError, PermissionDeniedError
 from policies.models import ChangeItem, ChangeRequest, Rollout, Team
 from policies.rollout import analysis as an
@@ -167,6 +175,9 @@ def _locked_for(actor: AbstractBaseUser, rollout: Rollout, allowed: set[str], ve
                            extra={"state": rollout.state}) from None
     if not user_may_control(user=actor, rollout=rollout):
         raise PermissionDeniedError(f"only approvers or admins of the owning team can {verb} this rollout")
+    if engine.lease_held(rollout):
+        raise RolloutError(f"the engine is acting on this rollout right now; {verb} it again in a moment",
+                           extra={"state": rollout.state})
     if rollout.state not in allowed:
         raise RolloutError(f"cannot {verb} a rollout that is {rollout.state}",
                            extra={"state": rollout.state, "allowed_states": sorted(allowed)})
@@ -197,6 +208,47 @@ def rollout_resume(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
         engine.save_fields(rollout, "state", "next_action_at", "pause_reason", "resume_state", "attempts", "analysis")
         engine.record_event(rollout, RolloutEventKind.RESUMED, f"resumed by {actor.get_username()}")
         engine.audit(rollout, RolloutAuditAction.ROLLOUT_RESUMED, actor=actor, after={"state": rollout.state})
+        transaction.on_commit(lambda: _enqueue(rollout.pk))
+    return rollout
+
+
+def rollout_continue_on_live(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
+    """A rollout paused by another writer's edit goes on from the edited live object: its edits are
+    carried into the remaining phases, the promotion's verification and the rollback's target. Refused
+    (409) when the edit touches fields the approved change sets (the approvals do not cover the
+    result: abort, or make a new change)."""
+    if not user_may_control(user=actor, rollout=rollout):
+        raise PermissionDeniedError("only approvers or admins of the owning team can continue this rollout")
+    out_of_band = (rollout.analysis or {}).get("out_of_band") or {}
+    identity = out_of_band.get("identity")
+    if rollout.state != RolloutState.PAUSED or not identity:
+        raise RolloutError("only a rollout paused by another writer's edit can continue on the live object",
+                           extra={"state": rollout.state})
+    live = engine.read_live(rollout, identity)  # the cluster read happens before any lock is taken
+    with transaction.atomic():
+        rollout = _locked_for(actor, rollout, {RolloutState.PAUSED}, "continue")
+        if ((rollout.analysis or {}).get("out_of_band") or {}).get("identity") != identity:
+            raise RolloutError("the rollout changed meanwhile; look again", extra={"state": rollout.state})
+        clashes = engine.continue_on_live(rollout, {identity: live})
+        if clashes:
+            raise RolloutError("cannot continue on the live object: the other writer's edit touches what the "
+                               f"approved change sets ({'; '.join(clashes)}); abort, or make a new change",
+                               extra={"state": rollout.state, "clashes": clashes})
+        edits = rollout.analysis["adopted"][identity]
+        rollout.analysis = {k: v for k, v in rollout.analysis.items() if k != "out_of_band"}
+        rollout.state = rollout.resume_state or RolloutState.RUNNING
+        rollout.next_action_at = None if rollout.state == RolloutState.WAITING_GATE else engine.now()
+        rollout.pause_reason, rollout.resume_state, rollout.attempts = "", "", 0
+        engine.save_fields(rollout, "state", "next_action_at", "pause_reason", "resume_state", "attempts", "analysis",
+                           "phases", "observed", "expected", "others")
+        paths = [".".join(map(str, engine.json_loads(p))) for p in edits]
+        engine.record_event(rollout, RolloutEventKind.RESUMED,
+                            f"continued by {actor.get_username()} on the live {identity} as "
+                            f"{', '.join(out_of_band.get('managers') or ['another writer'])} left it; carried into "
+                            f"the remaining steps: {', '.join(paths) or 'no field'}",
+                            data={"identity": identity, "edits": edits, "resourceVersion": engine.rv_of(live)})
+        engine.audit(rollout, RolloutAuditAction.ROLLOUT_RESUMED, actor=actor,
+                     after={"state": rollout.state, "continued_on_live": identity, "edits": paths})
         transaction.on_commit(lambda: _enqueue(rollout.pk))
     return rollout
 

@@ -190,8 +190,9 @@ MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", defau
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
 # The engine acts on a rollout under a lease (no database transaction is held across cluster calls);
-# a killed worker's lease is taken over after this long. An action renews it before each cluster call.
-MESHGATE_ROLLOUT_LEASE_SECONDS = env.float("MESHGATE_ROLLOUT_LEASE_SECONDS", default=30.0)
+# a killed worker's lease is taken over after this long. An action renews it before each cluster
+# write, analysis and webhook call, so it must exceed the longest of those (kube and webhook timeouts).
+MESHGATE_ROLLOUT_LEASE_SECONDS = env.float("MESHGATE_ROLLOUT_LEASE_SECONDS", default=20.0)
 # A step whose cluster calls keep failing is retried with a growing delay (2, 4, 8 ... capped at 30 s)
 # this many times before the rollout rolls back (a forward step) or ends `failed` with the live state
 # shown (a restore or promotion that cannot be verified).

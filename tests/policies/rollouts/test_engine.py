@@ -2,6 +2,7 @@
 import copy
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from integrations import kubernetes as kube
@@ -10,7 +11,7 @@ from policies.cluster import cluster_config
 from policies.exceptions import PermissionDeniedError
 from policies.models import AuditEvent, PolicyDrift, Rollout, RolloutEvent
 from policies.normalize import normalize_object
-from policies.rollout import engine
+from policies.rollout import engine, writes
 from policies.services.drift import drift_detect
 from policies.services.rollouts import (
     RolloutError,
@@ -201,7 +202,8 @@ def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
     def broken(*args, **kwargs):
         raise kube.KubernetesError("boom", status=500)
     monkeypatch.setattr(engine.kube, "apply_object", broken)
-    for _ in range(3):
+    monkeypatch.setattr(writes, "WRITE_BACKOFF_SECONDS", 0)
+    for _ in range(settings.MESHGATE_ROLLOUT_MAX_ATTEMPTS):
         rollout.refresh_from_db()
         rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
     rollout.refresh_from_db()
