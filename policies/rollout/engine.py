@@ -315,7 +315,7 @@ def advance(*, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None =
             _put_back(rollout, initial)
             pause(rollout, reason=str(exc), data={**exc.as_dict(), "written": _written_so_far(rollout),
                                                   "out_of_band": True})
-        except Unverified as exc:
+        except (Unverified, writes.WriteUnconfirmed) as exc:
             _put_back(rollout, initial)
             _transient(rollout, f"not verified: {exc.message}", now, live=exc.live)
         except KubernetesError as exc:
@@ -886,8 +886,8 @@ DELETED = {"$deleted": True}
 
 
 def edits_between(before: Any, after: Any, prefix: tuple = ()) -> dict[str, Any]:
-    """The leaf edits (dotted path -> new value, `DELETED`) that turn `before` into `after`; lists
-    are leaves."""
+    """The leaf edits (JSON path list -> new value, or `DELETED`) that turn `before` into `after`;
+    lists of the same length are compared item by item, other lists are leaves."""
     if isinstance(before, dict) and isinstance(after, dict):
         found: dict[str, Any] = {}
         for key in sorted(set(before) | set(after), key=str):
@@ -898,6 +898,11 @@ def edits_between(before: Any, after: Any, prefix: tuple = ()) -> dict[str, Any]
             else:
                 found.update(edits_between(before[key], after[key], (*prefix, key)))
         return found
+    if isinstance(before, list) and isinstance(after, list) and len(before) == len(after):
+        found = {}
+        for index, (a, b) in enumerate(zip(before, after, strict=True)):
+            found.update(edits_between(a, b, (*prefix, index)))
+        return found
     return {} if before == after else {json_path(prefix): after}
 
 
@@ -905,7 +910,12 @@ def json_path(parts: tuple) -> str:
     return json.dumps(list(parts))
 
 
+class EditNotApplicable(ValueError):
+    pass
+
+
 def apply_edits(obj: dict[str, Any] | None, edits: dict[str, Any] | None) -> dict[str, Any] | None:
+    """`obj` with `edits` (from `edits_between`) applied; `EditNotApplicable` when a path is not there."""
     if obj is None or not edits:
         return obj
     result = copy.deepcopy(obj)
@@ -913,13 +923,24 @@ def apply_edits(obj: dict[str, Any] | None, edits: dict[str, Any] | None) -> dic
         parts = json.loads(path)
         if not parts:
             return copy.deepcopy(value)
-        node = result
+        node: Any = result
         for part in parts[:-1]:
-            node = node.setdefault(part, {})
+            if isinstance(node, dict):
+                node = node.setdefault(part, {})
+            elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+                node = node[part]
+            else:
+                raise EditNotApplicable(f"{'.'.join(map(str, parts))} is not in the object")
+        last = parts[-1]
+        if isinstance(node, list) and (not isinstance(last, int) or last >= len(node)):
+            raise EditNotApplicable(f"{'.'.join(map(str, parts))} is not in the object")
         if value == DELETED:
-            node.pop(parts[-1], None)
+            if isinstance(node, dict):
+                node.pop(last, None)
+            else:
+                raise EditNotApplicable(f"{'.'.join(map(str, parts))}: an item removed from a list")
         else:
-            node[parts[-1]] = copy.deepcopy(value)
+            node[last] = copy.deepcopy(value)
     return result
 
 
@@ -950,6 +971,13 @@ def continue_on_live(rollout: Rollout, lives: dict[str, dict[str, Any] | None]) 
         if clashes:
             return [f"{identity} at {'.'.join(map(str, json.loads(p)))}" for p in clashes]
         plans[identity] = edits
+    try:
+        for identity, edits in plans.items():
+            for phase in rollout.phases[rollout.step_index:]:
+                [apply_edits(c, edits) for t, c in phase["writes"] if t == identity]
+            apply_edits(restore_target(rollout, identity), edits)
+    except EditNotApplicable as exc:
+        return [f"{identity}: {exc}"]
     for identity, edits in plans.items():
         for phase in rollout.phases[rollout.step_index:]:
             phase["writes"] = [[t, apply_edits(c, edits) if t == identity else c] for t, c in phase["writes"]]

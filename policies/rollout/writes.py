@@ -60,7 +60,11 @@ class OutOfBand(Exception):
 
 
 class WriteUnconfirmed(KubernetesError):
-    """A write whose outcome could not be confirmed after its tries (live shown in the message)."""
+    """A write whose outcome could not be confirmed after its tries; `live` is what the cluster holds."""
+
+    def __init__(self, message: str, *, live: dict[str, Any]):
+        super().__init__(message)
+        self.live = live
 
 
 @dataclass
@@ -235,4 +239,5 @@ def write_confirmed(cfg: ClusterConfig, identity: str, intended: Obj | None, kno
     classify(identity, live, known)
     raise WriteUnconfirmed(
         f"{identity}: write not confirmed after {WRITE_TRIES} tries ({'; '.join(errors[-3:])}); live differs "
-        f"from the intended object at {', '.join(changed_paths(live, intended)[:8]) or '(object)'}")
+        f"from the intended object at {', '.join(changed_paths(live, intended)[:8]) or '(object)'}",
+        live={identity: normalize_object(live) if live is not None else None})
