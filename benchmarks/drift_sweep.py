@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -50,13 +51,19 @@ def main() -> int:
     parser.add_argument("--objects", default="1000,10000")
     parser.add_argument("--drifted", type=float, default=1.0, help="percent of objects edited out of band")
     parser.add_argument("--database-url", default="")
+    parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    sizes = [int(x) for x in args.objects.split(",")]
+    if args.row_only:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(run(Path(tmp), sizes[0], args.drifted, args.database_url), flush=True)
+        return 0
     print("| objects | namespaces | sweep (s) | cluster requests | DB queries | checked | drifted (new) | "
           "second sweep (s) |")
     print("|---|---|---|---|---|---|---|---|")
-    for n in [int(x) for x in args.objects.split(",")]:
-        with tempfile.TemporaryDirectory() as tmp:
-            print(run(Path(tmp), n, args.drifted, args.database_url), flush=True)
+    for n in sizes:  # each size in a fresh process (Django is set up once per process)
+        subprocess.run([sys.executable, __file__, "--objects", str(n), "--drifted", str(args.drifted),
+                        "--database-url", args.database_url, "--row-only"], check=True)
     return 0
 
 
@@ -78,7 +85,7 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
     docs = seed_documents(n)
     seed = workdir / "seed.yaml"
     seed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    meshsim = start_meshsim(workdir, name="drift", seeds=[seed])
+    meshsim = start_meshsim(workdir, name="drift", seeds=[seed], timeout=300)
     try:
         env = Environment.objects.create(name="staging", order=10, api_url=meshsim.url)
         cfg = cluster_config(env)

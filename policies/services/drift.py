@@ -1,7 +1,8 @@
 """Acting on drift: adopt the live object as a draft, or re-apply the revision Meshgate applied.
 
 `drift_detect` (the periodic sweep) keeps a `PolicyDrift` row while a policy that Meshgate rolled out
-differs from its live object. It lists each kind once per namespace (not one GET per policy), compares
+differs from its live object. It lists each kind once per namespace, or once across the cluster when its policies span more than
+`DRIFT_NAMESPACE_LISTS` namespaces (never one GET per policy), compares
 content hashes (the live object's against the hash of the last revision Meshgate applied, read with
 the policy, never the revision's content), writes only what changed, and runs under the
 single-flight lease `drift:<environment>`: a sweep that finds the lease held skips that environment
@@ -60,6 +61,9 @@ from policies.services.drafts import draft_delete_policy, draft_save
 from policies.services.notifications import notify
 
 logger = logging.getLogger(__name__)
+
+# A kind whose policies span more namespaces than this is listed once across the cluster.
+DRIFT_NAMESPACE_LISTS = 20
 
 
 class NoDrift(ConflictError):
@@ -213,16 +217,26 @@ def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
         if policy.pk not in active:
             groups[(policy.kind, policy.namespace)].append(policy)
     cfg = cluster_config(env)
-    for (kind, namespace), members in sorted(groups.items()):
-        try:
-            listed = {obj["metadata"]["name"]: obj for obj in kube.list_objects(cfg, kind, namespace=namespace)}
-        except KubernetesError as exc:
-            logger.warning("drift sweep of %s: cannot list %s in %s: %s", env.name, kind, namespace, exc)
-            counts["errors"] += 1
-            continue
-        for policy in members:
-            counts["checked"] += 1
-            _drift_compare(env, policy, listed.get(policy.name), existing.get(policy.pk), counts)
+    namespaces_by_kind: dict[str, set[str]] = defaultdict(set)
+    for kind, namespace in groups:
+        namespaces_by_kind[kind].add(namespace)
+    for kind, namespaces in sorted(namespaces_by_kind.items()):
+        # One list of the kind across the cluster when it spans many namespaces, else one per namespace.
+        scopes = [None] if len(namespaces) > DRIFT_NAMESPACE_LISTS else sorted(namespaces)
+        for scope in scopes:
+            try:
+                listed = kube.list_objects(cfg, kind, namespace=scope)
+            except KubernetesError as exc:
+                logger.warning("drift sweep of %s: cannot list %s in %s: %s", env.name, kind, scope or "all namespaces",
+                               exc)
+                counts["errors"] += 1
+                continue
+            by_identity = {(obj["metadata"].get("namespace", ""), obj["metadata"]["name"]): obj for obj in listed}
+            for namespace in [scope] if scope else sorted(namespaces):
+                for policy in groups[(kind, namespace)]:
+                    counts["checked"] += 1
+                    _drift_compare(env, policy, by_identity.get((namespace, policy.name)), existing.get(policy.pk),
+                                   counts)
 
 
 def _drift_compare(env: Environment, policy: Any, live: dict[str, Any] | None, existing: PolicyDrift | None,
