@@ -61,6 +61,7 @@ from policies.choices import (
     RolloutState,
 )
 from policies.cluster import cluster_config
+from policies.constants import DEFAULT_ANALYSIS  # noqa: F401 - shared with the use cases
 from policies.models import (
     ChangeItem,
     ChangeRequest,
@@ -77,7 +78,6 @@ from policies.rollout.writes import OutOfBand
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ANALYSIS = {"interval_seconds": 60, "intervals_per_step": 1, "failure_limit": 1, "metrics": []}
 
 
 @dataclass(frozen=True)

@@ -230,8 +230,8 @@ def _same_shape(old: dict[str, Any], new: dict[str, Any]) -> bool:
     new_http = (new.get("spec") or {}).get("http") or []
     if len(old_http) != len(new_http) or not new_http:
         return False
-    strip = lambda r: {k: v for k, v in r.items() if k != "route"}
-    others = lambda o: {k: v for k, v in (o.get("spec") or {}).items() if k != "http"}
+    strip = lambda r: {k: v for k, v in r.items() if k != "route"}  # noqa: E731
+    others = lambda o: {k: v for k, v in (o.get("spec") or {}).items() if k != "http"}  # noqa: E731
     return all(strip(a) == strip(b) for a, b in zip(old_http, new_http)) and others(old) == others(new)
 
 

@@ -132,7 +132,7 @@ def rollout_start(
 
 
 def _enqueue(rollout_id: int, countdown: float = 0) -> None:
-    from policies.tasks import rollout_advance
+    from policies.jobs import rollout_advance
 
     try:
         rollout_advance.apply_async((rollout_id,), countdown=max(0.0, countdown))

@@ -3,12 +3,14 @@
 Codes never change meaning once published; a retired check keeps its code unused. Numbering:
 MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), MG02xx schema,
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
-MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run.
+MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run, MG15xx governance
+(guardrails, as the change workflow applies them).
 `reference` names the closest `istioctl analyze` / Kiali check.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from policies.validation.findings import Finding, Layer, Level
 
@@ -315,6 +317,14 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    # --- governance: guardrails as the change workflow will apply them ----------------------------
+    _code("MG1501", ERR, Layer.GUARDRAIL, "Blocked by a guardrail",
+          "A hard-mandatory guardrail (or a soft-mandatory one, unless an admin overrides it with a written "
+          "reason) fails for the object: a change holding it cannot be approved.",
+          "Change the object so that the guardrail passes; the message says what it checks."),
+    _code("MG1502", WARN, Layer.GUARDRAIL, "Advisory guardrail failed",
+          "An advisory guardrail fails for the object. It does not block the change; approvers see it.",
+          "Consider the guardrail's advice; the message says what it checks."),
 )
 
 CATALOGUE: dict[str, Code] = {code.code: code for code in _CODES}
@@ -324,7 +334,7 @@ def lookup(code: str) -> Code:
     return CATALOGUE[code]
 
 
-def finding(code: str, message: str, **where) -> Finding:
+def finding(code: str, message: str, **where: Any) -> Finding:
     """A Finding with the level and layer the catalogue gives the code."""
     entry = CATALOGUE[code]
     return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value, **where)

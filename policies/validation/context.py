@@ -34,6 +34,10 @@ T = TypeVar("T")
 # --- hosts ----------------------------------------------------------------------------------------
 
 
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
 def fqdn(host: str, namespace: str) -> str:
     """Istio's resolution: a name without dots is a Service in `namespace`; anything else is as written."""
     if not host or "." in host or "*" in host:
@@ -270,7 +274,7 @@ class ValidationContext:
         """The subset names the DestinationRules of a host define."""
         return self.memo(("subsets", host), lambda: [
             subset["name"] for rule in self.destination_rules_for(host)
-            for subset in (rule.spec.get("subsets") if isinstance(rule.spec.get("subsets"), list) else [])
+            for subset in _as_list(rule.spec.get("subsets"))
             if isinstance(subset, dict) and isinstance(subset.get("name"), str)
         ])
 

@@ -19,6 +19,7 @@ class Layer(models.TextChoices):
     SEMANTIC = "semantic", "Cross-resource"
     DRYRUN = "dryrun", "Server dry-run"
     PERMISSION = "permission", "Permission"
+    GUARDRAIL = "guardrail", "Guardrail"
 
 
 LAYER_ORDER = {layer.value: position for position, layer in enumerate(Layer)}

@@ -41,7 +41,8 @@ def _vs(resource_verb: str, **rule: Any) -> dict[str, Any]:
 
 def profile_faults(profile: str, rng: random.Random) -> list[dict[str, Any]]:
     """The API faults of one profile; counts drawn from the seed."""
-    n = lambda low, high: rng.randint(low, high)
+    def n(low: int, high: int) -> int:
+        return rng.randint(low, high)
     faults = {
         "409": [_vs("apply", status=409, count=n(2, 5))],
         "500": [_vs("apply", status=500, count=n(2, 4)), _vs("get", status=500, count=n(1, 3))],

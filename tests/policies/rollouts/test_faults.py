@@ -19,7 +19,15 @@ from policies.services.rollouts import (
     rollout_continue_on_live,
     rollout_start,
 )
-from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, failing_from, live, live_normalized, passing, scheduled_change
+from tests.policies.rollouts.helpers import (
+    REVIEWS_TO_V3,
+    drive,
+    failing_from,
+    live,
+    live_normalized,
+    passing,
+    scheduled_change,
+)
 
 pytestmark = pytest.mark.django_db
 
