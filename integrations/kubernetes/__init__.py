@@ -8,6 +8,7 @@ from integrations.kubernetes.client import (
     list_objects,
     list_pods,
     list_services,
+    patch_object_json,
     read_crd_schema,
     server_version,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "get_object",
     "kind_info",
     "list_namespaces",
+    "patch_object_json",
     "list_objects",
     "list_pods",
     "list_services",

@@ -21,9 +21,10 @@ Ownership: seeded/imported objects are owned by other field managers (kubectl). 
 `force=True` AND the resourceVersion precondition: the precondition guarantees the live object is the
 snapshot or Meshgate's own last write, so force only takes over fields other managers set before the
 rollout; it never forces over an out-of-band change (that answers 409 and pauses the rollout).
-Known limit of server-side apply: a field the approved content drops that another manager still
-co-owns is not removed; promotion then fails its live == approved verification and rolls back with
-that reason.
+Fields of Update managers (kubectl client-side apply, before-first-apply, kubectl edit) are taken
+over as `kubectl apply --server-side` migrates them (`policies.rollout.ownership.apply_owned`); a
+field another *Apply* manager co-owns survives, which the plan reports as a blocking finding before
+approval, and the final verification makes the plan's own comparison (`held_differences`).
 
 Idempotent steps: each step records a `RolloutEvent` with a unique `step_key`
 (`apply:<phase>:<key>`, `analyze:<phase>:<interval>`, `gate:<phase>`, `promote`, `rollback`); a
@@ -73,7 +74,7 @@ from policies.models import (
 )
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import analysis as an
-from policies.rollout import strategies, webhooks, writes
+from policies.rollout import ownership, strategies, webhooks, writes
 from policies.rollout.writes import OutOfBand
 
 logger = logging.getLogger(__name__)
@@ -720,7 +721,8 @@ def verify_promotion(rollout: Rollout, cfg, items: list[ChangeItem]) -> tuple[di
         identity = strategies.identity_of(item.kind, item.namespace, item.name)
         identities.add(identity)
         live = _read(cfg, identity)
-        if not _same(live, approved_content(rollout, item)):
+        # The same comparison the plan made before approval (policies.rollout.ownership).
+        if ownership.held_differences(approved=approved_content(rollout, item), held=live):
             writes.classify(identity, live, _known(rollout, identity))
             return lives, (f"{identity} does not equal the approved content after promotion (differs at "
                            f"{', '.join(writes.changed_paths(live, approved_content(rollout, item))[:8])})")

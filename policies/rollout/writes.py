@@ -21,7 +21,6 @@ against the approved content).
 """
 from __future__ import annotations
 
-import copy
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from integrations import kubernetes as kube
 from integrations.kubernetes import ClusterConfig
 from integrations.kubernetes.exceptions import Conflict, KubernetesError, NotFound
 from policies.normalize import content_hash, normalize_object
-from policies.rollout import strategies
+from policies.rollout import ownership, strategies
 
 FIELD_MANAGER = "meshgate"
 # Tries of one write inside an action (each one re-reads live first); then the action fails and is
@@ -140,10 +139,9 @@ def known_of(obj: Obj | None) -> Known:
 
 
 def live_matches(live: Obj | None, intended: Obj | None) -> bool:
-    """The verification: live equals the intended object once both are normalized (absent == absent)."""
-    if live is None or intended is None:
-        return live is None and intended is None
-    return normalize_object(live) == normalize_object(intended)
+    """The verification: live holds the intended object (normalized; absent == absent), the same
+    comparison the plan made before approval (`ownership.held_differences`)."""
+    return not ownership.held_differences(approved=intended, held=live)
 
 
 def changed_paths(before: Obj | None, after: Obj | None, prefix: str = "") -> list[str]:
@@ -214,12 +212,10 @@ def write_confirmed(cfg: ClusterConfig, identity: str, intended: Obj | None, kno
             if intended is None:
                 kube.delete_object(cfg, kind, namespace, name, resource_version=rv_of(live) or None)
                 continue  # a delete's answer carries no object: confirmed by the next read
-            body = copy.deepcopy(intended)
-            if live is not None:
-                body.setdefault("metadata", {})["resourceVersion"] = rv_of(live)
             # force: the precondition and `classify` guarantee live is Meshgate's (snapshot or own
-            # write), so forcing only takes over fields other managers set before the rollout.
-            answer = kube.apply_object(cfg, body, force=True)
+            # write), so forcing only takes over fields other managers set before the rollout; the
+            # Update managers' fields are migrated as `kubectl apply --server-side` does.
+            answer = ownership.apply_owned(cfg, intended, live=live).obj
         except NotFound:
             if intended is None:
                 continue

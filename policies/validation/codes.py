@@ -5,7 +5,9 @@ MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), M
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
 MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run, MG15xx governance
 (guardrails, as the change workflow applies them).
-`reference` names the closest `istioctl analyze` / Kiali check.
+`reference` names the matching `istioctl analyze` message (and Kiali check) or says there is none; `istio`
+is the code of that message, carried by every finding as `istio_code` so users can correlate the two.
+Levels follow Istio's where a governance tool can; the departures are said in the explanation.
 """
 from __future__ import annotations
 
@@ -24,10 +26,47 @@ class Code:
     explanation: str
     fix: str
     reference: str = ""
+    istio: str = ""
+
+    @property
+    def istio_name(self) -> str:
+        return ISTIO_MESSAGES.get(self.istio, "")
+
+    @property
+    def istio_label(self) -> str:
+        """E.g. "IST0101 ReferencedResourceNotFound", or "" when no istioctl analyze message matches."""
+        return f"{self.istio} {self.istio_name}".strip()
 
 
-def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, fix: str, reference: str = "") -> Code:
-    return Code(code, title, level, layer, explanation, fix, reference)
+# The `istioctl analyze` messages Meshgate's checks correspond to (istio.io/docs/reference/config/analysis/).
+ISTIO_MESSAGES = {
+    "IST0101": "ReferencedResourceNotFound",
+    "IST0109": "ConflictingMeshGatewayVirtualServiceHosts",
+    "IST0110": "ConflictingSidecarWorkloadSelectors",
+    "IST0111": "MultipleSidecarsWithoutWorkloadSelectors",
+    "IST0112": "VirtualServiceDestinationPortSelectorRequired",
+    "IST0127": "NoMatchingWorkloadsFound",
+    "IST0128": "NoServerCertificateVerificationDestinationLevel",
+    "IST0129": "NoServerCertificateVerificationPortLevel",
+    "IST0130": "VirtualServiceUnreachableRule",
+    "IST0131": "VirtualServiceIneffectiveMatch",
+    "IST0132": "VirtualServiceHostNotFoundInGateway",
+    "IST0134": "ServiceEntryAddressesRequired",
+    "IST0138": "GatewayDuplicateCertificate",
+    "IST0140": "IngressRouteRulesNotAffected",
+    "IST0145": "ConflictingGateways",
+    "IST0149": "JwtClaimBasedRoutingWithoutRequestAuthN",
+    "IST0162": "GatewayPortNotDefinedOnService",
+    "IST0165": "ReferencedInternalGateway",
+    "IST0173": "DestinationRuleSubsetNotSelectPods",
+    "IST0174": "UnknownDestinationRuleHost",
+    "IST0177": "ConflictingServiceEntryProtocol",
+}
+
+
+def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, fix: str, reference: str = "",
+          istio: str = "") -> Code:
+    return Code(code, title, level, layer, explanation, fix, reference, istio)
 
 
 # Short names keep the table below readable.
@@ -101,8 +140,8 @@ _CODES = (
           "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
-          "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
-          "serves (networking.istio.io: v1, v1beta1, v1alpha3; security.istio.io: v1, v1beta1).",
+          "The apiVersion's group does not belong to the kind, or its version is not a Kubernetes API "
+          "version name (v1, v1beta1, v1alpha3, ...). Whether the cluster serves that version is MG0207.",
           "Use the group and version given in the message, preferably v1."),
     _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "
@@ -142,6 +181,15 @@ _CODES = (
           "The CRD schema could not be read from the environment's cluster, so fields were not checked. "
           "They will be checked again before approval and before rollout.",
           "Check the environment's cluster connection on its page, then validate again."),
+    _code("MG0206", ERR, SCHEMA, "CRD validation rule broken",
+          "The object breaks one of the CRD's CEL validation rules (x-kubernetes-validations), which the "
+          "API server evaluates on every create and update: e.g. two fields that exclude each other, an "
+          "invalid duration, a port outside 1-65535, a wildcard where none is allowed.",
+          "Change the field the message names so that the rule holds."),
+    _code("MG0207", ERR, SCHEMA, "Version not served by the cluster",
+          "The object's apiVersion names a version that the cluster's CRD does not serve (or no longer "
+          "serves), so the API server would refuse it.",
+          "Use one of the served versions the message lists, preferably the storage version."),
     # --- cross-resource: context ---------------------------------------------------------------
     _code("MG0300", WARN, CROSS, "Cluster state not read",
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "
@@ -153,104 +201,169 @@ _CODES = (
           "Short names resolve in the VirtualService's namespace (`reviews` is "
           "`reviews.<namespace>.svc.cluster.local`); names with dots are taken as fully qualified, and "
           "hosts outside the cluster need a ServiceEntry. Requests to such a destination fail with 503.",
-          "Correct the host, use the Service's full name for another namespace, or add a ServiceEntry.",
-          "istioctl IST0101 ReferencedResourceNotFound; Kiali KIA1101"),
+          "Correct the host, use the Service's full name for another namespace, or add a ServiceEntry. A host "
+          "whose Service (annotation networking.istio.io/exportTo) or ServiceEntry (exportTo) is not exported to "
+          "the VirtualService's namespace is not found either, as Istio sees it.",
+          "istioctl IST0101 ReferencedResourceNotFound (host); Kiali KIA1101", "IST0101"),
     _code("MG0302", ERR, CROSS, "Subset not defined",
           "A route names a subset that no DestinationRule for that host defines. Istio answers 503 "
           "(no healthy upstream) for it.",
           "Define the subset in the host's DestinationRule, or correct the subset name.",
-          "istioctl IST0101; Kiali KIA1107"),
+          "istioctl IST0101 ReferencedResourceNotFound (host+subset in destinationrule); Kiali KIA1107", "IST0101"),
     _code("MG0303", ERR, CROSS, "Destination port not served",
           "The destination port is not one of the Service's ports.",
-          "Use one of the ports the Service declares.",
-          "Kiali KIA1107-like"),
-    _code("MG0304", WARN, CROSS, "Destination port missing",
-          "The Service has several ports and the destination names none; Istio then routes to whichever "
-          "port the request arrived on, which is rarely what a multi-port service needs.",
-          "Set destination.port.number."),
+          "Use one of the ports the Service (or ServiceEntry) declares.",
+          "istioctl IST0101 ReferencedResourceNotFound (host:port)", "IST0101"),
+    _code("MG0304", ERR, CROSS, "Destination port missing",
+          "The Service (or ServiceEntry) has several ports and the destination names none, so the route is "
+          "ambiguous; istioctl reports it as an error too.",
+          "Set destination.port.number.",
+          "istioctl IST0112 VirtualServiceDestinationPortSelectorRequired", "IST0112"),
     _code("MG0305", ERR, CROSS, "Gateway not found",
           "The VirtualService binds to a Gateway that does not exist. A bare name means a Gateway in the "
           "VirtualService's namespace; use `namespace/name` for another one; `mesh` means the sidecars.",
           "Correct the reference or create the Gateway.",
-          "istioctl IST0101; Kiali KIA1102"),
+          "istioctl IST0101 ReferencedResourceNotFound (gateway); Kiali KIA1102", "IST0101"),
     _code("MG0306", ERR, CROSS, "Weights do not add up to 100",
           "When a route has more than one destination their weights must add up to 100 (a single "
           "destination may omit its weight). Istio itself normalises relative weights, but Meshgate requires "
           "percentages so that reviewers read the split the way the proxies apply it.",
           "Set a weight on every destination so that they add up to 100.",
-          "Kiali KIA1104"),
+          "no istioctl analyze message (Istio normalises weights); Kiali KIA1104"),
     _code("MG0307", WARN, CROSS, "Route never used",
-          "An earlier HTTP route has no match, so it takes every request, and this route is never reached.",
-          "Move the catch-all route to the end of the list, or give it a match.",
-          "Kiali KIA1106-like"),
+          "An HTTP, TCP or TLS route is never reached: an earlier route has no match and takes every request, "
+          "or every match of this route is already used by earlier routes. istioctl reports the second case, and "
+          "the first when the later route has no match either ('only the last rule can have no matches').",
+          "Move the catch-all route to the end of the list, or give it a match; remove duplicated routes.",
+          "istioctl IST0130 VirtualServiceUnreachableRule; Kiali KIA1106", "IST0130"),
     _code("MG0308", WARN, CROSS, "Match shadowed by an identical one",
-          "An earlier route has exactly the same match, so this one never receives the requests it describes.",
+          "An earlier match (of another route, or of the same route) is exactly the same, so this one never "
+          "receives the requests it describes. Checked for HTTP, TCP and TLS routes.",
           "Remove the duplicate match or make it differ.",
-          "Kiali KIA1106-like"),
-    _code("MG0309", WARN, CROSS, "Host bound by two VirtualServices",
-          "Two VirtualServices declare the same host for the same gateway (`mesh`, the sidecars, when no "
-          "gateway is given). Istio then uses only one of them, and which one is not defined.",
-          "Merge the routes into one VirtualService, or use delegation.",
-          "istioctl IST0109 ConflictingMeshGatewayVirtualServiceHosts"),
+          "istioctl IST0131 VirtualServiceIneffectiveMatch (duplicate match); Kiali KIA1106", "IST0131"),
+    _code("MG0309", ERR, CROSS, "Host bound by two VirtualServices",
+          "Two VirtualServices bound to the sidecars (`mesh`, also when no gateway is given) declare the same or "
+          "overlapping hosts and are visible in a common namespace (exportTo). Istio then uses only one of them, "
+          "and which one is not defined. VirtualServices bound to the same ingress Gateway are merged by Istio "
+          "and not reported.",
+          "Merge the routes into one VirtualService, use delegation, or narrow exportTo.",
+          "istioctl IST0109 ConflictingMeshGatewayVirtualServiceHosts", "IST0109"),
     _code("MG0310", ERR, CROSS, "VirtualService has no hosts",
           "spec.hosts is empty and no other VirtualService delegates to this one, so it applies to nothing.",
           "List the hosts the routes apply to, or reference it from another VirtualService's `delegate`."),
+    _code("MG0314", WARN, CROSS, "Subset routing not applied to gateway traffic",
+          "This VirtualService, bound to a Gateway, routes to a host without a subset, while another VirtualService "
+          "splits that host's traffic by subsets. Requests entering through the gateway follow this route only, so "
+          "the subset split does not apply to them.",
+          "Route gateway traffic to the subsets here as well, or bind the subset routing to the gateway too.",
+          "istioctl IST0140 IngressRouteRulesNotAffected", "IST0140"),
+    _code("MG0315", ERR, CROSS, "JWT claim routing without RequestAuthentication",
+          "A route matches on a JWT claim (@request.auth.claims.*) on a Gateway whose pods no "
+          "RequestAuthentication selects (in their namespace or istio-system), so the claim is never set and the "
+          "match never applies.",
+          "Add a RequestAuthentication selecting the gateway pods.",
+          "istioctl IST0149 JwtClaimBasedRoutingWithoutRequestAuthN", "IST0149"),
+    _code("MG0316", WARN, CROSS, "Gateway reference to an internal Gateway",
+          "The VirtualService binds to a Gateway Istio generates internally for a Kubernetes Gateway API Gateway "
+          "(its name holds 'istio-autogenerated-k8s-gateway'). Such names are an implementation detail and change.",
+          "Bind routes to the Gateway API Gateway with an HTTPRoute, or to an Istio Gateway of your own.",
+          "istioctl IST0165 ReferencedInternalGateway", "IST0165"),
     _code("MG0311", WARN, CROSS, "Regular expression not valid",
           "A regex match does not compile (checked with Python's engine as an approximation of the RE2 "
           "engine Envoy uses), or uses a construct RE2 lacks (lookaround, backreferences).",
           "Correct the expression; RE2 syntax is documented at github.com/google/re2/wiki/Syntax."),
+    _code("MG0312", INFO, CROSS, "Match covered by an earlier prefix match",
+          "An earlier URI prefix match covers this one (its prefix starts this one's, with the same port, method, "
+          "authority, headers, query parameters and withoutHeaders, or broader ones), so it never receives "
+          "requests. As istioctl does, a match without method counts as GET.",
+          "Put the more specific prefix first, or remove it.",
+          "istioctl IST0131 VirtualServiceIneffectiveMatch (overlapping prefix)", "IST0131"),
+    _code("MG0313", WARN, CROSS, "Host not served by the Gateway",
+          "None of the VirtualService's hosts is among the hosts of a Gateway it binds to (spec.gateways), so "
+          "the Gateway never sends it traffic.",
+          "Add the host to a server of the Gateway, or correct the VirtualService's hosts.",
+          "istioctl IST0132 VirtualServiceHostNotFoundInGateway", "IST0132"),
     # --- DestinationRule -----------------------------------------------------------------------
     _code("MG0401", WARN, CROSS, "DestinationRule host not found",
           "The host is neither a Kubernetes Service nor a ServiceEntry host, so the rule applies to nothing "
           "yet.",
           "Correct the host (short names resolve in the rule's namespace) or deploy the Service first.",
-          "Kiali KIA0202"),
+          "istioctl IST0174 UnknownDestinationRuleHost; Kiali KIA0202", "IST0174"),
     _code("MG0402", ERR, CROSS, "Duplicate subset name",
           "Two subsets have the same name; routes to it would pick one at random.",
-          "Give every subset a distinct name."),
+          "Give every subset a distinct name.",
+          "no istioctl analyze message (Istio's validation refuses it)"),
     _code("MG0403", WARN, CROSS, "Subset selects no pod",
           "No running pod of the host's Service carries the subset's labels, so traffic routed to the "
-          "subset fails with 503.",
+          "subset fails with 503. istioctl reports this as an error; Meshgate warns, since a version is often "
+          "deployed after its subset is declared.",
           "Correct the labels, or deploy the version first.",
-          "Kiali KIA0203"),
+          "istioctl IST0173 DestinationRuleSubsetNotSelectPods; Kiali KIA0203", "IST0173"),
     _code("MG0404", WARN, CROSS, "Several DestinationRules for one host",
-          "More than one DestinationRule in the namespace applies to the same host; Istio merges them in an "
-          "unspecified order, so conflicting settings are applied unpredictably.",
+          "More than one DestinationRule without workloadSelector in the namespace applies to the same host and "
+          "they are exported to a common namespace (exportTo); Istio merges them in an unspecified order, so "
+          "conflicting settings are applied unpredictably.",
           "Keep one DestinationRule per host and namespace.",
-          "istioctl IST0174-like"),
+          "no istioctl analyze message (istiod logs the merge); Kiali KIA0201"),
     _code("MG0405", ERR, CROSS, "mTLS conflict",
           "A DestinationRule disables TLS towards workloads whose PeerAuthentication requires STRICT "
           "mutual TLS: they refuse the plain-text connections and every request fails.",
           "Use `tls.mode: ISTIO_MUTUAL` (or remove the tls setting), or relax the PeerAuthentication.",
-          "istioctl IST0113 MTLSPolicyConflict"),
+          "no current istioctl analyze message (IST0113 MTLSPolicyConflict was retired with auto mTLS); Kiali KIA0501"),
     _code("MG0406", INFO, CROSS, "mTLS disabled towards permissive workloads",
           "A DestinationRule disables TLS towards workloads in PERMISSIVE mode: requests work but travel "
           "in plain text.",
           "Use `tls.mode: ISTIO_MUTUAL` unless plain text is intended."),
+    _code("MG0407", WARN, CROSS, "Server certificate not verified",
+          "The DestinationRule's trafficPolicy originates TLS (mode SIMPLE or MUTUAL) without caCertificates, so "
+          "the server's certificate is not verified. A credentialName on a rule with a workloadSelector (a "
+          "gateway's egress) carries its own CA and is not reported.",
+          "Set tls.caCertificates (or a credentialName with a workloadSelector).",
+          "istioctl IST0128 NoServerCertificateVerificationDestinationLevel", "IST0128"),
+    _code("MG0408", WARN, CROSS, "Server certificate not verified on a port",
+          "A portLevelSettings entry originates TLS (mode SIMPLE or MUTUAL) without caCertificates, so the "
+          "server's certificate is not verified on that port.",
+          "Set tls.caCertificates on the port's settings.",
+          "istioctl IST0129 NoServerCertificateVerificationPortLevel", "IST0129"),
     # --- Gateway -------------------------------------------------------------------------------
     _code("MG0501", ERR, CROSS, "Gateway selector matches no pod",
           "No pod in any namespace carries the Gateway's selector labels, so no gateway proxy serves it.",
           "Use the labels of the gateway deployment, e.g. `istio: ingressgateway`.",
-          "istioctl IST0101 ReferencedResourceNotFound"),
+          "istioctl IST0101 ReferencedResourceNotFound (selector)", "IST0101"),
     _code("MG0502", ERR, CROSS, "Conflicting Gateways",
-          "Another Gateway selects the same workloads and declares the same port and host; the proxy "
+          "Another Gateway selects some of the same gateway pods (by the pods its selector matches, or the same "
+          "selector while no pod runs) and declares the same port number with an overlapping host; the proxy "
           "can serve only one of them.",
           "Merge the servers into one Gateway, or use different hosts or ports.",
-          "istioctl IST0145 ConflictingGateways"),
+          "istioctl IST0145 ConflictingGateways", "IST0145"),
     _code("MG0503", WARN, CROSS, "Credential on a non-TLS server",
           "tls.credentialName is set on a server whose protocol is not HTTPS or TLS, so it is ignored.",
           "Set the port's protocol to HTTPS (or TLS), or remove the tls block."),
+    _code("MG0505", WARN, CROSS, "Gateway port not on the gateway's Service",
+          "No Service selecting the Gateway's pods declares the server's port (as port or numeric targetPort), so "
+          "traffic cannot reach the gateway on it. istioctl compares with the targetPorts only; Meshgate accepts "
+          "either, as Istio translates a Service port to its targetPort.",
+          "Use a port of the gateway Service, or add the port to it.",
+          "istioctl IST0162 GatewayPortNotDefinedOnService", "IST0162"),
+    _code("MG0504", WARN, CROSS, "Certificate shared by several Gateways",
+          "Servers of different Gateways on the same gateway pods use the same TLS certificate (credentialName, or "
+          "serverCertificate and privateKey). Clients re-using an HTTP/2 connection for another host of the same "
+          "certificate then get 404s.",
+          "Serve the hosts of one certificate from one Gateway, or use distinct certificates.",
+          "istioctl IST0138 GatewayDuplicateCertificate", "IST0138"),
     # --- security kinds ------------------------------------------------------------------------
     _code("MG0601", WARN, CROSS, "Selector matches no workload",
           "No pod in the policy's namespace carries the selector's labels, so the policy applies to "
           "nothing (yet).",
           "Correct the labels, or deploy the workload first.",
-          "istioctl IST0142-like; Kiali KIA0004"),
+          "istioctl IST0127 NoMatchingWorkloadsFound (AuthorizationPolicy; istioctl has no such check for the "
+          "authentication kinds); Kiali KIA0004", "IST0127"),
     _code("MG0602", WARN, CROSS, "Source namespace does not exist",
           "The rule names a source namespace the cluster does not have, so that part of the rule never "
           "matches.",
-          "Correct the namespace name.",
-          "Kiali KIA0101"),
+          "Correct the namespace name. Patterns with one `*` at the start or the end (`*-prod`, `team-*`) are "
+          "compared with the namespaces as Istio does.",
+          "istioctl IST0101 ReferencedResourceNotFound (namespace); Kiali KIA0101", "IST0101"),
     _code("MG0603", WARN, CROSS, "Malformed principal",
           "Principals are SPIFFE identities without the `spiffe://` prefix, "
           "`<trust-domain>/ns/<namespace>/sa/<service-account>`, or `*`, optionally with one `*` at the "
@@ -275,13 +388,18 @@ _CODES = (
           "More than one PeerAuthentication without selector in the same namespace (mesh-wide when the "
           "namespace is istio-system); Istio uses only the oldest.",
           "Keep one; put workload-specific settings in policies with a selector.",
-          "istioctl IST0131-like"),
+          "no istioctl analyze message (istiod picks the oldest); Kiali KIA0505"),
     _code("MG0609", WARN, CROSS, "JWKS not fetched over HTTPS",
           "jwksUri is not an https URL; keys fetched over plain HTTP can be tampered with.",
           "Use an https jwksUri."),
     _code("MG0610", ERR, CROSS, "JWT issuer missing",
           "A jwtRules entry has no issuer, so no token is ever accepted by it.",
           "Set `issuer` to the token issuer (the `iss` claim)."),
+    _code("MG0611", WARN, CROSS, "Namespace-wide policy in a namespace without workloads",
+          "An AuthorizationPolicy without selector applies to the workloads of its namespace, and the namespace "
+          "runs no pod (the root namespace excepted, where a policy without selector applies mesh-wide).",
+          "Create the policy in the namespace of the workloads it is meant for, or deploy them first.",
+          "istioctl IST0127 NoMatchingWorkloadsFound", "IST0127"),
     # --- ServiceEntry --------------------------------------------------------------------------
     _code("MG0701", ERR, CROSS, "STATIC resolution without endpoints",
           "A ServiceEntry with `resolution: STATIC` needs endpoints (or a workloadSelector): there is "
@@ -290,16 +408,36 @@ _CODES = (
     _code("MG0702", ERR, CROSS, "Wildcard host with DNS resolution",
           "A wildcard host cannot be resolved through DNS when the ServiceEntry lists no endpoints.",
           "Use `resolution: NONE` for wildcard hosts, or list concrete hosts."),
+    _code("MG0703", WARN, CROSS, "Addresses required for this protocol",
+          "A ServiceEntry without addresses has a port whose protocol is TCP or unset: the sidecar cannot tell its "
+          "traffic apart from other TCP traffic on that port without an address (unless DNS auto-allocation is "
+          "enabled in the mesh).",
+          "Add spec.addresses, or set the port's protocol (e.g. HTTP, HTTPS, TLS).",
+          "istioctl IST0134 ServiceEntryAddressesRequired", "IST0134"),
+    _code("MG0704", WARN, CROSS, "Conflicting protocols for a host and port",
+          "Several ServiceEntries visible in a common namespace declare the same host and port number with "
+          "different protocols; the proxies use only one of them.",
+          "Use the same protocol in every ServiceEntry for the host, or merge them.",
+          "istioctl IST0177 ConflictingServiceEntryProtocol", "IST0177"),
     # --- Sidecar -------------------------------------------------------------------------------
     _code("MG0801", ERR, CROSS, "Several default Sidecars in a namespace",
           "More than one Sidecar without workloadSelector in the same namespace; Istio's behaviour is "
           "then undefined.",
           "Keep one Sidecar without selector per namespace.",
-          "istioctl IST0110-like"),
+          "istioctl IST0111 MultipleSidecarsWithoutWorkloadSelectors", "IST0111"),
     _code("MG0802", ERR, CROSS, "Malformed egress host",
           "Egress hosts are `namespace/dnsName`: the namespace is a name, `*`, `.` (the Sidecar's "
           "namespace) or `~` (none); dnsName is `*`, `*.suffix` or a DNS name.",
           "Write e.g. `./*`, `istio-system/*` or `*/api.example.com`."),
+    _code("MG0803", WARN, CROSS, "Sidecar selector matches no pod",
+          "No pod in the Sidecar's namespace carries its workloadSelector labels, so it applies to nothing. "
+          "istioctl reports this as an error; Meshgate warns, since the workload may be deployed later.",
+          "Correct the labels, or deploy the workload first.",
+          "istioctl IST0101 ReferencedResourceNotFound (selector)", "IST0101"),
+    _code("MG0804", ERR, CROSS, "Sidecars select the same pod",
+          "Several Sidecars with a workloadSelector select the same pod; Istio's behaviour is then undefined.",
+          "Make the selectors disjoint, or merge the Sidecars.",
+          "istioctl IST0110 ConflictingSidecarWorkloadSelectors", "IST0110"),
     # --- server dry-run ------------------------------------------------------------------------
     _code("MG0901", ERR, DRYRUN, "Rejected by the API server",
           "The cluster's API server rejected the object in a dry-run (nothing was stored): it breaks a "
@@ -317,6 +455,23 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    _code("MG0905", ERR, DRYRUN, "The cluster would not hold the approved content",
+          "The server's dry-run answer to the rollout's exact write differs from the approved content: a "
+          "field another applier owns would survive, or the server adds a default. Approving it would "
+          "approve something the cluster will not hold.",
+          "Put the field (or the default) into the content, or have its other manager release it."),
+    _code("MG0906", WARN, DRYRUN, "Managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm): its controller "
+          "will revert Meshgate's write at its next sync.",
+          "Change the object in that tool's source, or take it out of the tool before rolling out."),
+    _code("MG0907", ERR, DRYRUN, "Refused: managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm) and this "
+          "environment refuses changes to such objects: the controller would revert the write.",
+          "Change the object in that tool's source, or take it out of the tool."),
+    _code("MG0908", ERR, DRYRUN, "Promotion conflict",
+          "The promoted change edits a field whose value in the target environment differs from the "
+          "source environment's base: applying the edit would overwrite the target's own value.",
+          "Edit the item to the value the target environment should hold; that resolves the conflict."),
     # --- governance: guardrails as the change workflow will apply them ----------------------------
     _code("MG1501", ERR, Layer.GUARDRAIL, "Blocked by a guardrail",
           "A hard-mandatory guardrail (or a soft-mandatory one, unless an admin overrides it with a written "
@@ -335,6 +490,12 @@ def lookup(code: str) -> Code:
 
 
 def finding(code: str, message: str, **where: Any) -> Finding:
-    """A Finding with the level and layer the catalogue gives the code."""
+    """A Finding with the level, layer and Istio code the catalogue gives the code.
+
+    An `istio_code` keyword (str) overrides the catalogue's where one check reports cases istioctl reports and
+    cases it does not ("" for the latter); None keeps the catalogue's.
+    """
     entry = CATALOGUE[code]
-    return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value, **where)
+    istio_code = where.pop("istio_code", None)
+    return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value,
+                   istio_code=entry.istio if istio_code is None else istio_code, **where)

@@ -25,6 +25,7 @@ from policies.validation.parse import ParsedDocument
 DOMAIN_SUFFIX = "svc.cluster.local"
 ROOT_NAMESPACE = "istio-system"
 MESH_GATEWAY = "mesh"
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 
 Identity = tuple[str, str, str]
 Labels = Mapping[str, str]
@@ -71,6 +72,8 @@ class Service:
     name: str
     ports: tuple[int, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
+    export_to: tuple[str, ...] = ()  # annotation networking.istio.io/exportTo, split on commas; () is everywhere
+    target_ports: tuple[int, ...] = ()  # numeric targetPorts of the TCP ports (a gateway proxy listens on them)
 
     @property
     def fqdn(self) -> str:
@@ -118,7 +121,13 @@ def _service(item: dict[str, Any]) -> Service:
     spec = item.get("spec") or {}
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
     meta = _meta(item)
-    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}))
+    export_to = str((meta.get("annotations") or {}).get(EXPORT_TO_ANNOTATION) or "")
+    target_ports = tuple(
+        port["targetPort"] for port in spec.get("ports") or []
+        if type(port.get("targetPort")) is int and (port.get("protocol") or "TCP") == "TCP"
+    )
+    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}),
+                   tuple(part.strip() for part in export_to.split(",") if part.strip()), target_ports)
 
 
 # --- Istio configuration --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ class Finding:
     column: int | None = None
     path: str = ""
     object: str = ""
+    istio_code: str = ""  # the matching `istioctl analyze` message code (e.g. IST0101), when there is one
 
     @property
     def is_error(self) -> bool:

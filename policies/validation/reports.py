@@ -43,6 +43,8 @@ def sarif_log(findings: Iterable[Mapping[str, Any]], *, docs_base: str, version:
             rule["defaultConfiguration"] = {"level": _SARIF_LEVEL.get(str(entry.level.value), "warning")}
             if entry.reference:
                 rule["properties"] = {"istioctl": entry.reference}
+            if entry.istio:
+                rule.setdefault("properties", {})["istioCode"] = entry.istio
         rules.append(rule)
     index = {code: position for position, code in enumerate(codes)}
     results = []
@@ -67,6 +69,8 @@ def sarif_log(findings: Iterable[Mapping[str, Any]], *, docs_base: str, version:
             "locations": [location],
             "properties": {"layer": finding.get("layer", ""), "document": finding.get("document")},
         }
+        if finding.get("istio_code"):
+            result["properties"]["istioCode"] = finding["istio_code"]
         results.append(result)
     return {
         "$schema": SARIF_SCHEMA,

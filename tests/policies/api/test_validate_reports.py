@@ -44,6 +44,7 @@ def test_sarif_answer_is_valid_sarif_and_points_at_the_file_and_line(cluster_org
     assert location["region"]["startLine"] == 13
     rule = run["tool"]["driver"]["rules"][result["ruleIndex"]]
     assert rule["id"] == "MG0302" and rule["helpUri"].endswith("/docs/findings/MG0302/")
+    assert result["properties"]["istioCode"] == rule["properties"]["istioCode"] == "IST0101"
     assert response["X-Meshgate-Findings"].startswith("error=")
 
 

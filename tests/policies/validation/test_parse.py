@@ -277,7 +277,7 @@ class TestIdentity:
 
     @pytest.mark.parametrize(("api_version", "expected"), [
         ("security.istio.io/v1", "use networking.istio.io/v1"),
-        ("networking.istio.io/v2", "served: v1, v1beta1, v1alpha3"),
+        ("networking.istio.io/version1", "is not a Kubernetes API version"),
     ])
     def test_an_api_version_that_does_not_fit_the_kind(self, api_version, expected):
         _, [error] = parse(VS.replace("networking.istio.io/v1", api_version))

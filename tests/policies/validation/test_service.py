@@ -68,7 +68,7 @@ def test_findings_serialize_to_json(validate):
     assert data == [{
         "code": "MG0203", "level": "error", "layer": "schema", "file": "", "document": 0, "line": 6, "column": 3,
         "path": "spec.hots", "object": "DestinationRule shop/cart",
-        "message": "unknown field spec.hots: did you mean host?",
+        "message": "unknown field spec.hots: did you mean host?", "istio_code": "",
     }]
 
 
