@@ -494,7 +494,7 @@ class DriftState:
     """A policy whose live object differs from the last revision Meshgate applied."""
 
     drift: PolicyDrift
-    """The row `drift_detect` keeps (live content, resourceVersion, when)."""
+    """The row `policies.services.drift.drift_detect` keeps (live content, resourceVersion, when)."""
     applied: PolicyRevision
     """The last revision a rollout applied (source rollout)."""
     diff: ObjectDiff
@@ -514,7 +514,7 @@ def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
 
 
 def policy_drift(*, policy: Policy) -> DriftState | None:
-    """The policy's drift as `drift_detect` last recorded it, or None when it has none."""
+    """The policy's drift as `policies.services.drift.drift_detect` last recorded it, or None when it has none."""
     drift = PolicyDrift.objects.filter(policy=policy).first()
     if drift is None:
         return None

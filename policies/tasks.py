@@ -12,11 +12,12 @@ from policies import jobs
 from policies.exceptions import ClusterError
 from policies.models import ChangeRequest, Environment
 from policies.services.clusters import environment_probe
+from policies.services.drift import drift_detect
 from policies.services.imports import environment_import
 from policies.services.notifications import notification_deliver, notifications_due
 from policies.services.plans import plan_compute
-from policies.services.rollouts import drift_detect, rollouts_due, rollouts_start_due
 from policies.services.rollouts import rollout_advance as advance
+from policies.services.rollouts import rollouts_due, rollouts_start_due
 
 logger = logging.getLogger(__name__)
 

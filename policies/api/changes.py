@@ -629,7 +629,7 @@ class ChangePromoteView(ChangeActionView):
 
 class ChangeReplaceItemsView(ChangeActionView):
     http_method_names = ["put", "options"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(operation_id="changes_items_replace",
                    summary="Replace the items with a new bundle (author; a new commit of an open change).",

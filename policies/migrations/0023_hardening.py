@@ -77,7 +77,7 @@ def seal_existing(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> N
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("policies", "0020_source_file"),
+        ("policies", "0022_environment_metrics_scope"),
     ]
 
     operations = [

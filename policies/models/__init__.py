@@ -7,7 +7,7 @@ from policies.models.idempotency import IdempotencyKey
 from policies.models.inventory import InventoryObject, InventoryWatermark
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
-from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
+from policies.models.rollout import Lease, PolicyDrift, Rollout, RolloutEvent
 from policies.models.team import (
     ExternalIdentity,
     GroupMapping,
@@ -37,6 +37,7 @@ __all__ = [
     "IdempotencyKey",
     "InventoryObject",
     "InventoryWatermark",
+    "Lease",
     "Membership",
     "NamespaceOwnership",
     "NotificationChannel",

@@ -317,6 +317,17 @@ MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
 # refused after DNS resolution unless listed here, as host names (`hooks.internal`, `*.corp.example`)
 # or networks (`10.20.0.0/16`, `127.0.0.1/32`).
 MESHGATE_EGRESS_ALLOW = env.list("MESHGATE_EGRESS_ALLOW", default=[])
+# The engine acts on a rollout under a lease (no database transaction is held across cluster calls);
+# a killed worker's lease is taken over after this long. An action renews it before each cluster
+# write, analysis and webhook call, so it must exceed the longest of those (kube and webhook timeouts).
+MESHGATE_ROLLOUT_LEASE_SECONDS = env.float("MESHGATE_ROLLOUT_LEASE_SECONDS", default=20.0)
+# A step whose cluster calls keep failing is retried with a growing delay (2, 4, 8 ... capped at 30 s)
+# this many times before the rollout rolls back (a forward step) or ends `failed` with the live state
+# shown (a restore or promotion that cannot be verified).
+MESHGATE_ROLLOUT_MAX_ATTEMPTS = env.int("MESHGATE_ROLLOUT_MAX_ATTEMPTS", default=5)
+MESHGATE_ROLLOUT_VERIFY_ATTEMPTS = env.int("MESHGATE_ROLLOUT_VERIFY_ATTEMPTS", default=8)
+# One drift sweep per environment at a time (single-flight lease).
+MESHGATE_DRIFT_LEASE_SECONDS = env.float("MESHGATE_DRIFT_LEASE_SECONDS", default=300.0)
 # Hosts rollout webhooks may call (`name` or `*.domain`), on top of the egress policy; empty: any it allows.
 MESHGATE_ROLLOUT_WEBHOOK_HOSTS = env.list("MESHGATE_ROLLOUT_WEBHOOK_HOSTS", default=[])
 # Absolute base URL used in notification links, e.g. https://meshgate.example.com

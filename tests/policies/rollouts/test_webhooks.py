@@ -141,7 +141,7 @@ def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, h
 
 def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after_it(ro, receiver_factory, monkeypatch):
     from integrations.kubernetes.exceptions import KubernetesError
-    from policies.services import rollouts as svc
+    from policies.rollout import engine as svc
 
     pre = receiver_factory()
     rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}])
