@@ -142,6 +142,11 @@ class NotificationEvent(models.TextChoices):
     ROLLOUT_PROMOTED = "rollout.promoted", "Rollout promoted"
     ROLLOUT_ROLLED_BACK = "rollout.rolled_back", "Rollout rolled back"
     ROLLOUT_FAILED = "rollout.failed", "Rollout failed"
+    # a change's end, for pipelines: the change (not its rollout) reached a final state
+    CHANGE_COMPLETED = "change.completed", "Change completed"
+    CHANGE_ROLLED_BACK = "change.rolled_back", "Change rolled back"
+    CHANGE_FAILED = "change.failed", "Change failed"
+    CHANGE_ABORTED = "change.aborted", "Change aborted"
     DRIFT_DETECTED = "drift.detected", "Drift detected"
     TEST = "notification.test", "Test notification"
 

@@ -17,6 +17,7 @@ from django.db import OperationalError, transaction
 from policies import selectors
 from policies.approval import item_is_stale
 from policies.choices import (
+    ChangeOutcome,
     ChangeState,
     NotificationEvent,
     Role,
@@ -57,11 +58,31 @@ def _notify(rollout: Rollout, event: str, subject: str, body: str, payload: dict
            teams=_owner_teams(change), users=[change.author])
 
 
+# The event a pipeline's webhook receives when the engine ends the change in that state.
+CHANGE_END_EVENTS = {
+    ChangeState.COMPLETED: NotificationEvent.CHANGE_COMPLETED,
+    ChangeState.ROLLED_BACK: NotificationEvent.CHANGE_ROLLED_BACK,
+    ChangeState.FAILED: NotificationEvent.CHANGE_FAILED,
+    ChangeState.ABORTED: NotificationEvent.CHANGE_ABORTED,
+}
+
+
 def _set_change_state(change: ChangeRequest, state: str, *, actor: AbstractBaseUser | None = None, action: str,
                       after: dict[str, Any] | None = None) -> ChangeRequest:
     change = lock_change(change)
     if change.state != state:
         set_state(change, state, actor=actor, action=action, after=after)
+        event = CHANGE_END_EVENTS.get(ChangeState(state))
+        if event is not None:
+            notify(
+                event=event, subject=f"Change #{change.pk} “{change.title}” {ChangeState(state).label.lower()} "
+                f"on {change.environment.name}", body="", url=f"/changes/{change.pk}/",
+                payload={"change": change.pk, "environment": change.environment.name, "state": state,
+                         "outcome": ChangeOutcome.of(state).value, "title": change.title,
+                         "repository": change.repository, "commit_sha": change.commit_sha,
+                         "pull_request": change.pull_request, **(after or {})},
+                teams=_owner_teams(change), users=[change.author],
+            )
     return change
 
 

@@ -351,3 +351,19 @@ def test_the_reconciler_starts_a_change_with_its_rollout_plan(ro):
     assert rollout.analysis["gates"] == [1]
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.WAITING_GATE and rollout.current_weight == 20
+
+
+def test_the_change_s_end_is_an_event_a_pipeline_webhook_receives(ro):
+    from policies.models import NotificationChannel, NotificationDelivery
+    from policies.services.notifications import channel_create
+
+    channel = channel_create(actor=ro.author, user=ro.author, name="pipeline", kind="webhook",
+                             target="https://ci.example.com/hooks", events=["change.completed", "change.rolled_back"])
+    rollout = _start(ro)
+    rollout = drive(rollout, passing)
+    assert rollout.state == RolloutState.COMPLETED
+    delivery = NotificationDelivery.objects.get(channel=channel)
+    assert delivery.event == "change.completed"
+    data = delivery.payload["data"]
+    assert data["change"] == rollout.change_id and data["outcome"] == "succeeded" and data["state"] == "completed"
+    assert NotificationChannel.objects.count() == 1
