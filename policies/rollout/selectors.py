@@ -3,17 +3,18 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db.models import Case, Exists, IntegerField, OuterRef, QuerySet, Value, When
 
 from policies.choices import RolloutEventKind, RolloutState
-from policies.models import ChangeItem, NamespaceOwnership, Rollout
+from policies.models import ChangeItem, NamespaceOwnership, Rollout, RolloutEvent
 from policies.selectors import sees_everything
 
 
-def rollout_list(*, user: AbstractBaseUser) -> QuerySet[Rollout]:
+def rollout_list(*, user: User) -> QuerySet[Rollout]:
     """Rollouts whose change touches a namespace one of the user's teams owns (everything for
     superusers and security-team members); active ones first, newest first."""
     rollouts = Rollout.objects.select_related("change", "environment").annotate(
@@ -107,7 +108,7 @@ def _count(value: Any) -> str:
     return "—" if number is None else f"{number:g}"
 
 
-def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
+def rollout_analysis_runs(*, events: Iterable[RolloutEvent]) -> list[dict[str, Any]]:
     """The analysis intervals recorded in the timeline: [{at, phase, verdict, reason, metrics:
     {name: {verdict, canary, stable, threshold, threshold_min, threshold_max, threshold_text}}}],
     oldest first (`threshold_bounds`)."""
@@ -131,7 +132,7 @@ def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
     return runs
 
 
-def rollout_weights(*, rollout: Rollout, events) -> list[dict[str, Any]]:
+def rollout_weights(*, rollout: Rollout, events: Iterable[RolloutEvent]) -> list[dict[str, Any]]:
     """The traffic weight over time: each applied phase's weight at the time it was applied."""
     points = [{"at": (rollout.started_at or rollout.created_at).isoformat(), "weight": 0}]
     for event in events:
@@ -145,7 +146,7 @@ def rollout_weights(*, rollout: Rollout, events) -> list[dict[str, Any]]:
 STEP_STATUS_LABELS = {"done": "done", "current": "current", "pending": "pending", "failed": "failed",
                       "aborted": "aborted", "not_reached": "not reached"}
 # the state a rollout ended in (or is ending in) -> the status of the step it stopped at
-_STOPPED_AT = {RolloutState.ROLLED_BACK: "failed", RolloutState.FAILED: "failed", RolloutState.ABORTED: "aborted"}
+_STOPPED_AT: dict[str, str] = {RolloutState.ROLLED_BACK: "failed", RolloutState.FAILED: "failed", RolloutState.ABORTED: "aborted"}
 
 
 def rollout_steps(*, rollout: Rollout, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:

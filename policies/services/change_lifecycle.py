@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -64,7 +64,7 @@ from policies.validation.parse import ParsedDocument
 # --- new commit ----------------------------------------------------------------------------------------
 
 def _documents(
-    author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]]
+    author: User, environment: Environment, files: list[tuple[str, bytes]]
 ) -> list[tuple[ParsedDocument, SourceText]]:
     """Every object of the bundle with its text and place in the uploaded file, refused as a whole
     on any blocking finding (a namespace the author may not draft in included)."""
@@ -79,7 +79,7 @@ def _documents(
     return documents
 
 
-def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, files: list[tuple[str, bytes]],
+def change_items_replace(*, author: User, change: ChangeRequest, files: list[tuple[str, bytes]],
                          message: str = "", commit_sha: str = "") -> ChangeRequest:
     """The items of ``change`` become the bundle's objects (see the module docstring)."""
     if author.pk != change.author_id:
@@ -143,7 +143,7 @@ def change_items_replace(*, author: AbstractBaseUser, change: ChangeRequest, fil
 
 # --- withdrawal ----------------------------------------------------------------------------------------
 
-def change_withdraw(*, actor: AbstractBaseUser, change: ChangeRequest, reason: str = "") -> ChangeRequest:
+def change_withdraw(*, actor: User, change: ChangeRequest, reason: str = "") -> ChangeRequest:
     """open (before its rollout) → withdrawn, by the author; approvals are voided."""
     if actor.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can withdraw it")
@@ -168,7 +168,7 @@ def _approved_plan_fingerprint(change: ChangeRequest) -> tuple[str, dict[str, st
     return review.plan_content_fingerprint, review.item_content_hashes
 
 
-def _new_attempt(rollout: Rollout, *, actor: AbstractBaseUser) -> Rollout:
+def _new_attempt(rollout: Rollout, *, actor: User) -> Rollout:
     """The rollout row starts over as a new attempt now: the keyed steps of the previous attempt stay in
     the timeline with their keys released, so every step (and analysis window) runs again."""
     now = timezone.now()
@@ -190,14 +190,14 @@ def _new_attempt(rollout: Rollout, *, actor: AbstractBaseUser) -> Rollout:
     return rollout
 
 
-def user_may_retry(*, user: AbstractBaseUser, change: ChangeRequest) -> bool:
+def user_may_retry(*, user: User, change: ChangeRequest) -> bool:
     """Approvers and admins of the owning teams (who may start its rollout)."""
     from policies.services.rollouts import _may_control_change
 
     return _may_control_change(user, change)
 
 
-def change_retry(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_retry(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """rolled_back | failed → rolling_out (a new attempt) when nothing moved, else → in_review."""
     from policies.services.plans import plan_compute
     from policies.services.rollouts import _enqueue

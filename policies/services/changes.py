@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 from django.db import transaction
@@ -46,7 +46,18 @@ from policies.choices import (
     ReviewVerdict,
 )
 from policies.exceptions import ApplicationError, ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import ChangeItem, ChangeRequest, Draft, Environment, Guardrail, Membership, Policy, Review
+from policies.models import (
+    ChangeItem,
+    ChangeRequest,
+    Draft,
+    Environment,
+    Guardrail,
+    GuardrailOverride,
+    Membership,
+    Policy,
+    Review,
+    Team,
+)
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
 from policies.services.drafts import blocking_findings, drafts_from_bundle
@@ -93,7 +104,7 @@ def change_url(change: ChangeRequest) -> str:
 
 
 def audit_change(
-    *, action: str, actor: AbstractBaseUser | None, change: ChangeRequest, before: dict | None = None,
+    *, action: str, actor: User | None, change: ChangeRequest, before: dict | None = None,
     after: dict | None = None,
 ) -> None:
     audit_record(action=action, actor=actor, obj=change, environment=change.environment.name, before=before,
@@ -101,7 +112,7 @@ def audit_change(
 
 
 def set_state(
-    change: ChangeRequest, state: str, *, actor: AbstractBaseUser | None, action: str,
+    change: ChangeRequest, state: str, *, actor: User | None, action: str,
     extra_fields: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
 ) -> None:
     """Moves a locked change to `state`, saves the given fields with it, writes the audit row."""
@@ -124,7 +135,7 @@ def items_fingerprint(items: Iterable[ChangeItem]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def approvals_void(*, change: ChangeRequest, reason: str, actor: AbstractBaseUser | None = None,
+def approvals_void(*, change: ChangeRequest, reason: str, actor: User | None = None,
                    reviews: Iterable[Review] | None = None) -> list[int]:
     """Voids the change's active approvals (all, or `reviews`), records why, and returns their ids.
     The caller holds the change's lock."""
@@ -144,7 +155,7 @@ def approvals_void(*, change: ChangeRequest, reason: str, actor: AbstractBaseUse
     return [review.pk for review in voided]
 
 
-def back_to_review(change: ChangeRequest, *, actor: AbstractBaseUser | None, reason: str) -> None:
+def back_to_review(change: ChangeRequest, *, actor: User | None, reason: str) -> None:
     """An approved or scheduled change whose approvals no longer hold goes back to review."""
     if change.state in (ChangeState.APPROVED, ChangeState.SCHEDULED):
         set_state(
@@ -157,7 +168,7 @@ def enqueue_plan(change: ChangeRequest) -> None:
     jobs.compute_plan.on_commit(change.pk)
 
 
-def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> list[AbstractBaseUser]:
+def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> list[User]:
     """Users who may approve the change (never its author)."""
     team_ids = set(requirements.team_ids)
     if requirements.security:
@@ -168,13 +179,13 @@ def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> 
         .select_related("user")
         .order_by("user__username")
     )
-    users: dict[int, AbstractBaseUser] = {}
+    users: dict[int, User] = {}
     for membership in memberships:
         users.setdefault(membership.user_id, membership.user)
     return list(users.values())
 
 
-def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", teams=(), users=(),
+def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", teams: Iterable[Team] = (), users: Iterable[User] = (),
             payload: dict[str, Any] | None = None) -> None:
     notify(
         event=event, subject=subject, body=body or subject, url=change_url(change),
@@ -208,7 +219,7 @@ def validate_items(*, environment: Environment, items: Sequence[ChangeItem]) -> 
     report = validate_bundle(
         environment=environment,
         files=[(item_filename(item), item_text(item).encode("utf-8", errors="surrogatepass")) for item in present],
-        exclude_policy_ids=sorted(replaced),
+        exclude_policy_ids=sorted(pk for pk in replaced if pk is not None),
     )
     by_file = {item_filename(item): item for item in present}
     for finding in report.findings:
@@ -277,7 +288,7 @@ def change_guardrails_refresh(*, change: ChangeRequest, items: Sequence[ChangeIt
     return pending
 
 
-def advance(change: ChangeRequest, *, actor: AbstractBaseUser | None) -> bool:
+def advance(change: ChangeRequest, *, actor: User | None) -> bool:
     """An in-review change whose approvals suffice and that nothing blocks becomes approved.
     The caller holds the lock. Returns True when it moved."""
     if change.state != ChangeState.IN_REVIEW:
@@ -322,7 +333,7 @@ def _clean_header(*, title: str, link: str) -> tuple[str, str]:
 def _item_snapshot(item: ChangeItem) -> dict[str, Any]:
     return {
         "identity": item.identity, "operation": item.operation, "policy": item.policy_id,
-        "base_revision": item.base_revision.number if item.base_revision_id else None,
+        "base_revision": item.base_revision.number if item.base_revision is not None else None,
         "content_hash": item.content_hash,
     }
 
@@ -341,7 +352,7 @@ class ChangeSource:
 
 def change_create(
     *,
-    author: AbstractBaseUser,
+    author: User,
     environment: Environment,
     drafts: Sequence[Draft],
     title: str,
@@ -403,7 +414,7 @@ def change_create(
 
 def change_create_from_bundle(
     *,
-    author: AbstractBaseUser,
+    author: User,
     environment: Environment,
     files: list[tuple[str, bytes]],
     title: str,
@@ -452,7 +463,7 @@ def _store_validation(items: Sequence[ChangeItem], findings: dict[int, list[dict
         ChangeItem.objects.bulk_update(changed, ["findings", "error_count", "warning_count"])
 
 
-def change_submit(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_submit(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """draft | changes_requested → in_review, by the author. Refused while an item has validation
     errors (re-validated now against the environment) or the change is stale. Computes the plan
     and tells the approvers who can act."""
@@ -510,7 +521,7 @@ def change_submit(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRe
 # --- editing an item ---------------------------------------------------------------------------------
 
 def change_item_update(
-    *, author: AbstractBaseUser, item: ChangeItem, text: str, message: str | None = None
+    *, author: User, item: ChangeItem, text: str, message: str | None = None
 ) -> ChangeItem:
     """New text for one item (the same object). A content change voids every approval and sends an
     approved or scheduled change back to review; text that only changes comments or layout keeps
@@ -579,7 +590,7 @@ def change_item_update(
 
 # --- rebasing ------------------------------------------------------------------------------------------
 
-def change_rebase(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_rebase(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """Moves every stale item's base to its policy's current revision (a creation whose policy now
     exists becomes an update of it), re-validates, voids the approvals and sends an approved or
     scheduled change back to review. The author reads the three-way view first."""
@@ -595,7 +606,9 @@ def change_rebase(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRe
             raise ConflictError(f"change #{change.pk} is not stale: nothing to rebase", extra={"state": change.state})
         moved = []
         for item in stale:
-            old = item.base_revision.number if item.base_revision_id else None
+            assert hasattr(item, "current_revision_now") and hasattr(item, "policy_id_now")  # selectors.change_items
+            assert hasattr(item, "current_revision_number_now")
+            old = item.base_revision.number if item.base_revision is not None else None
             item.base_revision_id = item.current_revision_now
             item.policy_id = item.policy_id_now
             if item.operation == DraftOperation.CREATE and item.current_revision_now is not None:
@@ -623,7 +636,7 @@ def change_rebase(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRe
 
 # --- rejecting, scheduling, plan refresh, guardrail overrides ----------------------------------------------
 
-def change_reject(*, actor: AbstractBaseUser, change: ChangeRequest, reason: str = "") -> ChangeRequest:
+def change_reject(*, actor: User, change: ChangeRequest, reason: str = "") -> ChangeRequest:
     """in_review | changes_requested | approved → rejected (final), by an approver of the change."""
     allowed = {ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED}
     require_state(change, allowed, "reject")
@@ -644,14 +657,14 @@ def change_reject(*, actor: AbstractBaseUser, change: ChangeRequest, reason: str
     return change
 
 
-def user_may_schedule(*, user: AbstractBaseUser, change: ChangeRequest, requirements: approval.Requirements) -> bool:
+def user_may_schedule(*, user: User, change: ChangeRequest, requirements: approval.Requirements) -> bool:
     return user.is_authenticated and (
         user.pk == change.author_id or selectors.user_is_admin(user)
         or approval.user_may_approve(user=user, change=change, requirements=requirements)
     )
 
 
-def change_schedule(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_schedule(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """approved → scheduled for the next opening of the environment's change windows (now, when it
     is open). The rollout engine starts it from there. The approvals, staleness, guardrails and plan
     are checked again first."""
@@ -682,7 +695,7 @@ def change_schedule(*, actor: AbstractBaseUser, change: ChangeRequest) -> Change
     return change
 
 
-def change_refresh_plan(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_refresh_plan(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """Marks the plan out of date and asks the worker for a new one: the author, members of the teams
     owning the change's namespaces, and platform admins."""
     namespaces = set(change.items.values_list("namespace", flat=True))
@@ -701,8 +714,8 @@ def change_refresh_plan(*, actor: AbstractBaseUser, change: ChangeRequest) -> Ch
 
 
 def change_guardrail_override(
-    *, admin: AbstractBaseUser, change: ChangeRequest, item: ChangeItem, guardrail: Guardrail, reason: str
-):
+    *, admin: User, change: ChangeRequest, item: ChangeItem, guardrail: Guardrail, reason: str
+) -> GuardrailOverride:
     """An admin lets a failed soft-mandatory guardrail pass for this item's current content (see
     `guardrail_override`); an in-review change whose approvals suffice then becomes approved."""
     require_state(change, EDITABLE_CHANGE_STATES, "override a guardrail on")

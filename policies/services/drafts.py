@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -46,7 +46,7 @@ class DraftSaveResult:
 
 def draft_save(
     *,
-    author: AbstractBaseUser,
+    author: User,
     environment: Environment,
     text: str,
     draft: Draft | None = None,
@@ -104,7 +104,7 @@ def draft_save(
     return DraftSaveResult(draft=saved, report=report)
 
 
-def draft_update_message(*, author: AbstractBaseUser, draft: Draft, message: str) -> Draft:
+def draft_update_message(*, author: User, draft: Draft, message: str) -> Draft:
     """Changes only the draft's message."""
     if draft.author_id != author.pk:
         raise PermissionDeniedError("only the author of a draft can change it")
@@ -125,7 +125,7 @@ def draft_update_message(*, author: AbstractBaseUser, draft: Draft, message: str
 
 # --- deleting a policy -------------------------------------------------------------------------
 
-def draft_delete_policy(*, author: AbstractBaseUser, policy: Policy, message: str = "") -> Draft:
+def draft_delete_policy(*, author: User, policy: Policy, message: str = "") -> Draft:
     """A draft that deletes `policy`. Idempotent for an existing deletion draft; refused (409) when
     the author already drafts other content for the policy."""
     environment = policy.environment
@@ -166,7 +166,7 @@ def draft_delete_policy(*, author: AbstractBaseUser, policy: Policy, message: st
     return draft
 
 
-def draft_discard(*, actor: AbstractBaseUser, draft: Draft) -> None:
+def draft_discard(*, actor: User, draft: Draft) -> None:
     """Deletes a draft: its author, an admin of the owning team, or a superuser."""
     if draft.author_id != actor.pk and not selectors.user_may_manage_drafts(
         user=actor, environment=draft.environment, namespace=draft.namespace
@@ -187,7 +187,7 @@ def draft_discard(*, actor: AbstractBaseUser, draft: Draft) -> None:
 
 def drafts_from_bundle(
     *,
-    author: AbstractBaseUser,
+    author: User,
     environment: Environment,
     files: list[tuple[str, bytes]],
     message: str = "",
@@ -221,7 +221,7 @@ def drafts_from_bundle(
 
 
 def bundle_objects(
-    *, author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]], default_namespace: str = ""
+    *, author: User, environment: Environment, files: list[tuple[str, bytes]], default_namespace: str = ""
 ) -> tuple[ValidationReport, list[tuple[ParsedDocument, SourceText]]]:
     """The bundle's objects (plain files and archives) with their text and where it stands in the
     uploaded file, refused as a whole (`DraftRejected`, code `bundle_rejected`) on any parse-layer
@@ -260,7 +260,7 @@ def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
 
 
 def workflow_findings(
-    *, author: AbstractBaseUser, environment: Environment, documents: Iterable[ParsedDocument]
+    *, author: User, environment: Environment, documents: Iterable[ParsedDocument]
 ) -> list[Finding]:
     """What a change of these objects would meet beyond their content: the author's role in each
     namespace, and each guardrail that fails (blocking ones as errors, advisory ones as warnings)."""
@@ -282,7 +282,7 @@ def workflow_findings(
 
 
 def permission_findings(
-    *, author: AbstractBaseUser, environment: Environment, documents: Iterable[ParsedDocument]
+    *, author: User, environment: Environment, documents: Iterable[ParsedDocument]
 ) -> list[Finding]:
     """One finding per object in a namespace the author may not draft in."""
     allowed: dict[str, bool] = {}
@@ -302,7 +302,7 @@ def permission_findings(
 
 def _upsert(
     *,
-    author: AbstractBaseUser,
+    author: User,
     environment: Environment,
     document: ParsedDocument,
     source: SourceText,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.db.models import QuerySet
@@ -47,14 +47,14 @@ def _snapshot(guardrail: Guardrail) -> dict[str, Any]:
     }
 
 
-def _require_admin(actor: AbstractBaseUser | None, what: str) -> None:
+def _require_admin(actor: User | None, what: str) -> None:
     if actor is None or not user_is_admin(actor):
         raise PermissionDeniedError(f"only platform admins may {what}")
 
 
 @transaction.atomic
 def guardrail_create(
-    *, actor: AbstractBaseUser, name: str, expression: str, message: str, description: str = "",
+    *, actor: User, name: str, expression: str, message: str, description: str = "",
     enforcement: str = GuardrailEnforcement.ADVISORY, kinds: Iterable[str] = (), production_only: bool = False,
     parameters: dict[str, Any] | None = None, enabled: bool = True,
 ) -> Guardrail:
@@ -72,7 +72,7 @@ def guardrail_create(
 
 
 @transaction.atomic
-def guardrail_update(*, actor: AbstractBaseUser, guardrail: Guardrail, **fields: Any) -> Guardrail:
+def guardrail_update(*, actor: User, guardrail: Guardrail, **fields: Any) -> Guardrail:
     """Changes the given fields. A built-in keeps its key and has no expression; everything else of it
     (enforcement, parameters, message, kinds, enabled, ...) is the admins' to tune."""
     _require_admin(actor, "edit guardrails")
@@ -98,7 +98,7 @@ def guardrail_update(*, actor: AbstractBaseUser, guardrail: Guardrail, **fields:
 
 @transaction.atomic
 def guardrail_override(
-    *, admin: AbstractBaseUser, guardrail: Guardrail, subject_type: str, subject_id: str | int, content_hash: str,
+    *, admin: User, guardrail: Guardrail, subject_type: str, subject_id: str | int, content_hash: str,
     reason: str,
 ) -> GuardrailOverride:
     """Lets a failed soft-mandatory guardrail pass for one subject's content. Only platform admins;

@@ -1,5 +1,7 @@
 """Environments, teams, memberships and namespace ownership."""
-from django.contrib.auth.models import AbstractBaseUser
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.db import transaction
 
 from policies.choices import AuditAction, Role
@@ -20,7 +22,7 @@ def _environment_snapshot(environment: Environment) -> dict:
 
 
 @transaction.atomic
-def environment_upsert(*, name: str, actor: AbstractBaseUser | None = None, **fields) -> Environment:
+def environment_upsert(*, name: str, actor: User | None = None, **fields: Any) -> Environment:
     environment = Environment.objects.select_for_update().filter(name=name).first()
     if environment is None:
         environment = Environment(name=name, **fields)
@@ -47,7 +49,7 @@ def environment_upsert(*, name: str, actor: AbstractBaseUser | None = None, **fi
 
 @transaction.atomic
 def team_upsert(
-    *, slug: str, name: str, is_security: bool = False, description: str = "", actor: AbstractBaseUser | None = None
+    *, slug: str, name: str, is_security: bool = False, description: str = "", actor: User | None = None
 ) -> Team:
     team, created = Team.objects.get_or_create(
         slug=slug, defaults={"name": name, "is_security": is_security, "description": description}
@@ -61,7 +63,7 @@ def team_upsert(
 
 
 @transaction.atomic
-def team_member_set(*, team: Team, user: AbstractBaseUser, role: Role, actor: AbstractBaseUser | None = None) -> Membership:
+def team_member_set(*, team: Team, user: User, role: Role, actor: User | None = None) -> Membership:
     membership = Membership.objects.filter(team=team, user=user).first()
     before = {"role": membership.role} if membership else None
     if membership is None:
@@ -80,7 +82,7 @@ def team_member_set(*, team: Team, user: AbstractBaseUser, role: Role, actor: Ab
 
 @transaction.atomic
 def namespace_assign(
-    *, environment: Environment, namespace: str, team: Team, actor: AbstractBaseUser | None = None
+    *, environment: Environment, namespace: str, team: Team, actor: User | None = None
 ) -> NamespaceOwnership:
     ownership = NamespaceOwnership.objects.filter(environment=environment, namespace=namespace).first()
     if ownership is not None and ownership.team_id == team.pk:

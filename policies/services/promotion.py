@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import copy
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
 from policies import selectors
 from policies.choices import ChangeAuditAction, ChangeState, DraftOperation
 from policies.exceptions import ConflictError, PermissionDeniedError
-from policies.merge import merge_patch, three_way
+from policies.merge import MergeConflict, merge_patch, three_way
 from policies.models import ChangeItem, ChangeRequest, Environment
 from policies.normalize import content_hash, normalize_object
 from policies.services.changes import (
@@ -47,7 +47,7 @@ def next_environment(environment: Environment) -> Environment | None:
     )
 
 
-def change_promote(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
+def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """completed change → a linked new change in the next environment (see the module docstring)."""
     source_items = list(change.items.select_related("base_revision").order_by("position", "pk"))
     target = next_environment(change.environment)
@@ -128,8 +128,10 @@ def carried_content(*, source: ChangeItem, target: object | None, environment: E
                     ) -> tuple[dict, list, bool]:
     """The source item's edit onto the target's current revision, then the environment's override:
     (content, conflicts, whether an override applied)."""
-    base = source.base_revision.content if source.base_revision_id else None
+    assert source.content is not None  # only creations and updates are carried
+    base = source.base_revision.content if source.base_revision is not None else None
     target_content = getattr(target, "content", None)
+    conflicts: list[MergeConflict]
     if target_content is None:
         content, conflicts = copy.deepcopy(source.content), []
     else:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
@@ -47,7 +47,7 @@ from policies.services.plans import plan_compute
 MAX_COMMENT = 10_000
 
 
-def _require_reviewer(*, reviewer: AbstractBaseUser, change: ChangeRequest, items: list[ChangeItem],
+def _require_reviewer(*, reviewer: User, change: ChangeRequest, items: list[ChangeItem],
                       own: str) -> approval.Requirements:
     requirements = approval.change_requirements(change, items=items)
     if reviewer.pk == change.author_id:
@@ -59,7 +59,7 @@ def _require_reviewer(*, reviewer: AbstractBaseUser, change: ChangeRequest, item
 
 
 def review_approve(
-    *, reviewer: AbstractBaseUser, change: ChangeRequest, body: str = "", plan_fingerprint: str | None = None,
+    *, reviewer: User, change: ChangeRequest, body: str = "", plan_fingerprint: str | None = None,
 ) -> Review:
     """Approves the change's current items against a freshly computed plan.
 
@@ -115,7 +115,7 @@ def review_approve(
     return review
 
 
-def review_request_changes(*, reviewer: AbstractBaseUser, change: ChangeRequest, body: str) -> Review:
+def review_request_changes(*, reviewer: User, change: ChangeRequest, body: str) -> Review:
     """in_review | approved → changes_requested, by an approver, with a reason. Every approval is
     voided: the change is reviewed again after the author resubmits it."""
     require_state(change, REVIEWABLE_CHANGE_STATES, "request changes on")
@@ -150,7 +150,7 @@ def item_lines(item: ChangeItem) -> int:
 
 def review_comment(
     *,
-    author: AbstractBaseUser,
+    author: User,
     change: ChangeRequest,
     body: str,
     item: ChangeItem | None = None,
@@ -171,6 +171,7 @@ def review_comment(
             raise ValidationError({"parent": "the comment replied to is on another change"})
         if parent.parent_id is not None:
             parent = parent.parent
+            assert parent is not None
         item, line = parent.item, parent.line
     if item is not None and item.change_id != change.pk:
         raise ValidationError({"item": "the item is not part of this change"})
@@ -203,7 +204,7 @@ def review_comment(
     return comment
 
 
-def comment_may_resolve(*, user: AbstractBaseUser, comment: ReviewComment) -> bool:
+def comment_may_resolve(*, user: User, comment: ReviewComment) -> bool:
     change = comment.change
     if user.pk in (change.author_id, comment.author_id):
         return True
@@ -212,10 +213,10 @@ def comment_may_resolve(*, user: AbstractBaseUser, comment: ReviewComment) -> bo
                                      requirements=approval.change_requirements(change, items=items))
 
 
-def comment_resolve(*, actor: AbstractBaseUser, comment: ReviewComment) -> ReviewComment:
+def comment_resolve(*, actor: User, comment: ReviewComment) -> ReviewComment:
     """Marks a thread resolved (a reply resolves its thread): the change's author, the thread's
     author or an approver of the change. Idempotent."""
-    if comment.parent_id is not None:
+    if comment.parent is not None:
         comment = comment.parent
     if not comment_may_resolve(user=actor, comment=comment):
         raise PermissionDeniedError("only the change's author, the comment's author or an approver can resolve it")
@@ -233,14 +234,14 @@ def comment_resolve(*, actor: AbstractBaseUser, comment: ReviewComment) -> Revie
 
 # --- approval rules ------------------------------------------------------------------------------------
 
-def _require_admin(actor: AbstractBaseUser) -> None:
+def _require_admin(actor: User) -> None:
     if not selectors.user_is_admin(actor):
         raise PermissionDeniedError("only platform admins may edit approval rules")
 
 
 def _rule_snapshot(rule: ApprovalRule) -> dict[str, Any]:
     return {
-        "environment": rule.environment.name if rule.environment_id else None, "kind": rule.kind,
+        "environment": rule.environment.name if rule.environment is not None else None, "kind": rule.kind,
         "required_approvals": rule.required_approvals, "security_approval": rule.security_approval,
         "extra_production_approval": rule.extra_production_approval,
     }
@@ -248,7 +249,7 @@ def _rule_snapshot(rule: ApprovalRule) -> dict[str, Any]:
 
 def approval_rule_save(
     *,
-    actor: AbstractBaseUser,
+    actor: User,
     rule: ApprovalRule | None = None,
     environment: Environment | None,
     kind: str = "",
@@ -289,9 +290,9 @@ def approval_rule_save(
     return rule
 
 
-def approval_rule_delete(*, actor: AbstractBaseUser, rule: ApprovalRule) -> None:
+def approval_rule_delete(*, actor: User, rule: ApprovalRule) -> None:
     _require_admin(actor)
     with transaction.atomic():
         audit_record(action=ChangeAuditAction.APPROVAL_RULE_DELETED, actor=actor, obj=rule,
-                     environment=rule.environment.name if rule.environment_id else "", before=_rule_snapshot(rule))
+                     environment=rule.environment.name if rule.environment is not None else "", before=_rule_snapshot(rule))
         rule.delete()

@@ -22,10 +22,10 @@ from __future__ import annotations
 import copy
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
@@ -110,7 +110,7 @@ def rollout_phase_labels(*, strategy: str, steps: list[int], items: Sequence[Cha
 
 def strategy_fits(strategy: str, items: Sequence[ChangeItem]) -> str:
     """Why the strategy cannot act on these items ("" when it can), by the engine's own rules."""
-    def has(kind: str, *, update_only: bool = False, check=None) -> bool:
+    def has(kind: str, *, update_only: bool = False, check: Callable[[Any], Any] | None = None) -> bool:
         return any(item.kind == kind and item.content and (not update_only or item.operation == DraftOperation.UPDATE)
                    and (check is None or check(item.content)) for item in items)
 
@@ -332,7 +332,7 @@ def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
         if raw is None:
             continue  # the default
         if key in ROLLOUT_OPTION_INT_LIMITS:
-            number = _whole(raw, path, *ROLLOUT_OPTION_INT_LIMITS[key], errors)
+            number: float | str | None = _whole(raw, path, *ROLLOUT_OPTION_INT_LIMITS[key], errors)
         elif key in ROLLOUT_OPTION_NUMBER_LIMITS:
             number = _number(raw, path, *ROLLOUT_OPTION_NUMBER_LIMITS[key], errors)
         elif key == "judge":
@@ -452,11 +452,11 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
 
 # --- writing ----------------------------------------------------------------------------------------------
 
-def user_may_set_rollout_options(*, user: AbstractBaseUser, change: ChangeRequest) -> bool:
+def user_may_set_rollout_options(*, user: User, change: ChangeRequest) -> bool:
     return user.is_authenticated and (user.pk == change.author_id or selectors.user_is_admin(user))
 
 
-def change_set_rollout_options(*, actor: AbstractBaseUser, change: ChangeRequest, options: Any) -> ChangeRequest:
+def change_set_rollout_options(*, actor: User, change: ChangeRequest, options: Any) -> ChangeRequest:
     """Replaces the change's rollout options (`{}` = every default). The author or a platform admin,
     while the change can be edited; a change to the plan voids every approval and sends an approved
     or scheduled change back to review, as an item edit does. Setting the same options is a no-op."""

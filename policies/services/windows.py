@@ -14,7 +14,7 @@ import zoneinfo
 from dataclasses import dataclass
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.forms.models import model_to_dict
 
@@ -28,7 +28,7 @@ NEXT_OPENING_HORIZON = dt.timedelta(days=60)
 _LONGEST_RECURRING_SPAN = dt.timedelta(days=8)
 """A recurring occurrence lasts at most 7 days (to the next end weekday), plus a DST hour."""
 
-WEEKEND_FREEZE = {
+WEEKEND_FREEZE: dict[str, Any] = {
     "name": "Weekend freeze", "kind": WindowKind.FREEZE, "weekdays": [4], "start_time": dt.time(16, 0),
     "end_weekday": 0, "end_time": dt.time(8, 0), "timezone": "Europe/Berlin",
 }
@@ -69,6 +69,7 @@ def _format(at: dt.datetime) -> str:
 
 
 def _end_date(day: dt.date, window: ChangeWindow) -> dt.date:
+    assert window.start_time is not None and window.end_time is not None  # recurring: both times (constraint)
     if window.end_weekday is None:
         return day if window.end_time > window.start_time else day + dt.timedelta(days=1)
     days = (window.end_weekday - day.weekday()) % 7
@@ -81,12 +82,14 @@ def window_occurrences(window: ChangeWindow, *, start: dt.datetime, end: dt.date
     """The window's occurrences that overlap [start, end)."""
     start, end = _aware(start), _aware(end)
     if not window.is_recurring:
+        assert window.starts_at is not None and window.ends_at is not None  # one-off: both ends (constraint)
         first, last = _aware(window.starts_at), _aware(window.ends_at)
         return [Occurrence(window, first, last)] if first < end and last > start else []
     tz = zoneinfo.ZoneInfo(window.timezone)
     weekdays = set(window.weekdays or [])
     day = (start - _LONGEST_RECURRING_SPAN).astimezone(tz).date()
     last_day = end.astimezone(tz).date()
+    assert window.start_time is not None and window.end_time is not None  # recurring: both times (constraint)
     found = []
     while day <= last_day:
         if day.weekday() in weekdays:
@@ -207,6 +210,7 @@ WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 def window_describe(window: ChangeWindow) -> str:
     """E.g. "Fri 16:00 → Mon 08:00 (Europe/Berlin)", "Mon–Fri 22:00 → 06:00 (UTC)" or a one-off range."""
     if not window.is_recurring:
+        assert window.starts_at is not None and window.ends_at is not None  # one-off: both ends (constraint)
         return f"{_format(window.starts_at)} → {_format(window.ends_at)}"
     days = sorted(set(window.weekdays or []))
     if len(days) > 2 and days == list(range(days[0], days[-1] + 1)):
@@ -224,13 +228,14 @@ def _snapshot(window: ChangeWindow) -> dict[str, Any]:
 
 @transaction.atomic
 def change_window_upsert(
-    *, environment: Environment, name: str, actor: AbstractBaseUser | None = None, **fields: Any
+    *, environment: Environment, name: str, actor: User | None = None, **fields: Any
 ) -> ChangeWindow:
     """Creates or updates the environment's window of that name (validated, audited)."""
     window = ChangeWindow.objects.select_for_update().filter(environment=environment, name=name).first()
     created = window is None
     if created:
         window = ChangeWindow(environment=environment, name=name)
+    assert window is not None
     before = None if created else _snapshot(window)
     for field, value in fields.items():
         setattr(window, field, value)
