@@ -15,9 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import django_filters
+from django.contrib.auth.models import User
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -27,6 +29,7 @@ from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -51,15 +54,17 @@ from policies.api.drafts import (
 from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
 from policies.choices import ChangeOutcome, ChangeState, PlanLiveState, PlanStatus
-from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment, Rollout
+from policies.models import ChangeItem, ChangeRequest, Environment, Plan, Review, ReviewComment, Rollout
 from policies.services import change_lifecycle as lifecycle
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
 from policies.services.plans import plan_is_current
+from portal.http import signed_in_user
 from portal.parsers import SafeJSONParser
 
-USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
+USERNAME: dict[str, Any] = {"slug_field": "username", "read_only": True, "allow_null": True}
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -67,7 +72,7 @@ USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
 class ApprovalStatusSerializer(serializers.Serializer):
     satisfied = serializers.BooleanField(help_text="The approvals meet every rule.")
     approvable = serializers.BooleanField(help_text="Satisfied and nothing blocks the change.")
-    required = serializers.IntegerField()
+    required = serializers.IntegerField()  # type: ignore[assignment]  # a declared field, not Field.required
     approvals = serializers.IntegerField(help_text="Approvals that count.")
     approved_by = serializers.ListField(child=serializers.CharField())
     missing = serializers.ListField(child=serializers.CharField(), help_text="E.g. 'a Security approver'.")
@@ -145,7 +150,7 @@ class PlanSerializer(serializers.ModelSerializer):
 
 
 class ReviewSerializer(serializers.ModelSerializer):
-    reviewer = serializers.SlugRelatedField(**USERNAME)
+    reviewer: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = Review
@@ -155,8 +160,8 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 
 class CommentSerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(**USERNAME)
-    resolved_by = serializers.SlugRelatedField(**USERNAME)
+    author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
+    resolved_by: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = ReviewComment
@@ -166,8 +171,8 @@ class CommentSerializer(serializers.ModelSerializer):
 
 class ChangeSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:change-detail")
-    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    author = serializers.SlugRelatedField(**USERNAME)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = ChangeRequest
@@ -184,7 +189,7 @@ class ChangeDetailSerializer(ChangeSerializer):
     approval = serializers.SerializerMethodField()
     plan = serializers.SerializerMethodField()
     reviews = serializers.SerializerMethodField()
-    promotions = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
+    promotions: serializers.PrimaryKeyRelatedField[ChangeRequest] = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
                                                     help_text="Changes promoted from this one.")
     rollout_options = RolloutOptionsField(read_only=True, help_text="The author's rollout plan (set it with "
                                                                     "`POST …/rollout-options/`).")
@@ -199,7 +204,7 @@ class ChangeDetailSerializer(ChangeSerializer):
 
     @extend_schema_field(ChangeItemDetailSerializer(many=True))
     def get_items(self, change: ChangeRequest) -> list[dict[str, Any]]:
-        return ChangeItemDetailSerializer(self.context["items"], many=True).data
+        return ChangeItemDetailSerializer(self.context["items"], many=True).data  # type: ignore[return-value]  # many=True: a list
 
     def get_stale(self, change: ChangeRequest) -> bool:
         return any(approval.item_is_stale(item) for item in self.context["items"])
@@ -215,7 +220,7 @@ class ChangeDetailSerializer(ChangeSerializer):
 
     @extend_schema_field(ReviewSerializer(many=True))
     def get_reviews(self, change: ChangeRequest) -> list[dict[str, Any]]:
-        return ReviewSerializer(self.context["reviews"], many=True).data
+        return ReviewSerializer(self.context["reviews"], many=True).data  # type: ignore[return-value]  # many=True: a list
 
     @extend_schema_field(RolloutPlanSerializer())
     def get_rollout_plan(self, change: ChangeRequest) -> dict[str, Any]:
@@ -295,7 +300,7 @@ class ChangeCreateSerializer(_ChangeHeader):
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     namespace = NamespaceField()
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if ("drafts" in attrs) == ("text" in attrs):
             raise ValidationError("give either `drafts` (draft ids) or `text` (a bundle)")
         return attrs
@@ -327,7 +332,7 @@ class CommentCreateSerializer(serializers.Serializer):
     item = serializers.IntegerField(required=False, allow_null=True, help_text="An item of the change.")
     line = serializers.IntegerField(required=False, allow_null=True, min_value=1,
                                     help_text="A line of the item's YAML (the diff's right side).")
-    parent = serializers.IntegerField(required=False, allow_null=True, help_text="Reply to this comment.")
+    parent = serializers.IntegerField(required=False, allow_null=True, help_text="Reply to this comment.")  # type: ignore[assignment]  # a declared field, not Field.parent
 
 
 class RejectSerializer(serializers.Serializer):
@@ -365,7 +370,7 @@ def replace_items(request: Request, change: ChangeRequest) -> ChangeRequest:
         params.is_valid(raise_exception=True)
         values = params.validated_data
         files = [(values["filename"], values["text"].encode())]
-    return lifecycle.change_items_replace(author=request.user, change=change, message=values["message"],
+    return lifecycle.change_items_replace(author=signed_in_user(request), change=change, message=values["message"],
                                           files=files, commit_sha=values["commit_sha"])
 
 
@@ -390,7 +395,7 @@ class ChangeFilterSet(django_filters.FilterSet):
         model = ChangeRequest
         fields = ["environment", "state", "author", "mine", "pull_request"]
 
-    def filter_mine(self, queryset, name, value):
+    def filter_mine(self, queryset: QuerySet[ChangeRequest], name: str, value: bool) -> QuerySet[ChangeRequest]:
         return queryset.filter(author=self.request.user) if value else queryset
 
 
@@ -416,10 +421,10 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
     def get_queryset(self) -> QuerySet[ChangeRequest]:
         return selectors.change_list(user=self.request.user).order_by("-pk")
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         return ChangeDetailSerializer if self.action == "retrieve" else ChangeSerializer
 
-    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return detail_response(request, self.get_object())
 
     @extend_schema(
@@ -441,8 +446,9 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
         one); the drafts move into the change. Submit it with `…/submit/`."""
         data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
+        files: list[tuple[str, bytes]] | None
         if is_multipart(request):
-            params = ChangeCreateUploadSerializer(data=data, context=context)
+            params: BaseSerializer[Any] = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
             payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
@@ -487,14 +493,14 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
                    responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
     def destroy(self, request: Request, pk: int) -> Response:
         change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
-        return detail_response(request, lifecycle.change_withdraw(actor=request.user, change=change))
+        return detail_response(request, lifecycle.change_withdraw(actor=signed_in_user(request), change=change))
 
 
 class ChangeActionView(APIView):
     """One transition of one change: parse input, call one service, answer the change."""
 
     input_serializer: type[serializers.Serializer] = EmptySerializer
-    success_status = status.HTTP_200_OK
+    success_status: int = status.HTTP_200_OK
 
     def change(self, request: Request, pk: int) -> ChangeRequest:
         return get_object_or_404(selectors.change_list(user=request.user), pk=pk)
@@ -513,19 +519,19 @@ class ChangeActionView(APIView):
         return self.respond(request, change, result)
 
 
-def _action_schema(operation_id: str, request_serializer, summary: str, response=ChangeDetailSerializer,
-                   success: int = status.HTTP_200_OK):
+def _action_schema(operation_id: str, request_serializer: Any, summary: str, response: Any = ChangeDetailSerializer,
+                   success: int = status.HTTP_200_OK) -> Callable[[_F], _F]:
     return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
                          responses={success: response, **ERRORS})
 
 
 class ChangeSubmitView(ChangeActionView):
     @_action_schema("changes_submit", EmptySerializer, "Submit for review (author; draft or changes_requested).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return change_services.change_submit(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return change_services.change_submit(actor=signed_in_user(request), change=change)
 
 
 class ChangeApproveView(ChangeActionView):
@@ -533,11 +539,11 @@ class ChangeApproveView(ChangeActionView):
 
     @_action_schema("changes_approve", ApproveSerializer,
                     "Approve against a freshly computed plan (approvers of the owning teams; never the author).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return review_services.review_approve(reviewer=request.user, change=change, body=data["body"],
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return review_services.review_approve(reviewer=signed_in_user(request), change=change, body=data["body"],
                                               plan_fingerprint=data["plan_fingerprint"] or None)
 
 
@@ -546,11 +552,11 @@ class ChangeRequestChangesView(ChangeActionView):
 
     @_action_schema("changes_request_changes", RequestChangesSerializer,
                     "Request changes (voids every approval; back to the author).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return review_services.review_request_changes(reviewer=request.user, change=change, body=data["body"])
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return review_services.review_request_changes(reviewer=signed_in_user(request), change=change, body=data["body"])
 
 
 class ChangeCommentView(ChangeActionView):
@@ -560,10 +566,10 @@ class ChangeCommentView(ChangeActionView):
     @_action_schema("changes_comment", CommentCreateSerializer,
                     "Comment on the change, an item, or a line of an item; or reply to a comment.",
                     response=CommentSerializer, success=status.HTTP_201_CREATED)
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
         item = parent = None
         if data.get("item"):
             item = ChangeItem.objects.filter(pk=data["item"], change=change).first()
@@ -573,10 +579,10 @@ class ChangeCommentView(ChangeActionView):
             parent = ReviewComment.objects.filter(pk=data["parent"], change=change).first()
             if parent is None:
                 raise ValidationError({"parent": [f"change #{change.pk} has no comment {data['parent']}"]})
-        return review_services.review_comment(author=request.user, change=change, body=data["body"], item=item,
+        return review_services.review_comment(author=signed_in_user(request), change=change, body=data["body"], item=item,
                                               line=data.get("line"), parent=parent)
 
-    def respond(self, request, change, result):
+    def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
         return Response(CommentSerializer(result).data, status=self.success_status)
 
 
@@ -584,31 +590,31 @@ class ChangeRejectView(ChangeActionView):
     input_serializer = RejectSerializer
 
     @_action_schema("changes_reject", RejectSerializer, "Reject the change (final; approvers).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return change_services.change_reject(actor=request.user, change=change, reason=data["reason"])
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return change_services.change_reject(actor=signed_in_user(request), change=change, reason=data["reason"])
 
 
 class ChangeRebaseView(ChangeActionView):
     @_action_schema("changes_rebase", EmptySerializer,
                     "Rebase stale items onto the policies' current revisions (author; voids approvals).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return change_services.change_rebase(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return change_services.change_rebase(actor=signed_in_user(request), change=change)
 
 
 class ChangeScheduleView(ChangeActionView):
     @_action_schema("changes_schedule", EmptySerializer,
                     "Schedule an approved change for the next opening of the environment's change windows.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return change_services.change_schedule(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return change_services.change_schedule(actor=signed_in_user(request), change=change)
 
 
 class ChangePromoteView(ChangeActionView):
@@ -617,13 +623,13 @@ class ChangePromoteView(ChangeActionView):
     @_action_schema("changes_promote", EmptySerializer,
                     "Promote a completed change to the next environment: answers the new, linked change.",
                     success=status.HTTP_201_CREATED)
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return promotion_services.change_promote(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return promotion_services.change_promote(actor=signed_in_user(request), change=change)
 
-    def respond(self, request, change, result):
+    def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
         return detail_response(request, result, self.success_status)
 
 
@@ -644,13 +650,13 @@ class ChangeWithdrawView(ChangeActionView):
     input_serializer = WithdrawSerializer
 
     @_action_schema("changes_withdraw", WithdrawSerializer, "Withdraw the change (author; before its rollout).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return lifecycle.change_withdraw(actor=request.user, change=change, reason=data["reason"])
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return lifecycle.change_withdraw(actor=signed_in_user(request), change=change, reason=data["reason"])
 
-    def respond(self, request, change, result):
+    def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
         return detail_response(request, result)
 
 
@@ -658,13 +664,13 @@ class ChangeRetryView(ChangeActionView):
     @_action_schema("changes_retry", EmptySerializer,
                     "Retry a rolled-back or failed change (approver of the owning team): a new rollout attempt "
                     "when nothing moved since the approved plan, else back to review.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return lifecycle.change_retry(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return lifecycle.change_retry(actor=signed_in_user(request), change=change)
 
-    def respond(self, request, change, result):
+    def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
         return detail_response(request, result)
 
 
@@ -674,11 +680,11 @@ class ChangeRefreshPlanView(ChangeActionView):
     @_action_schema("changes_refresh_plan", EmptySerializer,
                     "Ask the worker for a new plan (poll `status/` for `plan_current`).",
                     success=status.HTTP_202_ACCEPTED)
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, change, data):
-        return change_services.change_refresh_plan(actor=request.user, change=change)
+    def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
+        return change_services.change_refresh_plan(actor=signed_in_user(request), change=change)
 
 
 MAX_STATUS_WAIT = 60

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
 import django_filters
+from django.contrib.auth.models import User
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -32,6 +34,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -42,7 +45,7 @@ from policies.bundles import MAX_BUNDLE_FILES, expand_bundle
 from policies.choices import DraftOperation
 from policies.diff import ObjectDiff
 from policies.exceptions import IdempotencyKeyReused, RequestTooLarge
-from policies.models import Draft, Environment, IdempotencyKey
+from policies.models import Draft, Environment, IdempotencyKey, Policy
 from policies.services.drafts import (
     draft_discard,
     draft_save,
@@ -54,6 +57,7 @@ from policies.validation import Finding, Level
 from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
 from policies.validation.service import ValidationReport, validate_bundle, validate_text
 from portal.choices import TokenScope
+from portal.http import signed_in_user
 from portal.models import ApiToken
 from portal.parsers import SafeJSONParser
 from portal.permissions import TokenScopePermission
@@ -69,7 +73,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 class ReadScopePermission(TokenScopePermission):
     """Authenticated; a token needs `read` even for POST (validation stores nothing)."""
 
-    def has_permission(self, request, view):
+    def has_permission(self, request: Request, view: APIView) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         if isinstance(request.auth, ApiToken):
@@ -108,7 +112,7 @@ class RejectionDetailsSerializer(serializers.Serializer):
 
 
 class RejectionSerializer(ErrorSerializer):
-    details = RejectionDetailsSerializer()
+    details = RejectionDetailsSerializer()  # type: ignore[assignment]  # redeclares the field with its shape
 
 
 @extend_schema_field(OpenApiTypes.STR)
@@ -118,7 +122,7 @@ class EnvironmentField(serializers.SlugRelatedField):
         "invalid": "give the environment's name",
     }
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("slug_field", "name")
         kwargs.setdefault("help_text", "Name of the target environment, e.g. staging.")
         super().__init__(**kwargs)
@@ -181,7 +185,7 @@ class ValidateTextSerializer(serializers.Serializer):
 class UploadField(serializers.ListField):
     child = serializers.FileField(allow_empty_file=True)
 
-    def __init__(self, **kwargs):
+    def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_empty", False)
         kwargs.setdefault(
             "help_text",
@@ -235,12 +239,12 @@ class DiffSerializer(serializers.Serializer):
 
 class DraftSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:draft-detail")
-    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    policy = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    policy: serializers.PrimaryKeyRelatedField[Policy] = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
                                                 help_text="The policy this draft changes; null for a new one.")
     base_revision = serializers.IntegerField(source="base_revision.number", read_only=True, allow_null=True,
                                              help_text="The policy's current revision when the draft was started.")
-    author = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Draft
@@ -265,11 +269,11 @@ class DraftDetailSerializer(DraftSerializer):
         read_only_fields = fields
 
     def get_current_revision(self, draft: Draft) -> int | None:
-        current = draft.policy.current_revision if draft.policy_id else None
+        current = draft.policy.current_revision if draft.policy is not None else None
         return current.number if current is not None else None
 
     def get_stale(self, draft: Draft) -> bool:
-        current = draft.policy.current_revision_id if draft.policy_id else None
+        current = draft.policy.current_revision_id if draft.policy is not None else None
         return current != draft.base_revision_id
 
     @extend_schema_field(serializers.BooleanField())
@@ -290,7 +294,7 @@ class DraftDetailSerializer(DraftSerializer):
         if findings is None:
             report = selectors.draft_validation(draft=draft)
             findings = [finding.as_dict() for finding in report.findings] if report is not None else []
-            self.context["findings"] = findings
+            self.context["findings"] = findings  # type: ignore[index]  # the stubs type the context read-only; it is a dict
         return findings
 
 
@@ -305,7 +309,7 @@ class DraftUpdateSerializer(serializers.Serializer):
                                  help_text="New text for the same object (kind, namespace and name cannot change).")
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
-    def validate(self, attrs):
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         if not attrs:
             raise ValidationError("give `text`, `message` or both")
         return attrs
@@ -371,7 +375,7 @@ def is_multipart(request: Request) -> bool:
     return (request.content_type or "").startswith(("multipart/form-data", "application/x-www-form-urlencoded"))
 
 
-def read_uploads(uploads) -> list[tuple[str, bytes]]:
+def read_uploads(uploads: list[UploadedFile[bytes]]) -> list[tuple[str, bytes]]:
     """The uploaded files' names and bytes, refusing more than a bundle may hold before reading."""
     total = sum(upload.size or 0 for upload in uploads)
     if total > MAX_BUNDLE_BYTES:
@@ -385,7 +389,7 @@ def read_uploads(uploads) -> list[tuple[str, bytes]]:
     return [(upload.name or f"file-{position + 1}", upload.read()) for position, upload in enumerate(uploads)]
 
 
-def report_body(report: ValidationReport, extra_findings: list[Finding] = ()) -> dict[str, Any]:
+def report_body(report: ValidationReport | None, extra_findings: Sequence[Finding] = ()) -> dict[str, Any]:
     findings = [*extra_findings, *report.findings] if report is not None else list(extra_findings)
     documents = report.documents if report is not None else []
     return {
@@ -437,7 +441,7 @@ def idempotent(request: Request, payload: Any, produce: Callable[[], Response]) 
     if not _IDEMPOTENCY_KEY.match(key):
         raise ValidationError({IDEMPOTENCY_HEADER: ["1 to 255 printable ASCII characters, without spaces"]})
     fingerprint = request_fingerprint(request, payload)
-    user = request.user
+    user = signed_in_user(request)
     IdempotencyKey.objects.filter(user=user, key=key, created_at__lt=timezone.now() - IDEMPOTENCY_TTL).delete()
     stored = IdempotencyKey.objects.filter(user=user, key=key).first()
     if stored is None:
@@ -460,7 +464,7 @@ def idempotent(request: Request, payload: Any, produce: Callable[[], Response]) 
     return Response(stored.response_body, status=stored.response_status, headers={"Idempotent-Replayed": "true"})
 
 
-def _upload_payload(data, uploads: list[tuple[str, bytes]], fields: tuple[str, ...]) -> dict[str, Any]:
+def _upload_payload(data: Any, uploads: list[tuple[str, bytes]], fields: tuple[str, ...]) -> dict[str, Any]:
     return {
         "fields": {name: data.get(name) for name in fields},
         "files": [[name, hashlib.sha256(content).hexdigest()] for name, content in uploads],
@@ -519,7 +523,7 @@ class ValidateView(APIView):
         data = with_namespace(request, request_data(request))
         context = {"request": request}
         if is_multipart(request):
-            params = ValidateUploadSerializer(data=data, context=context)
+            params: BaseSerializer[Any] = ValidateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files, problems = expand_bundle(read_uploads(params.validated_data["files"]))
             report = None
@@ -539,7 +543,7 @@ class ValidateView(APIView):
     def _workflow(self, values: dict[str, Any], report: ValidationReport | None) -> list[Finding]:
         if values["checks"] == "content" or report is None:
             return []
-        return workflow_findings(author=self.request.user, environment=values["environment"],
+        return workflow_findings(author=signed_in_user(self.request), environment=values["environment"],
                                  documents=report.documents)
 
 
@@ -562,7 +566,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             )
         return selectors.draft_visible_list(user=self.request.user)
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         return DraftSerializer if self.action in ("list", "bundle") else DraftDetailSerializer
 
     def _detail(self, draft: Draft, *, findings: list[dict] | None = None, status_code: int = 200) -> Response:
@@ -571,7 +575,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             context["findings"] = findings
         return Response(DraftDetailSerializer(draft, context=context).data, status=status_code)
 
-    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return self._detail(self.get_object())
 
     @extend_schema(
@@ -591,7 +595,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
         def produce() -> Response:
             result = draft_save(
-                author=request.user, environment=values["environment"], text=values["text"], message=values["message"]
+                author=signed_in_user(request), environment=values["environment"], text=values["text"], message=values["message"]
             )
             findings = [finding.as_dict() for finding in result.report.findings]
             return self._detail(result.draft, findings=findings, status_code=status.HTTP_201_CREATED)
@@ -607,7 +611,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your draft."),
         },
     )
-    def partial_update(self, request: Request, *args, **kwargs) -> Response:
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         """Change a draft's text (same object only) and/or its message."""
         draft = self.get_object()
         params = DraftUpdateSerializer(data=request_data(request))
@@ -615,14 +619,14 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         values = params.validated_data
         if "text" in values:
             result = draft_save(
-                author=request.user, environment=draft.environment, text=values["text"], draft=draft,
+                author=signed_in_user(request), environment=draft.environment, text=values["text"], draft=draft,
                 message=values.get("message"),
             )
             return self._detail(result.draft, findings=[finding.as_dict() for finding in result.report.findings])
-        return self._detail(draft_update_message(author=request.user, draft=draft, message=values["message"]))
+        return self._detail(draft_update_message(author=signed_in_user(request), draft=draft, message=values["message"]))
 
     def perform_destroy(self, instance: Draft) -> None:
-        draft_discard(actor=self.request.user, draft=instance)
+        draft_discard(actor=signed_in_user(self.request), draft=instance)
 
     @extend_schema(
         request={"multipart/form-data": BundleUploadSerializer, "application/json": BundleTextSerializer},
@@ -648,7 +652,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
         if is_multipart(request):
-            params = BundleUploadSerializer(data=data, context=context)
+            params: BaseSerializer[Any] = BundleUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
             payload = _upload_payload(data, files, ("environment", "message", "namespace"))
@@ -663,7 +667,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
         def produce() -> Response:
             drafts = drafts_from_bundle(
-                author=request.user, environment=values["environment"], files=files, message=values["message"],
+                author=signed_in_user(request), environment=values["environment"], files=files, message=values["message"],
                 default_namespace=values["namespace"],
             )
             return Response(DraftSerializer(drafts, many=True, context=context).data, status=status.HTTP_201_CREATED)

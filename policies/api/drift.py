@@ -33,8 +33,9 @@ from policies.api.drafts import (
     idempotent,
 )
 from policies.api.serializers import ContentField, DriftSummarySerializer
-from policies.models import Draft, Policy
+from policies.models import Draft, Policy, PolicyDrift
 from policies.services.drift import drift_adopt, drift_reapply
+from portal.http import signed_in_user
 
 
 class DriftDiffSerializer(DiffSerializer):
@@ -54,16 +55,16 @@ class DriftDetailSerializer(DriftSummarySerializer):
                   "open_changes"]
         read_only_fields = fields
 
-    def get_applied_revision(self, drift) -> int:
+    def get_applied_revision(self, drift: PolicyDrift) -> int:
         return self.context["state"].applied.number
 
     @extend_schema_field(DriftDiffSerializer())
-    def get_diff(self, drift) -> dict[str, Any]:
+    def get_diff(self, drift: PolicyDrift) -> dict[str, Any]:
         state: selectors.DriftState = self.context["state"]
         return {**state.diff.as_dict(),
                 "unified": state.diff.unified(old_label=f"revision #{state.applied.number}", new_label="live")}
 
-    def get_open_changes(self, drift) -> list[int]:
+    def get_open_changes(self, drift: PolicyDrift) -> list[int]:
         return [change.pk for change in self.context["state"].open_changes]
 
 
@@ -109,7 +110,7 @@ class PolicyDriftAdoptView(APIView):
         policy = _policy(request, pk)
 
         def produce() -> Response:
-            draft = drift_adopt(actor=request.user, policy=policy)
+            draft = drift_adopt(actor=signed_in_user(request), policy=policy)
             draft = Draft.objects.select_related("environment", "policy__current_revision", "base_revision",
                                                  "author").get(pk=draft.pk)
             context = {"request": request, "diff": selectors.draft_diff(draft=draft)}
@@ -128,7 +129,7 @@ class PolicyDriftReapplyView(APIView):
         policy = _policy(request, pk)
 
         def produce() -> Response:
-            change = drift_reapply(actor=request.user, policy=policy)
+            change = drift_reapply(actor=signed_in_user(request), policy=policy)
             return detail_response(request, change, status.HTTP_201_CREATED)
 
         return idempotent(request, {}, produce)

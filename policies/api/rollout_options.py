@@ -22,6 +22,7 @@ from policies.constants import ROLLOUT_OPTION_INT_LIMITS
 from policies.models import ChangeItem, ChangeRequest
 from policies.services import rollout_options as services
 from policies.services.rollout_options import DIRECTIONS, JUDGES, METRIC_KEYS, PROVIDERS
+from portal.http import signed_in_user
 from portal.parsers import SafeJSONParser
 
 
@@ -174,6 +175,6 @@ class ChangeRolloutOptionsView(APIView):
         },
     )
     def post(self, request: Request, pk: int) -> Response:
-        change = services.change_set_rollout_options(actor=request.user, change=self.change(request, pk),
+        change = services.change_set_rollout_options(actor=signed_in_user(request), change=self.change(request, pk),
                                                      options=request.data)
         return Response(RolloutOptionsStateSerializer(_state(change)).data)

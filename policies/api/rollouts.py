@@ -5,7 +5,8 @@ rollout's state in `details.state`; only approvers and admins of the owning team
 """
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import django_filters
 from django.db.models import QuerySet
@@ -14,6 +15,7 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import mixins, serializers, status
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
@@ -23,6 +25,9 @@ from policies.choices import RolloutState, RolloutStrategy
 from policies.models import Rollout
 from policies.rollout import selectors as rollout_selectors
 from policies.services import rollouts as rollout_services
+from portal.http import signed_in_user
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 # --- output -------------------------------------------------------------------------------------------------
 
@@ -50,7 +55,7 @@ class RolloutSerializer(serializers.ModelSerializer):
 class RolloutPhaseSerializer(serializers.Serializer):
     index = serializers.IntegerField()
     key = serializers.CharField()
-    label = serializers.CharField()
+    label = serializers.CharField()  # type: ignore[assignment]  # a declared field, not Field.label
     weight = serializers.IntegerField(allow_null=True)
     gate = serializers.BooleanField()
     status = serializers.CharField(
@@ -91,7 +96,7 @@ class RolloutEventSerializer(serializers.Serializer):
     at = serializers.DateTimeField()
     kind = serializers.CharField()
     message = serializers.CharField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]  # a declared field, not Serializer.data
 
 
 class RolloutDetailSerializer(RolloutSerializer):
@@ -110,8 +115,8 @@ class RolloutDetailSerializer(RolloutSerializer):
 def detail_response(rollout: Rollout, code: int = status.HTTP_200_OK) -> Response:
     events = list(rollout.events.all())
     runs = rollout_selectors.rollout_analysis_runs(events=events)
-    rollout.event_rows, rollout.run_rows = events, runs
-    rollout.phase_rows = rollout_selectors.rollout_steps(rollout=rollout, runs=runs)
+    rollout.event_rows, rollout.run_rows = events, runs  # type: ignore[attr-defined]  # rows the serializer reads
+    rollout.phase_rows = rollout_selectors.rollout_steps(rollout=rollout, runs=runs)  # type: ignore[attr-defined]  # the same
     return Response(RolloutDetailSerializer(rollout).data, status=code)
 
 
@@ -135,12 +140,14 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVi
     filterset_class = RolloutFilterSet
 
     def get_queryset(self) -> QuerySet[Rollout]:
-        return rollout_selectors.rollout_list(user=self.request.user)
+        if getattr(self, "swagger_fake_view", False):  # schema generation: nobody is signed in
+            return Rollout.objects.none()
+        return rollout_selectors.rollout_list(user=signed_in_user(self.request))
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         return RolloutDetailSerializer if self.action == "retrieve" else RolloutSerializer
 
-    def retrieve(self, request: Request, *args, **kwargs) -> Response:
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return detail_response(self.get_object())
 
 
@@ -161,7 +168,7 @@ ERRORS = {
 }
 
 
-def _control_schema(operation_id: str, request_serializer, summary: str):
+def _control_schema(operation_id: str, request_serializer: Any, summary: str) -> Callable[[_F], _F]:
     return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
                          responses={status.HTTP_200_OK: RolloutDetailSerializer, **ERRORS})
 
@@ -175,67 +182,67 @@ class RolloutControlView(APIView):
         raise NotImplementedError
 
     def post(self, request: Request, pk: int) -> Response:
-        rollout = get_object_or_404(rollout_selectors.rollout_list(user=request.user), pk=pk)
+        rollout = get_object_or_404(rollout_selectors.rollout_list(user=signed_in_user(request)), pk=pk)
         params = self.input_serializer(data=request.data)
         params.is_valid(raise_exception=True)
         self.act(request, rollout, params.validated_data)
-        return detail_response(rollout_selectors.rollout_list(user=request.user).get(pk=pk))
+        return detail_response(rollout_selectors.rollout_list(user=signed_in_user(request)).get(pk=pk))
 
 
 class RolloutPauseView(RolloutControlView):
     input_serializer = ReasonSerializer
 
     @_control_schema("rollouts_pause", ReasonSerializer, "Pause (pending, running or waiting for a gate).")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_pause(actor=request.user, rollout=rollout, reason=data["reason"])
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_pause(actor=signed_in_user(request), rollout=rollout, reason=data["reason"])
 
 
 class RolloutResumeView(RolloutControlView):
     @_control_schema("rollouts_resume", EmptySerializer, "Resume a paused rollout.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_resume(actor=request.user, rollout=rollout)
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_resume(actor=signed_in_user(request), rollout=rollout)
 
 
 class RolloutContinueOnLiveView(RolloutControlView):
     @_control_schema("rollouts_continue_on_live", EmptySerializer,
                      "Continue a rollout paused by another writer's edit on top of the edited live object.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_continue_on_live(actor=request.user, rollout=rollout)
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_continue_on_live(actor=signed_in_user(request), rollout=rollout)
 
 
 class RolloutAbortView(RolloutControlView):
     input_serializer = ReasonSerializer
 
     @_control_schema("rollouts_abort", ReasonSerializer, "Abort: restore the snapshot; the change ends aborted.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_abort(actor=request.user, rollout=rollout, reason=data["reason"])
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_abort(actor=signed_in_user(request), rollout=rollout, reason=data["reason"])
 
 
 class RolloutPromoteView(RolloutControlView):
     @_control_schema("rollouts_promote", EmptySerializer, "Promote now: skip the remaining steps to 100 %.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_promote_now(actor=request.user, rollout=rollout)
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_promote_now(actor=signed_in_user(request), rollout=rollout)
 
 
 class RolloutConfirmGateView(RolloutControlView):
     @_control_schema("rollouts_confirm_gate", EmptySerializer, "Confirm the manual gate the rollout waits at.")
-    def post(self, request, pk):
+    def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
-    def act(self, request, rollout, data):
-        return rollout_services.rollout_confirm_gate(actor=request.user, rollout=rollout)
+    def act(self, request: Request, rollout: Rollout, data: dict[str, Any]) -> Rollout:
+        return rollout_services.rollout_confirm_gate(actor=signed_in_user(request), rollout=rollout)

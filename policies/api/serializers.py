@@ -1,4 +1,7 @@
 """Output shapes of the read API. Serializers render; they hold no rules."""
+from typing import Any
+
+from django.contrib.auth.models import User
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -6,7 +9,7 @@ from rest_framework import serializers
 from policies.choices import LiveState
 from policies.models import Environment, Membership, NamespaceOwnership, Policy, PolicyDrift, PolicyRevision, Team
 
-USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
+USERNAME: dict[str, Any] = {"slug_field": "username", "read_only": True, "allow_null": True}
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
@@ -37,7 +40,7 @@ class TeamMemberSerializer(serializers.ModelSerializer):
 
 
 class OwnedNamespaceSerializer(serializers.ModelSerializer):
-    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
 
     class Meta:
         model = NamespaceOwnership
@@ -57,7 +60,7 @@ class TeamSerializer(serializers.ModelSerializer):
 
 
 class RevisionSummarySerializer(serializers.ModelSerializer):
-    author = serializers.SlugRelatedField(**USERNAME)
+    author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = PolicyRevision
@@ -82,7 +85,7 @@ class DriftSummarySerializer(serializers.ModelSerializer):
 
 class PolicySerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:policy-detail")
-    environment = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
     owner_team = serializers.CharField(
         source="owner_team_slug", read_only=True, allow_null=True, help_text="Slug of the team owning the namespace."
     )
@@ -118,10 +121,10 @@ class PolicyDetailSerializer(PolicySerializer):
 
 
 class RevisionSerializer(serializers.ModelSerializer):
-    parent = serializers.IntegerField(
+    parent = serializers.IntegerField(  # type: ignore[assignment]  # a declared field, not Field.parent
         source="parent_number", read_only=True, allow_null=True, help_text="Number of the revision this one follows."
     )
-    author = serializers.SlugRelatedField(**USERNAME)
+    author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = PolicyRevision

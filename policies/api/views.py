@@ -4,11 +4,13 @@ Every queryset comes from a selector, so the visibility rules of `policies.selec
 exactly as in the UI: another team's policy is absent from lists and answers 404.
 """
 from collections.abc import Callable
+from typing import Any
 
 from django.db.models import F, QuerySet
 from rest_framework.generics import get_object_or_404
 from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
+from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 from rest_framework.viewsets import ReadOnlyModelViewSet
 
@@ -67,7 +69,7 @@ class PolicyViewSet(SelectorViewSet):
         # Lists show the revision's summary only; its content can be large.
         return policies.defer("current_revision__content") if self.action == "list" else policies
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         return serializers.PolicyDetailSerializer if self.action == "retrieve" else serializers.PolicySerializer
 
 
@@ -83,5 +85,5 @@ class PolicyRevisionViewSet(ReadOnlyModelViewSet):
         revisions = policy_revisions(policy=policy).annotate(parent_number=F("parent__number"))
         return revisions.defer("content") if self.action == "list" else revisions
 
-    def get_serializer_class(self):
+    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
         return serializers.RevisionDetailSerializer if self.action == "retrieve" else serializers.RevisionSerializer

@@ -14,6 +14,7 @@ from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -39,12 +40,14 @@ class AuditFilterForm(forms.Form):
     since = forms.DateTimeField(required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
     until = forms.DateTimeField(required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         names = Environment.objects.order_by("order", "name").values_list("name", flat=True)
+        assert isinstance(self.fields["environment"], forms.ChoiceField)
         self.fields["environment"].choices = [("", "Any environment"), *((name, name) for name in names)]
         actions = sorted({*AuditAction.values, *ChangeAuditAction.values})
         families = sorted({action.split(".")[0] + "." for action in actions})
+        assert isinstance(self.fields["action"], forms.ChoiceField)
         self.fields["action"].choices = [
             ("", "Any action"),
             ("Families", [(family, f"{family}*") for family in families]),
@@ -71,7 +74,7 @@ def _require_reader(request: HttpRequest) -> None:
         raise PermissionDenied("only platform admins and the security team may read the audit log")
 
 
-def _filtered(request: HttpRequest):
+def _filtered(request: HttpRequest) -> tuple[AuditFilterForm, QuerySet[AuditEvent], bool]:
     form = AuditFilterForm(request.GET or None)
     if form.is_bound and not form.is_valid():
         return form, AuditEvent.objects.none(), False
@@ -120,7 +123,7 @@ class _Echo:
         return value
 
 
-def _csv_rows(events) -> Iterator[str]:
+def _csv_rows(events: QuerySet[AuditEvent]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(EXPORT_FIELDS)
     for event in events.iterator(chunk_size=EXPORT_CHUNK):
@@ -132,7 +135,7 @@ def _csv_rows(events) -> Iterator[str]:
         ])
 
 
-def _json_rows(events) -> Iterator[str]:
+def _json_rows(events: QuerySet[AuditEvent]) -> Iterator[str]:
     yield "["
     first = True
     for event in events.iterator(chunk_size=EXPORT_CHUNK):
@@ -143,7 +146,7 @@ def _json_rows(events) -> Iterator[str]:
 
 @login_required
 @require_safe
-def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
+def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttpResponse:
     """The filtered events, oldest first, streamed (any number of rows in constant memory)."""
     _require_reader(request)
     if fmt not in ("csv", "json"):
@@ -151,7 +154,7 @@ def audit_export(request: HttpRequest, fmt: str) -> StreamingHttpResponse:
     form, events, valid = _filtered(request)
     if not valid:
         return HttpResponse("invalid filters: " + "; ".join(
-            f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()), status=400,
+            f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()), status=400,  # type: ignore[arg-type]  # an ErrorList iterates its messages
             content_type="text/plain")
     events = events.order_by("sequence")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")

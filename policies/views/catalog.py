@@ -24,6 +24,7 @@ from policies.filtersets import PolicyFilterSet
 from policies.models import Draft, Policy
 from policies.services.drift import drift_adopt, drift_reapply
 from policies.views.drafts import policy_draft_actions
+from portal.http import signed_in_user
 
 
 def as_yaml(content: dict[str, Any]) -> str:
@@ -119,7 +120,7 @@ def _render_policy(request: HttpRequest, policy: Policy, *, status: int = 200) -
 def policy_drift_adopt(request: HttpRequest, pk: int) -> HttpResponse:
     policy = _visible_policy(request, pk)
     try:
-        draft = drift_adopt(actor=request.user, policy=policy)
+        draft = drift_adopt(actor=signed_in_user(request), policy=policy)
     except PermissionDeniedError as exc:
         raise PermissionDenied(exc.message) from exc
     except ApplicationError as exc:
@@ -135,7 +136,7 @@ def policy_drift_adopt(request: HttpRequest, pk: int) -> HttpResponse:
 def policy_drift_reapply(request: HttpRequest, pk: int) -> HttpResponse:
     policy = _visible_policy(request, pk)
     try:
-        change = drift_reapply(actor=request.user, policy=policy)
+        change = drift_reapply(actor=signed_in_user(request), policy=policy)
     except PermissionDeniedError as exc:
         raise PermissionDenied(exc.message) from exc
     except ApplicationError as exc:

@@ -4,12 +4,14 @@ forms, editing an item, and the approval rules. Views read through selectors and
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
@@ -56,6 +58,7 @@ from policies.services import reviews as review_services
 from policies.services import rollout_options as rollout_option_services
 from policies.services.plans import plan_is_current, stored_rows
 from policies.views.rollout_options import RolloutOptionsForm, rollout_plan_context
+from portal.http import signed_in_user
 
 CHANGE_PAGE_SIZE = 50
 DASHBOARD_ROWS = 20
@@ -114,8 +117,9 @@ class ChangeFilterForm(forms.Form):
     mine = forms.BooleanField(required=False, label="Mine only")
     q = forms.CharField(required=False, label="Search")
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        assert isinstance(self.fields["environment"], forms.ModelChoiceField)
         self.fields["environment"].queryset = selectors.environment_list(user=user).only("name", "display_name")
         for name in ("state", "environment"):
             self.fields[name].widget.attrs["class"] = "form-select form-select-sm"
@@ -125,7 +129,7 @@ class ChangeFilterForm(forms.Form):
 @login_required
 @require_safe
 def change_list(request: HttpRequest) -> HttpResponse:
-    form = ChangeFilterForm(request.GET or None, user=request.user)
+    form = ChangeFilterForm(request.GET or None, user=signed_in_user(request))
     changes = selectors.change_list(user=request.user).order_by("-pk")
     if form.is_valid():
         data = form.cleaned_data
@@ -157,11 +161,12 @@ class ChangeCreateForm(forms.Form):
                           widget=forms.URLInput(attrs={"class": "form-control", "placeholder": "https://…"}),
                           help_text="A ticket or pull request, optional.")
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        assert isinstance(self.fields["drafts"], forms.ModelMultipleChoiceField)
         self.fields["drafts"].queryset = selectors.draft_list(user=user)
 
-    def clean_drafts(self):
+    def clean_drafts(self) -> list[Draft]:
         drafts = list(self.cleaned_data["drafts"])
         if len({draft.environment_id for draft in drafts}) > 1:
             raise forms.ValidationError("A change is for one environment: choose drafts of one environment.")
@@ -177,12 +182,12 @@ def change_create(request: HttpRequest) -> HttpResponse:
         .order_by("environment__order", "environment__name", "namespace", "kind", "name")
     )
     if request.method == "POST":
-        form = ChangeCreateForm(request.POST, user=request.user)
+        form = ChangeCreateForm(request.POST, user=signed_in_user(request))
         if form.is_valid():
             chosen = form.cleaned_data["drafts"]
             try:
                 change = change_services.change_create(
-                    author=request.user, environment=chosen[0].environment, drafts=chosen,
+                    author=signed_in_user(request), environment=chosen[0].environment, drafts=chosen,
                     title=form.cleaned_data["title"], description=form.cleaned_data["description"],
                     link=form.cleaned_data["link"],
                 )
@@ -195,7 +200,7 @@ def change_create(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         initial = {"drafts": request.GET.getlist("draft")}
-        form = ChangeCreateForm(initial=initial, user=request.user)
+        form = ChangeCreateForm(initial=initial, user=signed_in_user(request))
         status = 200
     chosen_ids = {str(value) for value in (form["drafts"].value() or [])}
     return render(request, "changes/create.html",
@@ -265,7 +270,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
     """Everything the change page shows, in a number of queries that does not grow with its items.
 
     `item_pk`: the context of that one item's full card only (`items` holds its view alone)."""
-    user = request.user
+    user = signed_in_user(request)
     items = list(selectors.change_items(change=change))
     change_services.change_guardrails_refresh(change=change, items=items)
     plan = selectors.change_latest_plan(change=change)
@@ -282,7 +287,7 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
     stale_items = [item for item in items if approval.item_is_stale(item)]
     revisions = {}
     if stale_items:
-        ids = {item.base_revision_id for item in stale_items} | {item.current_revision_now for item in stale_items}
+        ids = {item.base_revision_id for item in stale_items} | {item.current_revision_now for item in stale_items}  # type: ignore[attr-defined]  # annotated by the selector
         revisions = PolicyRevision.objects.in_bulk([pk for pk in ids if pk])
     by_line, by_item, general = _threads_by_place(comments)
     line_thread_counts: dict[int, int] = {}
@@ -434,13 +439,14 @@ def _timeline(events: list[AuditEvent], reviews: list[Review], comments: list[Re
                                      anchor=f"review-{review.pk}"))
     for thread in comments:
         where = ""
-        if thread.item_id:
+        if thread.item is not None:
             where = f" on {thread.item.label}" + (f" line {thread.line}" if thread.line else "")
         for comment in [thread, *thread.replies.all()]:
             verb = "replied" if comment.parent_id else "commented"
             entries.append(TimelineEntry(comment.created_at, "comment", comment.author.get_username(), verb + where,
                                          body=comment.body, anchor=f"thread-{thread.pk}"))
         if thread.resolved_at:
+            assert thread.resolved_by is not None  # resolved together
             entries.append(TimelineEntry(thread.resolved_at, "event", thread.resolved_by.get_username(),
                                          f"resolved a thread{where}"))
     entries.sort(key=lambda entry: entry.at)
@@ -476,7 +482,7 @@ def _item_of(change: ChangeRequest, item_pk: int) -> ChangeItem:
 
 # --- transitions (POST forms) ---------------------------------------------------------------------------------
 
-def _transition(request: HttpRequest, pk: int, act, success: str) -> HttpResponse:
+def _transition(request: HttpRequest, pk: int, act: Callable[[ChangeRequest], Any], success: str) -> HttpResponse:
     change = _visible_change(request, pk)
     try:
         act(change)
@@ -490,7 +496,7 @@ def _transition(request: HttpRequest, pk: int, act, success: str) -> HttpRespons
 @login_required
 @require_POST
 def change_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_submit(actor=request.user, change=change),
+    return _transition(request, pk, lambda change: change_services.change_submit(actor=signed_in_user(request), change=change),
                        "Change #{change.pk} submitted for review; the plan is being computed.")
 
 
@@ -500,7 +506,7 @@ def change_approve(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request, pk,
         lambda change: review_services.review_approve(
-            reviewer=request.user, change=change, body=request.POST.get("body", ""),
+            reviewer=signed_in_user(request), change=change, body=request.POST.get("body", ""),
             plan_fingerprint=request.POST.get("plan_fingerprint") or None,
         ),
         "You approved change #{change.pk}.",
@@ -512,7 +518,7 @@ def change_approve(request: HttpRequest, pk: int) -> HttpResponse:
 def change_request_changes(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request, pk,
-        lambda change: review_services.review_request_changes(reviewer=request.user, change=change,
+        lambda change: review_services.review_request_changes(reviewer=signed_in_user(request), change=change,
                                                               body=request.POST.get("body", "")),
         "You requested changes on change #{change.pk}.",
     )
@@ -523,7 +529,7 @@ def change_request_changes(request: HttpRequest, pk: int) -> HttpResponse:
 def change_reject(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
         request, pk,
-        lambda change: change_services.change_reject(actor=request.user, change=change,
+        lambda change: change_services.change_reject(actor=signed_in_user(request), change=change,
                                                      reason=request.POST.get("reason", "")),
         "Change #{change.pk} rejected.",
     )
@@ -532,14 +538,14 @@ def change_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def change_rebase(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_rebase(actor=request.user, change=change),
+    return _transition(request, pk, lambda change: change_services.change_rebase(actor=signed_in_user(request), change=change),
                        "Change #{change.pk} rebased onto the current revisions; it needs its approvals again.")
 
 
 @login_required
 @require_POST
 def change_schedule(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_schedule(actor=request.user, change=change),
+    return _transition(request, pk, lambda change: change_services.change_schedule(actor=signed_in_user(request), change=change),
                        "Change #{change.pk} scheduled.")
 
 
@@ -547,7 +553,7 @@ def change_schedule(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def change_refresh_plan(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(request, pk,
-                       lambda change: change_services.change_refresh_plan(actor=request.user, change=change),
+                       lambda change: change_services.change_refresh_plan(actor=signed_in_user(request), change=change),
                        "A new plan is being computed.")
 
 
@@ -555,7 +561,7 @@ def change_refresh_plan(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def change_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(request, pk,
-                       lambda change: lifecycle.change_withdraw(actor=request.user, change=change,
+                       lambda change: lifecycle.change_withdraw(actor=signed_in_user(request), change=change,
                                                                 reason=request.POST.get("reason", "")),
                        "Change #{change.pk} withdrawn.")
 
@@ -563,7 +569,7 @@ def change_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def change_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: lifecycle.change_retry(actor=request.user, change=change),
+    return _transition(request, pk, lambda change: lifecycle.change_retry(actor=signed_in_user(request), change=change),
                        "Change #{change.pk}: retried (a new rollout attempt when nothing moved, else back to review).")
 
 
@@ -573,7 +579,7 @@ def change_replace_items(request: HttpRequest, pk: int) -> HttpResponse:
     text = request.POST.get("text", "")
     return _transition(
         request, pk,
-        lambda change: lifecycle.change_items_replace(author=request.user, change=change,
+        lambda change: lifecycle.change_items_replace(author=signed_in_user(request), change=change,
                                                       files=[("bundle.yaml", text.encode())],
                                                       message=request.POST.get("message", "")),
         "Change #{change.pk}: items replaced; approvals voided and the plan is being recomputed.")
@@ -584,7 +590,7 @@ def change_replace_items(request: HttpRequest, pk: int) -> HttpResponse:
 def change_promote(request: HttpRequest, pk: int) -> HttpResponse:
     change = _visible_change(request, pk)
     try:
-        promoted = promotion_services.change_promote(actor=request.user, change=change)
+        promoted = promotion_services.change_promote(actor=signed_in_user(request), change=change)
     except (ApplicationError, ValidationError) as exc:
         _fail(request, exc)
         return redirect("changes:detail", pk=change.pk)
@@ -599,7 +605,7 @@ def item_guardrail_override(request: HttpRequest, pk: int, item_pk: int) -> Http
     item = _item_of(change, item_pk)
     guardrail = get_object_or_404(Guardrail, pk=request.POST.get("guardrail") or 0)
     try:
-        change_services.change_guardrail_override(admin=request.user, change=change, item=item, guardrail=guardrail,
+        change_services.change_guardrail_override(admin=signed_in_user(request), change=change, item=item, guardrail=guardrail,
                                                   reason=request.POST.get("reason", ""))
     except (ApplicationError, ValidationError) as exc:
         _fail(request, exc)
@@ -636,7 +642,7 @@ def change_comment(request: HttpRequest, pk: int) -> HttpResponse:
     line = request.POST.get("line") or None
     try:
         comment = review_services.review_comment(
-            author=request.user, change=change, body=request.POST.get("body", ""), item=item,
+            author=signed_in_user(request), change=change, body=request.POST.get("body", ""), item=item,
             line=int(line) if line and str(line).isdigit() else None, parent=parent,
         )
     except (ApplicationError, ValidationError) as exc:
@@ -683,7 +689,7 @@ def comment_resolve(request: HttpRequest, pk: int, comment_pk: int) -> HttpRespo
     change = _visible_change(request, pk)
     comment = get_object_or_404(ReviewComment.objects.select_related("change"), pk=comment_pk, change=change)
     try:
-        resolved = review_services.comment_resolve(actor=request.user, comment=comment)
+        resolved = review_services.comment_resolve(actor=signed_in_user(request), comment=comment)
     except (ApplicationError, ValidationError) as exc:
         _fail(request, exc)
         return redirect("changes:detail", pk=change.pk)
@@ -770,7 +776,7 @@ class ApprovalRuleForm(forms.Form):
     extra_production_approval = forms.BooleanField(required=False, initial=True,
                                                    label="One more approval in production")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         for name in ("environment", "kind", "security_approval"):
             self.fields[name].widget.attrs["class"] = "form-select form-select-sm"
@@ -791,7 +797,7 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
             data = form.cleaned_data
             existing = ApprovalRule.objects.filter(environment=data["environment"], kind=data["kind"] or "").first()
             try:
-                review_services.approval_rule_save(actor=request.user, rule=existing, **data)
+                review_services.approval_rule_save(actor=signed_in_user(request), rule=existing, **data)
             except (ApplicationError, ValidationError) as exc:
                 _fail(request, exc)
             else:
@@ -803,7 +809,7 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
     rules = list(ApprovalRule.objects.select_related("environment").order_by("environment__order",
                                                                             "environment__name", "kind"))
     for rule in rules:
-        rule.problems = approval.rule_problems(
+        rule.problems = approval.rule_problems(  # type: ignore[attr-defined]  # for the template
             environment=rule.environment, kind=rule.kind, required_approvals=rule.required_approvals,
             security_approval=rule.security_approval, extra_production_approval=rule.extra_production_approval,
         )
@@ -818,7 +824,7 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
 def approval_rule_delete(request: HttpRequest, rule_pk: int) -> HttpResponse:
     rule = get_object_or_404(ApprovalRule, pk=rule_pk)
     try:
-        review_services.approval_rule_delete(actor=request.user, rule=rule)
+        review_services.approval_rule_delete(actor=signed_in_user(request), rule=rule)
     except (ApplicationError, ValidationError) as exc:
         _fail(request, exc)
     else:
@@ -832,7 +838,7 @@ def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
     """Saves the author's rollout plan. htmx: the panel again with its errors (400), or the page
     reloaded once saved (approvals and state may have changed with it)."""
     change = _visible_change(request, pk)
-    if not rollout_option_services.user_may_set_rollout_options(user=request.user, change=change):
+    if not rollout_option_services.user_may_set_rollout_options(user=signed_in_user(request), change=change):
         raise PermissionDenied("only the author of a change (or an admin) can change its rollout plan")
     items = list(ChangeItem.objects.filter(change=change).order_by("position", "pk"))
     default_strategy = strategies.default_strategy([item.kind for item in items])
@@ -843,7 +849,7 @@ def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
         if options is not None:
             state = change.state
             try:
-                saved = rollout_option_services.change_set_rollout_options(actor=request.user, change=change,
+                saved = rollout_option_services.change_set_rollout_options(actor=signed_in_user(request), change=change,
                                                                            options=options)
             except ValidationError as exc:
                 form.add_service_errors(exc)

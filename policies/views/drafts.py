@@ -7,6 +7,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, RequestDataTooBig, TooManyFieldsSent, TooManyFilesSent
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -20,6 +21,7 @@ from policies.exceptions import ApplicationError, ConflictError, DraftRejected, 
 from policies.models import Draft, Environment, Policy
 from policies.services.drafts import draft_delete_policy, draft_discard, drafts_from_bundle
 from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
+from portal.http import signed_in_user
 
 MAX_UPLOAD_REQUEST_BYTES = MAX_BUNDLE_BYTES + 2 * MIB
 PASTED_FILE_NAME = "pasted.yaml"
@@ -68,7 +70,7 @@ def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
     draft = _visible_draft(request, pk)
     report = selectors.draft_validation(draft=draft)
     findings = [finding.as_dict() for finding in report.findings] if report is not None else []
-    current = draft.policy.current_revision if draft.policy_id else None
+    current = draft.policy.current_revision if draft.policy is not None else None
     is_author = draft.author_id == request.user.pk
     return render(
         request,
@@ -97,7 +99,7 @@ def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
 def draft_discard_view(request: HttpRequest, pk: int) -> HttpResponse:
     draft = _visible_draft(request, pk)
     try:
-        draft_discard(actor=request.user, draft=draft)
+        draft_discard(actor=signed_in_user(request), draft=draft)
     except PermissionDeniedError as exc:
         raise PermissionDenied(exc.message) from exc
     messages.success(request, f"Draft for {draft.kind} {draft.namespace}/{draft.name} discarded.")
@@ -112,7 +114,7 @@ def policy_delete_draft(request: HttpRequest, pk: int) -> HttpResponse:
     policy = get_object_or_404(selectors.policy_list(user=request.user), pk=pk)
     message = request.POST.get("message", "").strip()[:500]
     try:
-        draft = draft_delete_policy(author=request.user, policy=policy, message=message)
+        draft = draft_delete_policy(author=signed_in_user(request), policy=policy, message=message)
     except PermissionDeniedError as exc:
         raise PermissionDenied(exc.message) from exc
     except ConflictError as exc:
@@ -131,7 +133,7 @@ class MultipleFileInput(forms.ClearableFileInput):
 class MultipleFileField(forms.FileField):
     widget = MultipleFileInput
 
-    def clean(self, data, initial=None):
+    def clean(self, data: Any, initial: Any = None) -> Any:
         if isinstance(data, (list, tuple)):
             return [super(MultipleFileField, self).clean(item, initial) for item in data]
         return [super().clean(data, initial)] if data else []
@@ -139,7 +141,7 @@ class MultipleFileField(forms.FileField):
 
 class BundleUploadForm(forms.Form):
     environment = forms.ModelChoiceField(queryset=Environment.objects.none(), empty_label=None)
-    files = MultipleFileField(
+    files = MultipleFileField(  # type: ignore[assignment]  # a declared field, not BaseForm.files
         required=False,
         widget=MultipleFileInput(attrs={"accept": ".yaml,.yml,.json,.tar,.tgz,.gz,.zip", "class": "form-control"}),
         help_text="Manifests (*.yaml, *.yml, *.json) or a .tar, .tar.gz/.tgz or .zip of a folder of them.",
@@ -157,13 +159,15 @@ class BundleUploadForm(forms.Form):
         error_messages={"invalid": "Not a namespace: lower-case letters, digits and '-'."},
     )
 
-    def __init__(self, *args, user, **kwargs):
+    def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        assert isinstance(self.fields["environment"], forms.ModelChoiceField)
         self.fields["environment"].queryset = selectors.environment_list(user=user).only("name", "display_name")
         self.fields["environment"].widget.attrs["class"] = "form-select"
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
+        assert cleaned is not None  # Form.clean answers cleaned_data
         files = cleaned.get("files") or []
         if not files and not cleaned.get("text", "").strip():
             raise forms.ValidationError("Choose one or more files, or paste YAML.")
@@ -190,21 +194,21 @@ def draft_upload(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"limit_mib": MAX_BUNDLE_BYTES // MIB, "max_files": MAX_BUNDLE_FILES}
     if request.method != "POST":
         initial = {"environment": selectors.environment_list(user=request.user).first()}
-        context["form"] = BundleUploadForm(user=request.user, initial=initial)
+        context["form"] = BundleUploadForm(user=signed_in_user(request), initial=initial)
         return render(request, "drafts/upload.html", context)
 
     too_large = _too_large(request)
     if too_large:
-        context["form"] = BundleUploadForm(user=request.user)
+        context["form"] = BundleUploadForm(user=signed_in_user(request))
         context["form_error"] = too_large
         return render(request, "drafts/upload.html", context, status=413)
-    form = BundleUploadForm(request.POST, request.FILES, user=request.user)
+    form = BundleUploadForm(request.POST, request.FILES, user=signed_in_user(request))
     context["form"] = form
     if not form.is_valid():
         return render(request, "drafts/upload.html", context, status=400)
     try:
         saved = drafts_from_bundle(
-            author=request.user,
+            author=signed_in_user(request),
             environment=form.cleaned_data["environment"],
             files=form.bundle_files(),
             message=form.cleaned_data["message"],

@@ -26,6 +26,7 @@ from policies.exceptions import ApplicationError, DraftRejected
 from policies.models import Draft, Environment, Policy
 from policies.services.drafts import draft_save, drafts_from_bundle
 from policies.validation.schema import environment_schemas
+from portal.http import signed_in_user
 
 PREFILL_SESSION_KEY = "editor_prefill"
 PREFILL_KEEP = 5
@@ -151,10 +152,10 @@ def _save(
     try:
         if bundle:
             drafts = drafts_from_bundle(
-                author=request.user, environment=environment, files=[("editor.yaml", text.encode())], message=message
+                author=signed_in_user(request), environment=environment, files=[("editor.yaml", text.encode())], message=message
             )
         else:
-            saved = draft_save(author=request.user, environment=environment, text=text, draft=draft, message=message)
+            saved = draft_save(author=signed_in_user(request), environment=environment, text=text, draft=draft, message=message)
     except DraftRejected as exc:
         context["save_as"] = SAVE_BUNDLE if bundle else context["save_as"]
         return _render_editor(request, context, text=text, message=message, findings=exc.findings,
@@ -247,7 +248,7 @@ def _environment_from_query(request: HttpRequest) -> Environment:
     name = request.GET.get("environment", "")
     if name:
         return get_object_or_404(visible, name=name)
-    owned = visible.filter(namespace_owners__team__memberships__user=request.user).distinct().first()
+    owned = visible.filter(namespace_owners__team__memberships__user=signed_in_user(request)).distinct().first()
     environment = owned or visible.first()
     if environment is None:
         raise Http404("no environment is configured yet")

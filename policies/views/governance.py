@@ -9,6 +9,7 @@ from typing import Any
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse
@@ -32,6 +33,7 @@ from policies.models import ChangeWindow, Guardrail, NotificationChannel
 from policies.services import guardrails as guardrail_services
 from policies.services import notifications as notification_services
 from policies.services.windows import window_describe, window_status
+from portal.http import signed_in_user
 
 DELIVERY_PAGE_SIZE = 50
 SUBSCRIBABLE_EVENTS = [(value, label) for value, label in NotificationEvent.choices if value != NotificationEvent.TEST]
@@ -75,7 +77,7 @@ class GuardrailForm(forms.Form):
     production_only = forms.BooleanField(required=False)
     enabled = forms.BooleanField(required=False, initial=True)
 
-    def __init__(self, *args, builtin: bool = False, **kwargs):
+    def __init__(self, *args: Any, builtin: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.builtin = builtin
         if builtin:
@@ -112,7 +114,7 @@ def guardrail_create(request: HttpRequest) -> HttpResponse:
     form = GuardrailForm(request.POST or None, initial={"enforcement": GuardrailEnforcement.ADVISORY, "enabled": True})
     if request.method == "POST" and form.is_valid():
         try:
-            guardrail = guardrail_services.guardrail_create(actor=request.user, **form.cleaned_data)
+            guardrail = guardrail_services.guardrail_create(actor=signed_in_user(request), **form.cleaned_data)
         except (ValidationError, ApplicationError) as exc:
             _apply_errors(form, exc)
         else:
@@ -130,7 +132,7 @@ def guardrail_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = GuardrailForm(request.POST or None, initial=_guardrail_initial(guardrail), builtin=guardrail.is_builtin)
     if request.method == "POST" and form.is_valid():
         try:
-            guardrail = guardrail_services.guardrail_update(actor=request.user, guardrail=guardrail, **form.cleaned_data)
+            guardrail = guardrail_services.guardrail_update(actor=signed_in_user(request), guardrail=guardrail, **form.cleaned_data)
         except (ValidationError, ApplicationError) as exc:
             _apply_errors(form, exc)
         else:
@@ -155,7 +157,7 @@ def guardrail_test(request: HttpRequest, pk: int) -> HttpResponse:
     _require_admin(request)
     guardrail = get_object_or_404(Guardrail, pk=pk)
     environment = (
-        selectors.environment_list(user=request.user).filter(pk=request.POST.get("environment") or None).first()
+        selectors.environment_list(user=request.user).filter(pk=request.POST.get("environment") or None).first()  # type: ignore[misc]  # pk=None matches nothing
     )
     context: dict[str, Any] = {"guardrail": guardrail, "environment": environment}
     expression = None
@@ -177,7 +179,7 @@ def guardrail_test(request: HttpRequest, pk: int) -> HttpResponse:
     env = environment_info(environment)
     rows = []
     for obj in objects:
-        kind = obj.get("kind") if isinstance(obj.get("kind"), str) else ""
+        kind = obj["kind"] if isinstance(obj.get("kind"), str) else ""
         applies = matches(guardrail, kind=kind, environment=env)
         result = guardrail_check(guardrail, obj=obj, environment=env, expression=expression) if applies else None
         rows.append({"object": obj, "applies": applies, "result": result, "kind": kind,
@@ -195,7 +197,7 @@ def windows(request: HttpRequest) -> HttpResponse:
     environments = list(selectors.environment_list(user=request.user))
     by_environment: dict[int, list[ChangeWindow]] = {env.pk: [] for env in environments}
     for window in ChangeWindow.objects.filter(environment__in=environments).order_by("kind", "name"):
-        window.schedule = window_describe(window)
+        window.schedule = window_describe(window)  # type: ignore[attr-defined]  # for the template
         by_environment[window.environment_id].append(window)
     rows = [
         {"environment": env, "windows": by_environment[env.pk],
@@ -222,7 +224,7 @@ class ChannelForm(forms.Form):
                                        widget=forms.CheckboxSelectMultiple, help_text="None ticked = every event.")
     enabled = forms.BooleanField(required=False, initial=True)
 
-    def __init__(self, *args, user, editing: NotificationChannel | None = None, **kwargs):
+    def __init__(self, *args: Any, user: User, editing: NotificationChannel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         owners = [("user", "Me")] + [
             (f"team:{team.pk}", f"Team {team.name}")
@@ -231,6 +233,7 @@ class ChannelForm(forms.Form):
         if editing is not None:
             del self.fields["owner"]
         else:
+            assert isinstance(self.fields["owner"], forms.ChoiceField)
             self.fields["owner"].choices = owners
 
 
@@ -246,7 +249,7 @@ def notifications(request: HttpRequest) -> HttpResponse:
     page = Paginator(deliveries, DELIVERY_PAGE_SIZE).get_page(request.GET.get("page"))
     channels = list(notification_services.channel_visible_list(user=user))
     for channel in channels:
-        channel.may_manage = notification_services.channel_may_manage(user=user, channel=channel)
+        channel.may_manage = notification_services.channel_may_manage(user=user, channel=channel)  # type: ignore[attr-defined]  # for the template
     muted = notification_services.notification_muted_events(user=user)
     return render(request, "governance/notifications.html", {
         "tab": "notifications", "page": page, "channels": channels, "status": status,
@@ -268,7 +271,7 @@ def _channel_for(request: HttpRequest, pk: int, *, manage: bool = True) -> Notif
 @never_cache
 @require_http_methods(["GET", "POST"])
 def channel_create(request: HttpRequest) -> HttpResponse:
-    form = ChannelForm(request.POST or None, user=request.user,
+    form = ChannelForm(request.POST or None, user=signed_in_user(request),
                        initial={"enabled": True, "kind": NotificationChannelKind.WEBHOOK})
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
@@ -279,7 +282,7 @@ def channel_create(request: HttpRequest) -> HttpResponse:
                                      pk=owner.removeprefix("team:"))
         try:
             channel = notification_services.channel_create(
-                actor=request.user, team=team, user=None if team else request.user, **data
+                actor=signed_in_user(request), team=team, user=None if team else signed_in_user(request), **data
             )
         except (ValidationError, ApplicationError) as exc:
             _apply_errors(form, exc)
@@ -287,7 +290,7 @@ def channel_create(request: HttpRequest) -> HttpResponse:
             if channel.kind == NotificationChannelKind.WEBHOOK and not data.get("secret"):
                 # The generated key travels only in this response, once.
                 return render(request, "governance/channel_form.html", {
-                    "form": ChannelForm(user=request.user, editing=channel), "channel": channel,
+                    "form": ChannelForm(user=signed_in_user(request), editing=channel), "channel": channel,
                     "created_secret": channel.secret, "tab": "notifications",
                 })
             messages.success(request, f"Channel “{channel.name}” added.")
@@ -303,13 +306,13 @@ def channel_create(request: HttpRequest) -> HttpResponse:
 def channel_edit(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for(request, pk)
     initial = {field: getattr(channel, field) for field in ("name", "kind", "target", "events", "enabled")}
-    form = ChannelForm(request.POST or None, user=request.user, editing=channel, initial=initial)
+    form = ChannelForm(request.POST or None, user=signed_in_user(request), editing=channel, initial=initial)
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         if not data.get("secret"):
             data.pop("secret", None)
         try:
-            channel = notification_services.channel_update(actor=request.user, channel=channel, **data)
+            channel = notification_services.channel_update(actor=signed_in_user(request), channel=channel, **data)
         except (ValidationError, ApplicationError) as exc:
             _apply_errors(form, exc)
         else:
@@ -325,7 +328,7 @@ def channel_edit(request: HttpRequest, pk: int) -> HttpResponse:
 def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for(request, pk)
     name = channel.name
-    notification_services.channel_delete(actor=request.user, channel=channel)
+    notification_services.channel_delete(actor=signed_in_user(request), channel=channel)
     messages.success(request, f"Channel “{name}” deleted.")
     return redirect("governance:notifications")
 
@@ -335,7 +338,7 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for(request, pk)
     try:
-        notification_services.notification_send_test(actor=request.user, channel=channel)
+        notification_services.notification_send_test(actor=signed_in_user(request), channel=channel)
     except Throttled as exc:
         messages.error(request, exc.message)
         return redirect("governance:notifications")
@@ -351,6 +354,6 @@ def preferences(request: HttpRequest) -> HttpResponse:
     current = notification_services.notification_muted_events(user=request.user)
     for value, _label in SUBSCRIBABLE_EVENTS:
         if (value in muted) != (value in current):
-            notification_services.notification_preference_set(user=request.user, event=value, muted=value in muted)
+            notification_services.notification_preference_set(user=signed_in_user(request), event=value, muted=value in muted)
     messages.success(request, "Notification preferences saved.")
     return redirect("governance:notifications")

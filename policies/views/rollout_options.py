@@ -53,9 +53,10 @@ class RolloutOptionsForm(forms.Form):
     gates = forms.CharField(required=False, label="Manual gates",
                             help_text="Phase numbers a person confirms before they apply, e.g. 1, 3 (0 is the first).")
 
-    def __init__(self, *args, default_strategy: str, **kwargs):
+    def __init__(self, *args: Any, default_strategy: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         label = RolloutStrategy(default_strategy).label
+        assert isinstance(self.fields["strategy"], forms.ChoiceField)
         self.fields["strategy"].choices = [("", f"Default for these kinds: {label}"), *RolloutStrategy.choices]
 
     @classmethod

@@ -14,6 +14,7 @@ from policies.exceptions import ApplicationError, PermissionDeniedError
 from policies.models import Rollout
 from policies.rollout import selectors as rollout_selectors
 from policies.services import rollouts as rollout_services
+from portal.http import signed_in_user
 
 ROLLOUT_PAGE_SIZE = 100
 CONTROLS = {
@@ -34,13 +35,13 @@ CONTROLS = {
 
 
 def _rollout(request: HttpRequest, pk: int) -> Rollout:
-    return get_object_or_404(rollout_selectors.rollout_list(user=request.user), pk=pk)
+    return get_object_or_404(rollout_selectors.rollout_list(user=signed_in_user(request)), pk=pk)
 
 
 def _context(request: HttpRequest, rollout: Rollout) -> dict:
     events = list(rollout.events.all())
     runs = rollout_selectors.rollout_analysis_runs(events=events)
-    may_control = rollout_services.user_may_control(user=request.user, rollout=rollout)
+    may_control = rollout_services.user_may_control(user=signed_in_user(request), rollout=rollout)
     return {
         "rollout": rollout, "events": events, "runs": runs,
         "steps": rollout_selectors.rollout_steps(rollout=rollout, runs=runs),
@@ -71,7 +72,7 @@ def _allowed_controls(rollout: Rollout) -> set[str]:
 @login_required
 @require_GET
 def rollout_list(request: HttpRequest) -> HttpResponse:
-    rollouts = rollout_selectors.rollout_list(user=request.user)[:ROLLOUT_PAGE_SIZE]
+    rollouts = rollout_selectors.rollout_list(user=signed_in_user(request))[:ROLLOUT_PAGE_SIZE]
     return render(request, "rollouts/list.html", {"rollouts": rollouts})
 
 
