@@ -8,6 +8,8 @@
   happened: re-running a step whose key is recorded does nothing (idempotent steps).
 - `PolicyDrift`: a managed policy whose live object differs from the last revision Meshgate applied.
 """
+from typing import Any
+
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -69,6 +71,9 @@ class Rollout(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(default=timezone.now)
+    # Set on the instance (never stored) while the rollout engine acts on the row: engine.bind / advance.
+    engine_effects: Any
+    engine_lease: str
 
     class Meta:
         ordering = ["-pk"]

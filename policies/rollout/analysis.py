@@ -17,7 +17,10 @@ import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from policies.analysis import MetricDefinition, MetricsProvider, Target
 
 PASS, FAIL, INCONCLUSIVE, NO_DATA, ERROR = "pass", "fail", "inconclusive", "no_data", "error"
 FAILING_VERDICTS = frozenset({FAIL, ERROR})
@@ -106,14 +109,14 @@ def evaluate(analyzer: Analyzer, context: AnalysisContext) -> Outcome:
 
 # --- the analysis layer (policies.analysis) at this interface ----------------------------------------
 
-def _target(spec: dict[str, Any] | None, fallback: dict[str, str]):
+def _target(spec: dict[str, Any] | None, fallback: dict[str, str]) -> Target:
     from policies.analysis import Target
 
     spec = {**fallback, **(spec or {})}
     return Target(spec["namespace"], spec["service"], version=spec.get("version"), canary=spec.get("canary"))
 
 
-def _metric_definitions(config: dict[str, Any]):
+def _metric_definitions(config: dict[str, Any]) -> list[MetricDefinition]:
     from policies.analysis import Direction, custom, latency_p99, success_rate
 
     specs = config.get("metrics") or [{"kind": "success_rate"}, {"kind": "latency_p99"}]
@@ -131,7 +134,7 @@ def _metric_definitions(config: dict[str, Any]):
     return found
 
 
-def _provider(context: AnalysisContext):
+def _provider(context: AnalysisContext) -> MetricsProvider:
     scope = dict(context.cluster_labels or {})
     """`config.provider`: "prometheus" (default: the environment's Prometheus URL) or "meshsim" (the
     environment's simulated cluster's own /metrics; `meshsim_advance_seconds` advances its traffic

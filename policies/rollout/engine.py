@@ -39,9 +39,10 @@ import logging
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import Q
 from django.urls import NoReverseMatch, reverse
@@ -149,7 +150,7 @@ def _strategy_items(change: ChangeRequest) -> list[strategies.Item]:
         strategies.Item(
             identity=strategies.identity_of(i.kind, i.namespace, i.name), kind=i.kind, namespace=i.namespace,
             name=i.name, operation=i.operation,
-            content=None if i.operation == DraftOperation.DELETE else normalize_object(i.content),
+            content=None if i.operation == DraftOperation.DELETE else normalize_object(cast("dict[str, Any]", i.content)),
         )
         for i in _items(change)
     ]
@@ -159,7 +160,7 @@ def _rv(obj: dict[str, Any] | None) -> str:
     return ((obj or {}).get("metadata") or {}).get("resourceVersion", "") if obj else ""
 
 
-def _read(cfg, identity: str) -> dict[str, Any] | None:
+def _read(cfg: kube.ClusterConfig, identity: str) -> dict[str, Any] | None:
     return writes.read(cfg, identity)
 
 
@@ -197,7 +198,8 @@ def save_fields(rollout: Rollout, *fields: str) -> None:
         raise LeaseLost(f"rollout {rollout.pk}: another executor holds it now")
 
 
-def _audit(rollout: Rollout, action: str, *, actor=None, before=None, after=None) -> None:
+def _audit(rollout: Rollout, action: str, *, actor: User | None = None, before: dict[str, Any] | None = None,
+           after: dict[str, Any] | None = None) -> None:
     effects_of(rollout).audit(action=action, actor=actor, obj=rollout, environment=rollout.environment.name,
                               before=before, after=after)
 
@@ -485,7 +487,7 @@ def _known(rollout: Rollout, identity: str) -> writes.Known:
     return writes.Known(rollout.observed.get(identity, ""), rollout.expected.get(identity, ""), owners)
 
 
-def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None, *, step_key: str) -> bool:
+def _write(rollout: Rollout, cfg: kube.ClusterConfig, identity: str, desired: dict[str, Any] | None, *, step_key: str) -> bool:
     """Makes live == desired and confirms it (`policies.rollout.writes`); the record (observed,
     expected, owned, others) and an audit row are saved as soon as it is confirmed. False when live
     already was `desired` (a step that ran before a kill is adopted, not repeated)."""
@@ -584,7 +586,7 @@ def _workloads(rollout: Rollout, phase: dict | None = None) -> list[dict[str, st
     return _workloads_of(pairs + [(i, c) for p in rollout.phases for i, c in p["writes"]])
 
 
-def _workloads_of(pairs) -> list[dict[str, str]]:
+def _workloads_of(pairs: list[tuple[str, dict[str, Any] | None]]) -> list[dict[str, str]]:
     found = []
     for identity, obj in pairs:
         spec = (obj or {}).get("spec") or {}
@@ -713,7 +715,7 @@ def approved_content(rollout: Rollout, item: ChangeItem) -> dict[str, Any] | Non
     return apply_edits(item.content, ((rollout.analysis or {}).get("adopted") or {}).get(identity))
 
 
-def verify_promotion(rollout: Rollout, cfg, items: list[ChangeItem]) -> tuple[dict[int, Any], str]:
+def verify_promotion(rollout: Rollout, cfg: kube.ClusterConfig, items: list[ChangeItem]) -> tuple[dict[int, Any], str]:
     """The promotion's verification, in one place: every item's live object equals what was approved
     and every temporary object is back to its snapshot. Returns the live objects by item and "" or
     the first problem; raises `OutOfBand` when another writer changed an object, a `KubernetesError`
@@ -770,7 +772,7 @@ def _record_revision(rollout: Rollout, item: ChangeItem, live: dict[str, Any] | 
 
 # --- rollback -----------------------------------------------------------------------------------------
 
-def begin_rollback(rollout: Rollout, reason: dict[str, Any], *, final: str, actor=None) -> None:
+def begin_rollback(rollout: Rollout, reason: dict[str, Any], *, final: str, actor: User | None = None) -> None:
     """Records why first, then hands the restore to the next action."""
     rollout.rollback_reason = {**reason, "final_state": final}
     rollout.state, rollout.step_stage, rollout.next_action_at, rollout.attempts = (
@@ -820,6 +822,7 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
             mismatched[entry["object"]] = normalize_object(live) if live is not None else None
     if mismatched:
         raise Unverified(f"the snapshot could not be verified for {', '.join(mismatched)}", live=mismatched)
+    assert rollout.rollback_reason is not None  # begin_rollback set it
     final = rollout.rollback_reason.get("final_state", RolloutState.ROLLED_BACK)
     written = [e["object"] for e in restored if e["written"]]
     if left and final != RolloutState.ABORTED:
@@ -872,7 +875,7 @@ def finish_failed(rollout: Rollout, message: str, *, live: dict[str, Any] | None
                 body=message, payload={"priority": "critical", **({"live": live} if live else {})})
 
 
-def pause(rollout: Rollout, *, reason: str, data: dict | None = None, actor=None) -> None:
+def pause(rollout: Rollout, *, reason: str, data: dict | None = None, actor: User | None = None) -> None:
     rollout.resume_state = rollout.state if rollout.state != RolloutState.PAUSED else rollout.resume_state
     rollout.state, rollout.pause_reason, rollout.next_action_at = RolloutState.PAUSED, reason, None
     if data and data.get("out_of_band"):

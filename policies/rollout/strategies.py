@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, overload
 
 from policies.choices import DraftOperation, PolicyKind, RolloutStrategy
 
@@ -25,7 +26,7 @@ DRY_RUN_ANNOTATION = "istio.io/dry-run"
 CANARY_LABEL = "meshgate.io/canary"
 CANARY_SUBSET = "meshgate-canary"
 
-DEFAULT_STRATEGY_BY_KIND = {
+DEFAULT_STRATEGY_BY_KIND: dict[str, RolloutStrategy] = {
     PolicyKind.VIRTUAL_SERVICE: RolloutStrategy.CANARY,
     PolicyKind.DESTINATION_RULE: RolloutStrategy.CANARY,
     PolicyKind.AUTHORIZATION_POLICY: RolloutStrategy.DRY_RUN,
@@ -88,6 +89,7 @@ def aux_identities(strategy: str, items: list[Item], virtual_services: list[dict
     if not aux_namespaces(strategy, items):
         return []
     dr = _canary_dr_item(items)
+    assert dr is not None and dr.content is not None  # aux_namespaces found it, with content
     host = dr.content["spec"].get("host", "")
     found = []
     for vs in virtual_services:
@@ -98,7 +100,7 @@ def aux_identities(strategy: str, items: list[Item], virtual_services: list[dict
 
 
 def build_phases(
-    *, strategy: str, items: list[Item], snapshot: dict[str, Any], steps: list[int], gates: list[int] = (),
+    *, strategy: str, items: list[Item], snapshot: dict[str, Any], steps: list[int], gates: Sequence[int] = (),
 ) -> tuple[list[dict[str, Any]], str]:
     """The phases, and a note when the strategy fell back to a plain apply (shown on the timeline)."""
     approved = [[item.identity, item.content] for item in items]
@@ -139,6 +141,10 @@ def _final_writes(phases: list[dict[str, Any]], approved: list, snapshot: dict[s
     return [[identity, obj] for identity, obj in aux.items()] + approved
 
 
+@overload
+def _plain(obj: dict[str, Any]) -> dict[str, Any]: ...
+@overload
+def _plain(obj: dict[str, Any] | None) -> dict[str, Any] | None: ...
 def _plain(obj: dict[str, Any] | None) -> dict[str, Any] | None:
     from policies.normalize import normalize_object
 
@@ -172,12 +178,13 @@ def _others_first(items: list[Item], chosen: Item) -> list:
 def _canary(items: list[Item], snapshot: dict[str, Any], steps: list[int]) -> tuple[list[dict[str, Any]], str]:
     vs_item = _canary_vs_item(items)
     if vs_item is not None:
+        assert vs_item.content is not None  # _canary_vs_item picks items with content
         old = _plain(snapshot.get(vs_item.identity))
         if old is None or not _same_shape(old, vs_item.content):
             return [], "not a routing change the canary can interpolate: applied directly with a bake"
         others = _others_first(items, vs_item)
         targets = _vs_targets(old, vs_item.content, vs_item.namespace)
-        phases = []
+        phases: list[dict[str, Any]] = []
         for weight in steps[:-1]:
             writes = ([*others] if not phases else []) + [[vs_item.identity, _interpolate_vs(old, vs_item.content,
                                                                                             weight)]]
@@ -187,6 +194,7 @@ def _canary(items: list[Item], snapshot: dict[str, Any], steps: list[int]) -> tu
     dr_item = _canary_dr_item(items)
     if dr_item is None:
         return [], "no VirtualService or DestinationRule update to canary: applied directly with a bake"
+    assert dr_item.content is not None  # _canary_dr_item picks items with content
     old_dr = _plain(snapshot.get(dr_item.identity))
     host = dr_item.content["spec"].get("host", "")
     vs_ids = [i for i in snapshot if i.startswith(f"{PolicyKind.VIRTUAL_SERVICE}/") and snapshot[i] is not None]
@@ -298,7 +306,7 @@ def _dr_with_canary_subsets(
                     routed.append(d.get("subset", ""))
     result = copy.deepcopy(old)
     subsets = result["spec"].setdefault("subsets", [])
-    renames = {}
+    renames: dict[str, str] = {}
     for stable in routed:
         canary_name = f"{stable}-canary" if stable else CANARY_SUBSET
         source = new_subsets.get(stable) or old_subsets.get(stable) or {}
@@ -337,6 +345,7 @@ def _dry_run(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str
     shadow = []
     for item in targets:
         obj = copy.deepcopy(item.content)
+        assert obj is not None  # targets hold items with content
         obj.setdefault("metadata", {}).setdefault("annotations", {})[DRY_RUN_ANNOTATION] = "true"
         shadow.append([item.identity, obj])
     others = [[i.identity, i.content] for i in items if i not in targets]
@@ -356,6 +365,7 @@ def _ramp(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, A
     permissive = []
     for item in targets:
         obj = copy.deepcopy(item.content)
+        assert obj is not None  # targets hold items with content
         obj["spec"]["mtls"]["mode"] = "PERMISSIVE"
         permissive.append([item.identity, obj])
     others = [[i.identity, i.content] for i in items if i not in targets]
@@ -371,7 +381,7 @@ def _subjects(items: list[Item]) -> list[dict[str, Any]]:
     """The policies a gate watches, with the workloads they select (`selector.matchLabels`; none:
     the whole namespace, or the mesh for the root namespace): the analysis reads their signals."""
     return [{"kind": i.kind, "namespace": i.namespace, "name": i.name,
-             "selector": dict(((i.content.get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
+             "selector": dict((((i.content or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
             for i in items]
 
 

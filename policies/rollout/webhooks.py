@@ -112,7 +112,7 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
             raise WebhookConfigError(f"{here}.phase", f"must be one of {', '.join(PHASES)}")
         url = entry.get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        if parts is None or not isinstance(url, str) or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
             raise WebhookConfigError(f"{here}.url", "must be an http:// or https:// URL")
         if parts.username or parts.password:
             raise WebhookConfigError(f"{here}.url", "must not carry credentials")

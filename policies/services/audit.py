@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.db import connection, models, transaction
 from django.db.models import F
 from django.utils import timezone
@@ -63,7 +63,7 @@ def _next_sequence() -> int:
 def audit_record(
     *,
     action: str,
-    actor: AbstractBaseUser | AnonymousUser | None = None,
+    actor: User | AnonymousUser | None = None,
     obj: models.Model | None = None,
     environment: str = "",
     before: dict[str, Any] | None = None,

@@ -25,7 +25,7 @@ from collections import defaultdict
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
@@ -72,7 +72,7 @@ class NoDrift(ConflictError):
     code = "no_drift"
 
 
-def drift_adopt(*, actor: AbstractBaseUser, policy: Policy) -> Draft:
+def drift_adopt(*, actor: User, policy: Policy) -> Draft:
     """The actor's draft for `policy` (created, or their existing one updated) with the live object
     as its content; a deletion draft when the live object is gone. Raises `PermissionDeniedError`
     (403), `NoDrift` (409), or the draft service's refusals."""
@@ -95,7 +95,7 @@ def drift_adopt(*, actor: AbstractBaseUser, policy: Policy) -> Draft:
     return draft
 
 
-def drift_reapply(*, actor: AbstractBaseUser, policy: Policy) -> ChangeRequest:
+def drift_reapply(*, actor: User, policy: Policy) -> ChangeRequest:
     """A change (state draft) with one item whose content is the last revision Meshgate applied,
     based on the policy's current revision. Refused (409) while the actor has a draft for the
     policy, which the change would otherwise take in."""
@@ -142,7 +142,7 @@ def drift_reapply(*, actor: AbstractBaseUser, policy: Policy) -> ChangeRequest:
 
 # --- shared -----------------------------------------------------------------------------------------
 
-def _drift_of(*, actor: AbstractBaseUser, policy: Policy) -> selectors.DriftState:
+def _drift_of(*, actor: User, policy: Policy) -> selectors.DriftState:
     if not selectors.user_may_author(user=actor, environment=policy.environment, namespace=policy.namespace):
         raise PermissionDeniedError(
             f"only authors, approvers and admins of the team owning namespace {policy.namespace} of "
@@ -212,7 +212,7 @@ def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
                  .values_list("change__items__policy_id", flat=True))
     existing = {d.policy_id: d for d in PolicyDrift.objects.filter(policy__environment=env)
                 .only("pk", "policy_id", "notified_hash")}
-    groups: dict[tuple[str, str], list[Policy]] = defaultdict(list)
+    groups: dict[tuple[str, str], list[Any]] = defaultdict(list)  # Policies annotated with applied_*
     for policy in policies:
         if policy.pk not in active:
             groups[(policy.kind, policy.namespace)].append(policy)

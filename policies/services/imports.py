@@ -1,7 +1,8 @@
 """Import: record what the cluster holds as the current revision of each policy."""
+import datetime
 from dataclasses import dataclass, field
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -35,7 +36,7 @@ class ImportResult:
         return bool(self.new_revisions or self.gone)
 
 
-def environment_import(*, environment: Environment, actor: AbstractBaseUser | None = None) -> ImportResult:
+def environment_import(*, environment: Environment, actor: User | None = None) -> ImportResult:
     """Reads every supported kind from the cluster, then records it in one transaction.
 
     Idempotent: objects whose normalized content equals the current revision create nothing.
@@ -122,7 +123,8 @@ def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
     return identities
 
 
-def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportResult) -> None:
+def _record_live(*, policy: Policy, obj: dict, actor: User | None, seen_at: datetime.datetime,
+                 result: ImportResult) -> None:
     content = normalize_object(obj)
     digest = content_hash(content)
     current = policy.current_revision

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator, validate_email
 from django.db import transaction
@@ -50,7 +50,7 @@ TEST_WINDOW = dt.timedelta(minutes=10)
 """A user may send this many channel tests per window (a test is an outbound request on their behalf)."""
 WEBHOOK_SECRET_BYTES = 32
 
-User = AbstractBaseUser | AnonymousUser
+AnyUser = User | AnonymousUser
 
 
 # --- sending ----------------------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def _absolute(url: str) -> str:
 @transaction.atomic
 def notify(
     *, event: str, subject: str, body: str, url: str = "", payload: dict[str, Any] | None = None,
-    teams: Iterable[Team] = (), users: Iterable[AbstractBaseUser] = (),
+    teams: Iterable[Team] = (), users: Iterable[User] = (),
 ) -> list[NotificationDelivery]:
     """Queues the event for the enabled channels of `teams` and `users` that subscribe to it."""
     if event not in NotificationEvent.values:
@@ -201,20 +201,21 @@ def notifications_due(*, now: dt.datetime | None = None, limit: int = 500) -> li
 
 # --- channels and preferences ---------------------------------------------------------------------
 
-def _is_team_admin(user: User, team_id: int) -> bool:
+def _is_team_admin(user: AnyUser, team_id: int) -> bool:
     return user_is_team_admin(user, team_id)
 
 
-def channel_may_manage(*, user: User, channel: NotificationChannel) -> bool:
+def channel_may_manage(*, user: AnyUser, channel: NotificationChannel) -> bool:
     """Own channels; team channels for that team's admins; everything for superusers."""
     if not user.is_authenticated:
         return False
     if channel.user_id:
         return channel.user_id == user.pk or user_is_platform_admin(user)
+    assert channel.team_id is not None  # a channel belongs to exactly one team or one user
     return _is_team_admin(user, channel.team_id)
 
 
-def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
+def channel_visible_list(*, user: AnyUser) -> QuerySet[NotificationChannel]:
     """Channels a user may see: their own and their teams' (superusers: all)."""
     channels = NotificationChannel.objects.select_related("team", "user")
     if not user.is_authenticated:
@@ -224,7 +225,7 @@ def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
     return channels.filter(Q(user=user) | Q(team__memberships__user=user)).distinct()
 
 
-def teams_user_administers(*, user: User) -> QuerySet[Team]:
+def teams_user_administers(*, user: AnyUser) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()
     if user_is_platform_admin(user):
@@ -232,7 +233,7 @@ def teams_user_administers(*, user: User) -> QuerySet[Team]:
     return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
 
 
-def delivery_visible_list(*, user: User) -> QuerySet[NotificationDelivery]:
+def delivery_visible_list(*, user: AnyUser) -> QuerySet[NotificationDelivery]:
     """Admins see every delivery; others those to their own and their teams' channels."""
     deliveries = NotificationDelivery.objects.select_related("channel__team", "channel__user")
     if not user.is_authenticated:
@@ -276,8 +277,8 @@ def _channel_snapshot(channel: NotificationChannel) -> dict[str, Any]:
 
 @transaction.atomic
 def channel_create(
-    *, actor: AbstractBaseUser, name: str, kind: str, target: str, team: Team | None = None,
-    user: AbstractBaseUser | None = None, secret: str = "", events: Iterable[str] = (), enabled: bool = True,
+    *, actor: User, name: str, kind: str, target: str, team: Team | None = None,
+    user: User | None = None, secret: str = "", events: Iterable[str] = (), enabled: bool = True,
 ) -> NotificationChannel:
     """A channel for the actor themselves (`user`) or for a team the actor administers. A webhook
     without a secret gets a generated one (read it from the returned channel once, to give it to
@@ -304,7 +305,7 @@ _CHANNEL_EDITABLE = ("name", "kind", "target", "secret", "events", "enabled")
 
 
 @transaction.atomic
-def channel_update(*, actor: AbstractBaseUser, channel: NotificationChannel, **fields: Any) -> NotificationChannel:
+def channel_update(*, actor: User, channel: NotificationChannel, **fields: Any) -> NotificationChannel:
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not change this channel")
     unknown = set(fields) - set(_CHANNEL_EDITABLE)
@@ -329,7 +330,7 @@ def channel_update(*, actor: AbstractBaseUser, channel: NotificationChannel, **f
 
 
 @transaction.atomic
-def channel_delete(*, actor: AbstractBaseUser, channel: NotificationChannel) -> None:
+def channel_delete(*, actor: User, channel: NotificationChannel) -> None:
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not delete this channel")
     audit_record(action=AuditAction.CHANNEL_DELETED, actor=actor, obj=channel, before=_channel_snapshot(channel))
@@ -337,7 +338,7 @@ def channel_delete(*, actor: AbstractBaseUser, channel: NotificationChannel) -> 
 
 
 @transaction.atomic
-def notification_preference_set(*, user: AbstractBaseUser, event: str, muted: bool) -> NotificationPreference:
+def notification_preference_set(*, user: User, event: str, muted: bool) -> NotificationPreference:
     if event not in NotificationEvent.values:
         raise ValidationError({"event": f"unknown event {event!r}"})
     preference, created = NotificationPreference.objects.get_or_create(user=user, event=event,
@@ -351,14 +352,14 @@ def notification_preference_set(*, user: AbstractBaseUser, event: str, muted: bo
     return preference
 
 
-def notification_muted_events(*, user: User) -> set[str]:
+def notification_muted_events(*, user: AnyUser) -> set[str]:
     if not user.is_authenticated:
         return set()
     return set(NotificationPreference.objects.filter(user=user, muted=True).values_list("event", flat=True))
 
 
 @transaction.atomic
-def notification_send_test(*, actor: AbstractBaseUser, channel: NotificationChannel) -> NotificationDelivery:
+def notification_send_test(*, actor: User, channel: NotificationChannel) -> NotificationDelivery:
     """A test message to this one channel, whatever its event filter and the owner's mutes."""
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not send to this channel")

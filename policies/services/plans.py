@@ -193,6 +193,7 @@ def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterC
     if any(finding.get("level") == Level.ERROR for finding in plan.findings):
         return None  # the dry-run already refused it
     try:
+        assert item.content is not None  # a DELETE returned above; every other item has content
         written = ownership.apply_owned(cfg, item.content, live=live.obj, dry_run=True)
     except kube.KubernetesError as exc:
         plan.findings.append(catalogued(
@@ -246,7 +247,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
         item, live = plan.item, plan.live
         live_content = normalize_object(live.obj) if live.obj is not None else None
         live_hash = content_hash(live_content) if live_content is not None else ""
-        base = item.base_revision.content if item.base_revision_id else None
+        base = item.base_revision.content if item.base_revision is not None else None
         after = afters[item.pk]
         # What approvers see: live against what the cluster would hold after the rollout's write.
         diff_live = serialize_diff(diff_objects(live_content, after or item.content))
@@ -278,7 +279,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
 
     with transaction.atomic():
         change = lock_change(change)
-        plan = Plan.objects.create(
+        created = Plan.objects.create(
             change=change, computed_at=timezone.now(), status=PlanStatus.ERROR if errors else PlanStatus.OK,
             # A plan that could not read the cluster knows no live state: empty fingerprints.
             error=error, items_fingerprint=items_fingerprint(items),
@@ -288,11 +289,11 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
             duration_ms=int((time.monotonic() - started) * 1000),
         )
         for plan_item in plan_items:
-            plan_item.plan = plan
+            plan_item.plan = created
         PlanItem.objects.bulk_create(plan_items)
         if not unreadable and change.state not in ROLLOUT_OWNS_LIVE_STATES:
-            _void_moved_approvals(change, plan)
-    return plan
+            _void_moved_approvals(change, created)
+    return created
 
 
 def _void_moved_approvals(change: ChangeRequest, plan: Plan) -> None:

@@ -11,7 +11,7 @@ import datetime as dt
 import logging
 from typing import Any
 
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import OperationalError, transaction
 
 from policies import selectors
@@ -67,7 +67,7 @@ CHANGE_END_EVENTS = {
 }
 
 
-def _set_change_state(change: ChangeRequest, state: str, *, actor: AbstractBaseUser | None = None, action: str,
+def _set_change_state(change: ChangeRequest, state: str, *, actor: User | None = None, action: str,
                       after: dict[str, Any] | None = None) -> ChangeRequest:
     change = lock_change(change)
     if change.state != state:
@@ -93,7 +93,7 @@ EFFECTS = engine.Effects(audit=audit_record, notify=_notify, set_change_state=_s
 # --- start --------------------------------------------------------------------------------------------
 
 def rollout_start(
-    *, change: ChangeRequest, actor: AbstractBaseUser | None = None, strategy: str | None = None,
+    *, change: ChangeRequest, actor: User | None = None, strategy: str | None = None,
     steps: Any = None, analysis: dict[str, Any] | None = None, gates: list[int] | None = None,
     now: dt.datetime | None = None,
 ) -> Rollout:
@@ -171,12 +171,12 @@ def rollout_advance(*, rollout_id: int, analyzer: an.Analyzer | None = None,
 
 # --- controls (people) ----------------------------------------------------------------------------------
 
-def user_may_control(*, user: AbstractBaseUser, rollout: Rollout) -> bool:
+def user_may_control(*, user: User, rollout: Rollout) -> bool:
     """Approvers and admins of every team owning a namespace the change touches, or platform admins."""
     return _may_control_change(user, rollout.change)
 
 
-def _may_control_change(user: AbstractBaseUser, change: ChangeRequest) -> bool:
+def _may_control_change(user: User, change: ChangeRequest) -> bool:
     if not user.is_authenticated:
         return False
     if selectors.user_is_admin(user):
@@ -187,7 +187,7 @@ def _may_control_change(user: AbstractBaseUser, change: ChangeRequest) -> bool:
         for ns in namespaces)
 
 
-def _locked_for(actor: AbstractBaseUser, rollout: Rollout, allowed: set[str], verb: str) -> Rollout:
+def _locked_for(actor: User, rollout: Rollout, allowed: set[str], verb: str) -> Rollout:
     try:
         rollout = (Rollout.objects.select_for_update(nowait=True, of=("self",))
                    .select_related("change", "environment").get(pk=rollout.pk))
@@ -205,7 +205,7 @@ def _locked_for(actor: AbstractBaseUser, rollout: Rollout, allowed: set[str], ve
     return engine.bind(rollout, EFFECTS)
 
 
-def rollout_pause(*, actor: AbstractBaseUser, rollout: Rollout, reason: str = "") -> Rollout:
+def rollout_pause(*, actor: User, rollout: Rollout, reason: str = "") -> Rollout:
     with transaction.atomic():
         rollout = _locked_for(actor, rollout, {RolloutState.PENDING, RolloutState.RUNNING,
                                                RolloutState.WAITING_GATE}, "pause")
@@ -213,7 +213,7 @@ def rollout_pause(*, actor: AbstractBaseUser, rollout: Rollout, reason: str = ""
     return rollout
 
 
-def rollout_resume(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
+def rollout_resume(*, actor: User, rollout: Rollout) -> Rollout:
     with transaction.atomic():
         rollout = _locked_for(actor, rollout, {RolloutState.PAUSED}, "resume")
         rollout.state = rollout.resume_state or RolloutState.RUNNING
@@ -233,7 +233,7 @@ def rollout_resume(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
     return rollout
 
 
-def rollout_continue_on_live(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
+def rollout_continue_on_live(*, actor: User, rollout: Rollout) -> Rollout:
     """A rollout paused by another writer's edit goes on from the edited live object: its edits are
     carried into the remaining phases, the promotion's verification and the rollback's target. Refused
     (409) when the edit touches fields the approved change sets (the approvals do not cover the
@@ -274,7 +274,7 @@ def rollout_continue_on_live(*, actor: AbstractBaseUser, rollout: Rollout) -> Ro
     return rollout
 
 
-def rollout_abort(*, actor: AbstractBaseUser, rollout: Rollout, reason: str = "") -> Rollout:
+def rollout_abort(*, actor: User, rollout: Rollout, reason: str = "") -> Rollout:
     """A person stops the rollout: the snapshot is restored, the change ends `aborted`."""
     with transaction.atomic():
         rollout = _locked_for(actor, rollout, set(RolloutState.active()) - {RolloutState.ROLLING_BACK}, "abort")
@@ -287,7 +287,7 @@ def rollout_abort(*, actor: AbstractBaseUser, rollout: Rollout, reason: str = ""
     return rollout
 
 
-def rollout_promote_now(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
+def rollout_promote_now(*, actor: User, rollout: Rollout) -> Rollout:
     """Skips the remaining steps: the last phase (100 %, approved contents) runs next."""
     with transaction.atomic():
         rollout = _locked_for(actor, rollout, {RolloutState.RUNNING, RolloutState.PAUSED,
@@ -307,7 +307,7 @@ def rollout_promote_now(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout
     return rollout
 
 
-def rollout_confirm_gate(*, actor: AbstractBaseUser, rollout: Rollout) -> Rollout:
+def rollout_confirm_gate(*, actor: User, rollout: Rollout) -> Rollout:
     with transaction.atomic():
         rollout = _locked_for(actor, rollout, {RolloutState.WAITING_GATE}, "confirm the gate of")
         engine.record_event(rollout, RolloutEventKind.GATE, f"gate confirmed by {actor.get_username()}",
