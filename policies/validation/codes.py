@@ -94,13 +94,14 @@ _CODES = (
           "Every object needs apiVersion and kind to say what it is.",
           "Add e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`."),
     _code("MG0102", ERR, PARSE, "Unsupported kind",
-          "Meshgate manages VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, "
-          "AuthorizationPolicy, PeerAuthentication and RequestAuthentication. Other kinds (EnvoyFilter, "
-          "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
+          "Meshgate manages every kind of the Istio CRDs (networking.istio.io, security.istio.io, "
+          "telemetry.istio.io, extensions.istio.io). Other kinds (Kubernetes Deployments, Services, "
+          "Gateway API routes, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
           "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
-          "serves (networking.istio.io: v1, v1beta1, v1alpha3; security.istio.io: v1, v1beta1).",
+          "serves for it (e.g. VirtualService: v1, v1beta1, v1alpha3; AuthorizationPolicy: v1, v1beta1; "
+          "EnvoyFilter: v1alpha3; Telemetry: v1, v1alpha1; WasmPlugin: v1alpha1).",
           "Use the group and version given in the message, preferably v1."),
     _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "

@@ -17,10 +17,6 @@ from policies.validation.findings import Finding
 if TYPE_CHECKING:
     from policies.validation.parse import ParsedDocument
 
-SERVED_VERSIONS: dict[str, tuple[str, ...]] = {
-    "networking.istio.io": ("v1", "v1beta1", "v1alpha3"),
-    "security.istio.io": ("v1", "v1beta1"),
-}
 SUPPORTED_KINDS: tuple[str, ...] = tuple(PolicyKind.values)
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -82,7 +78,7 @@ def _api_version(doc: ParsedDocument) -> list[Finding]:
     api_version: str = doc.obj["apiVersion"]
     info = kind_info(doc.kind)
     group, _, version = api_version.rpartition("/")
-    served = SERVED_VERSIONS[info.group]
+    served = info.versions
     if group != info.group:
         message = f"apiVersion {api_version} does not match kind {doc.kind}: use {info.api_version}"
         return [finding("MG0103", message, **doc.at("apiVersion"))]
