@@ -3,7 +3,11 @@
 Codes never change meaning once published; a retired check keeps its code unused. Numbering:
 MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), MG02xx schema,
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
-MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run.
+MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run; checks that read
+the cluster's wider state: MG10xx workloads (injection, ports, Deployments), MG11xx gateways (TLS
+secrets, ports, Kubernetes Gateway API), MG12xx extensions (EnvoyFilter, Telemetry, WasmPlugin),
+MG13xx WorkloadEntry / WorkloadGroup.
+`istio_code` on a code is copied onto its findings, so that users can correlate them with istioctl.
 `reference` names the closest `istioctl analyze` / Kiali check.
 """
 from __future__ import annotations
@@ -22,15 +26,154 @@ class Code:
     explanation: str
     fix: str
     reference: str = ""
+    istio_code: str = ""  # set on findings of this code: the istioctl analyze message it matches
 
 
-def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, fix: str, reference: str = "") -> Code:
-    return Code(code, title, level, layer, explanation, fix, reference)
+def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, fix: str, reference: str = "",
+          istio_code: str = "") -> Code:
+    return Code(code, title, level, layer, explanation, fix, reference, istio_code)
+
+
+def _ist(code: str, level: Level, title: str, explanation: str, fix: str, istio: str, name: str) -> Code:
+    """A cross-resource check matching the istioctl analyze message `istio` (`name`)."""
+    return Code(code, title, level, Layer.SEMANTIC, explanation, fix, f"istioctl {istio} {name}" if istio else name,
+                istio)
 
 
 # Short names keep the table below readable.
 ERR, WARN, INFO = Level.ERROR, Level.WARNING, Level.INFO
 PARSE, SCHEMA, CROSS, DRYRUN = Layer.PARSE, Layer.SCHEMA, Layer.SEMANTIC, Layer.DRYRUN
+
+_WORKLOAD_CODES = (
+    # --- workloads: injection, ports, Deployments (policies/validation/checks/workloads.py) ------------
+    _ist("MG1001", INFO, "Namespace not enabled for injection",
+         "The policy's namespace has neither `istio-injection=enabled` nor an `istio.io/rev` label, so its "
+         "pods get no sidecar and the sidecar-side policies (routing from those pods, mTLS, authorization) "
+         "do not apply to them.",
+         "Label the namespace: `kubectl label namespace NS istio-injection=enabled` (or `istio.io/rev=REV`), "
+         "then restart its workloads.",
+         "IST0102", "NamespaceNotInjected"),
+    _ist("MG1002", WARN, "Namespace has several injection labels",
+         "The namespace carries both `istio-injection` and `istio.io/rev`; which injector handles its pods "
+         "is then unclear.",
+         "Keep one: `istio.io/rev` for revision-based upgrades, or `istio-injection`.",
+         "IST0123", "NamespaceMultipleInjectionLabels"),
+    _ist("MG1003", WARN, "Selected pod has no sidecar",
+         "The policy selects a pod that runs without the Istio proxy (its namespace is injected, but the pod "
+         "was started before, or injection failed), so the policy does not apply to it.",
+         "Restart or redeploy the workload so that the proxy is injected.",
+         "IST0103", "PodMissingProxy"),
+    _ist("MG1004", INFO, "Port name does not follow Istio's convention",
+         "A port of a Service the policy applies to is neither named `<protocol>[-<suffix>]` (http, http2, "
+         "https, grpc, tcp, tls, mongo, mysql, redis, ...) nor given an appProtocol, so Istio treats its "
+         "traffic as opaque TCP or guesses the protocol: HTTP routes, retries and metrics may not apply.",
+         "Name the port e.g. `http-web` or set `appProtocol: http`.",
+         "IST0118", "PortNameIsNotUnderNamingConvention"),
+    _ist("MG1005", WARN, "Deployment behind several Services with different protocols",
+         "A Deployment the policy applies to is selected by several Services that use the same port with "
+         "different protocols; Istio cannot tell which protocol the port speaks.",
+         "Use one protocol per port across the Services selecting the Deployment.",
+         "IST0116", "DeploymentAssociatedToMultipleServices"),
+    _ist("MG1006", WARN, "Deployment behind several Services with conflicting ports",
+         "A Deployment the policy applies to is selected by several Services that send the same targetPort "
+         "to different Service ports.",
+         "Use the same Service port for a given targetPort, or a single Service.",
+         "IST0137", "DeploymentConflictingPorts"),
+    _ist("MG1007", WARN, "Workload runs as the proxy's user ID",
+         "A Deployment the policy applies to runs as user ID 1337, which Istio reserves for the sidecar: its "
+         "traffic bypasses the proxy, so the policy does not apply to it.",
+         "Run the application under another user ID.",
+         "IST0144", "InvalidApplicationUID"),
+    _ist("MG1008", WARN, "Selector matches no workload",
+         "The selector of this object (Telemetry, WasmPlugin, ProxyConfig, EnvoyFilter, ...) matches no pod "
+         "in its namespace (or, in the root namespace, in any namespace), so it applies to nothing yet. Pods "
+         "carry their Node's topology labels, as Istio adds them.",
+         "Correct the labels, or deploy the workload first.",
+         "IST0127", "NoMatchingWorkloadsFound"),
+    # --- gateways: TLS secrets, service ports, Gateway API (policies/validation/checks/gateways.py) ---
+    _ist("MG1101", ERR, "Gateway TLS credential not found",
+         "A Gateway server's `tls.credentialName` names no Secret in the namespace of the gateway workload "
+         "(for SDS, the Secret must live next to the gateway pods), or a Secret of a type that holds no "
+         "certificate. Meshgate reads Secrets' names and types only, never their data.",
+         "Create the TLS Secret (`kubectl create secret tls NAME -n GATEWAY_NS --cert=... --key=...`) in "
+         "the gateway's namespace, or correct the name.",
+         "IST0161", "InvalidGatewayCredential"),
+    _ist("MG1102", WARN, "Gateway port not exposed by the gateway's Service",
+         "A server's port is neither a port nor a targetPort of any Service selecting the gateway pods, so "
+         "traffic cannot reach that listener from outside the pods.",
+         "Add the port to the gateway's Service, or use one of its ports.",
+         "IST0162", "GatewayPortNotDefinedOnService"),
+    _ist("MG1103", WARN, "Certificate shared by several Gateways",
+         "Several Gateways use the same TLS credential for different hosts; clients re-using HTTP/2 "
+         "connections across those hosts may get 404s.",
+         "Give each Gateway its own certificate, or merge the servers into one Gateway.",
+         "IST0138", "GatewayDuplicateCertificate"),
+    _ist("MG1104", WARN, "Reference to an internal Gateway",
+         "The VirtualService binds to a Gateway that Istio generated for a Kubernetes Gateway "
+         "(`*-istio-autogenerated-k8s-gateway`); such Gateways are an implementation detail and may change.",
+         "Attach routes to the Kubernetes Gateway with an HTTPRoute instead.",
+         "IST0165", "ReferencedInternalGateway"),
+    _ist("MG1105", WARN, "Selector on a Kubernetes Gateway's pods",
+         "The policy selects the pods of a Kubernetes Gateway (labelled `gateway.networking.k8s.io/"
+         "gateway-name`) by label; for those Istio applies policies through `targetRefs`.",
+         "Use `targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: ...}]` instead of "
+         "the selector.",
+         "IST0166", "IneffectiveSelector"),
+    _code("MG1106", ERR, CROSS, "Target reference not found",
+          "A `targetRef` / `targetRefs` entry names a Kubernetes Gateway API Gateway, a Service or a "
+          "ServiceEntry that does not exist in the policy's namespace, so the policy applies to nothing.",
+          "Correct the reference or create the target first.",
+          "Gateway API policy attachment"),
+    # --- extensions: EnvoyFilter, Telemetry, WasmPlugin (policies/validation/checks/extensions.py) ----
+    _ist("MG1201", WARN, "EnvoyFilter relative operation without priority",
+         "A patch uses INSERT_BEFORE, INSERT_AFTER or REPLACE relative to another filter while the "
+         "EnvoyFilter has no `priority`; EnvoyFilters apply in creation order, so the filter it is relative "
+         "to may not be there yet, and the patch is then not applied.",
+         "Set `priority`, or use INSERT_FIRST / ADD, which do not depend on other filters.",
+         "IST0151", "EnvoyFilterUsesRelativeOperation"),
+    _ist("MG1202", ERR, "EnvoyFilter REPLACE on a wrong applyTo",
+         "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER patches.",
+         "Use MERGE, or apply the REPLACE to a filter.",
+         "IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly"),
+    _ist("MG1203", ERR, "EnvoyFilter ADD ignored",
+         "The ADD operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
+         "Use MERGE for route configurations, or a VirtualService route.",
+         "IST0153", "EnvoyFilterUsesAddOperationIncorrectly"),
+    _ist("MG1204", ERR, "EnvoyFilter REMOVE ignored",
+         "The REMOVE operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
+         "Remove routes through the VirtualService instead.",
+         "IST0154", "EnvoyFilterUsesRemoveOperationIncorrectly"),
+    _ist("MG1205", WARN, "EnvoyFilter relative operation with proxyVersion",
+         "A patch matching a proxyVersion uses a relative operation (INSERT_BEFORE/AFTER, REPLACE, MERGE, "
+         "DELETE) while the EnvoyFilter has no priority; after a proxy upgrade the filter it depends on may "
+         "be applied in another order.",
+         "Set `priority` on the EnvoyFilter.",
+         "IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion"),
+    _ist("MG1206", WARN, "Telemetry access logging without provider",
+         "An accessLogging entry names no provider and the mesh config has no default access-log provider "
+         "(`defaultProviders.accessLogging`), so the entry is ignored.",
+         "Name a provider (e.g. `providers: [{name: envoy}]`) or set a default in the mesh config.",
+         "IST0157", "InvalidTelemetryProvider"),
+    _ist("MG1207", ERR, "Telemetries selecting the same workload",
+         "Several Telemetries of the namespace select the same pod; which one applies is undefined.",
+         "Merge them, or make their selectors disjoint.",
+         "IST0159", "ConflictingTelemetryWorkloadSelectors"),
+    _ist("MG1208", ERR, "Several Telemetries without selector",
+         "More than one Telemetry without a selector (or targetRefs) in the same namespace; which one "
+         "applies is undefined.",
+         "Keep one namespace-wide Telemetry; give the others selectors.",
+         "IST0160", "MultipleTelemetriesWithoutWorkloadSelectors"),
+    _code("MG1209", WARN, CROSS, "Telemetry provider not defined",
+          "A provider named in the Telemetry is not one of the mesh config's `extensionProviders`, so Istio "
+          "ignores it.",
+          "Add the provider to the mesh config (`meshConfig.extensionProviders`) or correct the name.",
+          "Istio mesh config extensionProviders"),
+    # --- WorkloadEntry / WorkloadGroup (policies/validation/checks/workloads.py) ----------------------
+    _code("MG1302", INFO, CROSS, "WorkloadEntry selected by no ServiceEntry",
+          "No ServiceEntry of the namespace selects the WorkloadEntry's labels (`workloadSelector`), so no "
+          "host routes to it.",
+          "Add a ServiceEntry with a workloadSelector matching the entry's labels, or correct the labels."),
+)
 
 _CODES = (
     # --- parse ---------------------------------------------------------------------------------
@@ -299,6 +442,7 @@ _CODES = (
           "Egress hosts are `namespace/dnsName`: the namespace is a name, `*`, `.` (the Sidecar's "
           "namespace) or `~` (none); dnsName is `*`, `*.suffix` or a DNS name.",
           "Write e.g. `./*`, `istio-system/*` or `*/api.example.com`."),
+    *_WORKLOAD_CODES,
     # --- server dry-run ------------------------------------------------------------------------
     _code("MG0901", ERR, DRYRUN, "Rejected by the API server",
           "The cluster's API server rejected the object in a dry-run (nothing was stored): it breaks a "
@@ -328,4 +472,5 @@ def lookup(code: str) -> Code:
 def finding(code: str, message: str, **where) -> Finding:
     """A Finding with the level and layer the catalogue gives the code."""
     entry = CATALOGUE[code]
+    where.setdefault("istio_code", entry.istio_code)
     return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value, **where)

@@ -1,9 +1,11 @@
 """What cross-resource checks look at: the environment's live workloads and its Istio configuration.
 
-A ValidationContext is built once per validation from (1) the cluster's namespaces, Services and Pods
-read through the adapter, (2) the current revisions of the environment's policies in the database,
-minus those the bundle replaces, and (3) the bundle's own objects, which override policies with the
-same identity. Its indexes are computed on first use.
+A ValidationContext is built once per validation from (1) the cluster's live state read through the
+adapter (`read_live_state`: namespaces with their labels, Services, Pods with their annotations and
+their Node's topology labels, Deployments, Secrets' metadata and type (never their data), Istio's
+mesh config, Nodes, and the Kubernetes Gateway API objects), (2) the current revisions of the
+environment's policies in the database, minus those the bundle replaces, and (3) the bundle's own
+objects, which override policies with the same identity. Its indexes are computed on first use.
 """
 from __future__ import annotations
 
@@ -14,7 +16,22 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
-from integrations.kubernetes import ClusterConfig, KubernetesError, list_namespaces, list_pods, list_services
+import yaml
+
+from integrations.kubernetes import (
+    CONTEXT_KINDS,
+    ClusterConfig,
+    KubernetesError,
+    NotFound,
+    get_config_map,
+    list_context_objects,
+    list_deployments,
+    list_namespaces,
+    list_nodes,
+    list_pods,
+    list_secret_metadata,
+    list_services,
+)
 from policies.choices import PolicyKind
 from policies.cluster import cluster_config
 from policies.models import Environment, Policy
@@ -25,6 +42,12 @@ from policies.validation.parse import ParsedDocument
 DOMAIN_SUFFIX = "svc.cluster.local"
 ROOT_NAMESPACE = "istio-system"
 MESH_GATEWAY = "mesh"
+MESH_CONFIG_MAP = "istio"
+# Node labels Istio copies onto the workloads running there (locality), so subsets may select by them.
+TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
+PROXY_CONTAINER = "istio-proxy"
+INJECT = "sidecar.istio.io/inject"
+INJECTION_STATUS = "sidecar.istio.io/status"
 
 Identity = tuple[str, str, str]
 Labels = Mapping[str, str]
@@ -62,11 +85,28 @@ def selects(selector: Labels, labels: Labels) -> bool:
 
 
 @dataclass(frozen=True)
+class ServicePort:
+    port: int
+    name: str = ""
+    protocol: str = "TCP"
+    target_port: int | str | None = None
+    app_protocol: str = ""
+
+    @property
+    def target(self) -> int | str:
+        """The port the workload listens on: targetPort, else the port itself."""
+        return self.target_port if self.target_port not in (None, "", 0) else self.port
+
+
+@dataclass(frozen=True)
 class Service:
     namespace: str
     name: str
     ports: tuple[int, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
+    port_specs: tuple[ServicePort, ...] = ()
+    type: str = "ClusterIP"
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fqdn(self) -> str:
@@ -75,46 +115,197 @@ class Service:
 
 @dataclass(frozen=True)
 class Workload:
+    """A Pod. `labels` include the topology labels of its Node, as Istio sees them."""
+
     namespace: str
     name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[str, ...] = ()
+    node: str = ""
+
+    @property
+    def has_proxy(self) -> bool:
+        return PROXY_CONTAINER in self.containers or INJECTION_STATUS in self.annotations
+
+    @property
+    def opted_out(self) -> bool:
+        """Injection turned off for this pod (annotation or label `sidecar.istio.io/inject: "false"`)."""
+        return "false" in (str(self.annotations.get(INJECT, "")).lower(), str(self.labels.get(INJECT, "")).lower())
+
+
+@dataclass(frozen=True)
+class Deployment:
+    namespace: str
+    name: str
+    selector: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    run_as_users: tuple[int, ...] = ()  # securityContext.runAsUser of the pod and its containers
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A Secret's identity and type: Meshgate never reads a Secret's data."""
+
+    namespace: str
+    name: str
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayApiObject:
+    """A Kubernetes Gateway API object (gateway.networking.k8s.io), read as context."""
+
+    kind: str
+    namespace: str
+    name: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LiveState:
+    """What the cluster runs. A part that could not be read (e.g. no permission) is None, and the
+    checks needing it are skipped; the Gateway API is an empty mapping when its CRDs are absent."""
+
     namespaces: frozenset[str]
     services: tuple[Service, ...] = ()
     workloads: tuple[Workload, ...] = ()
+    namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    deployments: tuple[Deployment, ...] | None = ()
+    secrets: tuple[SecretInfo, ...] | None = ()
+    mesh_config: Mapping[str, Any] | None = field(default_factory=dict)
+    node_labels: Mapping[str, Mapping[str, str]] | None = field(default_factory=dict)
+    gateway_api: Mapping[str, tuple[GatewayApiObject, ...]] = field(default_factory=dict)
 
 
 def read_live_state(cfg: ClusterConfig) -> LiveState:
-    """Namespaces, Services and Pods of the cluster: three list calls, made concurrently.
+    """Everything the checks read from the cluster, in concurrent list calls: namespaces, Services and
+    Pods (required), and Deployments, Nodes, Secrets' metadata, the mesh config and the Gateway API
+    objects (each optional: refused or absent, it is left out and the checks needing it skipped).
 
-    Raises KubernetesError (the first one, when several calls fail).
+    The one entry point for live state (a watch-fed inventory can take its place).
+    Raises KubernetesError (the first one, when a required call fails).
     """
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="meshgate-live-state") as pool:
+    optional: dict[str, Callable[[], Any]] = {
+        "deployments": lambda: list_deployments(cfg),
+        "nodes": lambda: list_nodes(cfg),
+        "secrets": lambda: list_secret_metadata(cfg),
+        "mesh": lambda: _mesh_config_map(cfg),
+        **{f"gateway-api/{kind}": _gateway_api_reader(cfg, kind) for kind in CONTEXT_KINDS},
+    }
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="meshgate-live-state") as pool:
         namespaces, services, pods = (pool.submit(read, cfg) for read in (list_namespaces, list_services, list_pods))
-        return LiveState(
-            frozenset(_meta(item).get("name", "") for item in namespaces.result()),
-            tuple(_service(item) for item in services.result()),
-            tuple(_workload(item) for item in pods.result()),
-        )
+        extras = {key: pool.submit(_optional, read) for key, read in optional.items()}
+        namespace_items, service_items, pod_items = namespaces.result(), services.result(), pods.result()
+        found = {key: future.result() for key, future in extras.items()}
+    nodes = found["nodes"]
+    node_labels = None if nodes is None else {
+        _meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes
+    }
+    secrets = found["secrets"]
+    gateway_api: dict[str, tuple[GatewayApiObject, ...]] = {}
+    for kind in CONTEXT_KINDS:
+        items = found[f"gateway-api/{kind}"]
+        gateway_api[kind] = tuple(_gateway_api_object(kind, item) for item in items or [])
+    return LiveState(
+        frozenset(_meta(item).get("name", "") for item in namespace_items),
+        tuple(_service(item) for item in service_items),
+        tuple(_workload(item, node_labels or {}) for item in pod_items),
+        namespace_labels={
+            _meta(item).get("name", ""): dict(_meta(item).get("labels") or {}) for item in namespace_items
+        },
+        deployments=None if found["deployments"] is None else tuple(_deployment(d) for d in found["deployments"]),
+        secrets=None if secrets is None else tuple(SecretInfo(s.namespace, s.name, s.type) for s in secrets),
+        mesh_config=found["mesh"],
+        node_labels=node_labels,
+        gateway_api=gateway_api,
+    )
+
+
+def _optional(read: Callable[[], T]) -> T | None:
+    """A read the checks can do without: None when refused or failing; a list of a kind the cluster does
+    not serve (NotFound: e.g. no Gateway API CRDs) is empty."""
+    try:
+        return read()
+    except NotFound:
+        return []  # type: ignore[return-value]
+    except KubernetesError:  # Unauthorized (RBAC without it), Unreachable, ...
+        return None
+
+
+def _gateway_api_reader(cfg: ClusterConfig, kind: str) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: list_context_objects(cfg, kind)
+
+
+def _mesh_config_map(cfg: ClusterConfig) -> dict[str, Any]:
+    """Istio's mesh config (ConfigMap `istio` in istio-system, key `mesh`); {} when absent or unreadable."""
+    try:
+        config_map = get_config_map(cfg, ROOT_NAMESPACE, MESH_CONFIG_MAP)
+    except NotFound:
+        return {}
+    try:
+        mesh = yaml.safe_load((config_map.get("data") or {}).get("mesh") or "")
+    except yaml.YAMLError:
+        return {}
+    return mesh if isinstance(mesh, dict) else {}
 
 
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("metadata") or {}
 
 
-def _workload(item: dict[str, Any]) -> Workload:
+def _workload(item: dict[str, Any], node_labels: Mapping[str, Mapping[str, str]]) -> Workload:
     meta = _meta(item)
-    return Workload(meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}))
+    spec = item.get("spec") or {}
+    node = str(spec.get("nodeName") or "")
+    topology = {key: value for key, value in (node_labels.get(node) or {}).items() if key in TOPOLOGY_LABELS}
+    containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, dict))
+    return Workload(
+        meta.get("namespace", ""), meta.get("name", ""), {**topology, **(meta.get("labels") or {})},
+        dict(meta.get("annotations") or {}), containers, node,
+    )
 
 
 def _service(item: dict[str, Any]) -> Service:
     spec = item.get("spec") or {}
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
+    specs = tuple(
+        ServicePort(port["port"], str(port.get("name") or ""), str(port.get("protocol") or "TCP"),
+                    port.get("target_port", port.get("targetPort")),
+                    str(port.get("app_protocol", port.get("appProtocol")) or ""))
+        for port in spec.get("ports") or [] if isinstance(port.get("port"), int)
+    )
     meta = _meta(item)
-    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}))
+    return Service(
+        meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}), specs,
+        str(spec.get("type") or "ClusterIP"), dict(meta.get("annotations") or {}),
+    )
+
+
+def _deployment(item: dict[str, Any]) -> Deployment:
+    meta, spec = _meta(item), item.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    template = spec.get("template") or {}
+    pod_spec = template.get("spec") or {}
+    contexts = [pod_spec.get("securityContext") or {}] + [
+        c.get("securityContext") or {} for c in pod_spec.get("containers") or []
+        if isinstance(c, dict) and c.get("name") != PROXY_CONTAINER
+    ]
+    users = tuple(ctx["runAsUser"] for ctx in contexts if isinstance(ctx.get("runAsUser"), int))
+    return Deployment(
+        meta.get("namespace", ""), meta.get("name", ""), dict(selector),
+        dict((template.get("metadata") or {}).get("labels") or {}),
+        dict((template.get("metadata") or {}).get("annotations") or {}), users,
+    )
+
+
+def _gateway_api_object(kind: str, item: dict[str, Any]) -> GatewayApiObject:
+    meta = _meta(item)
+    spec = item.get("spec")
+    return GatewayApiObject(kind, meta.get("namespace", ""), meta.get("name", ""),
+                            spec if isinstance(spec, dict) else {}, dict(meta.get("labels") or {}))
 
 
 # --- Istio configuration --------------------------------------------------------------------------
@@ -220,6 +411,54 @@ class ValidationContext:
         if not service.selector:
             return []
         return self.workloads({**service.selector, **(extra or {})}, service.namespace)
+
+    # what else the cluster holds: namespace labels, Deployments, Secrets, mesh config, Gateway API
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return (self.live.namespace_labels.get(namespace) or {}) if self.live else {}
+
+    def injection_enabled(self, namespace: str) -> bool:
+        """Sidecar injection is on for the namespace: `istio-injection=enabled`, or an `istio.io/rev` label
+        (unless `istio-injection=disabled`)."""
+        labels = self.namespace_labels(namespace)
+        if labels.get("istio-injection") == "enabled":
+            return True
+        return "istio.io/rev" in labels and labels.get("istio-injection") != "disabled"
+
+    @property
+    def deployments(self) -> tuple[Deployment, ...] | None:
+        """None when the cluster's Deployments could not be read."""
+        return self.live.deployments if self.live else None
+
+    @property
+    def secrets_read(self) -> bool:
+        return self.live is not None and self.live.secrets is not None
+
+    @cached_property
+    def _secrets(self) -> dict[tuple[str, str], SecretInfo]:
+        secrets = self.live.secrets if self.live else None
+        return {(secret.namespace, secret.name): secret for secret in secrets or ()}
+
+    def secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self._secrets.get((namespace, name))
+
+    @property
+    def mesh_config(self) -> Mapping[str, Any] | None:
+        """Istio's mesh config as the cluster holds it ({} when there is none); None when not read."""
+        return self.live.mesh_config if self.live else None
+
+    def gateway_api(self, kind: str) -> tuple[GatewayApiObject, ...]:
+        """The Gateway API objects of `kind` (Gateway, HTTPRoute, GRPCRoute, ReferenceGrant) in the cluster."""
+        return self.live.gateway_api.get(kind, ()) if self.live else ()
+
+    def gateway_api_gateway(self, namespace: str, name: str) -> GatewayApiObject | None:
+        return next((g for g in self.gateway_api("Gateway") if (g.namespace, g.name) == (namespace, name)), None)
+
+    def gateway_exists(self, namespace: str, name: str) -> bool:
+        """An Istio Gateway, or a Kubernetes Gateway API Gateway (which Istio also binds VirtualServices to)."""
+        return self.get(PolicyKind.GATEWAY, namespace, name) is not None or (
+            self.gateway_api_gateway(namespace, name) is not None
+        )
 
     # hosts
 

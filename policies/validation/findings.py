@@ -36,6 +36,7 @@ class Finding:
     column: int | None = None
     path: str = ""
     object: str = ""
+    istio_code: str = ""  # the matching `istioctl analyze` message code (IST0xxx), where there is one
 
     @property
     def is_error(self) -> bool:

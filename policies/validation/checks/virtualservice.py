@@ -114,7 +114,7 @@ def gateway_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         if reference == MESH_GATEWAY:
             continue
         namespace, _, name = gateway_ref(reference, obj.namespace).partition("/")
-        if ctx.get(PolicyKind.GATEWAY, namespace, name) is None:
+        if not ctx.gateway_exists(namespace, name):
             yield path, _gateway_message(reference, namespace, name, ctx)
 
 
