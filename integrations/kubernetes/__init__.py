@@ -26,7 +26,13 @@ from integrations.kubernetes.exceptions import (
     Unauthorized,
     Unreachable,
 )
-from integrations.kubernetes.kinds import CONTEXT_KINDS, KINDS, IstioKind, context_kind_info, kind_info
+from integrations.kubernetes.kinds import (
+    CONTEXT_KINDS,
+    KINDS,
+    IstioKind,
+    context_kind_info,
+    kind_info,
+)
 
 __all__ = [
     "CONTEXT_KINDS",

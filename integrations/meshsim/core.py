@@ -18,7 +18,16 @@ import uuid
 from typing import Any
 
 from .errors import FieldError, invalid, required
-from .resources import CONFIG_MAPS, DEPLOYMENTS, NAMESPACES, NODES, PODS, SECRETS, SERVICES, ResourceType
+from .resources import (
+    CONFIG_MAPS,
+    DEPLOYMENTS,
+    NAMESPACES,
+    NODES,
+    PODS,
+    SECRETS,
+    SERVICES,
+    ResourceType,
+)
 
 ISTIO_PROXY_IMAGE = "docker.io/istio/proxyv2:1.28.0"
 NODE_NAME = "meshsim-node-1"

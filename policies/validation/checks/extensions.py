@@ -6,7 +6,12 @@ from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, items, mapping, text
-from policies.validation.context import MeshObject, ValidationContext, match_labels, selects
+from policies.validation.context import (
+    MeshObject,
+    ValidationContext,
+    match_labels,
+    selects,
+)
 
 K = PolicyKind
 RELATIVE = frozenset({"INSERT_BEFORE", "INSERT_AFTER", "REPLACE"})

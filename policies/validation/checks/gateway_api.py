@@ -6,7 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from policies.choices import PolicyKind
-from policies.validation.checks.base import Hit, check, entries, items, mapping, strings, text
+from policies.validation.checks.base import (
+    Hit,
+    check,
+    entries,
+    items,
+    mapping,
+    strings,
+    text,
+)
 from policies.validation.context import (
     MESH_GATEWAY,
     MeshObject,

@@ -12,7 +12,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 
 from policies.choices import PolicyKind
-from policies.validation.checks.base import Hit, check, entries, items, labels_text, mapping, text
+from policies.validation.checks.base import (
+    Hit,
+    check,
+    entries,
+    items,
+    labels_text,
+    mapping,
+    text,
+)
 from policies.validation.context import (
     ROOT_NAMESPACE,
     Deployment,
@@ -80,6 +88,10 @@ def one_injection_label(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit
 def selected_workloads(obj: MeshObject, ctx: ValidationContext) -> list[Workload]:
     """The pods a policy applies to: by its selector (root namespace: everywhere), the whole namespace
     for a namespace-wide policy of a workload kind, the pods behind the hosts of a route or rule."""
+    return ctx.memo(("workloads.selected", obj.identity), lambda: _selected_workloads(obj, ctx))
+
+
+def _selected_workloads(obj: MeshObject, ctx: ValidationContext) -> list[Workload]:
     if obj.kind in (K.VIRTUAL_SERVICE, K.DESTINATION_RULE):
         return [pod for service in target_services(obj, ctx) for pod in ctx.service_workloads(service)]
     if obj.kind in (K.GATEWAY, K.SERVICE_ENTRY, K.WORKLOAD_ENTRY, K.WORKLOAD_GROUP):
@@ -117,6 +129,10 @@ def selected_pods_have_proxy(obj: MeshObject, ctx: ValidationContext) -> Iterato
 def target_services(obj: MeshObject, ctx: ValidationContext) -> list[Service]:
     """The Services a policy is about: the hosts it routes to or configures, or those in front of the
     pods it selects."""
+    return ctx.memo(("workloads.services", obj.identity), lambda: _target_services(obj, ctx))
+
+
+def _target_services(obj: MeshObject, ctx: ValidationContext) -> list[Service]:
     hosts: list[str] = []
     if obj.kind == K.DESTINATION_RULE:
         hosts.append(text(obj.spec.get("host")))
@@ -173,19 +189,22 @@ def port_naming(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
 
 def _deployments_behind(obj: MeshObject, ctx: ValidationContext) -> list[tuple[Deployment, list[Service]]]:
     """Each Deployment in front of which one of the policy's Services stands, with every Service selecting it."""
-    deployments = ctx.deployments
-    if not deployments:
-        return []
-    services = target_services(obj, ctx)
-    found: list[tuple[Deployment, list[Service]]] = []
-    for deployment in deployments:
-        if deployment.namespace in SYSTEM_NAMESPACES:
-            continue
-        selecting = [s for s in ctx.services_in(deployment.namespace)
-                     if s.selector and selects(s.selector, deployment.pod_labels)]
-        if any(s in services for s in selecting):
-            found.append((deployment, selecting))
-    return found
+    services = {service.fqdn for service in target_services(obj, ctx)}
+    return [(deployment, selecting) for deployment, selecting in _deployment_services(ctx)
+            if any(service.fqdn in services for service in selecting)]
+
+
+def _deployment_services(ctx: ValidationContext) -> list[tuple[Deployment, list[Service]]]:
+    """Every Deployment outside the system namespaces with the Services selecting its pods (once per validation)."""
+    def compute() -> list[tuple[Deployment, list[Service]]]:
+        found = []
+        for deployment in ctx.deployments or ():
+            if deployment.namespace not in SYSTEM_NAMESPACES:
+                selecting = [s for s in ctx.services_in(deployment.namespace)
+                             if s.selector and selects(s.selector, deployment.pod_labels)]
+                found.append((deployment, selecting))
+        return found
+    return ctx.memo("workloads.deployment_services", compute)
 
 
 @check("MG1005", *ALL_KINDS, needs_cluster=True)

@@ -14,7 +14,13 @@ from policies.services.drafts import draft_save, drafts_from_bundle
 from policies.services.imports import environment_import
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import live_normalized, scheduled_change
-from tests.policies.rollouts.test_end_to_end import ANALYSIS, BEAT, TIMEOUT, _clear_faults, _fault
+from tests.policies.rollouts.test_end_to_end import (
+    ANALYSIS,
+    BEAT,
+    TIMEOUT,
+    _clear_faults,
+    _fault,
+)
 from tests.policies.rollouts.test_worker import wait_terminal
 
 TELEMETRY = {
