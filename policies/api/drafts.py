@@ -92,6 +92,7 @@ class FindingSerializer(serializers.Serializer):
     column = serializers.IntegerField(allow_null=True)
     path = serializers.CharField(allow_blank=True, help_text="Field path, e.g. spec.http[0].route[1].weight.")
     object = serializers.CharField(allow_blank=True, help_text="E.g. VirtualService bookinfo/reviews.")
+    istio_code = serializers.CharField(allow_blank=True, help_text="The matching istioctl analyze code, e.g. IST0161.")
 
 
 class RejectionDetailsSerializer(serializers.Serializer):
