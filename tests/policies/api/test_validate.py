@@ -59,7 +59,7 @@ def test_json_text_with_findings_is_answered_200_with_their_location(cluster_org
     assert finding == {
         "code": "MG0302", "level": "error", "message": finding["message"], "layer": "semantic", "file": "vs.yaml",
         "document": 0, "line": 13, "column": finding["column"], "path": "spec.http[0].route[0].destination.subset",
-        "object": "VirtualService bookinfo/reviews",
+        "object": "VirtualService bookinfo/reviews", "istio_code": finding["istio_code"],
     }
     assert "v9" in finding["message"]
     assert not Draft.objects.exists()  # validation stores nothing
