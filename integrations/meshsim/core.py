@@ -61,7 +61,7 @@ def _deployment_errors(spec: dict[str, Any]) -> list[FieldError]:
     selector = (spec.get("selector") or {}).get("matchLabels") if isinstance(spec.get("selector"), dict) else None
     if not isinstance(selector, dict) or not selector:
         return [required("spec.selector")]
-    template = spec.get("template") if isinstance(spec.get("template"), dict) else {}
+    template: dict[str, Any] = spec["template"] if isinstance(spec.get("template"), dict) else {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     if any(labels.get(key) != value for key, value in selector.items()):
         return [invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")]

@@ -273,8 +273,7 @@ def _service(item: dict[str, Any]) -> Service:
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
     specs = tuple(
         ServicePort(port["port"], str(port.get("name") or ""), str(port.get("protocol") or "TCP"),
-                    port.get("target_port", port.get("targetPort")),
-                    str(port.get("app_protocol", port.get("appProtocol")) or ""))
+                    port.get("targetPort"), str(port.get("appProtocol") or ""))
         for port in spec.get("ports") or [] if isinstance(port.get("port"), int)
     )
     meta = _meta(item)
