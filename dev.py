@@ -4,6 +4,8 @@
     python3 dev.py run    set up, then run everything on the embedded default (SQLite, a
                           filesystem broker, worker, beat, web, two simulated clusters)
     python3 dev.py test   set up, then run the whole test suite (extra arguments go to pytest)
+    python3 dev.py check  set up, then lint (ruff), format check, types (mypy), layer contracts
+                          (import-linter) and import cycles; fails on any finding
 
 Both are idempotent: a second run reuses the virtual environment, node_modules, the database
 and the simulated clusters' saved state. DATABASE_URL and CELERY_BROKER_URL switch to
@@ -32,6 +34,9 @@ DEMO_USERS = [
     ("dan", "approver, team Shop"),
     ("sam", "security approver (sees every policy)"),
     ("ada", "platform admin (Django admin too)"),
+    ("erin", "approver, team Bookinfo (prod needs two)"),
+    ("finn", "approver, team Shop"),
+    ("pat", "approver, team Platform"),
 ]
 
 
@@ -62,7 +67,7 @@ def setup_python() -> None:
     if not _up_to_date(stamp, source):
         say("installing Python dependencies (pinned in pyproject.toml)")
         run(PYTHON, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
-        run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test]")
+        run(PYTHON, "-m", "pip", "install", "--quiet", "-e", ".[test,dev]")
         stamp.write_text(_digest(source))
 
 
@@ -221,7 +226,32 @@ def cmd_test(args: list[str]) -> int:
     return subprocess.call([str(PYTHON), "-m", "pytest", *args], cwd=ROOT, env=env)
 
 
-COMMANDS = {"run": cmd_run, "test": cmd_test}
+CHECKS = [
+    ("ruff lint", ["ruff", "check", "."]),
+    ("ruff format", ["ruff", "format", "--check", "."]),
+    ("mypy", ["mypy"]),  # the packages and flags are in pyproject.toml [tool.mypy]
+    ("import contracts", ["lint-imports"]),
+    ("import cycles", ["python", ".ci/import_cycles.py", "policies", "portal", "integrations"]),
+]
+
+
+def cmd_check(args: list[str]) -> int:
+    """Every check, each run even when one before it failed; the exit status is 1 if any failed."""
+    setup_python()
+    env = base_env("portal.settings.test")
+    failed = []
+    for name, command in CHECKS:
+        say(f"check: {name}")
+        if subprocess.call([str(BIN / command[0]), *command[1:]], cwd=ROOT, env=env) != 0:
+            failed.append(name)
+    if failed:
+        say(f"checks failed: {', '.join(failed)}")
+        return 1
+    say("checks passed")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "test": cmd_test, "check": cmd_check}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

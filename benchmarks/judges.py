@@ -119,7 +119,7 @@ def draw(index: int, rng: np.random.Generator) -> Scenario:
         float(rng.choice([0.005, 0.01, 0.02])), model.median_ms, model.sigma,
         "shared" if rng.random() < 0.5 else "none", onset, onset + HORIZON,
         error_factor, latency_factor,
-    )  # fmt: skip
+    )
     scenario.detectable = kind != "good" and oracle_z(scenario) >= Z_DETECTABLE
     return scenario
 
@@ -136,7 +136,7 @@ def oracle_z(s: Scenario) -> float:
     theta, h = math.log(s.median_ms), 1e-4
     probs = bucket_probabilities(s.median_ms, s.sigma)
     slope = (bucket_probabilities(math.exp(theta + h), s.sigma)
-             - bucket_probabilities(math.exp(theta - h), s.sigma)) / (2 * h)  # fmt: skip
+             - bucket_probabilities(math.exp(theta - h), s.sigma)) / (2 * h)
     keep = probs > 1e-12
     information = float(np.sum(slope[keep] ** 2 / probs[keep]))
     return math.log(s.latency_factor) * math.sqrt(information) / math.sqrt(1 / n_c + 1 / n_s)
@@ -188,7 +188,7 @@ def run_judge(judge, intervals, rollback_after: int) -> int | None:
             verdict = judge.judge(
                 metric, observe(metric, canary, stable), metrics_count=len(METRICS),
                 state=state[metric.name],
-            )  # fmt: skip
+            )
             state[metric.name] = verdict.state
             outcomes.append(verdict.outcome)
         if Outcome.FAIL in outcomes:
@@ -213,7 +213,7 @@ def summarize(name: str, scenarios: list[Scenario], rollbacks: dict[int, int | N
     early = sum(1 for s in bad if rollbacks[s.index] is not None and rollbacks[s.index] < s.onset)
     out: dict = {"judge": name, "false_rollbacks": false, "good": len(good),
                  "false_rollback_rate": false / len(good) if good else None,
-                 "bad_rolled_back_before_onset": early, "classes": {}}  # fmt: skip
+                 "bad_rolled_back_before_onset": early, "classes": {}}
     for kind, *_ in CLASSES[1:]:
         members = [s for s in bad if s.kind == kind]
         detectable = [s for s in members if s.detectable]
@@ -235,7 +235,7 @@ def summarize(name: str, scenarios: list[Scenario], rollbacks: dict[int, int | N
         "caught_all": sum(1 for s in bad if s.kind in TARGET_CLASSES and caught(s)),
         "median_intervals": statistics.median(times) if times else None,
         "p90_intervals": float(np.percentile(times, 90)) if times else None,
-    }  # fmt: skip
+    }
     return out
 
 
@@ -259,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
         f"flagger (threshold={args.flagger_threshold})": (ThresholdJudge(), args.flagger_threshold),
         f"argo (failureLimit={args.argo_failure_limit})": (
             FailureLimitJudge(failure_limit=args.argo_failure_limit), 1),
-    }  # fmt: skip
+    }
     rollbacks: dict[str, dict[int, int | None]] = {name: {} for name in judges}
     for s in scenarios:
         intervals = stream(s, rng)
@@ -272,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
             "scenarios": args.scenarios, "seed": args.seed, "interval_s": INTERVAL_S,
             "horizon_intervals": HORIZON, "results": results,
             "scenario_list": [s.__dict__ for s in scenarios],
-        }, indent=2, default=float))  # fmt: skip
+        }, indent=2, default=float))
     return 0
 
 
@@ -283,18 +283,18 @@ def _t(value: float | None) -> str:
 def print_table(args, scenarios: list[Scenario], results: list[dict], elapsed: float) -> None:
     kinds = {k: sum(1 for s in scenarios if s.kind == k) for k, *_ in CLASSES}
     print(f"{len(scenarios)} scenarios (seed {args.seed}), interval {INTERVAL_S}s, "
-          f"horizon {HORIZON} intervals after onset; {elapsed:.0f}s")  # fmt: skip
+          f"horizon {HORIZON} intervals after onset; {elapsed:.0f}s")
     print("  " + ", ".join(f"{k}: {n}" for k, n in kinds.items()))
     print()
     header = f"{'judge':28} {'false rollbacks (good)':>24} {'caught, target classes':>26} " \
-             f"{'(all incl. undetectable)':>26} {'median TTD':>13} {'p90 TTD':>13}"  # fmt: skip
+             f"{'(all incl. undetectable)':>26} {'median TTD':>13} {'p90 TTD':>13}"
     print(header)
     print("-" * len(header))
     for r in results:
         t = r["target"]
         print(f"{r['judge']:28} {pct(r['false_rollbacks'], r['good']):>24} "
               f"{pct(t['caught'], t['detectable']):>26} {pct(t['caught_all'], t['all']):>26} "
-              f"{_t(t['median_intervals']):>13} {_t(t['p90_intervals']):>13}")  # fmt: skip
+              f"{_t(t['median_intervals']):>13} {_t(t['p90_intervals']):>13}")
     print()
     print(
         "Per class: caught among detectable | caught among all | "
@@ -306,7 +306,7 @@ def print_table(args, scenarios: list[Scenario], results: list[dict], elapsed: f
             c = r["classes"][kind]
             print(f"    {r['judge']:28} {pct(c['caught_detectable'], c['detectable']):>20} | "
                   f"{pct(c['caught'], c['scenarios']):>20} | "
-                  f"{_t(c['median_intervals'])} / {_t(c['p90_intervals'])}")  # fmt: skip
+                  f"{_t(c['median_intervals'])} / {_t(c['p90_intervals'])}")
     print()
     print(f"Detectable = a perfect test on all post-onset requests, as Prometheus exports them "
           f"(counts, latency buckets), has >= 99 % power at alpha 0.01 (expected z >= "
@@ -314,7 +314,7 @@ def print_table(args, scenarios: list[Scenario], results: list[dict], elapsed: f
           f"onset), over the detectable target-class canaries each judge caught.\nA rollback "
           f"before onset counts as not caught; bad canaries rolled back before onset: "
           + ", ".join(f"{r['judge']} {r['bad_rolled_back_before_onset']}" for r in results)
-          + ".")  # fmt: skip
+          + ".")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """Django admin for every model. Changes made here are audited like any other; history is read-only."""
+from typing import Any
+
 from django.contrib import admin
 from django.db import transaction
+from django.db.models import Model, QuerySet
 from django.forms.models import model_to_dict
+from django.http import HttpRequest
 
 from policies.models import AuditEvent, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
 from policies.services.audit import audit_record
@@ -9,7 +13,7 @@ from policies.services.audit import audit_record
 _SECRET_FIELDS = {"api_token", "secret"}
 
 
-def _snapshot(obj) -> dict:
+def _snapshot(obj: Model) -> dict[str, Any]:
     data = model_to_dict(obj)
     return {key: ("<set>" if value else "") if key in _SECRET_FIELDS else value for key, value in data.items()}
 
@@ -17,7 +21,7 @@ def _snapshot(obj) -> dict:
 class AuditedAdmin(admin.ModelAdmin):
     """Every save and delete through the admin writes its audit row in the same transaction."""
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
         label = obj._meta.model_name
         before = _snapshot(type(obj).objects.get(pk=obj.pk)) if change else None
         with transaction.atomic():
@@ -27,25 +31,25 @@ class AuditedAdmin(admin.ModelAdmin):
                 before=before, after=_snapshot(obj),
             )
 
-    def delete_model(self, request, obj):
+    def delete_model(self, request: Any, obj: Any) -> None:
         with transaction.atomic():
             audit_record(action=f"admin.{obj._meta.model_name}.deleted", actor=request.user, obj=obj,
                          before=_snapshot(obj))
             super().delete_model(request, obj)
 
-    def delete_queryset(self, request, queryset):
+    def delete_queryset(self, request: Any, queryset: QuerySet[Any]) -> None:
         for obj in queryset:
             self.delete_model(request, obj)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -124,7 +128,7 @@ class GuardrailAdmin(AuditedAdmin):
     search_fields = ("name", "description", "expression")
     readonly_fields = ("builtin_key", "created_by", "created_at", "updated_at")
 
-    def save_model(self, request, obj, form, change):
+    def save_model(self, request: Any, obj: Any, form: Any, change: bool) -> None:
         if not change and obj.created_by_id is None:
             obj.created_by = request.user
         super().save_model(request, obj, form, change)
@@ -221,7 +225,7 @@ class ChangeItemInline(admin.TabularInline):
     readonly_fields = fields
     show_change_link = True
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -277,3 +281,33 @@ class IdempotencyKeyAdmin(ReadOnlyAdmin):
     list_display = ("key", "user", "response_status", "created_at")
     list_select_related = ("user",)
     search_fields = ("key", "user__username")
+
+
+# --- single sign-on and service accounts -------------------------------------------------------------
+
+from policies.models import ExternalIdentity, GroupMapping, ServiceAccount  # noqa: E402
+
+
+@admin.register(GroupMapping)
+class GroupMappingAdmin(AuditedAdmin):
+    """Which identity-provider group gives which role in which team (applied at every SSO login)."""
+
+    list_display = ("group", "team", "role")
+    list_filter = ("team", "role")
+    search_fields = ("group",)
+    list_select_related = ("team",)
+
+
+@admin.register(ExternalIdentity)
+class ExternalIdentityAdmin(ReadOnlyAdmin):
+    list_display = ("subject", "issuer", "user", "groups", "last_login_at")
+    search_fields = ("subject", "user__username")
+    list_select_related = ("user",)
+
+
+@admin.register(ServiceAccount)
+class ServiceAccountAdmin(ReadOnlyAdmin):
+    """Created and revoked through the service-account API, the page of the team or manage.py."""
+
+    list_display = ("user", "team", "created_by", "created_at", "revoked_at")
+    list_select_related = ("user", "team", "created_by")

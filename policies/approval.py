@@ -25,23 +25,26 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
 
-from policies.choices import (
-    SECURITY_KINDS,
-    GuardrailEnforcement,
-    PlanStatus,
-    ReviewVerdict,
-    Role,
-    SecurityApproval,
+from policies.choices import SECURITY_KINDS, GuardrailEnforcement, PlanStatus, ReviewVerdict, Role, SecurityApproval
+from policies.guardrails.engine import GuardrailResult, blocking_results
+from policies.models import (
+    ApprovalRule,
+    ChangeItem,
+    ChangeRequest,
+    Environment,
+    GuardrailOverride,
+    Membership,
+    NamespaceOwnership,
+    Plan,
+    Review,
+    Team,
 )
-from policies.models import ApprovalRule, ChangeItem, ChangeRequest, Membership, NamespaceOwnership, Plan, Review, Team
-
-if TYPE_CHECKING:
-    from policies.guardrails.engine import GuardrailResult
+from policies.selectors import policy_for_identity
 
 User = AbstractBaseUser | AnonymousUser
 APPROVER_ROLES = (Role.APPROVER, Role.ADMIN)
@@ -77,6 +80,11 @@ class Requirements:
         return {team.pk for team in self.teams}
 
     @property
+    def role_count(self) -> int:
+        """Approvals with a named role: one per owning team, one for security."""
+        return len(self.teams) + (1 if self.security else 0)
+
+    @property
     def security_label(self) -> str:
         if len(self.security_teams) == 1:
             return f"a {self.security_teams[0].name} approver"
@@ -101,7 +109,7 @@ def item_rule(item: ChangeItem, *, rules: Sequence[ApprovalRule], environment_id
     if rule is None:
         return ItemRule(item.pk, None, DEFAULT_REQUIRED_APPROVALS, security_kind, True)
     security = {
-        SecurityApproval.ALWAYS: True, SecurityApproval.NEVER: False,
+        SecurityApproval.ALWAYS.value: True, SecurityApproval.NEVER.value: False,
     }.get(rule.security_approval, security_kind)
     return ItemRule(item.pk, rule.pk, rule.required_approvals, security, rule.extra_production_approval)
 
@@ -134,6 +142,73 @@ def change_requirements(change: ChangeRequest, *, items: Sequence[ChangeItem]) -
         unowned_namespaces=tuple(namespace for namespace in namespaces if namespace not in owners),
         per_item=per_item,
     )
+
+
+# --- can a rule be satisfied ------------------------------------------------------------------------
+
+def rule_problems(
+    *, environment: Environment | None, kind: str, required_approvals: int, security_approval: str,
+    extra_production_approval: bool,
+) -> list[str]:
+    """Why a rule (or the default, with `kind=""` and `SecurityApproval.DEFAULT`) could never be met:
+    for each environment it applies to and each team owning namespaces there, the people who may
+    approve that team's changes are fewer than the approvals it would ask for. Empty: satisfiable."""
+    environments = [environment] if environment is not None else list(Environment.objects.order_by("order"))
+    teams_by_env: dict[int, set[int]] = defaultdict(set)
+    for env_id, team_id in NamespaceOwnership.objects.filter(environment__in=environments).values_list(
+            "environment_id", "team_id"):
+        teams_by_env[env_id].add(team_id)
+    approvers: dict[int, set[int]] = defaultdict(set)
+    security_approvers: set[int] = set()
+    for user_id, team_id, is_security in Membership.objects.filter(
+            role__in=APPROVER_ROLES, user__is_active=True).values_list("user_id", "team_id", "team__is_security"):
+        approvers[team_id].add(user_id)
+        if is_security:
+            security_approvers.add(user_id)
+    names = dict(Team.objects.values_list("pk", "name"))
+    # Which item kinds the rule covers decides whether a security approver is needed.
+    if security_approval == SecurityApproval.ALWAYS:
+        cases = [True]
+    elif security_approval == SecurityApproval.NEVER:
+        cases = [False]
+    elif kind:
+        cases = [kind in SECURITY_KINDS]
+    else:
+        cases = [False, True]
+    problems = []
+    for env in environments:
+        count = required_approvals + (1 if env.is_production and extra_production_approval else 0)
+        for team_id in sorted(teams_by_env[env.pk], key=lambda pk: names.get(pk, "")):
+            for security in cases:
+                pool = approvers[team_id] | (security_approvers if security else set())
+                needed = max(count, 1 + (1 if security else 0))
+                what = "security-kind changes" if security and len(cases) > 1 else "changes"
+                if security and not security_approvers:
+                    problems.append(f"{env.name}: {what} of team {names[team_id]} need a security approver, "
+                                    "and no security team has one")
+                elif not approvers[team_id]:
+                    problems.append(f"{env.name}: {what} of team {names[team_id]} need an approver of the team, "
+                                    "and it has none")
+                elif len(pool) < needed:
+                    problems.append(f"{env.name}: {what} of team {names[team_id]} need {needed} approvals, but only "
+                                    f"{len(pool)} {'person' if len(pool) == 1 else 'people'} may approve them")
+    return problems
+
+
+def default_rule_problems() -> list[str]:
+    """The same check for changes no rule matches (the built-in default)."""
+    covered_everywhere = ApprovalRule.objects.filter(environment__isnull=True, kind="").exists()
+    if covered_everywhere:
+        return []
+    problems = []
+    for environment in Environment.objects.order_by("order"):
+        if ApprovalRule.objects.filter(environment=environment, kind="").exists():
+            continue
+        problems += rule_problems(
+            environment=environment, kind="", required_approvals=DEFAULT_REQUIRED_APPROVALS,
+            security_approval=SecurityApproval.DEFAULT, extra_production_approval=True,
+        )
+    return problems
 
 
 # --- who may approve -------------------------------------------------------------------------------
@@ -255,7 +330,7 @@ def approval_status(
         items = list(change.items.all())
     if reviews is None:
         reviews = list(change.reviews.select_related("reviewer").filter(verdict=ReviewVerdict.APPROVE))
-    if plan is False:
+    if plan is False or plan is True:
         plan = latest_plan(change)
     if requirements is None:
         requirements = change_requirements(change, items=items)
@@ -283,12 +358,15 @@ def approval_status(
     if requirements.security and not any(roles[review.reviewer_id].security for review in counted):
         missing.append(requirements.security_label)
         specific += 1
-    more = requirements.required - len(counted) - specific
+    # Each role (an owning team's approver, a security approver) is a distinct person, so a change
+    # needs at least as many approvals as roles, whatever the rule's count.
+    required = max(requirements.required, requirements.role_count)
+    more = required - len(counted) - specific
     if more > 0:
         missing.append(f"{more} more approval{'s' if more != 1 else ''}")
     return ApprovalStatus(
-        satisfied=not missing and len(counted) >= requirements.required,
-        required=requirements.required,
+        satisfied=not missing and len(counted) >= required,
+        required=required,
         counted=counted,
         missing=missing,
         not_counted=not_counted,
@@ -306,11 +384,9 @@ def item_is_stale(item: ChangeItem) -> bool:
     """Needs `current_revision_now` (annotated by `selectors.change_items`) or a loaded policy."""
     if hasattr(item, "current_revision_now"):
         current = item.current_revision_now
-    elif item.policy_id is not None:
+    elif item.policy is not None:
         current = item.policy.current_revision_id
     else:
-        from policies.selectors import policy_for_identity
-
         policy = policy_for_identity(
             environment=item.change.environment, kind=item.kind, namespace=item.namespace, name=item.name
         )
@@ -319,8 +395,6 @@ def item_is_stale(item: ChangeItem) -> bool:
 
 
 def guardrail_results(item: ChangeItem) -> list[GuardrailResult]:
-    from policies.guardrails.engine import GuardrailResult
-
     names = GuardrailResult.__dataclass_fields__
     return [GuardrailResult(**{key: value for key, value in result.items() if key in names})
             for result in item.guardrail_results]
@@ -329,9 +403,6 @@ def guardrail_results(item: ChangeItem) -> list[GuardrailResult]:
 def guardrail_blocking(items: Sequence[ChangeItem], *, overrides: Iterable[Any] | None = None) -> dict[int, list]:
     """{item id: failed hard-mandatory results and soft-mandatory ones without an override for the
     item's current content}. One query for the overrides unless given."""
-    from policies.guardrails.engine import blocking_results
-    from policies.models import GuardrailOverride
-
     failing = [item for item in items if any(not r.get("passed", True) for r in item.guardrail_results)]
     if not failing:
         return {}

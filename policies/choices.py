@@ -1,6 +1,11 @@
 from django.db import models
 
 
+class MembershipSource(models.TextChoices):
+    LOCAL = "local", "Granted in Meshgate"
+    SSO = "sso", "From single sign-on groups"
+
+
 class PolicyKind(models.TextChoices):
     """Every kind of the Istio CRD file (integrations.kubernetes.KINDS has their groups and versions)."""
 
@@ -67,6 +72,10 @@ class AuditAction(models.TextChoices):
     POLICY_DRIFT_REAPPLIED = "policy.drift_reapplied"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    SERVICE_ACCOUNT_CREATED = "service_account.created"
+    SERVICE_ACCOUNT_REVOKED = "service_account.revoked"
+    TEAM_MEMBER_REMOVED = "team.member_removed"
+    SSO_LOGIN = "sso.login"
     DRAFT_CREATED = "draft.created"
     DRAFT_UPDATED = "draft.updated"
     DRAFT_DISCARDED = "draft.discarded"
@@ -334,3 +343,25 @@ class RolloutAuditAction(models.TextChoices):
     ROLLOUT_FAILED = "rollout.failed"
     DRIFT_DETECTED = "policy.drift_detected"
     DRIFT_RESOLVED = "policy.drift_resolved"
+
+
+class ChangeOutcome(models.TextChoices):
+    """What a pipeline needs to know of a change: still going, or over and how it ended."""
+
+    PENDING = "pending", "Pending"
+    SUCCEEDED = "succeeded", "Succeeded"
+    FAILED = "failed", "Failed"
+
+    @classmethod
+    def of(cls, state: str) -> "ChangeOutcome":
+        if state == ChangeState.COMPLETED:
+            return cls.SUCCEEDED
+        if state in UNSUCCESSFUL_CHANGE_STATES:
+            return cls.FAILED
+        return cls.PENDING
+
+
+# Final states in which the change did not reach the cluster as approved.
+UNSUCCESSFUL_CHANGE_STATES = frozenset({
+    ChangeState.REJECTED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED,
+})

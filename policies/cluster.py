@@ -1,9 +1,15 @@
-"""The domain's one way to the cluster adapter: an Environment becomes a ClusterConfig."""
+"""The domain's one way to the cluster adapter: an Environment becomes a ClusterConfig.
+
+Views and the API never import `integrations`: the adapter's errors and kind table they need
+(to answer a cluster error with a 502, to name a kind's apiVersion) are re-exported here.
+"""
 from django.conf import settings
 
-from integrations.kubernetes import ClusterConfig
+from integrations.kubernetes import ClusterConfig, KubernetesError, NotFound, kind_info
 from policies.choices import ClusterAuth
 from policies.models import Environment
+
+__all__ = ["ClusterConfig", "KubernetesError", "NotFound", "cluster_config", "kind_info"]
 
 
 def cluster_config(environment: Environment) -> ClusterConfig:

@@ -36,3 +36,6 @@ ROLLOUT_OPTION_MAX_STEPS = 20
 ROLLOUT_OPTION_MAX_METRICS = 10
 ROLLOUT_OPTION_MAX_QUERY = 2_000
 ROLLOUT_OPTION_MAX_LATENCY_MS = 3_600_000
+
+# the analysis a rollout runs when its change sets none (`ChangeRequest.rollout_options`)
+DEFAULT_ANALYSIS = {"interval_seconds": 60, "intervals_per_step": 1, "failure_limit": 1, "metrics": []}

@@ -3,6 +3,7 @@
 Evaluated lazily: a page that does not render the navigation (an htmx fragment) runs no query."""
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpRequest
 from django.utils.functional import SimpleLazyObject
 
@@ -14,4 +15,13 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     return {
         # the same check the audit log's views make (platform admins and the security team)
         "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
+    }
+
+
+def sign_in(request: HttpRequest) -> dict[str, object]:
+    """How people may sign in: the login page offers what is on."""
+    return {
+        "password_login": settings.MESHGATE_PASSWORD_LOGIN,
+        "sso_enabled": settings.MESHGATE_OIDC_ENABLED,
+        "sso_button": settings.MESHGATE_OIDC_BUTTON,
     }

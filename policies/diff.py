@@ -9,11 +9,12 @@ from __future__ import annotations
 import difflib
 import re
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from itertools import zip_longest
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from deepdiff import DeepDiff
@@ -116,7 +117,7 @@ class ObjectDiff:
         return {op.value: counts.get(op, 0) for op in ChangeOp}
 
     @cached_property
-    def _opcodes(self) -> list[tuple[str, int, int, int, int]]:
+    def _opcodes(self) -> list[tuple[Literal["replace", "delete", "insert", "equal"], int, int, int, int]]:
         matcher = difflib.SequenceMatcher(None, self.old_lines, self.new_lines, autojunk=False)
         return matcher.get_opcodes()
 
@@ -136,7 +137,7 @@ class ObjectDiff:
             if tag == "equal":
                 rows += [
                     DiffRow(i + 1, self.old_lines[i], j + 1, self.new_lines[j], RowTag.EQUAL)
-                    for i, j in zip(range(i1, i2), range(j1, j2))
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=False)
                 ]
                 continue
             for i, j in zip_longest(range(i1, i2), range(j1, j2)):
@@ -161,7 +162,7 @@ class ObjectDiff:
             if tag == "equal":
                 lines += [
                     InlineRow(i + 1, j + 1, " ", self.old_lines[i], RowTag.EQUAL)
-                    for i, j in zip(range(i1, i2), range(j1, j2))
+                    for i, j in zip(range(i1, i2), range(j1, j2), strict=False)
                 ]
                 continue
             lines += [InlineRow(i + 1, None, "-", self.old_lines[i], RowTag.DELETE) for i in range(i1, i2)]
@@ -266,7 +267,8 @@ def _skip_inline(run: list[InlineRow]) -> InlineRow:
     return InlineRow(run[0].left_no, run[0].right_no, "…", "", RowTag.SKIP, skipped=len(run))
 
 
-def _fold(rows: list, is_equal, make_skip, context: int = CONTEXT_LINES) -> list:
+def _fold(rows: list, is_equal: Callable[[Any], bool], make_skip: Callable[..., Any],
+          context: int = CONTEXT_LINES) -> list:
     """Replaces each unchanged run longer than 2*context (+2) by context lines, a skip row, context lines.
     Runs at the start or the end keep context lines on their inner side only."""
     if not any(not is_equal(row) for row in rows):

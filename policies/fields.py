@@ -1,6 +1,7 @@
 """A text field encrypted at rest (Fernet) for cluster credentials."""
 import base64
 import hashlib
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
@@ -17,12 +18,12 @@ def _fernet() -> Fernet:
 
 
 class EncryptedTextField(models.TextField):
-    def get_prep_value(self, value):
+    def get_prep_value(self, value: Any) -> Any:
         if value in (None, ""):
             return value
         return _fernet().encrypt(str(value).encode()).decode()
 
-    def from_db_value(self, value, expression, connection):
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         if value in (None, ""):
             return value
         try:

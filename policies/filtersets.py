@@ -1,5 +1,5 @@
 import django_filters
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from policies.choices import LiveState, PolicyKind
 from policies.models import Policy
@@ -23,12 +23,12 @@ class PolicyFilterSet(django_filters.FilterSet):
         model = Policy
         fields = ["q", "environment", "kind", "namespace", "team", "live_state", "drifted"]
 
-    def filter_drifted(self, queryset, name, value):
+    def filter_drifted(self, queryset: QuerySet[Policy], name: str, value: bool | None) -> QuerySet[Policy]:
         if value is None:
             return queryset
         return queryset.filter(drift__isnull=not value)
 
-    def search(self, queryset, name, value):
+    def search(self, queryset: QuerySet[Policy], name: str, value: str) -> QuerySet[Policy]:
         value = value.strip()
         if not value:
             return queryset

@@ -111,7 +111,7 @@ def owned_namespaces(*, user: AbstractBaseUser | AnonymousUser, environment: Env
     if not user.is_authenticated:
         return []
     return list(
-        NamespaceOwnership.objects.filter(environment=environment, team__memberships__user=user)
+        NamespaceOwnership.objects.filter(environment=environment, team__memberships__user=user.pk)
         .order_by("namespace")
         .values_list("namespace", flat=True)
         .distinct()
@@ -139,7 +139,7 @@ def live_snapshot(*, user: AbstractBaseUser | AnonymousUser, environment: Enviro
         pods = [
             pod for pod in inventory["pods"]
             if pod["namespace"] == svc["namespace"] and selector and selector.items() <= pod["labels"].items()
-        ]  # fmt: skip
+        ]
         snapshot.services.append(
             LiveService(
                 namespace=svc["namespace"],
@@ -215,7 +215,8 @@ def _add_current_revisions(snapshot: LiveSnapshot, environment: Environment) -> 
     )
     for policy in rows:
         target = snapshot.virtual_services if policy.kind == PolicyKind.VIRTUAL_SERVICE else snapshot.destination_rules
-        target[(policy.namespace, policy.name)] = policy.current_revision.content
+        if policy.current_revision is not None:
+            target[(policy.namespace, policy.name)] = policy.current_revision.content
 
 
 def _subsets_by_host(snapshot: LiveSnapshot) -> dict[tuple[str, str], tuple[Subset, ...]]:

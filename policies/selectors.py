@@ -2,21 +2,45 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import User as DjangoUser
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
-from policies.choices import ROLE_RANK, Role
-from policies.models import Draft, Environment, Membership, NamespaceOwnership, Policy, PolicyRevision, Team
-from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment  # change requests
-from policies.models import PolicyDrift  # drift
+from policies.choices import (
+    OPEN_CHANGE_STATES,
+    ROLE_RANK,
+    SECURITY_KINDS,
+    ChangeState,
+    ReviewVerdict,
+    RevisionSource,
+    Role,
+)
+from policies.diff import diff_objects
+from policies.models import (  # change requests
+    AuditEvent,
+    ChangeItem,
+    ChangeRequest,
+    Draft,
+    Environment,
+    Membership,
+    NamespaceOwnership,
+    Plan,
+    Policy,
+    PolicyDrift,  # drift
+    PolicyRevision,
+    Review,
+    ReviewComment,
+    Team,
+)
+from policies.validation.service import validate_text
 
 if TYPE_CHECKING:
     from policies.diff import ObjectDiff
     from policies.validation.service import ValidationReport
 
-User = AbstractBaseUser | AnonymousUser
+User = DjangoUser | AnonymousUser
 
 
 def sees_everything(user: User) -> bool:
@@ -81,7 +105,8 @@ def user_role_for_namespace(*, user: User, environment: Environment, namespace: 
     roles = Membership.objects.filter(
         user=user, team__namespaces__environment=environment, team__namespaces__namespace=namespace
     ).values_list("role", flat=True)
-    return max(roles, key=lambda role: ROLE_RANK[role], default=None)
+    best = max(roles, key=lambda role: ROLE_RANK[Role(role)], default=None)
+    return Role(best) if best is not None else None
 
 
 def user_is_admin(user: User) -> bool:
@@ -146,9 +171,7 @@ def policy_for_identity(*, environment: Environment, kind: str, namespace: str, 
 
 def draft_diff(*, draft: Draft) -> ObjectDiff:
     """The draft against its policy's current revision (nothing on the left for a new policy)."""
-    from policies.diff import diff_objects
-
-    current = draft.policy.current_revision if draft.policy_id else None
+    current = draft.policy.current_revision if draft.policy is not None else None
     return diff_objects(current.content if current is not None else None, draft.content)
 
 
@@ -156,14 +179,15 @@ def draft_validation(*, draft: Draft, dry_run: bool = False) -> ValidationReport
     """A fresh validation of the draft's text against its environment (None for a deletion)."""
     if draft.content is None:
         return None
-    from policies.validation.service import validate_text
 
     return validate_text(environment=draft.environment, text=draft.source_text, dry_run=dry_run)
 
 
 # --- change requests, reviews, plans, audit log ------------------------------------------------
 
-def _member_of_owner(user: User, *, environment_ref: str, namespace_ref: str = "namespace", roles=None) -> Exists:
+def _member_of_owner(
+    user: DjangoUser, *, environment_ref: str, namespace_ref: str = "namespace", roles: Any = None
+) -> Exists:
     owners = NamespaceOwnership.objects.filter(
         environment=OuterRef(environment_ref), namespace=OuterRef(namespace_ref), team__memberships__user=user
     )
@@ -196,7 +220,7 @@ def change_current_revision_subquery() -> Subquery:
     )
 
 
-def change_items(*, change) -> QuerySet:
+def change_items(*, change: ChangeRequest) -> QuerySet[ChangeItem]:
     """The change's items with `current_revision_now` / `current_revision_number_now` annotated
     (staleness without a query per item); base revisions without their content."""
     identity = Policy.objects.filter(
@@ -232,7 +256,7 @@ def stale_changes_q() -> Exists:
     return Exists(items)
 
 
-def change_latest_plan(*, change, before=None):
+def change_latest_plan(*, change: ChangeRequest, before: Any = None) -> Plan | None:
     """The change's newest plan (computed before `before`, when given)."""
     plans = Plan.objects.filter(change=change)
     if before is not None:
@@ -240,17 +264,17 @@ def change_latest_plan(*, change, before=None):
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan) -> dict:
+def plan_items_by_item(*, plan: Plan | None) -> dict[int, Any]:
     if plan is None:
         return {}
     return {plan_item.item_id: plan_item for plan_item in plan.items.all()}
 
 
-def change_reviews(*, change) -> list:
+def change_reviews(*, change: ChangeRequest) -> list[Review]:
     return list(Review.objects.filter(change=change).select_related("reviewer").order_by("created_at", "pk"))
 
 
-def change_comments(*, change) -> list:
+def change_comments(*, change: ChangeRequest) -> list[ReviewComment]:
     """Top-level comments with their replies (two queries), oldest first."""
     replies = ReviewComment.objects.select_related("author", "resolved_by").order_by("created_at", "pk")
     return list(
@@ -261,10 +285,8 @@ def change_comments(*, change) -> list:
     )
 
 
-def change_overlaps(*, change, items) -> dict[int, list]:
+def change_overlaps(*, change: ChangeRequest, items: Any) -> dict[int, list[Any]]:
     """{item id: other open changes of the environment touching the same policy} (one query)."""
-    from policies.choices import OPEN_CHANGE_STATES
-
     identities = {(item.kind, item.namespace, item.name): item.pk for item in items}
     if not identities:
         return {}
@@ -285,7 +307,7 @@ def change_overlaps(*, change, items) -> dict[int, list]:
     return overlaps
 
 
-def change_promotion_chain(*, change) -> list:
+def change_promotion_chain(*, change: ChangeRequest) -> list[ChangeRequest]:
     """The changes this one was promoted from (oldest first), itself, and those promoted from it."""
     chain = [change]
     seen = {change.pk}
@@ -308,15 +330,13 @@ def change_promotion_chain(*, change) -> list:
 def changes_waiting_for_review(*, user: User) -> QuerySet:
     """In review, not the user's own, in a namespace whose owning team the user approves for (or of
     a security kind for security-team approvers), and not already approved by the user."""
-    from policies.choices import SECURITY_KINDS, ChangeState, ReviewVerdict
-
     if not user.is_authenticated:
         return ChangeRequest.objects.none()
     approver_roles = (Role.APPROVER, Role.ADMIN)
     mine = ChangeItem.objects.filter(change=OuterRef("pk")).filter(
         _member_of_owner(user, environment_ref="change__environment", roles=approver_roles)
     )
-    condition = Exists(mine)
+    condition: Any = Exists(mine)
     if Membership.objects.filter(user=user, team__is_security=True, role__in=approver_roles).exists():
         condition |= Exists(ChangeItem.objects.filter(change=OuterRef("pk"), kind__in=SECURITY_KINDS))
     approved = Review.objects.filter(
@@ -344,12 +364,10 @@ def user_may_read_audit(user: User) -> bool:
 
 def audit_events(
     *, actor: str = "", obj: str = "", object_type: str = "", object_id: str = "", environment: str = "",
-    action: str = "", since=None, until=None,
-) -> QuerySet:
+    action: str = "", since: Any = None, until: Any = None,
+) -> QuerySet[AuditEvent]:
     """Audit events, newest first, filtered: `actor` (username, exact or prefix), `obj` (a search in the
     object's repr, type or id), `action` (exact, or a prefix ending in '.'), a time range."""
-    from policies.models import AuditEvent
-
     events = AuditEvent.objects.all().order_by("-sequence")
     if actor:
         events = events.filter(actor_name__istartswith=actor)
@@ -387,13 +405,11 @@ class ThreeWay:
     """Field paths the item changes that also changed since its base."""
 
 
-def change_item_three_way(*, item, revisions: dict | None = None) -> ThreeWay:
+def change_item_three_way(*, item: ChangeItem, revisions: dict[int, Any] | None = None) -> ThreeWay:
     """Base / current / item for a stale item: what others changed since the item's base, what the
     item changes, and the field paths both changed (conflicts). `revisions` ({id: PolicyRevision})
     avoids a query per item."""
-    from policies.diff import diff_objects
-
-    def content(revision_id):
+    def content(revision_id: int | None) -> Any:
         if revision_id is None:
             return None
         revision = (revisions or {}).get(revision_id) or PolicyRevision.objects.get(pk=revision_id)
@@ -437,17 +453,12 @@ class DriftState:
 
 def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
     """The last revision Meshgate rolled out for the policy, or None."""
-    from policies.choices import RevisionSource
-
     return (PolicyRevision.objects.filter(policy=policy, source=RevisionSource.ROLLOUT)
             .select_related("author").order_by("-number").first())
 
 
 def policy_drift(*, policy: Policy) -> DriftState | None:
     """The policy's drift as `drift_detect` last recorded it, or None when it has none."""
-    from policies.choices import OPEN_CHANGE_STATES
-    from policies.diff import diff_objects
-
     drift = PolicyDrift.objects.filter(policy=policy).first()
     if drift is None:
         return None

@@ -3,19 +3,26 @@ import datetime as dt
 import logging
 import time
 
-from celery import shared_task
+from celery import Task, shared_task
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from policies import jobs
+from policies.exceptions import ClusterError
+from policies.models import ChangeRequest, Environment
+from policies.services.clusters import environment_probe
+from policies.services.imports import environment_import
+from policies.services.notifications import notification_deliver, notifications_due
+from policies.services.plans import plan_compute
+from policies.services.rollouts import drift_detect, rollouts_due, rollouts_start_due
+from policies.services.rollouts import rollout_advance as advance
 
 logger = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, autoretry_for=(), max_retries=3)
-def import_environment(self, environment_id: int, actor_id: int | None = None) -> dict:
-    from django.contrib.auth import get_user_model
-
-    from policies.exceptions import ClusterError
-    from policies.models import Environment
-    from policies.services.imports import environment_import
-
+def import_environment(self: Task, environment_id: int, actor_id: int | None = None) -> dict:
     environment = Environment.objects.get(pk=environment_id)
     actor = get_user_model().objects.filter(pk=actor_id).first() if actor_id else None
     try:
@@ -29,18 +36,13 @@ def import_environment(self, environment_id: int, actor_id: int | None = None) -
 
 @shared_task
 def probe_clusters() -> dict:
-    from policies.models import Environment
-    from policies.services.clusters import environment_probe
-
     return {env.name: environment_probe(environment=env) for env in Environment.objects.all()}
 
 
 @shared_task(bind=True, max_retries=None)
-def deliver_notification(self, delivery_id: int) -> str:
+def deliver_notification(self: Task, delivery_id: int) -> str:
     """One attempt at one notification delivery; the row decides whether another follows (with
     exponential backoff) and when the delivery is given up."""
-    from policies.services.notifications import notification_deliver
-
     outcome = notification_deliver(delivery_id=delivery_id)
     if outcome.retry_in is not None:
         raise self.retry(countdown=outcome.retry_in)
@@ -50,20 +52,15 @@ def deliver_notification(self, delivery_id: int) -> str:
 @shared_task
 def retry_due_notifications() -> int:
     """Periodic: re-enqueues deliveries whose next attempt is overdue (a lost or killed task)."""
-    from policies.services.notifications import notifications_due
-
     due = notifications_due()
     for delivery_id in due:
-        deliver_notification.delay(delivery_id)
+        jobs.deliver_notification.delay(delivery_id)
     return len(due)
 
 
 @shared_task(bind=True, max_retries=3)
-def compute_plan(self, change_id: int) -> dict:
+def compute_plan(self: Task, change_id: int) -> dict:
     """The plan of a change: live objects, diffs and server dry-run, stored as a Plan row."""
-    from policies.models import ChangeRequest
-    from policies.services.plans import plan_compute
-
     change = ChangeRequest.objects.filter(pk=change_id).first()
     if change is None:
         return {"change": change_id, "status": "missing"}
@@ -88,8 +85,6 @@ ROLLOUT_FOLLOW_SECONDS = 900.0
 @shared_task(acks_late=True)
 def rollout_advance(rollout_id: int) -> dict:
     """Executes the rollout's due actions (a no-op when none is due or another worker holds it)."""
-    from policies.services.rollouts import rollout_advance as advance
-
     started = time.monotonic()
     result = advance(rollout_id=rollout_id)
     actions = int(result.acted)
@@ -108,10 +103,6 @@ def reconcile_rollouts() -> dict:
     is overdue by more than `MESHGATE_ROLLOUT_RESCUE_SECONDS` (its own chain of tasks was lost: a
     killed worker, a broker outage). Rollouts due just now are left to their chains, so a busy worker
     is not handed duplicates."""
-    from django.conf import settings
-    from django.utils import timezone
-
-    from policies.services.rollouts import rollouts_due, rollouts_start_due
 
     started = rollouts_start_due()
     grace = dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_RESCUE_SECONDS)
@@ -124,6 +115,4 @@ def reconcile_rollouts() -> dict:
 @shared_task
 def detect_drift() -> dict:
     """Periodic: marks the policies whose live object differs from the revision Meshgate applied."""
-    from policies.services.rollouts import drift_detect
-
     return drift_detect()

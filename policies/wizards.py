@@ -52,14 +52,16 @@ WIDGET_CLASSES = {
 }
 
 
-def duration_field(label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP):
+def duration_field(
+    label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP
+) -> forms.CharField:
     return forms.CharField(
         label=label, required=required, initial=initial, max_length=16, help_text=help_text,
         validators=[RegexValidator(DURATION_RE, "Use a number and a unit: ms, s, m or h (e.g. 500ms, 2s).")],
         widget=forms.TextInput(
             attrs={"placeholder": initial or "e.g. 2s", "autocomplete": "off", "spellcheck": "false"}
         ),
-    )  # fmt: skip
+    )
 
 
 def duration_seconds(value: str) -> float:
@@ -69,11 +71,11 @@ def duration_seconds(value: str) -> float:
     return number * {"ms": 0.001, "s": 1, "m": 60, "h": 3600}[match.group(2)]
 
 
-def percentage_field(label: str, initial: float = 100.0):
+def percentage_field(label: str, initial: float = 100.0) -> forms.DecimalField:
     return forms.DecimalField(
         label=label, initial=initial, min_value=0, max_value=100, decimal_places=3, required=False,
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
-    )  # fmt: skip
+    )
 
 
 def principal(namespace: str, service_account: str) -> str:
@@ -144,11 +146,16 @@ class WizardForm(forms.Form):
         label="Object name", required=False, max_length=253, validators=[DNS_SUBDOMAIN],
         help_text="Leave empty for the usual name.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
-    )  # fmt: skip
+    )
 
     uses_service: ClassVar[bool] = True
     # The form's other fields depend on the chosen service: the page reloads them when it changes.
     refresh_on_service: ClassVar[bool] = False
+
+    def _set_choices(self, name: str, choices: Any) -> None:
+        field = self.fields[name]
+        assert isinstance(field, forms.ChoiceField), name
+        field.choices = choices
 
     def __init__(self, *args: Any, snapshot: LiveSnapshot, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -179,7 +186,7 @@ class WizardForm(forms.Form):
             label=self.service_label, max_length=127,
             help_text="namespace/service, in a namespace your team owns (the cluster's services could not be listed).",
             widget=forms.TextInput(attrs={"placeholder": "namespace/service", "autocomplete": "off"}),
-        )  # fmt: skip
+        )
 
     def clean_service(self) -> LiveService:
         value = self.cleaned_data["service"]
@@ -272,7 +279,7 @@ class TrafficShiftForm(VirtualServiceWizard):
                 widget=forms.NumberInput(
                     attrs={"class": "form-control form-control-sm mg-weight", "inputmode": "numeric"}
                 ),
-            )  # fmt: skip
+            )
             self.weight_names.append(field_name)
         self.style_widgets()
 
@@ -293,7 +300,7 @@ class TrafficShiftForm(VirtualServiceWizard):
         return [self[name] for name in self.weight_names]
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         service = cleaned.get("service")
         if service is None:
             return cleaned
@@ -305,8 +312,9 @@ class TrafficShiftForm(VirtualServiceWizard):
             )
             return cleaned
         weights = [cleaned.get(name) for name in self.weight_names]
-        if all(w is not None for w in weights) and sum(weights) != 100:
-            self.weights_error = f"The weights must add up to 100 (they add up to {sum(weights)})."
+        given = [w for w in weights if w is not None]
+        if len(given) == len(weights) and sum(given) != 100:
+            self.weights_error = f"The weights must add up to 100 (they add up to {sum(given)})."
             self.add_error(None, self.weights_error)
         return cleaned
 
@@ -342,15 +350,15 @@ class TimeoutsRetriesForm(VirtualServiceWizard):
     attempts = forms.IntegerField(
         label="Retry attempts", min_value=0, max_value=10, initial=3, help_text="0 turns retries off.",
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
-    )  # fmt: skip
+    )
     per_try_timeout = duration_field("Per-try timeout", initial="2s")
     retry_on = forms.MultipleChoiceField(
         label="Retry on", choices=RETRY_ON, required=False, initial=["5xx", "reset", "connect-failure"],
         widget=forms.CheckboxSelectMultiple, help_text="Conditions that trigger a retry.",
-    )  # fmt: skip
+    )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         timeout, per_try = cleaned.get("timeout"), cleaned.get("per_try_timeout")
         attempts = cleaned.get("attempts")
         if timeout and per_try and attempts and duration_seconds(per_try) > duration_seconds(timeout):
@@ -382,11 +390,11 @@ class FaultInjectionForm(VirtualServiceWizard):
     abort_status = forms.IntegerField(
         label="Abort with HTTP status", required=False, min_value=200, max_value=599,
         help_text="Leave empty for no aborts.", widget=forms.NumberInput(attrs={"placeholder": "e.g. 503"}),
-    )  # fmt: skip
+    )
     abort_percentage = percentage_field("Requests aborted (%)", initial=10)
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         nothing = not cleaned.get("delay") and cleaned.get("abort_status") is None
         if nothing and not {"delay", "abort_status"} & set(self.errors):
             self.add_error(None, "Inject a delay, an abort or both.")
@@ -422,7 +430,7 @@ class CircuitBreakerForm(WizardForm):
     max_requests_per_connection = forms.IntegerField(
         label="Max requests per connection", min_value=1, initial=10, required=False,
         help_text="Empty: unlimited (keep-alive).",
-    )  # fmt: skip
+    )
     consecutive_5xx_errors = forms.IntegerField(
         label="Eject after consecutive 5xx", min_value=1, max_value=1000, initial=5,
     )
@@ -432,7 +440,7 @@ class CircuitBreakerForm(WizardForm):
     subsets_from_versions = forms.BooleanField(
         label="Define one subset per version", required=False, initial=True,
         help_text="When the service has no DestinationRule yet: subsets named after the pods' version labels.",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -511,7 +519,7 @@ class MtlsForm(WizardForm):
             ("PERMISSIVE", "PERMISSIVE: mutual TLS and plain text (during a migration)"),
             ("DISABLE", "DISABLE: plain text only"),
         ],
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -519,7 +527,7 @@ class MtlsForm(WizardForm):
         for namespace in self.snapshot.namespaces:
             items.append((namespace, f"{namespace}/{NAMESPACE_WIDE}", f"Every workload in {namespace}"))
             items += [(namespace, s.key, s.name) for s in self.snapshot.services_in(namespace) if s.selector]
-        self.fields["scope"].choices = _grouped(items)
+        self._set_choices("scope", _grouped(items))
         self.order_fields(["scope", "mode", "name"])
 
     def clean_scope(self) -> tuple[str, LiveService | None]:
@@ -546,38 +554,38 @@ class AccessForm(WorkloadWizard):
     action = forms.ChoiceField(
         label="Action", initial="ALLOW", widget=forms.RadioSelect,
         choices=[("ALLOW", "ALLOW these callers"), ("DENY", "DENY these callers")],
-    )  # fmt: skip
+    )
     principals = forms.MultipleChoiceField(
         label="Calling workloads (service accounts)", required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Ctrl/Cmd-click to pick several.",
-    )  # fmt: skip
+    )
     namespaces = forms.MultipleChoiceField(
         label="Or every workload of these namespaces", required=False,
         widget=forms.SelectMultiple(attrs={"size": 4}),
-    )  # fmt: skip
+    )
     methods = forms.MultipleChoiceField(
         label="HTTP methods", required=False, choices=[(m, m) for m in HTTP_METHODS],
         widget=forms.CheckboxSelectMultiple, help_text="None: every method.",
-    )  # fmt: skip
+    )
     paths = forms.CharField(
         label="Paths", required=False, max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "/api/v1/*\n/healthz", "spellcheck": "false"}),
         help_text="One per line; exact, prefix (/api/*) or suffix (*.png). None: every path.",
-    )  # fmt: skip
+    )
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         accounts = self.snapshot.service_accounts
-        self.fields["principals"].choices = _grouped([(ns, principal(ns, sa), f"{ns}/{sa}") for ns, sa in accounts])
+        self._set_choices("principals", _grouped([(ns, principal(ns, sa), f"{ns}/{sa}") for ns, sa in accounts]))
         namespaces = sorted(set(self.snapshot.cluster_namespaces) | set(self.snapshot.namespaces))
-        self.fields["namespaces"].choices = [(ns, ns) for ns in namespaces]
+        self._set_choices("namespaces", [(ns, ns) for ns in namespaces])
 
     def clean_paths(self) -> list[str]:
         return _paths(self.cleaned_data["paths"])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         nobody = not cleaned.get("principals") and not cleaned.get("namespaces")
         if nobody and not {"principals", "namespaces"} & set(self.errors):
             self.add_error("principals", "Choose at least one caller: a rule without a source matches everyone.")
@@ -610,24 +618,24 @@ class JwtForm(WorkloadWizard):
     issuer = forms.CharField(
         label="Issuer (iss)", max_length=500,
         widget=forms.TextInput(attrs={"placeholder": "https://auth.example.com", "spellcheck": "false"}),
-    )  # fmt: skip
+    )
     jwks_uri = forms.URLField(
         label="JWKS URI", max_length=500, assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://auth.example.com/.well-known/jwks.json"}),
-    )  # fmt: skip
+    )
     audiences = forms.CharField(
         label="Audiences (aud)", required=False, max_length=500, help_text="Comma-separated; empty: any audience.",
-    )  # fmt: skip
+    )
     forward_original_token = forms.BooleanField(label="Forward the token to the workload", required=False)
     require_token = forms.BooleanField(
         label="Also require a valid token", required=False, initial=True,
         help_text="Adds an AuthorizationPolicy that denies requests without a request principal.",
-    )  # fmt: skip
+    )
     require_paths = forms.CharField(
         label="…on these paths only", required=False, max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "/account/*", "spellcheck": "false"}),
         help_text="One per line; empty: every path.",
-    )  # fmt: skip
+    )
 
     def clean_jwks_uri(self) -> str:
         value = self.cleaned_data["jwks_uri"]
@@ -642,7 +650,7 @@ class JwtForm(WorkloadWizard):
         return _paths(self.cleaned_data["require_paths"])
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        cleaned = super().clean() or {}
         if "require_paths" in cleaned:
             cleaned["paths"] = cleaned["require_paths"]
         return cleaned
@@ -724,7 +732,7 @@ WIZARDS: dict[str, Wizard] = {
         Wizard("jwt", "End-user JWT", PolicyKind.REQUEST_AUTHENTICATION,
                "Validate end-user tokens from an issuer, and optionally require one.",
                JwtForm, "person"),
-    )  # fmt: skip
+    )
 }
 
 
@@ -792,7 +800,7 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
         PolicyKind.TRAFFIC_EXTENSION: (f"{host}-lua", {
             "selector": selector, "phase": "AUTHN", "lua": {"inlineCode": "function envoy_on_request(handle) end"},
         }),
-    }  # fmt: skip
+    }
     name, spec = specs[kind]
     return _object(kind, name, namespace, spec)
 

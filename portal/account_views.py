@@ -9,6 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from policies.exceptions import ApplicationError
 from portal import services
 from portal.forms import TokenCreateForm
+from portal.http import signed_in_user
 from portal.models import TOKEN_PREFIX, ApiToken
 from portal.selectors import token_list
 
@@ -24,7 +25,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         if form.is_valid():
             try:
-                created, plaintext = services.token_create(user=request.user, **form.cleaned_data)
+                created, plaintext = services.token_create(user=signed_in_user(request), **form.cleaned_data)
             except ApplicationError as exc:
                 form.add_application_error(exc)
         if created is None:
@@ -34,7 +35,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
     # The plaintext travels only in this response: it is in no session, message or row.
     context = {
         "form": form,
-        "tokens": token_list(user=request.user),
+        "tokens": token_list(user=signed_in_user(request)),
         "created": created,
         "plaintext": plaintext,
         "token_prefix": TOKEN_PREFIX,
@@ -45,7 +46,7 @@ def tokens(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
-    token = get_object_or_404(token_list(user=request.user), pk=pk)
-    services.token_revoke(token=token, actor=request.user)
+    token = get_object_or_404(token_list(user=signed_in_user(request)), pk=pk)
+    services.token_revoke(token=token, actor=signed_in_user(request))
     messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("account:tokens")

@@ -1,5 +1,10 @@
-from django.contrib import admin, messages
+from typing import Any
 
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from portal.http import signed_in_user
 from portal.models import ApiToken, TaskStat
 from portal.services import token_revoke
 
@@ -15,15 +20,15 @@ class ApiTokenAdmin(admin.ModelAdmin):
     actions = ["revoke"]
 
     @admin.action(description="Revoke the selected tokens")
-    def revoke(self, request, queryset):
+    def revoke(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
         for token in queryset:
-            token_revoke(token=token, actor=request.user)
+            token_revoke(token=token, actor=signed_in_user(request))
         messages.success(request, f"{queryset.count()} token(s) revoked.")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -31,8 +36,8 @@ class ApiTokenAdmin(admin.ModelAdmin):
 class TaskStatAdmin(admin.ModelAdmin):
     list_display = ("task", "outcome", "count", "updated_at")
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False

@@ -1,4 +1,6 @@
 """One error shape for the whole API: {"code", "message", "details"}."""
+from typing import Any
+
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404
@@ -9,7 +11,7 @@ from rest_framework.views import exception_handler as drf_exception_handler
 from policies.exceptions import ApplicationError
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, ApplicationError):
         return Response({"code": exc.code, "message": exc.message, "details": exc.extra}, status=exc.status)
     if isinstance(exc, DjangoValidationError):

@@ -4,6 +4,7 @@ Tokens are managed only from a signed-in session: a leaked token must not be abl
 list or revoke tokens. The plaintext is returned once, in the answer to its creation.
 """
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -14,9 +15,11 @@ from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.generics import GenericAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from policies.models import Membership
 from portal.choices import TokenScope
+from portal.http import signed_in_user
 from portal.models import ApiToken
 from portal.permissions import TokenScopePermission
 from portal.selectors import token_list
@@ -31,7 +34,7 @@ class BearerTokenScheme(OpenApiAuthenticationExtension):
     target_class = "portal.authentication.TokenAuthentication"
     name = "bearerAuth"
 
-    def get_security_definition(self, auto_schema):
+    def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
         return {
             "type": "http",
             "scheme": "bearer",
@@ -44,7 +47,7 @@ class SessionRequired(permissions.BasePermission):
     message = "API tokens cannot manage tokens: sign in to the portal to list, create or revoke them"
     code = "session_required"
 
-    def has_permission(self, request: Request, view) -> bool:
+    def has_permission(self, request: Request, view: APIView) -> bool:
         return not isinstance(request.auth, ApiToken)
 
 
@@ -131,9 +134,10 @@ class MeView(GenericAPIView):
     filter_backends: list = []
 
     def get(self, request: Request) -> Response:
-        memberships = request.user.memberships.select_related("team").order_by("team__name")
+        user = signed_in_user(request)
+        memberships = user.memberships.select_related("team").order_by("team__name")
         token = request.auth if isinstance(request.auth, ApiToken) else None
-        return Response(self.get_serializer(Caller(user=request.user, memberships=memberships, token=token)).data)
+        return Response(self.get_serializer(Caller(user=user, memberships=memberships, token=token)).data)
 
 
 class TokenViewSet(
@@ -153,9 +157,9 @@ class TokenViewSet(
     def create(self, request: Request) -> Response:
         params = TokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, plaintext = token_create(user=request.user, **params.validated_data)
+        token, plaintext = token_create(user=signed_in_user(request), **params.validated_data)
         answer = TokenCreatedSerializer(token, context={**self.get_serializer_context(), "plaintext": plaintext})
         return Response(answer.data, status=status.HTTP_201_CREATED)
 
     def perform_destroy(self, instance: ApiToken) -> None:
-        token_revoke(token=instance, actor=self.request.user)
+        token_revoke(token=instance, actor=signed_in_user(self.request))

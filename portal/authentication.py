@@ -1,8 +1,10 @@
 """Bearer API tokens for pipelines: looked up by key id, verified against the stored digest."""
 import hmac
 
+from django.contrib.auth.models import User
 from django.utils import timezone
 from rest_framework import authentication, exceptions
+from rest_framework.request import Request
 
 from portal.models import TOKEN_PREFIX, ApiToken, token_digest
 
@@ -10,7 +12,7 @@ from portal.models import TOKEN_PREFIX, ApiToken, token_digest
 class TokenAuthentication(authentication.BaseAuthentication):
     keyword = "Bearer"
 
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
         header = authentication.get_authorization_header(request).decode("latin-1")
         scheme, _, plaintext = header.partition(" ")
         if scheme.lower() not in ("bearer", "token") or not plaintext:
@@ -32,5 +34,5 @@ class TokenAuthentication(authentication.BaseAuthentication):
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
         return token.user, token
 
-    def authenticate_header(self, request):
+    def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="api"'

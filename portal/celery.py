@@ -1,5 +1,6 @@
 """The Celery application shared by the web process, the worker and beat."""
 import os
+from typing import Any
 
 from celery import Celery
 from celery.signals import worker_init, worker_ready
@@ -12,18 +13,18 @@ app.autodiscover_tasks()
 
 
 @app.on_after_configure.connect
-def _create_filesystem_broker_folders(sender: Celery, **_) -> None:
+def _create_filesystem_broker_folders(sender: Celery, **_: Any) -> None:
     """The embedded broker keeps messages in folders; every process that sends or consumes makes sure
     they exist, so the first message never fails on a fresh checkout."""
     options = sender.conf.broker_transport_options or {}
     if options.get("data_folder_in"):
-        for key in ("data_folder_in", "data_folder_out", "processed_folder"):
+        for key in ("data_folder_in", "data_folder_out", "processed_folder", "control_folder"):
             if options.get(key):
                 os.makedirs(options[key], exist_ok=True)
 
 
 @worker_ready.connect
-def _announce_ready(**_) -> None:
+def _announce_ready(**_: Any) -> None:
     """Lets the run script and the tests wait for a worker that is really consuming."""
     ready_file = os.environ.get("MESHGATE_WORKER_READY_FILE")
     if ready_file:
@@ -32,7 +33,7 @@ def _announce_ready(**_) -> None:
 
 
 @worker_init.connect
-def _warm_imports(**_) -> None:
+def _warm_imports(**_: Any) -> None:
     """The statistical judge's libraries take a second to import; a worker loads them at start-up
     (before forking its pool) rather than inside the first rollout step that analyses."""
     import scipy.stats  # noqa: F401

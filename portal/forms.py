@@ -1,4 +1,6 @@
 """Forms for the account pages. They parse input; the rules live in `portal.services`."""
+from typing import Any
+
 from django import forms
 from django.conf import settings
 
@@ -16,7 +18,7 @@ class TokenCreateForm(forms.Form):
     # The range is the service's rule (token_create); the widget only hints it to the browser.
     expires_in_days = forms.IntegerField(label="Expires in (days)")
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         limit = settings.MESHGATE_API_TOKEN_MAX_DAYS
         field = self.fields["expires_in_days"]

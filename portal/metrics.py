@@ -1,8 +1,9 @@
 """Prometheus metrics of Meshgate itself, served on /metrics."""
 import os
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 HTTP_REQUESTS = Counter(
     "meshgate_http_requests_total", "HTTP requests answered by the portal", ["method", "view", "status"]
@@ -20,7 +21,9 @@ def observe_request(method: str, view: str, status: int, seconds: float) -> None
 class DatabaseStatsCollector:
     """Task outcomes (counted by the workers in the database) and cluster reachability."""
 
-    def collect(self):
+    def collect(self) -> Iterator[Metric]:
+        # Imported here: this module is loaded by the logging setup (through portal.middleware),
+        # before Django's app registry is ready to import models.
         from policies.models import Environment
         from portal.models import TaskStat
 

@@ -1,7 +1,15 @@
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from rest_framework import permissions
 
 from portal.choices import TokenScope
 from portal.models import ApiToken
+
+if TYPE_CHECKING:  # rest_framework.views reads the permission setting, which names this module
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 
 class TokenScopePermission(permissions.BasePermission):
@@ -9,7 +17,7 @@ class TokenScopePermission(permissions.BasePermission):
 
     message = "this API token lacks the scope for this request"
 
-    def has_permission(self, request, view):
+    def has_permission(self, request: Request, view: APIView) -> bool:
         if not (request.user and request.user.is_authenticated):
             return False
         if isinstance(request.auth, ApiToken):

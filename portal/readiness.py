@@ -11,7 +11,7 @@ def check_broker() -> dict:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=3)
         return {"ok": True}
-    except Exception as exc:  # kombu raises many transport-specific errors
+    except Exception as exc:  # noqa: BLE001 - kombu raises many transport-specific errors
         return {"ok": False, "error": str(exc)}
 
 

@@ -2,7 +2,7 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
+from django.contrib.auth.models import User
 from django.db import transaction
 from django.utils import timezone
 
@@ -15,8 +15,10 @@ from portal.models import ApiToken, new_token_material, token_digest
 
 @transaction.atomic
 def token_create(
-    *, user: AbstractBaseUser, name: str, scopes: list[str], expires_in_days: int
+    *, user: User, name: str, scopes: list[str], expires_in_days: int, actor: User | None = None,
 ) -> tuple[ApiToken, str]:
+    """A new token for `user`; `actor` is who issued it (the user themselves, or an admin issuing a
+    service account's token)."""
     name = name.strip()
     if not name:
         raise ApplicationError("a token needs a name", extra={"field": "name"})
@@ -38,14 +40,15 @@ def token_create(
         expires_at=timezone.now() + timedelta(days=expires_in_days),
     )
     audit_record(
-        action=AuditAction.TOKEN_CREATED, actor=user, obj=token,
-        after={"name": name, "key_id": key_id, "scopes": token.scopes, "expires_at": token.expires_at},
+        action=AuditAction.TOKEN_CREATED, actor=actor or user, obj=token,
+        after={"name": name, "key_id": key_id, "scopes": token.scopes, "expires_at": token.expires_at,
+               "user": user.get_username()},
     )
     return token, plaintext
 
 
 @transaction.atomic
-def token_revoke(*, token: ApiToken, actor: AbstractBaseUser) -> ApiToken:
+def token_revoke(*, token: ApiToken, actor: User) -> ApiToken:
     if token.user_id != actor.pk and not actor.is_superuser:
         raise PermissionDeniedError("only the token's owner or an administrator can revoke it")
     if token.enabled:

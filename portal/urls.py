@@ -7,15 +7,11 @@ from portal import views
 
 urlpatterns = [
     path("", include("policies.urls")),
-    path("", include("policies.editor_urls")),
-    path("", include("policies.docs_urls")),
-    path("", include("policies.governance_urls")),
-    path("", include("policies.change_urls")),
-    path("", include("policies.rollout_urls")),
     path("account/", include("portal.account_urls")),
     path("accounts/login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
+    path("oidc/", include("mozilla_django_oidc.urls")),
     path("api/v1/", include("policies.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),

@@ -5,8 +5,8 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import never_cache
-from django.views.defaults import page_not_found
 from django.views.decorators.http import require_GET
+from django.views.defaults import page_not_found
 
 from portal import metrics
 from portal.readiness import check_broker, check_clusters
@@ -34,7 +34,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
         checks["database"] = {"ok": True}
-    except Exception as exc:  # any driver error means not ready
+    except Exception as exc:  # noqa: BLE001 - any driver error means not ready
         checks["database"] = {"ok": False, "error": str(exc)}
     checks["broker"] = check_broker()
     if scope == "all" and checks["database"]["ok"]:

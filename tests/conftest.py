@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from policies.choices import Role
@@ -15,6 +17,7 @@ pytest_plugins = [
     "tests.fixtures.prometheus",
     "tests.fixtures.worker",
     "tests.fixtures.browser",
+    "tests.fixtures.oidc_provider",
     "tests.integrations.notify.receiver",
 ]
 
@@ -46,3 +49,24 @@ def org(db):
     o.policy_a = make_policy(environment=o.env, namespace="bookinfo", name="reviews")
     o.policy_b = make_policy(environment=o.env, namespace="shop", name="payments")
     return o
+
+
+# Fixtures through which a test touches the database or the broker (directly or through another
+# fixture: `item.fixturenames` is the whole closure).
+_STORAGE_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server", "celery_worker_process"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """With MESHGATE_TESTS=storage, only the tests that touch the database or the broker run: CI's
+    second pass (the embedded default) repeats those and not the ones whose outcome cannot differ."""
+
+
+    if os.environ.get("MESHGATE_TESTS") != "storage":
+        return
+    kept, skipped = [], []
+    for item in items:
+        uses_storage = bool(_STORAGE_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker(
+            "django_db") is not None
+        (kept if uses_storage else skipped).append(item)
+    items[:] = kept
+    config.hook.pytest_deselected(items=skipped)

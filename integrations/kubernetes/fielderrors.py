@@ -7,7 +7,7 @@ meshsim's ``Status`` bodies, so messages read exactly like a real kube-apiserver
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 

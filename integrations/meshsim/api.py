@@ -19,12 +19,13 @@ from typing import Any, Literal
 
 import yaml
 
+from integrations.kubernetes.structural import validate_custom_object
+
 from . import core, errors, fieldmanager
 from .errors import ApiError, ErrorType, FieldError
 from .objectmeta import SYSTEM_FIELDS, name_errors, validate_metadata
 from .patches import PatchError, json_patch, merge_patch
 from .resources import NAMESPACES, ResourceType
-from integrations.kubernetes.structural import validate_custom_object
 from .selectors import parse_field_selector, parse_label_selector
 from .store import Obj, Store
 from .yamlio import load_document

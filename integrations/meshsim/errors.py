@@ -7,7 +7,6 @@ kube-apiserver would send.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from integrations.kubernetes.structural import Outcome, json_type
+
 from .errors import ErrorType, FieldError, invalid
 from .resources import NameRule
-from integrations.kubernetes.structural import Outcome, json_type
 
 _SUBDOMAIN = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*"
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"

@@ -171,7 +171,7 @@ DEMO = Scenario(
         _edge("frontend", "cart", "shop", Operation("GET", "/api/v1/cart")),
         _edge("frontend", "checkout", "shop", Operation("POST", "/api/v1/checkout")),
         _edge("checkout", "payments", "shop", Operation("POST", "/api/v1/charges")),
-    ),  # fmt: skip
+    ),
     responses={
         ("bookinfo", "productpage", "*"): ResponseModel(0.9995, 25, 180),
         ("bookinfo", "details", "*"): ResponseModel(0.9995, 3, 25),

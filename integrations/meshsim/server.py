@@ -92,7 +92,7 @@ class App:
             return self._kube(request)
         except ApiError as exc:
             return Response(exc.code, exc.status())
-        except Exception as exc:  # the server must answer even when a handler has a bug
+        except Exception as exc:  # noqa: BLE001 - the server must answer even when a handler has a bug
             traceback.print_exc(file=sys.stderr)
             error = ApiError(500, "InternalError", f"Internal error occurred: {exc}")
             return Response(500, error.status())

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import smtplib
 
+from django.core.exceptions import ValidationError
 from django.core.mail import EmailMessage
 from django.core.validators import validate_email
-from django.core.exceptions import ValidationError
 
 from integrations.notify import DeliveryReceipt, NotifyError
 

@@ -66,7 +66,7 @@ _INTERVAL = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 _INTERVAL_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _INTERVAL_SECONDS = {
     "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
-}  # fmt: skip
+}
 
 Timestamp = float | datetime
 
@@ -115,7 +115,7 @@ def query(
             )
             for item in result or []
         ]
-    if kind == "scalar":
+    if kind == "scalar" and isinstance(result, list):
         return [Sample({}, _float(result[1]), float(result[0]))]
     raise QueryError(
         f"an instant query must give a vector or a scalar, not a {kind} (use query_range)",

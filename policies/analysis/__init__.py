@@ -65,4 +65,4 @@ __all__ = [
     "ProviderQueryError", "ProviderUnavailable", "Target", "TemplateError", "ThresholdJudge",
     "ThresholdRange", "Verdict", "analysis_window", "custom", "decide", "latency_p99", "render_template",
     "run_interval", "success_rate", "summarize",
-]  # fmt: skip
+]

@@ -72,7 +72,7 @@ class Subject:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Subject:
         return cls(str(data.get("kind") or ""), str(data["namespace"]), str(data.get("name") or ""),
-                   {str(k): str(v) for k, v in (data.get("selector") or {}).items()})  # fmt: skip
+                   {str(k): str(v) for k, v in (data.get("selector") or {}).items()})
 
     def workload_labels(self) -> dict[str, str]:
         """The ``istio_requests_total`` labels of the requests to the workloads it selects."""
@@ -125,7 +125,7 @@ def judge_gate(
     maximum = limit(check, config or {})
     if not subjects:
         result = MetricResult(gate.name, Verdict.NO_DATA, f"{gate.name}: no policy to watch",
-                              threshold=f"<= {fmt(maximum)}")  # fmt: skip
+                              threshold=f"<= {fmt(maximum)}")
     else:
         try:
             result = gate.judge(provider, subjects, window, maximum)
@@ -134,7 +134,7 @@ def judge_gate(
             result = MetricResult(
                 gate.name, Verdict.ERROR, f"{gate.name}: metrics provider {kind}: {exc}",
                 threshold=f"<= {fmt(maximum)}", detail={"error": str(exc), "kind": kind},
-            )  # fmt: skip
+            )
     return replace(result, threshold_max=maximum)  # every gate is a maximum
 
 
@@ -154,7 +154,7 @@ def _scopes(subjects: Sequence[Subject]) -> list[dict[str, str]]:
 def _requests(
     provider: MetricsProvider, subjects: Sequence[Subject], window: str, by: Sequence[str],
     **extra: str,
-) -> dict[tuple[str, ...], float]:  # fmt: skip
+) -> dict[tuple[str, ...], float]:
     total: dict[tuple[str, ...], float] = {}
     for labels in _scopes(subjects):
         found = provider.counts(REQUESTS, {**labels, **extra}, by=by, window=window)
@@ -203,12 +203,12 @@ def _workloads(subjects: Sequence[Subject]) -> str:
 
 
 def _no_traffic(name: str, subjects: Sequence[Subject], window: str, maximum: float,
-                what: str) -> MetricResult:  # fmt: skip
+                what: str) -> MetricResult:
     return MetricResult(
         name, Verdict.NO_DATA,
         f"{name}: no requests to {_workloads(subjects)} in the last {window}: nothing shows {what}",
         threshold=f"<= {fmt(maximum)}",
-    )  # fmt: skip
+    )
 
 
 # the gates -----------------------------------------------------------------------------------
@@ -232,17 +232,17 @@ def _shadow_denials(
             f"{DRY_RUN_DENIALS}: {count(total)} requests in the last {window} that the dry-run "
             f"{_names(subjects)} would deny (max {fmt(maximum)}), from {sources(denied)}",
             total, threshold=threshold, detail=detail,
-        )  # fmt: skip
+        )
     traffic = _traffic(provider, subjects, window)
     if traffic <= 0:
         return _no_traffic(SHADOW_DENIALS, subjects, window, maximum,
-                           "whether the policy would deny a caller")  # fmt: skip
+                           "whether the policy would deny a caller")
     return MetricResult(
         SHADOW_DENIALS, Verdict.PASS,
         f"{SHADOW_DENIALS}: {count(total)} shadow denials by {_names(subjects)} over "
         f"{count(traffic)} requests in the last {window} (max {fmt(maximum)})",
         total, threshold=threshold, detail={**detail, "requests": traffic},
-    )  # fmt: skip
+    )
 
 
 def _forbidden_rate(
@@ -253,7 +253,7 @@ def _forbidden_rate(
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
         return _no_traffic(FORBIDDEN_RATE, subjects, window, maximum,
-                           "whether the enforced policy denies a caller")  # fmt: skip
+                           "whether the enforced policy denies a caller")
     forbidden = {key[1:]: v for key, v in found.items() if key[0] == "403" and v > 0}
     denied = sum(forbidden.values())
     rate = denied / total
@@ -266,9 +266,9 @@ def _forbidden_rate(
             f'{FORBIDDEN_RATE} {fmt(rate)} > {fmt(maximum)}: {REQUESTS}{{response_code="403"}} '
             f"{what} under {_names(subjects)}, from {sources(forbidden)}",
             rate, threshold=threshold, detail=detail,
-        )  # fmt: skip
+        )
     return MetricResult(FORBIDDEN_RATE, Verdict.PASS, f"{FORBIDDEN_RATE} {fmt(rate)}: {passed}",
-                        rate, threshold=threshold, detail=detail)  # fmt: skip
+                        rate, threshold=threshold, detail=detail)
 
 
 def _plaintext(
@@ -279,7 +279,7 @@ def _plaintext(
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
         return _no_traffic(PLAINTEXT_REQUESTS, subjects, window, maximum,
-                           "whether plaintext callers are left")  # fmt: skip
+                           "whether plaintext callers are left")
     plain = {key[1:]: v for key, v in found.items() if key[0] == "none" and v > 0}
     plaintext = sum(plain.values())
     detail = {"plaintext": plaintext, "requests": total}
@@ -290,25 +290,25 @@ def _plaintext(
             f"STRICT would break them ({REQUESTS}{{connection_security_policy=\"none\"}} to "
             f"{_workloads(subjects)}, max {fmt(maximum)})",
             plaintext, threshold=threshold, detail=detail,
-        )  # fmt: skip
+        )
     return MetricResult(
         PLAINTEXT_REQUESTS, Verdict.PASS,
         f"{PLAINTEXT_REQUESTS}: {count(plaintext)} of {count(total)} requests to "
         f"{_workloads(subjects)} in plaintext in the last {window}",
         plaintext, threshold=threshold, detail=detail,
-    )  # fmt: skip
+    )
 
 
 def _refused_plaintext(
     provider: MetricsProvider, subjects: Sequence[Subject], window: str, maximum: float
 ) -> MetricResult:
     found = _requests(provider, subjects, window,
-                      ("response_code", "connection_security_policy", *_SOURCE))  # fmt: skip
+                      ("response_code", "connection_security_policy", *_SOURCE))
     total = sum(found.values())
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
         return _no_traffic(REFUSED_PLAINTEXT, subjects, window, maximum,
-                           "whether STRICT refuses a caller")  # fmt: skip
+                           "whether STRICT refuses a caller")
     refused = {key[2:]: v for key, v in found.items() if key[:2] == ("0", "none") and v > 0}
     failures = sum(refused.values())
     detail = {"refused": failures, "requests": total}
@@ -319,13 +319,13 @@ def _refused_plaintext(
             f"plaintext requests from {sources(refused)} refused under STRICT by "
             f"{_names(subjects)} in the last {window} (max {fmt(maximum)})",
             failures, threshold=threshold, detail=detail,
-        )  # fmt: skip
+        )
     return MetricResult(
         REFUSED_PLAINTEXT, Verdict.PASS,
         f"{REFUSED_PLAINTEXT}: {count(failures)} of {count(total)} requests to "
         f"{_workloads(subjects)} refused in the last {window}",
         failures, threshold=threshold, detail=detail,
-    )  # fmt: skip
+    )
 
 
 @dataclass(frozen=True)
@@ -344,4 +344,4 @@ _GATES = {
 __all__ = [
     "AUTHZ_DRY_RUN", "AUTHZ_ENFORCED", "CHECKS", "LIMITS", "NO_PLAINTEXT", "STRICT", "Subject",
     "judge_gate", "subjects_of",
-]  # fmt: skip
+]

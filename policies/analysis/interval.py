@@ -121,7 +121,7 @@ def _one(
 ) -> MetricResult:
     state = dict(states.get(metric.name) or {})
     threshold = str(metric.threshold)
-    bounds = {"threshold_min": metric.threshold.min, "threshold_max": metric.threshold.max}
+    bounds: dict[str, Any] = {"threshold_min": metric.threshold.min, "threshold_max": metric.threshold.max}
     try:
         canary_sample = provider.sample(metric, canary, window)
         stable_sample = provider.sample(metric, stable, window)
@@ -130,14 +130,14 @@ def _one(
         return MetricResult(
             metric.name, Verdict.ERROR, f"{metric.name}: metrics provider {kind}: {exc}",
             threshold=threshold, detail={"error": str(exc), "kind": kind}, state=state, **bounds,
-        )  # fmt: skip
+        )
     if canary_sample is None or canary_sample.value is None:
         return MetricResult(
             metric.name, Verdict.NO_DATA,
             f"{metric.name}: no data for canary {canary} in the last {window} (no traffic?)",
             stable=None if stable_sample is None else stable_sample.value,
             threshold=threshold, state=state, **bounds,
-        )  # fmt: skip
+        )
     observation = Observation(
         canary_sample.samples,
         stable_sample.samples if stable_sample is not None else Distribution(),
@@ -149,10 +149,10 @@ def _one(
         metric.name, Verdict(verdict.outcome.value), verdict.reason,
         observation.canary_value, observation.stable_value, threshold,
         verdict.detail, dict(verdict.state), **bounds,
-    )  # fmt: skip
+    )
 
 
 __all__ = [
     "IntervalResult", "MetricResult", "Outcome", "Verdict", "analysis_window", "run_interval",
     "summarize",
-]  # fmt: skip
+]

@@ -150,7 +150,7 @@ class Judge(Protocol):
     ) -> JudgeVerdict: ...
 
 
-def _values(metric: MetricDefinition, obs: Observation) -> str:
+def _values(metric: MetricDefinition, obs: Observation) -> tuple[str, str]:
     unit = f" {metric.unit}" if metric.unit else ""
     return f"canary {fmt(obs.canary_value)}{unit}", f"(stable {fmt(obs.stable_value)}{unit})"
 
@@ -173,7 +173,7 @@ class ThresholdJudge:
     ) -> JudgeVerdict:
         value = observation.canary_value
         detail = {"threshold": str(metric.threshold), "canary": value,
-                  "stable": observation.stable_value}  # fmt: skip
+                  "stable": observation.stable_value}
         if value is None or observation.canary_requests < self.min_requests:
             return JudgeVerdict(Outcome.INCONCLUSIVE, f"{metric.name}: no canary data", detail)
         canary, stable = _values(metric, observation)
@@ -253,7 +253,7 @@ class MannWhitneyJudge:
             "canary": obs.canary_value, "stable": obs.stable_value,
             "n_canary": obs.canary_requests, "n_stable": obs.stable_requests,
             "alpha": alpha, "threshold": str(metric.threshold),
-        }  # fmt: skip
+        }
         guard = self._guard(metric, obs)
         if guard:
             detail["guard"] = str(metric.guard)

@@ -99,7 +99,7 @@ class Target:
         which = (
             f" {self.version}" if self.version is not None
             else f" canary={str(self.canary).lower()}" if self.canary is not None else ""
-        )  # fmt: skip
+        )
         return f"{self.namespace}/{self.service}{which}"
 
 
@@ -139,7 +139,7 @@ def success_rate(
     return MetricDefinition(
         name, MetricKind.SUCCESS_RATE, Direction.HIGHER_IS_BETTER,
         ThresholdRange(min=min), ThresholdRange(min=guard_min),
-    )  # fmt: skip
+    )
 
 
 def latency_p99(
@@ -149,7 +149,7 @@ def latency_p99(
     return MetricDefinition(
         name, MetricKind.LATENCY_P99, Direction.LOWER_IS_BETTER,
         ThresholdRange(max=max), ThresholdRange(max=guard_max), unit="ms",
-    )  # fmt: skip
+    )
 
 
 def custom(
@@ -166,7 +166,7 @@ def custom(
     return MetricDefinition(
         name, MetricKind.CUSTOM, direction, ThresholdRange(min, max),
         ThresholdRange(guard_min, guard_max), query, unit,
-    )  # fmt: skip
+    )
 
 
 # templates -------------------------------------------------------------------------------------

@@ -71,7 +71,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
         state = replace(
             state, failures=state.failures + 1, successes_in_row=0, no_data_in_row=0,
             inconclusive_in_row=0,
-        )  # fmt: skip
+        )
         count = f"{state.failures} of {policy.failure_limit} failed intervals"
         if state.failures >= policy.failure_limit:
             return Decision(Action.ROLLBACK, f"roll back ({count}): {result.reason}", state)
@@ -80,7 +80,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
         state = replace(
             state, successes_in_row=state.successes_in_row + 1, no_data_in_row=0,
             inconclusive_in_row=0,
-        )  # fmt: skip
+        )
         count = f"{state.successes_in_row} of {policy.required_successes} passing intervals"
         if state.successes_in_row >= policy.required_successes:
             return Decision(Action.ADVANCE, f"advance ({count}): {result.reason}", state)
@@ -89,7 +89,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
         state = replace(
             state, successes_in_row=0, no_data_in_row=state.no_data_in_row + 1,
             inconclusive_in_row=0,
-        )  # fmt: skip
+        )
         what = "metrics provider error" if verdict == Verdict.ERROR else "no data"
         count = f"{state.no_data_in_row} of {policy.no_data_limit} in a row"
         if state.no_data_in_row >= policy.no_data_limit:
@@ -100,7 +100,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
     state = replace(
         state, successes_in_row=0, no_data_in_row=0,
         inconclusive_in_row=state.inconclusive_in_row + 1,
-    )  # fmt: skip
+    )
     count = f"{state.inconclusive_in_row} of {policy.inconclusive_limit} in a row"
     if state.inconclusive_in_row >= policy.inconclusive_limit:
         return Decision(

@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from integrations.prometheus import (
     MeshsimMetricsProvider,
@@ -83,7 +83,7 @@ class MetricsProvider(Protocol):
     def series(
         self, metric: MetricDefinition, target: Target, *, window: str, start: float,
         end: float, step: float,
-    ) -> list[tuple[float, float]]: ...  # fmt: skip
+    ) -> list[tuple[float, float]]: ...
 
     def counts(
         self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
@@ -160,7 +160,7 @@ class PrometheusProvider:
             by_code = {
                 s.labels.get("response_code", ""): s.value
                 for s in self._query(promql) if not math.isnan(s.value)
-            }  # fmt: skip
+            }
             return outcomes_sample(by_code)
         if metric.kind == MetricKind.LATENCY_P99:
             promql = (
@@ -170,7 +170,7 @@ class PrometheusProvider:
             cumulative = {
                 float(s.labels["le"]): s.value
                 for s in self._query(promql) if "le" in s.labels and not math.isnan(s.value)
-            }  # fmt: skip
+            }
             return buckets_sample(cumulative)
         promql = _render(metric, target, window)
         found = [s.value for s in self._query(promql) if not math.isnan(s.value)]
@@ -180,17 +180,17 @@ class PrometheusProvider:
         points = self.series(
             metric, target, window=window, start=end - interval_seconds(window), end=end,
             step=max(interval_seconds(window) / CUSTOM_STEPS, 1.0),
-        )  # fmt: skip
+        )
         steps = Distribution.of(v for _, v in points)
         return MetricSample(found[0], steps if steps.total else Distribution.of(found[:1]))
 
     def series(
         self, metric: MetricDefinition, target: Target, *, window: str, start: float,
         end: float, step: float,
-    ) -> list[tuple[float, float]]:  # fmt: skip
+    ) -> list[tuple[float, float]]:
         """The metric over time (charts; per-step samples of custom queries)."""
-        by = {"namespace": target.namespace, "service": target.service,
-              "version": target.version, "canary": target.canary, "interval": window}  # fmt: skip
+        by: dict[str, Any] = {"namespace": target.namespace, "service": target.service,
+              "version": target.version, "canary": target.canary, "interval": window}
         if metric.kind == MetricKind.SUCCESS_RATE:
             promql = success_rate_query(**by)
         elif metric.kind == MetricKind.LATENCY_P99:
@@ -221,7 +221,7 @@ class PrometheusProvider:
         return {
             tuple(s.labels.get(name, "") for name in by): s.value
             for s in self._query(promql) if not math.isnan(s.value)
-        }  # fmt: skip
+        }
 
 
 class MeshsimProvider:
@@ -263,7 +263,7 @@ class MeshsimProvider:
     def series(
         self, metric: MetricDefinition, target: Target, *, window: str, start: float,
         end: float, step: float,
-    ) -> list[tuple[float, float]]:  # fmt: skip
+    ) -> list[tuple[float, float]]:
         """No history without Prometheus: the current value as one point."""
         found = self.sample(metric, target, window)
         value = None if found is None else aggregate(metric, found.samples)

@@ -10,12 +10,16 @@
 """
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 from typing import Any
 
 import django_filters
 from django.db.models import QuerySet
 from django.shortcuts import get_object_or_404
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
@@ -41,8 +45,8 @@ from policies.api.drafts import (
 )
 from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
-from policies.choices import ChangeState, PlanLiveState, PlanStatus
-from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment
+from policies.choices import ChangeOutcome, ChangeState, PlanLiveState, PlanStatus
+from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment, Rollout
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
@@ -172,7 +176,8 @@ class ChangeDetailSerializer(ChangeSerializer):
                                                                "defaults.")
 
     class Meta(ChangeSerializer.Meta):
-        fields = [*ChangeSerializer.Meta.fields, "description", "link", "stale", "approval", "plan", "items",
+        fields = [*ChangeSerializer.Meta.fields, "description", "link", "repository", "commit_sha", "pull_request",
+                  "stale", "approval", "plan", "items",
                   "reviews", "promotions", "rollout_options", "rollout_plan"]
         read_only_fields = fields
 
@@ -201,6 +206,17 @@ class ChangeDetailSerializer(ChangeSerializer):
         return RolloutPlanSerializer(rollout_plan(change, self.context["items"])).data
 
 
+class StatusRolloutSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    state = serializers.CharField()
+    weight = serializers.IntegerField(help_text="Percent of traffic on the new version.")
+    phase = serializers.CharField(help_text="Key of the phase being executed, e.g. w10.")
+    phase_index = serializers.IntegerField()
+    phases = serializers.IntegerField()
+    pause_reason = serializers.CharField(allow_blank=True)
+    rollback_reason = serializers.JSONField(allow_null=True)
+
+
 class ChangeStatusSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     state = serializers.ChoiceField(choices=ChangeState.choices)
@@ -214,6 +230,12 @@ class ChangeStatusSerializer(serializers.Serializer):
     promotions = serializers.ListField(child=serializers.IntegerField())
     done = serializers.BooleanField(help_text="True in a final state (rejected, completed, rolled back, failed, "
                                               "aborted): stop polling.")
+    outcome = serializers.ChoiceField(
+        choices=ChangeOutcome.choices,
+        help_text="succeeded (completed), failed (rejected, rolled back, failed, aborted) or pending.",
+    )
+    rollout = StatusRolloutSerializer(allow_null=True)
+    version = serializers.CharField(help_text="Changes whenever anything else in the status does.")
 
 
 def detail_context(request: Request, change: ChangeRequest) -> dict[str, Any]:
@@ -240,6 +262,12 @@ class _ChangeHeader(serializers.Serializer):
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     link = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
+    repository = serializers.URLField(required=False, allow_blank=True, default="", max_length=500,
+                                      help_text="The repository the manifests come from.")
+    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="",
+                                        help_text="The commit the manifests come from.")
+    pull_request = serializers.URLField(required=False, allow_blank=True, default="", max_length=500,
+                                        help_text="The pull request the change follows.")
 
 
 class ChangeCreateSerializer(_ChangeHeader):
@@ -354,7 +382,8 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             params = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
-            payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message"))
+            payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
+                                                             "repository", "commit_sha", "pull_request"))
         else:
             params = ChangeCreateSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
@@ -363,7 +392,9 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             payload = {key: (value.name if key == "environment" else value) for key, value in values.items()}
         values = params.validated_data
         header = {"author": request.user, "environment": values["environment"], "title": values["title"],
-                  "description": values["description"], "link": values["link"]}
+                  "description": values["description"], "link": values["link"],
+                  "source": change_services.ChangeSource(repository=values["repository"], commit_sha=values["commit_sha"],
+                                                         pull_request=values["pull_request"])}
 
         def produce() -> Response:
             if files is not None:
@@ -530,25 +561,71 @@ class ChangeRefreshPlanView(ChangeActionView):
         return change_services.change_refresh_plan(actor=request.user, change=change)
 
 
-FINAL_STATES = {ChangeState.REJECTED, ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED,
-                ChangeState.ABORTED}
+MAX_STATUS_WAIT = 60
+STATUS_POLL_SECONDS = 0.5
+
+
+class StatusWaitSerializer(serializers.Serializer):
+    wait = serializers.IntegerField(min_value=0, max_value=MAX_STATUS_WAIT, default=0)
+    version = serializers.CharField(max_length=64, required=False)
 
 
 class ChangeStatusView(APIView):
-    """What a pipeline polls: state, approvals, staleness and the plan, in a few queries."""
+    """What a pipeline follows: state, approvals, staleness, the plan and the rollout, with a
+    terminal `outcome`. With `?wait=SECONDS` (at most 60) and `?version=` (the version of the last
+    answer), the request waits until something changes or the time is up, so a pipeline waits
+    without a polling loop of its own."""
 
-    @extend_schema(operation_id="changes_status", responses={status.HTTP_200_OK: ChangeStatusSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="changes_status",
+        parameters=[
+            OpenApiParameter("wait", OpenApiTypes.INT, OpenApiParameter.QUERY,
+                             description=f"Seconds to wait for a change of version (0-{MAX_STATUS_WAIT})."),
+            OpenApiParameter("version", OpenApiTypes.STR, OpenApiParameter.QUERY,
+                             description="The `version` of the last answer: wait until the status differs from it."),
+        ],
+        responses={status.HTTP_200_OK: ChangeStatusSerializer, **ERRORS},
+    )
     def get(self, request: Request, pk: int) -> Response:
-        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
-        items = list(selectors.change_items(change=change))
-        plan = selectors.change_latest_plan(change=change)
-        status_ = approval.approval_status(change, items=items, plan=plan)
-        return Response(ChangeStatusSerializer({
-            "id": change.pk, "state": change.state, "environment": change.environment.name,
-            "stale": any(approval.item_is_stale(item) for item in items), "approval": status_.as_dict(),
-            "plan_status": plan.status if plan else None, "plan_computed_at": plan.computed_at if plan else None,
-            "plan_current": plan_is_current(change=change, plan=plan, items=items),
-            "scheduled_for": change.scheduled_for, "promotions": list(change.promotions.values_list("pk", flat=True)),
-            "done": change.state in FINAL_STATES,
-        }).data)
+        params = StatusWaitSerializer(data=request.query_params)
+        params.is_valid(raise_exception=True)
+        visible = selectors.change_list(user=request.user)
+        change = get_object_or_404(visible, pk=pk)
+        data = change_status(change)
+        deadline = time.monotonic() + params.validated_data["wait"]
+        known = params.validated_data.get("version")
+        while known and data["version"] == known and not data["done"] and time.monotonic() < deadline:
+            time.sleep(STATUS_POLL_SECONDS)
+            data = change_status(get_object_or_404(visible, pk=pk))
+        return Response(ChangeStatusSerializer(data).data)
+
+
+def change_status(change: ChangeRequest) -> dict[str, Any]:
+    """The status body, with a `version` that changes whenever any other field does."""
+    items = list(selectors.change_items(change=change))
+    plan = selectors.change_latest_plan(change=change)
+    status_ = approval.approval_status(change, items=items, plan=plan)
+    rollout = Rollout.objects.filter(change=change).first()
+    rollout_data = None
+    if rollout is not None:
+        phases = rollout.phases or []
+        phase = phases[rollout.step_index] if rollout.step_index < len(phases) else {}
+        rollout_data = {
+            "id": rollout.pk, "state": rollout.state, "weight": rollout.current_weight,
+            "phase": phase.get("key", "") if isinstance(phase, dict) else "",
+            "phase_index": rollout.step_index, "phases": len(phases),
+            "pause_reason": rollout.pause_reason, "rollback_reason": rollout.rollback_reason or None,
+        }
+    outcome = ChangeOutcome.of(change.state)
+    data: dict[str, Any] = {
+        "id": change.pk, "state": change.state, "environment": change.environment.name,
+        "outcome": outcome.value, "done": outcome != ChangeOutcome.PENDING,
+        "stale": any(approval.item_is_stale(item) for item in items), "approval": status_.as_dict(),
+        "plan_status": plan.status if plan else None, "plan_computed_at": plan.computed_at if plan else None,
+        "plan_current": plan_is_current(change=change, plan=plan, items=items),
+        "scheduled_for": change.scheduled_for, "promotions": list(change.promotions.values_list("pk", flat=True)),
+        "rollout": rollout_data,
+    }
+    data["version"] = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return data
 

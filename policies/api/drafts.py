@@ -29,12 +29,14 @@ from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 from rest_framework.viewsets import GenericViewSet
 
 from policies import selectors
+from policies.api.reports import REPORT_RENDERERS
 from policies.api.serializers import ContentField
 from policies.bundles import MAX_BUNDLE_FILES, expand_bundle
 from policies.choices import DraftOperation
@@ -46,6 +48,7 @@ from policies.services.drafts import (
     draft_save,
     draft_update_message,
     drafts_from_bundle,
+    workflow_findings,
 )
 from policies.validation import Finding, Level
 from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
@@ -92,7 +95,9 @@ class FindingSerializer(serializers.Serializer):
     column = serializers.IntegerField(allow_null=True)
     path = serializers.CharField(allow_blank=True, help_text="Field path, e.g. spec.http[0].route[1].weight.")
     object = serializers.CharField(allow_blank=True, help_text="E.g. VirtualService bookinfo/reviews.")
-    istio_code = serializers.CharField(allow_blank=True, help_text="The matching istioctl analyze code, e.g. IST0161.")
+    istio_code = serializers.CharField(
+        allow_blank=True, help_text="The matching `istioctl analyze` message code (e.g. IST0101), or empty when there is none."
+    )
 
 
 class RejectionDetailsSerializer(serializers.Serializer):
@@ -125,6 +130,11 @@ class ValidateTextSerializer(serializers.Serializer):
     filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=255,
                                      help_text="Shown as the file of findings.")
     dry_run = serializers.BooleanField(default=False, help_text="Also ask the cluster's API server (dryRun=All).")
+    checks = serializers.ChoiceField(
+        choices=[("all", "all"), ("content", "content")], default="all",
+        help_text="all (default): also what a change will check, your role in each namespace and the guardrails; "
+                  "content: the objects only.",
+    )
 
 
 class UploadField(serializers.ListField):
@@ -143,6 +153,8 @@ class ValidateUploadSerializer(serializers.Serializer):
     environment = EnvironmentField()
     files = UploadField()
     dry_run = serializers.BooleanField(default=False)
+    checks = serializers.ChoiceField(choices=[("all", "all"), ("content", "content")], default="all",
+                                     help_text="As for JSON text.")
 
 
 class ValidatedDocumentSerializer(serializers.Serializer):
@@ -343,6 +355,17 @@ def report_body(report: ValidationReport, extra_findings: list[Finding] = ()) ->
     }
 
 
+def report_response(body: dict[str, Any]) -> Response:
+    """The validation answer, with the count of findings per level in `X-Meshgate-Findings`
+    (e.g. `error=1, warning=0, info=2`) whatever format the body is rendered in."""
+    counts = {level.value: 0 for level in Level}
+    for finding in body["findings"]:
+        counts[finding["level"]] = counts.get(finding["level"], 0) + 1
+    response = Response(body)
+    response["X-Meshgate-Findings"] = ", ".join(f"{level}={count}" for level, count in counts.items())
+    return response
+
+
 def _is_error(finding: Finding) -> bool:
     return str(getattr(finding.level, "value", finding.level)) == Level.ERROR
 
@@ -424,11 +447,27 @@ class ValidateView(APIView):
 
     permission_classes = [ReadScopePermission]
     parser_classes = [JSONParser, MultiPartParser, FormParser]
+    renderer_classes = REPORT_RENDERERS
+
+    def handle_exception(self, exc: Exception) -> Response:
+        # A refused request is answered as JSON whatever report format was asked for.
+        self.request.accepted_renderer = JSONRenderer()
+        self.request.accepted_media_type = JSONRenderer.media_type
+        return super().handle_exception(exc)
 
     @extend_schema(
         operation_id="validate",
+        parameters=[OpenApiParameter(
+            "format", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["json", "sarif", "junit"],
+            description="Answer as JSON (default), SARIF 2.1.0 or JUnit XML.",
+        )],
         request={"application/json": ValidateTextSerializer, "multipart/form-data": ValidateUploadSerializer},
-        responses={status.HTTP_200_OK: ValidateResultSerializer, **ERRORS},
+        responses={
+            (status.HTTP_200_OK, "application/json"): ValidateResultSerializer,
+            (status.HTTP_200_OK, "application/sarif+json"): OpenApiTypes.OBJECT,
+            (status.HTTP_200_OK, "application/xml"): OpenApiTypes.STR,
+            **ERRORS,
+        },
     )
     def post(self, request: Request) -> Response:
         data = request_data(request)
@@ -443,11 +482,19 @@ class ValidateView(APIView):
                     environment=params.validated_data["environment"], files=files,
                     dry_run=params.validated_data["dry_run"],
                 )
-            return Response(report_body(report, problems))
+            return report_response(report_body(report, problems + self._workflow(params.validated_data, report)))
         params = ValidateTextSerializer(data=data, context=context)
         params.is_valid(raise_exception=True)
-        report = validate_text(**params.validated_data)
-        return Response(report_body(report))
+        values = dict(params.validated_data)
+        checks = values.pop("checks")
+        report = validate_text(**values)
+        return report_response(report_body(report, self._workflow({**values, "checks": checks}, report)))
+
+    def _workflow(self, values: dict[str, Any], report: ValidationReport | None) -> list[Finding]:
+        if values["checks"] == "content" or report is None:
+            return []
+        return workflow_findings(author=self.request.user, environment=values["environment"],
+                                 documents=report.documents)
 
 
 class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):

@@ -1,7 +1,7 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, drift, rollout_options, rollouts, views
+from policies.api import changes, drafts, drift, notifications, rollout_options, rollouts, service_accounts, views
 from portal import api_views
 
 app_name = "api"
@@ -14,6 +14,8 @@ router.register("tokens", api_views.TokenViewSet, basename="token")
 router.register("drafts", drafts.DraftViewSet, basename="draft")
 router.register("changes", changes.ChangeViewSet, basename="change")
 router.register("rollouts", rollouts.RolloutViewSet, basename="rollout")
+router.register("channels", notifications.ChannelViewSet, basename="channel")
+router.register("service-accounts", service_accounts.ServiceAccountViewSet, basename="service-account")
 
 urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),

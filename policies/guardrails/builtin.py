@@ -74,11 +74,11 @@ def check_no_allow_all_authz(obj: dict[str, Any], environment: EnvironmentInfo, 
 def check_mtls_strict(obj: dict[str, Any], environment: EnvironmentInfo, parameters: dict[str, Any]) -> list[str]:
     spec = _spec(obj)
     violations = []
-    mtls = spec.get("mtls") if isinstance(spec.get("mtls"), dict) else {}
+    mtls = found if isinstance(found := spec.get("mtls"), dict) else {}
     mode = mtls.get("mode") or "UNSET"
     if mode != "STRICT":
         violations.append(f"spec.mtls.mode is {mode}, not STRICT")
-    port_level = spec.get("portLevelMtls") if isinstance(spec.get("portLevelMtls"), dict) else {}
+    port_level = found if isinstance(found := spec.get("portLevelMtls"), dict) else {}
     for port, setting in sorted(port_level.items(), key=lambda item: str(item[0])):
         port_mode = (setting or {}).get("mode") if isinstance(setting, dict) else None
         if (port_mode or "UNSET") != "STRICT":
@@ -123,7 +123,7 @@ def check_timeouts(obj: dict[str, Any], environment: EnvironmentInfo, parameters
             violations.append(f"{where}.timeout {route.get('timeout')!r} is not a duration")
         elif timeout is not None and timeout > max_timeout:
             violations.append(f"{where}.timeout is {_seconds(timeout)}, more than {_seconds(max_timeout)}")
-        retries = route.get("retries") if isinstance(route.get("retries"), dict) else {}
+        retries = found if isinstance(found := route.get("retries"), dict) else {}
         attempts = retries.get("attempts")
         if isinstance(attempts, int) and attempts > max_retries:
             violations.append(f"{where}.retries.attempts is {attempts}, more than {max_retries}")

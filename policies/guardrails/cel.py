@@ -27,6 +27,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
+from types import FrameType
 from typing import Any
 
 import celpy
@@ -100,7 +101,7 @@ def to_cel(value: Any) -> Any:
 def _run_with_budget(program: celpy.Runner, activation: dict[str, Any], budget: float) -> Any:
     deadline = time.monotonic() + budget
 
-    def tracer(frame, event, arg):  # noqa: ARG001 - the sys.settrace signature
+    def tracer(frame: FrameType, event: str, arg: Any) -> Any:  # the sys.settrace signature
         if time.monotonic() > deadline:
             raise _BudgetExceeded
         return None  # no per-line tracing: only calls are checked

@@ -18,9 +18,11 @@ from policies.choices import GuardrailEnforcement, GuardrailOutcome
 from policies.guardrails import limits
 from policies.guardrails.builtin import BUILTINS, EnvironmentInfo
 from policies.guardrails.cel import CelEvaluationError, cel_evaluate
+from policies.models import Guardrail
+from policies.validation.parse import parse_file
 
 if TYPE_CHECKING:
-    from policies.models import Environment, Guardrail, GuardrailOverride
+    from policies.models import Environment, GuardrailOverride
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ class ManifestError(Exception):
 
 def object_identity(obj: dict[str, Any]) -> str:
     kind = obj.get("kind") if isinstance(obj.get("kind"), str) else "object"
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = found if isinstance(found := obj.get("metadata"), dict) else {}
     name, namespace = metadata.get("name") or "?", metadata.get("namespace") or ""
     return f"{kind} {namespace}/{name}" if namespace else f"{kind} {name}"
 
@@ -112,7 +114,7 @@ def guardrail_check(
     replaces a CEL guardrail's stored expression, for trying an edit before saving it."""
     env = environment_info(environment)
     identity = object_identity(obj)
-    metadata = obj.get("metadata") if isinstance(obj.get("metadata"), dict) else {}
+    metadata = found if isinstance(found := obj.get("metadata"), dict) else {}
     parameters = guardrail.parameters if isinstance(guardrail.parameters, dict) else {}
     values = {
         **{key: value for key, value in parameters.items() if isinstance(key, str)},
@@ -154,11 +156,9 @@ def guardrails_evaluate(
 ) -> list[GuardrailResult]:
     """Every enabled, matching guardrail on every object: one result per (object, guardrail), in
     object order, then hard before soft before advisory. One query when `guardrails` is not given."""
-    from policies.models import Guardrail
-
     env = environment_info(environment)
     candidates = list(guardrails if guardrails is not None else Guardrail.objects.filter(enabled=True))
-    rank = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
+    rank: dict[str, int] = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
             GuardrailEnforcement.ADVISORY: 2}
     candidates.sort(key=lambda g: (rank.get(g.enforcement, 3), g.name))
     results = []
@@ -199,8 +199,6 @@ def blocking_results(
 def manifest_objects(text: str) -> list[dict[str, Any]]:
     """The objects of a pasted YAML / JSON manifest, read by the validation parser (size, depth and
     alias limits; line numbers). Raises ManifestError for the first problem."""
-    from policies.validation.parse import parse_file
-
     data = text.encode("utf-8", "replace")
     if len(data) > limits.MAX_TEST_MANIFEST_BYTES:
         raise ManifestError(

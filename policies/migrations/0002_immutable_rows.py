@@ -3,6 +3,8 @@
 PostgreSQL refuses UPDATE and DELETE on both tables. SQLite refuses UPDATE; its DELETE is guarded by
 the models (SQLite's test flush deletes rows one table at a time, which a trigger would block).
 """
+from typing import Any
+
 from django.db import migrations
 
 TABLES = ("policies_policyrevision", "policies_auditevent")
@@ -17,7 +19,7 @@ $$ LANGUAGE plpgsql;
 """
 
 
-def forwards(apps, schema_editor):
+def forwards(apps: Any, schema_editor: Any) -> None:
     vendor = schema_editor.connection.vendor
     if vendor == "postgresql":
         schema_editor.execute(PG_FUNCTION, params=None)
@@ -34,7 +36,7 @@ def forwards(apps, schema_editor):
             )
 
 
-def backwards(apps, schema_editor):
+def backwards(apps: Any, schema_editor: Any) -> None:
     for table in TABLES:
         if schema_editor.connection.vendor == "postgresql":
             schema_editor.execute(f"DROP TRIGGER IF EXISTS {table}_immutable ON {table};")
@@ -44,7 +46,7 @@ def backwards(apps, schema_editor):
         schema_editor.execute("DROP FUNCTION IF EXISTS meshgate_forbid_change();")
 
 
-def create_chain_head(apps, schema_editor):
+def create_chain_head(apps: Any, schema_editor: Any) -> None:
     apps.get_model("policies", "AuditChainHead").objects.get_or_create(pk=1)
 
 

@@ -1,5 +1,7 @@
 """Seeds a row for each built-in guardrail (the defaults of `policies.guardrails.builtin`, written out
 here so that this migration does not change when the code does). Existing rows are left alone."""
+from typing import Any
+
 from django.db import migrations
 
 BUILTINS = [
@@ -58,14 +60,14 @@ BUILTINS = [
 ]
 
 
-def seed(apps, schema_editor):
+def seed(apps: Any, schema_editor: Any) -> None:
     Guardrail = apps.get_model("policies", "Guardrail")
     for row in BUILTINS:
         if not Guardrail.objects.filter(builtin_key=row["builtin_key"]).exists():
             Guardrail.objects.create(**row)
 
 
-def unseed(apps, schema_editor):
+def unseed(apps: Any, schema_editor: Any) -> None:
     Guardrail = apps.get_model("policies", "Guardrail")
     Guardrail.objects.filter(builtin_key__in=[row["builtin_key"] for row in BUILTINS], overrides__isnull=True).delete()
 

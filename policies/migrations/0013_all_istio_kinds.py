@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('policies', '0010_change_rollout_options'),
+        ('policies', '0020_source_file'),
     ]
 
     operations = [

@@ -7,7 +7,14 @@ from policies.models.idempotency import IdempotencyKey
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
 from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
-from policies.models.team import Membership, NamespaceOwnership, Team
+from policies.models.team import (
+    ExternalIdentity,
+    GroupMapping,
+    Membership,
+    NamespaceOwnership,
+    ServiceAccount,
+    Team,
+)
 from policies.models.window import ChangeWindow
 
 __all__ = [
@@ -36,5 +43,8 @@ __all__ = [
     "PolicyRevision",
     "Rollout",
     "RolloutEvent",
+    "ExternalIdentity",
+    "GroupMapping",
+    "ServiceAccount",
     "Team",
 ]

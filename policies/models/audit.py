@@ -1,5 +1,6 @@
 import hashlib
 import json
+from typing import Any, NoReturn
 
 from django.conf import settings
 from django.core.serializers.json import DjangoJSONEncoder
@@ -11,10 +12,10 @@ from policies.exceptions import ImmutableError
 
 
 class AuditQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
 
@@ -65,12 +66,12 @@ class AuditEvent(models.Model):
         canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
         return hashlib.sha256(canonical.encode()).hexdigest()
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
             raise ImmutableError("the audit log is append-only")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ImmutableError("the audit log is append-only")
 
 

@@ -33,6 +33,10 @@ class ChangeRequest(models.Model):
     title = models.CharField(max_length=200)
     description = models.TextField(blank=True)
     link = models.URLField(blank=True, max_length=500, help_text="A ticket or pull request this change belongs to.")
+    repository = models.URLField(blank=True, max_length=500, help_text="The repository the content comes from.")
+    commit_sha = models.CharField(blank=True, max_length=64, help_text="The commit the content comes from.")
+    pull_request = models.URLField(blank=True, max_length=500, db_index=True,
+                                   help_text="The pull request the change follows.")
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="changes")
     state = models.CharField(max_length=20, choices=ChangeState.choices, default=ChangeState.DRAFT, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -93,6 +97,8 @@ class ChangeItem(models.Model):
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
     content_hash = models.CharField(max_length=64, blank=True)
     source_text = models.TextField(blank=True)
+    source_file = models.CharField(max_length=500, blank=True, help_text="The uploaded file it came from.")
+    source_line = models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts.")
     message = models.CharField(max_length=500, blank=True)
     # The last validation (on creation, submit, edit and rebase): what the page lists without re-validating.
     findings = models.JSONField(default=list, blank=True)
@@ -238,7 +244,7 @@ class ReviewComment(models.Model):
         ordering = ["created_at", "pk"]
 
     def __str__(self) -> str:
-        where = f" on {self.item.label}" if self.item_id else ""
+        where = f" on {self.item.label}" if self.item is not None else ""
         return f"comment by {self.author}{where}"
 
 
@@ -276,5 +282,5 @@ class ApprovalRule(models.Model):
         ]
 
     def __str__(self) -> str:
-        env = self.environment.name if self.environment_id else "every environment"
+        env = self.environment.name if self.environment is not None else "every environment"
         return f"{self.kind or 'every kind'} in {env}: {self.required_approvals} approval(s)"

@@ -25,6 +25,9 @@ class Draft(models.Model):
     operation = models.CharField(max_length=10, choices=DraftOperation.choices)
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
     source_text = models.TextField(blank=True, help_text="The YAML or JSON as the author wrote it.")
+    source_file = models.CharField(max_length=500, blank=True, help_text="The uploaded file it came from.")
+    source_line = models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts "
+                                                                   "(0: no line mapping).")
     content_hash = models.CharField(max_length=64, blank=True)
     base_revision = models.ForeignKey(
         PolicyRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+",

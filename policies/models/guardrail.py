@@ -5,6 +5,8 @@ from django.db.models import Q
 from django.utils import timezone
 
 from policies.choices import GuardrailEnforcement, PolicyKind
+from policies.guardrails.builtin import BUILTINS
+from policies.guardrails.cel import CelCompileError, cel_compile
 
 
 class Guardrail(models.Model):
@@ -63,9 +65,6 @@ class Guardrail(models.Model):
 
     def clean(self) -> None:
         # Shape checks, shared by the admin site and the services; the CEL compile is one of them.
-        from policies.guardrails.builtin import BUILTINS
-        from policies.guardrails.cel import CelCompileError, cel_compile
-
         errors: dict[str, str] = {}
         if not isinstance(self.kinds, list) or any(kind not in PolicyKind.values for kind in self.kinds):
             errors["kinds"] = f"a list of policy kinds out of {', '.join(PolicyKind.values)}"

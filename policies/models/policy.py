@@ -1,3 +1,5 @@
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -35,10 +37,10 @@ class Policy(models.Model):
 
 
 class RevisionQuerySet(models.QuerySet):
-    def update(self, **kwargs):
+    def update(self, **kwargs: Any) -> NoReturn:
         raise ImmutableError("policy revisions are immutable: create a new revision instead")
 
-    def delete(self):
+    def delete(self) -> NoReturn:
         raise ImmutableError("policy revisions are immutable and cannot be deleted")
 
 
@@ -64,11 +66,11 @@ class PolicyRevision(models.Model):
     def __str__(self) -> str:
         return f"{self.policy} #{self.number}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         # Integrity, not business logic: a stored revision is never rewritten.
         if not self._state.adding:
             raise ImmutableError("policy revisions are immutable: create a new revision instead")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise ImmutableError("policy revisions are immutable and cannot be deleted")

@@ -22,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import yaml
@@ -33,7 +34,7 @@ from django.db.models import Count, Max
 from django.urls import reverse
 from django.utils import timezone
 
-from policies import approval, selectors
+from policies import approval, jobs, selectors
 from policies.choices import (
     EDITABLE_CHANGE_STATES,
     OPEN_CHANGE_STATES,
@@ -45,17 +46,13 @@ from policies.choices import (
     ReviewVerdict,
 )
 from policies.exceptions import ApplicationError, ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import (
-    ChangeItem,
-    ChangeRequest,
-    Draft,
-    Environment,
-    Guardrail,
-    Membership,
-    Review,
-)
+from policies.models import ChangeItem, ChangeRequest, Draft, Environment, Guardrail, Membership, Policy, Review
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
+from policies.services.drafts import blocking_findings, drafts_from_bundle
+from policies.services.guardrails import guardrail_override, guardrails_evaluate
+from policies.services.notifications import notify
+from policies.services.windows import window_explain, window_next_opening
 from policies.validation import Level
 from policies.validation.service import validate_bundle, validate_text
 
@@ -157,10 +154,7 @@ def back_to_review(change: ChangeRequest, *, actor: AbstractBaseUser | None, rea
 
 
 def enqueue_plan(change: ChangeRequest) -> None:
-    from policies.tasks import compute_plan
-
-    change_id = change.pk
-    transaction.on_commit(lambda: compute_plan.delay(change_id))
+    jobs.compute_plan.on_commit(change.pk)
 
 
 def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> list[AbstractBaseUser]:
@@ -182,12 +176,11 @@ def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> 
 
 def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", teams=(), users=(),
             payload: dict[str, Any] | None = None) -> None:
-    from policies.services.notifications import notify
-
     notify(
         event=event, subject=subject, body=body or subject, url=change_url(change),
         payload={"change": change.pk, "environment": change.environment.name, "state": change.state,
-                 "title": change.title, **(payload or {})},
+                 "title": change.title, "repository": change.repository, "commit_sha": change.commit_sha,
+                 "pull_request": change.pull_request, **(payload or {})},
         teams=teams, users=users,
     )
 
@@ -217,12 +210,23 @@ def validate_items(*, environment: Environment, items: Sequence[ChangeItem]) -> 
         files=[(item_filename(item), item_text(item).encode("utf-8", errors="surrogatepass")) for item in present],
         exclude_policy_ids=sorted(replaced),
     )
-    by_file = {item_filename(item): item.pk for item in present}
+    by_file = {item_filename(item): item for item in present}
     for finding in report.findings:
-        item_id = by_file.get(finding.file)
-        if item_id is not None:
-            result[item_id].append(finding.as_dict())
+        item = by_file.get(finding.file)
+        if item is not None:
+            result[item.pk].append(as_uploaded(finding.as_dict(), item))
     return result
+
+
+def as_uploaded(finding: dict[str, Any], item: ChangeItem) -> dict[str, Any]:
+    """A finding about an item, located in the file and at the line the author uploaded it from
+    (when the item came from an uploaded bundle)."""
+    if not item.source_file:
+        return finding
+    finding = {**finding, "file": item.source_file}
+    if item.source_line and finding.get("line"):
+        finding["line"] = finding["line"] + item.source_line - 1
+    return finding
 
 
 def _counts(findings: list[dict[str, Any]]) -> tuple[int, int]:
@@ -257,8 +261,6 @@ def change_guardrails_refresh(*, change: ChangeRequest, items: Sequence[ChangeIt
     """Evaluates the guardrails on the items whose content or the guardrails changed since the
     stored results, and stores them (cheap: two queries when nothing changed). Returns the items
     that were re-evaluated."""
-    from policies.services.guardrails import guardrails_evaluate
-
     environment = change.environment
     version = guardrails_version()
     pending = [item for item in items if item.guardrails_key != _guardrails_key(item, environment, version)]
@@ -325,6 +327,18 @@ def _item_snapshot(item: ChangeItem) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class ChangeSource:
+    """Where a change's content comes from: repository, commit and pull request (from CI)."""
+
+    repository: str = ""
+    commit_sha: str = ""
+    pull_request: str = ""
+
+    def fields(self) -> dict[str, str]:
+        return {"repository": self.repository, "commit_sha": self.commit_sha, "pull_request": self.pull_request}
+
+
 def change_create(
     *,
     author: AbstractBaseUser,
@@ -333,6 +347,7 @@ def change_create(
     title: str,
     description: str = "",
     link: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """A change (state draft) holding the author's `drafts`, all of `environment`; the drafts are
     moved into it (deleted). Each item is based on its draft's base revision: the policy's current
@@ -357,13 +372,14 @@ def change_create(
         now = timezone.now()
         change = ChangeRequest.objects.create(
             environment=environment, title=title, description=description or "", link=link, author=author,
-            created_at=now, updated_at=now, content_updated_at=now,
+            created_at=now, updated_at=now, content_updated_at=now, **(source or ChangeSource()).fields(),
         )
         items = ChangeItem.objects.bulk_create([
             ChangeItem(
                 change=change, position=position, kind=draft.kind, namespace=draft.namespace, name=draft.name,
                 policy=draft.policy, operation=draft.operation, base_revision_id=draft.base_revision_id,
                 content=draft.content, content_hash=draft.content_hash, source_text=draft.source_text,
+                source_file=draft.source_file, source_line=draft.source_line,
                 message=draft.message, findings=draft.findings, error_count=draft.error_count,
                 warning_count=draft.warning_count, updated_at=now,
             )
@@ -379,7 +395,8 @@ def change_create(
         Draft.objects.filter(pk__in=[draft.pk for draft in locked]).delete()
         audit_change(
             action=ChangeAuditAction.CHANGE_CREATED, actor=author, change=change,
-            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items]},
+            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items],
+                   **(source or ChangeSource()).fields()},
         )
     return change
 
@@ -393,16 +410,16 @@ def change_create_from_bundle(
     description: str = "",
     link: str = "",
     message: str = "",
+    source: ChangeSource | None = None,
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
     one transaction: a refused bundle stores nothing."""
-    from policies.services.drafts import drafts_from_bundle
-
     _clean_header(title=title, link=link)
     with transaction.atomic():
         drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
         return change_create(
-            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link
+            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,
+            source=source,
         )
 
 
@@ -483,8 +500,6 @@ def change_item_update(
     """New text for one item (the same object). A content change voids every approval and sends an
     approved or scheduled change back to review; text that only changes comments or layout keeps
     them (approvals bind to the normalized content's hash)."""
-    from policies.services.drafts import blocking_findings
-
     change = item.change
     if author.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can edit its items")
@@ -517,6 +532,7 @@ def change_item_update(
         now = timezone.now()
         content_changed = digest != item.content_hash
         item.content, item.content_hash, item.source_text = content, digest, text
+        item.source_file, item.source_line = "", 0  # written in the portal now, not the uploaded file
         item.findings = findings
         item.error_count, item.warning_count = _counts(findings)
         item.updated_at = now
@@ -620,8 +636,6 @@ def change_schedule(*, actor: AbstractBaseUser, change: ChangeRequest) -> Change
     """approved → scheduled for the next opening of the environment's change windows (now, when it
     is open). The rollout engine starts it from there. The approvals, staleness, guardrails and plan
     are checked again first."""
-    from policies.services.windows import window_explain, window_next_opening
-
     require_state(change, {ChangeState.APPROVED}, "schedule")
     items = list(selectors.change_items(change=change))
     requirements = approval.change_requirements(change, items=items)
@@ -665,8 +679,6 @@ def change_guardrail_override(
 ):
     """An admin lets a failed soft-mandatory guardrail pass for this item's current content (see
     `guardrail_override`); an in-review change whose approvals suffice then becomes approved."""
-    from policies.services.guardrails import guardrail_override
-
     require_state(change, EDITABLE_CHANGE_STATES, "override a guardrail on")
     if item.change_id != change.pk:
         raise ValidationError({"item": "the item is not part of this change"})
@@ -694,8 +706,6 @@ def changes_notify_stale(*, policies: Iterable[Any]) -> list[int]:
     """Tells the authors (and owning teams) of open changes touching `policies` that their change went
     stale. For whoever moves a policy's current revision (the import, the rollout engine), on commit.
     Returns the ids of the changes notified."""
-    from policies.models import Policy
-
     policies = list(policies)
     if not policies:
         return []

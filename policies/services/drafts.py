@@ -19,9 +19,10 @@ from django.utils import timezone
 
 from policies import selectors
 from policies.bundles import expand_bundle
-from policies.choices import AuditAction, DraftOperation
+from policies.choices import AuditAction, DraftOperation, GuardrailEnforcement
 from policies.exceptions import ConflictError, DraftRejected, PermissionDeniedError
-from policies.models import Draft, Environment, NamespaceOwnership, Policy
+from policies.guardrails.engine import guardrails_evaluate
+from policies.models import Draft, Environment, Guardrail, NamespaceOwnership, Policy
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
 from policies.validation import Finding, Layer, Level
@@ -95,7 +96,7 @@ def draft_save(
             author=author,
             environment=environment,
             document=document,
-            source_text=text,
+            source=SourceText(text),
             findings=report.findings,
             message=message,
             draft=draft,
@@ -222,7 +223,7 @@ def drafts_from_bundle(
                 author=author,
                 environment=environment,
                 document=document,
-                source_text=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
+                source=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
                 findings=report.for_document(document),
                 message=message or None,
                 draft=None,
@@ -235,6 +236,28 @@ def drafts_from_bundle(
 def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
     """What stops a draft from being stored: errors of the parse layer."""
     return [finding for finding in findings if finding.layer == Layer.PARSE and _is_error(finding)]
+
+
+def workflow_findings(
+    *, author: AbstractBaseUser, environment: Environment, documents: Iterable[ParsedDocument]
+) -> list[Finding]:
+    """What a change of these objects would meet beyond their content: the author's role in each
+    namespace, and each guardrail that fails (blocking ones as errors, advisory ones as warnings)."""
+    documents = [document for document in documents if document.checkable]
+    findings = permission_findings(author=author, environment=environment, documents=documents)
+    guardrails = list(Guardrail.objects.filter(enabled=True))
+    for document in documents:
+        for result in guardrails_evaluate(environment=environment, objects=[document.obj], guardrails=guardrails):
+            if result.passed:
+                continue
+            advisory = result.enforcement == GuardrailEnforcement.ADVISORY
+            findings.append(catalogued(
+                "MG1502" if advisory else "MG1501",
+                f"guardrail “{result.name}” ({GuardrailEnforcement(result.enforcement).label.lower()}): "
+                f"{result.message or result.error}",
+                **document.at(""),
+            ))
+    return findings
 
 
 def permission_findings(
@@ -261,7 +284,7 @@ def _upsert(
     author: AbstractBaseUser,
     environment: Environment,
     document: ParsedDocument,
-    source_text: str,
+    source: SourceText,
     findings: Iterable[Finding],
     message: str | None,
     draft: Draft | None,
@@ -288,7 +311,8 @@ def _upsert(
     draft.policy = policy
     draft.operation = DraftOperation.UPDATE if policy is not None and policy.current_revision_id else DraftOperation.CREATE
     draft.content = content
-    draft.source_text = source_text
+    draft.source_text = source.text
+    draft.source_file, draft.source_line = source.file, source.line
     draft.content_hash = content_hash(content)
     if message is not None:
         draft.message = message
@@ -375,13 +399,22 @@ def _decoded(files: list[tuple[str, bytes]]) -> dict[str, str]:
     return {name: content.decode("utf-8", errors="replace").removeprefix("\ufeff") for name, content in files}
 
 
-def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
+@dataclass(frozen=True)
+class SourceText:
+    """An object's text and where it stands in the uploaded file (`line` 0: written out anew)."""
+
+    text: str
+    file: str = ""
+    line: int = 0
+
+
+def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> SourceText:
     """The object's own text, as written: the whole file when it is the file's only object,
     else its lines (separators trimmed); an item of a list is written out as YAML."""
     if document.item is not None:
-        return yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True)
+        return SourceText(yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True), document.file)
     if alone:
-        return text
+        return SourceText(text, document.file, 1)
     lines = text.splitlines(keepends=True)
     separators = ("---", "...")
     start = document.start_line - 1
@@ -391,4 +424,4 @@ def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> str:
     chunk = lines[start:max(document.end_line, document.start_line)]
     while chunk and (chunk[-1].strip() == "" or chunk[-1].startswith(separators)):
         chunk.pop()
-    return "".join(chunk)
+    return SourceText("".join(chunk), document.file, start + 1)

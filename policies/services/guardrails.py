@@ -20,15 +20,11 @@ from django.db.models import QuerySet
 from policies.choices import AuditAction, GuardrailEnforcement, PolicyKind
 from policies.exceptions import PermissionDeniedError
 from policies.guardrails.builtin import BUILTINS
-from policies.guardrails.engine import (  # noqa: F401 - the workflow's entry points
-    GuardrailResult,
-    blocking_results,
-    guardrail_check,
-    guardrails_evaluate,
-)
-from policies.models import Guardrail, GuardrailOverride
+from policies.guardrails.engine import GuardrailResult, blocking_results, guardrail_check, guardrails_evaluate  # noqa: F401 - the workflow's entry points
+from policies.models import Environment, Guardrail, GuardrailOverride
 from policies.selectors import user_is_admin
 from policies.services.audit import audit_record
+from policies.services.windows import WEEKEND_FREEZE, change_window_upsert
 
 MIN_OVERRIDE_REASON_LENGTH = 10
 EXAMPLE_CEL_GUARDRAIL = {
@@ -159,9 +155,6 @@ def guardrails_seed_builtins() -> list[Guardrail]:
 def seed_governance() -> None:
     """Demo governance (idempotent): the built-in guardrails, an advisory CEL example, and a weekend
     freeze for every production environment."""
-    from policies.models import Environment
-    from policies.services.windows import WEEKEND_FREEZE, change_window_upsert
-
     guardrails_seed_builtins()
     example = dict(EXAMPLE_CEL_GUARDRAIL)
     if not Guardrail.objects.filter(name=example["name"]).exists():

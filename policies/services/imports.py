@@ -6,12 +6,13 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import kubernetes as kube
-from policies.choices import AuditAction, LiveState, PolicyKind, RevisionSource
+from policies.choices import AuditAction, LiveState, PolicyKind, RevisionSource, RolloutState
 from policies.cluster import cluster_config
 from policies.exceptions import ClusterError
-from policies.models import Environment, Policy, PolicyRevision
+from policies.models import Environment, Policy, PolicyRevision, Rollout
 from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
+from policies.services.changes import changes_notify_stale
 
 
 @dataclass
@@ -104,9 +105,6 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
 def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
     """(kind, namespace, name) of every object an active rollout of the environment has seen or
     written (its `observed` keys, "Kind/namespace/name") or plans to write (its phases' writes)."""
-    from policies.choices import RolloutState
-    from policies.models import Rollout
-
     identities: set[tuple[str, str, str]] = set()
     rollouts = Rollout.objects.filter(environment=environment, state__in=list(RolloutState.active()))
     for observed, phases in rollouts.values_list("observed", "phases"):
@@ -161,6 +159,4 @@ def _record_live(*, policy: Policy, obj: dict, actor, seen_at, result: ImportRes
 
 def _notify_stale(policies: list[Policy]) -> None:
     """Open changes based on the revisions the import just replaced are stale: tell their authors."""
-    from policies.services.changes import changes_notify_stale
-
     changes_notify_stale(policies=policies)

@@ -28,15 +28,13 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from integrations.notify import DeliveryReceipt, NotifyError, notify_settings
+from integrations.notify.email import send_email
+from integrations.notify.slack import send_slack, slack_message
+from integrations.notify.webhook import send_webhook
+from policies import jobs
 from policies.choices import AuditAction, DeliveryStatus, NotificationChannelKind, NotificationEvent, Role
 from policies.exceptions import PermissionDeniedError
-from policies.models import (
-    Membership,
-    NotificationChannel,
-    NotificationDelivery,
-    NotificationPreference,
-    Team,
-)
+from policies.models import Membership, NotificationChannel, NotificationDelivery, NotificationPreference, Team
 from policies.selectors import user_is_admin
 from policies.services.audit import audit_record
 
@@ -95,9 +93,7 @@ def _queue(channel: NotificationChannel, *, event: str, subject: str, body: str,
         payload={"subject": subject, "body": body, "url": _absolute(url), "data": payload,
                  "occurred_at": now.isoformat()},
     )
-    from policies.tasks import deliver_notification
-
-    transaction.on_commit(lambda: deliver_notification.delay(delivery.pk))
+    jobs.deliver_notification.on_commit(delivery.pk)
     return delivery
 
 
@@ -130,7 +126,7 @@ def notification_deliver(*, delivery_id: int) -> DeliveryOutcome:
         receipt = _send(delivery)
     except NotifyError as exc:
         return _record_failure(delivery, exc, config.max_attempts)
-    except Exception as exc:  # noqa: BLE001 - a bug must not strand the row; it is retried and logged
+    except Exception as exc:
         logger.exception("notification delivery %s failed unexpectedly", delivery_id)
         return _record_failure(delivery, NotifyError(f"internal error: {type(exc).__name__}: {exc}"),
                                config.max_attempts)
@@ -170,10 +166,6 @@ def delivery_message(delivery: NotificationDelivery) -> dict[str, Any]:
 
 
 def _send(delivery: NotificationDelivery) -> DeliveryReceipt:
-    from integrations.notify.email import send_email
-    from integrations.notify.slack import send_slack, slack_message
-    from integrations.notify.webhook import send_webhook
-
     channel = delivery.channel
     if not channel.enabled:
         raise NotifyError("the channel has been disabled", retryable=False)

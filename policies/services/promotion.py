@@ -59,6 +59,7 @@ def change_promote(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeR
         now = timezone.now()
         promoted = ChangeRequest.objects.create(
             environment=target, title=change.title, description=change.description, link=change.link,
+            repository=change.repository, commit_sha=change.commit_sha, pull_request=change.pull_request,
             author=actor, promoted_from=change, created_at=now, updated_at=now, content_updated_at=now,
             rollout_options=copy.deepcopy(change.rollout_options or {}),
         )

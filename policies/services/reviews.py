@@ -42,6 +42,7 @@ from policies.services.changes import (
     require_state,
     set_state,
 )
+from policies.services.plans import plan_compute
 
 MAX_COMMENT = 10_000
 
@@ -67,8 +68,6 @@ def review_approve(
     reviewer read), refused when the live state has moved since. The change becomes approved when
     the approvals suffice and nothing blocks it. Approving again is idempotent.
     """
-    from policies.services.plans import plan_compute
-
     require_state(change, REVIEWABLE_CHANGE_STATES, "approve")
     items = list(selectors.change_items(change=change))
     _require_reviewer(reviewer=reviewer, change=change, items=items, own="you cannot approve your own change")
@@ -274,6 +273,13 @@ def approval_rule_save(
         if duplicate.exists():
             raise ValidationError({"kind": "a rule for this environment and kind exists already: edit it"})
         rule.full_clean(validate_constraints=False)
+        problems = approval.rule_problems(
+            environment=environment, kind=rule.kind, required_approvals=required_approvals,
+            security_approval=security_approval, extra_production_approval=extra_production_approval,
+        )
+        if problems:
+            raise ValidationError({"required_approvals": ["no change could ever be approved under this rule: "
+                                                          + "; ".join(problems)]})
         rule.save()
         audit_record(
             action=ChangeAuditAction.APPROVAL_RULE_UPDATED if before else ChangeAuditAction.APPROVAL_RULE_CREATED,

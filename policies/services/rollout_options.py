@@ -30,15 +30,14 @@ from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
+from integrations.prometheus import interval_seconds
+from policies import analysis as pa
 from policies import selectors
-from policies.choices import (
-    EDITABLE_CHANGE_STATES,
-    ChangeAuditAction,
-    DraftOperation,
-    PolicyKind,
-    RolloutStrategy,
-)
+from policies.analysis import Target, TemplateError, render_template
+from policies.analysis.metrics import LATENCY_P99, SUCCESS_RATE
+from policies.choices import EDITABLE_CHANGE_STATES, ChangeAuditAction, DraftOperation, PolicyKind, RolloutStrategy
 from policies.constants import (
+    DEFAULT_ANALYSIS,
     ROLLOUT_OPTION_INT_LIMITS,
     ROLLOUT_OPTION_MAX_LATENCY_MS,
     ROLLOUT_OPTION_MAX_METRICS,
@@ -50,13 +49,7 @@ from policies.constants import (
 from policies.exceptions import PermissionDeniedError
 from policies.models import ChangeItem, ChangeRequest
 from policies.rollout import strategies, webhooks
-from policies.services.changes import (
-    approvals_void,
-    audit_change,
-    back_to_review,
-    lock_change,
-    require_state,
-)
+from policies.services.changes import approvals_void, audit_change, back_to_review, lock_change, require_state
 
 OPTION_KEYS = ("strategy", "steps", "analysis", "gates")
 # Like an item: the author may change the plan until the rollout starts (approved/scheduled go back to review).
@@ -84,8 +77,6 @@ def _items(change: ChangeRequest, items: Sequence[ChangeItem] | None) -> list[Ch
 
 
 def default_analysis() -> dict[str, Any]:
-    from policies.services.rollouts import DEFAULT_ANALYSIS
-
     return copy.deepcopy(DEFAULT_ANALYSIS)
 
 
@@ -283,8 +274,6 @@ def _clean_metric(spec: Any, path: str, judge: str, errors: _Errors) -> dict[str
 
 
 def _clean_custom(spec: dict[str, Any], path: str, judge: str, cleaned: dict[str, Any], errors: _Errors) -> None:
-    from policies.analysis import Target, TemplateError, render_template
-
     query = spec.get("query")
     if not isinstance(query, str) or not query.strip():
         errors.add(f"{path}.query", "required: a PromQL template, e.g. "
@@ -315,8 +304,6 @@ def _clean_custom(spec: dict[str, Any], path: str, judge: str, cleaned: dict[str
 
 def _buildable(cleaned: dict[str, Any], path: str, errors: _Errors) -> bool:
     """The analysis layer accepts the metric (as the engine will build it)."""
-    from policies import analysis as pa
-
     spec = dict(cleaned)
     kind = spec.pop("kind")
     try:
@@ -333,8 +320,6 @@ def _buildable(cleaned: dict[str, Any], path: str, errors: _Errors) -> bool:
 
 
 def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
-    from integrations.prometheus import interval_seconds
-
     if not isinstance(value, dict):
         errors.add("analysis", 'an object, e.g. {"interval_seconds": 60, "failure_limit": 2}')
         return None
@@ -404,8 +389,6 @@ def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
 
 
 def _default_metric_name(kind: str) -> str:
-    from policies.analysis.metrics import LATENCY_P99, SUCCESS_RATE
-
     return {"success_rate": SUCCESS_RATE, "latency_p99": LATENCY_P99}.get(kind, kind)
 
 

@@ -52,6 +52,7 @@ from policies.choices import (
     RolloutStrategy,
 )
 from policies.cluster import cluster_config
+from policies.constants import DEFAULT_ANALYSIS  # re-exported: the default the use cases and the engine share
 from policies.exceptions import ApplicationError, ConflictError, PermissionDeniedError
 from policies.models import (
     ChangeItem,
@@ -69,7 +70,6 @@ from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ANALYSIS = {"interval_seconds": 60, "intervals_per_step": 1, "failure_limit": 1, "metrics": []}
 RETRY_SECONDS = 2
 MAX_ATTEMPTS = 3
 TERMINAL = frozenset({RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED})
@@ -308,7 +308,7 @@ def rollout_start(
 
 
 def _enqueue(rollout_id: int, countdown: float = 0) -> None:
-    from policies.tasks import rollout_advance
+    from policies.jobs import rollout_advance
 
     try:
         rollout_advance.apply_async((rollout_id,), countdown=max(0.0, countdown))

@@ -22,7 +22,7 @@ from policies.choices import AuditAction, WindowKind
 from policies.models import ChangeWindow, Environment
 from policies.services.audit import audit_record
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 NEXT_OPENING_HORIZON = dt.timedelta(days=60)
 """How far ahead `window_next_opening` looks."""
 _LONGEST_RECURRING_SPAN = dt.timedelta(days=8)

@@ -5,14 +5,16 @@ MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), M
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
 MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run; checks that read
 the cluster's wider state: MG10xx workloads (injection, ports, Deployments), MG11xx gateways (TLS
-secrets, ports, Kubernetes Gateway API), MG12xx extensions (EnvoyFilter, Telemetry, WasmPlugin),
-MG13xx WorkloadEntry / WorkloadGroup.
-`istio_code` on a code is copied onto its findings, so that users can correlate them with istioctl.
-`reference` names the closest `istioctl analyze` / Kiali check.
+secrets, Kubernetes Gateway API), MG12xx extensions (EnvoyFilter, Telemetry), MG13xx WorkloadEntry;
+MG15xx governance (guardrails, as the change workflow applies them).
+`reference` names the matching `istioctl analyze` message (and Kiali check) or says there is none; `istio`
+is the code of that message, carried by every finding as `istio_code` so users can correlate the two.
+Levels follow Istio's where a governance tool can; the departures are said in the explanation.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from policies.validation.findings import Finding, Layer, Level
 
@@ -26,17 +28,69 @@ class Code:
     explanation: str
     fix: str
     reference: str = ""
-    istio_code: str = ""  # set on findings of this code: the istioctl analyze message it matches
+    istio: str = ""
+
+    @property
+    def istio_name(self) -> str:
+        return ISTIO_MESSAGES.get(self.istio, "")
+
+    @property
+    def istio_label(self) -> str:
+        """E.g. "IST0101 ReferencedResourceNotFound", or "" when no istioctl analyze message matches."""
+        return f"{self.istio} {self.istio_name}".strip()
+
+
+# The `istioctl analyze` messages Meshgate's checks correspond to (istio.io/docs/reference/config/analysis/).
+ISTIO_MESSAGES = {
+    "IST0101": "ReferencedResourceNotFound",
+    "IST0102": "NamespaceNotInjected",
+    "IST0103": "PodMissingProxy",
+    "IST0109": "ConflictingMeshGatewayVirtualServiceHosts",
+    "IST0110": "ConflictingSidecarWorkloadSelectors",
+    "IST0111": "MultipleSidecarsWithoutWorkloadSelectors",
+    "IST0112": "VirtualServiceDestinationPortSelectorRequired",
+    "IST0116": "DeploymentAssociatedToMultipleServices",
+    "IST0118": "PortNameIsNotUnderNamingConvention",
+    "IST0123": "NamespaceMultipleInjectionLabels",
+    "IST0127": "NoMatchingWorkloadsFound",
+    "IST0128": "NoServerCertificateVerificationDestinationLevel",
+    "IST0129": "NoServerCertificateVerificationPortLevel",
+    "IST0130": "VirtualServiceUnreachableRule",
+    "IST0131": "VirtualServiceIneffectiveMatch",
+    "IST0132": "VirtualServiceHostNotFoundInGateway",
+    "IST0134": "ServiceEntryAddressesRequired",
+    "IST0137": "DeploymentConflictingPorts",
+    "IST0138": "GatewayDuplicateCertificate",
+    "IST0140": "IngressRouteRulesNotAffected",
+    "IST0144": "InvalidApplicationUID",
+    "IST0145": "ConflictingGateways",
+    "IST0149": "JwtClaimBasedRoutingWithoutRequestAuthN",
+    "IST0151": "EnvoyFilterUsesRelativeOperation",
+    "IST0152": "EnvoyFilterUsesReplaceOperationIncorrectly",
+    "IST0153": "EnvoyFilterUsesAddOperationIncorrectly",
+    "IST0154": "EnvoyFilterUsesRemoveOperationIncorrectly",
+    "IST0155": "EnvoyFilterUsesRelativeOperationWithProxyVersion",
+    "IST0157": "InvalidTelemetryProvider",
+    "IST0159": "ConflictingTelemetryWorkloadSelectors",
+    "IST0160": "MultipleTelemetriesWithoutWorkloadSelectors",
+    "IST0161": "InvalidGatewayCredential",
+    "IST0162": "GatewayPortNotDefinedOnService",
+    "IST0165": "ReferencedInternalGateway",
+    "IST0166": "IneffectiveSelector",
+    "IST0173": "DestinationRuleSubsetNotSelectPods",
+    "IST0174": "UnknownDestinationRuleHost",
+    "IST0177": "ConflictingServiceEntryProtocol",
+}
 
 
 def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, fix: str, reference: str = "",
-          istio_code: str = "") -> Code:
-    return Code(code, title, level, layer, explanation, fix, reference, istio_code)
+          istio: str = "") -> Code:
+    return Code(code, title, level, layer, explanation, fix, reference, istio)
 
 
-def _ist(code: str, level: Level, title: str, explanation: str, fix: str, istio: str, name: str) -> Code:
-    """A cross-resource check matching the istioctl analyze message `istio` (`name`)."""
-    return Code(code, title, level, Layer.SEMANTIC, explanation, fix, f"istioctl {istio} {name}" if istio else name,
+def _ist(code: str, level: Level, title: str, explanation: str, fix: str, istio: str) -> Code:
+    """A cross-resource check matching the istioctl analyze message `istio` (named in ISTIO_MESSAGES)."""
+    return Code(code, title, level, Layer.SEMANTIC, explanation, fix, f"istioctl {istio} {ISTIO_MESSAGES[istio]}",
                 istio)
 
 
@@ -52,44 +106,44 @@ _WORKLOAD_CODES = (
          "do not apply to them.",
          "Label the namespace: `kubectl label namespace NS istio-injection=enabled` (or `istio.io/rev=REV`), "
          "then restart its workloads.",
-         "IST0102", "NamespaceNotInjected"),
+         "IST0102"),
     _ist("MG1002", WARN, "Namespace has several injection labels",
          "The namespace carries both `istio-injection` and `istio.io/rev`; which injector handles its pods "
          "is then unclear.",
          "Keep one: `istio.io/rev` for revision-based upgrades, or `istio-injection`.",
-         "IST0123", "NamespaceMultipleInjectionLabels"),
+         "IST0123"),
     _ist("MG1003", WARN, "Selected pod has no sidecar",
          "The policy selects a pod that runs without the Istio proxy (its namespace is injected, but the pod "
          "was started before, or injection failed), so the policy does not apply to it.",
          "Restart or redeploy the workload so that the proxy is injected.",
-         "IST0103", "PodMissingProxy"),
+         "IST0103"),
     _ist("MG1004", INFO, "Port name does not follow Istio's convention",
          "A port of a Service the policy applies to is neither named `<protocol>[-<suffix>]` (http, http2, "
          "https, grpc, tcp, tls, mongo, mysql, redis, ...) nor given an appProtocol, so Istio treats its "
          "traffic as opaque TCP or guesses the protocol: HTTP routes, retries and metrics may not apply.",
          "Name the port e.g. `http-web` or set `appProtocol: http`.",
-         "IST0118", "PortNameIsNotUnderNamingConvention"),
+         "IST0118"),
     _ist("MG1005", WARN, "Deployment behind several Services with different protocols",
          "A Deployment the policy applies to is selected by several Services that use the same port with "
          "different protocols; Istio cannot tell which protocol the port speaks.",
          "Use one protocol per port across the Services selecting the Deployment.",
-         "IST0116", "DeploymentAssociatedToMultipleServices"),
+         "IST0116"),
     _ist("MG1006", WARN, "Deployment behind several Services with conflicting ports",
          "A Deployment the policy applies to is selected by several Services that send the same targetPort "
          "to different Service ports.",
          "Use the same Service port for a given targetPort, or a single Service.",
-         "IST0137", "DeploymentConflictingPorts"),
+         "IST0137"),
     _ist("MG1007", WARN, "Workload runs as the proxy's user ID",
          "A Deployment the policy applies to runs as user ID 1337, which Istio reserves for the sidecar: its "
          "traffic bypasses the proxy, so the policy does not apply to it.",
          "Run the application under another user ID.",
-         "IST0144", "InvalidApplicationUID"),
+         "IST0144"),
     _ist("MG1008", WARN, "Selector matches no workload",
          "The selector of this object (Telemetry, WasmPlugin, ProxyConfig, EnvoyFilter, ...) matches no pod "
          "in its namespace (or, in the root namespace, in any namespace), so it applies to nothing yet. Pods "
          "carry their Node's topology labels, as Istio adds them.",
          "Correct the labels, or deploy the workload first.",
-         "IST0127", "NoMatchingWorkloadsFound"),
+         "IST0127"),
     # --- gateways: TLS secrets, service ports, Gateway API (policies/validation/checks/gateways.py) ---
     _ist("MG1101", ERR, "Gateway TLS credential not found",
          "A Gateway server's `tls.credentialName` names no Secret in the namespace of the gateway workload "
@@ -97,29 +151,14 @@ _WORKLOAD_CODES = (
          "certificate. Meshgate reads Secrets' names and types only, never their data.",
          "Create the TLS Secret (`kubectl create secret tls NAME -n GATEWAY_NS --cert=... --key=...`) in "
          "the gateway's namespace, or correct the name.",
-         "IST0161", "InvalidGatewayCredential"),
-    _ist("MG1102", WARN, "Gateway port not exposed by the gateway's Service",
-         "A server's port is neither a port nor a targetPort of any Service selecting the gateway pods, so "
-         "traffic cannot reach that listener from outside the pods.",
-         "Add the port to the gateway's Service, or use one of its ports.",
-         "IST0162", "GatewayPortNotDefinedOnService"),
-    _ist("MG1103", WARN, "Certificate shared by several Gateways",
-         "Several Gateways use the same TLS credential for different hosts; clients re-using HTTP/2 "
-         "connections across those hosts may get 404s.",
-         "Give each Gateway its own certificate, or merge the servers into one Gateway.",
-         "IST0138", "GatewayDuplicateCertificate"),
-    _ist("MG1104", WARN, "Reference to an internal Gateway",
-         "The VirtualService binds to a Gateway that Istio generated for a Kubernetes Gateway "
-         "(`*-istio-autogenerated-k8s-gateway`); such Gateways are an implementation detail and may change.",
-         "Attach routes to the Kubernetes Gateway with an HTTPRoute instead.",
-         "IST0165", "ReferencedInternalGateway"),
-    _ist("MG1105", WARN, "Selector on a Kubernetes Gateway's pods",
+         "IST0161"),
+    _ist("MG1102", WARN, "Selector on a Kubernetes Gateway's pods",
          "The policy selects the pods of a Kubernetes Gateway (labelled `gateway.networking.k8s.io/"
          "gateway-name`) by label; for those Istio applies policies through `targetRefs`.",
          "Use `targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: ...}]` instead of "
          "the selector.",
-         "IST0166", "IneffectiveSelector"),
-    _code("MG1106", ERR, CROSS, "Target reference not found",
+         "IST0166"),
+    _code("MG1103", ERR, CROSS, "Target reference not found",
           "A `targetRef` / `targetRefs` entry names a Kubernetes Gateway API Gateway, a Service or a "
           "ServiceEntry that does not exist in the policy's namespace, so the policy applies to nothing.",
           "Correct the reference or create the target first.",
@@ -130,46 +169,46 @@ _WORKLOAD_CODES = (
          "EnvoyFilter has no `priority`; EnvoyFilters apply in creation order, so the filter it is relative "
          "to may not be there yet, and the patch is then not applied.",
          "Set `priority`, or use INSERT_FIRST / ADD, which do not depend on other filters.",
-         "IST0151", "EnvoyFilterUsesRelativeOperation"),
+         "IST0151"),
     _ist("MG1202", ERR, "EnvoyFilter REPLACE on a wrong applyTo",
          "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER patches.",
          "Use MERGE, or apply the REPLACE to a filter.",
-         "IST0152", "EnvoyFilterUsesReplaceOperationIncorrectly"),
+         "IST0152"),
     _ist("MG1203", ERR, "EnvoyFilter ADD ignored",
          "The ADD operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
          "Use MERGE for route configurations, or a VirtualService route.",
-         "IST0153", "EnvoyFilterUsesAddOperationIncorrectly"),
+         "IST0153"),
     _ist("MG1204", ERR, "EnvoyFilter REMOVE ignored",
          "The REMOVE operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
          "Remove routes through the VirtualService instead.",
-         "IST0154", "EnvoyFilterUsesRemoveOperationIncorrectly"),
+         "IST0154"),
     _ist("MG1205", WARN, "EnvoyFilter relative operation with proxyVersion",
          "A patch matching a proxyVersion uses a relative operation (INSERT_BEFORE/AFTER, REPLACE, MERGE, "
          "DELETE) while the EnvoyFilter has no priority; after a proxy upgrade the filter it depends on may "
          "be applied in another order.",
          "Set `priority` on the EnvoyFilter.",
-         "IST0155", "EnvoyFilterUsesRelativeOperationWithProxyVersion"),
+         "IST0155"),
     _ist("MG1206", WARN, "Telemetry access logging without provider",
          "An accessLogging entry names no provider and the mesh config has no default access-log provider "
          "(`defaultProviders.accessLogging`), so the entry is ignored.",
          "Name a provider (e.g. `providers: [{name: envoy}]`) or set a default in the mesh config.",
-         "IST0157", "InvalidTelemetryProvider"),
+         "IST0157"),
     _ist("MG1207", ERR, "Telemetries selecting the same workload",
          "Several Telemetries of the namespace select the same pod; which one applies is undefined.",
          "Merge them, or make their selectors disjoint.",
-         "IST0159", "ConflictingTelemetryWorkloadSelectors"),
+         "IST0159"),
     _ist("MG1208", ERR, "Several Telemetries without selector",
          "More than one Telemetry without a selector (or targetRefs) in the same namespace; which one "
          "applies is undefined.",
          "Keep one namespace-wide Telemetry; give the others selectors.",
-         "IST0160", "MultipleTelemetriesWithoutWorkloadSelectors"),
+         "IST0160"),
     _code("MG1209", WARN, CROSS, "Telemetry provider not defined",
           "A provider named in the Telemetry is not one of the mesh config's `extensionProviders`, so Istio "
           "ignores it.",
           "Add the provider to the mesh config (`meshConfig.extensionProviders`) or correct the name.",
           "Istio mesh config extensionProviders"),
     # --- WorkloadEntry / WorkloadGroup (policies/validation/checks/workloads.py) ----------------------
-    _code("MG1302", INFO, CROSS, "WorkloadEntry selected by no ServiceEntry",
+    _code("MG1301", INFO, CROSS, "WorkloadEntry selected by no ServiceEntry",
           "No ServiceEntry of the namespace selects the WorkloadEntry's labels (`workloadSelector`), so no "
           "host routes to it.",
           "Add a ServiceEntry with a workloadSelector matching the entry's labels, or correct the labels."),
@@ -295,104 +334,169 @@ _CODES = (
           "Short names resolve in the VirtualService's namespace (`reviews` is "
           "`reviews.<namespace>.svc.cluster.local`); names with dots are taken as fully qualified, and "
           "hosts outside the cluster need a ServiceEntry. Requests to such a destination fail with 503.",
-          "Correct the host, use the Service's full name for another namespace, or add a ServiceEntry.",
-          "istioctl IST0101 ReferencedResourceNotFound; Kiali KIA1101"),
+          "Correct the host, use the Service's full name for another namespace, or add a ServiceEntry. A host "
+          "whose Service (annotation networking.istio.io/exportTo) or ServiceEntry (exportTo) is not exported to "
+          "the VirtualService's namespace is not found either, as Istio sees it.",
+          "istioctl IST0101 ReferencedResourceNotFound (host); Kiali KIA1101", "IST0101"),
     _code("MG0302", ERR, CROSS, "Subset not defined",
           "A route names a subset that no DestinationRule for that host defines. Istio answers 503 "
           "(no healthy upstream) for it.",
           "Define the subset in the host's DestinationRule, or correct the subset name.",
-          "istioctl IST0101; Kiali KIA1107"),
+          "istioctl IST0101 ReferencedResourceNotFound (host+subset in destinationrule); Kiali KIA1107", "IST0101"),
     _code("MG0303", ERR, CROSS, "Destination port not served",
           "The destination port is not one of the Service's ports.",
-          "Use one of the ports the Service declares.",
-          "Kiali KIA1107-like"),
-    _code("MG0304", WARN, CROSS, "Destination port missing",
-          "The Service has several ports and the destination names none; Istio then routes to whichever "
-          "port the request arrived on, which is rarely what a multi-port service needs.",
-          "Set destination.port.number."),
+          "Use one of the ports the Service (or ServiceEntry) declares.",
+          "istioctl IST0101 ReferencedResourceNotFound (host:port)", "IST0101"),
+    _code("MG0304", ERR, CROSS, "Destination port missing",
+          "The Service (or ServiceEntry) has several ports and the destination names none, so the route is "
+          "ambiguous; istioctl reports it as an error too.",
+          "Set destination.port.number.",
+          "istioctl IST0112 VirtualServiceDestinationPortSelectorRequired", "IST0112"),
     _code("MG0305", ERR, CROSS, "Gateway not found",
           "The VirtualService binds to a Gateway that does not exist. A bare name means a Gateway in the "
           "VirtualService's namespace; use `namespace/name` for another one; `mesh` means the sidecars.",
           "Correct the reference or create the Gateway.",
-          "istioctl IST0101; Kiali KIA1102"),
+          "istioctl IST0101 ReferencedResourceNotFound (gateway); Kiali KIA1102", "IST0101"),
     _code("MG0306", ERR, CROSS, "Weights do not add up to 100",
           "When a route has more than one destination their weights must add up to 100 (a single "
           "destination may omit its weight). Istio itself normalises relative weights, but Meshgate requires "
           "percentages so that reviewers read the split the way the proxies apply it.",
           "Set a weight on every destination so that they add up to 100.",
-          "Kiali KIA1104"),
+          "no istioctl analyze message (Istio normalises weights); Kiali KIA1104"),
     _code("MG0307", WARN, CROSS, "Route never used",
-          "An earlier HTTP route has no match, so it takes every request, and this route is never reached.",
-          "Move the catch-all route to the end of the list, or give it a match.",
-          "Kiali KIA1106-like"),
+          "An HTTP, TCP or TLS route is never reached: an earlier route has no match and takes every request, "
+          "or every match of this route is already used by earlier routes. istioctl reports the second case, and "
+          "the first when the later route has no match either ('only the last rule can have no matches').",
+          "Move the catch-all route to the end of the list, or give it a match; remove duplicated routes.",
+          "istioctl IST0130 VirtualServiceUnreachableRule; Kiali KIA1106", "IST0130"),
     _code("MG0308", WARN, CROSS, "Match shadowed by an identical one",
-          "An earlier route has exactly the same match, so this one never receives the requests it describes.",
+          "An earlier match (of another route, or of the same route) is exactly the same, so this one never "
+          "receives the requests it describes. Checked for HTTP, TCP and TLS routes.",
           "Remove the duplicate match or make it differ.",
-          "Kiali KIA1106-like"),
-    _code("MG0309", WARN, CROSS, "Host bound by two VirtualServices",
-          "Two VirtualServices declare the same host for the same gateway (`mesh`, the sidecars, when no "
-          "gateway is given). Istio then uses only one of them, and which one is not defined.",
-          "Merge the routes into one VirtualService, or use delegation.",
-          "istioctl IST0109 ConflictingMeshGatewayVirtualServiceHosts"),
+          "istioctl IST0131 VirtualServiceIneffectiveMatch (duplicate match); Kiali KIA1106", "IST0131"),
+    _code("MG0309", ERR, CROSS, "Host bound by two VirtualServices",
+          "Two VirtualServices bound to the sidecars (`mesh`, also when no gateway is given) declare the same or "
+          "overlapping hosts and are visible in a common namespace (exportTo). Istio then uses only one of them, "
+          "and which one is not defined. VirtualServices bound to the same ingress Gateway are merged by Istio "
+          "and not reported.",
+          "Merge the routes into one VirtualService, use delegation, or narrow exportTo.",
+          "istioctl IST0109 ConflictingMeshGatewayVirtualServiceHosts", "IST0109"),
     _code("MG0310", ERR, CROSS, "VirtualService has no hosts",
           "spec.hosts is empty and no other VirtualService delegates to this one, so it applies to nothing.",
           "List the hosts the routes apply to, or reference it from another VirtualService's `delegate`."),
+    _code("MG0314", WARN, CROSS, "Subset routing not applied to gateway traffic",
+          "This VirtualService, bound to a Gateway, routes to a host without a subset, while another VirtualService "
+          "splits that host's traffic by subsets. Requests entering through the gateway follow this route only, so "
+          "the subset split does not apply to them.",
+          "Route gateway traffic to the subsets here as well, or bind the subset routing to the gateway too.",
+          "istioctl IST0140 IngressRouteRulesNotAffected", "IST0140"),
+    _code("MG0315", ERR, CROSS, "JWT claim routing without RequestAuthentication",
+          "A route matches on a JWT claim (@request.auth.claims.*) on a Gateway whose pods no "
+          "RequestAuthentication selects (in their namespace or istio-system), so the claim is never set and the "
+          "match never applies.",
+          "Add a RequestAuthentication selecting the gateway pods.",
+          "istioctl IST0149 JwtClaimBasedRoutingWithoutRequestAuthN", "IST0149"),
+    _code("MG0316", WARN, CROSS, "Gateway reference to an internal Gateway",
+          "The VirtualService binds to a Gateway Istio generates internally for a Kubernetes Gateway API Gateway "
+          "(its name holds 'istio-autogenerated-k8s-gateway'). Such names are an implementation detail and change.",
+          "Bind routes to the Gateway API Gateway with an HTTPRoute, or to an Istio Gateway of your own.",
+          "istioctl IST0165 ReferencedInternalGateway", "IST0165"),
     _code("MG0311", WARN, CROSS, "Regular expression not valid",
           "A regex match does not compile (checked with Python's engine as an approximation of the RE2 "
           "engine Envoy uses), or uses a construct RE2 lacks (lookaround, backreferences).",
           "Correct the expression; RE2 syntax is documented at github.com/google/re2/wiki/Syntax."),
+    _code("MG0312", INFO, CROSS, "Match covered by an earlier prefix match",
+          "An earlier URI prefix match covers this one (its prefix starts this one's, with the same port, method, "
+          "authority, headers, query parameters and withoutHeaders, or broader ones), so it never receives "
+          "requests. As istioctl does, a match without method counts as GET.",
+          "Put the more specific prefix first, or remove it.",
+          "istioctl IST0131 VirtualServiceIneffectiveMatch (overlapping prefix)", "IST0131"),
+    _code("MG0313", WARN, CROSS, "Host not served by the Gateway",
+          "None of the VirtualService's hosts is among the hosts of a Gateway it binds to (spec.gateways), so "
+          "the Gateway never sends it traffic.",
+          "Add the host to a server of the Gateway, or correct the VirtualService's hosts.",
+          "istioctl IST0132 VirtualServiceHostNotFoundInGateway", "IST0132"),
     # --- DestinationRule -----------------------------------------------------------------------
     _code("MG0401", WARN, CROSS, "DestinationRule host not found",
           "The host is neither a Kubernetes Service nor a ServiceEntry host, so the rule applies to nothing "
           "yet.",
           "Correct the host (short names resolve in the rule's namespace) or deploy the Service first.",
-          "Kiali KIA0202"),
+          "istioctl IST0174 UnknownDestinationRuleHost; Kiali KIA0202", "IST0174"),
     _code("MG0402", ERR, CROSS, "Duplicate subset name",
           "Two subsets have the same name; routes to it would pick one at random.",
-          "Give every subset a distinct name."),
+          "Give every subset a distinct name.",
+          "no istioctl analyze message (Istio's validation refuses it)"),
     _code("MG0403", WARN, CROSS, "Subset selects no pod",
           "No running pod of the host's Service carries the subset's labels, so traffic routed to the "
-          "subset fails with 503.",
+          "subset fails with 503. istioctl reports this as an error; Meshgate warns, since a version is often "
+          "deployed after its subset is declared.",
           "Correct the labels, or deploy the version first.",
-          "Kiali KIA0203"),
+          "istioctl IST0173 DestinationRuleSubsetNotSelectPods; Kiali KIA0203", "IST0173"),
     _code("MG0404", WARN, CROSS, "Several DestinationRules for one host",
-          "More than one DestinationRule in the namespace applies to the same host; Istio merges them in an "
-          "unspecified order, so conflicting settings are applied unpredictably.",
+          "More than one DestinationRule without workloadSelector in the namespace applies to the same host and "
+          "they are exported to a common namespace (exportTo); Istio merges them in an unspecified order, so "
+          "conflicting settings are applied unpredictably.",
           "Keep one DestinationRule per host and namespace.",
-          "istioctl IST0174-like"),
+          "no istioctl analyze message (istiod logs the merge); Kiali KIA0201"),
     _code("MG0405", ERR, CROSS, "mTLS conflict",
           "A DestinationRule disables TLS towards workloads whose PeerAuthentication requires STRICT "
           "mutual TLS: they refuse the plain-text connections and every request fails.",
           "Use `tls.mode: ISTIO_MUTUAL` (or remove the tls setting), or relax the PeerAuthentication.",
-          "istioctl IST0113 MTLSPolicyConflict"),
+          "no current istioctl analyze message (IST0113 MTLSPolicyConflict was retired with auto mTLS); Kiali KIA0501"),
     _code("MG0406", INFO, CROSS, "mTLS disabled towards permissive workloads",
           "A DestinationRule disables TLS towards workloads in PERMISSIVE mode: requests work but travel "
           "in plain text.",
           "Use `tls.mode: ISTIO_MUTUAL` unless plain text is intended."),
+    _code("MG0407", WARN, CROSS, "Server certificate not verified",
+          "The DestinationRule's trafficPolicy originates TLS (mode SIMPLE or MUTUAL) without caCertificates, so "
+          "the server's certificate is not verified. A credentialName on a rule with a workloadSelector (a "
+          "gateway's egress) carries its own CA and is not reported.",
+          "Set tls.caCertificates (or a credentialName with a workloadSelector).",
+          "istioctl IST0128 NoServerCertificateVerificationDestinationLevel", "IST0128"),
+    _code("MG0408", WARN, CROSS, "Server certificate not verified on a port",
+          "A portLevelSettings entry originates TLS (mode SIMPLE or MUTUAL) without caCertificates, so the "
+          "server's certificate is not verified on that port.",
+          "Set tls.caCertificates on the port's settings.",
+          "istioctl IST0129 NoServerCertificateVerificationPortLevel", "IST0129"),
     # --- Gateway -------------------------------------------------------------------------------
     _code("MG0501", ERR, CROSS, "Gateway selector matches no pod",
           "No pod in any namespace carries the Gateway's selector labels, so no gateway proxy serves it.",
           "Use the labels of the gateway deployment, e.g. `istio: ingressgateway`.",
-          "istioctl IST0101 ReferencedResourceNotFound"),
+          "istioctl IST0101 ReferencedResourceNotFound (selector)", "IST0101"),
     _code("MG0502", ERR, CROSS, "Conflicting Gateways",
-          "Another Gateway selects the same workloads and declares the same port and host; the proxy "
+          "Another Gateway selects some of the same gateway pods (by the pods its selector matches, or the same "
+          "selector while no pod runs) and declares the same port number with an overlapping host; the proxy "
           "can serve only one of them.",
           "Merge the servers into one Gateway, or use different hosts or ports.",
-          "istioctl IST0145 ConflictingGateways"),
+          "istioctl IST0145 ConflictingGateways", "IST0145"),
     _code("MG0503", WARN, CROSS, "Credential on a non-TLS server",
           "tls.credentialName is set on a server whose protocol is not HTTPS or TLS, so it is ignored.",
           "Set the port's protocol to HTTPS (or TLS), or remove the tls block."),
+    _code("MG0505", WARN, CROSS, "Gateway port not on the gateway's Service",
+          "No Service selecting the Gateway's pods declares the server's port (as port or numeric targetPort), so "
+          "traffic cannot reach the gateway on it. istioctl compares with the targetPorts only; Meshgate accepts "
+          "either, as Istio translates a Service port to its targetPort.",
+          "Use a port of the gateway Service, or add the port to it.",
+          "istioctl IST0162 GatewayPortNotDefinedOnService", "IST0162"),
+    _code("MG0504", WARN, CROSS, "Certificate shared by several Gateways",
+          "Servers of different Gateways on the same gateway pods use the same TLS certificate (credentialName, or "
+          "serverCertificate and privateKey). Clients re-using an HTTP/2 connection for another host of the same "
+          "certificate then get 404s.",
+          "Serve the hosts of one certificate from one Gateway, or use distinct certificates.",
+          "istioctl IST0138 GatewayDuplicateCertificate", "IST0138"),
     # --- security kinds ------------------------------------------------------------------------
     _code("MG0601", WARN, CROSS, "Selector matches no workload",
           "No pod in the policy's namespace carries the selector's labels, so the policy applies to "
           "nothing (yet).",
           "Correct the labels, or deploy the workload first.",
-          "istioctl IST0142-like; Kiali KIA0004"),
+          "istioctl IST0127 NoMatchingWorkloadsFound (AuthorizationPolicy; istioctl has no such check for the "
+          "authentication kinds); Kiali KIA0004", "IST0127"),
     _code("MG0602", WARN, CROSS, "Source namespace does not exist",
           "The rule names a source namespace the cluster does not have, so that part of the rule never "
           "matches.",
-          "Correct the namespace name.",
-          "Kiali KIA0101"),
+          "Correct the namespace name. Patterns with one `*` at the start or the end (`*-prod`, `team-*`) are "
+          "compared with the namespaces as Istio does.",
+          "istioctl IST0101 ReferencedResourceNotFound (namespace); Kiali KIA0101", "IST0101"),
     _code("MG0603", WARN, CROSS, "Malformed principal",
           "Principals are SPIFFE identities without the `spiffe://` prefix, "
           "`<trust-domain>/ns/<namespace>/sa/<service-account>`, or `*`, optionally with one `*` at the "
@@ -417,13 +521,18 @@ _CODES = (
           "More than one PeerAuthentication without selector in the same namespace (mesh-wide when the "
           "namespace is istio-system); Istio uses only the oldest.",
           "Keep one; put workload-specific settings in policies with a selector.",
-          "istioctl IST0131-like"),
+          "no istioctl analyze message (istiod picks the oldest); Kiali KIA0505"),
     _code("MG0609", WARN, CROSS, "JWKS not fetched over HTTPS",
           "jwksUri is not an https URL; keys fetched over plain HTTP can be tampered with.",
           "Use an https jwksUri."),
     _code("MG0610", ERR, CROSS, "JWT issuer missing",
           "A jwtRules entry has no issuer, so no token is ever accepted by it.",
           "Set `issuer` to the token issuer (the `iss` claim)."),
+    _code("MG0611", WARN, CROSS, "Namespace-wide policy in a namespace without workloads",
+          "An AuthorizationPolicy without selector applies to the workloads of its namespace, and the namespace "
+          "runs no pod (the root namespace excepted, where a policy without selector applies mesh-wide).",
+          "Create the policy in the namespace of the workloads it is meant for, or deploy them first.",
+          "istioctl IST0127 NoMatchingWorkloadsFound", "IST0127"),
     # --- ServiceEntry --------------------------------------------------------------------------
     _code("MG0701", ERR, CROSS, "STATIC resolution without endpoints",
           "A ServiceEntry with `resolution: STATIC` needs endpoints (or a workloadSelector): there is "
@@ -432,16 +541,36 @@ _CODES = (
     _code("MG0702", ERR, CROSS, "Wildcard host with DNS resolution",
           "A wildcard host cannot be resolved through DNS when the ServiceEntry lists no endpoints.",
           "Use `resolution: NONE` for wildcard hosts, or list concrete hosts."),
+    _code("MG0703", WARN, CROSS, "Addresses required for this protocol",
+          "A ServiceEntry without addresses has a port whose protocol is TCP or unset: the sidecar cannot tell its "
+          "traffic apart from other TCP traffic on that port without an address (unless DNS auto-allocation is "
+          "enabled in the mesh).",
+          "Add spec.addresses, or set the port's protocol (e.g. HTTP, HTTPS, TLS).",
+          "istioctl IST0134 ServiceEntryAddressesRequired", "IST0134"),
+    _code("MG0704", WARN, CROSS, "Conflicting protocols for a host and port",
+          "Several ServiceEntries visible in a common namespace declare the same host and port number with "
+          "different protocols; the proxies use only one of them.",
+          "Use the same protocol in every ServiceEntry for the host, or merge them.",
+          "istioctl IST0177 ConflictingServiceEntryProtocol", "IST0177"),
     # --- Sidecar -------------------------------------------------------------------------------
     _code("MG0801", ERR, CROSS, "Several default Sidecars in a namespace",
           "More than one Sidecar without workloadSelector in the same namespace; Istio's behaviour is "
           "then undefined.",
           "Keep one Sidecar without selector per namespace.",
-          "istioctl IST0110-like"),
+          "istioctl IST0111 MultipleSidecarsWithoutWorkloadSelectors", "IST0111"),
     _code("MG0802", ERR, CROSS, "Malformed egress host",
           "Egress hosts are `namespace/dnsName`: the namespace is a name, `*`, `.` (the Sidecar's "
           "namespace) or `~` (none); dnsName is `*`, `*.suffix` or a DNS name.",
           "Write e.g. `./*`, `istio-system/*` or `*/api.example.com`."),
+    _code("MG0803", WARN, CROSS, "Sidecar selector matches no pod",
+          "No pod in the Sidecar's namespace carries its workloadSelector labels, so it applies to nothing. "
+          "istioctl reports this as an error; Meshgate warns, since the workload may be deployed later.",
+          "Correct the labels, or deploy the workload first.",
+          "istioctl IST0101 ReferencedResourceNotFound (selector)", "IST0101"),
+    _code("MG0804", ERR, CROSS, "Sidecars select the same pod",
+          "Several Sidecars with a workloadSelector select the same pod; Istio's behaviour is then undefined.",
+          "Make the selectors disjoint, or merge the Sidecars.",
+          "istioctl IST0110 ConflictingSidecarWorkloadSelectors", "IST0110"),
     *_WORKLOAD_CODES,
     # --- server dry-run ------------------------------------------------------------------------
     _code("MG0901", ERR, DRYRUN, "Rejected by the API server",
@@ -460,6 +589,14 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    # --- governance: guardrails as the change workflow will apply them ----------------------------
+    _code("MG1501", ERR, Layer.GUARDRAIL, "Blocked by a guardrail",
+          "A hard-mandatory guardrail (or a soft-mandatory one, unless an admin overrides it with a written "
+          "reason) fails for the object: a change holding it cannot be approved.",
+          "Change the object so that the guardrail passes; the message says what it checks."),
+    _code("MG1502", WARN, Layer.GUARDRAIL, "Advisory guardrail failed",
+          "An advisory guardrail fails for the object. It does not block the change; approvers see it.",
+          "Consider the guardrail's advice; the message says what it checks."),
 )
 
 CATALOGUE: dict[str, Code] = {code.code: code for code in _CODES}
@@ -469,8 +606,13 @@ def lookup(code: str) -> Code:
     return CATALOGUE[code]
 
 
-def finding(code: str, message: str, **where) -> Finding:
-    """A Finding with the level and layer the catalogue gives the code."""
+def finding(code: str, message: str, **where: Any) -> Finding:
+    """A Finding with the level, layer and Istio code the catalogue gives the code.
+
+    An `istio_code` keyword (str) overrides the catalogue's where one check reports cases istioctl reports and
+    cases it does not ("" for the latter); None keeps the catalogue's.
+    """
     entry = CATALOGUE[code]
-    where.setdefault("istio_code", entry.istio_code)
-    return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value, **where)
+    istio_code = where.pop("istio_code", None)
+    return Finding(code=code, level=entry.level, message=message, layer=entry.layer.value,
+                   istio_code=entry.istio if istio_code is None else istio_code, **where)

@@ -42,6 +42,7 @@ from policies.validation.parse import ParsedDocument
 DOMAIN_SUFFIX = "svc.cluster.local"
 ROOT_NAMESPACE = "istio-system"
 MESH_GATEWAY = "mesh"
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
 MESH_CONFIG_MAP = "istio"
 # Node labels Istio copies onto the workloads running there (locality), so subsets may select by them.
 TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
@@ -55,6 +56,10 @@ T = TypeVar("T")
 
 
 # --- hosts ----------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def fqdn(host: str, namespace: str) -> str:
@@ -104,6 +109,8 @@ class Service:
     name: str
     ports: tuple[int, ...] = ()
     selector: Mapping[str, str] = field(default_factory=dict)
+    export_to: tuple[str, ...] = ()  # annotation networking.istio.io/exportTo, split on commas; () is everywhere
+    target_ports: tuple[int, ...] = ()  # numeric targetPorts of the TCP ports (a gateway proxy listens on them)
     port_specs: tuple[ServicePort, ...] = ()
     type: str = "ClusterIP"
     annotations: Mapping[str, str] = field(default_factory=dict)
@@ -277,10 +284,15 @@ def _service(item: dict[str, Any]) -> Service:
         for port in spec.get("ports") or [] if isinstance(port.get("port"), int)
     )
     meta = _meta(item)
-    return Service(
-        meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}), specs,
-        str(spec.get("type") or "ClusterIP"), dict(meta.get("annotations") or {}),
+    export_to = str((meta.get("annotations") or {}).get(EXPORT_TO_ANNOTATION) or "")
+    target_ports = tuple(
+        port["targetPort"] for port in spec.get("ports") or []
+        if type(port.get("targetPort")) is int and (port.get("protocol") or "TCP") == "TCP"
     )
+    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}),
+                   tuple(part.strip() for part in export_to.split(",") if part.strip()), target_ports,
+                   port_specs=specs, type=str(spec.get("type") or "ClusterIP"),
+                   annotations=dict(meta.get("annotations") or {}))
 
 
 def _deployment(item: dict[str, Any]) -> Deployment:
@@ -508,7 +520,7 @@ class ValidationContext:
         """The subset names the DestinationRules of a host define."""
         return self.memo(("subsets", host), lambda: [
             subset["name"] for rule in self.destination_rules_for(host)
-            for subset in (rule.spec.get("subsets") if isinstance(rule.spec.get("subsets"), list) else [])
+            for subset in _as_list(rule.spec.get("subsets"))
             if isinstance(subset, dict) and isinstance(subset.get("name"), str)
         ])
 

@@ -19,6 +19,7 @@ class Layer(models.TextChoices):
     SEMANTIC = "semantic", "Cross-resource"
     DRYRUN = "dryrun", "Server dry-run"
     PERMISSION = "permission", "Permission"
+    GUARDRAIL = "guardrail", "Guardrail"
 
 
 LAYER_ORDER = {layer.value: position for position, layer in enumerate(Layer)}
@@ -36,7 +37,7 @@ class Finding:
     column: int | None = None
     path: str = ""
     object: str = ""
-    istio_code: str = ""  # the matching `istioctl analyze` message code (IST0xxx), where there is one
+    istio_code: str = ""  # the matching `istioctl analyze` message code (e.g. IST0101), when there is one
 
     @property
     def is_error(self) -> bool:

@@ -61,7 +61,7 @@ def _type_of(doc: ParsedDocument) -> list[Finding]:
                    "e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`")
         return [finding("MG0101", message, **doc.at(missing[0]))]
     if kind not in SUPPORTED_KINDS:
-        return [finding("MG0102", _unsupported_message(kind), **doc.at("kind"))]
+        return [finding("MG0102", _unsupported_message(str(kind)), **doc.at("kind"))]
     return []
 
 

@@ -168,6 +168,7 @@ def parse_file(name: str, content: bytes) -> tuple[list[ParsedDocument], list[Fi
         if index >= limits.MAX_DOCUMENTS:
             findings.append(_too_many_documents(name))
             break
+        assert node is not None  # _compose yields a node with every index it yields no error for
         parsed, problems = _read_document(name, index, node)
         documents.extend(parsed)
         findings.extend(problems)

@@ -29,6 +29,8 @@ def check_semantics(context: ValidationContext, documents: list[ParsedDocument])
         for registered in index.get(doc.kind, []):
             if registered.needs_cluster and context.live is None:
                 continue
-            for path, message in registered.function(subject, context):
-                findings.append(finding(registered.code, message, **doc.at(path)))
+            for hit in registered.function(subject, context):
+                path, message = hit[0], hit[1]
+                istio_code = hit[2] if len(hit) == 3 else None
+                findings.append(finding(registered.code, message, istio_code=istio_code, **doc.at(path)))
     return findings

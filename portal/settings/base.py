@@ -16,6 +16,7 @@ CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 INSTALLED_APPS = [
     "django.contrib.admin",
     "django.contrib.auth",
+    "mozilla_django_oidc",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "django.contrib.messages",
@@ -56,6 +57,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "policies.context_processors.navigation",
+                "policies.context_processors.sign_in",
             ],
         },
     },
@@ -86,6 +88,29 @@ AUTH_PASSWORD_VALIDATORS = [
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "policies:home"
 LOGOUT_REDIRECT_URL = "login"
+
+# --- sign-in: local passwords and OpenID Connect single sign-on -------------------------------
+AUTHENTICATION_BACKENDS = ["portal.sso.PasswordBackend", "portal.sso.MeshgateOIDCBackend"]
+# Local passwords (the embedded default's demo logins); turn off once everyone signs in with SSO.
+MESHGATE_PASSWORD_LOGIN = env.bool("MESHGATE_PASSWORD_LOGIN", default=True)
+# OpenID Connect: on when an issuer is set. The endpoints are the provider's (its
+# /.well-known/openid-configuration lists them); the redirect URI to register is <portal>/oidc/callback/.
+MESHGATE_OIDC_ISSUER = env.str("MESHGATE_OIDC_ISSUER", default="")
+MESHGATE_OIDC_ENABLED = bool(MESHGATE_OIDC_ISSUER)
+MESHGATE_OIDC_GROUPS_CLAIM = env.str("MESHGATE_OIDC_GROUPS_CLAIM", default="groups")
+MESHGATE_OIDC_USERNAME_CLAIM = env.str("MESHGATE_OIDC_USERNAME_CLAIM", default="preferred_username")
+MESHGATE_OIDC_BUTTON = env.str("MESHGATE_OIDC_BUTTON", default="Sign in with single sign-on")
+OIDC_RP_CLIENT_ID = env.str("MESHGATE_OIDC_CLIENT_ID", default="")
+OIDC_RP_CLIENT_SECRET = env.str("MESHGATE_OIDC_CLIENT_SECRET", default="")
+OIDC_OP_AUTHORIZATION_ENDPOINT = env.str("MESHGATE_OIDC_AUTHORIZATION_ENDPOINT", default="")
+OIDC_OP_TOKEN_ENDPOINT = env.str("MESHGATE_OIDC_TOKEN_ENDPOINT", default="")
+OIDC_OP_USER_ENDPOINT = env.str("MESHGATE_OIDC_USERINFO_ENDPOINT", default="")
+OIDC_OP_JWKS_ENDPOINT = env.str("MESHGATE_OIDC_JWKS_ENDPOINT", default="")
+OIDC_RP_SIGN_ALGO = env.str("MESHGATE_OIDC_SIGN_ALGO", default="RS256")
+OIDC_RP_SCOPES = env.str("MESHGATE_OIDC_SCOPES", default="openid email profile")
+OIDC_USE_PKCE = True
+OIDC_TIMEOUT = 10
+LOGIN_REDIRECT_URL_FAILURE = "/accounts/login/?sso=failed"
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -126,6 +151,8 @@ if MESHGATE_FILESYSTEM_BROKER:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu keeps its exchange table here (default: "control/" in the working directory)
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         # The folder is listed this often for new messages (kombu's default is 1 s, a second of lag
         # per hop between rollout steps).
@@ -178,12 +205,23 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SCHEMA_PATH_PREFIX": "/api/v1",
+    "ENUM_NAME_OVERRIDES": {
+        "NotificationChannelKindEnum": "policies.choices.NotificationChannelKind",
+        "NotificationEventEnum": "policies.choices.NotificationEvent",
+        "DeliveryStatusEnum": "policies.choices.DeliveryStatus",
+        "ServiceAccountRoleEnum": [("author", "Author"), ("approver", "Approver")],
+        "PolicyKindEnum": "policies.choices.PolicyKind",
+        "RoleEnum": "policies.choices.Role",
+        "PlanStatusEnum": "policies.choices.PlanStatus",
+    },
 }
 
 # --- Meshgate -----------------------------------------------------------------------------
 # Key for credentials stored in the database (Fernet, urlsafe base64 of 32 bytes).
 MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default="")
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
+# Whether a platform admin may give a service account the approver role (off: pipelines only author).
+MESHGATE_SERVICE_ACCOUNT_APPROVERS = env.bool("MESHGATE_SERVICE_ACCOUNT_APPROVERS", default=False)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
 # Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).

@@ -22,7 +22,7 @@ if not env.list("DJANGO_ALLOWED_HOSTS", default=[]):
     raise ImproperlyConfigured("DJANGO_ALLOWED_HOSTS must be set in production")
 
 LOG_FORMAT = env.str("LOG_FORMAT", default="json")
-LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # noqa: F405
+LOGGING["handlers"]["console"]["formatter"] = LOG_FORMAT  # type: ignore[index]  # noqa: F405 - a dict of dicts
 
 SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=True)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE

@@ -22,6 +22,8 @@ if MESHGATE_FILESYSTEM_BROKER:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu keeps its exchange table here (default: "control/" in the working directory)
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": env.float("MESHGATE_FILESYSTEM_BROKER_POLL_SECONDS", default=0.1),
     }

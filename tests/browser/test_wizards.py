@@ -9,7 +9,7 @@ from tests.browser.test_editor import sign_in, staging  # noqa: F401 (fixture)
 pytestmark = pytest.mark.browser
 
 
-def test_traffic_shift_wizard_to_a_draft(live_server, staging, org, page):  # noqa: F811
+def test_traffic_shift_wizard_to_a_draft(live_server, staging, org, page):
     sign_in(page, live_server.url, "/editor/wizards/")
     expect(page.locator("h1")).to_have_text("Wizards")
     page.get_by_role("link", name=re.compile("Traffic shift")).click()
@@ -51,7 +51,7 @@ def test_traffic_shift_wizard_to_a_draft(live_server, staging, org, page):  # no
     expect(draft_text).to_contain_text("subset: v2\n    weight: 50")
 
 
-def test_the_preview_explains_weights_that_do_not_add_up(live_server, staging, org, page):  # noqa: F811
+def test_the_preview_explains_weights_that_do_not_add_up(live_server, staging, org, page):
     # (Submitting them answers 400 with the error on the weights: see tests/policies/editor.)
     sign_in(page, live_server.url, "/editor/wizards/traffic-shift/?environment=staging&service=bookinfo/reviews")
     expect(page.locator("#id_weight_v1")).to_have_value("90")

@@ -93,3 +93,10 @@ def test_the_regressing_change_rolls_back_and_the_other_promotes(seeded, meshsim
     routes = live_normalized(env, "VirtualService", "shop", "payments")["spec"]["http"][0]["route"]
     assert routes == [{"destination": {"host": "payments", "subset": "v2"}}]
     assert _change(REGRESSING).state == ChangeState.ROLLED_BACK and _change(PROMOTING).state == ChangeState.COMPLETED
+
+
+def test_every_demo_team_can_get_a_production_change_approved(seeded):
+    """Production asks for one more approval than staging: each team has two people who may give it."""
+    from policies.approval import default_rule_problems
+
+    assert default_rule_problems() == []

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from policies.services.audit import audit_verify_chain
@@ -6,7 +8,7 @@ from policies.services.audit import audit_verify_chain
 class Command(BaseCommand):
     help = "Verifies the audit log's hash chain and names the first row that is broken."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         report = audit_verify_chain()
         if not report.ok:
             raise CommandError(

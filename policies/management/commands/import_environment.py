@@ -1,4 +1,6 @@
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from policies.exceptions import ClusterError
 from policies.models import Environment
@@ -8,10 +10,10 @@ from policies.services.imports import environment_import
 class Command(BaseCommand):
     help = "Imports every supported Istio object of an environment's cluster as current revisions."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("environments", nargs="*", help="environment names (default: all)")
 
-    def handle(self, *args, environments, **options):
+    def handle(self, *args: Any, environments: list[str], **options: Any) -> None:
         queryset = Environment.objects.all()
         if environments:
             queryset = queryset.filter(name__in=environments)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from typing import Any
 
 import requests
 import yaml
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import User
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 
 from policies.choices import ClusterAuth, Role, RolloutStrategy
@@ -42,6 +44,10 @@ USERS = [
     ("dan", "Dan Shop-Approver", "shop", Role.APPROVER, False),
     ("sam", "Sam Security", "security", Role.APPROVER, False),
     ("ada", "Ada Admin", "platform", Role.ADMIN, True),
+    # A second approver per team: production asks for one more approval than staging.
+    ("erin", "Erin Approver", "bookinfo", Role.APPROVER, False),
+    ("finn", "Finn Shop-Approver", "shop", Role.APPROVER, False),
+    ("pat", "Pat Platform", "platform", Role.APPROVER, False),
 ]
 
 # The regression the demo shows: on staging, reviews v3 answers 503 to 30 % of its requests. It is a
@@ -89,7 +95,7 @@ DEMO_CHANGES = [
 class Command(BaseCommand):
     help = "Creates the demo teams, users and environments and imports the clusters' policies."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--staging-url", required=True, help="Kubernetes API URL of the staging cluster")
         parser.add_argument("--prod-url", required=True, help="Kubernetes API URL of the prod cluster")
         parser.add_argument("--prometheus-url", default="", help="Prometheus URL for both environments")
@@ -97,7 +103,8 @@ class Command(BaseCommand):
         parser.add_argument("--no-rollouts", action="store_true",
                             help="skip the two demo changes rolled out on staging (and the traffic fault)")
 
-    def handle(self, *args, staging_url, prod_url, prometheus_url, no_import, no_rollouts, **options):
+    def handle(self, *args: Any, staging_url: str, prod_url: str, prometheus_url: str, no_import: bool,
+               no_rollouts: bool, **options: Any) -> None:
         with transaction.atomic():
             environments = [
                 environment_upsert(
@@ -151,6 +158,7 @@ class Command(BaseCommand):
         author, approver = self._users(spec)
         policy = Policy.objects.select_related("current_revision").get(
             environment=environment, kind="VirtualService", namespace=spec.namespace, name=spec.name)
+        assert policy.current_revision is not None, policy
         content = copy.deepcopy(policy.current_revision.content)
         for route in content["spec"]["http"]:
             route["route"] = [{"destination": {"host": spec.name, "subset": spec.subset}}]
@@ -171,11 +179,11 @@ class Command(BaseCommand):
         self.stdout.write(f"{change.environment.name}: change #{change.pk} “{spec.title}” is rolling out "
                           f"(rollout #{rollout.pk})")
 
-    def _users(self, spec: DemoChange):
+    def _users(self, spec: DemoChange) -> tuple[User, User]:
         users = get_user_model().objects.in_bulk([spec.author, spec.approver], field_name="username")
         return users[spec.author], users[spec.approver]
 
-    def _user(self, username: str, full_name: str, superuser: bool):
+    def _user(self, username: str, full_name: str, superuser: bool) -> User:
         first, _, last = full_name.partition(" ")
         user, created = get_user_model().objects.get_or_create(
             username=username,

@@ -14,7 +14,8 @@ from typing import Any
 from policies.validation.codes import CATALOGUE
 from policies.validation.context import MeshObject, ValidationContext
 
-Hit = tuple[str, str]
+# (field path, message), or (field path, message, Istio code) where it differs from the catalogue's.
+Hit = tuple[str, str] | tuple[str, str, str]
 CheckFunction = Callable[[MeshObject, ValidationContext], Iterator[Hit]]
 
 

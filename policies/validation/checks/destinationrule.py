@@ -3,10 +3,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from policies.choices import PolicyKind
 from policies.validation.checks.base import Hit, check, entries, labels_text, mapping, text
-from policies.validation.checks.hosts import unknown_host_message
+from policies.validation.checks.hosts import (
+    export_scopes,
+    host_registry,
+    lookup_scopes,
+    not_visible_message,
+    unknown_host_message,
+    visible_together,
+)
 from policies.validation.context import (
     MeshObject,
     Service,
@@ -27,9 +35,23 @@ def _host(obj: MeshObject) -> str:
 
 @check("MG0401", DR, needs_cluster=True)
 def host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
-    host = _host(obj)
-    if host and not ctx.host_exists(host):
-        yield "spec.host", unknown_host_message(obj.spec["host"], obj.namespace, ctx, what="host")
+    # As istioctl: the host as seen from the rule's exportTo namespaces; a wildcard host needs a ServiceEntry
+    # wildcard host covering it.
+    written = text(obj.spec.get("host"))
+    if not written:
+        return
+    host = fqdn(written, obj.namespace)
+    registry = host_registry(ctx)
+    if registry.resolve(host, lookup_scopes(obj), obj.namespace) is not None:
+        return
+    hidden = registry.hidden(host)
+    if hidden:
+        yield "spec.host", not_visible_message(written, hidden, obj.namespace, what="host")
+    elif "*" in written:
+        yield ("spec.host", f"no ServiceEntry host covers the wildcard host {written!r}, so istioctl finds no service "
+                            "for the rule: declare the hosts with a ServiceEntry, or name a Service")
+    else:
+        yield "spec.host", unknown_host_message(written, obj.namespace, ctx, what="host")
 
 
 @check("MG0402", DR)
@@ -51,7 +73,10 @@ def subsets_select_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit
     for path, subset in entries(obj.spec, "subsets", "spec"):
         labels = mapping(subset.get("labels"))
         if labels and not ctx.service_workloads(service, labels):
-            yield f"{path}.labels", _no_pods_message(text(subset.get("name")), labels, service, ctx)
+            # istioctl reports a subset only when no pod of any namespace carries its labels.
+            istio_code = None if not ctx.workloads(labels) else ""
+            message = _no_pods_message(text(subset.get("name")), labels, service, ctx)
+            yield (f"{path}.labels", message) if istio_code is None else (f"{path}.labels", message, istio_code)
 
 
 def _no_pods_message(name: str, labels: Mapping[str, str], service: Service, ctx: ValidationContext) -> str:
@@ -68,15 +93,52 @@ def one_rule_per_host(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     host = _host(obj)
     if not host or match_labels(obj, "workloadSelector"):
         return
+    scopes = export_scopes(obj.spec.get("exportTo"), obj.namespace)
     others = [
         rule.ref for rule in ctx.destination_rules_exactly_for(host)
         if rule.namespace == obj.namespace and rule.identity != obj.identity
         and not match_labels(rule, "workloadSelector")
+        and visible_together(scopes, export_scopes(rule.spec.get("exportTo"), rule.namespace))
     ]
     if others:
         yield ("spec.host", f"DestinationRule {', '.join(others)} also applies to {obj.spec['host']} in namespace "
                             f"{obj.namespace}, and Istio merges them in no defined order: keep one DestinationRule "
                             "per host")
+
+
+# --- server certificate verification ----------------------------------------------------------------
+
+ORIGINATING = frozenset({"SIMPLE", "MUTUAL"})
+
+
+def _unverified(tls: Mapping[str, Any], obj: MeshObject) -> str:
+    """The TLS mode when it originates TLS without a CA to verify the server with, else ""."""
+    mode = text(tls.get("mode"))
+    if mode not in ORIGINATING or text(tls.get("caCertificates")):
+        return ""
+    if text(tls.get("credentialName")) and match_labels(obj, "workloadSelector"):
+        return ""  # a gateway's credential carries its CA
+    return mode
+
+
+@check("MG0407", DR)
+def server_verified(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    mode = _unverified(mapping(mapping(obj.spec.get("trafficPolicy")).get("tls")), obj)
+    if mode:
+        yield ("spec.trafficPolicy.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} without "
+                                         "caCertificates, so the server's certificate is not verified: set "
+                                         "tls.caCertificates")
+
+
+@check("MG0408", DR)
+def server_verified_per_port(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    for path, setting in entries(mapping(obj.spec.get("trafficPolicy")), "portLevelSettings", "spec.trafficPolicy"):
+        mode = _unverified(mapping(setting.get("tls")), obj)
+        if mode:
+            port = mapping(setting.get("port")).get("number")
+            yield (f"{path}.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} port {port} "
+                                  "without caCertificates, so the server's certificate is not verified: set "
+                                  "tls.caCertificates")
 
 
 # --- TLS against PeerAuthentication ---------------------------------------------------------------

@@ -27,8 +27,20 @@ def selector_matches_workloads(obj: MeshObject, ctx: ValidationContext) -> Itera
     scope = None if obj.namespace == ROOT_NAMESPACE else obj.namespace
     if selector and not ctx.workloads(selector, scope):
         where = "any namespace" if scope is None else f"namespace {obj.namespace}"
-        yield ("spec.selector.matchLabels", f"no pod in {where} carries {labels_text(selector)}, so the policy applies "
-                                            "to nothing: correct the labels, or deploy the workload first")
+        message = (f"no pod in {where} carries {labels_text(selector)}, so the policy applies to nothing: correct the "
+                   "labels, or deploy the workload first")
+        # istioctl checks this for AuthorizationPolicy only.
+        yield ("spec.selector.matchLabels", message) if obj.kind == AUTHZ else ("spec.selector.matchLabels", message, "")
+
+
+@check("MG0611", AUTHZ, needs_cluster=True)
+def namespace_has_workloads(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    if obj.namespace == ROOT_NAMESPACE or mapping(obj.spec.get("selector")):
+        return
+    if not ctx.workloads({}, obj.namespace):
+        yield ("metadata.namespace", f"this policy has no selector, so it applies to the workloads of namespace "
+                                     f"{obj.namespace}, which runs no pod: create it in the namespace of the workloads "
+                                     "it is meant for, or deploy them first")
 
 
 def sources(obj: MeshObject) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -49,8 +61,22 @@ def _listed(source: Mapping[str, Any], path: str, *keys: str) -> Iterator[tuple[
 def source_namespaces_exist(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for source_path, source in sources(obj):
         for path, namespace in _listed(source, source_path, "namespaces", "notNamespaces"):
-            if "*" not in namespace and not ctx.namespace_exists(namespace):
-                yield path, f"namespace {namespace!r} does not exist, so this never matches: correct the name"
+            if not _namespace_matches(namespace, ctx):
+                problem = (f"no namespace matches {namespace!r}" if "*" in namespace
+                           else f"namespace {namespace!r} does not exist")
+                yield path, f"{problem}, so this never matches: correct the name"
+
+
+def _namespace_matches(pattern: str, ctx: ValidationContext) -> bool:
+    """istioctl's reading: `*` any, `*suffix`, `prefix*`, otherwise the name (case-insensitive)."""
+    if ctx.live is None or pattern == "*":
+        return True
+    if pattern.startswith("*"):
+        return any(name.endswith(pattern[1:]) for name in ctx.live.namespaces)
+    if pattern.endswith("*"):
+        return any(name.startswith(pattern[:-1]) for name in ctx.live.namespaces)
+    lowered = pattern.lower()
+    return any(name.lower() == lowered for name in ctx.live.namespaces)
 
 
 def principal_problem(principal: str) -> str | None:

@@ -1,11 +1,12 @@
-"""Sidecar: one default per namespace, and egress hosts in `namespace/dnsName` form."""
+"""Sidecar: one default per namespace, selectors that match pods and no pod twice, egress hosts in `ns/host` form."""
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Iterator
 
 from policies.choices import PolicyKind
-from policies.validation.checks.base import Hit, check, entries, strings
+from policies.validation.checks.base import Hit, check, entries, labels_text, strings
 from policies.validation.context import MeshObject, ValidationContext, match_labels
 
 SIDECAR = PolicyKind.SIDECAR
@@ -47,3 +48,36 @@ def egress_hosts_well_formed(obj: MeshObject, ctx: ValidationContext) -> Iterato
             problem = egress_host_problem(host)
             if problem:
                 yield path, f"egress host {host!r} is malformed: {problem}"
+
+
+@check("MG0803", SIDECAR, needs_cluster=True)
+def selector_matches_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    selector = match_labels(obj, "workloadSelector")
+    if selector and not ctx.workloads(selector, obj.namespace):
+        yield ("spec.workloadSelector", f"no pod in namespace {obj.namespace} carries {labels_text(selector)}, so this "
+                                        "Sidecar applies to nothing: correct the labels, or deploy the workload first")
+
+
+def _sidecars_by_pod(ctx: ValidationContext) -> dict[tuple[str, str], list[MeshObject]]:
+    index: dict[tuple[str, str], list[MeshObject]] = defaultdict(list)
+    for sidecar in ctx.of_kind(SIDECAR):
+        selector = match_labels(sidecar, "workloadSelector")
+        if selector:
+            for pod in ctx.workloads(selector, sidecar.namespace):
+                index[(pod.namespace, pod.name)].append(sidecar)
+    return index
+
+
+@check("MG0804", SIDECAR, needs_cluster=True)
+def selectors_disjoint(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    selector = match_labels(obj, "workloadSelector")
+    if not selector:
+        return
+    index = ctx.memo("sidecars-by-pod", lambda: _sidecars_by_pod(ctx))
+    for pod in ctx.workloads(selector, obj.namespace):
+        others = sorted(other.ref for other in index.get((pod.namespace, pod.name), []) if other.identity != obj.identity)
+        if others:
+            yield ("spec.workloadSelector", f"Sidecar {', '.join(others)} also selects pod {pod.namespace}/{pod.name}, "
+                                            "and Istio applies only one of them: make the selectors disjoint or merge "
+                                            "the Sidecars")
+            return

@@ -270,7 +270,7 @@ def selector_matches_workloads(obj: MeshObject, ctx: ValidationContext) -> Itera
 _LABEL_KEY = re.compile(r"^[A-Za-z0-9./_-]+$")
 
 
-@check("MG1302", K.WORKLOAD_ENTRY)
+@check("MG1301", K.WORKLOAD_ENTRY)
 def workload_entry_selected(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     labels = mapping(obj.spec.get("labels"))
     if not labels:

@@ -485,7 +485,7 @@ COLLECTION = "/apis/networking.istio.io/v1/namespaces/bookinfo/virtualservices"
         ("GET", COLLECTION + "/reviews/scale", "application/json", "", 404, "NotFound"),
         ("GET", "/openapi/v2", "application/json", "", 404, "NotFound"),
     ],
-)  # fmt: skip
+)
 def test_http_errors(
     meshsim: MeshsimProcess,
     method: str,

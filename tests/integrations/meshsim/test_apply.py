@@ -144,7 +144,7 @@ def test_update_after_apply_takes_ownership(
         NETWORKING, "v1", "bookinfo", "virtualservices", "ratings",
         {"spec": {"hosts": ["ratings", "ratings.example.com"]}},
         field_manager="kubectl-edit",
-    )  # fmt: skip
+    )
     with pytest.raises(ApiException) as raised:
         _apply(dynamic, virtualservices, virtual_service("ratings", {"v1": 100}), "meshgate")
     assert raised.value.status == 409

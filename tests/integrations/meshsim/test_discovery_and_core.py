@@ -19,7 +19,7 @@ ISTIO_KINDS = {
     "VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar", "WorkloadEntry",
     "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "AuthorizationPolicy", "PeerAuthentication",
     "RequestAuthentication", "Telemetry", "WasmPlugin", "TrafficExtension",
-}  # fmt: skip
+}
 GATEWAY_API_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy"}
 
 
@@ -61,7 +61,7 @@ def test_api_group_list(meshsim: MeshsimProcess) -> None:
     assert set(groups) == {
         "apiextensions.k8s.io", "networking.istio.io", "security.istio.io",
         "telemetry.istio.io", "extensions.istio.io", "apps", "gateway.networking.k8s.io",
-    }  # fmt: skip
+    }
     networking = groups["networking.istio.io"]
     assert [v["version"] for v in networking["versions"]] == ["v1", "v1beta1", "v1alpha3"]
     assert networking["preferredVersion"] == {
@@ -262,7 +262,7 @@ def test_pods_with_label_selectors(core: client.CoreV1Api) -> None:
     labels = [p.metadata.labels for p in versions.items]
     assert sorted((label["app"], label["version"]) for label in labels) == [
         ("catalog", "v1"), ("catalog", "v2"), ("payments", "v1"), ("payments", "v2"),
-    ]  # fmt: skip
+    ]
 
 
 def test_pod_create_gets_sidecar_in_injected_namespace(core: client.CoreV1Api) -> None:

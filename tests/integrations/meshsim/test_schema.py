@@ -92,7 +92,7 @@ def test_unknown_fields_are_pruned_except_where_preserved() -> None:
         ([1, 1], {"type": "array", "x-kubernetes-list-type": "set"}, "FieldValueDuplicate",
          "Duplicate value: 1"),
     ],
-)  # fmt: skip
+)
 def test_value_validations(value: Any, schema: dict[str, Any], reason: str, body: str) -> None:
     errors = _check(value, schema)[1]
     assert [(e[0], e[2]) for e in errors] == [(reason, body)]

@@ -296,7 +296,7 @@ def test_503_fault_on_v2_leaves_v1_clean(
     fault = {
         "service": "reviews", "namespace": "bookinfo", "version": "v2",
         "error_rate": 0.05, "status": 503,
-    }  # fmt: skip
+    }
     created = meshsim.admin("POST", "traffic/faults", json=fault)
     assert created.status_code == 201 and created.json()["active"] is True
     advance(meshsim, 120)
@@ -351,12 +351,12 @@ def test_faults_scoped_to_canary_traffic_and_to_a_policy(
     meshsim.admin(
         "POST", "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "canary": True, "error_rate": 0.5},
-    )  # fmt: skip
+    )
     gone = {"kind": "VirtualService", "namespace": "bookinfo", "name": "no-such-policy"}
     created = meshsim.admin(
         "POST", "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "error_rate": 1.0, "policy": gone},
-    ).json()  # fmt: skip
+    ).json()
     assert created["active"] is False
     advance(meshsim, 30)
     samples = scrape(meshsim)
@@ -440,13 +440,13 @@ def test_outlier_detection_ejects_a_failing_version(
     meshsim.admin(
         "POST", "traffic/faults",
         json={"service": "catalog", "namespace": "shop", "version": "v2", "error_rate": 1.0},
-    )  # fmt: skip
+    )
     advance(meshsim, 5)
     samples = scrape(meshsim)
     ejected = [
         labels for labels, value in samples["meshsim_outlier_ejected"]
         if value == 1 and labels["destination_service_name"] == "catalog"
-    ]  # fmt: skip
+    ]
     assert [labels["destination_version"] for labels in ejected] == ["v2"]
     before = samples
     advance(meshsim, 20)  # baseEjectionTime 60s: still ejected
@@ -470,7 +470,7 @@ def test_connection_pool_overflow(meshsim: MeshsimProcess, custom: client.Custom
     meshsim.admin(
         "POST", "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "extra_latency_ms": 1000},
-    )  # fmt: skip
+    )
     advance(meshsim, 20)
     samples = scrape(meshsim)
     # in flight ≈ 20 rps × 1.012 s (mean latency) > capacity 2: 1 - 2/20.2 ≈ 90 % overflow

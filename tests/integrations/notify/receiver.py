@@ -37,7 +37,7 @@ def start_receiver(script: list[int] | None = None, default: int = 200) -> tuple
     receiver = Receiver(url="", script=list(script or []), default=default)
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 - http.server's naming
+        def do_POST(self):  # http.server names its handlers so
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
             with receiver.lock:

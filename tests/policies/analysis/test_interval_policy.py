@@ -62,14 +62,14 @@ def run(provider, judge=None, metrics=(SR, P99), states=None) -> IntervalResult:
     return run_interval(
         provider=provider, metrics=list(metrics), canary=CANARY, stable=STABLE, window="2m",
         judge=judge or MannWhitneyJudge(), states=states,
-    )  # fmt: skip
+    )
 
 
 def test_a_failing_metric_fails_the_interval_with_values_in_the_reason() -> None:
     provider = StubProvider({
         (SR.name, "v2"): ok(947, 53), (SR.name, "v1"): ok(9990, 10),
         (P99.name, "v2"): slow(100, 1000), (P99.name, "v1"): slow(100, 10000),
-    })  # fmt: skip
+    })
     result = run(provider)
     assert result.verdict == Verdict.FAIL
     assert result.reason.startswith("request-success-rate of canary 0.947 < 0.99 (stable 0.999)")
@@ -85,7 +85,7 @@ def test_all_pass() -> None:
     provider = StubProvider({
         (SR.name, "v2"): ok(999, 1), (SR.name, "v1"): ok(9990, 10),
         (P99.name, "v2"): slow(100, 1000), (P99.name, "v1"): slow(100, 10000),
-    })  # fmt: skip
+    })
     result = run(provider)
     assert result.verdict == Verdict.PASS and result.reason.startswith("all metrics pass")
 
@@ -110,7 +110,7 @@ def test_an_observed_failure_outranks_an_error_of_another_metric() -> None:
     provider = StubProvider({
         (SR.name, "v2"): ok(500, 500), (SR.name, "v1"): ok(1000, 0),
         (P99.name, "v2"): ProviderUnavailable("timeout"),
-    })  # fmt: skip
+    })
     assert run(provider).verdict == Verdict.FAIL
 
 

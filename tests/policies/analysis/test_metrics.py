@@ -6,8 +6,8 @@ import pytest
 
 from policies.analysis.metrics import (
     Direction,
-    TemplateError,
     Target,
+    TemplateError,
     ThresholdRange,
     custom,
     fmt,

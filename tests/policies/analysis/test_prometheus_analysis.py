@@ -10,13 +10,12 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-
 from integrations.prometheus import query, success_rate_query
 from policies.analysis import (
     Action,
     AnalysisPolicy,
-    Direction,
     AnalysisState,
+    Direction,
     MannWhitneyJudge,
     PrometheusProvider,
     Target,
@@ -62,7 +61,7 @@ def _analyse(prom: PrometheusProcess):
     return run_interval(
         provider=PrometheusProvider(prom.url), metrics=METRICS, canary=CANARY, stable=STABLE,
         window=WINDOW, judge=MannWhitneyJudge(),
-    )  # fmt: skip
+    )
 
 
 def test_a_503_fault_on_the_canary_fails_the_interval(

@@ -42,7 +42,7 @@ def shop_change(org) -> ChangeRequest:
 
 class ClusterContract:
     @pytest.fixture(autouse=True)
-    def _arrange(self, cluster_org):  # noqa: F811 - the fixture
+    def _arrange(self, cluster_org):
         self.arrange(cluster_org)
 
     def arrange(self, org):

@@ -345,3 +345,49 @@ def test_filters(cluster_org):
     bob_client = session_client(org.approver)
     assert results(bob_client.get(LIST, {"mine": "true"})) == []
     assert len(results(bob_client.get(LIST, {"author": "alice"}))) == 2
+
+
+# --- findings keep the uploaded file and line ----------------------------------------------------
+
+TWO_ROUTES = """\
+# routes of the bookinfo team
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: ratings
+  namespace: bookinfo
+spec:
+  hosts: [ratings]
+  http:
+  - route:
+    - destination: {host: ratings}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata:
+  name: reviews
+  namespace: bookinfo
+spec:
+  hosts: [reviews]
+  http:
+  - route:
+    - destination: {host: reviews, subset: v9}
+"""
+
+
+def test_findings_of_a_change_from_a_bundle_name_the_uploaded_file_and_line(cluster_org):
+    from policies.services.changes import validate_items
+    from tests.policies.drafts.helpers import tar_gz
+
+    archive = tar_gz({"mesh/bookinfo/routes.yaml": TWO_ROUTES.encode()})
+    response = session_client(cluster_org.author).post(LIST, {
+        "environment": "staging", "title": "routes", "files": [SimpleUploadedFile("mesh.tar.gz", archive)],
+    }, format="multipart")
+    assert response.status_code == 201, response.json()
+    change = ChangeRequest.objects.get()
+    items = list(change.items.order_by("name"))
+    findings = validate_items(environment=change.environment, items=items)
+    reviews = next(item for item in items if item.name == "reviews")
+    subset = next(f for f in findings[reviews.pk] if f["code"] == "MG0302")
+    assert subset["file"] == "mesh/bookinfo/routes.yaml"
+    assert subset["line"] == TWO_ROUTES.splitlines().index("    - destination: {host: reviews, subset: v9}") + 1

@@ -15,7 +15,6 @@ from tests.api_testing import (
 from tests.factories import EnvironmentFactory, NamespaceOwnershipFactory, make_policy
 
 
-
 def list_url() -> str:
     return reverse("api:policy-list")
 

@@ -59,7 +59,7 @@ def test_json_text_with_findings_is_answered_200_with_their_location(cluster_org
     assert finding == {
         "code": "MG0302", "level": "error", "message": finding["message"], "layer": "semantic", "file": "vs.yaml",
         "document": 0, "line": 13, "column": finding["column"], "path": "spec.http[0].route[0].destination.subset",
-        "object": "VirtualService bookinfo/reviews", "istio_code": finding["istio_code"],
+        "object": "VirtualService bookinfo/reviews", "istio_code": "IST0101",
     }
     assert "v9" in finding["message"]
     assert not Draft.objects.exists()  # validation stores nothing
@@ -144,3 +144,49 @@ def test_more_files_than_django_parses_is_a_json_400(org):
     response = session_client(org.author).post(URL, {"environment": "staging", "files": files}, format="multipart")
     details = assert_error(response, 400, code="invalid")
     assert "archive" in details["files"][0]
+
+
+def test_findings_carry_the_matching_istioctl_code(cluster_org):
+    text = REVIEWS_V2.replace("host: reviews\n", "host: reviews\n        subset: v9\n")
+    response = session_client(cluster_org.author).post(URL, {"environment": "staging", "text": text}, format="json")
+    assert response.status_code == 200
+    subsets = [f for f in response.json()["findings"] if f["code"] == "MG0302"]
+    assert [f["istio_code"] for f in subsets] == ["IST0101"]
+    schema = session_client(cluster_org.author).get("/api/schema/?format=json").json()
+    assert "istio_code" in schema["components"]["schemas"]["Finding"]["properties"]
+
+
+# --- the checks a change would meet: role in the namespace, guardrails ---------------------------
+
+ALLOW_ALL = """\
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata:
+  name: open
+  namespace: bookinfo
+spec:
+  rules:
+  - {}
+"""
+
+
+def test_validate_runs_what_submit_runs_unless_asked_for_content_only(cluster_org):
+    from policies.services.guardrails import guardrails_seed_builtins
+
+    guardrails_seed_builtins()
+    client = session_client(cluster_org.author)
+    body = client.post(URL, {"environment": "staging", "text": ALLOW_ALL, "filename": "authz.yaml"},
+                       format="json").json()
+    blocked = next(f for f in body["findings"] if f["code"] == "MG1501")
+    assert blocked["level"] == "error" and blocked["layer"] == "guardrail" and blocked["file"] == "authz.yaml"
+    assert "No allow-all AuthorizationPolicy" in blocked["message"] and body["valid"] is False
+    content_only = client.post(URL, {"environment": "staging", "text": ALLOW_ALL, "checks": "content"},
+                               format="json").json()
+    assert not [f for f in content_only["findings"] if f["code"] == "MG1501"]
+
+
+def test_validate_says_when_the_caller_may_not_author_the_namespace(cluster_org):
+    body = session_client(cluster_org.other).post(   # carol is in team Shop, not Bookinfo
+        URL, {"environment": "staging", "text": REVIEWS_V2, "filename": "reviews.yaml"}, format="json").json()
+    denied = next(f for f in body["findings"] if f["code"] == "MG0110")
+    assert denied["path"] == "metadata.namespace" and body["valid"] is False

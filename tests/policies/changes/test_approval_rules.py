@@ -1,7 +1,8 @@
 """The approval rules: counts, owning-team approvers, security approvers, production, never the author."""
 import pytest
+from django.core.exceptions import ValidationError
 
-from policies.approval import approval_status, change_requirements
+from policies.approval import approval_status, change_requirements, default_rule_problems
 from policies.choices import ChangeState, PolicyKind, Role, SecurityApproval
 from policies.exceptions import PermissionDeniedError
 from policies.models import ApprovalRule
@@ -85,16 +86,17 @@ def test_never_the_author_not_even_a_superuser_approver(cluster_org):
 def test_security_kinds_need_a_security_approver(cluster_org):
     org = cluster_org
     change = submitted_change(org, texts=[AUTHZ_RATINGS], title="Ratings viewers")
-    assert status_of(change).summary == ("0 of 1 approval; missing: an approver of team Bookinfo, "
+    # two roles, two people: the count says 2 even though the rule's count is 1
+    assert status_of(change).summary == ("0 of 2 approvals; missing: an approver of team Bookinfo, "
                                          "a Security approver")
     review_approve(reviewer=org.approver, change=change)
     change.refresh_from_db()
     assert change.state == ChangeState.IN_REVIEW
-    assert status_of(change).summary == "1 of 1 approval; missing: a Security approver"
+    assert status_of(change).summary == "1 of 2 approvals; missing: a Security approver"
     review_approve(reviewer=org.sec, change=change)
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED
-    assert status_of(change).summary == "2 of 1 approval"
+    assert status_of(change).summary == "2 of 2 approvals"
 
 
 def test_a_rule_can_waive_or_demand_the_security_approver(cluster_org):
@@ -145,9 +147,8 @@ def test_the_most_specific_rule_wins_and_the_largest_item_requirement_counts(clu
 def test_items_of_two_teams_need_both(cluster_org):
     org = cluster_org
     org.other.memberships.update(role=Role.APPROVER)
-    from policies.services.drafts import draft_delete_policy
     from policies.services.changes import change_create, change_submit
-    from policies.services.drafts import draft_save
+    from policies.services.drafts import draft_delete_policy, draft_save
     from tests.policies.changes.helpers import REVIEWS_V2
 
     reviews = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft
@@ -156,14 +157,24 @@ def test_items_of_two_teams_need_both(cluster_org):
     change = change_create(author=org.author, environment=org.env, drafts=[reviews, payments], title="both")
     change = change_submit(actor=org.author, change=change)
     review_approve(reviewer=org.approver, change=change)
-    assert status_of(change).summary == "1 of 1 approval; missing: an approver of team Shop"
+    assert status_of(change).summary == "1 of 2 approvals; missing: an approver of team Shop"
     review_approve(reviewer=org.other, change=change)
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED
 
 
+def staff(org, approvers_per_team: int) -> None:
+    """Enough approvers in both teams (and security) for rules asking for several approvals."""
+    for team in (org.team_a, org.team_b, org.security):
+        have = team.memberships.filter(role__in=(Role.APPROVER, Role.ADMIN)).count()
+        for number in range(have, approvers_per_team):
+            MembershipFactory(team=team, user=UserFactory(username=f"{team.slug}-approver-{number}"),
+                              role=Role.APPROVER)
+
+
 def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
     org = cluster_org
+    staff(org, 3)
     with pytest.raises(PermissionDeniedError):
         approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
     org.approver.memberships.update(role=Role.ADMIN)
@@ -174,3 +185,35 @@ def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
 
     assert list(AuditEvent.objects.filter(object_type="policies.ApprovalRule").order_by("sequence")
                 .values_list("action", flat=True)) == ["approval_rule.created", "approval_rule.updated"]
+
+
+def test_a_rule_no_one_could_satisfy_is_refused_and_names_the_team(cluster_org):
+    org = cluster_org
+    org.approver.memberships.update(role=Role.ADMIN)
+    staff(org, 2)
+    with pytest.raises(ValidationError) as refused:
+        approval_rule_save(actor=org.approver, environment=org.env, required_approvals=3)
+    message = str(refused.value)
+    assert "staging: changes of team Bookinfo need 3 approvals, but only 2 people may approve them" in message
+    assert not ApprovalRule.objects.exists()
+    approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)  # two people: fine
+
+
+def test_production_counts_the_extra_approval_and_security_needs_a_security_approver(cluster_org):
+    org = cluster_org
+    org.env.is_production = True
+    org.env.save(update_fields=["is_production"])
+    # the built-in default: 1 + 1 in production, and each team has one approver
+    problems = default_rule_problems()
+    assert "staging: changes of team Bookinfo need 2 approvals, but only 1 person may approve them" in problems
+    org.sec.memberships.all().delete()
+    assert any("need a security approver, and no security team has one" in p for p in default_rule_problems())
+
+
+def test_existing_rules_that_cannot_be_met_are_flagged_on_the_page(client, cluster_org):
+    org = cluster_org
+    ApprovalRule.objects.create(environment=org.env, required_approvals=4)  # written before the check existed
+    org.approver.memberships.update(role=Role.ADMIN)
+    client.force_login(org.approver)
+    page = client.get("/approval-rules/").content.decode()
+    assert "Cannot be satisfied" in page and "need 4 approvals" in page

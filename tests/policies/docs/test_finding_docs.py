@@ -16,7 +16,30 @@ def test_every_code_has_a_page_that_explains_it(client, org):
 
 
 @pytest.mark.django_db
-def test_unknown_code_is_404_and_pages_need_login(client, org):
-    assert client.get("/docs/findings/MG0203/").status_code == 302
-    client.force_login(org.author)
+def test_unknown_code_is_404_and_pages_are_public(client, org):
+    """CI logs and SARIF reports link here: the pages need no login."""
+    assert client.get("/docs/findings/MG0203/").status_code == 200
     assert client.get("/docs/findings/NOPE/").status_code == 404
+
+
+@pytest.mark.django_db
+def test_a_code_with_an_istio_equivalent_names_it(client, org):
+    client.force_login(org.author)
+    body = client.get("/docs/findings/MG0309/").content.decode()
+    assert "istioctl analyze: " in body and "IST0109 ConflictingMeshGatewayVirtualServiceHosts" in body
+    assert "istioctl analyze:" not in client.get("/docs/findings/MG0306/").content.decode()
+    assert "IST0130 VirtualServiceUnreachableRule" in client.get("/docs/findings/").content.decode()
+
+
+def test_every_istio_code_named_is_in_istios_catalogue():
+    import yaml
+
+    from tests.policies.validation.helpers import ISTIO_REFERENCE
+
+    messages = yaml.safe_load((ISTIO_REFERENCE / "analysis-messages.yaml").read_text())["messages"]
+    names = {message["code"]: message["name"] for message in messages}
+    for entry in CATALOGUE.values():
+        if entry.istio:
+            assert names[entry.istio] == entry.istio_name, entry.code
+            assert entry.istio in entry.reference, entry.code
+        assert "istioctl" not in entry.reference or "-like" not in entry.reference, entry.code

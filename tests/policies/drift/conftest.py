@@ -34,7 +34,7 @@ def edit_out_of_band(env, *, timeout: str) -> dict:
 
 
 @pytest.fixture
-def drifted(ro):  # noqa: F811 - the fixture imported above
+def drifted(ro):  # overrides the fixture imported above
     """reviews (bookinfo) rolled out by Meshgate to subset v3, then given a 4s timeout with kubectl;
     drift detection has run."""
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)], title="reviews to v3")

@@ -10,7 +10,7 @@ def test_snapshot_of_the_users_namespaces(staging, org):
     assert snapshot.namespaces == ["bookinfo"]
     assert [s.key for s in snapshot.services] == [
         "bookinfo/details", "bookinfo/productpage", "bookinfo/ratings", "bookinfo/reviews",
-    ]  # fmt: skip
+    ]
     reviews = snapshot.service("bookinfo/reviews")
     assert reviews.versions == ("v1", "v2", "v3")
     assert reviews.service_accounts == ("bookinfo-reviews",)

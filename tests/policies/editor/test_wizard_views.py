@@ -132,5 +132,5 @@ def test_wizards_work_when_the_cluster_does_not_answer(client, org):
     assert "did not answer" in page.content.decode()
     response = client.post(_url("access"), {
         "service": "bookinfo/reviews", "action": "DENY", "namespaces": ["bookinfo"],
-    })  # fmt: skip
+    })
     assert response.status_code == 302

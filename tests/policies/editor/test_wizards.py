@@ -40,7 +40,7 @@ VALID_INPUT = {
         "jwks_uri": "https://auth.example.com/.well-known/jwks.json", "audiences": "bookinfo, web",
         "require_token": "on", "require_paths": "/api/*",
     },
-}  # fmt: skip
+}
 
 
 def test_every_wizard_is_covered():

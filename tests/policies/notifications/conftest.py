@@ -12,9 +12,17 @@ def fast_retries(monkeypatch):
 
 @pytest.fixture
 def enqueued(monkeypatch):
-    """The delivery ids handed to `deliver_notification.delay` (no broker involved)."""
-    from policies.tasks import deliver_notification
+    """The delivery ids sent as `deliver_notification` jobs (no broker involved)."""
+    from policies import jobs
 
     ids = []
-    monkeypatch.setattr(deliver_notification, "delay", lambda delivery_id: ids.append(delivery_id))
+    send = jobs.send
+
+    def record(name, args, countdown=None):
+        if name == jobs.deliver_notification.name:
+            ids.append(*args)
+        else:
+            send(name, args, countdown=countdown)
+
+    monkeypatch.setattr(jobs, "send", record)
     return ids

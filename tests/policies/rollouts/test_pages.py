@@ -74,8 +74,8 @@ def test_another_teams_rollout_is_not_found(client, org, rollout):
 
 
 def test_list_shows_active_first(client, org):
-    done = make_rollout(org, state=RolloutState.COMPLETED, title="finished one")
-    active = make_rollout(org, state=RolloutState.RUNNING, title="running one")
+    make_rollout(org, state=RolloutState.COMPLETED, title="finished one")
+    make_rollout(org, state=RolloutState.RUNNING, title="running one")
     client.force_login(org.author)
     body = client.get(reverse("rollouts:list")).content.decode()
     assert body.index("running one") < body.index("finished one")

@@ -67,8 +67,8 @@ def test_findings_serialize_to_json(validate):
     data = json.loads(json.dumps([f.as_dict() for f in report.findings]))
     assert data == [{
         "code": "MG0203", "level": "error", "layer": "schema", "file": "", "document": 0, "line": 6, "column": 3,
-        "path": "spec.hots", "object": "DestinationRule shop/cart", "istio_code": "",
-        "message": "unknown field spec.hots: did you mean host?",
+        "path": "spec.hots", "object": "DestinationRule shop/cart",
+        "message": "unknown field spec.hots: did you mean host?", "istio_code": "",
     }]
 
 

@@ -65,7 +65,7 @@ def test_anonymous_post_is_sent_to_login(client, org, django_capture_on_commit_c
 def test_admin_post_queues_one_import_after_commit(client, org, admin_user, monkeypatch,
                                                    django_capture_on_commit_callbacks):
     sent = []
-    monkeypatch.setattr("policies.views.import_environment.delay", lambda *args: sent.append(args))
+    monkeypatch.setattr("policies.jobs.send", lambda name, args, countdown=None: sent.append((name, *args)))
     client.force_login(admin_user)
     with django_capture_on_commit_callbacks(execute=False) as callbacks:
         response = client.post(import_url(org.env))
@@ -74,7 +74,7 @@ def test_admin_post_queues_one_import_after_commit(client, org, admin_user, monk
     assert len(callbacks) == 1
     assert sent == []  # nothing leaves before the transaction commits
     callbacks[0]()
-    assert sent == [(org.env.pk, admin_user.pk)]
+    assert sent == [("policies.tasks.import_environment", org.env.pk, admin_user.pk)]
     assert "Import queued for staging." in client.get(reverse("policies:environments")).content.decode()
 
 

@@ -21,7 +21,7 @@ from policies.services.windows import (
 from tests.factories import EnvironmentFactory, UserFactory
 
 BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
-UTC = dt.timezone.utc
+UTC = dt.UTC
 
 
 def berlin(*args) -> dt.datetime:

@@ -44,6 +44,13 @@ EXPECTED_PATHS = {
     "/api/v1/rollouts/{id}/confirm-gate/": {"post"},
     "/api/v1/changes/{id}/status/": {"get"},
     "/api/v1/changes/{id}/rollout-options/": {"get", "post"},
+    "/api/v1/channels/": {"get", "post"},
+    "/api/v1/channels/{id}/": {"get", "delete"},
+    "/api/v1/channels/{id}/deliveries/": {"get"},
+    "/api/v1/channels/{id}/test/": {"post"},
+    "/api/v1/service-accounts/": {"get", "post"},
+    "/api/v1/service-accounts/{name}/": {"get", "delete"},
+    "/api/v1/service-accounts/{name}/tokens/": {"get", "post"},
 }
 
 

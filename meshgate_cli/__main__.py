@@ -1,0 +1,3 @@
+from meshgate_cli.main import main
+
+raise SystemExit(main())
