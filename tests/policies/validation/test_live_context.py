@@ -219,7 +219,7 @@ def test_the_check_fires_on_its_trigger(cluster_validate, case):
     finding, entry = found[0], CATALOGUE[case.code]
     assert (finding.layer, finding.level, finding.path) == ("semantic", entry.level, case.path)
     assert finding.line == first.line_of(case.path)
-    assert finding.istio_code == entry.istio_code
+    assert finding.istio_code == entry.istio
     assert ": " in finding.message, "the message says what is wrong and then how to fix it"
 
 
