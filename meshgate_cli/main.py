@@ -261,11 +261,21 @@ def cmd_apply(args: argparse.Namespace) -> int:
     elif args.link:
         fields["link"] = args.link
     headers = {"Idempotency-Key": args.idempotency_key} if args.idempotency_key else None
-    response = client.request(
-        "POST", "changes/", data=fields, headers=headers,
-        files=[("files", (name, content)) for name, content in upload_parts(files)], ok=(200, 201, 400),
-    )
+    parts = [("files", (name, content)) for name, content in upload_parts(files)]
+    existing = _open_change_for(client, env=args.env, pull_request=args.pr) if args.pr else None
+    if existing is not None:
+        # a new commit of the pull request: the open change gets the new items (approvals are voided)
+        response = client.request(
+            "PUT", f"changes/{existing}/items/", data={"message": args.title, "commit_sha": args.commit or ""},
+            files=parts, ok=(200, 400),
+        )
+    else:
+        response = client.request("POST", "changes/", data=fields, headers=headers, files=parts, ok=(200, 201, 400))
     body = response.json()
+    if body.get("code") == "no_changes":
+        _say(args, f"no changes: every object already equals what {args.env} holds")
+        emit(args, body, lambda out: None)
+        return EXIT_OK
     if response.status_code == 400:
         findings = (body.get("details") or {}).get("findings") or []
         sys.stderr.write(f"meshgate: the change was refused: {body.get('message')}\n")
@@ -282,6 +292,17 @@ def cmd_apply(args: argparse.Namespace) -> int:
         emit(args, status, lambda out: out.write(status_line(status) + "\n"))
         return EXIT_OK
     return follow(args, client, change_id, schedule=True)
+
+
+OPEN_STATES = ("draft", "in_review", "changes_requested", "approved", "scheduled")
+
+
+def _open_change_for(client: Client, *, env: str, pull_request: str) -> int | None:
+    """The caller's open change (not yet rolling out) that follows this pull request, if any."""
+    found = client.get_json("changes/", params={"environment": env, "pull_request": pull_request, "mine": "true",
+                                                "state": list(OPEN_STATES)})
+    results = found.get("results", found) if isinstance(found, dict) else found
+    return int(results[0]["id"]) if results else None
 
 
 def follow(args: argparse.Namespace, client: Client, change_id: int, *, schedule: bool) -> int:
@@ -341,8 +362,12 @@ def cmd_rollout(args: argparse.Namespace) -> int:
     body: dict[str, Any] = {}
     if args.reason and args.action in ("pause", "abort"):
         body["reason"] = args.reason
-    path = f"rollouts/{args.rollout}/{args.action}/"
-    result = client.post_json(path, body)
+    if args.action == "retry":
+        # a retry starts a new attempt of the change the rollout belongs to
+        rollout = client.get_json(f"rollouts/{args.rollout}/")
+        result = client.post_json(f"changes/{rollout['change']}/retry/")
+    else:
+        result = client.post_json(f"rollouts/{args.rollout}/{args.action}/", body)
     emit(args, result, lambda out: out.write(
         f"rollout #{args.rollout}: {args.action} accepted; state {result.get('state', '?')}\n"))
     return EXIT_OK

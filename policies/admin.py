@@ -55,7 +55,8 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Environment)
 class EnvironmentAdmin(AuditedAdmin):
-    list_display = ("name", "display_name", "order", "is_production", "auth_mode", "api_url", "cluster_reachable")
+    list_display = ("name", "display_name", "order", "is_production", "auth_mode", "api_url", "cluster_reachable",
+                    "foreign_controllers")
     readonly_fields = ("cluster_reachable", "cluster_version", "cluster_error", "cluster_checked_at", "last_import_at")
 
 

@@ -189,11 +189,12 @@ class ChangeState(models.TextChoices):
     ROLLED_BACK = "rolled_back", "Rolled back"
     FAILED = "failed", "Failed"
     ABORTED = "aborted", "Aborted"
+    WITHDRAWN = "withdrawn", "Withdrawn"
 
     @property
     def color(self) -> str:
         return {
-            "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
+            "withdrawn": "muted", "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
             "rejected": "error", "scheduled": "info", "rolling_out": "info", "completed": "ok",
             "rolled_back": "warn", "failed": "error", "aborted": "muted",
         }[self.value]
@@ -211,6 +212,22 @@ EDITABLE_CHANGE_STATES = frozenset({
 })
 # States in which reviewers act on a change.
 REVIEWABLE_CHANGE_STATES = frozenset({ChangeState.IN_REVIEW, ChangeState.APPROVED})
+
+
+# States from which the author may withdraw a change (nothing of it is in the cluster).
+WITHDRAWABLE_CHANGE_STATES = frozenset({
+    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
+    ChangeState.SCHEDULED,
+})
+# States from which an approver may retry the rollout (Argo Rollouts' retry).
+RETRYABLE_CHANGE_STATES = frozenset({ChangeState.ROLLED_BACK, ChangeState.FAILED})
+
+
+class ForeignControllerPolicy(models.TextChoices):
+    """What a plan does with a live object another controller (Argo CD, Flux, Helm) manages."""
+
+    WARN = "warn", "Go ahead and warn"
+    REFUSE = "refuse", "Refuse"
 
 
 class ReviewVerdict(models.TextChoices):
@@ -261,6 +278,9 @@ class ChangeAuditAction(models.TextChoices):
     CHANGE_REBASED = "change.rebased"
     CHANGE_SCHEDULED = "change.scheduled"
     CHANGE_PROMOTED = "change.promoted"
+    CHANGE_ITEMS_REPLACED = "change.items_replaced"
+    CHANGE_WITHDRAWN = "change.withdrawn"
+    CHANGE_RETRIED = "change.retried"
     CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
     CHANGE_ROLLOUT_OPTIONS_UPDATED = "change.rollout_options_updated"
     DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"
@@ -363,5 +383,5 @@ class ChangeOutcome(models.TextChoices):
 
 # Final states in which the change did not reach the cluster as approved.
 UNSUCCESSFUL_CHANGE_STATES = frozenset({
-    ChangeState.REJECTED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED,
+    ChangeState.REJECTED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED, ChangeState.WITHDRAWN,
 })

@@ -14,6 +14,7 @@ from integrations.kubernetes.client import (
     list_pods,
     list_secret_metadata,
     list_services,
+    patch_object_json,
     read_crd_schema,
     server_version,
 )
@@ -61,6 +62,7 @@ __all__ = [
     "list_pods",
     "list_secret_metadata",
     "list_services",
+    "patch_object_json",
     "read_crd_schema",
     "server_version",
 ]

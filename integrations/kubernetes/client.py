@@ -181,6 +181,30 @@ def apply_object(
     return _with_type(json.loads(response.data), info)
 
 
+def patch_object_json(
+    cfg: ClusterConfig, kind: str, namespace: str, name: str, operations: list[dict[str, Any]], *,
+    dry_run: bool = False, field_manager: str = FIELD_MANAGER,
+) -> dict[str, Any]:
+    """A JSON patch (RFC 6902), e.g. `test` of `/metadata/resourceVersion` then `replace` of
+    `/metadata/managedFields` (how kubectl moves client-side-apply ownership to its apply manager)."""
+    info = kind_info(kind)
+    response = _call(
+        cfg,
+        _custom(cfg).patch_namespaced_custom_object,
+        info.group,
+        info.version,
+        namespace,
+        info.plural,
+        name,
+        operations,
+        field_manager=field_manager,
+        dry_run="All" if dry_run else None,
+        _content_type="application/json-patch+json",
+        _preload_content=False,
+    )
+    return _with_type(json.loads(response.data), info)
+
+
 def delete_object(
     cfg: ClusterConfig, kind: str, namespace: str, name: str, *, dry_run: bool = False,
     resource_version: str | None = None,
@@ -196,17 +220,28 @@ def delete_object(
     )
 
 
-def read_crd_schema(cfg: ClusterConfig, kind: str) -> dict[str, Any]:
-    """The openAPIV3Schema the cluster serves for the kind's version, plus resourceVersion for caching."""
+def read_crd_schema(cfg: ClusterConfig, kind: str, version: str | None = None) -> dict[str, Any]:
+    """The openAPIV3Schema the cluster serves for one version of the kind, plus resourceVersion for caching.
+
+    Without ``version``: the kind's default version, NotFound when it has no schema. With one:
+    also ``served`` (False when the CRD does not serve that version; ``schema`` is then empty) and
+    ``servedVersions``, the versions it does serve.
+    """
     info = kind_info(kind)
     api = k8s.ApiextensionsV1Api(_api_client(cfg))
     with _errors(cfg):
         crd = api.read_custom_resource_definition(info.crd_name, _request_timeout=cfg.timeout_seconds)
-    for version in crd.spec.versions:
-        if version.name == info.version and version.schema and version.schema.open_apiv3_schema:
-            schema = api.api_client.sanitize_for_serialization(version.schema.open_apiv3_schema)
-            return {"resourceVersion": crd.metadata.resource_version, "schema": schema}
-    raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
+    wanted = version or info.version
+    served = [entry.name for entry in crd.spec.versions if entry.served]
+    for entry in crd.spec.versions:
+        if entry.name == wanted and entry.served and entry.schema and entry.schema.open_apiv3_schema:
+            schema = api.api_client.sanitize_for_serialization(entry.schema.open_apiv3_schema)
+            return {"resourceVersion": crd.metadata.resource_version, "schema": schema, "served": True,
+                    "servedVersions": served, "version": wanted}
+    if version is None:
+        raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
+    return {"resourceVersion": crd.metadata.resource_version, "schema": {}, "served": False,
+            "servedVersions": served, "version": wanted}
 
 
 def list_namespaces(cfg: ClusterConfig) -> list[dict[str, Any]]:

@@ -1,12 +1,14 @@
 """Structural-schema validation and pruning of custom objects (``openAPIV3Schema``).
 
 Mirrors the apiextensions-apiserver pipeline: null values of non-nullable fields
-and fields not declared in the schema are pruned (reported as unknown fields),
+and fields not declared in the schema are pruned (reported as unknown fields), absent
+fields whose schema has a ``default`` get it (the Gateway API CRDs have defaults),
 then the value validations of kube-openapi are applied. Error texts follow
 go-openapi/kube-openapi (``<path> in body must be of type string: "integer"``).
 
-``x-kubernetes-validations`` (CEL rules) are deliberately NOT evaluated here, so objects
-that only break a CEL rule pass; a server dry-run against the real cluster catches them.
+``x-kubernetes-validations`` (CEL rules) are evaluated on the pruned object by
+``integrations.kubernetes.cel`` (transition rules against ``old`` on updates), and ``pattern`` uses
+RE2 semantics (Go's regexp, which kube-openapi uses), through google-re2.
 Integer formats (int32, uint32, int64, double) are not range-checked, as in
 kube-openapi (Istio declares ``format: int32`` on fields whose maximum is
 4294967295); only string formats (date-time, byte) are checked, loosely.
@@ -16,13 +18,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import copy
 import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
-from integrations.kubernetes.fielderrors import ErrorType, FieldError, invalid, not_supported, required
+import re2
+
+from integrations.kubernetes import cel
+from integrations.kubernetes.fielderrors import (
+    ErrorType,
+    FieldError,
+    invalid,
+    not_supported,
+    required,
+)
 
 Schema = dict[str, Any]
 
@@ -37,17 +49,51 @@ class Outcome:
     value: Any
     errors: list[FieldError] = field(default_factory=list)
     unknown_fields: list[str] = field(default_factory=list)
+    rule_errors: list[FieldError] = field(default_factory=list)
+    """The subset of ``errors`` that CEL validation rules gave."""
+    rule_cost: int = 0
+    """Cost units the rules spent (see ``cel``)."""
 
 
-def validate_custom_object(obj: dict[str, Any], schema: Schema) -> Outcome:
-    """Validate everything but apiVersion/kind/metadata against the version's schema."""
+def validate_custom_object(
+    obj: dict[str, Any],
+    schema: Schema,
+    *,
+    old: dict[str, Any] | None = None,
+    rules: bool = True,
+    rules_budget: int = cel.PER_OBJECT_BUDGET,
+) -> Outcome:
+    """Validate everything but apiVersion/kind/metadata against the version's schema, then its CEL rules.
+
+    ``old`` is the stored object on an update (transition rules compare against it); ``rules=False``
+    skips the CEL rules; ``rules_budget`` caps their cost for this object.
+    """
     body = {key: value for key, value in obj.items() if key not in ROOT_FIELDS}
     validator = _Validator(prune=True)
     pruned = validator.check(body, {**schema, "type": "object"}, "")
+    rule_errors: list[FieldError] = []
+    cost = 0
+    if rules:
+        rule_errors, cost = cel.validate_with_cost(
+            _rule_view(pruned, obj), schema, old=_rule_view(old, old) if old else None, budget=rules_budget
+        )
     for key in ROOT_FIELDS:
         if key in obj:
             pruned[key] = obj[key]
-    return Outcome(pruned, validator.errors, validator.unknown_fields)
+    return Outcome(pruned, [*validator.errors, *rule_errors], validator.unknown_fields, rule_errors, cost)
+
+
+def _rule_view(body: dict[str, Any] | None, obj: dict[str, Any] | None) -> dict[str, Any]:
+    """What ``self`` holds at the root: the body, apiVersion, kind and metadata.name/generateName."""
+    view = {key: value for key, value in (body or {}).items() if key not in ROOT_FIELDS}
+    source = obj or {}
+    for key in ("apiVersion", "kind"):
+        if key in source:
+            view[key] = source[key]
+    metadata = source.get("metadata")
+    if isinstance(metadata, dict):
+        view["metadata"] = {key: metadata[key] for key in ("name", "generateName") if key in metadata}
+    return view
 
 
 def json_type(value: Any) -> str:
@@ -74,9 +120,13 @@ def _number(value: float) -> str:
     return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
-@lru_cache(maxsize=256)
-def _pattern(expression: str) -> re.Pattern[str]:
-    return re.compile(expression)
+@lru_cache(maxsize=1024)
+def _pattern(expression: str) -> Any:
+    """The RE2 program of a schema pattern; None when RE2 refuses it (no API server would serve it)."""
+    try:
+        return re2.compile(expression)
+    except re2.error:
+        return None
 
 
 class _Validator:
@@ -146,6 +196,10 @@ class _Validator:
             if item is None and self.prune and not sub.get("nullable"):
                 continue
             result[key] = self.check(item, sub, child)
+        if self.prune:
+            for name, sub in properties.items():
+                if name not in result and isinstance(sub, dict) and "default" in sub:
+                    result[name] = self.check(copy.deepcopy(sub["default"]), sub, _join(path, name))
         for name in schema.get("required", []):
             if name not in result:
                 self.errors.append(required(_join(path, name)))
@@ -200,7 +254,8 @@ class _Validator:
             detail = f"{path} in body should be at least {min_length} chars long"
             self.errors.append(invalid(path, value, detail))
         pattern = schema.get("pattern")
-        if pattern is not None and not _pattern(pattern).search(value):
+        compiled = _pattern(pattern) if pattern is not None else None
+        if compiled is not None and not compiled.search(value):
             self.errors.append(invalid(path, value, f"{path} in body should match '{pattern}'"))
         fmt = schema.get("format")
         if fmt and not _format_matches(fmt, value):

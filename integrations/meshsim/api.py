@@ -386,9 +386,15 @@ class Api:
         return errors.invalid_object(resource.kind, resource.group, name, found)
 
     def _validate(
-        self, resource: ResourceType, version: str, obj: Obj, options: WriteOptions
+        self,
+        resource: ResourceType,
+        version: str,
+        obj: Obj,
+        options: WriteOptions,
+        old: Obj | None = None,
     ) -> tuple[Obj, list[str]]:
-        """Prune and validate ``obj``; returns it with the unknown-field warnings."""
+        """Prune and validate ``obj`` (the CRD's CEL rules too; transition rules against ``old``,
+        the stored object, on updates); returns it with the unknown-field warnings."""
         meta_outcome = validate_metadata(obj.get("metadata", {}))
         found = list(meta_outcome.errors)
         unknown = list(meta_outcome.unknown_fields)
@@ -398,7 +404,7 @@ class Api:
         elif isinstance(name, str):
             found.extend(name_errors(name, resource.name_rule))
         if resource.custom:
-            outcome = validate_custom_object(obj, resource.schemas[version])
+            outcome = validate_custom_object(obj, resource.schemas[version], old=old)
             obj, unknown = outcome.value, unknown + outcome.unknown_fields
             found.extend(outcome.errors)
         else:
@@ -475,7 +481,7 @@ class Api:
             candidate = {k: v for k, v in candidate.items() if k != "status"}
             if "status" in current:
                 candidate["status"] = copy.deepcopy(current["status"])
-        new, warnings = self._validate(resource, version, candidate, options)
+        new, warnings = self._validate(resource, version, candidate, options, old=current)
         meta, old_meta = new["metadata"], current["metadata"]
         for key in SYSTEM_FIELDS:
             if key == "managedFields":
@@ -558,7 +564,7 @@ def _decode_json(raw: bytes) -> Any:
 def _decode_yaml(raw: bytes) -> Any:
     try:
         return load_document(raw)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, ValueError) as exc:
         raise errors.bad_request(f"error decoding YAML: {exc}") from exc
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from .yamlio import load_documents
 SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
 SYSTEM_MANAGER = "kube-apiserver"
 SEED_MANAGER = "kubectl-client-side-apply"
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 
 
 class SeedError(ValueError):
@@ -169,5 +171,17 @@ class Cluster:
             raise SeedError(f"unsupported kind {doc['apiVersion']}/{doc['kind']}")
         version = doc["apiVersion"].rpartition("/")[2]
         namespace = (doc.get("metadata") or {}).get("namespace") or "default"
+        if manager == SEED_MANAGER and resource.custom:
+            doc = with_last_applied(doc, namespace)
         options = WriteOptions(field_manager=manager, field_validation="Strict")
         return self.api.create(resource, version, namespace, doc, options)
+
+
+def with_last_applied(doc: Obj, namespace: str) -> Obj:
+    """The object as ``kubectl apply`` (client-side) creates it: with the last-applied annotation."""
+    applied = copy.deepcopy(doc)
+    applied.setdefault("metadata", {}).setdefault("namespace", namespace)
+    created = copy.deepcopy(applied)
+    annotations = created["metadata"].setdefault("annotations", {})
+    annotations[LAST_APPLIED] = json.dumps(applied, separators=(",", ":"), sort_keys=True) + "\n"
+    return created

@@ -7,16 +7,30 @@ matches kube for them), as are the individual keys of ``metadata.labels`` and
 owns a set of leaf paths, rendered as kube's ``FieldsV1`` in
 ``metadata.managedFields``.
 
-- Update (POST/PUT/PATCH): the writer takes every leaf whose value changed.
+- Update (POST/PUT/PATCH): the writer takes every leaf whose value changed
+  (other entries lose those leaves); an Update never conflicts. A request that
+  sets ``metadata.managedFields`` itself replaces the recorded ownership
+  (kube's "directly updating managed fields"); an empty list keeps the live
+  entries, a list of one empty entry clears them.
 - Apply: the applier owns exactly the leaves of its intent. A leaf owned by any
   other entry whose value the intent changes is a conflict (409) unless
-  ``force``; forcing moves the leaf to the applier. Leaves the applier owned
+  ``force``; forcing moves the leaf to the applier. A leaf set to the value it
+  already has is shared with its other owners. Leaves the applier owned
   before, left out of its intent and owned by nobody else, are removed.
+- The first apply to an object that has no managedFields records the existing
+  fields under an Update entry ``before-first-apply`` (kube's
+  skipNonAppliedManager), so they can conflict.
+- Apply with the manager ``kubectl`` to an object with the
+  ``kubectl.kubernetes.io/last-applied-configuration`` annotation (kube's
+  lastAppliedManager / lastAppliedUpdater): conflicts on fields the annotation
+  lists are forced (the upgrade from client-side apply), and the annotation is
+  rewritten to the applied configuration.
 """
 
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +41,9 @@ Path = tuple[str, ...]
 _MISSING = object()
 _TRACKED_METADATA = ("labels", "annotations")
 _UNTRACKED_ROOT = ("apiVersion", "kind", "metadata")
+LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
+BEFORE_FIRST_APPLY = "before-first-apply"
+KUBECTL = "kubectl"
 
 
 @dataclass
@@ -200,8 +217,15 @@ def record_update(
     """managedFields after a non-apply write of ``new`` by ``writer`` (operation Update).
 
     Writes to the main resource never own status fields; writes to /status own only those.
+    A main-resource write whose ``new`` carries non-empty ``metadata.managedFields`` sets the
+    recorded ownership to those entries (a list of one empty entry: none) before its own changes
+    are recorded; an empty or absent list keeps the live entries.
     """
-    entries = read_entries(old)
+    supplied = (new.get("metadata") or {}).get("managedFields") or []
+    if supplied and writer.subresource == "":
+        entries = [ManagerEntry.from_dict(entry) for entry in supplied if entry]
+    else:
+        entries = read_entries(old)
     status_write = writer.subresource == "status"
     changed = {
         path
@@ -267,6 +291,10 @@ def apply(
     """
     entries = read_entries(current)
     base = copy.deepcopy(current) if current else {}
+    if current and current.get("metadata", {}).get("uid") and not entries:
+        # An object never applied nor tracked: its fields so far belong to "before-first-apply".
+        entries = [ManagerEntry(BEFORE_FIRST_APPLY, "Update", applier.api_version, applier.time,
+                                paths=leaf_paths(base, include_status=False))]
     intent_paths = leaf_paths(intent, include_status=False)
     conflicts = [
         Conflict(entry, path)
@@ -275,6 +303,11 @@ def apply(
         for path in sorted(entry.paths & intent_paths)
         if _changes(base, intent, path)
     ]
+    if conflicts and not force and applier.manager == KUBECTL:
+        allowed = _last_applied_paths(base)
+        conflicts_left = [c for c in conflicts if c.path not in allowed]
+        if not conflicts_left:
+            force = True
     if conflicts and not force:
         raise conflict_error(conflicts)
     for conflict in conflicts:
@@ -290,8 +323,33 @@ def apply(
         _set(base, path, copy.deepcopy(value))
     own.paths = set(intent_paths)
     own.time, own.api_version = applier.time, applier.api_version
+    annotations = base.get("metadata", {}).get("annotations") or {}
+    if applier.manager == KUBECTL and LAST_APPLIED in annotations:
+        annotations[LAST_APPLIED] = _last_applied_text(intent)
     base.setdefault("metadata", {})["managedFields"] = render_entries(entries, base)
     return base
+
+
+def _last_applied_paths(obj: dict[str, Any]) -> set[Path]:
+    """The fields the client-side-apply annotation lists (what kubectl apply last set)."""
+    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(LAST_APPLIED)
+    if not text:
+        return set()
+    try:
+        applied = json.loads(text)
+    except ValueError:
+        return set()
+    return leaf_paths(applied, include_status=False) if isinstance(applied, dict) else set()
+
+
+def _last_applied_text(intent: dict[str, Any]) -> str:
+    """The annotation kube's lastAppliedUpdater writes: the applied object without the annotation."""
+    applied = copy.deepcopy(intent)
+    annotations = (applied.get("metadata") or {}).get("annotations") or {}
+    annotations.pop(LAST_APPLIED, None)
+    if not annotations:
+        applied.get("metadata", {}).pop("annotations", None)
+    return json.dumps(applied, separators=(",", ":"), sort_keys=True) + "\n"
 
 
 def _changes(current: dict[str, Any], intent: dict[str, Any], path: Path) -> bool:

@@ -12,6 +12,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import yaml
+
 from . import discovery, errors, tables
 from .api import APPLY_PATCH, FIELD_VALIDATIONS, Result, WriteOptions
 from .cluster import Cluster
@@ -339,7 +341,7 @@ class App:
             if request.content_type == "application/yaml":
                 return load_document(request.body)
             return json.loads(request.body)
-        except ValueError as exc:
+        except (ValueError, yaml.YAMLError) as exc:
             raise errors.bad_request(f"couldn't decode the request body: {exc}") from exc
 
 

@@ -3,7 +3,9 @@
 - `/changes/`: list and retrieve (state, items, approval status, plan summary, reviews); create
   from draft ids or straight from a bundle (JSON text or multipart files), with `Idempotency-Key`.
 - One small endpoint per transition, each calling one service: `submit`, `approve`,
-  `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`; and
+  `request-changes`, `comment`, `reject`, `rebase`, `schedule`, `promote`, `refresh-plan`,
+  `withdraw` (also `DELETE /changes/{id}/`), `retry`; `PATCH /changes/{id}/` (or `PUT …/items/`)
+  replaces the items with a new bundle (a new commit); and
   `status` for pipelines to poll; `rollout-options` (`policies.api.rollout_options`) reads and sets the
   author's rollout plan. An illegal transition answers 409 `illegal_transition` with the
   change's state in `details.state`; the author can never approve (403).
@@ -31,10 +33,12 @@ from rest_framework.viewsets import GenericViewSet
 from policies import approval, selectors
 from policies.api.drafts import (
     IDEMPOTENCY_PARAMETER,
+    NAMESPACE_PARAMETER,
     DiffSummarySerializer,
     EnvironmentField,
     ErrorSerializer,
     FindingSerializer,
+    NamespaceField,
     RejectionSerializer,
     UploadField,
     _upload_payload,
@@ -42,11 +46,13 @@ from policies.api.drafts import (
     is_multipart,
     read_uploads,
     request_data,
+    with_namespace,
 )
 from policies.api.rollout_options import RolloutOptionsField, RolloutPlanSerializer, rollout_plan
 from policies.api.serializers import ContentField
 from policies.choices import ChangeOutcome, ChangeState, PlanLiveState, PlanStatus
 from policies.models import ChangeItem, ChangeRequest, Plan, Review, ReviewComment, Rollout
+from policies.services import change_lifecycle as lifecycle
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
@@ -112,8 +118,15 @@ class PlanItemSummarySerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     against_live = DiffSummarySerializer(source="diff_live.summary")
     against_base = DiffSummarySerializer(source="diff_base.summary")
-    unified = serializers.CharField(source="diff_live.unified", help_text="Live → this change, unified YAML diff.")
+    unified = serializers.CharField(source="diff_live.unified",
+                                    help_text="Live → what the cluster will hold, unified YAML diff.")
     findings = FindingSerializer(many=True, help_text="Server dry-run findings.")
+    after = serializers.JSONField(source="after_content", allow_null=True,
+                                  help_text="What the cluster would hold after the rollout's write (the server's "
+                                            "dry-run answer, normalized); the diffs compare live with it.")
+    ownership = serializers.JSONField(help_text="`taken_from`: managers whose fields the write takes over; "
+                                                "`survivors`: fields that would differ from the approved content, "
+                                                "with their owners; `controller`: Argo CD / Flux / Helm.")
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -178,7 +191,7 @@ class ChangeDetailSerializer(ChangeSerializer):
     class Meta(ChangeSerializer.Meta):
         fields = [*ChangeSerializer.Meta.fields, "description", "link", "repository", "commit_sha", "pull_request",
                   "stale", "approval", "plan", "items",
-                  "reviews", "promotions", "rollout_options", "rollout_plan"]
+                  "reviews", "promotions", "promotion_conflicts", "withdrawn_at", "rollout_options", "rollout_plan"]
         read_only_fields = fields
 
     @extend_schema_field(ChangeItemDetailSerializer(many=True))
@@ -277,6 +290,7 @@ class ChangeCreateSerializer(_ChangeHeader):
                                  help_text="Or a bundle: YAML or JSON with one or more objects.")
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
     def validate(self, attrs):
         if ("drafts" in attrs) == ("text" in attrs):
@@ -287,6 +301,7 @@ class ChangeCreateSerializer(_ChangeHeader):
 class ChangeCreateUploadSerializer(_ChangeHeader):
     files = UploadField()
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    namespace = NamespaceField()
 
 
 class BodySerializer(serializers.Serializer):
@@ -320,15 +335,57 @@ class EmptySerializer(serializers.Serializer):
     pass
 
 
+class ReplaceItemsSerializer(serializers.Serializer):
+    text = serializers.CharField(trim_whitespace=False, help_text="The new bundle: YAML or JSON, one or more objects.")
+    filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
+                                    help_text="E.g. the commit's message.")
+    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="",
+                                        help_text="The new commit the bundle comes from.")
+
+
+class ReplaceItemsUploadSerializer(serializers.Serializer):
+    files = UploadField()
+    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
+    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="")
+
+
+def replace_items(request: Request, change: ChangeRequest) -> ChangeRequest:
+    """A new commit of the change, from JSON text or multipart files (archives too)."""
+    if is_multipart(request):
+        upload = ReplaceItemsUploadSerializer(data=request_data(request))
+        upload.is_valid(raise_exception=True)
+        values = upload.validated_data
+        files = read_uploads(values["files"])
+    else:
+        params = ReplaceItemsSerializer(data=request.data)
+        params.is_valid(raise_exception=True)
+        values = params.validated_data
+        files = [(values["filename"], values["text"].encode())]
+    return lifecycle.change_items_replace(author=request.user, change=change, message=values["message"],
+                                          files=files, commit_sha=values["commit_sha"])
+
+
+class WithdrawSerializer(serializers.Serializer):
+    reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
+
+
+class NoChangesSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="`no_changes`")
+    message = serializers.CharField()
+    details = serializers.DictField(help_text="`items`: the objects that already equal live.")
+
+
 class ChangeFilterSet(django_filters.FilterSet):
     environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
     state = django_filters.MultipleChoiceFilter(choices=ChangeState.choices)
     author = django_filters.CharFilter(field_name="author__username", help_text="Author's username.")
     mine = django_filters.BooleanFilter(method="filter_mine", help_text="Only the caller's changes.")
+    pull_request = django_filters.CharFilter(help_text="The pull request URL the change follows.")
 
     class Meta:
         model = ChangeRequest
-        fields = ["environment", "state", "author", "mine"]
+        fields = ["environment", "state", "author", "mine", "pull_request"]
 
     def filter_mine(self, queryset, name, value):
         return queryset.filter(author=self.request.user) if value else queryset
@@ -364,9 +421,11 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
     @extend_schema(
         request={"application/json": ChangeCreateSerializer, "multipart/form-data": ChangeCreateUploadSerializer},
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, NAMESPACE_PARAMETER],
         responses={
             status.HTTP_201_CREATED: ChangeDetailSerializer,
+            status.HTTP_200_OK: OpenApiResponse(NoChangesSerializer, description="`no_changes`: every object of "
+                                                "the bundle equals live; nothing stored, nothing to review."),
             status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused; nothing stored."),
             status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your drafts or namespace."),
             status.HTTP_409_CONFLICT: OpenApiResponse(ErrorSerializer, description="A draft moved meanwhile."),
@@ -375,15 +434,17 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
     )
     def create(self, request: Request) -> Response:
         """Create a change (state draft) from your drafts (`drafts`: ids) or from a bundle (`text`, or
-        multipart `files`); the drafts move into the change. Submit it with `…/submit/`."""
-        data = request_data(request)
+        multipart `files`; `namespace` or `?namespace=` is the default namespace of its objects without
+        one); the drafts move into the change. Submit it with `…/submit/`."""
+        data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
         if is_multipart(request):
             params = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
             payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
-                                                             "repository", "commit_sha", "pull_request"))
+                                                             "repository", "commit_sha", "pull_request",
+                                                             "namespace"))
         else:
             params = ChangeCreateSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
@@ -398,7 +459,9 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
         def produce() -> Response:
             if files is not None:
-                change = change_services.change_create_from_bundle(files=files, message=values["message"], **header)
+                change = change_services.change_create_from_bundle(
+                    files=files, message=values["message"], default_namespace=values["namespace"], **header
+                )
             else:
                 ids = values["drafts"]
                 drafts = list(selectors.draft_list(user=request.user).filter(pk__in=ids))
@@ -409,6 +472,19 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             return detail_response(request, change, status.HTTP_201_CREATED)
 
         return idempotent(request, payload, produce)
+
+    @extend_schema(operation_id="changes_replace_items", request=ReplaceItemsSerializer,
+                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def partial_update(self, request: Request, pk: int) -> Response:
+        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+        return detail_response(request, replace_items(request, change))
+
+    @extend_schema(operation_id="changes_withdraw_delete", summary="Withdraw the change (author; before rollout).",
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def destroy(self, request: Request, pk: int) -> Response:
+        change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
+        return detail_response(request, lifecycle.change_withdraw(actor=request.user, change=change))
 
 
 class ChangeActionView(APIView):
@@ -546,6 +622,47 @@ class ChangePromoteView(ChangeActionView):
 
     def respond(self, request, change, result):
         return detail_response(request, result, self.success_status)
+
+
+class ChangeReplaceItemsView(ChangeActionView):
+    http_method_names = ["put", "options"]
+    parser_classes = [JSONParser, MultiPartParser, FormParser]
+
+    @extend_schema(operation_id="changes_items_replace",
+                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
+                   request={"application/json": ReplaceItemsSerializer,
+                            "multipart/form-data": ReplaceItemsUploadSerializer},
+                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    def put(self, request: Request, pk: int) -> Response:
+        return detail_response(request, replace_items(request, self.change(request, pk)))
+
+
+class ChangeWithdrawView(ChangeActionView):
+    input_serializer = WithdrawSerializer
+
+    @_action_schema("changes_withdraw", WithdrawSerializer, "Withdraw the change (author; before its rollout).")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return lifecycle.change_withdraw(actor=request.user, change=change, reason=data["reason"])
+
+    def respond(self, request, change, result):
+        return detail_response(request, result)
+
+
+class ChangeRetryView(ChangeActionView):
+    @_action_schema("changes_retry", EmptySerializer,
+                    "Retry a rolled-back or failed change (approver of the owning team): a new rollout attempt "
+                    "when nothing moved since the approved plan, else back to review.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, change, data):
+        return lifecycle.change_retry(actor=request.user, change=change)
+
+    def respond(self, request, change, result):
+        return detail_response(request, result)
 
 
 class ChangeRefreshPlanView(ChangeActionView):

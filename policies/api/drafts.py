@@ -124,8 +124,46 @@ class EnvironmentField(serializers.SlugRelatedField):
         return selectors.environment_list(user=self.context["request"].user)
 
 
+NAMESPACE_HELP = ("Default namespace for objects without metadata.namespace, as `kubectl -n NAMESPACE` "
+                  "would apply them (also accepted as the query parameter `?namespace=`).")
+
+
+class NamespaceField(serializers.RegexField):
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("default", "")
+        kwargs.setdefault("max_length", 63)
+        kwargs.setdefault("help_text", NAMESPACE_HELP)
+        kwargs.setdefault("error_messages", {
+            "invalid": "not a valid namespace: at most 63 lower-case letters, digits and '-', starting and ending "
+                       "with a letter or digit"})
+        super().__init__(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", **kwargs)
+
+
+NAMESPACE_PARAMETER = OpenApiParameter(
+    "namespace", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False,
+    description="Default namespace for objects without metadata.namespace (like `kubectl -n`); the body's "
+    "`namespace` field wins when both are given.",
+)
+
+
+def with_namespace(request: Request, data: Any) -> Any:
+    """The request's data with `namespace` from `?namespace=` when the body does not set it."""
+    query = request.query_params.get("namespace")
+    if query is None or (hasattr(data, "get") and data.get("namespace")):
+        return data
+    if hasattr(data, "copy"):
+        data = data.copy()
+    else:
+        data = dict(data)
+    data["namespace"] = query
+    return data
+
+
 class ValidateTextSerializer(serializers.Serializer):
     environment = EnvironmentField()
+    namespace = NamespaceField()
     text = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="YAML or JSON, one or more documents.")
     filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=255,
                                      help_text="Shown as the file of findings.")
@@ -151,6 +189,7 @@ class UploadField(serializers.ListField):
 
 class ValidateUploadSerializer(serializers.Serializer):
     environment = EnvironmentField()
+    namespace = NamespaceField()
     files = UploadField()
     dry_run = serializers.BooleanField(default=False)
     checks = serializers.ChoiceField(choices=[("all", "all"), ("content", "content")], default="all",
@@ -271,6 +310,7 @@ class DraftUpdateSerializer(serializers.Serializer):
 
 class BundleTextSerializer(serializers.Serializer):
     environment = EnvironmentField()
+    namespace = NamespaceField()
     text = serializers.CharField(trim_whitespace=False, help_text="YAML or JSON with one or more objects.")
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
@@ -278,6 +318,7 @@ class BundleTextSerializer(serializers.Serializer):
 
 class BundleUploadSerializer(serializers.Serializer):
     environment = EnvironmentField()
+    namespace = NamespaceField()
     files = UploadField()
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
 
@@ -441,8 +482,10 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
 class ValidateView(APIView):
     """Validate manifests against an environment. Stores nothing.
 
-    Send JSON `{"environment", "text", "filename", "dry_run"}`, or multipart with `environment`
-    and one or more `files` (manifests, or .tar/.tar.gz/.tgz/.zip archives of a folder of them).
+    Send JSON `{"environment", "text", "filename", "dry_run", "namespace"}`, or multipart with
+    `environment` (and `namespace`) and one or more `files` (manifests, or .tar/.tar.gz/.tgz/.zip
+    archives of a folder of them). `namespace` (or `?namespace=`) is the default namespace of
+    objects without one, as `kubectl -n` applies them.
     """
 
     permission_classes = [ReadScopePermission]
@@ -460,7 +503,7 @@ class ValidateView(APIView):
         parameters=[OpenApiParameter(
             "format", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["json", "sarif", "junit"],
             description="Answer as JSON (default), SARIF 2.1.0 or JUnit XML.",
-        )],
+        ), NAMESPACE_PARAMETER],
         request={"application/json": ValidateTextSerializer, "multipart/form-data": ValidateUploadSerializer},
         responses={
             (status.HTTP_200_OK, "application/json"): ValidateResultSerializer,
@@ -470,7 +513,7 @@ class ValidateView(APIView):
         },
     )
     def post(self, request: Request) -> Response:
-        data = request_data(request)
+        data = with_namespace(request, request_data(request))
         context = {"request": request}
         if is_multipart(request):
             params = ValidateUploadSerializer(data=data, context=context)
@@ -480,14 +523,14 @@ class ValidateView(APIView):
             if files or not problems:
                 report = validate_bundle(
                     environment=params.validated_data["environment"], files=files,
-                    dry_run=params.validated_data["dry_run"],
+                    dry_run=params.validated_data["dry_run"], default_namespace=params.validated_data["namespace"],
                 )
             return report_response(report_body(report, problems + self._workflow(params.validated_data, report)))
         params = ValidateTextSerializer(data=data, context=context)
         params.is_valid(raise_exception=True)
         values = dict(params.validated_data)
         checks = values.pop("checks")
-        report = validate_text(**values)
+        report = validate_text(default_namespace=values.pop("namespace"), **values)
         return report_response(report_body(report, self._workflow({**values, "checks": checks}, report)))
 
     def _workflow(self, values: dict[str, Any], report: ValidationReport | None) -> list[Finding]:
@@ -580,7 +623,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     @extend_schema(
         request={"multipart/form-data": BundleUploadSerializer, "application/json": BundleTextSerializer},
-        parameters=[IDEMPOTENCY_PARAMETER],
+        parameters=[IDEMPOTENCY_PARAMETER, NAMESPACE_PARAMETER],
         responses={
             status.HTTP_201_CREATED: DraftSerializer(many=True),
             status.HTTP_400_BAD_REQUEST: OpenApiResponse(
@@ -596,26 +639,29 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         """Draft every object of a bundle: all of them, or none when any document is refused.
 
         Multipart with `environment`, `message` and one or more `files` (manifests or archives of
-        a folder of them), or JSON `{"environment", "text", "message"}`.
+        a folder of them), or JSON `{"environment", "text", "message"}`; `namespace` (or
+        `?namespace=`) is the default namespace of objects without one.
         """
-        data = request_data(request)
+        data = with_namespace(request, request_data(request))
         context = self.get_serializer_context()
         if is_multipart(request):
             params = BundleUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
-            payload = _upload_payload(data, files, ("environment", "message"))
+            payload = _upload_payload(data, files, ("environment", "message", "namespace"))
         else:
             params = BundleTextSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = [(params.validated_data["filename"], params.validated_data["text"].encode())]
             payload = {"environment": params.validated_data["environment"].name, "text": params.validated_data["text"],
-                       "filename": params.validated_data["filename"], "message": params.validated_data["message"]}
+                       "filename": params.validated_data["filename"], "message": params.validated_data["message"],
+                       "namespace": params.validated_data["namespace"]}
         values = params.validated_data
 
         def produce() -> Response:
             drafts = drafts_from_bundle(
-                author=request.user, environment=values["environment"], files=files, message=values["message"]
+                author=request.user, environment=values["environment"], files=files, message=values["message"],
+                default_namespace=values["namespace"],
             )
             return Response(DraftSerializer(drafts, many=True, context=context).data, status=status.HTTP_201_CREATED)
 

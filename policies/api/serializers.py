@@ -19,6 +19,7 @@ class EnvironmentSerializer(serializers.ModelSerializer):
         fields = [
             "url", "name", "display_name", "order", "is_production", "api_url", "prometheus_url",
             "cluster_reachable", "cluster_version", "cluster_error", "cluster_checked_at", "last_import_at",
+            "foreign_controllers", "promotion_overrides",
         ]
         read_only_fields = fields
 

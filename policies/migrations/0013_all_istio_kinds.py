@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('policies', '0020_source_file'),
+        ('policies', '0014_change_ownership'),
     ]
 
     operations = [

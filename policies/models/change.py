@@ -53,6 +53,12 @@ class ChangeRequest(models.Model):
     plan_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="A plan refresh was asked for at this time (a plan before it is out of date)."
     )
+    withdrawn_at = models.DateTimeField(null=True, blank=True)
+    promotion_conflicts = models.JSONField(
+        default=list, blank=True,
+        help_text="Fields where the target environment's value differs from the source's base and the promoted "
+                  "change edits them: [{item, path, base, target, change}]; the author resolves them.",
+    )
     promoted_from = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions",
         help_text="The completed change in the previous environment this one promotes.",
@@ -174,6 +180,15 @@ class PlanItem(models.Model):
     diff_live = models.JSONField(default=dict, blank=True)
     diff_base = models.JSONField(default=dict, blank=True)
     findings = models.JSONField(default=list, blank=True, help_text="Server dry-run findings.")
+    after_content = models.JSONField(
+        null=True, blank=True,
+        help_text="What the cluster would hold after the rollout's write: the server's dry-run answer, normalized.",
+    )
+    ownership = models.JSONField(
+        default=dict, blank=True,
+        help_text="Managers the write takes fields over from, fields that would survive and their owners, "
+                  "and the controller (Argo CD, Flux, Helm) that manages the live object.",
+    )
 
     class Meta:
         ordering = ["plan", "item__position", "item_id"]

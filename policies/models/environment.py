@@ -1,7 +1,7 @@
 from django.core.validators import RegexValidator
 from django.db import models
 
-from policies.choices import ClusterAuth
+from policies.choices import ClusterAuth, ForeignControllerPolicy
 from policies.fields import EncryptedTextField
 
 dns_label = RegexValidator(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "lower-case letters, digits and '-' only")
@@ -23,6 +23,17 @@ class Environment(models.Model):
     kubeconfig_path = models.CharField(max_length=500, blank=True)
     kubeconfig_context = models.CharField(max_length=200, blank=True)
     prometheus_url = models.URLField(blank=True)
+    foreign_controllers = models.CharField(
+        max_length=10, choices=ForeignControllerPolicy.choices, default=ForeignControllerPolicy.WARN,
+        help_text="When a live object is managed by Argo CD, Flux or Helm (which will revert Meshgate's write): "
+                  "refuse the change, or go ahead and warn.",
+    )
+    promotion_overrides = models.JSONField(
+        default=dict, blank=True,
+        help_text='Per-policy patches applied when a change is promoted into this environment: '
+                  '{"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": '
+                  '{"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.',
+    )
 
     cluster_reachable = models.BooleanField(null=True, editable=False)
     cluster_version = models.CharField(max_length=100, blank=True, editable=False)

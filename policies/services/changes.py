@@ -411,12 +411,19 @@ def change_create_from_bundle(
     link: str = "",
     message: str = "",
     source: ChangeSource | None = None,
+    default_namespace: str = "",
 ) -> ChangeRequest:
     """Drafts every object of the bundle (see `drafts_from_bundle`) and makes them one change, in
-    one transaction: a refused bundle stores nothing."""
+    one transaction: a refused bundle stores nothing. `default_namespace`: for objects without one. A
+    bundle whose every object equals live raises `NoChanges` (nothing stored)."""
+    from policies.services.no_changes import raise_if_no_changes  # no_changes imports this module
+
     _clean_header(title=title, link=link)
     with transaction.atomic():
-        drafts = drafts_from_bundle(author=author, environment=environment, files=files, message=message)
+        drafts = drafts_from_bundle(
+            author=author, environment=environment, files=files, message=message, default_namespace=default_namespace
+        )
+        raise_if_no_changes(environment=environment, drafts=drafts)
         return change_create(
             author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,
             source=source,
@@ -452,6 +459,14 @@ def change_submit(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRe
     if actor.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can submit it")
     require_state(change, {ChangeState.DRAFT, ChangeState.CHANGES_REQUESTED}, "submit")
+    if change.promotion_conflicts:
+        first = change.promotion_conflicts[0]
+        raise ChangeInvalid(
+            f"change #{change.pk} has {len(change.promotion_conflicts)} promotion conflict(s) to resolve; first: "
+            f"{first['item']}: {first['path']} is {first['target']!r} in {change.environment.name}, the change "
+            f"edits it from {first['base']!r} to {first['change']!r}: edit the item to the value it should hold",
+            extra={"promotion_conflicts": change.promotion_conflicts},
+        )
     items = list(selectors.change_items(change=change))
     _raise_if_stale(change, items, "submitted")
     findings = validate_items(environment=change.environment, items=items)
@@ -540,7 +555,11 @@ def change_item_update(
             item.message = message[:500]
         item.save()
         change_guardrails_refresh(change=change, items=[item])
-        fields = {"updated_at": now}
+        fields: dict[str, Any] = {"updated_at": now}
+        identity = f"{item.kind}/{item.namespace}/{item.name}"
+        if any(c.get("identity") == identity for c in change.promotion_conflicts or []):
+            # The author's edit resolves the promotion conflicts of this object.
+            fields["promotion_conflicts"] = [c for c in change.promotion_conflicts if c.get("identity") != identity]
         if content_changed:
             fields["content_updated_at"] = now
         for name, value in fields.items():

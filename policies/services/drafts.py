@@ -191,21 +191,49 @@ def drafts_from_bundle(
     environment: Environment,
     files: list[tuple[str, bytes]],
     message: str = "",
+    default_namespace: str = "",
 ) -> list[Draft]:
     """One draft per object of the bundle (plain files and archives), all or nothing.
+
+    `default_namespace` is the namespace of objects without metadata.namespace (`kubectl -n`); their
+    drafts hold it, written out.
 
     Any parse-layer error, refused archive or namespace the author may not draft in, in any
     document, raises `DraftRejected` (code `bundle_rejected`) listing every such finding with its
     file, document and line, and nothing is stored. Otherwise each object updates the author's
     draft for it, or creates one, in one transaction.
     """
+    report, objects = bundle_objects(author=author, environment=environment, files=files,
+                                     default_namespace=default_namespace)
+    drafts = []
+    with transaction.atomic():
+        for document, source in objects:
+            drafts.append(_upsert(
+                author=author,
+                environment=environment,
+                document=document,
+                source=source,
+                findings=report.for_document(document),
+                message=message or None,
+                draft=None,
+            ))
+    return drafts
+
+
+def bundle_objects(
+    *, author: AbstractBaseUser, environment: Environment, files: list[tuple[str, bytes]], default_namespace: str = ""
+) -> tuple[ValidationReport, list[tuple[ParsedDocument, SourceText]]]:
+    """The bundle's objects (plain files and archives) with their text and where it stands in the
+    uploaded file, refused as a whole (`DraftRejected`, code `bundle_rejected`) on any parse-layer
+    error, refused archive or namespace the author may not draft in."""
     expanded, archive_findings = expand_bundle(files)
-    report = validate_bundle(environment=environment, files=expanded) if (expanded or not archive_findings) else None
+    report = (validate_bundle(environment=environment, files=expanded, default_namespace=default_namespace)
+              if (expanded or not archive_findings) else None)
     documents = report.documents if report is not None else []
     blocking = [*archive_findings, *blocking_findings(report.findings if report is not None else [])]
     blocking += permission_findings(author=author, environment=environment, documents=documents)
-    if blocking:
-        only_permission = all(finding.layer == PERMISSION_LAYER for finding in blocking)
+    if blocking or report is None:
+        only_permission = bool(blocking) and all(finding.layer == PERMISSION_LAYER for finding in blocking)
         raise DraftRejected(
             _rejection_message(blocking, "the bundle was refused and nothing was stored"),
             findings=_dicts(blocking),
@@ -216,19 +244,10 @@ def drafts_from_bundle(
     per_file: dict[str, int] = {}
     for document in documents:
         per_file[document.file] = per_file.get(document.file, 0) + 1
-    drafts = []
-    with transaction.atomic():
-        for document in documents:
-            drafts.append(_upsert(
-                author=author,
-                environment=environment,
-                document=document,
-                source=_document_text(document, texts[document.file], alone=per_file[document.file] == 1),
-                findings=report.for_document(document),
-                message=message or None,
-                draft=None,
-            ))
-    return drafts
+    return report, [
+        (document, _document_text(document, texts[document.file], alone=per_file[document.file] == 1))
+        for document in documents
+    ]
 
 
 # --- shared -----------------------------------------------------------------------------------
@@ -410,8 +429,9 @@ class SourceText:
 
 def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> SourceText:
     """The object's own text, as written: the whole file when it is the file's only object,
-    else its lines (separators trimmed); an item of a list is written out as YAML."""
-    if document.item is not None:
+    else its lines (separators trimmed); an item of a list, or an object given the default
+    namespace, is written out as YAML."""
+    if document.item is not None or document.namespace_defaulted:
         return SourceText(yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True), document.file)
     if alone:
         return SourceText(text, document.file, 1)

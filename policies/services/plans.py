@@ -1,8 +1,14 @@
 """A change's plan: what the cluster holds for each item now, and what applying the item would do.
 
 For each item the plan reads the live object through the adapter (404 = absent), normalizes it,
-diffs the item's content against live and against its base revision, and asks the API server for a
-dry-run (an apply with dryRun=All; a deletion with dryRun=All). It records the live
+asks the API server for a dry-run (an apply with dryRun=All; a deletion with dryRun=All), then
+dry-runs the rollout's exact write (`policies.rollout.ownership.apply_owned`: same manager, same
+content, same takeover of other managers' fields). Its normalized answer is the plan's "after":
+the diff approvers see is live against it, and when it is not the approved content (a field another
+manager keeps, a server default) each difference is an MG0905 error, which blocks approval. A live
+object managed by Argo CD, Flux or Helm is an MG0906 warning, or an MG0907 error where the
+environment refuses such changes. The rollout's final verification makes the same comparison
+(`ownership.held_differences`). It records the live
 resourceVersions and two fingerprints:
 
 - `fingerprint`: item contents + live resourceVersions (any write to a live object moves it);
@@ -30,11 +36,19 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import kubernetes as kube
-from policies.choices import ChangeState, DraftOperation, PlanLiveState, PlanStatus, ReviewVerdict
+from policies.choices import (
+    ChangeState,
+    DraftOperation,
+    ForeignControllerPolicy,
+    PlanLiveState,
+    PlanStatus,
+    ReviewVerdict,
+)
 from policies.cluster import cluster_config
-from policies.diff import DiffRow, ObjectDiff, RowTag, diff_objects
-from policies.models import ChangeItem, ChangeRequest, Plan, PlanItem, Review
+from policies.diff import ChangeOp, DiffRow, ObjectDiff, RowTag, diff_objects
+from policies.models import ChangeItem, ChangeRequest, Environment, Plan, PlanItem, Review
 from policies.normalize import content_hash, normalize_object
+from policies.rollout import ownership
 from policies.services.changes import (
     approvals_void,
     back_to_review,
@@ -67,6 +81,7 @@ class _ItemPlan:
     item: ChangeItem
     live: LiveRead
     findings: list[dict[str, Any]] = field(default_factory=list)
+    ownership: dict[str, Any] = field(default_factory=dict)
 
 
 def serialize_diff(diff: ObjectDiff) -> dict[str, Any]:
@@ -138,6 +153,49 @@ def _dry_run(change: ChangeRequest, plans: list[_ItemPlan], cfg: kube.ClusterCon
             ).as_dict())
 
 
+def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterConfig) -> dict[str, Any] | None:
+    """The server's dry-run answer to the rollout's exact write of the item (policies.rollout.ownership),
+    normalized, with findings when it is not the approved content or another controller manages live."""
+    item, live = plan.item, plan.live
+    controller = ownership.foreign_controller(live.obj)
+    if controller is not None:
+        refuse = environment.foreign_controllers == ForeignControllerPolicy.REFUSE
+        message = (f"{item.label} is managed by {controller.name} ({controller.evidence}): its controller will revert "
+                   f"Meshgate's write at its next sync" + (f"; {environment.name} refuses such changes" if refuse else ""))
+        plan.findings.append(catalogued("MG0907" if refuse else "MG0906", message, object=item.label).as_dict())
+        plan.ownership["controller"] = {"name": controller.name, "evidence": controller.evidence}
+    if item.operation == DraftOperation.DELETE or live.state == PlanLiveState.UNREADABLE:
+        return None
+    if any(finding.get("level") == Level.ERROR for finding in plan.findings):
+        return None  # the dry-run already refused it
+    try:
+        written = ownership.apply_owned(cfg, item.content, live=live.obj, dry_run=True)
+    except kube.KubernetesError as exc:
+        plan.findings.append(catalogued(
+            "MG0902", f"the API server refused the dry-run of the rollout's write: {exc.message}", object=item.label,
+        ).as_dict())
+        return None
+    after = normalize_object(written.obj)
+    plan.ownership["taken_from"] = written.taken_from
+    survivors = []
+    for difference in ownership.held_differences(approved=item.content, held=written.obj):
+        owners = ownership.owners_of(written.obj, difference.path)
+        survivors.append({**difference.as_dict(), "owners": owners})
+        if difference.op == ChangeOp.ADDED:
+            what = f"{difference.path} would stay in the cluster" + (
+                f" (owned by {', '.join(owners)})" if owners else " (the server sets it)")
+        elif difference.op == ChangeOp.REMOVED:
+            what = f"{difference.path} would be missing from the cluster"
+        else:
+            what = f"{difference.path} would be {difference.new!r}, not the approved {difference.old!r}"
+        plan.findings.append(catalogued(
+            "MG0905", f"{what}: the cluster would not hold the approved content", object=item.label,
+            path=difference.path,
+        ).as_dict())
+    plan.ownership["survivors"] = survivors
+    return after
+
+
 def _fingerprint(parts: list[list[Any]]) -> str:
     return hashlib.sha256(json.dumps(sorted(parts), separators=(",", ":")).encode()).hexdigest()
 
@@ -152,6 +210,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
     reads = _read_live(cfg, items)
     plans = [_ItemPlan(item=item, live=reads[item.pk]) for item in items]
     _dry_run(change, plans, cfg)
+    afters = {plan.item.pk: _planned_write(change.environment, plan, cfg) for plan in plans}
 
     plan_items = []
     rv_parts, content_parts, errors = [], [], []
@@ -170,9 +229,10 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
             status=PlanStatus.ERROR if has_error else PlanStatus.OK,
             live_state=live.state, live_content=live_content, live_hash=live_hash,
             live_resource_version=live.resource_version, error=live.error,
-            diff_live=serialize_diff(diff_objects(live_content, item.content)),
+            # What approvers see: live against what the cluster would hold after the rollout's write.
+            diff_live=serialize_diff(diff_objects(live_content, afters[item.pk] or item.content)),
             diff_base=serialize_diff(diff_objects(base, item.content)),
-            findings=plan.findings,
+            findings=plan.findings, after_content=afters[item.pk], ownership=plan.ownership,
         ))
         rv_parts.append([item.pk, item.content_hash, live.state, live.resource_version])
         content_parts.append([item.pk, item.content_hash, live.state, live_hash])
@@ -181,7 +241,7 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
     if unreadable:
         error = next(plan.live.error for plan in plans if plan.live.error)
     elif errors:
-        error = f"the dry-run refused {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
+        error = f"blocking findings on {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
 
     with transaction.atomic():
         change = lock_change(change)

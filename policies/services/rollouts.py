@@ -15,9 +15,10 @@ Ownership: seeded/imported objects are owned by other field managers (kubectl). 
 `force=True` AND the resourceVersion precondition: the precondition guarantees the live object is the
 snapshot or Meshgate's own last write, so force only takes over fields other managers set before the
 rollout; it never forces over an out-of-band change (that answers 409 and pauses the rollout).
-Known limit of server-side apply: a field the approved content drops that another manager still
-co-owns is not removed; promotion then fails its live == approved verification and rolls back with
-that reason.
+Fields of Update managers (kubectl client-side apply, before-first-apply, kubectl edit) are taken
+over as `kubectl apply --server-side` migrates them (`policies.rollout.ownership.apply_owned`); a
+field another *Apply* manager co-owns survives, which the plan reports as a blocking finding before
+approval, and the final verification makes the plan's own comparison (`held_differences`).
 
 Idempotent steps: each step records a `RolloutEvent` with a unique `step_key`
 (`apply:<phase>:<key>`, `analyze:<phase>:<interval>`, `gate:<phase>`, `promote`, `rollback`); a
@@ -65,7 +66,7 @@ from policies.models import (
 )
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import analysis as an
-from policies.rollout import strategies, webhooks
+from policies.rollout import ownership, strategies, webhooks
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -470,8 +471,9 @@ def _write(rollout: Rollout, cfg, identity: str, desired: dict[str, Any] | None,
             if live is not None:
                 body.setdefault("metadata", {})["resourceVersion"] = live_rv
             # force: the precondition guarantees live is what Meshgate saw (snapshot or its own write),
-            # so forcing only takes over fields other managers (kubectl, an import) set before.
-            written = kube.apply_object(cfg, body, force=True)
+            # so forcing only takes over fields other managers (kubectl, an import) set before;
+            # the Update managers' fields are migrated as `kubectl apply --server-side` does.
+            written = ownership.apply_owned(cfg, body, live=live).obj
             _observe(rollout, identity, written)
             if identity not in rollout.owned:
                 rollout.owned = [*rollout.owned, identity]
@@ -689,7 +691,8 @@ def _promote(rollout: Rollout, now: dt.datetime) -> None:
         identity = strategies.identity_of(item.kind, item.namespace, item.name)
         live = _read(cfg, identity)
         desired = None if item.operation == DraftOperation.DELETE else item.content
-        if not _same(live, desired):
+        # The same comparison the plan made before approval (policies.rollout.ownership).
+        if ownership.held_differences(approved=desired, held=live):
             if _rv(live) != rollout.observed.get(identity, ""):
                 raise OutOfBand(identity, rollout.observed.get(identity, ""), _rv(live))
             _begin_rollback(rollout, {"summary": f"{identity} does not equal the approved content after promotion",

@@ -281,9 +281,8 @@ _CODES = (
           "Gateway API routes, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
-          "The apiVersion's group does not belong to the kind, or the version is not one the Istio CRD "
-          "serves for it (e.g. VirtualService: v1, v1beta1, v1alpha3; AuthorizationPolicy: v1, v1beta1; "
-          "EnvoyFilter: v1alpha3; Telemetry: v1, v1alpha1; WasmPlugin: v1alpha1).",
+          "The apiVersion's group does not belong to the kind, or its version is not a Kubernetes API "
+          "version name (v1, v1beta1, v1alpha3, ...). Whether the cluster serves that version is MG0207.",
           "Use the group and version given in the message, preferably v1."),
     _code("MG0104", ERR, PARSE, "Invalid name",
           "metadata.name is missing or not a DNS-1123 subdomain (at most 253 lower-case letters, digits, "
@@ -323,6 +322,15 @@ _CODES = (
           "The CRD schema could not be read from the environment's cluster, so fields were not checked. "
           "They will be checked again before approval and before rollout.",
           "Check the environment's cluster connection on its page, then validate again."),
+    _code("MG0206", ERR, SCHEMA, "CRD validation rule broken",
+          "The object breaks one of the CRD's CEL validation rules (x-kubernetes-validations), which the "
+          "API server evaluates on every create and update: e.g. two fields that exclude each other, an "
+          "invalid duration, a port outside 1-65535, a wildcard where none is allowed.",
+          "Change the field the message names so that the rule holds."),
+    _code("MG0207", ERR, SCHEMA, "Version not served by the cluster",
+          "The object's apiVersion names a version that the cluster's CRD does not serve (or no longer "
+          "serves), so the API server would refuse it.",
+          "Use one of the served versions the message lists, preferably the storage version."),
     # --- cross-resource: context ---------------------------------------------------------------
     _code("MG0300", WARN, CROSS, "Cluster state not read",
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "
@@ -589,6 +597,23 @@ _CODES = (
           "Fields of the live object are managed by another tool (e.g. kubectl). A rollout takes them "
           "over; that tool's next apply would take them back.",
           "Stop managing the object with the other tool, or coordinate with its owner."),
+    _code("MG0905", ERR, DRYRUN, "The cluster would not hold the approved content",
+          "The server's dry-run answer to the rollout's exact write differs from the approved content: a "
+          "field another applier owns would survive, or the server adds a default. Approving it would "
+          "approve something the cluster will not hold.",
+          "Put the field (or the default) into the content, or have its other manager release it."),
+    _code("MG0906", WARN, DRYRUN, "Managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm): its controller "
+          "will revert Meshgate's write at its next sync.",
+          "Change the object in that tool's source, or take it out of the tool before rolling out."),
+    _code("MG0907", ERR, DRYRUN, "Refused: managed by another controller",
+          "The live object is managed by a GitOps or package tool (Argo CD, Flux, Helm) and this "
+          "environment refuses changes to such objects: the controller would revert the write.",
+          "Change the object in that tool's source, or take it out of the tool."),
+    _code("MG0908", ERR, DRYRUN, "Promotion conflict",
+          "The promoted change edits a field whose value in the target environment differs from the "
+          "source environment's base: applying the edit would overwrite the target's own value.",
+          "Edit the item to the value the target environment should hold; that resolves the conflict."),
     # --- governance: guardrails as the change workflow will apply them ----------------------------
     _code("MG1501", ERR, Layer.GUARDRAIL, "Blocked by a guardrail",
           "A hard-mandatory guardrail (or a soft-mandatory one, unless an admin overrides it with a written "

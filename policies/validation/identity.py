@@ -17,6 +17,9 @@ from policies.validation.findings import Finding
 if TYPE_CHECKING:
     from policies.validation.parse import ParsedDocument
 
+# Which versions a kind is served in is the cluster's CRD's to say (versions[]); the schema layer
+# checks it (MG0207). Here only the form of a Kubernetes version.
+API_VERSION_NAME = re.compile(r"^v[1-9][0-9]*((alpha|beta)[1-9][0-9]*)?$")
 SUPPORTED_KINDS: tuple[str, ...] = tuple(PolicyKind.values)
 DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -78,13 +81,12 @@ def _api_version(doc: ParsedDocument) -> list[Finding]:
     api_version: str = doc.obj["apiVersion"]
     info = kind_info(doc.kind)
     group, _, version = api_version.rpartition("/")
-    served = info.versions
     if group != info.group:
         message = f"apiVersion {api_version} does not match kind {doc.kind}: use {info.api_version}"
         return [finding("MG0103", message, **doc.at("apiVersion"))]
-    if version not in served:
-        message = (f"version {version} of {group} is not served for {doc.kind}: use {info.api_version} "
-                   f"(served: {', '.join(served)})")
+    if not API_VERSION_NAME.match(version):
+        message = (f"{version!r} is not a Kubernetes API version (v1, v1beta1, v1alpha3, ...): "
+                   f"use {info.api_version}")
         return [finding("MG0103", message, **doc.at("apiVersion"))]
     return []
 
@@ -106,6 +108,7 @@ def _namespace(doc: ParsedDocument, metadata: dict, default_namespace: str) -> l
     namespace = metadata.get("namespace")
     if namespace is None and default_namespace:
         metadata["namespace"] = namespace = default_namespace
+        doc.namespace_defaulted = True
     if not isinstance(namespace, str) or not namespace:
         doc.checkable = False
         message = "metadata.namespace is missing: set the namespace the object belongs to"

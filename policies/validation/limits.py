@@ -23,3 +23,8 @@ BINARY_SNIFF_BYTES = 8 * KIB
 
 BINARY_CONTROL_RATIO = 0.10
 """A file whose first bytes hold more control characters than this is binary."""
+
+BUNDLE_RULE_BUDGET = 5_000_000
+"""Cost units the CRD validation rules (CEL) of one bundle may spend together (one object may spend
+`integrations.kubernetes.cel.PER_OBJECT_BUDGET`); past it, objects are refused as out of budget. A
+1,000-object bundle of ordinary Istio objects spends about 30,000."""

@@ -4,6 +4,9 @@ Safe by construction: files are size-checked before they are decoded, YAML is co
 LibYAML safe loader (which caps nesting at 1000), and the object is built by `_Builder` from the
 node graph, counting every value so that alias bombs stop at `MAX_NODES_PER_DOCUMENT`. The same walk
 records the line and column of every field path, which later layers use to place their findings.
+Plain scalars are read as Kubernetes reads them (sigs.k8s.io/yaml; see
+`integrations.kubernetes.yamlscalars`), not by PyYAML's YAML 1.1 rules: `1:20`, `001:db8::` and
+`2024-01-01` stay strings, `0o17` is 15, `yes` is true.
 """
 from __future__ import annotations
 
@@ -17,6 +20,15 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
+from integrations.kubernetes.yamlscalars import (
+    FLOW_COLON_PROBLEM,
+    PLAIN_TAG,
+    GoFlowScannerMixin,
+    KubernetesResolver,
+    is_json_number,
+    key_text,
+    resolve_plain,
+)
 from policies.validation import limits
 from policies.validation.codes import finding
 from policies.validation.findings import Finding
@@ -28,12 +40,20 @@ _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL, _TIMESTAMP, _MERGE, _MAP, _SEQ = (
     _TAG + name for name in ("str", "int", "float", "bool", "null", "timestamp", "merge", "map", "seq")
 )
-# Plain scalars go-yaml (and so kubectl) reads as numbers although YAML 1.1 says string, e.g. 1e3.
-_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 _LAST_SEGMENT = re.compile(r"(\.[^.\[]*|\[\d+\])$")
 _WIDE_BOMS = (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 _CONTROL_BYTES = frozenset(range(0x20)) - {0x09, 0x0A, 0x0D} | {0x7F}
 _SCALARS = SafeConstructor()
+_RESOLVABLE_KEY_START = frozenset("yYnNtTfFoO~.+-0123456789")
+"""First characters of plain keys that may read as something else than their text (`yes`, `1`, ...)."""
+
+
+class _Loader(KubernetesResolver, yaml.CSafeLoader):
+    """LibYAML's safe composer; plain scalars are resolved later as Kubernetes resolves them."""
+
+
+class _FlowLoader(KubernetesResolver, GoFlowScannerMixin, yaml.SafeLoader):
+    """The pure-Python composer with go-yaml's flow plain scalars (see `_compose`)."""
 
 
 @dataclass
@@ -50,6 +70,8 @@ class ParsedDocument:
     positions: dict[str, Position] = field(default_factory=dict, repr=False)
     checkable: bool = True
     """False when its identity is unusable (unsupported kind, no name, ...): later layers skip it."""
+    namespace_defaulted: bool = False
+    """True when metadata.namespace was not written and the bundle's default namespace was set."""
 
     @property
     def kind(self) -> str:
@@ -159,9 +181,18 @@ def parse_file(name: str, content: bytes) -> tuple[list[ParsedDocument], list[Fi
     text, problem = decode(name, content)
     if problem is not None:
         return [], [problem]
+    documents, findings = _read_file(name, text, _Loader)
+    if findings and FLOW_COLON_PROBLEM in findings[-1].message and findings[-1].code == "MG0004":
+        # LibYAML refuses a `:` inside a flow plain scalar (`[001:db8::]`) that kubectl reads as a
+        # string: read the file again with the pure-Python loader and go-yaml's rule.
+        documents, findings = _read_file(name, text, _FlowLoader)
+    return documents, findings
+
+
+def _read_file(name: str, text: str, loader_class: type) -> tuple[list[ParsedDocument], list[Finding]]:
     documents: list[ParsedDocument] = []
     findings: list[Finding] = []
-    for index, node, error in _compose(name, text):
+    for index, node, error in _compose(name, text, loader_class):
         if error is not None:
             findings.append(error)
             break
@@ -206,9 +237,9 @@ def _not_utf8(name: str, content: bytes, offset: int) -> Finding:
 # --- text → YAML nodes ----------------------------------------------------------------------------
 
 
-def _compose(name: str, text: str) -> Iterator[tuple[int, Node | None, Finding | None]]:
+def _compose(name: str, text: str, loader_class: type) -> Iterator[tuple[int, Node | None, Finding | None]]:
     """(index, root node, None) per document; (index, None, finding) on the first syntax error."""
-    loader = yaml.CSafeLoader(text)
+    loader = loader_class(text)
     index = 0
     try:
         while loader.check_node():
@@ -268,7 +299,8 @@ def _read_document(name: str, index: int, root: Node) -> tuple[list[ParsedDocume
         message = (f"the document is larger than {_mib(limits.MAX_DOCUMENT_BYTES)}, the most Meshgate accepts "
                    "for one object: split it")
         return [], [finding("MG0010", message, **where)]
-    if isinstance(root, ScalarNode) and root.tag == _NULL and root.value in ("", "~", "null", "Null", "NULL"):
+    if isinstance(root, ScalarNode) and root.tag in (_NULL, PLAIN_TAG) and root.value in ("", "~", "null", "Null",
+                                                                                        "NULL"):
         return [], []  # an empty document, e.g. between two `---`
     builder = _Builder(name, index)
     items = _list_items(root)
@@ -369,10 +401,13 @@ class _Builder:
 
     def _scalar(self, node: ScalarNode, path: str) -> Any:
         tag = node.tag
+        if tag == PLAIN_TAG:
+            value = resolve_plain(node.value)
+            if not is_json_number(value):
+                self._unsupported(node, path, f"the number {node.value}")
+                return node.value
+            return value
         if tag == _STR:
-            if not node.style and _GO_FLOAT.match(node.value):  # plain, not quoted
-                number = float(node.value)
-                return int(number) if number.is_integer() else number
             return node.value
         if tag in (_NULL,):
             return None
@@ -403,6 +438,8 @@ class _Builder:
                 self._unsupported(key_node, path, "a list or mapping used as a key")
                 continue
             key = key_node.value
+            if key_node.tag == PLAIN_TAG and key[:1] in _RESOLVABLE_KEY_START:
+                key = key_text(resolve_plain(key))
             child = f"{path}.{key}" if path else key
             if key in first_seen:
                 self._duplicate(key, path, key_node, first_seen[key])

@@ -8,14 +8,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from integrations.kubernetes import KubernetesError, NotFound, read_crd_schema
+from integrations.kubernetes import cel as cel_limits
 from integrations.kubernetes.structural import validate_custom_object
 from policies.cluster import cluster_config
 from policies.models import Environment
+from policies.validation import limits
 from policies.validation.cache import CrdSchema, Schema, SchemaCache
 from policies.validation.codes import finding
 from policies.validation.findings import Finding
 from policies.validation.parse import ParsedDocument
 
+_MAP_KEY = re.compile(r"\[([^\]0-9][^\]]*)\]")
 _SEGMENT = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 _EXPECTED_TYPE = re.compile(r"must be of type ([\w,]+)")
 _SHAPES = {
@@ -28,6 +31,7 @@ _SHAPES = {
     "integer,string": "a number or a string",
 }
 MAX_LISTED_FIELDS = 12
+SERVED_FIELDS = ("schema", "served", "servedVersions")
 
 
 @dataclass
@@ -41,43 +45,73 @@ def environment_schemas(environment: Environment, *, recheck_seconds: float | No
     cfg = cluster_config(environment)
     digest = hashlib.sha256(cfg.describe().encode()).hexdigest()[:12]
 
-    def read(kind: str) -> CrdSchema:
-        answer = read_crd_schema(cfg, kind)
-        return CrdSchema(str(answer["resourceVersion"]), answer["schema"])
+    def read(key: str) -> CrdSchema:
+        """`Kind`: the default version's schema; `Kind/version`: that version's, with whether it is served."""
+        kind, _, version = key.partition("/")
+        if not version:
+            answer = read_crd_schema(cfg, kind)
+            return CrdSchema(str(answer["resourceVersion"]), answer["schema"])
+        answer = read_crd_schema(cfg, kind, version)
+        return CrdSchema(str(answer["resourceVersion"]), {key: answer[key] for key in SERVED_FIELDS})
 
     return SchemaCache(scope=f"{environment.pk}:{digest}", read=read, recheck_seconds=recheck_seconds)
 
 
 def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, environment_name: str) -> SchemaCheck:
+    """Each object against the schema of the version it is written in (`apiVersion`), as the cluster serves it."""
     result = SchemaCheck()
     loaded: dict[str, Schema | None] = {}
+    remaining = limits.BUNDLE_RULE_BUDGET
     for doc in documents:
-        if doc.kind not in loaded:
+        key = f"{doc.kind}/{_version_of(doc)}"
+        if key not in loaded:
             try:
-                loaded[doc.kind] = schemas.get(doc.kind)
+                loaded[key] = schemas.get(key)
             except NotFound:
-                loaded[doc.kind] = None
+                loaded[key] = None
             except KubernetesError as exc:
                 message = (f"schema could not be checked: {exc.message}; fields will be checked again before "
                            "approval; check the environment's cluster connection and validate again")
                 result.findings.append(finding("MG0205", message))
                 result.cluster_unreachable = True
                 return result
-        schema = loaded[doc.kind]
-        if schema is None:
+        served = loaded[key]
+        if served is None:
             message = (f"the cluster of environment {environment_name} does not serve {doc.kind} (no CRD "
                        f"{doc.kind}): install or upgrade Istio there, or target another environment")
             result.findings.append(finding("MG0204", message, **doc.at("kind")))
             continue
-        result.findings.extend(check_document(doc, schema))
+        if not served.get("served"):
+            versions = ", ".join(served.get("servedVersions") or []) or "none"
+            message = (f"{doc.obj.get('apiVersion')} is not served for {doc.kind} by the cluster of environment "
+                       f"{environment_name} (served: {versions}): write the object in a served version")
+            result.findings.append(finding("MG0207", message, **doc.at("apiVersion")))
+            continue
+        findings, cost = _checked(doc, served["schema"], budget=remaining)
+        remaining = max(remaining - cost, 0)
+        result.findings.extend(findings)
     return result
 
 
+def _version_of(doc: ParsedDocument) -> str:
+    api_version = doc.obj.get("apiVersion")
+    return api_version.rpartition("/")[2] if isinstance(api_version, str) else ""
+
+
 def check_document(doc: ParsedDocument, schema: Schema) -> list[Finding]:
-    outcome = validate_custom_object(doc.obj, schema)
-    findings = [_field_error(doc, error, schema) for error in outcome.errors]
+    return _checked(doc, schema)[0]
+
+
+def _checked(doc: ParsedDocument, schema: Schema, *, budget: int = limits.BUNDLE_RULE_BUDGET) -> tuple[list[Finding], int]:
+    """The findings of one object and the CEL cost they took (the bundle's rules share one budget)."""
+    outcome = validate_custom_object(doc.obj, schema, rules_budget=min(budget, cel_limits.PER_OBJECT_BUDGET))
+    rule_errors = {id(error) for error in outcome.rule_errors}
+    findings = [
+        _rule_error(doc, error) if id(error) in rule_errors else _field_error(doc, error, schema)
+        for error in outcome.errors
+    ]
     findings.extend(_unknown_field(doc, path, schema) for path in outcome.unknown_fields)
-    return findings
+    return findings, outcome.rule_cost
 
 
 def schema_at(schema: Schema, path: str) -> Schema | None:
@@ -115,6 +149,17 @@ def _field_error(doc: ParsedDocument, error: Any, schema: Schema) -> Finding:
     if "(oneOf)" in error.detail:
         return finding("MG0201", _one_of_message(doc, path, schema, error.detail), **where)
     return finding("MG0201", f"{path}: {error.body()}; change the value", **where)
+
+
+def _rule_error(doc: ParsedDocument, error: Any) -> Finding:
+    """A CRD validation rule (CEL) the object breaks, worded as the API server words it."""
+    where = doc.at(error.field)
+    located = doc.position_of(_MAP_KEY.sub(r".\1", error.field))  # spec.matchLabels[app] is at ...matchLabels.app
+    if located is not None:
+        where.update(line=located[0], column=located[1])
+    place = error.field or "the object"
+    message = f"{place}: {error.detail} (the API server would refuse it: {error.type.reason})"
+    return finding("MG0206", message, **where)
 
 
 def _show(value: Any) -> str:

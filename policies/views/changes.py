@@ -22,8 +22,10 @@ from policies import approval, selectors
 from policies.choices import (
     EDITABLE_CHANGE_STATES,
     OPEN_CHANGE_STATES,
+    RETRYABLE_CHANGE_STATES,
     REVIEWABLE_CHANGE_STATES,
     SECURITY_KINDS,
+    WITHDRAWABLE_CHANGE_STATES,
     ChangeState,
     GuardrailEnforcement,
     PlanLiveState,
@@ -47,6 +49,7 @@ from policies.models import (
     ReviewComment,
 )
 from policies.rollout import strategies
+from policies.services import change_lifecycle as lifecycle
 from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
@@ -326,6 +329,9 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         "can_promote": next_environment is not None and not change.promotions.exists(),
         "next_environment": next_environment,
         "can_refresh": state in OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT},
+        "can_withdraw": is_author and state in WITHDRAWABLE_CHANGE_STATES,
+        "can_replace": is_author and state in EDITABLE_CHANGE_STATES,
+        "can_retry": state in RETRYABLE_CHANGE_STATES and lifecycle.user_may_retry(user=user, change=change),
         "own_approval": own_approval,
         "security_kinds": SECURITY_KINDS,
         "live_absent": PlanLiveState.ABSENT,
@@ -358,6 +364,9 @@ _EVENT_TEXT = {
     "change.promoted": "promoted the change",
     "change.guardrail_overridden": "overrode a guardrail",
     "change.rollout_options_updated": "changed the rollout plan",
+    "change.items_replaced": "replaced the items (a new commit)",
+    "change.withdrawn": "withdrew the change",
+    "change.retried": "retried the rollout",
     "review.voided": "— approvals voided",
     "comment.resolved": "resolved a thread",
 }
@@ -517,6 +526,34 @@ def change_refresh_plan(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(request, pk,
                        lambda change: change_services.change_refresh_plan(actor=request.user, change=change),
                        "A new plan is being computed.")
+
+
+@login_required
+@require_POST
+def change_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
+    return _transition(request, pk,
+                       lambda change: lifecycle.change_withdraw(actor=request.user, change=change,
+                                                                reason=request.POST.get("reason", "")),
+                       "Change #{change.pk} withdrawn.")
+
+
+@login_required
+@require_POST
+def change_retry(request: HttpRequest, pk: int) -> HttpResponse:
+    return _transition(request, pk, lambda change: lifecycle.change_retry(actor=request.user, change=change),
+                       "Change #{change.pk}: retried (a new rollout attempt when nothing moved, else back to review).")
+
+
+@login_required
+@require_POST
+def change_replace_items(request: HttpRequest, pk: int) -> HttpResponse:
+    text = request.POST.get("text", "")
+    return _transition(
+        request, pk,
+        lambda change: lifecycle.change_items_replace(author=request.user, change=change,
+                                                      files=[("bundle.yaml", text.encode())],
+                                                      message=request.POST.get("message", "")),
+        "Change #{change.pk}: items replaced; approvals voided and the plan is being recomputed.")
 
 
 @login_required

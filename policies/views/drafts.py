@@ -150,6 +150,12 @@ class BundleUploadForm(forms.Form):
         help_text="Or paste YAML here; separate objects with ---.",
     )
     message = forms.CharField(required=False, max_length=500, widget=forms.TextInput(attrs={"class": "form-control"}))
+    namespace = forms.RegexField(
+        regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", required=False, max_length=63,
+        widget=forms.TextInput(attrs={"class": "form-control", "placeholder": "e.g. bookinfo"}),
+        help_text="For objects without metadata.namespace, as kubectl -n would apply them.",
+        error_messages={"invalid": "Not a namespace: lower-case letters, digits and '-'."},
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -202,6 +208,7 @@ def draft_upload(request: HttpRequest) -> HttpResponse:
             environment=form.cleaned_data["environment"],
             files=form.bundle_files(),
             message=form.cleaned_data["message"],
+            default_namespace=form.cleaned_data["namespace"],
         )
     except DraftRejected as exc:
         context.update(rejection=exc.message, findings=exc.findings)

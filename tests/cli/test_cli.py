@@ -125,3 +125,17 @@ def test_status_of_a_rolled_back_change_exits_4(meshgate, cluster_org, capsys):
     ChangeRequest.objects.filter(pk=change.pk).update(state=ChangeState.ROLLED_BACK)
     assert meshgate("status", str(change.pk)) == cli.EXIT_CHANGE_FAILED
     assert "outcome: failed" in capsys.readouterr().out
+
+
+def test_apply_again_for_the_same_pull_request_is_a_new_commit_of_the_same_change(meshgate, repo, cluster_org):
+    pr = ["--pr", "https://git.example.com/shop/mesh/pull/8"]
+    assert meshgate("apply", "-f", "mesh", "--env", "staging", "--title", "first", "--commit", "1111111", *pr) == 0
+    change = ChangeRequest.objects.get()
+    (repo / "bookinfo" / "reviews.yaml").write_text(REVIEWS_V2.replace("timeout: 5s", "timeout: 7s"))
+    assert meshgate("apply", "-f", "mesh", "--env", "staging", "--title", "second", "--commit", "2222222", *pr) == 0
+    assert ChangeRequest.objects.count() == 1  # the same change, its items replaced
+    change.refresh_from_db()
+    assert change.commit_sha == "2222222" and change.state == ChangeState.IN_REVIEW
+    item = change.items.get()
+    assert item.content["spec"]["http"][0]["timeout"] == "7s"
+    assert item.source_file == "mesh/bookinfo/reviews.yaml"

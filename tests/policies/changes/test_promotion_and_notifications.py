@@ -5,7 +5,13 @@ from policies.choices import ChangeState, DraftOperation, NotificationChannelKin
 from policies.exceptions import ConflictError, PermissionDeniedError
 from policies.models import ChangeRequest, NamespaceOwnership, NotificationChannel, NotificationDelivery
 from policies.selectors import change_promotion_chain
-from policies.services.changes import IllegalTransition
+from policies.services.changes import (
+    ChangeInvalid,
+    IllegalTransition,
+    change_item_update,
+    change_submit,
+    item_text,
+)
 from policies.services.imports import environment_import
 from policies.services.promotion import change_promote
 from policies.services.reviews import review_approve, review_comment
@@ -36,7 +42,16 @@ def test_promote_a_completed_change_to_prod(cluster_org, prod):
     change = completed(org)
     promoted = change_promote(actor=org.author, change=change)
     assert promoted.environment == prod and promoted.promoted_from == change
-    assert promoted.state == ChangeState.IN_REVIEW  # valid in prod: submitted at once
+    # prod's routes differ from staging's base where the change edits them: a conflict, kept a draft
+    assert [c["path"] for c in promoted.promotion_conflicts] == ["spec.http"]
+    assert promoted.state == ChangeState.DRAFT
+    with pytest.raises(ChangeInvalid, match="promotion conflict"):
+        change_submit(actor=org.author, change=promoted)
+    # the author resolves it by editing the item to what prod should hold (the change's routes)
+    change_item_update(author=org.author, item=promoted.items.get(), text=item_text(change.items.get()))
+    promoted = change_submit(actor=org.author, change=ChangeRequest.objects.get(pk=promoted.pk))
+    assert promoted.promotion_conflicts == []
+    assert promoted.state == ChangeState.IN_REVIEW
     item = promoted.items.get()
     prod_reviews = prod.policies.get(namespace="bookinfo", name="reviews", kind="VirtualService")
     assert (item.operation, item.base_revision) == (DraftOperation.UPDATE, prod_reviews.current_revision)

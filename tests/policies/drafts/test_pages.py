@@ -196,6 +196,16 @@ def test_upload_of_pasted_text(client, cluster_org):
     assert Draft.objects.get().source_text == RATINGS_NEW
 
 
+def test_upload_with_a_default_namespace(client, cluster_org):
+    client.force_login(cluster_org.author)
+    text = RATINGS_NEW.replace("  namespace: bookinfo\n", "")
+    refused = client.post(UPLOAD, {"environment": cluster_org.env.pk, "text": text})
+    assert refused.status_code == 400 and "metadata.namespace is missing" in refused.content.decode()
+    response = client.post(UPLOAD, {"environment": cluster_org.env.pk, "text": text, "namespace": "bookinfo"})
+    assert response.status_code == 302
+    assert Draft.objects.get().namespace == "bookinfo"
+
+
 def test_upload_rejection_shows_every_finding_and_stores_nothing(client, cluster_org):
     org = cluster_org
     client.force_login(org.author)
