@@ -117,17 +117,23 @@ def wait_for(path: Path, proc: subprocess.Popen, what: str, timeout: float = 60)
     return path.read_text().strip()
 
 
-def start_prometheus(start, targets: list[str]) -> str:
-    """Runs Prometheus scraping the simulated clusters when it is installed; returns its URL or ""."""
+def start_prometheus(start, targets: dict[str, str]) -> str:
+    """Runs Prometheus scraping the simulated clusters when it is installed; returns its URL or "".
+    One scrape job per cluster, its series labelled `cluster` (meshsim's own metrics also carry Istio's
+    `destination_cluster`, which every analysis query of an environment selects): the two clusters'
+    traffic never mixes."""
     binary = shutil.which("prometheus")
     if not binary:
         return ""
     folder = VAR / "prometheus"
     folder.mkdir(parents=True, exist_ok=True)
-    hosts = ", ".join(f"'{url.split('://', 1)[1]}'" for url in targets)
+    jobs = "".join(
+        f"  - job_name: meshsim-{cluster}\n"
+        f"    static_configs: [{{targets: ['{url.split('://', 1)[1]}'], labels: {{cluster: {cluster}}}}}]\n"
+        for cluster, url in targets.items()
+    )
     (folder / "prometheus.yml").write_text(
-        "global: {scrape_interval: 5s, evaluation_interval: 5s}\n"
-        f"scrape_configs:\n  - job_name: meshsim\n    static_configs: [{{targets: [{hosts}]}}]\n"
+        "global: {scrape_interval: 5s, evaluation_interval: 5s}\n" f"scrape_configs:\n{jobs}"
     )
     listen = os.environ.get("MESHGATE_PROMETHEUS_LISTEN", "127.0.0.1:19090")
     start("prometheus", [
@@ -185,7 +191,7 @@ def cmd_run(args: list[str]) -> int:
                 "--state-file", VAR / "meshsim" / f"{cluster}.json", "--ready-file", ready, "--traffic",
             ])
             urls[cluster] = wait_for(ready, proc, f"meshsim {cluster}")
-        prometheus_url = start_prometheus(start, list(urls.values()))
+        prometheus_url = start_prometheus(start, dict(urls))
         say("loading the demo organization and importing both clusters")
         run(PYTHON, "manage.py", "seed_demo", "--staging-url", urls["staging"], "--prod-url", urls["prod"],
             "--prometheus-url", prometheus_url, env=env)
@@ -194,6 +200,7 @@ def cmd_run(args: list[str]) -> int:
         worker = start("worker", [ROOT / "docker" / "start-worker"],
                        {"MESHGATE_WORKER_READY_FILE": str(worker_ready), "CELERY_CONCURRENCY": "2"})
         start("beat", [ROOT / "docker" / "start-beat"])
+        start("inventory", [ROOT / "docker" / "start-inventory"])
         bind = os.environ.get("MESHGATE_BIND", "127.0.0.1:8000")
         start("web", [ROOT / "docker" / "start-web"], {"MESHGATE_BIND": bind, "WEB_CONCURRENCY": "2"})
         wait_for(worker_ready, worker, "the Celery worker")

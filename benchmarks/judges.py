@@ -1,42 +1,41 @@
-"""Benchmark of the canary judges on simulated metric streams (not a test).
+"""Benchmark of canary analysis on the engine's own path, with the shipped defaults (not a test).
 
-    .venv/bin/python benchmarks/judges.py [--scenarios 600 --seed 1 --json out.json]
+    .venv/bin/python benchmarks/judges.py [--per-family 200 --seed 1 --json out.json]
 
-Model (meshsim's traffic model, ``integrations/meshsim/traffic.py``, vectorised): per 30 s
-analysis interval each side draws a Poisson number of requests (rate x interval x rate
-noise), binomial 5xx errors, and log-normal latencies from a meshsim ``ResponseModel``
-(median / p99 of a demo-mesh service, ``scenarios.DEMO``) counted into Istio's duration
-buckets (``DURATION_BUCKETS_MS``), i.e. exactly what Prometheus returns for an interval:
-ok / error counts and bucket counts.
+What runs is exactly what a rollout runs: the phases of a VirtualService canary from
+``strategies.build_phases`` (the default steps 5, 10, 25, 50, 100 %), and per analysis interval
+``an.evaluate(an.metrics_analyzer, context)`` then ``an.decide(config, state, outcome)`` with the
+engine's ``DEFAULT_ANALYSIS`` (60 s intervals, one passing interval per step, failure limit 1),
+the carried state handled as ``services.rollouts._analyze`` does (a new step starts its passing
+streak again, the judges' evidence is kept). The metrics come over HTTP from a small server
+answering the Prometheus query API (``/api/v1/query``: the ``increase`` of
+``istio_requests_total`` by ``response_code`` and of ``istio_request_duration_milliseconds_bucket``
+by ``le``, label matchers and window honoured) from generated streams. That server also holds a
+second cluster whose traffic is always failing: a query not scoped to its environment's cluster
+would read it.
 
-Scenario classes (drawn independently per scenario):
-- traffic: "low" canary 0.5-2 rps, "high" canary 20-200 rps (log-uniform); the stable side
-  gets 1x, 3x or 9x the canary's rate (canary weight 50 / 25 / 10 %);
-- base error rate 0.5 %, 1 % or 2 %; latency model of a random demo service/version;
-- noise: "none", or "shared" (each interval the error rate of BOTH sides is multiplied by a
-  log-normal factor, sigma 0.3, and the rate by one of sigma 0.2: a downstream blip or a
-  traffic wave that hits canary and stable alike);
-- canary: "good" (same as stable), "errors x2" and "latency x1.5" (the targets: doubled
-  error rate; every latency x 1.5 so p99 +50 %), plus other effect sizes reported apart:
-  "errors x1.5", "errors x3", "latency x1.25", "latency x2";
-- onset: the regression starts at the beginning of interval 0-3 (uniform); a rollout
-  analyses until ``onset + HORIZON`` intervals (HORIZON = 10 intervals = 5 minutes), and a
-  bad canary counts as caught if rolled back within those 10 intervals after onset. Good
-  canaries run 10-13 intervals; any rollback of one is a false rollback.
+Streams, per interval: Poisson requests at the phase's weight, 5xx drawn per side, latencies
+log-normal counted into Istio's buckets. Families, each with good and bad canaries, several
+effect sizes, noise levels and seeds:
 
-Detectable: a bad canary is "detectable" when a perfect judge, knowing the onset and
-seeing every post-onset request as Prometheus exports it (ok / error counts, latency
-bucket counts), would catch it with >= 99 % probability in a one-sided test at alpha 0.01:
-expected z >= z_0.99 + z_0.99 = 4.65, where z is that of the two proportions for errors,
-and for latency the log shift times the square root of the Fisher information the bucket
-counts carry about it (an unbucketed log-normal would give ln(1.5) / sigma per request).
-Low-traffic canaries are
-mostly not detectable in 5 minutes by any judge; they are reported separately.
+- ``bursty``: errors overdispersed (each side's error rate times a gamma factor per interval);
+- ``heavy_tail``: heavy-tailed latency with spikes hitting both versions;
+- ``shared_incident``: an incident raises both versions' errors and latency for 1-2 intervals;
+- ``low_traffic``: 2 req/s in all (the canary at 5 % gets 0.1 req/s), some intervals empty;
+  the bad canary fails outright (every request 503);
+- ``creeping``: the canary's regression grows each interval;
+- ``small``: +30 % errors on a 1 % baseline, +25 % latency, p99-only +50 % (median unchanged);
+- ``warmup``: the canary answers badly in the first interval after each weight change only
+  (good), or that and a real regression (bad).
 
-Judges, on the same streams: ours (``MannWhitneyJudge``, window of the last 4 intervals,
-rollback at the first failed interval), Flagger-style (``ThresholdJudge`` success >= 99 %,
-p99 <= 500 ms each interval, rollback after ``--flagger-threshold`` failed checks) and Argo
-Rollouts-style (``FailureLimitJudge``, rollback once failures > ``--argo-failure-limit``).
+Normal traffic is 50-500 req/s in all (log-uniform). A bad canary is caught when the rollout
+rolls back before completing; a good canary is rolled back (false rollback), paused, or
+completes. Time to detect: intervals from the first analysis interval to the rollback.
+
+Judges on the same streams (same seeds): Meshgate's defaults (the sequential judge), a
+Flagger-style threshold judge (success >= 99 %, p99 <= 500 ms, at least 20 requests, rollback
+after 5 failed checks, Flagger's documented ``threshold: 5``) and a Kayenta-style judge
+(Mann-Whitney per interval, rollback at the first failed interval).
 """
 
 from __future__ import annotations
@@ -44,277 +43,350 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
+import re
 import statistics
 import sys
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs
 
 import numpy as np
 from scipy.stats import norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.test")
 
-from integrations.meshsim.scenarios import DEMO
-from integrations.meshsim.traffic import DURATION_BUCKETS_MS
-from policies.analysis.judges import (
-    Distribution,
-    FailureLimitJudge,
-    MannWhitneyJudge,
-    Outcome,
-    ThresholdJudge,
-    observe,
-)
-from policies.analysis.metrics import latency_p99, success_rate
+import django  # noqa: E402
 
-INTERVAL_S = 30
-HORIZON = 10
-Z_DETECTABLE = 2 * norm.ppf(0.99)
-TARGET_CLASSES = ("errors x2", "latency x1.5")
-CLASSES = (  # (name, share, error factor, latency factor)
-    ("good", 0.40, 1.0, 1.0),
-    ("errors x2", 0.20, 2.0, 1.0),
-    ("latency x1.5", 0.20, 1.0, 1.5),
-    ("errors x1.5", 0.05, 1.5, 1.0),
-    ("errors x3", 0.05, 3.0, 1.0),
-    ("latency x1.25", 0.05, 1.0, 1.25),
-    ("latency x2", 0.05, 1.0, 2.0),
-)
+django.setup()
+
+from integrations.meshsim.traffic import DURATION_BUCKETS_MS  # noqa: E402
+from policies.choices import DraftOperation, PolicyKind, RolloutStrategy  # noqa: E402
+from policies.rollout import analysis as an  # noqa: E402
+from policies.rollout import strategies  # noqa: E402
+from policies.services.rollouts import DEFAULT_ANALYSIS  # noqa: E402
+
+CLUSTER, OTHER = "bench", "elsewhere"
+NAMESPACE, SERVICE = "shop", "cart"
 BOUNDS = np.array([*DURATION_BUCKETS_MS, math.inf])
-MODELS = sorted(set(DEMO.responses.values()), key=lambda m: (m.median_ms, m.p99_ms))
-METRICS = (success_rate(min=0.99), latency_p99(max=500.0))
+FAMILIES = ("bursty", "heavy_tail", "shared_incident", "low_traffic", "creeping", "small", "warmup")
+MAX_INTERVALS = 60  # a rollout still analysing after this many intervals counts as paused
+JUDGES = {
+    "meshgate": {},
+    "flagger": {"judge": "threshold", "failure_limit": 5, "warmup_intervals": 0, "min_requests": 20},
+    "kayenta": {"judge": "mann-whitney", "failure_limit": 1, "warmup_intervals": 0},
+}
 
+
+# --- the Prometheus edge ------------------------------------------------------------------------
+
+class Edge:
+    """What the Prometheus stub answers: per (cluster, version) the counts of the current interval."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.series: dict[tuple[str, str], dict[str, Any]] = {}
+        self.queries = 0
+
+    def set(self, series: dict[tuple[str, str], dict[str, Any]]) -> None:
+        with self.lock:
+            self.series = series
+
+    def answer(self, promql: str) -> list[dict[str, Any]]:
+        self.queries += 1
+        matchers = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', promql))
+        wanted = {k: v for k, v in matchers.items() if k != "reporter"}
+        by_code = "istio_requests_total" in promql
+        out: dict[str, float] = {}
+        with self.lock:
+            for (cluster, version), data in self.series.items():
+                labels = {"destination_cluster": cluster, "destination_version": version,
+                          "destination_service_namespace": NAMESPACE, "destination_service_name": SERVICE}
+                if any(labels.get(k, "") != v for k, v in wanted.items()):
+                    continue
+                source = data["codes"] if by_code else data["le"]
+                for key, value in source.items():
+                    out[key] = out.get(key, 0.0) + value
+        label = "response_code" if by_code else "le"
+        now = time.time()
+        return [{"metric": {label: key}, "value": [now, repr(float(value))]} for key, value in out.items()]
+
+
+def serve(edge: Edge) -> tuple[ThreadingHTTPServer, str]:
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            params = parse_qs(self.rfile.read(length).decode())
+            body = json.dumps({"status": "success", "data": {
+                "resultType": "vector", "result": edge.answer(params.get("query", [""])[0])}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{server.server_address[1]}"
+
+
+# --- scenarios ------------------------------------------------------------------------------------
 
 @dataclass
 class Scenario:
-    index: int
-    kind: str
-    traffic: str
-    canary_rps: float
-    stable_rps: float
+    family: str
+    bad: bool
+    effect: str
+    rps: float
     base_error: float
     median_ms: float
     sigma: float
-    noise: str
-    onset: int
-    length: int
-    error_factor: float
-    latency_factor: float
-    detectable: bool = False
+    seed: int
+    error_factor: float = 1.0
+    latency_factor: float = 1.0
+    sigma_extra: float = 0.0  # widens the canary's latency (p99 up, median unchanged)
+    creep: float = 0.0  # the canary's regression grows by this per interval
+    creep_on: str = "errors"
+    dispersion_shape: float = 0.0  # bursty: gamma shape of the per-interval error factor
+    spike_chance: float = 0.0  # heavy tail: chance per interval of a spike on both versions
+    incident: tuple[int, int] = (-1, -1)  # shared incident: first interval, length
+    incident_factor: float = 1.0
+    warmup_factor: float = 1.0  # the canary's errors in the first interval after a weight change
+    empty_chance: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
-def draw(index: int, rng: np.random.Generator) -> Scenario:
-    shares = np.array([c[1] for c in CLASSES])
-    pick = rng.choice(len(CLASSES), p=shares / shares.sum())
-    kind, _, error_factor, latency_factor = CLASSES[pick]
-    traffic = "low" if rng.random() < 0.5 else "high"
-    if traffic == "low":
-        canary = rng.uniform(0.5, 2.0)
-    else:
-        canary = math.exp(rng.uniform(math.log(20), math.log(200)))
-    model = MODELS[rng.integers(len(MODELS))]
-    onset = int(rng.integers(0, 4))
-    scenario = Scenario(
-        index, kind, traffic, canary, canary * float(rng.choice([1, 3, 9])),
-        float(rng.choice([0.005, 0.01, 0.02])), model.median_ms, model.sigma,
-        "shared" if rng.random() < 0.5 else "none", onset, onset + HORIZON,
-        error_factor, latency_factor,
-    )
-    scenario.detectable = kind != "good" and oracle_z(scenario) >= Z_DETECTABLE
-    return scenario
+def draw(family: str, index: int, seed: int) -> Scenario:
+    rng = np.random.default_rng([seed, FAMILIES.index(family), index])
+    bad = index % 2 == 1
+    rps = math.exp(rng.uniform(math.log(50), math.log(500)))
+    base = float(rng.choice([0.005, 0.01, 0.02]))
+    median, sigma = float(rng.choice([20, 50, 120])), float(rng.choice([0.4, 0.6, 0.8]))
+    s = Scenario(family, bad, "good", rps, base, median, sigma, int(rng.integers(1 << 30)))
+    pick = int(rng.integers(3))
+    if family == "bursty":
+        s.dispersion_shape = float(rng.choice([1.5, 4.0]))
+        if bad:
+            s.error_factor = (1.5, 2.0, 3.0)[pick]
+            s.effect = f"errors x{s.error_factor:g}"
+    elif family == "heavy_tail":
+        s.sigma = float(rng.choice([0.8, 1.1]))
+        s.spike_chance = float(rng.choice([0.1, 0.3]))
+        if bad:
+            s.latency_factor = (1.25, 1.5, 2.0)[pick]
+            s.effect = f"latency x{s.latency_factor:g}"
+    elif family == "shared_incident":
+        s.incident = (int(rng.integers(0, 8)), int(rng.integers(1, 3)))
+        s.incident_factor = float(rng.choice([5.0, 20.0]))
+        if bad:
+            s.error_factor, s.latency_factor = ((2.0, 1.0), (1.0, 1.5), (3.0, 1.0))[pick]
+            s.effect = f"errors x{s.error_factor:g}" if s.error_factor != 1 else f"latency x{s.latency_factor:g}"
+    elif family == "low_traffic":
+        s.rps = 2.0
+        s.empty_chance = float(rng.choice([0.0, 0.1]))
+        if bad:
+            s.error_factor, s.effect = 1.0 / base, "outright failure"
+    elif family == "creeping":
+        s.creep = (0.1, 0.2, 0.4)[pick] if bad else 0.0
+        s.creep_on = "errors" if rng.random() < 0.5 else "latency"
+        if bad:
+            s.effect = f"{s.creep_on} +{s.creep:.0%} per interval"
+    elif family == "small":
+        s.base_error = 0.01
+        if bad:
+            if pick == 0:
+                s.error_factor, s.effect = 1.3, "errors x1.3"
+            elif pick == 1:
+                s.latency_factor, s.effect = 1.25, "latency x1.25"
+            else:
+                s.sigma_extra, s.effect = math.log(1.5) / norm.ppf(0.99), "p99-only +50%"
+    elif family == "warmup":
+        s.warmup_factor = float(rng.choice([10.0, 30.0]))
+        if bad:
+            s.error_factor, s.effect = 2.0, "errors x2"
+    return s
 
 
-def oracle_z(s: Scenario) -> float:
-    """Expected z of a perfect fixed-sample test on all post-onset requests."""
-    n_c, n_s = s.canary_rps * INTERVAL_S * HORIZON, s.stable_rps * INTERVAL_S * HORIZON
-    if s.error_factor != 1.0:
-        p0, p1 = s.base_error, min(1.0, s.base_error * s.error_factor)
-        return (p1 - p0) / math.sqrt(p0 * (1 - p0) / n_s + p1 * (1 - p1) / n_c)
-    # latency: what Prometheus exports is bucket counts, so the perfect judge's information
-    # per request is the Fisher information of the bucket probabilities about a log shift
-    # (<= 1 / sigma^2, the information of an unbucketed log-normal latency)
-    theta, h = math.log(s.median_ms), 1e-4
-    probs = bucket_probabilities(s.median_ms, s.sigma)
-    slope = (bucket_probabilities(math.exp(theta + h), s.sigma)
-             - bucket_probabilities(math.exp(theta - h), s.sigma)) / (2 * h)
-    keep = probs > 1e-12
-    information = float(np.sum(slope[keep] ** 2 / probs[keep]))
-    return math.log(s.latency_factor) * math.sqrt(information) / math.sqrt(1 / n_c + 1 / n_s)
-
-
-def bucket_probabilities(median_ms: float, sigma: float) -> np.ndarray:
-    cdf = norm.cdf((np.log(BOUNDS[:-1]) - math.log(median_ms)) / sigma)
-    return np.diff(np.concatenate([[0.0], cdf, [1.0]]))
-
-
-def stream(
-    s: Scenario, rng: np.random.Generator
-) -> list[dict[str, tuple[Distribution, Distribution]]]:
-    """Per interval: {metric name: (canary samples, stable samples)}."""
-    base_probs = bucket_probabilities(s.median_ms, s.sigma)
-    slow_probs = bucket_probabilities(s.median_ms * s.latency_factor, s.sigma)
-    intervals = []
-    for i in range(s.length):
-        rate_noise = rng.lognormal(0, 0.2) if s.noise == "shared" else 1.0
-        error_noise = rng.lognormal(0, 0.3) if s.noise == "shared" else 1.0
-        bad = s.kind != "good" and i >= s.onset
-        sides = []
-        for rps, is_canary in ((s.canary_rps, True), (s.stable_rps, False)):
-            n = int(rng.poisson(rps * INTERVAL_S * rate_noise))
-            p = s.base_error * error_noise * (s.error_factor if bad and is_canary else 1.0)
-            errors = int(rng.binomial(n, min(p, 1.0)))
-            probs = slow_probs if bad and is_canary else base_probs
-            buckets = rng.multinomial(n, probs)
-            keep = buckets > 0
-            latency = Distribution(
-                tuple(BOUNDS[keep].tolist()), tuple(buckets[keep].astype(float).tolist())
-            )
-            sides.append((Distribution.outcomes(n - errors, errors), latency))
-        (c_ok, c_lat), (s_ok, s_lat) = sides
-        intervals.append({METRICS[0].name: (c_ok, s_ok), METRICS[1].name: (c_lat, s_lat)})
-    return intervals
-
-
-def run_judge(judge, intervals, rollback_after: int) -> int | None:
-    """The interval index (0-based) at which the judge rolls back, or None."""
-    state: dict[str, dict] = {m.name: {} for m in METRICS}
-    failed = 0
-    for i in range(len(intervals)):
-        window = intervals[max(0, i + 1 - judge.window_intervals) : i + 1]
-        outcomes = []
-        for metric in METRICS:
-            canary = Distribution.merge(w[metric.name][0] for w in window)
-            stable = Distribution.merge(w[metric.name][1] for w in window)
-            verdict = judge.judge(
-                metric, observe(metric, canary, stable), metrics_count=len(METRICS),
-                state=state[metric.name],
-            )
-            state[metric.name] = verdict.state
-            outcomes.append(verdict.outcome)
-        if Outcome.FAIL in outcomes:
-            failed += 1
-            if failed >= rollback_after:
-                return i
-    return None
-
-
-def pct(part: int, whole: int) -> str:
-    return f"{100 * part / whole:5.1f}% ({part}/{whole})" if whole else "    n/a"
-
-
-def summarize(name: str, scenarios: list[Scenario], rollbacks: dict[int, int | None]) -> dict:
-    def caught(s: Scenario) -> bool:
-        at = rollbacks[s.index]
-        return at is not None and at >= s.onset and at - s.onset < HORIZON
-
-    good = [s for s in scenarios if s.kind == "good"]
-    false = sum(1 for s in good if rollbacks[s.index] is not None)
-    bad = [s for s in scenarios if s.kind != "good"]
-    early = sum(1 for s in bad if rollbacks[s.index] is not None and rollbacks[s.index] < s.onset)
-    out: dict = {"judge": name, "false_rollbacks": false, "good": len(good),
-                 "false_rollback_rate": false / len(good) if good else None,
-                 "bad_rolled_back_before_onset": early, "classes": {}}
-    for kind, *_ in CLASSES[1:]:
-        members = [s for s in bad if s.kind == kind]
-        detectable = [s for s in members if s.detectable]
-        times = [rollbacks[s.index] - s.onset + 1 for s in detectable if caught(s)]
-        out["classes"][kind] = {
-            "scenarios": len(members),
-            "caught": sum(1 for s in members if caught(s)),
-            "detectable": len(detectable),
-            "caught_detectable": len(times),
-            "median_intervals": statistics.median(times) if times else None,
-            "p90_intervals": float(np.percentile(times, 90)) if times else None,
+def interval_counts(s: Scenario, rng: np.random.Generator, *, weight: int, t: int, first: bool) -> dict:
+    """One interval's series: canary and stable in our cluster, and a failing other cluster."""
+    seconds = DEFAULT_ANALYSIS["interval_seconds"]
+    empty = s.empty_chance and rng.random() < s.empty_chance
+    incident = s.incident[0] <= t < s.incident[0] + s.incident[1]
+    spike = s.spike_chance and rng.random() < s.spike_chance
+    series = {}
+    for version, share in (("v2", weight / 100), ("v1", 1 - weight / 100)):
+        canary = version == "v2"
+        n = 0 if empty else int(rng.poisson(s.rps * share * seconds))
+        p = s.base_error
+        if s.dispersion_shape:
+            p *= rng.gamma(s.dispersion_shape, 1 / s.dispersion_shape)
+        if incident:
+            p *= s.incident_factor
+        median, sigma = s.median_ms * (2.0 if incident else 1.0), s.sigma
+        if canary:
+            p *= s.error_factor
+            median *= s.latency_factor
+            sigma += s.sigma_extra
+            if s.creep:
+                grow = 1 + s.creep * (t + 1)
+                if s.creep_on == "errors":
+                    p *= grow
+                else:
+                    median *= 1 + (grow - 1) / 2
+            if first and s.warmup_factor > 1:
+                p *= s.warmup_factor
+                median *= 3
+        errors = int(rng.binomial(n, min(p, 1.0)))
+        probs = np.diff(np.concatenate([[0.0], norm.cdf((np.log(BOUNDS[:-1]) - math.log(median)) / sigma), [1.0]]))
+        buckets = rng.multinomial(n, probs)
+        if spike and n:
+            slow = rng.binomial(buckets, 0.05)
+            buckets = buckets - slow
+            for i in np.nonzero(slow)[0]:  # 5 % of the requests three buckets slower
+                buckets[min(i + 3, len(buckets) - 1)] += slow[i]
+        cumulative = np.cumsum(buckets)
+        series[(CLUSTER, version)] = {
+            "codes": {"200": float(n - errors), "503": float(errors)} if n else {},
+            "le": ({("+Inf" if math.isinf(b) else repr(float(b))): float(c) for b, c in zip(BOUNDS, cumulative, strict=True)}
+                   if n else {}),
         }
-    target = [s for s in bad if s.kind in TARGET_CLASSES and s.detectable]
-    times = [rollbacks[s.index] - s.onset + 1 for s in target if caught(s)]
-    out["target"] = {
-        "detectable": len(target), "caught": len(times),
-        "rate": len(times) / len(target) if target else None,
-        "all": sum(1 for s in bad if s.kind in TARGET_CLASSES),
-        "caught_all": sum(1 for s in bad if s.kind in TARGET_CLASSES and caught(s)),
-        "median_intervals": statistics.median(times) if times else None,
-        "p90_intervals": float(np.percentile(times, 90)) if times else None,
+    # another cluster (the other environment) where every request of both versions fails, slowly
+    for version in ("v1", "v2"):
+        n = 3000.0
+        series[(OTHER, version)] = {"codes": {"503": n},
+                                    "le": {("+Inf" if math.isinf(b) else repr(float(b))): (n if b >= 5000 else 0.0)
+                                           for b in BOUNDS}}
+    return series
+
+
+# --- the engine's path ----------------------------------------------------------------------------
+
+def phases() -> list[dict[str, Any]]:
+    def vs(subset: str) -> dict[str, Any]:
+        return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+                "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+                "spec": {"hosts": [SERVICE], "http": [{"route": [
+                    {"destination": {"host": SERVICE, "subset": subset}, "weight": 100}]}]}}
+
+    identity = strategies.identity_of(PolicyKind.VIRTUAL_SERVICE, NAMESPACE, SERVICE)
+    item = strategies.Item(identity=identity, kind=PolicyKind.VIRTUAL_SERVICE, namespace=NAMESPACE, name=SERVICE,
+                           operation=DraftOperation.UPDATE, content=vs("v2"))
+    found, note = strategies.build_phases(strategy=RolloutStrategy.CANARY, items=[item],
+                                          snapshot={identity: vs("v1")},
+                                          steps=strategies.normalize_steps(None))
+    assert not note, note
+    return [{k: v for k, v in phase.items() if k != "writes"} for phase in found]
+
+
+def run(s: Scenario, edge: Edge, url: str, overrides: dict[str, Any], plan: list[dict[str, Any]]) -> tuple[str, int]:
+    """("rolled_back" | "completed" | "paused", intervals analysed)."""
+    rng = np.random.default_rng(s.seed)
+    config = {**DEFAULT_ANALYSIS, **overrides}
+    state: dict[str, Any] = {}
+    t = 0
+    for index, phase in enumerate(plan):
+        run_index = 0
+        while True:
+            if t >= MAX_INTERVALS:
+                return "paused", t
+            edge.set(interval_counts(s, rng, weight=phase["weight"], t=t, first=run_index == 0))
+            context = an.AnalysisContext(
+                rollout_id=0, environment_id=0, prometheus_url=url, strategy="canary", phase=phase,
+                interval_index=run_index, interval_seconds=float(config["interval_seconds"]),
+                config={**config, "state": state}, workloads=[{"namespace": NAMESPACE, "service": SERVICE}],
+                cluster_labels={"destination_cluster": CLUSTER}, last_phase=index == len(plan) - 1,
+                phases_left=len(plan) - 1 - index,
+            )
+            outcome = an.evaluate(an.metrics_analyzer, context)
+            if outcome.verdict == an.ERROR:
+                raise RuntimeError(outcome.reason)
+            action, _, state = an.decide(config, state, outcome)
+            t += 1
+            run_index += 1
+            if action == "rollback":
+                return "rolled_back", t
+            if action == "pause":
+                return "paused", t
+            if action == "advance":
+                state = {**state, "successes_in_row": 0}
+                break
+    return "completed", t
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    good = [r for r in rows if not r["bad"]]
+    bad = [r for r in rows if r["bad"]]
+    caught = [r for r in bad if r["end"] == "rolled_back"]
+    doubled = [r for r in caught if r["effect"] in ("errors x2", "latency x2", "outright failure")]
+    return {
+        "good": len(good), "bad": len(bad),
+        "caught": len(caught) / len(bad) if bad else None,
+        "false_rollback": sum(r["end"] == "rolled_back" for r in good) / len(good) if good else None,
+        "paused": sum(r["end"] == "paused" for r in good) / len(good) if good else None,
+        "completed": sum(r["end"] == "completed" for r in good) / len(good) if good else None,
+        "ttd_median": statistics.median(r["t"] for r in caught) if caught else None,
+        "ttd_2x_median": statistics.median(r["t"] for r in doubled) if doubled else None,
+        "by_effect": {effect: sum(r["end"] == "rolled_back" for r in bad if r["effect"] == effect)
+                      / max(1, sum(r["effect"] == effect for r in bad))
+                      for effect in sorted({r["effect"] for r in bad})},
     }
-    return out
+
+
+def pct(value: float | None) -> str:
+    return "—" if value is None else f"{value * 100:.1f} %"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenarios", type=int, default=600)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--per-family", type=int, default=200, help="scenarios per family (half good)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--flagger-threshold", type=int, default=5)
-    parser.add_argument("--argo-failure-limit", type=int, default=2)
-    parser.add_argument("--alpha", type=float, default=MannWhitneyJudge.alpha)
-    parser.add_argument("--window", type=int, default=MannWhitneyJudge.window_intervals)
-    parser.add_argument("--effect-floor", type=float, default=MannWhitneyJudge.effect_floor)
+    parser.add_argument("--families", default=",".join(FAMILIES))
+    parser.add_argument("--judges", default=",".join(JUDGES))
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    rng = np.random.default_rng(args.seed)
-    started = time.monotonic()
-    scenarios = [draw(i, rng) for i in range(args.scenarios)]
-    judges = {
-        "ours (mann-whitney)": (MannWhitneyJudge(
-            alpha=args.alpha, window_intervals=args.window, effect_floor=args.effect_floor), 1),
-        f"flagger (threshold={args.flagger_threshold})": (ThresholdJudge(), args.flagger_threshold),
-        f"argo (failureLimit={args.argo_failure_limit})": (
-            FailureLimitJudge(failure_limit=args.argo_failure_limit), 1),
-    }
-    rollbacks: dict[str, dict[int, int | None]] = {name: {} for name in judges}
-    for s in scenarios:
-        intervals = stream(s, rng)
-        for name, (judge, after) in judges.items():
-            rollbacks[name][s.index] = run_judge(judge, intervals, after)
-    results = [summarize(name, scenarios, rollbacks[name]) for name in judges]
-    print_table(args, scenarios, results, time.monotonic() - started)
+    edge = Edge()
+    server, url = serve(edge)
+    plan = phases()
+    started = time.time()
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for family in args.families.split(","):
+            scenarios = [draw(family, i, args.seed) for i in range(args.per_family)]
+            for judge in args.judges.split(","):
+                rows = []
+                for s in scenarios:
+                    end, t = run(s, edge, url, JUDGES[judge], plan)
+                    rows.append({"bad": s.bad, "effect": s.effect, "end": end, "t": t})
+                results.setdefault(family, {})[judge] = summarize(rows)
+                r = results[family][judge]
+                print(f"{family:16} {judge:9} caught {pct(r['caught']):>8}  false rollback "
+                      f"{pct(r['false_rollback']):>7}  paused {pct(r['paused']):>7}  "
+                      f"ttd {r['ttd_median']}  ttd 2x {r['ttd_2x_median']}  {r['by_effect']}", flush=True)
+    finally:
+        server.shutdown()
+    elapsed = time.time() - started
+    print(f"\n{edge.queries} Prometheus queries in {elapsed:.0f} s\n")
+    print("| family | judge | bad caught | good rolled back | good paused | median intervals to detect (2x) |")
+    print("|---|---|---|---|---|---|")
+    for family, judges in results.items():
+        for judge, r in judges.items():
+            ttd = "—" if r["ttd_median"] is None else f"{r['ttd_median']:g}"
+            ttd2 = "" if r["ttd_2x_median"] is None else f" ({r['ttd_2x_median']:g})"
+            print(f"| {family} | {judge} | {pct(r['caught'])} | {pct(r['false_rollback'])} | "
+                  f"{pct(r['paused'])} | {ttd}{ttd2} |")
     if args.json:
-        args.json.write_text(json.dumps({
-            "scenarios": args.scenarios, "seed": args.seed, "interval_s": INTERVAL_S,
-            "horizon_intervals": HORIZON, "results": results,
-            "scenario_list": [s.__dict__ for s in scenarios],
-        }, indent=2, default=float))
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results},
+                                        indent=2))
     return 0
-
-
-def _t(value: float | None) -> str:
-    return "   -" if value is None else f"{value:4.1f} ({value * INTERVAL_S:4.0f}s)"
-
-
-def print_table(args, scenarios: list[Scenario], results: list[dict], elapsed: float) -> None:
-    kinds = {k: sum(1 for s in scenarios if s.kind == k) for k, *_ in CLASSES}
-    print(f"{len(scenarios)} scenarios (seed {args.seed}), interval {INTERVAL_S}s, "
-          f"horizon {HORIZON} intervals after onset; {elapsed:.0f}s")
-    print("  " + ", ".join(f"{k}: {n}" for k, n in kinds.items()))
-    print()
-    header = f"{'judge':28} {'false rollbacks (good)':>24} {'caught, target classes':>26} " \
-             f"{'(all incl. undetectable)':>26} {'median TTD':>13} {'p90 TTD':>13}"
-    print(header)
-    print("-" * len(header))
-    for r in results:
-        t = r["target"]
-        print(f"{r['judge']:28} {pct(r['false_rollbacks'], r['good']):>24} "
-              f"{pct(t['caught'], t['detectable']):>26} {pct(t['caught_all'], t['all']):>26} "
-              f"{_t(t['median_intervals']):>13} {_t(t['p90_intervals']):>13}")
-    print()
-    print(
-        "Per class: caught among detectable | caught among all | "
-        "median / p90 intervals to detect"
-    )
-    for kind, *_ in CLASSES[1:]:
-        print(f"  {kind}")
-        for r in results:
-            c = r["classes"][kind]
-            print(f"    {r['judge']:28} {pct(c['caught_detectable'], c['detectable']):>20} | "
-                  f"{pct(c['caught'], c['scenarios']):>20} | "
-                  f"{_t(c['median_intervals'])} / {_t(c['p90_intervals'])}")
-    print()
-    print(f"Detectable = a perfect test on all post-onset requests, as Prometheus exports them "
-          f"(counts, latency buckets), has >= 99 % power at alpha 0.01 (expected z >= "
-          f"{Z_DETECTABLE:.2f}).\nTTD counts intervals from onset (1 = the first interval after "
-          f"onset), over the detectable target-class canaries each judge caught.\nA rollback "
-          f"before onset counts as not caught; bad canaries rolled back before onset: "
-          + ", ".join(f"{r['judge']} {r['bad_rolled_back_before_onset']}" for r in results)
-          + ".")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ ROLLOUT_OPTION_INT_LIMITS = {
     "no_data_limit": (1, 100),
     "inconclusive_limit": (1, 1_000),
     "webhook_attempts": (1, 100),
+    "warmup_intervals": (0, 100),
+    "both_bad_limit": (1, 1_000),
+    "accumulate_limit": (1, 10_000),
 }
 ROLLOUT_OPTION_NUMBER_LIMITS = {
     "meshsim_advance_seconds": (0, 3_600),
@@ -30,6 +33,8 @@ ROLLOUT_OPTION_NUMBER_LIMITS = {
     "max_forbidden_rate": (0, 1),
     "max_plaintext_requests": (0, 1_000_000_000),
     "max_refused_plaintext": (0, 1_000_000_000),
+    "judge_alpha": (1e-9, 0.5),
+    "min_requests": (1, 1_000_000_000),
 }
 ROLLOUT_OPTION_WINDOW_SECONDS = (10, 86_400)
 ROLLOUT_OPTION_MAX_STEPS = 20

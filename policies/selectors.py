@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.auth.models import User as DjangoUser
+from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import (
@@ -71,6 +72,21 @@ def policy_list(*, user: User) -> QuerySet[Policy]:
         environment=OuterRef("environment"), namespace=OuterRef("namespace"), team__memberships__user=user
     )
     return policies.filter(Exists(owned))
+
+
+def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Page:
+    """One page of `queryset`: the page's primary keys first (ordered, without the annotations), then
+    only those rows with their annotations. The owner-team subqueries run for the page's rows, not
+    for every row an OFFSET skips, so the last page costs what the first does."""
+    page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(number)
+    page.object_list = rows_for_pks(queryset, list(page.object_list))  # type: ignore[assignment]
+    return page
+
+
+def rows_for_pks(queryset: QuerySet[Policy], pks: list[int]) -> list[Policy]:
+    """The rows of `pks` from `queryset` (annotations included), in the order of `pks`."""
+    rows = {row.pk: row for row in queryset.order_by().filter(pk__in=pks)}
+    return [rows[pk] for pk in pks if pk in rows]
 
 
 def policy_list_with_drift(*, policies: QuerySet[Policy]) -> QuerySet[Policy]:
@@ -264,10 +280,17 @@ def change_latest_plan(*, change: ChangeRequest, before: Any = None) -> Plan | N
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan: Plan | None) -> dict[int, Any]:
+def plan_items_by_item(*, plan: Plan | None, summaries_only: bool = False, item_pk: int | None = None) -> dict[int, Any]:
+    """The plan's items by change item. `summaries_only`: without the live objects and base diffs
+    (a large change's summary lines do not show them); `item_pk`: that item's alone."""
     if plan is None:
         return {}
-    return {plan_item.item_id: plan_item for plan_item in plan.items.all()}
+    rows = plan.items.all()
+    if summaries_only:
+        rows = rows.defer("live_content", "diff_base")
+    if item_pk is not None:
+        rows = rows.filter(item_id=item_pk)
+    return {plan_item.item_id: plan_item for plan_item in rows}
 
 
 def change_reviews(*, change: ChangeRequest) -> list[Review]:

@@ -80,6 +80,7 @@ change_patterns = [
     path("changes/<int:pk>/items/<int:item_pk>/edit/", changes.item_edit, name="item-edit"),
     path("changes/<int:pk>/items/<int:item_pk>/comment-form/", changes.item_comment_form, name="item-comment-form"),
     path("changes/<int:pk>/items/<int:item_pk>/base-diff/", changes.item_base_diff, name="item-base-diff"),
+    path("changes/<int:pk>/items/<int:item_pk>/card/", changes.item_card, name="item-card"),
     path("changes/<int:pk>/items/<int:item_pk>/override/", changes.item_guardrail_override, name="item-override"),
     path("approval-rules/", changes.approval_rules, name="approval-rules"),
     path("approval-rules/<int:rule_pk>/delete/", changes.approval_rule_delete, name="approval-rule-delete"),

@@ -11,8 +11,11 @@ from __future__ import annotations
 import base64
 import copy
 import json
+import os
 import secrets
+import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -42,6 +45,12 @@ CORE_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, STRATEGIC_PATCH, APPLY_PATCH]
 
 PROTECTED_NAMESPACES = ("default", "kube-system", "kube-public")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+# How often an idle watch that asked for bookmarks gets one (the API server: about a minute).
+BOOKMARK_INTERVAL_S = float(os.environ.get("MESHSIM_BOOKMARK_SECONDS", "1.0"))
+# A watch without timeoutSeconds ends after this long (the API server: 30 to 60 minutes).
+WATCH_DEFAULT_TIMEOUT_S = 1800
 
 
 def now() -> str:
@@ -135,6 +144,68 @@ class Api:
             "metadata": list_meta,
             "items": items,
         }
+
+    def watch(
+        self, resource: ResourceType, version: str, namespace: str | None, query: dict[str, str]
+    ) -> Iterator[Obj]:
+        """Watch events as the API server sends them: ADDED/MODIFIED/DELETED, BOOKMARK, ERROR.
+
+        Without a resourceVersion (or "0") the current objects come first as ADDED events. A
+        resourceVersion older than the watch history gets one ERROR event (a 410 Status).
+        """
+        label_matches = parse_label_selector(query.get("labelSelector"))
+        field_matches = parse_field_selector(query.get("fieldSelector"))
+        bookmarks = query.get("allowWatchBookmarks", "").lower() in ("true", "1")
+        timeout = _limit(query.get("timeoutSeconds")) or WATCH_DEFAULT_TIMEOUT_S
+        deadline = time.monotonic() + timeout
+        given = query.get("resourceVersion") or "0"
+        try:
+            revision = int(given)
+        except ValueError as exc:
+            raise errors.bad_request(f"resourceVersion: Invalid value: {given!r}") from exc
+
+        def wanted(obj: Obj) -> bool:
+            meta = obj["metadata"]
+            return (
+                (namespace is None or meta.get("namespace", "") == namespace)
+                and label_matches(meta.get("labels") or {})
+                and field_matches(obj)
+            )
+
+        def event(kind: str, obj: Obj) -> Obj:
+            return {"type": kind, "object": render(resource, version, obj)}
+
+        if revision == 0:
+            with self.store.lock:
+                revision = self.store.revision
+                current = self.store.list_objects(resource.key, namespace)
+            for obj in current:
+                if wanted(obj):
+                    yield event("ADDED", obj)
+        last_bookmark = time.monotonic()
+        while (remaining := deadline - time.monotonic()) > 0:
+            with self.store.lock:
+                events = self.store.events_since(revision, resource.key)
+                head = self.store.revision
+            if events is None:
+                gone = ApiError(410, "Expired", f"too old resource version: {revision} ({head})")
+                yield {"type": "ERROR", "object": gone.status()}
+                return
+            for change in events:
+                if wanted(change.object):
+                    yield event(change.type, change.object)
+            revision = head
+            if bookmarks and time.monotonic() - last_bookmark >= BOOKMARK_INTERVAL_S:
+                last_bookmark = time.monotonic()
+                yield {
+                    "type": "BOOKMARK",
+                    "object": {
+                        "apiVersion": resource.api_version(version),
+                        "kind": resource.kind,
+                        "metadata": {"resourceVersion": str(revision)},
+                    },
+                }
+            self.store.wait_for_change(revision, min(remaining, BOOKMARK_INTERVAL_S))
 
     # writes ---------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -48,6 +49,8 @@ class Response:
     body: Any  # JSON-encoded, except bytes (sent as they are, with ``content_type``)
     headers: list[tuple[str, str]] = field(default_factory=list)
     content_type: str = "application/json"
+    # A watch: JSON events, one a line, sent with chunked transfer encoding as they happen.
+    stream: Iterator[dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -282,7 +285,8 @@ class App:
         all_namespaces = resource.namespaced and target.namespace is None
         if request.method == "GET":
             if request.query.get("watch", "").lower() in ("true", "1"):
-                raise ApiError(405, "MethodNotAllowed", "meshsim does not support watch")
+                events = api.watch(resource, target.version, target.namespace, request.query)
+                return Response(200, None, stream=events)
             listing = api.list_collection(resource, target.version, target.namespace, request.query)
             form = tables.requested_form(request.headers.get("accept", ""))
             if form == "Table":
@@ -362,6 +366,9 @@ class _Handler(BaseHTTPRequestHandler):
         }
         headers = {key.lower(): value for key, value in self.headers.items()}
         response = self.server.app.handle(Request(self.command, url.path, query, headers, body))
+        if response.stream is not None:
+            self._stream(response.stream)
+            return
         if isinstance(response.body, bytes):
             payload = response.body
         else:
@@ -374,6 +381,27 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(payload)
+
+    def _stream(self, events: Iterator[dict[str, Any]]) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.end_headers()
+        try:
+            for event in events:
+                line = json.dumps(event).encode() + b"\n"
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
+                self.wfile.flush()
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            self.close_connection = True
+        except ApiError as exc:  # raised before the first event: bad query
+            line = json.dumps({"type": "ERROR", "object": exc.status()}).encode() + b"\n"
+            self.wfile.write(b"%x\r\n%s\r\n0\r\n\r\n" % (len(line), line))
+        finally:
+            getattr(events, "close", lambda: None)()
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 

@@ -14,6 +14,7 @@ import json
 import os
 import tempfile
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ from typing import Any, Literal
 Obj = dict[str, Any]
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 STATE_FORMAT = 1
+HISTORY_EVENTS = int(os.environ.get("MESHSIM_WATCH_HISTORY", "20000"))
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ class Event:
     type: EventType
     resource: str
     object: Obj
+    revision: int = 0
 
 
 Listener = Callable[[Event], None]
@@ -48,11 +51,16 @@ class Store:
     whole sequence so that resourceVersion preconditions hold.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, history: int = HISTORY_EVENTS) -> None:
         self.lock = threading.RLock()
         self._objects: dict[str, dict[tuple[str, str], Obj]] = {}
         self._revision = 0
         self._listeners: list[Listener] = []
+        # The watch cache: the latest events (like etcd's compacted history). A watch from a
+        # resourceVersion older than `_compacted` cannot be served: 410 Gone.
+        self._history: deque[Event] = deque(maxlen=history)
+        self._compacted = 0
+        self.changed = threading.Condition(self.lock)
 
     @property
     def revision(self) -> int:
@@ -87,7 +95,7 @@ class Store:
             bucket = self._objects.setdefault(resource, {})
             event: EventType = "MODIFIED" if _identity(stored) in bucket else "ADDED"
             bucket[_identity(stored)] = stored
-            self._emit(Event(event, resource, stored))
+            self._emit(Event(event, resource, stored, self._revision))
             return copy.deepcopy(stored)
 
     def remove(self, resource: str, namespace: str, name: str) -> Obj | None:
@@ -95,7 +103,8 @@ class Store:
             removed = self._objects.get(resource, {}).pop((namespace, name), None)
             if removed is not None:
                 self._revision += 1
-                self._emit(Event("DELETED", resource, removed))
+                removed["metadata"]["resourceVersion"] = str(self._revision)
+                self._emit(Event("DELETED", resource, removed, self._revision))
             return removed
 
     def namespaced_keys(self, namespace: str) -> list[tuple[str, str]]:
@@ -109,8 +118,33 @@ class Store:
             ]
 
     def clear(self) -> None:
+        """Drop every object without events: watches from before now must re-list (410 Gone)."""
         with self.lock:
             self._objects.clear()
+            self._forget_history()
+
+    def _forget_history(self) -> None:
+        # a revision of its own: a watch at any earlier one (even one running now) gets 410 Gone
+        self._revision += 1
+        self._history.clear()
+        self._compacted = self._revision
+
+    def events_since(self, revision: int, resource: str) -> list[Event] | None:
+        """The events of `resource` after `revision`, oldest first; None if compacted away."""
+        with self.lock:
+            if self._history.maxlen and len(self._history) == self._history.maxlen:
+                self._compacted = max(self._compacted, self._history[0].revision - 1)
+            if revision < self._compacted:
+                return None
+            if not self._history or self._history[-1].revision <= revision:
+                return []
+            return [copy.deepcopy(e) for e in self._history if e.revision > revision and e.resource == resource]
+
+    def wait_for_change(self, revision: int, timeout_s: float) -> None:
+        """Block until the store's revision passes `revision` or `timeout_s` pass."""
+        with self.changed:
+            if self._revision <= revision:
+                self.changed.wait(timeout_s)
 
     def items(self) -> list[tuple[str, Obj]]:
         """(resource key, object) of every stored object."""
@@ -127,8 +161,11 @@ class Store:
             for resource, obj in items:
                 self._objects.setdefault(resource, {})[_identity(obj)] = copy.deepcopy(obj)
             self._revision = max(self._revision, revision)
+            self._forget_history()
 
     def _emit(self, event: Event) -> None:
+        self._history.append(event)
+        self.changed.notify_all()
         for listener in self._listeners:
             listener(event)
 

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from policies.analysis.judges import Distribution, Judge, Observation, Outcome
+from policies.analysis.judges import Distribution, Judge, Observation, Outcome, Step
 from policies.analysis.metrics import MetricDefinition, Target
 from policies.analysis.providers import MetricsProvider, ProviderError, ProviderUnavailable
 
@@ -55,6 +55,8 @@ class IntervalResult:
     metrics: tuple[MetricResult, ...] = ()
     judge: str = ""
     window: str = ""
+    both_bad: bool = False  # stable breaches the guard rail as the canary does
+    accumulating: bool = False  # warm-up or not enough traffic yet: evidence is gathering
 
     @property
     def states(self) -> dict[str, dict[str, Any]]:
@@ -66,11 +68,16 @@ class IntervalResult:
         return asdict(self)
 
 
-def analysis_window(judge: Judge, *, interval_s: float, elapsed_s: float) -> str:
-    """The PromQL window to measure over: the judge's ``window_intervals`` intervals, but
-    never before the analysis started (``elapsed_s`` since the step began), at least one
-    interval. E.g. 30 s intervals, 10-interval judge, 95 s elapsed -> ``"95s"``."""
-    seconds = min(judge.window_intervals * interval_s, max(elapsed_s, interval_s))
+def analysis_window(
+    judge: Judge, *, interval_s: float, elapsed_s: float, requested_s: float | None = None
+) -> str:
+    """The PromQL window one look measures: ``requested_s`` (a configured window) or the
+    judge's ``window_intervals`` intervals, but never reaching back before the current
+    attempt's phase began (``elapsed_s`` since it was applied: a retry or a new step never
+    sees earlier samples), at least 1 s. E.g. 60 s intervals, a one-interval judge -> "60s";
+    a 300 s window 90 s after the phase began -> "90s"."""
+    wanted = requested_s if requested_s else judge.window_intervals * interval_s
+    seconds = min(wanted, max(elapsed_s, 1.0))
     return f"{max(int(round(seconds)), 1)}s"
 
 
@@ -83,12 +90,13 @@ def run_interval(
     window: str,
     judge: Judge,
     states: Mapping[str, Mapping[str, Any]] | None = None,
+    step: Step | None = None,
 ) -> IntervalResult:
     """Measure and judge every metric over ``window`` (a PromQL duration, e.g. ``"2m"``)."""
     if not metrics:
         raise ValueError("an analysis needs at least one metric")
     results = [
-        _one(provider, metric, canary, stable, window, judge, len(metrics), (states or {}))
+        _one(provider, metric, canary, stable, window, judge, len(metrics), (states or {}), step)
         for metric in metrics
     ]
     return summarize(results, judge=judge.name, window=window)
@@ -106,7 +114,15 @@ def summarize(
         reason = "all metrics pass: " + "; ".join(r.reason for r in results)
     else:
         reason = "; ".join(reasons)
-    return IntervalResult(verdict, reason, tuple(results), judge, window)
+    undecided = [r for r in results if r.verdict == Verdict.INCONCLUSIVE]
+    both_bad = verdict == Verdict.INCONCLUSIVE and any(r.detail.get("both_bad") for r in undecided)
+    accumulating = verdict == Verdict.INCONCLUSIVE and bool(undecided) and all(
+        r.detail.get("why") in ACCUMULATING for r in undecided
+    )
+    return IntervalResult(verdict, reason, tuple(results), judge, window, both_bad, accumulating)
+
+
+ACCUMULATING = ("warm-up", "not enough traffic", "no canary data", "suspicious", "not enough evidence yet")
 
 
 def _one(
@@ -118,6 +134,7 @@ def _one(
     judge: Judge,
     count: int,
     states: Mapping[str, Mapping[str, Any]],
+    step: Step | None = None,
 ) -> MetricResult:
     state = dict(states.get(metric.name) or {})
     threshold = str(metric.threshold)
@@ -132,6 +149,7 @@ def _one(
             threshold=threshold, detail={"error": str(exc), "kind": kind}, state=state, **bounds,
         )
     if canary_sample is None or canary_sample.value is None:
+        # no data never passes and never fails: the judge's evidence is kept as it was
         return MetricResult(
             metric.name, Verdict.NO_DATA,
             f"{metric.name}: no data for canary {canary} in the last {window} (no traffic?)",
@@ -144,7 +162,7 @@ def _one(
         canary_sample.value,
         None if stable_sample is None else stable_sample.value,
     )
-    verdict = judge.judge(metric, observation, metrics_count=count, state=state)
+    verdict = judge.judge(metric, observation, metrics_count=count, state=state, step=step)
     return MetricResult(
         metric.name, Verdict(verdict.outcome.value), verdict.reason,
         observation.canary_value, observation.stable_value, threshold,

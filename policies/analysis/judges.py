@@ -2,7 +2,11 @@
 
 All judges share one call: ``judge(metric, observation, *, metrics_count=1, state=None)``.
 ``state`` is a small JSON-able dict a judge carries from one interval to the next (the
-caller stores ``verdict.state`` and passes it back); only ``FailureLimitJudge`` uses it.
+caller stores ``verdict.state`` and passes it back: ``FailureLimitJudge`` counts failures in
+it, ``sequential.SequentialJudge``, the default, keeps the attempt's evidence in it);
+``step`` (``Step``) says which phase the look belongs to, whether it is the warm-up after a
+weight change and whether it is the last step. Every verdict's ``detail`` names its
+``method``.
 
 - ``ThresholdJudge`` (Flagger-style): the canary's aggregate outside the metric's threshold
   range fails the interval.
@@ -129,6 +133,20 @@ def observe(metric: MetricDefinition, canary: Distribution, stable: Distribution
 
 
 @dataclass(frozen=True)
+class Step:
+    """Where the look happens: the phase (step) it belongs to, whether it is in the warm-up
+    after a weight change (not judged), whether it is the last step (the stable has no
+    traffic left), when it was measured and how many seconds it spans."""
+
+    phase: str = ""
+    warmup: bool = False
+    last: bool = False
+    at: float = 0.0
+    seconds: float = 0.0
+    before_last: bool = False  # the last step judged against stable in the same intervals
+
+
+@dataclass(frozen=True)
 class JudgeVerdict:
     outcome: Outcome
     reason: str
@@ -147,6 +165,7 @@ class Judge(Protocol):
         *,
         metrics_count: int = 1,
         state: Mapping[str, Any] | None = None,
+        step: Step | None = None,
     ) -> JudgeVerdict: ...
 
 
@@ -161,7 +180,7 @@ class ThresholdJudge:
 
     name: str = "threshold"
     window_intervals: int = 1
-    min_requests: float = 1
+    min_requests: float = 20  # one request never passes or fails a canary
 
     def judge(
         self,
@@ -170,12 +189,20 @@ class ThresholdJudge:
         *,
         metrics_count: int = 1,
         state: Mapping[str, Any] | None = None,
+        step: Step | None = None,
     ) -> JudgeVerdict:
         value = observation.canary_value
         detail = {"threshold": str(metric.threshold), "canary": value,
-                  "stable": observation.stable_value}
+                  "stable": observation.stable_value, "method": "threshold",
+                  "n_canary": observation.canary_requests,
+                  "n_stable": observation.stable_requests}
         if value is None or observation.canary_requests < self.min_requests:
-            return JudgeVerdict(Outcome.INCONCLUSIVE, f"{metric.name}: no canary data", detail)
+            seen = fmt(observation.canary_requests)
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: too little canary traffic ({seen} < {fmt(self.min_requests)})",
+                {**detail, "method": "threshold", "n_canary": observation.canary_requests},
+            )
         canary, stable = _values(metric, observation)
         if not metric.threshold.contains(value):
             reason = f"{metric.name} of {canary} {metric.threshold.violation(value)} {stable}"
@@ -200,6 +227,7 @@ class FailureLimitJudge:
         *,
         metrics_count: int = 1,
         state: Mapping[str, Any] | None = None,
+        step: Step | None = None,
     ) -> JudgeVerdict:
         failures = int((state or {}).get("failures", 0))
         measured = ThresholdJudge().judge(metric, observation)
@@ -221,10 +249,9 @@ class FailureLimitJudge:
 class MannWhitneyJudge:
     """Kayenta-style statistical judge (see the module docstring).
 
-    Defaults tuned on ``benchmarks/judges.py``: ``alpha`` is per look (0.001, then divided
-    by the number of metrics) because the judge looks every interval at an overlapping
-    window, i.e. it tests sequentially; ``window_intervals`` = 10 (the observation should
-    span up to the last 10 intervals, or everything since the analysis started). The
+    A fixed-level test each interval (``alpha`` per look, divided by the number of metrics),
+    as Kayenta judges each canary analysis run: kept for comparison (``benchmarks/judges.py``)
+    and for those who ask for it; the default judge is ``sequential.SequentialJudge``. The
     success-rate p-value is exact (see ``_binary_mann_whitney``).
     """
 
@@ -235,7 +262,7 @@ class MannWhitneyJudge:
     min_stable_requests: float = 50
     guard_alpha: float = 0.01
     guard_min_requests: float = 20
-    window_intervals: int = 10
+    window_intervals: int = 1  # as the engine runs it: one interval per look
     name: str = "mann-whitney"
 
     def judge(
@@ -245,6 +272,7 @@ class MannWhitneyJudge:
         *,
         metrics_count: int = 1,
         state: Mapping[str, Any] | None = None,
+        step: Step | None = None,
     ) -> JudgeVerdict:
         obs = observation
         alpha = self.alpha / max(metrics_count, 1)
@@ -253,6 +281,7 @@ class MannWhitneyJudge:
             "canary": obs.canary_value, "stable": obs.stable_value,
             "n_canary": obs.canary_requests, "n_stable": obs.stable_requests,
             "alpha": alpha, "threshold": str(metric.threshold),
+            "method": "Mann-Whitney U per interval (Kayenta-style)",
         }
         guard = self._guard(metric, obs)
         if guard:

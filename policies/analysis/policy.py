@@ -6,7 +6,10 @@
 - ``rollback``: ``failure_limit`` failed intervals (in total, as Flagger and Argo count);
 - ``advance``: ``required_successes`` passing intervals in a row (next step / promote);
 - ``pause``: ``no_data_limit`` no-data/error intervals in a row (no traffic, empty query,
-  metrics backend down), or ``inconclusive_limit`` undecided ones in a row: a person looks.
+  metrics backend down), or ``inconclusive_limit`` undecided ones in a row, or
+  ``both_bad_limit`` intervals in a row where stable breaches the guard rail as much as the
+  canary (a shared incident: the canary is not blamed), or ``accumulate_limit`` intervals in
+  a row still gathering evidence (warm-up, not enough traffic yet): a person looks.
   A provider outage alone NEVER rolls back and never counts as a pass;
 - ``wait``: analyse another interval.
 """
@@ -33,9 +36,12 @@ class AnalysisPolicy:
     required_successes: int = 1
     no_data_limit: int = 3
     inconclusive_limit: int = 10
+    both_bad_limit: int = 3
+    accumulate_limit: int = 120
 
     def __post_init__(self) -> None:
-        for name in ("failure_limit", "required_successes", "no_data_limit", "inconclusive_limit"):
+        for name in ("failure_limit", "required_successes", "no_data_limit", "inconclusive_limit",
+                     "both_bad_limit", "accumulate_limit"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
@@ -47,6 +53,8 @@ class AnalysisState:
     successes_in_row: int = 0
     no_data_in_row: int = 0
     inconclusive_in_row: int = 0
+    both_bad_in_row: int = 0
+    accumulating_in_row: int = 0
 
     def to_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -70,7 +78,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
     if verdict == Verdict.FAIL:
         state = replace(
             state, failures=state.failures + 1, successes_in_row=0, no_data_in_row=0,
-            inconclusive_in_row=0,
+            inconclusive_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
         )
         count = f"{state.failures} of {policy.failure_limit} failed intervals"
         if state.failures >= policy.failure_limit:
@@ -79,7 +87,7 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
     if verdict == Verdict.PASS:
         state = replace(
             state, successes_in_row=state.successes_in_row + 1, no_data_in_row=0,
-            inconclusive_in_row=0,
+            inconclusive_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
         )
         count = f"{state.successes_in_row} of {policy.required_successes} passing intervals"
         if state.successes_in_row >= policy.required_successes:
@@ -97,8 +105,33 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
                 Action.PAUSE, f"paused for a person: {what} ({count}): {result.reason}", state
             )
         return Decision(Action.WAIT, f"waiting: {what} ({count}): {result.reason}", state)
+    if result.both_bad:
+        state = replace(
+            state, successes_in_row=0, no_data_in_row=0, accumulating_in_row=0,
+            both_bad_in_row=state.both_bad_in_row + 1,
+        )  # fmt: skip
+        count = f"{state.both_bad_in_row} of {policy.both_bad_limit} in a row"
+        if state.both_bad_in_row >= policy.both_bad_limit:
+            return Decision(
+                Action.PAUSE,
+                f"paused for a person: stable is as bad as the canary ({count}), the canary is "
+                f"not blamed: {result.reason}", state,
+            )  # fmt: skip
+        return Decision(Action.WAIT, f"both versions bad ({count}): {result.reason}", state)
+    if result.accumulating:
+        state = replace(
+            state, successes_in_row=0, no_data_in_row=0, both_bad_in_row=0,
+            accumulating_in_row=state.accumulating_in_row + 1,
+        )  # fmt: skip
+        count = f"{state.accumulating_in_row} of {policy.accumulate_limit} in a row"
+        if state.accumulating_in_row >= policy.accumulate_limit:
+            return Decision(
+                Action.PAUSE, f"paused for a person: still gathering evidence ({count}): "
+                f"{result.reason}", state,
+            )  # fmt: skip
+        return Decision(Action.WAIT, f"gathering evidence ({count}): {result.reason}", state)
     state = replace(
-        state, successes_in_row=0, no_data_in_row=0,
+        state, successes_in_row=0, no_data_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
         inconclusive_in_row=state.inconclusive_in_row + 1,
     )
     count = f"{state.inconclusive_in_row} of {policy.inconclusive_limit} in a row"

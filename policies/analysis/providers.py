@@ -24,7 +24,7 @@ import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 from integrations.prometheus import (
     MeshsimMetricsProvider,
@@ -32,10 +32,8 @@ from integrations.prometheus import (
     PrometheusUnavailable,
     QueryError,
     interval_seconds,
-    latency_p99_query,
     query,
     query_range,
-    success_rate_query,
 )
 from integrations.prometheus.client import TIMEOUT_SECONDS
 from integrations.prometheus.fallback import BUCKETS, REQUESTS
@@ -90,8 +88,9 @@ class MetricsProvider(Protocol):
     ) -> dict[tuple[str, ...], float]: ...
 
 
-def target_labels(target: Target) -> dict[str, str]:
-    """The ``istio_requests_total`` labels (destination reporter) that select ``target``."""
+def target_labels(target: Target, scope: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The ``istio_requests_total`` labels (destination reporter) that select ``target``,
+    within ``scope`` (the environment's cluster, e.g. ``{"destination_cluster": "staging"}``)."""
     labels = {
         "reporter": "destination",
         "destination_service_namespace": target.namespace,
@@ -101,11 +100,19 @@ def target_labels(target: Target) -> dict[str, str]:
         labels["destination_version"] = target.version
     if target.canary is not None:
         labels["destination_canary"] = "true" if target.canary else "false"
-    return labels
+    return {**labels, **dict(scope or {})}
 
 
-def selector(target: Target) -> str:
-    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target).items())
+def scoped(metric: str, scope: Mapping[str, str] | None) -> dict[str, str]:
+    """The scope's matchers for ``metric``: Istio's metrics carry the cluster labels; meshsim's own
+    counters (dry-run denials) do not, and are read unscoped."""
+    return dict(scope or {}) if metric.startswith("istio_") else {}
+
+
+def selector(target: Target, scope: Mapping[str, str] | None = None) -> str:
+    return ",".join(
+        f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target, scope).items()
+    )
 
 
 def _is_5xx(code: str) -> bool:
@@ -137,8 +144,11 @@ def buckets_sample(cumulative: dict[float, float]) -> MetricSample | None:
 
 @dataclass(frozen=True)
 class PrometheusProvider:
+    """``scope``: labels every built-in and gate query adds (the environment's cluster)."""
+
     base_url: str
     timeout: float = TIMEOUT_SECONDS
+    scope: Mapping[str, str] | None = None
 
     def _query(self, promql: str) -> list:
         try:
@@ -154,7 +164,8 @@ class PrometheusProvider:
         _check_window(window)
         if metric.kind == MetricKind.SUCCESS_RATE:
             promql = (
-                f"sum by (response_code) (increase(istio_requests_total{{{selector(target)}}}"
+                "sum by (response_code) (increase(istio_requests_total"
+                f"{{{selector(target, self.scope)}}}"
                 f"[{window}]))"
             )
             by_code = {
@@ -165,7 +176,7 @@ class PrometheusProvider:
         if metric.kind == MetricKind.LATENCY_P99:
             promql = (
                 "sum by (le) (increase(istio_request_duration_milliseconds_bucket"
-                f"{{{selector(target)}}}[{window}]))"
+                f"{{{selector(target, self.scope)}}}[{window}]))"
             )
             cumulative = {
                 float(s.labels["le"]): s.value
@@ -189,12 +200,17 @@ class PrometheusProvider:
         end: float, step: float,
     ) -> list[tuple[float, float]]:
         """The metric over time (charts; per-step samples of custom queries)."""
-        by: dict[str, Any] = {"namespace": target.namespace, "service": target.service,
-              "version": target.version, "canary": target.canary, "interval": window}
+        where = selector(target, self.scope)
         if metric.kind == MetricKind.SUCCESS_RATE:
-            promql = success_rate_query(**by)
+            promql = (
+                f'sum(rate(istio_requests_total{{{where},response_code!~"5.."}}[{window}]))'
+                f" / sum(rate(istio_requests_total{{{where}}}[{window}]))"
+            )
         elif metric.kind == MetricKind.LATENCY_P99:
-            promql = latency_p99_query(**by)
+            promql = (
+                "histogram_quantile(0.99, sum(rate(istio_request_duration_milliseconds_bucket"
+                f"{{{where}}}[{window}])) by (le))"
+            )
         else:
             promql = _render(metric, target, window)
         try:
@@ -215,7 +231,7 @@ class PrometheusProvider:
         self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
     ) -> dict[tuple[str, ...], float]:
         try:
-            promql = increase_query(metric, match, window=window, by=by)
+            promql = increase_query(metric, {**match, **scoped(metric, self.scope)}, window=window, by=by)
         except TemplateError as exc:
             raise ProviderQueryError(f"{metric}: {exc}") from exc
         return {
@@ -227,8 +243,11 @@ class PrometheusProvider:
 class MeshsimProvider:
     """Built-in metrics and counts from meshsim's ``/metrics`` (no Prometheus; demo only)."""
 
-    def __init__(self, meshsim_url: str, **kwargs: object) -> None:
+    def __init__(
+        self, meshsim_url: str, *, scope: Mapping[str, str] | None = None, **kwargs: object
+    ) -> None:
         self.fallback = MeshsimMetricsProvider(meshsim_url, **kwargs)  # type: ignore[arg-type]
+        self.scope = dict(scope or {})
 
     @property
     def shares_history(self) -> bool:
@@ -241,7 +260,9 @@ class MeshsimProvider:
     ) -> dict[tuple[str, ...], float]:
         _check_window(window)
         try:
-            found = self.fallback.counts(metric, interval=window, match=match, by=by)
+            found = self.fallback.counts(
+                metric, interval=window, match={**match, **scoped(metric, self.scope)}, by=by
+            )
         except PrometheusError as exc:  # PrometheusUnavailable included
             raise ProviderUnavailable(exc.message) from exc
         return found or {}

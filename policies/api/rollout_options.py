@@ -58,7 +58,23 @@ class RolloutAnalysisOptionsSerializer(serializers.Serializer):
     no_data_limit = serializers.IntegerField(required=False, min_value=1, help_text="No-data intervals in a row "
                                                                                     "that pause.")
     inconclusive_limit = serializers.IntegerField(required=False, min_value=1)
-    judge = serializers.ChoiceField(choices=list(JUDGES), required=False)
+    judge = serializers.ChoiceField(choices=list(JUDGES), required=False,
+                                    help_text="sequential (default: evidence accumulated over the attempt, "
+                                              "always-valid p-values), threshold or mann-whitney.")
+    warmup_intervals = serializers.IntegerField(required=False, min_value=0, max_value=100,
+                                                help_text="Intervals after each weight change not judged "
+                                                          "(default 1).")
+    both_bad_limit = serializers.IntegerField(required=False, min_value=1,
+                                              help_text="Intervals in a row with stable as bad as the canary "
+                                                        "before pausing (default 3).")
+    accumulate_limit = serializers.IntegerField(required=False, min_value=1,
+                                                help_text="Intervals in a row gathering evidence (low traffic) "
+                                                          "before pausing (default 120).")
+    judge_alpha = serializers.FloatField(required=False, min_value=1e-9, max_value=0.5,
+                                         help_text="Sequential judge: false rollback per attempt (default 0.005).")
+    min_requests = serializers.FloatField(required=False, min_value=1,
+                                          help_text="Judged canary requests a step needs to pass (default 100; "
+                                                    "threshold judge: 20).")
     provider = serializers.ChoiceField(choices=list(PROVIDERS), required=False)
     window = serializers.CharField(required=False, help_text="A PromQL duration, e.g. 2m; default the interval.")
     metrics = RolloutMetricOptionSerializer(many=True, required=False,

@@ -67,6 +67,14 @@ class MetricValuesSerializer(serializers.Serializer):
     threshold_min = serializers.FloatField(allow_null=True, help_text="Lowest acceptable value (none: unbounded).")
     threshold_max = serializers.FloatField(allow_null=True, help_text="Highest acceptable value (none: unbounded).")
     threshold_text = serializers.CharField(allow_blank=True, help_text='As a person reads it, e.g. ">= 0.95".')
+    reason = serializers.CharField(allow_blank=True, required=False, help_text="The metric's verdict in one line.")
+    explain = serializers.JSONField(
+        required=False, help_text="What the verdict rests on: method, why (warm-up, not enough traffic, guard rail, "
+                                  "significant regression, no regression, both versions breach the guard rail), "
+                                  "n_canary / n_stable (this step) and n_*_attempt, minutes_left, guard, and tests: "
+                                  "[{test, against, ratio, ratio_low, ratio_high, p_value, canary_rate, stable_rate, "
+                                  "bound_ms, dispersion}].")
+    explanation = serializers.CharField(allow_blank=True, required=False, help_text="`explain` as one sentence.")
 
 
 class AnalysisRunSerializer(serializers.Serializer):

@@ -7,12 +7,26 @@ from collections.abc import Callable
 
 from django.db.models import F, QuerySet
 from rest_framework.generics import get_object_or_404
+from rest_framework.pagination import LimitOffsetPagination
+from rest_framework.request import Request
+from rest_framework.views import APIView
 from rest_framework.viewsets import ReadOnlyModelViewSet
 
 from policies.api import serializers
 from policies.filtersets import PolicyFilterSet
 from policies.models import PolicyRevision
-from policies.selectors import environment_list, policy_list, policy_revisions, team_list
+from policies.selectors import environment_list, policy_list, policy_revisions, rows_for_pks, team_list
+
+
+class PkFirstPagination(LimitOffsetPagination):
+    """LIMIT/OFFSET over the primary keys alone, then the page's rows with their annotations
+    (see `selectors.page_pk_first`): any offset costs what the first page does."""
+
+    def paginate_queryset(  # type: ignore[override]
+        self, queryset: QuerySet, request: Request, view: APIView | None = None,
+    ) -> list | None:
+        pks = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
+        return None if pks is None else rows_for_pks(queryset, list(pks))
 
 
 class SelectorViewSet(ReadOnlyModelViewSet):
@@ -46,6 +60,7 @@ class PolicyViewSet(SelectorViewSet):
 
     selector = staticmethod(policy_list)
     filterset_class = PolicyFilterSet
+    pagination_class = PkFirstPagination
 
     def get_queryset(self) -> QuerySet:
         policies = super().get_queryset().select_related("current_revision__author", "drift")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('policies', '0014_change_ownership'),
+        ('policies', '0022_environment_metrics_scope'),
     ]
 
     operations = [

@@ -4,6 +4,7 @@ from policies.models.draft import Draft
 from policies.models.environment import Environment
 from policies.models.guardrail import Guardrail, GuardrailOverride
 from policies.models.idempotency import IdempotencyKey
+from policies.models.inventory import InventoryObject, InventoryWatermark
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
 from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
@@ -33,6 +34,8 @@ __all__ = [
     "Guardrail",
     "GuardrailOverride",
     "IdempotencyKey",
+    "InventoryObject",
+    "InventoryWatermark",
     "Membership",
     "NamespaceOwnership",
     "NotificationChannel",

@@ -34,6 +34,13 @@ class Environment(models.Model):
                   '{"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": '
                   '{"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.',
     )
+    metrics_cluster_label = models.CharField(
+        max_length=100, blank=True, default="destination_cluster",
+        validators=[RegexValidator(r"^[a-zA-Z_][a-zA-Z0-9_]*$", "a Prometheus label name")],
+        help_text="The metrics label naming the cluster (Istio: destination_cluster); empty: queries "
+                  "are not scoped (one Prometheus per cluster).")
+    metrics_cluster = models.CharField(
+        max_length=200, blank=True, help_text="The cluster's value of that label; empty: the environment's name.")
 
     cluster_reachable = models.BooleanField(null=True, editable=False)
     cluster_version = models.CharField(max_length=100, blank=True, editable=False)
@@ -46,3 +53,10 @@ class Environment(models.Model):
 
     def __str__(self) -> str:
         return self.display_name or self.name
+
+    def metrics_scope(self) -> dict[str, str]:
+        """The label matchers every analysis query of this environment adds, e.g.
+        ``{"destination_cluster": "staging"}`` (another cluster's traffic is never read)."""
+        if not self.metrics_cluster_label:
+            return {}
+        return {self.metrics_cluster_label: self.metrics_cluster or self.name}

@@ -64,6 +64,49 @@ def threshold_bounds(values: dict[str, Any]) -> dict[str, Any]:
     return {"threshold": line, "threshold_min": low, "threshold_max": high, "threshold_text": text}
 
 
+WHY_TEXT = {"warm-up": "warm-up after the weight change: not judged", "not enough traffic": "not enough traffic yet",
+            "no canary data": "no canary request judged yet", "guard rail": "failed: the canary breaches the guard rail",
+            "significant regression": "failed: the canary is worse than stable", "no regression": "passed: no regression",
+            "both versions breach the guard rail": "both versions are bad: the canary is not blamed",
+            "suspicious": "waits: the canary looks worse, gathering more evidence",
+            "not enough evidence yet": "waits: a doubling is not ruled out yet before the last step"}
+
+
+def explanation(explain: dict[str, Any]) -> str:
+    """One line a person reads: the method, the samples on each side, each comparison's effect with its
+    always-valid interval, and why the metric passed, failed or waits."""
+    if not explain:
+        return ""
+    parts = []
+    why = explain.get("why")
+    if why:
+        text = WHY_TEXT.get(why, why)
+        if why == "not enough traffic" and explain.get("minutes_left"):
+            text += f", about {explain['minutes_left']} more minutes at this rate"
+        parts.append(text)
+    if explain.get("method"):
+        parts.append(str(explain["method"]))
+    if explain.get("n_canary") is not None:
+        parts.append(f"samples canary {_count(explain.get('n_canary'))} / stable {_count(explain.get('n_stable'))}"
+                     + (f" this step (attempt: {_count(explain.get('n_canary_attempt'))} / "
+                        f"{_count(explain.get('n_stable_attempt'))})" if explain.get("n_canary_attempt") is not None
+                        else ""))
+    for test in explain.get("tests") or []:
+        high = test.get("ratio_high")
+        high_text = "∞" if high is None or high > 1e6 else f"{high:.2f}"
+        against = "baseline before the shift" if test.get("against") == "baseline" else "stable"
+        parts.append(f"{test.get('test')} vs {against}: ×{(test.get('ratio') or 0):.2f} "
+                     f"[{(test.get('ratio_low') or 0):.2f}, {high_text}], p={(test.get('p_value') or 0):.2g}")
+    if explain.get("guard"):
+        parts.append(f"guard: {explain['guard']}")
+    return "; ".join(parts)
+
+
+def _count(value: Any) -> str:
+    number = _number(value)
+    return "—" if number is None else f"{number:g}"
+
+
 def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
     """The analysis intervals recorded in the timeline: [{at, phase, verdict, reason, metrics:
     {name: {verdict, canary, stable, threshold, threshold_min, threshold_max, threshold_text}}}],
@@ -77,7 +120,9 @@ def rollout_analysis_runs(*, events) -> list[dict[str, Any]]:
         for name, values in (data.get("metrics") or {}).items():
             values = values if isinstance(values, dict) else {"canary": values}
             metrics[name] = {"verdict": values.get("verdict", ""), "canary": _number(values.get("canary")),
-                             "stable": _number(values.get("stable")), **threshold_bounds(values)}
+                             "stable": _number(values.get("stable")), **threshold_bounds(values),
+                             "reason": values.get("reason") or "", "explain": values.get("explain") or {},
+                             "explanation": explanation(values.get("explain") or {})}
         phase, interval = ((event.step_key or "").split(":") + ["", "", ""])[1:3]  # analyze:<phase>:<run>
         runs.append({"at": event.at.isoformat(), "phase": phase,
                      "interval": int(interval) + 1 if interval.isdigit() else None,

@@ -241,11 +241,13 @@ def bundle_objects(
             code="bundle_rejected",
         )
     texts = _decoded(expanded)
+    lines = {name: text.splitlines(keepends=True) for name, text in texts.items()}  # once per file, not per object
     per_file: dict[str, int] = {}
     for document in documents:
         per_file[document.file] = per_file.get(document.file, 0) + 1
     return report, [
-        (document, _document_text(document, texts[document.file], alone=per_file[document.file] == 1))
+        (document, _document_text(document, texts[document.file], alone=per_file[document.file] == 1,
+                                  lines=lines[document.file]))
         for document in documents
     ]
 
@@ -427,7 +429,7 @@ class SourceText:
     line: int = 0
 
 
-def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> SourceText:
+def _document_text(document: ParsedDocument, text: str, *, alone: bool, lines: list[str] | None = None) -> SourceText:
     """The object's own text, as written: the whole file when it is the file's only object,
     else its lines (separators trimmed); an item of a list, or an object given the default
     namespace, is written out as YAML."""
@@ -435,7 +437,8 @@ def _document_text(document: ParsedDocument, text: str, *, alone: bool) -> Sourc
         return SourceText(yaml.safe_dump(document.obj, sort_keys=False, allow_unicode=True), document.file)
     if alone:
         return SourceText(text, document.file, 1)
-    lines = text.splitlines(keepends=True)
+    if lines is None:  # split once per file by the caller, not once per object
+        lines = text.splitlines(keepends=True)
     separators = ("---", "...")
     start = document.start_line - 1
     # Comments right above the object (after the previous separator) belong to it.

@@ -6,6 +6,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import kubernetes as kube
+from policies import inventory
 from policies.choices import AuditAction, LiveState, PolicyKind, RevisionSource, RolloutState
 from policies.cluster import cluster_config
 from policies.exceptions import ClusterError
@@ -43,9 +44,11 @@ def environment_import(*, environment: Environment, actor: AbstractBaseUser | No
     """
     cfg = cluster_config(environment)
     live: dict[tuple[str, str, str], dict] = {}
+    fresh = inventory.freshness(environment, PolicyKind.values).fresh
     try:
         for kind in PolicyKind.values:
-            for obj in kube.list_objects(cfg, kind):
+            # the live inventory when the watcher keeps it current; the cluster's lists otherwise
+            for obj in inventory.items(environment, kind) if fresh else kube.list_objects(cfg, kind):
                 metadata = obj.get("metadata") or {}
                 live[(kind, metadata.get("namespace", ""), metadata.get("name", ""))] = obj
     except kube.KubernetesError as exc:

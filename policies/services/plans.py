@@ -36,6 +36,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from integrations import kubernetes as kube
+from policies import inventory
 from policies.choices import (
     ChangeState,
     DraftOperation,
@@ -46,7 +47,7 @@ from policies.choices import (
 )
 from policies.cluster import cluster_config
 from policies.diff import ChangeOp, DiffRow, ObjectDiff, RowTag, diff_objects
-from policies.models import ChangeItem, ChangeRequest, Environment, Plan, PlanItem, Review
+from policies.models import ChangeItem, ChangeRequest, Environment, InventoryObject, Plan, PlanItem, Review
 from policies.normalize import content_hash, normalize_object
 from policies.rollout import ownership
 from policies.services.changes import (
@@ -97,6 +98,29 @@ def stored_rows(data: dict[str, Any]) -> list[DiffRow]:
     """The side-by-side rows of a stored diff, as `DiffRow`s for the templates."""
     return [DiffRow(left_no, left, right_no, right, RowTag(tag), skipped)
             for left_no, left, right_no, right, tag, skipped in data.get("rows", [])]
+
+
+def _read_inventory(change: ChangeRequest, items: list[ChangeItem]) -> tuple[dict[int, LiveRead] | None, str]:
+    """The items' live objects from the inventory (one query) when it is fresh for their kinds;
+    else None and the notice to give."""
+    kinds = sorted({item.kind for item in items})
+    state = inventory.freshness(change.environment, kinds)
+    if not state.fresh:
+        return None, state.stale_notice() if state.watched else ""
+    wanted = {(item.kind, item.namespace, item.name) for item in items}
+    rows = InventoryObject.objects.filter(
+        environment=change.environment, kind__in=kinds, namespace__in={item.namespace for item in items},
+        name__in={item.name for item in items},
+    ).values_list("kind", "namespace", "name", "resource_version", "content")
+    found = {(kind, ns, name): (rv, content) for kind, ns, name, rv, content in rows if (kind, ns, name) in wanted}
+    reads: dict[int, LiveRead] = {}
+    for item in items:
+        hit = found.get((item.kind, item.namespace, item.name))
+        if hit is None:
+            reads[item.pk] = LiveRead(PlanLiveState.ABSENT)
+        else:
+            reads[item.pk] = LiveRead(PlanLiveState.PRESENT, obj=hit[1], resource_version=hit[0])
+    return reads, ""
 
 
 def _read_live(cfg: kube.ClusterConfig, items: list[ChangeItem]) -> dict[int, LiveRead]:
@@ -207,8 +231,12 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
     change = ChangeRequest.objects.select_related("environment").get(pk=change.pk)
     items = list(ChangeItem.objects.filter(change=change).select_related("base_revision").order_by("position", "pk"))
     cfg = cluster_config(change.environment)
-    reads = _read_live(cfg, items)
+    from_inventory, notice = _read_inventory(change, items) if items else (None, "")
+    reads = from_inventory if from_inventory is not None else _read_live(cfg, items)
     plans = [_ItemPlan(item=item, live=reads[item.pk]) for item in items]
+    if notice:
+        for plan in plans:
+            plan.findings.append(catalogued("MG0399", notice, object=plan.item.label).as_dict())
     _dry_run(change, plans, cfg)
     afters = {plan.item.pk: _planned_write(change.environment, plan, cfg) for plan in plans}
 
@@ -219,6 +247,12 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
         live_content = normalize_object(live.obj) if live.obj is not None else None
         live_hash = content_hash(live_content) if live_content is not None else ""
         base = item.base_revision.content if item.base_revision_id else None
+        after = afters[item.pk]
+        # What approvers see: live against what the cluster would hold after the rollout's write.
+        diff_live = serialize_diff(diff_objects(live_content, after or item.content))
+        # the live object is usually the base revision: one diff serves both
+        same = (after is None and base is not None and live_content is not None
+                and normalize_object(base) == live_content)
         has_error = live.state == PlanLiveState.UNREADABLE or any(
             finding.get("level") == Level.ERROR for finding in plan.findings
         )
@@ -229,10 +263,9 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
             status=PlanStatus.ERROR if has_error else PlanStatus.OK,
             live_state=live.state, live_content=live_content, live_hash=live_hash,
             live_resource_version=live.resource_version, error=live.error,
-            # What approvers see: live against what the cluster would hold after the rollout's write.
-            diff_live=serialize_diff(diff_objects(live_content, afters[item.pk] or item.content)),
-            diff_base=serialize_diff(diff_objects(base, item.content)),
-            findings=plan.findings, after_content=afters[item.pk], ownership=plan.ownership,
+            diff_live=diff_live,
+            diff_base=diff_live if same else serialize_diff(diff_objects(base, item.content)),
+            findings=plan.findings, after_content=after, ownership=plan.ownership,
         ))
         rv_parts.append([item.pk, item.content_hash, live.state, live.resource_version])
         content_parts.append([item.pk, item.content_hash, live.state, live_hash])

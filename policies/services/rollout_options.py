@@ -54,7 +54,7 @@ from policies.services.changes import approvals_void, audit_change, back_to_revi
 OPTION_KEYS = ("strategy", "steps", "analysis", "gates")
 # Like an item: the author may change the plan until the rollout starts (approved/scheduled go back to review).
 ROLLOUT_OPTIONS_EDITABLE_STATES = EDITABLE_CHANGE_STATES
-JUDGES = ("threshold", "mann-whitney")
+JUDGES = ("sequential", "threshold", "mann-whitney")
 PROVIDERS = ("prometheus", "meshsim")
 DIRECTIONS = ("higher", "lower")
 METRIC_KEYS = {
@@ -371,7 +371,7 @@ def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
         elif len(metrics) > ROLLOUT_OPTION_MAX_METRICS:
             errors.add("analysis.metrics", f"at most {ROLLOUT_OPTION_MAX_METRICS} metrics, not {len(metrics)}")
         else:
-            judge = cleaned.get("judge", "threshold")
+            judge = cleaned.get("judge", "sequential")
             found: list[dict[str, Any]] = []
             names: dict[str, int] = {}
             for index, spec in enumerate(metrics):

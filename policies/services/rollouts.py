@@ -624,6 +624,9 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
             phase={k: v for k, v in phase.items() if k != "writes"}, interval_index=run,
             interval_seconds=float(rollout.analysis["interval_seconds"]), config=rollout.analysis,
             workloads=_workloads(rollout, phase),
+            # analysis scope (canary analysis): the environment's cluster, and whether this is the last phase
+            cluster_labels=rollout.environment.metrics_scope(), last_phase=index == len(rollout.phases) - 1,
+            phases_left=len(rollout.phases) - 1 - index,
         )
         hooks = _run_webhooks(rollout, webhooks.STEP, key=f"step:{index}:{run}")
         outcome = an.evaluate(analyzer, context)

@@ -336,6 +336,11 @@ _CODES = (
           "Namespaces, Services and Pods could not be read from the environment's cluster, so the checks "
           "that need them (hosts, ports, selectors, namespaces) were skipped.",
           "Check the environment's cluster connection on its page, then validate again."),
+    _code("MG0399", INFO, CROSS, "Cluster state read directly",
+          "The environment's live inventory (kept current by the watch_inventory process) was older than "
+          "MESHGATE_INVENTORY_MAX_AGE_SECONDS, so namespaces, Services and Pods were listed from the cluster "
+          "for this validation. The results are right; the validation was slower.",
+          "Check that the watch_inventory process runs for this environment."),
     # --- VirtualService ------------------------------------------------------------------------
     _code("MG0301", ERR, CROSS, "Destination host not found",
           "A route sends traffic to a host that is neither a Kubernetes Service nor a ServiceEntry host. "

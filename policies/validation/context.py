@@ -1,14 +1,17 @@
 """What cross-resource checks look at: the environment's live workloads and its Istio configuration.
 
-A ValidationContext is built once per validation from (1) the cluster's live state read through the
-adapter (`read_live_state`: namespaces with their labels, Services, Pods with their annotations and
-their Node's topology labels, Deployments, Secrets' metadata and type (never their data), Istio's
-mesh config, Nodes, and the Kubernetes Gateway API objects), (2) the current revisions of the
-environment's policies in the database, minus those the bundle replaces, and (3) the bundle's own
-objects, which override policies with the same identity. Its indexes are computed on first use.
+A ValidationContext is built once per validation from (1) the cluster's live state: namespaces (with
+their labels), Services and Pods from the live inventory (policies/inventory.py; listed through the
+adapter when the inventory is stale, with a notice), and what only the cross-resource checks read,
+listed through the adapter each time (`read_live_extras`: Nodes, whose topology labels go onto their
+pods, Deployments, Secrets' metadata and type, never their data, Istio's mesh config and the
+Kubernetes Gateway API objects), (2) the current revisions of the environment's policies in the
+database, minus those the bundle replaces, and (3) the bundle's own objects, which override policies
+with the same identity. Its indexes are computed on first use.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +20,7 @@ from functools import cached_property
 from typing import Any, TypeVar
 
 import yaml
+from django.db.models import Count, Sum
 
 from integrations.kubernetes import (
     CONTEXT_KINDS,
@@ -32,6 +36,7 @@ from integrations.kubernetes import (
     list_secret_metadata,
     list_services,
 )
+from policies import inventory
 from policies.choices import PolicyKind
 from policies.cluster import cluster_config
 from policies.models import Environment, Policy
@@ -189,12 +194,32 @@ class LiveState:
 
 def read_live_state(cfg: ClusterConfig) -> LiveState:
     """Everything the checks read from the cluster, in concurrent list calls: namespaces, Services and
-    Pods (required), and Deployments, Nodes, Secrets' metadata, the mesh config and the Gateway API
-    objects (each optional: refused or absent, it is left out and the checks needing it skipped).
+    Pods (required), and the extras of `read_live_extras`.
 
-    The one entry point for live state (a watch-fed inventory can take its place).
     Raises KubernetesError (the first one, when a required call fails).
     """
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="meshgate-live-state") as pool:
+        namespaces, services, pods = (pool.submit(read, cfg) for read in (list_namespaces, list_services, list_pods))
+        extras = pool.submit(read_live_extras, cfg)
+        base = live_state_from(namespaces.result(), services.result(), pods.result())
+        return with_extras(base, extras.result())
+
+
+@dataclass(frozen=True)
+class LiveExtras:
+    """What the cross-resource checks read besides namespaces, Services and Pods. None: not read (refused)."""
+
+    node_labels: Mapping[str, Mapping[str, str]] | None = None
+    deployments: tuple[Deployment, ...] | None = None
+    secrets: tuple[SecretInfo, ...] | None = None
+    mesh_config: Mapping[str, Any] | None = None
+    gateway_api: Mapping[str, tuple[GatewayApiObject, ...]] = field(default_factory=dict)
+
+
+def read_live_extras(cfg: ClusterConfig) -> LiveExtras:
+    """Nodes, Deployments, Secrets' metadata, the mesh config and the Gateway API objects, in concurrent
+    list calls; each optional: refused or absent, it is left out and the checks needing it are skipped.
+    (Not watched by the inventory yet: the one function to move behind it.)"""
     optional: dict[str, Callable[[], Any]] = {
         "deployments": lambda: list_deployments(cfg),
         "nodes": lambda: list_nodes(cfg),
@@ -202,33 +227,37 @@ def read_live_state(cfg: ClusterConfig) -> LiveState:
         "mesh": lambda: _mesh_config_map(cfg),
         **{f"gateway-api/{kind}": _gateway_api_reader(cfg, kind) for kind in CONTEXT_KINDS},
     }
-    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="meshgate-live-state") as pool:
-        namespaces, services, pods = (pool.submit(read, cfg) for read in (list_namespaces, list_services, list_pods))
-        extras = {key: pool.submit(_optional, read) for key, read in optional.items()}
-        namespace_items, service_items, pod_items = namespaces.result(), services.result(), pods.result()
-        found = {key: future.result() for key, future in extras.items()}
-    nodes = found["nodes"]
-    node_labels = None if nodes is None else {
-        _meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes
-    }
-    secrets = found["secrets"]
-    gateway_api: dict[str, tuple[GatewayApiObject, ...]] = {}
-    for kind in CONTEXT_KINDS:
-        items = found[f"gateway-api/{kind}"]
-        gateway_api[kind] = tuple(_gateway_api_object(kind, item) for item in items or [])
-    return LiveState(
-        frozenset(_meta(item).get("name", "") for item in namespace_items),
-        tuple(_service(item) for item in service_items),
-        tuple(_workload(item, node_labels or {}) for item in pod_items),
-        namespace_labels={
-            _meta(item).get("name", ""): dict(_meta(item).get("labels") or {}) for item in namespace_items
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="meshgate-live-extras") as pool:
+        futures = {key: pool.submit(_optional, read) for key, read in optional.items()}
+        found = {key: future.result() for key, future in futures.items()}
+    nodes, deployments, secrets = found["nodes"], found["deployments"], found["secrets"]
+    return LiveExtras(
+        node_labels=None if nodes is None else {
+            _meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes
         },
-        deployments=None if found["deployments"] is None else tuple(_deployment(d) for d in found["deployments"]),
+        deployments=None if deployments is None else tuple(_deployment(item) for item in deployments),
         secrets=None if secrets is None else tuple(SecretInfo(s.namespace, s.name, s.type) for s in secrets),
         mesh_config=found["mesh"],
-        node_labels=node_labels,
-        gateway_api=gateway_api,
+        gateway_api={kind: tuple(_gateway_api_object(kind, item) for item in found[f"gateway-api/{kind}"] or [])
+                     for kind in CONTEXT_KINDS},
     )
+
+
+def with_extras(live: LiveState, extras: LiveExtras) -> LiveState:
+    """`live` with the extras, its pods carrying their Node's topology labels."""
+    node_labels = extras.node_labels or {}
+    workloads = tuple(
+        dataclasses.replace(workload, labels={**_topology(node_labels, workload.node), **workload.labels})
+        for workload in live.workloads
+    ) if node_labels else live.workloads
+    return dataclasses.replace(
+        live, workloads=workloads, deployments=extras.deployments, secrets=extras.secrets,
+        mesh_config=extras.mesh_config, node_labels=extras.node_labels, gateway_api=extras.gateway_api,
+    )
+
+
+def _topology(node_labels: Mapping[str, Mapping[str, str]], node: str) -> dict[str, str]:
+    return {key: value for key, value in (node_labels.get(node) or {}).items() if key in TOPOLOGY_LABELS}
 
 
 def _optional(read: Callable[[], T]) -> T | None:
@@ -259,19 +288,45 @@ def _mesh_config_map(cfg: ClusterConfig) -> dict[str, Any]:
     return mesh if isinstance(mesh, dict) else {}
 
 
+LIVE_KINDS = ("Namespace", "Service", "Pod")
+
+
+def live_state_from(namespaces: Iterable[dict[str, Any]], services: Iterable[dict[str, Any]],
+                    pods: Iterable[dict[str, Any]]) -> LiveState:
+    """Namespaces (and their labels), Services and Pods; the extras not read yet (see `with_extras`)."""
+    namespace_items = list(namespaces)
+    return LiveState(
+        frozenset(_meta(item).get("name", "") for item in namespace_items),
+        tuple(_service(item) for item in services),
+        tuple(_workload(item) for item in pods),
+        namespace_labels={
+            _meta(item).get("name", ""): dict(_meta(item).get("labels") or {}) for item in namespace_items
+        },
+        deployments=None, secrets=None, mesh_config=None, node_labels=None,
+    )
+
+
+def inventory_live_state(environment: Environment) -> tuple[LiveState | None, inventory.Freshness]:
+    """The live state from the inventory when it is fresh (None and the freshness otherwise)."""
+    state = inventory.freshness(environment, LIVE_KINDS)
+    if not state.fresh:
+        return None, state
+    live = inventory.snapshot(environment, state, "live-state", lambda: live_state_from(
+        *(inventory.items(environment, kind) for kind in LIVE_KINDS)))
+    return live, state
+
+
 def _meta(item: dict[str, Any]) -> dict[str, Any]:
     return item.get("metadata") or {}
 
 
-def _workload(item: dict[str, Any], node_labels: Mapping[str, Mapping[str, str]]) -> Workload:
+def _workload(item: dict[str, Any]) -> Workload:
     meta = _meta(item)
     spec = item.get("spec") or {}
-    node = str(spec.get("nodeName") or "")
-    topology = {key: value for key, value in (node_labels.get(node) or {}).items() if key in TOPOLOGY_LABELS}
     containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, dict))
     return Workload(
-        meta.get("namespace", ""), meta.get("name", ""), {**topology, **(meta.get("labels") or {})},
-        dict(meta.get("annotations") or {}), containers, node,
+        meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}),
+        dict(meta.get("annotations") or {}), containers, str(spec.get("nodeName") or ""),
     )
 
 
@@ -351,13 +406,21 @@ def _spec(content: Any) -> Mapping[str, Any]:
 
 
 def environment_objects(environment: Environment, *, exclude_policy_ids: Iterable[int] = ()) -> list[MeshObject]:
-    """The current revisions of the environment's policies (one query)."""
-    rows = (
-        Policy.objects.filter(environment=environment, current_revision__isnull=False)
-        .exclude(pk__in=list(exclude_policy_ids))
-        .values_list("kind", "namespace", "name", "current_revision__content")
-    )
-    return [MeshObject(kind, namespace, name, _spec(content)) for kind, namespace, name, content in rows]
+    """The current revisions of the environment's policies.
+
+    Loaded once per process while the set of current revisions stays the same (a new revision has
+    a new id, so their count and sum of ids tell): a validation then costs one aggregate query,
+    not the decoding of every policy's content."""
+    current = Policy.objects.filter(environment=environment, current_revision__isnull=False)
+    stamp = current.aggregate(count=Count("pk"), ids=Sum("current_revision_id"))
+
+    def load() -> dict[int, MeshObject]:
+        rows = current.values_list("pk", "kind", "namespace", "name", "current_revision__content")
+        return {pk: MeshObject(kind, namespace, name, _spec(content)) for pk, kind, namespace, name, content in rows}
+
+    objects = inventory.memoized(("environment-objects", environment.pk, stamp["count"], stamp["ids"]), load)
+    excluded = set(exclude_policy_ids)
+    return [obj for pk, obj in objects.items() if pk not in excluded]
 
 
 def document_object(doc: ParsedDocument) -> MeshObject:
@@ -658,10 +721,16 @@ def build_context(
     findings: list[Finding] = []
     live: LiveState | None = None
     if read_cluster:
-        try:
-            live = read_live_state(cluster_config(environment))
-        except KubernetesError as exc:
-            findings.append(_not_read(exc.message))
+        live, state = inventory_live_state(environment)
+        if live is None:
+            if state.watched:
+                findings.append(finding("MG0399", state.stale_notice()))
+            try:
+                live = read_live_state(cluster_config(environment))
+            except KubernetesError as exc:
+                findings.append(_not_read(exc.message))
+        else:
+            live = with_extras(live, read_live_extras(cluster_config(environment)))
     else:
         findings.append(_not_read("the cluster could not be reached"))
     objects = environment_objects(environment, exclude_policy_ids=exclude_policy_ids)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from policies.models import Environment
 from policies.validation.context import build_context
@@ -28,7 +29,15 @@ class ValidationReport:
         return any(item.level == Level.ERROR for item in self.findings)
 
     def for_document(self, doc: ParsedDocument) -> list[Finding]:
-        return [item for item in self.findings if doc.covers(item)]
+        """The findings of one document: found through an index by (file, document), built once."""
+        return [item for item in self._by_document.get((doc.file, doc.index), []) if doc.covers(item)]
+
+    @cached_property
+    def _by_document(self) -> dict[tuple[str, int | None], list[Finding]]:
+        index: dict[tuple[str, int | None], list[Finding]] = {}
+        for item in self.findings:
+            index.setdefault((item.file, item.document), []).append(item)
+        return index
 
     def counts(self) -> dict[str, int]:
         return {level.value: sum(1 for item in self.findings if item.level == level) for level in Level}

@@ -9,7 +9,6 @@ import yaml
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -48,7 +47,7 @@ def catalog(request: HttpRequest) -> HttpResponse:
     visible = selectors.policy_list(user=request.user)
     filterset = PolicyFilterSet(request.GET, queryset=selectors.policy_list_with_drift(policies=visible))
     valid = filterset.is_valid()
-    page = Paginator(filterset.qs if valid else visible.none(), CATALOG_PAGE_SIZE).get_page(request.GET.get("page"))
+    page = selectors.page_pk_first(filterset.qs if valid else visible.none(), request.GET.get("page"), CATALOG_PAGE_SIZE)
     context: dict[str, Any] = {"filterset": filterset, "page": page, "security_kinds": SECURITY_KINDS}
     if _wants_partial(request):
         template = "policies/_catalog_results.html"

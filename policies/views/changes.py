@@ -12,7 +12,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.html import escape
@@ -223,6 +223,8 @@ class ItemView:
     blocking_guardrail_ids: set[int]
     overridable: list[dict[str, Any]]
     three_way: Any = None
+    compact: bool = False  # a summary line; the card is loaded on demand (item_card)
+    thread_count: int = 0  # of the item's lines and of the item
 
     @property
     def anchor(self) -> str:
@@ -243,13 +245,32 @@ def _threads_by_place(comments: list[ReviewComment]) -> tuple[dict, dict, list]:
     return by_line, by_item, general
 
 
-def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str, Any]:
-    """Everything the change page shows, in a number of queries that does not grow with its items."""
+# A change with more items than this lists them as summary lines, each item's card (diff, findings,
+# guardrails, threads) loaded with htmx when opened: the page of a 500-item change stays small.
+FULL_ITEMS_UP_TO = 20
+
+
+def _item_rows(item: ChangeItem, plan_item: PlanItem | None, by_line: dict[tuple[int, int], list]) -> list[RowView]:
+    """The plan's side-by-side rows of an item, with the threads of each line."""
+    if plan_item is None:
+        diff_rows = []
+    elif plan_item.item_content_hash == item.content_hash:
+        diff_rows = stored_rows(plan_item.diff_live)
+    else:  # edited since the plan: the live object it saw against the item as it is now
+        diff_rows = diff_objects(plan_item.live_content, item.content).side_by_side
+    return [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
+
+
+def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk: int | None = None) -> dict[str, Any]:
+    """Everything the change page shows, in a number of queries that does not grow with its items.
+
+    `item_pk`: the context of that one item's full card only (`items` holds its view alone)."""
     user = request.user
     items = list(selectors.change_items(change=change))
     change_services.change_guardrails_refresh(change=change, items=items)
     plan = selectors.change_latest_plan(change=change)
-    plan_items = selectors.plan_items_by_item(plan=plan)
+    plan_items = selectors.plan_items_by_item(plan=plan, summaries_only=item_pk is None and len(items) > FULL_ITEMS_UP_TO,
+                                              item_pk=item_pk)
     reviews = selectors.change_reviews(change=change)
     comments = selectors.change_comments(change=change)
     requirements = approval.change_requirements(change, items=items)
@@ -264,20 +285,20 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
         ids = {item.base_revision_id for item in stale_items} | {item.current_revision_now for item in stale_items}
         revisions = PolicyRevision.objects.in_bulk([pk for pk in ids if pk])
     by_line, by_item, general = _threads_by_place(comments)
+    line_thread_counts: dict[int, int] = {}
+    for (thread_item, _), threads in by_line.items():
+        line_thread_counts[thread_item] = line_thread_counts.get(thread_item, 0) + len(threads)
     may_approve = approval.user_may_approve(user=user, change=change, requirements=requirements)
     is_admin = selectors.user_is_admin(user)
     is_author = user.pk == change.author_id
     state = change.state
     views = []
     for item in items:
+        if item_pk is not None and item.pk != item_pk:
+            continue
         plan_item = plan_items.get(item.pk)
-        if plan_item is None:
-            diff_rows = []
-        elif plan_item.item_content_hash == item.content_hash:
-            diff_rows = stored_rows(plan_item.diff_live)
-        else:  # edited since the plan: the live object it saw against the item as it is now
-            diff_rows = diff_objects(plan_item.live_content, item.content).side_by_side
-        rows = [RowView(row, by_line.get((item.pk, row.right_no), []) if row.right_no else []) for row in diff_rows]
+        compact = item_pk is None and len(items) > FULL_ITEMS_UP_TO
+        rows = [] if compact else _item_rows(item, plan_item, by_line)
         blocking_ids = {result.guardrail_id for result in guardrail_blocking.get(item.pk, [])}
         overridable = [result for result in item.guardrail_results
                        if result["guardrail_id"] in blocking_ids
@@ -288,6 +309,8 @@ def change_page_context(request: HttpRequest, change: ChangeRequest) -> dict[str
             overlaps=overlaps.get(item.pk, []), guardrails=item.guardrail_results, blocking_guardrail_ids=blocking_ids,
             overridable=overridable if is_admin and state in EDITABLE_CHANGE_STATES else [],
             three_way=selectors.change_item_three_way(item=item, revisions=revisions) if stale else None,
+            compact=compact,
+            thread_count=line_thread_counts.get(item.pk, 0) + len(by_item.get(item.pk, [])),
         ))
     own_approval = next((review for review in status.counted if review.reviewer_id == user.pk), None)
     events = list(
@@ -670,6 +693,17 @@ def comment_resolve(request: HttpRequest, pk: int, comment_pk: int) -> HttpRespo
 
 
 # --- items ----------------------------------------------------------------------------------------------------
+
+@login_required
+@require_safe
+def item_card(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
+    """One item's full card (plan diff, findings, guardrails, threads), opened from a large change's summary."""
+    change = _visible_change(request, pk)
+    context = change_page_context(request, change, item_pk=item_pk)
+    if not context["items"]:
+        raise Http404("no such item in this change")
+    return render(request, "changes/_item.html", {**context, "view": context["items"][0]})
+
 
 @login_required
 @require_safe

@@ -26,7 +26,7 @@ from policies.services.plans import ROLLOUT_OWNS_LIVE_STATES
 # analysis settings the form shows as fields; the engine's defaults when the options leave them out
 ANALYSIS_FIELDS = ("interval_seconds", "intervals_per_step", "failure_limit", "no_data_limit", "inconclusive_limit",
                    "judge", "window")
-ENGINE_DEFAULTS = {"no_data_limit": 3, "inconclusive_limit": 10, "judge": "threshold"}
+ENGINE_DEFAULTS = {"no_data_limit": 3, "inconclusive_limit": 10, "judge": "sequential"}
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -40,9 +40,10 @@ class RolloutOptionsForm(forms.Form):
     no_data_limit = forms.IntegerField(required=False, label="No-data intervals before pausing")
     inconclusive_limit = forms.IntegerField(required=False, label="Undecided intervals before pausing")
     judge = forms.ChoiceField(required=False, label="Judge", choices=[
-        ("", "Default (threshold)"), ("threshold", "Threshold"), ("mann-whitney", "Mann-Whitney against stable")])
+        ("", "Default (sequential)"), ("sequential", "Sequential against stable (always-valid p-values)"),
+        ("threshold", "Threshold"), ("mann-whitney", "Mann-Whitney against stable, per interval")])
     window = forms.CharField(required=False, label="Window", help_text="A PromQL duration, e.g. 2m; default the "
-                                                                       "interval (at least 30 s).")
+                                                                       "interval (never before the phase began).")
     metrics = forms.CharField(
         required=False, label="Metrics (JSON)", widget=forms.Textarea(attrs={"rows": 6}),
         help_text='Empty: success rate ≥ 0.99 and p99 ≤ 500 ms. E.g. [{"kind": "success_rate", "min": 0.995}, '
@@ -188,7 +189,7 @@ def rollout_plan_context(*, change: ChangeRequest, items: list[ChangeItem], may_
         "steps": effective["steps"] if effective["strategy"] == RolloutStrategy.CANARY else [],
         "phases": [(index, label, index in gates) for index, label in enumerate(phases)],
         "interval_seconds": interval,
-        "window": analysis.get("window") or f"{max(int(interval or 0), 30)}s",
+        "window": analysis.get("window") or f"{int(interval or 0)}s",
         "intervals_per_step": analysis.get("intervals_per_step") or 1,
         "failure_limit": analysis.get("failure_limit") or 1,
         "no_data_limit": analysis.get("no_data_limit") or ENGINE_DEFAULTS["no_data_limit"],

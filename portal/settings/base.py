@@ -223,6 +223,10 @@ MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365
 # Whether a platform admin may give a service account the approver role (off: pipelines only author).
 MESHGATE_SERVICE_ACCOUNT_APPROVERS = env.bool("MESHGATE_SERVICE_ACCOUNT_APPROVERS", default=False)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)
+# The live inventory (manage.py watch_inventory): older than this, reads list the cluster directly.
+MESHGATE_INVENTORY_MAX_AGE_SECONDS = env.float("MESHGATE_INVENTORY_MAX_AGE_SECONDS", default=60.0)
+# How long one watch request lasts before the watcher resumes it (a quiet end confirms freshness).
+MESHGATE_INVENTORY_WATCH_SECONDS = env.int("MESHGATE_INVENTORY_WATCH_SECONDS", default=20)
 # Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)

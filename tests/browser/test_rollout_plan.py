@@ -36,7 +36,7 @@ def test_author_edits_the_rollout_plan(live_server, cluster_org, page):
     sign_in(page, live_server, "alice", f"/changes/{change.pk}/")
     panel = page.locator("#rollout-plan")
     expect(panel).to_contain_text("5 → 10 → 25 → 50 → 100 %")
-    expect(panel).to_contain_text("every 60 s over 60s, threshold judge")
+    expect(panel).to_contain_text("every 60 s over 60s, sequential (against stable, evidence over the attempt) judge")
     panel.get_by_role("button", name="Edit rollout plan…").click()
     panel.get_by_label("Canary steps (%)").fill("10, 50, 100")
     panel.get_by_label("Analysis interval (s)").fill("1")

@@ -12,7 +12,7 @@ DOCKER = REPO / "docker"
 K8S = DOCKER / "k8s"
 # The image's WORKDIR: the repository's layout is kept below it (docker/ included).
 APP_DIR = PurePosixPath("/app")
-START_SCRIPTS = ("start-web", "start-worker", "start-beat")
+START_SCRIPTS = ("start-web", "start-worker", "start-beat", "start-inventory")
 
 _SETTINGS_READ = re.compile(r"""\b(?:env(?:\.\w+)?|_required)\(\s*["']([A-Z][A-Z0-9_]*)["']""")
 _OS_ENVIRON_READ = re.compile(r"""os\.environ(?:\.get|\.setdefault)?[(\[]\s*["']([A-Z][A-Z0-9_]*)["']""")

@@ -17,8 +17,8 @@ from packaging.utils import canonicalize_name
 
 from tests.docker import APP_DIR, DOCKER, REPO, known_env_names, script_for_command
 
-APP_SERVICES = ("migrate", "web", "worker", "beat")
-START_SCRIPT_OF = {"web": "start-web", "worker": "start-worker", "beat": "start-beat"}
+APP_SERVICES = ("migrate", "web", "worker", "beat", "inventory")
+START_SCRIPT_OF = {"web": "start-web", "worker": "start-worker", "beat": "start-beat", "inventory": "start-inventory"}
 PRODUCTION_SECRETS = ("DJANGO_SECRET_KEY", "MESHGATE_FIELD_ENCRYPTION_KEY")
 
 

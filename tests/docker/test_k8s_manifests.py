@@ -38,7 +38,8 @@ ISTIO_PLURALS = {
 }
 GATEWAY_API_PLURALS = {"gateways", "httproutes", "grpcroutes", "referencegrants"}
 MESH_CONFIG = ("istio-system", "istio")  # the one ConfigMap read, through a namespaced Role
-DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat"}
+DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat",
+                      "meshgate-inventory": "start-inventory"}
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 DEV_MANIFESTS = sorted((K8S / "dev").glob("*.yaml"))
 
@@ -144,9 +145,10 @@ def test_cluster_role_is_exactly_least_privilege(objects):
     listed = frozenset({"list"})
     reads = {
         ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list"})),
-        ("", "namespaces", listed),
-        ("", "services", listed),
-        ("", "pods", listed),
+        # watch: the live inventory's watcher (manage.py watch_inventory)
+        ("", "namespaces", frozenset({"list", "watch"})),
+        ("", "services", frozenset({"list", "watch"})),
+        ("", "pods", frozenset({"list", "watch"})),
         ("", "nodes", listed),
         ("", "secrets", listed),  # read as a metadata-only Table: see rbac.yaml and list_secret_metadata
         ("apps", "deployments", listed),
@@ -193,7 +195,7 @@ def test_only_pods_that_call_the_cluster_api_get_a_token(objects):
     for name, pod in pods.items():
         assert pod["serviceAccountName"] == "meshgate", name
     mounted = {name for name, pod in pods.items() if pod.get("automountServiceAccountToken")}
-    assert mounted == {"meshgate-web", "meshgate-worker"}
+    assert mounted == {"meshgate-web", "meshgate-worker", "meshgate-inventory"}
 
 
 # --- workloads -------------------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -438,11 +439,28 @@ def test_unsupported_dry_run_value_is_400(custom: client.CustomObjectsApi) -> No
     assert raised.value.status == 400
 
 
-def test_watch_is_405(custom: client.CustomObjectsApi) -> None:
-    with pytest.raises(ApiException) as raised:
-        custom.list_namespaced_custom_object(*VS, watch=True)
-    assert raised.value.status == 405
-    assert status_body(raised.value)["reason"] == "MethodNotAllowed"
+def test_watch_without_resource_version_starts_with_the_objects_and_ends_on_its_timeout(
+    custom: client.CustomObjectsApi,
+) -> None:
+    listed = custom.list_namespaced_custom_object(*VS)
+    response = custom.list_namespaced_custom_object(
+        *VS, watch=True, timeout_seconds=1, allow_watch_bookmarks=True, _preload_content=False
+    )
+    events = [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+    added = [event["object"]["metadata"]["name"] for event in events if event["type"] == "ADDED"]
+    assert added == [item["metadata"]["name"] for item in listed["items"]]
+    assert all(event["object"]["kind"] == "VirtualService" for event in events if event["type"] == "ADDED")
+    assert {event["type"] for event in events} <= {"ADDED", "BOOKMARK"}
+
+
+def test_watch_with_a_resource_version_that_is_not_a_number_is_an_error_event(
+    custom: client.CustomObjectsApi,
+) -> None:
+    response = custom.list_namespaced_custom_object(
+        *VS, watch=True, resource_version="abc", timeout_seconds=1, _preload_content=False
+    )
+    (event,) = [json.loads(line) for line in response.read().decode().splitlines() if line.strip()]
+    assert event["type"] == "ERROR" and event["object"]["code"] == 400
 
 
 def test_unknown_resource_path_is_404(api_client: client.ApiClient) -> None:

@@ -204,5 +204,7 @@ def test_analysis_window_spans_the_judge_window_but_not_before_the_start() -> No
     judge = MannWhitneyJudge(window_intervals=10)
     assert analysis_window(judge, interval_s=30, elapsed_s=95) == "95s"
     assert analysis_window(judge, interval_s=30, elapsed_s=3600) == "300s"
-    assert analysis_window(judge, interval_s=30, elapsed_s=0) == "30s"
+    # never before the phase began, even at its first look: a new attempt sees only its own samples
+    assert analysis_window(judge, interval_s=30, elapsed_s=20) == "20s"
+    assert analysis_window(judge, interval_s=30, elapsed_s=3600, requested_s=120) == "120s"
     assert analysis_window(ThresholdJudge(), interval_s=60, elapsed_s=600) == "60s"

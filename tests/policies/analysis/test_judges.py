@@ -46,7 +46,7 @@ def test_threshold_judge_checks_the_range_in_each_direction() -> None:
     assert bad.reason == "request-success-rate of canary 0.947 < 0.99 (stable 0.999)"
     good = judge.judge(SR, observe(SR, Distribution.outcomes(995, 5), Distribution.outcomes(1, 0)))
     assert good.outcome == Outcome.PASS
-    slow = judge.judge(P99, observe(P99, Distribution((1000.0,), (10.0,)), Distribution()))
+    slow = judge.judge(P99, observe(P99, Distribution((1000.0,), (20.0,)), Distribution()))
     assert slow.outcome == Outcome.FAIL and "> 500" in slow.reason
     empty = judge.judge(SR, observe(SR, Distribution(), Distribution()))
     assert empty.outcome == Outcome.INCONCLUSIVE

@@ -220,7 +220,45 @@ def test_change_page_queries_do_not_grow_with_items(client, org, django_assert_m
     with django_assert_max_num_queries(len(small.captured_queries)):
         response = client.get(detail(many))
     assert response.status_code == 200
-    assert response.content.decode().count('class="card mg-card mg-change-item"') == 200
+    assert response.content.decode().count('class="card mg-card mg-change-item mg-change-item-summary"') == 200
+
+
+def test_a_large_change_lists_summary_lines_and_opens_an_item_card_on_demand(client, org):
+    from policies.models import ChangeItem, ReviewComment
+
+    change = build_large_change(environment=org.env, author=org.author, count=30, namespace="bookinfo", prefix="big")
+    client.force_login(org.approver)
+    page = client.get(detail(change)).content.decode()
+    assert page.count("mg-change-item-summary") == 30
+    assert page.count(">1 thread<") == 3, "the summary counts each item's comment threads"
+    assert "mg-plan-diff" not in page, "no diff is rendered until an item is opened"
+    item = ChangeItem.objects.filter(change=change).order_by("position", "pk")[0]
+    card_url = reverse("changes:item-card", args=[change.pk, item.pk])
+    assert card_url in page
+    card = client.get(card_url, HTTP_HX_REQUEST="true")
+    assert card.status_code == 200
+    html = card.content.decode()
+    assert f'id="item-{item.pk}"' in html and "mg-plan-diff" in html and "mg-change-item-summary" not in html
+    small_page = _full_page_of_small(client, org)
+    small_thread = ReviewComment.objects.get(item__name="small-0000")
+    thread = ReviewComment.objects.get(item=item)
+    # the card carries the item's line comment exactly where the full page of a small change does
+    assert (f'id="thread-{thread.pk}"' in html) == (f'id="thread-{small_thread.pk}"' in small_page)
+    assert client.get(reverse("changes:item-card", args=[change.pk, 999999])).status_code == 404
+    client.force_login(org.outsider)
+    assert client.get(card_url).status_code == 404
+
+
+def _full_page_of_small(client, org) -> str:
+    change = build_large_change(environment=org.env, author=org.author, count=5, namespace="bookinfo", prefix="small")
+    return client.get(detail(change)).content.decode()
+
+
+def test_a_small_change_shows_every_item_in_full(client, org):
+    change = build_large_change(environment=org.env, author=org.author, count=5, namespace="bookinfo", prefix="small")
+    client.force_login(org.approver)
+    page = client.get(detail(change)).content.decode()
+    assert page.count('class="card mg-card mg-change-item"') == 5 and "mg-change-item-summary" not in page
 
 
 def test_the_200_item_change_page_renders_in_time(capsys):

@@ -40,7 +40,7 @@ def test_everyone_sees_the_default_plan_only_the_author_gets_the_form(client, cl
     page = client.get(detail(change)).content.decode()
     assert 'id="rollout-plan"' in page and "Canary (traffic shifting)" in page and "(default for these kinds)" in page
     assert "5 → 10 → 25 → 50 → 100 %" in page
-    assert "every 60 s over 60s, threshold judge" in page
+    assert "every 60 s over 60s, sequential (against stable, evidence over the attempt) judge" in page
     assert "request-success-rate</span> &gt;= 0.99" in page and "request-duration-p99</span> &lt;= 500 ms" in page
     assert "Edit rollout plan…" not in page
     client.force_login(org.author)

@@ -28,7 +28,7 @@ from tests.policies.rollouts.test_gates import (
 )
 from tests.policies.rollouts.test_worker import wait_terminal
 
-ANALYSIS = {"interval_seconds": 3, "window": "5s", "intervals_per_step": 1,
+ANALYSIS = {"interval_seconds": 3, "window": "5s", "intervals_per_step": 1, "judge": "threshold", "min_requests": 5,
             "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
 CANARY_STEPS = [50, 100]
 BEAT = 2.0

@@ -23,7 +23,7 @@ from tests.policies.rollouts.helpers import (
 
 pytestmark = pytest.mark.django_db
 
-MESHSIM = {"interval_seconds": 1, "provider": "meshsim", "meshsim_advance_seconds": 60, "window": "5m",
+MESHSIM = {"interval_seconds": 1, "provider": "meshsim", "judge": "threshold", "meshsim_advance_seconds": 60, "window": "5m",
            "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
 REVIEWS_PRINCIPAL = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews"
 PA_SHOP = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",

@@ -164,7 +164,8 @@ def test_data_json_shape(client, org, rollout):
     assert run["verdict"] == "fail" and run["interval"] == 1 and run["phase"] == "0"
     assert run["metrics"]["request-success-rate"] == {"verdict": "fail", "canary": 0.8, "stable": 0.995,
                                                       "threshold": 0.99, "threshold_min": None,
-                                                      "threshold_max": None, "threshold_text": "0.99"}
+                                                      "threshold_max": None, "threshold_text": "0.99",
+                                                      "reason": "", "explain": {}, "explanation": ""}
 
 
 def test_thresholds_recorded_as_text_are_read_as_bounds(client, org, rollout):
@@ -214,3 +215,26 @@ def test_gate_buttons_for_a_waiting_rollout(client, org):
     assert response.status_code == 302
     gated.refresh_from_db()
     assert gated.state == RolloutState.RUNNING
+
+
+def test_a_verdict_explains_itself_on_the_page_and_in_the_api(client, org):
+    """Method, samples on each side, the effect with its interval and why: under the analysis row and
+    in the rollout's API detail."""
+    rollout = make_rollout(org)
+    explain = {"method": "mSPRT on Mantel-Haenszel rate ratios (always-valid p-values)",
+               "why": "not enough traffic", "minutes_left": 4, "n_canary": 40.0, "n_stable": 760.0,
+               "tests": [{"test": "errors", "against": "stable", "ratio": 1.4, "ratio_low": 0.3,
+                          "ratio_high": 6.1, "p_value": 1.0}]}
+    RolloutEvent.objects.create(
+        rollout=rollout, kind=RolloutEventKind.ANALYSIS, message="10 %, interval 2: inconclusive",
+        data={"verdict": "inconclusive", "reason": "not enough traffic yet", "action": "wait", "decision": "",
+              "metrics": {"request-success-rate": {"verdict": "inconclusive", "canary": 1.0, "stable": 0.999,
+                                                   "threshold": ">= 0.99", "explain": explain}}},
+        step_key="analyze:0:1", at=timezone.now() + dt.timedelta(seconds=121))
+    client.force_login(org.author)
+    body = client.get(reverse("rollouts:detail", args=[rollout.pk])).content.decode()
+    assert "not enough traffic yet, about 4 more minutes at this rate" in body
+    assert "samples canary 40 / stable 760" in body and "errors vs stable: ×1.40 [0.30, 6.10]" in body
+    data = client.get(reverse("rollouts:data", args=[rollout.pk])).json()
+    metric = data["analysis_runs"][-1]["metrics"]["request-success-rate"]
+    assert metric["explain"]["n_canary"] == 40.0 and metric["explain"]["tests"][0]["ratio_high"] == 6.1

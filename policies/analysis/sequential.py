@@ -1,0 +1,599 @@
+"""The default canary judge: evidence accumulated over the attempt, tested sequentially.
+
+Every analysis interval adds one *stratum* per metric: the canary's and the stable's counts
+in that interval (requests and 5xx for the success rate; histogram bucket counts for the
+latency). Nothing is re-tested from scratch: the judge keeps the strata of the current
+attempt in its state (a new attempt starts with none) and, at each look, tests them all.
+
+Comparisons (canary relative to stable in the same interval):
+
+- errors: the Mantel-Haenszel rate ratio of canary vs stable 5xx over the strata
+  (stratifying by interval removes incidents both versions share and the shift of traffic
+  from step to step), with the Greenland-Robins variance of its log, inflated by an
+  overdispersion factor: the Pearson chi-square of the canary's share of each interval's
+  errors (a beta-binomial across sub-intervals when errors come in bursts), shrunk towards
+  a prior of ``dispersion_prior`` while there are few intervals;
+- latency tail and body: the share of requests slower than the stable's p99 (tail) and
+  its median (body), read at the histogram bucket bound nearest to that quantile of the
+  stable's pooled buckets; the same rate ratio test on those shares. A +50 % p99 with an
+  unchanged median is a tripled share above the stable's p99.
+
+Each comparison is a mixture sequential probability ratio test (mSPRT, Johari et al. 2017,
+"Always valid inference") of ``log(ratio) <= log(1 + tolerance)`` on the normal
+approximation of the log ratio, mixing variance ``tau``\\ :sup:`2`. Its p-value
+(1 / likelihood ratio) is valid at every look, so looking each interval does not inflate
+false rollbacks: a good canary is rolled back with probability at most ``alpha`` per
+attempt (divided over the comparisons and metrics, Bonferroni). The effect is reported
+with its always-valid (confidence sequence) interval.
+
+Guard rails (absolute, on the current step's judged intervals): a canary whose success rate
+is certainly below ``guard.min`` (a one-sided binomial test at ``guard_alpha``, counts
+deflated by the overdispersion) fails at once, even at low traffic; when the stable breaches
+the same guard in the same window both versions are bad: the canary is not blamed, the
+interval is inconclusive and says so (``both_bad`` in the detail; the run-level rule pauses
+after ``both_bad_limit`` such intervals in a row).
+
+The step's verdict: ``inconclusive`` during the warm-up after a weight change (not judged,
+not recorded) and until the step holds ``min_requests`` judged canary requests (then the
+reason says how many more minutes that takes at the observed rate); ``fail`` on a guard
+breach or a significant regression; ``pass`` otherwise. The last step (100 %, the stable
+has no traffic left) compares each of its intervals with the baseline recorded before the
+shift (the stable's strata of the attempt, pooled, its variance inflated by their own
+dispersion) with ``baseline_tolerance``; a regression must show in two intervals in a row
+(one alone holds the step: an incident of the whole service looks the same).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from scipy.stats import binomtest
+
+from policies.analysis.judges import (
+    JudgeVerdict,
+    Observation,
+    Outcome,
+    Step,
+    ThresholdJudge,
+)
+from policies.analysis.metrics import MetricDefinition, MetricKind, fmt
+
+Stratum = dict[str, Any]
+MAX_STRATA = 400  # a state bound: older strata are merged pairwise beyond it
+
+
+@dataclass(frozen=True)
+class Test:
+    """One sequential comparison: the ratio, its always-valid interval and p-value."""
+
+    name: str
+    ratio: float
+    low: float
+    high: float
+    p_value: float
+    dispersion: float
+    canary: float  # the rate compared (error share, share above the bound)
+    stable: float
+    bound: float | None = None  # the latency bound (ms) the shares are read at
+    against: str = "stable"  # "stable" (same intervals) or "baseline" (before the shift)
+    current_p: float = 1.0  # 1 / the likelihood ratio now (not the running minimum)
+    confirmed: bool = True  # baseline: significant in the last two intervals too
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "test": self.name, "ratio": self.ratio, "ratio_low": self.low,
+            "ratio_high": self.high, "p_value": self.p_value, "dispersion": self.dispersion,
+            "canary_rate": self.canary, "stable_rate": self.stable, "bound_ms": self.bound,
+            "against": self.against, "current_p": self.current_p,
+        }  # fmt: skip
+
+    def describe(self) -> str:
+        what = {"errors": "5xx share", "tail": "share slower than the stable's p99",
+                "body": "share slower than the stable's median"}[self.name]  # fmt: skip
+        at = f" ({fmt(self.bound)} ms)" if self.bound is not None else ""
+        side = "the baseline before the shift" if self.against == "baseline" else "stable"
+        return (
+            f"{what}{at} canary/{side} x{self.ratio:.2f} "
+            f"[{self.low:.2f}, {_upper(self.high)}], p={_pv(self.p_value)}"
+        )
+
+
+def _upper(value: float) -> str:
+    return "inf" if not math.isfinite(value) or value > 1e6 else f"{value:.2f}"
+
+
+def _pv(p: float) -> str:
+    return f"{p:.2g}" if p >= 1e-4 else "<1e-4"
+
+
+# --- the statistics -----------------------------------------------------------------------------
+
+
+def msprt(theta: float, variance: float, *, theta0: float, tau: float) -> float:
+    """The always-valid one-sided p-value of ``theta <= theta0`` for an estimate ``theta`` with
+    ``variance``: 1 / the normal-mixture likelihood ratio (mixing N(theta0, tau^2))."""
+    if variance <= 0 or not math.isfinite(variance) or theta <= theta0:
+        return 1.0
+    v, t2 = variance, tau * tau
+    log_lr = 0.5 * math.log(v / (v + t2)) + t2 * (theta - theta0) ** 2 / (2 * v * (v + t2))
+    return 1.0 if log_lr <= 0 else math.exp(-min(log_lr, 700.0))
+
+
+def confidence_sequence(
+    theta: float, variance: float, *, alpha: float, tau: float
+) -> tuple[float, float]:
+    """The always-valid (1 - alpha) interval of ``theta`` (the mSPRT's inversion)."""
+    if variance <= 0 or not math.isfinite(variance):
+        return -math.inf, math.inf
+    v, t2 = variance, tau * tau
+    radius = math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2 * math.log(1 / alpha)))
+    return theta - radius, theta + radius
+
+
+def mantel_haenszel(
+    strata: Sequence[tuple[float, float, float, float]],
+) -> tuple[float, float, int] | None:
+    """The log Mantel-Haenszel rate ratio of canary vs stable events over strata
+    ``(n_canary, events_canary, n_stable, events_stable)``, its Greenland-Robins variance and
+    the number of informative strata; None when no stratum has both sides."""
+    rows = [(nc, ec, ns, es) for nc, ec, ns, es in strata if nc > 0 and ns > 0]
+    if not rows:
+        return None
+    if sum(r[1] for r in rows) == 0 or sum(r[3] for r in rows) == 0:
+        # no event on one side: half an event on each (continuity), spread by size
+        total_c, total_s = sum(r[0] for r in rows), sum(r[2] for r in rows)
+        rows = [(nc, ec + 0.5 * nc / total_c, ns, es + 0.5 * ns / total_s)
+                for nc, ec, ns, es in rows]  # fmt: skip
+    r_sum = s_sum = var_num = null_num = null_den = 0.0
+    for nc, ec, ns, es in rows:
+        n = nc + ns
+        r_sum += ec * ns / n
+        s_sum += es * nc / n
+        var_num += (nc * ns * (ec + es) - ec * es * n) / (n * n)
+        # the same weights' variance under "no difference" (pooled rate per stratum): the
+        # Greenland-Robins estimate collapses when a side's share is near 0 or 1 (few requests)
+        pooled, weight = (ec + es) / n, nc * ns / n
+        null_num += weight * weight * pooled * (1 - pooled) * (1 / nc + 1 / ns)
+        null_den += weight * pooled
+    if r_sum <= 0 or s_sum <= 0:
+        return None
+    informative = sum(1 for nc, ec, ns, es in rows if ec + es > 0)
+    variance = max(var_num, 1e-12) / (r_sum * s_sum)
+    if null_den > 0:
+        variance = max(variance, null_num / (null_den * null_den))
+    return math.log(r_sum / s_sum), variance, informative
+
+
+def dispersion(
+    strata: Sequence[tuple[float, float, float, float]], log_ratio: float
+) -> tuple[float, int]:
+    """Pearson chi-square / df of the canary's share of each stratum's events given the common
+    ratio (1 for binomial counts, more when events come in bursts), and its df."""
+    ratio = math.exp(log_ratio)
+    chi2, used = 0.0, 0
+    for nc, ec, ns, es in strata:
+        m = ec + es
+        if nc <= 0 or ns <= 0 or m <= 0:
+            continue
+        share = nc * ratio / (nc * ratio + ns)
+        var = m * share * (1 - share)
+        if var <= 1e-9:
+            continue
+        chi2 += (ec - m * share) ** 2 / var
+        used += 1
+    df = used - 1
+    return (chi2 / df if df > 0 else 1.0), max(df, 0)
+
+
+def baseline_shift(
+    mine: Sequence[tuple[float, float, float, float]],
+    before: Sequence[tuple[float, float, float, float]],
+) -> tuple[float, float] | None:
+    """The log ratio of the canary's rate in ``mine`` to the stable's rate over the intervals
+    ``before`` it (both pooled), and its variance: binomial, inflated by the baseline's own
+    overdispersion across its intervals (Pearson chi-square / df, shrunk towards 1 with two
+    prior df): what the baseline itself swings (bursts, spikes, incidents) the canary's
+    intervals may swing too."""
+    nc, ec = sum(r[0] for r in mine), sum(r[1] for r in mine)
+    side = [(r[2], r[3]) for r in before if r[2] > 0]
+    ns, es = sum(n for n, _ in side), sum(e for _, e in side)
+    if nc <= 0 or ns <= 0:
+        return None
+    rate = (es + 0.5) / (ns + 1.0)
+    chi2 = sum((e - n * rate) ** 2 / (n * rate * (1 - rate)) for n, e in side) if rate < 1 else 0.0
+    df = len(side) - 1
+    phi = max(1.0, (2.0 + chi2) / (2.0 + df)) if df > 0 else 2.0
+    theta = math.log((ec + 0.5) / (nc + 1.0)) - math.log(rate)
+    return theta, phi * (1 / (ec + 0.5) + 1 / (es + 0.5))
+
+
+# --- the judge --------------------------------------------------------------------------------
+
+
+@dataclass
+class SequentialJudge:
+    """See the module docstring; every knob has a default that works untuned."""
+
+    alpha: float = 0.01  # false rollback of a good canary per attempt, all comparisons
+    tau: float = 0.4  # mixing sd of the log ratio (effects around x1.3 to x3)
+    tolerance: float = 0.05  # a ratio up to 1.05 is not a regression
+    baseline_tolerance: float = 2.0  # last step vs the baseline recorded before the shift (x3)
+    dispersion_prior: float = 1.0  # overdispersion assumed before the intervals show it
+    dispersion_prior_df: float = 2.0  # (the prior is the stable's own burstiness, at least this)
+    dispersion_cap: float = 20.0
+    min_requests: float = 100  # judged canary requests a step needs before it can pass
+    hold_p: float = 0.1  # a step does not pass while a comparison's current p-value is below it
+    power_ratio: float = 2.0  # before the last step: rule out this ratio against stable ...
+    power_wait_intervals: int = 10  # ... gathering up to this many judged intervals for it
+    power_min_abs: float = 0.002  # ... unless that ratio is below 0.2 points of share anyway
+    guard_alpha: float = 0.001
+    tail_quantile: float = 0.99
+    body_quantile: float = 0.5
+    name: str = "sequential"
+    window_intervals: int = 1  # each look measures one interval; the state holds the rest
+
+    def judge(
+        self,
+        metric: MetricDefinition,
+        observation: Observation,
+        *,
+        metrics_count: int = 1,
+        state: Mapping[str, Any] | None = None,
+        step: Step | None = None,
+    ) -> JudgeVerdict:
+        step = step or Step()
+        strata: list[Stratum] = [dict(s) for s in (state or {}).get("strata") or []]
+        detail: dict[str, Any] = {
+            "method": "mSPRT on Mantel-Haenszel rate ratios (always-valid p-values)",
+            "canary": observation.canary_value, "stable": observation.stable_value,
+            "phase": step.phase, "warmup": step.warmup, "last_step": step.last,
+        }  # fmt: skip
+        if metric.kind == MetricKind.CUSTOM:
+            verdict = ThresholdJudge(min_requests=1).judge(metric, observation)
+            return JudgeVerdict(verdict.outcome, verdict.reason,
+                                {**verdict.detail, "method": "threshold (custom metric)"},
+                                {"strata": strata})  # fmt: skip
+        if step.warmup:
+            detail["why"] = "warm-up"
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: warm-up after the weight change (interval not judged)",
+                detail, {"strata": strata},
+            )  # fmt: skip
+        strata.append(_stratum(metric, observation, step))
+        strata = _bounded(strata)
+        new_state = {"strata": strata}
+        mine = [s for s in strata if s["phase"] == step.phase]
+        n_canary = sum(s["nc"] for s in mine)
+        n_stable = sum(s["ns"] for s in mine)
+        detail.update(n_canary=n_canary, n_stable=n_stable,
+                      n_canary_attempt=sum(s["nc"] for s in strata),
+                      n_stable_attempt=sum(s["ns"] for s in strata))  # fmt: skip
+        if n_canary <= 0:
+            detail["why"] = "no canary data"
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: no canary request judged in this step yet", detail, new_state,
+            )
+        # guard rails, on this step's judged intervals, both sides
+        phi = self._dispersion(metric, strata)
+        # the latest interval alone (an outright failure shows at once), else the step's intervals
+        # in which stable stayed within the guard (a shared incident is not held against the canary)
+        guard = self._guard(metric, strata[-1:], phi)
+        if guard is None or not guard[0]:
+            calm = [s for s in mine if not self._guard_side_bad(metric, s)]
+            if len(calm) > 1:
+                found = self._guard(metric, calm, phi)
+                guard = found if found is not None and found[0] else guard
+        if guard is not None:
+            canary_breach, stable_breach, text = guard
+            detail["guard"] = text
+            if canary_breach and stable_breach:
+                detail["both_bad"] = True
+                detail["why"] = "both versions breach the guard rail"
+                return JudgeVerdict(
+                    Outcome.INCONCLUSIVE,
+                    f"{metric.name}: both versions are bad ({text}): not the canary's fault, "
+                    "waiting for stable to recover", detail, new_state,
+                )  # fmt: skip
+            if canary_breach:
+                detail["why"] = "guard rail"
+                return JudgeVerdict(
+                    Outcome.FAIL, f"{metric.name}: canary breaches the guard rail: {text}",
+                    detail, new_state,
+                )
+        tests = self._tests(metric, strata, step, metrics_count)
+        detail["tests"] = [t.as_dict() for t in tests]
+        failed = [t for t in tests if t.p_value < self._alpha(metrics_count) and t.confirmed]
+        summary = "; ".join(t.describe() for t in tests) or "no comparison possible yet"
+        if failed:
+            detail["why"] = "significant regression"
+            return JudgeVerdict(
+                Outcome.FAIL,
+                f"{metric.name}: canary worse than {failed[0].against}: {failed[0].describe()}",
+                detail, new_state,
+            )  # fmt: skip
+        suspicious = [t for t in tests
+                      if (t.against == "stable" and t.current_p < self.hold_p and t.ratio > 1)
+                      or (t.p_value < self._alpha(metrics_count) and not t.confirmed)]
+        if suspicious:
+            detail.update(why="suspicious")
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: canary looks worse but not certainly: {suspicious[0].describe()}; "
+                "gathering more evidence before passing", detail, new_state,
+            )  # fmt: skip
+        unresolved = [t for t in tests if t.against == "stable" and t.high > self.power_ratio
+                      and t.stable * (t.high - 1) > self.power_min_abs]
+        if step.before_last and unresolved and len(mine) < self.power_wait_intervals:
+            detail.update(why="not enough evidence yet")
+            left = self.power_wait_intervals - len(mine)
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: a x{self.power_ratio:g} regression is not ruled out yet before the "
+                f"last step ({unresolved[0].describe()}); gathering up to {left} more intervals",
+                detail, new_state,
+            )  # fmt: skip
+        if n_canary < self.min_requests:
+            minutes = _minutes_left(mine, self.min_requests - n_canary)
+            detail.update(why="not enough traffic", minutes_left=minutes)
+            when = f"about {minutes} more minutes at this rate" if minutes else "rate unknown"
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: not enough traffic yet ({fmt(n_canary)} of "
+                f"{fmt(self.min_requests)} canary requests), {when}; {summary}",
+                detail, new_state,
+            )  # fmt: skip
+        detail["why"] = "no regression"
+        return JudgeVerdict(
+            Outcome.PASS, f"{metric.name}: no regression ({fmt(n_canary)} canary / "
+            f"{fmt(n_stable)} stable requests this step); {summary}", detail, new_state,
+        )  # fmt: skip
+
+    def _alpha(self, metrics_count: int) -> float:
+        # errors: one comparison; latency: tail and body. Spread over the built-in pair.
+        return self.alpha / (3 * max(metrics_count, 1) / 2)
+
+    # guard rails --------------------------------------------------------------------------
+
+    def _dispersion(self, metric: MetricDefinition, strata: list[Stratum]) -> float:
+        """The overdispersion of the error counts the strata show (shrunk towards the prior)."""
+        if metric.kind != MetricKind.SUCCESS_RATE:
+            return self.dispersion_prior
+        rows = [(s["nc"], s["ec"], s["ns"], s["es"]) for s in strata]
+        found = mantel_haenszel(rows)
+        if found is None:
+            return self.dispersion_prior
+        return self._shrunk(*dispersion(rows, found[0]), prior=self._prior(rows))
+
+    def _prior(self, rows: Sequence[tuple[float, float, float, float]]) -> float:
+        """The stable's own burstiness across the intervals (Pearson chi-square / df of its
+        counts around its mean rate): until the canary's intervals say otherwise, the canary
+        is assumed as bursty as the stable."""
+        side = [(ns, es) for _, _, ns, es in rows if ns > 0]
+        total_n, total_e = sum(n for n, _ in side), sum(e for _, e in side)
+        if len(side) < 2 or total_e <= 0 or total_e >= total_n:
+            return self.dispersion_prior
+        rate = total_e / total_n
+        chi2 = sum((e - n * rate) ** 2 / (n * rate * (1 - rate)) for n, e in side)
+        return min(max(self.dispersion_prior, chi2 / (len(side) - 1)), self.dispersion_cap)
+
+    def _shrunk(self, phi_hat: float, df: int, *, prior: float | None = None) -> float:
+        prior = self.dispersion_prior if prior is None else prior
+        return max(1.0, (prior * self.dispersion_prior_df + phi_hat * df)
+                   / (self.dispersion_prior_df + df))  # fmt: skip
+
+    def _guard_side_bad(self, metric: MetricDefinition, stratum: Stratum) -> bool:
+        """The stable's share in ``stratum`` is beyond the guard (as an estimate, not a test)."""
+        guard = metric.guard
+        if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None and stratum["ns"] > 0:
+            return stratum["es"] / stratum["ns"] > 1.0 - guard.min
+        if metric.kind == MetricKind.LATENCY_P99 and guard.max is not None and stratum["ns"] > 0:
+            return _above(stratum["s"], guard.max) / stratum["ns"] > 1 - self.tail_quantile
+        return False
+
+    def _guard(
+        self, metric: MetricDefinition, mine: list[Stratum], phi: float
+    ) -> tuple[bool, bool, str] | None:
+        guard = metric.guard
+        if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None:
+            limit = 1.0 - guard.min  # error share the guard allows
+            sides = []
+            for n_key, e_key in (("nc", "ec"), ("ns", "es")):
+                n = sum(s[n_key] for s in mine)
+                e = sum(s[e_key] for s in mine)
+                sides.append((n, e, _certainly_above(e, n, limit, self.guard_alpha, phi)))
+            (nc, ec, c_bad), (ns, es, s_bad) = sides
+            if not c_bad:
+                return None
+            text = (f"success rate canary {fmt(1 - ec / nc)} < {fmt(guard.min)} "
+                    f"(stable {fmt(1 - es / ns) if ns else 'n/a'})")  # fmt: skip
+            return True, s_bad, text
+        if metric.kind == MetricKind.LATENCY_P99 and guard.max is not None:
+            sides = []
+            for key in ("c", "s"):
+                n = sum(sum(s[key].values()) for s in mine)
+                above = sum(_above(s[key], guard.max) for s in mine)
+                bad = _certainly_above(above, n, 1 - self.tail_quantile, self.guard_alpha,
+                                       self.dispersion_prior)  # fmt: skip
+                sides.append((n, above, bad))
+            (nc, ac, c_bad), (ns, as_, s_bad) = sides
+            if not c_bad:
+                return None
+            text = (f"p99 above {fmt(guard.max)} ms: {fmt(ac / nc * 100)} % of canary requests "
+                    f"slower (stable {fmt(as_ / ns * 100) if ns else 'n/a'} %)")  # fmt: skip
+            return True, s_bad, text
+        return None
+
+    # comparisons --------------------------------------------------------------------------
+
+    def _tests(
+        self, metric: MetricDefinition, strata: list[Stratum], step: Step, metrics_count: int
+    ) -> list[Test]:
+        alpha = self._alpha(metrics_count)
+        if metric.kind == MetricKind.SUCCESS_RATE:
+            rows = [(s["nc"], s["ec"], s["ns"], s["es"]) for s in strata]
+            return self._compare("errors", rows, strata, step, alpha, None)
+        pooled_stable = _pool([s["s"] for s in strata])
+        tests = []
+        for name, q in (("tail", self.tail_quantile), ("body", self.body_quantile)):
+            bound = _bound_for(pooled_stable, q)
+            if bound is None:
+                continue
+            rows = [(_total(s["c"]), _above(s["c"], bound), _total(s["s"]), _above(s["s"], bound))
+                    for s in strata]  # fmt: skip
+            tests += self._compare(name, rows, strata, step, alpha, bound)
+        return tests
+
+    def _compare(
+        self, name: str, rows: list[tuple[float, float, float, float]], strata: list[Stratum],
+        step: Step, alpha: float, bound: float | None,
+    ) -> list[Test]:  # fmt: skip
+        found: list[Test] = []
+        concurrent = mantel_haenszel(rows)
+        if concurrent is not None:
+            theta, var, _ = concurrent
+            phi = self._shrunk(*dispersion(rows, theta), prior=self._prior(rows))
+            found.append(self._test(name, theta, var * phi, phi, rows, alpha, bound,
+                                    self.tolerance, "stable"))  # fmt: skip
+        if step.last:
+            # the stable has no traffic left: this step's canary vs the baseline recorded before,
+            # interval by interval; a regression must show in two judged intervals in a row (an
+            # incident of the whole service during this step shows in one and passes)
+            mine = [r for r, s in zip(rows, strata, strict=True) if s["phase"] == step.phase]
+            before = [r for r, s in zip(rows, strata, strict=True)
+                      if s["phase"] != step.phase and r[2] > 0]  # fmt: skip
+            looks = []
+            for row in mine[-2:]:
+                versus = baseline_shift([row], before)
+                if versus is not None:
+                    theta, var = versus
+                    looks.append(self._test(name, theta, var, 1.0, [row] + [(0, 0, r[2], r[3]) for r in before],
+                                            alpha, bound, self.baseline_tolerance, "baseline"))  # fmt: skip
+            if looks:
+                latest = looks[-1]
+                confirmed = len(looks) == 2 and all(t.p_value < alpha for t in looks)
+                found.append(dataclasses.replace(latest, confirmed=confirmed))
+        return found
+
+    def _test(
+        self, name: str, theta: float, var: float, phi: float,
+        rows: list[tuple[float, float, float, float]], alpha: float, bound: float | None,
+        tolerance: float, against: str,
+    ) -> Test:  # fmt: skip
+        p = msprt(theta, var, theta0=math.log1p(tolerance), tau=self.tau)
+        # the hold zone looks at "any worse than stable" (no tolerance): evidence of a small
+        # regression keeps the step gathering instead of passing it
+        current = msprt(theta, var, theta0=0.0, tau=self.tau)
+        low, high = confidence_sequence(theta, var, alpha=alpha, tau=self.tau)
+        nc, ec = sum(r[0] for r in rows), sum(r[1] for r in rows)
+        ns, es = sum(r[2] for r in rows), sum(r[3] for r in rows)
+        return Test(
+            name, math.exp(theta), math.exp(low), math.exp(min(high, 700.0)), p, phi,
+            ec / nc if nc else 0.0, es / ns if ns else 0.0, bound, against, current,
+        )  # fmt: skip
+
+
+# --- strata helpers -------------------------------------------------------------------------------
+
+
+def _stratum(metric: MetricDefinition, obs: Observation, step: Step) -> Stratum:
+    base: Stratum = {"phase": step.phase, "at": step.at, "seconds": step.seconds}
+    if metric.kind == MetricKind.SUCCESS_RATE:
+        def split(d: Any) -> tuple[float, float]:
+            ok = sum(c for v, c in zip(d.values, d.counts, strict=True) if v >= 0.5)
+            return float(d.total), float(d.total - ok)
+
+        (nc, ec), (ns, es) = split(obs.canary), split(obs.stable)
+        return {**base, "nc": nc, "ec": ec, "ns": ns, "es": es}
+    c = {_key(v): float(n) for v, n in zip(obs.canary.values, obs.canary.counts, strict=True) if n > 0}
+    s = {_key(v): float(n) for v, n in zip(obs.stable.values, obs.stable.counts, strict=True) if n > 0}
+    return {**base, "c": c, "s": s, "nc": sum(c.values()), "ns": sum(s.values())}
+
+
+def _key(bound: float) -> str:
+    return "+Inf" if math.isinf(bound) else repr(float(bound))
+
+
+def _bound(key: str) -> float:
+    return math.inf if key == "+Inf" else float(key)
+
+
+def _total(buckets: Mapping[str, float]) -> float:
+    return float(sum(buckets.values()))
+
+
+def _above(buckets: Mapping[str, float], bound: float) -> float:
+    """Requests in buckets whose upper bound is above ``bound`` (i.e. slower than it)."""
+    return float(sum(n for key, n in buckets.items() if _bound(key) > bound))
+
+
+def _pool(parts: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    pooled: dict[str, float] = {}
+    for part in parts:
+        for key, n in part.items():
+            pooled[key] = pooled.get(key, 0.0) + n
+    return pooled
+
+
+def _bound_for(buckets: Mapping[str, float], q: float) -> float | None:
+    """The finite bucket bound whose share of slower requests is nearest (log scale) to
+    ``1 - q``; None without stable requests."""
+    total = _total(buckets)
+    if total <= 0:
+        return None
+    best, best_gap = None, math.inf
+    for key in buckets:
+        bound = _bound(key)
+        if not math.isfinite(bound):
+            continue
+        share = _above(buckets, bound) / total
+        if share <= 0:
+            continue
+        gap = abs(math.log(share / (1 - q)))
+        if gap < best_gap:
+            best, best_gap = bound, gap
+    # a bound below every request (the first bucket) still has share 1: skip nothing else
+    return best
+
+
+def _certainly_above(events: float, n: float, share: float, alpha: float, phi: float) -> bool:
+    """``events`` of ``n`` are certainly more than ``share`` (binomial test on counts deflated
+    by the overdispersion ``phi``)."""
+    if n <= 0 or events / n <= share:
+        return False
+    n_eff = max(round(n / phi), 1)
+    k_eff = min(n_eff, round(events / phi))
+    if k_eff <= 0:
+        return False
+    return binomtest(k_eff, n_eff, share, alternative="greater").pvalue < alpha
+
+
+def _minutes_left(mine: list[Stratum], missing: float) -> int | None:
+    seconds = sum(float(s.get("seconds") or 0) for s in mine)
+    have = sum(s["nc"] for s in mine)
+    if seconds <= 0 or have <= 0:
+        return None
+    return max(1, math.ceil(missing / (have / seconds) / 60))
+
+
+def _bounded(strata: list[Stratum]) -> list[Stratum]:
+    """At most ``MAX_STRATA`` strata (merging the oldest pairs of the same phase)."""
+    while len(strata) > MAX_STRATA:
+        first, second = strata[0], strata[1]
+        if first["phase"] != second["phase"]:
+            strata = strata[1:]
+            continue
+        merged = dict(first)
+        for key in ("nc", "ec", "ns", "es", "seconds"):
+            if key in first:
+                merged[key] = float(first.get(key) or 0) + float(second.get(key) or 0)
+        for key in ("c", "s"):
+            if key in first:
+                merged[key] = _pool([first[key], second[key]])
+        strata = [merged, *strata[2:]]
+    return strata

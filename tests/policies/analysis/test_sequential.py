@@ -1,0 +1,195 @@
+"""The default judge, one behaviour per test (policies.analysis.sequential)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.stats import norm
+
+from integrations.meshsim.traffic import DURATION_BUCKETS_MS
+from policies.analysis import (
+    Action,
+    AnalysisPolicy,
+    AnalysisState,
+    Distribution,
+    Outcome,
+    ThresholdJudge,
+    decide,
+    summarize,
+)
+from policies.analysis.interval import MetricResult, Verdict
+from policies.analysis.judges import Step, observe
+from policies.analysis.metrics import latency_p99, success_rate
+from policies.analysis.sequential import (
+    SequentialJudge,
+    dispersion,
+    mantel_haenszel,
+    msprt,
+)
+from policies.rollout.selectors import explanation
+
+SR, P99 = success_rate(), latency_p99()
+BOUNDS = np.array([*DURATION_BUCKETS_MS, math.inf])
+
+
+def outcomes(rng: np.random.Generator, n: float, p: float) -> Distribution:
+    count = int(rng.poisson(n))
+    errors = int(rng.binomial(count, min(p, 1.0)))
+    return Distribution.outcomes(count - errors, errors)
+
+
+def latencies(rng: np.random.Generator, n: float, median: float, sigma: float) -> Distribution:
+    cdf = norm.cdf((np.log(BOUNDS[:-1]) - math.log(median)) / sigma)
+    probs = np.diff(np.concatenate([[0.0], cdf, [1.0]]))
+    counts = rng.multinomial(int(rng.poisson(n)), probs)
+    keep = counts > 0
+    return Distribution(tuple(BOUNDS[keep].tolist()), tuple(counts[keep].astype(float).tolist()))
+
+
+def looks(judge, metric, pairs, *, phase="w10", last=False, state=None):
+    """Judge each (canary, stable) interval in turn, carrying the state; every verdict."""
+    verdicts = []
+    for canary, stable in pairs:
+        verdict = judge.judge(metric, observe(metric, canary, stable), metrics_count=2, state=state,
+                              step=Step(phase=phase, last=last, seconds=60))
+        state = verdict.state
+        verdicts.append(verdict)
+    return verdicts
+
+
+def test_evidence_accumulates_over_the_step() -> None:
+    """x2 errors on 1 %: one interval is not enough, the carried evidence catches it."""
+    rng = np.random.default_rng(5)
+    pairs = [(outcomes(rng, 500, 0.02), outcomes(rng, 4500, 0.01)) for _ in range(12)]
+    verdicts = looks(SequentialJudge(), SR, pairs)
+    assert verdicts[0].outcome != Outcome.FAIL
+    assert Outcome.FAIL in [v.outcome for v in verdicts]
+    assert len(verdicts[-1].state["strata"]) == 12
+
+
+def test_repeated_looks_at_good_canaries_rarely_roll_back() -> None:
+    """200 good canaries, 10 looks each: the always-valid p-value keeps false rollbacks near alpha."""
+    rng = np.random.default_rng(11)
+    judge, failed = SequentialJudge(), 0
+    for _ in range(200):
+        pairs = [(outcomes(rng, 300, 0.01), outcomes(rng, 2700, 0.01)) for _ in range(10)]
+        failed += any(v.outcome == Outcome.FAIL for v in looks(judge, SR, pairs))
+    assert failed <= 4  # alpha 0.01 per attempt, a little slack for the normal approximation
+
+
+def test_msprt_p_value_falls_with_evidence_and_never_below_zero_effect() -> None:
+    assert msprt(0.0, 0.01, theta0=0.0, tau=0.4) == 1.0
+    assert msprt(0.7, 0.1, theta0=0.0, tau=0.4) > msprt(0.7, 0.01, theta0=0.0, tau=0.4)
+
+
+def test_the_tail_is_compared_a_p99_only_regression_fails() -> None:
+    """Median unchanged, p99 +50 % (a wider distribution): caught by the share above stable's p99."""
+    rng = np.random.default_rng(3)
+    wider = 0.5 + math.log(1.5) / norm.ppf(0.99)
+    pairs = [(latencies(rng, 2000, 50, wider), latencies(rng, 8000, 50, 0.5)) for _ in range(4)]
+    verdicts = looks(SequentialJudge(), P99, pairs)
+    assert verdicts[-1].outcome == Outcome.FAIL, verdicts[-1].reason
+    assert "p99" in verdicts[-1].reason
+    same = [(latencies(rng, 2000, 50, 0.5), latencies(rng, 8000, 50, 0.5)) for _ in range(4)]
+    assert [v.outcome for v in looks(SequentialJudge(), P99, same)][-1] == Outcome.PASS
+
+
+def test_bursty_errors_are_overdispersed_not_blamed_on_the_canary() -> None:
+    rng = np.random.default_rng(8)
+    binomial = [(1000, rng.binomial(1000, 0.01), 9000, rng.binomial(9000, 0.01)) for _ in range(10)]
+    bursty = [(1000, rng.binomial(1000, 0.01 * g1), 9000, rng.binomial(9000, 0.01 * g2))
+              for g1, g2 in rng.gamma(1.5, 1 / 1.5, size=(10, 2))]
+    theta = mantel_haenszel(binomial)[0]
+    assert dispersion(binomial, theta)[0] < 2.0
+    assert dispersion(bursty, mantel_haenszel(bursty)[0])[0] > 3.0
+
+
+def test_a_shared_incident_is_not_the_canary_fault() -> None:
+    """Both versions at 10 % errors in the same interval: the rate ratio stays near 1."""
+    rng = np.random.default_rng(2)
+    pairs = [(outcomes(rng, 1000, 0.01), outcomes(rng, 9000, 0.01)) for _ in range(3)]
+    pairs += [(outcomes(rng, 1000, 0.04), outcomes(rng, 9000, 0.04))]
+    assert all(v.outcome != Outcome.FAIL for v in looks(SequentialJudge(), SR, pairs))
+
+
+def test_both_versions_bad_pauses_and_says_so() -> None:
+    rng = np.random.default_rng(4)
+    pairs = [(outcomes(rng, 1000, 0.3), outcomes(rng, 9000, 0.3))]
+    verdict = looks(SequentialJudge(), SR, pairs)[-1]
+    assert verdict.outcome == Outcome.INCONCLUSIVE and verdict.detail["both_bad"]
+    assert "both versions are bad" in verdict.reason
+    metric = MetricResult(SR.name, Verdict.INCONCLUSIVE, verdict.reason, detail=verdict.detail)
+    result, state, policy = summarize([metric]), AnalysisState(), AnalysisPolicy(both_bad_limit=2)
+    first = decide(policy, state, result)
+    assert first.action == Action.WAIT
+    second = decide(policy, first.state, result)
+    assert second.action == Action.PAUSE and "not blamed" in second.reason
+
+
+def test_the_guard_rail_fails_a_canary_at_once_when_stable_is_fine() -> None:
+    rng = np.random.default_rng(6)
+    verdict = looks(SequentialJudge(), SR, [(outcomes(rng, 400, 0.2), outcomes(rng, 3600, 0.01))])[-1]
+    assert verdict.outcome == Outcome.FAIL and "guard rail" in verdict.reason
+
+
+def test_the_warm_up_is_not_judged_nor_recorded() -> None:
+    rng = np.random.default_rng(7)
+    judge = SequentialJudge()
+    spike = observe(SR, outcomes(rng, 500, 0.5), outcomes(rng, 4500, 0.01))
+    verdict = judge.judge(SR, spike, state={}, step=Step(phase="w5", warmup=True))
+    assert verdict.outcome == Outcome.INCONCLUSIVE and "warm-up" in verdict.reason
+    assert verdict.state["strata"] == []
+
+
+def test_low_traffic_waits_and_says_how_long_and_an_outright_failure_still_fails() -> None:
+    judge = SequentialJudge()
+    few = observe(SR, Distribution.outcomes(6, 0), Distribution.outcomes(114, 1))
+    verdict = judge.judge(SR, few, state={}, step=Step(phase="w5", seconds=60))
+    assert verdict.outcome == Outcome.INCONCLUSIVE
+    assert "not enough traffic yet" in verdict.reason and "about 16 more minutes" in verdict.reason
+    broken = observe(SR, Distribution.outcomes(0, 6), Distribution.outcomes(113, 1))
+    assert judge.judge(SR, broken, state={}, step=Step(phase="w5", seconds=60)).outcome == Outcome.FAIL
+
+
+def test_no_data_never_passes_and_never_rolls_back() -> None:
+    result = summarize([MetricResult(SR.name, Verdict.NO_DATA, "no data")])
+    state = AnalysisState()
+    for _ in range(5):
+        decision = decide(AnalysisPolicy(no_data_limit=5), state, result)
+        assert decision.action in (Action.WAIT, Action.PAUSE)
+        state = decision.state
+    assert decision.action == Action.PAUSE
+
+
+def test_the_last_step_needs_no_stable_traffic_and_compares_with_the_baseline() -> None:
+    rng = np.random.default_rng(9)
+    judge, metric = SequentialJudge(), success_rate(guard_min=None)  # the comparison alone
+    before = [(outcomes(rng, 2000, 0.01), outcomes(rng, 2000, 0.01)) for _ in range(4)]
+    state = looks(judge, metric, before, phase="w50")[-1].state
+    empty = Distribution()
+    good = looks(judge, metric, [(outcomes(rng, 4000, 0.01), empty)], phase="w100", last=True, state=state)[-1]
+    assert good.outcome == Outcome.PASS, good.reason
+    bad = looks(judge, metric, [(outcomes(rng, 4000, 0.1), empty)] * 2, phase="w100", last=True, state=state)
+    assert bad[0].outcome == Outcome.INCONCLUSIVE  # one interval alone could be an incident of the service
+    assert bad[1].outcome == Outcome.FAIL and "baseline" in bad[1].reason
+    blip = [(outcomes(rng, 4000, 0.1), empty), (outcomes(rng, 4000, 0.01), empty)]
+    assert looks(judge, metric, blip, phase="w100", last=True, state=state)[-1].outcome == Outcome.PASS
+
+
+def test_every_verdict_explains_itself() -> None:
+    rng = np.random.default_rng(10)
+    verdict = looks(SequentialJudge(), SR, [(outcomes(rng, 1000, 0.01), outcomes(rng, 9000, 0.01))])[-1]
+    detail = verdict.detail
+    assert detail["method"].startswith("mSPRT") and detail["n_canary"] > 0 and detail["n_stable"] > 0
+    test = detail["tests"][0]
+    assert test["ratio_low"] <= test["ratio"] <= test["ratio_high"]
+    from policies.rollout.analysis import explain
+
+    text = explanation(explain(detail))
+    assert "passed: no regression" in text and "samples canary" in text and "errors vs stable: ×" in text
+
+
+def test_the_threshold_judge_does_not_decide_on_one_request() -> None:
+    one_503 = observe(SR, Distribution.outcomes(0, 1), Distribution.outcomes(100, 0))
+    assert ThresholdJudge().judge(SR, one_503).outcome == Outcome.INCONCLUSIVE
