@@ -60,6 +60,10 @@ def _up_to_date(stamp: Path, source: Path) -> bool:
 def setup_python() -> None:
     if sys.version_info < (3, 11):
         sys.exit("Meshgate needs Python 3.11 or newer")
+    if sys.version_info < (3, 11, 10):
+        say(f"warning: Python {sys.version.split()[0]} has CVE-2024-6232 (tarfile's pax parser backtracks "
+            "quadratically). Meshgate reads uploaded archives with its own bounded parser, so uploads are safe, "
+            "but use Python 3.11.10 or newer (or 3.12.6+) in production; the Docker image does.")
     if not PYTHON.exists():
         say(f"creating the virtual environment in {VENV}")
         run(sys.executable, "-m", "venv", VENV)

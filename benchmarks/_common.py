@@ -100,7 +100,8 @@ def start_worker(workdir: Path, concurrency: int, pool: str, include: str = "") 
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CELERY_CONCURRENCY": str(concurrency),
         "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
-        "MESHGATE_WORKER_ARGS": f"--pool={pool} -Q {settings.CELERY_TASK_DEFAULT_QUEUE} --without-gossip "
+        "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
+        "MESHGATE_WORKER_ARGS": f"--pool={pool} --without-gossip "
                                 "--without-mingle --without-heartbeat" + (f" --include {include}" if include else ""),
     }
     proc = subprocess.Popen([str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log,

@@ -5,7 +5,7 @@
 
 What it measures: the step lag = (time a rollout step actually runs) - (its `next_action_at`), for
 every step every rollout executes (prepare, each canary weight's apply, each analysis interval,
-promote). "Runs" is the `now` that `policies.services.rollouts.rollout_advance` passes to the
+promote). "Runs" is the `now` that `policies.rollout.engine.advance` passes to the
 engine's `_act` when it acts; the due time is the row's `next_action_at` at that moment. A probe
 wraps `_act` (only in this benchmark's processes) and appends one line per executed step to a file.
 
@@ -69,7 +69,7 @@ def _install_lag_probe() -> None:
     if not path:
         return
     try:
-        import policies.services.rollouts as svc
+        import policies.rollout.engine as svc
     except Exception:  # noqa: BLE001 - apps not ready yet: installed at the first analysis instead
         return
     if getattr(svc._act, "_bench_probe", False):

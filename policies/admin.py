@@ -13,9 +13,18 @@ from policies.services.audit import audit_record
 _SECRET_FIELDS = {"api_token", "secret"}
 
 
+def _plain(value: Any) -> Any:
+    """JSON-storable: related objects (a team's members, many-to-many fields) by primary key."""
+    if isinstance(value, Model):
+        return value.pk
+    if isinstance(value, (list, tuple, set, QuerySet)):
+        return sorted((_plain(item) for item in value), key=str)
+    return value
+
+
 def _snapshot(obj: Model) -> dict[str, Any]:
     data = model_to_dict(obj)
-    return {key: ("<set>" if value else "") if key in _SECRET_FIELDS else value for key, value in data.items()}
+    return {key: ("<set>" if value else "") if key in _SECRET_FIELDS else _plain(value) for key, value in data.items()}
 
 
 class AuditedAdmin(admin.ModelAdmin):

@@ -56,3 +56,8 @@ class RequestTooLarge(ApplicationError):
 class IdempotencyKeyReused(ApplicationError):
     code = "idempotency_key_reused"
     status = 422
+
+
+class Throttled(ApplicationError):
+    code = "throttled"
+    status = 429

@@ -37,8 +37,10 @@ class Job:
         send(self.name, args)
 
     def on_commit(self, *args: Any, countdown: float | None = None) -> None:
-        """Sends once the current transaction commits (at once outside one)."""
-        transaction.on_commit(lambda: send(self.name, args, countdown=countdown))
+        """Sends once the current transaction commits (at once outside one). `robust`: a broker outage
+        is logged and does not fail the request that already committed; the periodic rescues
+        (reconcile_rollouts, retry_due_notifications, seal_audit_log) pick the work up."""
+        transaction.on_commit(lambda: send(self.name, args, countdown=countdown), robust=True)
 
 
 import_environment = Job("policies.tasks.import_environment")  # (environment_id, actor_id | None)
@@ -49,3 +51,4 @@ compute_plan = Job("policies.tasks.compute_plan")  # (change_id,)
 rollout_advance = Job("policies.tasks.rollout_advance")  # (rollout_id,)
 reconcile_rollouts = Job("policies.tasks.reconcile_rollouts")  # ()
 detect_drift = Job("policies.tasks.detect_drift")  # ()
+seal_audit_log = Job("policies.tasks.seal_audit_log")  # ()

@@ -1,5 +1,4 @@
 """Canonical form of an Istio object: what a revision stores and what diffs compare."""
-import copy
 import hashlib
 import json
 from typing import Any
@@ -8,8 +7,10 @@ from policies.constants import SERVER_MANAGED_ANNOTATIONS, SERVER_MANAGED_METADA
 
 
 def normalize_object(obj: dict[str, Any]) -> dict[str, Any]:
-    """Drops server-managed metadata and status; sorts keys. The input is not modified."""
-    result = {key: copy.deepcopy(value) for key, value in obj.items() if key != "status"}
+    """Drops server-managed metadata and status; sorts keys. The input is not modified: `_sorted`
+    rebuilds every dict and list (JSON leaves are immutable), and the server-managed metadata
+    (managedFields, the largest part of a live object) is dropped before anything is copied."""
+    result = {key: value for key, value in obj.items() if key != "status"}
     metadata = {k: v for k, v in (result.get("metadata") or {}).items() if k not in SERVER_MANAGED_METADATA}
     annotations = {
         k: v for k, v in (metadata.get("annotations") or {}).items() if k not in SERVER_MANAGED_ANNOTATIONS

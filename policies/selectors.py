@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.auth.models import User as DjangoUser
 from django.core.paginator import Page, Paginator
 from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
@@ -45,10 +46,14 @@ User = DjangoUser | AnonymousUser
 
 
 def sees_everything(user: User) -> bool:
-    """Superusers and members of a security team read every policy."""
+    """Platform admins and members of a security team read every policy (one query)."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or Membership.objects.filter(user=user, team__is_security=True).exists()
+    if user.is_superuser:
+        return True
+    security = Membership.objects.filter(user=user, team__is_security=True)
+    return get_user_model().objects.filter(pk=user.pk).filter(
+        Exists(_platform_grants(user)) | Exists(security)).exists()
 
 
 def _owner_subquery(field: str = "team__name") -> Subquery:
@@ -125,10 +130,42 @@ def user_role_for_namespace(*, user: User, environment: Environment, namespace: 
     return Role(best) if best is not None else None
 
 
+PLATFORM_PERMISSION = "policies.govern_platform"
+
+
+def user_is_platform_admin(user: User) -> bool:
+    """Platform admins: superusers and users holding the `policies.govern_platform` permission (given
+    to a user or a group in the Django admin; an SSO group mapping can grant the group). A team's admin
+    role governs that team only."""
+    if not user.is_authenticated:
+        return False
+    if user.is_superuser:
+        return True
+    cached: bool | None = getattr(user, "_meshgate_platform_admin", None)
+    if cached is None:
+        cached = bool(user.is_active and _platform_grants(user).exists())
+        setattr(user, "_meshgate_platform_admin", cached)  # noqa: B010 - a per-request cache on the instance
+    return cached
+
+
+def _platform_grants(user: User) -> QuerySet[Permission]:
+    """The platform permission, given to the user or to one of their groups."""
+    app_label, codename = PLATFORM_PERMISSION.split(".")
+    return Permission.objects.filter(codename=codename, content_type__app_label=app_label).filter(
+        Q(user=user) | Q(group__user=user))
+
+
 def user_is_admin(user: User) -> bool:
-    """Platform admins: superusers or admins of any team."""
+    """Platform-wide governance (approval rules, guardrails, windows, environments, imports, every
+    delivery and the whole audit log): platform admins only, see `user_is_platform_admin`."""
+    return user_is_platform_admin(user)
+
+
+def user_is_team_admin(user: User, team_id: int) -> bool:
+    """Admins of this team (and platform admins): its members, channels and namespaces' drafts."""
     return user.is_authenticated and (
-        user.is_superuser or Membership.objects.filter(user=user, role=Role.ADMIN).exists()
+        user_is_platform_admin(user)
+        or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
     )
 
 
@@ -376,13 +413,9 @@ def changes_waiting_for_review(*, user: User) -> QuerySet:
 
 
 def user_may_read_audit(user: User) -> bool:
-    """The audit log: platform admins (superusers, team admins) and security-team members
-    (`user_is_admin` or `sees_everything`, in one query)."""
-    if not user.is_authenticated:
-        return False
-    return user.is_superuser or Membership.objects.filter(
-        Q(role=Role.ADMIN) | Q(team__is_security=True), user=user
-    ).exists()
+    """The whole audit log: platform admins and security-team members (who read every policy); one
+    query, as `sees_everything`."""
+    return sees_everything(user)
 
 
 def audit_events(
@@ -461,7 +494,7 @@ class DriftState:
     """A policy whose live object differs from the last revision Meshgate applied."""
 
     drift: PolicyDrift
-    """The row `drift_detect` keeps (live content, resourceVersion, when)."""
+    """The row `policies.services.drift.drift_detect` keeps (live content, resourceVersion, when)."""
     applied: PolicyRevision
     """The last revision a rollout applied (source rollout)."""
     diff: ObjectDiff
@@ -481,7 +514,7 @@ def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
 
 
 def policy_drift(*, policy: Policy) -> DriftState | None:
-    """The policy's drift as `drift_detect` last recorded it, or None when it has none."""
+    """The policy's drift as `policies.services.drift.drift_detect` last recorded it, or None when it has none."""
     drift = PolicyDrift.objects.filter(policy=policy).first()
     if drift is None:
         return None

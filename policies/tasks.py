@@ -12,11 +12,12 @@ from policies import jobs
 from policies.exceptions import ClusterError
 from policies.models import ChangeRequest, Environment
 from policies.services.clusters import environment_probe
+from policies.services.drift import drift_detect
 from policies.services.imports import environment_import
 from policies.services.notifications import notification_deliver, notifications_due
 from policies.services.plans import plan_compute
-from policies.services.rollouts import drift_detect, rollouts_due, rollouts_start_due
 from policies.services.rollouts import rollout_advance as advance
+from policies.services.rollouts import rollouts_due, rollouts_start_due
 
 logger = logging.getLogger(__name__)
 
@@ -116,3 +117,11 @@ def reconcile_rollouts() -> dict:
 def detect_drift() -> dict:
     """Periodic: marks the policies whose live object differs from the revision Meshgate applied."""
     return drift_detect()
+
+
+@shared_task
+def seal_audit_log() -> int:
+    """Periodic: seals committed audit rows whose commit hook did not run (a killed process)."""
+    from policies.services.audit import audit_seal
+
+    return audit_seal()

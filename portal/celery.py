@@ -12,6 +12,26 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
 
+ROLLOUT_TASKS = frozenset({"policies.tasks.rollout_advance", "policies.tasks.reconcile_rollouts"})
+NOTIFICATION_TASKS = frozenset({"policies.tasks.deliver_notification", "policies.tasks.retry_due_notifications"})
+
+
+def queue_names(default: str) -> dict[str, str]:
+    """The three queues, named after the default queue (so the tests' queues stay apart)."""
+    return {"default": default, "rollouts": f"{default}.rollouts", "notifications": f"{default}.notifications"}
+
+
+def route_task(name: str, args: object, kwargs: object, options: object, task: object = None,
+               **extra: object) -> dict[str, str]:
+    """`task_routes`: rollout steps and deliveries on queues of their own, the rest on the default."""
+    queues = queue_names(app.conf.task_default_queue)
+    if name in ROLLOUT_TASKS:
+        return {"queue": queues["rollouts"]}
+    if name in NOTIFICATION_TASKS:
+        return {"queue": queues["notifications"]}
+    return {"queue": queues["default"]}
+
+
 @app.on_after_configure.connect
 def _create_filesystem_broker_folders(sender: Celery, **_: Any) -> None:
     """The embedded broker keeps messages in folders; every process that sends or consumes makes sure

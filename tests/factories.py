@@ -74,3 +74,27 @@ def make_policy(*, environment: Environment, namespace: str, name: str, kind: st
     policy.current_revision = revision
     policy.save(update_fields=["current_revision"])
     return policy
+
+
+def grant_platform_admin(user):
+    """Gives `user` the platform role (the `policies.govern_platform` permission), as an admin would in
+    the Django admin; returns a fresh instance (permissions are cached per instance)."""
+    from django.contrib.auth.models import Permission
+    from django.contrib.contenttypes.models import ContentType
+
+    # get_or_create: a transactional test's flush may have emptied the permission table.
+    permission, _ = Permission.objects.get_or_create(
+        codename="govern_platform", content_type=ContentType.objects.get_for_model(Team),
+        defaults={"name": "Govern the platform"})
+    user.user_permissions.add(permission)
+    return type(user).objects.get(pk=user.pk)
+
+
+def restart_audit_numbers() -> None:
+    """Audit rows are numbered by a PostgreSQL sequence, which a test's rollback does not rewind: tests
+    that name rows by number start it again at 1 (SQLite counts in a row the rollback resets)."""
+    from django.db import connection
+
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT setval('policies_auditevent_sequence_seq', 1, false)")

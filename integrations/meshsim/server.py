@@ -19,7 +19,7 @@ from . import discovery, errors, tables
 from .api import APPLY_PATCH, FIELD_VALIDATIONS, Result, WriteOptions
 from .cluster import Cluster
 from .errors import REASONS_BY_CODE, ApiError
-from .faults import FaultSpecError
+from .faults import FaultRule, FaultSpecError, request_facts
 from .resources import ResourceType
 from .traffic import TrafficModel, TrafficSpecError
 from .yamlio import load_document
@@ -93,8 +93,15 @@ class App:
                 raise errors.unauthorized()
             if request.path.startswith(ADMIN_PREFIX):
                 return self._admin(request)
-            self._inject_fault(request)
-            return self._kube(request)
+            rule = self._inject_fault(request)
+            if rule is None or not rule.applied:
+                return self._kube(request)
+            # The request takes effect; only its answer is the fault's (after the delay).
+            try:
+                answer = self._kube(request)
+            except ApiError as exc:
+                answer = Response(exc.code, exc.status())
+            return self._fault_answer(rule, answer)
         except ApiError as exc:
             return Response(exc.code, exc.status())
         except Exception as exc:  # noqa: BLE001 - the server must answer even when a handler has a bug
@@ -105,15 +112,23 @@ class App:
     def _authorized(self, request: Request) -> bool:
         return self.token is None or request.headers.get("authorization") == f"Bearer {self.token}"
 
-    def _inject_fault(self, request: Request) -> None:
-        rule = self.cluster.faults.take(request.method, request.path)
-        if rule is None:
-            return
+    def _inject_fault(self, request: Request) -> FaultRule | None:
+        """The matching fault rule; one that is not `applied` delays and/or fails the request here."""
+        facts = request_facts(request.method, request.path, request.query, request.content_type)
+        rule = self.cluster.faults.take(request.method, request.path, facts)
+        if rule is None or rule.applied:
+            return rule
+        self._fault_answer(rule, None)
+        return rule
+
+    def _fault_answer(self, rule: FaultRule, answer: Response | None) -> Response:
+        """Sleeps the rule's delay, then raises its error; without a status, the request's own answer."""
         if rule.delay_ms:
             time.sleep(rule.delay_ms / 1000)
-        if rule.status is not None:
-            reason = REASONS_BY_CODE.get(rule.status, "InternalError")
-            raise ApiError(rule.status, reason, f"meshsim injected fault {rule.id}: {reason}")
+        if rule.status is None:
+            return answer if answer is not None else Response(200, {})
+        reason = REASONS_BY_CODE.get(rule.status, "InternalError")
+        raise ApiError(rule.status, reason, f"meshsim injected fault {rule.id}: {reason}")
 
     # admin ----------------------------------------------------------------
 

@@ -19,8 +19,7 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
-
+from integrations.http import egress
 from integrations.notify import DeliveryReceipt, NotifyError, is_retryable_status, notify_settings
 
 SIGNATURE_HEADER = "X-Meshgate-Signature"
@@ -58,39 +57,36 @@ def verify_signature(
 
 
 def check_url(url: str) -> None:
-    """Raises a non-retryable NotifyError unless `url` is an absolute http(s) URL."""
+    """Raises a non-retryable NotifyError unless `url` is an absolute http(s) URL the egress policy
+    allows (a name that does not resolve here passes: the worker may resolve it)."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise NotifyError(f"{url!r} is not an http(s) URL", retryable=False)
+    try:
+        egress.vet(url, resolve=False)
+    except egress.EgressError as exc:
+        raise NotifyError(exc.message, retryable=False) from exc
 
 
 def post_json(*, url: str, body: bytes, headers: dict[str, str]) -> DeliveryReceipt:
-    """POSTs `body` as JSON. 2xx → receipt; anything else → NotifyError. Redirects are not followed
-    (a signed request must reach the URL the owner configured, nowhere else)."""
-    check_url(url)
+    """POSTs `body` as JSON through the egress policy (`integrations.http.egress`): a total deadline of
+    `timeout_seconds`, at most `MAX_RESPONSE_BYTES` of the answer read, redirects not followed (a signed
+    request must reach the URL the owner configured, nowhere else), internal addresses refused.
+    2xx → receipt; anything else → NotifyError, whose text shows at most 300 characters of the answer."""
     config = notify_settings()
     all_headers = {"Content-Type": "application/json", "User-Agent": config.user_agent, **headers}
     try:
-        response = requests.post(
-            url, data=body, headers=all_headers, timeout=config.timeout_seconds, allow_redirects=False, stream=True
-        )
-    except requests.Timeout as exc:
-        raise NotifyError(f"no answer within {config.timeout_seconds:g}s: {exc}") from exc
-    except requests.RequestException as exc:
-        raise NotifyError(f"cannot reach the receiver: {exc}") from exc
-    try:
-        snippet = response.raw.read(MAX_RESPONSE_BYTES, decode_content=True) or b""
-    except Exception:  # noqa: BLE001 - the body is only used for the error text
-        snippet = b""
-    finally:
-        response.close()
-    if 200 <= response.status_code < 300:
-        return DeliveryReceipt(status_code=response.status_code)
-    text = snippet.decode("utf-8", "replace").strip()[:300]
+        response = egress.post(url, body=body, headers=all_headers, deadline_seconds=config.timeout_seconds,
+                               max_bytes=MAX_RESPONSE_BYTES)
+    except egress.EgressError as exc:
+        raise NotifyError(exc.message, retryable=not exc.refused) from exc
+    if response.ok:
+        return DeliveryReceipt(status_code=response.status)
+    text = response.text()
     raise NotifyError(
-        f"the receiver answered {response.status_code}" + (f": {text}" if text else ""),
-        status_code=response.status_code,
-        retryable=is_retryable_status(response.status_code),
+        f"the receiver answered {response.status}" + (f": {text}" if text else ""),
+        status_code=response.status,
+        retryable=is_retryable_status(response.status),
     )
 
 

@@ -24,7 +24,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import mixins, serializers, status
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -57,8 +57,9 @@ from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
 from policies.services.plans import plan_is_current
+from portal.parsers import SafeJSONParser
 
-USERNAME = {"slug_field": "username", "read_only": True}
+USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
 
 
 # --- output -----------------------------------------------------------------------------------------
@@ -176,6 +177,8 @@ class ChangeSerializer(serializers.ModelSerializer):
 
 
 class ChangeDetailSerializer(ChangeSerializer):
+    # A plain string: the change's ticket URL, or "" when none was given (not `format: uri`).
+    link = serializers.CharField(read_only=True, allow_blank=True, help_text="A ticket URL, or empty.")
     items = serializers.SerializerMethodField()
     stale = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()
@@ -408,7 +411,7 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
     """Change requests you can read: yours and those touching your teams' namespaces."""
 
     filterset_class = ChangeFilterSet
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[ChangeRequest]:
         return selectors.change_list(user=self.request.user).order_by("-pk")
@@ -626,7 +629,7 @@ class ChangePromoteView(ChangeActionView):
 
 class ChangeReplaceItemsView(ChangeActionView):
     http_method_names = ["put", "options"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     @extend_schema(operation_id="changes_items_replace",
                    summary="Replace the items with a new bundle (author; a new commit of an open change).",

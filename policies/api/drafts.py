@@ -28,7 +28,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_sche
 from rest_framework import mixins, serializers, status
 from rest_framework.decorators import action
 from rest_framework.exceptions import ValidationError
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -55,6 +55,7 @@ from policies.validation.limits import MAX_BUNDLE_BYTES, MIB
 from policies.validation.service import ValidationReport, validate_bundle, validate_text
 from portal.choices import TokenScope
 from portal.models import ApiToken
+from portal.parsers import SafeJSONParser
 from portal.permissions import TokenScopePermission
 
 MAX_REQUEST_BYTES = MAX_BUNDLE_BYTES + 2 * MIB  # the bundle limit plus room for JSON escaping and multipart framing
@@ -101,7 +102,9 @@ class FindingSerializer(serializers.Serializer):
 
 
 class RejectionDetailsSerializer(serializers.Serializer):
-    findings = FindingSerializer(many=True)
+    """A 400 carries `findings` for refused content, or field names (with their messages) for bad fields."""
+
+    findings = FindingSerializer(many=True, required=False)
 
 
 class RejectionSerializer(ErrorSerializer):
@@ -489,7 +492,7 @@ class ValidateView(APIView):
     """
 
     permission_classes = [ReadScopePermission]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
     renderer_classes = REPORT_RENDERERS
 
     def handle_exception(self, exc: Exception) -> Response:
@@ -550,7 +553,7 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
     filterset_class = DraftFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]
-    parser_classes = [JSONParser, MultiPartParser, FormParser]
+    parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
     def get_queryset(self) -> QuerySet[Draft]:
         if self.action == "list":

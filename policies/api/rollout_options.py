@@ -11,7 +11,6 @@ from typing import Any
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_field
 from rest_framework import serializers, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -23,6 +22,7 @@ from policies.constants import ROLLOUT_OPTION_INT_LIMITS
 from policies.models import ChangeItem, ChangeRequest
 from policies.services import rollout_options as services
 from policies.services.rollout_options import DIRECTIONS, JUDGES, METRIC_KEYS, PROVIDERS
+from portal.parsers import SafeJSONParser
 
 
 # A pattern, not an enum: an enum named "kind" would collide with the policy kinds' in the schema.
@@ -147,7 +147,7 @@ def _state(change: ChangeRequest) -> dict[str, Any]:
 class ChangeRolloutOptionsView(APIView):
     """The author's rollout plan of a change, and the effective plan (options over the defaults)."""
 
-    parser_classes = [JSONParser]
+    parser_classes = [SafeJSONParser]
 
     def change(self, request: Request, pk: int) -> ChangeRequest:
         return get_object_or_404(selectors.change_list(user=request.user), pk=pk)

@@ -1,5 +1,5 @@
 """API for rollouts: read their state (weight, step, reason, analysis intervals, timeline) and
-control them. Each control (`pause`, `resume`, `abort`, `promote`, `confirm-gate`) is one small
+control them. Each control (`pause`, `resume`, `continue-on-live`, `abort`, `promote`, `confirm-gate`) is one small
 endpoint calling one service; an illegal transition answers 409 `rollout_illegal_state` with the
 rollout's state in `details.state`; only approvers and admins of the owning teams may control (403).
 """
@@ -120,7 +120,8 @@ def detail_response(rollout: Rollout, code: int = status.HTTP_200_OK) -> Respons
 class RolloutFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
     environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
-    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.")
+    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.", min_value=1,
+                                         max_value=2**63 - 1)
     strategy = django_filters.ChoiceFilter(choices=RolloutStrategy.choices)
 
     class Meta:
@@ -199,6 +200,16 @@ class RolloutResumeView(RolloutControlView):
 
     def act(self, request, rollout, data):
         return rollout_services.rollout_resume(actor=request.user, rollout=rollout)
+
+
+class RolloutContinueOnLiveView(RolloutControlView):
+    @_control_schema("rollouts_continue_on_live", EmptySerializer,
+                     "Continue a rollout paused by another writer's edit on top of the edited live object.")
+    def post(self, request, pk):
+        return super().post(request, pk)
+
+    def act(self, request, rollout, data):
+        return rollout_services.rollout_continue_on_live(actor=request.user, rollout=rollout)
 
 
 class RolloutAbortView(RolloutControlView):

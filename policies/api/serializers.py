@@ -6,13 +6,16 @@ from rest_framework import serializers
 from policies.choices import LiveState
 from policies.models import Environment, Membership, NamespaceOwnership, Policy, PolicyDrift, PolicyRevision, Team
 
-USERNAME = {"slug_field": "username", "read_only": True}
+USERNAME = {"slug_field": "username", "read_only": True, "allow_null": True}
 
 
 class EnvironmentSerializer(serializers.ModelSerializer):
     """A target cluster as callers see it: never its credentials."""
 
     url = serializers.HyperlinkedIdentityField(view_name="api:environment-detail", lookup_field="name")
+    # Plain strings: "" when not configured (a `format: uri` would not admit the empty string).
+    api_url = serializers.CharField(read_only=True, allow_blank=True, help_text="Kubernetes API server URL, or empty.")
+    prometheus_url = serializers.CharField(read_only=True, allow_blank=True, help_text="Prometheus URL, or empty.")
 
     class Meta:
         model = Environment

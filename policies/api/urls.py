@@ -44,6 +44,8 @@ urlpatterns = [
     # rollout controls: one small view each
     path("rollouts/<int:pk>/pause/", rollouts.RolloutPauseView.as_view(), name="rollout-pause"),
     path("rollouts/<int:pk>/resume/", rollouts.RolloutResumeView.as_view(), name="rollout-resume"),
+    path("rollouts/<int:pk>/continue-on-live/", rollouts.RolloutContinueOnLiveView.as_view(),
+         name="rollout-continue-on-live"),
     path("rollouts/<int:pk>/abort/", rollouts.RolloutAbortView.as_view(), name="rollout-abort"),
     path("rollouts/<int:pk>/promote/", rollouts.RolloutPromoteView.as_view(), name="rollout-promote"),
     path("rollouts/<int:pk>/confirm-gate/", rollouts.RolloutConfirmGateView.as_view(), name="rollout-confirm-gate"),

@@ -1,4 +1,4 @@
-from policies.models.audit import AuditChainHead, AuditEvent
+from policies.models.audit import AuditChainHead, AuditEvent, AuditSeal
 from policies.models.change import ApprovalRule, ChangeItem, ChangeRequest, Plan, PlanItem, Review, ReviewComment
 from policies.models.draft import Draft
 from policies.models.environment import Environment
@@ -7,7 +7,7 @@ from policies.models.idempotency import IdempotencyKey
 from policies.models.inventory import InventoryObject, InventoryWatermark
 from policies.models.notification import NotificationChannel, NotificationDelivery, NotificationPreference
 from policies.models.policy import Policy, PolicyRevision
-from policies.models.rollout import PolicyDrift, Rollout, RolloutEvent
+from policies.models.rollout import Lease, PolicyDrift, Rollout, RolloutEvent
 from policies.models.team import (
     ExternalIdentity,
     GroupMapping,
@@ -27,6 +27,7 @@ __all__ = [
     "Review",
     "ReviewComment",
     "AuditChainHead",
+    "AuditSeal",
     "AuditEvent",
     "ChangeWindow",
     "Draft",
@@ -36,6 +37,7 @@ __all__ = [
     "IdempotencyKey",
     "InventoryObject",
     "InventoryWatermark",
+    "Lease",
     "Membership",
     "NamespaceOwnership",
     "NotificationChannel",

@@ -1,4 +1,5 @@
 import hashlib
+import hmac
 import json
 from typing import Any, NoReturn
 
@@ -19,8 +20,15 @@ class AuditQuerySet(models.QuerySet):
         raise ImmutableError("the audit log is append-only")
 
 
+HASH_SHA256 = 1
+"""Rows written before the keyed chain: a plain SHA-256 over the row (bound by their seals since)."""
+HASH_HMAC = 2
+"""HMAC-SHA256 over the row with the audit key, which lives outside the database."""
+
+
 class AuditEvent(models.Model):
-    """One state change or cluster write. Hash-chained: each row stores the previous row's hash."""
+    """One state change or cluster write, keyed with an HMAC of its content (`hash`). Rows are
+    appended without any shared lock; `AuditSeal` rows chain them in the order they committed."""
 
     sequence = models.PositiveBigIntegerField(unique=True)
     created_at = models.DateTimeField(default=timezone.now)
@@ -35,8 +43,10 @@ class AuditEvent(models.Model):
     environment = models.CharField(max_length=63, blank=True, db_index=True)
     before = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
     after = models.JSONField(null=True, blank=True, encoder=DjangoJSONEncoder)
-    prev_hash = models.CharField(max_length=64)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    """The previous row's hash for rows of the SHA-256 era; empty since (their seal holds the link)."""
     hash = models.CharField(max_length=64, unique=True)
+    hash_version = models.PositiveSmallIntegerField(default=HASH_SHA256)
 
     objects = AuditQuerySet.as_manager()
 
@@ -46,8 +56,9 @@ class AuditEvent(models.Model):
     def __str__(self) -> str:
         return f"#{self.sequence} {self.action} {self.object_repr}"
 
-    def compute_hash(self) -> str:
-        """The row's hash over everything it records plus the previous row's hash."""
+    def compute_hash(self, key: bytes | None = None) -> str:
+        """The row's hash over everything it records (plus the previous row's hash): an HMAC with `key`
+        for keyed rows, a plain SHA-256 for rows of the SHA-256 era."""
         payload = {
             "sequence": self.sequence,
             "created_at": self.created_at.isoformat(),
@@ -63,8 +74,42 @@ class AuditEvent(models.Model):
             "after": self.after,
             "prev_hash": self.prev_hash,
         }
-        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder)
-        return hashlib.sha256(canonical.encode()).hexdigest()
+        canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), cls=DjangoJSONEncoder).encode()
+        if self.hash_version == HASH_HMAC:
+            if key is None:
+                raise ValueError("a keyed audit row needs the audit key")
+            return hmac.new(key, canonical, hashlib.sha256).hexdigest()
+        return hashlib.sha256(canonical).hexdigest()
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise ImmutableError("the audit log is append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise ImmutableError("the audit log is append-only")
+
+
+class AuditSeal(models.Model):
+    """The chain: one seal per event, in the order the sealer found them committed. `chain` is
+    HMAC(key, position | event sequence | event hash | previous chain), so an edited, removed or
+    inserted row (or seal) breaks it, and nobody without the key can recompute it."""
+
+    position = models.PositiveBigIntegerField(unique=True)
+    event = models.OneToOneField(AuditEvent, on_delete=models.PROTECT, related_name="seal")
+    event_sequence = models.PositiveBigIntegerField()
+    event_hash = models.CharField(max_length=64)
+    prev = models.CharField(max_length=64)
+    chain = models.CharField(max_length=64, unique=True)
+    sealed_at = models.DateTimeField(default=timezone.now)
+
+    objects = AuditQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["position"]
+
+    def __str__(self) -> str:
+        return f"seal {self.position} of #{self.event_sequence}"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:
@@ -76,7 +121,9 @@ class AuditEvent(models.Model):
 
 
 class AuditChainHead(models.Model):
-    """A single row that serializes appends to the chain (its UPDATE is the lock)."""
+    """pk=1: the last seal (position and chain), updated by the sealer in a short transaction of its
+    own. pk=2 on SQLite: the event counter (SQLite serializes writers anyway; PostgreSQL uses a
+    sequence, so appends never wait for each other)."""
 
     sequence = models.PositiveBigIntegerField(default=0)
     last_hash = models.CharField(max_length=64, default=GENESIS_HASH)

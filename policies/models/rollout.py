@@ -44,6 +44,15 @@ class Rollout(models.Model):
         default=dict, blank=True, help_text="{identity: content hash of what Meshgate last saw or wrote ('' absent)}."
     )
     owned = models.JSONField(default=list, blank=True, help_text="Identities Meshgate has taken ownership of.")
+    others = models.JSONField(
+        default=dict, blank=True,
+        help_text="Per identity: digest of the managedFields entries of the other field managers, as Meshgate last "
+                  "saw them (a change in it is another writer's edit; a change of Meshgate's own entry is not).")
+    lease_token = models.CharField(max_length=32, blank=True,
+                                   help_text="The executor acting on this rollout now (empty: none).")
+    lease_expires_at = models.DateTimeField(null=True, blank=True,
+                                            help_text="When the executor's lease lapses (a killed worker's lease "
+                                                      "is taken over after it).")
     analysis = models.JSONField(
         default=dict, blank=True, help_text="{interval_seconds, intervals_per_step, failure_limit, metrics}."
     )
@@ -108,3 +117,14 @@ class PolicyDrift(models.Model):
 
     def __str__(self) -> str:
         return f"drift of {self.policy}"
+
+
+class Lease(models.Model):
+    """A named single-flight lease (e.g. `drift:<environment>`): held by one token until it expires."""
+
+    key = models.CharField(max_length=100, unique=True)
+    token = models.CharField(max_length=32)
+    expires_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"lease {self.key}"

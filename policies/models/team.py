@@ -16,6 +16,10 @@ class Team(models.Model):
 
     class Meta:
         ordering = ["name"]
+        permissions = [
+            ("govern_platform", "Govern the platform: approval rules, guardrails, windows, environments, imports "
+                                "and the whole audit log"),
+        ]
 
     def __str__(self) -> str:
         return self.name

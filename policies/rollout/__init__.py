@@ -1,3 +1,4 @@
 """The rollout engine's building blocks: strategies (phases), analysis interface, webhooks (its choices are in `policies.choices`).
 
-Services that change state are in `policies.services.rollouts`."""
+The step machine is `policies.rollout.engine`; the use cases people and the reconciler call are in
+`policies.services.rollouts`."""

@@ -19,14 +19,17 @@ webhook gates (`gate`, the default; a non-gating webhook's failure is only recor
 The request is a POST of JSON (the phase, the rollout, the change, the step and weight, and the
 webhook's `metadata`), with redirects refused. The webhooks of one phase are called side by side, and
 each is given up on after its `timeout_seconds` (at most 30) even when its receiver trickles an
-answer, so they hold a rollout's action for at most that long. The timeline shows their URLs
-without the query string. `MESHGATE_ROLLOUT_WEBHOOK_HOSTS` (settings) limits the hosts a webhook
-may call (`name` or `*.domain`); webhooks are part of a change's rollout plan, which its approvers
+answer, so they hold a rollout's action for at most that long; at most 64 KiB of an answer is read.
+Calls go through the egress policy (`integrations.http.egress`): loopback, private, link-local and
+metadata addresses are refused after DNS resolution unless `MESHGATE_EGRESS_ALLOW` allows them. The
+timeline shows their URLs without the query string. `MESHGATE_ROLLOUT_WEBHOOK_HOSTS` (settings)
+further limits the hosts a webhook may call (`name` or `*.domain`); webhooks are part of a change's rollout plan, which its approvers
 approve. A webhook that answered 2xx in `pre-rollout` is
 not called again after a worker restart (its success is a keyed step of the rollout).
 """
 from __future__ import annotations
 
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -34,7 +37,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-import requests
+from integrations.http import egress
 
 PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK = "pre-rollout", "step", "promotion", "rollback"
 PHASES = (PRE_ROLLOUT, STEP, PROMOTION, ROLLBACK)
@@ -113,6 +116,10 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
             raise WebhookConfigError(f"{here}.url", "must be an http:// or https:// URL")
         if parts.username or parts.password:
             raise WebhookConfigError(f"{here}.url", "must not carry credentials")
+        try:
+            egress.vet(url, resolve=False)
+        except egress.EgressError as exc:
+            raise WebhookConfigError(f"{here}.url", exc.message) from exc
         allowed = _allowed_hosts()
         if allowed and not any(_host_matches(parts.hostname, pattern) for pattern in allowed):
             raise WebhookConfigError(f"{here}.url", f"host {parts.hostname} is not among the allowed webhook hosts "
@@ -183,19 +190,18 @@ def call_all(hooks: list[Webhook], payload: dict[str, Any]) -> list[WebhookResul
 
 
 def call(hook: Webhook, payload: dict[str, Any]) -> WebhookResult:
-    """One POST; never raises."""
+    """One POST through the egress policy (a total deadline of `timeout_seconds`, at most 64 KiB of the
+    answer read, no redirects, internal addresses refused unless allowed); never raises."""
     started = time.monotonic()
     body = {**payload, "phase": hook.phase, "webhook": hook.name, "metadata": hook.metadata}
     try:
-        response = requests.post(hook.url, json=body, timeout=hook.timeout_seconds, allow_redirects=False,
-                                 headers={"User-Agent": "meshgate-rollout", "X-Meshgate-Phase": hook.phase})
-    except requests.Timeout:
-        return WebhookResult(hook, False, None, f"no answer within {hook.timeout_seconds:g} s", _ms(started))
-    except requests.RequestException as exc:
-        return WebhookResult(hook, False, None, f"{type(exc).__name__}: {exc}"[:300], _ms(started))
-    ok = 200 <= response.status_code < 300
-    detail = "" if ok else response.text[:300]
-    return WebhookResult(hook, ok, response.status_code, detail, _ms(started))
+        response = egress.post(hook.url, body=json.dumps(body, default=str).encode(),
+                               deadline_seconds=hook.timeout_seconds, headers={"Content-Type": "application/json", "User-Agent": "meshgate-rollout",
+                                        "X-Meshgate-Phase": hook.phase})
+    except egress.EgressError as exc:
+        return WebhookResult(hook, False, None, exc.message, _ms(started))
+    detail = "" if response.ok else response.text()
+    return WebhookResult(hook, response.ok, response.status, detail, _ms(started))
 
 
 def _ms(started: float) -> int:

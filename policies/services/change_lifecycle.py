@@ -180,6 +180,9 @@ def _new_attempt(rollout: Rollout, *, actor: AbstractBaseUser) -> Rollout:
     rollout.snapshot, rollout.observed, rollout.expected, rollout.owned, rollout.phases = {}, {}, {}, [], []
     rollout.analysis_runs, rollout.analysis_failures, rollout.attempts = 0, 0, 0
     rollout.pause_reason, rollout.resume_state, rollout.rollback_reason, rollout.error = "", "", None, ""
+    rollout.others, rollout.lease_token, rollout.lease_expires_at = {}, "", None
+    # the judge's evidence of the previous attempt does not carry over (windows start with this attempt)
+    rollout.analysis = {key: value for key, value in (rollout.analysis or {}).items() if key != "state"}
     rollout.save()
     RolloutEvent.objects.create(rollout=rollout, kind=RolloutEventKind.STARTED, step_key="start",
                                 message=f"retried by {actor.get_username()}: attempt {attempt} starts now",

@@ -683,7 +683,14 @@ def change_schedule(*, actor: AbstractBaseUser, change: ChangeRequest) -> Change
 
 
 def change_refresh_plan(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
-    """Marks the plan out of date and asks the worker for a new one."""
+    """Marks the plan out of date and asks the worker for a new one: the author, members of the teams
+    owning the change's namespaces, and platform admins."""
+    namespaces = set(change.items.values_list("namespace", flat=True))
+    if not (actor.is_authenticated and (
+            actor.pk == change.author_id or selectors.user_is_admin(actor)
+            or (namespaces and all(selectors.user_may_author(user=actor, environment=change.environment, namespace=ns)
+                                   for ns in namespaces)))):
+        raise PermissionDeniedError("only the author, the owning teams and platform admins may refresh this plan")
     require_state(change, OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT}, "refresh the plan of")
     with transaction.atomic():
         change = lock_change(change)

@@ -1,7 +1,12 @@
 """Acting on drift: adopt the live object as a draft, or re-apply the revision Meshgate applied.
 
-`drift_detect` (in `policies.services.rollouts`) keeps a `PolicyDrift` row while a policy that
-Meshgate rolled out differs from its live object. People with a role in the team owning the
+`drift_detect` (the periodic sweep) keeps a `PolicyDrift` row while a policy that Meshgate rolled out
+differs from its live object. It lists each kind once per namespace, or once across the cluster when its policies span more than
+`DRIFT_NAMESPACE_LISTS` namespaces (never one GET per policy), compares
+content hashes (the live object's against the hash of the last revision Meshgate applied, read with
+the policy, never the revision's content), writes only what changed, and runs under the
+single-flight lease `drift:<environment>`: a sweep that finds the lease held skips that environment
+(overlapping beats, two beat processes). People with a role in the team owning the
 namespace (the same people who may draft there) have two ways out:
 
 - `drift_adopt`: their draft for the policy becomes the live object (normalized), or a deletion
@@ -15,18 +20,50 @@ next to the rows of the draft and change services it calls.
 """
 from __future__ import annotations
 
+import logging
+from collections import defaultdict
+from typing import Any
+
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
+from integrations import kubernetes as kube
+from integrations.kubernetes.exceptions import KubernetesError
 from policies import selectors
-from policies.choices import AuditAction
+from policies.choices import (
+    AuditAction,
+    NotificationEvent,
+    RevisionSource,
+    RolloutAuditAction,
+    RolloutState,
+)
+from policies.cluster import cluster_config
 from policies.diff import to_yaml
 from policies.exceptions import ConflictError, PermissionDeniedError
-from policies.models import ChangeRequest, Draft, Policy, PolicyDrift
-from policies.normalize import content_hash
+from policies.leases import lease_acquire, lease_release
+from policies.models import (
+    ChangeRequest,
+    Draft,
+    Environment,
+    Policy,
+    PolicyDrift,
+    PolicyRevision,
+    Rollout,
+    Team,
+)
+from policies.normalize import content_hash, normalize_object
 from policies.services.audit import audit_record
 from policies.services.changes import MAX_TITLE, change_create_from_bundle
 from policies.services.drafts import draft_delete_policy, draft_save
+from policies.services.notifications import notify
+
+logger = logging.getLogger(__name__)
+
+# A kind whose policies span more namespaces than this is listed once across the cluster.
+DRIFT_NAMESPACE_LISTS = 20
 
 
 class NoDrift(ConflictError):
@@ -140,3 +177,94 @@ def _drift_snapshot(drift: PolicyDrift, applied_number: int) -> dict:
         "live_resource_version": drift.live_resource_version,
         "detected_at": drift.detected_at.isoformat(),
     }
+
+
+# --- detection (the periodic sweep) -----------------------------------------------------------------------
+
+def drift_detect(*, environment: Environment | None = None) -> dict[str, int]:
+    """Compares each policy Meshgate rolled out with its live object; marks and notifies drift.
+    Counts: checked, drifted, new, resolved, errors (a namespace's list failed), skipped (another
+    sweep of the environment holds its lease)."""
+    counts = {"checked": 0, "drifted": 0, "new": 0, "resolved": 0, "errors": 0, "skipped": 0}
+    environments = [environment] if environment is not None else list(Environment.objects.all())
+    for env in environments:
+        key = f"drift:{env.pk}"
+        token = lease_acquire(key=key, ttl_seconds=settings.MESHGATE_DRIFT_LEASE_SECONDS)
+        if token is None:
+            counts["skipped"] += 1
+            continue
+        try:
+            _drift_sweep(env, counts)
+        finally:
+            lease_release(key=key, token=token)
+    return counts
+
+
+def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
+    applied = PolicyRevision.objects.filter(policy=OuterRef("pk"), source=RevisionSource.ROLLOUT).order_by("-number")
+    policies = list(
+        Policy.objects.filter(environment=env, revisions__source=RevisionSource.ROLLOUT).distinct()
+        .annotate(applied_hash=Subquery(applied.values("content_hash")[:1]),
+                  applied_number=Subquery(applied.values("number")[:1]))
+        .only("pk", "kind", "namespace", "name", "environment_id").order_by()
+    )
+    active = set(Rollout.objects.filter(environment=env, state__in=RolloutState.active())
+                 .values_list("change__items__policy_id", flat=True))
+    existing = {d.policy_id: d for d in PolicyDrift.objects.filter(policy__environment=env)
+                .only("pk", "policy_id", "notified_hash")}
+    groups: dict[tuple[str, str], list[Policy]] = defaultdict(list)
+    for policy in policies:
+        if policy.pk not in active:
+            groups[(policy.kind, policy.namespace)].append(policy)
+    cfg = cluster_config(env)
+    namespaces_by_kind: dict[str, set[str]] = defaultdict(set)
+    for kind, namespace in groups:
+        namespaces_by_kind[kind].add(namespace)
+    for kind, namespaces in sorted(namespaces_by_kind.items()):
+        # One list of the kind across the cluster when it spans many namespaces, else one per namespace.
+        scopes = [None] if len(namespaces) > DRIFT_NAMESPACE_LISTS else sorted(namespaces)
+        for scope in scopes:
+            try:
+                listed = kube.list_objects(cfg, kind, namespace=scope)
+            except KubernetesError as exc:
+                logger.warning("drift sweep of %s: cannot list %s in %s: %s", env.name, kind, scope or "all namespaces",
+                               exc)
+                counts["errors"] += 1
+                continue
+            by_identity = {(obj["metadata"].get("namespace", ""), obj["metadata"]["name"]): obj for obj in listed}
+            for namespace in [scope] if scope else sorted(namespaces):
+                for policy in groups[(kind, namespace)]:
+                    counts["checked"] += 1
+                    _drift_compare(env, policy, by_identity.get((namespace, policy.name)), existing.get(policy.pk),
+                                   counts)
+
+
+def _drift_compare(env: Environment, policy: Any, live: dict[str, Any] | None, existing: PolicyDrift | None,
+                   counts: dict[str, int]) -> None:
+    live_content = normalize_object(live) if live is not None else None
+    digest = content_hash(live_content) if live_content is not None else "absent"
+    if digest == policy.applied_hash:
+        if existing is not None:
+            with transaction.atomic():
+                if PolicyDrift.objects.filter(pk=existing.pk).delete()[0]:
+                    counts["resolved"] += 1
+                    audit_record(action=RolloutAuditAction.DRIFT_RESOLVED, obj=policy, environment=env.name)
+        return
+    counts["drifted"] += 1
+    if existing is not None and existing.notified_hash == digest:
+        return
+    resource_version = ((live or {}).get("metadata") or {}).get("resourceVersion", "")
+    with transaction.atomic():
+        PolicyDrift.objects.update_or_create(policy=policy, defaults={
+            "detected_at": timezone.now(), "live_content": live_content,
+            "live_resource_version": resource_version, "notified_hash": digest})
+        counts["new"] += 1
+        audit_record(action=RolloutAuditAction.DRIFT_DETECTED, obj=policy, environment=env.name,
+                     before={"revision": policy.applied_number, "content_hash": policy.applied_hash},
+                     after={"live_hash": digest, "resourceVersion": resource_version})
+        teams = Team.objects.filter(namespaces__environment=env, namespaces__namespace=policy.namespace)
+        notify(event=NotificationEvent.DRIFT_DETECTED,
+               subject=f"{policy} drifted from the revision Meshgate applied (#{policy.applied_number})",
+               body="The live object differs from the last revision Meshgate applied.",
+               payload={"policy": policy.pk, "environment": env.name, "revision": policy.applied_number},
+               teams=list(teams))

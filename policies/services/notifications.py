@@ -30,12 +30,12 @@ from django.utils import timezone
 from integrations.notify import DeliveryReceipt, NotifyError, notify_settings
 from integrations.notify.email import send_email
 from integrations.notify.slack import send_slack, slack_message
-from integrations.notify.webhook import send_webhook
+from integrations.notify.webhook import check_url, send_webhook
 from policies import jobs
 from policies.choices import AuditAction, DeliveryStatus, NotificationChannelKind, NotificationEvent, Role
-from policies.exceptions import PermissionDeniedError
-from policies.models import Membership, NotificationChannel, NotificationDelivery, NotificationPreference, Team
-from policies.selectors import user_is_admin
+from policies.exceptions import PermissionDeniedError, Throttled
+from policies.models import NotificationChannel, NotificationDelivery, NotificationPreference, Team
+from policies.selectors import user_is_admin, user_is_platform_admin, user_is_team_admin
 from policies.services.audit import audit_record
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,9 @@ REQUEUE_GRACE = dt.timedelta(seconds=30)
 LEASE_MARGIN = dt.timedelta(seconds=30)
 """An attempt holds its row for the HTTP timeout plus this; after that another worker may retry."""
 MAX_SUBJECT = 300
+TEST_SENDS_PER_WINDOW = 5
+TEST_WINDOW = dt.timedelta(minutes=10)
+"""A user may send this many channel tests per window (a test is an outbound request on their behalf)."""
 WEBHOOK_SECRET_BYTES = 32
 
 User = AbstractBaseUser | AnonymousUser
@@ -199,9 +202,7 @@ def notifications_due(*, now: dt.datetime | None = None, limit: int = 500) -> li
 # --- channels and preferences ---------------------------------------------------------------------
 
 def _is_team_admin(user: User, team_id: int) -> bool:
-    return user.is_authenticated and (
-        user.is_superuser or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
-    )
+    return user_is_team_admin(user, team_id)
 
 
 def channel_may_manage(*, user: User, channel: NotificationChannel) -> bool:
@@ -209,7 +210,7 @@ def channel_may_manage(*, user: User, channel: NotificationChannel) -> bool:
     if not user.is_authenticated:
         return False
     if channel.user_id:
-        return channel.user_id == user.pk or user.is_superuser
+        return channel.user_id == user.pk or user_is_platform_admin(user)
     return _is_team_admin(user, channel.team_id)
 
 
@@ -218,7 +219,7 @@ def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
     channels = NotificationChannel.objects.select_related("team", "user")
     if not user.is_authenticated:
         return channels.none()
-    if user.is_superuser:
+    if user_is_platform_admin(user):
         return channels
     return channels.filter(Q(user=user) | Q(team__memberships__user=user)).distinct()
 
@@ -226,7 +227,7 @@ def channel_visible_list(*, user: User) -> QuerySet[NotificationChannel]:
 def teams_user_administers(*, user: User) -> QuerySet[Team]:
     if not user.is_authenticated:
         return Team.objects.none()
-    if user.is_superuser:
+    if user_is_platform_admin(user):
         return Team.objects.all()
     return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
 
@@ -253,6 +254,11 @@ def _clean_channel(channel: NotificationChannel) -> None:
             URLValidator(schemes=["http", "https"])(channel.target)
         except ValidationError:
             errors["target"] = "an http(s) URL"
+        else:
+            try:
+                check_url(channel.target)
+            except NotifyError as exc:
+                errors["target"] = exc.message
     events = channel.events
     if not isinstance(events, list) or any(e not in NotificationEvent.values for e in events):
         errors["events"] = "a list of event names"
@@ -356,6 +362,13 @@ def notification_send_test(*, actor: AbstractBaseUser, channel: NotificationChan
     """A test message to this one channel, whatever its event filter and the owner's mutes."""
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not send to this channel")
+    recent = NotificationDelivery.objects.filter(
+        event=NotificationEvent.TEST, payload__data__sent_by=actor.get_username(),
+        created_at__gte=timezone.now() - TEST_WINDOW,
+    ).count()
+    if recent >= TEST_SENDS_PER_WINDOW:
+        raise Throttled(f"you sent {recent} channel tests in the last {int(TEST_WINDOW.total_seconds() // 60)} "
+                        "minutes: wait before sending another")
     delivery = _queue(
         channel, event=NotificationEvent.TEST, subject=f"Test notification for “{channel.name}”",
         body=f"{actor.get_username()} sent this test from Meshgate. If you can read it, the channel works.",

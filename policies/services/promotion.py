@@ -49,8 +49,14 @@ def next_environment(environment: Environment) -> Environment | None:
 
 def change_promote(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeRequest:
     """completed change → a linked new change in the next environment (see the module docstring)."""
-    require_state(change, {ChangeState.COMPLETED}, "promote")
+    source_items = list(change.items.select_related("base_revision").order_by("position", "pk"))
     target = next_environment(change.environment)
+    # Who may promote is answered first: an outsider learns nothing about the change's state.
+    for namespace in sorted({item.namespace for item in source_items}):
+        if not selectors.user_may_author(user=actor, environment=target or change.environment, namespace=namespace):
+            where = (target or change.environment).name
+            raise PermissionDeniedError(f"you may not author changes in namespace {namespace} of {where}")
+    require_state(change, {ChangeState.COMPLETED}, "promote")
     if target is None:
         raise ConflictError(f"{change.environment.name} is the last environment: there is nowhere to promote to",
                             extra={"state": change.state})
@@ -58,11 +64,6 @@ def change_promote(*, actor: AbstractBaseUser, change: ChangeRequest) -> ChangeR
     if existing is not None:
         raise ConflictError(f"change #{change.pk} was already promoted to {existing.environment.name} as "
                             f"#{existing.pk}", extra={"state": change.state, "promotion": existing.pk})
-    source_items = list(change.items.select_related("base_revision").order_by("position", "pk"))
-    for namespace in sorted({item.namespace for item in source_items}):
-        if not selectors.user_may_author(user=actor, environment=target, namespace=namespace):
-            raise PermissionDeniedError(f"you may not author changes in namespace {namespace} of {target.name}")
-
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, {ChangeState.COMPLETED}, "promote")

@@ -11,6 +11,7 @@ Plain scalars are read as Kubernetes reads them (sigs.k8s.io/yaml; see
 from __future__ import annotations
 
 import codecs
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -414,13 +415,36 @@ class _Builder:
         if tag == _BOOL:
             return _SCALARS.construct_yaml_bool(node)
         if tag == _INT:
-            return _SCALARS.construct_yaml_int(node)
+            return self._number(node, path, lambda: _SCALARS.construct_yaml_int(node))
         if tag == _FLOAT:
-            return _SCALARS.construct_yaml_float(node)
+            return self._number(node, path, lambda: self._finite(node, path, _SCALARS.construct_yaml_float(node)))
         if tag == _TIMESTAMP:
             return node.value
         self._unsupported(node, path, f"the YAML tag {tag.replace(_TAG, '!!')}")
         return node.value
+
+    def _number(self, node: ScalarNode, path: str, build: Any) -> Any:
+        """A number as JSON can carry it: integers of at most 4,300 digits (Python's conversion limit),
+        finite floats; anything else is a finding at its line, never an error later on."""
+        try:
+            number = build()
+        except ValueError:
+            digits = sum(ch.isdigit() for ch in node.value)
+            self.findings.append(finding("MG0011", f"a number of {digits:,} digits cannot be read: write it as a "
+                                         "quoted string, or a smaller number", **self._where(node.start_mark, path)))
+            return None
+        if isinstance(number, float) and number.is_integer():
+            return int(number)
+        return number
+
+    def _finite(self, node: ScalarNode, path: str, number: float) -> float | None:
+        if math.isfinite(number):
+            return number
+        shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
+        self.findings.append(finding("MG0011", f"{shown} is not a finite number (JSON and Kubernetes have no "
+                                     "infinity or NaN): write a finite number, or quote it as a string",
+                                     **self._where(node.start_mark, path)))
+        return None
 
     def _unsupported(self, node: Node, path: str, what: str) -> None:
         message = f"{what} has no JSON equivalent: use a plain string, number, boolean, list or mapping"

@@ -28,7 +28,7 @@ AUDIT_PAGE_SIZE = 50
 CHAIN_CACHE_SECONDS = 60
 EXPORT_CHUNK = 2000
 EXPORT_FIELDS = ("sequence", "created_at", "actor_name", "request_id", "action", "object_type", "object_id",
-                 "object_repr", "environment", "before", "after", "prev_hash", "hash")
+                 "object_repr", "environment", "before", "after", "prev_hash", "hash", "hash_version")
 
 
 class AuditFilterForm(forms.Form):

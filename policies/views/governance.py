@@ -25,7 +25,7 @@ from policies.choices import (
     NotificationEvent,
     PolicyKind,
 )
-from policies.exceptions import ApplicationError
+from policies.exceptions import ApplicationError, Throttled
 from policies.guardrails.cel import CelCompileError, cel_compile
 from policies.guardrails.engine import ManifestError, environment_info, guardrail_check, manifest_objects, matches
 from policies.models import ChangeWindow, Guardrail, NotificationChannel
@@ -334,7 +334,11 @@ def channel_delete(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def channel_test(request: HttpRequest, pk: int) -> HttpResponse:
     channel = _channel_for(request, pk)
-    notification_services.notification_send_test(actor=request.user, channel=channel)
+    try:
+        notification_services.notification_send_test(actor=request.user, channel=channel)
+    except Throttled as exc:
+        messages.error(request, exc.message)
+        return redirect("governance:notifications")
     messages.info(request, f"Test notification queued for “{channel.name}”; its delivery shows below.")
     return redirect("governance:notifications")
 

@@ -1,5 +1,5 @@
 """Rollout pages (namespace "rollouts"): the list, the live rollout page, its polled partial and chart
-data, and the controls (pause, resume, abort, promote now, confirm gate), each calling one service."""
+data, and the controls (pause, resume, continue on live, abort, promote now, confirm gate), each calling one service."""
 from __future__ import annotations
 
 from django.contrib import messages
@@ -21,6 +21,9 @@ CONTROLS = {
               "Rollout paused."),
     "resume": (lambda user, rollout, reason: rollout_services.rollout_resume(actor=user, rollout=rollout),
                "Rollout resumed."),
+    "continue-on-live": (lambda user, rollout, reason: rollout_services.rollout_continue_on_live(actor=user,
+                                                                                               rollout=rollout),
+                         "Continuing on the live object as the other writer left it."),
     "abort": (lambda user, rollout, reason: rollout_services.rollout_abort(actor=user, rollout=rollout, reason=reason),
               "Rollout aborted: the snapshot is being restored."),
     "promote": (lambda user, rollout, reason: rollout_services.rollout_promote_now(actor=user, rollout=rollout),
@@ -54,6 +57,8 @@ def _allowed_controls(rollout: Rollout) -> set[str]:
         allowed.add("pause")
     if state == RolloutState.PAUSED:
         allowed.add("resume")
+        if (rollout.analysis or {}).get("out_of_band"):
+            allowed.add("continue-on-live")
     if rollout.is_active and state != RolloutState.ROLLING_BACK:
         allowed.add("abort")
     if state in (RolloutState.RUNNING, RolloutState.PAUSED, RolloutState.WAITING_GATE) and rollout.phases:

@@ -4,6 +4,8 @@ from .base import DATABASES, MESHGATE_FILESYSTEM_BROKER, VAR_DIR, env
 
 SECRET_KEY = "meshgate-test-key"
 MESHGATE_FIELD_ENCRYPTION_KEY = "dGVzdC1vbmx5LW1lc2hnYXRlLWZpZWxkLWtleS0zMiE="
+# The tests' HTTP receivers listen on loopback: allowed here explicitly, never by default.
+MESHGATE_EGRESS_ALLOW = ["127.0.0.0/8", "::1/128"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 STORAGES = {
@@ -13,6 +15,10 @@ STORAGES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A file, not memory, so that the worker process the tests start sees the same data.
     DATABASES["default"]["TEST"] = {"NAME": env.str("MESHGATE_TEST_SQLITE", default=str(VAR_DIR / "test.sqlite3"))}
+
+if not env.str("MESHGATE_CACHE_URL", default=""):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                          "LOCATION": str(VAR_DIR / "test-cache")}}
 
 # The tests' worker listens on its own queue (and folder), apart from any running demo.
 CELERY_TASK_DEFAULT_QUEUE = "meshgate-test"

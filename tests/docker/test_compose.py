@@ -19,7 +19,7 @@ from tests.docker import APP_DIR, DOCKER, REPO, known_env_names, script_for_comm
 
 APP_SERVICES = ("migrate", "web", "worker", "beat", "inventory")
 START_SCRIPT_OF = {"web": "start-web", "worker": "start-worker", "beat": "start-beat", "inventory": "start-inventory"}
-PRODUCTION_SECRETS = ("DJANGO_SECRET_KEY", "MESHGATE_FIELD_ENCRYPTION_KEY")
+PRODUCTION_SECRETS = ("DJANGO_SECRET_KEY", "MESHGATE_FIELD_ENCRYPTION_KEY", "MESHGATE_AUDIT_KEY")
 
 
 @pytest.fixture(scope="module")
@@ -195,7 +195,7 @@ def _dockerignore_patterns() -> list[str]:
 
 def test_dockerfile_stages():
     stages = _stages()
-    assert [s[0][1].split()[0] for s in stages] == ["node:20-slim", "python:3.11-slim", "python:3.11-slim"]
+    assert [s[0][1].split()[0] for s in stages] == ["node:20-slim", "python:3.11.14-slim", "python:3.11.14-slim"]
     assets = dict(stages[0])
     assert "npm ci" in assets["RUN"]
     assert "package-lock.json" in assets["COPY"]

@@ -8,7 +8,7 @@ from policies.exceptions import PermissionDeniedError
 from policies.models import ApprovalRule
 from policies.selectors import change_items
 from policies.services.reviews import approval_rule_save, review_approve
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import AUTHZ_RATINGS, submitted_change
 
 
@@ -178,6 +178,9 @@ def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
     with pytest.raises(PermissionDeniedError):
         approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
     org.approver.memberships.update(role=Role.ADMIN)
+    with pytest.raises(PermissionDeniedError):  # a team admin governs the team, not the platform
+        approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
+    org.approver = grant_platform_admin(org.approver)
     rule = approval_rule_save(actor=org.approver, environment=org.env, required_approvals=2)
     rule = approval_rule_save(actor=org.approver, rule=rule, environment=org.env, required_approvals=3)
     assert ApprovalRule.objects.get().required_approvals == 3
@@ -190,6 +193,7 @@ def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
 def test_a_rule_no_one_could_satisfy_is_refused_and_names_the_team(cluster_org):
     org = cluster_org
     org.approver.memberships.update(role=Role.ADMIN)
+    org.approver = grant_platform_admin(org.approver)  # approval rules are platform governance
     staff(org, 2)
     with pytest.raises(ValidationError) as refused:
         approval_rule_save(actor=org.approver, environment=org.env, required_approvals=3)
@@ -214,6 +218,6 @@ def test_existing_rules_that_cannot_be_met_are_flagged_on_the_page(client, clust
     org = cluster_org
     ApprovalRule.objects.create(environment=org.env, required_approvals=4)  # written before the check existed
     org.approver.memberships.update(role=Role.ADMIN)
-    client.force_login(org.approver)
+    client.force_login(grant_platform_admin(org.approver))
     page = client.get("/approval-rules/").content.decode()
     assert "Cannot be satisfied" in page and "need 4 approvals" in page

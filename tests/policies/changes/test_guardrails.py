@@ -11,7 +11,7 @@ from policies.services.changes import change_guardrail_override, change_item_upd
 from policies.services.guardrails import guardrail_create, guardrails_seed_builtins
 from policies.services.plans import plan_compute
 from policies.services.reviews import review_approve
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.factories import MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import REVIEWS_V2, submitted_change
 
 SLOW = REVIEWS_V2.replace("timeout: 5s", "timeout: 120s")  # over the 60 s bound: soft-mandatory
@@ -22,6 +22,7 @@ def ada(cluster_org):
     guardrails_seed_builtins()
     user = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=user, role=Role.ADMIN)
+    user = grant_platform_admin(user)
     return user
 
 

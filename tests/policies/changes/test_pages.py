@@ -10,7 +10,7 @@ from policies.models import ApprovalRule, ChangeRequest, Draft, Review, ReviewCo
 from policies.services.drafts import draft_save
 from policies.services.plans import plan_compute
 from policies.services.reviews import review_approve
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.factories import MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import REVIEWS_V2, REVIEWS_V3, build_large_change, make_change, submitted_change
 
 
@@ -178,6 +178,9 @@ def test_approval_rules_page_is_for_admins(client, cluster_org):
     assert client.get("/approval-rules/").status_code == 403
     admin = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=admin, role=Role.ADMIN)
+    client.force_login(admin)
+    assert client.get("/approval-rules/").status_code == 403  # a team's admin is not a platform admin
+    admin = grant_platform_admin(admin)
     client.force_login(admin)
     assert client.get("/approval-rules/").status_code == 200
     for team in (org.team_a, org.team_b, org.security):  # enough approvers for three approvals

@@ -16,7 +16,7 @@ from policies.services.rollout_options import (
     rollout_phase_labels,
 )
 from policies.services.rollouts import DEFAULT_ANALYSIS
-from tests.factories import MembershipFactory, UserFactory, virtual_service
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin, virtual_service
 from tests.policies.changes.helpers import submitted_change
 
 ERRORS_QUERY = 'sum(rate(app_errors_total{namespace="{namespace}", service="{service}"}[{interval}]))'
@@ -204,6 +204,7 @@ def test_only_the_author_or_an_admin_sets_the_plan(org):
             change_set_rollout_options(actor=user, change=change, options={"strategy": "direct"})
     admin = UserFactory(username="ada")
     MembershipFactory(team=org.security, user=admin, role=Role.ADMIN)
+    admin = grant_platform_admin(admin)
     change_set_rollout_options(actor=admin, change=change, options={"strategy": "direct"})
     change.refresh_from_db()
     assert change.rollout_options == {"strategy": "direct"}

@@ -1,5 +1,7 @@
 import io
 import tarfile
+import time
+import tracemalloc
 import zipfile
 
 import pytest
@@ -238,3 +240,107 @@ def _plain_tar(members: dict[str, bytes]) -> bytes:
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
+
+
+# --- hostile tar headers ----------------------------------------------------------------------
+
+def _header(name: bytes, typeflag: bytes, size: int) -> bytes:
+    """One ustar header block, checksummed, as an attacker would write it by hand."""
+    block = bytearray(512)
+    block[0:len(name)] = name
+    block[100:108] = b"0000644\0"
+    block[124:136] = f"{size:011o}\0".encode()
+    block[156:157] = typeflag
+    block[257:263] = b"ustar\0"
+    block[263:265] = b"00"
+    block[148:156] = b" " * 8
+    block[148:156] = f"{sum(block):06o}\0 ".encode()
+    return bytes(block)
+
+
+def _gz(data: bytes) -> bytes:
+    import gzip
+    return gzip.compress(data, compresslevel=9)
+
+
+def test_pax_header_of_digits_is_refused_at_once_cve_2024_6232():
+    # The record length is 64k digits and no space: CPython < 3.11.10 backtracks quadratically on it.
+    payload = b"1" * 65_000 + b"\n"
+    archive = _header(b"././@PaxHeader", b"x", len(payload)) + payload + bytes(-len(payload) % 512) + bytes(1024)
+    started = time.monotonic()
+    files, findings = expand_bundle([("pax.tar", archive)])
+    assert time.monotonic() - started < 1.0
+    assert files == [] and findings[0].code in ("MG0020", "MG0021")
+
+    payload = b"9" * 4_000 + b" path=a.yaml\n"
+    archive = _header(b"././@PaxHeader", b"x", len(payload)) + payload + bytes(-len(payload) % 512) + bytes(1024)
+    files, findings = expand_bundle([("pax.tar", archive)])
+    assert files == [] and findings[0].code == "MG0021" and "pax header record" in findings[0].message
+
+
+def test_crafted_long_name_member_is_weighed_before_it_is_read():
+    # A GNU long-name member claiming 200 MiB of zeros: ~200 KiB once gzipped.
+    size = 200 * 1024 * 1024
+    raw = _header(b"././@LongLink", b"L", size)
+    compressor = __import__("zlib").compressobj(9, wbits=31)
+    chunks = [compressor.compress(raw)]
+    zeros = bytes(1024 * 1024)
+    for _ in range(size // len(zeros)):
+        chunks.append(compressor.compress(zeros))
+    chunks.append(compressor.flush())
+    archive = b"".join(chunks)
+    assert len(archive) < 400 * 1024
+    tracemalloc.start()
+    try:
+        files, findings = expand_bundle([("long.tar.gz", archive)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert files == [] and findings[0].code == "MG0020" and "extended header" in findings[0].message
+    assert peak < 8 * 1024 * 1024, f"{peak / 1024 / 1024:.1f} MiB to refuse a long-name bomb"
+
+
+def test_many_pax_headers_count_against_the_bundle_budget():
+    record = b"path=" + b"a" * (60 * 1024) + b"\n"
+    length = len(record) + 6
+    payload = f"{length} ".encode() + record
+    assert len(payload) == length
+    one = _header(b"././@PaxHeader", b"x", len(payload)) + payload + bytes(-len(payload) % 512)
+    archive = _gz(one * 200 + bytes(1024))
+    assert len(archive) < 400 * 1024
+    tracemalloc.start()
+    try:
+        files, findings = expand_bundle([("pax.tar.gz", archive)])
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert files == [] and findings[0].code == "MG0001" and "extended header" in findings[0].message
+    assert peak < 16 * 1024 * 1024
+
+
+def test_pax_and_gnu_long_names_of_honest_archives_are_read():
+    long_name = "m/" + "d" * 120 + "/ünïcode-reviews.yaml"
+    for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz", format=fmt) as bundle:
+            for name, content in ((long_name, b"a: 1\n"), ("m/b.yaml", b"b: 2\n" * 300)):
+                info = tarfile.TarInfo(name)
+                info.size = len(content)
+                bundle.addfile(info, io.BytesIO(content))
+        files, findings = expand_bundle([("honest.tgz", buffer.getvalue())])
+        assert findings == []
+        assert files == [(long_name, b"a: 1\n"), ("m/b.yaml", b"b: 2\n" * 300)]
+    for mode in ("w:bz2", "w:xz"):
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode=mode) as bundle:
+            info = tarfile.TarInfo("m/c.yaml")
+            info.size = 5
+            bundle.addfile(info, io.BytesIO(b"c: 3\n"))
+        assert expand_bundle([("c.tar", buffer.getvalue())]) == ([("m/c.yaml", b"c: 3\n")], [])
+
+
+def test_a_tar_header_with_a_wrong_checksum_is_refused():
+    archive = bytearray(_header(b"m/a.yaml", b"0", 5) + b"a: 1\n" + bytes(507) + bytes(1024))
+    archive[0] = ord("n")
+    files, findings = expand_bundle([("bad.tar", bytes(archive))])
+    assert files == [] and findings[0].code == "MG0021" and "checksum" in findings[0].message

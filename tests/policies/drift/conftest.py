@@ -7,7 +7,8 @@ from integrations import kubernetes as kube
 from policies.choices import DraftOperation, RolloutState
 from policies.cluster import cluster_config
 from policies.models import Policy, PolicyRevision
-from policies.services.rollouts import drift_detect, rollout_start
+from policies.services.drift import drift_detect
+from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.conftest import ro  # noqa: F401 - fixture
 from tests.policies.rollouts.helpers import (
     REVIEWS_TO_V3,

@@ -8,7 +8,7 @@ from policies.choices import ChangeState
 from policies.cluster import cluster_config
 from policies.normalize import normalize_object
 from policies.services.drafts import draft_save
-from policies.services.rollouts import drift_detect
+from policies.services.drift import drift_detect
 from portal.choices import TokenScope
 from tests.api_testing import (
     TeamScopedObjectContract,

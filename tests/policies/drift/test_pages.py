@@ -15,8 +15,9 @@ from policies.models import ChangeRequest
 from policies.normalize import normalize_object
 from policies.services.changes import change_schedule, change_submit
 from policies.services.drafts import draft_save
+from policies.services.drift import drift_detect
 from policies.services.reviews import review_approve
-from policies.services.rollouts import drift_detect, rollout_start
+from policies.services.rollouts import rollout_start
 from tests.policies.drafts.helpers import REVIEWS_V2
 from tests.policies.rollouts.helpers import (
     REVIEWS_TO_V3,

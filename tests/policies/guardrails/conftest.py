@@ -2,7 +2,7 @@ import pytest
 
 from policies.choices import Role
 from policies.services.guardrails import guardrails_seed_builtins
-from tests.factories import EnvironmentFactory, MembershipFactory, TeamFactory, UserFactory
+from tests.factories import EnvironmentFactory, MembershipFactory, TeamFactory, UserFactory, grant_platform_admin
 
 
 @pytest.fixture
@@ -15,7 +15,7 @@ def builtins(db):
 def admin_user(db):
     user = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=user, role=Role.ADMIN)
-    return user
+    return grant_platform_admin(user)
 
 
 @pytest.fixture

@@ -4,9 +4,8 @@ import os
 import pytest
 from playwright.sync_api import Page, expect
 
-from policies.choices import Role
 from policies.models import Guardrail
-from tests.factories import MembershipFactory, TeamFactory, UserFactory
+from tests.factories import UserFactory, grant_platform_admin
 
 pytestmark = pytest.mark.browser
 
@@ -41,7 +40,7 @@ def _shot(page: Page, name: str) -> None:
 
 
 def test_admin_runs_the_test_box(live_server, page, builtins, staging):
-    MembershipFactory(team=TeamFactory(slug="platform"), user=UserFactory(username="ada"), role=Role.ADMIN)
+    grant_platform_admin(UserFactory(username="ada"))
     guardrail = Guardrail.objects.get(builtin_key="weights-sum-100")
     sign_in(page, live_server.url, "ada", f"/governance/guardrails/{guardrail.pk}/")
     page.get_by_label("Manifest (YAML or JSON)").fill(MANIFEST)
@@ -55,7 +54,7 @@ def test_admin_runs_the_test_box(live_server, page, builtins, staging):
 
 
 def test_cel_test_box_uses_the_expression_being_typed(live_server, page, no_guardrails, staging):
-    MembershipFactory(team=TeamFactory(slug="platform"), user=UserFactory(username="ada"), role=Role.ADMIN)
+    grant_platform_admin(UserFactory(username="ada"))
     guardrail = Guardrail.objects.create(name="Routes have timeouts", message="{object}: a route has no timeout",
                                          expression='!has(object.spec.http) || object.spec.http.all(r, has(r.timeout))')
     sign_in(page, live_server.url, "ada", f"/governance/guardrails/{guardrail.pk}/")

@@ -2,6 +2,7 @@
 import copy
 
 import pytest
+from django.conf import settings
 from django.utils import timezone
 
 from integrations import kubernetes as kube
@@ -10,10 +11,10 @@ from policies.cluster import cluster_config
 from policies.exceptions import PermissionDeniedError
 from policies.models import AuditEvent, PolicyDrift, Rollout, RolloutEvent
 from policies.normalize import normalize_object
-from policies.services import rollouts as svc
+from policies.rollout import engine, writes
+from policies.services.drift import drift_detect
 from policies.services.rollouts import (
     RolloutError,
-    drift_detect,
     rollout_abort,
     rollout_advance,
     rollout_confirm_gate,
@@ -200,8 +201,9 @@ def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
 
     def broken(*args, **kwargs):
         raise kube.KubernetesError("boom", status=500)
-    monkeypatch.setattr(svc.kube, "apply_object", broken)
-    for _ in range(3):
+    monkeypatch.setattr(engine.kube, "apply_object", broken)
+    monkeypatch.setattr(writes, "WRITE_BACKOFF_SECONDS", 0)
+    for _ in range(settings.MESHGATE_ROLLOUT_MAX_ATTEMPTS):
         rollout.refresh_from_db()
         rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
     rollout.refresh_from_db()
@@ -213,7 +215,7 @@ def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
 def test_an_unexpected_error_is_retried_and_leaves_no_half_written_row(ro, monkeypatch):
     rollout = _start(ro)
     rollout_advance(rollout_id=rollout.pk, analyzer=passing)
-    real = svc._write
+    real = engine._write
     calls = []
 
     def flaky(rollout_, *args, **kwargs):
@@ -223,7 +225,7 @@ def test_an_unexpected_error_is_retried_and_leaves_no_half_written_row(ro, monke
         if len(calls) == 1:
             raise RuntimeError("bug")
         return real(rollout_, *args, **kwargs)
-    monkeypatch.setattr(svc, "_write", flaky)
+    monkeypatch.setattr(engine, "_write", flaky)
     rollout.refresh_from_db()
     rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
     rollout.refresh_from_db()

@@ -21,11 +21,11 @@ import yaml
 from meshgate_cli import main as cli
 from policies.choices import ChangeState, Role
 from policies.models import ChangeRequest, Environment, NamespaceOwnership
+from policies.selectors import change_items, change_latest_plan
 from policies.services.imports import environment_import
 from policies.services.plans import plan_is_current
 from policies.services.reviews import review_approve
 from policies.services.service_accounts import service_account_create
-from policies.selectors import change_items, change_latest_plan
 from policies.tasks import reconcile_rollouts
 from tests.api_testing import token_for
 from tests.factories import MembershipFactory, UserFactory
@@ -44,8 +44,8 @@ SETTLE_SECONDS = 7
 
 
 @pytest.fixture
-def pipeline(transactional_db, monkeypatch, org, live_server, meshsim_traffic, prod_traffic,  # noqa: F811
-             both_clusters, request, tmp_path) -> Iterator[Any]:  # noqa: F811
+def pipeline(transactional_db, monkeypatch, org, live_server, meshsim_traffic, prod_traffic,
+             both_clusters, request, tmp_path) -> Iterator[Any]:
     monkeypatch.delenv("MESHGATE_ROLLOUT_ANALYZER", raising=False)
     org.env.api_url, org.env.prometheus_url = meshsim_traffic.url, both_clusters.url
     org.env.save(update_fields=["api_url", "prometheus_url"])

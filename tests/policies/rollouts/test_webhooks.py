@@ -115,7 +115,8 @@ def test_an_unreachable_webhook_is_a_failure_naming_the_error(ro):
     rollout = _start(ro, [{"name": "gone", "phase": "step", "url": "http://127.0.0.1:9/hook", "timeout_seconds": 1}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.ROLLED_BACK
-    assert "step webhook “gone” failed: ConnectionError" in rollout.rollback_reason["summary"]
+    summary = rollout.rollback_reason["summary"]
+    assert "step webhook “gone” failed: cannot reach 127.0.0.1: ConnectionRefusedError" in summary
 
 
 @pytest.mark.parametrize(("hooks", "message"), [
@@ -140,7 +141,7 @@ def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, h
 
 def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after_it(ro, receiver_factory, monkeypatch):
     from integrations.kubernetes.exceptions import KubernetesError
-    from policies.services import rollouts as svc
+    from policies.rollout import engine as svc
 
     pre = receiver_factory()
     rollout = _start(ro, [{"name": "smoke", "phase": "pre-rollout", "url": pre.url}])
@@ -200,7 +201,53 @@ def test_webhook_hosts_can_be_limited_and_urls_are_shown_without_their_query(set
     ok = webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://runner.loadtest.svc/go"},
                                   {"name": "b", "phase": "step", "url": "https://tests.example.com/x?token=s3cret"}])
     assert [hook.name for hook in ok] == ["a", "b"]
-    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host 169.254.169.254 is not among"):
+    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host public.example.org is not among"):
+        webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://public.example.org/latest"}])
+    # The egress policy applies whatever the host list says: the metadata address is refused.
+    settings.MESHGATE_ROLLOUT_WEBHOOK_HOSTS = []
+    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: 169.254.169.254 is not an allowed "
+                                                          r"destination: 169.254.169.254 is a link-local address"):
         webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://169.254.169.254/latest"}])
     shown = webhooks.WebhookResult(ok[1], True, 200, "", 5).as_dict()["url"]
     assert shown == "https://tests.example.com/x?…" and "s3cret" not in shown
+
+
+def test_a_huge_webhook_answer_is_read_only_up_to_its_cap():
+    """A 300 MiB answer: at most 64 KiB is read, the worker's memory stays flat, the detail is trimmed."""
+    import socket
+    import threading
+    import time
+    import tracemalloc
+
+    from policies.rollout import webhooks
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def huge():
+        conn, _ = server.accept()
+        conn.recv(65536)
+        try:
+            conn.sendall(b"HTTP/1.1 500 Oops\r\nContent-Length: 314572800\r\n\r\n")
+            chunk = b"<html>" + b"A" * 65530
+            for _ in range(300 * 16):
+                conn.sendall(chunk)
+        except OSError:
+            pass
+        conn.close()
+
+    threading.Thread(target=huge, daemon=True).start()
+    hook = webhooks.Webhook(name="huge", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/",
+                            timeout_seconds=10)
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        result = webhooks.call(hook, {"rollout": 1})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert time.monotonic() - started < 3
+    assert not result.ok and result.status == 500 and len(result.detail) <= 300
+    assert peak < 8 * 1024 * 1024
+    server.close()

@@ -44,7 +44,8 @@ def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
         "MESHGATE_WORKER_READY_FILE": str(ready),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CELERY_CONCURRENCY": "1",
-        "MESHGATE_WORKER_ARGS": f"--pool=solo -Q {settings.CELERY_TASK_DEFAULT_QUEUE} "
+        "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
+        "MESHGATE_WORKER_ARGS": "--pool=solo "
         "--without-gossip --without-mingle --without-heartbeat",
     }
     proc = subprocess.Popen([str(REPO / "docker" / "start-worker")], cwd=REPO, env=env, stdout=log,

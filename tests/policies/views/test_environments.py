@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from policies.choices import Role
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 
 IMPORT_BUTTON = "Import from cluster"
 
@@ -15,7 +15,7 @@ def import_url(environment) -> str:
 def admin_user(org):
     user = UserFactory(username="ada")
     MembershipFactory(team=org.team_a, user=user, role=Role.ADMIN)
-    return user
+    return grant_platform_admin(user)
 
 
 def test_anonymous_is_sent_to_login(client, org):
