@@ -7,6 +7,8 @@ class MembershipSource(models.TextChoices):
 
 
 class PolicyKind(models.TextChoices):
+    """Every kind of the Istio CRD file (integrations.kubernetes.KINDS has their groups and versions)."""
+
     VIRTUAL_SERVICE = "VirtualService", "VirtualService"
     DESTINATION_RULE = "DestinationRule", "DestinationRule"
     GATEWAY = "Gateway", "Gateway"
@@ -15,6 +17,13 @@ class PolicyKind(models.TextChoices):
     AUTHORIZATION_POLICY = "AuthorizationPolicy", "AuthorizationPolicy"
     PEER_AUTHENTICATION = "PeerAuthentication", "PeerAuthentication"
     REQUEST_AUTHENTICATION = "RequestAuthentication", "RequestAuthentication"
+    WORKLOAD_ENTRY = "WorkloadEntry", "WorkloadEntry"
+    WORKLOAD_GROUP = "WorkloadGroup", "WorkloadGroup"
+    ENVOY_FILTER = "EnvoyFilter", "EnvoyFilter"
+    PROXY_CONFIG = "ProxyConfig", "ProxyConfig"
+    TELEMETRY = "Telemetry", "Telemetry"
+    WASM_PLUGIN = "WasmPlugin", "WasmPlugin"
+    TRAFFIC_EXTENSION = "TrafficExtension", "TrafficExtension"
 
 
 SECURITY_KINDS = frozenset(

@@ -772,6 +772,34 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
                 "issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/.well-known/jwks.json",
             }],
         }),
+        PolicyKind.WORKLOAD_ENTRY: (f"{host}-vm-1", {
+            "address": "10.0.0.10", "labels": {"app": host}, "serviceAccount": account,
+        }),
+        PolicyKind.WORKLOAD_GROUP: (f"{host}-vms", {
+            "metadata": {"labels": {"app": host}}, "template": {"serviceAccount": account},
+        }),
+        PolicyKind.ENVOY_FILTER: (f"{host}-lua", {
+            "workloadSelector": {"labels": selector["matchLabels"]},
+            "configPatches": [{
+                "applyTo": "HTTP_FILTER",
+                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
+                    "name": "envoy.filters.network.http_connection_manager"}}}},
+                "patch": {"operation": "INSERT_FIRST", "value": {
+                    "name": "envoy.filters.http.lua",
+                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                                     "inlineCode": "function envoy_on_request(handle) end"}}},
+            }],
+        }),
+        PolicyKind.PROXY_CONFIG: (f"{host}-proxy", {"selector": selector, "concurrency": 2}),
+        PolicyKind.TELEMETRY: (f"{host}-telemetry", {
+            "selector": selector, "accessLogging": [{"providers": [{"name": "envoy"}]}],
+        }),
+        PolicyKind.WASM_PLUGIN: (f"{host}-wasm", {
+            "selector": selector, "url": "oci://ghcr.io/example/plugin:1.0.0", "phase": "AUTHN",
+        }),
+        PolicyKind.TRAFFIC_EXTENSION: (f"{host}-lua", {
+            "selector": selector, "phase": "AUTHN", "lua": {"inlineCode": "function envoy_on_request(handle) end"},
+        }),
     }
     name, spec = specs[kind]
     return _object(kind, name, namespace, spec)

@@ -1,12 +1,18 @@
 """A thin, typed adapter over the official `kubernetes` client for the Istio kinds Meshgate manages."""
 from integrations.kubernetes.client import (
     ClusterConfig,
+    SecretMetadata,
     apply_object,
     delete_object,
+    get_config_map,
     get_object,
+    list_context_objects,
+    list_deployments,
     list_namespaces,
+    list_nodes,
     list_objects,
     list_pods,
+    list_secret_metadata,
     list_services,
     patch_object_json,
     read_crd_schema,
@@ -21,9 +27,16 @@ from integrations.kubernetes.exceptions import (
     Unauthorized,
     Unreachable,
 )
-from integrations.kubernetes.kinds import KINDS, IstioKind, kind_info
+from integrations.kubernetes.kinds import (
+    CONTEXT_KINDS,
+    KINDS,
+    IstioKind,
+    context_kind_info,
+    kind_info,
+)
 
 __all__ = [
+    "CONTEXT_KINDS",
     "KINDS",
     "AlreadyExists",
     "ClusterConfig",
@@ -32,17 +45,24 @@ __all__ = [
     "IstioKind",
     "KubernetesError",
     "NotFound",
+    "SecretMetadata",
     "Unauthorized",
     "Unreachable",
     "apply_object",
+    "context_kind_info",
     "delete_object",
+    "get_config_map",
     "get_object",
     "kind_info",
+    "list_context_objects",
+    "list_deployments",
     "list_namespaces",
-    "patch_object_json",
+    "list_nodes",
     "list_objects",
     "list_pods",
+    "list_secret_metadata",
     "list_services",
+    "patch_object_json",
     "read_crd_schema",
     "server_version",
 ]

@@ -24,7 +24,7 @@ from integrations.kubernetes.exceptions import (
     Unauthorized,
     Unreachable,
 )
-from integrations.kubernetes.kinds import IstioKind, kind_info
+from integrations.kubernetes.kinds import IstioKind, context_kind_info, kind_info
 
 FIELD_MANAGER = "meshgate"
 T = TypeVar("T")
@@ -269,6 +269,76 @@ def list_pods(
     else:
         result = _call(cfg, api.list_pod_for_all_namespaces, **options)
     return [api.api_client.sanitize_for_serialization(item) for item in result.items]
+
+
+def list_context_objects(cfg: ClusterConfig, kind: str) -> list[dict[str, Any]]:
+    """Every object of a read-only context kind (Gateway API: Gateway, HTTPRoute, ...), all namespaces."""
+    info = context_kind_info(kind)
+    result = _call(cfg, _custom(cfg).list_cluster_custom_object, info.group, info.version, info.plural)
+    return [_with_type(item, info) for item in result.get("items", [])]
+
+
+def list_deployments(cfg: ClusterConfig, *, namespace: str | None = None) -> list[dict[str, Any]]:
+    api = k8s.AppsV1Api(_api_client(cfg))
+    if namespace:
+        result = _call(cfg, api.list_namespaced_deployment, namespace)
+    else:
+        result = _call(cfg, api.list_deployment_for_all_namespaces)
+    return [api.api_client.sanitize_for_serialization(item) for item in result.items]
+
+
+def list_nodes(cfg: ClusterConfig) -> list[dict[str, Any]]:
+    api = k8s.CoreV1Api(_api_client(cfg))
+    result = _call(cfg, api.list_node)
+    return [api.api_client.sanitize_for_serialization(item) for item in result.items]
+
+
+def get_config_map(cfg: ClusterConfig, namespace: str, name: str) -> dict[str, Any]:
+    """One ConfigMap (e.g. Istio's mesh config `istio` in istio-system). Raises NotFound."""
+    api = k8s.CoreV1Api(_api_client(cfg))
+    return api.api_client.sanitize_for_serialization(_call(cfg, api.read_namespaced_config_map, name, namespace))
+
+
+# A Table of Secrets whose rows carry the objects' metadata only: the API server answers the name, type
+# and number of keys of each Secret, never its data. Meshgate reads no Secret's data.
+SECRET_METADATA_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
+
+
+@dataclass(frozen=True)
+class SecretMetadata:
+    namespace: str
+    name: str
+    type: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+
+
+def list_secret_metadata(cfg: ClusterConfig, *, namespace: str | None = None) -> list[SecretMetadata]:
+    """Name, namespace, type, labels and annotations of every Secret: a server-side Table with
+    `includeObject=Metadata`, so the Secrets' data never reaches Meshgate."""
+    api_client = _api_client(cfg)
+    path = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
+    response = _call(
+        cfg, api_client.call_api, path, "GET",
+        query_params=[("includeObject", "Metadata")],
+        header_params={"Accept": SECRET_METADATA_ACCEPT},
+        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+    )
+    table = json.loads(response.data)
+    if not isinstance(table, dict) or table.get("kind") != "Table":
+        raise KubernetesError("the API server answered no Table for the Secrets' metadata", status=None)
+    columns = [str(column.get("name", "")).lower() for column in table.get("columnDefinitions") or []]
+    type_column = columns.index("type") if "type" in columns else None
+    found = []
+    for row in table.get("rows") or []:
+        meta = (row.get("object") or {}).get("metadata") or {}
+        cells = row.get("cells") or []
+        secret_type = cells[type_column] if type_column is not None and type_column < len(cells) else ""
+        found.append(SecretMetadata(
+            namespace=meta.get("namespace", ""), name=meta.get("name", ""), type=str(secret_type or ""),
+            labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
+        ))
+    return found
 
 
 def _with_type(obj: dict[str, Any], info: IstioKind) -> dict[str, Any]:

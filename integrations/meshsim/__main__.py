@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 from .cluster import Cluster, ClusterConfig, SeedError
-from .crds import CrdFileError, locate_crd_file
+from .crds import CrdFileError, locate_crd_file, locate_gateway_api_file
 from .server import App, MeshsimServer
 from .store import write_atomically
 from .traffic import TrafficModel
@@ -23,6 +23,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--crds", type=Path, help="Istio CRD file (default: see crds.py)")
+    parser.add_argument(
+        "--gateway-api-crds",
+        help="Kubernetes Gateway API CRD file, or 'none' (default: see crds.py)",
+    )
     parser.add_argument(
         "--seed", type=Path, action="append", default=[], help="YAML objects loaded at start"
     )
@@ -47,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         config = ClusterConfig(
             name=args.name,
             crd_file=locate_crd_file(args.crds),
+            gateway_api_crd_file=locate_gateway_api_file(args.gateway_api_crds),
             seeds=args.seed,
             state_file=args.state_file,
         )

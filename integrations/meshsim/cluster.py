@@ -32,6 +32,7 @@ class ClusterConfig:
     name: str
     crd_file: Path
     seeds: list[Path] = field(default_factory=list)
+    gateway_api_crd_file: Path | None = None
     state_file: Path | None = None
 
 
@@ -82,6 +83,8 @@ class Cluster:
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         self._crds = load_crds(config.crd_file)
+        if config.gateway_api_crd_file is not None:
+            self._crds += load_crds(config.gateway_api_crd_file)
         self.registry = Registry([*CORE_TYPES, CRDS, *map(crd_resource_type, self._crds)])
         self.store = Store()
         self.api = Api(self.store)

@@ -1,10 +1,15 @@
-"""Locating and loading the Istio CustomResourceDefinitions.
+"""Locating and loading the Istio and Kubernetes Gateway API CustomResourceDefinitions.
 
-The CRD file is never copied into the repository. It is found, in order:
+The CRD files are never copied into the repository. The Istio one is found, in order:
 
 1. an explicit path (``--crds``) or the ``MESHSIM_CRD_FILE`` environment variable;
 2. the Istio reference file ``<repo_root>/../shared/reference/istio/crd-all.gen.yaml``;
 3. a cached download of the pinned Istio release (``ISTIO_VERSION``).
+
+The Gateway API one (``standard-install.yaml``) likewise: ``--gateway-api-crds`` or
+``MESHSIM_GATEWAY_API_CRD_FILE``, then ``../shared/reference/gateway-api/standard-install.yaml``,
+then a cached download of the pinned release (``GATEWAY_API_VERSION``). ``--gateway-api-crds none``
+starts a cluster without the Gateway API.
 """
 
 from __future__ import annotations
@@ -25,6 +30,16 @@ ENV_VAR = "MESHSIM_CRD_FILE"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_FILE = REPO_ROOT.parent / "shared" / "reference" / "istio" / "crd-all.gen.yaml"
 DOWNLOAD_TIMEOUT_S = 30
+
+GATEWAY_API_VERSION = "v1.6.1"
+GATEWAY_API_URL = (
+    "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
+    f"{GATEWAY_API_VERSION}/standard-install.yaml"
+)
+GATEWAY_API_ENV_VAR = "MESHSIM_GATEWAY_API_CRD_FILE"
+GATEWAY_API_REFERENCE_FILE = (
+    REPO_ROOT.parent / "shared" / "reference" / "gateway-api" / "standard-install.yaml"
+)
 
 
 class CrdFileError(RuntimeError):
@@ -49,6 +64,24 @@ def locate_crd_file(explicit: str | os.PathLike[str] | None = None) -> Path:
     cached = cache_dir() / f"istio-{ISTIO_VERSION}-crd-all.gen.yaml"
     if not cached.is_file():
         _download(CRD_URL, cached)
+    return cached
+
+
+def locate_gateway_api_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The Gateway API CRD file to load (None: "none" was asked for); downloads it once if needed."""
+    chosen = explicit or os.environ.get(GATEWAY_API_ENV_VAR)
+    if chosen and str(chosen).lower() == "none":
+        return None
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise CrdFileError(f"Gateway API CRD file {path} does not exist")
+        return path
+    if GATEWAY_API_REFERENCE_FILE.is_file():
+        return GATEWAY_API_REFERENCE_FILE
+    cached = cache_dir() / f"gateway-api-{GATEWAY_API_VERSION}-standard-install.yaml"
+    if not cached.is_file():
+        _download(GATEWAY_API_URL, cached)
     return cached
 
 

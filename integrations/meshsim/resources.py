@@ -1,4 +1,4 @@
-"""Resource types served by meshsim: core/v1, apiextensions and every CRD kind."""
+"""Resource types served by meshsim: core/v1, apps/v1, apiextensions and every CRD kind."""
 
 from __future__ import annotations
 
@@ -88,6 +88,48 @@ PODS = ResourceType(
     short_names=("po",),
     categories=("all",),
 )
+SECRETS = ResourceType(
+    group="",
+    kind="Secret",
+    plural="secrets",
+    singular="secret",
+    namespaced=True,
+    versions=("v1",),
+    storage_version="v1",
+    has_status=False,
+)
+CONFIG_MAPS = ResourceType(
+    group="",
+    kind="ConfigMap",
+    plural="configmaps",
+    singular="configmap",
+    namespaced=True,
+    versions=("v1",),
+    storage_version="v1",
+    short_names=("cm",),
+    has_status=False,
+)
+NODES = ResourceType(
+    group="",
+    kind="Node",
+    plural="nodes",
+    singular="node",
+    namespaced=False,
+    versions=("v1",),
+    storage_version="v1",
+    short_names=("no",),
+)
+DEPLOYMENTS = ResourceType(
+    group="apps",
+    kind="Deployment",
+    plural="deployments",
+    singular="deployment",
+    namespaced=True,
+    versions=("v1",),
+    storage_version="v1",
+    short_names=("deploy",),
+    categories=("all",),
+)
 CRDS = ResourceType(
     group="apiextensions.k8s.io",
     kind="CustomResourceDefinition",
@@ -101,7 +143,7 @@ CRDS = ResourceType(
     read_only=True,
     has_status=False,
 )
-CORE_TYPES = (NAMESPACES, SERVICES, PODS)
+CORE_TYPES = (NAMESPACES, SERVICES, PODS, SECRETS, CONFIG_MAPS, NODES, DEPLOYMENTS)
 
 
 def crd_resource_type(crd: Mapping[str, Any]) -> ResourceType:

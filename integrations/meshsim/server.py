@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-from . import discovery, errors
+from . import discovery, errors, tables
 from .api import APPLY_PATCH, FIELD_VALIDATIONS, Result, WriteOptions
 from .cluster import Cluster
 from .errors import REASONS_BY_CODE, ApiError
@@ -264,7 +264,11 @@ class App:
             return self._collection(request, target)
         api, ns = self.cluster.api, target.namespace or ""
         if method == "GET":
-            return Response(200, api.get(resource, target.version, ns, target.name))
+            obj = api.get(resource, target.version, ns, target.name)
+            form = tables.requested_form(request.headers.get("accept", ""))
+            if form == "Table":
+                return Response(200, tables.table(resource, [obj], {}, request.query.get("includeObject")))
+            return Response(200, tables.partial(obj) if form == "PartialObjectMetadata" else obj)
         if method == "PUT":
             body = self._object_body(request)
             options = self._write_options(request, target)
@@ -298,9 +302,16 @@ class App:
             if request.query.get("watch", "").lower() in ("true", "1"):
                 events = api.watch(resource, target.version, target.namespace, request.query)
                 return Response(200, None, stream=events)
-            return Response(
-                200, api.list_collection(resource, target.version, target.namespace, request.query)
-            )
+            listing = api.list_collection(resource, target.version, target.namespace, request.query)
+            form = tables.requested_form(request.headers.get("accept", ""))
+            if form == "Table":
+                include = request.query.get("includeObject")
+                return Response(
+                    200, tables.table(resource, listing["items"], listing["metadata"], include)
+                )
+            if form in ("PartialObjectMetadata", "PartialObjectMetadataList"):
+                return Response(200, tables.partial_list(listing))
+            return Response(200, listing)
         if request.method == "POST" and not all_namespaces:
             body = self._object_body(request)
             options = self._write_options(request, target)

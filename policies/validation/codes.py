@@ -3,8 +3,10 @@
 Codes never change meaning once published; a retired check keeps its code unused. Numbering:
 MG00xx parse (MG002x bundle archives), MG01xx object identity (MG011x drafts), MG02xx schema,
 MG03xx VirtualService (MG0300: cluster state), MG04xx DestinationRule, MG05xx Gateway,
-MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run, MG15xx governance
-(guardrails, as the change workflow applies them).
+MG06xx security kinds, MG07xx ServiceEntry, MG08xx Sidecar, MG09xx server dry-run; checks that read
+the cluster's wider state: MG10xx workloads (injection, ports, Deployments), MG11xx gateways (TLS
+secrets, Kubernetes Gateway API), MG12xx extensions (EnvoyFilter, Telemetry), MG13xx WorkloadEntry;
+MG15xx governance (guardrails, as the change workflow applies them).
 `reference` names the matching `istioctl analyze` message (and Kiali check) or says there is none; `istio`
 is the code of that message, carried by every finding as `istio_code` so users can correlate the two.
 Levels follow Istio's where a governance tool can; the departures are said in the explanation.
@@ -41,10 +43,15 @@ class Code:
 # The `istioctl analyze` messages Meshgate's checks correspond to (istio.io/docs/reference/config/analysis/).
 ISTIO_MESSAGES = {
     "IST0101": "ReferencedResourceNotFound",
+    "IST0102": "NamespaceNotInjected",
+    "IST0103": "PodMissingProxy",
     "IST0109": "ConflictingMeshGatewayVirtualServiceHosts",
     "IST0110": "ConflictingSidecarWorkloadSelectors",
     "IST0111": "MultipleSidecarsWithoutWorkloadSelectors",
     "IST0112": "VirtualServiceDestinationPortSelectorRequired",
+    "IST0116": "DeploymentAssociatedToMultipleServices",
+    "IST0118": "PortNameIsNotUnderNamingConvention",
+    "IST0123": "NamespaceMultipleInjectionLabels",
     "IST0127": "NoMatchingWorkloadsFound",
     "IST0128": "NoServerCertificateVerificationDestinationLevel",
     "IST0129": "NoServerCertificateVerificationPortLevel",
@@ -52,12 +59,24 @@ ISTIO_MESSAGES = {
     "IST0131": "VirtualServiceIneffectiveMatch",
     "IST0132": "VirtualServiceHostNotFoundInGateway",
     "IST0134": "ServiceEntryAddressesRequired",
+    "IST0137": "DeploymentConflictingPorts",
     "IST0138": "GatewayDuplicateCertificate",
     "IST0140": "IngressRouteRulesNotAffected",
+    "IST0144": "InvalidApplicationUID",
     "IST0145": "ConflictingGateways",
     "IST0149": "JwtClaimBasedRoutingWithoutRequestAuthN",
+    "IST0151": "EnvoyFilterUsesRelativeOperation",
+    "IST0152": "EnvoyFilterUsesReplaceOperationIncorrectly",
+    "IST0153": "EnvoyFilterUsesAddOperationIncorrectly",
+    "IST0154": "EnvoyFilterUsesRemoveOperationIncorrectly",
+    "IST0155": "EnvoyFilterUsesRelativeOperationWithProxyVersion",
+    "IST0157": "InvalidTelemetryProvider",
+    "IST0159": "ConflictingTelemetryWorkloadSelectors",
+    "IST0160": "MultipleTelemetriesWithoutWorkloadSelectors",
+    "IST0161": "InvalidGatewayCredential",
     "IST0162": "GatewayPortNotDefinedOnService",
     "IST0165": "ReferencedInternalGateway",
+    "IST0166": "IneffectiveSelector",
     "IST0173": "DestinationRuleSubsetNotSelectPods",
     "IST0174": "UnknownDestinationRuleHost",
     "IST0177": "ConflictingServiceEntryProtocol",
@@ -69,9 +88,131 @@ def _code(code: str, level: Level, layer: Layer, title: str, explanation: str, f
     return Code(code, title, level, layer, explanation, fix, reference, istio)
 
 
+def _ist(code: str, level: Level, title: str, explanation: str, fix: str, istio: str) -> Code:
+    """A cross-resource check matching the istioctl analyze message `istio` (named in ISTIO_MESSAGES)."""
+    return Code(code, title, level, Layer.SEMANTIC, explanation, fix, f"istioctl {istio} {ISTIO_MESSAGES[istio]}",
+                istio)
+
+
 # Short names keep the table below readable.
 ERR, WARN, INFO = Level.ERROR, Level.WARNING, Level.INFO
 PARSE, SCHEMA, CROSS, DRYRUN = Layer.PARSE, Layer.SCHEMA, Layer.SEMANTIC, Layer.DRYRUN
+
+_WORKLOAD_CODES = (
+    # --- workloads: injection, ports, Deployments (policies/validation/checks/workloads.py) ------------
+    _ist("MG1001", INFO, "Namespace not enabled for injection",
+         "The policy's namespace has neither `istio-injection=enabled` nor an `istio.io/rev` label, so its "
+         "pods get no sidecar and the sidecar-side policies (routing from those pods, mTLS, authorization) "
+         "do not apply to them.",
+         "Label the namespace: `kubectl label namespace NS istio-injection=enabled` (or `istio.io/rev=REV`), "
+         "then restart its workloads.",
+         "IST0102"),
+    _ist("MG1002", WARN, "Namespace has several injection labels",
+         "The namespace carries both `istio-injection` and `istio.io/rev`; which injector handles its pods "
+         "is then unclear.",
+         "Keep one: `istio.io/rev` for revision-based upgrades, or `istio-injection`.",
+         "IST0123"),
+    _ist("MG1003", WARN, "Selected pod has no sidecar",
+         "The policy selects a pod that runs without the Istio proxy (its namespace is injected, but the pod "
+         "was started before, or injection failed), so the policy does not apply to it.",
+         "Restart or redeploy the workload so that the proxy is injected.",
+         "IST0103"),
+    _ist("MG1004", INFO, "Port name does not follow Istio's convention",
+         "A port of a Service the policy applies to is neither named `<protocol>[-<suffix>]` (http, http2, "
+         "https, grpc, tcp, tls, mongo, mysql, redis, ...) nor given an appProtocol, so Istio treats its "
+         "traffic as opaque TCP or guesses the protocol: HTTP routes, retries and metrics may not apply.",
+         "Name the port e.g. `http-web` or set `appProtocol: http`.",
+         "IST0118"),
+    _ist("MG1005", WARN, "Deployment behind several Services with different protocols",
+         "A Deployment the policy applies to is selected by several Services that use the same port with "
+         "different protocols; Istio cannot tell which protocol the port speaks.",
+         "Use one protocol per port across the Services selecting the Deployment.",
+         "IST0116"),
+    _ist("MG1006", WARN, "Deployment behind several Services with conflicting ports",
+         "A Deployment the policy applies to is selected by several Services that send the same targetPort "
+         "to different Service ports.",
+         "Use the same Service port for a given targetPort, or a single Service.",
+         "IST0137"),
+    _ist("MG1007", WARN, "Workload runs as the proxy's user ID",
+         "A Deployment the policy applies to runs as user ID 1337, which Istio reserves for the sidecar: its "
+         "traffic bypasses the proxy, so the policy does not apply to it.",
+         "Run the application under another user ID.",
+         "IST0144"),
+    _ist("MG1008", WARN, "Selector matches no workload",
+         "The selector of this object (Telemetry, WasmPlugin, ProxyConfig, EnvoyFilter, ...) matches no pod "
+         "in its namespace (or, in the root namespace, in any namespace), so it applies to nothing yet. Pods "
+         "carry their Node's topology labels, as Istio adds them.",
+         "Correct the labels, or deploy the workload first.",
+         "IST0127"),
+    # --- gateways: TLS secrets, service ports, Gateway API (policies/validation/checks/gateways.py) ---
+    _ist("MG1101", ERR, "Gateway TLS credential not found",
+         "A Gateway server's `tls.credentialName` names no Secret in the namespace of the gateway workload "
+         "(for SDS, the Secret must live next to the gateway pods), or a Secret of a type that holds no "
+         "certificate. Meshgate reads Secrets' names and types only, never their data.",
+         "Create the TLS Secret (`kubectl create secret tls NAME -n GATEWAY_NS --cert=... --key=...`) in "
+         "the gateway's namespace, or correct the name.",
+         "IST0161"),
+    _ist("MG1102", WARN, "Selector on a Kubernetes Gateway's pods",
+         "The policy selects the pods of a Kubernetes Gateway (labelled `gateway.networking.k8s.io/"
+         "gateway-name`) by label; for those Istio applies policies through `targetRefs`.",
+         "Use `targetRefs: [{kind: Gateway, group: gateway.networking.k8s.io, name: ...}]` instead of "
+         "the selector.",
+         "IST0166"),
+    _code("MG1103", ERR, CROSS, "Target reference not found",
+          "A `targetRef` / `targetRefs` entry names a Kubernetes Gateway API Gateway, a Service or a "
+          "ServiceEntry that does not exist in the policy's namespace, so the policy applies to nothing.",
+          "Correct the reference or create the target first.",
+          "Gateway API policy attachment"),
+    # --- extensions: EnvoyFilter, Telemetry, WasmPlugin (policies/validation/checks/extensions.py) ----
+    _ist("MG1201", WARN, "EnvoyFilter relative operation without priority",
+         "A patch uses INSERT_BEFORE, INSERT_AFTER or REPLACE relative to another filter while the "
+         "EnvoyFilter has no `priority`; EnvoyFilters apply in creation order, so the filter it is relative "
+         "to may not be there yet, and the patch is then not applied.",
+         "Set `priority`, or use INSERT_FIRST / ADD, which do not depend on other filters.",
+         "IST0151"),
+    _ist("MG1202", ERR, "EnvoyFilter REPLACE on a wrong applyTo",
+         "The REPLACE operation is only valid for HTTP_FILTER and NETWORK_FILTER patches.",
+         "Use MERGE, or apply the REPLACE to a filter.",
+         "IST0152"),
+    _ist("MG1203", ERR, "EnvoyFilter ADD ignored",
+         "The ADD operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
+         "Use MERGE for route configurations, or a VirtualService route.",
+         "IST0153"),
+    _ist("MG1204", ERR, "EnvoyFilter REMOVE ignored",
+         "The REMOVE operation is ignored when applyTo is ROUTE_CONFIGURATION or HTTP_ROUTE.",
+         "Remove routes through the VirtualService instead.",
+         "IST0154"),
+    _ist("MG1205", WARN, "EnvoyFilter relative operation with proxyVersion",
+         "A patch matching a proxyVersion uses a relative operation (INSERT_BEFORE/AFTER, REPLACE, MERGE, "
+         "DELETE) while the EnvoyFilter has no priority; after a proxy upgrade the filter it depends on may "
+         "be applied in another order.",
+         "Set `priority` on the EnvoyFilter.",
+         "IST0155"),
+    _ist("MG1206", WARN, "Telemetry access logging without provider",
+         "An accessLogging entry names no provider and the mesh config has no default access-log provider "
+         "(`defaultProviders.accessLogging`), so the entry is ignored.",
+         "Name a provider (e.g. `providers: [{name: envoy}]`) or set a default in the mesh config.",
+         "IST0157"),
+    _ist("MG1207", ERR, "Telemetries selecting the same workload",
+         "Several Telemetries of the namespace select the same pod; which one applies is undefined.",
+         "Merge them, or make their selectors disjoint.",
+         "IST0159"),
+    _ist("MG1208", ERR, "Several Telemetries without selector",
+         "More than one Telemetry without a selector (or targetRefs) in the same namespace; which one "
+         "applies is undefined.",
+         "Keep one namespace-wide Telemetry; give the others selectors.",
+         "IST0160"),
+    _code("MG1209", WARN, CROSS, "Telemetry provider not defined",
+          "A provider named in the Telemetry is not one of the mesh config's `extensionProviders`, so Istio "
+          "ignores it.",
+          "Add the provider to the mesh config (`meshConfig.extensionProviders`) or correct the name.",
+          "Istio mesh config extensionProviders"),
+    # --- WorkloadEntry / WorkloadGroup (policies/validation/checks/workloads.py) ----------------------
+    _code("MG1301", INFO, CROSS, "WorkloadEntry selected by no ServiceEntry",
+          "No ServiceEntry of the namespace selects the WorkloadEntry's labels (`workloadSelector`), so no "
+          "host routes to it.",
+          "Add a ServiceEntry with a workloadSelector matching the entry's labels, or correct the labels."),
+)
 
 _CODES = (
     # --- parse ---------------------------------------------------------------------------------
@@ -135,9 +276,9 @@ _CODES = (
           "Every object needs apiVersion and kind to say what it is.",
           "Add e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`."),
     _code("MG0102", ERR, PARSE, "Unsupported kind",
-          "Meshgate manages VirtualService, DestinationRule, Gateway, ServiceEntry, Sidecar, "
-          "AuthorizationPolicy, PeerAuthentication and RequestAuthentication. Other kinds (EnvoyFilter, "
-          "Telemetry, WasmPlugin, Kubernetes kinds, ...) are not checked further.",
+          "Meshgate manages every kind of the Istio CRDs (networking.istio.io, security.istio.io, "
+          "telemetry.istio.io, extensions.istio.io). Other kinds (Kubernetes Deployments, Services, "
+          "Gateway API routes, ...) are not checked further.",
           "Remove the object from the bundle and manage it outside Meshgate."),
     _code("MG0103", ERR, PARSE, "Wrong apiVersion",
           "The apiVersion's group does not belong to the kind, or its version is not a Kubernetes API "
@@ -443,6 +584,7 @@ _CODES = (
           "Several Sidecars with a workloadSelector select the same pod; Istio's behaviour is then undefined.",
           "Make the selectors disjoint, or merge the Sidecars.",
           "istioctl IST0110 ConflictingSidecarWorkloadSelectors", "IST0110"),
+    *_WORKLOAD_CODES,
     # --- server dry-run ------------------------------------------------------------------------
     _code("MG0901", ERR, DRYRUN, "Rejected by the API server",
           "The cluster's API server rejected the object in a dry-run (nothing was stored): it breaks a "

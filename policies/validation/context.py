@@ -1,13 +1,17 @@
 """What cross-resource checks look at: the environment's live workloads and its Istio configuration.
 
-A ValidationContext is built once per validation from (1) the cluster's namespaces, Services and Pods
-from the live inventory (policies/inventory.py; listed through the adapter when the inventory is
-stale, with a notice), (2) the current revisions of the environment's policies in the database,
-minus those the bundle replaces, and (3) the bundle's own objects, which override policies with the
-same identity. Its indexes are computed on first use.
+A ValidationContext is built once per validation from (1) the cluster's live state: namespaces (with
+their labels), Services and Pods from the live inventory (policies/inventory.py; listed through the
+adapter when the inventory is stale, with a notice), and what only the cross-resource checks read,
+listed through the adapter each time (`read_live_extras`: Nodes, whose topology labels go onto their
+pods, Deployments, Secrets' metadata and type, never their data, Istio's mesh config and the
+Kubernetes Gateway API objects), (2) the current revisions of the environment's policies in the
+database, minus those the bundle replaces, and (3) the bundle's own objects, which override policies
+with the same identity. Its indexes are computed on first use.
 """
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -15,9 +19,23 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any, TypeVar
 
+import yaml
 from django.db.models import Count, Sum
 
-from integrations.kubernetes import ClusterConfig, KubernetesError, list_namespaces, list_pods, list_services
+from integrations.kubernetes import (
+    CONTEXT_KINDS,
+    ClusterConfig,
+    KubernetesError,
+    NotFound,
+    get_config_map,
+    list_context_objects,
+    list_deployments,
+    list_namespaces,
+    list_nodes,
+    list_pods,
+    list_secret_metadata,
+    list_services,
+)
 from policies import inventory
 from policies.choices import PolicyKind
 from policies.cluster import cluster_config
@@ -30,6 +48,12 @@ DOMAIN_SUFFIX = "svc.cluster.local"
 ROOT_NAMESPACE = "istio-system"
 MESH_GATEWAY = "mesh"
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+MESH_CONFIG_MAP = "istio"
+# Node labels Istio copies onto the workloads running there (locality), so subsets may select by them.
+TOPOLOGY_LABELS = ("topology.kubernetes.io/region", "topology.kubernetes.io/zone", "topology.istio.io/subzone")
+PROXY_CONTAINER = "istio-proxy"
+INJECT = "sidecar.istio.io/inject"
+INJECTION_STATUS = "sidecar.istio.io/status"
 
 Identity = tuple[str, str, str]
 Labels = Mapping[str, str]
@@ -71,6 +95,20 @@ def selects(selector: Labels, labels: Labels) -> bool:
 
 
 @dataclass(frozen=True)
+class ServicePort:
+    port: int
+    name: str = ""
+    protocol: str = "TCP"
+    target_port: int | str | None = None
+    app_protocol: str = ""
+
+    @property
+    def target(self) -> int | str:
+        """The port the workload listens on: targetPort, else the port itself."""
+        return self.target_port if self.target_port not in (None, "", 0) else self.port
+
+
+@dataclass(frozen=True)
 class Service:
     namespace: str
     name: str
@@ -78,6 +116,9 @@ class Service:
     selector: Mapping[str, str] = field(default_factory=dict)
     export_to: tuple[str, ...] = ()  # annotation networking.istio.io/exportTo, split on commas; () is everywhere
     target_ports: tuple[int, ...] = ()  # numeric targetPorts of the TCP ports (a gateway proxy listens on them)
+    port_specs: tuple[ServicePort, ...] = ()
+    type: str = "ClusterIP"
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def fqdn(self) -> str:
@@ -86,30 +127,165 @@ class Service:
 
 @dataclass(frozen=True)
 class Workload:
+    """A Pod. `labels` include the topology labels of its Node, as Istio sees them."""
+
     namespace: str
     name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    containers: tuple[str, ...] = ()
+    node: str = ""
+
+    @property
+    def has_proxy(self) -> bool:
+        return PROXY_CONTAINER in self.containers or INJECTION_STATUS in self.annotations
+
+    @property
+    def opted_out(self) -> bool:
+        """Injection turned off for this pod (annotation or label `sidecar.istio.io/inject: "false"`)."""
+        return "false" in (str(self.annotations.get(INJECT, "")).lower(), str(self.labels.get(INJECT, "")).lower())
+
+
+@dataclass(frozen=True)
+class Deployment:
+    namespace: str
+    name: str
+    selector: Mapping[str, str] = field(default_factory=dict)
+    pod_labels: Mapping[str, str] = field(default_factory=dict)
+    pod_annotations: Mapping[str, str] = field(default_factory=dict)
+    run_as_users: tuple[int, ...] = ()  # securityContext.runAsUser of the pod and its containers
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A Secret's identity and type: Meshgate never reads a Secret's data."""
+
+    namespace: str
+    name: str
+    type: str = ""
+
+
+@dataclass(frozen=True)
+class GatewayApiObject:
+    """A Kubernetes Gateway API object (gateway.networking.k8s.io), read as context."""
+
+    kind: str
+    namespace: str
+    name: str
+    spec: Mapping[str, Any] = field(default_factory=dict)
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LiveState:
+    """What the cluster runs. A part that could not be read (e.g. no permission) is None, and the
+    checks needing it are skipped; the Gateway API is an empty mapping when its CRDs are absent."""
+
     namespaces: frozenset[str]
     services: tuple[Service, ...] = ()
     workloads: tuple[Workload, ...] = ()
+    namespace_labels: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    deployments: tuple[Deployment, ...] | None = ()
+    secrets: tuple[SecretInfo, ...] | None = ()
+    mesh_config: Mapping[str, Any] | None = field(default_factory=dict)
+    node_labels: Mapping[str, Mapping[str, str]] | None = field(default_factory=dict)
+    gateway_api: Mapping[str, tuple[GatewayApiObject, ...]] = field(default_factory=dict)
 
 
 def read_live_state(cfg: ClusterConfig) -> LiveState:
-    """Namespaces, Services and Pods of the cluster: three list calls, made concurrently.
+    """Everything the checks read from the cluster, in concurrent list calls: namespaces, Services and
+    Pods (required), and the extras of `read_live_extras`.
 
-    Raises KubernetesError (the first one, when several calls fail).
+    Raises KubernetesError (the first one, when a required call fails).
     """
-    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="meshgate-live-state") as pool:
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="meshgate-live-state") as pool:
         namespaces, services, pods = (pool.submit(read, cfg) for read in (list_namespaces, list_services, list_pods))
-        return LiveState(
-            frozenset(_meta(item).get("name", "") for item in namespaces.result()),
-            tuple(_service(item) for item in services.result()),
-            tuple(_workload(item) for item in pods.result()),
-        )
+        extras = pool.submit(read_live_extras, cfg)
+        base = live_state_from(namespaces.result(), services.result(), pods.result())
+        return with_extras(base, extras.result())
+
+
+@dataclass(frozen=True)
+class LiveExtras:
+    """What the cross-resource checks read besides namespaces, Services and Pods. None: not read (refused)."""
+
+    node_labels: Mapping[str, Mapping[str, str]] | None = None
+    deployments: tuple[Deployment, ...] | None = None
+    secrets: tuple[SecretInfo, ...] | None = None
+    mesh_config: Mapping[str, Any] | None = None
+    gateway_api: Mapping[str, tuple[GatewayApiObject, ...]] = field(default_factory=dict)
+
+
+def read_live_extras(cfg: ClusterConfig) -> LiveExtras:
+    """Nodes, Deployments, Secrets' metadata, the mesh config and the Gateway API objects, in concurrent
+    list calls; each optional: refused or absent, it is left out and the checks needing it are skipped.
+    (Not watched by the inventory yet: the one function to move behind it.)"""
+    optional: dict[str, Callable[[], Any]] = {
+        "deployments": lambda: list_deployments(cfg),
+        "nodes": lambda: list_nodes(cfg),
+        "secrets": lambda: list_secret_metadata(cfg),
+        "mesh": lambda: _mesh_config_map(cfg),
+        **{f"gateway-api/{kind}": _gateway_api_reader(cfg, kind) for kind in CONTEXT_KINDS},
+    }
+    with ThreadPoolExecutor(max_workers=6, thread_name_prefix="meshgate-live-extras") as pool:
+        futures = {key: pool.submit(_optional, read) for key, read in optional.items()}
+        found = {key: future.result() for key, future in futures.items()}
+    nodes, deployments, secrets = found["nodes"], found["deployments"], found["secrets"]
+    return LiveExtras(
+        node_labels=None if nodes is None else {
+            _meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes
+        },
+        deployments=None if deployments is None else tuple(_deployment(item) for item in deployments),
+        secrets=None if secrets is None else tuple(SecretInfo(s.namespace, s.name, s.type) for s in secrets),
+        mesh_config=found["mesh"],
+        gateway_api={kind: tuple(_gateway_api_object(kind, item) for item in found[f"gateway-api/{kind}"] or [])
+                     for kind in CONTEXT_KINDS},
+    )
+
+
+def with_extras(live: LiveState, extras: LiveExtras) -> LiveState:
+    """`live` with the extras, its pods carrying their Node's topology labels."""
+    node_labels = extras.node_labels or {}
+    workloads = tuple(
+        dataclasses.replace(workload, labels={**_topology(node_labels, workload.node), **workload.labels})
+        for workload in live.workloads
+    ) if node_labels else live.workloads
+    return dataclasses.replace(
+        live, workloads=workloads, deployments=extras.deployments, secrets=extras.secrets,
+        mesh_config=extras.mesh_config, node_labels=extras.node_labels, gateway_api=extras.gateway_api,
+    )
+
+
+def _topology(node_labels: Mapping[str, Mapping[str, str]], node: str) -> dict[str, str]:
+    return {key: value for key, value in (node_labels.get(node) or {}).items() if key in TOPOLOGY_LABELS}
+
+
+def _optional(read: Callable[[], T]) -> T | None:
+    """A read the checks can do without: None when refused or failing; a list of a kind the cluster does
+    not serve (NotFound: e.g. no Gateway API CRDs) is empty."""
+    try:
+        return read()
+    except NotFound:
+        return []  # type: ignore[return-value]
+    except KubernetesError:  # Unauthorized (RBAC without it), Unreachable, ...
+        return None
+
+
+def _gateway_api_reader(cfg: ClusterConfig, kind: str) -> Callable[[], list[dict[str, Any]]]:
+    return lambda: list_context_objects(cfg, kind)
+
+
+def _mesh_config_map(cfg: ClusterConfig) -> dict[str, Any]:
+    """Istio's mesh config (ConfigMap `istio` in istio-system, key `mesh`); {} when absent or unreadable."""
+    try:
+        config_map = get_config_map(cfg, ROOT_NAMESPACE, MESH_CONFIG_MAP)
+    except NotFound:
+        return {}
+    try:
+        mesh = yaml.safe_load((config_map.get("data") or {}).get("mesh") or "")
+    except yaml.YAMLError:
+        return {}
+    return mesh if isinstance(mesh, dict) else {}
 
 
 LIVE_KINDS = ("Namespace", "Service", "Pod")
@@ -117,10 +293,16 @@ LIVE_KINDS = ("Namespace", "Service", "Pod")
 
 def live_state_from(namespaces: Iterable[dict[str, Any]], services: Iterable[dict[str, Any]],
                     pods: Iterable[dict[str, Any]]) -> LiveState:
+    """Namespaces (and their labels), Services and Pods; the extras not read yet (see `with_extras`)."""
+    namespace_items = list(namespaces)
     return LiveState(
-        frozenset(_meta(item).get("name", "") for item in namespaces),
+        frozenset(_meta(item).get("name", "") for item in namespace_items),
         tuple(_service(item) for item in services),
         tuple(_workload(item) for item in pods),
+        namespace_labels={
+            _meta(item).get("name", ""): dict(_meta(item).get("labels") or {}) for item in namespace_items
+        },
+        deployments=None, secrets=None, mesh_config=None, node_labels=None,
     )
 
 
@@ -140,12 +322,22 @@ def _meta(item: dict[str, Any]) -> dict[str, Any]:
 
 def _workload(item: dict[str, Any]) -> Workload:
     meta = _meta(item)
-    return Workload(meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}))
+    spec = item.get("spec") or {}
+    containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, dict))
+    return Workload(
+        meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}),
+        dict(meta.get("annotations") or {}), containers, str(spec.get("nodeName") or ""),
+    )
 
 
 def _service(item: dict[str, Any]) -> Service:
     spec = item.get("spec") or {}
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
+    specs = tuple(
+        ServicePort(port["port"], str(port.get("name") or ""), str(port.get("protocol") or "TCP"),
+                    port.get("targetPort"), str(port.get("appProtocol") or ""))
+        for port in spec.get("ports") or [] if isinstance(port.get("port"), int)
+    )
     meta = _meta(item)
     export_to = str((meta.get("annotations") or {}).get(EXPORT_TO_ANNOTATION) or "")
     target_ports = tuple(
@@ -153,7 +345,33 @@ def _service(item: dict[str, Any]) -> Service:
         if type(port.get("targetPort")) is int and (port.get("protocol") or "TCP") == "TCP"
     )
     return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}),
-                   tuple(part.strip() for part in export_to.split(",") if part.strip()), target_ports)
+                   tuple(part.strip() for part in export_to.split(",") if part.strip()), target_ports,
+                   port_specs=specs, type=str(spec.get("type") or "ClusterIP"),
+                   annotations=dict(meta.get("annotations") or {}))
+
+
+def _deployment(item: dict[str, Any]) -> Deployment:
+    meta, spec = _meta(item), item.get("spec") or {}
+    selector = (spec.get("selector") or {}).get("matchLabels") or {}
+    template = spec.get("template") or {}
+    pod_spec = template.get("spec") or {}
+    contexts = [pod_spec.get("securityContext") or {}] + [
+        c.get("securityContext") or {} for c in pod_spec.get("containers") or []
+        if isinstance(c, dict) and c.get("name") != PROXY_CONTAINER
+    ]
+    users = tuple(ctx["runAsUser"] for ctx in contexts if isinstance(ctx.get("runAsUser"), int))
+    return Deployment(
+        meta.get("namespace", ""), meta.get("name", ""), dict(selector),
+        dict((template.get("metadata") or {}).get("labels") or {}),
+        dict((template.get("metadata") or {}).get("annotations") or {}), users,
+    )
+
+
+def _gateway_api_object(kind: str, item: dict[str, Any]) -> GatewayApiObject:
+    meta = _meta(item)
+    spec = item.get("spec")
+    return GatewayApiObject(kind, meta.get("namespace", ""), meta.get("name", ""),
+                            spec if isinstance(spec, dict) else {}, dict(meta.get("labels") or {}))
 
 
 # --- Istio configuration --------------------------------------------------------------------------
@@ -267,6 +485,54 @@ class ValidationContext:
         if not service.selector:
             return []
         return self.workloads({**service.selector, **(extra or {})}, service.namespace)
+
+    # what else the cluster holds: namespace labels, Deployments, Secrets, mesh config, Gateway API
+
+    def namespace_labels(self, namespace: str) -> Mapping[str, str]:
+        return (self.live.namespace_labels.get(namespace) or {}) if self.live else {}
+
+    def injection_enabled(self, namespace: str) -> bool:
+        """Sidecar injection is on for the namespace: `istio-injection=enabled`, or an `istio.io/rev` label
+        (unless `istio-injection=disabled`)."""
+        labels = self.namespace_labels(namespace)
+        if labels.get("istio-injection") == "enabled":
+            return True
+        return "istio.io/rev" in labels and labels.get("istio-injection") != "disabled"
+
+    @property
+    def deployments(self) -> tuple[Deployment, ...] | None:
+        """None when the cluster's Deployments could not be read."""
+        return self.live.deployments if self.live else None
+
+    @property
+    def secrets_read(self) -> bool:
+        return self.live is not None and self.live.secrets is not None
+
+    @cached_property
+    def _secrets(self) -> dict[tuple[str, str], SecretInfo]:
+        secrets = self.live.secrets if self.live else None
+        return {(secret.namespace, secret.name): secret for secret in secrets or ()}
+
+    def secret(self, namespace: str, name: str) -> SecretInfo | None:
+        return self._secrets.get((namespace, name))
+
+    @property
+    def mesh_config(self) -> Mapping[str, Any] | None:
+        """Istio's mesh config as the cluster holds it ({} when there is none); None when not read."""
+        return self.live.mesh_config if self.live else None
+
+    def gateway_api(self, kind: str) -> tuple[GatewayApiObject, ...]:
+        """The Gateway API objects of `kind` (Gateway, HTTPRoute, GRPCRoute, ReferenceGrant) in the cluster."""
+        return self.live.gateway_api.get(kind, ()) if self.live else ()
+
+    def gateway_api_gateway(self, namespace: str, name: str) -> GatewayApiObject | None:
+        return next((g for g in self.gateway_api("Gateway") if (g.namespace, g.name) == (namespace, name)), None)
+
+    def gateway_exists(self, namespace: str, name: str) -> bool:
+        """An Istio Gateway, or a Kubernetes Gateway API Gateway (which Istio also binds VirtualServices to)."""
+        return self.get(PolicyKind.GATEWAY, namespace, name) is not None or (
+            self.gateway_api_gateway(namespace, name) is not None
+        )
 
     # hosts
 
@@ -463,6 +729,8 @@ def build_context(
                 live = read_live_state(cluster_config(environment))
             except KubernetesError as exc:
                 findings.append(_not_read(exc.message))
+        else:
+            live = with_extras(live, read_live_extras(cluster_config(environment)))
     else:
         findings.append(_not_read("the cluster could not be reached"))
     objects = environment_objects(environment, exclude_policy_ids=exclude_policy_ids)

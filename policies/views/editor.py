@@ -308,7 +308,8 @@ def schema(request: HttpRequest, environment: str, kind: str) -> JsonResponse:
     root = {
         **{k: v for k, v in crd_schema.items() if k != "properties"},
         "properties": {
-            "apiVersion": {"type": "string", "enum": [info.api_version], "description": "API group and version."},
+            "apiVersion": {"type": "string", "enum": list(info.api_versions),
+                           "description": "API group and version (the first is preferred)."},
             "kind": {"type": "string", "enum": [kind], "description": "The object's kind."},
             "metadata": _METADATA_SCHEMA,
             **properties,

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from integrations.kubernetes.kinds import KINDS
+from integrations.kubernetes.kinds import CONTEXT_KINDS, KINDS
 from tests.docker import APP_DIR, DOCKER, K8S, known_env_names, script_for_command
 
 NAMESPACE = "meshgate"
@@ -23,14 +23,21 @@ API_VERSIONS = {
     "Job": "batch/v1",
     "ClusterRole": "rbac.authorization.k8s.io/v1",
     "ClusterRoleBinding": "rbac.authorization.k8s.io/v1",
+    "Role": "rbac.authorization.k8s.io/v1",
+    "RoleBinding": "rbac.authorization.k8s.io/v1",
     "NetworkPolicy": "networking.k8s.io/v1",
 }
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 WRITE_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 ISTIO_PLURALS = {
-    "networking.istio.io": {"virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars"},
+    "networking.istio.io": {"virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars",
+                            "workloadentries", "workloadgroups", "envoyfilters", "proxyconfigs"},
     "security.istio.io": {"authorizationpolicies", "peerauthentications", "requestauthentications"},
+    "telemetry.istio.io": {"telemetries"},
+    "extensions.istio.io": {"wasmplugins", "trafficextensions"},
 }
+GATEWAY_API_PLURALS = {"gateways", "httproutes", "grpcroutes", "referencegrants"}
+MESH_CONFIG = ("istio-system", "istio")  # the one ConfigMap read, through a namespaced Role
 DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat",
                       "meshgate-inventory": "start-inventory"}
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
@@ -102,6 +109,8 @@ def test_manifest_is_a_well_formed_object_of_its_kind(path):
         assert back == doc, f"{path.name}: {kind} {doc['metadata']['name']} is not what the API would accept"
         if kind in CLUSTER_SCOPED:
             assert "namespace" not in doc["metadata"]
+        elif kind in ("Role", "RoleBinding"):
+            assert doc["metadata"]["namespace"] == MESH_CONFIG[0]
         else:
             assert doc["metadata"]["namespace"] == NAMESPACE
 
@@ -133,21 +142,44 @@ def test_cluster_role_is_exactly_least_privilege(objects):
             for resource in rule["resources"]:
                 granted.add((group, resource, frozenset(rule["verbs"])))
 
+    listed = frozenset({"list"})
     reads = {
         ("apiextensions.k8s.io", "customresourcedefinitions", frozenset({"get", "list"})),
         # watch: the live inventory's watcher (manage.py watch_inventory)
         ("", "namespaces", frozenset({"list", "watch"})),
         ("", "services", frozenset({"list", "watch"})),
         ("", "pods", frozenset({"list", "watch"})),
+        ("", "nodes", listed),
+        ("", "secrets", listed),  # read as a metadata-only Table: see rbac.yaml and list_secret_metadata
+        ("apps", "deployments", listed),
+        *(("gateway.networking.k8s.io", plural, listed) for plural in GATEWAY_API_PLURALS),
     }
     istio = {(group, plural, WRITE_VERBS) for group, plurals in ISTIO_PLURALS.items() for plural in plurals}
     assert granted == reads | istio
-    assert not any(resource in ("secrets", "configmaps") for _, resource, _ in granted)
+    assert not any(resource == "configmaps" for _, resource, _ in granted)
+
+
+def test_the_mesh_config_is_the_one_config_map_read(objects):
+    role = objects[("Role", "meshgate-mesh-config")]
+    assert role["metadata"]["namespace"] == MESH_CONFIG[0]
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [MESH_CONFIG[1]], "verbs": ["get"]},
+    ]
+    binding = objects[("RoleBinding", "meshgate-mesh-config")]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshgate", "namespace": NAMESPACE}]
+
+
+def test_the_adapter_reads_the_mesh_config_the_role_grants():
+    from policies.validation.context import MESH_CONFIG_MAP, ROOT_NAMESPACE
+
+    assert (ROOT_NAMESPACE, MESH_CONFIG_MAP) == MESH_CONFIG
 
 
 def test_cluster_role_covers_exactly_the_kinds_the_adapter_governs():
     adapter = {(kind.group, kind.plural) for kind in KINDS.values()}
     assert adapter == {(group, plural) for group, plurals in ISTIO_PLURALS.items() for plural in plurals}
+    assert {kind.plural for kind in CONTEXT_KINDS.values()} == GATEWAY_API_PLURALS
 
 
 def test_binding_gives_the_role_to_the_service_account(objects):

@@ -170,7 +170,7 @@ def gateway_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         if reference == MESH_GATEWAY or is_internal_gateway(reference):
             continue
         namespace, _, name = gateway_ref(reference, obj.namespace).partition("/")
-        if ctx.get(PolicyKind.GATEWAY, namespace, name) is None:
+        if not ctx.gateway_exists(namespace, name):
             message = _gateway_message(reference, namespace, name, ctx)
             # istioctl checks spec.gateways only, not the gateways of route matches.
             yield (path, message) if path.startswith("spec.gateways") else (path, message, "")

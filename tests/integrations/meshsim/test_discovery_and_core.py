@@ -20,6 +20,7 @@ ISTIO_KINDS = {
     "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "AuthorizationPolicy", "PeerAuthentication",
     "RequestAuthentication", "Telemetry", "WasmPlugin", "TrafficExtension",
 }
+GATEWAY_API_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy"}
 
 
 # discovery -------------------------------------------------------------------
@@ -59,7 +60,7 @@ def test_api_group_list(meshsim: MeshsimProcess) -> None:
     groups = {group["name"]: group for group in body["groups"]}
     assert set(groups) == {
         "apiextensions.k8s.io", "networking.istio.io", "security.istio.io",
-        "telemetry.istio.io", "extensions.istio.io",
+        "telemetry.istio.io", "extensions.istio.io", "apps", "gateway.networking.k8s.io",
     }
     networking = groups["networking.istio.io"]
     assert [v["version"] for v in networking["versions"]] == ["v1", "v1beta1", "v1alpha3"]
@@ -96,6 +97,9 @@ def test_api_group_and_resource_lists(meshsim: MeshsimProcess) -> None:
         "namespaces",
         "services",
         "pods",
+        "secrets",
+        "configmaps",
+        "nodes",
     }
     assert requests.get(meshsim.url + "/api", timeout=10).json()["versions"] == ["v1"]
 
@@ -111,7 +115,7 @@ def test_version(api_client: client.ApiClient) -> None:
 def test_crd_list_and_get(api_client: client.ApiClient) -> None:
     extensions = client.ApiextensionsV1Api(api_client)
     crds = extensions.list_custom_resource_definition()
-    assert {crd.spec.names.kind for crd in crds.items} == ISTIO_KINDS
+    assert {crd.spec.names.kind for crd in crds.items} == ISTIO_KINDS | GATEWAY_API_KINDS
     vs = extensions.read_custom_resource_definition("virtualservices.networking.istio.io")
     assert vs.spec.group == "networking.istio.io"
     assert [v.name for v in vs.spec.versions] == ["v1", "v1alpha3", "v1beta1"]

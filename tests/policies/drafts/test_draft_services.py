@@ -124,7 +124,7 @@ def test_text_that_does_not_parse_is_refused_with_its_line_and_nothing_stored(cl
 
 def test_unsupported_kind_is_refused(cluster_org):
     org = cluster_org
-    text = REVIEWS_V2.replace("kind: VirtualService", "kind: EnvoyFilter")
+    text = REVIEWS_V2.replace("kind: VirtualService", "kind: HTTPRoute")
     with pytest.raises(DraftRejected) as caught:
         draft_save(author=org.author, environment=org.env, text=text)
     assert [finding["code"] for finding in caught.value.findings] == ["MG0102"]

@@ -263,9 +263,21 @@ def test_numbers_are_read_as_kubectl_reads_them():
 
 class TestIdentity:
     def test_an_unsupported_kind_gets_one_clear_finding(self):
-        [doc], [error] = parse(VS.replace("VirtualService", "EnvoyFilter"))
+        [doc], [error] = parse(VS.replace("VirtualService", "HTTPRoute"))
         assert (error.code, error.path, error.line) == ("MG0102", "kind", 2)
-        assert "EnvoyFilter" in error.message and not doc.checkable
+        assert "HTTPRoute" in error.message and not doc.checkable
+
+    @pytest.mark.parametrize(("api_version", "kind"), [
+        ("networking.istio.io/v1alpha3", "EnvoyFilter"), ("networking.istio.io/v1beta1", "ProxyConfig"),
+        ("networking.istio.io/v1beta1", "WorkloadEntry"), ("networking.istio.io/v1alpha3", "WorkloadGroup"),
+        ("telemetry.istio.io/v1", "Telemetry"), ("telemetry.istio.io/v1alpha1", "Telemetry"),
+        ("extensions.istio.io/v1alpha1", "WasmPlugin"), ("extensions.istio.io/v1alpha1", "TrafficExtension"),
+        ("networking.istio.io/v1alpha3", "VirtualService"), ("security.istio.io/v1beta1", "AuthorizationPolicy"),
+    ])
+    def test_every_istio_kind_is_accepted_in_every_served_version(self, api_version, kind):
+        text = VS.replace("networking.istio.io/v1", api_version).replace("VirtualService", kind)
+        [doc], findings = parse(text)
+        assert findings == [] and doc.checkable and doc.kind == kind
 
     def test_a_misspelt_kind_gets_a_suggestion(self):
         _, [error] = parse(VS.replace("kind: VirtualService", "kind: virtualservice"))
