@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('policies', '0024_rollout_lease_and_writers'),
+        ('policies', '0025_all_istio_kinds'),
     ]
 
     operations = [
