@@ -11,6 +11,7 @@ Both are idempotent: a second run reuses the virtual environment, node_modules, 
 and the simulated clusters' saved state. DATABASE_URL and CELERY_BROKER_URL switch to
 PostgreSQL and Redis.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -61,9 +62,11 @@ def setup_python() -> None:
     if sys.version_info < (3, 11):
         sys.exit("Meshgate needs Python 3.11 or newer")
     if sys.version_info < (3, 11, 10):
-        say(f"warning: Python {sys.version.split()[0]} has CVE-2024-6232 (tarfile's pax parser backtracks "
+        say(
+            f"warning: Python {sys.version.split()[0]} has CVE-2024-6232 (tarfile's pax parser backtracks "
             "quadratically). Meshgate reads uploaded archives with its own bounded parser, so uploads are safe, "
-            "but use Python 3.11.10 or newer (or 3.12.6+) in production; the Docker image does.")
+            "but use Python 3.11.10 or newer (or 3.12.6+) in production; the Docker image does."
+        )
     if not PYTHON.exists():
         say(f"creating the virtual environment in {VENV}")
         run(sys.executable, "-m", "venv", VENV)
@@ -137,13 +140,20 @@ def start_prometheus(start, targets: dict[str, str]) -> str:
         for cluster, url in targets.items()
     )
     (folder / "prometheus.yml").write_text(
-        "global: {scrape_interval: 5s, evaluation_interval: 5s}\n" f"scrape_configs:\n{jobs}"
+        f"global: {{scrape_interval: 5s, evaluation_interval: 5s}}\nscrape_configs:\n{jobs}"
     )
     listen = os.environ.get("MESHGATE_PROMETHEUS_LISTEN", "127.0.0.1:19090")
-    start("prometheus", [
-        binary, f"--config.file={folder / 'prometheus.yml'}", f"--storage.tsdb.path={folder / 'data'}",
-        f"--web.listen-address={listen}", "--storage.tsdb.retention.time=2d", "--log.level=warn",
-    ])
+    start(
+        "prometheus",
+        [
+            binary,
+            f"--config.file={folder / 'prometheus.yml'}",
+            f"--storage.tsdb.path={folder / 'data'}",
+            f"--web.listen-address={listen}",
+            "--storage.tsdb.retention.time=2d",
+            "--log.level=warn",
+        ],
+    )
     return f"http://{listen}"
 
 
@@ -189,20 +199,47 @@ def cmd_run(args: list[str]) -> int:
         for cluster, port in ports.items():
             ready = VAR / "run" / f"meshsim-{cluster}.url"
             ready.unlink(missing_ok=True)
-            proc = start(f"meshsim {cluster}", [
-                PYTHON, "-m", "integrations.meshsim", "--name", cluster, "--port", port,
-                "--seed", ROOT / "integrations" / "meshsim" / "seeds" / f"{cluster}.yaml",
-                "--state-file", VAR / "meshsim" / f"{cluster}.json", "--ready-file", ready, "--traffic",
-            ])
+            proc = start(
+                f"meshsim {cluster}",
+                [
+                    PYTHON,
+                    "-m",
+                    "integrations.meshsim",
+                    "--name",
+                    cluster,
+                    "--port",
+                    port,
+                    "--seed",
+                    ROOT / "integrations" / "meshsim" / "seeds" / f"{cluster}.yaml",
+                    "--state-file",
+                    VAR / "meshsim" / f"{cluster}.json",
+                    "--ready-file",
+                    ready,
+                    "--traffic",
+                ],
+            )
             urls[cluster] = wait_for(ready, proc, f"meshsim {cluster}")
         prometheus_url = start_prometheus(start, dict(urls))
         say("loading the demo organization and importing both clusters")
-        run(PYTHON, "manage.py", "seed_demo", "--staging-url", urls["staging"], "--prod-url", urls["prod"],
-            "--prometheus-url", prometheus_url, env=env)
+        run(
+            PYTHON,
+            "manage.py",
+            "seed_demo",
+            "--staging-url",
+            urls["staging"],
+            "--prod-url",
+            urls["prod"],
+            "--prometheus-url",
+            prometheus_url,
+            env=env,
+        )
         worker_ready = VAR / "run" / "worker.ready"
         worker_ready.unlink(missing_ok=True)
-        worker = start("worker", [ROOT / "docker" / "start-worker"],
-                       {"MESHGATE_WORKER_READY_FILE": str(worker_ready), "CELERY_CONCURRENCY": "2"})
+        worker = start(
+            "worker",
+            [ROOT / "docker" / "start-worker"],
+            {"MESHGATE_WORKER_READY_FILE": str(worker_ready), "CELERY_CONCURRENCY": "2"},
+        )
         start("beat", [ROOT / "docker" / "start-beat"])
         start("inventory", [ROOT / "docker" / "start-inventory"])
         bind = os.environ.get("MESHGATE_BIND", "127.0.0.1:8000")

@@ -4,6 +4,7 @@ A package's `__init__` re-exporting its own modules is not a cycle of concern; e
 including function-local imports (grimp sees them). Imports under `if TYPE_CHECKING:` are left out:
 they never run. Usage: python .ci/import_cycles.py policies [portal ...]
 """
+
 from __future__ import annotations
 
 import sys
@@ -21,7 +22,8 @@ def strongly_connected(graph: grimp.ImportGraph, modules: set[str]) -> list[list
 
     def edges(module: str) -> list[str]:
         return sorted(
-            imported for imported in graph.find_modules_directly_imported_by(module)
+            imported
+            for imported in graph.find_modules_directly_imported_by(module)
             if imported in modules and not _is_parent(imported, module)
         )
 

@@ -1,5 +1,6 @@
 """Helpers shared by the rollout benchmarks: a throwaway database and broker, the organisation that owns
 bookinfo on a meshsim cluster, and one real Celery worker started through docker/start-worker."""
+
 from __future__ import annotations
 
 import os
@@ -102,10 +103,11 @@ def start_worker(workdir: Path, concurrency: int, pool: str, include: str = "") 
         "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
         "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
         "MESHGATE_WORKER_ARGS": f"--pool={pool} --without-gossip "
-                                "--without-mingle --without-heartbeat" + (f" --include {include}" if include else ""),
+        "--without-mingle --without-heartbeat" + (f" --include {include}" if include else ""),
     }
-    proc = subprocess.Popen([str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:

@@ -10,6 +10,7 @@ views, selectors, templates), once to warm up, then `--runs` times, and prints t
 number of queries and the page size. No cluster is needed: the page reads the stored plan.
 `--profile` also prints a pyinstrument profile of one render (a dev tool, not a dependency).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -95,11 +96,15 @@ def main() -> int:
             profiler.print(show_all=False)
 
     median = statistics.median(timings)
-    print(f"change: {args.items} items, built in {built:.2f} s; page {len(response.content) / 1024:.0f} KiB, "
-          f"{len(queries.captured_queries)} queries")
+    print(
+        f"change: {args.items} items, built in {built:.2f} s; page {len(response.content) / 1024:.0f} KiB, "
+        f"{len(queries.captured_queries)} queries"
+    )
     print(f"runs: {', '.join(f'{t:.3f}' for t in timings)} s")
-    print(f"median render of /changes/<id>/ with {args.items} items: {median:.3f} s "
-          f"(target < {TARGET_SECONDS:.1f} s: {'ok' if median < TARGET_SECONDS else 'SLOW'})")
+    print(
+        f"median render of /changes/<id>/ with {args.items} items: {median:.3f} s "
+        f"(target < {TARGET_SECONDS:.1f} s: {'ok' if median < TARGET_SECONDS else 'SLOW'})"
+    )
     return 0 if median < TARGET_SECONDS else 1
 
 

@@ -28,6 +28,7 @@ calls `rollouts_due()` + `rollout_advance()` every `--tick` s.
 Prints a table of lag p50 / p99 / max overall and per kind of step, the busiest second, the final
 states and the wall time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -56,6 +57,7 @@ LAG_FILE_ENV = "BENCH_LAG_FILE"
 
 # --- parts imported by the worker (--include benchmarks.concurrent_rollouts) -------------------------
 
+
 def bench_analyzer(context):
     """Stub analysis: passes at once (also makes sure the lag probe is installed)."""
     _install_lag_probe()
@@ -78,8 +80,11 @@ def _install_lag_probe() -> None:
 
     def _act(rollout, *, analyzer, now):
         due = rollout.next_action_at
-        kind = "prepare" if rollout.state == "pending" else (
-            rollout.state if rollout.state in ("promoting", "rolling_back") else rollout.step_stage or "?")
+        kind = (
+            "prepare"
+            if rollout.state == "pending"
+            else (rollout.state if rollout.state in ("promoting", "rolling_back") else rollout.step_stage or "?")
+        )
         try:
             return original(rollout, analyzer=analyzer, now=now)
         finally:
@@ -101,11 +106,17 @@ if os.environ.get(LAG_FILE_ENV) and "celery" in Path(sys.argv[0]).name:
 
 # --- the benchmark -----------------------------------------------------------------------------------
 
+
 def _setup_django(workdir: Path, database_url: str, broker_url: str) -> None:
-    setup_django(workdir, database_url, broker_url, {
-        "MESHGATE_ROLLOUT_ANALYZER": "benchmarks.concurrent_rollouts.bench_analyzer",
-        LAG_FILE_ENV: str(workdir / "lags.txt"),
-    })
+    setup_django(
+        workdir,
+        database_url,
+        broker_url,
+        {
+            "MESHGATE_ROLLOUT_ANALYZER": "benchmarks.concurrent_rollouts.bench_analyzer",
+            LAG_FILE_ENV: str(workdir / "lags.txt"),
+        },
+    )
 
 
 def _organisation(meshsim_url: str, count: int):
@@ -118,13 +129,23 @@ def _organisation(meshsim_url: str, count: int):
     cfg = cluster_config(org.env)
     seed = live(org.env, "VirtualService", "bookinfo", "reviews")
     for n in range(count):  # the stable state: bench-<n> routes to subset v1 (as kubectl would create it)
-        kube.apply_object(cfg, {
-            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-            "metadata": {"name": f"bench-{n}", "namespace": "bookinfo",
-                         "labels": {**(seed["metadata"].get("labels") or {}), "app": f"bench-{n}"}},
-            "spec": {"hosts": [f"bench-{n}"],
-                     "http": [{"route": [{"destination": {"host": f"bench-{n}", "subset": "v1"}}]}]},
-        }, field_manager="kubectl")
+        kube.apply_object(
+            cfg,
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {
+                    "name": f"bench-{n}",
+                    "namespace": "bookinfo",
+                    "labels": {**(seed["metadata"].get("labels") or {}), "app": f"bench-{n}"},
+                },
+                "spec": {
+                    "hosts": [f"bench-{n}"],
+                    "http": [{"route": [{"destination": {"host": f"bench-{n}", "subset": "v1"}}]}],
+                },
+            },
+            field_manager="kubectl",
+        )
     environment_import(environment=org.env)
     return org
 
@@ -146,26 +167,40 @@ def _pct(values: list[float], q: float) -> float:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
     parser.add_argument("--rollouts", type=int, default=200)
     parser.add_argument("--interval", type=float, default=30.0, help="analysis interval_seconds (default 30)")
-    parser.add_argument("--stagger", type=float, default=0.0,
-                        help="start the rollouts one after another over this many seconds (default 0: all at once)")
+    parser.add_argument(
+        "--stagger",
+        type=float,
+        default=0.0,
+        help="start the rollouts one after another over this many seconds (default 0: all at once)",
+    )
     parser.add_argument("--mode", choices=["worker", "inprocess"], default="worker")
     parser.add_argument("--beat", type=float, default=2.0, help="worker mode: reconcile_rollouts period (s)")
     parser.add_argument("--tick", type=float, default=0.05, help="inprocess mode: loop period (s)")
     parser.add_argument("--timeout", type=float, default=600.0, help="give up after this many seconds")
-    parser.add_argument("--concurrency", type=int, default=2,
-                        help="worker mode: processes of the one worker (docker/start-worker's default: 2)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="worker mode: processes of the one worker (docker/start-worker's default: 2)",
+    )
     parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
     parser.add_argument("--pool", default="prefork", help="worker mode: Celery pool (prefork, solo, threads)")
-    parser.add_argument("--database-url", default="",
-                        help="e.g. postgres://postgres@127.0.0.1:5432/meshgate_bench (DROPPED and re-created); "
-                             "default: a temporary SQLite file")
-    parser.add_argument("--broker-url", default="",
-                        help="e.g. redis://127.0.0.1:6379/9 (that database is FLUSHED); default: a temporary "
-                             "filesystem broker")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="e.g. postgres://postgres@127.0.0.1:5432/meshgate_bench (DROPPED and re-created); "
+        "default: a temporary SQLite file",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default="",
+        help="e.g. redis://127.0.0.1:6379/9 (that database is FLUSHED); default: a temporary filesystem broker",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
@@ -189,14 +224,18 @@ def main() -> int:
         try:
             t0 = time.monotonic()
             org = _organisation(meshsim.url, args.rollouts)
-            print(f"setup: {args.rollouts} VirtualServices created and imported in {time.monotonic() - t0:.1f} s",
-                  flush=True)
+            print(
+                f"setup: {args.rollouts} VirtualServices created and imported in {time.monotonic() - t0:.1f} s",
+                flush=True,
+            )
             if args.mode == "worker":
                 worker = start_worker(workdir, args.concurrency, args.pool, include="benchmarks.concurrent_rollouts")
             else:
                 _install_lag_probe()
-            changes = [scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
-                       for n in range(args.rollouts)]
+            changes = [
+                scheduled_change(org, [(DraftOperation.UPDATE, _target(n))], title=f"bench {n}")
+                for n in range(args.rollouts)
+            ]
             # Held back (the reconciler would start them itself); each is due when this script starts it.
             later = timezone.now() + dt.timedelta(days=1)
             ChangeRequest.objects.filter(pk__in=[c.pk for c in changes]).update(scheduled_for=later)
@@ -212,8 +251,10 @@ def main() -> int:
                     change.save(update_fields=["scheduled_for"])
                     ids.append(rollout_start(change=change, analysis={"interval_seconds": args.interval}).pk)
                     if not pending:
-                        print(f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s "
-                              f"({args.mode} mode)", flush=True)
+                        print(
+                            f"started {len(ids)} rollouts in {time.monotonic() - started:.1f} s ({args.mode} mode)",
+                            flush=True,
+                        )
                 now = time.monotonic()
                 if args.mode == "worker":
                     if now >= next_beat:
@@ -240,7 +281,7 @@ def main() -> int:
         if args.save_worker_log and worker_log:
             Path(args.save_worker_log).write_text(worker_log)
 
-    rows = [lines[i:i + 4] for i in range(0, len(lines), 4)]
+    rows = [lines[i : i + 4] for i in range(0, len(lines), 4)]
     by_kind: dict[str, list[float]] = defaultdict(list)
     for _, _, kind, lag in rows:
         by_kind[kind].append(float(lag))
@@ -250,22 +291,28 @@ def main() -> int:
     for kind in ["all", *sorted(by_kind)]:
         values = lags if kind == "all" else by_kind[kind]
         if values:
-            print(f"{kind:<14}{len(values):>7}{_pct(values, .5):>9.3f}{_pct(values, .99):>9.3f}{max(values):>9.3f}")
+            print(f"{kind:<14}{len(values):>7}{_pct(values, 0.5):>9.3f}{_pct(values, 0.99):>9.3f}{max(values):>9.3f}")
     per_second = Counter(int(float(at)) for at, _, _, _ in rows)
     if per_second:
         print(f"steps executed: {len(rows)}; busiest second: {max(per_second.values())} steps")
-    print(f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts "
-          f"(interval {args.interval:g} s, started over {args.stagger:g} s; mode {args.mode}"
-          + (f", {args.pool} x{args.concurrency}" if args.mode == "worker" else "")
-          + f"; {'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'})")
+    print(
+        f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts "
+        f"(interval {args.interval:g} s, started over {args.stagger:g} s; mode {args.mode}"
+        + (f", {args.pool} x{args.concurrency}" if args.mode == "worker" else "")
+        + f"; {'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'})"
+    )
     if not lags:
-        print("no steps recorded (probe not installed?)" + (f"\nworker log tail:\n{worker_log[-2000:]}"
-                                                              if worker_log else ""))
+        print(
+            "no steps recorded (probe not installed?)"
+            + (f"\nworker log tail:\n{worker_log[-2000:]}" if worker_log else "")
+        )
         return 1
-    p99 = _pct(lags, .99)
+    p99 = _pct(lags, 0.99)
     done = sum(states[s] for s in TERMINAL) == len(ids)
-    print(f"verdict: step lag p99 {p99:.3f} s vs target < {TARGET_P99:.1f} s: {'ok' if p99 < TARGET_P99 else 'MISSED'}"
-          + ("" if done else " (NOT all rollouts finished before --timeout)"))
+    print(
+        f"verdict: step lag p99 {p99:.3f} s vs target < {TARGET_P99:.1f} s: {'ok' if p99 < TARGET_P99 else 'MISSED'}"
+        + ("" if done else " (NOT all rollouts finished before --timeout)")
+    )
     return 0 if p99 < TARGET_P99 and done else 1
 
 

@@ -10,6 +10,7 @@ the cluster by another writer. Prints per N: the sweep's wall time, the number o
 (one list per kind and namespace) and database queries, and its counts; then a second sweep (nothing
 new: it only compares hashes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,21 +29,45 @@ sys.path.insert(0, str(REPO_ROOT))
 
 def seed_documents(n: int) -> list[dict]:
     namespaces = max(1, n // 20)
-    docs: list[dict] = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{i}"}}
-                        for i in range(namespaces)]
+    docs: list[dict] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": f"ns-{i}"}} for i in range(namespaces)
+    ]
     for i in range(n):
         ns, name = f"ns-{i % namespaces}", f"svc-{i}"
         if i % 2 == 0:
-            docs.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                         "metadata": {"name": name, "namespace": ns},
-                         "spec": {"hosts": [name], "http": [{"route": [
-                             {"destination": {"host": name, "subset": "v1"}, "weight": 90},
-                             {"destination": {"host": name, "subset": "v2"}, "weight": 10}]}]}})
+            docs.append(
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "VirtualService",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {
+                        "hosts": [name],
+                        "http": [
+                            {
+                                "route": [
+                                    {"destination": {"host": name, "subset": "v1"}, "weight": 90},
+                                    {"destination": {"host": name, "subset": "v2"}, "weight": 10},
+                                ]
+                            }
+                        ],
+                    },
+                }
+            )
         else:
-            docs.append({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-                         "metadata": {"name": name, "namespace": ns},
-                         "spec": {"host": name, "subsets": [{"name": "v1", "labels": {"version": "v1"}},
-                                                            {"name": "v2", "labels": {"version": "v2"}}]}})
+            docs.append(
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "DestinationRule",
+                    "metadata": {"name": name, "namespace": ns},
+                    "spec": {
+                        "host": name,
+                        "subsets": [
+                            {"name": "v1", "labels": {"version": "v1"}},
+                            {"name": "v2", "labels": {"version": "v2"}},
+                        ],
+                    },
+                }
+            )
     return docs
 
 
@@ -58,12 +83,26 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             print(run(Path(tmp), sizes[0], args.drifted, args.database_url), flush=True)
         return 0
-    print("| objects | namespaces | sweep (s) | cluster requests | DB queries | checked | drifted (new) | "
-          "second sweep (s) |")
+    print(
+        "| objects | namespaces | sweep (s) | cluster requests | DB queries | checked | drifted (new) | "
+        "second sweep (s) |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     for n in sizes:  # each size in a fresh process (Django is set up once per process)
-        subprocess.run([sys.executable, __file__, "--objects", str(n), "--drifted", str(args.drifted),
-                        "--database-url", args.database_url, "--row-only"], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--objects",
+                str(n),
+                "--drifted",
+                str(args.drifted),
+                "--database-url",
+                args.database_url,
+                "--row-only",
+            ],
+            check=True,
+        )
     return 0
 
 
@@ -90,20 +129,39 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
         env = Environment.objects.create(name="staging", order=10, api_url=meshsim.url)
         cfg = cluster_config(env)
         objects = [d for d in docs if d["kind"] != "Namespace"]
-        policies = Policy.objects.bulk_create([
-            Policy(environment=env, kind=d["kind"], namespace=d["metadata"]["namespace"], name=d["metadata"]["name"])
-            for d in objects])
+        policies = Policy.objects.bulk_create(
+            [
+                Policy(
+                    environment=env, kind=d["kind"], namespace=d["metadata"]["namespace"], name=d["metadata"]["name"]
+                )
+                for d in objects
+            ]
+        )
         revisions = []
         for policy, doc in zip(policies, objects, strict=True):
             content = normalize_object(doc)
-            revisions.append(PolicyRevision(policy=policy, number=1, content=content, content_hash=content_hash(content),
-                                            source=RevisionSource.ROLLOUT, message="benchmark"))
+            revisions.append(
+                PolicyRevision(
+                    policy=policy,
+                    number=1,
+                    content=content,
+                    content_hash=content_hash(content),
+                    source=RevisionSource.ROLLOUT,
+                    message="benchmark",
+                )
+            )
         PolicyRevision.objects.bulk_create(revisions, batch_size=1000)
         step = max(1, int(100 / drifted_percent)) if drifted_percent > 0 else 0
         for doc in objects[::step] if step else []:
-            edited = {"apiVersion": doc["apiVersion"], "kind": doc["kind"],
-                      "metadata": {"name": doc["metadata"]["name"], "namespace": doc["metadata"]["namespace"],
-                                   "labels": {"edited-by": "someone"}}}
+            edited = {
+                "apiVersion": doc["apiVersion"],
+                "kind": doc["kind"],
+                "metadata": {
+                    "name": doc["metadata"]["name"],
+                    "namespace": doc["metadata"]["namespace"],
+                    "labels": {"edited-by": "someone"},
+                },
+            }
             kube.apply_object(cfg, edited, field_manager="kubectl-label", force=True)
         calls = {"list": 0, "get": 0}
         real_list, real_get = kube.list_objects, kube.get_object
@@ -115,6 +173,7 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
         def counted_get(*a, **k):
             calls["get"] += 1
             return real_get(*a, **k)
+
         kube.list_objects, kube.get_object = counted_list, counted_get
         with CaptureQueriesContext(connection) as queries:
             started = time.perf_counter()
@@ -128,8 +187,10 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
     finally:
         meshsim.stop()
     namespaces = max(1, n // 20)
-    return (f"| {n:,} | {namespaces} | {first:.2f} | {lists} | {len(queries)} | {counts['checked']:,} | "
-            f"{counts['drifted']} ({counts['new']}) | {second:.2f} |")
+    return (
+        f"| {n:,} | {namespaces} | {first:.2f} | {lists} | {len(queries)} | {counts['checked']:,} | "
+        f"{counts['drifted']} ({counts['new']}) | {second:.2f} |"
+    )
 
 
 if __name__ == "__main__":

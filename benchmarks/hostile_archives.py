@@ -6,6 +6,7 @@ The archives are built here, as an attacker would: a pax header of 64k digits (C
 trigger), a GNU long-name member claiming 200 MiB of zeros (~200 KiB once gzipped), 200 pax headers
 of 60 KiB each (gzipped to a few KiB), and an honest 500-file archive for comparison.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -24,7 +25,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings.test")
 
 def _header(name: bytes, typeflag: bytes, size: int) -> bytes:
     block = bytearray(512)
-    block[0:len(name)] = name
+    block[0 : len(name)] = name
     block[100:108] = b"0000644\0"
     block[124:136] = f"{size:011o}\0".encode()
     block[156:157] = typeflag

@@ -86,6 +86,7 @@ JUDGES = {
 
 # --- the Prometheus edge ------------------------------------------------------------------------
 
+
 class Edge:
     """What the Prometheus stub answers: per (cluster, version) the counts of the current interval."""
 
@@ -106,8 +107,12 @@ class Edge:
         out: dict[str, float] = {}
         with self.lock:
             for (cluster, version), data in self.series.items():
-                labels = {"destination_cluster": cluster, "destination_version": version,
-                          "destination_service_namespace": NAMESPACE, "destination_service_name": SERVICE}
+                labels = {
+                    "destination_cluster": cluster,
+                    "destination_version": version,
+                    "destination_service_namespace": NAMESPACE,
+                    "destination_service_name": SERVICE,
+                }
                 if any(labels.get(k, "") != v for k, v in wanted.items()):
                     continue
                 source = data["codes"] if by_code else data["le"]
@@ -123,8 +128,12 @@ def serve(edge: Edge) -> tuple[ThreadingHTTPServer, str]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             params = parse_qs(self.rfile.read(length).decode())
-            body = json.dumps({"status": "success", "data": {
-                "resultType": "vector", "result": edge.answer(params.get("query", [""])[0])}}).encode()
+            body = json.dumps(
+                {
+                    "status": "success",
+                    "data": {"resultType": "vector", "result": edge.answer(params.get("query", [""])[0])},
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -140,6 +149,7 @@ def serve(edge: Edge) -> tuple[ThreadingHTTPServer, str]:
 
 
 # --- scenarios ------------------------------------------------------------------------------------
+
 
 @dataclass
 class Scenario:
@@ -256,33 +266,55 @@ def interval_counts(s: Scenario, rng: np.random.Generator, *, weight: int, t: in
         cumulative = np.cumsum(buckets)
         series[(CLUSTER, version)] = {
             "codes": {"200": float(n - errors), "503": float(errors)} if n else {},
-            "le": ({("+Inf" if math.isinf(b) else repr(float(b))): float(c) for b, c in zip(BOUNDS, cumulative, strict=True)}
-                   if n else {}),
+            "le": (
+                {
+                    ("+Inf" if math.isinf(b) else repr(float(b))): float(c)
+                    for b, c in zip(BOUNDS, cumulative, strict=True)
+                }
+                if n
+                else {}
+            ),
         }
     # another cluster (the other environment) where every request of both versions fails, slowly
     for version in ("v1", "v2"):
         n = 3000.0
-        series[(OTHER, version)] = {"codes": {"503": n},
-                                    "le": {("+Inf" if math.isinf(b) else repr(float(b))): (n if b >= 5000 else 0.0)
-                                           for b in BOUNDS}}
+        series[(OTHER, version)] = {
+            "codes": {"503": n},
+            "le": {("+Inf" if math.isinf(b) else repr(float(b))): (n if b >= 5000 else 0.0) for b in BOUNDS},
+        }
     return series
 
 
 # --- the engine's path ----------------------------------------------------------------------------
 
+
 def phases() -> list[dict[str, Any]]:
     def vs(subset: str) -> dict[str, Any]:
-        return {"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-                "spec": {"hosts": [SERVICE], "http": [{"route": [
-                    {"destination": {"host": SERVICE, "subset": subset}, "weight": 100}]}]}}
+        return {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
+            "spec": {
+                "hosts": [SERVICE],
+                "http": [{"route": [{"destination": {"host": SERVICE, "subset": subset}, "weight": 100}]}],
+            },
+        }
 
     identity = strategies.identity_of(PolicyKind.VIRTUAL_SERVICE, NAMESPACE, SERVICE)
-    item = strategies.Item(identity=identity, kind=PolicyKind.VIRTUAL_SERVICE, namespace=NAMESPACE, name=SERVICE,
-                           operation=DraftOperation.UPDATE, content=vs("v2"))
-    found, note = strategies.build_phases(strategy=RolloutStrategy.CANARY, items=[item],
-                                          snapshot={identity: vs("v1")},
-                                          steps=strategies.normalize_steps(None))
+    item = strategies.Item(
+        identity=identity,
+        kind=PolicyKind.VIRTUAL_SERVICE,
+        namespace=NAMESPACE,
+        name=SERVICE,
+        operation=DraftOperation.UPDATE,
+        content=vs("v2"),
+    )
+    found, note = strategies.build_phases(
+        strategy=RolloutStrategy.CANARY,
+        items=[item],
+        snapshot={identity: vs("v1")},
+        steps=strategies.normalize_steps(None),
+    )
     assert not note, note
     return [{k: v for k, v in phase.items() if k != "writes"} for phase in found]
 
@@ -300,10 +332,17 @@ def run(s: Scenario, edge: Edge, url: str, overrides: dict[str, Any], plan: list
                 return "paused", t
             edge.set(interval_counts(s, rng, weight=phase["weight"], t=t, first=run_index == 0))
             context = an.AnalysisContext(
-                rollout_id=0, environment_id=0, prometheus_url=url, strategy="canary", phase=phase,
-                interval_index=run_index, interval_seconds=float(config["interval_seconds"]),
-                config={**config, "state": state}, workloads=[{"namespace": NAMESPACE, "service": SERVICE}],
-                cluster_labels={"destination_cluster": CLUSTER}, last_phase=index == len(plan) - 1,
+                rollout_id=0,
+                environment_id=0,
+                prometheus_url=url,
+                strategy="canary",
+                phase=phase,
+                interval_index=run_index,
+                interval_seconds=float(config["interval_seconds"]),
+                config={**config, "state": state},
+                workloads=[{"namespace": NAMESPACE, "service": SERVICE}],
+                cluster_labels={"destination_cluster": CLUSTER},
+                last_phase=index == len(plan) - 1,
                 phases_left=len(plan) - 1 - index,
             )
             outcome = an.evaluate(an.metrics_analyzer, context)
@@ -328,16 +367,19 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     caught = [r for r in bad if r["end"] == "rolled_back"]
     doubled = [r for r in caught if r["effect"] in ("errors x2", "latency x2", "outright failure")]
     return {
-        "good": len(good), "bad": len(bad),
+        "good": len(good),
+        "bad": len(bad),
         "caught": len(caught) / len(bad) if bad else None,
         "false_rollback": sum(r["end"] == "rolled_back" for r in good) / len(good) if good else None,
         "paused": sum(r["end"] == "paused" for r in good) / len(good) if good else None,
         "completed": sum(r["end"] == "completed" for r in good) / len(good) if good else None,
         "ttd_median": statistics.median(r["t"] for r in caught) if caught else None,
         "ttd_2x_median": statistics.median(r["t"] for r in doubled) if doubled else None,
-        "by_effect": {effect: sum(r["end"] == "rolled_back" for r in bad if r["effect"] == effect)
-                      / max(1, sum(r["effect"] == effect for r in bad))
-                      for effect in sorted({r["effect"] for r in bad})},
+        "by_effect": {
+            effect: sum(r["end"] == "rolled_back" for r in bad if r["effect"] == effect)
+            / max(1, sum(r["effect"] == effect for r in bad))
+            for effect in sorted({r["effect"] for r in bad})
+        },
     }
 
 
@@ -368,9 +410,12 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append({"bad": s.bad, "effect": s.effect, "end": end, "t": t})
                 results.setdefault(family, {})[judge] = summarize(rows)
                 r = results[family][judge]
-                print(f"{family:16} {judge:9} caught {pct(r['caught']):>8}  false rollback "
-                      f"{pct(r['false_rollback']):>7}  paused {pct(r['paused']):>7}  "
-                      f"ttd {r['ttd_median']}  ttd 2x {r['ttd_2x_median']}  {r['by_effect']}", flush=True)
+                print(
+                    f"{family:16} {judge:9} caught {pct(r['caught']):>8}  false rollback "
+                    f"{pct(r['false_rollback']):>7}  paused {pct(r['paused']):>7}  "
+                    f"ttd {r['ttd_median']}  ttd 2x {r['ttd_2x_median']}  {r['by_effect']}",
+                    flush=True,
+                )
     finally:
         server.shutdown()
     elapsed = time.time() - started
@@ -381,11 +426,12 @@ def main(argv: list[str] | None = None) -> int:
         for judge, r in judges.items():
             ttd = "—" if r["ttd_median"] is None else f"{r['ttd_median']:g}"
             ttd2 = "" if r["ttd_2x_median"] is None else f" ({r['ttd_2x_median']:g})"
-            print(f"| {family} | {judge} | {pct(r['caught'])} | {pct(r['false_rollback'])} | "
-                  f"{pct(r['paused'])} | {ttd}{ttd2} |")
+            print(
+                f"| {family} | {judge} | {pct(r['caught'])} | {pct(r['false_rollback'])} | "
+                f"{pct(r['paused'])} | {ttd}{ttd2} |"
+            )
     if args.json:
-        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results},
-                                        indent=2))
+        args.json.write_text(json.dumps({"args": vars(args) | {"json": str(args.json)}, "results": results}, indent=2))
     return 0
 
 

@@ -36,6 +36,7 @@ database number that is FLUSHED).
 
 Target: back on stable within one analysis interval + 2 s of the onset.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -87,13 +88,25 @@ def _check_worker_environment(worker) -> str:
     seen = dict(item.split("=", 1) for item in environ.read_text().split("\0") if "=" in item)
     wrong = [name for name in WORKER_ENV if seen.get(name) != os.environ.get(name)]
     if wrong:
-        raise RuntimeError("the worker's environment differs from this script's: " + ", ".join(
-            f"{name}={seen.get(name)!r} (script: {os.environ.get(name)!r})" for name in wrong))
+        raise RuntimeError(
+            "the worker's environment differs from this script's: "
+            + ", ".join(f"{name}={seen.get(name)!r} (script: {os.environ.get(name)!r})" for name in wrong)
+        )
     return "worker environment: " + ", ".join(f"{name}={seen[name]}" for name in WORKER_ENV)
 
 
-def one_run(org, meshsim, *, mode: str, interval: float, onset_step: int, tick: float, beat: float,
-            rng: random.Random, timeout: float) -> dict:
+def one_run(
+    org,
+    meshsim,
+    *,
+    mode: str,
+    interval: float,
+    onset_step: int,
+    tick: float,
+    beat: float,
+    rng: random.Random,
+    timeout: float,
+) -> dict:
     from django.db import transaction
 
     from policies.choices import DraftOperation
@@ -110,8 +123,13 @@ def one_run(org, meshsim, *, mode: str, interval: float, onset_step: int, tick: 
     meshsim.reset()
     environment_import(environment=org.env)  # policies' current revisions == the reset cluster
     before = live_normalized(org.env, "VirtualService", "bookinfo", "reviews")
-    analysis = {"interval_seconds": interval, "provider": "meshsim", "meshsim_advance_seconds": 60,
-                "window": "1m", "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+    analysis = {
+        "interval_seconds": interval,
+        "provider": "meshsim",
+        "meshsim_advance_seconds": 60,
+        "window": "1m",
+        "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+    }
     # One transaction: a reconcile_rollouts running in the worker never sees the scheduled change
     # without its rollout (it would start it itself, with the default analysis).
     with transaction.atomic():
@@ -132,13 +150,25 @@ def one_run(org, meshsim, *, mode: str, interval: float, onset_step: int, tick: 
         now = time.monotonic()
         rollout = Rollout.objects.get(pk=rollout.pk)
         if onset is None:
-            if inject_at is None and rollout.state == "running" and rollout.step_index >= onset_step \
-                    and rollout.step_stage == "analyze":
+            if (
+                inject_at is None
+                and rollout.state == "running"
+                and rollout.step_index >= onset_step
+                and rollout.step_stage == "analyze"
+            ):
                 inject_at = now + rng.uniform(0, interval)
             if inject_at is not None and now >= inject_at:
-                meshsim.admin("POST", "traffic/faults", json={
-                    "service": "reviews", "namespace": "bookinfo", "subset": "v3",
-                    "error_rate": 1.0, "status": 503}).raise_for_status()
+                meshsim.admin(
+                    "POST",
+                    "traffic/faults",
+                    json={
+                        "service": "reviews",
+                        "namespace": "bookinfo",
+                        "subset": "v3",
+                        "error_rate": 1.0,
+                        "status": 503,
+                    },
+                ).raise_for_status()
                 onset, weight_at_onset = time.monotonic(), rollout.current_weight
             if rollout.state in TERMINAL:
                 break
@@ -152,7 +182,9 @@ def one_run(org, meshsim, *, mode: str, interval: float, onset_step: int, tick: 
         time.sleep(tick)
     rollout.refresh_from_db()
     return {
-        "rollout": rollout.pk, "state": rollout.state, "weight": weight_at_onset,
+        "rollout": rollout.pk,
+        "state": rollout.state,
+        "weight": weight_at_onset,
         "back": None if back is None or onset is None else back - onset,
         "terminal": None if rolled_back_at is None or onset is None else rolled_back_at - onset,
         "reason": (rollout.rollback_reason or {}).get("summary", "") if rollout.rollback_reason else rollout.error,
@@ -160,37 +192,57 @@ def one_run(org, meshsim, *, mode: str, interval: float, onset_step: int, tick: 
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
-    parser.add_argument("--mode", choices=["worker", "inprocess"], default="worker",
-                        help="who drives the engine (default worker; see below)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__
+    )
+    parser.add_argument(
+        "--mode",
+        choices=["worker", "inprocess"],
+        default="worker",
+        help="who drives the engine (default worker; see below)",
+    )
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--interval", type=float, default=2.0, help="analysis interval_seconds (default 2)")
-    parser.add_argument("--onset-step", type=int, default=1,
-                        help="inject during the analysis of this canary phase (0 = first weight; default 1)")
-    parser.add_argument("--tick", type=float, default=0.05,
-                        help="VS / rollout poll period, and the inprocess engine loop period (s)")
+    parser.add_argument(
+        "--onset-step",
+        type=int,
+        default=1,
+        help="inject during the analysis of this canary phase (0 = first weight; default 1)",
+    )
+    parser.add_argument(
+        "--tick", type=float, default=0.05, help="VS / rollout poll period, and the inprocess engine loop period (s)"
+    )
     parser.add_argument("--beat", type=float, default=2.0, help="worker mode: reconcile_rollouts period (s)")
-    parser.add_argument("--concurrency", type=int, default=2,
-                        help="worker mode: processes of the one worker (docker/start-worker's default: 2)")
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="worker mode: processes of the one worker (docker/start-worker's default: 2)",
+    )
     parser.add_argument("--pool", default="prefork", help="worker mode: Celery pool (prefork, solo, threads)")
     parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
     parser.add_argument("--timeout", type=float, default=60.0, help="per run (s)")
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--database-url", default="",
-                        help="e.g. postgres://postgres@127.0.0.1:5432/meshgate_rb (DROPPED and re-created); "
-                             "default: a temporary SQLite file")
-    parser.add_argument("--broker-url", default="",
-                        help="e.g. redis://127.0.0.1:6379/10 (that database is FLUSHED); default: a temporary "
-                             "filesystem broker")
+    parser.add_argument(
+        "--database-url",
+        default="",
+        help="e.g. postgres://postgres@127.0.0.1:5432/meshgate_rb (DROPPED and re-created); "
+        "default: a temporary SQLite file",
+    )
+    parser.add_argument(
+        "--broker-url",
+        default="",
+        help="e.g. redis://127.0.0.1:6379/10 (that database is FLUSHED); default: a temporary filesystem broker",
+    )
     args = parser.parse_args()
     rng = random.Random(args.seed)
     target = args.interval + 2.0
     results = []
     with tempfile.TemporaryDirectory(prefix="meshgate-bench-") as tmp:
         workdir = Path(tmp)
-        setup_django(workdir, args.database_url, args.broker_url,
-                     {"MESHGATE_ROLLOUT_ANALYZER": None})  # the real analysis layer
+        setup_django(
+            workdir, args.database_url, args.broker_url, {"MESHGATE_ROLLOUT_ANALYZER": None}
+        )  # the real analysis layer
         from tests.fixtures.meshsim import STAGING_SEED, start_meshsim
 
         meshsim = start_meshsim(workdir, name="staging", seeds=[STAGING_SEED], extra_args=["--traffic"])
@@ -201,12 +253,24 @@ def main() -> int:
                 worker = start_worker(workdir, args.concurrency, args.pool)
                 print(_check_worker_environment(worker), flush=True)
             for index in range(args.runs):
-                result = one_run(org, meshsim, mode=args.mode, interval=args.interval, onset_step=args.onset_step,
-                                 tick=args.tick, beat=args.beat, rng=rng, timeout=args.timeout)
+                result = one_run(
+                    org,
+                    meshsim,
+                    mode=args.mode,
+                    interval=args.interval,
+                    onset_step=args.onset_step,
+                    tick=args.tick,
+                    beat=args.beat,
+                    rng=rng,
+                    timeout=args.timeout,
+                )
                 results.append(result)
-                print(f"run {index + 1}: rollout #{result['rollout']} {result['state']:<11} "
-                      f"onset at {result['weight']} %  back on stable {fmt(result['back'])} s  "
-                      f"row terminal {fmt(result['terminal'])} s  {result['reason'][:70]}", flush=True)
+                print(
+                    f"run {index + 1}: rollout #{result['rollout']} {result['state']:<11} "
+                    f"onset at {result['weight']} %  back on stable {fmt(result['back'])} s  "
+                    f"row terminal {fmt(result['terminal'])} s  {result['reason'][:70]}",
+                    flush=True,
+                )
         finally:
             stop_worker(worker)
             meshsim.stop()
@@ -225,14 +289,19 @@ def main() -> int:
     ok = bool(backs) and failed == 0 and max(backs) < target
     print(f"{'target: interval + 2 s (s)':<42}{target:>10.2f}")
     if args.mode == "worker":
-        driven = (f"one celery worker ({args.pool} x{args.concurrency}), task chain + reconcile_rollouts every "
-                  f"{args.beat:g} s")
+        driven = (
+            f"one celery worker ({args.pool} x{args.concurrency}), task chain + reconcile_rollouts every "
+            f"{args.beat:g} s"
+        )
     else:
         driven = f"in-process: rollouts_due + rollout_advance every {args.tick} s, no broker/beat"
-    backend = (f"{'PostgreSQL' if args.database_url else 'SQLite'}, "
-               f"{'Redis' if args.broker_url else 'filesystem broker'}")
-    print(f"verdict: {'ok' if ok else 'MISSED'} (max {fmt(max(backs)) if backs else 'n/a'} s vs < {target:.2f} s;"
-          f" engine driven {driven}; {backend})")
+    backend = (
+        f"{'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'}"
+    )
+    print(
+        f"verdict: {'ok' if ok else 'MISSED'} (max {fmt(max(backs)) if backs else 'n/a'} s vs < {target:.2f} s;"
+        f" engine driven {driven}; {backend})"
+    )
     if failed and worker_log:
         print(f"worker log tail:\n{worker_log[-2000:]}")
     return 0 if ok else 1

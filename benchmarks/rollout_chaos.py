@@ -11,6 +11,7 @@ VirtualService equals the approved revision (completed) or the snapshot (rolled 
 "problems" lists every acceptance breach (a rollback reported while the canary serves traffic, an
 out-of-band pause nobody caused, an API 5xx, a rollout not finished).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,16 +41,28 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         report = Path(tmp) / "chaos.jsonl"
         env = {**os.environ, "ROLLOUT_CHAOS_SEEDS": ",".join(map(str, seeds)), "ROLLOUT_CHAOS_REPORT": str(report)}
-        command = [sys.executable, "-m", "pytest", TEST, "-q", "-p", "no:cacheprovider", "-rf",
-                   "-k", " or ".join(f"[{p}-" for p in profiles)]
+        command = [
+            sys.executable,
+            "-m",
+            "pytest",
+            TEST,
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-rf",
+            "-k",
+            " or ".join(f"[{p}-" for p in profiles),
+        ]
         print(f"{len(profiles)} profile(s) x {len(seeds)} seed(s) {seeds}", flush=True)
         code = subprocess.call(command, cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL)
         records = [json.loads(line) for line in report.read_text().splitlines()] if report.exists() else []
     by_profile: dict[str, list[dict]] = defaultdict(list)
     for record in records:
         by_profile[record["profile"]].append(record)
-    print("| profile | runs | rollouts | completed | rolled back | failed | other | verified | errors retried "
-          "| API 5xx | time to finish (s, mean / max) | problems |")
+    print(
+        "| profile | runs | rollouts | completed | rolled back | failed | other | verified | errors retried "
+        "| API 5xx | time to finish (s, mean / max) | problems |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for profile in profiles:
         runs = by_profile.get(profile, [])
@@ -59,11 +72,13 @@ def main() -> int:
             states[r["state"]] += 1
         seconds = [run["seconds"] for run in runs] or [0.0]
         other = len(rollouts) - states["completed"] - states["rolled_back"] - states["failed"]
-        print(f"| {profile} | {len(runs)} | {len(rollouts)} | {states['completed']} | {states['rolled_back']} | "
-              f"{states['failed']} | {other} | {sum(r['verified'] for r in rollouts)}/{len(rollouts)} | "
-              f"{sum(r['errors_retried'] for r in rollouts)} | {sum(run['api_5xx'] for run in runs)} | "
-              f"{sum(seconds) / len(seconds):.1f} / {max(seconds):.1f} | "
-              f"{sum(len(run['problems']) for run in runs)} |")
+        print(
+            f"| {profile} | {len(runs)} | {len(rollouts)} | {states['completed']} | {states['rolled_back']} | "
+            f"{states['failed']} | {other} | {sum(r['verified'] for r in rollouts)}/{len(rollouts)} | "
+            f"{sum(r['errors_retried'] for r in rollouts)} | {sum(run['api_5xx'] for run in runs)} | "
+            f"{sum(seconds) / len(seconds):.1f} / {max(seconds):.1f} | "
+            f"{sum(len(run['problems']) for run in runs)} |"
+        )
     for run in records:
         for problem in run["problems"]:
             print(f"problem: {problem}")

@@ -9,6 +9,7 @@ Each run is one case of `tests/policies/rollouts/test_worker.py::test_killing_th
 would — finds the rollout again). The database and broker are whatever the test settings use
 (`MESHGATE_TEST_SQLITE` / `DATABASE_URL`, `CELERY_BROKER_URL`). Prints how many runs passed.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,7 @@ import sys
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-TEST = ("tests/policies/rollouts/test_worker.py::"
-        "test_killing_the_worker_at_a_random_point_ends_in_the_same_state")
+TEST = "tests/policies/rollouts/test_worker.py::test_killing_the_worker_at_a_random_point_ends_in_the_same_state"
 
 
 def main() -> int:

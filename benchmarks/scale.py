@@ -11,6 +11,7 @@ object and a 1,000-object bundle (parse, schema, cross-resource checks; the inve
 the catalog's last page and the policy API's last page (as a security-team member, who sees all);
 the change page and the plan of a 500-item change. Medians of --runs runs (after one warm-up).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,8 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks._common import setup_django
 
 TARGETS = {  # seconds
-    "validate one object": 0.1, "validate a 1,000-object bundle": 2.0, "catalog last page": 0.15,
-    "policy API last page": 0.15, "change page (500 items)": 1.0,
+    "validate one object": 0.1,
+    "validate a 1,000-object bundle": 2.0,
+    "catalog last page": 0.15,
+    "policy API last page": 0.15,
+    "change page (500 items)": 1.0,
 }
 PAGE_BYTES_TARGET = 1_000_000
 
@@ -38,35 +42,97 @@ def seed_documents(objects: int) -> list[dict[str, Any]]:
     docs: list[dict[str, Any]] = []
     for n in range(max(objects // 20, 1)):
         ns = f"ns-{n:04d}"
-        docs.append({"apiVersion": "v1", "kind": "Namespace",
-                     "metadata": {"name": ns, "labels": {"istio-injection": "enabled"}}})
+        docs.append(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"istio-injection": "enabled"}},
+            }
+        )
         for s in range(3):
             app = f"app{s}"
-            docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": app, "namespace": ns},
-                         "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 8080}]}})
+            docs.append(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": app, "namespace": ns},
+                    "spec": {"selector": {"app": app}, "ports": [{"name": "http", "port": 8080}]},
+                }
+            )
             for version in ("v1", "v2"):
-                docs.append({"apiVersion": "v1", "kind": "Pod",
-                             "metadata": {"name": f"{app}-{version}-0", "namespace": ns,
-                                          "labels": {"app": app, "version": version}},
-                             "spec": {"containers": [{"name": app, "image": f"example/{app}:{version}"}]}})
-            docs.append({"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",
-                         "metadata": {"name": app, "namespace": ns},
-                         "spec": {"host": app, "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]}})
-            docs.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                         "metadata": {"name": app, "namespace": ns},
-                         "spec": {"hosts": [app], "http": [{"route": [
-                             {"destination": {"host": app, "subset": "v1", "port": {"number": 8080}}, "weight": 90},
-                             {"destination": {"host": app, "subset": "v2", "port": {"number": 8080}}, "weight": 10}]}]}})
+                docs.append(
+                    {
+                        "apiVersion": "v1",
+                        "kind": "Pod",
+                        "metadata": {
+                            "name": f"{app}-{version}-0",
+                            "namespace": ns,
+                            "labels": {"app": app, "version": version},
+                        },
+                        "spec": {"containers": [{"name": app, "image": f"example/{app}:{version}"}]},
+                    }
+                )
+            docs.append(
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "DestinationRule",
+                    "metadata": {"name": app, "namespace": ns},
+                    "spec": {"host": app, "subsets": [{"name": v, "labels": {"version": v}} for v in ("v1", "v2")]},
+                }
+            )
+            docs.append(
+                {
+                    "apiVersion": "networking.istio.io/v1",
+                    "kind": "VirtualService",
+                    "metadata": {"name": app, "namespace": ns},
+                    "spec": {
+                        "hosts": [app],
+                        "http": [
+                            {
+                                "route": [
+                                    {
+                                        "destination": {"host": app, "subset": "v1", "port": {"number": 8080}},
+                                        "weight": 90,
+                                    },
+                                    {
+                                        "destination": {"host": app, "subset": "v2", "port": {"number": 8080}},
+                                        "weight": 10,
+                                    },
+                                ]
+                            }
+                        ],
+                    },
+                }
+            )
         for s in range(2):
-            docs.append({"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-                         "metadata": {"name": f"allow-app{s}", "namespace": ns},
-                         "spec": {"selector": {"matchLabels": {"app": f"app{s}"}}, "action": "ALLOW",
-                                  "rules": [{"from": [{"source": {"namespaces": [ns]}}]}]}})
-        docs.append({"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-                     "metadata": {"name": "default", "namespace": ns}, "spec": {"mtls": {"mode": "STRICT"}}})
-        docs.append({"apiVersion": "networking.istio.io/v1", "kind": "Sidecar",
-                     "metadata": {"name": "default", "namespace": ns},
-                     "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]}})
+            docs.append(
+                {
+                    "apiVersion": "security.istio.io/v1",
+                    "kind": "AuthorizationPolicy",
+                    "metadata": {"name": f"allow-app{s}", "namespace": ns},
+                    "spec": {
+                        "selector": {"matchLabels": {"app": f"app{s}"}},
+                        "action": "ALLOW",
+                        "rules": [{"from": [{"source": {"namespaces": [ns]}}]}],
+                    },
+                }
+            )
+        docs.append(
+            {
+                "apiVersion": "security.istio.io/v1",
+                "kind": "PeerAuthentication",
+                "metadata": {"name": "default", "namespace": ns},
+                "spec": {"mtls": {"mode": "STRICT"}},
+            }
+        )
+        docs.append(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "Sidecar",
+                "metadata": {"name": "default", "namespace": ns},
+                "spec": {"egress": [{"hosts": ["./*", "istio-system/*"]}]},
+            }
+        )
     return docs
 
 
@@ -74,15 +140,27 @@ def bundle(count: int, namespaces: int) -> str:
     docs = []
     for i in range(count):
         ns, app = f"ns-{i % namespaces:04d}", f"app{i % 3}"
-        docs.append({"apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                     "metadata": {"name": f"bench-{i:04d}", "namespace": ns},
-                     "spec": {"hosts": [f"bench-{i}.{ns}.example.com"], "http": [{"route": [
-                         {"destination": {"host": app, "subset": "v2", "port": {"number": 8080}}}]}]}})
+        docs.append(
+            {
+                "apiVersion": "networking.istio.io/v1",
+                "kind": "VirtualService",
+                "metadata": {"name": f"bench-{i:04d}", "namespace": ns},
+                "spec": {
+                    "hosts": [f"bench-{i}.{ns}.example.com"],
+                    "http": [{"route": [{"destination": {"host": app, "subset": "v2", "port": {"number": 8080}}}]}],
+                },
+            }
+        )
     return yaml.safe_dump_all(docs, sort_keys=False)
 
 
-def measure(name: str, fn: Callable[[], Any], runs: int, results: list[tuple[str, float, int, str]],
-            note: Callable[[Any], str] = lambda _: "") -> Any:
+def measure(
+    name: str,
+    fn: Callable[[], Any],
+    runs: int,
+    results: list[tuple[str, float, int, str]],
+    note: Callable[[Any], str] = lambda _: "",
+) -> Any:
     from django.db import connection, reset_queries
     from django.test.utils import CaptureQueriesContext
 
@@ -147,7 +225,9 @@ def main() -> int:
         seed.write_text(yaml.safe_dump_all(docs, sort_keys=False))
         started = time.perf_counter()
         meshsim = start_meshsim(workdir, name="scale", seeds=[seed], timeout=600)
-        print(f"meshsim with {len(docs)} objects in {namespaces} namespaces up in {time.perf_counter() - started:.1f} s")
+        print(
+            f"meshsim with {len(docs)} objects in {namespaces} namespaces up in {time.perf_counter() - started:.1f} s"
+        )
         results: list[tuple[str, float, int, str]] = []
         try:
             env = EnvironmentFactory(name="staging", order=10, api_url=meshsim.url)
@@ -170,11 +250,21 @@ def main() -> int:
             once("first import", lambda: environment_import(environment=env), results)
             once("re-import (nothing changed)", lambda: environment_import(environment=env), results)
             one = bundle(1, namespaces)
-            measure("validate one object", lambda: validate_text(environment=env, text=one), max(args.runs, 5), results,
-                    note=lambda r: f"[{len(r.findings)} findings]")
+            measure(
+                "validate one object",
+                lambda: validate_text(environment=env, text=one),
+                max(args.runs, 5),
+                results,
+                note=lambda r: f"[{len(r.findings)} findings]",
+            )
             many = bundle(1000, namespaces)
-            measure("validate a 1,000-object bundle", lambda: validate_text(environment=env, text=many), args.runs,
-                    results, note=lambda r: f"[{len(r.findings)} findings]")
+            measure(
+                "validate a 1,000-object bundle",
+                lambda: validate_text(environment=env, text=many),
+                args.runs,
+                results,
+                note=lambda r: f"[{len(r.findings)} findings]",
+            )
 
             client = Client()
             client.force_login(reader)
@@ -186,20 +276,39 @@ def main() -> int:
                 assert response.status_code == 200, (url, response.status_code)
                 return response
 
-            measure("catalog last page", lambda: page(f"/policies/?page={last}"), args.runs, results,
-                    note=lambda r: f"[{policies} policies, page {last}]")
-            measure("policy API last page", lambda: page(f"/api/v1/policies/?limit=50&offset={max(policies - 50, 0)}"),
-                    args.runs, results)
+            measure(
+                "catalog last page",
+                lambda: page(f"/policies/?page={last}"),
+                args.runs,
+                results,
+                note=lambda r: f"[{policies} policies, page {last}]",
+            )
+            measure(
+                "policy API last page",
+                lambda: page(f"/api/v1/policies/?limit=50&offset={max(policies - 50, 0)}"),
+                args.runs,
+                results,
+            )
 
             change = build_large_change(environment=env, author=author, count=500, namespace="ns-0000", prefix="big")
             client.force_login(author)
-            response = measure("change page (500 items)", lambda: page(f"/changes/{change.pk}/"), args.runs, results,
-                               note=lambda r: f"[{len(r.content) / 1024:.0f} KiB]")
+            response = measure(
+                "change page (500 items)",
+                lambda: page(f"/changes/{change.pk}/"),
+                args.runs,
+                results,
+                note=lambda r: f"[{len(r.content) / 1024:.0f} KiB]",
+            )
             size = len(response.content)
-            print(f"  change page size {size / 1024:.0f} KiB (target < {PAGE_BYTES_TARGET / 1e6:.0f} MB: "
-                  f"{'ok' if size < PAGE_BYTES_TARGET else 'MISSED'})")
-            once("plan of the 500-item change (live from the inventory, 500 server dry-runs)",
-                 lambda: plan_compute(change=ChangeRequest.objects.get(pk=change.pk)), results)
+            print(
+                f"  change page size {size / 1024:.0f} KiB (target < {PAGE_BYTES_TARGET / 1e6:.0f} MB: "
+                f"{'ok' if size < PAGE_BYTES_TARGET else 'MISSED'})"
+            )
+            once(
+                "plan of the 500-item change (live from the inventory, 500 server dry-runs)",
+                lambda: plan_compute(change=ChangeRequest.objects.get(pk=change.pk)),
+                results,
+            )
         finally:
             meshsim.stop()
     print()

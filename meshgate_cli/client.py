@@ -83,8 +83,15 @@ class Client:
         url = f"{self.settings.url}/api/v1/{path.lstrip('/')}"
         try:
             response = self.session.request(
-                method, url, params=params, json=json_body, data=data, files=list(files) if files else None,
-                headers=dict(headers or {}), timeout=timeout, allow_redirects=False,
+                method,
+                url,
+                params=params,
+                json=json_body,
+                data=data,
+                files=list(files) if files else None,
+                headers=dict(headers or {}),
+                timeout=timeout,
+                allow_redirects=False,
             )
         except requests.RequestException as exc:
             raise CliError(f"cannot reach {self.settings.url}: {exc}", self.server_exit) from exc
@@ -104,7 +111,12 @@ class Client:
     # --- endpoints --------------------------------------------------------------------------------
 
     def validate(
-        self, *, environment: str, files: list[tuple[str, bytes]], namespace: str | None, fmt: str,
+        self,
+        *,
+        environment: str,
+        files: list[tuple[str, bytes]],
+        namespace: str | None,
+        fmt: str,
         skip_permissions: bool,
     ) -> requests.Response:
         data: dict[str, Any] = {"environment": environment}
@@ -114,7 +126,10 @@ class Client:
             data["checks"] = "content"
         params = {"format": fmt} if fmt in ("sarif", "junit") else None
         return self.request(
-            "POST", "validate", data=data, params=params,
+            "POST",
+            "validate",
+            data=data,
+            params=params,
             files=[("files", (name, content)) for name, content in files],
         )
 
@@ -135,8 +150,10 @@ def _error_message(response: requests.Response) -> str:
         message = str(body.get("message") or body.get("detail") or body)
         details = body.get("details")
         if isinstance(details, dict) and details.get("findings"):
-            lines = [f"  {f.get('code')} {f.get('file', '')}:{f.get('line') or ''} {f.get('message')}"
-                     for f in details["findings"][:20]]
+            lines = [
+                f"  {f.get('code')} {f.get('file', '')}:{f.get('line') or ''} {f.get('message')}"
+                for f in details["findings"][:20]
+            ]
             message += "\n" + "\n".join(lines)
         return message
     return str(body)[:300]

@@ -42,6 +42,7 @@ LONG_POLL_SECONDS = 30
 
 # --- input --------------------------------------------------------------------------------------
 
+
 def read_manifests(paths: Sequence[str]) -> list[tuple[str, bytes]]:
     """The files given with -f: manifests and archives, or folders read recursively for
     .yaml/.yml/.json files. Each is named by its path relative to the working directory (as a
@@ -109,6 +110,7 @@ def parse_duration(text: str) -> float:
 
 # --- output -------------------------------------------------------------------------------------
 
+
 def findings_text(findings: list[dict[str, Any]], out: TextIO) -> None:
     for finding in findings:
         where = finding.get("file") or "bundle"
@@ -157,7 +159,7 @@ def level_counts(header: str) -> dict[str, int]:
 
 
 def at_or_above(counts: dict[str, int], threshold: str) -> int:
-    return sum(counts.get(level, 0) for level in LEVELS[LEVELS.index(threshold):])
+    return sum(counts.get(level, 0) for level in LEVELS[LEVELS.index(threshold) :])
 
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[TextIO], object]) -> None:
@@ -175,8 +177,10 @@ def status_line(status: dict[str, Any]) -> str:
         parts.append(approval["summary"])
     rollout = status.get("rollout")
     if rollout:
-        parts.append(f"rollout #{rollout['id']} {rollout['state']} phase {rollout['phase'] or '-'} "
-                     f"({rollout['phase_index'] + 1}/{rollout['phases']}) weight {rollout['weight']} %")
+        parts.append(
+            f"rollout #{rollout['id']} {rollout['state']} phase {rollout['phase'] or '-'} "
+            f"({rollout['phase_index'] + 1}/{rollout['phases']}) weight {rollout['weight']} %"
+        )
         reason = rollout.get("rollback_reason")
         if reason:
             parts.append(f"rollback reason: {reason.get('message') or reason}")
@@ -189,6 +193,7 @@ def status_line(status: dict[str, Any]) -> str:
 
 # --- commands -----------------------------------------------------------------------------------
 
+
 def client_for(args: argparse.Namespace) -> Client:
     settings = load_settings(url=args.url, token=args.token, usage_exit=EXIT_USAGE)
     return Client(settings, auth_exit=EXIT_USAGE, server_exit=EXIT_USAGE)
@@ -198,8 +203,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     files = read_manifests(args.filename)
     client = client_for(args)
     fmt = args.format
-    response = client.validate(environment=args.env, files=upload_parts(files), namespace=args.namespace, fmt=fmt,
-                               skip_permissions=args.content_only)
+    response = client.validate(
+        environment=args.env,
+        files=upload_parts(files),
+        namespace=args.namespace,
+        fmt=fmt,
+        skip_permissions=args.content_only,
+    )
     counts = level_counts(response.headers.get("X-Meshgate-Findings", ""))
     if fmt in ("sarif", "junit"):
         body_text = response.text
@@ -214,7 +224,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         counts = {level: sum(1 for f in findings if f["level"] == level) for level in LEVELS}
         parse_errors = sum(1 for f in findings if f["level"] == "error" and f.get("layer") == "parse")
         out: TextIO
-        with (open(args.output, "w") if args.output else _stdout()) as out:
+        with open(args.output, "w") if args.output else _stdout() as out:
             if fmt == "json":
                 json.dump(body, out, indent=2)
                 out.write("\n")
@@ -223,8 +233,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
             else:
                 findings_text(findings, out)
                 documents = len(body.get("documents", []))
-                out.write(f"{documents} object(s) in {len(files)} file(s): {counts['error']} error(s), "
-                          f"{counts['warning']} warning(s), {counts['info']} info\n")
+                out.write(
+                    f"{documents} object(s) in {len(files)} file(s): {counts['error']} error(s), "
+                    f"{counts['warning']} warning(s), {counts['info']} info\n"
+                )
     if parse_errors:
         return EXIT_INPUT
     return EXIT_FINDINGS if at_or_above(counts, args.failure_threshold) else EXIT_OK
@@ -266,8 +278,11 @@ def cmd_apply(args: argparse.Namespace) -> int:
     if existing is not None:
         # a new commit of the pull request: the open change gets the new items (approvals are voided)
         response = client.request(
-            "PUT", f"changes/{existing}/items/", data={"message": args.title, "commit_sha": args.commit or ""},
-            files=parts, ok=(200, 400),
+            "PUT",
+            f"changes/{existing}/items/",
+            data={"message": args.title, "commit_sha": args.commit or ""},
+            files=parts,
+            ok=(200, 400),
         )
     else:
         response = client.request("POST", "changes/", data=fields, headers=headers, files=parts, ok=(200, 201, 400))
@@ -299,8 +314,10 @@ OPEN_STATES = ("draft", "in_review", "changes_requested", "approved", "scheduled
 
 def _open_change_for(client: Client, *, env: str, pull_request: str) -> int | None:
     """The caller's open change (not yet rolling out) that follows this pull request, if any."""
-    found = client.get_json("changes/", params={"environment": env, "pull_request": pull_request, "mine": "true",
-                                                "state": list(OPEN_STATES)})
+    found = client.get_json(
+        "changes/",
+        params={"environment": env, "pull_request": pull_request, "mine": "true", "state": list(OPEN_STATES)},
+    )
     results = found.get("results", found) if isinstance(found, dict) else found
     return int(results[0]["id"]) if results else None
 
@@ -328,8 +345,7 @@ def follow(args: argparse.Namespace, client: Client, change_id: int, *, schedule
         if remaining <= 0:
             sys.stderr.write(f"meshgate: timed out waiting for change #{change_id} ({status['state']})\n")
             return EXIT_TIMEOUT
-        status = client.change_status(change_id, wait=int(min(LONG_POLL_SECONDS, max(1, remaining))),
-                                      version=version)
+        status = client.change_status(change_id, wait=int(min(LONG_POLL_SECONDS, max(1, remaining))), version=version)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -368,8 +384,11 @@ def cmd_rollout(args: argparse.Namespace) -> int:
         result = client.post_json(f"changes/{rollout['change']}/retry/")
     else:
         result = client.post_json(f"rollouts/{args.rollout}/{args.action}/", body)
-    emit(args, result, lambda out: out.write(
-        f"rollout #{args.rollout}: {args.action} accepted; state {result.get('state', '?')}\n"))
+    emit(
+        args,
+        result,
+        lambda out: out.write(f"rollout #{args.rollout}: {args.action} accepted; state {result.get('state', '?')}\n"),
+    )
     return EXIT_OK
 
 
@@ -379,8 +398,13 @@ def cmd_token_create(args: argparse.Namespace) -> int:
     if args.expires_in_days:
         body["expires_in_days"] = args.expires_in_days
     result = client.post_json(f"service-accounts/{args.service_account}/tokens/", body)
-    emit(args, result, lambda out: out.write(
-        f"token {result['name']} for {args.service_account} (shown once, store it now):\n{result['token']}\n"))
+    emit(
+        args,
+        result,
+        lambda out: out.write(
+            f"token {result['name']} for {args.service_account} (shown once, store it now):\n{result['token']}\n"
+        ),
+    )
     return EXIT_OK
 
 
@@ -392,27 +416,42 @@ def _say(args: argparse.Namespace, message: str) -> None:
 
 # --- arguments ----------------------------------------------------------------------------------
 
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--url", help="Meshgate's URL (or MESHGATE_URL, or `url` in the config file)")
     common.add_argument("--token", help="an API token (or MESHGATE_TOKEN, or `token` in the config file)")
     common.add_argument("--json", action="store_true", help="machine-readable output on stdout")
 
-    root = argparse.ArgumentParser(prog="meshgate", description=__doc__,
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+    root = argparse.ArgumentParser(
+        prog="meshgate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     validate = commands.add_parser("validate", parents=[common], help="validate manifests against an environment")
-    validate.add_argument("-f", "--filename", action="append", required=True, metavar="PATH",
-                          help="a manifest, an archive or a folder (repeatable)")
+    validate.add_argument(
+        "-f",
+        "--filename",
+        action="append",
+        required=True,
+        metavar="PATH",
+        help="a manifest, an archive or a folder (repeatable)",
+    )
     validate.add_argument("--env", required=True, help="the environment to validate against")
     validate.add_argument("-n", "--namespace", help="namespace for objects that name none (as kubectl -n)")
     validate.add_argument("--format", choices=["text", "json", "sarif", "junit", "github"], default="text")
-    validate.add_argument("--failure-threshold", choices=["error", "warning", "info"], default="error",
-                          help="exit 3 on findings at or above this level (default: error)")
+    validate.add_argument(
+        "--failure-threshold",
+        choices=["error", "warning", "info"],
+        default="error",
+        help="exit 3 on findings at or above this level (default: error)",
+    )
     validate.add_argument("-o", "--output", help="write the report to this file instead of stdout")
-    validate.add_argument("--content-only", action="store_true",
-                          help="check the content only, not your team's permissions on the namespaces")
+    validate.add_argument(
+        "--content-only",
+        action="store_true",
+        help="check the content only, not your team's permissions on the namespaces",
+    )
     validate.set_defaults(func=cmd_validate)
 
     apply = commands.add_parser("apply", parents=[common], help="create and submit a change from manifests")
@@ -425,8 +464,11 @@ def parser() -> argparse.ArgumentParser:
     apply.add_argument("--pr", help="the pull request URL")
     apply.add_argument("--link", help="a link shown on the change (default: the pull request)")
     apply.add_argument("--idempotency-key", help="resending with the same key creates nothing new")
-    apply.add_argument("--rollout-options", metavar="FILE",
-                       help="the change's rollout plan (YAML/JSON: strategy, steps, analysis, gates, webhooks)")
+    apply.add_argument(
+        "--rollout-options",
+        metavar="FILE",
+        help="the change's rollout plan (YAML/JSON: strategy, steps, analysis, gates, webhooks)",
+    )
     apply.add_argument("--wait", action="store_true", help="wait through approval and rollout")
     apply.add_argument("--timeout", type=parse_duration, default=parse_duration("30m"))
     apply.set_defaults(func=cmd_apply)
@@ -437,7 +479,9 @@ def parser() -> argparse.ArgumentParser:
     status.add_argument("--timeout", type=parse_duration, default=None)
     status.set_defaults(func=cmd_status)
 
-    promote = commands.add_parser("promote", parents=[common], help="promote a completed change to the next environment")
+    promote = commands.add_parser(
+        "promote", parents=[common], help="promote a completed change to the next environment"
+    )
     promote.add_argument("change", type=int)
     promote.add_argument("--wait", action="store_true")
     promote.add_argument("--timeout", type=parse_duration, default=parse_duration("30m"))

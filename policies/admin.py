@@ -1,4 +1,5 @@
 """Django admin for every model. Changes made here are audited like any other; history is read-only."""
+
 from typing import Any
 
 from django.contrib import admin
@@ -36,14 +37,18 @@ class AuditedAdmin(admin.ModelAdmin):
         with transaction.atomic():
             super().save_model(request, obj, form, change)
             audit_record(
-                action=f"admin.{label}.{'changed' if change else 'created'}", actor=request.user, obj=obj,
-                before=before, after=_snapshot(obj),
+                action=f"admin.{label}.{'changed' if change else 'created'}",
+                actor=request.user,
+                obj=obj,
+                before=before,
+                after=_snapshot(obj),
             )
 
     def delete_model(self, request: Any, obj: Any) -> None:
         with transaction.atomic():
-            audit_record(action=f"admin.{obj._meta.model_name}.deleted", actor=request.user, obj=obj,
-                         before=_snapshot(obj))
+            audit_record(
+                action=f"admin.{obj._meta.model_name}.deleted", actor=request.user, obj=obj, before=_snapshot(obj)
+            )
             super().delete_model(request, obj)
 
     def delete_queryset(self, request: Any, queryset: QuerySet[Any]) -> None:
@@ -64,8 +69,16 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 @admin.register(Environment)
 class EnvironmentAdmin(AuditedAdmin):
-    list_display = ("name", "display_name", "order", "is_production", "auth_mode", "api_url", "cluster_reachable",
-                    "foreign_controllers")
+    list_display = (
+        "name",
+        "display_name",
+        "order",
+        "is_production",
+        "auth_mode",
+        "api_url",
+        "cluster_reachable",
+        "foreign_controllers",
+    )
     readonly_fields = ("cluster_reachable", "cluster_version", "cluster_error", "cluster_checked_at", "last_import_at")
 
 
@@ -153,14 +166,30 @@ class GuardrailOverrideAdmin(ReadOnlyAdmin):
 
 @admin.register(ChangeWindow)
 class ChangeWindowAdmin(AuditedAdmin):
-    list_display = ("name", "environment", "kind", "weekdays", "start_time", "end_time", "end_weekday",
-                    "timezone", "starts_at", "ends_at", "enabled")
+    list_display = (
+        "name",
+        "environment",
+        "kind",
+        "weekdays",
+        "start_time",
+        "end_time",
+        "end_weekday",
+        "timezone",
+        "starts_at",
+        "ends_at",
+        "enabled",
+    )
     list_filter = ("environment", "kind", "enabled")
     list_select_related = ("environment",)
     fieldsets = (
         (None, {"fields": ("environment", "name", "kind", "enabled")}),
-        ("Recurring", {"fields": ("weekdays", "start_time", "end_time", "end_weekday", "timezone"),
-                       "description": "Weekdays as a JSON list, 0 = Monday … 6 = Sunday, e.g. [0, 1, 2, 3, 4]."}),
+        (
+            "Recurring",
+            {
+                "fields": ("weekdays", "start_time", "end_time", "end_weekday", "timezone"),
+                "description": "Weekdays as a JSON list, 0 = Monday … 6 = Sunday, e.g. [0, 1, 2, 3, 4].",
+            },
+        ),
         ("One-off", {"fields": ("starts_at", "ends_at")}),
     )
 
@@ -168,8 +197,11 @@ class ChangeWindowAdmin(AuditedAdmin):
 class NotificationChannelAdminForm(forms.ModelForm):
     """Never shows the stored webhook secret; a blank field keeps it."""
 
-    secret = forms.CharField(required=False, widget=forms.PasswordInput(render_value=False),
-                             help_text="Webhook HMAC key. Leave blank to keep the current one.")
+    secret = forms.CharField(
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Webhook HMAC key. Leave blank to keep the current one.",
+    )
 
     class Meta:
         model = NotificationChannel
@@ -220,8 +252,15 @@ from policies.models import (  # noqa: E402
 class ApprovalRuleAdmin(AuditedAdmin):
     """Editable by admins (also at /approval-rules/); every save is audited."""
 
-    list_display = ("__str__", "environment", "kind", "required_approvals", "security_approval",
-                    "extra_production_approval", "updated_at")
+    list_display = (
+        "__str__",
+        "environment",
+        "kind",
+        "required_approvals",
+        "security_approval",
+        "extra_production_approval",
+        "updated_at",
+    )
     list_filter = ("environment", "kind", "security_approval")
     list_select_related = ("environment",)
     readonly_fields = ("created_at", "updated_at")

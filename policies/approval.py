@@ -20,6 +20,7 @@ validation errors, guardrails, the plan).
 
 Reads only: the services in `policies.services.changes` / `reviews` act on the result.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -53,6 +54,7 @@ GUARDRAIL_SUBJECT = "changeitem"
 
 
 # --- requirements ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ItemRule:
@@ -109,7 +111,8 @@ def item_rule(item: ChangeItem, *, rules: Sequence[ApprovalRule], environment_id
     if rule is None:
         return ItemRule(item.pk, None, DEFAULT_REQUIRED_APPROVALS, security_kind, True)
     security = {
-        SecurityApproval.ALWAYS.value: True, SecurityApproval.NEVER.value: False,
+        SecurityApproval.ALWAYS.value: True,
+        SecurityApproval.NEVER.value: False,
     }.get(rule.security_approval, security_kind)
     return ItemRule(item.pk, rule.pk, rule.required_approvals, security, rule.extra_production_approval)
 
@@ -125,8 +128,9 @@ def change_requirements(change: ChangeRequest, *, items: Sequence[ChangeItem]) -
     namespaces = sorted({item.namespace for item in items})
     owners = {
         ownership.namespace: ownership.team
-        for ownership in NamespaceOwnership.objects.filter(environment=environment, namespace__in=namespaces)
-        .select_related("team")
+        for ownership in NamespaceOwnership.objects.filter(
+            environment=environment, namespace__in=namespaces
+        ).select_related("team")
     }
     teams: dict[int, Team] = {}
     for namespace in namespaces:
@@ -146,8 +150,13 @@ def change_requirements(change: ChangeRequest, *, items: Sequence[ChangeItem]) -
 
 # --- can a rule be satisfied ------------------------------------------------------------------------
 
+
 def rule_problems(
-    *, environment: Environment | None, kind: str, required_approvals: int, security_approval: str,
+    *,
+    environment: Environment | None,
+    kind: str,
+    required_approvals: int,
+    security_approval: str,
     extra_production_approval: bool,
 ) -> list[str]:
     """Why a rule (or the default, with `kind=""` and `SecurityApproval.DEFAULT`) could never be met:
@@ -156,12 +165,14 @@ def rule_problems(
     environments = [environment] if environment is not None else list(Environment.objects.order_by("order"))
     teams_by_env: dict[int, set[int]] = defaultdict(set)
     for env_id, team_id in NamespaceOwnership.objects.filter(environment__in=environments).values_list(
-            "environment_id", "team_id"):
+        "environment_id", "team_id"
+    ):
         teams_by_env[env_id].add(team_id)
     approvers: dict[int, set[int]] = defaultdict(set)
     security_approvers: set[int] = set()
     for user_id, team_id, is_security in Membership.objects.filter(
-            role__in=APPROVER_ROLES, user__is_active=True).values_list("user_id", "team_id", "team__is_security"):
+        role__in=APPROVER_ROLES, user__is_active=True
+    ).values_list("user_id", "team_id", "team__is_security"):
         approvers[team_id].add(user_id)
         if is_security:
             security_approvers.add(user_id)
@@ -184,14 +195,19 @@ def rule_problems(
                 needed = max(count, 1 + (1 if security else 0))
                 what = "security-kind changes" if security and len(cases) > 1 else "changes"
                 if security and not security_approvers:
-                    problems.append(f"{env.name}: {what} of team {names[team_id]} need a security approver, "
-                                    "and no security team has one")
+                    problems.append(
+                        f"{env.name}: {what} of team {names[team_id]} need a security approver, "
+                        "and no security team has one"
+                    )
                 elif not approvers[team_id]:
-                    problems.append(f"{env.name}: {what} of team {names[team_id]} need an approver of the team, "
-                                    "and it has none")
+                    problems.append(
+                        f"{env.name}: {what} of team {names[team_id]} need an approver of the team, and it has none"
+                    )
                 elif len(pool) < needed:
-                    problems.append(f"{env.name}: {what} of team {names[team_id]} need {needed} approvals, but only "
-                                    f"{len(pool)} {'person' if len(pool) == 1 else 'people'} may approve them")
+                    problems.append(
+                        f"{env.name}: {what} of team {names[team_id]} need {needed} approvals, but only "
+                        f"{len(pool)} {'person' if len(pool) == 1 else 'people'} may approve them"
+                    )
     return problems
 
 
@@ -205,13 +221,17 @@ def default_rule_problems() -> list[str]:
         if ApprovalRule.objects.filter(environment=environment, kind="").exists():
             continue
         problems += rule_problems(
-            environment=environment, kind="", required_approvals=DEFAULT_REQUIRED_APPROVALS,
-            security_approval=SecurityApproval.DEFAULT, extra_production_approval=True,
+            environment=environment,
+            kind="",
+            required_approvals=DEFAULT_REQUIRED_APPROVALS,
+            security_approval=SecurityApproval.DEFAULT,
+            extra_production_approval=True,
         )
     return problems
 
 
 # --- who may approve -------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ApproverRoles:
@@ -251,11 +271,14 @@ def why_may_not_approve(*, user: User, change: ChangeRequest, requirements: Requ
     needed = [f"team {team.name}" for team in requirements.teams]
     if requirements.security:
         needed.append("a security team")
-    return (f"only approvers of {', '.join(needed) or 'the owning team'} may approve or request changes on "
-            f"change #{change.pk}")
+    return (
+        f"only approvers of {', '.join(needed) or 'the owning team'} may approve or request changes on "
+        f"change #{change.pk}"
+    )
 
 
 # --- status ------------------------------------------------------------------------------------------
+
 
 @dataclass
 class ApprovalStatus:
@@ -297,7 +320,12 @@ def current_hashes(items: Iterable[ChangeItem]) -> dict[str, str]:
 
 
 def why_not_counted(
-    review: Review, *, change: ChangeRequest, hashes: dict[str, str], plan: Plan | None, roles: ApproverRoles,
+    review: Review,
+    *,
+    change: ChangeRequest,
+    hashes: dict[str, str],
+    plan: Plan | None,
+    roles: ApproverRoles,
     requirements: Requirements,
 ) -> str:
     """Empty when the approval counts; otherwise why not."""
@@ -348,8 +376,9 @@ def approval_status(
             not_counted.append((review, reason))
         else:
             counted.append(review)
-    missing = [f"an owning team for namespace {namespace} (none is assigned)"
-               for namespace in requirements.unowned_namespaces]
+    missing = [
+        f"an owning team for namespace {namespace} (none is assigned)" for namespace in requirements.unowned_namespaces
+    ]
     specific = 0
     for team in requirements.teams:
         if not any(team.pk in roles[review.reviewer_id].team_ids for review in counted):
@@ -380,6 +409,7 @@ def latest_plan(change: ChangeRequest) -> Plan | None:
 
 # --- blockers ----------------------------------------------------------------------------------------
 
+
 def item_is_stale(item: ChangeItem) -> bool:
     """Needs `current_revision_now` (annotated by `selectors.change_items`) or a loaded policy."""
     if hasattr(item, "current_revision_now"):
@@ -396,8 +426,10 @@ def item_is_stale(item: ChangeItem) -> bool:
 
 def guardrail_results(item: ChangeItem) -> list[GuardrailResult]:
     names = GuardrailResult.__dataclass_fields__
-    return [GuardrailResult(**{key: value for key, value in result.items() if key in names})
-            for result in item.guardrail_results]
+    return [
+        GuardrailResult(**{key: value for key, value in result.items() if key in names})
+        for result in item.guardrail_results
+    ]
 
 
 def guardrail_blocking(items: Sequence[ChangeItem], *, overrides: Iterable[Any] | None = None) -> dict[int, list]:
@@ -424,7 +456,10 @@ def guardrail_blocking(items: Sequence[ChangeItem], *, overrides: Iterable[Any] 
 
 
 def change_blockers(
-    change: ChangeRequest, *, items: Sequence[ChangeItem], plan: Plan | None,
+    change: ChangeRequest,
+    *,
+    items: Sequence[ChangeItem],
+    plan: Plan | None,
     guardrails: dict[int, list] | None = None,
 ) -> list[str]:
     """Human-readable reasons the change cannot be approved (or scheduled) now, whatever its approvals."""
@@ -441,9 +476,10 @@ def change_blockers(
     for results in guardrails.values():
         for result in results:
             level = GuardrailEnforcement(result.enforcement).label.lower()
-            blockers.append(f"{level} guardrail “{result.name}” fails on {result.object}"
-                            + ("" if result.enforcement == GuardrailEnforcement.HARD_MANDATORY
-                               else " (an admin may override it)"))
+            blockers.append(
+                f"{level} guardrail “{result.name}” fails on {result.object}"
+                + ("" if result.enforcement == GuardrailEnforcement.HARD_MANDATORY else " (an admin may override it)")
+            )
     if plan is None:
         blockers.append("there is no plan yet: it is computed when the change is submitted")
     elif plan.status == PlanStatus.ERROR:

@@ -8,6 +8,7 @@ finding saying why, when a member has an absolute path or `..`, is a link or a d
 holds more than `MAX_BUNDLE_FILES` files, or when its content would expand beyond
 `MAX_BUNDLE_BYTES` (a zip bomb); sizes are checked before anything is decompressed.
 """
+
 from __future__ import annotations
 
 import bz2
@@ -63,39 +64,47 @@ class _Budget:
     def admit_entry(self, archive: str) -> None:
         self.entries += 1
         if self.entries > MAX_ARCHIVE_ENTRIES:
-            raise _Refused(_finding(
-                TOO_MANY_FILES,
-                f"the archive holds more than {MAX_ARCHIVE_ENTRIES} entries: bundle only the folder of manifests",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    TOO_MANY_FILES,
+                    f"the archive holds more than {MAX_ARCHIVE_ENTRIES} entries: bundle only the folder of manifests",
+                    archive,
+                )
+            )
 
     def admit_file(self, archive: str, member: str, size: int) -> None:
         self.files += 1
         if self.files > MAX_BUNDLE_FILES:
-            raise _Refused(_finding(
-                TOO_MANY_FILES,
-                f"the bundle holds more than {MAX_BUNDLE_FILES} files: split it into several bundles",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    TOO_MANY_FILES,
+                    f"the bundle holds more than {MAX_BUNDLE_FILES} files: split it into several bundles",
+                    archive,
+                )
+            )
         self.size += size
         if self.size > MAX_BUNDLE_BYTES:
-            raise _Refused(_finding(
-                TOO_LARGE,
-                f"the archive expands to more than {MAX_BUNDLE_BYTES // MIB} MiB (at {member}): it was not "
-                "unpacked; split the bundle into smaller ones",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    TOO_LARGE,
+                    f"the archive expands to more than {MAX_BUNDLE_BYTES // MIB} MiB (at {member}): it was not "
+                    "unpacked; split the bundle into smaller ones",
+                    archive,
+                )
+            )
 
     def admit_bytes(self, archive: str, what: str, size: int) -> None:
         """Header data (pax records, long names, zip names and extra fields) weighs on the budget too."""
         self.size += size
         if self.size > MAX_BUNDLE_BYTES:
-            raise _Refused(_finding(
-                TOO_LARGE,
-                f"the archive expands to more than {MAX_BUNDLE_BYTES // MIB} MiB (at {what}): it was not "
-                "unpacked; split the bundle into smaller ones",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    TOO_LARGE,
+                    f"the archive expands to more than {MAX_BUNDLE_BYTES // MIB} MiB (at {what}): it was not "
+                    "unpacked; split the bundle into smaller ones",
+                    archive,
+                )
+            )
 
     def unique_name(self, archive: str, member: str) -> str:
         name = member if member not in self.names else f"{archive}/{member}"
@@ -135,15 +144,20 @@ def _member_name(archive: str, raw: str) -> str | None:
     """The member's relative path, None when it is not a manifest; refuses unsafe paths."""
     name = raw.replace("\\", "/")
     if name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise _Refused(_finding(
-            UNSAFE_MEMBER, f"the archive member {raw!r} has an absolute path: the archive was refused", archive
-        ))
+        raise _Refused(
+            _finding(
+                UNSAFE_MEMBER, f"the archive member {raw!r} has an absolute path: the archive was refused", archive
+            )
+        )
     parts = [part for part in name.split("/") if part not in ("", ".")]
     if ".." in parts:
-        raise _Refused(_finding(
-            UNSAFE_MEMBER, f"the archive member {raw!r} points outside the folder ('..'): the archive was refused",
-            archive,
-        ))
+        raise _Refused(
+            _finding(
+                UNSAFE_MEMBER,
+                f"the archive member {raw!r} points outside the folder ('..'): the archive was refused",
+                archive,
+            )
+        )
     if not parts or any(part.startswith(".") or part == "__MACOSX" for part in parts):
         return None  # hidden files and folders, macOS resource forks
     relative = posixpath.join(*parts)
@@ -169,10 +183,13 @@ def _read_zip(archive: str, content: bytes, budget: _Budget) -> list[tuple[str, 
         if info.is_dir():
             continue
         if stat.S_ISLNK(mode):
-            raise _Refused(_finding(
-                UNSAFE_MEMBER, f"the archive member {info.filename!r} is a symbolic link: the archive was refused",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNSAFE_MEMBER,
+                    f"the archive member {info.filename!r} is a symbolic link: the archive was refused",
+                    archive,
+                )
+            )
         budget.admit_file(archive, info.filename, info.file_size)
         if name is not None:
             wanted.append((name, info))
@@ -183,14 +200,17 @@ def _read_zip(archive: str, content: bytes, budget: _Budget) -> list[tuple[str, 
             with bundle.open(info) as member:
                 data = member.read(info.file_size + 1)
         except (zipfile.BadZipFile, RuntimeError, NotImplementedError, OSError, EOFError) as exc:
-            raise _Refused(_finding(
-                UNREADABLE_ARCHIVE, f"the archive member {info.filename!r} cannot be read: {exc}", archive
-            )) from exc
+            raise _Refused(
+                _finding(UNREADABLE_ARCHIVE, f"the archive member {info.filename!r} cannot be read: {exc}", archive)
+            ) from exc
         if len(data) > info.file_size:  # the header lied about the size
-            raise _Refused(_finding(
-                TOO_LARGE, f"the archive member {info.filename!r} is larger than its header says: the archive "
-                "was refused", archive,
-            ))
+            raise _Refused(
+                _finding(
+                    TOO_LARGE,
+                    f"the archive member {info.filename!r} is larger than its header says: the archive was refused",
+                    archive,
+                )
+            )
         result.append((budget.unique_name(archive, name), data))
     return result
 
@@ -226,10 +246,14 @@ def _read_tar(archive: str, content: bytes, budget: _Budget) -> list[tuple[str, 
         if typeflag in (b"x", b"g", b"L", b"K"):
             # Header members: weighed before their data is decompressed.
             if size > MAX_TAR_HEADER_BYTES:
-                raise _Refused(_finding(
-                    UNSAFE_MEMBER, f"the archive holds an extended header of {size} bytes (at most "
-                    f"{MAX_TAR_HEADER_BYTES}): the archive was refused", archive,
-                ))
+                raise _Refused(
+                    _finding(
+                        UNSAFE_MEMBER,
+                        f"the archive holds an extended header of {size} bytes (at most "
+                        f"{MAX_TAR_HEADER_BYTES}): the archive was refused",
+                        archive,
+                    )
+                )
             budget.admit_bytes(archive, "an extended header", size)
             data = stream.read_member(size)
             if typeflag == b"x":
@@ -244,18 +268,25 @@ def _read_tar(archive: str, content: bytes, budget: _Budget) -> list[tuple[str, 
             size = _pax_size(archive, pax["size"])
         long_name, pax = None, {}
         if typeflag in (b"1", b"2"):
-            raise _Refused(_finding(
-                UNSAFE_MEMBER, f"the archive member {name!r} is a link: the archive was refused", archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNSAFE_MEMBER,
+                    f"the archive member {name!r} is a link: the archive was refused",
+                    archive,
+                )
+            )
         member_name = _member_name(archive, name)
         if typeflag == b"5" or (typeflag in (b"0", b"\0") and name.endswith("/")):
             stream.skip(size)  # directories carry no data, but skip what a header says anyway
             continue
         if typeflag not in (b"0", b"\0", b"7"):
-            raise _Refused(_finding(
-                UNSAFE_MEMBER, f"the archive member {name!r} is not a regular file: the archive was refused",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNSAFE_MEMBER,
+                    f"the archive member {name!r} is not a regular file: the archive was refused",
+                    archive,
+                )
+            )
         budget.admit_file(archive, name, size)
         if member_name is None:
             stream.skip(size)
@@ -271,10 +302,14 @@ _PAX_LENGTH_DIGITS = len(str(MAX_TAR_HEADER_BYTES))
 
 def _check_deadline(archive: str, deadline: float) -> None:
     if time.monotonic() > deadline:
-        raise _Refused(_finding(
-            TOO_LARGE, f"the archive took longer than {ARCHIVE_DEADLINE_SECONDS:g} s to read: it was refused; "
-            "split the bundle into smaller ones", archive,
-        ))
+        raise _Refused(
+            _finding(
+                TOO_LARGE,
+                f"the archive took longer than {ARCHIVE_DEADLINE_SECONDS:g} s to read: it was refused; "
+                "split the bundle into smaller ones",
+                archive,
+            )
+        )
 
 
 def _verify_checksum(archive: str, block: bytes) -> None:
@@ -284,8 +319,9 @@ def _verify_checksum(archive: str, block: bytes) -> None:
         return
     signed = unsigned - 256 * sum(1 for b in block[:148] + block[156:] if b > 127)
     if stored != signed:
-        raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a header's checksum is "
-                                "wrong", archive))
+        raise _Refused(
+            _finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a header's checksum is wrong", archive)
+        )
 
 
 def _tar_number(archive: str, field: bytes) -> int:
@@ -293,14 +329,14 @@ def _tar_number(archive: str, field: bytes) -> int:
     if field[:1] == b"\x80":
         return int.from_bytes(field[1:], "big")  # at most 11 bytes: bounded
     if field[:1] == b"\xff":
-        raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a negative size",
-                                archive))
+        raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a negative size", archive))
     digits = field.split(b"\0", 1)[0].strip(b" \0")
     if not digits:
         return 0
     if not all(48 <= c <= 55 for c in digits):
-        raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a header field is not a "
-                                "number", archive))
+        raise _Refused(
+            _finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a header field is not a number", archive)
+        )
     return int(digits, 8)
 
 
@@ -323,26 +359,41 @@ def _pax_records(archive: str, data: bytes) -> dict[str, str]:
         space = data.find(b" ", position, position + _PAX_LENGTH_DIGITS + 1)
         digits = data[position:space] if space > position else b""
         if not digits or not digits.isdigit():
-            raise _Refused(_finding(
-                UNREADABLE_ARCHIVE, "the tar archive cannot be read: a pax header record has no valid length",
-                archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNREADABLE_ARCHIVE,
+                    "the tar archive cannot be read: a pax header record has no valid length",
+                    archive,
+                )
+            )
         length = int(digits)
         end = position + length
-        if length <= len(digits) + 1 or end > len(data) or data[end - 1:end] != b"\n":
-            raise _Refused(_finding(
-                UNREADABLE_ARCHIVE, "the tar archive cannot be read: a pax header record is malformed", archive,
-            ))
-        keyword, equals, value = data[space + 1:end - 1].partition(b"=")
+        if length <= len(digits) + 1 or end > len(data) or data[end - 1 : end] != b"\n":
+            raise _Refused(
+                _finding(
+                    UNREADABLE_ARCHIVE,
+                    "the tar archive cannot be read: a pax header record is malformed",
+                    archive,
+                )
+            )
+        keyword, equals, value = data[space + 1 : end - 1].partition(b"=")
         if not equals or not keyword:
-            raise _Refused(_finding(
-                UNREADABLE_ARCHIVE, "the tar archive cannot be read: a pax header record is malformed", archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNREADABLE_ARCHIVE,
+                    "the tar archive cannot be read: a pax header record is malformed",
+                    archive,
+                )
+            )
         key = keyword.decode("utf-8", "replace")
         if key.startswith("GNU.sparse"):
-            raise _Refused(_finding(
-                UNSAFE_MEMBER, "the archive holds a sparse file: the archive was refused", archive,
-            ))
+            raise _Refused(
+                _finding(
+                    UNSAFE_MEMBER,
+                    "the archive holds a sparse file: the archive was refused",
+                    archive,
+                )
+            )
         records[key] = value.decode("utf-8", "replace")
         position = end
     return records
@@ -350,8 +401,9 @@ def _pax_records(archive: str, data: bytes) -> dict[str, str]:
 
 def _pax_size(archive: str, value: str) -> int:
     if not value.isdigit() or len(value) > 20:
-        raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a pax size is not a "
-                                "number", archive))
+        raise _Refused(
+            _finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: a pax size is not a number", archive)
+        )
     return int(value)
 
 
@@ -383,7 +435,7 @@ class _TarStream:
             room = wanted - len(self.buffer)
             try:
                 if self.kind == "plain":
-                    piece = bytes(self.content[self.position:self.position + room])
+                    piece = bytes(self.content[self.position : self.position + room])
                     self.position += len(piece)
                 elif self.kind == "gzip":
                     if self.decompressor.eof:
@@ -393,27 +445,32 @@ class _TarStream:
                         self.decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)  # another gzip member
                         self.content, self.position = memoryview(rest), 0
                     pending = self.decompressor.unconsumed_tail or bytes(
-                        self.content[self.position:self.position + self._CHUNK])
+                        self.content[self.position : self.position + self._CHUNK]
+                    )
                     if not self.decompressor.unconsumed_tail:
                         self.position += len(pending)
                     piece = self.decompressor.decompress(pending, min(max(room, self._CHUNK), 4 * self._CHUNK))
-                    if not piece and not self.decompressor.unconsumed_tail and self.position >= len(self.content) \
-                            and not self.decompressor.eof:
+                    if (
+                        not piece
+                        and not self.decompressor.unconsumed_tail
+                        and self.position >= len(self.content)
+                        and not self.decompressor.eof
+                    ):
                         return  # truncated
                 else:
                     if self.decompressor.eof:
                         return
                     data = b""
                     if self.decompressor.needs_input:
-                        data = bytes(self.content[self.position:self.position + self._CHUNK])
+                        data = bytes(self.content[self.position : self.position + self._CHUNK])
                         self.position += len(data)
                         if not data:
                             return  # truncated
                     piece = self.decompressor.decompress(data, min(max(room, self._CHUNK), 4 * self._CHUNK))
             except (zlib.error, OSError, EOFError, lzma.LZMAError, ValueError) as exc:
-                raise _Refused(_finding(
-                    UNREADABLE_ARCHIVE, f"the tar archive cannot be read: {exc}", self.archive
-                )) from exc
+                raise _Refused(
+                    _finding(UNREADABLE_ARCHIVE, f"the tar archive cannot be read: {exc}", self.archive)
+                ) from exc
             if not piece and self.kind == "plain":
                 return
             self.buffer += piece
@@ -430,8 +487,9 @@ class _TarStream:
         """A member's data (already admitted by the budget) and the padding to the next block."""
         data = self.read(size)
         if len(data) < size:
-            raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: it is truncated",
-                                    self.archive))
+            raise _Refused(
+                _finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: it is truncated", self.archive)
+            )
         self.skip_padding(size)
         return data
 
@@ -440,8 +498,9 @@ class _TarStream:
         while remaining:
             step = min(remaining, MIB)
             if len(self.read(step)) < step:
-                raise _Refused(_finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: it is truncated",
-                                        self.archive))
+                raise _Refused(
+                    _finding(UNREADABLE_ARCHIVE, "the tar archive cannot be read: it is truncated", self.archive)
+                )
             remaining -= step
         self.skip_padding(size)
 

@@ -199,31 +199,56 @@ class ChangeState(models.TextChoices):
     @property
     def color(self) -> str:
         return {
-            "withdrawn": "muted", "draft": "muted", "in_review": "info", "changes_requested": "warn", "approved": "ok",
-            "rejected": "error", "scheduled": "info", "rolling_out": "info", "completed": "ok",
-            "rolled_back": "warn", "failed": "error", "aborted": "muted",
+            "withdrawn": "muted",
+            "draft": "muted",
+            "in_review": "info",
+            "changes_requested": "warn",
+            "approved": "ok",
+            "rejected": "error",
+            "scheduled": "info",
+            "rolling_out": "info",
+            "completed": "ok",
+            "rolled_back": "warn",
+            "failed": "error",
+            "aborted": "muted",
         }[self.value]
 
 
 # States in which a change is still open (it may yet change the cluster).
-OPEN_CHANGE_STATES = frozenset({
-    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
-    ChangeState.SCHEDULED, ChangeState.ROLLING_OUT,
-})
+OPEN_CHANGE_STATES = frozenset(
+    {
+        ChangeState.DRAFT,
+        ChangeState.IN_REVIEW,
+        ChangeState.CHANGES_REQUESTED,
+        ChangeState.APPROVED,
+        ChangeState.SCHEDULED,
+        ChangeState.ROLLING_OUT,
+    }
+)
 # States in which the author may still edit items and rebase (approved/scheduled go back to review).
-EDITABLE_CHANGE_STATES = frozenset({
-    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
-    ChangeState.SCHEDULED,
-})
+EDITABLE_CHANGE_STATES = frozenset(
+    {
+        ChangeState.DRAFT,
+        ChangeState.IN_REVIEW,
+        ChangeState.CHANGES_REQUESTED,
+        ChangeState.APPROVED,
+        ChangeState.SCHEDULED,
+    }
+)
 # States in which reviewers act on a change.
 REVIEWABLE_CHANGE_STATES = frozenset({ChangeState.IN_REVIEW, ChangeState.APPROVED})
 
 
 # States from which the author may withdraw a change (nothing of it is in the cluster).
-WITHDRAWABLE_CHANGE_STATES = frozenset({
-    ChangeState.DRAFT, ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED,
-    ChangeState.SCHEDULED,
-})
+WITHDRAWABLE_CHANGE_STATES = frozenset(
+    {
+        ChangeState.DRAFT,
+        ChangeState.IN_REVIEW,
+        ChangeState.CHANGES_REQUESTED,
+        ChangeState.APPROVED,
+        ChangeState.SCHEDULED,
+    }
+)
 # States from which an approver may retry the rollout (Argo Rollouts' retry).
 RETRYABLE_CHANGE_STATES = frozenset({ChangeState.ROLLED_BACK, ChangeState.FAILED})
 
@@ -301,6 +326,7 @@ class ChangeAuditAction(models.TextChoices):
 
 # --- the rollout engine -------------------------------------------------------------------------------
 
+
 class RolloutStrategy(models.TextChoices):
     CANARY = "canary", "Canary (traffic shifting)"
     DRY_RUN = "dry_run", "Dry run, then enforce"
@@ -333,8 +359,16 @@ class RolloutState(models.TextChoices):
     @property
     def color(self) -> str:
         return {
-            "pending": "muted", "running": "info", "paused": "warn", "waiting_gate": "warn", "promoting": "info",
-            "completed": "ok", "rolling_back": "warn", "rolled_back": "warn", "failed": "error", "aborted": "muted",
+            "pending": "muted",
+            "running": "info",
+            "paused": "warn",
+            "waiting_gate": "warn",
+            "promoting": "info",
+            "completed": "ok",
+            "rolling_back": "warn",
+            "rolled_back": "warn",
+            "failed": "error",
+            "aborted": "muted",
         }[self.value]
 
 
@@ -387,6 +421,12 @@ class ChangeOutcome(models.TextChoices):
 
 
 # Final states in which the change did not reach the cluster as approved.
-UNSUCCESSFUL_CHANGE_STATES = frozenset({
-    ChangeState.REJECTED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED, ChangeState.WITHDRAWN,
-})
+UNSUCCESSFUL_CHANGE_STATES = frozenset(
+    {
+        ChangeState.REJECTED,
+        ChangeState.ROLLED_BACK,
+        ChangeState.FAILED,
+        ChangeState.ABORTED,
+        ChangeState.WITHDRAWN,
+    }
+)

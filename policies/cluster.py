@@ -3,6 +3,7 @@
 Views and the API never import `integrations`: the adapter's errors and kind table they need
 (to answer a cluster error with a 502, to name a kind's apiVersion) are re-exported here.
 """
+
 from django.conf import settings
 
 from integrations.kubernetes import ClusterConfig, KubernetesError, NotFound, kind_info

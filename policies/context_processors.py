@@ -1,6 +1,7 @@
 """Template context shared by every page: what the navigation may offer the signed-in user.
 
 Evaluated lazily: a page that does not render the navigation (an htmx fragment) runs no query."""
+
 from __future__ import annotations
 
 from django.conf import settings

@@ -5,6 +5,7 @@ every connection registers here and which answers 0, except inside `allow_delete
 suite's table flush between transactional tests). A client without this function (sqlite3 on the
 command line) gets "no such function": refused as well.
 """
+
 from __future__ import annotations
 
 import contextlib

@@ -4,6 +4,7 @@ Both sides are normalized first (server-managed metadata and status dropped, key
 the diff shows only what a person changed. `diff_objects(old, new)` takes `None` for a side
 that does not exist (a creation or a deletion).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -218,15 +219,17 @@ def structural_changes(old: dict[str, Any] | None, new: dict[str, Any] | None) -
             continue
         for item in items:
             parts = item.path(output_format="list")
-            changes.append((
-                _sort_key(parts),
-                Change(
-                    path=format_path(parts),
-                    op=ChangeOp(op),
-                    old=None if op == "added" else _plain(item.t1),
-                    new=None if op == "removed" else _plain(item.t2),
-                ),
-            ))
+            changes.append(
+                (
+                    _sort_key(parts),
+                    Change(
+                        path=format_path(parts),
+                        op=ChangeOp(op),
+                        old=None if op == "added" else _plain(item.t1),
+                        new=None if op == "removed" else _plain(item.t2),
+                    ),
+                )
+            )
     changes.sort(key=lambda pair: pair[0])
     return [change for _, change in changes]
 
@@ -267,8 +270,9 @@ def _skip_inline(run: list[InlineRow]) -> InlineRow:
     return InlineRow(run[0].left_no, run[0].right_no, "…", "", RowTag.SKIP, skipped=len(run))
 
 
-def _fold(rows: list, is_equal: Callable[[Any], bool], make_skip: Callable[..., Any],
-          context: int = CONTEXT_LINES) -> list:
+def _fold(
+    rows: list, is_equal: Callable[[Any], bool], make_skip: Callable[..., Any], context: int = CONTEXT_LINES
+) -> list:
     """Replaces each unchanged run longer than 2*context (+2) by context lines, a skip row, context lines.
     Runs at the start or the end keep context lines on their inner side only."""
     if not any(not is_equal(row) for row in rows):
@@ -287,8 +291,8 @@ def _fold(rows: list, is_equal: Callable[[Any], bool], make_skip: Callable[..., 
         keep_before = 0 if index == 0 else context
         keep_after = 0 if end == len(rows) else context
         if len(run) > keep_before + keep_after + 1:
-            hidden = run[keep_before:len(run) - keep_after]
-            folded += run[:keep_before] + [make_skip(hidden)] + run[len(run) - keep_after:]
+            hidden = run[keep_before : len(run) - keep_after]
+            folded += run[:keep_before] + [make_skip(hidden)] + run[len(run) - keep_after :]
         else:
             folded += run
         index = end

@@ -1,4 +1,5 @@
 """A text field encrypted at rest (Fernet) for cluster credentials."""
+
 import base64
 import hashlib
 from typing import Any

@@ -15,7 +15,8 @@ class PolicyFilterSet(django_filters.FilterSet):
     team = django_filters.CharFilter(field_name="owner_team_slug", label="Team")
     live_state = django_filters.ChoiceFilter(choices=LiveState.choices)
     drifted = django_filters.BooleanFilter(
-        method="filter_drifted", label="Drifted only",
+        method="filter_drifted",
+        label="Drifted only",
         help_text="true: only policies whose live object differs from what Meshgate applied; false: the others.",
     )
 

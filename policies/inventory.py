@@ -5,6 +5,7 @@ MESHGATE_INVENTORY_MAX_AGE_SECONDS, else says since when they are stale, and the
 cluster directly (and says so). Parsed snapshots are memoized per process by the watermarks'
 resourceVersions: a second validation against an unchanged cluster reads one small query.
 """
+
 from __future__ import annotations
 
 import threading
@@ -43,13 +44,16 @@ def freshness(environment: Environment, kinds: Iterable[str], *, max_age: float 
     kinds = tuple(kinds)
     marks = {mark.kind: mark for mark in InventoryWatermark.objects.filter(environment=environment, kind__in=kinds)}
     if len(marks) < len(kinds):
-        return Freshness(watched=bool(marks), fresh=False,
-                         synced_at=min((m.synced_at for m in marks.values()), default=None))
+        return Freshness(
+            watched=bool(marks), fresh=False, synced_at=min((m.synced_at for m in marks.values()), default=None)
+        )
     oldest = min(mark.synced_at for mark in marks.values())
     limit = settings.MESHGATE_INVENTORY_MAX_AGE_SECONDS if max_age is None else max_age
     return Freshness(
-        watched=True, fresh=timezone.now() - oldest <= timedelta(seconds=limit),
-        versions=tuple((kind, marks[kind].resource_version) for kind in kinds), synced_at=oldest,
+        watched=True,
+        fresh=timezone.now() - oldest <= timedelta(seconds=limit),
+        versions=tuple((kind, marks[kind].resource_version) for kind in kinds),
+        synced_at=oldest,
     )
 
 
@@ -62,8 +66,11 @@ def items(environment: Environment, kind: str, *, namespace: str | None = None) 
 
 
 def get(environment: Environment, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
-    return (InventoryObject.objects.filter(environment=environment, kind=kind, namespace=namespace, name=name)
-            .values_list("content", flat=True).first())
+    return (
+        InventoryObject.objects.filter(environment=environment, kind=kind, namespace=namespace, name=name)
+        .values_list("content", flat=True)
+        .first()
+    )
 
 
 def snapshot(environment: Environment, state: Freshness, key: str, build: Callable[[], T]) -> T:

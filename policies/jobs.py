@@ -9,6 +9,7 @@ and a rolled-back change sends nothing:
 
 Every message goes through `send`, the one place tests replace to see what would be sent.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

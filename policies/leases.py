@@ -3,6 +3,7 @@
 Each call is its own short transaction (no lock is held across the holder's work), so a killed holder
 only delays the next one by the lease's time to live.
 """
+
 from __future__ import annotations
 
 import datetime as dt

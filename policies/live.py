@@ -6,6 +6,7 @@ starts from come from the environment's current revisions in the database. Only 
 user's teams own are offered. Reading is best effort: a cluster that does not answer gives an
 empty inventory and an error message, and the wizards fall back to what the user types.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -92,8 +93,10 @@ class LiveSnapshot:
         """The current VirtualService in the service's namespace routing its host, if any."""
         for (namespace, _name), content in sorted(self.virtual_services.items()):
             spec = content.get("spec") or {}
-            if namespace == service.namespace and not spec.get("gateways") and any(
-                _same_host(host, service.name, namespace) for host in spec.get("hosts") or []
+            if (
+                namespace == service.namespace
+                and not spec.get("gateways")
+                and any(_same_host(host, service.name, namespace) for host in spec.get("hosts") or [])
             ):
                 return content
         return None
@@ -137,7 +140,8 @@ def live_snapshot(*, user: AbstractBaseUser | AnonymousUser, environment: Enviro
             continue
         selector = svc["selector"]
         pods = [
-            pod for pod in inventory["pods"]
+            pod
+            for pod in inventory["pods"]
             if pod["namespace"] == svc["namespace"] and selector and selector.items() <= pod["labels"].items()
         ]
         snapshot.services.append(
@@ -154,7 +158,9 @@ def live_snapshot(*, user: AbstractBaseUser | AnonymousUser, environment: Enviro
     snapshot.services.sort(key=lambda s: (s.namespace, s.name))
     pods = inventory["pods"]
     snapshot.service_accounts = sorted({(p["namespace"], p["service_account"]) for p in pods if p["service_account"]})
-    snapshot.cluster_namespaces = sorted({s["namespace"] for s in inventory["services"]} | {p["namespace"] for p in pods})
+    snapshot.cluster_namespaces = sorted(
+        {s["namespace"] for s in inventory["services"]} | {p["namespace"] for p in pods}
+    )
     return snapshot
 
 

@@ -6,6 +6,7 @@ the target, an edit applies where the target still holds the base's value (or al
 new one); where the target holds a third value it is a conflict: reported, not applied, and the
 target's value is kept. What the target has that the edit does not touch is kept.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,7 +57,7 @@ def _set(obj: dict[str, Any], path: Path, value: Any) -> None:
         return
     node.pop(path[-1], None)
     for depth in range(len(path) - 1, 0, -1):  # maps the removal emptied go too
-        parent = _get(obj, path[:depth - 1])
+        parent = _get(obj, path[: depth - 1])
         if isinstance(parent, dict) and parent.get(path[depth - 1]) == {}:
             parent.pop(path[depth - 1])
         else:
@@ -67,8 +68,9 @@ def _plain(value: Any) -> Any:
     return None if value is _MISSING else value
 
 
-def three_way(*, base: dict[str, Any] | None, new: dict[str, Any], target: dict[str, Any]
-              ) -> tuple[dict[str, Any], list[MergeConflict]]:
+def three_way(
+    *, base: dict[str, Any] | None, new: dict[str, Any], target: dict[str, Any]
+) -> tuple[dict[str, Any], list[MergeConflict]]:
     """``target`` with the edit base → new applied, and the conflicts left unapplied."""
     result = copy.deepcopy(target)
     conflicts = []

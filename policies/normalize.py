@@ -1,4 +1,5 @@
 """Canonical form of an Istio object: what a revision stores and what diffs compare."""
+
 import hashlib
 import json
 from typing import Any
@@ -12,9 +13,7 @@ def normalize_object(obj: dict[str, Any]) -> dict[str, Any]:
     (managedFields, the largest part of a live object) is dropped before anything is copied."""
     result = {key: value for key, value in obj.items() if key != "status"}
     metadata = {k: v for k, v in (result.get("metadata") or {}).items() if k not in SERVER_MANAGED_METADATA}
-    annotations = {
-        k: v for k, v in (metadata.get("annotations") or {}).items() if k not in SERVER_MANAGED_ANNOTATIONS
-    }
+    annotations = {k: v for k, v in (metadata.get("annotations") or {}).items() if k not in SERVER_MANAGED_ANNOTATIONS}
     if annotations:
         metadata["annotations"] = annotations
     else:

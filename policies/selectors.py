@@ -1,4 +1,5 @@
 """Reads shared by views, the API and tasks. Visibility rules live here and nowhere else."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -52,15 +53,16 @@ def sees_everything(user: User) -> bool:
     if user.is_superuser:
         return True
     security = Membership.objects.filter(user=user, team__is_security=True)
-    return get_user_model().objects.filter(pk=user.pk).filter(
-        Exists(_platform_grants(user)) | Exists(security)).exists()
+    return (
+        get_user_model().objects.filter(pk=user.pk).filter(Exists(_platform_grants(user)) | Exists(security)).exists()
+    )
 
 
 def _owner_subquery(field: str = "team__name") -> Subquery:
     return Subquery(
-        NamespaceOwnership.objects.filter(
-            environment=OuterRef("environment"), namespace=OuterRef("namespace")
-        ).values(field)[:1]
+        NamespaceOwnership.objects.filter(environment=OuterRef("environment"), namespace=OuterRef("namespace")).values(
+            field
+        )[:1]
     )
 
 
@@ -152,7 +154,8 @@ def _platform_grants(user: User) -> QuerySet[Permission]:
     """The platform permission, given to the user or to one of their groups."""
     app_label, codename = PLATFORM_PERMISSION.split(".")
     return Permission.objects.filter(codename=codename, content_type__app_label=app_label).filter(
-        Q(user=user) | Q(group__user=user))
+        Q(user=user) | Q(group__user=user)
+    )
 
 
 def user_is_admin(user: User) -> bool:
@@ -164,19 +167,21 @@ def user_is_admin(user: User) -> bool:
 def user_is_team_admin(user: User, team_id: int) -> bool:
     """Admins of this team (and platform admins): its members, channels and namespaces' drafts."""
     return user.is_authenticated and (
-        user_is_platform_admin(user)
-        or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
+        user_is_platform_admin(user) or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
     )
 
 
-
 # --- drafts -------------------------------------------------------------------------------
+
 
 def user_may_author(*, user: User, environment: Environment, namespace: str) -> bool:
     """Drafting in a namespace takes a role (author or higher) in its owning team, or superuser."""
     if not user.is_authenticated:
         return False
-    return user.is_superuser or user_role_for_namespace(user=user, environment=environment, namespace=namespace) is not None
+    return (
+        user.is_superuser
+        or user_role_for_namespace(user=user, environment=environment, namespace=namespace) is not None
+    )
 
 
 def user_may_manage_drafts(*, user: User, environment: Environment, namespace: str) -> bool:
@@ -208,8 +213,10 @@ def draft_visible_list(*, user: User) -> QuerySet[Draft]:
     if user.is_superuser:
         return drafts
     administered = NamespaceOwnership.objects.filter(
-        environment=OuterRef("environment"), namespace=OuterRef("namespace"),
-        team__memberships__user=user, team__memberships__role=Role.ADMIN,
+        environment=OuterRef("environment"),
+        namespace=OuterRef("namespace"),
+        team__memberships__user=user,
+        team__memberships__role=Role.ADMIN,
     )
     return drafts.filter(Q(author=user) | Exists(administered))
 
@@ -237,6 +244,7 @@ def draft_validation(*, draft: Draft, dry_run: bool = False) -> ValidationReport
 
 
 # --- change requests, reviews, plans, audit log ------------------------------------------------
+
 
 def _member_of_owner(
     user: DjangoUser, *, environment_ref: str, namespace_ref: str = "namespace", roles: Any = None
@@ -267,7 +275,9 @@ def change_current_revision_subquery() -> Subquery:
     """The current revision id, now, of the policy an item's identity names (None if it does not exist)."""
     return Subquery(
         Policy.objects.filter(
-            environment=OuterRef("change__environment"), kind=OuterRef("kind"), namespace=OuterRef("namespace"),
+            environment=OuterRef("change__environment"),
+            kind=OuterRef("kind"),
+            namespace=OuterRef("namespace"),
             name=OuterRef("name"),
         ).values("current_revision")[:1]
     )
@@ -277,7 +287,9 @@ def change_items(*, change: ChangeRequest) -> QuerySet[ChangeItem]:
     """The change's items with `current_revision_now` / `current_revision_number_now` annotated
     (staleness without a query per item); base revisions without their content."""
     identity = Policy.objects.filter(
-        environment=OuterRef("change__environment"), kind=OuterRef("kind"), namespace=OuterRef("namespace"),
+        environment=OuterRef("change__environment"),
+        kind=OuterRef("kind"),
+        namespace=OuterRef("namespace"),
         name=OuterRef("name"),
     )
     return (
@@ -303,9 +315,11 @@ def stale_item_q() -> Q:
 
 def stale_changes_q() -> Exists:
     """For a queryset of changes: at least one item is stale."""
-    items = ChangeItem.objects.filter(change=OuterRef("pk")).annotate(
-        current_revision_now=change_current_revision_subquery()
-    ).filter(stale_item_q())
+    items = (
+        ChangeItem.objects.filter(change=OuterRef("pk"))
+        .annotate(current_revision_now=change_current_revision_subquery())
+        .filter(stale_item_q())
+    )
     return Exists(items)
 
 
@@ -317,7 +331,9 @@ def change_latest_plan(*, change: ChangeRequest, before: Any = None) -> Plan | N
     return plans.order_by("-computed_at", "-pk").first()
 
 
-def plan_items_by_item(*, plan: Plan | None, summaries_only: bool = False, item_pk: int | None = None) -> dict[int, Any]:
+def plan_items_by_item(
+    *, plan: Plan | None, summaries_only: bool = False, item_pk: int | None = None
+) -> dict[int, Any]:
     """The plan's items by change item. `summaries_only`: without the live objects and base diffs
     (a large change's summary lines do not show them); `item_pk`: that item's alone."""
     if plan is None:
@@ -352,7 +368,8 @@ def change_overlaps(*, change: ChangeRequest, items: Any) -> dict[int, list[Any]
         return {}
     others = (
         ChangeItem.objects.filter(
-            change__environment_id=change.environment_id, change__state__in=OPEN_CHANGE_STATES,
+            change__environment_id=change.environment_id,
+            change__state__in=OPEN_CHANGE_STATES,
             namespace__in={namespace for _, namespace, _ in identities},
         )
         .exclude(change_id=change.pk)
@@ -378,8 +395,12 @@ def change_promotion_chain(*, change: ChangeRequest) -> list[ChangeRequest]:
         chain.insert(0, current)
     frontier = [change.pk]
     while frontier:
-        later = list(ChangeRequest.objects.select_related("environment").filter(promoted_from_id__in=frontier)
-                     .exclude(pk__in=seen).order_by("pk"))
+        later = list(
+            ChangeRequest.objects.select_related("environment")
+            .filter(promoted_from_id__in=frontier)
+            .exclude(pk__in=seen)
+            .order_by("pk")
+        )
         for item in later:
             seen.add(item.pk)
             chain.append(item)
@@ -419,8 +440,15 @@ def user_may_read_audit(user: User) -> bool:
 
 
 def audit_events(
-    *, actor: str = "", obj: str = "", object_type: str = "", object_id: str = "", environment: str = "",
-    action: str = "", since: Any = None, until: Any = None,
+    *,
+    actor: str = "",
+    obj: str = "",
+    object_type: str = "",
+    object_id: str = "",
+    environment: str = "",
+    action: str = "",
+    since: Any = None,
+    until: Any = None,
 ) -> QuerySet[AuditEvent]:
     """Audit events, newest first, filtered: `actor` (username, exact or prefix), `obj` (a search in the
     object's repr, type or id), `action` (exact, or a prefix ending in '.'), a time range."""
@@ -465,6 +493,7 @@ def change_item_three_way(*, item: ChangeItem, revisions: dict[int, Any] | None 
     """Base / current / item for a stale item: what others changed since the item's base, what the
     item changes, and the field paths both changed (conflicts). `revisions` ({id: PolicyRevision})
     avoids a query per item."""
+
     def content(revision_id: int | None) -> Any:
         if revision_id is None:
             return None
@@ -477,17 +506,31 @@ def change_item_three_way(*, item: ChangeItem, revisions: dict[int, Any] | None 
     theirs = diff_objects(base, current)
     ours = diff_objects(base, item.content)
     their_paths = {change.path for change in theirs.changes}
-    conflicts = [change.path for change in ours.changes
-                 if any(change.path == path or change.path.startswith(path + ".") or path.startswith(change.path + ".")
-                        or change.path.startswith(path + "[") or path.startswith(change.path + "[")
-                        for path in their_paths)]
+    conflicts = [
+        change.path
+        for change in ours.changes
+        if any(
+            change.path == path
+            or change.path.startswith(path + ".")
+            or path.startswith(change.path + ".")
+            or change.path.startswith(path + "[")
+            or path.startswith(change.path + "[")
+            for path in their_paths
+        )
+    ]
     return ThreeWay(
-        base=base, current=current, item=item.content, theirs=theirs, ours=ours,
-        now=diff_objects(current, item.content), conflicts=conflicts,
+        base=base,
+        current=current,
+        item=item.content,
+        theirs=theirs,
+        ours=ours,
+        now=diff_objects(current, item.content),
+        conflicts=conflicts,
     )
 
 
 # --- drift ------------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DriftState:
@@ -509,8 +552,12 @@ class DriftState:
 
 def policy_applied_revision(*, policy: Policy) -> PolicyRevision | None:
     """The last revision Meshgate rolled out for the policy, or None."""
-    return (PolicyRevision.objects.filter(policy=policy, source=RevisionSource.ROLLOUT)
-            .select_related("author").order_by("-number").first())
+    return (
+        PolicyRevision.objects.filter(policy=policy, source=RevisionSource.ROLLOUT)
+        .select_related("author")
+        .order_by("-number")
+        .first()
+    )
 
 
 def policy_drift(*, policy: Policy) -> DriftState | None:
@@ -523,9 +570,16 @@ def policy_drift(*, policy: Policy) -> DriftState | None:
         return None
     open_changes = list(
         ChangeRequest.objects.filter(
-            environment_id=policy.environment_id, state__in=OPEN_CHANGE_STATES,
-            items__kind=policy.kind, items__namespace=policy.namespace, items__name=policy.name,
-        ).distinct().only("pk", "title", "state").order_by("-pk")
+            environment_id=policy.environment_id,
+            state__in=OPEN_CHANGE_STATES,
+            items__kind=policy.kind,
+            items__namespace=policy.namespace,
+            items__name=policy.name,
+        )
+        .distinct()
+        .only("pk", "title", "state")
+        .order_by("-pk")
     )
-    return DriftState(drift=drift, applied=applied, diff=diff_objects(applied.content, drift.live_content),
-                      open_changes=open_changes)
+    return DriftState(
+        drift=drift, applied=applied, diff=diff_objects(applied.content, drift.live_content), open_changes=open_changes
+    )

@@ -1,4 +1,5 @@
 """Celery tasks: thin wrappers that take ids and call one service."""
+
 import datetime as dt
 import logging
 import time
@@ -89,8 +90,13 @@ def rollout_advance(rollout_id: int) -> dict:
     started = time.monotonic()
     result = advance(rollout_id=rollout_id)
     actions = int(result.acted)
-    while (result.acted and result.next_in is not None and result.next_in <= ROLLOUT_IMMEDIATE_SECONDS
-           and actions < ROLLOUT_BURST_ACTIONS and time.monotonic() - started < ROLLOUT_BURST_SECONDS):
+    while (
+        result.acted
+        and result.next_in is not None
+        and result.next_in <= ROLLOUT_IMMEDIATE_SECONDS
+        and actions < ROLLOUT_BURST_ACTIONS
+        and time.monotonic() - started < ROLLOUT_BURST_SECONDS
+    ):
         result = advance(rollout_id=rollout_id)
         actions += int(result.acted)
     if result.next_in is not None and result.next_in <= ROLLOUT_FOLLOW_SECONDS and (result.acted or actions):

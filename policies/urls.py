@@ -3,6 +3,7 @@
 Included once at the site root by `portal/urls.py`; route names and URLs are part of the interface
 (templates and tests reverse them), so a feature's list only grows.
 """
+
 from django.urls import URLResolver, include, path
 from django.views.generic import RedirectView
 

@@ -6,6 +6,7 @@ DestinationRule it starts from, so that a wizard changes the route it is about i
 replacing the whole object. Generation is pure Python: `form.documents()` returns plain dicts and
 `form.to_yaml()` dumps them; the result opens in the editor and is saved as a draft like any text.
 """
+
 from __future__ import annotations
 
 import copy
@@ -56,7 +57,11 @@ def duration_field(
     label: str, *, required: bool = False, initial: str | None = None, help_text: str = DURATION_HELP
 ) -> forms.CharField:
     return forms.CharField(
-        label=label, required=required, initial=initial, max_length=16, help_text=help_text,
+        label=label,
+        required=required,
+        initial=initial,
+        max_length=16,
+        help_text=help_text,
         validators=[RegexValidator(DURATION_RE, "Use a number and a unit: ms, s, m or h (e.g. 500ms, 2s).")],
         widget=forms.TextInput(
             attrs={"placeholder": initial or "e.g. 2s", "autocomplete": "off", "spellcheck": "false"}
@@ -73,7 +78,12 @@ def duration_seconds(value: str) -> float:
 
 def percentage_field(label: str, initial: float = 100.0) -> forms.DecimalField:
     return forms.DecimalField(
-        label=label, initial=initial, min_value=0, max_value=100, decimal_places=3, required=False,
+        label=label,
+        initial=initial,
+        min_value=0,
+        max_value=100,
+        decimal_places=3,
+        required=False,
         widget=forms.NumberInput(attrs={"step": "any", "inputmode": "decimal"}),
     )
 
@@ -143,7 +153,10 @@ class WizardForm(forms.Form):
     service_help: ClassVar[str] = ""
 
     name = forms.CharField(
-        label="Object name", required=False, max_length=253, validators=[DNS_SUBDOMAIN],
+        label="Object name",
+        required=False,
+        max_length=253,
+        validators=[DNS_SUBDOMAIN],
         help_text="Leave empty for the usual name.",
         widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
     )
@@ -180,10 +193,13 @@ class WizardForm(forms.Form):
         if self.snapshot.services:
             choices = _grouped([(s.namespace, s.key, _service_label(s)) for s in self.snapshot.services])
             return forms.ChoiceField(
-                label=self.service_label, choices=[("", "Choose a service…"), *choices], help_text=self.service_help,
+                label=self.service_label,
+                choices=[("", "Choose a service…"), *choices],
+                help_text=self.service_help,
             )
         return forms.CharField(
-            label=self.service_label, max_length=127,
+            label=self.service_label,
+            max_length=127,
             help_text="namespace/service, in a namespace your team owns (the cluster's services could not be listed).",
             widget=forms.TextInput(attrs={"placeholder": "namespace/service", "autocomplete": "off"}),
         )
@@ -274,7 +290,10 @@ class TrafficShiftForm(VirtualServiceWizard):
             field_name = f"weight_{subset.name}"
             default = current.get(subset.name, 0) if current else (100 if position == 0 else 0)
             self.fields[field_name] = forms.IntegerField(
-                label=subset.name, min_value=0, max_value=100, initial=default,
+                label=subset.name,
+                min_value=0,
+                max_value=100,
+                initial=default,
                 help_text=", ".join(f"{k}={v}" for k, v in subset.labels) or "no labels",
                 widget=forms.NumberInput(
                     attrs={"class": "form-control form-control-sm mg-weight", "inputmode": "numeric"}
@@ -348,13 +367,21 @@ class TrafficShiftForm(VirtualServiceWizard):
 class TimeoutsRetriesForm(VirtualServiceWizard):
     timeout = duration_field("Request timeout", initial="10s", help_text="The whole request, retries included.")
     attempts = forms.IntegerField(
-        label="Retry attempts", min_value=0, max_value=10, initial=3, help_text="0 turns retries off.",
+        label="Retry attempts",
+        min_value=0,
+        max_value=10,
+        initial=3,
+        help_text="0 turns retries off.",
         widget=forms.NumberInput(attrs={"inputmode": "numeric"}),
     )
     per_try_timeout = duration_field("Per-try timeout", initial="2s")
     retry_on = forms.MultipleChoiceField(
-        label="Retry on", choices=RETRY_ON, required=False, initial=["5xx", "reset", "connect-failure"],
-        widget=forms.CheckboxSelectMultiple, help_text="Conditions that trigger a retry.",
+        label="Retry on",
+        choices=RETRY_ON,
+        required=False,
+        initial=["5xx", "reset", "connect-failure"],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Conditions that trigger a retry.",
     )
 
     def clean(self) -> dict[str, Any]:
@@ -388,8 +415,12 @@ class FaultInjectionForm(VirtualServiceWizard):
     delay = duration_field("Fixed delay", help_text="Leave empty for no delay.")
     delay_percentage = percentage_field("Requests delayed (%)", initial=10)
     abort_status = forms.IntegerField(
-        label="Abort with HTTP status", required=False, min_value=200, max_value=599,
-        help_text="Leave empty for no aborts.", widget=forms.NumberInput(attrs={"placeholder": "e.g. 503"}),
+        label="Abort with HTTP status",
+        required=False,
+        min_value=200,
+        max_value=599,
+        help_text="Leave empty for no aborts.",
+        widget=forms.NumberInput(attrs={"placeholder": "e.g. 503"}),
     )
     abort_percentage = percentage_field("Requests aborted (%)", initial=10)
 
@@ -411,7 +442,8 @@ class FaultInjectionForm(VirtualServiceWizard):
             fault["delay"] = {"fixedDelay": data["delay"], "percentage": {"value": float(data["delay_percentage"])}}
         if data["abort_status"] is not None:
             fault["abort"] = {
-                "httpStatus": data["abort_status"], "percentage": {"value": float(data["abort_percentage"])},
+                "httpStatus": data["abort_status"],
+                "percentage": {"value": float(data["abort_percentage"])},
             }
         for route in self.http_routes(obj):
             route["fault"] = fault
@@ -428,17 +460,25 @@ class CircuitBreakerForm(WizardForm):
     max_connections = forms.IntegerField(label="Max TCP connections", min_value=1, initial=100)
     http1_max_pending_requests = forms.IntegerField(label="Max pending HTTP requests", min_value=1, initial=50)
     max_requests_per_connection = forms.IntegerField(
-        label="Max requests per connection", min_value=1, initial=10, required=False,
+        label="Max requests per connection",
+        min_value=1,
+        initial=10,
+        required=False,
         help_text="Empty: unlimited (keep-alive).",
     )
     consecutive_5xx_errors = forms.IntegerField(
-        label="Eject after consecutive 5xx", min_value=1, max_value=1000, initial=5,
+        label="Eject after consecutive 5xx",
+        min_value=1,
+        max_value=1000,
+        initial=5,
     )
     interval = duration_field("Analysis interval", required=True, initial="30s")
     base_ejection_time = duration_field("Base ejection time", required=True, initial="60s")
     max_ejection_percent = forms.IntegerField(label="Max ejected hosts (%)", min_value=0, max_value=100, initial=50)
     subsets_from_versions = forms.BooleanField(
-        label="Define one subset per version", required=False, initial=True,
+        label="Define one subset per version",
+        required=False,
+        initial=True,
         help_text="When the service has no DestinationRule yet: subsets named after the pods' version labels.",
     )
 
@@ -513,7 +553,9 @@ class MtlsForm(WizardForm):
 
     scope = forms.ChoiceField(label="Applies to", help_text="A whole namespace, or the pods of one service.")
     mode = forms.ChoiceField(
-        label="mTLS mode", initial="STRICT", widget=forms.RadioSelect,
+        label="mTLS mode",
+        initial="STRICT",
+        widget=forms.RadioSelect,
         choices=[
             ("STRICT", "STRICT: only mutual TLS is accepted"),
             ("PERMISSIVE", "PERMISSIVE: mutual TLS and plain text (during a migration)"),
@@ -552,24 +594,33 @@ class AccessForm(WorkloadWizard):
     kind = PolicyKind.AUTHORIZATION_POLICY
 
     action = forms.ChoiceField(
-        label="Action", initial="ALLOW", widget=forms.RadioSelect,
+        label="Action",
+        initial="ALLOW",
+        widget=forms.RadioSelect,
         choices=[("ALLOW", "ALLOW these callers"), ("DENY", "DENY these callers")],
     )
     principals = forms.MultipleChoiceField(
-        label="Calling workloads (service accounts)", required=False,
+        label="Calling workloads (service accounts)",
+        required=False,
         widget=forms.SelectMultiple(attrs={"size": 8}),
         help_text="Ctrl/Cmd-click to pick several.",
     )
     namespaces = forms.MultipleChoiceField(
-        label="Or every workload of these namespaces", required=False,
+        label="Or every workload of these namespaces",
+        required=False,
         widget=forms.SelectMultiple(attrs={"size": 4}),
     )
     methods = forms.MultipleChoiceField(
-        label="HTTP methods", required=False, choices=[(m, m) for m in HTTP_METHODS],
-        widget=forms.CheckboxSelectMultiple, help_text="None: every method.",
+        label="HTTP methods",
+        required=False,
+        choices=[(m, m) for m in HTTP_METHODS],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None: every method.",
     )
     paths = forms.CharField(
-        label="Paths", required=False, max_length=2000,
+        label="Paths",
+        required=False,
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 3, "placeholder": "/api/v1/*\n/healthz", "spellcheck": "false"}),
         help_text="One per line; exact, prefix (/api/*) or suffix (*.png). None: every path.",
     )
@@ -616,23 +667,33 @@ class JwtForm(WorkloadWizard):
     kind = PolicyKind.REQUEST_AUTHENTICATION
 
     issuer = forms.CharField(
-        label="Issuer (iss)", max_length=500,
+        label="Issuer (iss)",
+        max_length=500,
         widget=forms.TextInput(attrs={"placeholder": "https://auth.example.com", "spellcheck": "false"}),
     )
     jwks_uri = forms.URLField(
-        label="JWKS URI", max_length=500, assume_scheme="https",
+        label="JWKS URI",
+        max_length=500,
+        assume_scheme="https",
         widget=forms.URLInput(attrs={"placeholder": "https://auth.example.com/.well-known/jwks.json"}),
     )
     audiences = forms.CharField(
-        label="Audiences (aud)", required=False, max_length=500, help_text="Comma-separated; empty: any audience.",
+        label="Audiences (aud)",
+        required=False,
+        max_length=500,
+        help_text="Comma-separated; empty: any audience.",
     )
     forward_original_token = forms.BooleanField(label="Forward the token to the workload", required=False)
     require_token = forms.BooleanField(
-        label="Also require a valid token", required=False, initial=True,
+        label="Also require a valid token",
+        required=False,
+        initial=True,
         help_text="Adds an AuthorizationPolicy that denies requests without a request principal.",
     )
     require_paths = forms.CharField(
-        label="…on these paths only", required=False, max_length=2000,
+        label="…on these paths only",
+        required=False,
+        max_length=2000,
         widget=forms.Textarea(attrs={"rows": 2, "placeholder": "/account/*", "spellcheck": "false"}),
         help_text="One per line; empty: every path.",
     )
@@ -711,27 +772,62 @@ class Wizard:
 WIZARDS: dict[str, Wizard] = {
     w.slug: w
     for w in (
-        Wizard("traffic-shift", "Traffic shift", PolicyKind.VIRTUAL_SERVICE,
-               "Split a service's traffic between its versions by weight: canary, blue/green, rollback.",
-               TrafficShiftForm, "shuffle"),
-        Wizard("timeouts-retries", "Timeouts and retries", PolicyKind.VIRTUAL_SERVICE,
-               "Bound how long callers wait and when the mesh retries a failed request.",
-               TimeoutsRetriesForm, "clock"),
-        Wizard("fault-injection", "Fault injection", PolicyKind.VIRTUAL_SERVICE,
-               "Delay or abort a share of requests to test how callers cope.",
-               FaultInjectionForm, "bolt"),
-        Wizard("circuit-breaker", "Circuit breaker", PolicyKind.DESTINATION_RULE,
-               "Cap connections and pending requests; eject hosts that keep failing.",
-               CircuitBreakerForm, "shield"),
-        Wizard("mtls", "Mutual TLS", PolicyKind.PEER_AUTHENTICATION,
-               "Require (or allow) mutual TLS for a namespace or one workload.",
-               MtlsForm, "lock"),
-        Wizard("access", "Access control", PolicyKind.AUTHORIZATION_POLICY,
-               "Allow or deny calls to a workload from given service accounts or namespaces.",
-               AccessForm, "key"),
-        Wizard("jwt", "End-user JWT", PolicyKind.REQUEST_AUTHENTICATION,
-               "Validate end-user tokens from an issuer, and optionally require one.",
-               JwtForm, "person"),
+        Wizard(
+            "traffic-shift",
+            "Traffic shift",
+            PolicyKind.VIRTUAL_SERVICE,
+            "Split a service's traffic between its versions by weight: canary, blue/green, rollback.",
+            TrafficShiftForm,
+            "shuffle",
+        ),
+        Wizard(
+            "timeouts-retries",
+            "Timeouts and retries",
+            PolicyKind.VIRTUAL_SERVICE,
+            "Bound how long callers wait and when the mesh retries a failed request.",
+            TimeoutsRetriesForm,
+            "clock",
+        ),
+        Wizard(
+            "fault-injection",
+            "Fault injection",
+            PolicyKind.VIRTUAL_SERVICE,
+            "Delay or abort a share of requests to test how callers cope.",
+            FaultInjectionForm,
+            "bolt",
+        ),
+        Wizard(
+            "circuit-breaker",
+            "Circuit breaker",
+            PolicyKind.DESTINATION_RULE,
+            "Cap connections and pending requests; eject hosts that keep failing.",
+            CircuitBreakerForm,
+            "shield",
+        ),
+        Wizard(
+            "mtls",
+            "Mutual TLS",
+            PolicyKind.PEER_AUTHENTICATION,
+            "Require (or allow) mutual TLS for a namespace or one workload.",
+            MtlsForm,
+            "lock",
+        ),
+        Wizard(
+            "access",
+            "Access control",
+            PolicyKind.AUTHORIZATION_POLICY,
+            "Allow or deny calls to a workload from given service accounts or namespaces.",
+            AccessForm,
+            "key",
+        ),
+        Wizard(
+            "jwt",
+            "End-user JWT",
+            PolicyKind.REQUEST_AUTHENTICATION,
+            "Validate end-user tokens from an issuer, and optionally require one.",
+            JwtForm,
+            "person",
+        ),
     )
 }
 
@@ -747,59 +843,115 @@ def skeleton(kind: str, *, namespace: str, service: LiveService | None = None) -
     specs: dict[str, tuple[str, dict[str, Any]]] = {
         PolicyKind.VIRTUAL_SERVICE: (host, {"hosts": [host], "http": [{"route": [{"destination": {"host": host}}]}]}),
         PolicyKind.DESTINATION_RULE: (host, {"host": host}),
-        PolicyKind.GATEWAY: (f"{namespace}-gateway", {
-            "selector": {"istio": "ingressgateway"},
-            "servers": [{
-                "port": {"number": 80, "name": "http", "protocol": "HTTP"}, "hosts": [f"{namespace}.example.com"],
-            }],
-        }),
-        PolicyKind.SERVICE_ENTRY: ("external-api", {
-            "hosts": ["api.example.com"],
-            "location": "MESH_EXTERNAL",
-            "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
-            "resolution": "DNS",
-        }),
+        PolicyKind.GATEWAY: (
+            f"{namespace}-gateway",
+            {
+                "selector": {"istio": "ingressgateway"},
+                "servers": [
+                    {
+                        "port": {"number": 80, "name": "http", "protocol": "HTTP"},
+                        "hosts": [f"{namespace}.example.com"],
+                    }
+                ],
+            },
+        ),
+        PolicyKind.SERVICE_ENTRY: (
+            "external-api",
+            {
+                "hosts": ["api.example.com"],
+                "location": "MESH_EXTERNAL",
+                "ports": [{"number": 443, "name": "https", "protocol": "TLS"}],
+                "resolution": "DNS",
+            },
+        ),
         PolicyKind.SIDECAR: ("default", {"egress": [{"hosts": ["./*", "istio-system/*"]}]}),
-        PolicyKind.AUTHORIZATION_POLICY: (f"{host}-allow", {
-            "selector": selector,
-            "action": "ALLOW",
-            "rules": [{"from": [{"source": {"principals": [principal(namespace, account)]}}]}],
-        }),
+        PolicyKind.AUTHORIZATION_POLICY: (
+            f"{host}-allow",
+            {
+                "selector": selector,
+                "action": "ALLOW",
+                "rules": [{"from": [{"source": {"principals": [principal(namespace, account)]}}]}],
+            },
+        ),
         PolicyKind.PEER_AUTHENTICATION: ("default", {"mtls": {"mode": "STRICT"}}),
-        PolicyKind.REQUEST_AUTHENTICATION: (f"{host}-jwt", {
-            "selector": selector,
-            "jwtRules": [{
-                "issuer": "https://auth.example.com", "jwksUri": "https://auth.example.com/.well-known/jwks.json",
-            }],
-        }),
-        PolicyKind.WORKLOAD_ENTRY: (f"{host}-vm-1", {
-            "address": "10.0.0.10", "labels": {"app": host}, "serviceAccount": account,
-        }),
-        PolicyKind.WORKLOAD_GROUP: (f"{host}-vms", {
-            "metadata": {"labels": {"app": host}}, "template": {"serviceAccount": account},
-        }),
-        PolicyKind.ENVOY_FILTER: (f"{host}-lua", {
-            "workloadSelector": {"labels": selector["matchLabels"]},
-            "configPatches": [{
-                "applyTo": "HTTP_FILTER",
-                "match": {"context": "SIDECAR_INBOUND", "listener": {"filterChain": {"filter": {
-                    "name": "envoy.filters.network.http_connection_manager"}}}},
-                "patch": {"operation": "INSERT_FIRST", "value": {
-                    "name": "envoy.filters.http.lua",
-                    "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                                     "inlineCode": "function envoy_on_request(handle) end"}}},
-            }],
-        }),
+        PolicyKind.REQUEST_AUTHENTICATION: (
+            f"{host}-jwt",
+            {
+                "selector": selector,
+                "jwtRules": [
+                    {
+                        "issuer": "https://auth.example.com",
+                        "jwksUri": "https://auth.example.com/.well-known/jwks.json",
+                    }
+                ],
+            },
+        ),
+        PolicyKind.WORKLOAD_ENTRY: (
+            f"{host}-vm-1",
+            {
+                "address": "10.0.0.10",
+                "labels": {"app": host},
+                "serviceAccount": account,
+            },
+        ),
+        PolicyKind.WORKLOAD_GROUP: (
+            f"{host}-vms",
+            {
+                "metadata": {"labels": {"app": host}},
+                "template": {"serviceAccount": account},
+            },
+        ),
+        PolicyKind.ENVOY_FILTER: (
+            f"{host}-lua",
+            {
+                "workloadSelector": {"labels": selector["matchLabels"]},
+                "configPatches": [
+                    {
+                        "applyTo": "HTTP_FILTER",
+                        "match": {
+                            "context": "SIDECAR_INBOUND",
+                            "listener": {
+                                "filterChain": {"filter": {"name": "envoy.filters.network.http_connection_manager"}}
+                            },
+                        },
+                        "patch": {
+                            "operation": "INSERT_FIRST",
+                            "value": {
+                                "name": "envoy.filters.http.lua",
+                                "typed_config": {
+                                    "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                                    "inlineCode": "function envoy_on_request(handle) end",
+                                },
+                            },
+                        },
+                    }
+                ],
+            },
+        ),
         PolicyKind.PROXY_CONFIG: (f"{host}-proxy", {"selector": selector, "concurrency": 2}),
-        PolicyKind.TELEMETRY: (f"{host}-telemetry", {
-            "selector": selector, "accessLogging": [{"providers": [{"name": "envoy"}]}],
-        }),
-        PolicyKind.WASM_PLUGIN: (f"{host}-wasm", {
-            "selector": selector, "url": "oci://ghcr.io/example/plugin:1.0.0", "phase": "AUTHN",
-        }),
-        PolicyKind.TRAFFIC_EXTENSION: (f"{host}-lua", {
-            "selector": selector, "phase": "AUTHN", "lua": {"inlineCode": "function envoy_on_request(handle) end"},
-        }),
+        PolicyKind.TELEMETRY: (
+            f"{host}-telemetry",
+            {
+                "selector": selector,
+                "accessLogging": [{"providers": [{"name": "envoy"}]}],
+            },
+        ),
+        PolicyKind.WASM_PLUGIN: (
+            f"{host}-wasm",
+            {
+                "selector": selector,
+                "url": "oci://ghcr.io/example/plugin:1.0.0",
+                "phase": "AUTHN",
+            },
+        ),
+        PolicyKind.TRAFFIC_EXTENSION: (
+            f"{host}-lua",
+            {
+                "selector": selector,
+                "phase": "AUTHN",
+                "lua": {"inlineCode": "function envoy_on_request(handle) end"},
+            },
+        ),
     }
     name, spec = specs[kind]
     return _object(kind, name, namespace, spec)

@@ -1,4 +1,5 @@
 """The user's own API tokens: list, create (the secret is shown once), revoke."""
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse

@@ -1,4 +1,5 @@
 """One error shape for the whole API: {"code", "message", "details"}."""
+
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -31,4 +32,3 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         body = {"code": code, "message": str(detail), "details": {}}
     response.data = body
     return response
-

@@ -3,6 +3,7 @@
 Tokens are managed only from a signed-in session: a leaked token must not be able to mint,
 list or revoke tokens. The plaintext is returned once, in the answer to its creation.
 """
+
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,6 +53,7 @@ class SessionRequired(permissions.BasePermission):
 
 
 # --- serializers --------------------------------------------------------------------------
+
 
 class ScopesField(serializers.ListField):
     child = serializers.ChoiceField(choices=TokenScope.choices)
@@ -126,6 +128,7 @@ class MeSerializer(serializers.Serializer):
 
 # --- views --------------------------------------------------------------------------------
 
+
 class MeView(GenericAPIView):
     """The caller: who they are, their teams and roles, and the token they used."""
 
@@ -140,9 +143,7 @@ class MeView(GenericAPIView):
         return Response(self.get_serializer(Caller(user=user, memberships=memberships, token=token)).data)
 
 
-class TokenViewSet(
-    mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet
-):
+class TokenViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, viewsets.GenericViewSet):
     """The caller's own API tokens. DELETE revokes a token; it stays listed as disabled."""
 
     permission_classes = [TokenScopePermission, SessionRequired]

@@ -7,6 +7,7 @@ Calls without a request (management commands, the shell) are not throttled: they
 the network; nor is single sign-on (no password: the identity provider throttles its own logins)
 or an API token, which authenticate elsewhere.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -16,8 +17,9 @@ from django.http import HttpRequest
 
 
 class ThrottlingBackend(AxesStandaloneBackend):
-    def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> None:
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> None:
         if request is None or password is None:
             return None  # not a password login from the network (a command, or single sign-on)
         return super().authenticate(request, username=username, password=password, **kwargs)

@@ -1,4 +1,5 @@
 """Bearer API tokens for pipelines: looked up by key id, verified against the stored digest."""
+
 import hmac
 
 from django.contrib.auth.models import User

@@ -6,6 +6,7 @@ a Redis key (`SET NX PX`, renewed on every tick) on PostgreSQL + Redis, and an e
 sends nothing and tries again every few seconds; when the active one dies its key expires (TTL) and
 a standby takes over.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -51,7 +52,12 @@ class LockedScheduler(PersistentScheduler):
         # Renew only our own lock (compare and extend atomically).
         renewed = client.eval(
             "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) "
-            "else return 0 end", 1, LOCK_KEY, self._token, ttl_ms)
+            "else return 0 end",
+            1,
+            LOCK_KEY,
+            self._token,
+            ttl_ms,
+        )
         return bool(renewed)
 
     def _hold_file(self) -> bool:

@@ -6,6 +6,7 @@ an unreadable message. Here a message is written under a name no consumer matche
 place (atomic within one folder), so a consumer only ever sees whole messages.
 Settings use it for `CELERY_BROKER_URL=filesystem://` (see `portal.settings.base`).
 """
+
 from __future__ import annotations
 
 import os

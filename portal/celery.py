@@ -1,4 +1,5 @@
 """The Celery application shared by the web process, the worker and beat."""
+
 import os
 from typing import Any
 
@@ -21,8 +22,9 @@ def queue_names(default: str) -> dict[str, str]:
     return {"default": default, "rollouts": f"{default}.rollouts", "notifications": f"{default}.notifications"}
 
 
-def route_task(name: str, args: object, kwargs: object, options: object, task: object = None,
-               **extra: object) -> dict[str, str]:
+def route_task(
+    name: str, args: object, kwargs: object, options: object, task: object = None, **extra: object
+) -> dict[str, str]:
     """`task_routes`: rollout steps and deliveries on queues of their own, the rest on the default."""
     queues = queue_names(app.conf.task_default_queue)
     if name in ROLLOUT_TASKS:

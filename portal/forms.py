@@ -1,4 +1,5 @@
 """Forms for the account pages. They parse input; the rules live in `portal.services`."""
+
 from typing import Any
 
 from django import forms

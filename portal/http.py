@@ -1,4 +1,5 @@
 """Request helpers shared by the portal's and the domain's views."""
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

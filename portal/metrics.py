@@ -1,4 +1,5 @@
 """Prometheus metrics of Meshgate itself, served on /metrics."""
+
 import os
 from collections.abc import Iterator
 
@@ -8,9 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 HTTP_REQUESTS = Counter(
     "meshgate_http_requests_total", "HTTP requests answered by the portal", ["method", "view", "status"]
 )
-HTTP_LATENCY = Histogram(
-    "meshgate_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "view"]
-)
+HTTP_LATENCY = Histogram("meshgate_http_request_duration_seconds", "Time to answer an HTTP request", ["method", "view"])
 
 
 def observe_request(method: str, view: str, status: int, seconds: float) -> None:
@@ -34,7 +33,8 @@ class DatabaseStatsCollector:
             tasks.add_metric([stat.task, stat.outcome], stat.count)
         yield tasks
         reachable = GaugeMetricFamily(
-            "meshgate_cluster_reachable", "1 if the last probe reached the environment's cluster API",
+            "meshgate_cluster_reachable",
+            "1 if the last probe reached the environment's cluster API",
             labels=["environment"],
         )
         for environment in Environment.objects.only("name", "cluster_reachable"):
@@ -52,4 +52,3 @@ def render() -> bytes:
             registry.register(collector)
     registry.register(DatabaseStatsCollector())
     return generate_latest(registry)
-

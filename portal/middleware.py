@@ -1,4 +1,5 @@
 """Request ids (for logs and audit rows) and request metrics."""
+
 import contextvars
 import logging
 import re

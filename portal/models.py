@@ -1,4 +1,5 @@
 """Accounts-side models: API tokens for pipelines and the workers' task counters."""
+
 import hashlib
 import secrets
 

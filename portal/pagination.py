@@ -1,4 +1,5 @@
 """The API's pagination: `?limit=` and `?offset=` are bounded, and anything else is a 400."""
+
 from __future__ import annotations
 
 from typing import Any

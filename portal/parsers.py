@@ -5,6 +5,7 @@ conversion limit; this one also turns nesting deep enough to exhaust the parser'
 400, and refuses `NaN`, `Infinity` and numbers that overflow to infinity (`1e400`), which JSON does
 not have and no database column stores.
 """
+
 from __future__ import annotations
 
 import json
@@ -52,8 +53,7 @@ def _depth(text: str) -> int:
 
 
 class SafeJSONParser(JSONParser):
-    def parse(self, stream: Any, media_type: str | None = None,
-              parser_context: Mapping[str, Any] | None = None) -> Any:
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None) -> Any:
         encoding = (parser_context or {}).get("encoding", "utf-8")
         try:
             text = stream.read().decode(encoding)

@@ -1,4 +1,5 @@
 """Reads about the caller's own account, shared by the portal pages and the API."""
+
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import QuerySet
 

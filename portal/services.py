@@ -1,4 +1,5 @@
 """API token lifecycle. The plaintext is returned once, at creation, and never stored."""
+
 from datetime import timedelta
 
 from django.conf import settings
@@ -15,7 +16,12 @@ from portal.models import ApiToken, new_token_material, token_digest
 
 @transaction.atomic
 def token_create(
-    *, user: User, name: str, scopes: list[str], expires_in_days: int, actor: User | None = None,
+    *,
+    user: User,
+    name: str,
+    scopes: list[str],
+    expires_in_days: int,
+    actor: User | None = None,
 ) -> tuple[ApiToken, str]:
     """A new token for `user`; `actor` is who issued it (the user themselves, or an admin issuing a
     service account's token)."""
@@ -40,9 +46,16 @@ def token_create(
         expires_at=timezone.now() + timedelta(days=expires_in_days),
     )
     audit_record(
-        action=AuditAction.TOKEN_CREATED, actor=actor or user, obj=token,
-        after={"name": name, "key_id": key_id, "scopes": token.scopes, "expires_at": token.expires_at,
-               "user": user.get_username()},
+        action=AuditAction.TOKEN_CREATED,
+        actor=actor or user,
+        obj=token,
+        after={
+            "name": name,
+            "key_id": key_id,
+            "scopes": token.scopes,
+            "expires_at": token.expires_at,
+            "user": user.get_username(),
+        },
     )
     return token, plaintext
 

@@ -1,4 +1,5 @@
 """Counts Celery task outcomes in the database so the portal's /metrics can report them."""
+
 import logging
 from typing import Any
 

@@ -21,8 +21,9 @@ from policies.services.sso import sso_login
 class PasswordBackend(ModelBackend):
     """Django's password check, while `MESHGATE_PASSWORD_LOGIN` allows it."""
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None, password: str | None = None,
-                     **kwargs: Any) -> Any:
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
         if not settings.MESHGATE_PASSWORD_LOGIN:
             return None
         return super().authenticate(request, username=username, password=password, **kwargs)
@@ -40,7 +41,8 @@ class MeshgateOIDCBackend(OIDCAuthenticationBackend):
         claims = {**payload, **self.get_userinfo(access_token, id_token, payload)}
         try:
             return sso_login(
-                issuer=settings.MESHGATE_OIDC_ISSUER, claims=claims,
+                issuer=settings.MESHGATE_OIDC_ISSUER,
+                claims=claims,
                 groups_claim=settings.MESHGATE_OIDC_GROUPS_CLAIM,
                 username_claim=settings.MESHGATE_OIDC_USERNAME_CLAIM,
             )

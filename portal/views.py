@@ -1,4 +1,5 @@
 """Operational endpoints: liveness, readiness and metrics."""
+
 import hmac
 
 from django.conf import settings
@@ -52,8 +53,9 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
     expected = settings.MESHGATE_METRICS_TOKEN
     if not expected and not getattr(settings, "MESHGATE_METRICS_OPEN", True):
         # Production: closed until a token is configured for the scraper.
-        return HttpResponse("metrics are closed: set MESHGATE_METRICS_TOKEN and scrape with it\n", status=403,
-                            content_type="text/plain")
+        return HttpResponse(
+            "metrics are closed: set MESHGATE_METRICS_TOKEN and scrape with it\n", status=403, content_type="text/plain"
+        )
     if expected:
         supplied = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(supplied, expected):

@@ -11,6 +11,7 @@ every endpoint owes its callers:
 
 Every refusal is checked to carry the one error shape `{"code", "message", "details"}`.
 """
+
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -31,6 +32,7 @@ BEARER_CHALLENGE = 'Bearer realm="api"'
 
 
 # --- clients ------------------------------------------------------------------------------
+
 
 def anonymous_client() -> APIClient:
     return APIClient()
@@ -80,6 +82,7 @@ def stored_token(
 
 # --- assertions ---------------------------------------------------------------------------
 
+
 def assert_error(response: HttpResponse, status: int, *, code: str | None = None, message: str | None = None) -> Any:
     """The response is an error of the given status in the one error shape; returns `details`."""
     assert response.status_code == status, response.content
@@ -101,6 +104,7 @@ def results(response: HttpResponse) -> list[dict]:
 
 
 # --- contracts ----------------------------------------------------------------------------
+
 
 class EndpointContract:
     """One endpoint and method. Subclasses implement `url()` and, where needed, the hooks."""

@@ -74,13 +74,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """With MESHGATE_TESTS=storage, only the tests that touch the database or the broker run: CI's
     second pass (the embedded default) repeats those and not the ones whose outcome cannot differ."""
 
-
     if os.environ.get("MESHGATE_TESTS") != "storage":
         return
     kept, skipped = [], []
     for item in items:
-        uses_storage = bool(_STORAGE_FIXTURES & set(getattr(item, "fixturenames", ()))) or item.get_closest_marker(
-            "django_db") is not None
+        uses_storage = (
+            bool(_STORAGE_FIXTURES & set(getattr(item, "fixturenames", ())))
+            or item.get_closest_marker("django_db") is not None
+        )
         (kept if uses_storage else skipped).append(item)
     items[:] = kept
     config.hook.pytest_deselected(items=skipped)

@@ -63,8 +63,14 @@ def virtual_service(name: str, namespace: str, host: str | None = None) -> dict:
     }
 
 
-def make_policy(*, environment: Environment, namespace: str, name: str, kind: str = PolicyKind.VIRTUAL_SERVICE,
-                content: dict | None = None) -> Policy:
+def make_policy(
+    *,
+    environment: Environment,
+    namespace: str,
+    name: str,
+    kind: str = PolicyKind.VIRTUAL_SERVICE,
+    content: dict | None = None,
+) -> Policy:
     """A policy with one imported revision, as an import would leave it."""
     policy = Policy.objects.create(environment=environment, kind=kind, namespace=namespace, name=name)
     content = normalize_object(content or virtual_service(name, namespace))
@@ -84,8 +90,10 @@ def grant_platform_admin(user):
 
     # get_or_create: a transactional test's flush may have emptied the permission table.
     permission, _ = Permission.objects.get_or_create(
-        codename="govern_platform", content_type=ContentType.objects.get_for_model(Team),
-        defaults={"name": "Govern the platform"})
+        codename="govern_platform",
+        content_type=ContentType.objects.get_for_model(Team),
+        defaults={"name": "Govern the platform"},
+    )
     user.user_permissions.add(permission)
     return type(user).objects.get(pk=user.pk)
 

@@ -20,6 +20,7 @@ rollout webhooks, anything later).
 Proxies from the environment are not used: a proxy would resolve the name itself, out of reach of
 the policy.
 """
+
 from __future__ import annotations
 
 import http.client
@@ -79,8 +80,9 @@ class EgressPolicy:
 
     def host_allowed(self, host: str) -> bool:
         host = host.lower().rstrip(".")
-        return any(host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern
-                   for pattern in self.hosts)
+        return any(
+            host.endswith(pattern[1:]) if pattern.startswith("*.") else host == pattern for pattern in self.hosts
+        )
 
     def address_allowed(self, address: IPAddress) -> bool:
         return any(address.version == network.version and address in network for network in self.networks)
@@ -175,16 +177,21 @@ def vet(url: str, *, policy: EgressPolicy | None = None, resolve: bool = True) -
         literal = str(info[4][0]).split("%", 1)[0]
         address = ipaddress.ip_address(literal)
         reason = why_refused(address)
-        if reason is None or host_allowed or policy.address_allowed(address) \
-                or policy.address_allowed(_effective(address)):
+        if (
+            reason is None
+            or host_allowed
+            or policy.address_allowed(address)
+            or policy.address_allowed(_effective(address))
+        ):
             if literal not in addresses:
                 addresses.append(literal)
         else:
             refusals.append(f"{literal} is {reason}")
     if refusals:
         # One refused address refuses the host: a name that resolves inside the network is not called.
-        raise EgressRefused(f"{host} is not an allowed destination: {refusals[0]} (an admin may allow it with "
-                            "MESHGATE_EGRESS_ALLOW)")
+        raise EgressRefused(
+            f"{host} is not an allowed destination: {refusals[0]} (an admin may allow it with MESHGATE_EGRESS_ALLOW)"
+        )
     if not addresses:
         raise EgressError(f"cannot resolve {host}: no address")
     return Target(scheme, host, port, path, tuple(addresses))
@@ -210,7 +217,7 @@ class Response:
 
 def shown(text: str, limit: int = MAX_SHOWN_CHARS) -> str:
     cleaned = "".join(ch if ch.isprintable() or ch == " " else " " for ch in text).strip()
-    return cleaned if len(cleaned) <= limit else cleaned[:limit - 1] + "…"
+    return cleaned if len(cleaned) <= limit else cleaned[: limit - 1] + "…"
 
 
 class _Connection(http.client.HTTPConnection):
@@ -237,8 +244,14 @@ class _TLSConnection(http.client.HTTPSConnection):
 
 
 def request(
-    method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-    deadline_seconds: float = 10.0, max_bytes: int = DEFAULT_MAX_BYTES, policy: EgressPolicy | None = None,
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    deadline_seconds: float = 10.0,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    policy: EgressPolicy | None = None,
     verify: bool | str = True,
 ) -> Response:
     """One request under the egress policy; raises `EgressError` (`refused` when the policy refused)."""
@@ -257,20 +270,24 @@ def request(
         if left <= 0:
             break
         connection: http.client.HTTPConnection = (
-            _TLSConnection(target, address, left, context) if context is not None
+            _TLSConnection(target, address, left, context)
+            if context is not None
             else _Connection(target, address, left)
         )
         watchdog = threading.Timer(left, _abort, args=(connection,))
         watchdog.daemon = True
         watchdog.start()
         try:
-            connection.request(method, target.path, body=body, headers={
-                "Connection": "close", **(headers or {})})
+            connection.request(method, target.path, body=body, headers={"Connection": "close", **(headers or {})})
             answer = connection.getresponse()
             data, truncated = _read_capped(answer, max_bytes, deadline, connection)
-            return Response(status=answer.status, body=data, truncated=truncated,
-                            headers={k.lower(): v for k, v in answer.getheaders()},
-                            elapsed_ms=int((time.monotonic() - started) * 1000))
+            return Response(
+                status=answer.status,
+                body=data,
+                truncated=truncated,
+                headers={k.lower(): v for k, v in answer.getheaders()},
+                elapsed_ms=int((time.monotonic() - started) * 1000),
+            )
         except (OSError, http.client.HTTPException, ValueError) as exc:
             last_error = exc
             if time.monotonic() >= deadline:
@@ -290,8 +307,9 @@ def post(url: str, *, body: bytes, headers: dict[str, str] | None = None, **opti
     return request("POST", url, body=body, headers=headers, **options)
 
 
-def _read_capped(answer: http.client.HTTPResponse, max_bytes: int, deadline: float,
-                 connection: http.client.HTTPConnection) -> tuple[bytes, bool]:
+def _read_capped(
+    answer: http.client.HTTPResponse, max_bytes: int, deadline: float, connection: http.client.HTTPConnection
+) -> tuple[bytes, bool]:
     chunks: list[bytes] = []
     size = 0
     while size < max_bytes:
@@ -300,8 +318,11 @@ def _read_capped(answer: http.client.HTTPResponse, max_bytes: int, deadline: flo
             raise TimeoutError("deadline")
         if connection.sock is not None:
             connection.sock.settimeout(left)
-        piece = answer.read1(min(16 * 1024, max_bytes - size)) if hasattr(answer, "read1") else answer.read(
-            min(16 * 1024, max_bytes - size))
+        piece = (
+            answer.read1(min(16 * 1024, max_bytes - size))
+            if hasattr(answer, "read1")
+            else answer.read(min(16 * 1024, max_bytes - size))
+        )
         if not piece:
             if time.monotonic() >= deadline:  # the watchdog closed the socket
                 raise TimeoutError("deadline")
@@ -329,5 +350,15 @@ def _describe(exc: BaseException) -> str:
     return shown(f"{type(exc).__name__}: {exc}", 200)
 
 
-__all__ = ["EgressError", "EgressPolicy", "EgressRefused", "Response", "configured_policy", "post", "request",
-           "shown", "vet", "why_refused"]
+__all__ = [
+    "EgressError",
+    "EgressPolicy",
+    "EgressRefused",
+    "Response",
+    "configured_policy",
+    "post",
+    "request",
+    "shown",
+    "vet",
+    "why_refused",
+]

@@ -1,4 +1,5 @@
 """A thin, typed adapter over the official `kubernetes` client for the Istio kinds Meshgate manages."""
+
 from integrations.kubernetes.client import (
     ClusterConfig,
     SecretMetadata,

@@ -1,4 +1,5 @@
 """Typed functions over the official client. Works unchanged against meshsim and a real cluster."""
+
 from __future__ import annotations
 
 import functools
@@ -142,7 +143,9 @@ def list_objects(
     api = _custom(cfg)
     options = {"label_selector": label_selector} if label_selector else {}
     if namespace:
-        result = _call(cfg, api.list_namespaced_custom_object, info.group, info.version, namespace, info.plural, **options)
+        result = _call(
+            cfg, api.list_namespaced_custom_object, info.group, info.version, namespace, info.plural, **options
+        )
     else:
         result = _call(cfg, api.list_cluster_custom_object, info.group, info.version, info.plural, **options)
     return [_with_type(item, info) for item in result.get("items", [])]
@@ -155,7 +158,11 @@ def get_object(cfg: ClusterConfig, kind: str, namespace: str, name: str) -> dict
 
 
 def apply_object(
-    cfg: ClusterConfig, obj: dict[str, Any], *, dry_run: bool = False, force: bool = False,
+    cfg: ClusterConfig,
+    obj: dict[str, Any],
+    *,
+    dry_run: bool = False,
+    force: bool = False,
     field_manager: str = FIELD_MANAGER,
 ) -> dict[str, Any]:
     """Server-side apply. A `metadata.resourceVersion` in `obj` is a precondition (409 if stale)."""
@@ -182,8 +189,14 @@ def apply_object(
 
 
 def patch_object_json(
-    cfg: ClusterConfig, kind: str, namespace: str, name: str, operations: list[dict[str, Any]], *,
-    dry_run: bool = False, field_manager: str = FIELD_MANAGER,
+    cfg: ClusterConfig,
+    kind: str,
+    namespace: str,
+    name: str,
+    operations: list[dict[str, Any]],
+    *,
+    dry_run: bool = False,
+    field_manager: str = FIELD_MANAGER,
 ) -> dict[str, Any]:
     """A JSON patch (RFC 6902), e.g. `test` of `/metadata/resourceVersion` then `replace` of
     `/metadata/managedFields` (how kubectl moves client-side-apply ownership to its apply manager)."""
@@ -206,7 +219,12 @@ def patch_object_json(
 
 
 def delete_object(
-    cfg: ClusterConfig, kind: str, namespace: str, name: str, *, dry_run: bool = False,
+    cfg: ClusterConfig,
+    kind: str,
+    namespace: str,
+    name: str,
+    *,
+    dry_run: bool = False,
     resource_version: str | None = None,
 ) -> None:
     info = kind_info(kind)
@@ -215,7 +233,13 @@ def delete_object(
         preconditions=k8s.V1Preconditions(resource_version=resource_version) if resource_version else None,
     )
     _call(
-        cfg, _custom(cfg).delete_namespaced_custom_object, info.group, info.version, namespace, info.plural, name,
+        cfg,
+        _custom(cfg).delete_namespaced_custom_object,
+        info.group,
+        info.version,
+        namespace,
+        info.plural,
+        name,
         body=body,
     )
 
@@ -236,12 +260,22 @@ def read_crd_schema(cfg: ClusterConfig, kind: str, version: str | None = None) -
     for entry in crd.spec.versions:
         if entry.name == wanted and entry.served and entry.schema and entry.schema.open_apiv3_schema:
             schema = api.api_client.sanitize_for_serialization(entry.schema.open_apiv3_schema)
-            return {"resourceVersion": crd.metadata.resource_version, "schema": schema, "served": True,
-                    "servedVersions": served, "version": wanted}
+            return {
+                "resourceVersion": crd.metadata.resource_version,
+                "schema": schema,
+                "served": True,
+                "servedVersions": served,
+                "version": wanted,
+            }
     if version is None:
         raise NotFound(f"{info.crd_name} serves no schema for version {info.version}", status=404)
-    return {"resourceVersion": crd.metadata.resource_version, "schema": {}, "served": False,
-            "servedVersions": served, "version": wanted}
+    return {
+        "resourceVersion": crd.metadata.resource_version,
+        "schema": {},
+        "served": False,
+        "servedVersions": served,
+        "version": wanted,
+    }
 
 
 def list_namespaces(cfg: ClusterConfig) -> list[dict[str, Any]]:
@@ -319,10 +353,15 @@ def list_secret_metadata(cfg: ClusterConfig, *, namespace: str | None = None) ->
     api_client = _api_client(cfg)
     path = f"/api/v1/namespaces/{namespace}/secrets" if namespace else "/api/v1/secrets"
     response = _call(
-        cfg, api_client.call_api, path, "GET",
+        cfg,
+        api_client.call_api,
+        path,
+        "GET",
         query_params=[("includeObject", "Metadata")],
         header_params={"Accept": SECRET_METADATA_ACCEPT},
-        auth_settings=["BearerToken"], _preload_content=False, _return_http_data_only=True,
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _return_http_data_only=True,
     )
     table = json.loads(response.data)
     if not isinstance(table, dict) or table.get("kind") != "Table":
@@ -334,10 +373,15 @@ def list_secret_metadata(cfg: ClusterConfig, *, namespace: str | None = None) ->
         meta = (row.get("object") or {}).get("metadata") or {}
         cells = row.get("cells") or []
         secret_type = cells[type_column] if type_column is not None and type_column < len(cells) else ""
-        found.append(SecretMetadata(
-            namespace=meta.get("namespace", ""), name=meta.get("name", ""), type=str(secret_type or ""),
-            labels=dict(meta.get("labels") or {}), annotations=dict(meta.get("annotations") or {}),
-        ))
+        found.append(
+            SecretMetadata(
+                namespace=meta.get("namespace", ""),
+                name=meta.get("name", ""),
+                type=str(secret_type or ""),
+                labels=dict(meta.get("labels") or {}),
+                annotations=dict(meta.get("annotations") or {}),
+            )
+        )
     return found
 
 

@@ -1,4 +1,5 @@
 """Errors of the cluster adapter, independent of the client library's own."""
+
 from dataclasses import dataclass
 
 

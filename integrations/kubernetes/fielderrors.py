@@ -86,4 +86,3 @@ def invalid(path: str, value: Any, detail: str) -> FieldError:
 def not_supported(path: str, value: Any, allowed: list[Any]) -> FieldError:
     listed = ", ".join(format_value(item) for item in allowed)
     return FieldError(ErrorType.NOT_SUPPORTED, path, value, f"supported values: {listed}")
-

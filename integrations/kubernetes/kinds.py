@@ -5,6 +5,7 @@ the CRD serves (`versions`, the preferred one first: Meshgate reads and writes i
 `CONTEXT_KINDS` are read only, as context for the cross-resource checks: the Kubernetes Gateway
 API objects an Istio object may refer to.
 """
+
 from dataclasses import dataclass
 
 

@@ -234,11 +234,7 @@ class _Validator:
         keys = schema.get("x-kubernetes-list-map-keys", [])
         seen: set[str] = set()
         for index, item in enumerate(value):
-            identity = (
-                {key: item.get(key) for key in keys}
-                if list_type == "map" and isinstance(item, dict)
-                else item
-            )
+            identity = {key: item.get(key) for key in keys} if list_type == "map" and isinstance(item, dict) else item
             token = json.dumps(identity, sort_keys=True)
             if token in seen:
                 self.errors.append(FieldError(ErrorType.DUPLICATE, f"{path}[{index}]", identity))

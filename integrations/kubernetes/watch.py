@@ -5,6 +5,7 @@ from the list's resourceVersion with bookmarks; a watch that ends (its timeout) 
 last resourceVersion seen, and an expired one (410 Gone) starts over with a list. Lists and watch
 events are read as raw JSON: no model deserialization, which is most of the cost at 10,000 objects.
 """
+
 from __future__ import annotations
 
 import json
@@ -88,14 +89,21 @@ def list_raw(cfg: ClusterConfig, kind: str, *, page_size: int = PAGE_SIZE) -> tu
 
 
 def watch_raw(
-    cfg: ClusterConfig, kind: str, resource_version: str, *, timeout_seconds: int = 30,
+    cfg: ClusterConfig,
+    kind: str,
+    resource_version: str,
+    *,
+    timeout_seconds: int = 30,
 ) -> Iterator[WatchEvent]:
     """The events after `resource_version`, until the server ends the watch. Raises Gone on 410."""
     lister = _lister(cfg, kind)
     with _errors(cfg):
         response = lister(
-            watch=True, resource_version=resource_version, allow_watch_bookmarks=True,
-            timeout_seconds=timeout_seconds, _preload_content=False,
+            watch=True,
+            resource_version=resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=timeout_seconds,
+            _preload_content=False,
             _request_timeout=(cfg.timeout_seconds, timeout_seconds + cfg.timeout_seconds),
         )
     try:
@@ -117,8 +125,15 @@ def watch_raw(
 
 
 def run_informer(
-    cfg: ClusterConfig, kind: str, sink: Sink, *, stop: threading.Event, resource_version: str = "",
-    watch_timeout: int = 30, retry_seconds: float = 2.0, on_error: Callable[[Exception], None] | None = None,
+    cfg: ClusterConfig,
+    kind: str,
+    sink: Sink,
+    *,
+    stop: threading.Event,
+    resource_version: str = "",
+    watch_timeout: int = 30,
+    retry_seconds: float = 2.0,
+    on_error: Callable[[Exception], None] | None = None,
 ) -> None:
     """Keep `sink` current with `kind` until `stop` is set.
 

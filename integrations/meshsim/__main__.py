@@ -27,9 +27,7 @@ def _parser() -> argparse.ArgumentParser:
         "--gateway-api-crds",
         help="Kubernetes Gateway API CRD file, or 'none' (default: see crds.py)",
     )
-    parser.add_argument(
-        "--seed", type=Path, action="append", default=[], help="YAML objects loaded at start"
-    )
+    parser.add_argument("--seed", type=Path, action="append", default=[], help="YAML objects loaded at start")
     parser.add_argument("--state-file", type=Path, help="load state from / save state to")
     parser.add_argument("--ready-file", type=Path, help="written with the URL once listening")
     parser.add_argument("--token", help="require 'Authorization: Bearer TOKEN'")
@@ -39,9 +37,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="advance simulated traffic in real time (else only by POST /meshsim/traffic/advance)",
     )
-    parser.add_argument(
-        "--traffic-seed", type=int, default=1, help="seed of the traffic model's random numbers"
-    )
+    parser.add_argument("--traffic-seed", type=int, default=1, help="seed of the traffic model's random numbers")
     return parser
 
 

@@ -121,11 +121,7 @@ class Api:
         with self.store.lock:
             revision = self.store.revision
             objects = self.store.list_objects(resource.key, namespace)
-        selected = [
-            obj
-            for obj in objects
-            if label_matches(obj["metadata"].get("labels") or {}) and field_matches(obj)
-        ]
+        selected = [obj for obj in objects if label_matches(obj["metadata"].get("labels") or {}) and field_matches(obj)]
         start = _decode_continue(query.get("continue"))
         selected = [obj for obj in selected if _position(obj) > start] if start else selected
         list_meta: Obj = {"resourceVersion": str(revision)}
@@ -209,18 +205,14 @@ class Api:
 
     # writes ---------------------------------------------------------------
 
-    def create(
-        self, resource: ResourceType, version: str, namespace: str, body: Any, options: WriteOptions
-    ) -> Result:
+    def create(self, resource: ResourceType, version: str, namespace: str, body: Any, options: WriteOptions) -> Result:
         obj = self._decode_object(resource, version, body)
         with self.store.lock:
             self._set_namespace(resource, obj, namespace)
             self._require_namespace(resource, namespace)
             meta = obj["metadata"]
             if not meta.get("name") and meta.get("generateName"):
-                meta["name"] = str(meta["generateName"]) + "".join(
-                    secrets.choice(_GENERATE_ALPHABET) for _ in range(5)
-                )
+                meta["name"] = str(meta["generateName"]) + "".join(secrets.choice(_GENERATE_ALPHABET) for _ in range(5))
             if resource.has_status:
                 obj.pop("status", None)
             obj, warnings = self._validate(resource, version, obj, options)
@@ -242,8 +234,7 @@ class Api:
             self._set_namespace(resource, obj, namespace)
             if _name_of(obj) != name:
                 raise errors.bad_request(
-                    f"the name of the object ({_name_of(obj)}) does not match "
-                    f"the name on the URL ({name})"
+                    f"the name of the object ({_name_of(obj)}) does not match the name on the URL ({name})"
                 )
             self._check_resource_version(resource, obj, current, required=True)
             return self._commit_update(resource, version, current, obj, options, "Update")
@@ -262,9 +253,7 @@ class Api:
         if content_type not in accepted:
             raise errors.unsupported_media_type(content_type, accepted)
         if options.force and content_type != APPLY_PATCH:
-            raise _patch_options_invalid(
-                "force", "Forbidden", "may not be specified for non-apply patch"
-            )
+            raise _patch_options_invalid("force", "Forbidden", "may not be specified for non-apply patch")
         if content_type == APPLY_PATCH:
             if options.subresource:
                 raise errors.method_not_allowed()
@@ -305,9 +294,7 @@ class Api:
             current = self._existing(resource, namespace, name)
             self._check_preconditions(resource, current, preconditions)
             if resource is NAMESPACES and name in PROTECTED_NAMESPACES:
-                raise errors.forbidden(
-                    resource.plural, resource.group, name, "this namespace may not be deleted"
-                )
+                raise errors.forbidden(resource.plural, resource.group, name, "this namespace may not be deleted")
             if resource is NAMESPACES:
                 current["metadata"]["deletionTimestamp"] = now()
                 current["status"] = {"phase": "Terminating"}
@@ -347,8 +334,7 @@ class Api:
             raise errors.bad_request("metadata.managedFields must be nil")
         if meta.setdefault("name", name) != name:
             raise errors.bad_request(
-                f"the name of the object ({meta['name']}) does not match "
-                f"the name on the URL ({name})"
+                f"the name of the object ({meta['name']}) does not match the name on the URL ({name})"
             )
         with self.store.lock:
             self._set_namespace(resource, intent, namespace)
@@ -365,9 +351,7 @@ class Api:
                 merged, warnings = self._validate(resource, version, merged, options)
                 return self._commit_create(resource, version, merged, options, warnings, None)
             self._check_resource_version(resource, intent, current, required=False)
-            merged = fieldmanager.apply(
-                render(resource, version, current), intent, applier, options.force
-            )
+            merged = fieldmanager.apply(render(resource, version, current), intent, applier, options.force)
             return self._commit_update(resource, version, current, merged, options, "Apply")
 
     # shared steps ---------------------------------------------------------
@@ -394,8 +378,7 @@ class Api:
             )
         if obj["kind"] != resource.kind:
             raise errors.bad_request(
-                f"the kind in the data ({obj['kind']}) does not match the expected kind "
-                f"({resource.kind})"
+                f"the kind in the data ({obj['kind']}) does not match the expected kind ({resource.kind})"
             )
         return obj
 
@@ -408,8 +391,7 @@ class Api:
             return
         if meta.get("namespace") not in (None, "", namespace):
             raise errors.bad_request(
-                "the namespace of the provided object does not match "
-                "the namespace sent on the request"
+                "the namespace of the provided object does not match the namespace sent on the request"
             )
         meta["namespace"] = namespace
 
@@ -417,30 +399,20 @@ class Api:
         if resource.namespaced and self.store.get(NAMESPACES.key, "", namespace) is None:
             raise errors.not_found(NAMESPACES.plural, NAMESPACES.group, namespace)
 
-    def _check_resource_version(
-        self, resource: ResourceType, obj: Obj, current: Obj, required: bool
-    ) -> None:
+    def _check_resource_version(self, resource: ResourceType, obj: Obj, current: Obj, required: bool) -> None:
         given = (obj.get("metadata") or {}).get("resourceVersion")
         if not given:
             if required and not resource.allows_unconditional_update:
                 raise self._invalid(
                     resource,
                     _name_of(current),
-                    [
-                        errors.invalid(
-                            "metadata.resourceVersion", 0, "must be specified for an update"
-                        )
-                    ],
+                    [errors.invalid("metadata.resourceVersion", 0, "must be specified for an update")],
                 )
             return
         if str(given) != current["metadata"]["resourceVersion"]:
-            raise errors.conflict(
-                resource.plural, resource.group, _name_of(current), errors.STALE_OBJECT
-            )
+            raise errors.conflict(resource.plural, resource.group, _name_of(current), errors.STALE_OBJECT)
 
-    def _check_preconditions(
-        self, resource: ResourceType, current: Obj, preconditions: Obj
-    ) -> None:
+    def _check_preconditions(self, resource: ResourceType, current: Obj, preconditions: Obj) -> None:
         meta = current["metadata"]
         for key, label in (("uid", "UID"), ("resourceVersion", "ResourceVersion")):
             expected = preconditions.get(key)
@@ -483,8 +455,7 @@ class Api:
         obj["metadata"] = meta_outcome.value
         if options.field_validation == "Strict":
             found.extend(
-                FieldError(ErrorType.UNKNOWN_FIELD, path, detail=f'unknown field "{path}"')
-                for path in unknown
+                FieldError(ErrorType.UNKNOWN_FIELD, path, detail=f'unknown field "{path}"') for path in unknown
             )
         if found:
             raise self._invalid(resource, str(name or ""), found)
@@ -569,9 +540,7 @@ class Api:
         core.apply_defaults(resource, new, current, self._namespace_labels(resource, namespace))
         if resource.tracks_generation and _spec_part(new) != _spec_part(current):
             meta["generation"] = int(old_meta.get("generation", 1)) + 1
-        writer = (
-            self._writer(resource, version, options, operation) if operation == "Update" else None
-        )
+        writer = self._writer(resource, version, options, operation) if operation == "Update" else None
         _set_managed_fields(new, current, writer)
         if _comparable(new) == _comparable(current):
             return Result(200, render(resource, version, current), warnings)
@@ -593,9 +562,7 @@ _META_ORDER = (
 )
 
 
-def _set_managed_fields(
-    obj: Obj, previous: Obj | None, writer: fieldmanager.ManagerEntry | None
-) -> None:
+def _set_managed_fields(obj: Obj, previous: Obj | None, writer: fieldmanager.ManagerEntry | None) -> None:
     """Record a write by ``writer`` (Update), or prune the apply result (``writer`` None).
 
     Also puts metadata keys in kube's usual order, managedFields last.
@@ -620,9 +587,7 @@ def _untracked_meta(meta: Obj) -> Obj:
 
 def _patch_options_invalid(field_name: str, kind: str, detail: str) -> ApiError:
     error_type = ErrorType.REQUIRED if kind == "Required" else ErrorType.FORBIDDEN
-    return errors.invalid_object(
-        "PatchOptions", "meta.k8s.io", "", [FieldError(error_type, field_name, None, detail)]
-    )
+    return errors.invalid_object("PatchOptions", "meta.k8s.io", "", [FieldError(error_type, field_name, None, detail)])
 
 
 def _decode_json(raw: bytes) -> Any:

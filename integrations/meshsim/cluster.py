@@ -89,9 +89,7 @@ class Cluster:
         self.store = Store()
         self.api = Api(self.store)
         self.faults = FaultInjector()
-        self._seed_documents = [
-            (path, doc) for path in config.seeds for doc in _read_seed_documents(path)
-        ]
+        self._seed_documents = [(path, doc) for path in config.seeds for doc in _read_seed_documents(path)]
         self._save_lock = threading.Lock()
         self._saver: DebouncedSaver | None = None
 
@@ -156,9 +154,7 @@ class Cluster:
             self.store.put(CRDS.key, _crd_object(crd, created))
 
     def _load_seeds(self) -> None:
-        namespaces_first = sorted(
-            self._seed_documents, key=lambda item: item[1].get("kind") != NAMESPACES.kind
-        )
+        namespaces_first = sorted(self._seed_documents, key=lambda item: item[1].get("kind") != NAMESPACES.kind)
         for path, doc in namespaces_first:
             try:
                 self._create(doc, SEED_MANAGER)

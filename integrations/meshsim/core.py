@@ -65,8 +65,10 @@ def _deployment_errors(spec: dict[str, Any]) -> list[FieldError]:
     labels = (template.get("metadata") or {}).get("labels") or {}
     if any(labels.get(key) != value for key, value in selector.items()):
         return [invalid("spec.template.metadata.labels", labels, "`selector` does not match template `labels`")]
-    return [FieldError(error.type, f"spec.template.{error.field}", error.value, error.detail)
-            for error in _pod_errors(template.get("spec") or {})]
+    return [
+        FieldError(error.type, f"spec.template.{error.field}", error.value, error.detail)
+        for error in _pod_errors(template.get("spec") or {})
+    ]
 
 
 def _secret_errors(obj: dict[str, Any]) -> list[FieldError]:
@@ -89,8 +91,9 @@ def _config_map_errors(obj: dict[str, Any]) -> list[FieldError]:
     data = obj.get("data") or {}
     if not isinstance(data, dict):
         return [invalid("data", data, "must be a map of keys to strings")]
-    return [invalid(f"data[{key}]", value, "must be a string") for key, value in data.items()
-            if not isinstance(value, str)]
+    return [
+        invalid(f"data[{key}]", value, "must be a string") for key, value in data.items() if not isinstance(value, str)
+    ]
 
 
 def _service_errors(spec: dict[str, Any]) -> list[FieldError]:
@@ -144,14 +147,18 @@ def apply_defaults(
 def _deployment_defaults(obj: dict[str, Any]) -> None:
     spec = obj.setdefault("spec", {})
     spec.setdefault("replicas", 1)
-    spec.setdefault("strategy", {"type": "RollingUpdate",
-                                 "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}})
+    spec.setdefault(
+        "strategy", {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+    )
     spec.setdefault("revisionHistoryLimit", 10)
     spec.setdefault("progressDeadlineSeconds", 600)
     replicas = spec["replicas"]
     obj["status"] = {
-        "observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
-        "readyReplicas": replicas, "availableReplicas": replicas,
+        "observedGeneration": 1,
+        "replicas": replicas,
+        "updatedReplicas": replicas,
+        "readyReplicas": replicas,
+        "availableReplicas": replicas,
         "conditions": [{"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"}],
     }
 
@@ -161,18 +168,28 @@ def _node_defaults(obj: dict[str, Any]) -> None:
     labels = meta.setdefault("labels", {})
     labels.setdefault("kubernetes.io/hostname", meta["name"])
     labels.setdefault("kubernetes.io/os", "linux")
-    obj.setdefault("status", {
-        "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
-        "addresses": [{"type": "InternalIP", "address": _stable_ip("172.18", meta["name"])},
-                      {"type": "Hostname", "address": meta["name"]}],
-        "nodeInfo": {
-            "architecture": "amd64", "bootID": _uuid("boot", meta["name"]),
-            "containerRuntimeVersion": "containerd://2.0.5", "kernelVersion": "6.12.0",
-            "kubeProxyVersion": "v1.33.0", "kubeletVersion": "v1.33.0", "machineID": _uuid("machine", meta["name"]),
-            "operatingSystem": "linux", "osImage": "Debian GNU/Linux 13 (trixie)",
-            "systemUUID": _uuid("system", meta["name"]),
+    obj.setdefault(
+        "status",
+        {
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            "addresses": [
+                {"type": "InternalIP", "address": _stable_ip("172.18", meta["name"])},
+                {"type": "Hostname", "address": meta["name"]},
+            ],
+            "nodeInfo": {
+                "architecture": "amd64",
+                "bootID": _uuid("boot", meta["name"]),
+                "containerRuntimeVersion": "containerd://2.0.5",
+                "kernelVersion": "6.12.0",
+                "kubeProxyVersion": "v1.33.0",
+                "kubeletVersion": "v1.33.0",
+                "machineID": _uuid("machine", meta["name"]),
+                "operatingSystem": "linux",
+                "osImage": "Debian GNU/Linux 13 (trixie)",
+                "systemUUID": _uuid("system", meta["name"]),
+            },
         },
-    })
+    )
 
 
 def _secret_defaults(obj: dict[str, Any]) -> None:
@@ -206,9 +223,7 @@ def _service_defaults(obj: dict[str, Any], current: dict[str, Any] | None) -> No
     obj.setdefault("status", {"loadBalancer": {}})
 
 
-def _pod_defaults(
-    obj: dict[str, Any], current: dict[str, Any] | None, namespace_labels: dict[str, str]
-) -> None:
+def _pod_defaults(obj: dict[str, Any], current: dict[str, Any] | None, namespace_labels: dict[str, str]) -> None:
     meta, spec = obj["metadata"], obj.setdefault("spec", {})
     spec.setdefault("serviceAccountName", "default")
     spec.setdefault("restartPolicy", "Always")
@@ -221,8 +236,7 @@ def _pod_defaults(
         (meta.get("annotations") or {}).get("sidecar.istio.io/inject"),
         (meta.get("labels") or {}).get("sidecar.istio.io/inject"),
     )
-    if (current is None and injected and not opted_out
-            and all(c.get("name") != "istio-proxy" for c in containers)):
+    if current is None and injected and not opted_out and all(c.get("name") != "istio-proxy" for c in containers):
         containers.append({"name": "istio-proxy", "image": ISTIO_PROXY_IMAGE})
         meta.setdefault("annotations", {})["sidecar.istio.io/status"] = (
             '{"containers":["istio-proxy"],"revision":"default"}'

@@ -22,10 +22,7 @@ from typing import Any
 from .yamlio import load_documents
 
 ISTIO_VERSION = "1.28.0"
-CRD_URL = (
-    "https://raw.githubusercontent.com/istio/istio/"
-    f"{ISTIO_VERSION}/manifests/charts/base/files/crd-all.gen.yaml"
-)
+CRD_URL = f"https://raw.githubusercontent.com/istio/istio/{ISTIO_VERSION}/manifests/charts/base/files/crd-all.gen.yaml"
 ENV_VAR = "MESHSIM_CRD_FILE"
 REPO_ROOT = Path(__file__).resolve().parents[2]
 REFERENCE_FILE = REPO_ROOT.parent / "shared" / "reference" / "istio" / "crd-all.gen.yaml"
@@ -33,13 +30,10 @@ DOWNLOAD_TIMEOUT_S = 30
 
 GATEWAY_API_VERSION = "v1.6.1"
 GATEWAY_API_URL = (
-    "https://github.com/kubernetes-sigs/gateway-api/releases/download/"
-    f"{GATEWAY_API_VERSION}/standard-install.yaml"
+    f"https://github.com/kubernetes-sigs/gateway-api/releases/download/{GATEWAY_API_VERSION}/standard-install.yaml"
 )
 GATEWAY_API_ENV_VAR = "MESHSIM_GATEWAY_API_CRD_FILE"
-GATEWAY_API_REFERENCE_FILE = (
-    REPO_ROOT.parent / "shared" / "reference" / "gateway-api" / "standard-install.yaml"
-)
+GATEWAY_API_REFERENCE_FILE = REPO_ROOT.parent / "shared" / "reference" / "gateway-api" / "standard-install.yaml"
 
 
 class CrdFileError(RuntimeError):
@@ -114,11 +108,7 @@ def load_crds(path: Path) -> list[dict[str, Any]]:
         documents = load_documents(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CrdFileError(f"could not read CRD file {path}: {exc}") from exc
-    crds = [
-        doc
-        for doc in documents
-        if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"
-    ]
+    crds = [doc for doc in documents if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition"]
     if not crds:
         raise CrdFileError(f"{path} contains no CustomResourceDefinition")
     return crds

@@ -106,9 +106,7 @@ def conflict(plural: str, group: str, name: str, why: str) -> ApiError:
     )
 
 
-STALE_OBJECT = (
-    "the object has been modified; please apply your changes to the latest version and try again"
-)
+STALE_OBJECT = "the object has been modified; please apply your changes to the latest version and try again"
 
 
 def invalid_object(kind: str, group: str, name: str, errors: list[FieldError]) -> ApiError:
@@ -126,9 +124,7 @@ def bad_request(message: str) -> ApiError:
 
 
 def method_not_allowed() -> ApiError:
-    return ApiError(
-        405, "MethodNotAllowed", "the server does not allow this method on the requested resource"
-    )
+    return ApiError(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
 
 
 def unsupported_media_type(content_type: str, accepted: list[str]) -> ApiError:

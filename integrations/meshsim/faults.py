@@ -73,8 +73,12 @@ class FaultRule:
         if self.method and self.method != method:
             return False
         facts = request or RequestFacts()
-        for wanted, actual in ((self.verb, facts.verb), (self.resource, facts.resource),
-                               (self.namespace, facts.namespace), (self.name, facts.name)):
+        for wanted, actual in (
+            (self.verb, facts.verb),
+            (self.resource, facts.resource),
+            (self.namespace, facts.namespace),
+            (self.name, facts.name),
+        ):
             if wanted is not None and wanted != actual:
                 return False
         return self.path_regex is None or bool(self.path_regex.search(path))

@@ -105,9 +105,7 @@ def fields_v1(paths: Iterable[Path]) -> dict[str, Any]:
     return _mark_owned_parents(tree, set(paths))
 
 
-def _mark_owned_parents(
-    tree: dict[str, Any], paths: set[Path], prefix: Path = ()
-) -> dict[str, Any]:
+def _mark_owned_parents(tree: dict[str, Any], paths: set[Path], prefix: Path = ()) -> dict[str, Any]:
     for key, child in tree.items():
         if key == ".":
             continue
@@ -293,8 +291,15 @@ def apply(
     base = copy.deepcopy(current) if current else {}
     if current and current.get("metadata", {}).get("uid") and not entries:
         # An object never applied nor tracked: its fields so far belong to "before-first-apply".
-        entries = [ManagerEntry(BEFORE_FIRST_APPLY, "Update", applier.api_version, applier.time,
-                                paths=leaf_paths(base, include_status=False))]
+        entries = [
+            ManagerEntry(
+                BEFORE_FIRST_APPLY,
+                "Update",
+                applier.api_version,
+                applier.time,
+                paths=leaf_paths(base, include_status=False),
+            )
+        ]
     intent_paths = leaf_paths(intent, include_status=False)
     conflicts = [
         Conflict(entry, path)

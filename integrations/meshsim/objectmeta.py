@@ -105,9 +105,7 @@ def validate_metadata(meta: dict[str, Any]) -> Outcome:
     for key in _STRING_FIELDS:
         if key in meta and not isinstance(meta[key], str):
             detail = f'metadata.{key} in body must be of type string: "{json_type(meta[key])}"'
-            outcome.errors.append(
-                FieldError(ErrorType.TYPE_INVALID, f"metadata.{key}", meta[key], detail)
-            )
+            outcome.errors.append(FieldError(ErrorType.TYPE_INVALID, f"metadata.{key}", meta[key], detail))
     for key in _STRING_MAPS:
         values = meta.get(key)
         if values is None:
@@ -116,7 +114,5 @@ def validate_metadata(meta: dict[str, Any]) -> Outcome:
             outcome.errors.extend(_string_map_errors(values, f"metadata.{key}", key == "labels"))
         else:
             detail = f'metadata.{key} in body must be of type object: "{json_type(values)}"'
-            outcome.errors.append(
-                FieldError(ErrorType.TYPE_INVALID, f"metadata.{key}", values, detail)
-            )
+            outcome.errors.append(FieldError(ErrorType.TYPE_INVALID, f"metadata.{key}", values, detail))
     return outcome

@@ -162,10 +162,7 @@ def crd_resource_type(crd: Mapping[str, Any]) -> ResourceType:
         storage_version=storage,
         short_names=tuple(names.get("shortNames", ())),
         categories=tuple(names.get("categories", ())),
-        schemas={
-            version["name"]: version.get("schema", {}).get("openAPIV3Schema", {})
-            for version in served
-        },
+        schemas={version["name"]: version.get("schema", {}).get("openAPIV3Schema", {}) for version in served},
         custom=True,
         has_status="status" in served[0].get("subresources", {}),
     )
@@ -202,11 +199,7 @@ class Registry:
     def by_kind(self, api_version: str, kind: str) -> ResourceType | None:
         group, _, version = api_version.rpartition("/")
         for candidate in self.types:
-            if (
-                candidate.group == group
-                and candidate.kind == kind
-                and version in candidate.versions
-            ):
+            if candidate.group == group and candidate.kind == kind and version in candidate.versions:
                 return candidate
         return None
 

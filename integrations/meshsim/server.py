@@ -77,9 +77,7 @@ def _default_manager(user_agent: str) -> str:
 class App:
     """Maps requests to the cluster; every failure becomes a ``kind: Status`` body."""
 
-    def __init__(
-        self, cluster: Cluster, token: str | None = None, traffic: TrafficModel | None = None
-    ) -> None:
+    def __init__(self, cluster: Cluster, token: str | None = None, traffic: TrafficModel | None = None) -> None:
         self.cluster = cluster
         self.token = token
         self.traffic = traffic if traffic is not None else TrafficModel(cluster)
@@ -306,29 +304,21 @@ class App:
             form = tables.requested_form(request.headers.get("accept", ""))
             if form == "Table":
                 include = request.query.get("includeObject")
-                return Response(
-                    200, tables.table(resource, listing["items"], listing["metadata"], include)
-                )
+                return Response(200, tables.table(resource, listing["items"], listing["metadata"], include))
             if form in ("PartialObjectMetadata", "PartialObjectMetadataList"):
                 return Response(200, tables.partial_list(listing))
             return Response(200, listing)
         if request.method == "POST" and not all_namespaces:
             body = self._object_body(request)
             options = self._write_options(request, target)
-            return _from_result(
-                api.create(resource, target.version, target.namespace or "", body, options)
-            )
+            return _from_result(api.create(resource, target.version, target.namespace or "", body, options))
         raise errors.method_not_allowed()
 
-    def _write_options(
-        self, request: Request, target: Target, body_dry_run: list[str] | None = None
-    ) -> WriteOptions:
+    def _write_options(self, request: Request, target: Target, body_dry_run: list[str] | None = None) -> WriteOptions:
         query = request.query
         dry_run = [query["dryRun"]] if "dryRun" in query else list(body_dry_run or [])
         if any(value != "All" for value in dry_run):
-            raise errors.bad_request(
-                f'dryRun: Unsupported value: {dry_run}: supported values: "All"'
-            )
+            raise errors.bad_request(f'dryRun: Unsupported value: {dry_run}: supported values: "All"')
         validation = query.get("fieldValidation") or "Warn"
         if validation not in FIELD_VALIDATIONS:
             raise errors.bad_request(
@@ -376,9 +366,7 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
-        query = {
-            key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()
-        }
+        query = {key: values[-1] for key, values in parse_qs(url.query, keep_blank_values=True).items()}
         headers = {key.lower(): value for key, value in self.headers.items()}
         response = self.server.app.handle(Request(self.command, url.path, query, headers, body))
         if response.stream is not None:

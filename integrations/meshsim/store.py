@@ -80,11 +80,7 @@ class Store:
         """Objects sorted by namespace and name, optionally of one namespace only."""
         with self.lock:
             objects = self._objects.get(resource, {})
-            return [
-                copy.deepcopy(objects[key])
-                for key in sorted(objects)
-                if namespace is None or key[0] == namespace
-            ]
+            return [copy.deepcopy(objects[key]) for key in sorted(objects) if namespace is None or key[0] == namespace]
 
     def put(self, resource: str, obj: Obj) -> Obj:
         """Store ``obj`` with a new resourceVersion; returns the stored copy."""

@@ -22,11 +22,9 @@ INCLUDE_OBJECT = ("None", "Metadata", "Object")
 
 
 def requested_form(accept: str) -> str:
-    """"Table", "PartialObjectMetadata", "PartialObjectMetadataList" or "" (plain JSON)."""
+    """ "Table", "PartialObjectMetadata", "PartialObjectMetadataList" or "" (plain JSON)."""
     for media in accept.split(","):
-        params = dict(
-            part.strip().split("=", 1) for part in media.split(";")[1:] if "=" in part
-        )
+        params = dict(part.strip().split("=", 1) for part in media.split(";")[1:] if "=" in part)
         if params.get("g") == "meta.k8s.io" and params.get("v") in ("v1", "v1beta1"):
             form = params.get("as", "")
             if form in ("Table", "PartialObjectMetadata", "PartialObjectMetadataList"):
@@ -54,17 +52,19 @@ def _column(name: str, type_: str, description: str, format_: str = "") -> Obj:
 def _columns(resource: ResourceType) -> list[Obj]:
     name = _column("Name", "string", "Name must be unique within a namespace.", "name")
     if resource is SECRETS:
-        return [name, _column("Type", "string", "The type of the secret"),
-                _column("Data", "string", "The number of keys in the secret"),
-                _column("Age", "string", "CreationTimestamp of the object")]
+        return [
+            name,
+            _column("Type", "string", "The type of the secret"),
+            _column("Data", "string", "The number of keys in the secret"),
+            _column("Age", "string", "CreationTimestamp of the object"),
+        ]
     return [name, _column("Created At", "date", "CreationTimestamp of the object")]
 
 
 def _cells(resource: ResourceType, obj: Obj) -> list[Any]:
     meta = obj["metadata"]
     if resource is SECRETS:
-        return [meta["name"], obj.get("type", "Opaque"), len(obj.get("data") or {}),
-                meta.get("creationTimestamp", "")]
+        return [meta["name"], obj.get("type", "Opaque"), len(obj.get("data") or {}), meta.get("creationTimestamp", "")]
     return [meta["name"], meta.get("creationTimestamp", "")]
 
 

@@ -4,6 +4,7 @@ Thin clients without Django models or business rules: the domain (`policies.serv
 decides who gets what and when to retry; these functions only deliver one message and say how it went.
 Every failure is a `NotifyError` that tells whether trying again later can help.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,4 +1,5 @@
 """Email through Django's mail API (whatever EMAIL_BACKEND the deployment configures)."""
+
 from __future__ import annotations
 
 import smtplib
@@ -19,7 +20,9 @@ def send_email(*, to: str, subject: str, body: str, url: str = "", event: str = 
         raise NotifyError(f"{to!r} is not an email address", retryable=False) from exc
     text = body + (f"\n\n{url}\n" if url else "\n")
     message = EmailMessage(
-        subject=(SUBJECT_PREFIX + subject.replace("\n", " "))[:250], body=text, to=[to],
+        subject=(SUBJECT_PREFIX + subject.replace("\n", " "))[:250],
+        body=text,
+        to=[to],
         headers={"X-Meshgate-Event": event} if event else None,
     )
     try:

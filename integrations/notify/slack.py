@@ -1,4 +1,5 @@
 """Slack-compatible incoming webhooks (Slack, Mattermost, Rocket.Chat): `text` plus Block Kit `blocks`."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -25,18 +26,24 @@ def slack_message(
     if body:
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": _escape(body)[:MAX_TEXT]}})
     if fields:
-        blocks.append({
-            "type": "section",
-            "fields": [
-                {"type": "mrkdwn", "text": f"*{_escape(name)}*\n{_escape(str(value))}"[:2000]}
-                for name, value in list(fields.items())[:10]
-            ],
-        })
+        blocks.append(
+            {
+                "type": "section",
+                "fields": [
+                    {"type": "mrkdwn", "text": f"*{_escape(name)}*\n{_escape(str(value))}"[:2000]}
+                    for name, value in list(fields.items())[:10]
+                ],
+            }
+        )
     if url:
-        blocks.append({
-            "type": "actions",
-            "elements": [{"type": "button", "text": {"type": "plain_text", "text": "Open in Meshgate"}, "url": url}],
-        })
+        blocks.append(
+            {
+                "type": "actions",
+                "elements": [
+                    {"type": "button", "text": {"type": "plain_text", "text": "Open in Meshgate"}, "url": url}
+                ],
+            }
+        )
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": f"Meshgate · `{_escape(event)}`"}]})
     text = f"<{url}|{title}>" if url else title
     return {"text": text, "blocks": blocks}

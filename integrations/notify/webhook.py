@@ -10,6 +10,7 @@ Headers sent with every request:
 The timestamp is inside the signed bytes, so a receiver that rejects timestamps older than a few
 minutes (`verify_signature(..., tolerance_seconds=300)`) cannot be fed a recorded request again.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -42,7 +43,12 @@ def compute_signature(*, secret: str, timestamp: str, body: bytes) -> str:
 
 
 def verify_signature(
-    *, secret: str, body: bytes, timestamp: str, signature: str, tolerance_seconds: float | None = 300,
+    *,
+    secret: str,
+    body: bytes,
+    timestamp: str,
+    signature: str,
+    tolerance_seconds: float | None = 300,
     now: float | None = None,
 ) -> bool:
     """What a receiver does: recompute the signature (constant time) and refuse stale timestamps."""
@@ -76,8 +82,9 @@ def post_json(*, url: str, body: bytes, headers: dict[str, str]) -> DeliveryRece
     config = notify_settings()
     all_headers = {"Content-Type": "application/json", "User-Agent": config.user_agent, **headers}
     try:
-        response = egress.post(url, body=body, headers=all_headers, deadline_seconds=config.timeout_seconds,
-                               max_bytes=MAX_RESPONSE_BYTES)
+        response = egress.post(
+            url, body=body, headers=all_headers, deadline_seconds=config.timeout_seconds, max_bytes=MAX_RESPONSE_BYTES
+        )
     except egress.EgressError as exc:
         raise NotifyError(exc.message, retryable=not exc.refused) from exc
     if response.ok:

@@ -36,8 +36,7 @@ SELECTOR_BY_CANARY = (
     'destination_service_name="{service}",destination_canary="{canary}"'
 )
 SELECTOR_BY_SERVICE = (
-    'reporter="destination",destination_service_namespace="{namespace}",'
-    'destination_service_name="{service}"'
+    'reporter="destination",destination_service_namespace="{namespace}",destination_service_name="{service}"'
 )
 
 
@@ -65,7 +64,13 @@ LATENCY_P99_SERVICE_QUERY = _latency_p99_template(SELECTOR_BY_SERVICE)
 _INTERVAL = re.compile(r"^(?:\d+(?:ms|s|m|h|d|w|y))+$")
 _INTERVAL_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
 _INTERVAL_SECONDS = {
-    "ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000,
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    "y": 31536000,
 }
 
 Timestamp = float | datetime
@@ -110,9 +115,7 @@ def query(
     kind, result = data.get("resultType"), data.get("result")
     if kind == "vector":
         return [
-            Sample(
-                dict(item.get("metric") or {}), _float(item["value"][1]), float(item["value"][0])
-            )
+            Sample(dict(item.get("metric") or {}), _float(item["value"][1]), float(item["value"][0]))
             for item in result or []
         ]
     if kind == "scalar" and isinstance(result, list):
@@ -159,9 +162,7 @@ def _call(base_url: str, path: str, params: dict[str, str], timeout: float) -> d
         # POST (form-encoded) so that long queries do not hit URL length limits.
         response = requests.post(url, data=params, timeout=timeout + 1)
     except requests.Timeout as exc:
-        raise PrometheusUnavailable(
-            f"Prometheus at {base_url} did not answer in {timeout:g}s"
-        ) from exc
+        raise PrometheusUnavailable(f"Prometheus at {base_url} did not answer in {timeout:g}s") from exc
     except requests.RequestException as exc:
         raise PrometheusUnavailable(f"cannot reach Prometheus at {base_url}: {exc}") from exc
     try:
@@ -182,9 +183,7 @@ def _call(base_url: str, path: str, params: dict[str, str], timeout: float) -> d
             error_type=str(body.get("errorType", "")) if isinstance(body, dict) else "",
         )
     if status != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), dict):
-        raise PrometheusError(
-            f"unexpected answer from {url}: {status} {response.text[:200]}", status=status
-        )
+        raise PrometheusError(f"unexpected answer from {url}: {status} {response.text[:200]}", status=status)
     return body["data"]
 
 
@@ -278,9 +277,7 @@ def request_success_rate(
     timeout: float = TIMEOUT_SECONDS,
 ) -> float | None:
     """Share of non-5xx answers in [0, 1], or None without requests in the interval."""
-    promql = success_rate_query(
-        namespace=namespace, service=service, version=version, canary=canary, interval=interval
-    )
+    promql = success_rate_query(namespace=namespace, service=service, version=version, canary=canary, interval=interval)
     return _single_value(query(base_url, promql, time=time, timeout=timeout))
 
 
@@ -296,9 +293,7 @@ def request_latency_p99(
     timeout: float = TIMEOUT_SECONDS,
 ) -> float | None:
     """99th percentile duration (ms, interpolated in histogram buckets), or None without data."""
-    promql = latency_p99_query(
-        namespace=namespace, service=service, version=version, canary=canary, interval=interval
-    )
+    promql = latency_p99_query(namespace=namespace, service=service, version=version, canary=canary, interval=interval)
     return _single_value(query(base_url, promql, time=time, timeout=timeout))
 
 

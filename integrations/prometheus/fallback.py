@@ -197,8 +197,7 @@ class MeshsimMetricsProvider:
         self._clock = clock
         self._sleep = sleep
         if history is None:
-            history = (ScrapeHistory.shared(self.url) if clock is time.monotonic
-                       else ScrapeHistory(keep_s=keep_s))
+            history = ScrapeHistory.shared(self.url) if clock is time.monotonic else ScrapeHistory(keep_s=keep_s)
         self.history = history
 
     @property
@@ -212,9 +211,7 @@ class MeshsimMetricsProvider:
         try:
             response = requests.get(self.url, headers=self.headers, timeout=self.timeout)
         except requests.RequestException as exc:
-            raise PrometheusUnavailable(
-                f"cannot reach meshsim metrics at {self.url}: {exc}"
-            ) from exc
+            raise PrometheusUnavailable(f"cannot reach meshsim metrics at {self.url}: {exc}") from exc
         if response.status_code != 200:
             raise PrometheusUnavailable(
                 f"meshsim metrics at {self.url} answered {response.status_code}",
@@ -265,9 +262,7 @@ class MeshsimMetricsProvider:
         return result
 
     @staticmethod
-    def _target(
-        namespace: str, service: str, version: str | None, canary: bool | None
-    ) -> dict[str, str]:
+    def _target(namespace: str, service: str, version: str | None, canary: bool | None) -> dict[str, str]:
         if version is not None and canary is not None:
             raise ValueError("select by version or by canary, not both")
         match = {

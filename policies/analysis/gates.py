@@ -71,8 +71,12 @@ class Subject:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Subject:
-        return cls(str(data.get("kind") or ""), str(data["namespace"]), str(data.get("name") or ""),
-                   {str(k): str(v) for k, v in (data.get("selector") or {}).items()})
+        return cls(
+            str(data.get("kind") or ""),
+            str(data["namespace"]),
+            str(data.get("name") or ""),
+            {str(k): str(v) for k, v in (data.get("selector") or {}).items()},
+        )
 
     def workload_labels(self) -> dict[str, str]:
         """The ``istio_requests_total`` labels of the requests to the workloads it selects."""
@@ -124,16 +128,20 @@ def judge_gate(
     gate = _GATES[check]
     maximum = limit(check, config or {})
     if not subjects:
-        result = MetricResult(gate.name, Verdict.NO_DATA, f"{gate.name}: no policy to watch",
-                              threshold=f"<= {fmt(maximum)}")
+        result = MetricResult(
+            gate.name, Verdict.NO_DATA, f"{gate.name}: no policy to watch", threshold=f"<= {fmt(maximum)}"
+        )
     else:
         try:
             result = gate.judge(provider, subjects, window, maximum)
         except ProviderError as exc:
             kind = "unavailable" if isinstance(exc, ProviderUnavailable) else "query error"
             result = MetricResult(
-                gate.name, Verdict.ERROR, f"{gate.name}: metrics provider {kind}: {exc}",
-                threshold=f"<= {fmt(maximum)}", detail={"error": str(exc), "kind": kind},
+                gate.name,
+                Verdict.ERROR,
+                f"{gate.name}: metrics provider {kind}: {exc}",
+                threshold=f"<= {fmt(maximum)}",
+                detail={"error": str(exc), "kind": kind},
             )
     return replace(result, threshold_max=maximum)  # every gate is a maximum
 
@@ -152,7 +160,10 @@ def _scopes(subjects: Sequence[Subject]) -> list[dict[str, str]]:
 
 
 def _requests(
-    provider: MetricsProvider, subjects: Sequence[Subject], window: str, by: Sequence[str],
+    provider: MetricsProvider,
+    subjects: Sequence[Subject],
+    window: str,
+    by: Sequence[str],
     **extra: str,
 ) -> dict[tuple[str, ...], float]:
     total: dict[tuple[str, ...], float] = {}
@@ -202,10 +213,10 @@ def _workloads(subjects: Sequence[Subject]) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
-def _no_traffic(name: str, subjects: Sequence[Subject], window: str, maximum: float,
-                what: str) -> MetricResult:
+def _no_traffic(name: str, subjects: Sequence[Subject], window: str, maximum: float, what: str) -> MetricResult:
     return MetricResult(
-        name, Verdict.NO_DATA,
+        name,
+        Verdict.NO_DATA,
         f"{name}: no requests to {_workloads(subjects)} in the last {window}: nothing shows {what}",
         threshold=f"<= {fmt(maximum)}",
     )
@@ -228,20 +239,25 @@ def _shadow_denials(
     detail = {"denied": {"/".join(k): v for k, v in denied.items() if v > 0}}
     if total > maximum:
         return MetricResult(
-            SHADOW_DENIALS, Verdict.FAIL,
+            SHADOW_DENIALS,
+            Verdict.FAIL,
             f"{DRY_RUN_DENIALS}: {count(total)} requests in the last {window} that the dry-run "
             f"{_names(subjects)} would deny (max {fmt(maximum)}), from {sources(denied)}",
-            total, threshold=threshold, detail=detail,
+            total,
+            threshold=threshold,
+            detail=detail,
         )
     traffic = _traffic(provider, subjects, window)
     if traffic <= 0:
-        return _no_traffic(SHADOW_DENIALS, subjects, window, maximum,
-                           "whether the policy would deny a caller")
+        return _no_traffic(SHADOW_DENIALS, subjects, window, maximum, "whether the policy would deny a caller")
     return MetricResult(
-        SHADOW_DENIALS, Verdict.PASS,
+        SHADOW_DENIALS,
+        Verdict.PASS,
         f"{SHADOW_DENIALS}: {count(total)} shadow denials by {_names(subjects)} over "
         f"{count(traffic)} requests in the last {window} (max {fmt(maximum)})",
-        total, threshold=threshold, detail={**detail, "requests": traffic},
+        total,
+        threshold=threshold,
+        detail={**detail, "requests": traffic},
     )
 
 
@@ -252,8 +268,7 @@ def _forbidden_rate(
     total = sum(found.values())
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
-        return _no_traffic(FORBIDDEN_RATE, subjects, window, maximum,
-                           "whether the enforced policy denies a caller")
+        return _no_traffic(FORBIDDEN_RATE, subjects, window, maximum, "whether the enforced policy denies a caller")
     forbidden = {key[1:]: v for key, v in found.items() if key[0] == "403" and v > 0}
     denied = sum(forbidden.values())
     rate = denied / total
@@ -262,69 +277,85 @@ def _forbidden_rate(
     what, passed = f"{of} in the last {window}", f"{of} answered 403 in the last {window}"
     if rate > maximum:
         return MetricResult(
-            FORBIDDEN_RATE, Verdict.FAIL,
+            FORBIDDEN_RATE,
+            Verdict.FAIL,
             f'{FORBIDDEN_RATE} {fmt(rate)} > {fmt(maximum)}: {REQUESTS}{{response_code="403"}} '
             f"{what} under {_names(subjects)}, from {sources(forbidden)}",
-            rate, threshold=threshold, detail=detail,
+            rate,
+            threshold=threshold,
+            detail=detail,
         )
-    return MetricResult(FORBIDDEN_RATE, Verdict.PASS, f"{FORBIDDEN_RATE} {fmt(rate)}: {passed}",
-                        rate, threshold=threshold, detail=detail)
+    return MetricResult(
+        FORBIDDEN_RATE,
+        Verdict.PASS,
+        f"{FORBIDDEN_RATE} {fmt(rate)}: {passed}",
+        rate,
+        threshold=threshold,
+        detail=detail,
+    )
 
 
-def _plaintext(
-    provider: MetricsProvider, subjects: Sequence[Subject], window: str, maximum: float
-) -> MetricResult:
+def _plaintext(provider: MetricsProvider, subjects: Sequence[Subject], window: str, maximum: float) -> MetricResult:
     found = _requests(provider, subjects, window, ("connection_security_policy", *_SOURCE))
     total = sum(found.values())
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
-        return _no_traffic(PLAINTEXT_REQUESTS, subjects, window, maximum,
-                           "whether plaintext callers are left")
+        return _no_traffic(PLAINTEXT_REQUESTS, subjects, window, maximum, "whether plaintext callers are left")
     plain = {key[1:]: v for key, v in found.items() if key[0] == "none" and v > 0}
     plaintext = sum(plain.values())
     detail = {"plaintext": plaintext, "requests": total}
     if plaintext > maximum:
         return MetricResult(
-            PLAINTEXT_REQUESTS, Verdict.INCONCLUSIVE,
+            PLAINTEXT_REQUESTS,
+            Verdict.INCONCLUSIVE,
             f"{count(plaintext)} plaintext requests from {sources(plain)} in the last {window}; "
-            f"STRICT would break them ({REQUESTS}{{connection_security_policy=\"none\"}} to "
+            f'STRICT would break them ({REQUESTS}{{connection_security_policy="none"}} to '
             f"{_workloads(subjects)}, max {fmt(maximum)})",
-            plaintext, threshold=threshold, detail=detail,
+            plaintext,
+            threshold=threshold,
+            detail=detail,
         )
     return MetricResult(
-        PLAINTEXT_REQUESTS, Verdict.PASS,
+        PLAINTEXT_REQUESTS,
+        Verdict.PASS,
         f"{PLAINTEXT_REQUESTS}: {count(plaintext)} of {count(total)} requests to "
         f"{_workloads(subjects)} in plaintext in the last {window}",
-        plaintext, threshold=threshold, detail=detail,
+        plaintext,
+        threshold=threshold,
+        detail=detail,
     )
 
 
 def _refused_plaintext(
     provider: MetricsProvider, subjects: Sequence[Subject], window: str, maximum: float
 ) -> MetricResult:
-    found = _requests(provider, subjects, window,
-                      ("response_code", "connection_security_policy", *_SOURCE))
+    found = _requests(provider, subjects, window, ("response_code", "connection_security_policy", *_SOURCE))
     total = sum(found.values())
     threshold = f"<= {fmt(maximum)}"
     if total <= 0:
-        return _no_traffic(REFUSED_PLAINTEXT, subjects, window, maximum,
-                           "whether STRICT refuses a caller")
+        return _no_traffic(REFUSED_PLAINTEXT, subjects, window, maximum, "whether STRICT refuses a caller")
     refused = {key[2:]: v for key, v in found.items() if key[:2] == ("0", "none") and v > 0}
     failures = sum(refused.values())
     detail = {"refused": failures, "requests": total}
     if failures > maximum:
         return MetricResult(
-            REFUSED_PLAINTEXT, Verdict.FAIL,
+            REFUSED_PLAINTEXT,
+            Verdict.FAIL,
             f'{REQUESTS}{{response_code="0",connection_security_policy="none"}}: {count(failures)} '
             f"plaintext requests from {sources(refused)} refused under STRICT by "
             f"{_names(subjects)} in the last {window} (max {fmt(maximum)})",
-            failures, threshold=threshold, detail=detail,
+            failures,
+            threshold=threshold,
+            detail=detail,
         )
     return MetricResult(
-        REFUSED_PLAINTEXT, Verdict.PASS,
+        REFUSED_PLAINTEXT,
+        Verdict.PASS,
         f"{REFUSED_PLAINTEXT}: {count(failures)} of {count(total)} requests to "
         f"{_workloads(subjects)} refused in the last {window}",
-        failures, threshold=threshold, detail=detail,
+        failures,
+        threshold=threshold,
+        detail=detail,
     )
 
 
@@ -342,6 +373,13 @@ _GATES = {
 }
 
 __all__ = [
-    "AUTHZ_DRY_RUN", "AUTHZ_ENFORCED", "CHECKS", "LIMITS", "NO_PLAINTEXT", "STRICT", "Subject",
-    "judge_gate", "subjects_of",
+    "AUTHZ_DRY_RUN",
+    "AUTHZ_ENFORCED",
+    "CHECKS",
+    "LIMITS",
+    "NO_PLAINTEXT",
+    "STRICT",
+    "Subject",
+    "judge_gate",
+    "subjects_of",
 ]

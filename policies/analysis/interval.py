@@ -68,9 +68,7 @@ class IntervalResult:
         return asdict(self)
 
 
-def analysis_window(
-    judge: Judge, *, interval_s: float, elapsed_s: float, requested_s: float | None = None
-) -> str:
+def analysis_window(judge: Judge, *, interval_s: float, elapsed_s: float, requested_s: float | None = None) -> str:
     """The PromQL window one look measures: ``requested_s`` (a configured window) or the
     judge's ``window_intervals`` intervals, but never reaching back before the current
     attempt's phase began (``elapsed_s`` since it was applied: a retry or a new step never
@@ -96,15 +94,12 @@ def run_interval(
     if not metrics:
         raise ValueError("an analysis needs at least one metric")
     results = [
-        _one(provider, metric, canary, stable, window, judge, len(metrics), (states or {}), step)
-        for metric in metrics
+        _one(provider, metric, canary, stable, window, judge, len(metrics), (states or {}), step) for metric in metrics
     ]
     return summarize(results, judge=judge.name, window=window)
 
 
-def summarize(
-    results: Sequence[MetricResult], *, judge: str = "", window: str = ""
-) -> IntervalResult:
+def summarize(results: Sequence[MetricResult], *, judge: str = "", window: str = "") -> IntervalResult:
     """The interval's verdict from its metrics' (the worst by ``_RANK``) and its reason."""
     if not results:
         raise ValueError("an interval needs at least one metric result")
@@ -116,8 +111,10 @@ def summarize(
         reason = "; ".join(reasons)
     undecided = [r for r in results if r.verdict == Verdict.INCONCLUSIVE]
     both_bad = verdict == Verdict.INCONCLUSIVE and any(r.detail.get("both_bad") for r in undecided)
-    accumulating = verdict == Verdict.INCONCLUSIVE and bool(undecided) and all(
-        r.detail.get("why") in ACCUMULATING for r in undecided
+    accumulating = (
+        verdict == Verdict.INCONCLUSIVE
+        and bool(undecided)
+        and all(r.detail.get("why") in ACCUMULATING for r in undecided)
     )
     return IntervalResult(verdict, reason, tuple(results), judge, window, both_bad, accumulating)
 
@@ -145,16 +142,24 @@ def _one(
     except ProviderError as exc:
         kind = "unavailable" if isinstance(exc, ProviderUnavailable) else "query error"
         return MetricResult(
-            metric.name, Verdict.ERROR, f"{metric.name}: metrics provider {kind}: {exc}",
-            threshold=threshold, detail={"error": str(exc), "kind": kind}, state=state, **bounds,
+            metric.name,
+            Verdict.ERROR,
+            f"{metric.name}: metrics provider {kind}: {exc}",
+            threshold=threshold,
+            detail={"error": str(exc), "kind": kind},
+            state=state,
+            **bounds,
         )
     if canary_sample is None or canary_sample.value is None:
         # no data never passes and never fails: the judge's evidence is kept as it was
         return MetricResult(
-            metric.name, Verdict.NO_DATA,
+            metric.name,
+            Verdict.NO_DATA,
             f"{metric.name}: no data for canary {canary} in the last {window} (no traffic?)",
             stable=None if stable_sample is None else stable_sample.value,
-            threshold=threshold, state=state, **bounds,
+            threshold=threshold,
+            state=state,
+            **bounds,
         )
     observation = Observation(
         canary_sample.samples,
@@ -164,13 +169,24 @@ def _one(
     )
     verdict = judge.judge(metric, observation, metrics_count=count, state=state, step=step)
     return MetricResult(
-        metric.name, Verdict(verdict.outcome.value), verdict.reason,
-        observation.canary_value, observation.stable_value, threshold,
-        verdict.detail, dict(verdict.state), **bounds,
+        metric.name,
+        Verdict(verdict.outcome.value),
+        verdict.reason,
+        observation.canary_value,
+        observation.stable_value,
+        threshold,
+        verdict.detail,
+        dict(verdict.state),
+        **bounds,
     )
 
 
 __all__ = [
-    "IntervalResult", "MetricResult", "Outcome", "Verdict", "analysis_window", "run_interval",
+    "IntervalResult",
+    "MetricResult",
+    "Outcome",
+    "Verdict",
+    "analysis_window",
+    "run_interval",
     "summarize",
 ]

@@ -192,10 +192,14 @@ class ThresholdJudge:
         step: Step | None = None,
     ) -> JudgeVerdict:
         value = observation.canary_value
-        detail = {"threshold": str(metric.threshold), "canary": value,
-                  "stable": observation.stable_value, "method": "threshold",
-                  "n_canary": observation.canary_requests,
-                  "n_stable": observation.stable_requests}
+        detail = {
+            "threshold": str(metric.threshold),
+            "canary": value,
+            "stable": observation.stable_value,
+            "method": "threshold",
+            "n_canary": observation.canary_requests,
+            "n_stable": observation.stable_requests,
+        }
         if value is None or observation.canary_requests < self.min_requests:
             seen = fmt(observation.canary_requests)
             return JudgeVerdict(
@@ -207,9 +211,7 @@ class ThresholdJudge:
         if not metric.threshold.contains(value):
             reason = f"{metric.name} of {canary} {metric.threshold.violation(value)} {stable}"
             return JudgeVerdict(Outcome.FAIL, reason, detail)
-        return JudgeVerdict(
-            Outcome.PASS, f"{metric.name} of {canary} within {metric.threshold} {stable}", detail
-        )
+        return JudgeVerdict(Outcome.PASS, f"{metric.name} of {canary} within {metric.threshold} {stable}", detail)
 
 
 @dataclass
@@ -232,9 +234,7 @@ class FailureLimitJudge:
         failures = int((state or {}).get("failures", 0))
         measured = ThresholdJudge().judge(metric, observation)
         if measured.outcome != Outcome.FAIL:
-            return JudgeVerdict(
-                measured.outcome, measured.reason, measured.detail, {"failures": failures}
-            )
+            return JudgeVerdict(measured.outcome, measured.reason, measured.detail, {"failures": failures})
         failures += 1
         detail = {**measured.detail, "failures": failures, "failure_limit": self.failure_limit}
         if failures > self.failure_limit:
@@ -278,9 +278,12 @@ class MannWhitneyJudge:
         alpha = self.alpha / max(metrics_count, 1)
         canary, stable = _values(metric, obs)
         detail: dict[str, Any] = {
-            "canary": obs.canary_value, "stable": obs.stable_value,
-            "n_canary": obs.canary_requests, "n_stable": obs.stable_requests,
-            "alpha": alpha, "threshold": str(metric.threshold),
+            "canary": obs.canary_value,
+            "stable": obs.stable_value,
+            "n_canary": obs.canary_requests,
+            "n_stable": obs.stable_requests,
+            "alpha": alpha,
+            "threshold": str(metric.threshold),
             "method": "Mann-Whitney U per interval (Kayenta-style)",
         }
         guard = self._guard(metric, obs)
@@ -322,9 +325,7 @@ class MannWhitneyJudge:
             effect = rank_biserial if side == "greater" else -rank_biserial
             floor = self.rank_effect_floor
             stats = f"Mann-Whitney {_p(p)}, effect {effect:.2f}"
-        detail.update(
-            u=u, p_value=p, effect=effect, effect_floor=floor, rank_biserial=rank_biserial
-        )
+        detail.update(u=u, p_value=p, effect=effect, effect_floor=floor, rank_biserial=rank_biserial)
         if p < alpha and effect >= floor:
             word = "<" if metric.direction == Direction.HIGHER_IS_BETTER else ">"
             outside = metric.threshold.violation(obs.canary_value)
@@ -335,9 +336,7 @@ class MannWhitneyJudge:
                 detail,
             )
         why = "not significant" if p >= alpha else "effect below floor"
-        return JudgeVerdict(
-            Outcome.PASS, f"{metric.name} of {canary} {stable}: {why}; {stats}", detail
-        )
+        return JudgeVerdict(Outcome.PASS, f"{metric.name} of {canary} {stable}: {why}; {stats}", detail)
 
     def _guard(self, metric: MetricDefinition, obs: Observation) -> str:
         """The guard rail breach ("< 0.95 (guard)") when certain, else ""."""
@@ -360,9 +359,7 @@ def _p(p: float) -> str:
     return "p<1e-16" if p < 1e-16 else f"p={p:.2g}"
 
 
-def _binary_mann_whitney(
-    canary: Distribution, stable: Distribution, side: str
-) -> tuple[float, float, int, int]:
+def _binary_mann_whitney(canary: Distribution, stable: Distribution, side: str) -> tuple[float, float, int, int]:
     """Mann-Whitney U of 0/1 outcomes (1 = success) with its exact p-value.
 
     With two distinct values U is a linear function of the canary's success count given
@@ -370,6 +367,7 @@ def _binary_mann_whitney(
     Fisher's exact test. The normal approximation is far too optimistic with rare errors
     (a handful of 5xx), which caused false rollbacks at low traffic in the benchmark.
     """
+
     def split(d: Distribution) -> tuple[int, int]:
         ok = sum(c for v, c in zip(d.values, d.counts, strict=True) if v >= 0.5)
         return int(round(ok)), int(round(d.total - ok))

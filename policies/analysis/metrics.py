@@ -97,8 +97,11 @@ class Target:
 
     def __str__(self) -> str:
         which = (
-            f" {self.version}" if self.version is not None
-            else f" canary={str(self.canary).lower()}" if self.canary is not None else ""
+            f" {self.version}"
+            if self.version is not None
+            else f" canary={str(self.canary).lower()}"
+            if self.canary is not None
+            else ""
         )
         return f"{self.namespace}/{self.service}{which}"
 
@@ -132,23 +135,26 @@ class MetricDefinition:
         return (canary - stable) / max(abs(stable), 1e-9)
 
 
-def success_rate(
-    *, min: float = 0.99, guard_min: float | None = 0.95, name: str = SUCCESS_RATE
-) -> MetricDefinition:
+def success_rate(*, min: float = 0.99, guard_min: float | None = 0.95, name: str = SUCCESS_RATE) -> MetricDefinition:
     """Share of non-5xx answers; fails below ``min`` (threshold) or ``guard_min`` (at once)."""
     return MetricDefinition(
-        name, MetricKind.SUCCESS_RATE, Direction.HIGHER_IS_BETTER,
-        ThresholdRange(min=min), ThresholdRange(min=guard_min),
+        name,
+        MetricKind.SUCCESS_RATE,
+        Direction.HIGHER_IS_BETTER,
+        ThresholdRange(min=min),
+        ThresholdRange(min=guard_min),
     )
 
 
-def latency_p99(
-    *, max: float = 500.0, guard_max: float | None = None, name: str = LATENCY_P99
-) -> MetricDefinition:
+def latency_p99(*, max: float = 500.0, guard_max: float | None = None, name: str = LATENCY_P99) -> MetricDefinition:
     """99th percentile request duration in ms; fails above ``max`` / ``guard_max``."""
     return MetricDefinition(
-        name, MetricKind.LATENCY_P99, Direction.LOWER_IS_BETTER,
-        ThresholdRange(max=max), ThresholdRange(max=guard_max), unit="ms",
+        name,
+        MetricKind.LATENCY_P99,
+        Direction.LOWER_IS_BETTER,
+        ThresholdRange(max=max),
+        ThresholdRange(max=guard_max),
+        unit="ms",
     )
 
 
@@ -164,8 +170,13 @@ def custom(
     unit: str = "",
 ) -> MetricDefinition:
     return MetricDefinition(
-        name, MetricKind.CUSTOM, direction, ThresholdRange(min, max),
-        ThresholdRange(guard_min, guard_max), query, unit,
+        name,
+        MetricKind.CUSTOM,
+        direction,
+        ThresholdRange(min, max),
+        ThresholdRange(guard_min, guard_max),
+        query,
+        unit,
     )
 
 
@@ -208,9 +219,7 @@ def check_template(template: str) -> None:
         if name == "interval" and quoted:
             raise TemplateError("{interval} must be outside quotes, e.g. [{interval}]")
         if name != "interval" and not quoted:
-            raise TemplateError(
-                f'{{{name}}} must be inside a quoted label value, e.g. "{{{name}}}"'
-            )
+            raise TemplateError(f'{{{name}}} must be inside a quoted label value, e.g. "{{{name}}}"')
 
 
 def render_template(template: str, target: Target, *, interval: str) -> str:
@@ -238,9 +247,7 @@ def render_template(template: str, target: Target, *, interval: str) -> str:
     return "".join(out)
 
 
-def increase_query(
-    metric: str, match: Mapping[str, str], *, window: str, by: Sequence[str] = ()
-) -> str:
+def increase_query(metric: str, match: Mapping[str, str], *, window: str, by: Sequence[str] = ()) -> str:
     """``sum by (<by>) (increase(<metric>{<match>}[<window>]))``: label values are escaped,
     metric and label names and the window are checked (a ``TemplateError`` otherwise)."""
     if not _METRIC_NAME.match(metric):

@@ -40,8 +40,14 @@ class AnalysisPolicy:
     accumulate_limit: int = 120
 
     def __post_init__(self) -> None:
-        for name in ("failure_limit", "required_successes", "no_data_limit", "inconclusive_limit",
-                     "both_bad_limit", "accumulate_limit"):
+        for name in (
+            "failure_limit",
+            "required_successes",
+            "no_data_limit",
+            "inconclusive_limit",
+            "both_bad_limit",
+            "accumulate_limit",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
 
@@ -77,8 +83,13 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
     verdict = result.verdict
     if verdict == Verdict.FAIL:
         state = replace(
-            state, failures=state.failures + 1, successes_in_row=0, no_data_in_row=0,
-            inconclusive_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
+            state,
+            failures=state.failures + 1,
+            successes_in_row=0,
+            no_data_in_row=0,
+            inconclusive_in_row=0,
+            both_bad_in_row=0,
+            accumulating_in_row=0,
         )
         count = f"{state.failures} of {policy.failure_limit} failed intervals"
         if state.failures >= policy.failure_limit:
@@ -86,8 +97,12 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
         return Decision(Action.WAIT, f"failed interval ({count}): {result.reason}", state)
     if verdict == Verdict.PASS:
         state = replace(
-            state, successes_in_row=state.successes_in_row + 1, no_data_in_row=0,
-            inconclusive_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
+            state,
+            successes_in_row=state.successes_in_row + 1,
+            no_data_in_row=0,
+            inconclusive_in_row=0,
+            both_bad_in_row=0,
+            accumulating_in_row=0,
         )
         count = f"{state.successes_in_row} of {policy.required_successes} passing intervals"
         if state.successes_in_row >= policy.required_successes:
@@ -95,15 +110,15 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
         return Decision(Action.WAIT, f"passed ({count}): {result.reason}", state)
     if verdict in (Verdict.NO_DATA, Verdict.ERROR):
         state = replace(
-            state, successes_in_row=0, no_data_in_row=state.no_data_in_row + 1,
+            state,
+            successes_in_row=0,
+            no_data_in_row=state.no_data_in_row + 1,
             inconclusive_in_row=0,
         )
         what = "metrics provider error" if verdict == Verdict.ERROR else "no data"
         count = f"{state.no_data_in_row} of {policy.no_data_limit} in a row"
         if state.no_data_in_row >= policy.no_data_limit:
-            return Decision(
-                Action.PAUSE, f"paused for a person: {what} ({count}): {result.reason}", state
-            )
+            return Decision(Action.PAUSE, f"paused for a person: {what} ({count}): {result.reason}", state)
         return Decision(Action.WAIT, f"waiting: {what} ({count}): {result.reason}", state)
     if result.both_bad:
         state = replace(
@@ -131,12 +146,14 @@ def decide(policy: AnalysisPolicy, state: AnalysisState, result: IntervalResult)
             )  # fmt: skip
         return Decision(Action.WAIT, f"gathering evidence ({count}): {result.reason}", state)
     state = replace(
-        state, successes_in_row=0, no_data_in_row=0, both_bad_in_row=0, accumulating_in_row=0,
+        state,
+        successes_in_row=0,
+        no_data_in_row=0,
+        both_bad_in_row=0,
+        accumulating_in_row=0,
         inconclusive_in_row=state.inconclusive_in_row + 1,
     )
     count = f"{state.inconclusive_in_row} of {policy.inconclusive_limit} in a row"
     if state.inconclusive_in_row >= policy.inconclusive_limit:
-        return Decision(
-            Action.PAUSE, f"paused for a person: inconclusive ({count}): {result.reason}", state
-        )
+        return Decision(Action.PAUSE, f"paused for a person: inconclusive ({count}): {result.reason}", state)
     return Decision(Action.WAIT, f"inconclusive ({count}): {result.reason}", state)

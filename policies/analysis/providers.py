@@ -74,13 +74,17 @@ class MetricSample:
 
 
 class MetricsProvider(Protocol):
-    def sample(
-        self, metric: MetricDefinition, target: Target, window: str
-    ) -> MetricSample | None: ...
+    def sample(self, metric: MetricDefinition, target: Target, window: str) -> MetricSample | None: ...
 
     def series(
-        self, metric: MetricDefinition, target: Target, *, window: str, start: float,
-        end: float, step: float,
+        self,
+        metric: MetricDefinition,
+        target: Target,
+        *,
+        window: str,
+        start: float,
+        end: float,
+        step: float,
     ) -> list[tuple[float, float]]: ...
 
     def counts(
@@ -110,9 +114,7 @@ def scoped(metric: str, scope: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def selector(target: Target, scope: Mapping[str, str] | None = None) -> str:
-    return ",".join(
-        f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target, scope).items()
-    )
+    return ",".join(f'{k}="{escape_label_value(v)}"' for k, v in target_labels(target, scope).items())
 
 
 def _is_5xx(code: str) -> bool:
@@ -164,13 +166,10 @@ class PrometheusProvider:
         _check_window(window)
         if metric.kind == MetricKind.SUCCESS_RATE:
             promql = (
-                "sum by (response_code) (increase(istio_requests_total"
-                f"{{{selector(target, self.scope)}}}"
-                f"[{window}]))"
+                f"sum by (response_code) (increase(istio_requests_total{{{selector(target, self.scope)}}}[{window}]))"
             )
             by_code = {
-                s.labels.get("response_code", ""): s.value
-                for s in self._query(promql) if not math.isnan(s.value)
+                s.labels.get("response_code", ""): s.value for s in self._query(promql) if not math.isnan(s.value)
             }
             return outcomes_sample(by_code)
         if metric.kind == MetricKind.LATENCY_P99:
@@ -180,7 +179,8 @@ class PrometheusProvider:
             )
             cumulative = {
                 float(s.labels["le"]): s.value
-                for s in self._query(promql) if "le" in s.labels and not math.isnan(s.value)
+                for s in self._query(promql)
+                if "le" in s.labels and not math.isnan(s.value)
             }
             return buckets_sample(cumulative)
         promql = _render(metric, target, window)
@@ -189,15 +189,25 @@ class PrometheusProvider:
             return None
         end = time.time()
         points = self.series(
-            metric, target, window=window, start=end - interval_seconds(window), end=end,
+            metric,
+            target,
+            window=window,
+            start=end - interval_seconds(window),
+            end=end,
             step=max(interval_seconds(window) / CUSTOM_STEPS, 1.0),
         )
         steps = Distribution.of(v for _, v in points)
         return MetricSample(found[0], steps if steps.total else Distribution.of(found[:1]))
 
     def series(
-        self, metric: MetricDefinition, target: Target, *, window: str, start: float,
-        end: float, step: float,
+        self,
+        metric: MetricDefinition,
+        target: Target,
+        *,
+        window: str,
+        start: float,
+        end: float,
+        step: float,
     ) -> list[tuple[float, float]]:
         """The metric over time (charts; per-step samples of custom queries)."""
         where = selector(target, self.scope)
@@ -214,9 +224,7 @@ class PrometheusProvider:
         else:
             promql = _render(metric, target, window)
         try:
-            found = query_range(
-                self.base_url, promql, start=start, end=end, step=step, timeout=self.timeout
-            )
+            found = query_range(self.base_url, promql, start=start, end=end, step=step, timeout=self.timeout)
         except PrometheusUnavailable as exc:
             raise ProviderUnavailable(exc.message) from exc
         except QueryError as exc:
@@ -236,16 +244,15 @@ class PrometheusProvider:
             raise ProviderQueryError(f"{metric}: {exc}") from exc
         return {
             tuple(s.labels.get(name, "") for name in by): s.value
-            for s in self._query(promql) if not math.isnan(s.value)
+            for s in self._query(promql)
+            if not math.isnan(s.value)
         }
 
 
 class MeshsimProvider:
     """Built-in metrics and counts from meshsim's ``/metrics`` (no Prometheus; demo only)."""
 
-    def __init__(
-        self, meshsim_url: str, *, scope: Mapping[str, str] | None = None, **kwargs: object
-    ) -> None:
+    def __init__(self, meshsim_url: str, *, scope: Mapping[str, str] | None = None, **kwargs: object) -> None:
         self.fallback = MeshsimMetricsProvider(meshsim_url, **kwargs)  # type: ignore[arg-type]
         self.scope = dict(scope or {})
 
@@ -260,9 +267,7 @@ class MeshsimProvider:
     ) -> dict[tuple[str, ...], float]:
         _check_window(window)
         try:
-            found = self.fallback.counts(
-                metric, interval=window, match={**match, **scoped(metric, self.scope)}, by=by
-            )
+            found = self.fallback.counts(metric, interval=window, match={**match, **scoped(metric, self.scope)}, by=by)
         except PrometheusError as exc:  # PrometheusUnavailable included
             raise ProviderUnavailable(exc.message) from exc
         return found or {}
@@ -270,20 +275,22 @@ class MeshsimProvider:
     def sample(self, metric: MetricDefinition, target: Target, window: str) -> MetricSample | None:
         _check_window(window)
         if metric.kind == MetricKind.SUCCESS_RATE:
-            found = self.counts(
-                REQUESTS, target_labels(target), by=("response_code",), window=window
-            )
+            found = self.counts(REQUESTS, target_labels(target), by=("response_code",), window=window)
             return outcomes_sample({code: value for (code,), value in found.items()})
         if metric.kind == MetricKind.LATENCY_P99:
             found = self.counts(BUCKETS, target_labels(target), by=("le",), window=window)
             return buckets_sample({float(le): value for (le,), value in found.items() if le})
-        raise ProviderQueryError(
-            f"{metric.name}: custom PromQL needs a real Prometheus (meshsim fallback)"
-        )
+        raise ProviderQueryError(f"{metric.name}: custom PromQL needs a real Prometheus (meshsim fallback)")
 
     def series(
-        self, metric: MetricDefinition, target: Target, *, window: str, start: float,
-        end: float, step: float,
+        self,
+        metric: MetricDefinition,
+        target: Target,
+        *,
+        window: str,
+        start: float,
+        end: float,
+        step: float,
     ) -> list[tuple[float, float]]:
         """No history without Prometheus: the current value as one point."""
         found = self.sample(metric, target, window)

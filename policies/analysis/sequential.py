@@ -97,8 +97,7 @@ class Test:
         at = f" ({fmt(self.bound)} ms)" if self.bound is not None else ""
         side = "the baseline before the shift" if self.against == "baseline" else "stable"
         return (
-            f"{what}{at} canary/{side} x{self.ratio:.2f} "
-            f"[{self.low:.2f}, {_upper(self.high)}], p={_pv(self.p_value)}"
+            f"{what}{at} canary/{side} x{self.ratio:.2f} [{self.low:.2f}, {_upper(self.high)}], p={_pv(self.p_value)}"
         )
 
 
@@ -123,9 +122,7 @@ def msprt(theta: float, variance: float, *, theta0: float, tau: float) -> float:
     return 1.0 if log_lr <= 0 else math.exp(-min(log_lr, 700.0))
 
 
-def confidence_sequence(
-    theta: float, variance: float, *, alpha: float, tau: float
-) -> tuple[float, float]:
+def confidence_sequence(theta: float, variance: float, *, alpha: float, tau: float) -> tuple[float, float]:
     """The always-valid (1 - alpha) interval of ``theta`` (the mSPRT's inversion)."""
     if variance <= 0 or not math.isfinite(variance):
         return -math.inf, math.inf
@@ -168,9 +165,7 @@ def mantel_haenszel(
     return math.log(r_sum / s_sum), variance, informative
 
 
-def dispersion(
-    strata: Sequence[tuple[float, float, float, float]], log_ratio: float
-) -> tuple[float, int]:
+def dispersion(strata: Sequence[tuple[float, float, float, float]], log_ratio: float) -> tuple[float, int]:
     """Pearson chi-square / df of the canary's share of each stratum's events given the common
     ratio (1 for binomial counts, more when events come in bursts), and its df."""
     ratio = math.exp(log_ratio)
@@ -277,7 +272,9 @@ class SequentialJudge:
             detail["why"] = "no canary data"
             return JudgeVerdict(
                 Outcome.INCONCLUSIVE,
-                f"{metric.name}: no canary request judged in this step yet", detail, new_state,
+                f"{metric.name}: no canary request judged in this step yet",
+                detail,
+                new_state,
             )
         # guard rails, on this step's judged intervals, both sides
         phi = self._dispersion(metric, strata)
@@ -303,8 +300,10 @@ class SequentialJudge:
             if canary_breach:
                 detail["why"] = "guard rail"
                 return JudgeVerdict(
-                    Outcome.FAIL, f"{metric.name}: canary breaches the guard rail: {text}",
-                    detail, new_state,
+                    Outcome.FAIL,
+                    f"{metric.name}: canary breaches the guard rail: {text}",
+                    detail,
+                    new_state,
                 )
         tests = self._tests(metric, strata, step, metrics_count)
         detail["tests"] = [t.as_dict() for t in tests]
@@ -317,9 +316,12 @@ class SequentialJudge:
                 f"{metric.name}: canary worse than {failed[0].against}: {failed[0].describe()}",
                 detail, new_state,
             )  # fmt: skip
-        suspicious = [t for t in tests
-                      if (t.against == "stable" and t.current_p < self.hold_p and t.ratio > 1)
-                      or (t.p_value < self._alpha(metrics_count) and not t.confirmed)]
+        suspicious = [
+            t
+            for t in tests
+            if (t.against == "stable" and t.current_p < self.hold_p and t.ratio > 1)
+            or (t.p_value < self._alpha(metrics_count) and not t.confirmed)
+        ]
         if suspicious:
             detail.update(why="suspicious")
             return JudgeVerdict(
@@ -327,8 +329,11 @@ class SequentialJudge:
                 f"{metric.name}: canary looks worse but not certainly: {suspicious[0].describe()}; "
                 "gathering more evidence before passing", detail, new_state,
             )  # fmt: skip
-        unresolved = [t for t in tests if t.against == "stable" and t.high > self.power_ratio
-                      and t.stable * (t.high - 1) > self.power_min_abs]
+        unresolved = [
+            t
+            for t in tests
+            if t.against == "stable" and t.high > self.power_ratio and t.stable * (t.high - 1) > self.power_min_abs
+        ]
         if step.before_last and unresolved and len(mine) < self.power_wait_intervals:
             detail.update(why="not enough evidence yet")
             left = self.power_wait_intervals - len(mine)
@@ -396,9 +401,7 @@ class SequentialJudge:
             return _above(stratum["s"], guard.max) / stratum["ns"] > 1 - self.tail_quantile
         return False
 
-    def _guard(
-        self, metric: MetricDefinition, mine: list[Stratum], phi: float
-    ) -> tuple[bool, bool, str] | None:
+    def _guard(self, metric: MetricDefinition, mine: list[Stratum], phi: float) -> tuple[bool, bool, str] | None:
         guard = metric.guard
         if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None:
             limit = 1.0 - guard.min  # error share the guard allows
@@ -431,9 +434,7 @@ class SequentialJudge:
 
     # comparisons --------------------------------------------------------------------------
 
-    def _tests(
-        self, metric: MetricDefinition, strata: list[Stratum], step: Step, metrics_count: int
-    ) -> list[Test]:
+    def _tests(self, metric: MetricDefinition, strata: list[Stratum], step: Step, metrics_count: int) -> list[Test]:
         alpha = self._alpha(metrics_count)
         if metric.kind == MetricKind.SUCCESS_RATE:
             rows = [(s["nc"], s["ec"], s["ns"], s["es"]) for s in strata]
@@ -504,6 +505,7 @@ class SequentialJudge:
 def _stratum(metric: MetricDefinition, obs: Observation, step: Step) -> Stratum:
     base: Stratum = {"phase": step.phase, "at": step.at, "seconds": step.seconds}
     if metric.kind == MetricKind.SUCCESS_RATE:
+
         def split(d: Any) -> tuple[float, float]:
             ok = sum(c for v, c in zip(d.values, d.counts, strict=True) if v >= 0.5)
             return float(d.total), float(d.total - ok)

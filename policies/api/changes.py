@@ -10,6 +10,7 @@
   author's rollout plan. An illegal transition answers 409 `illegal_transition` with the
   change's state in `details.state`; the author can never approve (403).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,6 +70,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # --- output -----------------------------------------------------------------------------------------
 
+
 class ApprovalStatusSerializer(serializers.Serializer):
     satisfied = serializers.BooleanField(help_text="The approvals meet every rule.")
     approvable = serializers.BooleanField(help_text="Satisfied and nothing blocks the change.")
@@ -92,16 +94,35 @@ class GuardrailResultSerializer(serializers.Serializer):
 
 class ChangeItemSerializer(serializers.ModelSerializer):
     base_revision = serializers.IntegerField(source="base_revision.number", read_only=True, allow_null=True)
-    current_revision = serializers.IntegerField(source="current_revision_number_now", read_only=True,
-                                                allow_null=True, help_text="The policy's current revision now.")
+    current_revision = serializers.IntegerField(
+        source="current_revision_number_now",
+        read_only=True,
+        allow_null=True,
+        help_text="The policy's current revision now.",
+    )
     stale = serializers.SerializerMethodField(help_text="The policy moved since the item was based on it.")
     findings = FindingSerializer(many=True, read_only=True)
     guardrails = GuardrailResultSerializer(source="guardrail_results", many=True, read_only=True)
 
     class Meta:
         model = ChangeItem
-        fields = ["id", "kind", "namespace", "name", "operation", "policy", "base_revision", "current_revision",
-                  "stale", "content_hash", "message", "error_count", "warning_count", "findings", "guardrails"]
+        fields = [
+            "id",
+            "kind",
+            "namespace",
+            "name",
+            "operation",
+            "policy",
+            "base_revision",
+            "current_revision",
+            "stale",
+            "content_hash",
+            "message",
+            "error_count",
+            "warning_count",
+            "findings",
+            "guardrails",
+        ]
         read_only_fields = fields
 
     def get_stale(self, item: ChangeItem) -> bool:
@@ -124,15 +145,21 @@ class PlanItemSummarySerializer(serializers.Serializer):
     error = serializers.CharField(allow_blank=True)
     against_live = DiffSummarySerializer(source="diff_live.summary")
     against_base = DiffSummarySerializer(source="diff_base.summary")
-    unified = serializers.CharField(source="diff_live.unified",
-                                    help_text="Live → what the cluster will hold, unified YAML diff.")
+    unified = serializers.CharField(
+        source="diff_live.unified", help_text="Live → what the cluster will hold, unified YAML diff."
+    )
     findings = FindingSerializer(many=True, help_text="Server dry-run findings.")
-    after = serializers.JSONField(source="after_content", allow_null=True,
-                                  help_text="What the cluster would hold after the rollout's write (the server's "
-                                            "dry-run answer, normalized); the diffs compare live with it.")
-    ownership = serializers.JSONField(help_text="`taken_from`: managers whose fields the write takes over; "
-                                                "`survivors`: fields that would differ from the approved content, "
-                                                "with their owners; `controller`: Argo CD / Flux / Helm.")
+    after = serializers.JSONField(
+        source="after_content",
+        allow_null=True,
+        help_text="What the cluster would hold after the rollout's write (the server's "
+        "dry-run answer, normalized); the diffs compare live with it.",
+    )
+    ownership = serializers.JSONField(
+        help_text="`taken_from`: managers whose fields the write takes over; "
+        "`survivors`: fields that would differ from the approved content, "
+        "with their owners; `controller`: Argo CD / Flux / Helm."
+    )
 
 
 class PlanSerializer(serializers.ModelSerializer):
@@ -141,8 +168,17 @@ class PlanSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Plan
-        fields = ["id", "computed_at", "status", "error", "fingerprint", "content_fingerprint", "current",
-                  "duration_ms", "items"]
+        fields = [
+            "id",
+            "computed_at",
+            "status",
+            "error",
+            "fingerprint",
+            "content_fingerprint",
+            "current",
+            "duration_ms",
+            "items",
+        ]
         read_only_fields = fields
 
     def get_current(self, plan: Plan) -> bool:
@@ -154,8 +190,16 @@ class ReviewSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Review
-        fields = ["id", "reviewer", "verdict", "body", "created_at", "plan_content_fingerprint", "voided_at",
-                  "voided_reason"]
+        fields = [
+            "id",
+            "reviewer",
+            "verdict",
+            "body",
+            "created_at",
+            "plan_content_fingerprint",
+            "voided_at",
+            "voided_reason",
+        ]
         read_only_fields = fields
 
 
@@ -171,13 +215,27 @@ class CommentSerializer(serializers.ModelSerializer):
 
 class ChangeSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:change-detail")
-    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
     author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(**USERNAME)
 
     class Meta:
         model = ChangeRequest
-        fields = ["id", "url", "environment", "title", "state", "author", "created_at", "updated_at", "submitted_at",
-                  "approved_at", "scheduled_for", "promoted_from"]
+        fields = [
+            "id",
+            "url",
+            "environment",
+            "title",
+            "state",
+            "author",
+            "created_at",
+            "updated_at",
+            "submitted_at",
+            "approved_at",
+            "scheduled_for",
+            "promoted_from",
+        ]
         read_only_fields = fields
 
 
@@ -189,17 +247,35 @@ class ChangeDetailSerializer(ChangeSerializer):
     approval = serializers.SerializerMethodField()
     plan = serializers.SerializerMethodField()
     reviews = serializers.SerializerMethodField()
-    promotions: serializers.PrimaryKeyRelatedField[ChangeRequest] = serializers.PrimaryKeyRelatedField(many=True, read_only=True,
-                                                    help_text="Changes promoted from this one.")
-    rollout_options = RolloutOptionsField(read_only=True, help_text="The author's rollout plan (set it with "
-                                                                    "`POST …/rollout-options/`).")
-    rollout_plan = serializers.SerializerMethodField(help_text="The effective rollout plan: the options over the "
-                                                               "defaults.")
+    promotions: serializers.PrimaryKeyRelatedField[ChangeRequest] = serializers.PrimaryKeyRelatedField(
+        many=True, read_only=True, help_text="Changes promoted from this one."
+    )
+    rollout_options = RolloutOptionsField(
+        read_only=True, help_text="The author's rollout plan (set it with `POST …/rollout-options/`)."
+    )
+    rollout_plan = serializers.SerializerMethodField(
+        help_text="The effective rollout plan: the options over the defaults."
+    )
 
     class Meta(ChangeSerializer.Meta):
-        fields = [*ChangeSerializer.Meta.fields, "description", "link", "repository", "commit_sha", "pull_request",
-                  "stale", "approval", "plan", "items",
-                  "reviews", "promotions", "promotion_conflicts", "withdrawn_at", "rollout_options", "rollout_plan"]
+        fields = [
+            *ChangeSerializer.Meta.fields,
+            "description",
+            "link",
+            "repository",
+            "commit_sha",
+            "pull_request",
+            "stale",
+            "approval",
+            "plan",
+            "items",
+            "reviews",
+            "promotions",
+            "promotion_conflicts",
+            "withdrawn_at",
+            "rollout_options",
+            "rollout_plan",
+        ]
         read_only_fields = fields
 
     @extend_schema_field(ChangeItemDetailSerializer(many=True))
@@ -249,8 +325,9 @@ class ChangeStatusSerializer(serializers.Serializer):
     plan_current = serializers.BooleanField()
     scheduled_for = serializers.DateTimeField(allow_null=True)
     promotions = serializers.ListField(child=serializers.IntegerField())
-    done = serializers.BooleanField(help_text="True in a final state (rejected, completed, rolled back, failed, "
-                                              "aborted): stop polling.")
+    done = serializers.BooleanField(
+        help_text="True in a final state (rejected, completed, rolled back, failed, aborted): stop polling."
+    )
     outcome = serializers.ChoiceField(
         choices=ChangeOutcome.choices,
         help_text="succeeded (completed), failed (rejected, rolled back, failed, aborted) or pending.",
@@ -265,7 +342,10 @@ def detail_context(request: Request, change: ChangeRequest) -> dict[str, Any]:
     plan = selectors.change_latest_plan(change=change)
     reviews = selectors.change_reviews(change=change)
     return {
-        "request": request, "items": items, "plan": plan, "reviews": reviews,
+        "request": request,
+        "items": items,
+        "plan": plan,
+        "reviews": reviews,
         "plan_current": plan_is_current(change=change, plan=plan, items=items),
         "approval": approval.approval_status(change, items=items, reviews=reviews, plan=plan),
     }
@@ -278,24 +358,41 @@ def detail_response(request: Request, change: ChangeRequest, status_code: int = 
 
 # --- input ------------------------------------------------------------------------------------------------
 
+
 class _ChangeHeader(serializers.Serializer):
     environment = EnvironmentField()
     title = serializers.CharField(max_length=200)
     description = serializers.CharField(required=False, allow_blank=True, default="")
     link = serializers.URLField(required=False, allow_blank=True, default="", max_length=500)
-    repository = serializers.URLField(required=False, allow_blank=True, default="", max_length=500,
-                                      help_text="The repository the manifests come from.")
-    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="",
-                                        help_text="The commit the manifests come from.")
-    pull_request = serializers.URLField(required=False, allow_blank=True, default="", max_length=500,
-                                        help_text="The pull request the change follows.")
+    repository = serializers.URLField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=500,
+        help_text="The repository the manifests come from.",
+    )
+    commit_sha = serializers.RegexField(
+        r"^[0-9a-fA-F]{7,64}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The commit the manifests come from.",
+    )
+    pull_request = serializers.URLField(
+        required=False, allow_blank=True, default="", max_length=500, help_text="The pull request the change follows."
+    )
 
 
 class ChangeCreateSerializer(_ChangeHeader):
-    drafts = serializers.ListField(child=serializers.IntegerField(), required=False, allow_empty=False,
-                                   help_text="Ids of your drafts (of this environment) to make the change of.")
-    text = serializers.CharField(required=False, trim_whitespace=False,
-                                 help_text="Or a bundle: YAML or JSON with one or more objects.")
+    drafts = serializers.ListField(
+        child=serializers.IntegerField(),
+        required=False,
+        allow_empty=False,
+        help_text="Ids of your drafts (of this environment) to make the change of.",
+    )
+    text = serializers.CharField(
+        required=False, trim_whitespace=False, help_text="Or a bundle: YAML or JSON with one or more objects."
+    )
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
     message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="")
     namespace = NamespaceField()
@@ -318,7 +415,9 @@ class BodySerializer(serializers.Serializer):
 
 class ApproveSerializer(BodySerializer):
     plan_fingerprint = serializers.CharField(
-        required=False, allow_blank=True, default="",
+        required=False,
+        allow_blank=True,
+        default="",
         help_text="The plan's `content_fingerprint` you reviewed: refused (409) if the live state moved since.",
     )
 
@@ -330,8 +429,9 @@ class RequestChangesSerializer(serializers.Serializer):
 class CommentCreateSerializer(serializers.Serializer):
     body = serializers.CharField(max_length=10_000)
     item = serializers.IntegerField(required=False, allow_null=True, help_text="An item of the change.")
-    line = serializers.IntegerField(required=False, allow_null=True, min_value=1,
-                                    help_text="A line of the item's YAML (the diff's right side).")
+    line = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, help_text="A line of the item's YAML (the diff's right side)."
+    )
     parent = serializers.IntegerField(required=False, allow_null=True, help_text="Reply to this comment.")  # type: ignore[assignment]  # a declared field, not Field.parent
 
 
@@ -346,10 +446,16 @@ class EmptySerializer(serializers.Serializer):
 class ReplaceItemsSerializer(serializers.Serializer):
     text = serializers.CharField(trim_whitespace=False, help_text="The new bundle: YAML or JSON, one or more objects.")
     filename = serializers.CharField(required=False, default="bundle.yaml", max_length=255)
-    message = serializers.CharField(required=False, allow_blank=True, max_length=500, default="",
-                                    help_text="E.g. the commit's message.")
-    commit_sha = serializers.RegexField(r"^[0-9a-fA-F]{7,64}$", required=False, allow_blank=True, default="",
-                                        help_text="The new commit the bundle comes from.")
+    message = serializers.CharField(
+        required=False, allow_blank=True, max_length=500, default="", help_text="E.g. the commit's message."
+    )
+    commit_sha = serializers.RegexField(
+        r"^[0-9a-fA-F]{7,64}$",
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="The new commit the bundle comes from.",
+    )
 
 
 class ReplaceItemsUploadSerializer(serializers.Serializer):
@@ -370,8 +476,13 @@ def replace_items(request: Request, change: ChangeRequest) -> ChangeRequest:
         params.is_valid(raise_exception=True)
         values = params.validated_data
         files = [(values["filename"], values["text"].encode())]
-    return lifecycle.change_items_replace(author=signed_in_user(request), change=change, message=values["message"],
-                                          files=files, commit_sha=values["commit_sha"])
+    return lifecycle.change_items_replace(
+        author=signed_in_user(request),
+        change=change,
+        message=values["message"],
+        files=files,
+        commit_sha=values["commit_sha"],
+    )
 
 
 class WithdrawSerializer(serializers.Serializer):
@@ -432,8 +543,10 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
         parameters=[IDEMPOTENCY_PARAMETER, NAMESPACE_PARAMETER],
         responses={
             status.HTTP_201_CREATED: ChangeDetailSerializer,
-            status.HTTP_200_OK: OpenApiResponse(NoChangesSerializer, description="`no_changes`: every object of "
-                                                "the bundle equals live; nothing stored, nothing to review."),
+            status.HTTP_200_OK: OpenApiResponse(
+                NoChangesSerializer,
+                description="`no_changes`: every object of the bundle equals live; nothing stored, nothing to review.",
+            ),
             status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused; nothing stored."),
             status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="Not your drafts or namespace."),
             status.HTTP_409_CONFLICT: OpenApiResponse(ErrorSerializer, description="A draft moved meanwhile."),
@@ -451,9 +564,21 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             params: BaseSerializer[Any] = ChangeCreateUploadSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = read_uploads(params.validated_data["files"])
-            payload = _upload_payload(data, files, ("environment", "title", "description", "link", "message",
-                                                             "repository", "commit_sha", "pull_request",
-                                                             "namespace"))
+            payload = _upload_payload(
+                data,
+                files,
+                (
+                    "environment",
+                    "title",
+                    "description",
+                    "link",
+                    "message",
+                    "repository",
+                    "commit_sha",
+                    "pull_request",
+                    "namespace",
+                ),
+            )
         else:
             params = ChangeCreateSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
@@ -461,10 +586,16 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
             files = [(values["filename"], values["text"].encode())] if "text" in values else None
             payload = {key: (value.name if key == "environment" else value) for key, value in values.items()}
         values = params.validated_data
-        header = {"author": request.user, "environment": values["environment"], "title": values["title"],
-                  "description": values["description"], "link": values["link"],
-                  "source": change_services.ChangeSource(repository=values["repository"], commit_sha=values["commit_sha"],
-                                                         pull_request=values["pull_request"])}
+        header = {
+            "author": request.user,
+            "environment": values["environment"],
+            "title": values["title"],
+            "description": values["description"],
+            "link": values["link"],
+            "source": change_services.ChangeSource(
+                repository=values["repository"], commit_sha=values["commit_sha"], pull_request=values["pull_request"]
+            ),
+        }
 
         def produce() -> Response:
             if files is not None:
@@ -482,15 +613,21 @@ class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVie
 
         return idempotent(request, payload, produce)
 
-    @extend_schema(operation_id="changes_replace_items", request=ReplaceItemsSerializer,
-                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
-                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="changes_replace_items",
+        request=ReplaceItemsSerializer,
+        summary="Replace the items with a new bundle (author; a new commit of an open change).",
+        responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS},
+    )
     def partial_update(self, request: Request, pk: int) -> Response:
         change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
         return detail_response(request, replace_items(request, change))
 
-    @extend_schema(operation_id="changes_withdraw_delete", summary="Withdraw the change (author; before rollout).",
-                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="changes_withdraw_delete",
+        summary="Withdraw the change (author; before rollout).",
+        responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS},
+    )
     def destroy(self, request: Request, pk: int) -> Response:
         change = get_object_or_404(selectors.change_list(user=request.user), pk=pk)
         return detail_response(request, lifecycle.change_withdraw(actor=signed_in_user(request), change=change))
@@ -519,10 +656,16 @@ class ChangeActionView(APIView):
         return self.respond(request, change, result)
 
 
-def _action_schema(operation_id: str, request_serializer: Any, summary: str, response: Any = ChangeDetailSerializer,
-                   success: int = status.HTTP_200_OK) -> Callable[[_F], _F]:
-    return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
-                         responses={success: response, **ERRORS})
+def _action_schema(
+    operation_id: str,
+    request_serializer: Any,
+    summary: str,
+    response: Any = ChangeDetailSerializer,
+    success: int = status.HTTP_200_OK,
+) -> Callable[[_F], _F]:
+    return extend_schema(
+        operation_id=operation_id, summary=summary, request=request_serializer, responses={success: response, **ERRORS}
+    )
 
 
 class ChangeSubmitView(ChangeActionView):
@@ -537,35 +680,51 @@ class ChangeSubmitView(ChangeActionView):
 class ChangeApproveView(ChangeActionView):
     input_serializer = ApproveSerializer
 
-    @_action_schema("changes_approve", ApproveSerializer,
-                    "Approve against a freshly computed plan (approvers of the owning teams; never the author).")
+    @_action_schema(
+        "changes_approve",
+        ApproveSerializer,
+        "Approve against a freshly computed plan (approvers of the owning teams; never the author).",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
     def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
-        return review_services.review_approve(reviewer=signed_in_user(request), change=change, body=data["body"],
-                                              plan_fingerprint=data["plan_fingerprint"] or None)
+        return review_services.review_approve(
+            reviewer=signed_in_user(request),
+            change=change,
+            body=data["body"],
+            plan_fingerprint=data["plan_fingerprint"] or None,
+        )
 
 
 class ChangeRequestChangesView(ChangeActionView):
     input_serializer = RequestChangesSerializer
 
-    @_action_schema("changes_request_changes", RequestChangesSerializer,
-                    "Request changes (voids every approval; back to the author).")
+    @_action_schema(
+        "changes_request_changes",
+        RequestChangesSerializer,
+        "Request changes (voids every approval; back to the author).",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
     def act(self, request: Request, change: ChangeRequest, data: dict[str, Any]) -> Any:
-        return review_services.review_request_changes(reviewer=signed_in_user(request), change=change, body=data["body"])
+        return review_services.review_request_changes(
+            reviewer=signed_in_user(request), change=change, body=data["body"]
+        )
 
 
 class ChangeCommentView(ChangeActionView):
     input_serializer = CommentCreateSerializer
     success_status = status.HTTP_201_CREATED
 
-    @_action_schema("changes_comment", CommentCreateSerializer,
-                    "Comment on the change, an item, or a line of an item; or reply to a comment.",
-                    response=CommentSerializer, success=status.HTTP_201_CREATED)
+    @_action_schema(
+        "changes_comment",
+        CommentCreateSerializer,
+        "Comment on the change, an item, or a line of an item; or reply to a comment.",
+        response=CommentSerializer,
+        success=status.HTTP_201_CREATED,
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -579,8 +738,14 @@ class ChangeCommentView(ChangeActionView):
             parent = ReviewComment.objects.filter(pk=data["parent"], change=change).first()
             if parent is None:
                 raise ValidationError({"parent": [f"change #{change.pk} has no comment {data['parent']}"]})
-        return review_services.review_comment(author=signed_in_user(request), change=change, body=data["body"], item=item,
-                                              line=data.get("line"), parent=parent)
+        return review_services.review_comment(
+            author=signed_in_user(request),
+            change=change,
+            body=data["body"],
+            item=item,
+            line=data.get("line"),
+            parent=parent,
+        )
 
     def respond(self, request: Request, change: ChangeRequest, result: Any) -> Response:
         return Response(CommentSerializer(result).data, status=self.success_status)
@@ -598,8 +763,11 @@ class ChangeRejectView(ChangeActionView):
 
 
 class ChangeRebaseView(ChangeActionView):
-    @_action_schema("changes_rebase", EmptySerializer,
-                    "Rebase stale items onto the policies' current revisions (author; voids approvals).")
+    @_action_schema(
+        "changes_rebase",
+        EmptySerializer,
+        "Rebase stale items onto the policies' current revisions (author; voids approvals).",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -608,8 +776,11 @@ class ChangeRebaseView(ChangeActionView):
 
 
 class ChangeScheduleView(ChangeActionView):
-    @_action_schema("changes_schedule", EmptySerializer,
-                    "Schedule an approved change for the next opening of the environment's change windows.")
+    @_action_schema(
+        "changes_schedule",
+        EmptySerializer,
+        "Schedule an approved change for the next opening of the environment's change windows.",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -620,9 +791,12 @@ class ChangeScheduleView(ChangeActionView):
 class ChangePromoteView(ChangeActionView):
     success_status = status.HTTP_201_CREATED
 
-    @_action_schema("changes_promote", EmptySerializer,
-                    "Promote a completed change to the next environment: answers the new, linked change.",
-                    success=status.HTTP_201_CREATED)
+    @_action_schema(
+        "changes_promote",
+        EmptySerializer,
+        "Promote a completed change to the next environment: answers the new, linked change.",
+        success=status.HTTP_201_CREATED,
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -637,11 +811,12 @@ class ChangeReplaceItemsView(ChangeActionView):
     http_method_names = ["put", "options"]
     parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 
-    @extend_schema(operation_id="changes_items_replace",
-                   summary="Replace the items with a new bundle (author; a new commit of an open change).",
-                   request={"application/json": ReplaceItemsSerializer,
-                            "multipart/form-data": ReplaceItemsUploadSerializer},
-                   responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS})
+    @extend_schema(
+        operation_id="changes_items_replace",
+        summary="Replace the items with a new bundle (author; a new commit of an open change).",
+        request={"application/json": ReplaceItemsSerializer, "multipart/form-data": ReplaceItemsUploadSerializer},
+        responses={status.HTTP_200_OK: ChangeDetailSerializer, **ERRORS},
+    )
     def put(self, request: Request, pk: int) -> Response:
         return detail_response(request, replace_items(request, self.change(request, pk)))
 
@@ -661,9 +836,12 @@ class ChangeWithdrawView(ChangeActionView):
 
 
 class ChangeRetryView(ChangeActionView):
-    @_action_schema("changes_retry", EmptySerializer,
-                    "Retry a rolled-back or failed change (approver of the owning team): a new rollout attempt "
-                    "when nothing moved since the approved plan, else back to review.")
+    @_action_schema(
+        "changes_retry",
+        EmptySerializer,
+        "Retry a rolled-back or failed change (approver of the owning team): a new rollout attempt "
+        "when nothing moved since the approved plan, else back to review.",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -677,9 +855,12 @@ class ChangeRetryView(ChangeActionView):
 class ChangeRefreshPlanView(ChangeActionView):
     success_status = status.HTTP_202_ACCEPTED
 
-    @_action_schema("changes_refresh_plan", EmptySerializer,
-                    "Ask the worker for a new plan (poll `status/` for `plan_current`).",
-                    success=status.HTTP_202_ACCEPTED)
+    @_action_schema(
+        "changes_refresh_plan",
+        EmptySerializer,
+        "Ask the worker for a new plan (poll `status/` for `plan_current`).",
+        success=status.HTTP_202_ACCEPTED,
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 
@@ -705,10 +886,18 @@ class ChangeStatusView(APIView):
     @extend_schema(
         operation_id="changes_status",
         parameters=[
-            OpenApiParameter("wait", OpenApiTypes.INT, OpenApiParameter.QUERY,
-                             description=f"Seconds to wait for a change of version (0-{MAX_STATUS_WAIT})."),
-            OpenApiParameter("version", OpenApiTypes.STR, OpenApiParameter.QUERY,
-                             description="The `version` of the last answer: wait until the status differs from it."),
+            OpenApiParameter(
+                "wait",
+                OpenApiTypes.INT,
+                OpenApiParameter.QUERY,
+                description=f"Seconds to wait for a change of version (0-{MAX_STATUS_WAIT}).",
+            ),
+            OpenApiParameter(
+                "version",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                description="The `version` of the last answer: wait until the status differs from it.",
+            ),
         ],
         responses={status.HTTP_200_OK: ChangeStatusSerializer, **ERRORS},
     )
@@ -737,21 +926,30 @@ def change_status(change: ChangeRequest) -> dict[str, Any]:
         phases = rollout.phases or []
         phase = phases[rollout.step_index] if rollout.step_index < len(phases) else {}
         rollout_data = {
-            "id": rollout.pk, "state": rollout.state, "weight": rollout.current_weight,
+            "id": rollout.pk,
+            "state": rollout.state,
+            "weight": rollout.current_weight,
             "phase": phase.get("key", "") if isinstance(phase, dict) else "",
-            "phase_index": rollout.step_index, "phases": len(phases),
-            "pause_reason": rollout.pause_reason, "rollback_reason": rollout.rollback_reason or None,
+            "phase_index": rollout.step_index,
+            "phases": len(phases),
+            "pause_reason": rollout.pause_reason,
+            "rollback_reason": rollout.rollback_reason or None,
         }
     outcome = ChangeOutcome.of(change.state)
     data: dict[str, Any] = {
-        "id": change.pk, "state": change.state, "environment": change.environment.name,
-        "outcome": outcome.value, "done": outcome != ChangeOutcome.PENDING,
-        "stale": any(approval.item_is_stale(item) for item in items), "approval": status_.as_dict(),
-        "plan_status": plan.status if plan else None, "plan_computed_at": plan.computed_at if plan else None,
+        "id": change.pk,
+        "state": change.state,
+        "environment": change.environment.name,
+        "outcome": outcome.value,
+        "done": outcome != ChangeOutcome.PENDING,
+        "stale": any(approval.item_is_stale(item) for item in items),
+        "approval": status_.as_dict(),
+        "plan_status": plan.status if plan else None,
+        "plan_computed_at": plan.computed_at if plan else None,
         "plan_current": plan_is_current(change=change, plan=plan, items=items),
-        "scheduled_for": change.scheduled_for, "promotions": list(change.promotions.values_list("pk", flat=True)),
+        "scheduled_for": change.scheduled_for,
+        "promotions": list(change.promotions.values_list("pk", flat=True)),
         "rollout": rollout_data,
     }
     data["version"] = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
     return data
-

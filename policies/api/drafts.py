@@ -9,6 +9,7 @@
 The views parse input, call one service or selector, and render; the rules are in
 `policies.services.drafts`.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -70,6 +71,7 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 # --- permissions ------------------------------------------------------------------------------
 
+
 class ReadScopePermission(TokenScopePermission):
     """Authenticated; a token needs `read` even for POST (validation stores nothing)."""
 
@@ -82,6 +84,7 @@ class ReadScopePermission(TokenScopePermission):
 
 
 # --- serializers ------------------------------------------------------------------------------
+
 
 class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField()
@@ -101,7 +104,8 @@ class FindingSerializer(serializers.Serializer):
     path = serializers.CharField(allow_blank=True, help_text="Field path, e.g. spec.http[0].route[1].weight.")
     object = serializers.CharField(allow_blank=True, help_text="E.g. VirtualService bookinfo/reviews.")
     istio_code = serializers.CharField(
-        allow_blank=True, help_text="The matching `istioctl analyze` message code (e.g. IST0101), or empty when there is none."
+        allow_blank=True,
+        help_text="The matching `istioctl analyze` message code (e.g. IST0101), or empty when there is none.",
     )
 
 
@@ -131,8 +135,10 @@ class EnvironmentField(serializers.SlugRelatedField):
         return selectors.environment_list(user=self.context["request"].user)
 
 
-NAMESPACE_HELP = ("Default namespace for objects without metadata.namespace, as `kubectl -n NAMESPACE` "
-                  "would apply them (also accepted as the query parameter `?namespace=`).")
+NAMESPACE_HELP = (
+    "Default namespace for objects without metadata.namespace, as `kubectl -n NAMESPACE` "
+    "would apply them (also accepted as the query parameter `?namespace=`)."
+)
 
 
 class NamespaceField(serializers.RegexField):
@@ -142,14 +148,21 @@ class NamespaceField(serializers.RegexField):
         kwargs.setdefault("default", "")
         kwargs.setdefault("max_length", 63)
         kwargs.setdefault("help_text", NAMESPACE_HELP)
-        kwargs.setdefault("error_messages", {
-            "invalid": "not a valid namespace: at most 63 lower-case letters, digits and '-', starting and ending "
-                       "with a letter or digit"})
+        kwargs.setdefault(
+            "error_messages",
+            {
+                "invalid": "not a valid namespace: at most 63 lower-case letters, digits and '-', starting and ending "
+                "with a letter or digit"
+            },
+        )
         super().__init__(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", **kwargs)
 
 
 NAMESPACE_PARAMETER = OpenApiParameter(
-    "namespace", OpenApiTypes.STR, OpenApiParameter.QUERY, required=False,
+    "namespace",
+    OpenApiTypes.STR,
+    OpenApiParameter.QUERY,
+    required=False,
     description="Default namespace for objects without metadata.namespace (like `kubectl -n`); the body's "
     "`namespace` field wins when both are given.",
 )
@@ -171,14 +184,18 @@ def with_namespace(request: Request, data: Any) -> Any:
 class ValidateTextSerializer(serializers.Serializer):
     environment = EnvironmentField()
     namespace = NamespaceField()
-    text = serializers.CharField(trim_whitespace=False, allow_blank=True, help_text="YAML or JSON, one or more documents.")
-    filename = serializers.CharField(required=False, default="", allow_blank=True, max_length=255,
-                                     help_text="Shown as the file of findings.")
+    text = serializers.CharField(
+        trim_whitespace=False, allow_blank=True, help_text="YAML or JSON, one or more documents."
+    )
+    filename = serializers.CharField(
+        required=False, default="", allow_blank=True, max_length=255, help_text="Shown as the file of findings."
+    )
     dry_run = serializers.BooleanField(default=False, help_text="Also ask the cluster's API server (dryRun=All).")
     checks = serializers.ChoiceField(
-        choices=[("all", "all"), ("content", "content")], default="all",
+        choices=[("all", "all"), ("content", "content")],
+        default="all",
         help_text="all (default): also what a change will check, your role in each namespace and the guardrails; "
-                  "content: the objects only.",
+        "content: the objects only.",
     )
 
 
@@ -199,8 +216,9 @@ class ValidateUploadSerializer(serializers.Serializer):
     namespace = NamespaceField()
     files = UploadField()
     dry_run = serializers.BooleanField(default=False)
-    checks = serializers.ChoiceField(choices=[("all", "all"), ("content", "content")], default="all",
-                                     help_text="As for JSON text.")
+    checks = serializers.ChoiceField(
+        choices=[("all", "all"), ("content", "content")], default="all", help_text="As for JSON text."
+    )
 
 
 class ValidatedDocumentSerializer(serializers.Serializer):
@@ -239,18 +257,39 @@ class DiffSerializer(serializers.Serializer):
 
 class DraftSerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:draft-detail")
-    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
-    policy: serializers.PrimaryKeyRelatedField[Policy] = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True,
-                                                help_text="The policy this draft changes; null for a new one.")
-    base_revision = serializers.IntegerField(source="base_revision.number", read_only=True, allow_null=True,
-                                             help_text="The policy's current revision when the draft was started.")
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
+    policy: serializers.PrimaryKeyRelatedField[Policy] = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="The policy this draft changes; null for a new one."
+    )
+    base_revision = serializers.IntegerField(
+        source="base_revision.number",
+        read_only=True,
+        allow_null=True,
+        help_text="The policy's current revision when the draft was started.",
+    )
     author: serializers.SlugRelatedField[User] = serializers.SlugRelatedField(slug_field="username", read_only=True)
 
     class Meta:
         model = Draft
         fields = [
-            "id", "url", "environment", "kind", "namespace", "name", "operation", "policy", "base_revision",
-            "author", "message", "content_hash", "error_count", "warning_count", "created_at", "updated_at",
+            "id",
+            "url",
+            "environment",
+            "kind",
+            "namespace",
+            "name",
+            "operation",
+            "policy",
+            "base_revision",
+            "author",
+            "message",
+            "content_hash",
+            "error_count",
+            "warning_count",
+            "created_at",
+            "updated_at",
         ]
         read_only_fields = fields
 
@@ -264,8 +303,16 @@ class DraftDetailSerializer(DraftSerializer):
     diff = serializers.SerializerMethodField(help_text="The draft against the policy's current revision.")
 
     class Meta(DraftSerializer.Meta):
-        fields = [*DraftSerializer.Meta.fields, "content", "source_text", "current_revision", "stale", "valid",
-                  "findings", "diff"]
+        fields = [
+            *DraftSerializer.Meta.fields,
+            "content",
+            "source_text",
+            "current_revision",
+            "stale",
+            "valid",
+            "findings",
+            "diff",
+        ]
         read_only_fields = fields
 
     def get_current_revision(self, draft: Draft) -> int | None:
@@ -305,8 +352,11 @@ class DraftCreateSerializer(serializers.Serializer):
 
 
 class DraftUpdateSerializer(serializers.Serializer):
-    text = serializers.CharField(required=False, trim_whitespace=False,
-                                 help_text="New text for the same object (kind, namespace and name cannot change).")
+    text = serializers.CharField(
+        required=False,
+        trim_whitespace=False,
+        help_text="New text for the same object (kind, namespace and name cannot change).",
+    )
     message = serializers.CharField(required=False, allow_blank=True, max_length=500)
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
@@ -343,6 +393,7 @@ class DraftFilterSet(django_filters.FilterSet):
 
 # --- input helpers ------------------------------------------------------------------------------
 
+
 def request_data(request: Request) -> Any:
     """`request.data`, refusing bodies over the limit before they are read, with a JSON 4xx."""
     length = request.META.get("CONTENT_LENGTH") or "0"
@@ -364,9 +415,9 @@ def request_data(request: Request) -> Any:
             extra={"limit_bytes": MAX_REQUEST_BYTES},
         ) from exc
     except TooManyFilesSent as exc:
-        raise ValidationError({"files": [
-            "too many files in one request: put the manifests in one archive (.tar.gz or .zip) instead"
-        ]}) from exc
+        raise ValidationError(
+            {"files": ["too many files in one request: put the manifests in one archive (.tar.gz or .zip) instead"]}
+        ) from exc
     except TooManyFieldsSent as exc:
         raise ValidationError("too many form fields in one request") from exc
 
@@ -396,8 +447,14 @@ def report_body(report: ValidationReport | None, extra_findings: Sequence[Findin
         "valid": not any(_is_error(finding) for finding in findings),
         "findings": [finding.as_dict() for finding in findings],
         "documents": [
-            {"file": doc.file, "index": doc.index, "kind": doc.kind, "namespace": doc.namespace, "name": doc.name,
-             "line": doc.start_line}
+            {
+                "file": doc.file,
+                "index": doc.index,
+                "kind": doc.kind,
+                "namespace": doc.namespace,
+                "name": doc.name,
+                "line": doc.start_line,
+            }
             for doc in documents
         ],
     }
@@ -420,11 +477,14 @@ def _is_error(finding: Finding) -> bool:
 
 # --- idempotency --------------------------------------------------------------------------------
 
+
 def request_fingerprint(request: Request, payload: Any) -> str:
     """What makes two requests 'the same': method, path and the body (files by their digest)."""
     canonical = json.dumps(
         {"method": request.method, "path": request.path, "body": payload},
-        sort_keys=True, separators=(",", ":"), default=str,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
@@ -450,7 +510,10 @@ def idempotent(request: Request, payload: Any, produce: Callable[[], Response]) 
             return response
         try:
             IdempotencyKey.objects.create(
-                user=user, key=key, request_hash=fingerprint, response_status=response.status_code,
+                user=user,
+                key=key,
+                request_hash=fingerprint,
+                response_status=response.status_code,
                 response_body=json.loads(json.dumps(response.data, default=str)),
             )
             return response
@@ -474,13 +537,18 @@ def _upload_payload(data: Any, uploads: list[tuple[str, bytes]], fields: tuple[s
 # --- views ----------------------------------------------------------------------------------------
 
 ERRORS = {
-    status.HTTP_400_BAD_REQUEST: OpenApiResponse(ErrorSerializer, description="Invalid input; `details` names the field."),
+    status.HTTP_400_BAD_REQUEST: OpenApiResponse(
+        ErrorSerializer, description="Invalid input; `details` names the field."
+    ),
     status.HTTP_401_UNAUTHORIZED: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     status.HTTP_403_FORBIDDEN: OpenApiResponse(ErrorSerializer, description="The token lacks the scope."),
     status.HTTP_413_REQUEST_ENTITY_TOO_LARGE: OpenApiResponse(ErrorSerializer, description="Body over the limit."),
 }
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
-    IDEMPOTENCY_HEADER, OpenApiTypes.STR, OpenApiParameter.HEADER, required=False,
+    IDEMPOTENCY_HEADER,
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    required=False,
     description="Any unique string (e.g. a UUID). Resending the same request with the same key within 24 hours "
     "returns the first answer without acting again; the same key with a different request answers 422.",
 )
@@ -507,10 +575,16 @@ class ValidateView(APIView):
 
     @extend_schema(
         operation_id="validate",
-        parameters=[OpenApiParameter(
-            "format", OpenApiTypes.STR, OpenApiParameter.QUERY, enum=["json", "sarif", "junit"],
-            description="Answer as JSON (default), SARIF 2.1.0 or JUnit XML.",
-        ), NAMESPACE_PARAMETER],
+        parameters=[
+            OpenApiParameter(
+                "format",
+                OpenApiTypes.STR,
+                OpenApiParameter.QUERY,
+                enum=["json", "sarif", "junit"],
+                description="Answer as JSON (default), SARIF 2.1.0 or JUnit XML.",
+            ),
+            NAMESPACE_PARAMETER,
+        ],
         request={"application/json": ValidateTextSerializer, "multipart/form-data": ValidateUploadSerializer},
         responses={
             (status.HTTP_200_OK, "application/json"): ValidateResultSerializer,
@@ -529,8 +603,10 @@ class ValidateView(APIView):
             report = None
             if files or not problems:
                 report = validate_bundle(
-                    environment=params.validated_data["environment"], files=files,
-                    dry_run=params.validated_data["dry_run"], default_namespace=params.validated_data["namespace"],
+                    environment=params.validated_data["environment"],
+                    files=files,
+                    dry_run=params.validated_data["dry_run"],
+                    default_namespace=params.validated_data["namespace"],
                 )
             return report_response(report_body(report, problems + self._workflow(params.validated_data, report)))
         params = ValidateTextSerializer(data=data, context=context)
@@ -543,8 +619,9 @@ class ValidateView(APIView):
     def _workflow(self, values: dict[str, Any], report: ValidationReport | None) -> list[Finding]:
         if values["checks"] == "content" or report is None:
             return []
-        return workflow_findings(author=signed_in_user(self.request), environment=values["environment"],
-                                 documents=report.documents)
+        return workflow_findings(
+            author=signed_in_user(self.request), environment=values["environment"], documents=report.documents
+        )
 
 
 class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):
@@ -579,7 +656,8 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         return self._detail(self.get_object())
 
     @extend_schema(
-        request=DraftCreateSerializer, parameters=[IDEMPOTENCY_PARAMETER],
+        request=DraftCreateSerializer,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={
             status.HTTP_201_CREATED: DraftDetailSerializer,
             status.HTTP_400_BAD_REQUEST: OpenApiResponse(RejectionSerializer, description="Refused: see findings."),
@@ -595,7 +673,10 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
 
         def produce() -> Response:
             result = draft_save(
-                author=signed_in_user(request), environment=values["environment"], text=values["text"], message=values["message"]
+                author=signed_in_user(request),
+                environment=values["environment"],
+                text=values["text"],
+                message=values["message"],
             )
             findings = [finding.as_dict() for finding in result.report.findings]
             return self._detail(result.draft, findings=findings, status_code=status.HTTP_201_CREATED)
@@ -619,11 +700,16 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
         values = params.validated_data
         if "text" in values:
             result = draft_save(
-                author=signed_in_user(request), environment=draft.environment, text=values["text"], draft=draft,
+                author=signed_in_user(request),
+                environment=draft.environment,
+                text=values["text"],
+                draft=draft,
                 message=values.get("message"),
             )
             return self._detail(result.draft, findings=[finding.as_dict() for finding in result.report.findings])
-        return self._detail(draft_update_message(author=signed_in_user(request), draft=draft, message=values["message"]))
+        return self._detail(
+            draft_update_message(author=signed_in_user(request), draft=draft, message=values["message"])
+        )
 
     def perform_destroy(self, instance: Draft) -> None:
         draft_discard(actor=signed_in_user(self.request), draft=instance)
@@ -660,14 +746,21 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
             params = BundleTextSerializer(data=data, context=context)
             params.is_valid(raise_exception=True)
             files = [(params.validated_data["filename"], params.validated_data["text"].encode())]
-            payload = {"environment": params.validated_data["environment"].name, "text": params.validated_data["text"],
-                       "filename": params.validated_data["filename"], "message": params.validated_data["message"],
-                       "namespace": params.validated_data["namespace"]}
+            payload = {
+                "environment": params.validated_data["environment"].name,
+                "text": params.validated_data["text"],
+                "filename": params.validated_data["filename"],
+                "message": params.validated_data["message"],
+                "namespace": params.validated_data["namespace"],
+            }
         values = params.validated_data
 
         def produce() -> Response:
             drafts = drafts_from_bundle(
-                author=signed_in_user(request), environment=values["environment"], files=files, message=values["message"],
+                author=signed_in_user(request),
+                environment=values["environment"],
+                files=files,
+                message=values["message"],
                 default_namespace=values["namespace"],
             )
             return Response(DraftSerializer(drafts, many=True, context=context).data, status=status.HTTP_201_CREATED)

@@ -11,6 +11,7 @@ Both actions take authors, approvers and admins of the team owning the namespace
 answer 409 `no_drift` when the drift is gone, and accept an `Idempotency-Key` header. The rules
 are in `policies.services.drift`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -45,14 +46,21 @@ class DriftDiffSerializer(DiffSerializer):
 class DriftDetailSerializer(DriftSummarySerializer):
     policy = serializers.IntegerField(source="policy_id", read_only=True)
     applied_revision = serializers.SerializerMethodField(help_text="The last revision Meshgate rolled out.")
-    live_content = ContentField(read_only=True, allow_null=True,
-                                help_text="The live object, normalized; null when it is gone.")
+    live_content = ContentField(
+        read_only=True, allow_null=True, help_text="The live object, normalized; null when it is gone."
+    )
     diff = serializers.SerializerMethodField(help_text="The applied revision against the live object.")
     open_changes = serializers.SerializerMethodField(help_text="Ids of open changes touching the policy.")
 
     class Meta(DriftSummarySerializer.Meta):
-        fields = ["policy", *DriftSummarySerializer.Meta.fields, "applied_revision", "live_content", "diff",
-                  "open_changes"]
+        fields = [
+            "policy",
+            *DriftSummarySerializer.Meta.fields,
+            "applied_revision",
+            "live_content",
+            "diff",
+            "open_changes",
+        ]
         read_only_fields = fields
 
     def get_applied_revision(self, drift: PolicyDrift) -> int:
@@ -61,8 +69,10 @@ class DriftDetailSerializer(DriftSummarySerializer):
     @extend_schema_field(DriftDiffSerializer())
     def get_diff(self, drift: PolicyDrift) -> dict[str, Any]:
         state: selectors.DriftState = self.context["state"]
-        return {**state.diff.as_dict(),
-                "unified": state.diff.unified(old_label=f"revision #{state.applied.number}", new_label="live")}
+        return {
+            **state.diff.as_dict(),
+            "unified": state.diff.unified(old_label=f"revision #{state.applied.number}", new_label="live"),
+        }
 
     def get_open_changes(self, drift: PolicyDrift) -> list[int]:
         return [change.pk for change in self.context["state"].open_changes]
@@ -89,8 +99,9 @@ def _policy(request: Request, pk: int) -> Policy:
 
 
 class PolicyDriftView(APIView):
-    @extend_schema(operation_id="policies_drift_retrieve", responses={status.HTTP_200_OK: DriftDetailSerializer,
-                                                                       **ERRORS})
+    @extend_schema(
+        operation_id="policies_drift_retrieve", responses={status.HTTP_200_OK: DriftDetailSerializer, **ERRORS}
+    )
     def get(self, request: Request, pk: int) -> Response:
         """The policy's drift: the live object against the last revision Meshgate applied."""
         policy = _policy(request, pk)
@@ -102,7 +113,9 @@ class PolicyDriftView(APIView):
 
 class PolicyDriftAdoptView(APIView):
     @extend_schema(
-        operation_id="policies_drift_adopt", request=None, parameters=[IDEMPOTENCY_PARAMETER],
+        operation_id="policies_drift_adopt",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={status.HTTP_201_CREATED: DraftDetailSerializer, **ACTION_ERRORS},
     )
     def post(self, request: Request, pk: int) -> Response:
@@ -111,8 +124,9 @@ class PolicyDriftAdoptView(APIView):
 
         def produce() -> Response:
             draft = drift_adopt(actor=signed_in_user(request), policy=policy)
-            draft = Draft.objects.select_related("environment", "policy__current_revision", "base_revision",
-                                                 "author").get(pk=draft.pk)
+            draft = Draft.objects.select_related(
+                "environment", "policy__current_revision", "base_revision", "author"
+            ).get(pk=draft.pk)
             context = {"request": request, "diff": selectors.draft_diff(draft=draft)}
             return Response(DraftDetailSerializer(draft, context=context).data, status=status.HTTP_201_CREATED)
 
@@ -121,7 +135,9 @@ class PolicyDriftAdoptView(APIView):
 
 class PolicyDriftReapplyView(APIView):
     @extend_schema(
-        operation_id="policies_drift_reapply", request=None, parameters=[IDEMPOTENCY_PARAMETER],
+        operation_id="policies_drift_reapply",
+        request=None,
+        parameters=[IDEMPOTENCY_PARAMETER],
         responses={status.HTTP_201_CREATED: ChangeDetailSerializer, **ACTION_ERRORS},
     )
     def post(self, request: Request, pk: int) -> Response:

@@ -29,7 +29,8 @@ DELIVERIES_SHOWN = 50
 
 class ChannelSerializer(serializers.ModelSerializer):
     team: serializers.SlugRelatedField[Team] = serializers.SlugRelatedField(
-        slug_field="slug", read_only=True, allow_null=True)
+        slug_field="slug", read_only=True, allow_null=True
+    )
     user = serializers.CharField(source="user.username", read_only=True, allow_null=True, default=None)
     target = serializers.CharField(source="masked_target", read_only=True)
     events = serializers.ListField(child=serializers.ChoiceField(choices=NotificationEvent.choices), read_only=True)
@@ -52,21 +53,44 @@ class ChannelCreateSerializer(serializers.Serializer):
     name = serializers.CharField(max_length=100)
     kind = serializers.ChoiceField(choices=NotificationChannelKind.choices)
     target = serializers.CharField(max_length=500, help_text="An email address, or the webhook / Slack URL.")
-    team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all(), required=False,
-                                        allow_null=True, default=None,
-                                        help_text="A team you administer; empty: a channel of your own.")
-    events = serializers.ListField(child=serializers.ChoiceField(choices=NotificationEvent.choices), required=False,
-                                   default=list, help_text="Events it receives; empty: all.")
-    secret = serializers.CharField(required=False, allow_blank=True, default="", max_length=200,
-                                   help_text="Webhook HMAC key; empty: one is generated.")
+    team = serializers.SlugRelatedField(
+        slug_field="slug",
+        queryset=Team.objects.all(),
+        required=False,
+        allow_null=True,
+        default=None,
+        help_text="A team you administer; empty: a channel of your own.",
+    )
+    events = serializers.ListField(
+        child=serializers.ChoiceField(choices=NotificationEvent.choices),
+        required=False,
+        default=list,
+        help_text="Events it receives; empty: all.",
+    )
+    secret = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="Webhook HMAC key; empty: one is generated.",
+    )
     enabled = serializers.BooleanField(required=False, default=True)
 
 
 class DeliverySerializer(serializers.ModelSerializer):
     class Meta:
         model = NotificationDelivery
-        fields = ["uuid", "event", "subject", "status", "attempts", "last_status_code", "last_error", "created_at",
-                  "delivered_at"]
+        fields = [
+            "uuid",
+            "event",
+            "subject",
+            "status",
+            "attempts",
+            "last_status_code",
+            "last_error",
+            "created_at",
+            "delivered_at",
+        ]
         read_only_fields = fields
 
 
@@ -101,4 +125,3 @@ class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.De
         channel = self.get_object()
         latest = channel.deliveries.order_by("-created_at", "-pk")[:DELIVERIES_SHOWN]
         return Response(DeliverySerializer(latest, many=True).data)
-

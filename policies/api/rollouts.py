@@ -3,6 +3,7 @@ control them. Each control (`pause`, `resume`, `continue-on-live`, `abort`, `pro
 endpoint calling one service; an illegal transition answers 409 `rollout_illegal_state` with the
 rollout's state in `details.state`; only approvers and admins of the owning teams may control (403).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -31,6 +32,7 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 # --- output -------------------------------------------------------------------------------------------------
 
+
 class RolloutSerializer(serializers.ModelSerializer):
     change = serializers.IntegerField(source="change_id", read_only=True)
     change_title = serializers.CharField(source="change.title", read_only=True)
@@ -41,8 +43,22 @@ class RolloutSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Rollout
-        fields = ["id", "change", "change_title", "environment", "strategy", "state", "current_weight", "step",
-                  "steps_total", "pause_reason", "created_at", "started_at", "finished_at", "updated_at"]
+        fields = [
+            "id",
+            "change",
+            "change_title",
+            "environment",
+            "strategy",
+            "state",
+            "current_weight",
+            "step",
+            "steps_total",
+            "pause_reason",
+            "created_at",
+            "started_at",
+            "finished_at",
+            "updated_at",
+        ]
         read_only_fields = fields
 
     def get_step(self, rollout: Rollout) -> int:
@@ -60,7 +76,8 @@ class RolloutPhaseSerializer(serializers.Serializer):
     gate = serializers.BooleanField()
     status = serializers.CharField(
         help_text="done | current | pending; on a stopped rollout failed (or aborted) at the step it stopped at, "
-                  "not_reached after it.")
+        "not_reached after it."
+    )
     verdict = serializers.CharField(allow_blank=True, help_text="The last analysis verdict of the phase.")
 
 
@@ -74,11 +91,13 @@ class MetricValuesSerializer(serializers.Serializer):
     threshold_text = serializers.CharField(allow_blank=True, help_text='As a person reads it, e.g. ">= 0.95".')
     reason = serializers.CharField(allow_blank=True, required=False, help_text="The metric's verdict in one line.")
     explain = serializers.JSONField(
-        required=False, help_text="What the verdict rests on: method, why (warm-up, not enough traffic, guard rail, "
-                                  "significant regression, no regression, both versions breach the guard rail), "
-                                  "n_canary / n_stable (this step) and n_*_attempt, minutes_left, guard, and tests: "
-                                  "[{test, against, ratio, ratio_low, ratio_high, p_value, canary_rate, stable_rate, "
-                                  "bound_ms, dispersion}].")
+        required=False,
+        help_text="What the verdict rests on: method, why (warm-up, not enough traffic, guard rail, "
+        "significant regression, no regression, both versions breach the guard rail), "
+        "n_canary / n_stable (this step) and n_*_attempt, minutes_left, guard, and tests: "
+        "[{test, against, ratio, ratio_low, ratio_high, p_value, canary_rate, stable_rate, "
+        "bound_ms, dispersion}].",
+    )
     explanation = serializers.CharField(allow_blank=True, required=False, help_text="`explain` as one sentence.")
 
 
@@ -101,7 +120,8 @@ class RolloutEventSerializer(serializers.Serializer):
 
 class RolloutDetailSerializer(RolloutSerializer):
     rollback_reason = serializers.JSONField(
-        allow_null=True, help_text="{summary, metric, observed, threshold, interval, error, left_out_of_band...}.")
+        allow_null=True, help_text="{summary, metric, observed, threshold, interval, error, left_out_of_band...}."
+    )
     error = serializers.CharField(allow_blank=True)
     phases = RolloutPhaseSerializer(many=True, source="phase_rows")
     analysis_runs = AnalysisRunSerializer(many=True, source="run_rows")
@@ -122,11 +142,13 @@ def detail_response(rollout: Rollout, code: int = status.HTTP_200_OK) -> Respons
 
 # --- list and retrieve -------------------------------------------------------------------------------------
 
+
 class RolloutFilterSet(django_filters.FilterSet):
     state = django_filters.MultipleChoiceFilter(choices=RolloutState.choices)
     environment = django_filters.CharFilter(field_name="environment__name", help_text="Environment name.")
-    change = django_filters.NumberFilter(field_name="change_id", help_text="Change request id.", min_value=1,
-                                         max_value=2**63 - 1)
+    change = django_filters.NumberFilter(
+        field_name="change_id", help_text="Change request id.", min_value=1, max_value=2**63 - 1
+    )
     strategy = django_filters.ChoiceFilter(choices=RolloutStrategy.choices)
 
     class Meta:
@@ -153,6 +175,7 @@ class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericVi
 
 # --- controls ----------------------------------------------------------------------------------------------
 
+
 class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=500)
 
@@ -161,16 +184,22 @@ ERRORS = {
     status.HTTP_400_BAD_REQUEST: OpenApiResponse(ErrorSerializer, description="Invalid input."),
     status.HTTP_401_UNAUTHORIZED: OpenApiResponse(ErrorSerializer, description="Not authenticated."),
     status.HTTP_403_FORBIDDEN: OpenApiResponse(
-        ErrorSerializer, description="Not an approver or admin of the owning teams, or a read-only token."),
+        ErrorSerializer, description="Not an approver or admin of the owning teams, or a read-only token."
+    ),
     status.HTTP_404_NOT_FOUND: OpenApiResponse(ErrorSerializer, description="No such rollout you may read."),
     status.HTTP_409_CONFLICT: OpenApiResponse(
-        ErrorSerializer, description="Illegal in the rollout's state (`rollout_illegal_state`, `details.state`)."),
+        ErrorSerializer, description="Illegal in the rollout's state (`rollout_illegal_state`, `details.state`)."
+    ),
 }
 
 
 def _control_schema(operation_id: str, request_serializer: Any, summary: str) -> Callable[[_F], _F]:
-    return extend_schema(operation_id=operation_id, summary=summary, request=request_serializer,
-                         responses={status.HTTP_200_OK: RolloutDetailSerializer, **ERRORS})
+    return extend_schema(
+        operation_id=operation_id,
+        summary=summary,
+        request=request_serializer,
+        responses={status.HTTP_200_OK: RolloutDetailSerializer, **ERRORS},
+    )
 
 
 class RolloutControlView(APIView):
@@ -210,8 +239,11 @@ class RolloutResumeView(RolloutControlView):
 
 
 class RolloutContinueOnLiveView(RolloutControlView):
-    @_control_schema("rollouts_continue_on_live", EmptySerializer,
-                     "Continue a rollout paused by another writer's edit on top of the edited live object.")
+    @_control_schema(
+        "rollouts_continue_on_live",
+        EmptySerializer,
+        "Continue a rollout paused by another writer's edit on top of the edited live object.",
+    )
     def post(self, request: Request, pk: int) -> Response:
         return super().post(request, pk)
 

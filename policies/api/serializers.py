@@ -1,4 +1,5 @@
 """Output shapes of the read API. Serializers render; they hold no rules."""
+
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -23,9 +24,20 @@ class EnvironmentSerializer(serializers.ModelSerializer):
     class Meta:
         model = Environment
         fields = [
-            "url", "name", "display_name", "order", "is_production", "api_url", "prometheus_url",
-            "cluster_reachable", "cluster_version", "cluster_error", "cluster_checked_at", "last_import_at",
-            "foreign_controllers", "promotion_overrides",
+            "url",
+            "name",
+            "display_name",
+            "order",
+            "is_production",
+            "api_url",
+            "prometheus_url",
+            "cluster_reachable",
+            "cluster_version",
+            "cluster_error",
+            "cluster_checked_at",
+            "last_import_at",
+            "foreign_controllers",
+            "promotion_overrides",
         ]
         read_only_fields = fields
 
@@ -40,7 +52,9 @@ class TeamMemberSerializer(serializers.ModelSerializer):
 
 
 class OwnedNamespaceSerializer(serializers.ModelSerializer):
-    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
 
     class Meta:
         model = NamespaceOwnership
@@ -85,21 +99,34 @@ class DriftSummarySerializer(serializers.ModelSerializer):
 
 class PolicySerializer(serializers.ModelSerializer):
     url = serializers.HyperlinkedIdentityField(view_name="api:policy-detail")
-    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    environment: serializers.SlugRelatedField[Environment] = serializers.SlugRelatedField(
+        slug_field="name", read_only=True
+    )
     owner_team = serializers.CharField(
         source="owner_team_slug", read_only=True, allow_null=True, help_text="Slug of the team owning the namespace."
     )
     current_revision = RevisionSummarySerializer(read_only=True, allow_null=True)
     drift = DriftSummarySerializer(
-        read_only=True, allow_null=True,
+        read_only=True,
+        allow_null=True,
         help_text="Set while the live object differs from the last revision Meshgate rolled out; null otherwise.",
     )
 
     class Meta:
         model = Policy
         fields = [
-            "id", "url", "environment", "kind", "namespace", "name", "owner_team",
-            "live_state", "live_resource_version", "live_seen_at", "current_revision", "drift",
+            "id",
+            "url",
+            "environment",
+            "kind",
+            "namespace",
+            "name",
+            "owner_team",
+            "live_state",
+            "live_resource_version",
+            "live_seen_at",
+            "current_revision",
+            "drift",
         ]
         read_only_fields = fields
 
@@ -111,7 +138,9 @@ class ContentField(serializers.JSONField):
 
 class PolicyDetailSerializer(PolicySerializer):
     content = ContentField(
-        source="current_revision.content", read_only=True, allow_null=True,
+        source="current_revision.content",
+        read_only=True,
+        allow_null=True,
         help_text="The current revision's normalized object; null when the policy has no revision.",
     )
 

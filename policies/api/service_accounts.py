@@ -45,14 +45,15 @@ class ServiceAccountSerializer(serializers.ModelSerializer):
 
 
 class ServiceAccountCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=50, help_text="Lowercase letters, digits, dashes; the account is `sa.<name>`.")
+    name = serializers.CharField(
+        max_length=50, help_text="Lowercase letters, digits, dashes; the account is `sa.<name>`."
+    )
     team = serializers.SlugRelatedField(slug_field="slug", queryset=Team.objects.all())
     role = serializers.ChoiceField(choices=[(r.value, r.label) for r in services.ROLES], default=Role.AUTHOR)
     description = serializers.CharField(required=False, allow_blank=True, default="")
 
 
-class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
-                            GenericViewSet):
+class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):
     serializer_class = ServiceAccountSerializer
     lookup_field = "name"
     lookup_value_regex = r"[a-z0-9.-]+"
@@ -61,7 +62,8 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return ServiceAccount.objects.none()
         accounts = ServiceAccount.objects.select_related("user", "team", "created_by").prefetch_related(
-            "user__memberships")
+            "user__memberships"
+        )
         user = signed_in_user(self.request)
         if user.is_superuser:
             return accounts
@@ -75,7 +77,9 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         self.check_object_permissions(self.request, account)
         return account
 
-    @extend_schema(request=ServiceAccountCreateSerializer, responses={status.HTTP_201_CREATED: ServiceAccountSerializer})
+    @extend_schema(
+        request=ServiceAccountCreateSerializer, responses={status.HTTP_201_CREATED: ServiceAccountSerializer}
+    )
     def create(self, request: Request) -> Response:
         params = ServiceAccountCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
@@ -88,8 +92,9 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
         return Response(ServiceAccountSerializer(account).data)
 
     @extend_schema(methods=["get"], responses={status.HTTP_200_OK: TokenSerializer(many=True)})
-    @extend_schema(methods=["post"], request=TokenCreateSerializer,
-                   responses={status.HTTP_201_CREATED: TokenCreatedSerializer})
+    @extend_schema(
+        methods=["post"], request=TokenCreateSerializer, responses={status.HTTP_201_CREATED: TokenCreatedSerializer}
+    )
     @action(detail=True, methods=["get", "post"], pagination_class=None)
     def tokens(self, request: Request, name: str) -> Response:
         account = self.get_object()
@@ -100,7 +105,10 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             return Response(TokenSerializer(account.user.api_tokens.all(), many=True, context=context).data)
         params = TokenCreateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
-        token, plaintext = services.service_account_token_create(actor=signed_in_user(request), account=account,
-                                                                 **params.validated_data)
-        return Response(TokenCreatedSerializer(token, context={**context, "plaintext": plaintext}).data,
-                        status=status.HTTP_201_CREATED)
+        token, plaintext = services.service_account_token_create(
+            actor=signed_in_user(request), account=account, **params.validated_data
+        )
+        return Response(
+            TokenCreatedSerializer(token, context={**context, "plaintext": plaintext}).data,
+            status=status.HTTP_201_CREATED,
+        )

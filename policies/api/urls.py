@@ -28,7 +28,9 @@ urlpatterns = [
     # change transitions: one small view each
     path("changes/<int:pk>/submit/", changes.ChangeSubmitView.as_view(), name="change-submit"),
     path("changes/<int:pk>/approve/", changes.ChangeApproveView.as_view(), name="change-approve"),
-    path("changes/<int:pk>/request-changes/", changes.ChangeRequestChangesView.as_view(), name="change-request-changes"),
+    path(
+        "changes/<int:pk>/request-changes/", changes.ChangeRequestChangesView.as_view(), name="change-request-changes"
+    ),
     path("changes/<int:pk>/comment/", changes.ChangeCommentView.as_view(), name="change-comment"),
     path("changes/<int:pk>/reject/", changes.ChangeRejectView.as_view(), name="change-reject"),
     path("changes/<int:pk>/rebase/", changes.ChangeRebaseView.as_view(), name="change-rebase"),
@@ -39,13 +41,19 @@ urlpatterns = [
     path("changes/<int:pk>/retry/", changes.ChangeRetryView.as_view(), name="change-retry"),
     path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
     path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
-    path("changes/<int:pk>/rollout-options/", rollout_options.ChangeRolloutOptionsView.as_view(),
-         name="change-rollout-options"),
+    path(
+        "changes/<int:pk>/rollout-options/",
+        rollout_options.ChangeRolloutOptionsView.as_view(),
+        name="change-rollout-options",
+    ),
     # rollout controls: one small view each
     path("rollouts/<int:pk>/pause/", rollouts.RolloutPauseView.as_view(), name="rollout-pause"),
     path("rollouts/<int:pk>/resume/", rollouts.RolloutResumeView.as_view(), name="rollout-resume"),
-    path("rollouts/<int:pk>/continue-on-live/", rollouts.RolloutContinueOnLiveView.as_view(),
-         name="rollout-continue-on-live"),
+    path(
+        "rollouts/<int:pk>/continue-on-live/",
+        rollouts.RolloutContinueOnLiveView.as_view(),
+        name="rollout-continue-on-live",
+    ),
     path("rollouts/<int:pk>/abort/", rollouts.RolloutAbortView.as_view(), name="rollout-abort"),
     path("rollouts/<int:pk>/promote/", rollouts.RolloutPromoteView.as_view(), name="rollout-promote"),
     path("rollouts/<int:pk>/confirm-gate/", rollouts.RolloutConfirmGateView.as_view(), name="rollout-confirm-gate"),

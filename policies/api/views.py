@@ -3,6 +3,7 @@
 Every queryset comes from a selector, so the visibility rules of `policies.selectors` hold here
 exactly as in the UI: another team's policy is absent from lists and answers 404.
 """
+
 from collections.abc import Callable
 from typing import Any
 
@@ -25,7 +26,10 @@ class PkFirstPagination(LimitOffsetPagination):
     (see `selectors.page_pk_first`): any offset costs what the first page does."""
 
     def paginate_queryset(  # type: ignore[override]
-        self, queryset: QuerySet, request: Request, view: APIView | None = None,
+        self,
+        queryset: QuerySet,
+        request: Request,
+        view: APIView | None = None,
     ) -> list | None:
         pks = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
         return None if pks is None else rows_for_pks(queryset, list(pks))

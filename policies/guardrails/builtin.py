@@ -4,6 +4,7 @@ A check takes the object, the environment and the row's parameters and returns i
 (empty = passes), each a short sentence naming the field, which the row's message shows as {details}.
 The defaults here are what the data migration and `guardrails_seed_builtins` create.
 """
+
 from __future__ import annotations
 
 import re
@@ -49,6 +50,7 @@ def _list(value: Any) -> list:
 
 # --- no-allow-all-authz ---------------------------------------------------------------------------
 
+
 def _is_match_all(rule: Any) -> bool:
     """A rule with no (or only empty) from / to / when matches every request."""
     if not isinstance(rule, dict):
@@ -56,7 +58,9 @@ def _is_match_all(rule: Any) -> bool:
     return not any(rule.get(part) for part in ("from", "to", "when"))
 
 
-def check_no_allow_all_authz(obj: dict[str, Any], environment: EnvironmentInfo, parameters: dict[str, Any]) -> list[str]:
+def check_no_allow_all_authz(
+    obj: dict[str, Any], environment: EnvironmentInfo, parameters: dict[str, Any]
+) -> list[str]:
     """ALLOW with a rule that matches everything (`rules: [{}]`) allows all traffic. An ALLOW policy
     without rules is the opposite (it denies everything) and passes here."""
     spec = _spec(obj)
@@ -70,6 +74,7 @@ def check_no_allow_all_authz(obj: dict[str, Any], environment: EnvironmentInfo, 
 
 
 # --- mtls-strict-production -----------------------------------------------------------------------
+
 
 def check_mtls_strict(obj: dict[str, Any], environment: EnvironmentInfo, parameters: dict[str, Any]) -> list[str]:
     spec = _spec(obj)
@@ -139,6 +144,7 @@ def check_timeouts(obj: dict[str, Any], environment: EnvironmentInfo, parameters
 
 # --- no-wildcard-hosts ----------------------------------------------------------------------------
 
+
 def _is_wildcard(host: Any) -> bool:
     return isinstance(host, str) and (host == "*" or host.startswith("*."))
 
@@ -153,7 +159,11 @@ def check_no_wildcard_hosts(obj: dict[str, Any], environment: EnvironmentInfo, p
         if gateways and "mesh" not in gateways:
             return []  # bound to gateways only
         hosts = _list(spec.get("hosts"))
-        return [f"spec.hosts[{i}] is {h!r}, a wildcard applied inside the mesh" for i, h in enumerate(hosts) if _is_wildcard(h)]
+        return [
+            f"spec.hosts[{i}] is {h!r}, a wildcard applied inside the mesh"
+            for i, h in enumerate(hosts)
+            if _is_wildcard(h)
+        ]
     if kind == PolicyKind.DESTINATION_RULE:
         host = spec.get("host")
         return [f"spec.host is {host!r}, a wildcard"] if _is_wildcard(host) else []
@@ -164,6 +174,7 @@ def check_no_wildcard_hosts(obj: dict[str, Any], environment: EnvironmentInfo, p
 
 
 # --- weights-sum-100 ------------------------------------------------------------------------------
+
 
 def check_weights_sum_100(obj: dict[str, Any], environment: EnvironmentInfo, parameters: dict[str, Any]) -> list[str]:
     """Every http / tcp / tls route with more than one destination splits exactly 100 % (a missing

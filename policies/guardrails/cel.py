@@ -22,6 +22,7 @@ cost budget Kubernetes uses:
 Any failure of an expression (parse error, type error, missing field, budget exceeded, non-bool
 result) is a `CelEvaluationError`, which the engine reports as the guardrail result "error".
 """
+
 from __future__ import annotations
 
 import functools
@@ -61,7 +62,7 @@ def _parse_error(expression: str, exc: celpy.CELParseError) -> CelCompileError:
     if line is None:
         return CelCompileError(f"invalid CEL: {str(exc).splitlines()[0] if str(exc) else 'syntax error'}")
     source = expression.splitlines()[line - 1] if 0 < line <= len(expression.splitlines()) else ""
-    near = source[column - 1:column + 19].strip() if column else ""
+    near = source[column - 1 : column + 19].strip() if column else ""
     where = f"line {line}, column {column}"
     detail = f"unexpected {near!r}" if near else "unexpected end of the expression"
     return CelCompileError(f"invalid CEL at {where}: {detail}", line=line, column=column)
@@ -152,8 +153,12 @@ def _eval_message(exc: celpy.CELEvalError) -> str:
 
 def _type_name(value: Any) -> str:
     names = {
-        celtypes.IntType: "an int", celtypes.UintType: "a uint", celtypes.DoubleType: "a double",
-        celtypes.StringType: "a string", celtypes.ListType: "a list", celtypes.MapType: "a map",
+        celtypes.IntType: "an int",
+        celtypes.UintType: "a uint",
+        celtypes.DoubleType: "a double",
+        celtypes.StringType: "a string",
+        celtypes.ListType: "a list",
+        celtypes.MapType: "a map",
         celtypes.BytesType: "bytes",
     }
     for cls, name in names.items():

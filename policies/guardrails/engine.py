@@ -7,6 +7,7 @@ Only enabled guardrails whose kinds and production flag match an object run on i
 cannot be evaluated (a CEL error, an unknown built-in) gives the outcome "error", which counts as a
 failure at its enforcement level: an expression that breaks never lets content through silently.
 """
+
 from __future__ import annotations
 
 import re
@@ -107,7 +108,10 @@ def _details(violations: Sequence[str]) -> str:
 
 
 def guardrail_check(
-    guardrail: Guardrail, *, obj: dict[str, Any], environment: Environment | EnvironmentInfo,
+    guardrail: Guardrail,
+    *,
+    obj: dict[str, Any],
+    environment: Environment | EnvironmentInfo,
     expression: str | None = None,
 ) -> GuardrailResult:
     """One guardrail on one object (whether it applies is the caller's question). `expression`
@@ -118,8 +122,12 @@ def guardrail_check(
     parameters = guardrail.parameters if isinstance(guardrail.parameters, dict) else {}
     values = {
         **{key: value for key, value in parameters.items() if isinstance(key, str)},
-        "object": identity, "kind": obj.get("kind", ""), "name": metadata.get("name", ""),
-        "namespace": metadata.get("namespace", ""), "environment": env.name, "guardrail": guardrail.name,
+        "object": identity,
+        "kind": obj.get("kind", ""),
+        "name": metadata.get("name", ""),
+        "namespace": metadata.get("namespace", ""),
+        "environment": env.name,
+        "guardrail": guardrail.name,
     }
     error, violations = "", []
     if guardrail.builtin_key:
@@ -132,8 +140,11 @@ def guardrail_check(
             except (TypeError, ValueError, AttributeError, KeyError) as exc:
                 error = f"the check failed on this object: {type(exc).__name__}: {exc}"
     else:
-        variables = {"object": obj, "environment": {"name": env.name, "production": env.production},
-                     "params": parameters}
+        variables = {
+            "object": obj,
+            "environment": {"name": env.name, "production": env.production},
+            "params": parameters,
+        }
         try:
             if not cel_evaluate(expression if expression is not None else guardrail.expression, variables=variables):
                 violations = ["the expression returned false"]
@@ -145,21 +156,32 @@ def guardrail_check(
         values["details"] = error or _details(violations)
         message = render_message(guardrail.message, values)
     return GuardrailResult(
-        guardrail_id=guardrail.pk, name=guardrail.name, enforcement=guardrail.enforcement, object=identity,
-        passed=passed, error=error, message=message, builtin_key=guardrail.builtin_key,
+        guardrail_id=guardrail.pk,
+        name=guardrail.name,
+        enforcement=guardrail.enforcement,
+        object=identity,
+        passed=passed,
+        error=error,
+        message=message,
+        builtin_key=guardrail.builtin_key,
     )
 
 
 def guardrails_evaluate(
-    *, environment: Environment | EnvironmentInfo, objects: Iterable[dict[str, Any]],
+    *,
+    environment: Environment | EnvironmentInfo,
+    objects: Iterable[dict[str, Any]],
     guardrails: Iterable[Guardrail] | None = None,
 ) -> list[GuardrailResult]:
     """Every enabled, matching guardrail on every object: one result per (object, guardrail), in
     object order, then hard before soft before advisory. One query when `guardrails` is not given."""
     env = environment_info(environment)
     candidates = list(guardrails if guardrails is not None else Guardrail.objects.filter(enabled=True))
-    rank: dict[str, int] = {GuardrailEnforcement.HARD_MANDATORY: 0, GuardrailEnforcement.SOFT_MANDATORY: 1,
-            GuardrailEnforcement.ADVISORY: 2}
+    rank: dict[str, int] = {
+        GuardrailEnforcement.HARD_MANDATORY: 0,
+        GuardrailEnforcement.SOFT_MANDATORY: 1,
+        GuardrailEnforcement.ADVISORY: 2,
+    }
     candidates.sort(key=lambda g: (rank.get(g.enforcement, 3), g.name))
     results = []
     for obj in objects:
@@ -173,8 +195,10 @@ def guardrails_evaluate(
 
 
 def blocking_results(
-    results: Iterable[GuardrailResult], *,
-    overrides: Iterable[GuardrailOverride | int] = (), content_hash: str | None = None,
+    results: Iterable[GuardrailResult],
+    *,
+    overrides: Iterable[GuardrailOverride | int] = (),
+    content_hash: str | None = None,
 ) -> list[GuardrailResult]:
     """What blocks approval: every failed (or erroring) hard-mandatory result, and every failed
     soft-mandatory one without an override. Overrides are rows or guardrail ids; with
@@ -213,5 +237,7 @@ def manifest_objects(text: str) -> list[dict[str, Any]]:
     if not documents:
         raise ManifestError("the manifest holds no object: paste an Istio object")
     if len(documents) > limits.MAX_TEST_OBJECTS:
-        raise ManifestError(f"the manifest holds {len(documents)} objects; the test box takes {limits.MAX_TEST_OBJECTS}")
+        raise ManifestError(
+            f"the manifest holds {len(documents)} objects; the test box takes {limits.MAX_TEST_OBJECTS}"
+        )
     return [document.obj for document in documents]

@@ -10,7 +10,6 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
@@ -19,160 +18,313 @@ class Migration(migrations.Migration):
 
     operations = [
         migrations.CreateModel(
-            name='AuditChainHead',
+            name="AuditChainHead",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence', models.PositiveBigIntegerField(default=0)),
-                ('last_hash', models.CharField(default='0000000000000000000000000000000000000000000000000000000000000000', max_length=64)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sequence", models.PositiveBigIntegerField(default=0)),
+                (
+                    "last_hash",
+                    models.CharField(
+                        default="0000000000000000000000000000000000000000000000000000000000000000", max_length=64
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Environment',
+            name="Environment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=63, unique=True, validators=[django.core.validators.RegexValidator('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', "lower-case letters, digits and '-' only")])),
-                ('display_name', models.CharField(blank=True, max_length=100)),
-                ('order', models.PositiveIntegerField(default=0, help_text='Promotion order: changes move to the next higher one.')),
-                ('is_production', models.BooleanField(default=False)),
-                ('auth_mode', models.CharField(choices=[('token', 'API URL and bearer token'), ('kubeconfig', 'Kubeconfig file and context'), ('in_cluster', 'In-cluster service account')], default='token', max_length=20)),
-                ('api_url', models.URLField(blank=True, help_text='Kubernetes API server URL (token mode).')),
-                ('api_token', policies.fields.EncryptedTextField(blank=True, help_text='Bearer token, encrypted at rest.')),
-                ('ca_certificate', models.TextField(blank=True, help_text='PEM bundle to verify the API server.')),
-                ('verify_tls', models.BooleanField(default=True)),
-                ('kubeconfig_path', models.CharField(blank=True, max_length=500)),
-                ('kubeconfig_context', models.CharField(blank=True, max_length=200)),
-                ('prometheus_url', models.URLField(blank=True)),
-                ('cluster_reachable', models.BooleanField(editable=False, null=True)),
-                ('cluster_version', models.CharField(blank=True, editable=False, max_length=100)),
-                ('cluster_error', models.TextField(blank=True, editable=False)),
-                ('cluster_checked_at', models.DateTimeField(blank=True, editable=False, null=True)),
-                ('last_import_at', models.DateTimeField(blank=True, editable=False, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "name",
+                    models.CharField(
+                        max_length=63,
+                        unique=True,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "lower-case letters, digits and '-' only"
+                            )
+                        ],
+                    ),
+                ),
+                ("display_name", models.CharField(blank=True, max_length=100)),
+                (
+                    "order",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Promotion order: changes move to the next higher one."
+                    ),
+                ),
+                ("is_production", models.BooleanField(default=False)),
+                (
+                    "auth_mode",
+                    models.CharField(
+                        choices=[
+                            ("token", "API URL and bearer token"),
+                            ("kubeconfig", "Kubeconfig file and context"),
+                            ("in_cluster", "In-cluster service account"),
+                        ],
+                        default="token",
+                        max_length=20,
+                    ),
+                ),
+                ("api_url", models.URLField(blank=True, help_text="Kubernetes API server URL (token mode).")),
+                (
+                    "api_token",
+                    policies.fields.EncryptedTextField(blank=True, help_text="Bearer token, encrypted at rest."),
+                ),
+                ("ca_certificate", models.TextField(blank=True, help_text="PEM bundle to verify the API server.")),
+                ("verify_tls", models.BooleanField(default=True)),
+                ("kubeconfig_path", models.CharField(blank=True, max_length=500)),
+                ("kubeconfig_context", models.CharField(blank=True, max_length=200)),
+                ("prometheus_url", models.URLField(blank=True)),
+                ("cluster_reachable", models.BooleanField(editable=False, null=True)),
+                ("cluster_version", models.CharField(blank=True, editable=False, max_length=100)),
+                ("cluster_error", models.TextField(blank=True, editable=False)),
+                ("cluster_checked_at", models.DateTimeField(blank=True, editable=False, null=True)),
+                ("last_import_at", models.DateTimeField(blank=True, editable=False, null=True)),
             ],
             options={
-                'ordering': ['order', 'name'],
+                "ordering": ["order", "name"],
             },
         ),
         migrations.CreateModel(
-            name='AuditEvent',
+            name="AuditEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sequence', models.PositiveBigIntegerField(unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('actor_name', models.CharField(max_length=150)),
-                ('request_id', models.CharField(blank=True, max_length=64)),
-                ('action', models.CharField(db_index=True, max_length=64)),
-                ('object_type', models.CharField(blank=True, max_length=64)),
-                ('object_id', models.CharField(blank=True, max_length=64)),
-                ('object_repr', models.CharField(blank=True, max_length=300)),
-                ('environment', models.CharField(blank=True, db_index=True, max_length=63)),
-                ('before', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('after', models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True)),
-                ('prev_hash', models.CharField(max_length=64)),
-                ('hash', models.CharField(max_length=64, unique=True)),
-                ('actor', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("sequence", models.PositiveBigIntegerField(unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("actor_name", models.CharField(max_length=150)),
+                ("request_id", models.CharField(blank=True, max_length=64)),
+                ("action", models.CharField(db_index=True, max_length=64)),
+                ("object_type", models.CharField(blank=True, max_length=64)),
+                ("object_id", models.CharField(blank=True, max_length=64)),
+                ("object_repr", models.CharField(blank=True, max_length=300)),
+                ("environment", models.CharField(blank=True, db_index=True, max_length=63)),
+                (
+                    "before",
+                    models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True),
+                ),
+                (
+                    "after",
+                    models.JSONField(blank=True, encoder=django.core.serializers.json.DjangoJSONEncoder, null=True),
+                ),
+                ("prev_hash", models.CharField(max_length=64)),
+                ("hash", models.CharField(max_length=64, unique=True)),
+                (
+                    "actor",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-sequence'],
+                "ordering": ["-sequence"],
             },
         ),
         migrations.CreateModel(
-            name='Membership',
+            name="Membership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('role', models.CharField(choices=[('author', 'Author'), ('approver', 'Approver'), ('admin', 'Admin')], default='author', max_length=20)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("author", "Author"), ("approver", "Approver"), ("admin", "Admin")],
+                        default="author",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="memberships",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Policy',
+            name="Policy",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('VirtualService', 'VirtualService'), ('DestinationRule', 'DestinationRule'), ('Gateway', 'Gateway'), ('ServiceEntry', 'ServiceEntry'), ('Sidecar', 'Sidecar'), ('AuthorizationPolicy', 'AuthorizationPolicy'), ('PeerAuthentication', 'PeerAuthentication'), ('RequestAuthentication', 'RequestAuthentication')], max_length=40)),
-                ('namespace', models.CharField(max_length=63)),
-                ('name', models.CharField(max_length=253)),
-                ('live_state', models.CharField(choices=[('present', 'Live'), ('absent', 'Not in cluster')], default='present', max_length=10)),
-                ('live_resource_version', models.CharField(blank=True, max_length=64)),
-                ('live_seen_at', models.DateTimeField(blank=True, null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='policies', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("VirtualService", "VirtualService"),
+                            ("DestinationRule", "DestinationRule"),
+                            ("Gateway", "Gateway"),
+                            ("ServiceEntry", "ServiceEntry"),
+                            ("Sidecar", "Sidecar"),
+                            ("AuthorizationPolicy", "AuthorizationPolicy"),
+                            ("PeerAuthentication", "PeerAuthentication"),
+                            ("RequestAuthentication", "RequestAuthentication"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=63)),
+                ("name", models.CharField(max_length=253)),
+                (
+                    "live_state",
+                    models.CharField(
+                        choices=[("present", "Live"), ("absent", "Not in cluster")], default="present", max_length=10
+                    ),
+                ),
+                ("live_resource_version", models.CharField(blank=True, max_length=64)),
+                ("live_seen_at", models.DateTimeField(blank=True, null=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="policies", to="policies.environment"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'policies',
-                'ordering': ['environment__order', 'namespace', 'kind', 'name'],
+                "verbose_name_plural": "policies",
+                "ordering": ["environment__order", "namespace", "kind", "name"],
             },
         ),
         migrations.CreateModel(
-            name='PolicyRevision',
+            name="PolicyRevision",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('number', models.PositiveIntegerField()),
-                ('content', models.JSONField()),
-                ('content_hash', models.CharField(db_index=True, max_length=64)),
-                ('source', models.CharField(choices=[('import', 'Imported from the cluster'), ('draft', 'Authored in Meshgate')], max_length=20)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('author', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL)),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='children', to='policies.policyrevision')),
-                ('policy', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='revisions', to='policies.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("number", models.PositiveIntegerField()),
+                ("content", models.JSONField()),
+                ("content_hash", models.CharField(db_index=True, max_length=64)),
+                (
+                    "source",
+                    models.CharField(
+                        choices=[("import", "Imported from the cluster"), ("draft", "Authored in Meshgate")],
+                        max_length=20,
+                    ),
+                ),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="children",
+                        to="policies.policyrevision",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="revisions", to="policies.policy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['policy', '-number'],
+                "ordering": ["policy", "-number"],
             },
         ),
         migrations.AddField(
-            model_name='policy',
-            name='current_revision',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='policies.policyrevision'),
+            model_name="policy",
+            name="current_revision",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="+",
+                to="policies.policyrevision",
+            ),
         ),
         migrations.CreateModel(
-            name='Team',
+            name="Team",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('slug', models.SlugField(max_length=63, unique=True)),
-                ('name', models.CharField(max_length=100)),
-                ('description', models.TextField(blank=True)),
-                ('is_security', models.BooleanField(default=False, help_text='Members see every policy; its approvers are required for security kinds.')),
-                ('members', models.ManyToManyField(related_name='teams', through='policies.Membership', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("slug", models.SlugField(max_length=63, unique=True)),
+                ("name", models.CharField(max_length=100)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "is_security",
+                    models.BooleanField(
+                        default=False,
+                        help_text="Members see every policy; its approvers are required for security kinds.",
+                    ),
+                ),
+                (
+                    "members",
+                    models.ManyToManyField(
+                        related_name="teams", through="policies.Membership", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='NamespaceOwnership',
+            name="NamespaceOwnership",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('namespace', models.CharField(max_length=63, validators=[django.core.validators.RegexValidator('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$', "lower-case letters, digits and '-' only")])),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='namespace_owners', to='policies.environment')),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='namespaces', to='policies.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "namespace",
+                    models.CharField(
+                        max_length=63,
+                        validators=[
+                            django.core.validators.RegexValidator(
+                                "^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", "lower-case letters, digits and '-' only"
+                            )
+                        ],
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="namespace_owners",
+                        to="policies.environment",
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="namespaces", to="policies.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['environment__order', 'namespace'],
+                "ordering": ["environment__order", "namespace"],
             },
         ),
         migrations.AddField(
-            model_name='membership',
-            name='team',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='memberships', to='policies.team'),
+            model_name="membership",
+            name="team",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE, related_name="memberships", to="policies.team"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='policyrevision',
-            constraint=models.UniqueConstraint(fields=('policy', 'number'), name='unique_revision_number'),
+            model_name="policyrevision",
+            constraint=models.UniqueConstraint(fields=("policy", "number"), name="unique_revision_number"),
         ),
         migrations.AddIndex(
-            model_name='policy',
-            index=models.Index(fields=['environment', 'namespace'], name='policies_po_environ_4a12f3_idx'),
+            model_name="policy",
+            index=models.Index(fields=["environment", "namespace"], name="policies_po_environ_4a12f3_idx"),
         ),
         migrations.AddConstraint(
-            model_name='policy',
-            constraint=models.UniqueConstraint(fields=('environment', 'kind', 'namespace', 'name'), name='unique_policy_identity'),
+            model_name="policy",
+            constraint=models.UniqueConstraint(
+                fields=("environment", "kind", "namespace", "name"), name="unique_policy_identity"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='namespaceownership',
-            constraint=models.UniqueConstraint(fields=('environment', 'namespace'), name='one_owner_per_namespace'),
+            model_name="namespaceownership",
+            constraint=models.UniqueConstraint(fields=("environment", "namespace"), name="one_owner_per_namespace"),
         ),
         migrations.AddConstraint(
-            model_name='membership',
-            constraint=models.UniqueConstraint(fields=('team', 'user'), name='unique_team_member'),
+            model_name="membership",
+            constraint=models.UniqueConstraint(fields=("team", "user"), name="unique_team_member"),
         ),
     ]

@@ -3,6 +3,7 @@
 PostgreSQL refuses UPDATE and DELETE on both tables. SQLite refuses UPDATE; its DELETE is guarded by
 the models (SQLite's test flush deletes rows one table at a time, which a trigger would block).
 """
+
 from typing import Any
 
 from django.db import migrations

@@ -8,54 +8,118 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0002_immutable_rows'),
+        ("policies", "0002_immutable_rows"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Draft',
+            name="Draft",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('VirtualService', 'VirtualService'), ('DestinationRule', 'DestinationRule'), ('Gateway', 'Gateway'), ('ServiceEntry', 'ServiceEntry'), ('Sidecar', 'Sidecar'), ('AuthorizationPolicy', 'AuthorizationPolicy'), ('PeerAuthentication', 'PeerAuthentication'), ('RequestAuthentication', 'RequestAuthentication')], max_length=40)),
-                ('namespace', models.CharField(max_length=63)),
-                ('name', models.CharField(max_length=253)),
-                ('operation', models.CharField(choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete')], max_length=10)),
-                ('content', models.JSONField(blank=True, help_text='Normalized object; empty for a deletion.', null=True)),
-                ('source_text', models.TextField(blank=True, help_text='The YAML or JSON as the author wrote it.')),
-                ('content_hash', models.CharField(blank=True, max_length=64)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('findings', models.JSONField(blank=True, default=list)),
-                ('error_count', models.PositiveIntegerField(default=0)),
-                ('warning_count', models.PositiveIntegerField(default=0)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='drafts', to=settings.AUTH_USER_MODEL)),
-                ('base_revision', models.ForeignKey(blank=True, help_text="The policy's current revision when the draft was started.", null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='policies.policyrevision')),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='drafts', to='policies.environment')),
-                ('policy', models.ForeignKey(blank=True, help_text='The policy this draft changes; empty when it would create a new one.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='drafts', to='policies.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("VirtualService", "VirtualService"),
+                            ("DestinationRule", "DestinationRule"),
+                            ("Gateway", "Gateway"),
+                            ("ServiceEntry", "ServiceEntry"),
+                            ("Sidecar", "Sidecar"),
+                            ("AuthorizationPolicy", "AuthorizationPolicy"),
+                            ("PeerAuthentication", "PeerAuthentication"),
+                            ("RequestAuthentication", "RequestAuthentication"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=63)),
+                ("name", models.CharField(max_length=253)),
+                (
+                    "operation",
+                    models.CharField(
+                        choices=[("create", "Create"), ("update", "Update"), ("delete", "Delete")], max_length=10
+                    ),
+                ),
+                (
+                    "content",
+                    models.JSONField(blank=True, help_text="Normalized object; empty for a deletion.", null=True),
+                ),
+                ("source_text", models.TextField(blank=True, help_text="The YAML or JSON as the author wrote it.")),
+                ("content_hash", models.CharField(blank=True, max_length=64)),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("findings", models.JSONField(blank=True, default=list)),
+                ("error_count", models.PositiveIntegerField(default=0)),
+                ("warning_count", models.PositiveIntegerField(default=0)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="drafts", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "base_revision",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The policy's current revision when the draft was started.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="policies.policyrevision",
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="drafts", to="policies.environment"
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The policy this draft changes; empty when it would create a new one.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="drafts",
+                        to="policies.policy",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['environment__order', '-updated_at', 'pk'],
-                'indexes': [models.Index(fields=['environment', 'namespace'], name='policies_dr_environ_b5aa2f_idx')],
-                'constraints': [models.UniqueConstraint(fields=('author', 'environment', 'kind', 'namespace', 'name'), name='one_draft_per_author_identity')],
+                "ordering": ["environment__order", "-updated_at", "pk"],
+                "indexes": [models.Index(fields=["environment", "namespace"], name="policies_dr_environ_b5aa2f_idx")],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("author", "environment", "kind", "namespace", "name"),
+                        name="one_draft_per_author_identity",
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='IdempotencyKey',
+            name="IdempotencyKey",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('key', models.CharField(max_length=255)),
-                ('request_hash', models.CharField(max_length=64)),
-                ('response_status', models.PositiveSmallIntegerField()),
-                ('response_body', models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('created_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("key", models.CharField(max_length=255)),
+                ("request_hash", models.CharField(max_length=64)),
+                ("response_status", models.PositiveSmallIntegerField()),
+                ("response_body", models.JSONField(encoder=django.core.serializers.json.DjangoJSONEncoder)),
+                ("created_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('user', 'key'), name='unique_idempotency_key_per_user')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("user", "key"), name="unique_idempotency_key_per_user")
+                ],
             },
         ),
     ]

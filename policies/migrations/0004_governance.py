@@ -10,145 +10,386 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0003_drafts'),
+        ("policies", "0003_drafts"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Guardrail',
+            name="Guardrail",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100, unique=True)),
-                ('description', models.TextField(blank=True)),
-                ('enforcement', models.CharField(choices=[('advisory', 'Advisory'), ('soft_mandatory', 'Soft mandatory'), ('hard_mandatory', 'Hard mandatory')], default='advisory', help_text='Advisory is shown; soft-mandatory blocks unless an admin overrides it; hard-mandatory blocks.', max_length=20)),
-                ('builtin_key', models.CharField(blank=True, help_text='The built-in check this row configures; blank for a CEL guardrail.', max_length=64)),
-                ('expression', models.TextField(blank=True, help_text='CEL over `object`, `environment` ({name, production}) and `params`; true = passes. Blank for built-ins.')),
-                ('parameters', models.JSONField(blank=True, default=dict, help_text='Bounds and options, e.g. {"max_retries": 5}.')),
-                ('message', models.CharField(help_text='Shown when the check fails; may use {object}, {kind}, {namespace}, {name}, {environment}, {details} and any parameter name.', max_length=500)),
-                ('kinds', models.JSONField(blank=True, default=list, help_text='Policy kinds checked; empty = every kind.')),
-                ('production_only', models.BooleanField(default=False, help_text='Only check objects bound for production.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100, unique=True)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "enforcement",
+                    models.CharField(
+                        choices=[
+                            ("advisory", "Advisory"),
+                            ("soft_mandatory", "Soft mandatory"),
+                            ("hard_mandatory", "Hard mandatory"),
+                        ],
+                        default="advisory",
+                        help_text="Advisory is shown; soft-mandatory blocks unless an admin overrides it; hard-mandatory blocks.",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "builtin_key",
+                    models.CharField(
+                        blank=True,
+                        help_text="The built-in check this row configures; blank for a CEL guardrail.",
+                        max_length=64,
+                    ),
+                ),
+                (
+                    "expression",
+                    models.TextField(
+                        blank=True,
+                        help_text="CEL over `object`, `environment` ({name, production}) and `params`; true = passes. Blank for built-ins.",
+                    ),
+                ),
+                (
+                    "parameters",
+                    models.JSONField(
+                        blank=True, default=dict, help_text='Bounds and options, e.g. {"max_retries": 5}.'
+                    ),
+                ),
+                (
+                    "message",
+                    models.CharField(
+                        help_text="Shown when the check fails; may use {object}, {kind}, {namespace}, {name}, {environment}, {details} and any parameter name.",
+                        max_length=500,
+                    ),
+                ),
+                (
+                    "kinds",
+                    models.JSONField(blank=True, default=list, help_text="Policy kinds checked; empty = every kind."),
+                ),
+                (
+                    "production_only",
+                    models.BooleanField(default=False, help_text="Only check objects bound for production."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['name'],
+                "ordering": ["name"],
             },
         ),
         migrations.CreateModel(
-            name='GuardrailOverride',
+            name="GuardrailOverride",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('subject_type', models.CharField(help_text='What was overridden, e.g. "changerequest".', max_length=64)),
-                ('subject_id', models.CharField(max_length=64)),
-                ('content_hash', models.CharField(max_length=64)),
-                ('reason', models.TextField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('admin', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('guardrail', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='overrides', to='policies.guardrail')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "subject_type",
+                    models.CharField(help_text='What was overridden, e.g. "changerequest".', max_length=64),
+                ),
+                ("subject_id", models.CharField(max_length=64)),
+                ("content_hash", models.CharField(max_length=64)),
+                ("reason", models.TextField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "admin",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "guardrail",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="overrides", to="policies.guardrail"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-created_at'],
+                "ordering": ["-created_at"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationChannel',
+            name="NotificationChannel",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('email', 'Email'), ('webhook', 'Webhook (HMAC-signed JSON)'), ('slack', 'Slack incoming webhook')], max_length=10)),
-                ('target', models.CharField(help_text='An email address, or the webhook / Slack URL.', max_length=500)),
-                ('secret', policies.fields.EncryptedTextField(blank=True, help_text='Webhook HMAC key, encrypted at rest.')),
-                ('events', models.JSONField(blank=True, default=list, help_text='Event names it receives; empty = all.')),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('team', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='channels', to='policies.team')),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='notification_channels', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("email", "Email"),
+                            ("webhook", "Webhook (HMAC-signed JSON)"),
+                            ("slack", "Slack incoming webhook"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("target", models.CharField(help_text="An email address, or the webhook / Slack URL.", max_length=500)),
+                (
+                    "secret",
+                    policies.fields.EncryptedTextField(blank=True, help_text="Webhook HMAC key, encrypted at rest."),
+                ),
+                (
+                    "events",
+                    models.JSONField(blank=True, default=list, help_text="Event names it receives; empty = all."),
+                ),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                (
+                    "team",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="channels",
+                        to="policies.team",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notification_channels",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['team__name', 'name'],
+                "ordering": ["team__name", "name"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationDelivery',
+            name="NotificationDelivery",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('uuid', models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
-                ('event', models.CharField(choices=[('change.submitted', 'Change submitted'), ('change.review_requested', 'Review requested'), ('change.commented', 'Change commented'), ('change.approved', 'Change approved'), ('change.changes_requested', 'Changes requested'), ('change.rejected', 'Change rejected'), ('change.stale', 'Change became stale'), ('rollout.started', 'Rollout started'), ('rollout.step', 'Rollout step'), ('rollout.paused', 'Rollout paused'), ('rollout.promoted', 'Rollout promoted'), ('rollout.rolled_back', 'Rollout rolled back'), ('rollout.failed', 'Rollout failed'), ('drift.detected', 'Drift detected'), ('notification.test', 'Test notification')], max_length=40)),
-                ('subject', models.CharField(max_length=300)),
-                ('payload', models.JSONField(default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
-                ('status', models.CharField(choices=[('pending', 'Pending'), ('retrying', 'Retrying'), ('delivered', 'Delivered'), ('failed', 'Failed')], default='pending', max_length=10)),
-                ('attempts', models.PositiveIntegerField(default=0)),
-                ('last_error', models.TextField(blank=True)),
-                ('last_status_code', models.PositiveIntegerField(blank=True, null=True)),
-                ('next_attempt_at', models.DateTimeField(blank=True, help_text='When the next attempt is due (pending / retrying); a lease while sending.', null=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('delivered_at', models.DateTimeField(blank=True, null=True)),
-                ('channel', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='deliveries', to='policies.notificationchannel')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("uuid", models.UUIDField(default=uuid.uuid4, editable=False, unique=True)),
+                (
+                    "event",
+                    models.CharField(
+                        choices=[
+                            ("change.submitted", "Change submitted"),
+                            ("change.review_requested", "Review requested"),
+                            ("change.commented", "Change commented"),
+                            ("change.approved", "Change approved"),
+                            ("change.changes_requested", "Changes requested"),
+                            ("change.rejected", "Change rejected"),
+                            ("change.stale", "Change became stale"),
+                            ("rollout.started", "Rollout started"),
+                            ("rollout.step", "Rollout step"),
+                            ("rollout.paused", "Rollout paused"),
+                            ("rollout.promoted", "Rollout promoted"),
+                            ("rollout.rolled_back", "Rollout rolled back"),
+                            ("rollout.failed", "Rollout failed"),
+                            ("drift.detected", "Drift detected"),
+                            ("notification.test", "Test notification"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("subject", models.CharField(max_length=300)),
+                ("payload", models.JSONField(default=dict, encoder=django.core.serializers.json.DjangoJSONEncoder)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("retrying", "Retrying"),
+                            ("delivered", "Delivered"),
+                            ("failed", "Failed"),
+                        ],
+                        default="pending",
+                        max_length=10,
+                    ),
+                ),
+                ("attempts", models.PositiveIntegerField(default=0)),
+                ("last_error", models.TextField(blank=True)),
+                ("last_status_code", models.PositiveIntegerField(blank=True, null=True)),
+                (
+                    "next_attempt_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When the next attempt is due (pending / retrying); a lease while sending.",
+                        null=True,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("delivered_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "channel",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="deliveries",
+                        to="policies.notificationchannel",
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'notification deliveries',
-                'ordering': ['-created_at', '-pk'],
+                "verbose_name_plural": "notification deliveries",
+                "ordering": ["-created_at", "-pk"],
             },
         ),
         migrations.CreateModel(
-            name='NotificationPreference',
+            name="NotificationPreference",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('event', models.CharField(choices=[('change.submitted', 'Change submitted'), ('change.review_requested', 'Review requested'), ('change.commented', 'Change commented'), ('change.approved', 'Change approved'), ('change.changes_requested', 'Changes requested'), ('change.rejected', 'Change rejected'), ('change.stale', 'Change became stale'), ('rollout.started', 'Rollout started'), ('rollout.step', 'Rollout step'), ('rollout.paused', 'Rollout paused'), ('rollout.promoted', 'Rollout promoted'), ('rollout.rolled_back', 'Rollout rolled back'), ('rollout.failed', 'Rollout failed'), ('drift.detected', 'Drift detected'), ('notification.test', 'Test notification')], max_length=40)),
-                ('muted', models.BooleanField(default=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='notification_preferences', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "event",
+                    models.CharField(
+                        choices=[
+                            ("change.submitted", "Change submitted"),
+                            ("change.review_requested", "Review requested"),
+                            ("change.commented", "Change commented"),
+                            ("change.approved", "Change approved"),
+                            ("change.changes_requested", "Changes requested"),
+                            ("change.rejected", "Change rejected"),
+                            ("change.stale", "Change became stale"),
+                            ("rollout.started", "Rollout started"),
+                            ("rollout.step", "Rollout step"),
+                            ("rollout.paused", "Rollout paused"),
+                            ("rollout.promoted", "Rollout promoted"),
+                            ("rollout.rolled_back", "Rollout rolled back"),
+                            ("rollout.failed", "Rollout failed"),
+                            ("drift.detected", "Drift detected"),
+                            ("notification.test", "Test notification"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("muted", models.BooleanField(default=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="notification_preferences",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='ChangeWindow',
+            name="ChangeWindow",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=100)),
-                ('kind', models.CharField(choices=[('allow', 'Allow window'), ('freeze', 'Freeze')], max_length=10)),
-                ('weekdays', models.JSONField(blank=True, default=list, help_text='Days it starts on, 0 = Monday … 6 = Sunday.')),
-                ('start_time', models.TimeField(blank=True, null=True)),
-                ('end_time', models.TimeField(blank=True, null=True)),
-                ('end_weekday', models.PositiveSmallIntegerField(blank=True, help_text='For windows longer than a day: the weekday it ends on (0 = Monday).', null=True)),
-                ('timezone', models.CharField(default='UTC', help_text='IANA name, e.g. Europe/Berlin.', max_length=64)),
-                ('starts_at', models.DateTimeField(blank=True, help_text='One-off windows: start.', null=True)),
-                ('ends_at', models.DateTimeField(blank=True, help_text='One-off windows: end.', null=True)),
-                ('enabled', models.BooleanField(default=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(auto_now=True)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='change_windows', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("name", models.CharField(max_length=100)),
+                ("kind", models.CharField(choices=[("allow", "Allow window"), ("freeze", "Freeze")], max_length=10)),
+                (
+                    "weekdays",
+                    models.JSONField(blank=True, default=list, help_text="Days it starts on, 0 = Monday … 6 = Sunday."),
+                ),
+                ("start_time", models.TimeField(blank=True, null=True)),
+                ("end_time", models.TimeField(blank=True, null=True)),
+                (
+                    "end_weekday",
+                    models.PositiveSmallIntegerField(
+                        blank=True,
+                        help_text="For windows longer than a day: the weekday it ends on (0 = Monday).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "timezone",
+                    models.CharField(default="UTC", help_text="IANA name, e.g. Europe/Berlin.", max_length=64),
+                ),
+                ("starts_at", models.DateTimeField(blank=True, help_text="One-off windows: start.", null=True)),
+                ("ends_at", models.DateTimeField(blank=True, help_text="One-off windows: end.", null=True)),
+                ("enabled", models.BooleanField(default=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(auto_now=True)),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="change_windows",
+                        to="policies.environment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['environment__order', 'kind', 'name'],
-                'constraints': [models.UniqueConstraint(fields=('environment', 'name'), name='unique_window_name_per_environment'), models.CheckConstraint(condition=models.Q(models.Q(('end_time__isnull', False), ('ends_at__isnull', True), ('start_time__isnull', False), ('starts_at__isnull', True)), models.Q(('end_time__isnull', True), ('end_weekday__isnull', True), ('ends_at__isnull', False), ('start_time__isnull', True), ('starts_at__isnull', False)), _connector='OR'), name='window_recurring_xor_one_off'), models.CheckConstraint(condition=models.Q(('starts_at__isnull', True), ('ends_at__gt', models.F('starts_at')), _connector='OR'), name='window_one_off_ends_after_start')],
+                "ordering": ["environment__order", "kind", "name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("environment", "name"), name="unique_window_name_per_environment"),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            models.Q(
+                                ("end_time__isnull", False),
+                                ("ends_at__isnull", True),
+                                ("start_time__isnull", False),
+                                ("starts_at__isnull", True),
+                            ),
+                            models.Q(
+                                ("end_time__isnull", True),
+                                ("end_weekday__isnull", True),
+                                ("ends_at__isnull", False),
+                                ("start_time__isnull", True),
+                                ("starts_at__isnull", False),
+                            ),
+                            _connector="OR",
+                        ),
+                        name="window_recurring_xor_one_off",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(
+                            ("starts_at__isnull", True), ("ends_at__gt", models.F("starts_at")), _connector="OR"
+                        ),
+                        name="window_one_off_ends_after_start",
+                    ),
+                ],
             },
         ),
         migrations.AddConstraint(
-            model_name='guardrail',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('builtin_key', ''), models.Q(('expression', ''), _negated=True)), models.Q(models.Q(('builtin_key', ''), _negated=True), ('expression', '')), _connector='OR'), name='guardrail_builtin_xor_expression'),
+            model_name="guardrail",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("builtin_key", ""), models.Q(("expression", ""), _negated=True)),
+                    models.Q(models.Q(("builtin_key", ""), _negated=True), ("expression", "")),
+                    _connector="OR",
+                ),
+                name="guardrail_builtin_xor_expression",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='guardrail',
-            constraint=models.UniqueConstraint(condition=models.Q(('builtin_key', ''), _negated=True), fields=('builtin_key',), name='unique_guardrail_builtin_key'),
+            model_name="guardrail",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("builtin_key", ""), _negated=True),
+                fields=("builtin_key",),
+                name="unique_guardrail_builtin_key",
+            ),
         ),
         migrations.AddIndex(
-            model_name='guardrailoverride',
-            index=models.Index(fields=['subject_type', 'subject_id', 'content_hash'], name='policies_gu_subject_5518a2_idx'),
+            model_name="guardrailoverride",
+            index=models.Index(
+                fields=["subject_type", "subject_id", "content_hash"], name="policies_gu_subject_5518a2_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='notificationchannel',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('team__isnull', False), ('user__isnull', True)), models.Q(('team__isnull', True), ('user__isnull', False)), _connector='OR'), name='channel_owned_by_team_xor_user'),
+            model_name="notificationchannel",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("team__isnull", False), ("user__isnull", True)),
+                    models.Q(("team__isnull", True), ("user__isnull", False)),
+                    _connector="OR",
+                ),
+                name="channel_owned_by_team_xor_user",
+            ),
         ),
         migrations.AddIndex(
-            model_name='notificationdelivery',
-            index=models.Index(fields=['status', 'next_attempt_at'], name='policies_no_status_5db726_idx'),
+            model_name="notificationdelivery",
+            index=models.Index(fields=["status", "next_attempt_at"], name="policies_no_status_5db726_idx"),
         ),
         migrations.AddConstraint(
-            model_name='notificationpreference',
-            constraint=models.UniqueConstraint(fields=('user', 'event'), name='unique_preference_per_event'),
+            model_name="notificationpreference",
+            constraint=models.UniqueConstraint(fields=("user", "event"), name="unique_preference_per_event"),
         ),
     ]

@@ -1,5 +1,6 @@
 """Seeds a row for each built-in guardrail (the defaults of `policies.guardrails.builtin`, written out
 here so that this migration does not change when the code does). Existing rows are left alone."""
+
 from typing import Any
 
 from django.db import migrations

@@ -8,181 +8,472 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0005_builtin_guardrails'),
+        ("policies", "0005_builtin_guardrails"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='ChangeRequest',
+            name="ChangeRequest",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('title', models.CharField(max_length=200)),
-                ('description', models.TextField(blank=True)),
-                ('link', models.URLField(blank=True, help_text='A ticket or pull request this change belongs to.', max_length=500)),
-                ('state', models.CharField(choices=[('draft', 'Draft'), ('in_review', 'In review'), ('changes_requested', 'Changes requested'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('scheduled', 'Scheduled'), ('rolling_out', 'Rolling out'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('failed', 'Failed'), ('aborted', 'Aborted')], db_index=True, default='draft', max_length=20)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('submitted_at', models.DateTimeField(blank=True, null=True)),
-                ('approved_at', models.DateTimeField(blank=True, null=True)),
-                ('scheduled_at', models.DateTimeField(blank=True, help_text='When the change was scheduled.', null=True)),
-                ('scheduled_for', models.DateTimeField(blank=True, help_text="When the rollout may start: the next opening of the environment's windows.", null=True)),
-                ('content_updated_at', models.DateTimeField(default=django.utils.timezone.now, help_text="Last time an item's content or base changed (a plan before it is out of date).")),
-                ('plan_requested_at', models.DateTimeField(blank=True, help_text='A plan refresh was asked for at this time (a plan before it is out of date).', null=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='changes', to=settings.AUTH_USER_MODEL)),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='changes', to='policies.environment')),
-                ('promoted_from', models.ForeignKey(blank=True, help_text='The completed change in the previous environment this one promotes.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='promotions', to='policies.changerequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("title", models.CharField(max_length=200)),
+                ("description", models.TextField(blank=True)),
+                (
+                    "link",
+                    models.URLField(
+                        blank=True, help_text="A ticket or pull request this change belongs to.", max_length=500
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("draft", "Draft"),
+                            ("in_review", "In review"),
+                            ("changes_requested", "Changes requested"),
+                            ("approved", "Approved"),
+                            ("rejected", "Rejected"),
+                            ("scheduled", "Scheduled"),
+                            ("rolling_out", "Rolling out"),
+                            ("completed", "Completed"),
+                            ("rolled_back", "Rolled back"),
+                            ("failed", "Failed"),
+                            ("aborted", "Aborted"),
+                        ],
+                        db_index=True,
+                        default="draft",
+                        max_length=20,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("submitted_at", models.DateTimeField(blank=True, null=True)),
+                ("approved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "scheduled_at",
+                    models.DateTimeField(blank=True, help_text="When the change was scheduled.", null=True),
+                ),
+                (
+                    "scheduled_for",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="When the rollout may start: the next opening of the environment's windows.",
+                        null=True,
+                    ),
+                ),
+                (
+                    "content_updated_at",
+                    models.DateTimeField(
+                        default=django.utils.timezone.now,
+                        help_text="Last time an item's content or base changed (a plan before it is out of date).",
+                    ),
+                ),
+                (
+                    "plan_requested_at",
+                    models.DateTimeField(
+                        blank=True,
+                        help_text="A plan refresh was asked for at this time (a plan before it is out of date).",
+                        null=True,
+                    ),
+                ),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="changes", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="changes", to="policies.environment"
+                    ),
+                ),
+                (
+                    "promoted_from",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The completed change in the previous environment this one promotes.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="promotions",
+                        to="policies.changerequest",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-pk'],
+                "ordering": ["-pk"],
             },
         ),
         migrations.CreateModel(
-            name='ChangeItem',
+            name="ChangeItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('position', models.PositiveIntegerField(default=0)),
-                ('kind', models.CharField(choices=[('VirtualService', 'VirtualService'), ('DestinationRule', 'DestinationRule'), ('Gateway', 'Gateway'), ('ServiceEntry', 'ServiceEntry'), ('Sidecar', 'Sidecar'), ('AuthorizationPolicy', 'AuthorizationPolicy'), ('PeerAuthentication', 'PeerAuthentication'), ('RequestAuthentication', 'RequestAuthentication')], max_length=40)),
-                ('namespace', models.CharField(max_length=63)),
-                ('name', models.CharField(max_length=253)),
-                ('operation', models.CharField(choices=[('create', 'Create'), ('update', 'Update'), ('delete', 'Delete')], max_length=10)),
-                ('content', models.JSONField(blank=True, help_text='Normalized object; empty for a deletion.', null=True)),
-                ('content_hash', models.CharField(blank=True, max_length=64)),
-                ('source_text', models.TextField(blank=True)),
-                ('message', models.CharField(blank=True, max_length=500)),
-                ('findings', models.JSONField(blank=True, default=list)),
-                ('error_count', models.PositiveIntegerField(default=0)),
-                ('warning_count', models.PositiveIntegerField(default=0)),
-                ('guardrail_results', models.JSONField(blank=True, default=list)),
-                ('guardrails_key', models.CharField(blank=True, max_length=64)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('base_revision', models.ForeignKey(blank=True, help_text='The revision this item was based on; empty for a creation.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to='policies.policyrevision')),
-                ('policy', models.ForeignKey(blank=True, help_text='Empty for a creation until the policy exists.', null=True, on_delete=django.db.models.deletion.PROTECT, related_name='change_items', to='policies.policy')),
-                ('change', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='policies.changerequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("position", models.PositiveIntegerField(default=0)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("VirtualService", "VirtualService"),
+                            ("DestinationRule", "DestinationRule"),
+                            ("Gateway", "Gateway"),
+                            ("ServiceEntry", "ServiceEntry"),
+                            ("Sidecar", "Sidecar"),
+                            ("AuthorizationPolicy", "AuthorizationPolicy"),
+                            ("PeerAuthentication", "PeerAuthentication"),
+                            ("RequestAuthentication", "RequestAuthentication"),
+                        ],
+                        max_length=40,
+                    ),
+                ),
+                ("namespace", models.CharField(max_length=63)),
+                ("name", models.CharField(max_length=253)),
+                (
+                    "operation",
+                    models.CharField(
+                        choices=[("create", "Create"), ("update", "Update"), ("delete", "Delete")], max_length=10
+                    ),
+                ),
+                (
+                    "content",
+                    models.JSONField(blank=True, help_text="Normalized object; empty for a deletion.", null=True),
+                ),
+                ("content_hash", models.CharField(blank=True, max_length=64)),
+                ("source_text", models.TextField(blank=True)),
+                ("message", models.CharField(blank=True, max_length=500)),
+                ("findings", models.JSONField(blank=True, default=list)),
+                ("error_count", models.PositiveIntegerField(default=0)),
+                ("warning_count", models.PositiveIntegerField(default=0)),
+                ("guardrail_results", models.JSONField(blank=True, default=list)),
+                ("guardrails_key", models.CharField(blank=True, max_length=64)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "base_revision",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="The revision this item was based on; empty for a creation.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="policies.policyrevision",
+                    ),
+                ),
+                (
+                    "policy",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty for a creation until the policy exists.",
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="change_items",
+                        to="policies.policy",
+                    ),
+                ),
+                (
+                    "change",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="policies.changerequest"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['change', 'position', 'pk'],
+                "ordering": ["change", "position", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='Plan',
+            name="Plan",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('computed_at', models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
-                ('status', models.CharField(choices=[('ok', 'OK'), ('error', 'Error')], max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('items_fingerprint', models.CharField(help_text="Hash over the items' contents it planned.", max_length=64)),
-                ('fingerprint', models.CharField(help_text='Hash over item contents and live resourceVersions.', max_length=64)),
-                ('content_fingerprint', models.CharField(help_text='Hash over item contents and live contents: what an approval binds to.', max_length=64)),
-                ('resource_versions', models.JSONField(blank=True, default=dict, help_text='{item id: live resourceVersion}.')),
-                ('duration_ms', models.PositiveIntegerField(default=0)),
-                ('change', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='plans', to='policies.changerequest')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("computed_at", models.DateTimeField(db_index=True, default=django.utils.timezone.now)),
+                ("status", models.CharField(choices=[("ok", "OK"), ("error", "Error")], max_length=10)),
+                ("error", models.TextField(blank=True)),
+                (
+                    "items_fingerprint",
+                    models.CharField(help_text="Hash over the items' contents it planned.", max_length=64),
+                ),
+                (
+                    "fingerprint",
+                    models.CharField(help_text="Hash over item contents and live resourceVersions.", max_length=64),
+                ),
+                (
+                    "content_fingerprint",
+                    models.CharField(
+                        help_text="Hash over item contents and live contents: what an approval binds to.", max_length=64
+                    ),
+                ),
+                (
+                    "resource_versions",
+                    models.JSONField(blank=True, default=dict, help_text="{item id: live resourceVersion}."),
+                ),
+                ("duration_ms", models.PositiveIntegerField(default=0)),
+                (
+                    "change",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="plans", to="policies.changerequest"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-computed_at', '-pk'],
-                'get_latest_by': ['computed_at', 'pk'],
+                "ordering": ["-computed_at", "-pk"],
+                "get_latest_by": ["computed_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='PlanItem',
+            name="PlanItem",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('item_content_hash', models.CharField(blank=True, max_length=64)),
-                ('status', models.CharField(choices=[('ok', 'OK'), ('error', 'Error')], max_length=10)),
-                ('live_state', models.CharField(choices=[('present', 'Live'), ('absent', 'Not in cluster'), ('unreadable', 'Could not be read')], max_length=12)),
-                ('live_content', models.JSONField(blank=True, help_text='The live object, normalized.', null=True)),
-                ('live_hash', models.CharField(blank=True, max_length=64)),
-                ('live_resource_version', models.CharField(blank=True, max_length=64)),
-                ('error', models.TextField(blank=True)),
-                ('diff_live', models.JSONField(blank=True, default=dict)),
-                ('diff_base', models.JSONField(blank=True, default=dict)),
-                ('findings', models.JSONField(blank=True, default=list, help_text='Server dry-run findings.')),
-                ('item', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='plan_items', to='policies.changeitem')),
-                ('plan', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='items', to='policies.plan')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("item_content_hash", models.CharField(blank=True, max_length=64)),
+                ("status", models.CharField(choices=[("ok", "OK"), ("error", "Error")], max_length=10)),
+                (
+                    "live_state",
+                    models.CharField(
+                        choices=[
+                            ("present", "Live"),
+                            ("absent", "Not in cluster"),
+                            ("unreadable", "Could not be read"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("live_content", models.JSONField(blank=True, help_text="The live object, normalized.", null=True)),
+                ("live_hash", models.CharField(blank=True, max_length=64)),
+                ("live_resource_version", models.CharField(blank=True, max_length=64)),
+                ("error", models.TextField(blank=True)),
+                ("diff_live", models.JSONField(blank=True, default=dict)),
+                ("diff_base", models.JSONField(blank=True, default=dict)),
+                ("findings", models.JSONField(blank=True, default=list, help_text="Server dry-run findings.")),
+                (
+                    "item",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="plan_items", to="policies.changeitem"
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="items", to="policies.plan"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['plan', 'item__position', 'item_id'],
+                "ordering": ["plan", "item__position", "item_id"],
             },
         ),
         migrations.CreateModel(
-            name='Review',
+            name="Review",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('verdict', models.CharField(choices=[('approve', 'Approve'), ('request_changes', 'Request changes'), ('comment', 'Comment')], max_length=20)),
-                ('body', models.TextField(blank=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('item_content_hashes', models.JSONField(blank=True, default=dict, help_text='{item id: content hash} approved.')),
-                ('plan_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('plan_content_fingerprint', models.CharField(blank=True, max_length=64)),
-                ('voided_at', models.DateTimeField(blank=True, null=True)),
-                ('voided_reason', models.CharField(blank=True, max_length=300)),
-                ('change', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='reviews', to='policies.changerequest')),
-                ('plan', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='policies.plan')),
-                ('reviewer', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='reviews', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "verdict",
+                    models.CharField(
+                        choices=[
+                            ("approve", "Approve"),
+                            ("request_changes", "Request changes"),
+                            ("comment", "Comment"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("body", models.TextField(blank=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "item_content_hashes",
+                    models.JSONField(blank=True, default=dict, help_text="{item id: content hash} approved."),
+                ),
+                ("plan_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("plan_content_fingerprint", models.CharField(blank=True, max_length=64)),
+                ("voided_at", models.DateTimeField(blank=True, null=True)),
+                ("voided_reason", models.CharField(blank=True, max_length=300)),
+                (
+                    "change",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="reviews", to="policies.changerequest"
+                    ),
+                ),
+                (
+                    "plan",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="+",
+                        to="policies.plan",
+                    ),
+                ),
+                (
+                    "reviewer",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="reviews", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='ReviewComment',
+            name="ReviewComment",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('line', models.PositiveIntegerField(blank=True, help_text="A line of the item's YAML (the diff's right side).", null=True)),
-                ('body', models.TextField()),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('resolved_at', models.DateTimeField(blank=True, null=True)),
-                ('author', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('change', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='policies.changerequest')),
-                ('item', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='comments', to='policies.changeitem')),
-                ('parent', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='replies', to='policies.reviewcomment')),
-                ('resolved_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "line",
+                    models.PositiveIntegerField(
+                        blank=True, help_text="A line of the item's YAML (the diff's right side).", null=True
+                    ),
+                ),
+                ("body", models.TextField()),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("resolved_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "author",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="+", to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "change",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to="policies.changerequest",
+                    ),
+                ),
+                (
+                    "item",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="comments",
+                        to="policies.changeitem",
+                    ),
+                ),
+                (
+                    "parent",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="replies",
+                        to="policies.reviewcomment",
+                    ),
+                ),
+                (
+                    "resolved_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['created_at', 'pk'],
+                "ordering": ["created_at", "pk"],
             },
         ),
         migrations.CreateModel(
-            name='ApprovalRule',
+            name="ApprovalRule",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(blank=True, choices=[('VirtualService', 'VirtualService'), ('DestinationRule', 'DestinationRule'), ('Gateway', 'Gateway'), ('ServiceEntry', 'ServiceEntry'), ('Sidecar', 'Sidecar'), ('AuthorizationPolicy', 'AuthorizationPolicy'), ('PeerAuthentication', 'PeerAuthentication'), ('RequestAuthentication', 'RequestAuthentication')], help_text='Empty: every kind.', max_length=40)),
-                ('required_approvals', models.PositiveSmallIntegerField(default=1, validators=[django.core.validators.MinValueValidator(1)])),
-                ('security_approval', models.CharField(choices=[('default', 'For security kinds'), ('always', 'Always'), ('never', 'Never')], default='default', help_text='Also require an approver of a security team: for security kinds (default), always, or never.', max_length=10)),
-                ('extra_production_approval', models.BooleanField(default=True, help_text='In a production environment, one more approval than required.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('environment', models.ForeignKey(blank=True, help_text='Empty: every environment.', null=True, on_delete=django.db.models.deletion.CASCADE, related_name='approval_rules', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        blank=True,
+                        choices=[
+                            ("VirtualService", "VirtualService"),
+                            ("DestinationRule", "DestinationRule"),
+                            ("Gateway", "Gateway"),
+                            ("ServiceEntry", "ServiceEntry"),
+                            ("Sidecar", "Sidecar"),
+                            ("AuthorizationPolicy", "AuthorizationPolicy"),
+                            ("PeerAuthentication", "PeerAuthentication"),
+                            ("RequestAuthentication", "RequestAuthentication"),
+                        ],
+                        help_text="Empty: every kind.",
+                        max_length=40,
+                    ),
+                ),
+                (
+                    "required_approvals",
+                    models.PositiveSmallIntegerField(
+                        default=1, validators=[django.core.validators.MinValueValidator(1)]
+                    ),
+                ),
+                (
+                    "security_approval",
+                    models.CharField(
+                        choices=[("default", "For security kinds"), ("always", "Always"), ("never", "Never")],
+                        default="default",
+                        help_text="Also require an approver of a security team: for security kinds (default), always, or never.",
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "extra_production_approval",
+                    models.BooleanField(
+                        default=True, help_text="In a production environment, one more approval than required."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        blank=True,
+                        help_text="Empty: every environment.",
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="approval_rules",
+                        to="policies.environment",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['environment__order', 'kind', 'pk'],
-                'constraints': [models.UniqueConstraint(fields=('environment', 'kind'), name='one_approval_rule_per_scope'), models.UniqueConstraint(condition=models.Q(('environment__isnull', True)), fields=('kind',), name='one_global_approval_rule_per_kind'), models.CheckConstraint(condition=models.Q(('required_approvals__gte', 1)), name='approval_rule_at_least_one')],
+                "ordering": ["environment__order", "kind", "pk"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("environment", "kind"), name="one_approval_rule_per_scope"),
+                    models.UniqueConstraint(
+                        condition=models.Q(("environment__isnull", True)),
+                        fields=("kind",),
+                        name="one_global_approval_rule_per_kind",
+                    ),
+                    models.CheckConstraint(
+                        condition=models.Q(("required_approvals__gte", 1)), name="approval_rule_at_least_one"
+                    ),
+                ],
             },
         ),
         migrations.AddIndex(
-            model_name='changerequest',
-            index=models.Index(fields=['environment', 'state'], name='policies_ch_environ_97a973_idx'),
+            model_name="changerequest",
+            index=models.Index(fields=["environment", "state"], name="policies_ch_environ_97a973_idx"),
         ),
         migrations.AddIndex(
-            model_name='changerequest',
-            index=models.Index(fields=['author', 'state'], name='policies_ch_author__308250_idx'),
+            model_name="changerequest",
+            index=models.Index(fields=["author", "state"], name="policies_ch_author__308250_idx"),
         ),
         migrations.AddIndex(
-            model_name='changeitem',
-            index=models.Index(fields=['namespace', 'kind', 'name'], name='policies_ch_namespa_c59edd_idx'),
+            model_name="changeitem",
+            index=models.Index(fields=["namespace", "kind", "name"], name="policies_ch_namespa_c59edd_idx"),
         ),
         migrations.AddConstraint(
-            model_name='changeitem',
-            constraint=models.UniqueConstraint(fields=('change', 'kind', 'namespace', 'name'), name='one_item_per_identity'),
+            model_name="changeitem",
+            constraint=models.UniqueConstraint(
+                fields=("change", "kind", "namespace", "name"), name="one_item_per_identity"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='planitem',
-            constraint=models.UniqueConstraint(fields=('plan', 'item'), name='one_plan_item_per_item'),
+            model_name="planitem",
+            constraint=models.UniqueConstraint(fields=("plan", "item"), name="one_plan_item_per_item"),
         ),
         migrations.AddConstraint(
-            model_name='review',
-            constraint=models.UniqueConstraint(condition=models.Q(('verdict', 'approve'), ('voided_at__isnull', True)), fields=('change', 'reviewer'), name='one_active_approval_per_reviewer'),
+            model_name="review",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("verdict", "approve"), ("voided_at__isnull", True)),
+                fields=("change", "reviewer"),
+                name="one_active_approval_per_reviewer",
+            ),
         ),
     ]

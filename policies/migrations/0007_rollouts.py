@@ -6,86 +6,220 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0006_change_requests'),
+        ("policies", "0006_change_requests"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='policyrevision',
-            name='source',
-            field=models.CharField(choices=[('import', 'Imported from the cluster'), ('draft', 'Authored in Meshgate'), ('rollout', 'Applied by a rollout')], max_length=20),
+            model_name="policyrevision",
+            name="source",
+            field=models.CharField(
+                choices=[
+                    ("import", "Imported from the cluster"),
+                    ("draft", "Authored in Meshgate"),
+                    ("rollout", "Applied by a rollout"),
+                ],
+                max_length=20,
+            ),
         ),
         migrations.CreateModel(
-            name='PolicyDrift',
+            name="PolicyDrift",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('detected_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('live_content', models.JSONField(blank=True, help_text='Normalized live object (null: gone).', null=True)),
-                ('live_resource_version', models.CharField(blank=True, max_length=64)),
-                ('notified_hash', models.CharField(blank=True, max_length=64)),
-                ('policy', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, related_name='drift', to='policies.policy')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("detected_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "live_content",
+                    models.JSONField(blank=True, help_text="Normalized live object (null: gone).", null=True),
+                ),
+                ("live_resource_version", models.CharField(blank=True, max_length=64)),
+                ("notified_hash", models.CharField(blank=True, max_length=64)),
+                (
+                    "policy",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="drift", to="policies.policy"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-detected_at'],
+                "ordering": ["-detected_at"],
             },
         ),
         migrations.CreateModel(
-            name='Rollout',
+            name="Rollout",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('strategy', models.CharField(choices=[('canary', 'Canary (traffic shifting)'), ('dry_run', 'Dry run, then enforce'), ('ramp', 'Ramp (PERMISSIVE, then STRICT)'), ('waves', 'Waves (namespace after namespace)'), ('direct', 'Direct (apply, bake, keep or roll back)')], max_length=10)),
-                ('steps', models.JSONField(blank=True, default=list, help_text='Canary weights, e.g. [5, 10, 25, 50, 100].')),
-                ('phases', models.JSONField(blank=True, default=list, help_text='The planned phases: [{key, label, weight, gate, bake, writes: {identity: object|null}}].')),
-                ('step_index', models.PositiveIntegerField(default=0, help_text='The phase being executed.')),
-                ('step_stage', models.CharField(default='apply', help_text='apply | analyze | gate.', max_length=10)),
-                ('current_weight', models.PositiveSmallIntegerField(default=0)),
-                ('state', models.CharField(choices=[('pending', 'Pending'), ('running', 'Running'), ('paused', 'Paused'), ('waiting_gate', 'Waiting for a person'), ('promoting', 'Promoting'), ('completed', 'Completed'), ('rolling_back', 'Rolling back'), ('rolled_back', 'Rolled back'), ('failed', 'Failed'), ('aborted', 'Aborted')], db_index=True, default='pending', max_length=20)),
-                ('next_action_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('snapshot', models.JSONField(blank=True, default=dict, help_text='{identity: full live object before the first write, or null when it did not exist}.')),
-                ('observed', models.JSONField(blank=True, default=dict, help_text="{identity: the resourceVersion Meshgate last saw or wrote ('' absent)}.")),
-                ('owned', models.JSONField(blank=True, default=list, help_text='Identities Meshgate has taken ownership of.')),
-                ('analysis', models.JSONField(blank=True, default=dict, help_text='{interval_seconds, intervals_per_step, failure_limit, metrics}.')),
-                ('analysis_runs', models.PositiveIntegerField(default=0, help_text='Intervals evaluated in the current phase.')),
-                ('analysis_failures', models.PositiveIntegerField(default=0, help_text='Failed intervals over the rollout.')),
-                ('pause_reason', models.TextField(blank=True)),
-                ('resume_state', models.CharField(blank=True, max_length=20)),
-                ('rollback_reason', models.JSONField(blank=True, help_text='{summary, metric, observed, threshold, interval, error}.', null=True)),
-                ('error', models.TextField(blank=True)),
-                ('attempts', models.PositiveIntegerField(default=0, help_text='Consecutive failed attempts of the current action.')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, editable=False)),
-                ('started_at', models.DateTimeField(blank=True, null=True)),
-                ('finished_at', models.DateTimeField(blank=True, null=True)),
-                ('updated_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('change', models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name='rollout', to='policies.changerequest')),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='rollouts', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "strategy",
+                    models.CharField(
+                        choices=[
+                            ("canary", "Canary (traffic shifting)"),
+                            ("dry_run", "Dry run, then enforce"),
+                            ("ramp", "Ramp (PERMISSIVE, then STRICT)"),
+                            ("waves", "Waves (namespace after namespace)"),
+                            ("direct", "Direct (apply, bake, keep or roll back)"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                (
+                    "steps",
+                    models.JSONField(blank=True, default=list, help_text="Canary weights, e.g. [5, 10, 25, 50, 100]."),
+                ),
+                (
+                    "phases",
+                    models.JSONField(
+                        blank=True,
+                        default=list,
+                        help_text="The planned phases: [{key, label, weight, gate, bake, writes: {identity: object|null}}].",
+                    ),
+                ),
+                ("step_index", models.PositiveIntegerField(default=0, help_text="The phase being executed.")),
+                ("step_stage", models.CharField(default="apply", help_text="apply | analyze | gate.", max_length=10)),
+                ("current_weight", models.PositiveSmallIntegerField(default=0)),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("pending", "Pending"),
+                            ("running", "Running"),
+                            ("paused", "Paused"),
+                            ("waiting_gate", "Waiting for a person"),
+                            ("promoting", "Promoting"),
+                            ("completed", "Completed"),
+                            ("rolling_back", "Rolling back"),
+                            ("rolled_back", "Rolled back"),
+                            ("failed", "Failed"),
+                            ("aborted", "Aborted"),
+                        ],
+                        db_index=True,
+                        default="pending",
+                        max_length=20,
+                    ),
+                ),
+                ("next_action_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "snapshot",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="{identity: full live object before the first write, or null when it did not exist}.",
+                    ),
+                ),
+                (
+                    "observed",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="{identity: the resourceVersion Meshgate last saw or wrote ('' absent)}.",
+                    ),
+                ),
+                (
+                    "owned",
+                    models.JSONField(blank=True, default=list, help_text="Identities Meshgate has taken ownership of."),
+                ),
+                (
+                    "analysis",
+                    models.JSONField(
+                        blank=True,
+                        default=dict,
+                        help_text="{interval_seconds, intervals_per_step, failure_limit, metrics}.",
+                    ),
+                ),
+                (
+                    "analysis_runs",
+                    models.PositiveIntegerField(default=0, help_text="Intervals evaluated in the current phase."),
+                ),
+                (
+                    "analysis_failures",
+                    models.PositiveIntegerField(default=0, help_text="Failed intervals over the rollout."),
+                ),
+                ("pause_reason", models.TextField(blank=True)),
+                ("resume_state", models.CharField(blank=True, max_length=20)),
+                (
+                    "rollback_reason",
+                    models.JSONField(
+                        blank=True, help_text="{summary, metric, observed, threshold, interval, error}.", null=True
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                (
+                    "attempts",
+                    models.PositiveIntegerField(
+                        default=0, help_text="Consecutive failed attempts of the current action."
+                    ),
+                ),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now, editable=False)),
+                ("started_at", models.DateTimeField(blank=True, null=True)),
+                ("finished_at", models.DateTimeField(blank=True, null=True)),
+                ("updated_at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "change",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="rollout", to="policies.changerequest"
+                    ),
+                ),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="rollouts", to="policies.environment"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-pk'],
+                "ordering": ["-pk"],
             },
         ),
         migrations.CreateModel(
-            name='RolloutEvent',
+            name="RolloutEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('kind', models.CharField(choices=[('started', 'Started'), ('snapshot', 'Snapshot taken'), ('apply', 'Applied'), ('analysis', 'Analysis interval'), ('gate', 'Manual gate'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('promoted', 'Promoted'), ('rollback', 'Rolled back'), ('failed', 'Failed'), ('aborted', 'Aborted'), ('error', 'Error'), ('completed', 'Completed')], max_length=20)),
-                ('message', models.CharField(max_length=1000)),
-                ('data', models.JSONField(blank=True, default=dict)),
-                ('step_key', models.CharField(blank=True, max_length=200, null=True)),
-                ('rollout', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='events', to='policies.rollout')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("at", models.DateTimeField(default=django.utils.timezone.now)),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("started", "Started"),
+                            ("snapshot", "Snapshot taken"),
+                            ("apply", "Applied"),
+                            ("analysis", "Analysis interval"),
+                            ("gate", "Manual gate"),
+                            ("paused", "Paused"),
+                            ("resumed", "Resumed"),
+                            ("promoted", "Promoted"),
+                            ("rollback", "Rolled back"),
+                            ("failed", "Failed"),
+                            ("aborted", "Aborted"),
+                            ("error", "Error"),
+                            ("completed", "Completed"),
+                        ],
+                        max_length=20,
+                    ),
+                ),
+                ("message", models.CharField(max_length=1000)),
+                ("data", models.JSONField(blank=True, default=dict)),
+                ("step_key", models.CharField(blank=True, max_length=200, null=True)),
+                (
+                    "rollout",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="events", to="policies.rollout"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['at', 'pk'],
+                "ordering": ["at", "pk"],
             },
         ),
         migrations.AddIndex(
-            model_name='rollout',
-            index=models.Index(fields=['state', 'next_action_at'], name='policies_ro_state_27d18a_idx'),
+            model_name="rollout",
+            index=models.Index(fields=["state", "next_action_at"], name="policies_ro_state_27d18a_idx"),
         ),
         migrations.AddConstraint(
-            model_name='rolloutevent',
-            constraint=models.UniqueConstraint(condition=models.Q(('step_key__isnull', False)), fields=('rollout', 'step_key'), name='one_event_per_rollout_step_key'),
+            model_name="rolloutevent",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("step_key__isnull", False)),
+                fields=("rollout", "step_key"),
+                name="one_event_per_rollout_step_key",
+            ),
         ),
     ]

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0007_rollouts'),
+        ("policies", "0007_rollouts"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='rollout',
-            name='expected',
-            field=models.JSONField(blank=True, default=dict, help_text="{identity: content hash of what Meshgate last saw or wrote ('' absent)}."),
+            model_name="rollout",
+            name="expected",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="{identity: content hash of what Meshgate last saw or wrote ('' absent)}.",
+            ),
         ),
     ]

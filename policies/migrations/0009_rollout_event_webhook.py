@@ -4,15 +4,32 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0008_rollout_expected'),
+        ("policies", "0008_rollout_expected"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='rolloutevent',
-            name='kind',
-            field=models.CharField(choices=[('started', 'Started'), ('snapshot', 'Snapshot taken'), ('apply', 'Applied'), ('analysis', 'Analysis interval'), ('gate', 'Manual gate'), ('paused', 'Paused'), ('resumed', 'Resumed'), ('promoted', 'Promoted'), ('rollback', 'Rolled back'), ('failed', 'Failed'), ('aborted', 'Aborted'), ('error', 'Error'), ('completed', 'Completed'), ('webhook', 'Webhook')], max_length=20),
+            model_name="rolloutevent",
+            name="kind",
+            field=models.CharField(
+                choices=[
+                    ("started", "Started"),
+                    ("snapshot", "Snapshot taken"),
+                    ("apply", "Applied"),
+                    ("analysis", "Analysis interval"),
+                    ("gate", "Manual gate"),
+                    ("paused", "Paused"),
+                    ("resumed", "Resumed"),
+                    ("promoted", "Promoted"),
+                    ("rollback", "Rolled back"),
+                    ("failed", "Failed"),
+                    ("aborted", "Aborted"),
+                    ("error", "Error"),
+                    ("completed", "Completed"),
+                    ("webhook", "Webhook"),
+                ],
+                max_length=20,
+            ),
         ),
     ]

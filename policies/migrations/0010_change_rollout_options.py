@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0009_rollout_event_webhook'),
+        ("policies", "0009_rollout_event_webhook"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='changerequest',
-            name='rollout_options',
-            field=models.JSONField(blank=True, default=dict, help_text="The author's rollout plan: any of strategy, steps, analysis, gates; what is left out takes the defaults (policies.services.rollout_options)."),
+            model_name="changerequest",
+            name="rollout_options",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="The author's rollout plan: any of strategy, steps, analysis, gates; what is left out takes the defaults (policies.services.rollout_options).",
+            ),
         ),
     ]

@@ -4,45 +4,83 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0020_source_file'),
+        ("policies", "0020_source_file"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='changerequest',
-            name='promotion_conflicts',
-            field=models.JSONField(blank=True, default=list, help_text="Fields where the target environment's value differs from the source's base and the promoted change edits them: [{item, path, base, target, change}]; the author resolves them."),
+            model_name="changerequest",
+            name="promotion_conflicts",
+            field=models.JSONField(
+                blank=True,
+                default=list,
+                help_text="Fields where the target environment's value differs from the source's base and the promoted change edits them: [{item, path, base, target, change}]; the author resolves them.",
+            ),
         ),
         migrations.AddField(
-            model_name='changerequest',
-            name='withdrawn_at',
+            model_name="changerequest",
+            name="withdrawn_at",
             field=models.DateTimeField(blank=True, null=True),
         ),
         migrations.AddField(
-            model_name='environment',
-            name='foreign_controllers',
-            field=models.CharField(choices=[('warn', 'Go ahead and warn'), ('refuse', 'Refuse')], default='warn', help_text="When a live object is managed by Argo CD, Flux or Helm (which will revert Meshgate's write): refuse the change, or go ahead and warn.", max_length=10),
+            model_name="environment",
+            name="foreign_controllers",
+            field=models.CharField(
+                choices=[("warn", "Go ahead and warn"), ("refuse", "Refuse")],
+                default="warn",
+                help_text="When a live object is managed by Argo CD, Flux or Helm (which will revert Meshgate's write): refuse the change, or go ahead and warn.",
+                max_length=10,
+            ),
         ),
         migrations.AddField(
-            model_name='environment',
-            name='promotion_overrides',
-            field=models.JSONField(blank=True, default=dict, help_text='Per-policy patches applied when a change is promoted into this environment: {"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": {"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.'),
+            model_name="environment",
+            name="promotion_overrides",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text='Per-policy patches applied when a change is promoted into this environment: {"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": {"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.',
+            ),
         ),
         migrations.AddField(
-            model_name='planitem',
-            name='after_content',
-            field=models.JSONField(blank=True, help_text="What the cluster would hold after the rollout's write: the server's dry-run answer, normalized.", null=True),
+            model_name="planitem",
+            name="after_content",
+            field=models.JSONField(
+                blank=True,
+                help_text="What the cluster would hold after the rollout's write: the server's dry-run answer, normalized.",
+                null=True,
+            ),
         ),
         migrations.AddField(
-            model_name='planitem',
-            name='ownership',
-            field=models.JSONField(blank=True, default=dict, help_text='Managers the write takes fields over from, fields that would survive and their owners, and the controller (Argo CD, Flux, Helm) that manages the live object.'),
+            model_name="planitem",
+            name="ownership",
+            field=models.JSONField(
+                blank=True,
+                default=dict,
+                help_text="Managers the write takes fields over from, fields that would survive and their owners, and the controller (Argo CD, Flux, Helm) that manages the live object.",
+            ),
         ),
         migrations.AlterField(
-            model_name='changerequest',
-            name='state',
-            field=models.CharField(choices=[('draft', 'Draft'), ('in_review', 'In review'), ('changes_requested', 'Changes requested'), ('approved', 'Approved'), ('rejected', 'Rejected'), ('scheduled', 'Scheduled'), ('rolling_out', 'Rolling out'), ('completed', 'Completed'), ('rolled_back', 'Rolled back'), ('failed', 'Failed'), ('aborted', 'Aborted'), ('withdrawn', 'Withdrawn')], db_index=True, default='draft', max_length=20),
+            model_name="changerequest",
+            name="state",
+            field=models.CharField(
+                choices=[
+                    ("draft", "Draft"),
+                    ("in_review", "In review"),
+                    ("changes_requested", "Changes requested"),
+                    ("approved", "Approved"),
+                    ("rejected", "Rejected"),
+                    ("scheduled", "Scheduled"),
+                    ("rolling_out", "Rolling out"),
+                    ("completed", "Completed"),
+                    ("rolled_back", "Rolled back"),
+                    ("failed", "Failed"),
+                    ("aborted", "Aborted"),
+                    ("withdrawn", "Withdrawn"),
+                ],
+                db_index=True,
+                default="draft",
+                max_length=20,
+            ),
         ),
     ]

@@ -4,25 +4,26 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0010_change_rollout_options'),
+        ("policies", "0010_change_rollout_options"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='changerequest',
-            name='commit_sha',
-            field=models.CharField(blank=True, help_text='The commit the content comes from.', max_length=64),
+            model_name="changerequest",
+            name="commit_sha",
+            field=models.CharField(blank=True, help_text="The commit the content comes from.", max_length=64),
         ),
         migrations.AddField(
-            model_name='changerequest',
-            name='pull_request',
-            field=models.URLField(blank=True, db_index=True, help_text='The pull request the change follows.', max_length=500),
+            model_name="changerequest",
+            name="pull_request",
+            field=models.URLField(
+                blank=True, db_index=True, help_text="The pull request the change follows.", max_length=500
+            ),
         ),
         migrations.AddField(
-            model_name='changerequest',
-            name='repository',
-            field=models.URLField(blank=True, help_text='The repository the content comes from.', max_length=500),
+            model_name="changerequest",
+            name="repository",
+            field=models.URLField(blank=True, help_text="The repository the content comes from.", max_length=500),
         ),
     ]

@@ -6,43 +6,73 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0018_service_account'),
+        ("policies", "0018_service_account"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='membership',
-            name='source',
-            field=models.CharField(choices=[('local', 'Granted in Meshgate'), ('sso', 'From single sign-on groups')], default='local', help_text="sso: set from the identity provider's groups at each login.", max_length=10),
+            model_name="membership",
+            name="source",
+            field=models.CharField(
+                choices=[("local", "Granted in Meshgate"), ("sso", "From single sign-on groups")],
+                default="local",
+                help_text="sso: set from the identity provider's groups at each login.",
+                max_length=10,
+            ),
         ),
         migrations.CreateModel(
-            name='ExternalIdentity',
+            name="ExternalIdentity",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('issuer', models.CharField(max_length=300)),
-                ('subject', models.CharField(max_length=255)),
-                ('groups', models.JSONField(blank=True, default=list, help_text='The groups of the last login.')),
-                ('last_login_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='external_identities', to=settings.AUTH_USER_MODEL)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("issuer", models.CharField(max_length=300)),
+                ("subject", models.CharField(max_length=255)),
+                ("groups", models.JSONField(blank=True, default=list, help_text="The groups of the last login.")),
+                ("last_login_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="external_identities",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('issuer', 'subject'), name='one_user_per_external_subject')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("issuer", "subject"), name="one_user_per_external_subject")
+                ],
             },
         ),
         migrations.CreateModel(
-            name='GroupMapping',
+            name="GroupMapping",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('group', models.CharField(help_text="The group as the provider's groups claim names it.", max_length=200)),
-                ('role', models.CharField(choices=[('author', 'Author'), ('approver', 'Approver'), ('admin', 'Admin')], default='author', max_length=20)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='group_mappings', to='policies.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "group",
+                    models.CharField(help_text="The group as the provider's groups claim names it.", max_length=200),
+                ),
+                (
+                    "role",
+                    models.CharField(
+                        choices=[("author", "Author"), ("approver", "Approver"), ("admin", "Admin")],
+                        default="author",
+                        max_length=20,
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="group_mappings", to="policies.team"
+                    ),
+                ),
             ],
             options={
-                'ordering': ['group', 'team__name'],
-                'constraints': [models.UniqueConstraint(fields=('group', 'team'), name='one_mapping_per_group_and_team')],
+                "ordering": ["group", "team__name"],
+                "constraints": [
+                    models.UniqueConstraint(fields=("group", "team"), name="one_mapping_per_group_and_team")
+                ],
             },
         ),
     ]

@@ -4,30 +4,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0019_single_sign_on'),
+        ("policies", "0019_single_sign_on"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='changeitem',
-            name='source_file',
-            field=models.CharField(blank=True, help_text='The uploaded file it came from.', max_length=500),
+            model_name="changeitem",
+            name="source_file",
+            field=models.CharField(blank=True, help_text="The uploaded file it came from.", max_length=500),
         ),
         migrations.AddField(
-            model_name='changeitem',
-            name='source_line',
-            field=models.PositiveIntegerField(default=0, help_text='Line of that file where source_text starts.'),
+            model_name="changeitem",
+            name="source_line",
+            field=models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts."),
         ),
         migrations.AddField(
-            model_name='draft',
-            name='source_file',
-            field=models.CharField(blank=True, help_text='The uploaded file it came from.', max_length=500),
+            model_name="draft",
+            name="source_file",
+            field=models.CharField(blank=True, help_text="The uploaded file it came from.", max_length=500),
         ),
         migrations.AddField(
-            model_name='draft',
-            name='source_line',
-            field=models.PositiveIntegerField(default=0, help_text='Line of that file where source_text starts (0: no line mapping).'),
+            model_name="draft",
+            name="source_line",
+            field=models.PositiveIntegerField(
+                default=0, help_text="Line of that file where source_text starts (0: no line mapping)."
+            ),
         ),
     ]

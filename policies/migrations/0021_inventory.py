@@ -5,39 +5,54 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0014_change_ownership'),
+        ("policies", "0014_change_ownership"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='InventoryObject',
+            name="InventoryObject",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=64)),
-                ('namespace', models.CharField(blank=True, max_length=253)),
-                ('name', models.CharField(max_length=253)),
-                ('resource_version', models.CharField(max_length=64)),
-                ('content', models.JSONField()),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(max_length=64)),
+                ("namespace", models.CharField(blank=True, max_length=253)),
+                ("name", models.CharField(max_length=253)),
+                ("resource_version", models.CharField(max_length=64)),
+                ("content", models.JSONField()),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="policies.environment"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('environment', 'kind', 'namespace', 'name'), name='inventory_object_identity')],
+                "constraints": [
+                    models.UniqueConstraint(
+                        fields=("environment", "kind", "namespace", "name"), name="inventory_object_identity"
+                    )
+                ],
             },
         ),
         migrations.CreateModel(
-            name='InventoryWatermark',
+            name="InventoryWatermark",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(max_length=64)),
-                ('resource_version', models.CharField(max_length=64)),
-                ('listed_at', models.DateTimeField()),
-                ('synced_at', models.DateTimeField()),
-                ('environment', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='+', to='policies.environment')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("kind", models.CharField(max_length=64)),
+                ("resource_version", models.CharField(max_length=64)),
+                ("listed_at", models.DateTimeField()),
+                ("synced_at", models.DateTimeField()),
+                (
+                    "environment",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="+", to="policies.environment"
+                    ),
+                ),
             ],
             options={
-                'constraints': [models.UniqueConstraint(fields=('environment', 'kind'), name='inventory_watermark_identity')],
+                "constraints": [
+                    models.UniqueConstraint(fields=("environment", "kind"), name="inventory_watermark_identity")
+                ],
             },
         ),
     ]

@@ -5,20 +5,31 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0021_inventory'),
+        ("policies", "0021_inventory"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='environment',
-            name='metrics_cluster',
-            field=models.CharField(blank=True, help_text="The cluster's value of that label; empty: the environment's name.", max_length=200),
+            model_name="environment",
+            name="metrics_cluster",
+            field=models.CharField(
+                blank=True,
+                help_text="The cluster's value of that label; empty: the environment's name.",
+                max_length=200,
+            ),
         ),
         migrations.AddField(
-            model_name='environment',
-            name='metrics_cluster_label',
-            field=models.CharField(blank=True, default='destination_cluster', help_text='The metrics label naming the cluster (Istio: destination_cluster); empty: queries are not scoped (one Prometheus per cluster).', max_length=100, validators=[django.core.validators.RegexValidator('^[a-zA-Z_][a-zA-Z0-9_]*$', 'a Prometheus label name')]),
+            model_name="environment",
+            name="metrics_cluster_label",
+            field=models.CharField(
+                blank=True,
+                default="destination_cluster",
+                help_text="The metrics label naming the cluster (Istio: destination_cluster); empty: queries are not scoped (one Prometheus per cluster).",
+                max_length=100,
+                validators=[
+                    django.core.validators.RegexValidator("^[a-zA-Z_][a-zA-Z0-9_]*$", "a Prometheus label name")
+                ],
+            ),
         ),
     ]

@@ -8,6 +8,7 @@
   `meshgate_delete_allowed()`, a function each connection registers (policies.apps) that says no
   except while the test suite flushes its tables.
 """
+
 import django.db.models.deletion
 import django.utils.timezone
 from django.db import migrations, models
@@ -68,8 +69,11 @@ def seal_existing(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> N
     for pk, sequence, event_hash in AuditEvent.objects.order_by("sequence").values_list("pk", "sequence", "hash"):
         position += 1
         chain = _seal_mac(key, position, sequence, event_hash, prev)
-        seals.append(AuditSeal(position=position, event_id=pk, event_sequence=sequence, event_hash=event_hash,
-                               prev=prev, chain=chain))
+        seals.append(
+            AuditSeal(
+                position=position, event_id=pk, event_sequence=sequence, event_hash=event_hash, prev=prev, chain=chain
+            )
+        )
         prev = chain
     AuditSeal.objects.bulk_create(seals, batch_size=2000)
     AuditChainHead.objects.update_or_create(pk=HEAD_PK, defaults={"sequence": position, "last_hash": prev})
@@ -86,8 +90,11 @@ class Migration(migrations.Migration):
             options={
                 "ordering": ["name"],
                 "permissions": [
-                    ("govern_platform", "Govern the platform: approval rules, guardrails, windows, environments, "
-                                        "imports and the whole audit log"),
+                    (
+                        "govern_platform",
+                        "Govern the platform: approval rules, guardrails, windows, environments, "
+                        "imports and the whole audit log",
+                    ),
                 ],
             },
         ),
@@ -111,8 +118,12 @@ class Migration(migrations.Migration):
                 ("prev", models.CharField(max_length=64)),
                 ("chain", models.CharField(max_length=64, unique=True)),
                 ("sealed_at", models.DateTimeField(default=django.utils.timezone.now)),
-                ("event", models.OneToOneField(on_delete=django.db.models.deletion.PROTECT, related_name="seal",
-                                               to="policies.auditevent")),
+                (
+                    "event",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="seal", to="policies.auditevent"
+                    ),
+                ),
             ],
             options={"ordering": ["position"]},
         ),

@@ -4,20 +4,65 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0025_all_istio_kinds'),
+        ("policies", "0025_all_istio_kinds"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='notificationdelivery',
-            name='event',
-            field=models.CharField(choices=[('change.submitted', 'Change submitted'), ('change.review_requested', 'Review requested'), ('change.commented', 'Change commented'), ('change.approved', 'Change approved'), ('change.changes_requested', 'Changes requested'), ('change.rejected', 'Change rejected'), ('change.stale', 'Change became stale'), ('rollout.started', 'Rollout started'), ('rollout.step', 'Rollout step'), ('rollout.paused', 'Rollout paused'), ('rollout.promoted', 'Rollout promoted'), ('rollout.rolled_back', 'Rollout rolled back'), ('rollout.failed', 'Rollout failed'), ('change.completed', 'Change completed'), ('change.rolled_back', 'Change rolled back'), ('change.failed', 'Change failed'), ('change.aborted', 'Change aborted'), ('drift.detected', 'Drift detected'), ('notification.test', 'Test notification')], max_length=40),
+            model_name="notificationdelivery",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("change.submitted", "Change submitted"),
+                    ("change.review_requested", "Review requested"),
+                    ("change.commented", "Change commented"),
+                    ("change.approved", "Change approved"),
+                    ("change.changes_requested", "Changes requested"),
+                    ("change.rejected", "Change rejected"),
+                    ("change.stale", "Change became stale"),
+                    ("rollout.started", "Rollout started"),
+                    ("rollout.step", "Rollout step"),
+                    ("rollout.paused", "Rollout paused"),
+                    ("rollout.promoted", "Rollout promoted"),
+                    ("rollout.rolled_back", "Rollout rolled back"),
+                    ("rollout.failed", "Rollout failed"),
+                    ("change.completed", "Change completed"),
+                    ("change.rolled_back", "Change rolled back"),
+                    ("change.failed", "Change failed"),
+                    ("change.aborted", "Change aborted"),
+                    ("drift.detected", "Drift detected"),
+                    ("notification.test", "Test notification"),
+                ],
+                max_length=40,
+            ),
         ),
         migrations.AlterField(
-            model_name='notificationpreference',
-            name='event',
-            field=models.CharField(choices=[('change.submitted', 'Change submitted'), ('change.review_requested', 'Review requested'), ('change.commented', 'Change commented'), ('change.approved', 'Change approved'), ('change.changes_requested', 'Changes requested'), ('change.rejected', 'Change rejected'), ('change.stale', 'Change became stale'), ('rollout.started', 'Rollout started'), ('rollout.step', 'Rollout step'), ('rollout.paused', 'Rollout paused'), ('rollout.promoted', 'Rollout promoted'), ('rollout.rolled_back', 'Rollout rolled back'), ('rollout.failed', 'Rollout failed'), ('change.completed', 'Change completed'), ('change.rolled_back', 'Change rolled back'), ('change.failed', 'Change failed'), ('change.aborted', 'Change aborted'), ('drift.detected', 'Drift detected'), ('notification.test', 'Test notification')], max_length=40),
+            model_name="notificationpreference",
+            name="event",
+            field=models.CharField(
+                choices=[
+                    ("change.submitted", "Change submitted"),
+                    ("change.review_requested", "Review requested"),
+                    ("change.commented", "Change commented"),
+                    ("change.approved", "Change approved"),
+                    ("change.changes_requested", "Changes requested"),
+                    ("change.rejected", "Change rejected"),
+                    ("change.stale", "Change became stale"),
+                    ("rollout.started", "Rollout started"),
+                    ("rollout.step", "Rollout step"),
+                    ("rollout.paused", "Rollout paused"),
+                    ("rollout.promoted", "Rollout promoted"),
+                    ("rollout.rolled_back", "Rollout rolled back"),
+                    ("rollout.failed", "Rollout failed"),
+                    ("change.completed", "Change completed"),
+                    ("change.rolled_back", "Change rolled back"),
+                    ("change.failed", "Change failed"),
+                    ("change.aborted", "Change aborted"),
+                    ("drift.detected", "Drift detected"),
+                    ("notification.test", "Test notification"),
+                ],
+                max_length=40,
+            ),
         ),
     ]

@@ -9,6 +9,7 @@
   `ReviewComment` is a thread on the change, an item, or a line of an item's YAML.
 - `ApprovalRule`: how many approvals, from whom, per environment and kind.
 """
+
 from django.conf import settings
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -35,8 +36,9 @@ class ChangeRequest(models.Model):
     link = models.URLField(blank=True, max_length=500, help_text="A ticket or pull request this change belongs to.")
     repository = models.URLField(blank=True, max_length=500, help_text="The repository the content comes from.")
     commit_sha = models.CharField(blank=True, max_length=64, help_text="The commit the content comes from.")
-    pull_request = models.URLField(blank=True, max_length=500, db_index=True,
-                                   help_text="The pull request the change follows.")
+    pull_request = models.URLField(
+        blank=True, max_length=500, db_index=True, help_text="The pull request the change follows."
+    )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="changes")
     state = models.CharField(max_length=20, choices=ChangeState.choices, default=ChangeState.DRAFT, db_index=True)
     created_at = models.DateTimeField(default=timezone.now, editable=False)
@@ -55,18 +57,24 @@ class ChangeRequest(models.Model):
     )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     promotion_conflicts = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="Fields where the target environment's value differs from the source's base and the promoted "
-                  "change edits them: [{item, path, base, target, change}]; the author resolves them.",
+        "change edits them: [{item, path, base, target, change}]; the author resolves them.",
     )
     promoted_from = models.ForeignKey(
-        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="promotions",
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="promotions",
         help_text="The completed change in the previous environment this one promotes.",
     )
     rollout_options = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="The author's rollout plan: any of strategy, steps, analysis, gates; what is left out takes "
-                  "the defaults (policies.services.rollout_options).",
+        "the defaults (policies.services.rollout_options).",
     )
 
     class Meta:
@@ -92,12 +100,20 @@ class ChangeItem(models.Model):
     namespace = models.CharField(max_length=63)
     name = models.CharField(max_length=253)
     policy = models.ForeignKey(
-        Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="change_items",
+        Policy,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="change_items",
         help_text="Empty for a creation until the policy exists.",
     )
     operation = models.CharField(max_length=10, choices=DraftOperation.choices)
     base_revision = models.ForeignKey(
-        PolicyRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        PolicyRevision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="The revision this item was based on; empty for a creation.",
     )
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
@@ -181,13 +197,15 @@ class PlanItem(models.Model):
     diff_base = models.JSONField(default=dict, blank=True)
     findings = models.JSONField(default=list, blank=True, help_text="Server dry-run findings.")
     after_content = models.JSONField(
-        null=True, blank=True,
+        null=True,
+        blank=True,
         help_text="What the cluster would hold after the rollout's write: the server's dry-run answer, normalized.",
     )
     ownership = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Managers the write takes fields over from, fields that would survive and their owners, "
-                  "and the controller (Argo CD, Flux, Helm) that manages the live object.",
+        "and the controller (Argo CD, Flux, Helm) that manages the live object.",
     )
 
     class Meta:
@@ -271,13 +289,19 @@ class ApprovalRule(models.Model):
     """
 
     environment = models.ForeignKey(
-        Environment, null=True, blank=True, on_delete=models.CASCADE, related_name="approval_rules",
+        Environment,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval_rules",
         help_text="Empty: every environment.",
     )
     kind = models.CharField(max_length=40, choices=PolicyKind.choices, blank=True, help_text="Empty: every kind.")
     required_approvals = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1)])
     security_approval = models.CharField(
-        max_length=10, choices=SecurityApproval.choices, default=SecurityApproval.DEFAULT,
+        max_length=10,
+        choices=SecurityApproval.choices,
+        default=SecurityApproval.DEFAULT,
         help_text="Also require an approver of a security team: for security kinds (default), always, or never.",
     )
     extra_production_approval = models.BooleanField(

@@ -19,18 +19,27 @@ class Draft(models.Model):
     namespace = models.CharField(max_length=63)
     name = models.CharField(max_length=253)
     policy = models.ForeignKey(
-        Policy, null=True, blank=True, on_delete=models.PROTECT, related_name="drafts",
+        Policy,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="drafts",
         help_text="The policy this draft changes; empty when it would create a new one.",
     )
     operation = models.CharField(max_length=10, choices=DraftOperation.choices)
     content = models.JSONField(null=True, blank=True, help_text="Normalized object; empty for a deletion.")
     source_text = models.TextField(blank=True, help_text="The YAML or JSON as the author wrote it.")
     source_file = models.CharField(max_length=500, blank=True, help_text="The uploaded file it came from.")
-    source_line = models.PositiveIntegerField(default=0, help_text="Line of that file where source_text starts "
-                                                                   "(0: no line mapping).")
+    source_line = models.PositiveIntegerField(
+        default=0, help_text="Line of that file where source_text starts (0: no line mapping)."
+    )
     content_hash = models.CharField(max_length=64, blank=True)
     base_revision = models.ForeignKey(
-        PolicyRevision, null=True, blank=True, on_delete=models.PROTECT, related_name="+",
+        PolicyRevision,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
         help_text="The policy's current revision when the draft was started.",
     )
     author = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="drafts")

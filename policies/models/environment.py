@@ -24,23 +24,30 @@ class Environment(models.Model):
     kubeconfig_context = models.CharField(max_length=200, blank=True)
     prometheus_url = models.URLField(blank=True)
     foreign_controllers = models.CharField(
-        max_length=10, choices=ForeignControllerPolicy.choices, default=ForeignControllerPolicy.WARN,
+        max_length=10,
+        choices=ForeignControllerPolicy.choices,
+        default=ForeignControllerPolicy.WARN,
         help_text="When a live object is managed by Argo CD, Flux or Helm (which will revert Meshgate's write): "
-                  "refuse the change, or go ahead and warn.",
+        "refuse the change, or go ahead and warn.",
     )
     promotion_overrides = models.JSONField(
-        default=dict, blank=True,
-        help_text='Per-policy patches applied when a change is promoted into this environment: '
-                  '{"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": '
-                  '{"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.',
+        default=dict,
+        blank=True,
+        help_text="Per-policy patches applied when a change is promoted into this environment: "
+        '{"Kind/namespace/name": {JSON merge patch}}, e.g. {"DestinationRule/bookinfo/reviews": '
+        '{"spec": {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}}.',
     )
     metrics_cluster_label = models.CharField(
-        max_length=100, blank=True, default="destination_cluster",
+        max_length=100,
+        blank=True,
+        default="destination_cluster",
         validators=[RegexValidator(r"^[a-zA-Z_][a-zA-Z0-9_]*$", "a Prometheus label name")],
         help_text="The metrics label naming the cluster (Istio: destination_cluster); empty: queries "
-                  "are not scoped (one Prometheus per cluster).")
+        "are not scoped (one Prometheus per cluster).",
+    )
     metrics_cluster = models.CharField(
-        max_length=200, blank=True, help_text="The cluster's value of that label; empty: the environment's name.")
+        max_length=200, blank=True, help_text="The cluster's value of that label; empty: the environment's name."
+    )
 
     cluster_reachable = models.BooleanField(null=True, editable=False)
     cluster_version = models.CharField(max_length=100, blank=True, editable=False)

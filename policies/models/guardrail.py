@@ -15,7 +15,9 @@ class Guardrail(models.Model):
     name = models.CharField(max_length=100, unique=True)
     description = models.TextField(blank=True)
     enforcement = models.CharField(
-        max_length=20, choices=GuardrailEnforcement.choices, default=GuardrailEnforcement.ADVISORY,
+        max_length=20,
+        choices=GuardrailEnforcement.choices,
+        default=GuardrailEnforcement.ADVISORY,
         help_text="Advisory is shown; soft-mandatory blocks unless an admin overrides it; hard-mandatory blocks.",
     )
     builtin_key = models.CharField(
@@ -23,12 +25,13 @@ class Guardrail(models.Model):
     )
     expression = models.TextField(
         blank=True,
-        help_text='CEL over `object`, `environment` ({name, production}) and `params`; true = passes. '
-        'Blank for built-ins.',
+        help_text="CEL over `object`, `environment` ({name, production}) and `params`; true = passes. "
+        "Blank for built-ins.",
     )
-    parameters = models.JSONField(default=dict, blank=True, help_text="Bounds and options, e.g. {\"max_retries\": 5}.")
+    parameters = models.JSONField(default=dict, blank=True, help_text='Bounds and options, e.g. {"max_retries": 5}.')
     message = models.CharField(
-        max_length=500, help_text="Shown when the check fails; may use {object}, {kind}, {namespace}, {name}, "
+        max_length=500,
+        help_text="Shown when the check fails; may use {object}, {kind}, {namespace}, {name}, "
         "{environment}, {details} and any parameter name.",
     )
     kinds = models.JSONField(default=list, blank=True, help_text="Policy kinds checked; empty = every kind.")
@@ -69,7 +72,7 @@ class Guardrail(models.Model):
         if not isinstance(self.kinds, list) or any(kind not in PolicyKind.values for kind in self.kinds):
             errors["kinds"] = f"a list of policy kinds out of {', '.join(PolicyKind.values)}"
         if not isinstance(self.parameters, dict):
-            errors["parameters"] = "a JSON object, e.g. {\"max_timeout_seconds\": 60}"
+            errors["parameters"] = 'a JSON object, e.g. {"max_timeout_seconds": 60}'
         if self.builtin_key:
             if self.builtin_key not in BUILTINS:
                 errors["builtin_key"] = f"unknown built-in {self.builtin_key!r}"

@@ -5,6 +5,7 @@ kind): the resourceVersion the rows reflect and when the watcher last confirmed 
 Every web and worker process reads the same rows; only the watcher (`manage.py watch_inventory`)
 writes them.
 """
+
 from django.db import models
 
 from policies.models.environment import Environment
@@ -20,7 +21,9 @@ class InventoryObject(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["environment", "kind", "namespace", "name"], name="inventory_object_identity"),
+            models.UniqueConstraint(
+                fields=["environment", "kind", "namespace", "name"], name="inventory_object_identity"
+            ),
         ]
 
     def __str__(self) -> str:

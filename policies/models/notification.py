@@ -60,7 +60,9 @@ class NotificationChannel(models.Model):
 class NotificationPreference(models.Model):
     """A user's own switch per event: muted events reach none of the user's own channels."""
 
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preferences"
+    )
     event = models.CharField(max_length=40, choices=NotificationEvent.choices)
     muted = models.BooleanField(default=True)
 

@@ -8,6 +8,7 @@
   happened: re-running a step whose key is recorded does nothing (idempotent steps).
 - `PolicyDrift`: a managed policy whose live object differs from the last revision Meshgate applied.
 """
+
 from typing import Any
 
 from django.db import models
@@ -26,17 +27,18 @@ class Rollout(models.Model):
     strategy = models.CharField(max_length=10, choices=RolloutStrategy.choices)
     steps = models.JSONField(default=list, blank=True, help_text="Canary weights, e.g. [5, 10, 25, 50, 100].")
     phases = models.JSONField(
-        default=list, blank=True,
+        default=list,
+        blank=True,
         help_text="The planned phases: [{key, label, weight, gate, bake, writes: {identity: object|null}}].",
     )
     step_index = models.PositiveIntegerField(default=0, help_text="The phase being executed.")
     step_stage = models.CharField(max_length=10, default="apply", help_text="apply | analyze | gate.")
     current_weight = models.PositiveSmallIntegerField(default=0)
-    state = models.CharField(max_length=20, choices=RolloutState.choices, default=RolloutState.PENDING,
-                             db_index=True)
+    state = models.CharField(max_length=20, choices=RolloutState.choices, default=RolloutState.PENDING, db_index=True)
     next_action_at = models.DateTimeField(null=True, blank=True, db_index=True)
     snapshot = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="{identity: full live object before the first write, or null when it did not exist}.",
     )
     observed = models.JSONField(
@@ -47,14 +49,19 @@ class Rollout(models.Model):
     )
     owned = models.JSONField(default=list, blank=True, help_text="Identities Meshgate has taken ownership of.")
     others = models.JSONField(
-        default=dict, blank=True,
+        default=dict,
+        blank=True,
         help_text="Per identity: digest of the managedFields entries of the other field managers, as Meshgate last "
-                  "saw them (a change in it is another writer's edit; a change of Meshgate's own entry is not).")
-    lease_token = models.CharField(max_length=32, blank=True,
-                                   help_text="The executor acting on this rollout now (empty: none).")
-    lease_expires_at = models.DateTimeField(null=True, blank=True,
-                                            help_text="When the executor's lease lapses (a killed worker's lease "
-                                                      "is taken over after it).")
+        "saw them (a change in it is another writer's edit; a change of Meshgate's own entry is not).",
+    )
+    lease_token = models.CharField(
+        max_length=32, blank=True, help_text="The executor acting on this rollout now (empty: none)."
+    )
+    lease_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the executor's lease lapses (a killed worker's lease is taken over after it).",
+    )
     analysis = models.JSONField(
         default=dict, blank=True, help_text="{interval_seconds, intervals_per_step, failure_limit, metrics}."
     )
@@ -102,8 +109,11 @@ class RolloutEvent(models.Model):
     class Meta:
         ordering = ["at", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["rollout", "step_key"], condition=Q(step_key__isnull=False),
-                                    name="one_event_per_rollout_step_key"),
+            models.UniqueConstraint(
+                fields=["rollout", "step_key"],
+                condition=Q(step_key__isnull=False),
+                name="one_event_per_rollout_step_key",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -17,8 +17,11 @@ class Team(models.Model):
     class Meta:
         ordering = ["name"]
         permissions = [
-            ("govern_platform", "Govern the platform: approval rules, guardrails, windows, environments, imports "
-                                "and the whole audit log"),
+            (
+                "govern_platform",
+                "Govern the platform: approval rules, guardrails, windows, environments, imports "
+                "and the whole audit log",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -29,8 +32,12 @@ class Membership(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=20, choices=Role.choices, default=Role.AUTHOR)
-    source = models.CharField(max_length=10, choices=MembershipSource.choices, default=MembershipSource.LOCAL,
-                              help_text="sso: set from the identity provider's groups at each login.")
+    source = models.CharField(
+        max_length=10,
+        choices=MembershipSource.choices,
+        default=MembershipSource.LOCAL,
+        help_text="sso: set from the identity provider's groups at each login.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["team", "user"], name="unique_team_member")]
@@ -48,9 +55,7 @@ class NamespaceOwnership(models.Model):
 
     class Meta:
         ordering = ["environment__order", "namespace"]
-        constraints = [
-            models.UniqueConstraint(fields=["environment", "namespace"], name="one_owner_per_namespace")
-        ]
+        constraints = [models.UniqueConstraint(fields=["environment", "namespace"], name="one_owner_per_namespace")]
 
     def __str__(self) -> str:
         return f"{self.environment.name}/{self.namespace} → {self.team}"

@@ -41,8 +41,13 @@ class ChangeWindow(models.Model):
             models.CheckConstraint(
                 condition=(
                     Q(start_time__isnull=False, end_time__isnull=False, starts_at__isnull=True, ends_at__isnull=True)
-                    | Q(start_time__isnull=True, end_time__isnull=True, end_weekday__isnull=True,
-                        starts_at__isnull=False, ends_at__isnull=False)
+                    | Q(
+                        start_time__isnull=True,
+                        end_time__isnull=True,
+                        end_weekday__isnull=True,
+                        starts_at__isnull=False,
+                        ends_at__isnull=False,
+                    )
                 ),
                 name="window_recurring_xor_one_off",
             ),

@@ -10,6 +10,7 @@ environment variable, else `metrics_analyzer` (below: `policies.analysis.run_int
 or meshsim's own /metrics when the environment has no Prometheus URL).
 The run-level rule is `decide` (`policies.analysis.decide`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -57,9 +58,16 @@ class Outcome:
     accumulating: bool = False  # warm-up / not enough traffic yet: evidence is gathering
 
     def as_dict(self) -> dict[str, Any]:
-        return {"verdict": self.verdict, "reason": self.reason, "metrics": self.metrics, "metric": self.metric,
-                "observed": self.observed, "threshold": self.threshold, "both_bad": self.both_bad,
-                "accumulating": self.accumulating}
+        return {
+            "verdict": self.verdict,
+            "reason": self.reason,
+            "metrics": self.metrics,
+            "metric": self.metric,
+            "observed": self.observed,
+            "threshold": self.threshold,
+            "both_bad": self.both_bad,
+            "accumulating": self.accumulating,
+        }
 
 
 Analyzer = Callable[[AnalysisContext], Outcome]
@@ -78,15 +86,22 @@ def coerce(result: Any) -> Outcome:
     """An `Outcome`, or the analysis layer's `IntervalResult`-like object (verdict, reason, metrics...)."""
     if isinstance(result, Outcome):
         return result
-    get = (lambda k, d=None: result.get(k, d)) if isinstance(result, dict) else (
-        lambda k, d=None: getattr(result, k, d))
+    get = (
+        (lambda k, d=None: result.get(k, d)) if isinstance(result, dict) else (lambda k, d=None: getattr(result, k, d))
+    )
     verdict = get("verdict", ERROR)
     verdict = getattr(verdict, "value", verdict)
     metrics = get("metrics", {}) or {}
     if not isinstance(metrics, dict):
         metrics = {"metrics": [getattr(m, "__dict__", str(m)) for m in metrics]}
-    return Outcome(str(verdict), str(get("reason", "") or ""), metrics, str(get("metric", "") or ""),
-                   get("observed"), get("threshold"))
+    return Outcome(
+        str(verdict),
+        str(get("reason", "") or ""),
+        metrics,
+        str(get("metric", "") or ""),
+        get("observed"),
+        get("threshold"),
+    )
 
 
 def resolve_analyzer(explicit: Analyzer | None = None) -> Analyzer:
@@ -109,6 +124,7 @@ def evaluate(analyzer: Analyzer, context: AnalysisContext) -> Outcome:
 
 # --- the analysis layer (policies.analysis) at this interface ----------------------------------------
 
+
 def _target(spec: dict[str, Any] | None, fallback: dict[str, str]) -> Target:
     from policies.analysis import Target
 
@@ -129,8 +145,14 @@ def _metric_definitions(config: dict[str, Any]) -> list[MetricDefinition]:
         elif kind == "latency_p99":
             found.append(latency_p99(**{k: v for k, v in spec.items() if k in ("max", "guard_max", "name")}))
         else:
-            found.append(custom(spec.pop("name"), spec.pop("query"),
-                                direction=Direction(spec.pop("direction", Direction.LOWER_IS_BETTER)), **spec))
+            found.append(
+                custom(
+                    spec.pop("name"),
+                    spec.pop("query"),
+                    direction=Direction(spec.pop("direction", Direction.LOWER_IS_BETTER)),
+                    **spec,
+                )
+            )
     return found
 
 
@@ -157,8 +179,10 @@ def _provider(context: AnalysisContext) -> MetricsProvider:
             import requests
 
             def sleep(_seconds: float) -> None:
-                requests.post(f"{url.rstrip('/')}/meshsim/traffic/advance", json={"seconds": advance},
-                              timeout=10).raise_for_status()
+                requests.post(
+                    f"{url.rstrip('/')}/meshsim/traffic/advance", json={"seconds": advance}, timeout=10
+                ).raise_for_status()
+
             return MeshsimProvider(url, scope=scope, sleep=sleep, bootstrap_wait_s=1.0, history=ScrapeHistory())
         return MeshsimProvider(url, scope=scope)
     return PrometheusProvider(context.prometheus_url, scope=scope)
@@ -232,53 +256,108 @@ def metrics_analyzer(context: AnalysisContext) -> Outcome:
         window = requested
     else:
         window = pa.analysis_window(
-            judge, interval_s=max(context.interval_seconds, 1.0), elapsed_s=elapsed,
+            judge,
+            interval_s=max(context.interval_seconds, 1.0),
+            elapsed_s=elapsed,
             requested_s=interval_seconds(requested) if requested else None,
         )
-    step = Step(phase=str(context.phase.get("key", "")),
-                warmup=context.interval_index < warmup_intervals(context.config),
-                last=context.last_phase or (int(context.phase.get("weight") or 0) >= 100
-                                            and bool(context.phase.get("targets"))),
-                at=time.time(), seconds=interval_seconds(window),
-                before_last=context.phases_left == 1 and bool(context.phase.get("targets")))
-    saved = ((context.config.get("state") or {}).get("judges") or {})
+    step = Step(
+        phase=str(context.phase.get("key", "")),
+        warmup=context.interval_index < warmup_intervals(context.config),
+        last=context.last_phase
+        or (int(context.phase.get("weight") or 0) >= 100 and bool(context.phase.get("targets"))),
+        at=time.time(),
+        seconds=interval_seconds(window),
+        before_last=context.phases_left == 1 and bool(context.phase.get("targets")),
+    )
+    saved = (context.config.get("state") or {}).get("judges") or {}
     evidence: dict[str, Any] = {}
     results: list[Any] = []
     targets = context.phase.get("targets") or {}
     # A phase with explicit targets (a canary) compares them; otherwise every workload the phase
     # touches is analysed (up to MAX_WORKLOADS), each named in its metrics when there are several.
-    sides = ([(context.workloads[0] if context.workloads else {})] if targets
-             else context.workloads[:MAX_WORKLOADS])
+    sides = [(context.workloads[0] if context.workloads else {})] if targets else context.workloads[:MAX_WORKLOADS]
     for fallback in sides:
         canary, stable = _target(targets.get("canary"), fallback), _target(targets.get("stable"), fallback)
         prefix = f"{fallback.get('namespace')}/{fallback.get('service')}|"
         definitions = _metric_definitions(context.config)
         states = {m.name: saved.get(prefix + m.name) or {} for m in definitions}
-        found: list[Any] = list(pa.run_interval(provider=provider, metrics=definitions, canary=canary,
-                                                stable=stable, window=window, judge=judge, states=states,
-                                                step=step).metrics)
+        found: list[Any] = list(
+            pa.run_interval(
+                provider=provider,
+                metrics=definitions,
+                canary=canary,
+                stable=stable,
+                window=window,
+                judge=judge,
+                states=states,
+                step=step,
+            ).metrics
+        )
         evidence.update({prefix + m.metric: m.state for m in found})
         if len(sides) > 1:
             where = f"{fallback.get('namespace')}/{fallback.get('service')}"
-            found = [dataclasses.replace(m, metric=f"{m.metric} ({where})",
-                                         reason=f"{where}: {m.reason}" if m.reason else m.reason) for m in found]
+            found = [
+                dataclasses.replace(
+                    m, metric=f"{m.metric} ({where})", reason=f"{where}: {m.reason}" if m.reason else m.reason
+                )
+                for m in found
+            ]
         results += found
     if gated:
-        results.append(gates.judge_gate(check, provider=provider, subjects=subjects,
-                                        window=_gate_window(context, window, provider), config=context.config))
+        results.append(
+            gates.judge_gate(
+                check,
+                provider=provider,
+                subjects=subjects,
+                window=_gate_window(context, window, provider),
+                config=context.config,
+            )
+        )
     result = pa.summarize(results, judge=judge.name, window=window)
     worst = next((m for m in result.metrics if m.verdict == result.verdict), None)
-    metrics = {m.metric: {"verdict": str(m.verdict), "canary": m.canary, "stable": m.stable,
-                          "threshold": m.threshold, "threshold_min": m.threshold_min,
-                          "threshold_max": m.threshold_max, "reason": m.reason,
-                          "explain": explain(m.detail)} for m in result.metrics}
-    return Outcome(str(result.verdict), result.reason, metrics, metric=worst.metric if worst else "",
-                   observed=worst.canary if worst else None, threshold=worst.threshold if worst else None,
-                   evidence=evidence, both_bad=result.both_bad, accumulating=result.accumulating)
+    metrics = {
+        m.metric: {
+            "verdict": str(m.verdict),
+            "canary": m.canary,
+            "stable": m.stable,
+            "threshold": m.threshold,
+            "threshold_min": m.threshold_min,
+            "threshold_max": m.threshold_max,
+            "reason": m.reason,
+            "explain": explain(m.detail),
+        }
+        for m in result.metrics
+    }
+    return Outcome(
+        str(result.verdict),
+        result.reason,
+        metrics,
+        metric=worst.metric if worst else "",
+        observed=worst.canary if worst else None,
+        threshold=worst.threshold if worst else None,
+        evidence=evidence,
+        both_bad=result.both_bad,
+        accumulating=result.accumulating,
+    )
 
 
-EXPLAIN_KEYS = ("method", "why", "n_canary", "n_stable", "n_canary_attempt", "n_stable_attempt", "minutes_left",
-                "guard", "both_bad", "warmup", "last_step", "p_value", "effect", "alpha")
+EXPLAIN_KEYS = (
+    "method",
+    "why",
+    "n_canary",
+    "n_stable",
+    "n_canary_attempt",
+    "n_stable_attempt",
+    "minutes_left",
+    "guard",
+    "both_bad",
+    "warmup",
+    "last_step",
+    "p_value",
+    "effect",
+    "alpha",
+)
 
 
 def explain(detail: dict[str, Any]) -> dict[str, Any]:
@@ -287,9 +366,24 @@ def explain(detail: dict[str, Any]) -> dict[str, Any]:
     found = {k: detail[k] for k in EXPLAIN_KEYS if detail.get(k) is not None}
     tests = detail.get("tests")
     if tests:
-        found["tests"] = [{k: t.get(k) for k in ("test", "against", "ratio", "ratio_low", "ratio_high", "p_value",
-                                                  "canary_rate", "stable_rate", "bound_ms", "dispersion")}
-                          for t in tests]
+        found["tests"] = [
+            {
+                k: t.get(k)
+                for k in (
+                    "test",
+                    "against",
+                    "ratio",
+                    "ratio_low",
+                    "ratio_high",
+                    "p_value",
+                    "canary_rate",
+                    "stable_rate",
+                    "bound_ms",
+                    "dispersion",
+                )
+            }
+            for t in tests
+        ]
     return found
 
 
@@ -327,8 +421,9 @@ def decide(config: dict[str, Any], state: dict[str, Any] | None, outcome: Outcom
         accumulate_limit=int(config.get("accumulate_limit") or 120),
     )
     verdict = Verdict(outcome.verdict) if outcome.verdict in Verdict.__members__.values() else Verdict.ERROR
-    result = IntervalResult(verdict, outcome.reason, both_bad=bool(outcome.both_bad),
-                            accumulating=bool(outcome.accumulating))
+    result = IntervalResult(
+        verdict, outcome.reason, both_bad=bool(outcome.both_bad), accumulating=bool(outcome.accumulating)
+    )
     decision = run_level(policy, AnalysisState.from_dict(state), result)
     judges = outcome.evidence if outcome.evidence is not None else (state or {}).get("judges") or {}
     return str(decision.action), decision.reason, {**decision.state.to_dict(), "judges": judges}

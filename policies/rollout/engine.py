@@ -30,6 +30,7 @@ Idempotent steps: each step records a `RolloutEvent` with a unique `step_key`
 (`apply:<phase>:<key>`, `analyze:<phase>:<interval>`, `gate:<phase>`, `promote`, `rollback`); a
 step whose key is recorded is not executed again.
 """
+
 from __future__ import annotations
 
 import copy
@@ -81,7 +82,6 @@ from policies.rollout.writes import OutOfBand
 logger = logging.getLogger(__name__)
 
 
-
 @dataclass(frozen=True)
 class Effects:
     """What the engine does to the rest of the system, supplied by the service that runs it.
@@ -112,14 +112,28 @@ def effects_of(rollout: Rollout) -> Effects:
         raise RuntimeError(f"rollout {rollout.pk}: the engine was called without its effects (engine.bind)")
     return effects
 
+
 TERMINAL = frozenset({RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED})
 RETRY_SECONDS = 2
 RETRY_CAP_SECONDS = 30
 # The fields of the row a failed action puts back as they were when it started (the write record —
 # observed, expected, owned, others — is saved after each confirmed write and stays).
-ACTION_FIELDS = ("state", "step_index", "step_stage", "current_weight", "next_action_at", "phases", "analysis",
-                 "analysis_runs", "analysis_failures", "pause_reason", "resume_state", "rollback_reason",
-                 "finished_at", "snapshot")
+ACTION_FIELDS = (
+    "state",
+    "step_index",
+    "step_stage",
+    "current_weight",
+    "next_action_at",
+    "phases",
+    "analysis",
+    "analysis_runs",
+    "analysis_failures",
+    "pause_reason",
+    "resume_state",
+    "rollback_reason",
+    "finished_at",
+    "snapshot",
+)
 WRITE_RECORD = ("observed", "expected", "owned", "others")
 
 
@@ -137,6 +151,7 @@ class Unverified(KubernetesError):
 
 # --- helpers ------------------------------------------------------------------------------------------
 
+
 def _now() -> dt.datetime:
     return timezone.now()
 
@@ -148,9 +163,14 @@ def _items(change: ChangeRequest) -> list[ChangeItem]:
 def _strategy_items(change: ChangeRequest) -> list[strategies.Item]:
     return [
         strategies.Item(
-            identity=strategies.identity_of(i.kind, i.namespace, i.name), kind=i.kind, namespace=i.namespace,
-            name=i.name, operation=i.operation,
-            content=None if i.operation == DraftOperation.DELETE else normalize_object(cast("dict[str, Any]", i.content)),
+            identity=strategies.identity_of(i.kind, i.namespace, i.name),
+            kind=i.kind,
+            namespace=i.namespace,
+            name=i.name,
+            operation=i.operation,
+            content=None
+            if i.operation == DraftOperation.DELETE
+            else normalize_object(cast("dict[str, Any]", i.content)),
         )
         for i in _items(change)
     ]
@@ -168,14 +188,16 @@ def _same(live: dict[str, Any] | None, desired: dict[str, Any] | None) -> bool:
     return writes.live_matches(live, desired)
 
 
-def record_event(rollout: Rollout, kind: str, message: str, *, data: dict | None = None,
-           step_key: str | None = None) -> RolloutEvent | None:
+def record_event(
+    rollout: Rollout, kind: str, message: str, *, data: dict | None = None, step_key: str | None = None
+) -> RolloutEvent | None:
     """Records an event; with a step key, None when that step is recorded already (the unique key
     refuses the second one)."""
     try:
         with transaction.atomic():
-            return RolloutEvent.objects.create(rollout=rollout, kind=kind, message=message[:1000],
-                                               data=data or {}, step_key=step_key)
+            return RolloutEvent.objects.create(
+                rollout=rollout, kind=kind, message=message[:1000], data=data or {}, step_key=step_key
+            )
     except IntegrityError:
         return None
 
@@ -198,17 +220,35 @@ def save_fields(rollout: Rollout, *fields: str) -> None:
         raise LeaseLost(f"rollout {rollout.pk}: another executor holds it now")
 
 
-def _audit(rollout: Rollout, action: str, *, actor: User | None = None, before: dict[str, Any] | None = None,
-           after: dict[str, Any] | None = None) -> None:
-    effects_of(rollout).audit(action=action, actor=actor, obj=rollout, environment=rollout.environment.name,
-                              before=before, after=after)
+def _audit(
+    rollout: Rollout,
+    action: str,
+    *,
+    actor: User | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> None:
+    effects_of(rollout).audit(
+        action=action, actor=actor, obj=rollout, environment=rollout.environment.name, before=before, after=after
+    )
 
 
 def _notify(rollout: Rollout, event: str, subject: str, body: str = "", payload: dict | None = None) -> None:
-    effects_of(rollout).notify(rollout, event, subject, body or subject, {
-        "change": rollout.change_id, "rollout": rollout.pk, "environment": rollout.environment.name,
-        "state": rollout.state, "strategy": rollout.strategy, "weight": rollout.current_weight,
-        **(payload or {})})
+    effects_of(rollout).notify(
+        rollout,
+        event,
+        subject,
+        body or subject,
+        {
+            "change": rollout.change_id,
+            "rollout": rollout.pk,
+            "environment": rollout.environment.name,
+            "state": rollout.state,
+            "strategy": rollout.strategy,
+            "weight": rollout.current_weight,
+            **(payload or {}),
+        },
+    )
 
 
 def _rollout_url(rollout: Rollout) -> str:
@@ -220,24 +260,42 @@ def _rollout_url(rollout: Rollout) -> str:
 
 # --- webhooks -----------------------------------------------------------------------------------------
 
+
 def _run_webhooks(rollout: Rollout, phase: str, *, key: str, extra: dict | None = None) -> list:
     """Calls the rollout's webhooks of `phase` that have not answered 2xx for `key` yet; each call is
     recorded on the timeline (a success as the keyed step `webhook:<key>:<name>`)."""
     results = []
     current = rollout.phases[rollout.step_index] if rollout.phases and rollout.step_index < len(rollout.phases) else {}
-    payload = {"rollout": rollout.pk, "change": rollout.change_id, "title": rollout.change.title,
-               "environment": rollout.environment.name, "strategy": rollout.strategy, "state": rollout.state,
-               "step": rollout.step_index, "step_label": current.get("label", ""), "weight": rollout.current_weight,
-               "url": effects_of(rollout).absolute_url(_rollout_url(rollout)), **(extra or {})}
-    due = [hook for hook in webhooks.webhooks_for(rollout.analysis, phase)
-           if not _step_done(rollout, f"webhook:{key}:{hook.name}")]
+    payload = {
+        "rollout": rollout.pk,
+        "change": rollout.change_id,
+        "title": rollout.change.title,
+        "environment": rollout.environment.name,
+        "strategy": rollout.strategy,
+        "state": rollout.state,
+        "step": rollout.step_index,
+        "step_label": current.get("label", ""),
+        "weight": rollout.current_weight,
+        "url": effects_of(rollout).absolute_url(_rollout_url(rollout)),
+        **(extra or {}),
+    }
+    due = [
+        hook
+        for hook in webhooks.webhooks_for(rollout.analysis, phase)
+        if not _step_done(rollout, f"webhook:{key}:{hook.name}")
+    ]
     if due:
         _renew(rollout)
     for result in webhooks.call_all(due, payload):  # side by side: the slowest one bounds the action
         done_key = f"webhook:{key}:{result.webhook.name}"
         results.append(result)
-        record_event(rollout, RolloutEventKind.WEBHOOK, result.summary, data=result.as_dict(),
-               step_key=done_key if result.ok else None)
+        record_event(
+            rollout,
+            RolloutEventKind.WEBHOOK,
+            result.summary,
+            data=result.as_dict(),
+            step_key=done_key if result.ok else None,
+        )
     return results
 
 
@@ -260,9 +318,12 @@ def _webhook_hold(rollout: Rollout, phase: str, now: dt.datetime) -> bool:
     if counts[phase] >= attempts:
         rollout.next_action_at = now
         save_fields(rollout, "analysis", "next_action_at")
-        pause(rollout, reason=f"{failed[0].summary}{f' ({failed[0].detail})' if failed[0].detail else ''} — "
-                               f"{counts[phase]} time(s) in a row; resume to call it again, or abort",
-               data={"webhooks": [r.as_dict() for r in results]})
+        pause(
+            rollout,
+            reason=f"{failed[0].summary}{f' ({failed[0].detail})' if failed[0].detail else ''} — "
+            f"{counts[phase]} time(s) in a row; resume to call it again, or abort",
+            data={"webhooks": [r.as_dict() for r in results]},
+        )
     else:
         rollout.next_action_at = now + dt.timedelta(seconds=float(rollout.analysis["interval_seconds"]))
         save_fields(rollout, "analysis", "next_action_at")
@@ -275,6 +336,7 @@ def _set_change_state(rollout: Rollout, state: str, *, action: str, after: dict 
 
 # --- advance ------------------------------------------------------------------------------------------
 
+
 @dataclass
 class AdvanceResult:
     rollout_id: int
@@ -283,8 +345,9 @@ class AdvanceResult:
     next_in: float | None = None
 
 
-def advance(*, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None = None,
-            now: dt.datetime | None = None) -> AdvanceResult:
+def advance(
+    *, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None = None, now: dt.datetime | None = None
+) -> AdvanceResult:
     """Executes the rollout's next due action, if it is due and no other executor holds it.
 
     The executor takes the row's lease (a conditional UPDATE, its own short transaction), then acts
@@ -302,8 +365,11 @@ def advance(*, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None =
         with transaction.atomic():
             # Waits for a person's control committing right now (it holds the row), so the action
             # starts from what they decided.
-            rollout = (Rollout.objects.select_for_update(of=("self",))
-                       .select_related("change__author", "environment").get(pk=rollout_id))
+            rollout = (
+                Rollout.objects.select_for_update(of=("self",))
+                .select_related("change__author", "environment")
+                .get(pk=rollout_id)
+            )
         if rollout.lease_token != token or not _due(rollout, now):
             return AdvanceResult(rollout_id, False, rollout.state, _next_in(rollout, now))
         bind(rollout, effects)
@@ -316,8 +382,11 @@ def advance(*, rollout_id: int, effects: Effects, analyzer: an.Analyzer | None =
             return AdvanceResult(rollout_id, True, rollout.state, None)
         except OutOfBand as exc:
             _put_back(rollout, initial)
-            pause(rollout, reason=str(exc), data={**exc.as_dict(), "written": _written_so_far(rollout),
-                                                  "out_of_band": True})
+            pause(
+                rollout,
+                reason=str(exc),
+                data={**exc.as_dict(), "written": _written_so_far(rollout), "out_of_band": True},
+            )
         except (Unverified, writes.WriteUnconfirmed) as exc:
             _put_back(rollout, initial)
             _transient(rollout, f"not verified: {exc.message}", now, live=exc.live)
@@ -343,18 +412,22 @@ def _claim(rollout_id: int, now: dt.datetime) -> str | None:
     """Takes the row's lease when the rollout is due and no live lease is held; the token, else None."""
     real = timezone.now()
     token = secrets.token_hex(16)
-    taken = (Rollout.objects.filter(pk=rollout_id, state__in=RolloutState.due_states())
-             .filter(Q(next_action_at__isnull=True) | Q(next_action_at__lte=now))
-             .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=real))
-             .update(lease_token=token,
-                     lease_expires_at=real + dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_LEASE_SECONDS)))
+    taken = (
+        Rollout.objects.filter(pk=rollout_id, state__in=RolloutState.due_states())
+        .filter(Q(next_action_at__isnull=True) | Q(next_action_at__lte=now))
+        .filter(Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=real))
+        .update(
+            lease_token=token, lease_expires_at=real + dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_LEASE_SECONDS)
+        )
+    )
     return token if taken else None
 
 
 def lease_held(rollout: Rollout) -> bool:
     """True while an executor acts on the rollout (people's controls wait for it)."""
-    return bool(rollout.lease_token) and rollout.lease_expires_at is not None and \
-        rollout.lease_expires_at > timezone.now()
+    return (
+        bool(rollout.lease_token) and rollout.lease_expires_at is not None and rollout.lease_expires_at > timezone.now()
+    )
 
 
 def _renew(rollout: Rollout) -> None:
@@ -388,8 +461,12 @@ def _transient(rollout: Rollout, message: str, now: dt.datetime, *, live: dict[s
     rollout.attempts += 1
     rolling_back = rollout.state == RolloutState.ROLLING_BACK
     limit = settings.MESHGATE_ROLLOUT_VERIFY_ATTEMPTS if rolling_back else settings.MESHGATE_ROLLOUT_MAX_ATTEMPTS
-    record_event(rollout, RolloutEventKind.ERROR, message, data={"attempt": rollout.attempts, "limit": limit,
-                                                                  **({"live": live} if live else {})})
+    record_event(
+        rollout,
+        RolloutEventKind.ERROR,
+        message,
+        data={"attempt": rollout.attempts, "limit": limit, **({"live": live} if live else {})},
+    )
     if rollout.attempts < limit:
         delay = min(RETRY_CAP_SECONDS, RETRY_SECONDS * 2 ** (rollout.attempts - 1))
         rollout.next_action_at = now + dt.timedelta(seconds=delay)
@@ -400,8 +477,9 @@ def _transient(rollout: Rollout, message: str, now: dt.datetime, *, live: dict[s
     elif rollout.state == RolloutState.PENDING:
         finish_failed(rollout, f"could not read the live objects: {message}")
     else:
-        begin_rollback(rollout, {"summary": message, "error": message, "step": rollout.step_index},
-                       final=RolloutState.ROLLED_BACK)
+        begin_rollback(
+            rollout, {"summary": message, "error": message, "step": rollout.step_index}, final=RolloutState.ROLLED_BACK
+        )
 
 
 def _live_state(rollout: Rollout) -> dict[str, Any]:
@@ -447,19 +525,44 @@ def _prepare(rollout: Rollout, now: dt.datetime) -> None:
     rollout.observed = {identity: _rv(obj) for identity, obj in snapshot.items()}
     rollout.expected = {identity: _hash(obj) for identity, obj in snapshot.items()}
     rollout.others = {identity: writes.owners_of(obj) for identity, obj in snapshot.items()}
-    phases, note = strategies.build_phases(strategy=rollout.strategy, items=items, snapshot=snapshot,
-                                           steps=rollout.steps, gates=rollout.analysis.get("gates") or [])
+    phases, note = strategies.build_phases(
+        strategy=rollout.strategy,
+        items=items,
+        snapshot=snapshot,
+        steps=rollout.steps,
+        gates=rollout.analysis.get("gates") or [],
+    )
     rollout.phases = phases
     rollout.state, rollout.step_index, rollout.step_stage = RolloutState.RUNNING, 0, "apply"
     rollout.next_action_at, rollout.attempts, rollout.error = now, 0, ""
-    save_fields(rollout, "snapshot", "observed", "expected", "others", "phases", "state", "step_index", "step_stage",
-                "next_action_at", "attempts", "error")
-    record_event(rollout, RolloutEventKind.SNAPSHOT, f"snapshot of {len(snapshot)} object(s); {len(phases)} phase(s)",
-           data={"observed": rollout.observed, "phases": [p["label"] for p in phases], "note": note},
-           step_key="snapshot")
+    save_fields(
+        rollout,
+        "snapshot",
+        "observed",
+        "expected",
+        "others",
+        "phases",
+        "state",
+        "step_index",
+        "step_stage",
+        "next_action_at",
+        "attempts",
+        "error",
+    )
+    record_event(
+        rollout,
+        RolloutEventKind.SNAPSHOT,
+        f"snapshot of {len(snapshot)} object(s); {len(phases)} phase(s)",
+        data={"observed": rollout.observed, "phases": [p["label"] for p in phases], "note": note},
+        step_key="snapshot",
+    )
     if moved:
-        pause(rollout, reason=f"live objects moved since the approved plan: {', '.join(moved)}; "
-                               "review the new live state, then resume or abort", data={"moved": moved})
+        pause(
+            rollout,
+            reason=f"live objects moved since the approved plan: {', '.join(moved)}; "
+            "review the new live state, then resume or abort",
+            data={"moved": moved},
+        )
 
 
 def _moved_since_plan(change: ChangeRequest, snapshot: dict[str, Any], started_at: dt.datetime | None) -> list[str]:
@@ -487,22 +590,32 @@ def _known(rollout: Rollout, identity: str) -> writes.Known:
     return writes.Known(rollout.observed.get(identity, ""), rollout.expected.get(identity, ""), owners)
 
 
-def _write(rollout: Rollout, cfg: kube.ClusterConfig, identity: str, desired: dict[str, Any] | None, *, step_key: str) -> bool:
+def _write(
+    rollout: Rollout, cfg: kube.ClusterConfig, identity: str, desired: dict[str, Any] | None, *, step_key: str
+) -> bool:
     """Makes live == desired and confirms it (`policies.rollout.writes`); the record (observed,
     expected, owned, others) and an audit row are saved as soon as it is confirmed. False when live
     already was `desired` (a step that ran before a kill is adopted, not repeated)."""
-    outcome = writes.write_confirmed(cfg, identity, desired, _known(rollout, identity),
-                                     renew=lambda: _renew(rollout))
+    outcome = writes.write_confirmed(cfg, identity, desired, _known(rollout, identity), renew=lambda: _renew(rollout))
     _observe(rollout, identity, outcome.live)
     if outcome.written and desired is not None and identity not in rollout.owned:
         rollout.owned = [*rollout.owned, identity]
     save_fields(rollout, *WRITE_RECORD)
     if not outcome.written:
         return False
-    _audit(rollout, RolloutAuditAction.ROLLOUT_WRITE, after={
-        "object": identity, "operation": "delete" if desired is None else "apply", "step": step_key,
-        "resourceVersion": rollout.observed.get(identity, ""), "confirmed_by": outcome.confirmed_by,
-        "tries": outcome.tries, **({"errors": outcome.errors} if outcome.errors else {})})
+    _audit(
+        rollout,
+        RolloutAuditAction.ROLLOUT_WRITE,
+        after={
+            "object": identity,
+            "operation": "delete" if desired is None else "apply",
+            "step": step_key,
+            "resourceVersion": rollout.observed.get(identity, ""),
+            "confirmed_by": outcome.confirmed_by,
+            "tries": outcome.tries,
+            **({"errors": outcome.errors} if outcome.errors else {}),
+        },
+    )
     return True
 
 
@@ -523,27 +636,46 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
     if phase.get("gate") and not _step_done(rollout, f"gate:{index}"):
         rollout.state, rollout.next_action_at = RolloutState.WAITING_GATE, None
         save_fields(rollout, "state", "next_action_at")
-        record_event(rollout, RolloutEventKind.GATE, f"waiting for a person to confirm “{phase['label']}”",
-               step_key=f"gate-wait:{index}")
-        _notify(rollout, NotificationEvent.ROLLOUT_PAUSED,
-                f"Rollout of change #{rollout.change_id} waits for a person at “{phase['label']}”")
+        record_event(
+            rollout,
+            RolloutEventKind.GATE,
+            f"waiting for a person to confirm “{phase['label']}”",
+            step_key=f"gate-wait:{index}",
+        )
+        _notify(
+            rollout,
+            NotificationEvent.ROLLOUT_PAUSED,
+            f"Rollout of change #{rollout.change_id} waits for a person at “{phase['label']}”",
+        )
         return
     if not _step_done(rollout, step_key):
         if _window_hold(rollout, index, now):
             return
         cfg = cluster_config(rollout.environment)
-        written = [identity for identity, desired in phase["writes"]
-                   if _write(rollout, cfg, identity, desired, step_key=step_key)]
+        written = [
+            identity
+            for identity, desired in phase["writes"]
+            if _write(rollout, cfg, identity, desired, step_key=step_key)
+        ]
     else:
         written = None
     # Every write of the phase is confirmed: the step's record, its notification and the next stage
     # are one short transaction.
     with transaction.atomic():
         if written is not None:
-            record_event(rollout, RolloutEventKind.APPLY, f"{phase['label']}: {len(written)} write(s), confirmed",
-                         data={"written": written, "weight": phase["weight"]}, step_key=step_key)
-            _notify(rollout, NotificationEvent.ROLLOUT_STEP,
-                    f"Rollout of change #{rollout.change_id}: {phase['label']}", payload={"phase": phase["key"]})
+            record_event(
+                rollout,
+                RolloutEventKind.APPLY,
+                f"{phase['label']}: {len(written)} write(s), confirmed",
+                data={"written": written, "weight": phase["weight"]},
+                step_key=step_key,
+            )
+            _notify(
+                rollout,
+                NotificationEvent.ROLLOUT_STEP,
+                f"Rollout of change #{rollout.change_id}: {phase['label']}",
+                payload={"phase": phase["key"]},
+            )
         rollout.current_weight = phase["weight"]
         rollout.attempts = 0
         if phase.get("analyze", True):
@@ -551,8 +683,17 @@ def _apply_phase(rollout: Rollout, now: dt.datetime) -> None:
             rollout.next_action_at = now + dt.timedelta(seconds=float(rollout.analysis["interval_seconds"]))
         else:
             _next_phase(rollout, now)
-        save_fields(rollout, "current_weight", "attempts", "step_stage", "analysis_runs", "next_action_at",
-                    "step_index", "state", *WRITE_RECORD)
+        save_fields(
+            rollout,
+            "current_weight",
+            "attempts",
+            "step_stage",
+            "analysis_runs",
+            "next_action_at",
+            "step_index",
+            "state",
+            *WRITE_RECORD,
+        )
 
 
 def _window_hold(rollout: Rollout, index: int, now: dt.datetime) -> bool:
@@ -568,9 +709,13 @@ def _window_hold(rollout: Rollout, index: int, now: dt.datetime) -> bool:
         return True
     rollout.next_action_at = status.next_opening
     save_fields(rollout, "next_action_at")
-    record_event(rollout, RolloutEventKind.GATE, f"waiting for the change window before “{rollout.phases[index]['label']}”: "
-           f"{status.reason}", data={"opens": status.next_opening.isoformat()},
-           step_key=f"window:{index}:{status.next_opening.isoformat()}")
+    record_event(
+        rollout,
+        RolloutEventKind.GATE,
+        f"waiting for the change window before “{rollout.phases[index]['label']}”: {status.reason}",
+        data={"opens": status.next_opening.isoformat()},
+        step_key=f"window:{index}:{status.next_opening.isoformat()}",
+    )
     return True
 
 
@@ -611,18 +756,25 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
     existing = RolloutEvent.objects.filter(rollout=rollout, step_key=step_key).first()
     if existing is not None:
         data = existing.data
-        outcome = an.Outcome(**{k: data.get(k) for k in ("verdict", "reason", "metric", "observed", "threshold")},
-                             metrics=data.get("metrics") or {})
+        outcome = an.Outcome(
+            **{k: data.get(k) for k in ("verdict", "reason", "metric", "observed", "threshold")},
+            metrics=data.get("metrics") or {},
+        )
         action, decision_reason, state = data["action"], data["decision"], data["state"]
     else:
         context = an.AnalysisContext(
-            rollout_id=rollout.pk, environment_id=rollout.environment_id,
-            prometheus_url=rollout.environment.prometheus_url or "", strategy=rollout.strategy,
-            phase={k: v for k, v in phase.items() if k != "writes"}, interval_index=run,
-            interval_seconds=float(rollout.analysis["interval_seconds"]), config=rollout.analysis,
+            rollout_id=rollout.pk,
+            environment_id=rollout.environment_id,
+            prometheus_url=rollout.environment.prometheus_url or "",
+            strategy=rollout.strategy,
+            phase={k: v for k, v in phase.items() if k != "writes"},
+            interval_index=run,
+            interval_seconds=float(rollout.analysis["interval_seconds"]),
+            config=rollout.analysis,
             workloads=_workloads(rollout, phase),
             # analysis scope (canary analysis): the environment's cluster, and whether this is the last phase
-            cluster_labels=rollout.environment.metrics_scope(), last_phase=index == len(rollout.phases) - 1,
+            cluster_labels=rollout.environment.metrics_scope(),
+            last_phase=index == len(rollout.phases) - 1,
             phases_left=len(rollout.phases) - 1 - index,
         )
         hooks = _run_webhooks(rollout, webhooks.STEP, key=f"step:{index}:{run}")
@@ -631,14 +783,22 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
         failed = [r for r in hooks if not r.ok and r.webhook.gate]
         if failed:
             outcome = an.Outcome(
-                an.FAIL, "; ".join(r.summary + (f" ({r.detail})" if r.detail else "") for r in failed),
-                metrics=outcome.metrics, metric=f"webhook {failed[0].webhook.name}",
-                observed=failed[0].status if failed[0].status is not None else failed[0].detail, threshold="2xx")
+                an.FAIL,
+                "; ".join(r.summary + (f" ({r.detail})" if r.detail else "") for r in failed),
+                metrics=outcome.metrics,
+                metric=f"webhook {failed[0].webhook.name}",
+                observed=failed[0].status if failed[0].status is not None else failed[0].detail,
+                threshold="2xx",
+            )
         action, decision_reason, state = an.decide(rollout.analysis, rollout.analysis.get("state"), outcome)
-        record_event(rollout, RolloutEventKind.ANALYSIS, f"{phase['label']}, interval {run + 1}: {outcome.verdict}"
-               + (f" — {outcome.reason}" if outcome.reason else ""),
-               data={**outcome.as_dict(), "action": action, "decision": decision_reason, "state": state},
-               step_key=step_key)
+        record_event(
+            rollout,
+            RolloutEventKind.ANALYSIS,
+            f"{phase['label']}, interval {run + 1}: {outcome.verdict}"
+            + (f" — {outcome.reason}" if outcome.reason else ""),
+            data={**outcome.as_dict(), "action": action, "decision": decision_reason, "state": state},
+            step_key=step_key,
+        )
     rollout.analysis_runs = run + 1
     rollout.analysis_failures = int(state.get("failures", 0))
     if action == "advance":
@@ -649,9 +809,16 @@ def _analyze(rollout: Rollout, analyzer: an.Analyzer, now: dt.datetime) -> None:
         limit = int(rollout.analysis.get("failure_limit") or 1)
         reason = {
             "summary": f"{outcome.metric or 'analysis'} failed at {phase['label']}: {outcome.reason}".strip(),
-            "metric": outcome.metric, "observed": outcome.observed, "threshold": outcome.threshold,
-            "interval": run + 1, "phase": phase["key"], "weight": phase["weight"], "verdict": outcome.verdict,
-            "failures": rollout.analysis_failures, "failure_limit": limit, "metrics": outcome.metrics,
+            "metric": outcome.metric,
+            "observed": outcome.observed,
+            "threshold": outcome.threshold,
+            "interval": run + 1,
+            "phase": phase["key"],
+            "weight": phase["weight"],
+            "verdict": outcome.verdict,
+            "failures": rollout.analysis_failures,
+            "failure_limit": limit,
+            "metrics": outcome.metrics,
             "decision": decision_reason,
         }
         if outcome.verdict == an.ERROR:
@@ -695,15 +862,27 @@ def _promote(rollout: Rollout, now: dt.datetime) -> None:
         for item in items:
             _record_revision(rollout, item, lives[item.pk], now)
         rollout.state, rollout.current_weight, rollout.finished_at, rollout.next_action_at = (
-            RolloutState.COMPLETED, 100, now, None)
+            RolloutState.COMPLETED,
+            100,
+            now,
+            None,
+        )
         save_fields(rollout, "state", "current_weight", "finished_at", "next_action_at")
-        record_event(rollout, RolloutEventKind.PROMOTED, "promoted: the live objects equal the approved revisions "
-                     "(verified)", data={"verified": {i: rollout.observed.get(i, "") for i in rollout.observed}},
-                     step_key="promote")
-        _set_change_state(rollout, ChangeState.COMPLETED, action=RolloutAuditAction.ROLLOUT_COMPLETED,
-                          after={"rollout": rollout.pk})
-        _notify(rollout, NotificationEvent.ROLLOUT_PROMOTED,
-                f"Change #{rollout.change_id} “{rollout.change.title}” is live on {rollout.environment.name}")
+        record_event(
+            rollout,
+            RolloutEventKind.PROMOTED,
+            "promoted: the live objects equal the approved revisions (verified)",
+            data={"verified": {i: rollout.observed.get(i, "") for i in rollout.observed}},
+            step_key="promote",
+        )
+        _set_change_state(
+            rollout, ChangeState.COMPLETED, action=RolloutAuditAction.ROLLOUT_COMPLETED, after={"rollout": rollout.pk}
+        )
+        _notify(
+            rollout,
+            NotificationEvent.ROLLOUT_PROMOTED,
+            f"Change #{rollout.change_id} “{rollout.change.title}” is live on {rollout.environment.name}",
+        )
 
 
 def approved_content(rollout: Rollout, item: ChangeItem) -> dict[str, Any] | None:
@@ -729,8 +908,10 @@ def verify_promotion(rollout: Rollout, cfg: kube.ClusterConfig, items: list[Chan
         # The same comparison the plan made before approval (policies.rollout.ownership).
         if ownership.held_differences(approved=approved_content(rollout, item), held=live):
             writes.classify(identity, live, _known(rollout, identity))
-            return lives, (f"{identity} does not equal the approved content after promotion (differs at "
-                           f"{', '.join(writes.changed_paths(live, approved_content(rollout, item))[:8])})")
+            return lives, (
+                f"{identity} does not equal the approved content after promotion (differs at "
+                f"{', '.join(writes.changed_paths(live, approved_content(rollout, item))[:8])})"
+            )
         lives[item.pk] = live
     for identity in rollout.observed:
         if identity not in identities:
@@ -742,11 +923,16 @@ def verify_promotion(rollout: Rollout, cfg: kube.ClusterConfig, items: list[Chan
 
 
 def _record_revision(rollout: Rollout, item: ChangeItem, live: dict[str, Any] | None, now: dt.datetime) -> None:
-    policy = item.policy or Policy.objects.filter(
-        environment=rollout.environment, kind=item.kind, namespace=item.namespace, name=item.name).first()
+    policy = (
+        item.policy
+        or Policy.objects.filter(
+            environment=rollout.environment, kind=item.kind, namespace=item.namespace, name=item.name
+        ).first()
+    )
     if policy is None:
-        policy = Policy.objects.create(environment=rollout.environment, kind=item.kind, namespace=item.namespace,
-                                       name=item.name)
+        policy = Policy.objects.create(
+            environment=rollout.environment, kind=item.kind, namespace=item.namespace, name=item.name
+        )
     if live is None:
         policy.live_state, policy.live_resource_version, policy.live_seen_at = LiveState.ABSENT, "", now
         policy.save(update_fields=["live_state", "live_resource_version", "live_seen_at"])
@@ -754,9 +940,14 @@ def _record_revision(rollout: Rollout, item: ChangeItem, live: dict[str, Any] | 
     content = normalize_object(live)
     current = policy.current_revision
     revision = PolicyRevision.objects.create(
-        policy=policy, number=(current.number + 1) if current else 1, content=content,
-        content_hash=content_hash(content), parent=current, author=rollout.change.author,
-        source=RevisionSource.ROLLOUT, message=f"rolled out by change #{rollout.change_id}",
+        policy=policy,
+        number=(current.number + 1) if current else 1,
+        content=content,
+        content_hash=content_hash(content),
+        parent=current,
+        author=rollout.change.author,
+        source=RevisionSource.ROLLOUT,
+        message=f"rolled out by change #{rollout.change_id}",
     )
     policy.current_revision, policy.live_state = revision, LiveState.PRESENT
     policy.live_resource_version, policy.live_seen_at = _rv(live), now
@@ -764,22 +955,36 @@ def _record_revision(rollout: Rollout, item: ChangeItem, live: dict[str, Any] | 
     PolicyDrift.objects.filter(policy=policy).delete()
     if item.policy_id is None:
         ChangeItem.objects.filter(pk=item.pk).update(policy=policy)
-    effects_of(rollout).audit(action=AuditAction.POLICY_REVISION_CREATED, obj=policy, environment=rollout.environment.name,
-                 before={"revision": current.number} if current else None,
-                 after={"revision": revision.number, "content_hash": revision.content_hash,
-                        "source": RevisionSource.ROLLOUT, "rollout": rollout.pk})
+    effects_of(rollout).audit(
+        action=AuditAction.POLICY_REVISION_CREATED,
+        obj=policy,
+        environment=rollout.environment.name,
+        before={"revision": current.number} if current else None,
+        after={
+            "revision": revision.number,
+            "content_hash": revision.content_hash,
+            "source": RevisionSource.ROLLOUT,
+            "rollout": rollout.pk,
+        },
+    )
 
 
 # --- rollback -----------------------------------------------------------------------------------------
+
 
 def begin_rollback(rollout: Rollout, reason: dict[str, Any], *, final: str, actor: User | None = None) -> None:
     """Records why first, then hands the restore to the next action."""
     rollout.rollback_reason = {**reason, "final_state": final}
     rollout.state, rollout.step_stage, rollout.next_action_at, rollout.attempts = (
-        RolloutState.ROLLING_BACK, "rollback", _now(), 0)
+        RolloutState.ROLLING_BACK,
+        "rollback",
+        _now(),
+        0,
+    )
     save_fields(rollout, "rollback_reason", "state", "step_stage", "next_action_at", "attempts")
-    record_event(rollout, RolloutEventKind.ROLLBACK, f"rolling back: {reason.get('summary', '')}",
-           data=rollout.rollback_reason)
+    record_event(
+        rollout, RolloutEventKind.ROLLBACK, f"rolling back: {reason.get('summary', '')}", data=rollout.rollback_reason
+    )
 
 
 def restore_target(rollout: Rollout, identity: str) -> dict[str, Any] | None:
@@ -802,19 +1007,27 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
     left, restored = [], []
     identities = list(rollout.observed)
     # Routes first, DestinationRules last: no route points at a subset that is gone.
-    order = [i for i in identities if not i.startswith("DestinationRule/")] + \
-            [i for i in identities if i.startswith("DestinationRule/")]
+    order = [i for i in identities if not i.startswith("DestinationRule/")] + [
+        i for i in identities if i.startswith("DestinationRule/")
+    ]
     for identity in order:
         target = restore_target(rollout, identity)
         try:
             wrote = _write(rollout, cfg, identity, target, step_key="rollback")
-            restored.append({"object": identity, "written": wrote,
-                             "resourceVersion": rollout.observed.get(identity, "")})
+            restored.append(
+                {"object": identity, "written": wrote, "resourceVersion": rollout.observed.get(identity, "")}
+            )
         except OutOfBand as exc:
             live = _read(cfg, identity)
-            left.append({"object": identity, "why": str(exc), "managers": exc.managers,
-                         "differs_at": writes.changed_paths(live, target)[:20],
-                         "live": normalize_object(live) if live is not None else None})
+            left.append(
+                {
+                    "object": identity,
+                    "why": str(exc),
+                    "managers": exc.managers,
+                    "differs_at": writes.changed_paths(live, target)[:20],
+                    "live": normalize_object(live) if live is not None else None,
+                }
+            )
     mismatched = {}
     for entry in restored:
         live = _read(cfg, entry["object"])
@@ -826,9 +1039,14 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
     final = rollout.rollback_reason.get("final_state", RolloutState.ROLLED_BACK)
     written = [e["object"] for e in restored if e["written"]]
     if left and final != RolloutState.ABORTED:
-        finish_failed(rollout, "rollback could not restore " + "; ".join(e["why"] for e in left)
-                      + (f"; restored and verified: {', '.join(e['object'] for e in restored)}" if restored else ""),
-                      live={e["object"]: e["live"] for e in left}, data={"restored": restored, "left": left})
+        finish_failed(
+            rollout,
+            "rollback could not restore "
+            + "; ".join(e["why"] for e in left)
+            + (f"; restored and verified: {', '.join(e['object'] for e in restored)}" if restored else ""),
+            live={e["object"]: e["live"] for e in left},
+            data={"restored": restored, "left": left},
+        )
         return
     with transaction.atomic():
         rollout.rollback_reason = {**rollout.rollback_reason, "left_out_of_band": left, "restored": restored}
@@ -836,43 +1054,72 @@ def _restore(rollout: Rollout, now: dt.datetime) -> None:
         rollout.current_weight = 0
         save_fields(rollout, "rollback_reason", "state", "finished_at", "next_action_at", "current_weight")
         if final == RolloutState.ABORTED:
-            change_state, action, kind = (ChangeState.ABORTED, RolloutAuditAction.ROLLOUT_ABORTED,
-                                          RolloutEventKind.ABORTED)
+            change_state, action, kind = (
+                ChangeState.ABORTED,
+                RolloutAuditAction.ROLLOUT_ABORTED,
+                RolloutEventKind.ABORTED,
+            )
         else:
-            change_state, action, kind = (ChangeState.ROLLED_BACK, RolloutAuditAction.ROLLOUT_ROLLED_BACK,
-                                          RolloutEventKind.ROLLBACK)
-        message = (f"snapshot restored and verified for {', '.join(e['object'] for e in restored) or 'no object'}"
-                   f" ({len(written)} write(s){': ' + ', '.join(written) if written else ''})")
+            change_state, action, kind = (
+                ChangeState.ROLLED_BACK,
+                RolloutAuditAction.ROLLOUT_ROLLED_BACK,
+                RolloutEventKind.ROLLBACK,
+            )
+        message = (
+            f"snapshot restored and verified for {', '.join(e['object'] for e in restored) or 'no object'}"
+            f" ({len(written)} write(s){': ' + ', '.join(written) if written else ''})"
+        )
         if left:
             message += "; left as another writer changed it (not restored): " + "; ".join(
                 f"{e['object']} by {', '.join(e['managers']) or 'another writer'}, differs from the snapshot at "
-                f"{', '.join(e['differs_at'][:5]) or '(nothing)'}" for e in left)
+                f"{', '.join(e['differs_at'][:5]) or '(nothing)'}"
+                for e in left
+            )
         record_event(rollout, kind, message, data={"left": left, "restored": restored}, step_key="rollback")
         _set_change_state(rollout, change_state, action=action, after={"reason": rollout.rollback_reason})
-        _notify(rollout, NotificationEvent.ROLLOUT_ROLLED_BACK,
-                f"Rollout of change #{rollout.change_id} “{rollout.change.title}” was "
-                f"{'aborted' if final == RolloutState.ABORTED else 'rolled back'}",
-                body=rollout.rollback_reason.get("summary", ""), payload={"reason": rollout.rollback_reason})
+        _notify(
+            rollout,
+            NotificationEvent.ROLLOUT_ROLLED_BACK,
+            f"Rollout of change #{rollout.change_id} “{rollout.change.title}” was "
+            f"{'aborted' if final == RolloutState.ABORTED else 'rolled back'}",
+            body=rollout.rollback_reason.get("summary", ""),
+            payload={"reason": rollout.rollback_reason},
+        )
     _run_webhooks(rollout, webhooks.ROLLBACK, key="rollback", extra={"reason": rollout.rollback_reason})
 
 
-def finish_failed(rollout: Rollout, message: str, *, live: dict[str, Any] | None = None,
-                  data: dict[str, Any] | None = None) -> None:
+def finish_failed(
+    rollout: Rollout, message: str, *, live: dict[str, Any] | None = None, data: dict[str, Any] | None = None
+) -> None:
     """Ends the rollout `failed` with the truth: the message, and the live state when known. The
     owners are alerted at the highest priority (`priority: critical`)."""
     with transaction.atomic():
         rollout.state, rollout.error, rollout.finished_at, rollout.next_action_at = (
-            RolloutState.FAILED, message[:4000], _now(), None)
+            RolloutState.FAILED,
+            message[:4000],
+            _now(),
+            None,
+        )
         if live is not None:
             rollout.rollback_reason = {**(rollout.rollback_reason or {}), "live_at_failure": live}
         save_fields(rollout, "state", "error", "finished_at", "next_action_at", "rollback_reason")
-        record_event(rollout, RolloutEventKind.FAILED, message, data={**(data or {}), **({"live": live} if live else {})},
-                     step_key="failed")
-        _set_change_state(rollout, ChangeState.FAILED, action=RolloutAuditAction.ROLLOUT_FAILED,
-                          after={"error": message[:4000]})
-        _notify(rollout, NotificationEvent.ROLLOUT_FAILED,
-                f"[CRITICAL] Rollout of change #{rollout.change_id} failed: live needs a person",
-                body=message, payload={"priority": "critical", **({"live": live} if live else {})})
+        record_event(
+            rollout,
+            RolloutEventKind.FAILED,
+            message,
+            data={**(data or {}), **({"live": live} if live else {})},
+            step_key="failed",
+        )
+        _set_change_state(
+            rollout, ChangeState.FAILED, action=RolloutAuditAction.ROLLOUT_FAILED, after={"error": message[:4000]}
+        )
+        _notify(
+            rollout,
+            NotificationEvent.ROLLOUT_FAILED,
+            f"[CRITICAL] Rollout of change #{rollout.change_id} failed: live needs a person",
+            body=message,
+            payload={"priority": "critical", **({"live": live} if live else {})},
+        )
 
 
 def pause(rollout: Rollout, *, reason: str, data: dict | None = None, actor: User | None = None) -> None:
@@ -884,8 +1131,9 @@ def pause(rollout: Rollout, *, reason: str, data: dict | None = None, actor: Use
         save_fields(rollout, "state", "pause_reason", "resume_state", "next_action_at", "analysis", *WRITE_RECORD)
         record_event(rollout, RolloutEventKind.PAUSED, f"paused: {reason}", data=data or {})
         _audit(rollout, RolloutAuditAction.ROLLOUT_PAUSED, actor=actor, after={"reason": reason})
-        _notify(rollout, NotificationEvent.ROLLOUT_PAUSED, f"Rollout of change #{rollout.change_id} paused",
-                body=reason)
+        _notify(
+            rollout, NotificationEvent.ROLLOUT_PAUSED, f"Rollout of change #{rollout.change_id} paused", body=reason
+        )
 
 
 # --- continuing on another writer's edit ----------------------------------------------------------------
@@ -954,7 +1202,7 @@ def apply_edits(obj: dict[str, Any] | None, edits: dict[str, Any] | None) -> dic
 
 def _overlaps(a: str, b: str) -> bool:
     pa, pb = json.loads(a), json.loads(b)
-    return pa[:len(pb)] == pb or pb[:len(pa)] == pa
+    return pa[: len(pb)] == pb or pb[: len(pa)] == pa
 
 
 def continue_on_live(rollout: Rollout, lives: dict[str, dict[str, Any] | None]) -> list[str]:
@@ -971,7 +1219,7 @@ def continue_on_live(rollout: Rollout, lives: dict[str, dict[str, Any] | None]) 
             return [f"{identity}: created or deleted by another writer"]
         edits = edits_between(base, normalize_object(live))
         changed_by_change = set()
-        for phase in rollout.phases[rollout.step_index:]:
+        for phase in rollout.phases[rollout.step_index :]:
             for target, content in phase["writes"]:
                 if target == identity and content is not None:
                     changed_by_change |= set(edits_between(base, content))
@@ -981,13 +1229,13 @@ def continue_on_live(rollout: Rollout, lives: dict[str, dict[str, Any] | None]) 
         plans[identity] = edits
     try:
         for identity, edits in plans.items():
-            for phase in rollout.phases[rollout.step_index:]:
+            for phase in rollout.phases[rollout.step_index :]:
                 [apply_edits(c, edits) for t, c in phase["writes"] if t == identity]
             apply_edits(restore_target(rollout, identity), edits)
     except EditNotApplicable as exc:
         return [f"{identity}: {exc}"]
     for identity, edits in plans.items():
-        for phase in rollout.phases[rollout.step_index:]:
+        for phase in rollout.phases[rollout.step_index :]:
             phase["writes"] = [[t, apply_edits(c, edits) if t == identity else c] for t, c in phase["writes"]]
         adopted[identity] = {**adopted.get(identity, {}), **edits}
         _observe(rollout, identity, lives[identity])

@@ -23,6 +23,7 @@ derived from that answer's managedFields (`predict_reapply`), with the rule step
 `held_differences(approved, held)` is the comparison both the plan (before approval) and the
 rollout's final verification (after promotion) make, so approved and verified cannot disagree.
 """
+
 from __future__ import annotations
 
 import copy
@@ -48,17 +49,22 @@ class Written:
 
 # --- managedFields ---------------------------------------------------------------------------------
 
+
 def _entries(obj: Obj | None) -> list[Obj]:
     return list(((obj or {}).get("metadata") or {}).get("managedFields") or [])
 
 
 def takeover_managers(obj: Obj | None) -> list[str]:
     """Managers whose fields Meshgate's write takes over: Update operations on the main resource."""
-    return sorted({
-        str(entry.get("manager", "")) for entry in _entries(obj)
-        if entry.get("operation") == "Update" and not entry.get("subresource")
-        and entry.get("manager") != FIELD_MANAGER
-    })
+    return sorted(
+        {
+            str(entry.get("manager", ""))
+            for entry in _entries(obj)
+            if entry.get("operation") == "Update"
+            and not entry.get("subresource")
+            and entry.get("manager") != FIELD_MANAGER
+        }
+    )
 
 
 def _union(left: Obj, right: Obj) -> Obj:
@@ -72,16 +78,27 @@ def migrated_managed_fields(obj: Obj, manager: str = FIELD_MANAGER) -> list[Obj]
     """`csaupgrade`: the Update entries of the main resource merged into ``manager``'s Apply entry.
     None when there is nothing to migrate."""
     entries = _entries(obj)
-    moved = [e for e in entries if e.get("operation") == "Update" and not e.get("subresource")
-             and e.get("manager") != manager]
+    moved = [
+        e
+        for e in entries
+        if e.get("operation") == "Update" and not e.get("subresource") and e.get("manager") != manager
+    ]
     if not moved:
         return None
     kept = [e for e in entries if e not in moved]
-    own = next((e for e in kept if e.get("manager") == manager and e.get("operation") == "Apply"
-                and not e.get("subresource")), None)
+    own = next(
+        (e for e in kept if e.get("manager") == manager and e.get("operation") == "Apply" and not e.get("subresource")),
+        None,
+    )
     if own is None:
-        own = {"manager": manager, "operation": "Apply", "apiVersion": obj.get("apiVersion", ""),
-               "time": moved[0].get("time", ""), "fieldsType": "FieldsV1", "fieldsV1": {}}
+        own = {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": obj.get("apiVersion", ""),
+            "time": moved[0].get("time", ""),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {},
+        }
         kept.append(own)
     fields: Obj = own.get("fieldsV1") or {}
     for entry in moved:
@@ -125,7 +142,9 @@ def _delete(obj: Obj, path: Path) -> None:
 
 def _intent_paths(desired: Obj) -> set[Path]:
     meta = desired.get("metadata") or {}
-    paths: set[Path] = {("metadata", section, key) for section in ("labels", "annotations") for key in meta.get(section) or {}}
+    paths: set[Path] = {
+        ("metadata", section, key) for section in ("labels", "annotations") for key in meta.get(section) or {}
+    }
     for key, value in desired.items():
         if key not in ("apiVersion", "kind", "metadata", "status"):
             paths |= _leaves(value, (key,))
@@ -140,8 +159,9 @@ def predict_reapply(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
     others: set[Path] = set()
     for entry in entries:
         paths = _paths(entry.get("fieldsV1") or {})
-        mine = entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" \
-            and not entry.get("subresource")
+        mine = (
+            entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and not entry.get("subresource")
+        )
         (own if mine else others).update(paths)
     intent = _intent_paths(desired)
 
@@ -151,7 +171,7 @@ def predict_reapply(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
     for path in sorted(_leaves({k: v for k, v in applied.items() if k not in ("apiVersion", "kind", "status")})):
         if path[0] == "metadata" and (len(path) != 3 or path[1] not in ("labels", "annotations")):
             continue
-        if covered(path, intent) or any(p[:len(path)] == path for p in intent):
+        if covered(path, intent) or any(p[: len(path)] == path for p in intent):
             continue
         if covered(path, own) and not covered(path, others):
             _delete(result, path)
@@ -166,14 +186,16 @@ def predict_reapply(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
         for segment in path:
             node = node.setdefault(f"f:{segment}", {})
     meta["managedFields"] = [
-        {**entry, "fieldsV1": tree} if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply"
-        and not entry.get("subresource") else entry
+        {**entry, "fieldsV1": tree}
+        if entry.get("manager") == FIELD_MANAGER and entry.get("operation") == "Apply" and not entry.get("subresource")
+        else entry
         for entry in entries
     ]
     return result
 
 
 # --- the write ----------------------------------------------------------------------------------------
+
 
 def _rv(obj: Obj | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
@@ -194,15 +216,22 @@ def apply_owned(cfg: kube.ClusterConfig, desired: Obj, *, live: Obj | None, dry_
     if dry_run:
         return Written(predict_reapply(applied, migrated, desired), taken)
     meta = applied.get("metadata") or {}
-    patched = kube.patch_object_json(cfg, applied["kind"], meta.get("namespace", ""), meta.get("name", ""), [
-        {"op": "test", "path": "/metadata/resourceVersion", "value": _rv(applied)},
-        {"op": "replace", "path": "/metadata/managedFields", "value": migrated},
-    ])
+    patched = kube.patch_object_json(
+        cfg,
+        applied["kind"],
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": _rv(applied)},
+            {"op": "replace", "path": "/metadata/managedFields", "value": migrated},
+        ],
+    )
     body["metadata"]["resourceVersion"] = _rv(patched)
     return Written(kube.apply_object(cfg, body, force=True), taken)
 
 
 # --- comparison shared by plan and verification -------------------------------------------------------
+
 
 def held_differences(*, approved: Obj | None, held: Obj | None) -> list[Change]:
     """How what the cluster holds (or would hold) differs from the approved content, normalized."""
@@ -219,12 +248,13 @@ def owners_of(obj: Obj | None, dotted: str) -> list[str]:
     found = set()
     for entry in _entries(obj):
         for owned in _paths(entry.get("fieldsV1") or {}):
-            if owned[:len(path)] == path or path[:len(owned)] == owned:
+            if owned[: len(path)] == path or path[: len(owned)] == owned:
                 found.add(str(entry.get("manager", "")))
     return sorted(found)
 
 
 # --- other controllers ------------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Controller:
@@ -233,8 +263,11 @@ class Controller:
 
 
 _CONTROLLER_MANAGERS = {
-    "argocd-controller": "Argo CD", "argocd-application-controller": "Argo CD",
-    "kustomize-controller": "Flux", "helm-controller": "Flux", "helm": "Helm",
+    "argocd-controller": "Argo CD",
+    "argocd-application-controller": "Argo CD",
+    "kustomize-controller": "Flux",
+    "helm-controller": "Flux",
+    "helm": "Helm",
 }
 
 
@@ -260,5 +293,7 @@ def foreign_controller(obj: Obj | None) -> Controller | None:
         if name:
             return Controller(name, f"field manager {entry.get('manager')}")
     if "app.kubernetes.io/instance" in labels:
-        return Controller("Argo CD", f"tracking label app.kubernetes.io/instance: {labels['app.kubernetes.io/instance']}")
+        return Controller(
+            "Argo CD", f"tracking label app.kubernetes.io/instance: {labels['app.kubernetes.io/instance']}"
+        )
     return None

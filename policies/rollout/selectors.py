@@ -1,4 +1,5 @@
 """Reads of rollouts shared by the rollout pages and the API."""
+
 from __future__ import annotations
 
 import math
@@ -17,10 +18,17 @@ from policies.selectors import sees_everything
 def rollout_list(*, user: User) -> QuerySet[Rollout]:
     """Rollouts whose change touches a namespace one of the user's teams owns (everything for
     superusers and security-team members); active ones first, newest first."""
-    rollouts = Rollout.objects.select_related("change", "environment").annotate(
-        active_rank=Case(When(state__in=list(RolloutState.active()), then=Value(0)), default=Value(1),
-                         output_field=IntegerField()),
-    ).order_by("active_rank", "-pk")
+    rollouts = (
+        Rollout.objects.select_related("change", "environment")
+        .annotate(
+            active_rank=Case(
+                When(state__in=list(RolloutState.active()), then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            ),
+        )
+        .order_by("active_rank", "-pk")
+    )
     if not user.is_authenticated:
         return rollouts.none()
     if sees_everything(user):
@@ -65,12 +73,17 @@ def threshold_bounds(values: dict[str, Any]) -> dict[str, Any]:
     return {"threshold": line, "threshold_min": low, "threshold_max": high, "threshold_text": text}
 
 
-WHY_TEXT = {"warm-up": "warm-up after the weight change: not judged", "not enough traffic": "not enough traffic yet",
-            "no canary data": "no canary request judged yet", "guard rail": "failed: the canary breaches the guard rail",
-            "significant regression": "failed: the canary is worse than stable", "no regression": "passed: no regression",
-            "both versions breach the guard rail": "both versions are bad: the canary is not blamed",
-            "suspicious": "waits: the canary looks worse, gathering more evidence",
-            "not enough evidence yet": "waits: a doubling is not ruled out yet before the last step"}
+WHY_TEXT = {
+    "warm-up": "warm-up after the weight change: not judged",
+    "not enough traffic": "not enough traffic yet",
+    "no canary data": "no canary request judged yet",
+    "guard rail": "failed: the canary breaches the guard rail",
+    "significant regression": "failed: the canary is worse than stable",
+    "no regression": "passed: no regression",
+    "both versions breach the guard rail": "both versions are bad: the canary is not blamed",
+    "suspicious": "waits: the canary looks worse, gathering more evidence",
+    "not enough evidence yet": "waits: a doubling is not ruled out yet before the last step",
+}
 
 
 def explanation(explain: dict[str, Any]) -> str:
@@ -88,16 +101,23 @@ def explanation(explain: dict[str, Any]) -> str:
     if explain.get("method"):
         parts.append(str(explain["method"]))
     if explain.get("n_canary") is not None:
-        parts.append(f"samples canary {_count(explain.get('n_canary'))} / stable {_count(explain.get('n_stable'))}"
-                     + (f" this step (attempt: {_count(explain.get('n_canary_attempt'))} / "
-                        f"{_count(explain.get('n_stable_attempt'))})" if explain.get("n_canary_attempt") is not None
-                        else ""))
+        parts.append(
+            f"samples canary {_count(explain.get('n_canary'))} / stable {_count(explain.get('n_stable'))}"
+            + (
+                f" this step (attempt: {_count(explain.get('n_canary_attempt'))} / "
+                f"{_count(explain.get('n_stable_attempt'))})"
+                if explain.get("n_canary_attempt") is not None
+                else ""
+            )
+        )
     for test in explain.get("tests") or []:
         high = test.get("ratio_high")
         high_text = "∞" if high is None or high > 1e6 else f"{high:.2f}"
         against = "baseline before the shift" if test.get("against") == "baseline" else "stable"
-        parts.append(f"{test.get('test')} vs {against}: ×{(test.get('ratio') or 0):.2f} "
-                     f"[{(test.get('ratio_low') or 0):.2f}, {high_text}], p={(test.get('p_value') or 0):.2g}")
+        parts.append(
+            f"{test.get('test')} vs {against}: ×{(test.get('ratio') or 0):.2f} "
+            f"[{(test.get('ratio_low') or 0):.2f}, {high_text}], p={(test.get('p_value') or 0):.2g}"
+        )
     if explain.get("guard"):
         parts.append(f"guard: {explain['guard']}")
     return "; ".join(parts)
@@ -120,15 +140,27 @@ def rollout_analysis_runs(*, events: Iterable[RolloutEvent]) -> list[dict[str, A
         metrics = {}
         for name, values in (data.get("metrics") or {}).items():
             values = values if isinstance(values, dict) else {"canary": values}
-            metrics[name] = {"verdict": values.get("verdict", ""), "canary": _number(values.get("canary")),
-                             "stable": _number(values.get("stable")), **threshold_bounds(values),
-                             "reason": values.get("reason") or "", "explain": values.get("explain") or {},
-                             "explanation": explanation(values.get("explain") or {})}
+            metrics[name] = {
+                "verdict": values.get("verdict", ""),
+                "canary": _number(values.get("canary")),
+                "stable": _number(values.get("stable")),
+                **threshold_bounds(values),
+                "reason": values.get("reason") or "",
+                "explain": values.get("explain") or {},
+                "explanation": explanation(values.get("explain") or {}),
+            }
         phase, interval = ((event.step_key or "").split(":") + ["", "", ""])[1:3]  # analyze:<phase>:<run>
-        runs.append({"at": event.at.isoformat(), "phase": phase,
-                     "interval": int(interval) + 1 if interval.isdigit() else None,
-                     "verdict": data.get("verdict", ""), "reason": data.get("reason", ""),
-                     "decision": data.get("decision", ""), "metrics": metrics})
+        runs.append(
+            {
+                "at": event.at.isoformat(),
+                "phase": phase,
+                "interval": int(interval) + 1 if interval.isdigit() else None,
+                "verdict": data.get("verdict", ""),
+                "reason": data.get("reason", ""),
+                "decision": data.get("decision", ""),
+                "metrics": metrics,
+            }
+        )
     return runs
 
 
@@ -143,10 +175,20 @@ def rollout_weights(*, rollout: Rollout, events: Iterable[RolloutEvent]) -> list
     return points
 
 
-STEP_STATUS_LABELS = {"done": "done", "current": "current", "pending": "pending", "failed": "failed",
-                      "aborted": "aborted", "not_reached": "not reached"}
+STEP_STATUS_LABELS = {
+    "done": "done",
+    "current": "current",
+    "pending": "pending",
+    "failed": "failed",
+    "aborted": "aborted",
+    "not_reached": "not reached",
+}
 # the state a rollout ended in (or is ending in) -> the status of the step it stopped at
-_STOPPED_AT: dict[str, str] = {RolloutState.ROLLED_BACK: "failed", RolloutState.FAILED: "failed", RolloutState.ABORTED: "aborted"}
+_STOPPED_AT: dict[str, str] = {
+    RolloutState.ROLLED_BACK: "failed",
+    RolloutState.FAILED: "failed",
+    RolloutState.ABORTED: "aborted",
+}
 
 
 def rollout_steps(*, rollout: Rollout, runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -171,8 +213,16 @@ def rollout_steps(*, rollout: Rollout, runs: list[dict[str, Any]]) -> list[dict[
             status = "current"
         else:
             status = "pending"
-        steps.append({"index": index + 1, "key": phase.get("key", ""), "label": phase.get("label", ""),
-                      "weight": phase.get("weight"), "gate": bool(phase.get("gate")),
-                      "status": status, "status_label": STEP_STATUS_LABELS[status],
-                      "verdict": verdicts.get(str(index), "")})
+        steps.append(
+            {
+                "index": index + 1,
+                "key": phase.get("key", ""),
+                "label": phase.get("label", ""),
+                "weight": phase.get("weight"),
+                "gate": bool(phase.get("gate")),
+                "status": status,
+                "status_label": STEP_STATUS_LABELS[status],
+                "verdict": verdicts.get(str(index), ""),
+            }
+        )
     return steps

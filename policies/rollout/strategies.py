@@ -11,6 +11,7 @@ The last phase always writes exactly the approved contents (promotion),
 and restores any auxiliary object the strategy rewrote (e.g. the VirtualService of a
 DestinationRule canary), so temporary subsets/routes are gone at the end.
 """
+
 from __future__ import annotations
 
 import copy
@@ -100,7 +101,12 @@ def aux_identities(strategy: str, items: list[Item], virtual_services: list[dict
 
 
 def build_phases(
-    *, strategy: str, items: list[Item], snapshot: dict[str, Any], steps: list[int], gates: Sequence[int] = (),
+    *,
+    strategy: str,
+    items: list[Item],
+    snapshot: dict[str, Any],
+    steps: list[int],
+    gates: Sequence[int] = (),
 ) -> tuple[list[dict[str, Any]], str]:
     """The phases, and a note when the strategy fell back to a plain apply (shown on the timeline)."""
     approved = [[item.identity, item.content] for item in items]
@@ -125,8 +131,17 @@ def build_phases(
 
 
 def _phase(key: str, label: str, weight: int, writes: list, **extra: Any) -> dict[str, Any]:
-    return {"key": key, "label": label, "weight": weight, "gate": False, "analyze": True, "canary": False,
-            "check": "", "writes": writes, **extra}
+    return {
+        "key": key,
+        "label": label,
+        "weight": weight,
+        "gate": False,
+        "analyze": True,
+        "canary": False,
+        "check": "",
+        "writes": writes,
+        **extra,
+    }
 
 
 def _final_writes(phases: list[dict[str, Any]], approved: list, snapshot: dict[str, Any]) -> list:
@@ -153,14 +168,27 @@ def _plain(obj: dict[str, Any] | None) -> dict[str, Any] | None:
 
 # --- canary ---------------------------------------------------------------------------------------
 
+
 def _canary_vs_item(items: list[Item]) -> Item | None:
-    return next((i for i in items if i.kind == PolicyKind.VIRTUAL_SERVICE and i.operation == DraftOperation.UPDATE
-                 and i.content), None)
+    return next(
+        (
+            i
+            for i in items
+            if i.kind == PolicyKind.VIRTUAL_SERVICE and i.operation == DraftOperation.UPDATE and i.content
+        ),
+        None,
+    )
 
 
 def _canary_dr_item(items: list[Item]) -> Item | None:
-    return next((i for i in items if i.kind == PolicyKind.DESTINATION_RULE and i.operation == DraftOperation.UPDATE
-                 and i.content), None)
+    return next(
+        (
+            i
+            for i in items
+            if i.kind == PolicyKind.DESTINATION_RULE and i.operation == DraftOperation.UPDATE and i.content
+        ),
+        None,
+    )
 
 
 def _routes_to(vs: dict[str, Any], host: str) -> bool:
@@ -186,8 +214,9 @@ def _canary(items: list[Item], snapshot: dict[str, Any], steps: list[int]) -> tu
         targets = _vs_targets(old, vs_item.content, vs_item.namespace)
         phases: list[dict[str, Any]] = []
         for weight in steps[:-1]:
-            writes = ([*others] if not phases else []) + [[vs_item.identity, _interpolate_vs(old, vs_item.content,
-                                                                                            weight)]]
+            writes = ([*others] if not phases else []) + [
+                [vs_item.identity, _interpolate_vs(old, vs_item.content, weight)]
+            ]
             phases.append(_phase(f"w{weight}", f"canary {weight} %", weight, writes, canary=True, targets=targets))
         phases.append(_phase("w100", "promote 100 %", 100, [], targets=targets))
         return phases, ""
@@ -216,8 +245,7 @@ def _canary(items: list[Item], snapshot: dict[str, Any], steps: list[int]) -> tu
 def _vs_targets(old: dict[str, Any], new: dict[str, Any], namespace: str) -> dict[str, Any] | None:
     """Canary = a destination the new routes add (its subset read as the `version` label, the usual
     convention), stable = the old routes' heaviest destination; None when no subset tells them apart."""
-    old_dests = [d for r in old["spec"]["http"] for d, _ in sorted(_weights(r.get("route") or []),
-                                                                     key=lambda p: -p[1])]
+    old_dests = [d for r in old["spec"]["http"] for d, _ in sorted(_weights(r.get("route") or []), key=lambda p: -p[1])]
     new_dests = [d for r in new["spec"]["http"] for d, _ in _weights(r.get("route") or [])]
     old_keys = {_dest_key(d) for d in old_dests}
     added = [d for d in new_dests if _dest_key(d) not in old_keys and (d.get("destination") or {}).get("subset")]
@@ -228,8 +256,10 @@ def _vs_targets(old: dict[str, Any], new: dict[str, Any], namespace: str) -> dic
     if canary_dest.get("host") != stable_dest.get("host"):
         return None
     service = {"namespace": namespace, "service": canary_dest["host"].split(".")[0]}
-    return {"canary": {**service, "version": canary_dest["subset"]},
-            "stable": {**service, "version": stable_dest["subset"]}}
+    return {
+        "canary": {**service, "version": canary_dest["subset"]},
+        "stable": {**service, "version": stable_dest["subset"]},
+    }
 
 
 def _same_shape(old: dict[str, Any], new: dict[str, Any]) -> bool:
@@ -290,7 +320,9 @@ def _interpolate_vs(old: dict[str, Any], new: dict[str, Any], weight: int) -> di
 
 
 def _dr_with_canary_subsets(
-    old: dict[str, Any], new: dict[str, Any], virtual_services: list[dict[str, Any]],
+    old: dict[str, Any],
+    new: dict[str, Any],
+    virtual_services: list[dict[str, Any]],
 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The live DR plus one temporary `<subset>-canary` (or `meshgate-canary`) subset per subset the
     VirtualServices route to, each carrying the new traffic policy; {stable subset: canary subset}."""
@@ -338,6 +370,7 @@ def _split_vs(vs: dict[str, Any], host: str, renames: dict[str, str], weight: in
 
 # --- dry run, ramp, waves ---------------------------------------------------------------------------
 
+
 def _dry_run(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
     targets = [i for i in items if i.kind == PolicyKind.AUTHORIZATION_POLICY and i.content]
     if not targets:
@@ -351,15 +384,19 @@ def _dry_run(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str
     others = [[i.identity, i.content] for i in items if i not in targets]
     subjects = _subjects(targets)
     return [
-        _phase("dry-run", "dry run (shadow denials)", 0, [*others, *shadow], check="authz_dry_run",
-               subjects=subjects),
+        _phase("dry-run", "dry run (shadow denials)", 0, [*others, *shadow], check="authz_dry_run", subjects=subjects),
         _phase("enforce", "enforce (403 rate)", 100, [], check="authz_enforced", subjects=subjects),
     ], ""
 
 
 def _ramp(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, Any]], str]:
-    targets = [i for i in items if i.kind == PolicyKind.PEER_AUTHENTICATION and i.content
-               and ((i.content.get("spec") or {}).get("mtls") or {}).get("mode") == "STRICT"]
+    targets = [
+        i
+        for i in items
+        if i.kind == PolicyKind.PEER_AUTHENTICATION
+        and i.content
+        and ((i.content.get("spec") or {}).get("mtls") or {}).get("mode") == "STRICT"
+    ]
     if not targets:
         return [], "no PeerAuthentication moving to STRICT: applied directly with a bake"
     permissive = []
@@ -371,8 +408,14 @@ def _ramp(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, A
     others = [[i.identity, i.content] for i in items if i not in targets]
     subjects = _subjects(targets)
     return [
-        _phase("permissive", "PERMISSIVE (no plaintext left?)", 0, [*others, *permissive], check="no_plaintext",
-               subjects=subjects),
+        _phase(
+            "permissive",
+            "PERMISSIVE (no plaintext left?)",
+            0,
+            [*others, *permissive],
+            check="no_plaintext",
+            subjects=subjects,
+        ),
         _phase("strict", "STRICT", 100, [], check="strict", subjects=subjects),
     ], ""
 
@@ -380,9 +423,15 @@ def _ramp(items: list[Item], snapshot: dict[str, Any]) -> tuple[list[dict[str, A
 def _subjects(items: list[Item]) -> list[dict[str, Any]]:
     """The policies a gate watches, with the workloads they select (`selector.matchLabels`; none:
     the whole namespace, or the mesh for the root namespace): the analysis reads their signals."""
-    return [{"kind": i.kind, "namespace": i.namespace, "name": i.name,
-             "selector": dict((((i.content or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {})}
-            for i in items]
+    return [
+        {
+            "kind": i.kind,
+            "namespace": i.namespace,
+            "name": i.name,
+            "selector": dict((((i.content or {}).get("spec") or {}).get("selector") or {}).get("matchLabels") or {}),
+        }
+        for i in items
+    ]
 
 
 def _waves(items: list[Item]) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ further limits the hosts a webhook may call (`name` or `*.domain`); webhooks are
 approve. A webhook that answered 2xx in `pre-rollout` is
 not called again after a worker restart (its success is a keyed step of the rollout).
 """
+
 from __future__ import annotations
 
 import json
@@ -75,9 +76,16 @@ class WebhookResult:
     elapsed_ms: int
 
     def as_dict(self) -> dict[str, Any]:
-        return {"name": self.webhook.name, "phase": self.webhook.phase, "url": redacted(self.webhook.url),
-                "gate": self.webhook.gate, "ok": self.ok, "status": self.status, "detail": self.detail,
-                "elapsed_ms": self.elapsed_ms}
+        return {
+            "name": self.webhook.name,
+            "phase": self.webhook.phase,
+            "url": redacted(self.webhook.url),
+            "gate": self.webhook.gate,
+            "ok": self.ok,
+            "status": self.status,
+            "detail": self.detail,
+            "elapsed_ms": self.elapsed_ms,
+        }
 
     @property
     def summary(self) -> str:
@@ -112,7 +120,13 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
             raise WebhookConfigError(f"{here}.phase", f"must be one of {', '.join(PHASES)}")
         url = entry.get("url")
         parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or not isinstance(url, str) or parts.scheme not in ("http", "https") or not parts.hostname or len(url) > 2000:
+        if (
+            parts is None
+            or not isinstance(url, str)
+            or parts.scheme not in ("http", "https")
+            or not parts.hostname
+            or len(url) > 2000
+        ):
             raise WebhookConfigError(f"{here}.url", "must be an http:// or https:// URL")
         if parts.username or parts.password:
             raise WebhookConfigError(f"{here}.url", "must not carry credentials")
@@ -122,8 +136,9 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
             raise WebhookConfigError(f"{here}.url", exc.message) from exc
         allowed = _allowed_hosts()
         if allowed and not any(_host_matches(parts.hostname, pattern) for pattern in allowed):
-            raise WebhookConfigError(f"{here}.url", f"host {parts.hostname} is not among the allowed webhook hosts "
-                                                    f"({', '.join(allowed)})")
+            raise WebhookConfigError(
+                f"{here}.url", f"host {parts.hostname} is not among the allowed webhook hosts ({', '.join(allowed)})"
+            )
         timeout = entry.get("timeout_seconds", DEFAULT_TIMEOUT_SECONDS)
         if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_TIMEOUT_SECONDS:
             raise WebhookConfigError(f"{here}.timeout_seconds", f"must be a number in (0, {MAX_TIMEOUT_SECONDS:g}]")
@@ -133,8 +148,9 @@ def parse_webhooks(raw: Any, *, path: str = "webhooks") -> list[Webhook]:
         metadata = entry.get("metadata", {})
         if not isinstance(metadata, dict):
             raise WebhookConfigError(f"{here}.metadata", "must be an object")
-        found.append(Webhook(name=name, phase=phase, url=url, timeout_seconds=float(timeout), gate=gate,
-                             metadata=metadata))
+        found.append(
+            Webhook(name=name, phase=phase, url=url, timeout_seconds=float(timeout), gate=gate, metadata=metadata)
+        )
     return found
 
 
@@ -181,8 +197,9 @@ def call_all(hooks: list[Webhook], payload: dict[str, Any]) -> list[WebhookResul
         try:
             results.append(future.result(timeout=max(0.0, left)))
         except FutureTimeout:
-            results.append(WebhookResult(hook, False, None, f"no complete answer within {hook.timeout_seconds:g} s",
-                                         _ms(started)))
+            results.append(
+                WebhookResult(hook, False, None, f"no complete answer within {hook.timeout_seconds:g} s", _ms(started))
+            )
         except Exception as exc:  # noqa: BLE001 - a webhook never breaks the step that calls it
             results.append(WebhookResult(hook, False, None, f"{type(exc).__name__}: {exc}"[:300], _ms(started)))
     pool.shutdown(wait=False, cancel_futures=True)  # a stuck call's thread ends with its socket timeout
@@ -195,9 +212,16 @@ def call(hook: Webhook, payload: dict[str, Any]) -> WebhookResult:
     started = time.monotonic()
     body = {**payload, "phase": hook.phase, "webhook": hook.name, "metadata": hook.metadata}
     try:
-        response = egress.post(hook.url, body=json.dumps(body, default=str).encode(),
-                               deadline_seconds=hook.timeout_seconds, headers={"Content-Type": "application/json", "User-Agent": "meshgate-rollout",
-                                        "X-Meshgate-Phase": hook.phase})
+        response = egress.post(
+            hook.url,
+            body=json.dumps(body, default=str).encode(),
+            deadline_seconds=hook.timeout_seconds,
+            headers={
+                "Content-Type": "application/json",
+                "User-Agent": "meshgate-rollout",
+                "X-Meshgate-Phase": hook.phase,
+            },
+        )
     except egress.EgressError as exc:
         return WebhookResult(hook, False, None, exc.message, _ms(started))
     detail = "" if response.ok else response.text()

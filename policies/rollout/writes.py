@@ -19,6 +19,7 @@ A 409 whose live object is still Meshgate's is the API server's transient confli
 `live_matches` is the one verification (a restore checks it against the snapshot, a promotion
 against the approved content).
 """
+
 from __future__ import annotations
 
 import time
@@ -44,18 +45,32 @@ Obj = dict[str, Any]
 class OutOfBand(Exception):
     """Another writer changed the object since Meshgate last saw or wrote it."""
 
-    def __init__(self, identity: str, expected: str, live: str, *, managers: list[str] | None = None,
-                 changed: list[str] | None = None):
+    def __init__(
+        self,
+        identity: str,
+        expected: str,
+        live: str,
+        *,
+        managers: list[str] | None = None,
+        changed: list[str] | None = None,
+    ):
         who = f" by {', '.join(managers)}" if managers else ""
         what = f" at {', '.join(changed[:8])}" if changed else ""
-        super().__init__(f"{identity} was changed outside Meshgate{who}{what} (resourceVersion "
-                         f"{expected or 'absent'} expected, {live or 'absent'} live): nothing was overwritten")
+        super().__init__(
+            f"{identity} was changed outside Meshgate{who}{what} (resourceVersion "
+            f"{expected or 'absent'} expected, {live or 'absent'} live): nothing was overwritten"
+        )
         self.identity, self.expected, self.live = identity, expected, live
         self.managers, self.changed = managers or [], changed or []
 
     def as_dict(self) -> dict[str, Any]:
-        return {"identity": self.identity, "expected": self.expected, "live": self.live,
-                "managers": self.managers, "changed": self.changed}
+        return {
+            "identity": self.identity,
+            "expected": self.expected,
+            "live": self.live,
+            "managers": self.managers,
+            "changed": self.changed,
+        }
 
 
 class WriteUnconfirmed(KubernetesError):
@@ -105,8 +120,9 @@ def owners_of(obj: Obj | None) -> dict[str, Any]:
         if entry.get("manager") == FIELD_MANAGER:
             own = record
         else:
-            entries["|".join((entry.get("manager", ""), entry.get("operation", ""),
-                              entry.get("subresource", "")))] = record
+            entries["|".join((entry.get("manager", ""), entry.get("operation", ""), entry.get("subresource", "")))] = (
+                record
+            )
     return {"others": entries, "own": own}
 
 
@@ -123,15 +139,23 @@ def other_writers(live: Obj | None, known: dict[str, Any]) -> list[str]:
     found = []
     for key, record in owners_of(live)["others"].items():
         before = seen.get(key)
-        if before is None or before.get("time") != record["time"] or not _fields_within(
-                record["fields"], before.get("fields")):
+        if (
+            before is None
+            or before.get("time") != record["time"]
+            or not _fields_within(record["fields"], before.get("fields"))
+        ):
             found.append(key.split("|")[0])
     return sorted(set(found))
 
 
 def managers_of(obj: Obj | None) -> list[str]:
-    return sorted({e.get("manager", "") for e in ((obj or {}).get("metadata") or {}).get("managedFields") or []
-                   if e.get("manager") != FIELD_MANAGER})
+    return sorted(
+        {
+            e.get("manager", "")
+            for e in ((obj or {}).get("metadata") or {}).get("managedFields") or []
+            if e.get("manager") != FIELD_MANAGER
+        }
+    )
 
 
 def known_of(obj: Obj | None) -> Known:
@@ -190,9 +214,15 @@ def classify(identity: str, live: Obj | None, known: Known) -> None:
         raise OutOfBand(identity, known.resource_version, rv_of(live), managers=["(unknown)"])
 
 
-def write_confirmed(cfg: ClusterConfig, identity: str, intended: Obj | None, known: Known, *,
-                    renew: Callable[[], None] = lambda: None,
-                    sleep: Callable[[float], None] = time.sleep) -> WriteOutcome:
+def write_confirmed(
+    cfg: ClusterConfig,
+    identity: str,
+    intended: Obj | None,
+    known: Known,
+    *,
+    renew: Callable[[], None] = lambda: None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> WriteOutcome:
     """Makes live == intended and confirms it. Raises `OutOfBand` (another writer), or
     `WriteUnconfirmed` after `WRITE_TRIES` writes whose outcome stayed unknown; a failing read
     raises its `KubernetesError` (the engine retries the action)."""
@@ -236,4 +266,5 @@ def write_confirmed(cfg: ClusterConfig, identity: str, intended: Obj | None, kno
     raise WriteUnconfirmed(
         f"{identity}: write not confirmed after {WRITE_TRIES} tries ({'; '.join(errors[-3:])}); live differs "
         f"from the intended object at {', '.join(changed_paths(live, intended)[:8]) or '(object)'}",
-        live={identity: normalize_object(live) if live is not None else None})
+        live={identity: normalize_object(live) if live is not None else None},
+    )

@@ -12,6 +12,7 @@ application log, outside the database, so even a truncated tail can be proven ag
 `audit_verify_chain` recomputes every row's HMAC and every seal: an edited row (even with every
 hash recomputed, which takes the key), a removed row or seal, and an inserted row are all named.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -112,9 +113,13 @@ def audit_seal(*, limit: int = SEAL_BATCH) -> int:
     key = audit_key()
     with transaction.atomic():
         head, _ = AuditChainHead.objects.select_for_update().get_or_create(
-            pk=HEAD_PK, defaults={"sequence": 0, "last_hash": GENESIS_HASH})
-        pending = list(AuditEvent.objects.filter(seal__isnull=True).order_by("sequence")
-                       .values_list("pk", "sequence", "hash")[:limit])
+            pk=HEAD_PK, defaults={"sequence": 0, "last_hash": GENESIS_HASH}
+        )
+        pending = list(
+            AuditEvent.objects.filter(seal__isnull=True)
+            .order_by("sequence")
+            .values_list("pk", "sequence", "hash")[:limit]
+        )
         if not pending:
             return 0
         position, prev = head.sequence, head.last_hash
@@ -122,13 +127,25 @@ def audit_seal(*, limit: int = SEAL_BATCH) -> int:
         for pk, sequence, event_hash in pending:
             position += 1
             chain = _seal_mac(key, position, sequence, event_hash, prev)
-            seals.append(AuditSeal(position=position, event_id=pk, event_sequence=sequence, event_hash=event_hash,
-                                   prev=prev, chain=chain))
+            seals.append(
+                AuditSeal(
+                    position=position,
+                    event_id=pk,
+                    event_sequence=sequence,
+                    event_hash=event_hash,
+                    prev=prev,
+                    chain=chain,
+                )
+            )
             prev = chain
         AuditSeal.objects.bulk_create(seals)
         AuditChainHead.objects.filter(pk=HEAD_PK).update(sequence=position, last_hash=prev)
-    logger.info("audit anchor: position %s chain %s", position, prev,
-                extra={"audit_anchor_position": position, "audit_anchor_chain": prev})
+    logger.info(
+        "audit anchor: position %s chain %s",
+        position,
+        prev,
+        extra={"audit_anchor_position": position, "audit_anchor_chain": prev},
+    )
     return len(seals)
 
 
@@ -155,7 +172,8 @@ def audit_verify_chain(*, seal: bool = True) -> ChainReport:
     expected_prev = GENESIS_HASH
     checked = 0
     seals = AuditSeal.objects.order_by("position").values_list(
-        "position", "event_id", "event_sequence", "event_hash", "prev", "chain")
+        "position", "event_id", "event_sequence", "event_hash", "prev", "chain"
+    )
     batch: list[tuple] = []
 
     def check(rows: list[tuple]) -> ChainReport | None:
@@ -165,7 +183,8 @@ def audit_verify_chain(*, seal: bool = True) -> ChainReport:
             if position != checked + 1:
                 return ChainReport(False, checked, sequence, f"the seal before row #{sequence} is missing")
             if prev != expected_prev or not hmac.compare_digest(
-                    _seal_mac(key, position, sequence, event_hash, prev), chain):
+                _seal_mac(key, position, sequence, event_hash, prev), chain
+            ):
                 return ChainReport(False, checked, sequence, "its seal does not match the chain")
             event = events.get(event_id)
             if event is None:
@@ -190,7 +209,8 @@ def audit_verify_chain(*, seal: bool = True) -> ChainReport:
     unsealed = 0
     for event in AuditEvent.objects.filter(seal__isnull=True).order_by("sequence").iterator(chunk_size=2000):
         if not _row_ok(event, key):
-            return ChainReport(False, checked, event.sequence, "it was not written by Meshgate (its hash does not "
-                                                             "verify)")
+            return ChainReport(
+                False, checked, event.sequence, "it was not written by Meshgate (its hash does not verify)"
+            )
         unsealed += 1
     return ChainReport(True, checked, unsealed=unsealed)

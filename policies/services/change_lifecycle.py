@@ -11,6 +11,7 @@
   review with its approvals voided.
 (`policies.services.no_changes` answers "no changes" for a bundle equal to live.)
 """
+
 from __future__ import annotations
 
 from django.contrib.auth.models import User
@@ -63,6 +64,7 @@ from policies.validation.parse import ParsedDocument
 
 # --- new commit ----------------------------------------------------------------------------------------
 
+
 def _documents(
     author: User, environment: Environment, files: list[tuple[str, bytes]]
 ) -> list[tuple[ParsedDocument, SourceText]]:
@@ -79,8 +81,9 @@ def _documents(
     return documents
 
 
-def change_items_replace(*, author: User, change: ChangeRequest, files: list[tuple[str, bytes]],
-                         message: str = "", commit_sha: str = "") -> ChangeRequest:
+def change_items_replace(
+    *, author: User, change: ChangeRequest, files: list[tuple[str, bytes]], message: str = "", commit_sha: str = ""
+) -> ChangeRequest:
     """The items of ``change`` become the bundle's objects (see the module docstring)."""
     if author.pk != change.author_id:
         raise PermissionDeniedError("only the author of a change can replace its items")
@@ -90,15 +93,18 @@ def change_items_replace(*, author: User, change: ChangeRequest, files: list[tup
         change = lock_change(change)
         require_state(change, EDITABLE_CHANGE_STATES, "replace the items of")
         old = {(i.kind, i.namespace, i.name): i for i in ChangeItem.objects.filter(change=change)}
-        before = {"items": [_item_snapshot(item) for item in old.values()],
-                  "fingerprint": items_fingerprint(old.values())}
+        before = {
+            "items": [_item_snapshot(item) for item in old.values()],
+            "fingerprint": items_fingerprint(old.values()),
+        }
         now = timezone.now()
         kept: list[ChangeItem] = []
         for position, (doc, source) in enumerate(documents):
             kind, namespace, name = doc.identity
             content = normalize_object(doc.obj)
-            policy = selectors.policy_for_identity(environment=change.environment, kind=kind, namespace=namespace,
-                                                   name=name)
+            policy = selectors.policy_for_identity(
+                environment=change.environment, kind=kind, namespace=namespace, name=name
+            )
             item = old.pop(doc.identity, None) or ChangeItem(change=change, kind=kind, namespace=namespace, name=name)
             if item.pk is None or item.content_hash != content_hash(content):
                 current = policy.current_revision if policy is not None else None
@@ -121,11 +127,19 @@ def change_items_replace(*, author: User, change: ChangeRequest, files: list[tup
         if commit_sha:
             change.commit_sha = commit_sha
         # A new commit resolves the promotion conflicts of the objects it touches.
-        change.promotion_conflicts = [c for c in change.promotion_conflicts or []
-                                      if c.get("identity") not in {(f"{i.kind}/{i.namespace}/{i.name}") for i in items}]
+        change.promotion_conflicts = [
+            c
+            for c in change.promotion_conflicts or []
+            if c.get("identity") not in {(f"{i.kind}/{i.namespace}/{i.name}") for i in items}
+        ]
         change.save(update_fields=["content_updated_at", "updated_at", "promotion_conflicts", "commit_sha"])
-        audit_change(action=ChangeAuditAction.CHANGE_ITEMS_REPLACED, actor=author, change=change, before=before,
-                     after={"items": [_item_snapshot(item) for item in items], "commit_sha": change.commit_sha})
+        audit_change(
+            action=ChangeAuditAction.CHANGE_ITEMS_REPLACED,
+            actor=author,
+            change=change,
+            before=before,
+            after={"items": [_item_snapshot(item) for item in items], "commit_sha": change.commit_sha},
+        )
         reason = f"the items were replaced by {author.get_username()} (a new commit) after this approval"
         approvals_void(change=change, reason=reason, actor=author)
         back_to_review(change, actor=author, reason=reason)
@@ -133,15 +147,20 @@ def change_items_replace(*, author: User, change: ChangeRequest, files: list[tup
             requirements = approval.change_requirements(change, items=items)
             approvers = approvers_of(change, requirements)
             if approvers:
-                _notify(event=NotificationEvent.CHANGE_REVIEW_REQUESTED, change=change,
-                        subject=f"New commit on change #{change.pk} “{change.title}” ({change.environment.name})",
-                        body=f"{author.get_username()} replaced the items ({len(items)}): review again.",
-                        users=approvers, payload={"approvers": [user.get_username() for user in approvers]})
+                _notify(
+                    event=NotificationEvent.CHANGE_REVIEW_REQUESTED,
+                    change=change,
+                    subject=f"New commit on change #{change.pk} “{change.title}” ({change.environment.name})",
+                    body=f"{author.get_username()} replaced the items ({len(items)}): review again.",
+                    users=approvers,
+                    payload={"approvers": [user.get_username() for user in approvers]},
+                )
             enqueue_plan(change)
     return change
 
 
 # --- withdrawal ----------------------------------------------------------------------------------------
+
 
 def change_withdraw(*, actor: User, change: ChangeRequest, reason: str = "") -> ChangeRequest:
     """open (before its rollout) → withdrawn, by the author; approvals are voided."""
@@ -152,17 +171,26 @@ def change_withdraw(*, actor: User, change: ChangeRequest, reason: str = "") -> 
         change = lock_change(change)
         require_state(change, WITHDRAWABLE_CHANGE_STATES, "withdraw")
         approvals_void(change=change, reason="the change was withdrawn by its author", actor=actor)
-        set_state(change, ChangeState.WITHDRAWN, actor=actor, action=ChangeAuditAction.CHANGE_WITHDRAWN,
-                  extra_fields={"withdrawn_at": timezone.now(), "scheduled_for": None},
-                  after={"reason": reason[:500]})
+        set_state(
+            change,
+            ChangeState.WITHDRAWN,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_WITHDRAWN,
+            extra_fields={"withdrawn_at": timezone.now(), "scheduled_for": None},
+            after={"reason": reason[:500]},
+        )
     return change
 
 
 # --- retry ---------------------------------------------------------------------------------------------
 
+
 def _approved_plan_fingerprint(change: ChangeRequest) -> tuple[str, dict[str, str]] | None:
-    review = (Review.objects.filter(change=change, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True)
-              .order_by("-created_at", "-pk").first())
+    review = (
+        Review.objects.filter(change=change, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True)
+        .order_by("-created_at", "-pk")
+        .first()
+    )
     if review is None:
         return None
     return review.plan_content_fingerprint, review.item_content_hashes
@@ -184,9 +212,13 @@ def _new_attempt(rollout: Rollout, *, actor: User) -> Rollout:
     # the judge's evidence of the previous attempt does not carry over (windows start with this attempt)
     rollout.analysis = {key: value for key, value in (rollout.analysis or {}).items() if key != "state"}
     rollout.save()
-    RolloutEvent.objects.create(rollout=rollout, kind=RolloutEventKind.STARTED, step_key="start",
-                                message=f"retried by {actor.get_username()}: attempt {attempt} starts now",
-                                data={"attempt": attempt, "previous": previous})
+    RolloutEvent.objects.create(
+        rollout=rollout,
+        kind=RolloutEventKind.STARTED,
+        step_key="start",
+        message=f"retried by {actor.get_username()}: attempt {attempt} starts now",
+        data={"attempt": attempt, "previous": previous},
+    )
     return rollout
 
 
@@ -207,9 +239,11 @@ def change_retry(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     if not user_may_retry(user=actor, change=change):
         raise PermissionDeniedError("only approvers of the owning team can retry this change")
     if not window_is_open(environment=change.environment, at=timezone.now()):
-        raise ConflictError(f"the change window of {change.environment.name} is closed: "
-                            f"{window_explain(environment=change.environment, at=timezone.now())}",
-                            extra={"state": change.state})
+        raise ConflictError(
+            f"the change window of {change.environment.name} is closed: "
+            f"{window_explain(environment=change.environment, at=timezone.now())}",
+            extra={"state": change.state},
+        )
     rollout = Rollout.objects.filter(change=change).first()
     if rollout is None:
         raise ConflictError(f"change #{change.pk} has no rollout to retry", extra={"state": change.state})
@@ -217,24 +251,36 @@ def change_retry(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     plan = plan_compute(change=change)  # reads live now; in this state it voids nothing
     items = list(selectors.change_items(change=change))
     unchanged = (
-        approved is not None and plan.content_fingerprint and plan.content_fingerprint == approved[0]
-        and approval.current_hashes(items) == approved[1] and not any(approval.item_is_stale(i) for i in items)
+        approved is not None
+        and plan.content_fingerprint
+        and plan.content_fingerprint == approved[0]
+        and approval.current_hashes(items) == approved[1]
+        and not any(approval.item_is_stale(i) for i in items)
     )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, RETRYABLE_CHANGE_STATES, "retry")
         if not unchanged:
-            reason = ("the content or the live state changed since the approved plan, so the retry needs a new "
-                      "review")
+            reason = "the content or the live state changed since the approved plan, so the retry needs a new review"
             approvals_void(change=change, reason=reason, actor=actor)
-            set_state(change, ChangeState.IN_REVIEW, actor=actor, action=ChangeAuditAction.CHANGE_BACK_TO_REVIEW,
-                      extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None},
-                      after={"reason": reason, "retry": True})
+            set_state(
+                change,
+                ChangeState.IN_REVIEW,
+                actor=actor,
+                action=ChangeAuditAction.CHANGE_BACK_TO_REVIEW,
+                extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None},
+                after={"reason": reason, "retry": True},
+            )
             enqueue_plan(change)
             return change
         rollout = Rollout.objects.select_for_update().get(pk=rollout.pk)
         _new_attempt(rollout, actor=actor)
-        set_state(change, ChangeState.ROLLING_OUT, actor=actor, action=ChangeAuditAction.CHANGE_RETRIED,
-                  after={"rollout": rollout.pk, "plan": plan.pk})
+        set_state(
+            change,
+            ChangeState.ROLLING_OUT,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_RETRIED,
+            after={"rollout": rollout.pk, "plan": plan.pk},
+        )
         transaction.on_commit(lambda: _enqueue(rollout.pk))
     return change

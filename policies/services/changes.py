@@ -17,6 +17,7 @@ into a `ChangeItem` and deletes the draft, so the author can start a new draft f
 while the change is open. An item's content then changes only through `change_item_update`, which
 voids the approvals given to the old content.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -84,6 +85,7 @@ class ChangeInvalid(ApplicationError):
 
 # --- shared helpers -------------------------------------------------------------------------------
 
+
 def require_state(change: ChangeRequest, allowed: Iterable[str], verb: str) -> None:
     allowed = set(allowed)
     if change.state not in allowed:
@@ -95,8 +97,9 @@ def require_state(change: ChangeRequest, allowed: Iterable[str], verb: str) -> N
 
 def lock_change(change: ChangeRequest) -> ChangeRequest:
     """The change re-read under a row lock: a transition checks the state it really has."""
-    return (ChangeRequest.objects.select_for_update(of=("self",)).select_related("environment", "author")
-            .get(pk=change.pk))
+    return (
+        ChangeRequest.objects.select_for_update(of=("self",)).select_related("environment", "author").get(pk=change.pk)
+    )
 
 
 def change_url(change: ChangeRequest) -> str:
@@ -104,16 +107,26 @@ def change_url(change: ChangeRequest) -> str:
 
 
 def audit_change(
-    *, action: str, actor: User | None, change: ChangeRequest, before: dict | None = None,
+    *,
+    action: str,
+    actor: User | None,
+    change: ChangeRequest,
+    before: dict | None = None,
     after: dict | None = None,
 ) -> None:
-    audit_record(action=action, actor=actor, obj=change, environment=change.environment.name, before=before,
-                 after=after)
+    audit_record(
+        action=action, actor=actor, obj=change, environment=change.environment.name, before=before, after=after
+    )
 
 
 def set_state(
-    change: ChangeRequest, state: str, *, actor: User | None, action: str,
-    extra_fields: dict[str, Any] | None = None, after: dict[str, Any] | None = None,
+    change: ChangeRequest,
+    state: str,
+    *,
+    actor: User | None,
+    action: str,
+    extra_fields: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
 ) -> None:
     """Moves a locked change to `state`, saves the given fields with it, writes the audit row."""
     before = {"state": change.state}
@@ -122,8 +135,9 @@ def set_state(
     for name, value in fields.items():
         setattr(change, name, value)
     change.save(update_fields=list(fields))
-    audit_change(action=action, actor=actor, change=change, before=before,
-                 after={"state": state, **_plain(after or {})})
+    audit_change(
+        action=action, actor=actor, change=change, before=before, after={"state": state, **_plain(after or {})}
+    )
 
 
 def _plain(data: dict[str, Any]) -> dict[str, Any]:
@@ -135,8 +149,9 @@ def items_fingerprint(items: Iterable[ChangeItem]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def approvals_void(*, change: ChangeRequest, reason: str, actor: User | None = None,
-                   reviews: Iterable[Review] | None = None) -> list[int]:
+def approvals_void(
+    *, change: ChangeRequest, reason: str, actor: User | None = None, reviews: Iterable[Review] | None = None
+) -> list[int]:
     """Voids the change's active approvals (all, or `reviews`), records why, and returns their ids.
     The caller holds the change's lock."""
     active = Review.objects.filter(change=change, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True)
@@ -148,9 +163,14 @@ def approvals_void(*, change: ChangeRequest, reason: str, actor: User | None = N
     now = timezone.now()
     Review.objects.filter(pk__in=[review.pk for review in voided]).update(voided_at=now, voided_reason=reason[:300])
     audit_change(
-        action=ChangeAuditAction.REVIEW_VOIDED, actor=actor, change=change,
-        after={"reviews": [review.pk for review in voided],
-               "reviewers": [review.reviewer.get_username() for review in voided], "reason": reason},
+        action=ChangeAuditAction.REVIEW_VOIDED,
+        actor=actor,
+        change=change,
+        after={
+            "reviews": [review.pk for review in voided],
+            "reviewers": [review.reviewer.get_username() for review in voided],
+            "reason": reason,
+        },
     )
     return [review.pk for review in voided]
 
@@ -159,8 +179,12 @@ def back_to_review(change: ChangeRequest, *, actor: User | None, reason: str) ->
     """An approved or scheduled change whose approvals no longer hold goes back to review."""
     if change.state in (ChangeState.APPROVED, ChangeState.SCHEDULED):
         set_state(
-            change, ChangeState.IN_REVIEW, actor=actor, action=ChangeAuditAction.CHANGE_BACK_TO_REVIEW,
-            extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None}, after={"reason": reason},
+            change,
+            ChangeState.IN_REVIEW,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_BACK_TO_REVIEW,
+            extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None},
+            after={"reason": reason},
         )
 
 
@@ -185,18 +209,38 @@ def approvers_of(change: ChangeRequest, requirements: approval.Requirements) -> 
     return list(users.values())
 
 
-def _notify(*, event: str, change: ChangeRequest, subject: str, body: str = "", teams: Iterable[Team] = (), users: Iterable[User] = (),
-            payload: dict[str, Any] | None = None) -> None:
+def _notify(
+    *,
+    event: str,
+    change: ChangeRequest,
+    subject: str,
+    body: str = "",
+    teams: Iterable[Team] = (),
+    users: Iterable[User] = (),
+    payload: dict[str, Any] | None = None,
+) -> None:
     notify(
-        event=event, subject=subject, body=body or subject, url=change_url(change),
-        payload={"change": change.pk, "environment": change.environment.name, "state": change.state,
-                 "title": change.title, "repository": change.repository, "commit_sha": change.commit_sha,
-                 "pull_request": change.pull_request, **(payload or {})},
-        teams=teams, users=users,
+        event=event,
+        subject=subject,
+        body=body or subject,
+        url=change_url(change),
+        payload={
+            "change": change.pk,
+            "environment": change.environment.name,
+            "state": change.state,
+            "title": change.title,
+            "repository": change.repository,
+            "commit_sha": change.commit_sha,
+            "pull_request": change.pull_request,
+            **(payload or {}),
+        },
+        teams=teams,
+        users=users,
     )
 
 
 # --- validation and guardrails -------------------------------------------------------------------------
+
 
 def item_filename(item: ChangeItem) -> str:
     return f"{item.namespace}/{item.kind}/{item.name}.yaml"
@@ -279,8 +323,10 @@ def change_guardrails_refresh(*, change: ChangeRequest, items: Sequence[ChangeIt
         return []
     guardrails = list(Guardrail.objects.filter(enabled=True))
     for item in pending:
-        results = [] if item.content is None else guardrails_evaluate(
-            environment=environment, objects=[item.content], guardrails=guardrails
+        results = (
+            []
+            if item.content is None
+            else guardrails_evaluate(environment=environment, objects=[item.content], guardrails=guardrails)
         )
         item.guardrail_results = [result.as_dict() for result in results]
         item.guardrails_key = _guardrails_key(item, environment, version)
@@ -299,21 +345,27 @@ def advance(change: ChangeRequest, *, actor: User | None) -> bool:
         return False
     now = timezone.now()
     set_state(
-        change, ChangeState.APPROVED, actor=actor, action=ChangeAuditAction.CHANGE_APPROVED,
+        change,
+        ChangeState.APPROVED,
+        actor=actor,
+        action=ChangeAuditAction.CHANGE_APPROVED,
         extra_fields={"approved_at": now},
         after={"approved_by": [review.reviewer.get_username() for review in status.counted]},
     )
     requirements = approval.change_requirements(change, items=items)
     _notify(
-        event=NotificationEvent.CHANGE_APPROVED, change=change,
+        event=NotificationEvent.CHANGE_APPROVED,
+        change=change,
         subject=f"Change #{change.pk} “{change.title}” is approved ({change.environment.name})",
         body=f"Approved by {', '.join(review.reviewer.get_username() for review in status.counted)}.",
-        teams=requirements.teams, users=[change.author],
+        teams=requirements.teams,
+        users=[change.author],
     )
     return True
 
 
 # --- creating ----------------------------------------------------------------------------------------
+
 
 def _clean_header(*, title: str, link: str) -> tuple[str, str]:
     title = (title or "").strip()
@@ -332,7 +384,9 @@ def _clean_header(*, title: str, link: str) -> tuple[str, str]:
 
 def _item_snapshot(item: ChangeItem) -> dict[str, Any]:
     return {
-        "identity": item.identity, "operation": item.operation, "policy": item.policy_id,
+        "identity": item.identity,
+        "operation": item.operation,
+        "policy": item.policy_id,
         "base_revision": item.base_revision.number if item.base_revision is not None else None,
         "content_hash": item.content_hash,
     }
@@ -371,43 +425,77 @@ def change_create(
         if draft.author_id != author.pk:
             raise PermissionDeniedError("a change holds only your own drafts")
         if draft.environment_id != environment.pk:
-            raise ValidationError({"drafts": f"all drafts of a change are for one environment: {draft} is not for "
-                                             f"{environment.name}"})
+            raise ValidationError(
+                {"drafts": f"all drafts of a change are for one environment: {draft} is not for {environment.name}"}
+            )
     with transaction.atomic():
         locked = list(
-            Draft.objects.select_for_update(of=("self",)).filter(pk__in=[draft.pk for draft in drafts], author=author)
-            .select_related("policy", "base_revision").order_by("namespace", "kind", "name", "pk")
+            Draft.objects.select_for_update(of=("self",))
+            .filter(pk__in=[draft.pk for draft in drafts], author=author)
+            .select_related("policy", "base_revision")
+            .order_by("namespace", "kind", "name", "pk")
         )
         if len(locked) != len({draft.pk for draft in drafts}):
             raise ConflictError("a draft was discarded or moved into another change meanwhile: reload and try again")
         now = timezone.now()
         change = ChangeRequest.objects.create(
-            environment=environment, title=title, description=description or "", link=link, author=author,
-            created_at=now, updated_at=now, content_updated_at=now, **(source or ChangeSource()).fields(),
+            environment=environment,
+            title=title,
+            description=description or "",
+            link=link,
+            author=author,
+            created_at=now,
+            updated_at=now,
+            content_updated_at=now,
+            **(source or ChangeSource()).fields(),
         )
-        items = ChangeItem.objects.bulk_create([
-            ChangeItem(
-                change=change, position=position, kind=draft.kind, namespace=draft.namespace, name=draft.name,
-                policy=draft.policy, operation=draft.operation, base_revision_id=draft.base_revision_id,
-                content=draft.content, content_hash=draft.content_hash, source_text=draft.source_text,
-                source_file=draft.source_file, source_line=draft.source_line,
-                message=draft.message, findings=draft.findings, error_count=draft.error_count,
-                warning_count=draft.warning_count, updated_at=now,
-            )
-            for position, draft in enumerate(locked)
-        ])
+        items = ChangeItem.objects.bulk_create(
+            [
+                ChangeItem(
+                    change=change,
+                    position=position,
+                    kind=draft.kind,
+                    namespace=draft.namespace,
+                    name=draft.name,
+                    policy=draft.policy,
+                    operation=draft.operation,
+                    base_revision_id=draft.base_revision_id,
+                    content=draft.content,
+                    content_hash=draft.content_hash,
+                    source_text=draft.source_text,
+                    source_file=draft.source_file,
+                    source_line=draft.source_line,
+                    message=draft.message,
+                    findings=draft.findings,
+                    error_count=draft.error_count,
+                    warning_count=draft.warning_count,
+                    updated_at=now,
+                )
+                for position, draft in enumerate(locked)
+            ]
+        )
         items = list(ChangeItem.objects.filter(change=change).select_related("base_revision").order_by("position"))
         change_guardrails_refresh(change=change, items=items)
         for draft in locked:
             audit_record(
-                action=ChangeAuditAction.DRAFT_MOVED_TO_CHANGE, actor=author, obj=draft, environment=environment.name,
-                before={"content_hash": draft.content_hash}, after={"change": change.pk},
+                action=ChangeAuditAction.DRAFT_MOVED_TO_CHANGE,
+                actor=author,
+                obj=draft,
+                environment=environment.name,
+                before={"content_hash": draft.content_hash},
+                after={"change": change.pk},
             )
         Draft.objects.filter(pk__in=[draft.pk for draft in locked]).delete()
         audit_change(
-            action=ChangeAuditAction.CHANGE_CREATED, actor=author, change=change,
-            after={"state": change.state, "title": title, "items": [_item_snapshot(item) for item in items],
-                   **(source or ChangeSource()).fields()},
+            action=ChangeAuditAction.CHANGE_CREATED,
+            actor=author,
+            change=change,
+            after={
+                "state": change.state,
+                "title": title,
+                "items": [_item_snapshot(item) for item in items],
+                **(source or ChangeSource()).fields(),
+            },
         )
     return change
 
@@ -436,12 +524,18 @@ def change_create_from_bundle(
         )
         raise_if_no_changes(environment=environment, drafts=drafts)
         return change_create(
-            author=author, environment=environment, drafts=drafts, title=title, description=description, link=link,
+            author=author,
+            environment=environment,
+            drafts=drafts,
+            title=title,
+            description=description,
+            link=link,
             source=source,
         )
 
 
 # --- submitting ----------------------------------------------------------------------------------------
+
 
 def _stale_labels(items: Sequence[ChangeItem]) -> list[str]:
     return [item.label for item in items if approval.item_is_stale(item)]
@@ -481,8 +575,12 @@ def change_submit(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     items = list(selectors.change_items(change=change))
     _raise_if_stale(change, items, "submitted")
     findings = validate_items(environment=change.environment, items=items)
-    errors = [finding for item_findings in findings.values() for finding in item_findings
-              if finding.get("level") == Level.ERROR]
+    errors = [
+        finding
+        for item_findings in findings.values()
+        for finding in item_findings
+        if finding.get("level") == Level.ERROR
+    ]
     if errors:
         with transaction.atomic():
             _store_validation(items, findings)
@@ -502,27 +600,41 @@ def change_submit(*, actor: User, change: ChangeRequest) -> ChangeRequest:
         _store_validation(current, findings)
         change_guardrails_refresh(change=change, items=current)
         now = timezone.now()
-        set_state(change, ChangeState.IN_REVIEW, actor=actor, action=ChangeAuditAction.CHANGE_SUBMITTED,
-                  extra_fields={"submitted_at": now}, after={"items": len(current)})
+        set_state(
+            change,
+            ChangeState.IN_REVIEW,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_SUBMITTED,
+            extra_fields={"submitted_at": now},
+            after={"items": len(current)},
+        )
         requirements = approval.change_requirements(change, items=current)
         approvers = approvers_of(change, requirements)
         subject = f"Change #{change.pk} “{change.title}” submitted for review ({change.environment.name})"
-        _notify(event=NotificationEvent.CHANGE_SUBMITTED, change=change, subject=subject,
-                body=f"{change.author.get_username()} submitted {len(current)} item(s).", teams=requirements.teams)
+        _notify(
+            event=NotificationEvent.CHANGE_SUBMITTED,
+            change=change,
+            subject=subject,
+            body=f"{change.author.get_username()} submitted {len(current)} item(s).",
+            teams=requirements.teams,
+        )
         if approvers:
-            _notify(event=NotificationEvent.CHANGE_REVIEW_REQUESTED, change=change,
-                    subject=f"Review requested: change #{change.pk} “{change.title}” ({change.environment.name})",
-                    body=f"{requirements.required} approval(s) needed.", users=approvers,
-                    payload={"approvers": [user.get_username() for user in approvers]})
+            _notify(
+                event=NotificationEvent.CHANGE_REVIEW_REQUESTED,
+                change=change,
+                subject=f"Review requested: change #{change.pk} “{change.title}” ({change.environment.name})",
+                body=f"{requirements.required} approval(s) needed.",
+                users=approvers,
+                payload={"approvers": [user.get_username() for user in approvers]},
+            )
         enqueue_plan(change)
     return change
 
 
 # --- editing an item ---------------------------------------------------------------------------------
 
-def change_item_update(
-    *, author: User, item: ChangeItem, text: str, message: str | None = None
-) -> ChangeItem:
+
+def change_item_update(*, author: User, item: ChangeItem, text: str, message: str | None = None) -> ChangeItem:
     """New text for one item (the same object). A content change voids every approval and sends an
     approved or scheduled change back to review; text that only changes comments or layout keeps
     them (approvals bind to the normalized content's hash)."""
@@ -535,8 +647,9 @@ def change_item_update(
     report = validate_text(environment=change.environment, text=text, filename=item_filename(item))
     blocking = blocking_findings(report.findings)
     if blocking:
-        raise DraftRejected(f"the text cannot be used: {blocking[0].message}",
-                            findings=[finding.as_dict() for finding in blocking])
+        raise DraftRejected(
+            f"the text cannot be used: {blocking[0].message}", findings=[finding.as_dict() for finding in blocking]
+        )
     if len(report.documents) != 1:
         raise DraftRejected(
             f"an item holds exactly one object, and this text holds {len(report.documents)}", findings=[]
@@ -576,8 +689,13 @@ def change_item_update(
         for name, value in fields.items():
             setattr(change, name, value)
         change.save(update_fields=list(fields))
-        audit_change(action=ChangeAuditAction.CHANGE_ITEM_UPDATED, actor=author, change=change, before=before,
-                     after={"item": item.identity, "content_hash": digest})
+        audit_change(
+            action=ChangeAuditAction.CHANGE_ITEM_UPDATED,
+            actor=author,
+            change=change,
+            before=before,
+            after={"item": item.identity, "content_hash": digest},
+        )
         if content_changed:
             reason = f"{item.label} was edited by {author.get_username()} after this approval"
             approvals_void(change=change, reason=reason, actor=author)
@@ -589,6 +707,7 @@ def change_item_update(
 
 
 # --- rebasing ------------------------------------------------------------------------------------------
+
 
 def change_rebase(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """Moves every stale item's base to its policy's current revision (a creation whose policy now
@@ -636,6 +755,7 @@ def change_rebase(*, actor: User, change: ChangeRequest) -> ChangeRequest:
 
 # --- rejecting, scheduling, plan refresh, guardrail overrides ----------------------------------------------
 
+
 def change_reject(*, actor: User, change: ChangeRequest, reason: str = "") -> ChangeRequest:
     """in_review | changes_requested | approved → rejected (final), by an approver of the change."""
     allowed = {ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED}
@@ -643,23 +763,36 @@ def change_reject(*, actor: User, change: ChangeRequest, reason: str = "") -> Ch
     items = list(selectors.change_items(change=change))
     requirements = approval.change_requirements(change, items=items)
     if not approval.user_may_approve(user=actor, change=change, requirements=requirements):
-        raise PermissionDeniedError(approval.why_may_not_approve(user=actor, change=change, requirements=requirements)
-                                    .replace("approve or request changes on", "reject")
-                                    .replace("approve your own change", "reject your own change"))
+        raise PermissionDeniedError(
+            approval.why_may_not_approve(user=actor, change=change, requirements=requirements)
+            .replace("approve or request changes on", "reject")
+            .replace("approve your own change", "reject your own change")
+        )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, allowed, "reject")
-        set_state(change, ChangeState.REJECTED, actor=actor, action=ChangeAuditAction.CHANGE_REJECTED,
-                  extra_fields={"approved_at": None}, after={"reason": reason.strip()})
-        _notify(event=NotificationEvent.CHANGE_REJECTED, change=change,
-                subject=f"Change #{change.pk} “{change.title}” was rejected by {actor.get_username()}",
-                body=reason.strip() or "No reason given.", users=[change.author])
+        set_state(
+            change,
+            ChangeState.REJECTED,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_REJECTED,
+            extra_fields={"approved_at": None},
+            after={"reason": reason.strip()},
+        )
+        _notify(
+            event=NotificationEvent.CHANGE_REJECTED,
+            change=change,
+            subject=f"Change #{change.pk} “{change.title}” was rejected by {actor.get_username()}",
+            body=reason.strip() or "No reason given.",
+            users=[change.author],
+        )
     return change
 
 
 def user_may_schedule(*, user: User, change: ChangeRequest, requirements: approval.Requirements) -> bool:
     return user.is_authenticated and (
-        user.pk == change.author_id or selectors.user_is_admin(user)
+        user.pk == change.author_id
+        or selectors.user_is_admin(user)
         or approval.user_may_approve(user=user, change=change, requirements=requirements)
     )
 
@@ -678,20 +811,28 @@ def change_schedule(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     status = approval.approval_status(change, items=items, requirements=requirements)
     if not status.approvable:
         problems = status.blockers + ([status.summary] if not status.satisfied else [])
-        raise ConflictError(f"change #{change.pk} cannot be scheduled: {'; '.join(problems)}",
-                            extra={"state": change.state, "missing": status.missing, "blockers": status.blockers})
+        raise ConflictError(
+            f"change #{change.pk} cannot be scheduled: {'; '.join(problems)}",
+            extra={"state": change.state, "missing": status.missing, "blockers": status.blockers},
+        )
     now = timezone.now()
     opening = window_next_opening(environment=change.environment, after=now)
     explanation = window_explain(environment=change.environment, at=now)
     if opening is None:
-        raise ConflictError(f"{change.environment.name} has no change window opening soon: {explanation}",
-                            extra={"state": change.state})
+        raise ConflictError(
+            f"{change.environment.name} has no change window opening soon: {explanation}", extra={"state": change.state}
+        )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, {ChangeState.APPROVED}, "schedule")
-        set_state(change, ChangeState.SCHEDULED, actor=actor, action=ChangeAuditAction.CHANGE_SCHEDULED,
-                  extra_fields={"scheduled_at": now, "scheduled_for": opening},
-                  after={"scheduled_for": opening.isoformat(), "window": explanation})
+        set_state(
+            change,
+            ChangeState.SCHEDULED,
+            actor=actor,
+            action=ChangeAuditAction.CHANGE_SCHEDULED,
+            extra_fields={"scheduled_at": now, "scheduled_for": opening},
+            after={"scheduled_for": opening.isoformat(), "window": explanation},
+        )
     return change
 
 
@@ -699,10 +840,20 @@ def change_refresh_plan(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     """Marks the plan out of date and asks the worker for a new one: the author, members of the teams
     owning the change's namespaces, and platform admins."""
     namespaces = set(change.items.values_list("namespace", flat=True))
-    if not (actor.is_authenticated and (
-            actor.pk == change.author_id or selectors.user_is_admin(actor)
-            or (namespaces and all(selectors.user_may_author(user=actor, environment=change.environment, namespace=ns)
-                                   for ns in namespaces)))):
+    if not (
+        actor.is_authenticated
+        and (
+            actor.pk == change.author_id
+            or selectors.user_is_admin(actor)
+            or (
+                namespaces
+                and all(
+                    selectors.user_may_author(user=actor, environment=change.environment, namespace=ns)
+                    for ns in namespaces
+                )
+            )
+        )
+    ):
         raise PermissionDeniedError("only the author, the owning teams and platform admins may refresh this plan")
     require_state(change, OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT}, "refresh the plan of")
     with transaction.atomic():
@@ -724,11 +875,19 @@ def change_guardrail_override(
     with transaction.atomic():
         change = lock_change(change)
         override = guardrail_override(
-            admin=admin, guardrail=guardrail, subject_type=approval.GUARDRAIL_SUBJECT, subject_id=item.pk,
-            content_hash=item.content_hash, reason=reason,
+            admin=admin,
+            guardrail=guardrail,
+            subject_type=approval.GUARDRAIL_SUBJECT,
+            subject_id=item.pk,
+            content_hash=item.content_hash,
+            reason=reason,
         )
-        audit_change(action=ChangeAuditAction.CHANGE_GUARDRAIL_OVERRIDDEN, actor=admin, change=change,
-                     after={"item": item.identity, "guardrail": guardrail.name, "reason": override.reason})
+        audit_change(
+            action=ChangeAuditAction.CHANGE_GUARDRAIL_OVERRIDDEN,
+            actor=admin,
+            change=change,
+            after={"item": item.identity, "guardrail": guardrail.name, "reason": override.reason},
+        )
         advance(change, actor=admin)
     return override
 
@@ -749,11 +908,10 @@ def changes_notify_stale(*, policies: Iterable[Any]) -> list[int]:
     if not policies:
         return []
     identities = {(p.environment_id, p.kind, p.namespace, p.name) for p in policies if isinstance(p, Policy)}
-    candidates = (
-        ChangeItem.objects.filter(change__state__in=OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT},
-                                  namespace__in={identity[2] for identity in identities})
-        .select_related("change__environment", "change__author")
-    )
+    candidates = ChangeItem.objects.filter(
+        change__state__in=OPEN_CHANGE_STATES - {ChangeState.ROLLING_OUT},
+        namespace__in={identity[2] for identity in identities},
+    ).select_related("change__environment", "change__author")
     notified: dict[int, ChangeRequest] = {}
     for item in candidates:
         change = item.change
@@ -767,8 +925,13 @@ def changes_notify_stale(*, policies: Iterable[Any]) -> list[int]:
             continue
         sent.append(change.pk)
         requirements = approval.change_requirements(change, items=items)
-        _notify(event=NotificationEvent.CHANGE_STALE, change=change,
-                subject=f"Change #{change.pk} “{change.title}” is stale: rebase it",
-                body=f"{', '.join(stale)} moved since the change was based on {'it' if len(stale) == 1 else 'them'}.",
-                teams=requirements.teams, users=[change.author], payload={"stale_items": stale})
+        _notify(
+            event=NotificationEvent.CHANGE_STALE,
+            change=change,
+            subject=f"Change #{change.pk} “{change.title}” is stale: rebase it",
+            body=f"{', '.join(stale)} moved since the change was based on {'it' if len(stale) == 1 else 'them'}.",
+            teams=requirements.teams,
+            users=[change.author],
+            payload={"stale_items": stale},
+        )
     return sent

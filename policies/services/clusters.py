@@ -1,4 +1,5 @@
 """Cluster reachability, as seen by the last probe."""
+
 from django.utils import timezone
 
 from integrations import kubernetes as kube

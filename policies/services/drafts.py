@@ -6,6 +6,7 @@ unsupported kind, bad apiVersion, name or namespace, duplicates), a text that is
 object, or an author without a role in the team owning the namespace. Schema and cross-resource
 findings do not block: they are stored with the draft and shown to the author.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -44,6 +45,7 @@ class DraftSaveResult:
 
 # --- saving text -------------------------------------------------------------------------------
 
+
 def draft_save(
     *,
     author: User,
@@ -70,7 +72,9 @@ def draft_save(
     report = validate_text(environment=environment, text=text)
     blocking = blocking_findings(report.findings)
     if blocking:
-        raise DraftRejected(_rejection_message(blocking, "the text cannot be saved as a draft"), findings=_dicts(blocking))
+        raise DraftRejected(
+            _rejection_message(blocking, "the text cannot be saved as a draft"), findings=_dicts(blocking)
+        )
     if len(report.documents) != 1:
         lines = ", ".join(str(doc.start_line) for doc in report.documents)
         raise DraftRejected(
@@ -117,13 +121,18 @@ def draft_update_message(*, author: User, draft: Draft, message: str) -> Draft:
         locked.updated_at = timezone.now()
         locked.save(update_fields=["message", "updated_at"])
         audit_record(
-            action=AuditAction.DRAFT_UPDATED, actor=author, obj=locked, environment=locked.environment.name,
-            before=before, after={"message": message},
+            action=AuditAction.DRAFT_UPDATED,
+            actor=author,
+            obj=locked,
+            environment=locked.environment.name,
+            before=before,
+            after={"message": message},
         )
     return locked
 
 
 # --- deleting a policy -------------------------------------------------------------------------
+
 
 def draft_delete_policy(*, author: User, policy: Policy, message: str = "") -> Draft:
     """A draft that deletes `policy`. Idempotent for an existing deletion draft; refused (409) when
@@ -136,7 +145,9 @@ def draft_delete_policy(*, author: User, policy: Policy, message: str = "") -> D
     with transaction.atomic():
         existing = (
             Draft.objects.select_for_update()
-            .filter(author=author, environment=environment, kind=policy.kind, namespace=policy.namespace, name=policy.name)
+            .filter(
+                author=author, environment=environment, kind=policy.kind, namespace=policy.namespace, name=policy.name
+            )
             .first()
         )
         if existing is not None and existing.operation != DraftOperation.DELETE:
@@ -154,10 +165,20 @@ def draft_delete_policy(*, author: User, policy: Policy, message: str = "") -> D
         else:
             before = None
             draft = Draft.objects.create(
-                environment=environment, kind=policy.kind, namespace=policy.namespace, name=policy.name,
-                policy=policy, operation=DraftOperation.DELETE, content=None, source_text="", content_hash="",
-                base_revision_id=policy.current_revision_id, author=author, message=message,
-                created_at=now, updated_at=now,
+                environment=environment,
+                kind=policy.kind,
+                namespace=policy.namespace,
+                name=policy.name,
+                policy=policy,
+                operation=DraftOperation.DELETE,
+                content=None,
+                source_text="",
+                content_hash="",
+                base_revision_id=policy.current_revision_id,
+                author=author,
+                message=message,
+                created_at=now,
+                updated_at=now,
             )
             action = AuditAction.DRAFT_CREATED
         audit_record(
@@ -177,13 +198,17 @@ def draft_discard(*, actor: User, draft: Draft) -> None:
         if locked is None:
             return  # already discarded: nothing to do
         audit_record(
-            action=AuditAction.DRAFT_DISCARDED, actor=actor, obj=locked, environment=draft.environment.name,
+            action=AuditAction.DRAFT_DISCARDED,
+            actor=actor,
+            obj=locked,
+            environment=draft.environment.name,
             before=_snapshot(locked),
         )
         locked.delete()
 
 
 # --- bundles -----------------------------------------------------------------------------------
+
 
 def drafts_from_bundle(
     *,
@@ -203,20 +228,23 @@ def drafts_from_bundle(
     file, document and line, and nothing is stored. Otherwise each object updates the author's
     draft for it, or creates one, in one transaction.
     """
-    report, objects = bundle_objects(author=author, environment=environment, files=files,
-                                     default_namespace=default_namespace)
+    report, objects = bundle_objects(
+        author=author, environment=environment, files=files, default_namespace=default_namespace
+    )
     drafts = []
     with transaction.atomic():
         for document, source in objects:
-            drafts.append(_upsert(
-                author=author,
-                environment=environment,
-                document=document,
-                source=source,
-                findings=report.for_document(document),
-                message=message or None,
-                draft=None,
-            ))
+            drafts.append(
+                _upsert(
+                    author=author,
+                    environment=environment,
+                    document=document,
+                    source=source,
+                    findings=report.for_document(document),
+                    message=message or None,
+                    draft=None,
+                )
+            )
     return drafts
 
 
@@ -227,8 +255,11 @@ def bundle_objects(
     uploaded file, refused as a whole (`DraftRejected`, code `bundle_rejected`) on any parse-layer
     error, refused archive or namespace the author may not draft in."""
     expanded, archive_findings = expand_bundle(files)
-    report = (validate_bundle(environment=environment, files=expanded, default_namespace=default_namespace)
-              if (expanded or not archive_findings) else None)
+    report = (
+        validate_bundle(environment=environment, files=expanded, default_namespace=default_namespace)
+        if (expanded or not archive_findings)
+        else None
+    )
     documents = report.documents if report is not None else []
     blocking = [*archive_findings, *blocking_findings(report.findings if report is not None else [])]
     blocking += permission_findings(author=author, environment=environment, documents=documents)
@@ -246,22 +277,25 @@ def bundle_objects(
     for document in documents:
         per_file[document.file] = per_file.get(document.file, 0) + 1
     return report, [
-        (document, _document_text(document, texts[document.file], alone=per_file[document.file] == 1,
-                                  lines=lines[document.file]))
+        (
+            document,
+            _document_text(
+                document, texts[document.file], alone=per_file[document.file] == 1, lines=lines[document.file]
+            ),
+        )
         for document in documents
     ]
 
 
 # --- shared -----------------------------------------------------------------------------------
 
+
 def blocking_findings(findings: Iterable[Finding]) -> list[Finding]:
     """What stops a draft from being stored: errors of the parse layer."""
     return [finding for finding in findings if finding.layer == Layer.PARSE and _is_error(finding)]
 
 
-def workflow_findings(
-    *, author: User, environment: Environment, documents: Iterable[ParsedDocument]
-) -> list[Finding]:
+def workflow_findings(*, author: User, environment: Environment, documents: Iterable[ParsedDocument]) -> list[Finding]:
     """What a change of these objects would meet beyond their content: the author's role in each
     namespace, and each guardrail that fails (blocking ones as errors, advisory ones as warnings)."""
     documents = [document for document in documents if document.checkable]
@@ -272,12 +306,14 @@ def workflow_findings(
             if result.passed:
                 continue
             advisory = result.enforcement == GuardrailEnforcement.ADVISORY
-            findings.append(catalogued(
-                "MG1502" if advisory else "MG1501",
-                f"guardrail “{result.name}” ({GuardrailEnforcement(result.enforcement).label.lower()}): "
-                f"{result.message or result.error}",
-                **document.at(""),
-            ))
+            findings.append(
+                catalogued(
+                    "MG1502" if advisory else "MG1501",
+                    f"guardrail “{result.name}” ({GuardrailEnforcement(result.enforcement).label.lower()}): "
+                    f"{result.message or result.error}",
+                    **document.at(""),
+                )
+            )
     return findings
 
 
@@ -294,9 +330,11 @@ def permission_findings(
         if namespace not in allowed:
             allowed[namespace] = selectors.user_may_author(user=author, environment=environment, namespace=namespace)
         if not allowed[namespace]:
-            findings.append(catalogued(
-                NOT_AN_AUTHOR, _not_author_message(environment, namespace), **document.at("metadata.namespace")
-            ))
+            findings.append(
+                catalogued(
+                    NOT_AN_AUTHOR, _not_author_message(environment, namespace), **document.at("metadata.namespace")
+                )
+            )
     return findings
 
 
@@ -324,13 +362,20 @@ def _upsert(
     before = _snapshot(draft) if draft is not None else None
     if draft is None:
         draft = Draft(
-            environment=environment, kind=kind, namespace=namespace, name=name, author=author,
-            base_revision_id=policy.current_revision_id if policy is not None else None, created_at=now,
+            environment=environment,
+            kind=kind,
+            namespace=namespace,
+            name=name,
+            author=author,
+            base_revision_id=policy.current_revision_id if policy is not None else None,
+            created_at=now,
         )
     content = normalize_object(document.obj)
     findings = list(findings)
     draft.policy = policy
-    draft.operation = DraftOperation.UPDATE if policy is not None and policy.current_revision_id else DraftOperation.CREATE
+    draft.operation = (
+        DraftOperation.UPDATE if policy is not None and policy.current_revision_id else DraftOperation.CREATE
+    )
     draft.content = content
     draft.source_text = source.text
     draft.source_file, draft.source_line = source.file, source.line
@@ -389,7 +434,9 @@ def _identity_path(draft: Draft, document: ParsedDocument) -> str:
 
 
 def _not_author_message(environment: Environment, namespace: str) -> str:
-    owner = NamespaceOwnership.objects.filter(environment=environment, namespace=namespace).select_related("team").first()
+    owner = (
+        NamespaceOwnership.objects.filter(environment=environment, namespace=namespace).select_related("team").first()
+    )
     who = f"team {owner.team.name}, which owns it" if owner else "its owning team (no team owns it yet)"
     return (
         f"you may not draft in namespace {namespace} of {environment.name}: only authors, approvers and admins "
@@ -444,7 +491,7 @@ def _document_text(document: ParsedDocument, text: str, *, alone: bool, lines: l
     # Comments right above the object (after the previous separator) belong to it.
     while start > 0 and lines[start - 1].lstrip().startswith("#"):
         start -= 1
-    chunk = lines[start:max(document.end_line, document.start_line)]
+    chunk = lines[start : max(document.end_line, document.start_line)]
     while chunk and (chunk[-1].strip() == "" or chunk[-1].startswith(separators)):
         chunk.pop()
     return SourceText("".join(chunk), document.file, start + 1)

@@ -18,6 +18,7 @@ namespace (the same people who may draft there) have two ways out:
 Each is one transaction with its own audit row (`policy.drift_adopted` / `policy.drift_reapplied`)
 next to the rows of the draft and change services it calls.
 """
+
 from __future__ import annotations
 
 import logging
@@ -78,17 +79,23 @@ def drift_adopt(*, actor: User, policy: Policy) -> Draft:
     (403), `NoDrift` (409), or the draft service's refusals."""
     state = _drift_of(actor=actor, policy=policy)
     drift, applied = state.drift, state.applied
-    message = (f"adopted from the live object (resourceVersion {drift.live_resource_version or '—'}), "
-               f"which drifted from revision #{applied.number}")
+    message = (
+        f"adopted from the live object (resourceVersion {drift.live_resource_version or '—'}), "
+        f"which drifted from revision #{applied.number}"
+    )
     with transaction.atomic():
         _still_drifted(policy, drift)
         if drift.live_content is None:
             draft = draft_delete_policy(author=actor, policy=policy, message="adopted: the live object is gone")
         else:
-            draft = draft_save(author=actor, environment=policy.environment, text=to_yaml(drift.live_content),
-                               message=message).draft
+            draft = draft_save(
+                author=actor, environment=policy.environment, text=to_yaml(drift.live_content), message=message
+            ).draft
         audit_record(
-            action=AuditAction.POLICY_DRIFT_ADOPTED, actor=actor, obj=policy, environment=policy.environment.name,
+            action=AuditAction.POLICY_DRIFT_ADOPTED,
+            actor=actor,
+            obj=policy,
+            environment=policy.environment.name,
             before=_drift_snapshot(drift, applied.number),
             after={"draft": draft.pk, "operation": draft.operation, "content_hash": draft.content_hash},
         )
@@ -104,7 +111,7 @@ def drift_reapply(*, actor: User, policy: Policy) -> ChangeRequest:
     label = f"{policy.kind} {policy.namespace}/{policy.name}"
     title = f"Re-apply revision #{applied.number} of {label}"
     if len(title) > MAX_TITLE:
-        title = title[:MAX_TITLE - 1] + "…"
+        title = title[: MAX_TITLE - 1] + "…"
     if drift.live_content is None:
         found = "the live object is gone"
     else:
@@ -118,8 +125,13 @@ def drift_reapply(*, actor: User, policy: Policy) -> ChangeRequest:
         _still_drifted(policy, drift)
         existing = (
             Draft.objects.select_for_update()
-            .filter(author=actor, environment=policy.environment, kind=policy.kind, namespace=policy.namespace,
-                    name=policy.name)
+            .filter(
+                author=actor,
+                environment=policy.environment,
+                kind=policy.kind,
+                namespace=policy.namespace,
+                name=policy.name,
+            )
             .first()
         )
         if existing is not None:
@@ -129,11 +141,18 @@ def drift_reapply(*, actor: User, policy: Policy) -> ChangeRequest:
                 extra={"draft": existing.pk},
             )
         change = change_create_from_bundle(
-            author=actor, environment=policy.environment, files=[(filename, to_yaml(applied.content).encode())],
-            title=title, description=description, message=f"re-apply revision #{applied.number}",
+            author=actor,
+            environment=policy.environment,
+            files=[(filename, to_yaml(applied.content).encode())],
+            title=title,
+            description=description,
+            message=f"re-apply revision #{applied.number}",
         )
         audit_record(
-            action=AuditAction.POLICY_DRIFT_REAPPLIED, actor=actor, obj=policy, environment=policy.environment.name,
+            action=AuditAction.POLICY_DRIFT_REAPPLIED,
+            actor=actor,
+            obj=policy,
+            environment=policy.environment.name,
             before=_drift_snapshot(drift, applied.number),
             after={"change": change.pk, "revision": applied.number, "content_hash": applied.content_hash},
         )
@@ -141,6 +160,7 @@ def drift_reapply(*, actor: User, policy: Policy) -> ChangeRequest:
 
 
 # --- shared -----------------------------------------------------------------------------------------
+
 
 def _drift_of(*, actor: User, policy: Policy) -> selectors.DriftState:
     if not selectors.user_may_author(user=actor, environment=policy.environment, namespace=policy.namespace):
@@ -163,11 +183,16 @@ def _still_drifted(policy: Policy, drift: PolicyDrift) -> None:
     replaced by a newer detection meanwhile)."""
     locked = PolicyDrift.objects.select_for_update().filter(policy=policy).first()
     if locked is None:
-        raise NoDrift(f"the drift of {policy.kind} {policy.namespace}/{policy.name} was resolved meanwhile",
-                      extra={"policy": policy.pk})
+        raise NoDrift(
+            f"the drift of {policy.kind} {policy.namespace}/{policy.name} was resolved meanwhile",
+            extra={"policy": policy.pk},
+        )
     if locked.notified_hash != drift.notified_hash:
-        raise ConflictError(f"the live object of {policy.kind} {policy.namespace}/{policy.name} changed again "
-                            "meanwhile: reload the page and look at the new drift first", extra={"policy": policy.pk})
+        raise ConflictError(
+            f"the live object of {policy.kind} {policy.namespace}/{policy.name} changed again "
+            "meanwhile: reload the page and look at the new drift first",
+            extra={"policy": policy.pk},
+        )
 
 
 def _drift_snapshot(drift: PolicyDrift, applied_number: int) -> dict:
@@ -180,6 +205,7 @@ def _drift_snapshot(drift: PolicyDrift, applied_number: int) -> dict:
 
 
 # --- detection (the periodic sweep) -----------------------------------------------------------------------
+
 
 def drift_detect(*, environment: Environment | None = None) -> dict[str, int]:
     """Compares each policy Meshgate rolled out with its live object; marks and notifies drift.
@@ -203,15 +229,24 @@ def drift_detect(*, environment: Environment | None = None) -> dict[str, int]:
 def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
     applied = PolicyRevision.objects.filter(policy=OuterRef("pk"), source=RevisionSource.ROLLOUT).order_by("-number")
     policies = list(
-        Policy.objects.filter(environment=env, revisions__source=RevisionSource.ROLLOUT).distinct()
-        .annotate(applied_hash=Subquery(applied.values("content_hash")[:1]),
-                  applied_number=Subquery(applied.values("number")[:1]))
-        .only("pk", "kind", "namespace", "name", "environment_id").order_by()
+        Policy.objects.filter(environment=env, revisions__source=RevisionSource.ROLLOUT)
+        .distinct()
+        .annotate(
+            applied_hash=Subquery(applied.values("content_hash")[:1]),
+            applied_number=Subquery(applied.values("number")[:1]),
+        )
+        .only("pk", "kind", "namespace", "name", "environment_id")
+        .order_by()
     )
-    active = set(Rollout.objects.filter(environment=env, state__in=RolloutState.active())
-                 .values_list("change__items__policy_id", flat=True))
-    existing = {d.policy_id: d for d in PolicyDrift.objects.filter(policy__environment=env)
-                .only("pk", "policy_id", "notified_hash")}
+    active = set(
+        Rollout.objects.filter(environment=env, state__in=RolloutState.active()).values_list(
+            "change__items__policy_id", flat=True
+        )
+    )
+    existing = {
+        d.policy_id: d
+        for d in PolicyDrift.objects.filter(policy__environment=env).only("pk", "policy_id", "notified_hash")
+    }
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)  # Policies annotated with applied_*
     for policy in policies:
         if policy.pk not in active:
@@ -227,20 +262,23 @@ def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
             try:
                 listed = kube.list_objects(cfg, kind, namespace=scope)
             except KubernetesError as exc:
-                logger.warning("drift sweep of %s: cannot list %s in %s: %s", env.name, kind, scope or "all namespaces",
-                               exc)
+                logger.warning(
+                    "drift sweep of %s: cannot list %s in %s: %s", env.name, kind, scope or "all namespaces", exc
+                )
                 counts["errors"] += 1
                 continue
             by_identity = {(obj["metadata"].get("namespace", ""), obj["metadata"]["name"]): obj for obj in listed}
             for namespace in [scope] if scope else sorted(namespaces):
                 for policy in groups[(kind, namespace)]:
                     counts["checked"] += 1
-                    _drift_compare(env, policy, by_identity.get((namespace, policy.name)), existing.get(policy.pk),
-                                   counts)
+                    _drift_compare(
+                        env, policy, by_identity.get((namespace, policy.name)), existing.get(policy.pk), counts
+                    )
 
 
-def _drift_compare(env: Environment, policy: Any, live: dict[str, Any] | None, existing: PolicyDrift | None,
-                   counts: dict[str, int]) -> None:
+def _drift_compare(
+    env: Environment, policy: Any, live: dict[str, Any] | None, existing: PolicyDrift | None, counts: dict[str, int]
+) -> None:
     live_content = normalize_object(live) if live is not None else None
     digest = content_hash(live_content) if live_content is not None else "absent"
     if digest == policy.applied_hash:
@@ -255,16 +293,28 @@ def _drift_compare(env: Environment, policy: Any, live: dict[str, Any] | None, e
         return
     resource_version = ((live or {}).get("metadata") or {}).get("resourceVersion", "")
     with transaction.atomic():
-        PolicyDrift.objects.update_or_create(policy=policy, defaults={
-            "detected_at": timezone.now(), "live_content": live_content,
-            "live_resource_version": resource_version, "notified_hash": digest})
+        PolicyDrift.objects.update_or_create(
+            policy=policy,
+            defaults={
+                "detected_at": timezone.now(),
+                "live_content": live_content,
+                "live_resource_version": resource_version,
+                "notified_hash": digest,
+            },
+        )
         counts["new"] += 1
-        audit_record(action=RolloutAuditAction.DRIFT_DETECTED, obj=policy, environment=env.name,
-                     before={"revision": policy.applied_number, "content_hash": policy.applied_hash},
-                     after={"live_hash": digest, "resourceVersion": resource_version})
+        audit_record(
+            action=RolloutAuditAction.DRIFT_DETECTED,
+            obj=policy,
+            environment=env.name,
+            before={"revision": policy.applied_number, "content_hash": policy.applied_hash},
+            after={"live_hash": digest, "resourceVersion": resource_version},
+        )
         teams = Team.objects.filter(namespaces__environment=env, namespaces__namespace=policy.namespace)
-        notify(event=NotificationEvent.DRIFT_DETECTED,
-               subject=f"{policy} drifted from the revision Meshgate applied (#{policy.applied_number})",
-               body="The live object differs from the last revision Meshgate applied.",
-               payload={"policy": policy.pk, "environment": env.name, "revision": policy.applied_number},
-               teams=list(teams))
+        notify(
+            event=NotificationEvent.DRIFT_DETECTED,
+            subject=f"{policy} drifted from the revision Meshgate applied (#{policy.applied_number})",
+            body="The live object differs from the last revision Meshgate applied.",
+            payload={"policy": policy.pk, "environment": env.name, "revision": policy.applied_number},
+            teams=list(teams),
+        )

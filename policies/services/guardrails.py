@@ -7,6 +7,7 @@ Evaluation lives in `policies.guardrails.engine` and is re-exported here for the
                                           content_hash=item.content_hash)
     blockers = blocking_results(results, overrides=overrides)
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -31,19 +32,34 @@ EXAMPLE_CEL_GUARDRAIL = {
     "name": "Every HTTP route sets a timeout",
     "description": "Without a timeout a slow upstream holds the caller's connections; set one per HTTP route.",
     "enforcement": GuardrailEnforcement.ADVISORY,
-    "expression": '!has(object.spec.http) || object.spec.http.all(r, has(r.timeout))',
+    "expression": "!has(object.spec.http) || object.spec.http.all(r, has(r.timeout))",
     "message": "{object}: an HTTP route has no timeout; add e.g. timeout: 10s to every route",
     "kinds": [PolicyKind.VIRTUAL_SERVICE.value],
 }
-_EDITABLE = ("name", "description", "enforcement", "expression", "parameters", "message", "kinds",
-             "production_only", "enabled")
+_EDITABLE = (
+    "name",
+    "description",
+    "enforcement",
+    "expression",
+    "parameters",
+    "message",
+    "kinds",
+    "production_only",
+    "enabled",
+)
 
 
 def _snapshot(guardrail: Guardrail) -> dict[str, Any]:
     return {
-        "name": guardrail.name, "enforcement": guardrail.enforcement, "builtin_key": guardrail.builtin_key,
-        "expression": guardrail.expression, "parameters": guardrail.parameters, "message": guardrail.message,
-        "kinds": guardrail.kinds, "production_only": guardrail.production_only, "enabled": guardrail.enabled,
+        "name": guardrail.name,
+        "enforcement": guardrail.enforcement,
+        "builtin_key": guardrail.builtin_key,
+        "expression": guardrail.expression,
+        "parameters": guardrail.parameters,
+        "message": guardrail.message,
+        "kinds": guardrail.kinds,
+        "production_only": guardrail.production_only,
+        "enabled": guardrail.enabled,
     }
 
 
@@ -54,16 +70,31 @@ def _require_admin(actor: User | None, what: str) -> None:
 
 @transaction.atomic
 def guardrail_create(
-    *, actor: User, name: str, expression: str, message: str, description: str = "",
-    enforcement: str = GuardrailEnforcement.ADVISORY, kinds: Iterable[str] = (), production_only: bool = False,
-    parameters: dict[str, Any] | None = None, enabled: bool = True,
+    *,
+    actor: User,
+    name: str,
+    expression: str,
+    message: str,
+    description: str = "",
+    enforcement: str = GuardrailEnforcement.ADVISORY,
+    kinds: Iterable[str] = (),
+    production_only: bool = False,
+    parameters: dict[str, Any] | None = None,
+    enabled: bool = True,
 ) -> Guardrail:
     """A custom (CEL) guardrail. Raises ValidationError (an invalid expression names its position)."""
     _require_admin(actor, "create guardrails")
     guardrail = Guardrail(
-        name=name.strip(), description=description, enforcement=enforcement, expression=expression.strip(),
-        message=message, kinds=list(kinds), production_only=production_only, parameters=parameters or {},
-        enabled=enabled, created_by=actor if actor.is_authenticated else None,
+        name=name.strip(),
+        description=description,
+        enforcement=enforcement,
+        expression=expression.strip(),
+        message=message,
+        kinds=list(kinds),
+        production_only=production_only,
+        parameters=parameters or {},
+        enabled=enabled,
+        created_by=actor if actor.is_authenticated else None,
     )
     guardrail.full_clean()
     guardrail.save()
@@ -98,7 +129,12 @@ def guardrail_update(*, actor: User, guardrail: Guardrail, **fields: Any) -> Gua
 
 @transaction.atomic
 def guardrail_override(
-    *, admin: User, guardrail: Guardrail, subject_type: str, subject_id: str | int, content_hash: str,
+    *,
+    admin: User,
+    guardrail: Guardrail,
+    subject_type: str,
+    subject_id: str | int,
+    content_hash: str,
     reason: str,
 ) -> GuardrailOverride:
     """Lets a failed soft-mandatory guardrail pass for one subject's content. Only platform admins;
@@ -109,23 +145,40 @@ def guardrail_override(
     if len(reason) < MIN_OVERRIDE_REASON_LENGTH:
         raise ValidationError({"reason": f"explain the override in at least {MIN_OVERRIDE_REASON_LENGTH} characters"})
     if guardrail.enforcement != GuardrailEnforcement.SOFT_MANDATORY:
-        raise ValidationError({"guardrail": f"“{guardrail.name}” is {guardrail.get_enforcement_display().lower()}: "
-                                            "only soft-mandatory guardrails can be overridden"})
+        raise ValidationError(
+            {
+                "guardrail": f"“{guardrail.name}” is {guardrail.get_enforcement_display().lower()}: "
+                "only soft-mandatory guardrails can be overridden"
+            }
+        )
     if not content_hash or not subject_type or subject_id in (None, ""):
         raise ValidationError("an override names its subject and the content hash it applies to")
     override = GuardrailOverride.objects.create(
-        guardrail=guardrail, subject_type=subject_type, subject_id=str(subject_id), content_hash=content_hash,
-        reason=reason, admin=admin,
+        guardrail=guardrail,
+        subject_type=subject_type,
+        subject_id=str(subject_id),
+        content_hash=content_hash,
+        reason=reason,
+        admin=admin,
     )
     audit_record(
-        action=AuditAction.GUARDRAIL_OVERRIDDEN, actor=admin, obj=guardrail,
-        after={"subject_type": subject_type, "subject_id": str(subject_id), "content_hash": content_hash,
-               "reason": reason, "override_id": override.pk},
+        action=AuditAction.GUARDRAIL_OVERRIDDEN,
+        actor=admin,
+        obj=guardrail,
+        after={
+            "subject_type": subject_type,
+            "subject_id": str(subject_id),
+            "content_hash": content_hash,
+            "reason": reason,
+            "override_id": override.pk,
+        },
     )
     return override
 
 
-def guardrail_overrides_valid(*, subject_type: str, subject_id: str | int, content_hash: str) -> QuerySet[GuardrailOverride]:
+def guardrail_overrides_valid(
+    *, subject_type: str, subject_id: str | int, content_hash: str
+) -> QuerySet[GuardrailOverride]:
     """Overrides still in force for the subject's current content (read; for `blocking_results`)."""
     return GuardrailOverride.objects.select_related("guardrail", "admin").filter(
         subject_type=subject_type, subject_id=str(subject_id), content_hash=content_hash
@@ -142,8 +195,13 @@ def guardrails_seed_builtins() -> list[Guardrail]:
         if key in existing:
             continue
         guardrail = Guardrail.objects.create(
-            name=builtin.name, description=builtin.description, enforcement=builtin.enforcement, builtin_key=key,
-            parameters=dict(builtin.parameters), message=builtin.message, kinds=[str(k) for k in builtin.kinds],
+            name=builtin.name,
+            description=builtin.description,
+            enforcement=builtin.enforcement,
+            builtin_key=key,
+            parameters=dict(builtin.parameters),
+            message=builtin.message,
+            kinds=[str(k) for k in builtin.kinds],
             production_only=builtin.production_only,
         )
         audit_record(action=AuditAction.GUARDRAIL_CREATED, obj=guardrail, after=_snapshot(guardrail))

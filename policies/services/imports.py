@@ -1,4 +1,5 @@
 """Import: record what the cluster holds as the current revision of each policy."""
+
 import datetime
 from dataclasses import dataclass, field
 
@@ -64,8 +65,9 @@ def environment_import(*, environment: Environment, actor: User | None = None) -
             for p in Policy.objects.filter(environment=environment).select_related("current_revision")
         }
         in_rollout = _rollout_identities(environment)
-        result.in_rollout = sorted("/".join(identity) for identity in in_rollout if identity in live
-                                   or identity in policies)
+        result.in_rollout = sorted(
+            "/".join(identity) for identity in in_rollout if identity in live or identity in policies
+        )
         for identity, obj in sorted(live.items()):
             if identity in in_rollout:
                 continue
@@ -123,8 +125,9 @@ def _rollout_identities(environment: Environment) -> set[tuple[str, str, str]]:
     return identities
 
 
-def _record_live(*, policy: Policy, obj: dict, actor: User | None, seen_at: datetime.datetime,
-                 result: ImportResult) -> None:
+def _record_live(
+    *, policy: Policy, obj: dict, actor: User | None, seen_at: datetime.datetime, result: ImportResult
+) -> None:
     content = normalize_object(obj)
     digest = content_hash(content)
     current = policy.current_revision

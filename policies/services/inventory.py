@@ -3,6 +3,7 @@ change single rows, and every call moves the (environment, kind) watermark.
 
 The inventory mirrors the cluster (it is not a decision of anyone): its writes are not audited.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -21,15 +22,21 @@ def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     their names, labels (and a Service's ports and selector); of the Istio kinds everything but the
     status (plans read managedFields: who owns which field)."""
     meta = obj.get("metadata") or {}
-    kept_meta = {key: meta[key] for key in ("namespace", "name", "labels", "annotations", "resourceVersion",
-                                             "uid", "generation") if key in meta}
+    kept_meta = {
+        key: meta[key]
+        for key in ("namespace", "name", "labels", "annotations", "resourceVersion", "uid", "generation")
+        if key in meta
+    }
     if kind == "Pod":
         return {"metadata": {key: kept_meta[key] for key in ("namespace", "name", "labels") if key in kept_meta}}
     if kind == "Namespace":
         return {"metadata": {key: kept_meta[key] for key in ("name", "labels") if key in kept_meta}}
     if kind == "Service":
         spec = obj.get("spec") or {}
-        return {"metadata": kept_meta, "spec": {"ports": spec.get("ports") or [], "selector": spec.get("selector") or {}}}
+        return {
+            "metadata": kept_meta,
+            "spec": {"ports": spec.get("ports") or [], "selector": spec.get("selector") or {}},
+        }
     return {key: value for key, value in obj.items() if key != "status"}
 
 
@@ -42,19 +49,26 @@ def _rows(environment_id: int, kind: str, items: Iterable[dict[str, Any]]) -> li
     rows = []
     for item in items:
         namespace, name = _identity(item)
-        rows.append(InventoryObject(
-            environment_id=environment_id, kind=kind, namespace=namespace, name=name,
-            resource_version=str((item.get("metadata") or {}).get("resourceVersion") or ""),
-            content=trim(kind, item),
-        ))
+        rows.append(
+            InventoryObject(
+                environment_id=environment_id,
+                kind=kind,
+                namespace=namespace,
+                name=name,
+                resource_version=str((item.get("metadata") or {}).get("resourceVersion") or ""),
+                content=trim(kind, item),
+            )
+        )
     return rows
 
 
 def _upsert(rows: list[InventoryObject]) -> None:
     for start in range(0, len(rows), BATCH):
         InventoryObject.objects.bulk_create(
-            rows[start:start + BATCH], update_conflicts=True,
-            unique_fields=["environment", "kind", "namespace", "name"], update_fields=["resource_version", "content"],
+            rows[start : start + BATCH],
+            update_conflicts=True,
+            unique_fields=["environment", "kind", "namespace", "name"],
+            update_fields=["resource_version", "content"],
         )
 
 
@@ -64,7 +78,10 @@ def _mark(environment_id: int, kind: str, resource_version: str, *, listed: bool
     if listed:
         defaults["listed_at"] = now
     InventoryWatermark.objects.update_or_create(
-        environment_id=environment_id, kind=kind, defaults=defaults, create_defaults={**defaults, "listed_at": now},
+        environment_id=environment_id,
+        kind=kind,
+        defaults=defaults,
+        create_defaults={**defaults, "listed_at": now},
     )
 
 
@@ -74,23 +91,31 @@ def inventory_replace(environment_id: int, kind: str, items: list[dict[str, Any]
     rows = _rows(environment_id, kind, items)
     keep = {(row.namespace, row.name) for row in rows}
     existing = InventoryObject.objects.filter(environment_id=environment_id, kind=kind)
-    stale = [pk for pk, namespace, name in existing.values_list("pk", "namespace", "name") if (namespace, name) not in keep]
+    stale = [
+        pk for pk, namespace, name in existing.values_list("pk", "namespace", "name") if (namespace, name) not in keep
+    ]
     for start in range(0, len(stale), BATCH):
-        InventoryObject.objects.filter(pk__in=stale[start:start + BATCH]).delete()
+        InventoryObject.objects.filter(pk__in=stale[start : start + BATCH]).delete()
     _upsert(rows)
     _mark(environment_id, kind, resource_version, listed=True)
 
 
 @transaction.atomic
 def inventory_apply(
-    environment_id: int, kind: str, events: list[tuple[str, dict[str, Any]]], resource_version: str,
+    environment_id: int,
+    kind: str,
+    events: list[tuple[str, dict[str, Any]]],
+    resource_version: str,
 ) -> None:
     """Watch events (type, object), in order, then the watermark."""
     for event_type, obj in events:
         namespace, name = _identity(obj)
         if event_type == "DELETED":
             InventoryObject.objects.filter(
-                environment_id=environment_id, kind=kind, namespace=namespace, name=name,
+                environment_id=environment_id,
+                kind=kind,
+                namespace=namespace,
+                name=name,
             ).delete()
         else:
             _upsert(_rows(environment_id, kind, [obj]))

@@ -3,6 +3,7 @@
 `NoChanges` is raised (and answered 200 with code `no_changes`): nothing is stored, nothing goes to
 review. A cluster that cannot be read is never "no changes".
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -23,8 +24,9 @@ class NoChanges(ApplicationError):
     status = 200
 
 
-def unchanged_against_live(*, environment: Environment, objects: Sequence[tuple[str, str, str, dict[str, Any] | None]]
-                           ) -> list[str] | None:
+def unchanged_against_live(
+    *, environment: Environment, objects: Sequence[tuple[str, str, str, dict[str, Any] | None]]
+) -> list[str] | None:
     """The labels of the objects when every one equals live after normalization (a `None` content: a
     deletion of an absent object), else None. A cluster that cannot be read is never "no changes"."""
     cfg = cluster_config(environment)
@@ -37,16 +39,20 @@ def unchanged_against_live(*, environment: Environment, objects: Sequence[tuple[
         except kube.KubernetesError:
             return None
         if (normalize_object(live) if live is not None else None) != (
-                normalize_object(content) if content is not None else None):
+            normalize_object(content) if content is not None else None
+        ):
             return None
         labels.append(f"{kind} {namespace}/{name}")
     return labels or None
 
 
 def raise_if_no_changes(*, environment: Environment, drafts: Sequence[Any]) -> None:
-    objects = [(d.kind, d.namespace, d.name, None if d.operation == DraftOperation.DELETE else d.content)
-               for d in drafts]
+    objects = [
+        (d.kind, d.namespace, d.name, None if d.operation == DraftOperation.DELETE else d.content) for d in drafts
+    ]
     labels = unchanged_against_live(environment=environment, objects=objects)
     if labels:
-        raise NoChanges(f"no changes: {len(labels)} object(s) already equal the live cluster in {environment.name}",
-                        extra={"items": labels})
+        raise NoChanges(
+            f"no changes: {len(labels)} object(s) already equal the live cluster in {environment.name}",
+            extra={"items": labels},
+        )

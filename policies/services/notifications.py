@@ -10,6 +10,7 @@ records the answer, and schedules the next attempt with exponential backoff; the
 `retry_due_notifications` picks up rows whose attempt is overdue, so a lost task only delays.
 Delivery settings (timeout, attempts, backoff) come from `integrations.notify.notify_settings()`.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -55,6 +56,7 @@ AnyUser = User | AnonymousUser
 
 # --- sending ----------------------------------------------------------------------------------------
 
+
 def _absolute(url: str) -> str:
     base = getattr(settings, "MESHGATE_PUBLIC_URL", "").rstrip("/")
     return f"{base}{url}" if url.startswith("/") and base else url
@@ -62,8 +64,14 @@ def _absolute(url: str) -> str:
 
 @transaction.atomic
 def notify(
-    *, event: str, subject: str, body: str, url: str = "", payload: dict[str, Any] | None = None,
-    teams: Iterable[Team] = (), users: Iterable[User] = (),
+    *,
+    event: str,
+    subject: str,
+    body: str,
+    url: str = "",
+    payload: dict[str, Any] | None = None,
+    teams: Iterable[Team] = (),
+    users: Iterable[User] = (),
 ) -> list[NotificationDelivery]:
     """Queues the event for the enabled channels of `teams` and `users` that subscribe to it."""
     if event not in NotificationEvent.values:
@@ -72,9 +80,11 @@ def notify(
     user_ids = {user.pk for user in users if user is not None and user.pk is not None}
     if not team_ids and not user_ids:
         return []
-    channels = list(NotificationChannel.objects.filter(enabled=True).filter(
-        Q(team_id__in=team_ids) | Q(user_id__in=user_ids, user__is_active=True)
-    ))
+    channels = list(
+        NotificationChannel.objects.filter(enabled=True).filter(
+            Q(team_id__in=team_ids) | Q(user_id__in=user_ids, user__is_active=True)
+        )
+    )
     if not channels:
         return []
     muted = set(
@@ -83,18 +93,29 @@ def notify(
         )
     )
     recipients = [c for c in channels if c.receives(event) and not (c.user_id and c.user_id in muted)]
-    return [_queue(channel, event=event, subject=subject, body=body, url=url, payload=payload or {})
-            for channel in recipients]
+    return [
+        _queue(channel, event=event, subject=subject, body=body, url=url, payload=payload or {})
+        for channel in recipients
+    ]
 
 
-def _queue(channel: NotificationChannel, *, event: str, subject: str, body: str, url: str,
-           payload: dict[str, Any]) -> NotificationDelivery:
+def _queue(
+    channel: NotificationChannel, *, event: str, subject: str, body: str, url: str, payload: dict[str, Any]
+) -> NotificationDelivery:
     now = timezone.now()
     delivery = NotificationDelivery.objects.create(
-        event=event, channel=channel, subject=subject[:MAX_SUBJECT], status=DeliveryStatus.PENDING,
+        event=event,
+        channel=channel,
+        subject=subject[:MAX_SUBJECT],
+        status=DeliveryStatus.PENDING,
         next_attempt_at=now,
-        payload={"subject": subject, "body": body, "url": _absolute(url), "data": payload,
-                 "occurred_at": now.isoformat()},
+        payload={
+            "subject": subject,
+            "body": body,
+            "url": _absolute(url),
+            "data": payload,
+            "occurred_at": now.isoformat(),
+        },
     )
     jobs.deliver_notification.on_commit(delivery.pk)
     return delivery
@@ -131,8 +152,9 @@ def notification_deliver(*, delivery_id: int) -> DeliveryOutcome:
         return _record_failure(delivery, exc, config.max_attempts)
     except Exception as exc:
         logger.exception("notification delivery %s failed unexpectedly", delivery_id)
-        return _record_failure(delivery, NotifyError(f"internal error: {type(exc).__name__}: {exc}"),
-                               config.max_attempts)
+        return _record_failure(
+            delivery, NotifyError(f"internal error: {type(exc).__name__}: {exc}"), config.max_attempts
+        )
     delivery.status = DeliveryStatus.DELIVERED
     delivery.delivered_at = timezone.now()
     delivery.next_attempt_at = None
@@ -162,9 +184,13 @@ def delivery_message(delivery: NotificationDelivery) -> dict[str, Any]:
     """The JSON body a generic webhook receives."""
     payload = delivery.payload or {}
     return {
-        "event": delivery.event, "delivery": str(delivery.uuid), "occurred_at": payload.get("occurred_at"),
-        "subject": payload.get("subject", delivery.subject), "body": payload.get("body", ""),
-        "url": payload.get("url", ""), "data": payload.get("data", {}),
+        "event": delivery.event,
+        "delivery": str(delivery.uuid),
+        "occurred_at": payload.get("occurred_at"),
+        "subject": payload.get("subject", delivery.subject),
+        "body": payload.get("body", ""),
+        "url": payload.get("url", ""),
+        "data": payload.get("data", {}),
     }
 
 
@@ -174,18 +200,34 @@ def _send(delivery: NotificationDelivery) -> DeliveryReceipt:
         raise NotifyError("the channel has been disabled", retryable=False)
     message = delivery_message(delivery)
     if channel.kind == NotificationChannelKind.WEBHOOK:
-        return send_webhook(url=channel.target, secret=channel.secret or "", event=delivery.event,
-                            delivery_id=message["delivery"], payload=message)
+        return send_webhook(
+            url=channel.target,
+            secret=channel.secret or "",
+            event=delivery.event,
+            delivery_id=message["delivery"],
+            payload=message,
+        )
     if channel.kind == NotificationChannelKind.SLACK:
         data = message["data"] if isinstance(message["data"], dict) else {}
         fields = {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float, bool))}
-        return send_slack(url=channel.target, message=slack_message(
-            event=delivery.event, subject=message["subject"], body=message["body"], url=message["url"],
-            fields=fields,
-        ))
+        return send_slack(
+            url=channel.target,
+            message=slack_message(
+                event=delivery.event,
+                subject=message["subject"],
+                body=message["body"],
+                url=message["url"],
+                fields=fields,
+            ),
+        )
     if channel.kind == NotificationChannelKind.EMAIL:
-        return send_email(to=channel.target, subject=message["subject"], body=message["body"], url=message["url"],
-                          event=delivery.event)
+        return send_email(
+            to=channel.target,
+            subject=message["subject"],
+            body=message["body"],
+            url=message["url"],
+            event=delivery.event,
+        )
     raise NotifyError(f"unknown channel kind {channel.kind!r}", retryable=False)
 
 
@@ -195,11 +237,14 @@ def notifications_due(*, now: dt.datetime | None = None, limit: int = 500) -> li
     return list(
         NotificationDelivery.objects.filter(
             status__in=[DeliveryStatus.PENDING, DeliveryStatus.RETRYING], next_attempt_at__lte=cutoff
-        ).order_by("next_attempt_at").values_list("pk", flat=True)[:limit]
+        )
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
     )
 
 
 # --- channels and preferences ---------------------------------------------------------------------
+
 
 def _is_team_admin(user: AnyUser, team_id: int) -> bool:
     return user_is_team_admin(user, team_id)
@@ -270,15 +315,28 @@ def _clean_channel(channel: NotificationChannel) -> None:
 
 def _channel_snapshot(channel: NotificationChannel) -> dict[str, Any]:
     return {
-        "name": channel.name, "owner": channel.owner_label, "kind": channel.kind, "target": channel.masked_target,
-        "events": channel.events, "enabled": channel.enabled, "has_secret": bool(channel.secret),
+        "name": channel.name,
+        "owner": channel.owner_label,
+        "kind": channel.kind,
+        "target": channel.masked_target,
+        "events": channel.events,
+        "enabled": channel.enabled,
+        "has_secret": bool(channel.secret),
     }
 
 
 @transaction.atomic
 def channel_create(
-    *, actor: User, name: str, kind: str, target: str, team: Team | None = None,
-    user: User | None = None, secret: str = "", events: Iterable[str] = (), enabled: bool = True,
+    *,
+    actor: User,
+    name: str,
+    kind: str,
+    target: str,
+    team: Team | None = None,
+    user: User | None = None,
+    secret: str = "",
+    events: Iterable[str] = (),
+    enabled: bool = True,
 ) -> NotificationChannel:
     """A channel for the actor themselves (`user`) or for a team the actor administers. A webhook
     without a secret gets a generated one (read it from the returned channel once, to give it to
@@ -292,8 +350,14 @@ def channel_create(
     if kind == NotificationChannelKind.WEBHOOK and not secret:
         secret = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
     channel = NotificationChannel(
-        name=name.strip(), kind=kind, target=target.strip(), team=team, user=user, secret=secret,
-        events=list(events), enabled=enabled,
+        name=name.strip(),
+        kind=kind,
+        target=target.strip(),
+        team=team,
+        user=user,
+        secret=secret,
+        events=list(events),
+        enabled=enabled,
     )
     _clean_channel(channel)
     channel.save()
@@ -315,7 +379,9 @@ def channel_update(*, actor: User, channel: NotificationChannel, **fields: Any) 
     before = _channel_snapshot(channel)
     old_secret = channel.secret
     for field, value in fields.items():
-        setattr(channel, field, list(value) if field == "events" else value.strip() if isinstance(value, str) else value)
+        setattr(
+            channel, field, list(value) if field == "events" else value.strip() if isinstance(value, str) else value
+        )
     if channel.kind == NotificationChannelKind.WEBHOOK and not channel.secret:
         channel.secret = secrets.token_urlsafe(WEBHOOK_SECRET_BYTES)
     _clean_channel(channel)
@@ -324,8 +390,13 @@ def channel_update(*, actor: User, channel: NotificationChannel, **fields: Any) 
     if after == before and not secret_changed:
         return channel
     channel.save()
-    audit_record(action=AuditAction.CHANNEL_UPDATED, actor=actor, obj=channel, before=before,
-                 after={**after, "secret_rotated": secret_changed})
+    audit_record(
+        action=AuditAction.CHANNEL_UPDATED,
+        actor=actor,
+        obj=channel,
+        before=before,
+        after={**after, "secret_rotated": secret_changed},
+    )
     return channel
 
 
@@ -341,14 +412,19 @@ def channel_delete(*, actor: User, channel: NotificationChannel) -> None:
 def notification_preference_set(*, user: User, event: str, muted: bool) -> NotificationPreference:
     if event not in NotificationEvent.values:
         raise ValidationError({"event": f"unknown event {event!r}"})
-    preference, created = NotificationPreference.objects.get_or_create(user=user, event=event,
-                                                                       defaults={"muted": muted})
+    preference, created = NotificationPreference.objects.get_or_create(
+        user=user, event=event, defaults={"muted": muted}
+    )
     if created or preference.muted != muted:
         if not created:
             preference.muted = muted
             preference.save(update_fields=["muted"])
-        audit_record(action=AuditAction.NOTIFICATION_PREFERENCE_SET, actor=user, obj=preference,
-                     after={"event": event, "muted": muted})
+        audit_record(
+            action=AuditAction.NOTIFICATION_PREFERENCE_SET,
+            actor=user,
+            obj=preference,
+            after={"event": event, "muted": muted},
+        )
     return preference
 
 
@@ -364,17 +440,24 @@ def notification_send_test(*, actor: User, channel: NotificationChannel) -> Noti
     if not channel_may_manage(user=actor, channel=channel):
         raise PermissionDeniedError("you may not send to this channel")
     recent = NotificationDelivery.objects.filter(
-        event=NotificationEvent.TEST, payload__data__sent_by=actor.get_username(),
+        event=NotificationEvent.TEST,
+        payload__data__sent_by=actor.get_username(),
         created_at__gte=timezone.now() - TEST_WINDOW,
     ).count()
     if recent >= TEST_SENDS_PER_WINDOW:
-        raise Throttled(f"you sent {recent} channel tests in the last {int(TEST_WINDOW.total_seconds() // 60)} "
-                        "minutes: wait before sending another")
+        raise Throttled(
+            f"you sent {recent} channel tests in the last {int(TEST_WINDOW.total_seconds() // 60)} "
+            "minutes: wait before sending another"
+        )
     delivery = _queue(
-        channel, event=NotificationEvent.TEST, subject=f"Test notification for “{channel.name}”",
+        channel,
+        event=NotificationEvent.TEST,
+        subject=f"Test notification for “{channel.name}”",
         body=f"{actor.get_username()} sent this test from Meshgate. If you can read it, the channel works.",
-        url="", payload={"channel": channel.name, "sent_by": actor.get_username()},
+        url="",
+        payload={"channel": channel.name, "sent_by": actor.get_username()},
     )
-    audit_record(action=AuditAction.NOTIFICATION_TEST_SENT, actor=actor, obj=channel,
-                 after={"delivery": str(delivery.uuid)})
+    audit_record(
+        action=AuditAction.NOTIFICATION_TEST_SENT, actor=actor, obj=channel, after={"delivery": str(delivery.uuid)}
+    )
     return delivery

@@ -1,4 +1,5 @@
 """Environments, teams, memberships and namespace ownership."""
+
 from typing import Any
 
 from django.contrib.auth.models import User
@@ -9,8 +10,16 @@ from policies.models import Environment, Membership, NamespaceOwnership, Team
 from policies.services.audit import audit_record
 
 _ENVIRONMENT_PUBLIC_FIELDS = (
-    "name", "display_name", "order", "is_production", "auth_mode", "api_url", "verify_tls",
-    "kubeconfig_path", "kubeconfig_context", "prometheus_url",
+    "name",
+    "display_name",
+    "order",
+    "is_production",
+    "auth_mode",
+    "api_url",
+    "verify_tls",
+    "kubeconfig_path",
+    "kubeconfig_context",
+    "prometheus_url",
 )
 
 
@@ -29,7 +38,10 @@ def environment_upsert(*, name: str, actor: User | None = None, **fields: Any) -
         environment.full_clean()
         environment.save()
         audit_record(
-            action=AuditAction.ENVIRONMENT_CREATED, actor=actor, obj=environment, environment=name,
+            action=AuditAction.ENVIRONMENT_CREATED,
+            actor=actor,
+            obj=environment,
+            environment=name,
             after=_environment_snapshot(environment),
         )
         return environment
@@ -41,8 +53,12 @@ def environment_upsert(*, name: str, actor: User | None = None, **fields: Any) -
     after = _environment_snapshot(environment)
     if after != before:
         audit_record(
-            action=AuditAction.ENVIRONMENT_UPDATED, actor=actor, obj=environment, environment=name,
-            before=before, after=after,
+            action=AuditAction.ENVIRONMENT_UPDATED,
+            actor=actor,
+            obj=environment,
+            environment=name,
+            before=before,
+            after=after,
         )
     return environment
 
@@ -56,7 +72,9 @@ def team_upsert(
     )
     if created:
         audit_record(
-            action=AuditAction.TEAM_CREATED, actor=actor, obj=team,
+            action=AuditAction.TEAM_CREATED,
+            actor=actor,
+            obj=team,
             after={"slug": slug, "name": name, "is_security": is_security},
         )
     return team
@@ -74,8 +92,11 @@ def team_member_set(*, team: Team, user: User, role: Role, actor: User | None = 
     else:
         return membership
     audit_record(
-        action=AuditAction.TEAM_MEMBER_SET, actor=actor, obj=team,
-        before=before, after={"user": user.get_username(), "role": role},
+        action=AuditAction.TEAM_MEMBER_SET,
+        actor=actor,
+        obj=team,
+        before=before,
+        after={"user": user.get_username(), "role": role},
     )
     return membership
 
@@ -96,7 +117,11 @@ def namespace_assign(
         ownership.team = team
         ownership.save(update_fields=["team"])
     audit_record(
-        action=AuditAction.NAMESPACE_ASSIGNED, actor=actor, obj=ownership, environment=environment.name,
-        before=before, after={"namespace": namespace, "team": team.slug},
+        action=AuditAction.NAMESPACE_ASSIGNED,
+        actor=actor,
+        obj=ownership,
+        environment=environment.name,
+        before=before,
+        after={"namespace": namespace, "team": team.slug},
     )
     return ownership

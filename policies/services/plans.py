@@ -24,6 +24,7 @@ change's state alone. Before the rollout starts (approved, scheduled) a material
 
 The cluster is read before the transaction opens; the plan is stored in one transaction.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -64,9 +65,15 @@ from policies.validation.dryrun import dry_run, not_performed
 from policies.validation.parse import parse_bundle
 
 # The rollout writes the live objects from here on: a plan's view of live no longer judges the approvals.
-ROLLOUT_OWNS_LIVE_STATES = frozenset({
-    ChangeState.ROLLING_OUT, ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED,
-})
+ROLLOUT_OWNS_LIVE_STATES = frozenset(
+    {
+        ChangeState.ROLLING_OUT,
+        ChangeState.COMPLETED,
+        ChangeState.ROLLED_BACK,
+        ChangeState.FAILED,
+        ChangeState.ABORTED,
+    }
+)
 
 
 @dataclass
@@ -89,15 +96,18 @@ def serialize_diff(diff: ObjectDiff) -> dict[str, Any]:
     """`ObjectDiff.as_dict()` plus the folded side-by-side rows, compact."""
     return {
         **diff.as_dict(),
-        "rows": [[row.left_no, row.left, row.right_no, row.right, str(row.tag), row.skipped]
-                 for row in diff.side_by_side],
+        "rows": [
+            [row.left_no, row.left, row.right_no, row.right, str(row.tag), row.skipped] for row in diff.side_by_side
+        ],
     }
 
 
 def stored_rows(data: dict[str, Any]) -> list[DiffRow]:
     """The side-by-side rows of a stored diff, as `DiffRow`s for the templates."""
-    return [DiffRow(left_no, left, right_no, right, RowTag(tag), skipped)
-            for left_no, left, right_no, right, tag, skipped in data.get("rows", [])]
+    return [
+        DiffRow(left_no, left, right_no, right, RowTag(tag), skipped)
+        for left_no, left, right_no, right, tag, skipped in data.get("rows", [])
+    ]
 
 
 def _read_inventory(change: ChangeRequest, items: list[ChangeItem]) -> tuple[dict[int, LiveRead] | None, str]:
@@ -109,7 +119,9 @@ def _read_inventory(change: ChangeRequest, items: list[ChangeItem]) -> tuple[dic
         return None, state.stale_notice() if state.watched else ""
     wanted = {(item.kind, item.namespace, item.name) for item in items}
     rows = InventoryObject.objects.filter(
-        environment=change.environment, kind__in=kinds, namespace__in={item.namespace for item in items},
+        environment=change.environment,
+        kind__in=kinds,
+        namespace__in={item.namespace for item in items},
         name__in={item.name for item in items},
     ).values_list("kind", "namespace", "name", "resource_version", "content")
     found = {(kind, ns, name): (rv, content) for kind, ns, name, rv, content in rows if (kind, ns, name) in wanted}
@@ -169,12 +181,22 @@ def _dry_run(change: ChangeRequest, plans: list[_ItemPlan], cfg: kube.ClusterCon
         if plan.live.state == PlanLiveState.ABSENT:
             continue  # already gone: the page shows it as not in the cluster; deleting it is a no-op
         try:
-            kube.delete_object(cfg, item.kind, item.namespace, item.name, dry_run=True,
-                               resource_version=plan.live.resource_version or None)
+            kube.delete_object(
+                cfg,
+                item.kind,
+                item.namespace,
+                item.name,
+                dry_run=True,
+                resource_version=plan.live.resource_version or None,
+            )
         except kube.KubernetesError as exc:
-            plan.findings.append(catalogued(
-                "MG0902", f"the API server refused the dry-run deletion: {exc.message}", object=item.label,
-            ).as_dict())
+            plan.findings.append(
+                catalogued(
+                    "MG0902",
+                    f"the API server refused the dry-run deletion: {exc.message}",
+                    object=item.label,
+                ).as_dict()
+            )
 
 
 def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterConfig) -> dict[str, Any] | None:
@@ -184,8 +206,10 @@ def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterC
     controller = ownership.foreign_controller(live.obj)
     if controller is not None:
         refuse = environment.foreign_controllers == ForeignControllerPolicy.REFUSE
-        message = (f"{item.label} is managed by {controller.name} ({controller.evidence}): its controller will revert "
-                   f"Meshgate's write at its next sync" + (f"; {environment.name} refuses such changes" if refuse else ""))
+        message = (
+            f"{item.label} is managed by {controller.name} ({controller.evidence}): its controller will revert "
+            f"Meshgate's write at its next sync" + (f"; {environment.name} refuses such changes" if refuse else "")
+        )
         plan.findings.append(catalogued("MG0907" if refuse else "MG0906", message, object=item.label).as_dict())
         plan.ownership["controller"] = {"name": controller.name, "evidence": controller.evidence}
     if item.operation == DraftOperation.DELETE or live.state == PlanLiveState.UNREADABLE:
@@ -196,9 +220,13 @@ def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterC
         assert item.content is not None  # a DELETE returned above; every other item has content
         written = ownership.apply_owned(cfg, item.content, live=live.obj, dry_run=True)
     except kube.KubernetesError as exc:
-        plan.findings.append(catalogued(
-            "MG0902", f"the API server refused the dry-run of the rollout's write: {exc.message}", object=item.label,
-        ).as_dict())
+        plan.findings.append(
+            catalogued(
+                "MG0902",
+                f"the API server refused the dry-run of the rollout's write: {exc.message}",
+                object=item.label,
+            ).as_dict()
+        )
         return None
     after = normalize_object(written.obj)
     plan.ownership["taken_from"] = written.taken_from
@@ -208,15 +236,20 @@ def _planned_write(environment: Environment, plan: _ItemPlan, cfg: kube.ClusterC
         survivors.append({**difference.as_dict(), "owners": owners})
         if difference.op == ChangeOp.ADDED:
             what = f"{difference.path} would stay in the cluster" + (
-                f" (owned by {', '.join(owners)})" if owners else " (the server sets it)")
+                f" (owned by {', '.join(owners)})" if owners else " (the server sets it)"
+            )
         elif difference.op == ChangeOp.REMOVED:
             what = f"{difference.path} would be missing from the cluster"
         else:
             what = f"{difference.path} would be {difference.new!r}, not the approved {difference.old!r}"
-        plan.findings.append(catalogued(
-            "MG0905", f"{what}: the cluster would not hold the approved content", object=item.label,
-            path=difference.path,
-        ).as_dict())
+        plan.findings.append(
+            catalogued(
+                "MG0905",
+                f"{what}: the cluster would not hold the approved content",
+                object=item.label,
+                path=difference.path,
+            ).as_dict()
+        )
     plan.ownership["survivors"] = survivors
     return after
 
@@ -252,22 +285,31 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
         # What approvers see: live against what the cluster would hold after the rollout's write.
         diff_live = serialize_diff(diff_objects(live_content, after or item.content))
         # the live object is usually the base revision: one diff serves both
-        same = (after is None and base is not None and live_content is not None
-                and normalize_object(base) == live_content)
+        same = (
+            after is None and base is not None and live_content is not None and normalize_object(base) == live_content
+        )
         has_error = live.state == PlanLiveState.UNREADABLE or any(
             finding.get("level") == Level.ERROR for finding in plan.findings
         )
         if has_error:
             errors.append(item.label)
-        plan_items.append(PlanItem(
-            item=item, item_content_hash=item.content_hash,
-            status=PlanStatus.ERROR if has_error else PlanStatus.OK,
-            live_state=live.state, live_content=live_content, live_hash=live_hash,
-            live_resource_version=live.resource_version, error=live.error,
-            diff_live=diff_live,
-            diff_base=diff_live if same else serialize_diff(diff_objects(base, item.content)),
-            findings=plan.findings, after_content=after, ownership=plan.ownership,
-        ))
+        plan_items.append(
+            PlanItem(
+                item=item,
+                item_content_hash=item.content_hash,
+                status=PlanStatus.ERROR if has_error else PlanStatus.OK,
+                live_state=live.state,
+                live_content=live_content,
+                live_hash=live_hash,
+                live_resource_version=live.resource_version,
+                error=live.error,
+                diff_live=diff_live,
+                diff_base=diff_live if same else serialize_diff(diff_objects(base, item.content)),
+                findings=plan.findings,
+                after_content=after,
+                ownership=plan.ownership,
+            )
+        )
         rv_parts.append([item.pk, item.content_hash, live.state, live.resource_version])
         content_parts.append([item.pk, item.content_hash, live.state, live_hash])
     unreadable = any(plan.live.state == PlanLiveState.UNREADABLE for plan in plans)
@@ -275,14 +317,19 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
     if unreadable:
         error = next(plan.live.error for plan in plans if plan.live.error)
     elif errors:
-        error = f"blocking findings on {', '.join(errors[:3])}" + (f" and {len(errors) - 3} more" if len(errors) > 3 else "")
+        error = f"blocking findings on {', '.join(errors[:3])}" + (
+            f" and {len(errors) - 3} more" if len(errors) > 3 else ""
+        )
 
     with transaction.atomic():
         change = lock_change(change)
         created = Plan.objects.create(
-            change=change, computed_at=timezone.now(), status=PlanStatus.ERROR if errors else PlanStatus.OK,
+            change=change,
+            computed_at=timezone.now(),
+            status=PlanStatus.ERROR if errors else PlanStatus.OK,
             # A plan that could not read the cluster knows no live state: empty fingerprints.
-            error=error, items_fingerprint=items_fingerprint(items),
+            error=error,
+            items_fingerprint=items_fingerprint(items),
             fingerprint="" if unreadable else _fingerprint(rv_parts),
             content_fingerprint="" if unreadable else _fingerprint(content_parts),
             resource_versions={str(plan.item.pk): plan.live.resource_version for plan in plans},

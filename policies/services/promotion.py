@@ -12,6 +12,7 @@ by editing (or replacing) the item. An environment's per-policy override (a JSON
 the diff. The change is re-validated and submitted at once when valid and conflict-free (else it
 stays a draft with its findings). It needs that environment's approvals like any other change.
 """
+
 from __future__ import annotations
 
 import copy
@@ -37,14 +38,17 @@ from policies.services.changes import (
 )
 
 # A promotion in one of these states does not block promoting again (it went nowhere).
-_DEAD_STATES = {ChangeState.REJECTED, ChangeState.ABORTED, ChangeState.FAILED, ChangeState.ROLLED_BACK,
-                ChangeState.WITHDRAWN}
+_DEAD_STATES = {
+    ChangeState.REJECTED,
+    ChangeState.ABORTED,
+    ChangeState.FAILED,
+    ChangeState.ROLLED_BACK,
+    ChangeState.WITHDRAWN,
+}
 
 
 def next_environment(environment: Environment) -> Environment | None:
-    return (
-        Environment.objects.filter(order__gt=environment.order).order_by("order", "name").first()
-    )
+    return Environment.objects.filter(order__gt=environment.order).order_by("order", "name").first()
 
 
 def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
@@ -58,20 +62,33 @@ def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
             raise PermissionDeniedError(f"you may not author changes in namespace {namespace} of {where}")
     require_state(change, {ChangeState.COMPLETED}, "promote")
     if target is None:
-        raise ConflictError(f"{change.environment.name} is the last environment: there is nowhere to promote to",
-                            extra={"state": change.state})
+        raise ConflictError(
+            f"{change.environment.name} is the last environment: there is nowhere to promote to",
+            extra={"state": change.state},
+        )
     existing = change.promotions.exclude(state__in=_DEAD_STATES).first()
     if existing is not None:
-        raise ConflictError(f"change #{change.pk} was already promoted to {existing.environment.name} as "
-                            f"#{existing.pk}", extra={"state": change.state, "promotion": existing.pk})
+        raise ConflictError(
+            f"change #{change.pk} was already promoted to {existing.environment.name} as #{existing.pk}",
+            extra={"state": change.state, "promotion": existing.pk},
+        )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, {ChangeState.COMPLETED}, "promote")
         now = timezone.now()
         promoted = ChangeRequest.objects.create(
-            environment=target, title=change.title, description=change.description, link=change.link,
-            repository=change.repository, commit_sha=change.commit_sha, pull_request=change.pull_request,
-            author=actor, promoted_from=change, created_at=now, updated_at=now, content_updated_at=now,
+            environment=target,
+            title=change.title,
+            description=change.description,
+            link=change.link,
+            repository=change.repository,
+            commit_sha=change.commit_sha,
+            pull_request=change.pull_request,
+            author=actor,
+            promoted_from=change,
+            created_at=now,
+            updated_at=now,
+            content_updated_at=now,
             rollout_options=copy.deepcopy(change.rollout_options or {}),
         )
         new_items: list[ChangeItem] = []
@@ -83,37 +100,65 @@ def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
             current = policy.current_revision if policy is not None else None
             if item.operation == DraftOperation.DELETE:
                 if current is None:
-                    raise ConflictError(f"{item.label} does not exist in {target.name}: its deletion cannot be "
-                                        "promoted", extra={"state": change.state})
+                    raise ConflictError(
+                        f"{item.label} does not exist in {target.name}: its deletion cannot be promoted",
+                        extra={"state": change.state},
+                    )
                 operation = DraftOperation.DELETE
             else:
                 operation = DraftOperation.UPDATE if current is not None else DraftOperation.CREATE
             content, source_text, message = item.content, item.source_text, item.message
             if operation != DraftOperation.DELETE:
                 content, found, override = carried_content(source=item, target=current, environment=target)
-                conflicts += [{"identity": f"{item.kind}/{item.namespace}/{item.name}", "item": item.label,
-                               **conflict.as_dict()} for conflict in found]
+                conflicts += [
+                    {"identity": f"{item.kind}/{item.namespace}/{item.name}", "item": item.label, **conflict.as_dict()}
+                    for conflict in found
+                ]
                 if content != item.content:
                     source_text = ""  # the item's YAML is rendered from the merged content
                 if override:
                     message = (f"{message}; " if message else "") + f"{target.name} override applied"
-            new_items.append(ChangeItem(
-                change=promoted, position=position, kind=item.kind, namespace=item.namespace, name=item.name,
-                policy=policy, operation=operation, base_revision=current, content=content,
-                content_hash=content_hash(content) if content is not None else "", source_text=source_text,
-                message=message[:500], updated_at=now,
-            ))
+            new_items.append(
+                ChangeItem(
+                    change=promoted,
+                    position=position,
+                    kind=item.kind,
+                    namespace=item.namespace,
+                    name=item.name,
+                    policy=policy,
+                    operation=operation,
+                    base_revision=current,
+                    content=content,
+                    content_hash=content_hash(content) if content is not None else "",
+                    source_text=source_text,
+                    message=message[:500],
+                    updated_at=now,
+                )
+            )
         ChangeItem.objects.bulk_create(new_items)
         if conflicts:
             promoted.promotion_conflicts = conflicts
             promoted.save(update_fields=["promotion_conflicts"])
         items = list(selectors.change_items(change=promoted))
         change_guardrails_refresh(change=promoted, items=items)
-        audit_change(action=ChangeAuditAction.CHANGE_CREATED, actor=actor, change=promoted,
-                     after={"state": promoted.state, "title": promoted.title, "promoted_from": change.pk,
-                            "items": [_item_snapshot(item) for item in items], "conflicts": conflicts})
-        audit_change(action=ChangeAuditAction.CHANGE_PROMOTED, actor=actor, change=change,
-                     after={"promoted_to": promoted.pk, "environment": target.name})
+        audit_change(
+            action=ChangeAuditAction.CHANGE_CREATED,
+            actor=actor,
+            change=promoted,
+            after={
+                "state": promoted.state,
+                "title": promoted.title,
+                "promoted_from": change.pk,
+                "items": [_item_snapshot(item) for item in items],
+                "conflicts": conflicts,
+            },
+        )
+        audit_change(
+            action=ChangeAuditAction.CHANGE_PROMOTED,
+            actor=actor,
+            change=change,
+            after={"promoted_to": promoted.pk, "environment": target.name},
+        )
 
     if promoted.promotion_conflicts:
         return promoted  # the author resolves the conflicts first; it stays a draft
@@ -124,8 +169,7 @@ def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     return promoted
 
 
-def carried_content(*, source: ChangeItem, target: object | None, environment: Environment
-                    ) -> tuple[dict, list, bool]:
+def carried_content(*, source: ChangeItem, target: object | None, environment: Environment) -> tuple[dict, list, bool]:
     """The source item's edit onto the target's current revision, then the environment's override:
     (content, conflicts, whether an override applied)."""
     assert source.content is not None  # only creations and updates are carried

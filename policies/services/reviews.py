@@ -7,6 +7,7 @@ cluster is read again, as Atlantis plans before apply). A reviewer holds at most
 approval per change (a conditional unique constraint). The rules deciding whether approvals
 suffice are in `policies.approval`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -47,19 +48,25 @@ from policies.services.plans import plan_compute
 MAX_COMMENT = 10_000
 
 
-def _require_reviewer(*, reviewer: User, change: ChangeRequest, items: list[ChangeItem],
-                      own: str) -> approval.Requirements:
+def _require_reviewer(
+    *, reviewer: User, change: ChangeRequest, items: list[ChangeItem], own: str
+) -> approval.Requirements:
     requirements = approval.change_requirements(change, items=items)
     if reviewer.pk == change.author_id:
         raise PermissionDeniedError(own)
     if not approval.user_may_approve(user=reviewer, change=change, requirements=requirements):
-        raise PermissionDeniedError(approval.why_may_not_approve(user=reviewer, change=change,
-                                                                 requirements=requirements))
+        raise PermissionDeniedError(
+            approval.why_may_not_approve(user=reviewer, change=change, requirements=requirements)
+        )
     return requirements
 
 
 def review_approve(
-    *, reviewer: User, change: ChangeRequest, body: str = "", plan_fingerprint: str | None = None,
+    *,
+    reviewer: User,
+    change: ChangeRequest,
+    body: str = "",
+    plan_fingerprint: str | None = None,
 ) -> Review:
     """Approves the change's current items against a freshly computed plan.
 
@@ -80,15 +87,19 @@ def review_approve(
             extra={"state": change.state, "plan_fingerprint": plan.content_fingerprint},
         )
     if plan.status == PlanStatus.ERROR:
-        raise ConflictError(f"the plan has errors, so change #{change.pk} cannot be approved: {plan.error}",
-                            extra={"state": change.state})
+        raise ConflictError(
+            f"the plan has errors, so change #{change.pk} cannot be approved: {plan.error}",
+            extra={"state": change.state},
+        )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, REVIEWABLE_CHANGE_STATES, "approve")
         current = list(selectors.change_items(change=change))
         if items_fingerprint(current) != plan.items_fingerprint:
-            raise ConflictError("the change's items changed while its plan was computed: read them and approve again",
-                                extra={"state": change.state})
+            raise ConflictError(
+                "the change's items changed while its plan was computed: read them and approve again",
+                extra={"state": change.state},
+            )
         hashes = approval.current_hashes(current)
         existing = Review.objects.filter(
             change=change, reviewer=reviewer, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True
@@ -96,20 +107,32 @@ def review_approve(
         if existing is not None:
             if existing.item_content_hashes == hashes and existing.plan_content_fingerprint == plan.content_fingerprint:
                 return existing
-            approvals_void(change=change, reason="superseded by a new approval of the same reviewer",
-                           actor=reviewer, reviews=[existing])
+            approvals_void(
+                change=change,
+                reason="superseded by a new approval of the same reviewer",
+                actor=reviewer,
+                reviews=[existing],
+            )
         try:
             with transaction.atomic():
                 review = Review.objects.create(
-                    change=change, reviewer=reviewer, verdict=ReviewVerdict.APPROVE, body=body.strip(),
-                    item_content_hashes=hashes, plan=plan, plan_fingerprint=plan.fingerprint,
+                    change=change,
+                    reviewer=reviewer,
+                    verdict=ReviewVerdict.APPROVE,
+                    body=body.strip(),
+                    item_content_hashes=hashes,
+                    plan=plan,
+                    plan_fingerprint=plan.fingerprint,
                     plan_content_fingerprint=plan.content_fingerprint,
                 )
         except IntegrityError as exc:  # a concurrent approval of the same reviewer won
             raise ConflictError("you approved this change a moment ago in another request") from exc
-        audit_change(action=ChangeAuditAction.REVIEW_APPROVED, actor=reviewer, change=change,
-                     after={"review": review.pk, "plan": plan.pk, "plan_fingerprint": plan.content_fingerprint,
-                            "items": hashes})
+        audit_change(
+            action=ChangeAuditAction.REVIEW_APPROVED,
+            actor=reviewer,
+            change=change,
+            after={"review": review.pk, "plan": plan.pk, "plan_fingerprint": plan.content_fingerprint, "items": hashes},
+        )
         advance(change, actor=reviewer)
     review.change = change
     return review
@@ -123,25 +146,40 @@ def review_request_changes(*, reviewer: User, change: ChangeRequest, body: str) 
     if not body:
         raise ValidationError({"body": "say what should change"})
     items = list(selectors.change_items(change=change))
-    _require_reviewer(reviewer=reviewer, change=change, items=items,
-                      own="you cannot request changes on your own change")
+    _require_reviewer(
+        reviewer=reviewer, change=change, items=items, own="you cannot request changes on your own change"
+    )
     with transaction.atomic():
         change = lock_change(change)
         require_state(change, REVIEWABLE_CHANGE_STATES, "request changes on")
-        review = Review.objects.create(change=change, reviewer=reviewer, verdict=ReviewVerdict.REQUEST_CHANGES,
-                                       body=body, item_content_hashes=approval.current_hashes(items))
+        review = Review.objects.create(
+            change=change,
+            reviewer=reviewer,
+            verdict=ReviewVerdict.REQUEST_CHANGES,
+            body=body,
+            item_content_hashes=approval.current_hashes(items),
+        )
         approvals_void(change=change, reason=f"changes requested by {reviewer.get_username()}", actor=reviewer)
-        set_state(change, ChangeState.CHANGES_REQUESTED, actor=reviewer,
-                  action=ChangeAuditAction.CHANGE_CHANGES_REQUESTED,
-                  extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None},
-                  after={"review": review.pk, "body": body})
-        _notify(event=NotificationEvent.CHANGE_CHANGES_REQUESTED, change=change,
-                subject=f"Changes requested on change #{change.pk} “{change.title}” by {reviewer.get_username()}",
-                body=body, users=[change.author])
+        set_state(
+            change,
+            ChangeState.CHANGES_REQUESTED,
+            actor=reviewer,
+            action=ChangeAuditAction.CHANGE_CHANGES_REQUESTED,
+            extra_fields={"approved_at": None, "scheduled_for": None, "scheduled_at": None},
+            after={"review": review.pk, "body": body},
+        )
+        _notify(
+            event=NotificationEvent.CHANGE_CHANGES_REQUESTED,
+            change=change,
+            subject=f"Changes requested on change #{change.pk} “{change.title}” by {reviewer.get_username()}",
+            body=body,
+            users=[change.author],
+        )
     return review
 
 
 # --- comments ----------------------------------------------------------------------------------------
+
 
 def item_lines(item: ChangeItem) -> int:
     """How many lines the item's YAML (the diff's right side) has."""
@@ -180,15 +218,33 @@ def review_comment(
             raise ValidationError({"line": "a line comment names its item"})
         lines = item_lines(item)
         if not 1 <= line <= lines:
-            raise ValidationError({"line": f"{item.label} has lines 1 to {lines}" if lines
-                                   else f"{item.label} is a deletion: it has no lines to comment on"})
+            raise ValidationError(
+                {
+                    "line": f"{item.label} has lines 1 to {lines}"
+                    if lines
+                    else f"{item.label} is a deletion: it has no lines to comment on"
+                }
+            )
     with transaction.atomic():
         comment = ReviewComment.objects.create(
-            change=change, item=item, line=line, parent=parent, body=body, author=author,
+            change=change,
+            item=item,
+            line=line,
+            parent=parent,
+            body=body,
+            author=author,
         )
-        audit_change(action=ChangeAuditAction.COMMENT_CREATED, actor=author, change=change,
-                     after={"comment": comment.pk, "item": item.identity if item else None, "line": line,
-                            "parent": parent.pk if parent else None})
+        audit_change(
+            action=ChangeAuditAction.COMMENT_CREATED,
+            actor=author,
+            change=change,
+            after={
+                "comment": comment.pk,
+                "item": item.identity if item else None,
+                "line": line,
+                "parent": parent.pk if parent else None,
+            },
+        )
         recipients: dict[int, Any] = {}
         if change.author_id != author.pk:
             recipients[change.author_id] = change.author
@@ -198,9 +254,14 @@ def review_comment(
                     recipients.setdefault(participant.pk, participant)
         if recipients:
             where = f" on {item.label}" + (f" line {line}" if line else "") if item is not None else ""
-            _notify(event=NotificationEvent.CHANGE_COMMENTED, change=change,
-                    subject=f"{author.get_username()} commented{where} on change #{change.pk} “{change.title}”",
-                    body=body, users=list(recipients.values()), payload={"comment": comment.pk})
+            _notify(
+                event=NotificationEvent.CHANGE_COMMENTED,
+                change=change,
+                subject=f"{author.get_username()} commented{where} on change #{change.pk} “{change.title}”",
+                body=body,
+                users=list(recipients.values()),
+                payload={"comment": comment.pk},
+            )
     return comment
 
 
@@ -209,8 +270,9 @@ def comment_may_resolve(*, user: User, comment: ReviewComment) -> bool:
     if user.pk in (change.author_id, comment.author_id):
         return True
     items = list(selectors.change_items(change=change))
-    return approval.user_may_approve(user=user, change=change,
-                                     requirements=approval.change_requirements(change, items=items))
+    return approval.user_may_approve(
+        user=user, change=change, requirements=approval.change_requirements(change, items=items)
+    )
 
 
 def comment_resolve(*, actor: User, comment: ReviewComment) -> ReviewComment:
@@ -221,18 +283,24 @@ def comment_resolve(*, actor: User, comment: ReviewComment) -> ReviewComment:
     if not comment_may_resolve(user=actor, comment=comment):
         raise PermissionDeniedError("only the change's author, the comment's author or an approver can resolve it")
     with transaction.atomic():
-        comment = ReviewComment.objects.select_for_update(of=("self",)).select_related("change__environment").get(pk=comment.pk)
+        comment = (
+            ReviewComment.objects.select_for_update(of=("self",))
+            .select_related("change__environment")
+            .get(pk=comment.pk)
+        )
         if comment.resolved_at is not None:
             return comment
         comment.resolved_at = timezone.now()
         comment.resolved_by = actor
         comment.save(update_fields=["resolved_at", "resolved_by"])
-        audit_change(action=ChangeAuditAction.COMMENT_RESOLVED, actor=actor, change=comment.change,
-                     after={"comment": comment.pk})
+        audit_change(
+            action=ChangeAuditAction.COMMENT_RESOLVED, actor=actor, change=comment.change, after={"comment": comment.pk}
+        )
     return comment
 
 
 # --- approval rules ------------------------------------------------------------------------------------
+
 
 def _require_admin(actor: User) -> None:
     if not selectors.user_is_admin(actor):
@@ -241,8 +309,10 @@ def _require_admin(actor: User) -> None:
 
 def _rule_snapshot(rule: ApprovalRule) -> dict[str, Any]:
     return {
-        "environment": rule.environment.name if rule.environment is not None else None, "kind": rule.kind,
-        "required_approvals": rule.required_approvals, "security_approval": rule.security_approval,
+        "environment": rule.environment.name if rule.environment is not None else None,
+        "kind": rule.kind,
+        "required_approvals": rule.required_approvals,
+        "security_approval": rule.security_approval,
         "extra_production_approval": rule.extra_production_approval,
     }
 
@@ -275,16 +345,23 @@ def approval_rule_save(
             raise ValidationError({"kind": "a rule for this environment and kind exists already: edit it"})
         rule.full_clean(validate_constraints=False)
         problems = approval.rule_problems(
-            environment=environment, kind=rule.kind, required_approvals=required_approvals,
-            security_approval=security_approval, extra_production_approval=extra_production_approval,
+            environment=environment,
+            kind=rule.kind,
+            required_approvals=required_approvals,
+            security_approval=security_approval,
+            extra_production_approval=extra_production_approval,
         )
         if problems:
-            raise ValidationError({"required_approvals": ["no change could ever be approved under this rule: "
-                                                          + "; ".join(problems)]})
+            raise ValidationError(
+                {"required_approvals": ["no change could ever be approved under this rule: " + "; ".join(problems)]}
+            )
         rule.save()
         audit_record(
             action=ChangeAuditAction.APPROVAL_RULE_UPDATED if before else ChangeAuditAction.APPROVAL_RULE_CREATED,
-            actor=actor, obj=rule, environment=environment.name if environment else "", before=before,
+            actor=actor,
+            obj=rule,
+            environment=environment.name if environment else "",
+            before=before,
             after=_rule_snapshot(rule),
         )
     return rule
@@ -293,6 +370,11 @@ def approval_rule_save(
 def approval_rule_delete(*, actor: User, rule: ApprovalRule) -> None:
     _require_admin(actor)
     with transaction.atomic():
-        audit_record(action=ChangeAuditAction.APPROVAL_RULE_DELETED, actor=actor, obj=rule,
-                     environment=rule.environment.name if rule.environment is not None else "", before=_rule_snapshot(rule))
+        audit_record(
+            action=ChangeAuditAction.APPROVAL_RULE_DELETED,
+            actor=actor,
+            obj=rule,
+            environment=rule.environment.name if rule.environment is not None else "",
+            before=_rule_snapshot(rule),
+        )
         rule.delete()

@@ -17,6 +17,7 @@ with. `change_set_rollout_options` validates strictly (every error names its fie
 engine's own `policies.rollout.webhooks.parse_webhooks`) and, because approvers approve the rollout
 plan too, voids the approvals like an item edit does.
 """
+
 from __future__ import annotations
 
 import copy
@@ -62,18 +63,29 @@ METRIC_KEYS = {
     "latency_p99": ("kind", "name", "max", "guard_max"),
     "custom": ("kind", "name", "query", "direction", "min", "max", "guard_min", "guard_max", "unit"),
 }
-ANALYSIS_KEYS = (*ROLLOUT_OPTION_INT_LIMITS, *ROLLOUT_OPTION_NUMBER_LIMITS, "judge", "provider", "window", "metrics",
-                 "webhooks")
+ANALYSIS_KEYS = (
+    *ROLLOUT_OPTION_INT_LIMITS,
+    *ROLLOUT_OPTION_NUMBER_LIMITS,
+    "judge",
+    "provider",
+    "window",
+    "metrics",
+    "webhooks",
+)
 _METRIC_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.:-]{0,62}$")
 
 
 # --- reading ----------------------------------------------------------------------------------------------
 
+
 def _items(change: ChangeRequest, items: Sequence[ChangeItem] | None) -> list[ChangeItem]:
     if items is not None:
         return list(items)
-    return list(ChangeItem.objects.filter(change=change).order_by("position", "pk")
-                .only("kind", "namespace", "operation", "content"))
+    return list(
+        ChangeItem.objects.filter(change=change)
+        .order_by("position", "pk")
+        .only("kind", "namespace", "operation", "content")
+    )
 
 
 def default_analysis() -> dict[str, Any]:
@@ -110,9 +122,15 @@ def rollout_phase_labels(*, strategy: str, steps: list[int], items: Sequence[Cha
 
 def strategy_fits(strategy: str, items: Sequence[ChangeItem]) -> str:
     """Why the strategy cannot act on these items ("" when it can), by the engine's own rules."""
+
     def has(kind: str, *, update_only: bool = False, check: Callable[[Any], Any] | None = None) -> bool:
-        return any(item.kind == kind and item.content and (not update_only or item.operation == DraftOperation.UPDATE)
-                   and (check is None or check(item.content)) for item in items)
+        return any(
+            item.kind == kind
+            and item.content
+            and (not update_only or item.operation == DraftOperation.UPDATE)
+            and (check is None or check(item.content))
+            for item in items
+        )
 
     if strategy == RolloutStrategy.CANARY and not (
         has(PolicyKind.VIRTUAL_SERVICE, update_only=True) or has(PolicyKind.DESTINATION_RULE, update_only=True)
@@ -129,6 +147,7 @@ def strategy_fits(strategy: str, items: Sequence[ChangeItem]) -> str:
 
 
 # --- validating -------------------------------------------------------------------------------------------
+
 
 class _Errors:
     def __init__(self) -> None:
@@ -199,8 +218,10 @@ def _clean_steps(value: Any, errors: _Errors) -> list[int] | dict[str, int] | No
             return None
         return {"stepWeight": step, "maxWeight": top}
     if not isinstance(value, list) or not value:
-        errors.add("steps", "a list of weights ending at 100, e.g. [5, 10, 25, 50, 100], "
-                            'or {"stepWeight": 20, "maxWeight": 60}')
+        errors.add(
+            "steps",
+            'a list of weights ending at 100, e.g. [5, 10, 25, 50, 100], or {"stepWeight": 20, "maxWeight": 60}',
+        )
         return None
     if len(value) > ROLLOUT_OPTION_MAX_STEPS:
         errors.add("steps", f"at most {ROLLOUT_OPTION_MAX_STEPS} steps, not {len(value)}")
@@ -276,8 +297,10 @@ def _clean_metric(spec: Any, path: str, judge: str, errors: _Errors) -> dict[str
 def _clean_custom(spec: dict[str, Any], path: str, judge: str, cleaned: dict[str, Any], errors: _Errors) -> None:
     query = spec.get("query")
     if not isinstance(query, str) or not query.strip():
-        errors.add(f"{path}.query", "required: a PromQL template, e.g. "
-                                    'sum(rate(app_errors_total{namespace="{namespace}"}[{interval}]))')
+        errors.add(
+            f"{path}.query",
+            'required: a PromQL template, e.g. sum(rate(app_errors_total{namespace="{namespace}"}[{interval}]))',
+        )
     elif len(query) > ROLLOUT_OPTION_MAX_QUERY:
         errors.add(f"{path}.query", f"at most {ROLLOUT_OPTION_MAX_QUERY} characters, not {len(query)}")
     else:
@@ -380,8 +403,10 @@ def _clean_analysis(value: Any, errors: _Errors) -> dict[str, Any] | None:
                     continue
                 name = metric.get("name") or _default_metric_name(metric["kind"])
                 if name in names:
-                    errors.add(f"analysis.metrics[{index}].name",
-                               f"{name!r} is already the name of metrics[{names[name]}]: names must differ")
+                    errors.add(
+                        f"analysis.metrics[{index}].name",
+                        f"{name!r} is already the name of metrics[{names[name]}]: names must differ",
+                    )
                 names.setdefault(name, index)
                 found.append(metric)
             cleaned["metrics"] = found
@@ -392,8 +417,9 @@ def _default_metric_name(kind: str) -> str:
     return {"success_rate": SUCCESS_RATE, "latency_p99": LATENCY_P99}.get(kind, kind)
 
 
-def rollout_options_clean(*, change: ChangeRequest, options: Any,
-                          items: Sequence[ChangeItem] | None = None) -> dict[str, Any]:
+def rollout_options_clean(
+    *, change: ChangeRequest, options: Any, items: Sequence[ChangeItem] | None = None
+) -> dict[str, Any]:
     """The options in their stored form, or a `ValidationError` whose keys are field paths."""
     errors = _Errors()
     if not isinstance(options, dict):
@@ -410,8 +436,9 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
             errors.add("strategy", why)
         else:
             cleaned["strategy"] = strategy
-    effective_strategy = strategy if strategy in RolloutStrategy.values else strategies.default_strategy(
-        [item.kind for item in items])
+    effective_strategy = (
+        strategy if strategy in RolloutStrategy.values else strategies.default_strategy([item.kind for item in items])
+    )
     if options.get("steps") is not None:
         steps = _clean_steps(options["steps"], errors)
         if effective_strategy != RolloutStrategy.CANARY:
@@ -424,8 +451,9 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
             cleaned["analysis"] = analysis
     if options.get("gates") is not None:
         gates = options["gates"]
-        phases = rollout_phase_labels(strategy=effective_strategy,
-                                      steps=strategies.normalize_steps(cleaned.get("steps")), items=items)
+        phases = rollout_phase_labels(
+            strategy=effective_strategy, steps=strategies.normalize_steps(cleaned.get("steps")), items=items
+        )
         if not isinstance(gates, list):
             errors.add("gates", "a list of phase indexes, e.g. [1] (0 is the first phase)")
         else:
@@ -436,9 +464,12 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
                     continue
                 gate = int(raw)
                 if not 0 <= gate < len(phases):
-                    errors.add(f"gates[{index}]", f"phase {gate} does not exist: this plan has {len(phases)} "
-                                                  f"phase{'s' if len(phases) != 1 else ''} "
-                                                  f"(0 to {len(phases) - 1}: {', '.join(phases)})")
+                    errors.add(
+                        f"gates[{index}]",
+                        f"phase {gate} does not exist: this plan has {len(phases)} "
+                        f"phase{'s' if len(phases) != 1 else ''} "
+                        f"(0 to {len(phases) - 1}: {', '.join(phases)})",
+                    )
                     continue
                 if gate in found:
                     errors.add(f"gates[{index}]", f"phase {gate} is listed twice")
@@ -451,6 +482,7 @@ def rollout_options_clean(*, change: ChangeRequest, options: Any,
 
 
 # --- writing ----------------------------------------------------------------------------------------------
+
 
 def user_may_set_rollout_options(*, user: User, change: ChangeRequest) -> bool:
     return user.is_authenticated and (user.pk == change.author_id or selectors.user_is_admin(user))
@@ -473,8 +505,13 @@ def change_set_rollout_options(*, actor: User, change: ChangeRequest, options: A
             return change
         change.rollout_options, change.updated_at = cleaned, timezone.now()
         change.save(update_fields=["rollout_options", "updated_at"])
-        audit_change(action=ChangeAuditAction.CHANGE_ROLLOUT_OPTIONS_UPDATED, actor=actor, change=change,
-                     before={"rollout_options": before}, after={"rollout_options": cleaned})
+        audit_change(
+            action=ChangeAuditAction.CHANGE_ROLLOUT_OPTIONS_UPDATED,
+            actor=actor,
+            change=change,
+            before={"rollout_options": before},
+            after={"rollout_options": cleaned},
+        )
         reason = f"the rollout plan was changed by {actor.get_username()} after this approval"
         approvals_void(change=change, reason=reason, actor=actor)
         back_to_review(change, actor=actor, reason=reason)

@@ -56,7 +56,8 @@ def service_account_create(
     if not _NAME.match(name):
         raise ApplicationError(
             "a service account's name is 1-50 lowercase letters, digits and dashes, starting and ending with a "
-            "letter or digit", extra={"field": "name"},
+            "letter or digit",
+            extra={"field": "name"},
         )
     if role not in ROLES:
         raise ApplicationError(f"a service account's role is one of {', '.join(ROLES)}", extra={"field": "role"})
@@ -75,7 +76,9 @@ def service_account_create(
         Membership.objects.create(team=team, user=user, role=role)
         account = ServiceAccount.objects.create(user=user, team=team, description=description, created_by=actor)
         audit_record(
-            action=AuditAction.SERVICE_ACCOUNT_CREATED, actor=actor, obj=account,
+            action=AuditAction.SERVICE_ACCOUNT_CREATED,
+            actor=actor,
+            obj=account,
             after={"name": username, "team": team.slug, "role": role},
         )
     return account
@@ -94,7 +97,9 @@ def service_account_revoke(*, actor: User, account: ServiceAccount) -> ServiceAc
             account.user.save(update_fields=["is_active"])
             revoked = ApiToken.objects.filter(user=account.user, enabled=True).update(enabled=False)
             audit_record(
-                action=AuditAction.SERVICE_ACCOUNT_REVOKED, actor=actor, obj=account,
+                action=AuditAction.SERVICE_ACCOUNT_REVOKED,
+                actor=actor,
+                obj=account,
                 after={"name": account.name, "tokens_revoked": revoked},
             )
     return account

@@ -45,8 +45,12 @@ def sso_login(*, issuer: str, claims: Mapping[str, Any], groups_claim: str, user
     raw_groups = claims.get(groups_claim) or []
     groups = sorted({str(g) for g in raw_groups}) if isinstance(raw_groups, list | tuple) else [str(raw_groups)]
     with transaction.atomic():
-        identity = (ExternalIdentity.objects.select_for_update().select_related("user")
-                    .filter(issuer=issuer, subject=subject).first())
+        identity = (
+            ExternalIdentity.objects.select_for_update()
+            .select_related("user")
+            .filter(issuer=issuer, subject=subject)
+            .first()
+        )
         if identity is None:
             user = _new_user(str(claims.get(username_claim) or claims.get("email") or subject), claims)
             identity = ExternalIdentity.objects.create(issuer=issuer, subject=subject, user=user)
@@ -58,8 +62,12 @@ def sso_login(*, issuer: str, claims: Mapping[str, Any], groups_claim: str, user
         identity.groups = groups
         identity.last_login_at = timezone.now()
         identity.save(update_fields=["groups", "last_login_at"])
-        audit_record(action=AuditAction.SSO_LOGIN, actor=user, obj=identity,
-                     after={"issuer": issuer, "subject": subject, "groups": groups})
+        audit_record(
+            action=AuditAction.SSO_LOGIN,
+            actor=user,
+            obj=identity,
+            after={"issuer": issuer, "subject": subject, "groups": groups},
+        )
     return user
 
 
@@ -70,8 +78,12 @@ def sso_sync_memberships(*, user: User, groups: Iterable[str]) -> None:
     for team_id, membership in current.items():
         if membership.source == MembershipSource.SSO and team_id not in desired:
             membership.delete()
-            audit_record(action=AuditAction.TEAM_MEMBER_REMOVED, actor=user, obj=teams[team_id],
-                         before={"user": user.get_username(), "role": membership.role, "source": "sso"})
+            audit_record(
+                action=AuditAction.TEAM_MEMBER_REMOVED,
+                actor=user,
+                obj=teams[team_id],
+                before={"user": user.get_username(), "role": membership.role, "source": "sso"},
+            )
     for team_id, role in desired.items():
         existing = current.get(team_id)
         before: dict[str, str] | None = None
@@ -83,8 +95,13 @@ def sso_sync_memberships(*, user: User, groups: Iterable[str]) -> None:
             before = {"role": existing.role}
             existing.role = role
             existing.save(update_fields=["role"])
-        audit_record(action=AuditAction.TEAM_MEMBER_SET, actor=user, obj=teams[team_id], before=before,
-                     after={"user": user.get_username(), "role": role, "source": "sso"})
+        audit_record(
+            action=AuditAction.TEAM_MEMBER_SET,
+            actor=user,
+            obj=teams[team_id],
+            before=before,
+            after={"user": user.get_username(), "role": role, "source": "sso"},
+        )
 
 
 def _new_user(preferred: str, claims: Mapping[str, Any]) -> User:
@@ -102,8 +119,11 @@ def _new_user(preferred: str, claims: Mapping[str, Any]) -> User:
 
 
 def _update_profile(user: Any, claims: Mapping[str, Any], *, save: bool = True) -> None:
-    values = {"email": str(claims.get("email") or ""), "first_name": str(claims.get("given_name") or "")[:150],
-              "last_name": str(claims.get("family_name") or "")[:150]}
+    values = {
+        "email": str(claims.get("email") or ""),
+        "first_name": str(claims.get("given_name") or "")[:150],
+        "last_name": str(claims.get("family_name") or "")[:150],
+    }
     changed = [field for field, value in values.items() if value and getattr(user, field) != value]
     for field in changed:
         setattr(user, field, values[field])

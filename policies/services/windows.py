@@ -7,6 +7,7 @@ daylight-saving changes. A wall time that does not exist on a spring-forward day
 the offset before the change (i.e. it falls an hour later); a repeated one on a fall-back day is its
 first occurrence. Every comparison is made in UTC.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -29,8 +30,13 @@ _LONGEST_RECURRING_SPAN = dt.timedelta(days=8)
 """A recurring occurrence lasts at most 7 days (to the next end weekday), plus a DST hour."""
 
 WEEKEND_FREEZE: dict[str, Any] = {
-    "name": "Weekend freeze", "kind": WindowKind.FREEZE, "weekdays": [4], "start_time": dt.time(16, 0),
-    "end_weekday": 0, "end_time": dt.time(8, 0), "timezone": "Europe/Berlin",
+    "name": "Weekend freeze",
+    "kind": WindowKind.FREEZE,
+    "weekdays": [4],
+    "start_time": dt.time(16, 0),
+    "end_weekday": 0,
+    "end_time": dt.time(8, 0),
+    "timezone": "Europe/Berlin",
 }
 
 
@@ -147,6 +153,7 @@ def _timeline(environment: Environment, at: dt.datetime, windows: list[ChangeWin
 
 # `windows` (optional everywhere): the environment's enabled windows, when the caller already has them.
 
+
 def window_is_open(*, environment: Environment, at: dt.datetime, windows: list[ChangeWindow] | None = None) -> bool:
     """May a rollout to the environment run at `at`?"""
     return _timeline(environment, at, windows).is_open(_aware(at))
@@ -183,15 +190,17 @@ def window_status(
         allow = timeline.allow_at(at)
         if allow is not None:
             until = change or allow.end
-            return WindowStatus(True, f"open: inside '{allow.window.name}' until {_format(until)}", allow.window,
-                                until, at)
+            return WindowStatus(
+                True, f"open: inside '{allow.window.name}' until {_format(until)}", allow.window, until, at
+            )
         if change is None:
             reason = f"closed: outside every allow window, and none opens within {NEXT_OPENING_HORIZON.days} days"
             return WindowStatus(False, reason)
         opening = timeline.allow_at(change)
         name = f" ('{opening.window.name}')" if opening else ""
-        return WindowStatus(False, f"closed: outside every allow window; next opening {_format(change)}{name}",
-                            None, change, change)
+        return WindowStatus(
+            False, f"closed: outside every allow window; next opening {_format(change)}{name}", None, change, change
+        )
     if change is not None:
         upcoming = timeline.freeze_at(change)
         name = f"'{upcoming.window.name}' " if upcoming else ""
@@ -218,7 +227,7 @@ def window_describe(window: ChangeWindow) -> str:
     else:
         day_text = ", ".join(WEEKDAY_NAMES[d] for d in days)
     end_day = f"{WEEKDAY_NAMES[window.end_weekday]} " if window.end_weekday is not None else ""
-    return (f"{day_text} {window.start_time:%H:%M} → {end_day}{window.end_time:%H:%M} ({window.timezone})")
+    return f"{day_text} {window.start_time:%H:%M} → {end_day}{window.end_time:%H:%M} ({window.timezone})"
 
 
 def _snapshot(window: ChangeWindow) -> dict[str, Any]:
@@ -245,7 +254,11 @@ def change_window_upsert(
         return window
     window.save()
     audit_record(
-        action=AuditAction.WINDOW_CREATED if created else AuditAction.WINDOW_UPDATED, actor=actor, obj=window,
-        environment=environment.name, before=before, after=_snapshot(window),
+        action=AuditAction.WINDOW_CREATED if created else AuditAction.WINDOW_UPDATED,
+        actor=actor,
+        obj=window,
+        environment=environment.name,
+        before=before,
+        after=_snapshot(window),
     )
     return window

@@ -6,6 +6,7 @@ cached schema is kept; when it changed, the new schema replaces it. Schemas are 
 resourceVersion, so processes share them, and each process also keeps the ones it uses in memory
 (a schema is large: unpickling it on every validation would cost more than validating).
 """
+
 from __future__ import annotations
 
 import threading
@@ -73,8 +74,14 @@ def recheck_seconds_setting() -> float:
 class SchemaCache:
     """The schemas of one cluster (`scope`: environment id plus a digest of how it is reached)."""
 
-    def __init__(self, *, scope: str, read: SchemaReader, recheck_seconds: float | None = None,
-                 clock: Callable[[], float] = time.time):
+    def __init__(
+        self,
+        *,
+        scope: str,
+        read: SchemaReader,
+        recheck_seconds: float | None = None,
+        clock: Callable[[], float] = time.time,
+    ):
         self.scope = scope
         self.read = read
         self.recheck_seconds = recheck_seconds_setting() if recheck_seconds is None else recheck_seconds

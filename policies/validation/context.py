@@ -9,6 +9,7 @@ Kubernetes Gateway API objects), (2) the current revisions of the environment's 
 database, minus those the bundle replaces, and (3) the bundle's own objects, which override policies
 with the same identity. Its indexes are computed on first use.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -232,27 +233,38 @@ def read_live_extras(cfg: ClusterConfig) -> LiveExtras:
         found = {key: future.result() for key, future in futures.items()}
     nodes, deployments, secrets = found["nodes"], found["deployments"], found["secrets"]
     return LiveExtras(
-        node_labels=None if nodes is None else {
-            _meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes
-        },
+        node_labels=None
+        if nodes is None
+        else {_meta(node).get("name", ""): dict(_meta(node).get("labels") or {}) for node in nodes},
         deployments=None if deployments is None else tuple(_deployment(item) for item in deployments),
         secrets=None if secrets is None else tuple(SecretInfo(s.namespace, s.name, s.type) for s in secrets),
         mesh_config=found["mesh"],
-        gateway_api={kind: tuple(_gateway_api_object(kind, item) for item in found[f"gateway-api/{kind}"] or [])
-                     for kind in CONTEXT_KINDS},
+        gateway_api={
+            kind: tuple(_gateway_api_object(kind, item) for item in found[f"gateway-api/{kind}"] or [])
+            for kind in CONTEXT_KINDS
+        },
     )
 
 
 def with_extras(live: LiveState, extras: LiveExtras) -> LiveState:
     """`live` with the extras, its pods carrying their Node's topology labels."""
     node_labels = extras.node_labels or {}
-    workloads = tuple(
-        dataclasses.replace(workload, labels={**_topology(node_labels, workload.node), **workload.labels})
-        for workload in live.workloads
-    ) if node_labels else live.workloads
+    workloads = (
+        tuple(
+            dataclasses.replace(workload, labels={**_topology(node_labels, workload.node), **workload.labels})
+            for workload in live.workloads
+        )
+        if node_labels
+        else live.workloads
+    )
     return dataclasses.replace(
-        live, workloads=workloads, deployments=extras.deployments, secrets=extras.secrets,
-        mesh_config=extras.mesh_config, node_labels=extras.node_labels, gateway_api=extras.gateway_api,
+        live,
+        workloads=workloads,
+        deployments=extras.deployments,
+        secrets=extras.secrets,
+        mesh_config=extras.mesh_config,
+        node_labels=extras.node_labels,
+        gateway_api=extras.gateway_api,
     )
 
 
@@ -291,8 +303,9 @@ def _mesh_config_map(cfg: ClusterConfig) -> dict[str, Any]:
 LIVE_KINDS = ("Namespace", "Service", "Pod")
 
 
-def live_state_from(namespaces: Iterable[dict[str, Any]], services: Iterable[dict[str, Any]],
-                    pods: Iterable[dict[str, Any]]) -> LiveState:
+def live_state_from(
+    namespaces: Iterable[dict[str, Any]], services: Iterable[dict[str, Any]], pods: Iterable[dict[str, Any]]
+) -> LiveState:
     """Namespaces (and their labels), Services and Pods; the extras not read yet (see `with_extras`)."""
     namespace_items = list(namespaces)
     return LiveState(
@@ -302,7 +315,10 @@ def live_state_from(namespaces: Iterable[dict[str, Any]], services: Iterable[dic
         namespace_labels={
             _meta(item).get("name", ""): dict(_meta(item).get("labels") or {}) for item in namespace_items
         },
-        deployments=None, secrets=None, mesh_config=None, node_labels=None,
+        deployments=None,
+        secrets=None,
+        mesh_config=None,
+        node_labels=None,
     )
 
 
@@ -311,8 +327,12 @@ def inventory_live_state(environment: Environment) -> tuple[LiveState | None, in
     state = inventory.freshness(environment, LIVE_KINDS)
     if not state.fresh:
         return None, state
-    live = inventory.snapshot(environment, state, "live-state", lambda: live_state_from(
-        *(inventory.items(environment, kind) for kind in LIVE_KINDS)))
+    live = inventory.snapshot(
+        environment,
+        state,
+        "live-state",
+        lambda: live_state_from(*(inventory.items(environment, kind) for kind in LIVE_KINDS)),
+    )
     return live, state
 
 
@@ -325,8 +345,12 @@ def _workload(item: dict[str, Any]) -> Workload:
     spec = item.get("spec") or {}
     containers = tuple(str(c.get("name", "")) for c in spec.get("containers") or [] if isinstance(c, dict))
     return Workload(
-        meta.get("namespace", ""), meta.get("name", ""), dict(meta.get("labels") or {}),
-        dict(meta.get("annotations") or {}), containers, str(spec.get("nodeName") or ""),
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        dict(meta.get("labels") or {}),
+        dict(meta.get("annotations") or {}),
+        containers,
+        str(spec.get("nodeName") or ""),
     )
 
 
@@ -334,20 +358,34 @@ def _service(item: dict[str, Any]) -> Service:
     spec = item.get("spec") or {}
     ports = tuple(port["port"] for port in spec.get("ports") or [] if isinstance(port.get("port"), int))
     specs = tuple(
-        ServicePort(port["port"], str(port.get("name") or ""), str(port.get("protocol") or "TCP"),
-                    port.get("targetPort"), str(port.get("appProtocol") or ""))
-        for port in spec.get("ports") or [] if isinstance(port.get("port"), int)
+        ServicePort(
+            port["port"],
+            str(port.get("name") or ""),
+            str(port.get("protocol") or "TCP"),
+            port.get("targetPort"),
+            str(port.get("appProtocol") or ""),
+        )
+        for port in spec.get("ports") or []
+        if isinstance(port.get("port"), int)
     )
     meta = _meta(item)
     export_to = str((meta.get("annotations") or {}).get(EXPORT_TO_ANNOTATION) or "")
     target_ports = tuple(
-        port["targetPort"] for port in spec.get("ports") or []
+        port["targetPort"]
+        for port in spec.get("ports") or []
         if type(port.get("targetPort")) is int and (port.get("protocol") or "TCP") == "TCP"
     )
-    return Service(meta.get("namespace", ""), meta.get("name", ""), ports, dict(spec.get("selector") or {}),
-                   tuple(part.strip() for part in export_to.split(",") if part.strip()), target_ports,
-                   port_specs=specs, type=str(spec.get("type") or "ClusterIP"),
-                   annotations=dict(meta.get("annotations") or {}))
+    return Service(
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        ports,
+        dict(spec.get("selector") or {}),
+        tuple(part.strip() for part in export_to.split(",") if part.strip()),
+        target_ports,
+        port_specs=specs,
+        type=str(spec.get("type") or "ClusterIP"),
+        annotations=dict(meta.get("annotations") or {}),
+    )
 
 
 def _deployment(item: dict[str, Any]) -> Deployment:
@@ -356,22 +394,31 @@ def _deployment(item: dict[str, Any]) -> Deployment:
     template = spec.get("template") or {}
     pod_spec = template.get("spec") or {}
     contexts = [pod_spec.get("securityContext") or {}] + [
-        c.get("securityContext") or {} for c in pod_spec.get("containers") or []
+        c.get("securityContext") or {}
+        for c in pod_spec.get("containers") or []
         if isinstance(c, dict) and c.get("name") != PROXY_CONTAINER
     ]
     users = tuple(ctx["runAsUser"] for ctx in contexts if isinstance(ctx.get("runAsUser"), int))
     return Deployment(
-        meta.get("namespace", ""), meta.get("name", ""), dict(selector),
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        dict(selector),
         dict((template.get("metadata") or {}).get("labels") or {}),
-        dict((template.get("metadata") or {}).get("annotations") or {}), users,
+        dict((template.get("metadata") or {}).get("annotations") or {}),
+        users,
     )
 
 
 def _gateway_api_object(kind: str, item: dict[str, Any]) -> GatewayApiObject:
     meta = _meta(item)
     spec = item.get("spec")
-    return GatewayApiObject(kind, meta.get("namespace", ""), meta.get("name", ""),
-                            spec if isinstance(spec, dict) else {}, dict(meta.get("labels") or {}))
+    return GatewayApiObject(
+        kind,
+        meta.get("namespace", ""),
+        meta.get("name", ""),
+        spec if isinstance(spec, dict) else {},
+        dict(meta.get("labels") or {}),
+    )
 
 
 # --- Istio configuration --------------------------------------------------------------------------
@@ -581,11 +628,15 @@ class ValidationContext:
 
     def subsets_for(self, host: str) -> list[str]:
         """The subset names the DestinationRules of a host define."""
-        return self.memo(("subsets", host), lambda: [
-            subset["name"] for rule in self.destination_rules_for(host)
-            for subset in _as_list(rule.spec.get("subsets"))
-            if isinstance(subset, dict) and isinstance(subset.get("name"), str)
-        ])
+        return self.memo(
+            ("subsets", host),
+            lambda: [
+                subset["name"]
+                for rule in self.destination_rules_for(host)
+                for subset in _as_list(rule.spec.get("subsets"))
+                if isinstance(subset, dict) and isinstance(subset.get("name"), str)
+            ],
+        )
 
     def destination_rules_exactly_for(self, host: str) -> list[MeshObject]:
         return self._destination_rules[0].get(host, [])
@@ -714,7 +765,10 @@ def match_labels(obj: MeshObject, key: str = "selector") -> Labels:
 
 
 def build_context(
-    environment: Environment, documents: list[ParsedDocument], *, exclude_policy_ids: Iterable[int] = (),
+    environment: Environment,
+    documents: list[ParsedDocument],
+    *,
+    exclude_policy_ids: Iterable[int] = (),
     read_cluster: bool = True,
 ) -> tuple[ValidationContext, list[Finding]]:
     """The context for validating `documents` (checkable ones) in `environment`."""
@@ -739,6 +793,8 @@ def build_context(
 
 
 def _not_read(reason: str) -> Finding:
-    message = (f"cluster state could not be read ({reason}): checks of hosts, ports, selectors and namespaces "
-               "were skipped; check the environment's cluster connection and validate again")
+    message = (
+        f"cluster state could not be read ({reason}): checks of hosts, ports, selectors and namespaces "
+        "were skipped; check the environment's cluster connection and validate again"
+    )
     return finding("MG0300", message)

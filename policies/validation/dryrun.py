@@ -8,6 +8,7 @@ Only documents without errors in the earlier layers are sent. What the server an
 - any other refusal (stale resourceVersion, missing namespace, 5xx): an MG0902 error with its message;
 - unreachable or unauthorized: one MG0903 warning and no further requests.
 """
+
 from __future__ import annotations
 
 import re
@@ -48,8 +49,10 @@ def dry_run(environment: Environment, documents: list[ParsedDocument]) -> list[F
 
 
 def not_performed(reason: str) -> Finding:
-    message = (f"server dry-run not performed: {reason}; it runs again before rollout; check the environment's "
-               "cluster connection and validate again")
+    message = (
+        f"server dry-run not performed: {reason}; it runs again before rollout; check the environment's "
+        "cluster connection and validate again"
+    )
     return finding("MG0903", message)
 
 
@@ -90,6 +93,8 @@ def _invalid_field(doc: ParsedDocument, raw_field: str, message: str) -> Finding
 def _owned_elsewhere(doc: ParsedDocument, error: Conflict) -> Finding:
     managers = sorted({m for cause in error.causes for m in _MANAGER.findall(cause.message)}) or ["another manager"]
     fields = ", ".join(_field(cause.field) for cause in error.causes)
-    message = (f"{fields} of the live object are managed by {', '.join(managers)}: a rollout takes them over, and "
-               "that tool's next apply would take them back; stop managing the object with it")
+    message = (
+        f"{fields} of the live object are managed by {', '.join(managers)}: a rollout takes them over, and "
+        "that tool's next apply would take them back; stop managing the object with it"
+    )
     return finding("MG0904", message, **doc.at(_field(error.causes[0].field)))

@@ -1,4 +1,5 @@
 """What the validation engine reports: one Finding per problem, at the file, document, line and field."""
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass

@@ -3,6 +3,7 @@
 Runs at the end of the parse layer. A document whose kind, name or namespace is unusable is marked
 `checkable = False`: later layers skip it, so an unsupported kind gets one clear finding and no other.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -56,12 +57,15 @@ def check_identity(doc: ParsedDocument, *, default_namespace: str = "") -> list[
 
 def _type_of(doc: ParsedDocument) -> list[Finding]:
     api_version, kind = doc.obj.get("apiVersion"), doc.obj.get("kind")
-    missing = [name for name, value in (("apiVersion", api_version), ("kind", kind))
-               if not isinstance(value, str) or not value]
+    missing = [
+        name for name, value in (("apiVersion", api_version), ("kind", kind)) if not isinstance(value, str) or not value
+    ]
     if missing:
         fields = " and ".join(missing)
-        message = (f"{fields} missing or not a string: every object needs them, "
-                   "e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`")
+        message = (
+            f"{fields} missing or not a string: every object needs them, "
+            "e.g. `apiVersion: networking.istio.io/v1` and `kind: VirtualService`"
+        )
         return [finding("MG0101", message, **doc.at(missing[0]))]
     if kind not in SUPPORTED_KINDS:
         return [finding("MG0102", _unsupported_message(str(kind)), **doc.at("kind"))]
@@ -73,8 +77,10 @@ def _unsupported_message(kind: str) -> str:
     guess = lowered.get(kind.lower()) or next(iter(difflib.get_close_matches(kind, SUPPORTED_KINDS, n=1)), None)
     if guess:
         return f"unsupported kind {kind}: did you mean {guess}?"
-    return (f"unsupported kind {kind}: Meshgate manages {', '.join(SUPPORTED_KINDS)}; "
-            "remove it from the bundle and manage it outside Meshgate")
+    return (
+        f"unsupported kind {kind}: Meshgate manages {', '.join(SUPPORTED_KINDS)}; "
+        "remove it from the bundle and manage it outside Meshgate"
+    )
 
 
 def _api_version(doc: ParsedDocument) -> list[Finding]:
@@ -85,8 +91,7 @@ def _api_version(doc: ParsedDocument) -> list[Finding]:
         message = f"apiVersion {api_version} does not match kind {doc.kind}: use {info.api_version}"
         return [finding("MG0103", message, **doc.at("apiVersion"))]
     if not API_VERSION_NAME.match(version):
-        message = (f"{version!r} is not a Kubernetes API version (v1, v1beta1, v1alpha3, ...): "
-                   f"use {info.api_version}")
+        message = f"{version!r} is not a Kubernetes API version (v1, v1beta1, v1alpha3, ...): use {info.api_version}"
         return [finding("MG0103", message, **doc.at("apiVersion"))]
     return []
 
@@ -98,8 +103,10 @@ def _name(doc: ParsedDocument, metadata: dict) -> list[Finding]:
         message = "metadata.name is missing: give the object a name (lower-case letters, digits, '-' and '.')"
         return [finding("MG0104", message, **doc.at("metadata.name"))]
     if len(name) > MAX_NAME_LENGTH or not DNS1123_SUBDOMAIN.match(name):
-        message = (f"metadata.name {name!r} is not a valid name: use at most {MAX_NAME_LENGTH} lower-case "
-                   "letters, digits, '-' and '.', starting and ending with a letter or digit")
+        message = (
+            f"metadata.name {name!r} is not a valid name: use at most {MAX_NAME_LENGTH} lower-case "
+            "letters, digits, '-' and '.', starting and ending with a letter or digit"
+        )
         return [finding("MG0104", message, **doc.at("metadata.name"))]
     return []
 
@@ -114,14 +121,15 @@ def _namespace(doc: ParsedDocument, metadata: dict, default_namespace: str) -> l
         message = "metadata.namespace is missing: set the namespace the object belongs to"
         return [finding("MG0105", message, **doc.at("metadata.namespace"))]
     if len(namespace) > MAX_NAMESPACE_LENGTH or not DNS1123_LABEL.match(namespace):
-        message = (f"metadata.namespace {namespace!r} is not a valid namespace: use at most {MAX_NAMESPACE_LENGTH} "
-                   "lower-case letters, digits and '-', starting and ending with a letter or digit")
+        message = (
+            f"metadata.namespace {namespace!r} is not a valid namespace: use at most {MAX_NAMESPACE_LENGTH} "
+            "lower-case letters, digits and '-', starting and ending with a letter or digit"
+        )
         return [finding("MG0105", message, **doc.at("metadata.namespace"))]
     return []
 
 
 def _duplicate(doc: ParsedDocument, earlier: ParsedDocument) -> Finding:
     where = f"{earlier.file + ' ' if earlier.file else ''}line {earlier.start_line}"
-    message = (f"{doc.label} is already defined in this bundle ({where}): remove one of them "
-               "or give it another name")
+    message = f"{doc.label} is already defined in this bundle ({where}): remove one of them or give it another name"
     return finding("MG0106", message, **doc.at("metadata.name"))

@@ -8,6 +8,7 @@ Plain scalars are read as Kubernetes reads them (sigs.k8s.io/yaml; see
 `integrations.kubernetes.yamlscalars`), not by PyYAML's YAML 1.1 rules: `1:20`, `001:db8::` and
 `2024-01-01` stay strings, `0o17` is 15, `yes` is true.
 """
+
 from __future__ import annotations
 
 import codecs
@@ -169,8 +170,10 @@ def _too_large(files: list[tuple[str, bytes]], total: int) -> Finding:
 
 def _too_many_documents(name: str) -> Finding:
     what = "file" if name else "bundle"
-    message = (f"the {what} holds more than the {limits.MAX_DOCUMENTS} documents Meshgate validates at once: "
-               f"split it into several {what}s")
+    message = (
+        f"the {what} holds more than the {limits.MAX_DOCUMENTS} documents Meshgate validates at once: "
+        f"split it into several {what}s"
+    )
     return finding("MG0013", message, file=name)
 
 
@@ -230,8 +233,9 @@ def decode(name: str, content: bytes) -> tuple[str, Finding | None]:
 def _not_utf8(name: str, content: bytes, offset: int) -> Finding:
     line = content.count(b"\n", 0, offset) + 1
     column = offset - (content.rfind(b"\n", 0, offset) + 1) + 1
-    message = (f"byte 0x{content[offset]:02x} at byte offset {offset} (line {line}) is not valid UTF-8: "
-               "save the file as UTF-8")
+    message = (
+        f"byte 0x{content[offset]:02x} at byte offset {offset} (line {line}) is not valid UTF-8: save the file as UTF-8"
+    )
     return finding("MG0003", message, file=name, line=line, column=column)
 
 
@@ -280,8 +284,9 @@ def _syntax_error(name: str, text: str, index: int, exc: yaml.MarkedYAMLError) -
         context = f" ({exc.context} from line {exc.context_mark.line + 1}, column {exc.context_mark.column + 1})"
     elif exc.context:
         context = f" ({exc.context})"
-    message = (f"YAML/JSON syntax error{location}: {exc.problem}{context}; "
-               "check the indentation, quotes and brackets there")
+    message = (
+        f"YAML/JSON syntax error{location}: {exc.problem}{context}; check the indentation, quotes and brackets there"
+    )
     return finding("MG0004", message, **where)
 
 
@@ -297,11 +302,16 @@ class _Abort(Exception):
 def _read_document(name: str, index: int, root: Node) -> tuple[list[ParsedDocument], list[Finding]]:
     where = {"file": name, "document": index, "line": root.start_mark.line + 1}
     if root.end_mark.index - root.start_mark.index > limits.MAX_DOCUMENT_BYTES:
-        message = (f"the document is larger than {_mib(limits.MAX_DOCUMENT_BYTES)}, the most Meshgate accepts "
-                   "for one object: split it")
+        message = (
+            f"the document is larger than {_mib(limits.MAX_DOCUMENT_BYTES)}, the most Meshgate accepts "
+            "for one object: split it"
+        )
         return [], [finding("MG0010", message, **where)]
-    if isinstance(root, ScalarNode) and root.tag in (_NULL, PLAIN_TAG) and root.value in ("", "~", "null", "Null",
-                                                                                        "NULL"):
+    if (
+        isinstance(root, ScalarNode)
+        and root.tag in (_NULL, PLAIN_TAG)
+        and root.value in ("", "~", "null", "Null", "NULL")
+    ):
         return [], []  # an empty document, e.g. between two `---`
     builder = _Builder(name, index)
     items = _list_items(root)
@@ -315,10 +325,17 @@ def _read_document(name: str, index: int, root: Node) -> tuple[list[ParsedDocume
                 message = f"{what} is a {_kind_of(value)}, not a Kubernetes object: remove it or make it an object"
                 builder.findings.append(finding("MG0009", message, **where))
                 continue
-            documents.append(ParsedDocument(
-                file=name, index=index, obj=value, start_line=node.start_mark.line + 1,
-                end_line=node.end_mark.line + 1, item=item, positions=positions,
-            ))
+            documents.append(
+                ParsedDocument(
+                    file=name,
+                    index=index,
+                    obj=value,
+                    start_line=node.start_mark.line + 1,
+                    end_line=node.end_mark.line + 1,
+                    item=item,
+                    positions=positions,
+                )
+            )
     except _Abort as abort:
         return [], [*builder.findings, abort.problem]
     return documents, builder.findings
@@ -363,8 +380,13 @@ class _Builder:
         return value, self.positions
 
     def _where(self, mark: Any, path: str = "") -> dict[str, Any]:
-        return {"file": self.file, "document": self.index, "line": mark.line + 1, "column": mark.column + 1,
-                "path": path}
+        return {
+            "file": self.file,
+            "document": self.index,
+            "line": mark.line + 1,
+            "column": mark.column + 1,
+            "path": path,
+        }
 
     def _value(self, node: Node, path: str, mark: Any, depth: int) -> Any:
         self.count += 1
@@ -396,8 +418,10 @@ class _Builder:
 
     def _too_many(self, node: Node, path: str) -> Finding:
         cause = "through YAML aliases" if self.aliased else "in all"
-        message = (f"the document expands {cause} to more than {limits.MAX_NODES_PER_DOCUMENT:,} values and was "
-                   "refused (a 'billion laughs' structure?): write the values out instead of using anchors")
+        message = (
+            f"the document expands {cause} to more than {limits.MAX_NODES_PER_DOCUMENT:,} values and was "
+            "refused (a 'billion laughs' structure?): write the values out instead of using anchors"
+        )
         return finding("MG0007", message, **self._where(node.start_mark, path))
 
     def _scalar(self, node: ScalarNode, path: str) -> Any:
@@ -430,8 +454,13 @@ class _Builder:
             number = build()
         except ValueError:
             digits = sum(ch.isdigit() for ch in node.value)
-            self.findings.append(finding("MG0011", f"a number of {digits:,} digits cannot be read: write it as a "
-                                         "quoted string, or a smaller number", **self._where(node.start_mark, path)))
+            self.findings.append(
+                finding(
+                    "MG0011",
+                    f"a number of {digits:,} digits cannot be read: write it as a quoted string, or a smaller number",
+                    **self._where(node.start_mark, path),
+                )
+            )
             return None
         if isinstance(number, float) and number.is_integer():
             return int(number)
@@ -441,9 +470,14 @@ class _Builder:
         if math.isfinite(number):
             return number
         shown = node.value if len(node.value) <= 40 else node.value[:40] + "…"
-        self.findings.append(finding("MG0011", f"{shown} is not a finite number (JSON and Kubernetes have no "
-                                     "infinity or NaN): write a finite number, or quote it as a string",
-                                     **self._where(node.start_mark, path)))
+        self.findings.append(
+            finding(
+                "MG0011",
+                f"{shown} is not a finite number (JSON and Kubernetes have no "
+                "infinity or NaN): write a finite number, or quote it as a string",
+                **self._where(node.start_mark, path),
+            )
+        )
         return None
 
     def _unsupported(self, node: Node, path: str, what: str) -> None:

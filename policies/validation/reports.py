@@ -120,7 +120,10 @@ def junit_xml(findings: Iterable[Mapping[str, Any]], *, documents: Iterable[Mapp
             if errors:
                 failures += 1
                 failure = ElementTree.SubElement(
-                    case, "failure", message="; ".join(str(f["message"]) for f in errors)[:1000], type=str(errors[0]["code"])
+                    case,
+                    "failure",
+                    message="; ".join(str(f["message"]) for f in errors)[:1000],
+                    type=str(errors[0]["code"]),
                 )
                 failure.text = "\n".join(_line(f) for f in errors)
             others = [f for f in case_findings if f.get("level") != "error"]

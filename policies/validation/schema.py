@@ -1,4 +1,5 @@
 """Layer 2: each object against the `openAPIV3Schema` of its CRD, as the environment's cluster serves it."""
+
 from __future__ import annotations
 
 import difflib
@@ -70,21 +71,27 @@ def check_schemas(documents: list[ParsedDocument], *, schemas: SchemaCache, envi
             except NotFound:
                 loaded[key] = None
             except KubernetesError as exc:
-                message = (f"schema could not be checked: {exc.message}; fields will be checked again before "
-                           "approval; check the environment's cluster connection and validate again")
+                message = (
+                    f"schema could not be checked: {exc.message}; fields will be checked again before "
+                    "approval; check the environment's cluster connection and validate again"
+                )
                 result.findings.append(finding("MG0205", message))
                 result.cluster_unreachable = True
                 return result
         served = loaded[key]
         if served is None:
-            message = (f"the cluster of environment {environment_name} does not serve {doc.kind} (no CRD "
-                       f"{doc.kind}): install or upgrade Istio there, or target another environment")
+            message = (
+                f"the cluster of environment {environment_name} does not serve {doc.kind} (no CRD "
+                f"{doc.kind}): install or upgrade Istio there, or target another environment"
+            )
             result.findings.append(finding("MG0204", message, **doc.at("kind")))
             continue
         if not served.get("served"):
             versions = ", ".join(served.get("servedVersions") or []) or "none"
-            message = (f"{doc.obj.get('apiVersion')} is not served for {doc.kind} by the cluster of environment "
-                       f"{environment_name} (served: {versions}): write the object in a served version")
+            message = (
+                f"{doc.obj.get('apiVersion')} is not served for {doc.kind} by the cluster of environment "
+                f"{environment_name} (served: {versions}): write the object in a served version"
+            )
             result.findings.append(finding("MG0207", message, **doc.at("apiVersion")))
             continue
         findings, cost = _checked(doc, served["schema"], budget=remaining)
@@ -102,7 +109,9 @@ def check_document(doc: ParsedDocument, schema: Schema) -> list[Finding]:
     return _checked(doc, schema)[0]
 
 
-def _checked(doc: ParsedDocument, schema: Schema, *, budget: int = limits.BUNDLE_RULE_BUDGET) -> tuple[list[Finding], int]:
+def _checked(
+    doc: ParsedDocument, schema: Schema, *, budget: int = limits.BUNDLE_RULE_BUDGET
+) -> tuple[list[Finding], int]:
     """The findings of one object and the CEL cost they took (the bundle's rules share one budget)."""
     outcome = validate_custom_object(doc.obj, schema, rules_budget=min(budget, cel_limits.PER_OBJECT_BUDGET))
     rule_errors = {id(error) for error in outcome.rule_errors}
@@ -207,8 +216,10 @@ def _unknown_field(doc: ParsedDocument, path: str, schema: Schema) -> Finding:
     if guess:
         message = f"unknown field {path}: did you mean {guess[0]}?"
     elif declared and len(declared) <= MAX_LISTED_FIELDS:
-        message = (f"unknown field {path}: {parent or 'the object'} declares {', '.join(declared)}; "
-                   "remove it or correct its indentation")
+        message = (
+            f"unknown field {path}: {parent or 'the object'} declares {', '.join(declared)}; "
+            "remove it or correct its indentation"
+        )
     else:
         message = f"unknown field {path}: the schema declares no such field; remove it or correct its indentation"
     return finding("MG0203", message, **doc.at(path))

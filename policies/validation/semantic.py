@@ -1,4 +1,5 @@
 """Layer 3: cross-resource checks of the bundle's objects against the ValidationContext."""
+
 from __future__ import annotations
 
 from collections import defaultdict

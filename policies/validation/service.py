@@ -3,6 +3,7 @@
 Layers run in order: parse (and object identity), schema, cross-resource, and, when asked, the
 server dry-run. Nothing raises on bad input or an unreachable cluster: every problem is a Finding.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable
@@ -44,8 +45,12 @@ class ValidationReport:
 
 
 def validate_bundle(
-    *, environment: Environment, files: list[tuple[str, bytes]], dry_run: bool = False,
-    exclude_policy_ids: Iterable[int] = (), default_namespace: str = "",
+    *,
+    environment: Environment,
+    files: list[tuple[str, bytes]],
+    dry_run: bool = False,
+    exclude_policy_ids: Iterable[int] = (),
+    default_namespace: str = "",
 ) -> ValidationReport:
     """Validate every object of `files` for `environment`.
 
@@ -55,14 +60,18 @@ def validate_bundle(
     documents, findings = parse_bundle(files, default_namespace=default_namespace)
     checkable = [doc for doc in documents if doc.checkable]
     if checkable:
-        findings.extend(_cluster_layers(
-            environment, checkable, findings, dry_run=dry_run, exclude_policy_ids=exclude_policy_ids
-        ))
+        findings.extend(
+            _cluster_layers(environment, checkable, findings, dry_run=dry_run, exclude_policy_ids=exclude_policy_ids)
+        )
     return ValidationReport(documents, sort_findings(findings, [name for name, _ in files]))
 
 
 def _cluster_layers(
-    environment: Environment, documents: list[ParsedDocument], parse_findings: list[Finding], *, dry_run: bool,
+    environment: Environment,
+    documents: list[ParsedDocument],
+    parse_findings: list[Finding],
+    *,
+    dry_run: bool,
     exclude_policy_ids: Iterable[int],
 ) -> list[Finding]:
     """Schema, cross-resource and (optionally) dry-run findings; once the cluster proved unreachable,
@@ -81,11 +90,18 @@ def _cluster_layers(
 
 
 def validate_text(
-    *, environment: Environment, text: str, filename: str = "", dry_run: bool = False, default_namespace: str = "",
+    *,
+    environment: Environment,
+    text: str,
+    filename: str = "",
+    dry_run: bool = False,
+    default_namespace: str = "",
 ) -> ValidationReport:
     return validate_bundle(
-        environment=environment, files=[(filename, text.encode("utf-8", errors="surrogatepass"))],
-        dry_run=dry_run, default_namespace=default_namespace,
+        environment=environment,
+        files=[(filename, text.encode("utf-8", errors="surrogatepass"))],
+        dry_run=dry_run,
+        default_namespace=default_namespace,
     )
 
 

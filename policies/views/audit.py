@@ -1,5 +1,6 @@
 """The audit log: filter, page through and export (CSV / JSON, streamed) the hash-chained events,
 with a banner saying whether the chain verifies. Platform admins and security-team members only."""
+
 from __future__ import annotations
 
 import csv
@@ -28,8 +29,22 @@ from policies.services.audit import ChainReport, audit_verify_chain
 AUDIT_PAGE_SIZE = 50
 CHAIN_CACHE_SECONDS = 60
 EXPORT_CHUNK = 2000
-EXPORT_FIELDS = ("sequence", "created_at", "actor_name", "request_id", "action", "object_type", "object_id",
-                 "object_repr", "environment", "before", "after", "prev_hash", "hash", "hash_version")
+EXPORT_FIELDS = (
+    "sequence",
+    "created_at",
+    "actor_name",
+    "request_id",
+    "action",
+    "object_type",
+    "object_id",
+    "object_repr",
+    "environment",
+    "before",
+    "after",
+    "prev_hash",
+    "hash",
+    "hash_version",
+)
 
 
 class AuditFilterForm(forms.Form):
@@ -37,8 +52,12 @@ class AuditFilterForm(forms.Form):
     obj = forms.CharField(required=False, label="Object", help_text="Searches the object's name, type or id.")
     environment = forms.ChoiceField(required=False, label="Environment")
     action = forms.ChoiceField(required=False, label="Action")
-    since = forms.DateTimeField(required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
-    until = forms.DateTimeField(required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"}))
+    since = forms.DateTimeField(
+        required=False, label="From", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
+    until = forms.DateTimeField(
+        required=False, label="Until", widget=forms.DateTimeInput(attrs={"type": "datetime-local"})
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -54,7 +73,9 @@ class AuditFilterForm(forms.Form):
             ("Actions", [(action, action) for action in actions]),
         ]
         for _name, field in self.fields.items():
-            css = "form-select form-select-sm" if isinstance(field, forms.ChoiceField) else "form-control form-control-sm"
+            css = (
+                "form-select form-select-sm" if isinstance(field, forms.ChoiceField) else "form-control form-control-sm"
+            )
             field.widget.attrs["class"] = css
 
     def clean_action(self) -> str:
@@ -63,9 +84,12 @@ class AuditFilterForm(forms.Form):
     def filters(self) -> dict[str, Any]:
         data = self.cleaned_data
         return {
-            "actor": data.get("actor", "").strip(), "obj": data.get("obj", "").strip(),
-            "environment": data.get("environment") or "", "action": data.get("action") or "",
-            "since": data.get("since"), "until": data.get("until"),
+            "actor": data.get("actor", "").strip(),
+            "obj": data.get("obj", "").strip(),
+            "environment": data.get("environment") or "",
+            "action": data.get("action") or "",
+            "since": data.get("since"),
+            "until": data.get("until"),
         }
 
 
@@ -107,11 +131,18 @@ def audit_log(request: HttpRequest) -> HttpResponse:
     query = request.GET.copy()
     query.pop("page", None)
     query.pop("verify", None)
-    return render(request, "audit/log.html", {
-        "form": form, "page": page, "query": query.urlencode(),
-        "chain": chain_status(force=request.GET.get("verify") == "1"),
-        "checked_at": timezone.now(),
-    }, status=200 if valid else 400)
+    return render(
+        request,
+        "audit/log.html",
+        {
+            "form": form,
+            "page": page,
+            "query": query.urlencode(),
+            "chain": chain_status(force=request.GET.get("verify") == "1"),
+            "checked_at": timezone.now(),
+        },
+        status=200 if valid else 400,
+    )
 
 
 def _row(event: AuditEvent) -> dict[str, Any]:
@@ -128,11 +159,16 @@ def _csv_rows(events: QuerySet[AuditEvent]) -> Iterator[str]:
     yield writer.writerow(EXPORT_FIELDS)
     for event in events.iterator(chunk_size=EXPORT_CHUNK):
         row = _row(event)
-        yield writer.writerow([
-            json.dumps(row[name], cls=DjangoJSONEncoder, sort_keys=True) if name in ("before", "after")
-            else row[name].isoformat() if isinstance(row[name], dt.datetime) else row[name]
-            for name in EXPORT_FIELDS
-        ])
+        yield writer.writerow(
+            [
+                json.dumps(row[name], cls=DjangoJSONEncoder, sort_keys=True)
+                if name in ("before", "after")
+                else row[name].isoformat()
+                if isinstance(row[name], dt.datetime)
+                else row[name]
+                for name in EXPORT_FIELDS
+            ]
+        )
 
 
 def _json_rows(events: QuerySet[AuditEvent]) -> Iterator[str]:
@@ -153,9 +189,11 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
         raise Http404("export as .csv or .json")
     form, events, valid = _filtered(request)
     if not valid:
-        return HttpResponse("invalid filters: " + "; ".join(
-            f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()), status=400,  # type: ignore[arg-type]  # an ErrorList iterates its messages
-            content_type="text/plain")
+        return HttpResponse(
+            "invalid filters: " + "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()),
+            status=400,  # type: ignore[arg-type]  # an ErrorList iterates its messages
+            content_type="text/plain",
+        )
     events = events.order_by("sequence")
     stamp = timezone.now().strftime("%Y%m%dT%H%M%SZ")
     if fmt == "csv":

@@ -3,6 +3,7 @@ two ways out of it), environments.
 
 Views are interfaces: they read through `policies.selectors`, enqueue tasks, and render.
 """
+
 from typing import Any
 
 import yaml
@@ -48,7 +49,9 @@ def catalog(request: HttpRequest) -> HttpResponse:
     visible = selectors.policy_list(user=request.user)
     filterset = PolicyFilterSet(request.GET, queryset=selectors.policy_list_with_drift(policies=visible))
     valid = filterset.is_valid()
-    page = selectors.page_pk_first(filterset.qs if valid else visible.none(), request.GET.get("page"), CATALOG_PAGE_SIZE)
+    page = selectors.page_pk_first(
+        filterset.qs if valid else visible.none(), request.GET.get("page"), CATALOG_PAGE_SIZE
+    )
     context: dict[str, Any] = {"filterset": filterset, "page": page, "security_kinds": SECURITY_KINDS}
     if _wants_partial(request):
         template = "policies/_catalog_results.html"
@@ -104,7 +107,8 @@ def _render_policy(request: HttpRequest, policy: Policy, *, status: int = 200) -
             "security_kinds": SECURITY_KINDS,
             "drift": drift,
             "drift_old_label": f"revision #{drift.applied.number} (applied)" if drift is not None else "",
-            "can_act_on_drift": drift is not None and selectors.user_may_author(
+            "can_act_on_drift": drift is not None
+            and selectors.user_may_author(
                 user=request.user, environment=policy.environment, namespace=policy.namespace
             ),
             **policy_draft_actions(request, policy),
@@ -114,6 +118,7 @@ def _render_policy(request: HttpRequest, policy: Policy, *, status: int = 200) -
 
 
 # --- drift: adopt the live object, or re-apply what Meshgate applied ----------------------------------
+
 
 @login_required
 @require_POST
@@ -126,8 +131,11 @@ def policy_drift_adopt(request: HttpRequest, pk: int) -> HttpResponse:
     except ApplicationError as exc:
         messages.error(request, exc.message)
         return _render_policy(request, _visible_policy(request, pk), status=exc.status)
-    messages.success(request, f"The live {policy.kind} {policy.namespace}/{policy.name} is now your draft: "
-                              "make it a change to record the drift in Meshgate.")
+    messages.success(
+        request,
+        f"The live {policy.kind} {policy.namespace}/{policy.name} is now your draft: "
+        "make it a change to record the drift in Meshgate.",
+    )
     return redirect(_draft_url(draft))
 
 
@@ -160,9 +168,7 @@ def _draft_url(draft: Draft) -> str:
 @require_safe
 def revision_detail(request: HttpRequest, pk: int, number: int) -> HttpResponse:
     policy = _visible_policy(request, pk)
-    revision = get_object_or_404(
-        selectors.policy_revisions(policy=policy).select_related("parent"), number=number
-    )
+    revision = get_object_or_404(selectors.policy_revisions(policy=policy).select_related("parent"), number=number)
     return render(
         request,
         "policies/revision_detail.html",

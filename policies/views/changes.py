@@ -2,6 +2,7 @@
 page (plan, diffs, line comments, approvals, guardrails, timeline) with its transitions as POST
 forms, editing an item, and the approval rules. Views read through selectors and call one service.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -89,6 +90,7 @@ def _is_htmx(request: HttpRequest) -> bool:
 
 # --- dashboard and list ---------------------------------------------------------------------------
 
+
 @login_required
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
@@ -102,8 +104,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "waiting": list(selectors.changes_waiting_for_review(user=user)[:DASHBOARD_ROWS]),
         "mine": list(visible.filter(author=user).order_by("-updated_at")[:DASHBOARD_ROWS]),
         "stale": list(
-            visible.filter(state__in=open_states).filter(selectors.stale_changes_q()).order_by("-updated_at")
-            [:DASHBOARD_ROWS]
+            visible.filter(state__in=open_states)
+            .filter(selectors.stale_changes_q())
+            .order_by("-updated_at")[:DASHBOARD_ROWS]
         ),
         "security_kinds": SECURITY_KINDS,
     }
@@ -112,8 +115,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 
 class ChangeFilterForm(forms.Form):
     state = forms.ChoiceField(choices=[("", "Any state"), ("open", "Open"), *ChangeState.choices], required=False)
-    environment = forms.ModelChoiceField(queryset=Environment.objects.none(), required=False, to_field_name="name",
-                                         empty_label="Any environment")
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.none(), required=False, to_field_name="name", empty_label="Any environment"
+    )
     mine = forms.BooleanField(required=False, label="Mine only")
     q = forms.CharField(required=False, label="Search")
 
@@ -152,14 +156,22 @@ def change_list(request: HttpRequest) -> HttpResponse:
 
 # --- create ----------------------------------------------------------------------------------------------
 
+
 class ChangeCreateForm(forms.Form):
-    drafts = forms.ModelMultipleChoiceField(queryset=Draft.objects.none(), widget=forms.CheckboxSelectMultiple,
-                                            error_messages={"required": "Choose at least one draft."})
+    drafts = forms.ModelMultipleChoiceField(
+        queryset=Draft.objects.none(),
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one draft."},
+    )
     title = forms.CharField(max_length=200, widget=forms.TextInput(attrs={"class": "form-control"}))
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 4, "class": "form-control"}))
-    link = forms.URLField(required=False, max_length=500, assume_scheme="https",
-                          widget=forms.URLInput(attrs={"class": "form-control", "placeholder": "https://…"}),
-                          help_text="A ticket or pull request, optional.")
+    link = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"class": "form-control", "placeholder": "https://…"}),
+        help_text="A ticket or pull request, optional.",
+    )
 
     def __init__(self, *args: Any, user: User, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -177,8 +189,8 @@ class ChangeCreateForm(forms.Form):
 @require_http_methods(["GET", "HEAD", "POST"])
 def change_create(request: HttpRequest) -> HttpResponse:
     drafts = list(
-        selectors.draft_list(user=request.user).defer("content", "source_text", "findings", "base_revision__content",
-                                                      "policy__current_revision__content")
+        selectors.draft_list(user=request.user)
+        .defer("content", "source_text", "findings", "base_revision__content", "policy__current_revision__content")
         .order_by("environment__order", "environment__name", "namespace", "kind", "name")
     )
     if request.method == "POST":
@@ -187,15 +199,21 @@ def change_create(request: HttpRequest) -> HttpResponse:
             chosen = form.cleaned_data["drafts"]
             try:
                 change = change_services.change_create(
-                    author=signed_in_user(request), environment=chosen[0].environment, drafts=chosen,
-                    title=form.cleaned_data["title"], description=form.cleaned_data["description"],
+                    author=signed_in_user(request),
+                    environment=chosen[0].environment,
+                    drafts=chosen,
+                    title=form.cleaned_data["title"],
+                    description=form.cleaned_data["description"],
                     link=form.cleaned_data["link"],
                 )
             except (ApplicationError, ValidationError) as exc:
                 _fail(request, exc)
             else:
-                messages.success(request, f"Change #{change.pk} created with {len(chosen)} item"
-                                          f"{'s' if len(chosen) != 1 else ''}. Submit it for review when ready.")
+                messages.success(
+                    request,
+                    f"Change #{change.pk} created with {len(chosen)} item"
+                    f"{'s' if len(chosen) != 1 else ''}. Submit it for review when ready.",
+                )
                 return redirect("changes:detail", pk=change.pk)
         status = 400
     else:
@@ -203,12 +221,16 @@ def change_create(request: HttpRequest) -> HttpResponse:
         form = ChangeCreateForm(initial=initial, user=signed_in_user(request))
         status = 200
     chosen_ids = {str(value) for value in (form["drafts"].value() or [])}
-    return render(request, "changes/create.html",
-                  {"form": form, "drafts": drafts, "chosen_ids": chosen_ids, "security_kinds": SECURITY_KINDS},
-                  status=status)
+    return render(
+        request,
+        "changes/create.html",
+        {"form": form, "drafts": drafts, "chosen_ids": chosen_ids, "security_kinds": SECURITY_KINDS},
+        status=status,
+    )
 
 
 # --- the change page -----------------------------------------------------------------------------------------
+
 
 @dataclass
 class RowView:
@@ -274,15 +296,17 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
     items = list(selectors.change_items(change=change))
     change_services.change_guardrails_refresh(change=change, items=items)
     plan = selectors.change_latest_plan(change=change)
-    plan_items = selectors.plan_items_by_item(plan=plan, summaries_only=item_pk is None and len(items) > FULL_ITEMS_UP_TO,
-                                              item_pk=item_pk)
+    plan_items = selectors.plan_items_by_item(
+        plan=plan, summaries_only=item_pk is None and len(items) > FULL_ITEMS_UP_TO, item_pk=item_pk
+    )
     reviews = selectors.change_reviews(change=change)
     comments = selectors.change_comments(change=change)
     requirements = approval.change_requirements(change, items=items)
     guardrail_blocking = approval.guardrail_blocking(items)
     blockers = approval.change_blockers(change, items=items, plan=plan, guardrails=guardrail_blocking)
-    status = approval.approval_status(change, items=items, reviews=reviews, plan=plan, requirements=requirements,
-                                      blockers=blockers)
+    status = approval.approval_status(
+        change, items=items, reviews=reviews, plan=plan, requirements=requirements, blockers=blockers
+    )
     overlaps = selectors.change_overlaps(change=change, items=items)
     stale_items = [item for item in items if approval.item_is_stale(item)]
     revisions = {}
@@ -305,29 +329,41 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
         compact = item_pk is None and len(items) > FULL_ITEMS_UP_TO
         rows = [] if compact else _item_rows(item, plan_item, by_line)
         blocking_ids = {result.guardrail_id for result in guardrail_blocking.get(item.pk, [])}
-        overridable = [result for result in item.guardrail_results
-                       if result["guardrail_id"] in blocking_ids
-                       and result["enforcement"] == GuardrailEnforcement.SOFT_MANDATORY]
+        overridable = [
+            result
+            for result in item.guardrail_results
+            if result["guardrail_id"] in blocking_ids and result["enforcement"] == GuardrailEnforcement.SOFT_MANDATORY
+        ]
         stale = item in stale_items
-        views.append(ItemView(
-            item=item, plan_item=plan_item, rows=rows, item_threads=by_item.get(item.pk, []), stale=stale,
-            overlaps=overlaps.get(item.pk, []), guardrails=item.guardrail_results, blocking_guardrail_ids=blocking_ids,
-            overridable=overridable if is_admin and state in EDITABLE_CHANGE_STATES else [],
-            three_way=selectors.change_item_three_way(item=item, revisions=revisions) if stale else None,
-            compact=compact,
-            thread_count=line_thread_counts.get(item.pk, 0) + len(by_item.get(item.pk, [])),
-        ))
+        views.append(
+            ItemView(
+                item=item,
+                plan_item=plan_item,
+                rows=rows,
+                item_threads=by_item.get(item.pk, []),
+                stale=stale,
+                overlaps=overlaps.get(item.pk, []),
+                guardrails=item.guardrail_results,
+                blocking_guardrail_ids=blocking_ids,
+                overridable=overridable if is_admin and state in EDITABLE_CHANGE_STATES else [],
+                three_way=selectors.change_item_three_way(item=item, revisions=revisions) if stale else None,
+                compact=compact,
+                thread_count=line_thread_counts.get(item.pk, 0) + len(by_item.get(item.pk, [])),
+            )
+        )
     own_approval = next((review for review in status.counted if review.reviewer_id == user.pk), None)
     events = list(
         AuditEvent.objects.filter(object_type=ChangeRequest._meta.label, object_id=str(change.pk))
-        .exclude(action__in=["comment.created"]).order_by("sequence")
+        .exclude(action__in=["comment.created"])
+        .order_by("sequence")
     )
     plan_current = plan_is_current(change=change, plan=plan, items=items)
     schedulable = state == ChangeState.APPROVED and change_services.user_may_schedule(
         user=user, change=change, requirements=requirements
     )
-    next_environment = promotion_services.next_environment(change.environment) if state == ChangeState.COMPLETED \
-        else None
+    next_environment = (
+        promotion_services.next_environment(change.environment) if state == ChangeState.COMPLETED else None
+    )
     return {
         "change": change,
         "items": views,
@@ -349,8 +385,8 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
         "can_submit": is_author and state in (ChangeState.DRAFT, ChangeState.CHANGES_REQUESTED),
         "can_approve": may_approve and state in REVIEWABLE_CHANGE_STATES and own_approval is None and not stale_items,
         "can_request_changes": may_approve and state in REVIEWABLE_CHANGE_STATES,
-        "can_reject": may_approve and state in (ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED,
-                                                ChangeState.APPROVED),
+        "can_reject": may_approve
+        and state in (ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED),
         "can_rebase": is_author and bool(stale_items) and state in EDITABLE_CHANGE_STATES,
         "can_edit": is_author and state in EDITABLE_CHANGE_STATES,
         "can_schedule": schedulable,
@@ -417,7 +453,9 @@ def _event_text(event: AuditEvent) -> str:
     elif event.action == "change.created" and after.get("promoted_from"):
         text = f"created the change by promoting #{after['promoted_from']}"
     elif event.action == "change.guardrail_overridden":
-        text = f"overrode guardrail “{after.get('guardrail', '')}” on {after.get('item', '')}: {after.get('reason', '')}"
+        text = (
+            f"overrode guardrail “{after.get('guardrail', '')}” on {after.get('item', '')}: {after.get('reason', '')}"
+        )
     elif event.action == "change.rejected" and after.get("reason"):
         text = f"rejected the change: {after['reason']}"
     return text
@@ -428,27 +466,52 @@ def _timeline(events: list[AuditEvent], reviews: list[Review], comments: list[Re
     for event in events:
         if event.action in ("review.approved", "change.changes_requested", "comment.created", "comment.resolved"):
             continue  # shown by the review / comment entry itself
-        entries.append(TimelineEntry(event.created_at, "event", event.actor_name, _event_text(event),
-                                     css="muted" if event.action.startswith("review.") else "info"))
+        entries.append(
+            TimelineEntry(
+                event.created_at,
+                "event",
+                event.actor_name,
+                _event_text(event),
+                css="muted" if event.action.startswith("review.") else "info",
+            )
+        )
     for review in reviews:
         verb = {"approve": "approved", "request_changes": "requested changes", "comment": "commented"}[review.verdict]
         void = f" (voided: {review.voided_reason})" if review.voided_at else ""
-        entries.append(TimelineEntry(review.created_at, "review", review.reviewer.get_username(), verb + void,
-                                     body=review.body,
-                                     css="muted" if review.voided_at else ReviewVerdict(review.verdict).color,
-                                     anchor=f"review-{review.pk}"))
+        entries.append(
+            TimelineEntry(
+                review.created_at,
+                "review",
+                review.reviewer.get_username(),
+                verb + void,
+                body=review.body,
+                css="muted" if review.voided_at else ReviewVerdict(review.verdict).color,
+                anchor=f"review-{review.pk}",
+            )
+        )
     for thread in comments:
         where = ""
         if thread.item is not None:
             where = f" on {thread.item.label}" + (f" line {thread.line}" if thread.line else "")
         for comment in [thread, *thread.replies.all()]:
             verb = "replied" if comment.parent_id else "commented"
-            entries.append(TimelineEntry(comment.created_at, "comment", comment.author.get_username(), verb + where,
-                                         body=comment.body, anchor=f"thread-{thread.pk}"))
+            entries.append(
+                TimelineEntry(
+                    comment.created_at,
+                    "comment",
+                    comment.author.get_username(),
+                    verb + where,
+                    body=comment.body,
+                    anchor=f"thread-{thread.pk}",
+                )
+            )
         if thread.resolved_at:
             assert thread.resolved_by is not None  # resolved together
-            entries.append(TimelineEntry(thread.resolved_at, "event", thread.resolved_by.get_username(),
-                                         f"resolved a thread{where}"))
+            entries.append(
+                TimelineEntry(
+                    thread.resolved_at, "event", thread.resolved_by.get_username(), f"resolved a thread{where}"
+                )
+            )
     entries.sort(key=lambda entry: entry.at)
     return entries
 
@@ -475,12 +538,15 @@ def change_plan_status(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _item_of(change: ChangeRequest, item_pk: int) -> ChangeItem:
-    return get_object_or_404(ChangeItem.objects.select_related("change__environment", "change__author",
-                                                               "base_revision", "policy"),
-                             pk=item_pk, change=change)
+    return get_object_or_404(
+        ChangeItem.objects.select_related("change__environment", "change__author", "base_revision", "policy"),
+        pk=item_pk,
+        change=change,
+    )
 
 
 # --- transitions (POST forms) ---------------------------------------------------------------------------------
+
 
 def _transition(request: HttpRequest, pk: int, act: Callable[[ChangeRequest], Any], success: str) -> HttpResponse:
     change = _visible_change(request, pk)
@@ -496,17 +562,24 @@ def _transition(request: HttpRequest, pk: int, act: Callable[[ChangeRequest], An
 @login_required
 @require_POST
 def change_submit(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_submit(actor=signed_in_user(request), change=change),
-                       "Change #{change.pk} submitted for review; the plan is being computed.")
+    return _transition(
+        request,
+        pk,
+        lambda change: change_services.change_submit(actor=signed_in_user(request), change=change),
+        "Change #{change.pk} submitted for review; the plan is being computed.",
+    )
 
 
 @login_required
 @require_POST
 def change_approve(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
-        request, pk,
+        request,
+        pk,
         lambda change: review_services.review_approve(
-            reviewer=signed_in_user(request), change=change, body=request.POST.get("body", ""),
+            reviewer=signed_in_user(request),
+            change=change,
+            body=request.POST.get("body", ""),
             plan_fingerprint=request.POST.get("plan_fingerprint") or None,
         ),
         "You approved change #{change.pk}.",
@@ -517,9 +590,11 @@ def change_approve(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def change_request_changes(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
-        request, pk,
-        lambda change: review_services.review_request_changes(reviewer=signed_in_user(request), change=change,
-                                                              body=request.POST.get("body", "")),
+        request,
+        pk,
+        lambda change: review_services.review_request_changes(
+            reviewer=signed_in_user(request), change=change, body=request.POST.get("body", "")
+        ),
         "You requested changes on change #{change.pk}.",
     )
 
@@ -528,9 +603,11 @@ def change_request_changes(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def change_reject(request: HttpRequest, pk: int) -> HttpResponse:
     return _transition(
-        request, pk,
-        lambda change: change_services.change_reject(actor=signed_in_user(request), change=change,
-                                                     reason=request.POST.get("reason", "")),
+        request,
+        pk,
+        lambda change: change_services.change_reject(
+            actor=signed_in_user(request), change=change, reason=request.POST.get("reason", "")
+        ),
         "Change #{change.pk} rejected.",
     )
 
@@ -538,39 +615,58 @@ def change_reject(request: HttpRequest, pk: int) -> HttpResponse:
 @login_required
 @require_POST
 def change_rebase(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_rebase(actor=signed_in_user(request), change=change),
-                       "Change #{change.pk} rebased onto the current revisions; it needs its approvals again.")
+    return _transition(
+        request,
+        pk,
+        lambda change: change_services.change_rebase(actor=signed_in_user(request), change=change),
+        "Change #{change.pk} rebased onto the current revisions; it needs its approvals again.",
+    )
 
 
 @login_required
 @require_POST
 def change_schedule(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: change_services.change_schedule(actor=signed_in_user(request), change=change),
-                       "Change #{change.pk} scheduled.")
+    return _transition(
+        request,
+        pk,
+        lambda change: change_services.change_schedule(actor=signed_in_user(request), change=change),
+        "Change #{change.pk} scheduled.",
+    )
 
 
 @login_required
 @require_POST
 def change_refresh_plan(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk,
-                       lambda change: change_services.change_refresh_plan(actor=signed_in_user(request), change=change),
-                       "A new plan is being computed.")
+    return _transition(
+        request,
+        pk,
+        lambda change: change_services.change_refresh_plan(actor=signed_in_user(request), change=change),
+        "A new plan is being computed.",
+    )
 
 
 @login_required
 @require_POST
 def change_withdraw(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk,
-                       lambda change: lifecycle.change_withdraw(actor=signed_in_user(request), change=change,
-                                                                reason=request.POST.get("reason", "")),
-                       "Change #{change.pk} withdrawn.")
+    return _transition(
+        request,
+        pk,
+        lambda change: lifecycle.change_withdraw(
+            actor=signed_in_user(request), change=change, reason=request.POST.get("reason", "")
+        ),
+        "Change #{change.pk} withdrawn.",
+    )
 
 
 @login_required
 @require_POST
 def change_retry(request: HttpRequest, pk: int) -> HttpResponse:
-    return _transition(request, pk, lambda change: lifecycle.change_retry(actor=signed_in_user(request), change=change),
-                       "Change #{change.pk}: retried (a new rollout attempt when nothing moved, else back to review).")
+    return _transition(
+        request,
+        pk,
+        lambda change: lifecycle.change_retry(actor=signed_in_user(request), change=change),
+        "Change #{change.pk}: retried (a new rollout attempt when nothing moved, else back to review).",
+    )
 
 
 @login_required
@@ -578,11 +674,16 @@ def change_retry(request: HttpRequest, pk: int) -> HttpResponse:
 def change_replace_items(request: HttpRequest, pk: int) -> HttpResponse:
     text = request.POST.get("text", "")
     return _transition(
-        request, pk,
-        lambda change: lifecycle.change_items_replace(author=signed_in_user(request), change=change,
-                                                      files=[("bundle.yaml", text.encode())],
-                                                      message=request.POST.get("message", "")),
-        "Change #{change.pk}: items replaced; approvals voided and the plan is being recomputed.")
+        request,
+        pk,
+        lambda change: lifecycle.change_items_replace(
+            author=signed_in_user(request),
+            change=change,
+            files=[("bundle.yaml", text.encode())],
+            message=request.POST.get("message", ""),
+        ),
+        "Change #{change.pk}: items replaced; approvals voided and the plan is being recomputed.",
+    )
 
 
 @login_required
@@ -605,8 +706,13 @@ def item_guardrail_override(request: HttpRequest, pk: int, item_pk: int) -> Http
     item = _item_of(change, item_pk)
     guardrail = get_object_or_404(Guardrail, pk=request.POST.get("guardrail") or 0)
     try:
-        change_services.change_guardrail_override(admin=signed_in_user(request), change=change, item=item, guardrail=guardrail,
-                                                  reason=request.POST.get("reason", ""))
+        change_services.change_guardrail_override(
+            admin=signed_in_user(request),
+            change=change,
+            item=item,
+            guardrail=guardrail,
+            reason=request.POST.get("reason", ""),
+        )
     except (ApplicationError, ValidationError) as exc:
         _fail(request, exc)
     else:
@@ -615,6 +721,7 @@ def item_guardrail_override(request: HttpRequest, pk: int, item_pk: int) -> Http
 
 
 # --- comments ----------------------------------------------------------------------------------------------
+
 
 @login_required
 @require_safe
@@ -642,22 +749,37 @@ def change_comment(request: HttpRequest, pk: int) -> HttpResponse:
     line = request.POST.get("line") or None
     try:
         comment = review_services.review_comment(
-            author=signed_in_user(request), change=change, body=request.POST.get("body", ""), item=item,
-            line=int(line) if line and str(line).isdigit() else None, parent=parent,
+            author=signed_in_user(request),
+            change=change,
+            body=request.POST.get("body", ""),
+            item=item,
+            line=int(line) if line and str(line).isdigit() else None,
+            parent=parent,
         )
     except (ApplicationError, ValidationError) as exc:
         if _is_htmx(request) and not isinstance(exc, PermissionDeniedError):
             message = "; ".join(exc.messages) if isinstance(exc, ValidationError) else exc.message
             if parent is not None:  # the thread again, its reply form saying why
-                return _render_thread(request, change, parent.parent_id or parent.pk, as_row=False, error=message,
-                                      status=400)
+                return _render_thread(
+                    request, change, parent.parent_id or parent.pk, as_row=False, error=message, status=400
+                )
             if item is not None and line:  # the inline form again, with the text kept
-                return render(request, "changes/_comment_form_row.html", {
-                    "change": change, "item": item, "line": line, "error": message,
-                    "body": request.POST.get("body", ""),
-                }, status=400)
-            return HttpResponse(f'<div class="alert alert-danger py-1 px-2 small mb-0" role="alert">{_escape(message)}'
-                                "</div>", status=400)
+                return render(
+                    request,
+                    "changes/_comment_form_row.html",
+                    {
+                        "change": change,
+                        "item": item,
+                        "line": line,
+                        "error": message,
+                        "body": request.POST.get("body", ""),
+                    },
+                    status=400,
+                )
+            return HttpResponse(
+                f'<div class="alert alert-danger py-1 px-2 small mb-0" role="alert">{_escape(message)}</div>',
+                status=400,
+            )
         _fail(request, exc)
         return redirect("changes:detail", pk=change.pk)
     thread = comment.parent or comment
@@ -670,17 +792,28 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
-def _render_thread(request: HttpRequest, change: ChangeRequest, thread_pk: int, *, as_row: bool, error: str = "",
-                   status: int = 200) -> HttpResponse:
+def _render_thread(
+    request: HttpRequest, change: ChangeRequest, thread_pk: int, *, as_row: bool, error: str = "", status: int = 200
+) -> HttpResponse:
     thread = next(comment for comment in selectors.change_comments(change=change) if comment.pk == thread_pk)
     items = list(change.items.all())
     can_moderate = request.user.pk == change.author_id or approval.user_may_approve(
         user=request.user, change=change, requirements=approval.change_requirements(change, items=items)
     )
     template = "changes/_thread_row.html" if as_row else "changes/_thread.html"
-    return render(request, template, {"change": change, "thread": thread, "threads": [thread],
-                                      "can_moderate": can_moderate, "can_comment": True, "error": error},
-                  status=status)
+    return render(
+        request,
+        template,
+        {
+            "change": change,
+            "thread": thread,
+            "threads": [thread],
+            "can_moderate": can_moderate,
+            "can_comment": True,
+            "error": error,
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -700,6 +833,7 @@ def comment_resolve(request: HttpRequest, pk: int, comment_pk: int) -> HttpRespo
 
 # --- items ----------------------------------------------------------------------------------------------------
 
+
 @login_required
 @require_safe
 def item_card(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
@@ -718,17 +852,25 @@ def item_base_diff(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
     change = _visible_change(request, pk)
     item = _item_of(change, item_pk)
     base = item.base_revision
-    return render(request, "changes/_base_diff.html", {
-        "item": item, "diff": diff_objects(base.content if base else None, item.content),
-        "diff_id": f"base-diff-{item.pk}",
-        "old_label": f"revision #{base.number}" if base else "nothing (new policy)",
-        "new_label": "deletion" if item.content is None else "this change",
-    })
+    return render(
+        request,
+        "changes/_base_diff.html",
+        {
+            "item": item,
+            "diff": diff_objects(base.content if base else None, item.content),
+            "diff_id": f"base-diff-{item.pk}",
+            "old_label": f"revision #{base.number}" if base else "nothing (new policy)",
+            "new_label": "deletion" if item.content is None else "this change",
+        },
+    )
 
 
 class ItemEditForm(forms.Form):
-    text = forms.CharField(strip=False, widget=forms.Textarea(attrs={
-        "rows": 24, "class": "form-control font-monospace", "spellcheck": "false"}), label="YAML")
+    text = forms.CharField(
+        strip=False,
+        widget=forms.Textarea(attrs={"rows": 24, "class": "form-control font-monospace", "spellcheck": "false"}),
+        label="YAML",
+    )
     message = forms.CharField(required=False, max_length=500, widget=forms.TextInput(attrs={"class": "form-control"}))
 
 
@@ -745,8 +887,9 @@ def item_edit(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
         form = ItemEditForm(request.POST)
         if form.is_valid():
             try:
-                change_services.change_item_update(author=request.user, item=item, text=form.cleaned_data["text"],
-                                                   message=form.cleaned_data["message"])
+                change_services.change_item_update(
+                    author=request.user, item=item, text=form.cleaned_data["text"], message=form.cleaned_data["message"]
+                )
             except DraftRejected as exc:
                 context.update(rejection=exc.message, findings=exc.findings)
                 status = exc.status
@@ -766,15 +909,19 @@ def item_edit(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
 
 # --- approval rules -----------------------------------------------------------------------------------------
 
+
 class ApprovalRuleForm(forms.Form):
-    environment = forms.ModelChoiceField(queryset=Environment.objects.all(), required=False,
-                                         empty_label="Every environment")
+    environment = forms.ModelChoiceField(
+        queryset=Environment.objects.all(), required=False, empty_label="Every environment"
+    )
     kind = forms.ChoiceField(choices=[("", "Every kind"), *PolicyKind.choices], required=False)
     required_approvals = forms.IntegerField(min_value=1, max_value=10, initial=1)
-    security_approval = forms.ChoiceField(choices=SecurityApproval.choices, initial=SecurityApproval.DEFAULT,
-                                          label="Security-team approver")
-    extra_production_approval = forms.BooleanField(required=False, initial=True,
-                                                   label="One more approval in production")
+    security_approval = forms.ChoiceField(
+        choices=SecurityApproval.choices, initial=SecurityApproval.DEFAULT, label="Security-team approver"
+    )
+    extra_production_approval = forms.BooleanField(
+        required=False, initial=True, label="One more approval in production"
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -806,17 +953,28 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
         status = 400
     else:
         form = ApprovalRuleForm()
-    rules = list(ApprovalRule.objects.select_related("environment").order_by("environment__order",
-                                                                            "environment__name", "kind"))
+    rules = list(
+        ApprovalRule.objects.select_related("environment").order_by("environment__order", "environment__name", "kind")
+    )
     for rule in rules:
         rule.problems = approval.rule_problems(  # type: ignore[attr-defined]  # for the template
-            environment=rule.environment, kind=rule.kind, required_approvals=rule.required_approvals,
-            security_approval=rule.security_approval, extra_production_approval=rule.extra_production_approval,
+            environment=rule.environment,
+            kind=rule.kind,
+            required_approvals=rule.required_approvals,
+            security_approval=rule.security_approval,
+            extra_production_approval=rule.extra_production_approval,
         )
-    return render(request, "changes/approval_rules.html", {
-        "form": form, "rules": rules, "default_required": approval.DEFAULT_REQUIRED_APPROVALS,
-        "default_problems": approval.default_rule_problems(),
-    }, status=status)
+    return render(
+        request,
+        "changes/approval_rules.html",
+        {
+            "form": form,
+            "rules": rules,
+            "default_required": approval.DEFAULT_REQUIRED_APPROVALS,
+            "default_problems": approval.default_rule_problems(),
+        },
+        status=status,
+    )
 
 
 @login_required
@@ -849,8 +1007,9 @@ def change_rollout_options(request: HttpRequest, pk: int) -> HttpResponse:
         if options is not None:
             state = change.state
             try:
-                saved = rollout_option_services.change_set_rollout_options(actor=signed_in_user(request), change=change,
-                                                                           options=options)
+                saved = rollout_option_services.change_set_rollout_options(
+                    actor=signed_in_user(request), change=change, options=options
+                )
             except ValidationError as exc:
                 form.add_service_errors(exc)
             except ApplicationError as exc:

@@ -2,6 +2,7 @@
 
 Public: CI logs and SARIF reports link here, read by people without a Meshgate login.
 """
+
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 

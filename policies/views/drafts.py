@@ -1,5 +1,6 @@
 """Pages for drafts: the list, one draft (findings, diff, YAML), bundle upload, and the policy
 page's "Delete…" action. Views read through selectors and call one service each."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,7 +38,9 @@ def _optional_url(name: str, *args: Any) -> str | None:
 
 def policy_draft_actions(request: HttpRequest, policy: Policy) -> dict[str, Any]:
     """Context for the policy page's Edit and Delete… buttons (only for those who may draft)."""
-    may_author = selectors.user_may_author(user=request.user, environment=policy.environment, namespace=policy.namespace)
+    may_author = selectors.user_may_author(
+        user=request.user, environment=policy.environment, namespace=policy.namespace
+    )
     edit_url = _optional_url("editor:policy-edit", policy.pk) if may_author else None
     return {
         "can_edit": edit_url is not None,
@@ -47,6 +50,7 @@ def policy_draft_actions(request: HttpRequest, policy: Policy) -> dict[str, Any]
 
 
 # --- list and detail ---------------------------------------------------------------------------
+
 
 @login_required
 @require_safe
@@ -86,7 +90,8 @@ def draft_detail(request: HttpRequest, pk: int) -> HttpResponse:
             "current_revision": current,
             "stale": (current.pk if current else None) != draft.base_revision_id,
             "edit_url": _optional_url("editor:draft-edit", draft.pk) if is_author else None,
-            "can_discard": is_author or selectors.user_may_manage_drafts(
+            "can_discard": is_author
+            or selectors.user_may_manage_drafts(
                 user=request.user, environment=draft.environment, namespace=draft.namespace
             ),
             "security_kinds": SECURITY_KINDS,
@@ -108,6 +113,7 @@ def draft_discard_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 # --- deleting a policy -------------------------------------------------------------------------
 
+
 @login_required
 @require_POST
 def policy_delete_draft(request: HttpRequest, pk: int) -> HttpResponse:
@@ -125,6 +131,7 @@ def policy_delete_draft(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 # --- bundle upload -----------------------------------------------------------------------------
+
 
 class MultipleFileInput(forms.ClearableFileInput):
     allow_multiple_selected = True
@@ -147,13 +154,16 @@ class BundleUploadForm(forms.Form):
         help_text="Manifests (*.yaml, *.yml, *.json) or a .tar, .tar.gz/.tgz or .zip of a folder of them.",
     )
     text = forms.CharField(
-        required=False, strip=False,
+        required=False,
+        strip=False,
         widget=forms.Textarea(attrs={"rows": 12, "class": "form-control font-monospace", "spellcheck": "false"}),
         help_text="Or paste YAML here; separate objects with ---.",
     )
     message = forms.CharField(required=False, max_length=500, widget=forms.TextInput(attrs={"class": "form-control"}))
     namespace = forms.RegexField(
-        regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", required=False, max_length=63,
+        regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        required=False,
+        max_length=63,
         widget=forms.TextInput(attrs={"class": "form-control", "placeholder": "e.g. bookinfo"}),
         help_text="For objects without metadata.namespace, as kubectl -n would apply them.",
         error_messages={"invalid": "Not a namespace: lower-case letters, digits and '-'."},
@@ -235,8 +245,10 @@ def _too_large(request: HttpRequest) -> str:
     except ValueError:
         size = 0
     if size > MAX_UPLOAD_REQUEST_BYTES:
-        return (f"The upload is {size / MIB:.1f} MiB, more than the {MAX_BUNDLE_BYTES // MIB} MiB accepted: "
-                "split the bundle into smaller ones.")
+        return (
+            f"The upload is {size / MIB:.1f} MiB, more than the {MAX_BUNDLE_BYTES // MIB} MiB accepted: "
+            "split the bundle into smaller ones."
+        )
     try:
         request.POST  # noqa: B018 - parses the body now, so that its limits answer here
     except RequestDataTooBig:

@@ -3,6 +3,7 @@
 Views are interfaces: reads go through `policies.selectors` and `policies.live`, saving through
 `policies.services.drafts`, YAML generation through `policies.wizards`.
 """
+
 from __future__ import annotations
 
 import secrets
@@ -57,9 +58,11 @@ def new(request: HttpRequest) -> HttpResponse:
     # A wizard may have rewritten an existing policy: say so, and show where it came from.
     policy = None
     if prefill and prefill.get("name"):
-        policy = selectors.policy_list(user=request.user).filter(
-            environment=environment, kind=kind, namespace=namespace, name=prefill["name"]
-        ).first()
+        policy = (
+            selectors.policy_list(user=request.user)
+            .filter(environment=environment, kind=kind, namespace=namespace, name=prefill["name"])
+            .first()
+        )
     context = {
         "mode": "new",
         "environment": environment,
@@ -72,7 +75,8 @@ def new(request: HttpRequest) -> HttpResponse:
         "wizard": wizard,
         "cancel_url": (
             f"{reverse('editor:wizard', args=[wizard.slug])}?{urlencode({'environment': environment.name})}"
-            if wizard else reverse("policies:catalog")
+            if wizard
+            else reverse("policies:catalog")
         ),
     }
     if request.method == "POST":
@@ -152,14 +156,20 @@ def _save(
     try:
         if bundle:
             drafts = drafts_from_bundle(
-                author=signed_in_user(request), environment=environment, files=[("editor.yaml", text.encode())], message=message
+                author=signed_in_user(request),
+                environment=environment,
+                files=[("editor.yaml", text.encode())],
+                message=message,
             )
         else:
-            saved = draft_save(author=signed_in_user(request), environment=environment, text=text, draft=draft, message=message)
+            saved = draft_save(
+                author=signed_in_user(request), environment=environment, text=text, draft=draft, message=message
+            )
     except DraftRejected as exc:
         context["save_as"] = SAVE_BUNDLE if bundle else context["save_as"]
-        return _render_editor(request, context, text=text, message=message, findings=exc.findings,
-                              error=exc.message, status=exc.status)
+        return _render_editor(
+            request, context, text=text, message=message, findings=exc.findings, error=exc.message, status=exc.status
+        )
     except ApplicationError as exc:
         return _render_editor(request, context, text=text, message=message, error=exc.message, status=exc.status)
     if bundle:
@@ -174,8 +184,14 @@ def _save(
 
 
 def _render_editor(
-    request: HttpRequest, context: dict[str, Any], *, text: str, message: str = "",
-    findings: list[dict] | None = None, error: str = "", status: int = 200,
+    request: HttpRequest,
+    context: dict[str, Any],
+    *,
+    text: str,
+    message: str = "",
+    findings: list[dict] | None = None,
+    error: str = "",
+    status: int = 200,
 ) -> HttpResponse:
     environment: Environment = context["environment"]
     schema_template = reverse("editor:schema", args=[environment.name, "KIND"]).replace("KIND.json", "__KIND__.json")
@@ -283,7 +299,9 @@ _METADATA_SCHEMA = {
         "namespace": {"type": "string", "description": "The namespace the object lives in."},
         "labels": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Labels (key: value)."},
         "annotations": {
-            "type": "object", "additionalProperties": {"type": "string"}, "description": "Annotations (key: value).",
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Annotations (key: value).",
         },
     },
 }
@@ -308,8 +326,11 @@ def schema(request: HttpRequest, environment: str, kind: str) -> JsonResponse:
     root = {
         **{k: v for k, v in crd_schema.items() if k != "properties"},
         "properties": {
-            "apiVersion": {"type": "string", "enum": list(info.api_versions),
-                           "description": "API group and version (the first is preferred)."},
+            "apiVersion": {
+                "type": "string",
+                "enum": list(info.api_versions),
+                "description": "API group and version (the first is preferred).",
+            },
             "kind": {"type": "string", "enum": [kind], "description": "The object's kind."},
             "metadata": _METADATA_SCHEMA,
             **properties,
@@ -366,15 +387,21 @@ def wizard(request: HttpRequest, slug: str) -> HttpResponse:
         return render(request, "editor/_wizard_preview.html", {"form": form, "generated": generated})
     if valid:
         documents = form.documents()
-        token = _store_prefill(request, {
-            "text": generated,
-            "namespace": form.namespace,
-            "name": documents[0]["metadata"]["name"],
-            "wizard": slug,
-            "save_as": SAVE_BUNDLE if len(documents) > 1 else SAVE_ONE,
-        })
+        token = _store_prefill(
+            request,
+            {
+                "text": generated,
+                "namespace": form.namespace,
+                "name": documents[0]["metadata"]["name"],
+                "wizard": slug,
+                "save_as": SAVE_BUNDLE if len(documents) > 1 else SAVE_ONE,
+            },
+        )
         query = {
-            "environment": environment.name, "kind": documents[0]["kind"], "namespace": form.namespace, "prefill": token,
+            "environment": environment.name,
+            "kind": documents[0]["kind"],
+            "namespace": form.namespace,
+            "prefill": token,
         }
         return redirect(f"{reverse('editor:new')}?{urlencode(query)}")
     context = {

@@ -2,6 +2,7 @@
 
 Views parse input, call one service and render. Included at the site root (namespace "governance").
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -57,13 +58,15 @@ def _apply_errors(form: forms.Form, error: ValidationError | ApplicationError) -
 
 # --- guardrails -----------------------------------------------------------------------------------
 
+
 class GuardrailForm(forms.Form):
     name = forms.CharField(max_length=100)
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     enforcement = forms.ChoiceField(choices=GuardrailEnforcement.choices)
     expression = forms.CharField(
-        required=False, widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
-        help_text='CEL over object, environment ({name, production}) and params; true = passes. '
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false"}),
+        help_text="CEL over object, environment ({name, production}) and params; true = passes. "
         'E.g. object.kind != "VirtualService" || object.spec.http.all(r, has(r.timeout))',
     )
     message = forms.CharField(
@@ -71,8 +74,12 @@ class GuardrailForm(forms.Form):
         help_text="Shown when it fails. Placeholders: {object} {kind} {namespace} {name} {environment} {details} "
         "and parameter names.",
     )
-    kinds = forms.MultipleChoiceField(choices=PolicyKind.choices, required=False, widget=forms.CheckboxSelectMultiple,
-                                      help_text="None ticked = every kind.")
+    kinds = forms.MultipleChoiceField(
+        choices=PolicyKind.choices,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked = every kind.",
+    )
     parameters = forms.JSONField(required=False, initial=dict, widget=forms.Textarea(attrs={"rows": 2}))
     production_only = forms.BooleanField(required=False)
     enabled = forms.BooleanField(required=False, initial=True)
@@ -93,18 +100,35 @@ class GuardrailForm(forms.Form):
 
 
 def _guardrail_initial(guardrail: Guardrail) -> dict[str, Any]:
-    return {field: getattr(guardrail, field) for field in (
-        "name", "description", "enforcement", "expression", "message", "kinds", "parameters", "production_only",
-        "enabled")}
+    return {
+        field: getattr(guardrail, field)
+        for field in (
+            "name",
+            "description",
+            "enforcement",
+            "expression",
+            "message",
+            "kinds",
+            "parameters",
+            "production_only",
+            "enabled",
+        )
+    }
 
 
 @login_required
 @require_safe
 def guardrail_list(request: HttpRequest) -> HttpResponse:
     guardrails = list(Guardrail.objects.order_by("-enabled", "name"))
-    return render(request, "governance/guardrail_list.html", {
-        "guardrails": guardrails, "is_admin": selectors.user_is_admin(request.user), "tab": "guardrails",
-    })
+    return render(
+        request,
+        "governance/guardrail_list.html",
+        {
+            "guardrails": guardrails,
+            "is_admin": selectors.user_is_admin(request.user),
+            "tab": "guardrails",
+        },
+    )
 
 
 @login_required
@@ -132,7 +156,9 @@ def guardrail_edit(request: HttpRequest, pk: int) -> HttpResponse:
     form = GuardrailForm(request.POST or None, initial=_guardrail_initial(guardrail), builtin=guardrail.is_builtin)
     if request.method == "POST" and form.is_valid():
         try:
-            guardrail = guardrail_services.guardrail_update(actor=signed_in_user(request), guardrail=guardrail, **form.cleaned_data)
+            guardrail = guardrail_services.guardrail_update(
+                actor=signed_in_user(request), guardrail=guardrail, **form.cleaned_data
+            )
         except (ValidationError, ApplicationError) as exc:
             _apply_errors(form, exc)
         else:
@@ -144,7 +170,9 @@ def guardrail_edit(request: HttpRequest, pk: int) -> HttpResponse:
 
 def _form_context(request: HttpRequest, form: GuardrailForm, guardrail: Guardrail | None) -> dict[str, Any]:
     return {
-        "form": form, "guardrail": guardrail, "tab": "guardrails",
+        "form": form,
+        "guardrail": guardrail,
+        "tab": "guardrails",
         "environments": selectors.environment_list(user=request.user),
     }
 
@@ -182,13 +210,21 @@ def guardrail_test(request: HttpRequest, pk: int) -> HttpResponse:
         kind = obj["kind"] if isinstance(obj.get("kind"), str) else ""
         applies = matches(guardrail, kind=kind, environment=env)
         result = guardrail_check(guardrail, obj=obj, environment=env, expression=expression) if applies else None
-        rows.append({"object": obj, "applies": applies, "result": result, "kind": kind,
-                     "name": (obj.get("metadata") or {}).get("name", "") if isinstance(obj.get("metadata"), dict) else ""})
+        rows.append(
+            {
+                "object": obj,
+                "applies": applies,
+                "result": result,
+                "kind": kind,
+                "name": (obj.get("metadata") or {}).get("name", "") if isinstance(obj.get("metadata"), dict) else "",
+            }
+        )
     context["rows"] = rows
     return render(request, "governance/_guardrail_test_result.html", context)
 
 
 # --- change windows -------------------------------------------------------------------------------
+
 
 @login_required
 @require_safe
@@ -200,16 +236,27 @@ def windows(request: HttpRequest) -> HttpResponse:
         window.schedule = window_describe(window)  # type: ignore[attr-defined]  # for the template
         by_environment[window.environment_id].append(window)
     rows = [
-        {"environment": env, "windows": by_environment[env.pk],
-         "status": window_status(environment=env, at=now, windows=[w for w in by_environment[env.pk] if w.enabled])}
+        {
+            "environment": env,
+            "windows": by_environment[env.pk],
+            "status": window_status(environment=env, at=now, windows=[w for w in by_environment[env.pk] if w.enabled]),
+        }
         for env in environments
     ]
-    return render(request, "governance/windows.html", {
-        "rows": rows, "now": now, "tab": "windows", "can_edit": request.user.is_staff,
-    })
+    return render(
+        request,
+        "governance/windows.html",
+        {
+            "rows": rows,
+            "now": now,
+            "tab": "windows",
+            "can_edit": request.user.is_staff,
+        },
+    )
 
 
 # --- notifications --------------------------------------------------------------------------------
+
 
 class ChannelForm(forms.Form):
     name = forms.CharField(max_length=100)
@@ -217,18 +264,23 @@ class ChannelForm(forms.Form):
     kind = forms.ChoiceField(choices=NotificationChannelKind.choices)
     target = forms.CharField(max_length=500, help_text="Email address, or the webhook / Slack incoming-webhook URL.")
     secret = forms.CharField(
-        required=False, max_length=200, widget=forms.PasswordInput(render_value=False),
+        required=False,
+        max_length=200,
+        widget=forms.PasswordInput(render_value=False),
         help_text="Webhooks: the HMAC key. Leave blank to generate one (new channel) or keep the current one.",
     )
-    events = forms.MultipleChoiceField(choices=SUBSCRIBABLE_EVENTS, required=False,
-                                       widget=forms.CheckboxSelectMultiple, help_text="None ticked = every event.")
+    events = forms.MultipleChoiceField(
+        choices=SUBSCRIBABLE_EVENTS,
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="None ticked = every event.",
+    )
     enabled = forms.BooleanField(required=False, initial=True)
 
     def __init__(self, *args: Any, user: User, editing: NotificationChannel | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         owners = [("user", "Me")] + [
-            (f"team:{team.pk}", f"Team {team.name}")
-            for team in notification_services.teams_user_administers(user=user)
+            (f"team:{team.pk}", f"Team {team.name}") for team in notification_services.teams_user_administers(user=user)
         ]
         if editing is not None:
             del self.fields["owner"]
@@ -251,12 +303,20 @@ def notifications(request: HttpRequest) -> HttpResponse:
     for channel in channels:
         channel.may_manage = notification_services.channel_may_manage(user=user, channel=channel)  # type: ignore[attr-defined]  # for the template
     muted = notification_services.notification_muted_events(user=user)
-    return render(request, "governance/notifications.html", {
-        "tab": "notifications", "page": page, "channels": channels, "status": status,
-        "statuses": DeliveryStatus.choices, "is_admin": selectors.user_is_admin(user),
-        "events": [(value, label, value in muted) for value, label in SUBSCRIBABLE_EVENTS],
-        "created_secret": None,
-    })
+    return render(
+        request,
+        "governance/notifications.html",
+        {
+            "tab": "notifications",
+            "page": page,
+            "channels": channels,
+            "status": status,
+            "statuses": DeliveryStatus.choices,
+            "is_admin": selectors.user_is_admin(user),
+            "events": [(value, label, value in muted) for value, label in SUBSCRIBABLE_EVENTS],
+            "created_secret": None,
+        },
+    )
 
 
 def _channel_for(request: HttpRequest, pk: int, *, manage: bool = True) -> NotificationChannel:
@@ -271,15 +331,19 @@ def _channel_for(request: HttpRequest, pk: int, *, manage: bool = True) -> Notif
 @never_cache
 @require_http_methods(["GET", "POST"])
 def channel_create(request: HttpRequest) -> HttpResponse:
-    form = ChannelForm(request.POST or None, user=signed_in_user(request),
-                       initial={"enabled": True, "kind": NotificationChannelKind.WEBHOOK})
+    form = ChannelForm(
+        request.POST or None,
+        user=signed_in_user(request),
+        initial={"enabled": True, "kind": NotificationChannelKind.WEBHOOK},
+    )
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         owner = data.pop("owner")
         team = None
         if owner.startswith("team:"):
-            team = get_object_or_404(notification_services.teams_user_administers(user=request.user),
-                                     pk=owner.removeprefix("team:"))
+            team = get_object_or_404(
+                notification_services.teams_user_administers(user=request.user), pk=owner.removeprefix("team:")
+            )
         try:
             channel = notification_services.channel_create(
                 actor=signed_in_user(request), team=team, user=None if team else signed_in_user(request), **data
@@ -289,15 +353,22 @@ def channel_create(request: HttpRequest) -> HttpResponse:
         else:
             if channel.kind == NotificationChannelKind.WEBHOOK and not data.get("secret"):
                 # The generated key travels only in this response, once.
-                return render(request, "governance/channel_form.html", {
-                    "form": ChannelForm(user=signed_in_user(request), editing=channel), "channel": channel,
-                    "created_secret": channel.secret, "tab": "notifications",
-                })
+                return render(
+                    request,
+                    "governance/channel_form.html",
+                    {
+                        "form": ChannelForm(user=signed_in_user(request), editing=channel),
+                        "channel": channel,
+                        "created_secret": channel.secret,
+                        "tab": "notifications",
+                    },
+                )
             messages.success(request, f"Channel “{channel.name}” added.")
             return redirect("governance:notifications")
     status = 400 if request.method == "POST" else 200
-    return render(request, "governance/channel_form.html", {"form": form, "channel": None, "tab": "notifications"},
-                  status=status)
+    return render(
+        request, "governance/channel_form.html", {"form": form, "channel": None, "tab": "notifications"}, status=status
+    )
 
 
 @login_required
@@ -319,8 +390,12 @@ def channel_edit(request: HttpRequest, pk: int) -> HttpResponse:
             messages.success(request, f"Channel “{channel.name}” saved.")
             return redirect("governance:notifications")
     status = 400 if request.method == "POST" else 200
-    return render(request, "governance/channel_form.html", {"form": form, "channel": channel, "tab": "notifications"},
-                  status=status)
+    return render(
+        request,
+        "governance/channel_form.html",
+        {"form": form, "channel": channel, "tab": "notifications"},
+        status=status,
+    )
 
 
 @login_required
@@ -354,6 +429,8 @@ def preferences(request: HttpRequest) -> HttpResponse:
     current = notification_services.notification_muted_events(user=request.user)
     for value, _label in SUBSCRIBABLE_EVENTS:
         if (value in muted) != (value in current):
-            notification_services.notification_preference_set(user=signed_in_user(request), event=value, muted=value in muted)
+            notification_services.notification_preference_set(
+                user=signed_in_user(request), event=value, muted=value in muted
+            )
     messages.success(request, "Notification preferences saved.")
     return redirect("governance:notifications")

@@ -6,6 +6,7 @@ The form shows the common settings as fields and the metrics as a JSON list; set
 show (set through the API, e.g. `provider`) are kept when it is saved. An error of the service names
 a field path (`analysis.metrics[1].query`); it is shown next to the field that holds it.
 """
+
 from __future__ import annotations
 
 import json
@@ -24,34 +25,59 @@ from policies.services import rollout_options as services
 from policies.services.plans import ROLLOUT_OWNS_LIVE_STATES
 
 # analysis settings the form shows as fields; the engine's defaults when the options leave them out
-ANALYSIS_FIELDS = ("interval_seconds", "intervals_per_step", "failure_limit", "no_data_limit", "inconclusive_limit",
-                   "judge", "window")
+ANALYSIS_FIELDS = (
+    "interval_seconds",
+    "intervals_per_step",
+    "failure_limit",
+    "no_data_limit",
+    "inconclusive_limit",
+    "judge",
+    "window",
+)
 ENGINE_DEFAULTS = {"no_data_limit": 3, "inconclusive_limit": 10, "judge": "sequential"}
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
 class RolloutOptionsForm(forms.Form):
     strategy = forms.ChoiceField(required=False, label="Strategy")
-    steps = forms.CharField(required=False, label="Canary steps (%)",
-                            help_text='Weights ending at 100, e.g. 10, 25, 50, 100; or {"stepWeight": 20}.')
+    steps = forms.CharField(
+        required=False,
+        label="Canary steps (%)",
+        help_text='Weights ending at 100, e.g. 10, 25, 50, 100; or {"stepWeight": 20}.',
+    )
     interval_seconds = forms.IntegerField(required=False, label="Analysis interval (s)")
     intervals_per_step = forms.IntegerField(required=False, label="Passing intervals per step")
     failure_limit = forms.IntegerField(required=False, label="Failed intervals before rollback")
     no_data_limit = forms.IntegerField(required=False, label="No-data intervals before pausing")
     inconclusive_limit = forms.IntegerField(required=False, label="Undecided intervals before pausing")
-    judge = forms.ChoiceField(required=False, label="Judge", choices=[
-        ("", "Default (sequential)"), ("sequential", "Sequential against stable (always-valid p-values)"),
-        ("threshold", "Threshold"), ("mann-whitney", "Mann-Whitney against stable, per interval")])
-    window = forms.CharField(required=False, label="Window", help_text="A PromQL duration, e.g. 2m; default the "
-                                                                       "interval (never before the phase began).")
-    metrics = forms.CharField(
-        required=False, label="Metrics (JSON)", widget=forms.Textarea(attrs={"rows": 6}),
-        help_text='Empty: success rate ≥ 0.99 and p99 ≤ 500 ms. E.g. [{"kind": "success_rate", "min": 0.995}, '
-                  '{"kind": "latency_p99", "max": 300}, {"kind": "custom", "name": "errors", "direction": "lower", '
-                  '"max": 5, "query": "sum(rate(app_errors_total{namespace=\\"{namespace}\\"}[{interval}]))"}]',
+    judge = forms.ChoiceField(
+        required=False,
+        label="Judge",
+        choices=[
+            ("", "Default (sequential)"),
+            ("sequential", "Sequential against stable (always-valid p-values)"),
+            ("threshold", "Threshold"),
+            ("mann-whitney", "Mann-Whitney against stable, per interval"),
+        ],
     )
-    gates = forms.CharField(required=False, label="Manual gates",
-                            help_text="Phase numbers a person confirms before they apply, e.g. 1, 3 (0 is the first).")
+    window = forms.CharField(
+        required=False,
+        label="Window",
+        help_text="A PromQL duration, e.g. 2m; default the interval (never before the phase began).",
+    )
+    metrics = forms.CharField(
+        required=False,
+        label="Metrics (JSON)",
+        widget=forms.Textarea(attrs={"rows": 6}),
+        help_text='Empty: success rate ≥ 0.99 and p99 ≤ 500 ms. E.g. [{"kind": "success_rate", "min": 0.995}, '
+        '{"kind": "latency_p99", "max": 300}, {"kind": "custom", "name": "errors", "direction": "lower", '
+        '"max": 5, "query": "sum(rate(app_errors_total{namespace=\\"{namespace}\\"}[{interval}]))"}]',
+    )
+    gates = forms.CharField(
+        required=False,
+        label="Manual gates",
+        help_text="Phase numbers a person confirms before they apply, e.g. 1, 3 (0 is the first).",
+    )
 
     def __init__(self, *args: Any, default_strategy: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -64,12 +90,18 @@ class RolloutOptionsForm(forms.Form):
         analysis = options.get("analysis") or {}
         steps = options.get("steps")
         initial = {key: analysis[key] for key in ANALYSIS_FIELDS if key in analysis}
-        initial.update({
-            "strategy": options.get("strategy", ""),
-            "steps": ", ".join(str(w) for w in steps) if isinstance(steps, list) else json.dumps(steps) if steps else "",
-            "metrics": json.dumps(analysis["metrics"], indent=2) if analysis.get("metrics") else "",
-            "gates": ", ".join(str(g) for g in options.get("gates") or []),
-        })
+        initial.update(
+            {
+                "strategy": options.get("strategy", ""),
+                "steps": ", ".join(str(w) for w in steps)
+                if isinstance(steps, list)
+                else json.dumps(steps)
+                if steps
+                else "",
+                "metrics": json.dumps(analysis["metrics"], indent=2) if analysis.get("metrics") else "",
+                "gates": ", ".join(str(g) for g in options.get("gates") or []),
+            }
+        )
         return initial
 
     def _numbers(self, name: str) -> list[int] | None:
@@ -102,8 +134,11 @@ class RolloutOptionsForm(forms.Form):
         gates = self._numbers("gates")
         if gates is not None:
             options["gates"] = gates
-        analysis = {key: value for key, value in (stored.get("analysis") or {}).items()
-                    if key not in (*ANALYSIS_FIELDS, "metrics")}
+        analysis = {
+            key: value
+            for key, value in (stored.get("analysis") or {}).items()
+            if key not in (*ANALYSIS_FIELDS, "metrics")
+        }
         for key in ANALYSIS_FIELDS:
             if data.get(key) not in (None, ""):
                 analysis[key] = data[key]
@@ -159,18 +194,28 @@ def _metric_views(specs: list[Any]) -> list[MetricView]:
             elif kind == "latency_p99":
                 definition = pa.latency_p99(**spec)
             else:
-                definition = pa.custom(spec.pop("name"), spec.pop("query"),
-                                       direction=pa.Direction(spec.pop("direction")), **spec)
+                definition = pa.custom(
+                    spec.pop("name"), spec.pop("query"), direction=pa.Direction(spec.pop("direction")), **spec
+                )
         except (KeyError, TypeError, ValueError):
             continue  # stored before a rule changed: the API shows it as stored
         guard = str(definition.guard)
-        found.append(MetricView(definition.name, str(definition.kind), str(definition.threshold),
-                                "" if guard == "any" else guard, definition.unit, definition.query or ""))
+        found.append(
+            MetricView(
+                definition.name,
+                str(definition.kind),
+                str(definition.threshold),
+                "" if guard == "any" else guard,
+                definition.unit,
+                definition.query or "",
+            )
+        )
     return found
 
 
-def rollout_plan_context(*, change: ChangeRequest, items: list[ChangeItem], may_edit: bool,
-                         form: RolloutOptionsForm | None = None) -> dict[str, Any]:
+def rollout_plan_context(
+    *, change: ChangeRequest, items: list[ChangeItem], may_edit: bool, form: RolloutOptionsForm | None = None
+) -> dict[str, Any]:
     """What the panel shows; `may_edit`: the user may set the options now."""
     options = change.rollout_options or {}
     effective = services.rollout_options_effective(change, items=items)
@@ -182,24 +227,26 @@ def rollout_plan_context(*, change: ChangeRequest, items: list[ChangeItem], may_
     if editable and form is None:
         form = RolloutOptionsForm(initial=RolloutOptionsForm.initial_from(options), default_strategy=default_strategy)
     interval = analysis.get("interval_seconds")
-    return {"rollout_plan": {
-        "custom": bool(options),
-        "set": set(options) | {f"analysis.{key}" for key in options.get("analysis") or {}},
-        "strategy": effective["strategy"],
-        "strategy_label": RolloutStrategy(effective["strategy"]).label,
-        "steps": effective["steps"] if effective["strategy"] == RolloutStrategy.CANARY else [],
-        "phases": [(index, label, index in gates) for index, label in enumerate(phases)],
-        "interval_seconds": interval,
-        "window": analysis.get("window") or f"{int(interval or 0)}s",
-        "intervals_per_step": analysis.get("intervals_per_step") or 1,
-        "failure_limit": analysis.get("failure_limit") or 1,
-        "no_data_limit": analysis.get("no_data_limit") or ENGINE_DEFAULTS["no_data_limit"],
-        "inconclusive_limit": analysis.get("inconclusive_limit") or ENGINE_DEFAULTS["inconclusive_limit"],
-        "judge": analysis.get("judge") or ENGINE_DEFAULTS["judge"],
-        "provider": analysis.get("provider") or "",
-        "metrics": _metric_views(analysis.get("metrics") or []),
-        "editable": editable,
-        "started": change.state in ROLLOUT_OWNS_LIVE_STATES,
-        "form": form,
-        "open": form is not None and bool(form.errors),
-    }}
+    return {
+        "rollout_plan": {
+            "custom": bool(options),
+            "set": set(options) | {f"analysis.{key}" for key in options.get("analysis") or {}},
+            "strategy": effective["strategy"],
+            "strategy_label": RolloutStrategy(effective["strategy"]).label,
+            "steps": effective["steps"] if effective["strategy"] == RolloutStrategy.CANARY else [],
+            "phases": [(index, label, index in gates) for index, label in enumerate(phases)],
+            "interval_seconds": interval,
+            "window": analysis.get("window") or f"{int(interval or 0)}s",
+            "intervals_per_step": analysis.get("intervals_per_step") or 1,
+            "failure_limit": analysis.get("failure_limit") or 1,
+            "no_data_limit": analysis.get("no_data_limit") or ENGINE_DEFAULTS["no_data_limit"],
+            "inconclusive_limit": analysis.get("inconclusive_limit") or ENGINE_DEFAULTS["inconclusive_limit"],
+            "judge": analysis.get("judge") or ENGINE_DEFAULTS["judge"],
+            "provider": analysis.get("provider") or "",
+            "metrics": _metric_views(analysis.get("metrics") or []),
+            "editable": editable,
+            "started": change.state in ROLLOUT_OWNS_LIVE_STATES,
+            "form": form,
+            "open": form is not None and bool(form.errors),
+        }
+    }

@@ -1,5 +1,6 @@
 """Rollout pages (namespace "rollouts"): the list, the live rollout page, its polled partial and chart
 data, and the controls (pause, resume, continue on live, abort, promote now, confirm gate), each calling one service."""
+
 from __future__ import annotations
 
 from django.contrib import messages
@@ -18,19 +19,30 @@ from portal.http import signed_in_user
 
 ROLLOUT_PAGE_SIZE = 100
 CONTROLS = {
-    "pause": (lambda user, rollout, reason: rollout_services.rollout_pause(actor=user, rollout=rollout, reason=reason),
-              "Rollout paused."),
-    "resume": (lambda user, rollout, reason: rollout_services.rollout_resume(actor=user, rollout=rollout),
-               "Rollout resumed."),
-    "continue-on-live": (lambda user, rollout, reason: rollout_services.rollout_continue_on_live(actor=user,
-                                                                                               rollout=rollout),
-                         "Continuing on the live object as the other writer left it."),
-    "abort": (lambda user, rollout, reason: rollout_services.rollout_abort(actor=user, rollout=rollout, reason=reason),
-              "Rollout aborted: the snapshot is being restored."),
-    "promote": (lambda user, rollout, reason: rollout_services.rollout_promote_now(actor=user, rollout=rollout),
-                "Promoting to 100 %."),
-    "confirm-gate": (lambda user, rollout, reason: rollout_services.rollout_confirm_gate(actor=user, rollout=rollout),
-                     "Gate confirmed."),
+    "pause": (
+        lambda user, rollout, reason: rollout_services.rollout_pause(actor=user, rollout=rollout, reason=reason),
+        "Rollout paused.",
+    ),
+    "resume": (
+        lambda user, rollout, reason: rollout_services.rollout_resume(actor=user, rollout=rollout),
+        "Rollout resumed.",
+    ),
+    "continue-on-live": (
+        lambda user, rollout, reason: rollout_services.rollout_continue_on_live(actor=user, rollout=rollout),
+        "Continuing on the live object as the other writer left it.",
+    ),
+    "abort": (
+        lambda user, rollout, reason: rollout_services.rollout_abort(actor=user, rollout=rollout, reason=reason),
+        "Rollout aborted: the snapshot is being restored.",
+    ),
+    "promote": (
+        lambda user, rollout, reason: rollout_services.rollout_promote_now(actor=user, rollout=rollout),
+        "Promoting to 100 %.",
+    ),
+    "confirm-gate": (
+        lambda user, rollout, reason: rollout_services.rollout_confirm_gate(actor=user, rollout=rollout),
+        "Gate confirmed.",
+    ),
 }
 
 
@@ -43,7 +55,9 @@ def _context(request: HttpRequest, rollout: Rollout) -> dict:
     runs = rollout_selectors.rollout_analysis_runs(events=events)
     may_control = rollout_services.user_may_control(user=signed_in_user(request), rollout=rollout)
     return {
-        "rollout": rollout, "events": events, "runs": runs,
+        "rollout": rollout,
+        "events": events,
+        "runs": runs,
         "steps": rollout_selectors.rollout_steps(rollout=rollout, runs=runs),
         "may_control": may_control,
         "controls": _allowed_controls(rollout) if may_control else set(),
@@ -99,12 +113,18 @@ def rollout_data(request: HttpRequest, pk: int) -> JsonResponse:
     rollout = _rollout(request, pk)
     events = list(rollout.events.all())
     runs = rollout_selectors.rollout_analysis_runs(events=events)
-    return JsonResponse({
-        "id": rollout.pk, "state": rollout.state, "active": rollout.is_active,
-        "current_weight": rollout.current_weight, "step": rollout.step_index + 1, "steps": len(rollout.phases or []),
-        "weights": rollout_selectors.rollout_weights(rollout=rollout, events=events),
-        "analysis_runs": runs,
-    })
+    return JsonResponse(
+        {
+            "id": rollout.pk,
+            "state": rollout.state,
+            "active": rollout.is_active,
+            "current_weight": rollout.current_weight,
+            "step": rollout.step_index + 1,
+            "steps": len(rollout.phases or []),
+            "weights": rollout_selectors.rollout_weights(rollout=rollout, events=events),
+            "analysis_runs": runs,
+        }
+    )
 
 
 @login_required

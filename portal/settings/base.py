@@ -1,4 +1,5 @@
 """Settings shared by every deployment; everything that differs comes from the environment."""
+
 import datetime as dt
 from pathlib import Path
 
@@ -70,9 +71,7 @@ TEMPLATES = [
 ]
 
 DATABASES = {
-    "default": env.db_url_config(
-        env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'meshgate.sqlite3'}"
-    ),
+    "default": env.db_url_config(env.str("DATABASE_URL", default="") or f"sqlite:///{VAR_DIR / 'meshgate.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # One writer at a time, taken when the transaction starts, so that the web process,
@@ -101,8 +100,9 @@ AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 # Behind N reverse proxies the client address is the N-th from the right of X-Forwarded-For.
 AXES_IPWARE_PROXY_COUNT = env.int("MESHGATE_TRUSTED_PROXY_COUNT", default=0) or None
-AXES_IPWARE_META_PRECEDENCE_ORDER = ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else [
-    "REMOTE_ADDR"]
+AXES_IPWARE_META_PRECEDENCE_ORDER = (
+    ["HTTP_X_FORWARDED_FOR", "REMOTE_ADDR"] if AXES_IPWARE_PROXY_COUNT else ["REMOTE_ADDR"]
+)
 LOGIN_REDIRECT_URL = "policies:home"
 LOGOUT_REDIRECT_URL = "login"
 
@@ -189,11 +189,20 @@ SECURE_REFERRER_POLICY = "same-origin"
 # file cache in var/ on the embedded default.
 MESHGATE_CACHE_URL = env.str("MESHGATE_CACHE_URL", default="")
 if MESHGATE_CACHE_URL:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
-                          "LOCATION": MESHGATE_CACHE_URL, "KEY_PREFIX": "meshgate"}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": MESHGATE_CACHE_URL,
+            "KEY_PREFIX": "meshgate",
+        }
+    }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                          "LOCATION": str(VAR_DIR / "cache")}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
 
 # --- Celery -------------------------------------------------------------------------------
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
@@ -249,10 +258,13 @@ def _every(task: str, seconds: float) -> dict:
 
 
 CELERY_BEAT_SCHEDULE = {
-    "probe-clusters": _every("policies.tasks.probe_clusters", env.float("MESHGATE_CLUSTER_PROBE_SECONDS", default=30.0)),
+    "probe-clusters": _every(
+        "policies.tasks.probe_clusters", env.float("MESHGATE_CLUSTER_PROBE_SECONDS", default=30.0)
+    ),
     "retry-due-notifications": _every("policies.tasks.retry_due_notifications", 60.0),
-    "reconcile-rollouts": _every("policies.tasks.reconcile_rollouts",
-                                 env.float("MESHGATE_ROLLOUT_RECONCILE_SECONDS", default=2.0)),
+    "reconcile-rollouts": _every(
+        "policies.tasks.reconcile_rollouts", env.float("MESHGATE_ROLLOUT_RECONCILE_SECONDS", default=2.0)
+    ),
     "detect-drift": _every("policies.tasks.detect_drift", env.float("MESHGATE_DRIFT_SECONDS", default=60.0)),
     "seal-audit-log": _every("policies.tasks.seal_audit_log", 10.0),
 }

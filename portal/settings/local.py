@@ -1,4 +1,5 @@
 """The embedded default: SQLite, a filesystem broker, the simulated clusters; no servers needed."""
+
 from .base import *  # noqa: F403
 from .base import VAR_DIR, env
 

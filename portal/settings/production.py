@@ -1,4 +1,5 @@
 """Production: PostgreSQL, Redis, real clusters. Refuses to start without its secrets."""
+
 from django.core.exceptions import ImproperlyConfigured
 
 from .base import *  # noqa: F403

@@ -1,4 +1,5 @@
 """Settings for the test suite: the embedded default unless DATABASE_URL / CELERY_BROKER_URL say otherwise."""
+
 from .base import *  # noqa: F403
 from .base import DATABASES, MESHGATE_FILESYSTEM_BROKER, VAR_DIR, env
 
@@ -17,8 +18,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"]["TEST"] = {"NAME": env.str("MESHGATE_TEST_SQLITE", default=str(VAR_DIR / "test.sqlite3"))}
 
 if not env.str("MESHGATE_CACHE_URL", default=""):
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
-                          "LOCATION": str(VAR_DIR / "test-cache")}}
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "test-cache"),
+        }
+    }
 
 # The tests' worker listens on its own queue (and folder), apart from any running demo.
 CELERY_TASK_DEFAULT_QUEUE = "meshgate-test"

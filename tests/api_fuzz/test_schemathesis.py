@@ -2,6 +2,7 @@
 token that may read and write; every generated request must answer without a server error and in
 the shape the OpenAPI schema declares. Marked `schemathesis` and run once in CI (`.ci/run`), with a
 time budget."""
+
 import os
 import subprocess
 import sys
@@ -27,15 +28,35 @@ def test_the_api_holds_under_schemathesis(transactional_db, cluster_org, live_se
     assert fetched.status_code == 200
     schema.write_bytes(fetched.content)
     command = [
-        str(st), "run", str(schema), "--url", live_server.url,
-        "--checks", "not_a_server_error,response_schema_conformance",
-        "-H", f"Authorization: Bearer {token}",
-        "--max-examples", "8", "--max-time", str(BUDGET_SECONDS), "--workers", "1", "--seed", "12",
-        "--request-timeout", "20", "--phases", "examples,coverage,fuzzing",
-        "--report", "junit", "--report-dir", str(tmp_path),
+        str(st),
+        "run",
+        str(schema),
+        "--url",
+        live_server.url,
+        "--checks",
+        "not_a_server_error,response_schema_conformance",
+        "-H",
+        f"Authorization: Bearer {token}",
+        "--max-examples",
+        "8",
+        "--max-time",
+        str(BUDGET_SECONDS),
+        "--workers",
+        "1",
+        "--seed",
+        "12",
+        "--request-timeout",
+        "20",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "--report",
+        "junit",
+        "--report-dir",
+        str(tmp_path),
     ]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=BUDGET_SECONDS + 120,
-                            env={**os.environ, "NO_COLOR": "1"})
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=BUDGET_SECONDS + 120, env={**os.environ, "NO_COLOR": "1"}
+    )
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
     assert result.returncode == 0, output[-12000:]

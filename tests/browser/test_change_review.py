@@ -1,5 +1,6 @@
 """Two people review a change in Chromium: alice authors and submits, bob comments on a line and
 approves, alice cannot approve her own change, and her later edit voids bob's approval."""
+
 import re
 
 import pytest
@@ -77,8 +78,9 @@ def test_author_submits_approver_comments_and_approves_edit_voids(live_server, c
         expect(header_state(page)).to_have_text("Approved")
         expect(page.get_by_role("button", name="Approve…")).to_have_count(0)
         csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
-        forced = page.request.post(f"{live_server.url}/changes/{change.pk}/approve/",
-                                   headers={"X-CSRFToken": csrf, "Referer": page.url})
+        forced = page.request.post(
+            f"{live_server.url}/changes/{change.pk}/approve/", headers={"X-CSRFToken": csrf, "Referer": page.url}
+        )
         assert forced.status == 403 and "You cannot approve your own change" in forced.text()
         assert Review.objects.filter(reviewer=org.author).count() == 0
 

@@ -1,4 +1,5 @@
 """The YAML editor in Chromium: live validation marks the line at fault, completion, save as a draft."""
+
 import re
 
 import pytest

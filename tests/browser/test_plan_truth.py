@@ -1,5 +1,6 @@
 """The plan panel in Chromium: a field another manager keeps would survive the rollout, the plan says
 so, the approval is blocked; and a withdrawn change offers no way to approve it."""
+
 import copy
 
 import pytest

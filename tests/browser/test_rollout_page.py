@@ -2,6 +2,7 @@
 staging cluster, advanced one action at a time by the test (as the worker would), analysed over
 meshsim's own traffic metrics. The page follows without a reload; an approver pauses and resumes it;
 the author has no controls; after a rollback the reason comes first."""
+
 import pytest
 import requests
 from playwright.sync_api import expect
@@ -15,8 +16,13 @@ from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, scheduled_chan
 pytestmark = pytest.mark.browser
 
 # The engine's analysis over meshsim's /metrics; each interval advances meshsim's traffic clock a minute.
-ANALYSIS = {"interval_seconds": 1, "provider": "meshsim", "meshsim_advance_seconds": 60, "window": "5m",
-            "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}, {"kind": "latency_p99", "max": 1000}]}
+ANALYSIS = {
+    "interval_seconds": 1,
+    "provider": "meshsim",
+    "meshsim_advance_seconds": 60,
+    "window": "5m",
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}, {"kind": "latency_p99", "max": 1000}],
+}
 
 
 @pytest.fixture
@@ -137,9 +143,11 @@ def test_the_author_has_no_controls_and_a_forced_post_is_refused(live_server, ro
         expect(page.get_by_role("button", name=name)).to_have_count(0)
     csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "csrftoken")
     for action in ("pause", "abort", "promote"):
-        forced = page.request.post(f"{live_server.url}/rollouts/{rollout.pk}/{action}/",
-                                   form={"csrfmiddlewaretoken": csrf},
-                                   headers={"Referer": f"{live_server.url}{url_of(rollout)}"})
+        forced = page.request.post(
+            f"{live_server.url}/rollouts/{rollout.pk}/{action}/",
+            form={"csrfmiddlewaretoken": csrf},
+            headers={"Referer": f"{live_server.url}{url_of(rollout)}"},
+        )
         assert forced.status == 403, action
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.RUNNING and rollout.current_weight == 10
@@ -152,9 +160,11 @@ def test_after_a_rollback_the_reason_comes_first(live_server, rollout, page):
     expect(page.locator(".mg-rollout-reason")).to_have_count(0)
 
     # v3 starts answering 503 to half of its requests: the next interval fails
-    requests.post(f"{meshsim}/meshsim/traffic/faults", json={"service": "reviews", "namespace": "bookinfo",
-                                                            "version": "v3", "error_rate": 0.5, "status": 503},
-                  timeout=10).raise_for_status()
+    requests.post(
+        f"{meshsim}/meshsim/traffic/faults",
+        json={"service": "reviews", "namespace": "bookinfo", "version": "v3", "error_rate": 0.5, "status": 503},
+        timeout=10,
+    ).raise_for_status()
     rolled = drive(rollout)
     assert rolled.state == RolloutState.ROLLED_BACK
     reason = rolled.rollback_reason

@@ -1,5 +1,6 @@
 """The author sets the rollout plan of a change in Chromium: a wrong value comes back next to its
 field without leaving the page, a valid plan is saved and shown, and bob's approval is voided."""
+
 import pytest
 from playwright.sync_api import expect
 
@@ -21,8 +22,15 @@ def page(browser):
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))
-    page.on("console", lambda message: errors.append(message.text) if message.type == "error" and not (
-        "status of 400" in message.text and "Failed to load resource" in message.text) else None)
+    page.on(
+        "console",
+        lambda message: (
+            errors.append(message.text)
+            if message.type == "error"
+            and not ("status of 400" in message.text and "Failed to load resource" in message.text)
+            else None
+        ),
+    )
     yield page
     context.close()
     assert not errors, f"JavaScript errors in the page: {errors}"
@@ -54,7 +62,8 @@ def test_author_edits_the_rollout_plan(live_server, cluster_org, page):
     interval.fill("30")
     page.locator("#rollout-plan").get_by_role("button", name="Save rollout plan").click()
     expect(page.locator(".alert", has_text="Rollout plan of change")).to_contain_text(
-        "The approvals were voided; it goes back to review.")
+        "The approvals were voided; it goes back to review."
+    )
     panel = page.locator("#rollout-plan")
     expect(panel).to_contain_text("10 → 50 → 100 %")
     expect(panel).to_contain_text("every 30 s over 30s")

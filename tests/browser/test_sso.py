@@ -1,5 +1,6 @@
 """Single sign-on in Chromium through a real OpenID Connect provider: people land in the teams
 their groups map to, and a group taken away removes the membership at the next login."""
+
 import pytest
 from playwright.sync_api import expect
 
@@ -32,7 +33,9 @@ def test_groups_map_to_teams_at_every_login(live_server, org, sso, browser):
     user = identity.user
     assert (user.username, user.email, user.has_usable_password()) == ("grace", "grace@example.com", False)
     assert dict(Membership.objects.filter(user=user).values_list("team__slug", "role")) == {
-        "bookinfo": Role.AUTHOR, "shop": Role.APPROVER}
+        "bookinfo": Role.AUTHOR,
+        "shop": Role.APPROVER,
+    }
     context.close()
 
     # the provider drops one group; at the next login the membership it gave is gone
@@ -40,8 +43,7 @@ def test_groups_map_to_teams_at_every_login(live_server, org, sso, browser):
     context = browser.new_context()
     page = context.new_page()
     sso_sign_in(page, live_server, "grace", "provider-pw")
-    assert dict(Membership.objects.filter(user=user).values_list("team__slug", "role")) == {
-        "bookinfo": Role.AUTHOR}
+    assert dict(Membership.objects.filter(user=user).values_list("team__slug", "role")) == {"bookinfo": Role.AUTHOR}
     assert AuditEvent.objects.filter(action="team.member_removed").count() == 1
     context.close()
 

@@ -1,4 +1,5 @@
 """The traffic-shift wizard in Chromium: pre-filled from the cluster, opens the editor, saves a draft."""
+
 import re
 
 import pytest

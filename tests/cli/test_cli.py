@@ -1,5 +1,6 @@
 """The `meshgate` CLI against a live Meshgate (a real HTTP server on loopback, the simulated
 cluster behind it): exit codes, output formats and the apply → status flow of a pipeline."""
+
 import json
 from pathlib import Path
 from xml.etree import ElementTree
@@ -69,7 +70,9 @@ def test_validate_github_annotations(meshgate, repo, capsys):
     assert line.startswith("::error file=mesh/bookinfo/reviews.yaml,line=13,")
 
 
-UNREACHABLE_ROUTE = REVIEWS_V2 + """\
+UNREACHABLE_ROUTE = (
+    REVIEWS_V2
+    + """\
   - match:
     - uri:
         prefix: /v2
@@ -77,6 +80,7 @@ UNREACHABLE_ROUTE = REVIEWS_V2 + """\
     - destination:
         host: reviews
 """
+)
 
 
 def test_failure_threshold_decides_whether_warnings_fail(meshgate, repo, capsys):
@@ -101,15 +105,28 @@ def test_usage_and_authentication_errors_exit_1(meshgate, repo, monkeypatch, cap
 
 def test_apply_creates_and_submits_a_traceable_change(meshgate, repo, cluster_org, capsys):
     code = meshgate(
-        "apply", "-f", str(repo), "--env", "staging", "--title", "Reviews timeout",
-        "--repo", "https://git.example.com/shop/mesh", "--commit", "0123456789abcdef0123",
-        "--pr", "https://git.example.com/shop/mesh/pull/7",
+        "apply",
+        "-f",
+        str(repo),
+        "--env",
+        "staging",
+        "--title",
+        "Reviews timeout",
+        "--repo",
+        "https://git.example.com/shop/mesh",
+        "--commit",
+        "0123456789abcdef0123",
+        "--pr",
+        "https://git.example.com/shop/mesh/pull/7",
     )
     assert code == cli.EXIT_OK
     change = ChangeRequest.objects.get()
     assert change.state == ChangeState.IN_REVIEW and change.author == cluster_org.author
     assert (change.repository, change.commit_sha, change.pull_request) == (
-        "https://git.example.com/shop/mesh", "0123456789abcdef0123", "https://git.example.com/shop/mesh/pull/7")
+        "https://git.example.com/shop/mesh",
+        "0123456789abcdef0123",
+        "https://git.example.com/shop/mesh/pull/7",
+    )
     created = AuditEvent.objects.filter(object_id=str(change.pk), action="change.created").get()
     assert created.after["commit_sha"] == "0123456789abcdef0123"
     capsys.readouterr()

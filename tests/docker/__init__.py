@@ -3,6 +3,7 @@
 Shared helpers: where the repository and the image's app directory are, which environment
 variables the code reads, and which start script a container command runs.
 """
+
 import re
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath

@@ -2,6 +2,7 @@
 
 No Docker engine here: the files are parsed and checked against the repository they package.
 """
+
 import fnmatch
 import re
 import shlex

@@ -2,6 +2,7 @@
 `kubernetes` client's models and serialized back unchanged, so a misspelt field shows), RBAC is
 exactly least privilege for integrations/kubernetes, and the pods run the image's start scripts
 as non-root on a read-only root filesystem."""
+
 import json
 from pathlib import Path
 
@@ -30,16 +31,29 @@ API_VERSIONS = {
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding"}
 WRITE_VERBS = frozenset({"get", "list", "watch", "create", "update", "patch", "delete"})
 ISTIO_PLURALS = {
-    "networking.istio.io": {"virtualservices", "destinationrules", "gateways", "serviceentries", "sidecars",
-                            "workloadentries", "workloadgroups", "envoyfilters", "proxyconfigs"},
+    "networking.istio.io": {
+        "virtualservices",
+        "destinationrules",
+        "gateways",
+        "serviceentries",
+        "sidecars",
+        "workloadentries",
+        "workloadgroups",
+        "envoyfilters",
+        "proxyconfigs",
+    },
     "security.istio.io": {"authorizationpolicies", "peerauthentications", "requestauthentications"},
     "telemetry.istio.io": {"telemetries"},
     "extensions.istio.io": {"wasmplugins", "trafficextensions"},
 }
 GATEWAY_API_PLURALS = {"gateways", "httproutes", "grpcroutes", "referencegrants"}
 MESH_CONFIG = ("istio-system", "istio")  # the one ConfigMap read, through a namespaced Role
-DEPLOYMENT_SCRIPTS = {"meshgate-web": "start-web", "meshgate-worker": "start-worker", "meshgate-beat": "start-beat",
-                      "meshgate-inventory": "start-inventory"}
+DEPLOYMENT_SCRIPTS = {
+    "meshgate-web": "start-web",
+    "meshgate-worker": "start-worker",
+    "meshgate-beat": "start-beat",
+    "meshgate-inventory": "start-inventory",
+}
 MANIFESTS = sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
 DEV_MANIFESTS = sorted((K8S / "dev").glob("*.yaml"))
 
@@ -80,9 +94,7 @@ def _roundtrip(doc: dict):
 
 def _pod_specs(objects) -> dict[str, dict]:
     return {
-        name: doc["spec"]["template"]["spec"]
-        for (kind, name), doc in objects.items()
-        if kind in ("Deployment", "Job")
+        name: doc["spec"]["template"]["spec"] for (kind, name), doc in objects.items() if kind in ("Deployment", "Job")
     }
 
 
@@ -166,7 +178,11 @@ def test_the_mesh_config_is_the_one_config_map_read(objects):
         {"apiGroups": [""], "resources": ["configmaps"], "resourceNames": [MESH_CONFIG[1]], "verbs": ["get"]},
     ]
     binding = objects[("RoleBinding", "meshgate-mesh-config")]
-    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "meshgate", "namespace": NAMESPACE}]
 
 

@@ -1,6 +1,7 @@
 """docker/start-*: the one way each process starts, in the image, compose, `dev.py run` and the
 tests' worker fixture. Checked statically, and start-web for real: it serves /healthz and stops
 on SIGTERM."""
+
 import os
 import socket
 import subprocess
@@ -84,7 +85,9 @@ def test_start_web_serves_healthz_and_stops_on_sigterm(tmp_path):
     log_path = tmp_path / "web.log"
     with log_path.open("w") as log:
         # Started from elsewhere: the script finds the repository by itself.
-        proc = subprocess.Popen([str(DOCKER / "start-web")], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [str(DOCKER / "start-web")], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
         try:
             deadline = time.monotonic() + 30
             status = None
@@ -92,7 +95,9 @@ def test_start_web_serves_healthz_and_stops_on_sigterm(tmp_path):
                 if proc.poll() is not None:
                     pytest.fail(f"start-web exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
                 if time.monotonic() > deadline:
-                    pytest.fail(f"/healthz did not answer 200 within 30 s (last: {status}):\n{log_path.read_text()[-4000:]}")
+                    pytest.fail(
+                        f"/healthz did not answer 200 within 30 s (last: {status}):\n{log_path.read_text()[-4000:]}"
+                    )
                 time.sleep(0.2)
                 status = _get(f"http://127.0.0.1:{port}/healthz")
             proc.terminate()
@@ -116,7 +121,11 @@ def _setup_production(env_overrides: dict[str, str | None]) -> subprocess.Comple
     env["DJANGO_SETTINGS_MODULE"] = "portal.settings.production"
     return subprocess.run(
         [sys.executable, "-c", "import django; django.setup()"],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=60,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

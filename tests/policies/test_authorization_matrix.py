@@ -2,6 +2,7 @@
 the API, expected against actual. A team's admin governs that team (its channels, its drafts); the
 platform (approval rules, guardrails, imports, every delivery, the whole audit log) belongs to
 platform admins: superusers and holders of `policies.govern_platform`."""
+
 import pytest
 from django.test import Client
 
@@ -11,8 +12,7 @@ from policies.services.guardrails import guardrails_seed_builtins
 from tests.api_testing import bearer_client, token_for
 from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 
-ACTORS = ["anonymous", "outsider", "author_a", "approver_a", "admin_a", "admin_b", "security", "platform",
-          "superuser"]
+ACTORS = ["anonymous", "outsider", "author_a", "approver_a", "admin_a", "admin_b", "security", "platform", "superuser"]
 PLATFORM = {"platform", "superuser"}
 
 
@@ -23,9 +23,17 @@ def _actors(org) -> dict:
     MembershipFactory(team=org.team_b, user=admin_b, role=Role.ADMIN)
     platform = UserFactory(username="pia")
     superuser = UserFactory(username="root", is_superuser=True, is_staff=True)
-    return {"anonymous": None, "outsider": org.outsider, "author_a": org.author, "approver_a": org.approver,
-            "admin_a": admin_a, "admin_b": admin_b, "security": org.sec, "platform": grant_platform_admin(platform),
-            "superuser": superuser}
+    return {
+        "anonymous": None,
+        "outsider": org.outsider,
+        "author_a": org.author,
+        "approver_a": org.approver,
+        "admin_a": admin_a,
+        "admin_b": admin_b,
+        "security": org.sec,
+        "platform": grant_platform_admin(platform),
+        "superuser": superuser,
+    }
 
 
 def _allowed(response) -> bool:
@@ -44,23 +52,40 @@ def _builtin():
 
 # action: (how to perform it, who may, what the effect is when it happened)
 def approval_rule_create(client, org):
-    response = client.post("/approval-rules/", {"environment": org.env.pk, "kind": "", "required_approvals": 1,
-                                                "security_approval": "never"})
+    response = client.post(
+        "/approval-rules/",
+        {"environment": org.env.pk, "kind": "", "required_approvals": 1, "security_approval": "never"},
+    )
     return response, ApprovalRule.objects.filter(security_approval="never").exists()
 
 
 def guardrail_create(client, org):
-    response = client.post("/governance/guardrails/new/", {
-        "name": "hard one", "enforcement": "hard_mandatory", "expression": "true", "message": "no",
-        "parameters": "{}", "enabled": "on"})
+    response = client.post(
+        "/governance/guardrails/new/",
+        {
+            "name": "hard one",
+            "enforcement": "hard_mandatory",
+            "expression": "true",
+            "message": "no",
+            "parameters": "{}",
+            "enabled": "on",
+        },
+    )
     return response, Guardrail.objects.filter(name="hard one").exists()
 
 
 def guardrail_edit_builtin(client, org):
     builtin = _builtin()
-    response = client.post(f"/governance/guardrails/{builtin.pk}/", {
-        "name": builtin.name, "enforcement": "advisory", "message": builtin.message, "parameters": "{}",
-        "enabled": ""})
+    response = client.post(
+        f"/governance/guardrails/{builtin.pk}/",
+        {
+            "name": builtin.name,
+            "enforcement": "advisory",
+            "message": builtin.message,
+            "parameters": "{}",
+            "enabled": "",
+        },
+    )
     builtin.refresh_from_db()
     return response, not builtin.enabled
 
@@ -81,17 +106,25 @@ def environment_import(client, org):
 
 
 def team_a_channel_create(client, org):
-    response = client.post("/governance/notifications/channels/new/", {
-        "name": "bookinfo-mail", "owner": f"team:{org.team_a.pk}", "kind": "email", "target": "ops@example.com",
-        "enabled": "on"})
+    response = client.post(
+        "/governance/notifications/channels/new/",
+        {
+            "name": "bookinfo-mail",
+            "owner": f"team:{org.team_a.pk}",
+            "kind": "email",
+            "target": "ops@example.com",
+            "enabled": "on",
+        },
+    )
     return response, NotificationChannel.objects.filter(team=org.team_a).exists()
 
 
 def team_a_channel_edit(client, org):
-    channel = NotificationChannel.objects.create(name="a-mail", team=org.team_a, kind="email",
-                                                 target="a@example.com")
-    response = client.post(f"/governance/notifications/channels/{channel.pk}/", {
-        "name": "renamed", "kind": "email", "target": "a@example.com", "enabled": "on"})
+    channel = NotificationChannel.objects.create(name="a-mail", team=org.team_a, kind="email", target="a@example.com")
+    response = client.post(
+        f"/governance/notifications/channels/{channel.pk}/",
+        {"name": "renamed", "kind": "email", "target": "a@example.com", "enabled": "on"},
+    )
     return response, NotificationChannel.objects.filter(name="renamed").exists()
 
 
@@ -117,8 +150,8 @@ def test_ui_matrix(org, actor, action):
     response, happened = action(client, org)
     expected = actor in UI_ACTIONS[action]
     assert (_allowed(response), happened) == (expected, expected), (
-        f"{actor} × {action.__name__}: expected {'allowed' if expected else 'refused'}, got "
-        f"{response.status_code}")
+        f"{actor} × {action.__name__}: expected {'allowed' if expected else 'refused'}, got {response.status_code}"
+    )
 
 
 def read_team_b_policy(client, org):
@@ -143,6 +176,7 @@ API_ACTIONS = {
 def test_api_matrix(org, actor, action):
     user = _actors(org)[actor]
     from rest_framework.test import APIClient
+
     client = APIClient() if user is None else bearer_client(token_for(user))
     response, happened = action(client, org)
     expected = actor in API_ACTIONS[action]

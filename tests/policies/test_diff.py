@@ -63,9 +63,14 @@ def test_label_keys_with_dots_and_slashes_are_bracketed():
 
 def test_server_managed_fields_and_status_are_not_differences():
     live = virtual_service("reviews", "bookinfo")
-    live["metadata"].update(resourceVersion="812", uid="abc", generation=4, creationTimestamp="2026-01-01T00:00:00Z",
-                            managedFields=[{"manager": "kubectl"}],
-                            annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"})
+    live["metadata"].update(
+        resourceVersion="812",
+        uid="abc",
+        generation=4,
+        creationTimestamp="2026-01-01T00:00:00Z",
+        managedFields=[{"manager": "kubectl"}],
+        annotations={"kubectl.kubernetes.io/last-applied-configuration": "{}"},
+    )
     live["status"] = {"validationMessages": []}
     diff = diff_objects(live, virtual_service("reviews", "bookinfo"))
     assert diff.is_empty
@@ -77,7 +82,10 @@ def test_creation_and_deletion_diff_against_nothing():
     obj = virtual_service("reviews", "bookinfo")
     created = diff_objects(None, obj)
     assert [(c.path, c.op) for c in created.changes] == [
-        ("apiVersion", ChangeOp.ADDED), ("kind", ChangeOp.ADDED), ("metadata", ChangeOp.ADDED), ("spec", ChangeOp.ADDED),
+        ("apiVersion", ChangeOp.ADDED),
+        ("kind", ChangeOp.ADDED),
+        ("metadata", ChangeOp.ADDED),
+        ("spec", ChangeOp.ADDED),
     ]
     assert created.old_yaml == "" and all(row.tag == RowTag.INSERT for row in created.rows)
     deleted = diff_objects(obj, None)
@@ -116,7 +124,7 @@ def test_long_unchanged_runs_fold_but_keep_context():
     assert len(skips) == 1
     assert sum(row.skipped for row in skips) + len(folded) - 1 == len(diff.rows)
     changed_at = next(i for i, row in enumerate(folded) if row.tag == RowTag.REPLACE)
-    assert all(row.tag == RowTag.EQUAL for row in folded[changed_at - 3:changed_at])
+    assert all(row.tag == RowTag.EQUAL for row in folded[changed_at - 3 : changed_at])
     inline = diff.inline
     assert [row.sign for row in inline if row.tag != RowTag.EQUAL and row.tag != RowTag.SKIP] == ["-", "+"]
 

@@ -1,5 +1,6 @@
 """The demo the run command loads: both environments imported through the client, idempotently,
 and two changes rolling out on staging: one regresses and rolls back, one promotes."""
+
 import pytest
 from django.contrib.auth import authenticate
 from django.core.management import call_command

@@ -1,4 +1,5 @@
 """A real Celery worker process executes the import task, over the configured broker."""
+
 import time
 
 import pytest

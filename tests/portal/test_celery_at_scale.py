@@ -1,4 +1,5 @@
 """Celery as it runs at scale: queues per kind of work, redelivery, expiring beat entries, one beat."""
+
 import subprocess
 from pathlib import Path
 
@@ -27,11 +28,20 @@ def test_the_start_script_consumes_every_queue_unless_told(tmp_path):
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "MESHGATE_QUEUE": "mq"}
     out = subprocess.run([str(ROOT / "docker" / "start-worker")], env=env, capture_output=True, text=True, check=True)
     assert "--queues mq,mq.rollouts,mq.notifications" in out.stdout
-    out = subprocess.run([str(ROOT / "docker" / "start-worker")], env={**env, "MESHGATE_WORKER_QUEUES": "rollouts"},
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [str(ROOT / "docker" / "start-worker")],
+        env={**env, "MESHGATE_WORKER_QUEUES": "rollouts"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert "--queues mq.rollouts" in out.stdout and "mq.notifications" not in out.stdout
-    bad = subprocess.run([str(ROOT / "docker" / "start-worker")], env={**env, "MESHGATE_WORKER_QUEUES": "x"},
-                         capture_output=True, text=True)
+    bad = subprocess.run(
+        [str(ROOT / "docker" / "start-worker")],
+        env={**env, "MESHGATE_WORKER_QUEUES": "x"},
+        capture_output=True,
+        text=True,
+    )
     assert bad.returncode == 2 and "unknown queue" in bad.stderr
 
 

@@ -1,4 +1,5 @@
 """Production settings, the Content-Security-Policy, /metrics and login throttling."""
+
 import os
 import subprocess
 import sys
@@ -27,8 +28,9 @@ PRODUCTION_ENV = {
 def _manage(*args: str, **extra: str) -> subprocess.CompletedProcess:
     env = {key: value for key, value in os.environ.items() if not key.startswith(("DJANGO_", "MESHGATE_AUDIT"))}
     env.update(PRODUCTION_ENV, PYTHONPATH=str(ROOT), **extra)
-    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 def test_production_settings_pass_the_deploy_check_with_no_warnings():
@@ -65,6 +67,7 @@ def test_pages_carry_a_content_security_policy_without_inline_scripts(client, or
 
 
 # --- login throttling -------------------------------------------------------------------------------
+
 
 class CountingHasher(MD5PasswordHasher):
     """Counts password checks: a locked-out login must not reach the hash at all."""

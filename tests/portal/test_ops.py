@@ -74,4 +74,3 @@ def test_local_readiness_ignores_an_unreachable_cluster(client, meshsim):
     assert client.get("/readyz?scope=local", HTTP_HOST="10.1.2.3:8000").status_code == 200  # kubelets use pod IPs
     assert client.get("/readyz").status_code == 503  # the full report still names the cluster
     assert client.get("/readyz?scope=everything").status_code == 400
-

@@ -26,9 +26,7 @@ class TrafficFault:
     policy: dict[str, str] | None
     active: bool = True
 
-    def matches(
-        self, service: ServiceInfo, target: Target, workload: Workload, source: Workload
-    ) -> bool:
+    def matches(self, service: ServiceInfo, target: Target, workload: Workload, source: Workload) -> bool:
         return (
             self.active
             and (self.namespace, self.service) == service.key
@@ -77,8 +75,16 @@ def parse_fault(spec: Any, fault_id: int) -> TrafficFault:
     if not isinstance(spec, dict):
         raise TrafficSpecError("a traffic fault must be a JSON object")
     known = {
-        "service", "namespace", "version", "subset", "canary", "source",
-        "error_rate", "status", "extra_latency_ms", "policy",
+        "service",
+        "namespace",
+        "version",
+        "subset",
+        "canary",
+        "source",
+        "error_rate",
+        "status",
+        "extra_latency_ms",
+        "policy",
     }
     unknown = sorted(set(spec) - known)
     if unknown:
@@ -97,11 +103,7 @@ def parse_fault(spec: Any, fault_id: int) -> TrafficFault:
             isinstance(policy.get(k), str) and policy.get(k) for k in ("kind", "name")
         ):
             raise TrafficSpecError("policy must be an object with kind, name (and namespace)")
-        policy = {
-            k: str(v)
-            for k, v in policy.items()
-            if k in ("kind", "namespace", "name", "spec_sha256")
-        }
+        policy = {k: str(v) for k, v in policy.items() if k in ("kind", "namespace", "name", "spec_sha256")}
     fault = TrafficFault(
         id=fault_id,
         namespace=_text(spec, "namespace") or "default",
@@ -118,7 +120,6 @@ def parse_fault(spec: Any, fault_id: int) -> TrafficFault:
     if fault.error_rate == 0 and fault.extra_latency_ms == 0:
         raise TrafficSpecError("a traffic fault needs an error_rate, an extra_latency_ms or both")
     return fault
-
 
 
 # the model -------------------------------------------------------------------------------------

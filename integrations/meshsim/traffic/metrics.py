@@ -18,16 +18,12 @@ class MetricsExport(ModelState):
 
     def collect(self) -> Iterable[Metric]:
         with self.lock:
-            series = [
-                (key, s.count, list(s.buckets), s.total_ms) for key, s in self._series.items()
-            ]
+            series = [(key, s.count, list(s.buckets), s.total_ms) for key, s in self._series.items()]
             dry_run = list(self._dry_run.items())
             clock = self.clock_s
             ejections = []
             for (cluster, (namespace, name)), state in self._ejections.items():
-                workload = (
-                    self._topology.workloads.get((namespace, name)) if self._topology else None
-                )
+                workload = self._topology.workloads.get((namespace, name)) if self._topology else None
                 _, _, subset, fqdn = (cluster.split("|") + ["", "", "", ""])[:4]
                 service_name, _, rest = fqdn.partition(".")
                 values: Sequence[str] = (

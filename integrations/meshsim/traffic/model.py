@@ -115,11 +115,7 @@ class TrafficModel(Routing, MetricsExport):
                     traceback.print_exc(file=sys.stderr)
 
     def advance(self, seconds: Any) -> dict[str, Any]:
-        if (
-            not isinstance(seconds, int | float)
-            or isinstance(seconds, bool)
-            or not 0 < seconds <= MAX_ADVANCE_S
-        ):
+        if not isinstance(seconds, int | float) or isinstance(seconds, bool) or not 0 < seconds <= MAX_ADVANCE_S:
             raise TrafficSpecError(f"seconds must be a number in (0, {MAX_ADVANCE_S:g}]")
         ticks = max(1, round(seconds / TICK_S))
         self.advance_ticks(ticks)
@@ -216,9 +212,7 @@ class TrafficModel(Routing, MetricsExport):
                                 "subset": target.subset or None,
                                 "canary": target.canary,
                                 "rps": 0.0,
-                                "requests": self._requests_by_version.get(
-                                    (key[0], key[1], version), 0
-                                ),
+                                "requests": self._requests_by_version.get((key[0], key[1], version), 0),
                             },
                         )
                         share = (workload.pods / total) if workload else 1.0
@@ -272,13 +266,11 @@ class TrafficModel(Routing, MetricsExport):
         for flow in self._flows:
             for target in flow.targets:
                 if target.local_code is None:
-                    latency = sum(
-                        self._mean_latency_ms(flow, target, w, active) for w in target.endpoints
-                    ) / len(target.endpoints)
-                    key = (flow.source.key, target.cluster)
-                    pressure[key] = (
-                        pressure.get(key, 0.0) + flow.rps * target.weight * latency / 1000
+                    latency = sum(self._mean_latency_ms(flow, target, w, active) for w in target.endpoints) / len(
+                        target.endpoints
                     )
+                    key = (flow.source.key, target.cluster)
+                    pressure[key] = pressure.get(key, 0.0) + flow.rps * target.weight * latency / 1000
         observed: dict[tuple[str, tuple[str, str]], list[Any]] = {}
         for flow in self._flows:
             n = self.sampler.poisson(flow.rps * dt)
@@ -291,33 +283,26 @@ class TrafficModel(Routing, MetricsExport):
                 if target.local_code is not None:
                     flags = target.local_flags
                     self._record(
-                        flow.local_labels[index], str(target.local_code), flags, count,
+                        flow.local_labels[index],
+                        str(target.local_code),
+                        flags,
+                        count,
                         functools.partial(local_reply_ms, flags),
                     )
                     continue
                 healthy = self._healthy(target)
                 split = self.sampler.multinomial(count, [float(w.pods) for w in healthy])
-                overflow = self._overflow(
-                    target, pressure.get((flow.source.key, target.cluster), 0.0)
-                )
+                overflow = self._overflow(target, pressure.get((flow.source.key, target.cluster), 0.0))
                 for workload, k in zip(healthy, split, strict=True):
                     if k:
                         plan = flow.plans[(index, workload.key)]
                         self._serve(flow, target, plan, k, overflow, active, observed)
         self._detect_outliers(observed)
 
-    def _mean_latency_ms(
-        self, flow: Flow, target: Target, workload: Workload, faults: list[TrafficFault]
-    ) -> float:
+    def _mean_latency_ms(self, flow: Flow, target: Target, workload: Workload, faults: list[TrafficFault]) -> float:
         assert target.service is not None
-        model = self.scenario.response(
-            target.service.namespace, target.service.name, workload.version
-        )
-        extra = sum(
-            f.extra_latency_ms
-            for f in faults
-            if f.matches(target.service, target, workload, flow.source)
-        )
+        model = self.scenario.response(target.service.namespace, target.service.name, workload.version)
+        extra = sum(f.extra_latency_ms for f in faults if f.matches(target.service, target, workload, flow.source))
         return model.mean_ms + extra
 
     @staticmethod
@@ -346,15 +331,12 @@ class TrafficModel(Routing, MetricsExport):
         assert target.service is not None
         service = target.service
         self._requests_by_version[(service.namespace, service.name, workload.version)] = (
-            self._requests_by_version.get((service.namespace, service.name, workload.version), 0)
-            + k
+            self._requests_by_version.get((service.namespace, service.name, workload.version), 0) + k
         )
         abort = target.fault.get("abort") if isinstance(target.fault.get("abort"), dict) else None
         if abort and abort.get("httpStatus"):
             aborted = sampler.binomial(k, _percentage(abort))
-            self._record(
-                labels, str(abort["httpStatus"]), "FI", aborted, lambda: LOCAL_REPLY_MS["FI"]
-            )
+            self._record(labels, str(abort["httpStatus"]), "FI", aborted, lambda: LOCAL_REPLY_MS["FI"])
             k -= aborted
         if overflow > 0 and k:
             rejected = sampler.binomial(k, overflow)
@@ -371,11 +353,13 @@ class TrafficModel(Routing, MetricsExport):
         if plan.dry_run_denier is not None:
             policy = plan.dry_run_denier
             key = (
-                policy.namespace, policy.name,
+                policy.namespace,
+                policy.name,
                 labels[BASE_LABELS.index("source_workload")],
                 labels[BASE_LABELS.index("source_workload_namespace")],
                 labels[BASE_LABELS.index("source_principal")],
-                workload.name, workload.namespace,
+                workload.name,
+                workload.namespace,
             )
             self._dry_run[key] = self._dry_run.get(key, 0) + k
         if plan.denier is not None:
@@ -401,9 +385,7 @@ class TrafficModel(Routing, MetricsExport):
                 (group - injected - failed, "200"),
             ):
                 if count:
-                    errors += self._record_app(
-                        labels, code, flags, count, model, extra_ms + added, target.timeout_ms
-                    )
+                    errors += self._record_app(labels, code, flags, count, model, extra_ms + added, target.timeout_ms)
         seen[0] += k
         seen[1] += errors
 
@@ -419,9 +401,7 @@ class TrafficModel(Routing, MetricsExport):
     ) -> int:
         """Record ``count`` answers with sampled latencies; returns how many were 5xx."""
         errors = 0
-        for weight, latency in self._representatives(
-            count, lambda: self.sampler.lognormal(model) + extra_ms
-        ):
+        for weight, latency in self._representatives(count, lambda: self.sampler.lognormal(model) + extra_ms):
             if timeout_ms is not None and latency > timeout_ms:
                 timeout_flags = "UT" if flags == "-" else f"{flags},UT"
                 self._add(labels, "504", timeout_flags, weight, timeout_ms)
@@ -431,9 +411,7 @@ class TrafficModel(Routing, MetricsExport):
                 errors += weight if code.startswith("5") else 0
         return errors
 
-    def _representatives(
-        self, count: int, sample: Callable[[], float]
-    ) -> Iterator[tuple[int, float]]:
+    def _representatives(self, count: int, sample: Callable[[], float]) -> Iterator[tuple[int, float]]:
         """(weight, latency) pairs summing to ``count``: one per request up to REPRESENTATIVES."""
         if count <= REPRESENTATIVES:
             for _ in range(count):
@@ -455,9 +433,7 @@ class TrafficModel(Routing, MetricsExport):
             for weight, value in self._representatives(count, latency):
                 self._add(labels, code, flags, weight, value)
 
-    def _add(
-        self, labels: tuple[str, ...], code: str, flags: str, weight: int, latency_ms: float
-    ) -> None:
+    def _add(self, labels: tuple[str, ...], code: str, flags: str, weight: int, latency_ms: float) -> None:
         series = self._series.get((labels, code, flags))
         if series is None:
             series = self._series[(labels, code, flags)] = _Series()

@@ -41,8 +41,13 @@ class Routing(ModelState):
         self._dirty = False
         store = self.cluster.store
         keys = (
-            NAMESPACES.key, SERVICES.key, PODS.key, VIRTUAL_SERVICES, DESTINATION_RULES,
-            AUTHORIZATION_POLICIES, PEER_AUTHENTICATIONS,
+            NAMESPACES.key,
+            SERVICES.key,
+            PODS.key,
+            VIRTUAL_SERVICES,
+            DESTINATION_RULES,
+            AUTHORIZATION_POLICIES,
+            PEER_AUTHENTICATIONS,
         )
         topology = Topology({key: store.list_objects(key) for key in keys}, self.scenario)
         self._topology = topology
@@ -56,9 +61,7 @@ class Routing(ModelState):
             kinds = [t for t in self.cluster.registry.types if t.kind == fault.policy["kind"]]
             found = None
             for resource in kinds:
-                found = self.cluster.store.get(
-                    resource.key, fault.policy.get("namespace", ""), fault.policy["name"]
-                )
+                found = self.cluster.store.get(resource.key, fault.policy.get("namespace", ""), fault.policy["name"])
                 if found is not None:
                     break
             wanted = fault.policy.get("spec_sha256")
@@ -76,14 +79,8 @@ class Routing(ModelState):
                 pass
         return self.scenario.rps.get(service.key, 0.0)
 
-    def _edges(
-        self, service: ServiceInfo
-    ) -> list[tuple[str, str, float, tuple[Operation, ...], tuple[str, ...]]]:
-        table = [
-            e
-            for e in self.scenario.edges
-            if (e.destination_namespace, e.destination) == service.key
-        ]
+    def _edges(self, service: ServiceInfo) -> list[tuple[str, str, float, tuple[Operation, ...], tuple[str, ...]]]:
+        table = [e for e in self.scenario.edges if (e.destination_namespace, e.destination) == service.key]
         if table:
             return [
                 (e.source, e.source_namespace, e.share, e.operations, e.source_versions)
@@ -126,9 +123,7 @@ class Routing(ModelState):
                         self._plan(topology, flow)
                         yield flow
 
-    def _route(
-        self, topology: Topology, source: Workload, service: ServiceInfo, operation: Operation
-    ) -> list[Target]:
+    def _route(self, topology: Topology, source: Workload, service: ServiceInfo, operation: Operation) -> list[Target]:
         vs = topology.virtual_service(source, service)
         if vs is None:
             return [self._target(topology, source, service, service.name, "", False, 1.0, {}, None)]
@@ -161,23 +156,26 @@ class Routing(ModelState):
                 subset = str(spec.get("subset") or "")
                 resolved = topology.resolve_host(host, namespace)
                 if resolved is None:
-                    targets.append(
-                        self._local(service, host, weight / total, route_canary, 503, "UH")
-                    )
+                    targets.append(self._local(service, host, weight / total, route_canary, 503, "UH"))
                     continue
                 targets.append(
                     self._target(
-                        topology, source, resolved, host, subset, route_canary,
-                        weight / total, fault, timeout,
+                        topology,
+                        source,
+                        resolved,
+                        host,
+                        subset,
+                        route_canary,
+                        weight / total,
+                        fault,
+                        timeout,
                     )
                 )
             return targets
         return [self._local(service, service.name, 1.0, False, 404, "NR")]
 
     @staticmethod
-    def _route_matches(
-        route: dict[str, Any], source: Workload, service: ServiceInfo, op: Operation
-    ) -> bool:
+    def _route_matches(route: dict[str, Any], source: Workload, service: ServiceInfo, op: Operation) -> bool:
         matches = route.get("match") or []
         if not matches:
             return True
@@ -196,9 +194,7 @@ class Routing(ModelState):
                 continue
             if "port" in match and int(match["port"] or 0) != service.port:
                 continue
-            if "sourceLabels" in match and not _labels_match(
-                match["sourceLabels"], source.label_map
-            ):
+            if "sourceLabels" in match and not _labels_match(match["sourceLabels"], source.label_map):
                 continue
             if "sourceNamespace" in match and match["sourceNamespace"] != source.namespace:
                 continue
@@ -207,9 +203,7 @@ class Routing(ModelState):
             return True
         return False
 
-    def _local(
-        self, service: ServiceInfo, host: str, weight: float, canary: bool, code: int, flags: str
-    ) -> Target:
+    def _local(self, service: ServiceInfo, host: str, weight: float, canary: bool, code: int, flags: str) -> Target:
         return Target(weight, service, host, "", canary, (), "", {}, {}, None, code, flags)
 
     def _target(
@@ -231,11 +225,7 @@ class Routing(ModelState):
         canary = route_canary
         if subset:
             found = next(
-                (
-                    s
-                    for s in spec.get("subsets") or []
-                    if isinstance(s, dict) and s.get("name") == subset
-                ),
+                (s for s in spec.get("subsets") or [] if isinstance(s, dict) and s.get("name") == subset),
                 None,
             )
             if found is None:
@@ -244,12 +234,7 @@ class Routing(ModelState):
             listed = (_annotation(rule or {}, CANARY_SUBSETS_ANNOTATION) or "").split(",")
             # The marker label selects no pod: always taken out of the subset's selector.
             marked = labels.pop(CANARY_LABEL, "").lower() == "true"
-            canary = (
-                canary
-                or _is_canary_name(subset)
-                or marked
-                or subset in [name.strip() for name in listed]
-            )
+            canary = canary or _is_canary_name(subset) or marked or subset in [name.strip() for name in listed]
             endpoints = tuple(w for w in endpoints if _labels_match(labels, w.label_map))
             policy.update(found.get("trafficPolicy") or {})
         if not endpoints:
@@ -309,9 +294,7 @@ class Routing(ModelState):
                     workload=workload,
                     weight=float(workload.pods),
                     labels=self._labels(source, target, workload, target.service, mtls),
-                    response=self.scenario.response(
-                        target.service.namespace, target.service.name, workload.version
-                    ),
+                    response=self.scenario.response(target.service.namespace, target.service.name, workload.version),
                     mtls_failure=failure,
                     denier=denier,
                     dry_run_denier=dry_denier,
@@ -343,9 +326,7 @@ class Routing(ModelState):
             "source_cluster": cluster if known else UNKNOWN,
             "destination_workload": workload.name if workload else UNKNOWN,
             "destination_workload_namespace": workload.namespace if workload else UNKNOWN,
-            "destination_principal": f"spiffe://{workload.principal}"
-            if workload and mtls
-            else UNKNOWN,
+            "destination_principal": f"spiffe://{workload.principal}" if workload and mtls else UNKNOWN,
             "destination_app": d_app,
             "destination_version": d_version,
             "destination_service": service.fqdn if service else target.host,
@@ -356,9 +337,7 @@ class Routing(ModelState):
             "destination_cluster": cluster,
             "request_protocol": "http",
             "grpc_response_status": "",
-            "connection_security_policy": ("mutual_tls" if mtls else "none")
-            if workload
-            else UNKNOWN,
+            "connection_security_policy": ("mutual_tls" if mtls else "none") if workload else UNKNOWN,
             "destination_canary": "true" if target.canary else "false",
         }
         return tuple(values[name] for name in BASE_LABELS)

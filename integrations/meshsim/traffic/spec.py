@@ -17,8 +17,25 @@ MAX_ADVANCE_S = 3600.0
 MAX_CATCH_UP_TICKS = 40
 REPRESENTATIVES = 256  # latencies sampled individually per group; beyond, weighted samples
 DURATION_BUCKETS_MS = (
-    0.5, 1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000,
-    300000, 600000, 1800000, 3600000,
+    0.5,
+    1,
+    5,
+    10,
+    25,
+    50,
+    100,
+    250,
+    500,
+    1000,
+    2500,
+    5000,
+    10000,
+    30000,
+    60000,
+    300000,
+    600000,
+    1800000,
+    3600000,
 )
 BASE_LABELS = (
     "reporter",
@@ -220,10 +237,7 @@ def _annotation(obj: Obj, key: str) -> str | None:
 def spec_sha256(obj: Obj) -> str:
     """The hash a policy-scoped fault compares with: sha256 of the canonical JSON spec."""
     body = {k: v for k, v in obj.items() if k not in ("apiVersion", "kind", "metadata", "status")}
-    return hashlib.sha256(
-        json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    ).hexdigest()
-
+    return hashlib.sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
 def _is_canary_name(name: str) -> bool:

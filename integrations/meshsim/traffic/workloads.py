@@ -122,9 +122,7 @@ def _rule_matches(rule: Any, call: Call) -> bool:
     if sources and not any(_source_matches(s.get("source") or {}, call) for s in sources):
         return False
     operations = rule.get("to") or []
-    if operations and not any(
-        _operation_matches(o.get("operation") or {}, call) for o in operations
-    ):
+    if operations and not any(_operation_matches(o.get("operation") or {}, call) for o in operations):
         return False
     return all(_condition_matches(c, call) for c in rule.get("when") or [])
 
@@ -261,9 +259,7 @@ class Topology:
             endpoints = tuple(
                 w
                 for w in self.workloads.values()
-                if selector
-                and w.namespace == meta["namespace"]
-                and _labels_match(selector, w.label_map)
+                if selector and w.namespace == meta["namespace"] and _labels_match(selector, w.label_map)
             )
             ports = spec.get("ports") or [{}]
             port = ports[0]
@@ -332,27 +328,17 @@ class Topology:
             )
         ]
         order = (source.namespace, service.namespace)
-        candidates.sort(
-            key=lambda vs: (
-                order.index(_meta(vs)["namespace"]) if _meta(vs)["namespace"] in order else 2
-            )
-        )
+        candidates.sort(key=lambda vs: order.index(_meta(vs)["namespace"]) if _meta(vs)["namespace"] in order else 2)
         return candidates[0] if candidates else None
 
     def destination_rule(self, source: Workload, service: ServiceInfo) -> Obj | None:
         candidates = [
             dr
             for dr in self.destination_rules
-            if self.host_covers(
-                str((dr.get("spec") or {}).get("host", "")), _meta(dr)["namespace"], service
-            )
+            if self.host_covers(str((dr.get("spec") or {}).get("host", "")), _meta(dr)["namespace"], service)
         ]
         order = (source.namespace, service.namespace, ROOT_NAMESPACE)
-        candidates.sort(
-            key=lambda dr: (
-                order.index(_meta(dr)["namespace"]) if _meta(dr)["namespace"] in order else 3
-            )
-        )
+        candidates.sort(key=lambda dr: order.index(_meta(dr)["namespace"]) if _meta(dr)["namespace"] in order else 3)
         return candidates[0] if candidates else None
 
     def peer_authentication_mode(self, workload: Workload, port: str) -> str:
@@ -416,7 +402,6 @@ class Topology:
                 sidecar=external.sidecar,
             )
         ]
-
 
 
 # fault profiles --------------------------------------------------------------------------------

@@ -28,6 +28,9 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"{environment.name}: {result.seen} objects, {result.new_revisions} new revisions, "
                 f"{result.unchanged} unchanged, {result.gone} gone"
-                + (f", {len(result.in_rollout)} left to active rollouts ({', '.join(result.in_rollout)})"
-                   if result.in_rollout else "")
+                + (
+                    f", {len(result.in_rollout)} left to active rollouts ({', '.join(result.in_rollout)})"
+                    if result.in_rollout
+                    else ""
+                )
             )

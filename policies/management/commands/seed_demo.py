@@ -1,5 +1,6 @@
 """Demo organization: two environments on the simulated clusters, teams, users, imported policies,
 and two rollouts on staging that the worker runs as soon as it starts (see DEMO_CHANGES)."""
+
 from __future__ import annotations
 
 import copy
@@ -56,7 +57,9 @@ REVIEWS_V3_FAULT = {"service": "reviews", "namespace": "bookinfo", "version": "v
 # Short analysis intervals, so that a person sees both rollouts end within a minute or two. Without
 # a Prometheus, each interval advances meshsim's traffic clock by a minute instead of waiting for it.
 DEMO_ANALYSIS = {
-    "interval_seconds": 10, "failure_limit": 2, "meshsim_advance_seconds": 60,
+    "interval_seconds": 10,
+    "failure_limit": 2,
+    "meshsim_advance_seconds": 60,
     "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": 0.9}, {"kind": "latency_p99", "max": 1000}],
 }
 DEMO_STEPS = [10, 25, 50, 100]
@@ -81,13 +84,21 @@ DEMO_CHANGES = [
     DemoChange(
         title="Send reviews traffic to v3",
         description="Moves every reviews request to v3. On staging v3 answers 503 to 30 % of its requests: "
-                    "the canary analysis fails and the rollout rolls back by itself.",
-        author="alice", approver="bob", namespace="bookinfo", name="reviews", subset="v3",
+        "the canary analysis fails and the rollout rolls back by itself.",
+        author="alice",
+        approver="bob",
+        namespace="bookinfo",
+        name="reviews",
+        subset="v3",
     ),
     DemoChange(
         title="Send payments traffic to v2",
         description="Moves every payments request to v2, which is healthy: the canary promotes to 100 %.",
-        author="carol", approver="dan", namespace="shop", name="payments", subset="v2",
+        author="carol",
+        approver="dan",
+        namespace="shop",
+        name="payments",
+        subset="v2",
     ),
 ]
 
@@ -100,20 +111,41 @@ class Command(BaseCommand):
         parser.add_argument("--prod-url", required=True, help="Kubernetes API URL of the prod cluster")
         parser.add_argument("--prometheus-url", default="", help="Prometheus URL for both environments")
         parser.add_argument("--no-import", action="store_true", help="skip importing from the clusters")
-        parser.add_argument("--no-rollouts", action="store_true",
-                            help="skip the two demo changes rolled out on staging (and the traffic fault)")
+        parser.add_argument(
+            "--no-rollouts",
+            action="store_true",
+            help="skip the two demo changes rolled out on staging (and the traffic fault)",
+        )
 
-    def handle(self, *args: Any, staging_url: str, prod_url: str, prometheus_url: str, no_import: bool,
-               no_rollouts: bool, **options: Any) -> None:
+    def handle(
+        self,
+        *args: Any,
+        staging_url: str,
+        prod_url: str,
+        prometheus_url: str,
+        no_import: bool,
+        no_rollouts: bool,
+        **options: Any,
+    ) -> None:
         with transaction.atomic():
             environments = [
                 environment_upsert(
-                    name="staging", display_name="Staging", order=10, is_production=False,
-                    auth_mode=ClusterAuth.TOKEN, api_url=staging_url, prometheus_url=prometheus_url,
+                    name="staging",
+                    display_name="Staging",
+                    order=10,
+                    is_production=False,
+                    auth_mode=ClusterAuth.TOKEN,
+                    api_url=staging_url,
+                    prometheus_url=prometheus_url,
                 ),
                 environment_upsert(
-                    name="prod", display_name="Production", order=20, is_production=True,
-                    auth_mode=ClusterAuth.TOKEN, api_url=prod_url, prometheus_url=prometheus_url,
+                    name="prod",
+                    display_name="Production",
+                    order=20,
+                    is_production=True,
+                    auth_mode=ClusterAuth.TOKEN,
+                    api_url=prod_url,
+                    prometheus_url=prometheus_url,
                 ),
             ]
             teams = {
@@ -148,8 +180,10 @@ class Command(BaseCommand):
         if any(all(f.get(k) == fault[k] for k in keys) for f in response.json().get("faults", [])):
             return
         requests.post(url, json=fault, headers=headers, timeout=10).raise_for_status()
-        self.stdout.write(f"{environment.name}: {fault['service']} {fault['version']} answers {fault['status']} "
-                          f"to {fault['error_rate']:.0%} of its requests")
+        self.stdout.write(
+            f"{environment.name}: {fault['service']} {fault['version']} answers {fault['status']} "
+            f"to {fault['error_rate']:.0%} of its requests"
+        )
 
     def _demo_change(self, environment: Environment, spec: DemoChange) -> ChangeRequest | None:
         """Drafts, submits, approves and schedules one demo change, once (by its title); None when it exists."""
@@ -157,16 +191,19 @@ class Command(BaseCommand):
             return None
         author, approver = self._users(spec)
         policy = Policy.objects.select_related("current_revision").get(
-            environment=environment, kind="VirtualService", namespace=spec.namespace, name=spec.name)
+            environment=environment, kind="VirtualService", namespace=spec.namespace, name=spec.name
+        )
         assert policy.current_revision is not None, policy
         content = copy.deepcopy(policy.current_revision.content)
         for route in content["spec"]["http"]:
             route["route"] = [{"destination": {"host": spec.name, "subset": spec.subset}}]
         text = yaml.safe_dump(content, sort_keys=False)
-        draft = draft_save(author=author, environment=environment, text=text,
-                           message=f"all {spec.name} traffic to {spec.subset}").draft
-        change = change_create(author=author, environment=environment, drafts=[draft], title=spec.title,
-                               description=spec.description)
+        draft = draft_save(
+            author=author, environment=environment, text=text, message=f"all {spec.name} traffic to {spec.subset}"
+        ).draft
+        change = change_create(
+            author=author, environment=environment, drafts=[draft], title=spec.title, description=spec.description
+        )
         change = change_submit(actor=author, change=change)
         review_approve(reviewer=approver, change=change, body="Looks right; the canary will tell.")
         return change_schedule(actor=approver, change=ChangeRequest.objects.get(pk=change.pk))
@@ -174,10 +211,12 @@ class Command(BaseCommand):
     def _demo_rollout(self, spec: DemoChange, change: ChangeRequest) -> None:
         """The approver starts the canary rollout with the demo's steps and short analysis intervals."""
         _, approver = self._users(spec)
-        rollout = rollout_start(change=change, actor=approver, strategy=RolloutStrategy.CANARY, steps=DEMO_STEPS,
-                                analysis=DEMO_ANALYSIS)
-        self.stdout.write(f"{change.environment.name}: change #{change.pk} “{spec.title}” is rolling out "
-                          f"(rollout #{rollout.pk})")
+        rollout = rollout_start(
+            change=change, actor=approver, strategy=RolloutStrategy.CANARY, steps=DEMO_STEPS, analysis=DEMO_ANALYSIS
+        )
+        self.stdout.write(
+            f"{change.environment.name}: change #{change.pk} “{spec.title}” is rolling out (rollout #{rollout.pk})"
+        )
 
     def _users(self, spec: DemoChange) -> tuple[User, User]:
         users = get_user_model().objects.in_bulk([spec.author, spec.approver], field_name="username")

@@ -57,14 +57,20 @@ class Command(BaseCommand):
                 if team is None:
                     raise CommandError(f"no team {options['team']}")
                 account = services.service_account_create(
-                    actor=actor, team=team, name=options["name"], role=options["role"],
+                    actor=actor,
+                    team=team,
+                    name=options["name"],
+                    role=options["role"],
                     description=options["description"],
                 )
                 self.stdout.write(f"created {account.name} in {team.slug}")
             elif action == "token":
                 _, plaintext = services.service_account_token_create(
-                    actor=actor, account=self._account(options["name"]), name=options["token_name"],
-                    scopes=options["scope"] or ["read", "write"], expires_in_days=options["days"],
+                    actor=actor,
+                    account=self._account(options["name"]),
+                    name=options["token_name"],
+                    scopes=options["scope"] or ["read", "write"],
+                    expires_in_days=options["days"],
                 )
                 self.stdout.write(plaintext)
             elif action == "revoke":

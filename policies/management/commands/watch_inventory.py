@@ -3,6 +3,7 @@ bookmarks, re-list on 410 Gone) per (environment, kind), in threads of this one 
 
 Run exactly one (dev.py run, the compose file and the k8s manifests start one). Environments added
 later are picked up on the next scan (--rescan-seconds)."""
+
 from __future__ import annotations
 
 import logging
@@ -56,19 +57,26 @@ class Command(BaseCommand):
             for environment in environments:
                 if environment.auth_mode == ClusterAuth.TOKEN and not environment.api_url:
                     continue
-                marks = dict(InventoryWatermark.objects.filter(environment=environment)
-                             .values_list("kind", "resource_version"))
+                marks = dict(
+                    InventoryWatermark.objects.filter(environment=environment).values_list("kind", "resource_version")
+                )
                 for kind in WATCHED_KINDS:
                     key = (environment.pk, kind)
                     if key in threads and threads[key].is_alive():
                         continue
                     thread = threading.Thread(
-                        target=run_informer, name=f"inventory-{environment.name}-{kind}", daemon=True,
+                        target=run_informer,
+                        name=f"inventory-{environment.name}-{kind}",
+                        daemon=True,
                         args=(cluster_config(environment), kind, _Sink(environment.pk)),
-                        kwargs={"stop": stop, "resource_version": marks.get(kind, ""),
-                                "watch_timeout": settings.MESHGATE_INVENTORY_WATCH_SECONDS,
-                                "on_error": lambda exc, name=environment.name, kind=kind: logger.warning(
-                                    "inventory %s/%s: %s", name, kind, exc)},
+                        kwargs={
+                            "stop": stop,
+                            "resource_version": marks.get(kind, ""),
+                            "watch_timeout": settings.MESHGATE_INVENTORY_WATCH_SECONDS,
+                            "on_error": lambda exc, name=environment.name, kind=kind: logger.warning(
+                                "inventory %s/%s: %s", name, kind, exc
+                            ),
+                        },
                     )
                     thread.start()
                     threads[key] = thread

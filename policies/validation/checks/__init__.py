@@ -1,4 +1,5 @@
 """Cross-resource checks, one small function per finding code (see `base.check`)."""
+
 from policies.validation.checks import (
     destinationrule,
     extensions,
@@ -13,6 +14,15 @@ from policies.validation.checks import (
 from policies.validation.checks.base import REGISTRY, Check
 
 __all__ = [
-    "REGISTRY", "Check", "destinationrule", "extensions", "gateway", "gateway_api", "security", "serviceentry",
-    "sidecar", "virtualservice", "workloads",
+    "REGISTRY",
+    "Check",
+    "destinationrule",
+    "extensions",
+    "gateway",
+    "gateway_api",
+    "security",
+    "serviceentry",
+    "sidecar",
+    "virtualservice",
+    "workloads",
 ]

@@ -5,6 +5,7 @@ It receives the bundle's object and the context and yields (field path, message)
 comes from the code's catalogue entry. Objects may have failed the schema, so checks read fields
 through `items`/`mapping`/`text`, which never raise on a value of the wrong type.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping

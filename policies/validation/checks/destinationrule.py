@@ -1,4 +1,5 @@
 """DestinationRule: host, subsets, overlapping rules, and TLS settings against PeerAuthentication."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -48,8 +49,11 @@ def host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if hidden:
         yield "spec.host", not_visible_message(written, hidden, obj.namespace, what="host")
     elif "*" in written:
-        yield ("spec.host", f"no ServiceEntry host covers the wildcard host {written!r}, so istioctl finds no service "
-                            "for the rule: declare the hosts with a ServiceEntry, or name a Service")
+        yield (
+            "spec.host",
+            f"no ServiceEntry host covers the wildcard host {written!r}, so istioctl finds no service "
+            "for the rule: declare the hosts with a ServiceEntry, or name a Service",
+        )
     else:
         yield "spec.host", unknown_host_message(written, obj.namespace, ctx, what="host")
 
@@ -60,8 +64,10 @@ def subset_names_distinct(obj: MeshObject, ctx: ValidationContext) -> Iterator[H
     for path, subset in entries(obj.spec, "subsets", "spec"):
         name = text(subset.get("name"))
         if name and name in first:
-            yield (f"{path}.name",
-                   f"subset name {name!r} is already used by {first[name]}: give every subset a distinct name")
+            yield (
+                f"{path}.name",
+                f"subset name {name!r} is already used by {first[name]}: give every subset a distinct name",
+            )
         first.setdefault(name, path)
 
 
@@ -84,8 +90,10 @@ def _no_pods_message(name: str, labels: Mapping[str, str], service: Service, ctx
     seen = {key: sorted({pod.labels[key] for pod in pods if key in pod.labels}) for key in labels}
     carried = "; ".join(f"{key}: {', '.join(values)}" for key, values in seen.items() if values)
     hint = f" (its pods carry {carried})" if carried else ""
-    return (f"subset {name!r} selects no pod of Service {service.namespace}/{service.name}: no running pod has "
-            f"{labels_text(labels)}{hint}; correct the labels or deploy that version first")
+    return (
+        f"subset {name!r} selects no pod of Service {service.namespace}/{service.name}: no running pod has "
+        f"{labels_text(labels)}{hint}; correct the labels or deploy that version first"
+    )
 
 
 @check("MG0404", DR)
@@ -95,15 +103,20 @@ def one_rule_per_host(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         return
     scopes = export_scopes(obj.spec.get("exportTo"), obj.namespace)
     others = [
-        rule.ref for rule in ctx.destination_rules_exactly_for(host)
-        if rule.namespace == obj.namespace and rule.identity != obj.identity
+        rule.ref
+        for rule in ctx.destination_rules_exactly_for(host)
+        if rule.namespace == obj.namespace
+        and rule.identity != obj.identity
         and not match_labels(rule, "workloadSelector")
         and visible_together(scopes, export_scopes(rule.spec.get("exportTo"), rule.namespace))
     ]
     if others:
-        yield ("spec.host", f"DestinationRule {', '.join(others)} also applies to {obj.spec['host']} in namespace "
-                            f"{obj.namespace}, and Istio merges them in no defined order: keep one DestinationRule "
-                            "per host")
+        yield (
+            "spec.host",
+            f"DestinationRule {', '.join(others)} also applies to {obj.spec['host']} in namespace "
+            f"{obj.namespace}, and Istio merges them in no defined order: keep one DestinationRule "
+            "per host",
+        )
 
 
 # --- server certificate verification ----------------------------------------------------------------
@@ -125,9 +138,12 @@ def _unverified(tls: Mapping[str, Any], obj: MeshObject) -> str:
 def server_verified(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     mode = _unverified(mapping(mapping(obj.spec.get("trafficPolicy")).get("tls")), obj)
     if mode:
-        yield ("spec.trafficPolicy.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} without "
-                                         "caCertificates, so the server's certificate is not verified: set "
-                                         "tls.caCertificates")
+        yield (
+            "spec.trafficPolicy.tls",
+            f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} without "
+            "caCertificates, so the server's certificate is not verified: set "
+            "tls.caCertificates",
+        )
 
 
 @check("MG0408", DR)
@@ -136,9 +152,12 @@ def server_verified_per_port(obj: MeshObject, ctx: ValidationContext) -> Iterato
         mode = _unverified(mapping(setting.get("tls")), obj)
         if mode:
             port = mapping(setting.get("port")).get("number")
-            yield (f"{path}.tls", f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} port {port} "
-                                  "without caCertificates, so the server's certificate is not verified: set "
-                                  "tls.caCertificates")
+            yield (
+                f"{path}.tls",
+                f"tls.mode {mode} originates TLS to {text(obj.spec.get('host'))} port {port} "
+                "without caCertificates, so the server's certificate is not verified: set "
+                "tls.caCertificates",
+            )
 
 
 # --- TLS against PeerAuthentication ---------------------------------------------------------------
@@ -191,22 +210,28 @@ def _policy_name(policy: MeshObject | None) -> str:
 def tls_not_disabled_towards_strict(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for place in disabled_tls(obj, ctx):
         if place.strict is not None:
-            yield (place.path, f"tls.mode DISABLE sends plain text to {place.target}, but {_policy_name(place.strict)} "
-                               "requires STRICT mTLS there, so every request fails: use ISTIO_MUTUAL or remove the "
-                               "tls setting")
+            yield (
+                place.path,
+                f"tls.mode DISABLE sends plain text to {place.target}, but {_policy_name(place.strict)} "
+                "requires STRICT mTLS there, so every request fails: use ISTIO_MUTUAL or remove the "
+                "tls setting",
+            )
 
 
 @check("MG0405", PolicyKind.PEER_AUTHENTICATION, needs_cluster=True)
 def strict_not_against_disabled_tls(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if mtls_mode_of(obj) != "STRICT":
         return
-    every_place = ctx.memo("disabled-tls", lambda: [
-        (rule, place) for rule in ctx.of_kind(DR) for place in disabled_tls(rule, ctx)
-    ])
+    every_place = ctx.memo(
+        "disabled-tls", lambda: [(rule, place) for rule in ctx.of_kind(DR) for place in disabled_tls(rule, ctx)]
+    )
     for rule, place in every_place:
         if place.strict is not None and place.strict.identity == obj.identity:
-            yield ("spec.mtls.mode", f"STRICT mTLS breaks DestinationRule {rule.ref}, which disables TLS towards "
-                                     f"{place.target}: change that rule to ISTIO_MUTUAL first, or keep PERMISSIVE")
+            yield (
+                "spec.mtls.mode",
+                f"STRICT mTLS breaks DestinationRule {rule.ref}, which disables TLS towards "
+                f"{place.target}: change that rule to ISTIO_MUTUAL first, or keep PERMISSIVE",
+            )
             return
 
 
@@ -216,6 +241,9 @@ def tls_disabled_towards_permissive(obj: MeshObject, ctx: ValidationContext) -> 
         permissive = [policy for mode, policy in place.modes if mode == "PERMISSIVE"]
         if place.strict is None and permissive:
             policy = next((policy for policy in permissive if policy is not None), None)
-            yield (place.path, f"tls.mode DISABLE sends plain text to {place.target}, which accepts it "
-                               f"({_policy_name(policy)} is PERMISSIVE): use ISTIO_MUTUAL unless plain text is "
-                               "intended")
+            yield (
+                place.path,
+                f"tls.mode DISABLE sends plain text to {place.target}, which accepts it "
+                f"({_policy_name(policy)} is PERMISSIVE): use ISTIO_MUTUAL unless plain text is "
+                "intended",
+            )

@@ -1,4 +1,5 @@
 """EnvoyFilter patch operations, and Telemetry against the mesh config and the other Telemetries."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
@@ -26,7 +27,12 @@ TELEMETRY_SECTIONS = ("accessLogging", "tracing", "metrics")
 def _patches(obj: MeshObject) -> Iterator[tuple[str, str, str, Mapping[str, Any]]]:
     """(path, applyTo, operation, patch) of every config patch."""
     for path, patch in entries(obj.spec, "configPatches", "spec"):
-        yield path, text(patch.get("applyTo")).upper(), text(mapping(patch.get("patch")).get("operation")).upper(), patch
+        yield (
+            path,
+            text(patch.get("applyTo")).upper(),
+            text(mapping(patch.get("patch")).get("operation")).upper(),
+            patch,
+        )
 
 
 def _priority(obj: MeshObject) -> int:
@@ -44,17 +50,26 @@ def relative_operation_has_priority(obj: MeshObject, ctx: ValidationContext) -> 
         return
     for path, _, operation, patch in _patches(obj):
         if operation in RELATIVE and not _proxy_version(patch):
-            yield f"{path}.patch.operation", (
-                f"{operation} is relative to another filter, and this EnvoyFilter has no priority: it may be "
-                "applied before the filter it depends on exists; set spec.priority or use INSERT_FIRST")
+            yield (
+                f"{path}.patch.operation",
+                (
+                    f"{operation} is relative to another filter, and this EnvoyFilter has no priority: it may be "
+                    "applied before the filter it depends on exists; set spec.priority or use INSERT_FIRST"
+                ),
+            )
 
 
 @check("MG1202", K.ENVOY_FILTER)
 def replace_on_filters(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for path, apply_to, operation, _ in _patches(obj):
         if operation == "REPLACE" and apply_to not in REPLACEABLE:
-            yield f"{path}.patch.operation", (f"REPLACE is only valid for HTTP_FILTER and NETWORK_FILTER, not "
-                                              f"{apply_to or 'an unset applyTo'}: use MERGE")
+            yield (
+                f"{path}.patch.operation",
+                (
+                    f"REPLACE is only valid for HTTP_FILTER and NETWORK_FILTER, not "
+                    f"{apply_to or 'an unset applyTo'}: use MERGE"
+                ),
+            )
 
 
 @check("MG1203", K.ENVOY_FILTER)
@@ -68,8 +83,10 @@ def add_on_routes(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
 def remove_on_routes(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for path, apply_to, operation, _ in _patches(obj):
         if operation == "REMOVE" and apply_to in ROUTES:
-            yield f"{path}.patch.operation", (f"REMOVE is ignored when applyTo is {apply_to}: remove the route in "
-                                              "its VirtualService instead")
+            yield (
+                f"{path}.patch.operation",
+                (f"REMOVE is ignored when applyTo is {apply_to}: remove the route in its VirtualService instead"),
+            )
 
 
 @check("MG1205", K.ENVOY_FILTER)
@@ -78,9 +95,13 @@ def relative_operation_with_proxy_version(obj: MeshObject, ctx: ValidationContex
         return
     for path, _, operation, patch in _patches(obj):
         if operation in RELATIVE_WITH_VERSION and _proxy_version(patch):
-            yield f"{path}.patch.operation", (
-                f"{operation} on proxies of version {_proxy_version(patch)!r} without a priority: after an upgrade "
-                "the filters it depends on may be applied in another order; set spec.priority")
+            yield (
+                f"{path}.patch.operation",
+                (
+                    f"{operation} on proxies of version {_proxy_version(patch)!r} without a priority: after an upgrade "
+                    "the filters it depends on may be applied in another order; set spec.priority"
+                ),
+            )
 
 
 # --- Telemetry ----------------------------------------------------------------------------------------
@@ -97,8 +118,13 @@ def access_logging_has_provider(obj: MeshObject, ctx: ValidationContext) -> Iter
         return
     for path, entry in entries(obj.spec, "accessLogging", "spec"):
         if not items(entry.get("providers")) and not entry.get("disabled"):
-            yield path, ("this accessLogging entry names no provider and the mesh config has no default "
-                         "(defaultProviders.accessLogging), so Istio ignores it: add providers: [{name: envoy}]")
+            yield (
+                path,
+                (
+                    "this accessLogging entry names no provider and the mesh config has no default "
+                    "(defaultProviders.accessLogging), so Istio ignores it: add providers: [{name: envoy}]"
+                ),
+            )
 
 
 def _unscoped(obj: MeshObject) -> bool:
@@ -109,11 +135,19 @@ def _unscoped(obj: MeshObject) -> bool:
 def one_namespace_wide_telemetry(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if not _unscoped(obj):
         return
-    others = sorted(other.name for other in ctx.of_kind(K.TELEMETRY)
-                    if other.namespace == obj.namespace and other.identity != obj.identity and _unscoped(other))
+    others = sorted(
+        other.name
+        for other in ctx.of_kind(K.TELEMETRY)
+        if other.namespace == obj.namespace and other.identity != obj.identity and _unscoped(other)
+    )
     if others:
-        yield "spec", (f"Telemetry {', '.join(others)} in namespace {obj.namespace} also has no selector: which one "
-                       "applies is undefined; keep one namespace-wide Telemetry")
+        yield (
+            "spec",
+            (
+                f"Telemetry {', '.join(others)} in namespace {obj.namespace} also has no selector: which one "
+                "applies is undefined; keep one namespace-wide Telemetry"
+            ),
+        )
 
 
 @check("MG1207", K.TELEMETRY, needs_cluster=True)
@@ -128,8 +162,13 @@ def telemetry_selectors_disjoint(obj: MeshObject, ctx: ValidationContext) -> Ite
             continue
         shared = [pod.name for pod in pods if selects(other_selector, pod.labels)]
         if shared:
-            yield "spec.selector", (f"Telemetry {other.name} also selects pod {shared[0]} in namespace "
-                                    f"{obj.namespace}: which one applies is undefined; make the selectors disjoint")
+            yield (
+                "spec.selector",
+                (
+                    f"Telemetry {other.name} also selects pod {shared[0]} in namespace "
+                    f"{obj.namespace}: which one applies is undefined; make the selectors disjoint"
+                ),
+            )
 
 
 @check("MG1209", K.TELEMETRY, needs_cluster=True)
@@ -143,6 +182,10 @@ def providers_defined(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
             for index, provider in enumerate(items(entry.get("providers"))):
                 name = text(mapping(provider).get("name"))
                 if name and name not in known:
-                    yield f"{entry_path}.providers[{index}].name", (
-                        f"provider {name!r} is not defined in the mesh config (extensionProviders: "
-                        f"{', '.join(sorted(known))}): add it there or correct the name")
+                    yield (
+                        f"{entry_path}.providers[{index}].name",
+                        (
+                            f"provider {name!r} is not defined in the mesh config (extensionProviders: "
+                            f"{', '.join(sorted(known))}): add it there or correct the name"
+                        ),
+                    )

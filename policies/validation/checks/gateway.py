@@ -1,4 +1,5 @@
 """Gateway: its selector must match gateway pods, its servers must not clash with other Gateways'."""
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -28,8 +29,11 @@ def selector_matches_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[H
     if selector and not ctx.workloads(selector):
         known = sorted({w.labels[GATEWAY_LABEL] for w in ctx.workloads({}) if GATEWAY_LABEL in w.labels})
         hint = f" (pods carry {GATEWAY_LABEL}={', '.join(known)})" if known else ""
-        yield ("spec.selector", f"no pod in any namespace carries {labels_text(selector)}, so no gateway proxy serves "
-                                f"this Gateway{hint}: use the labels of your gateway deployment")
+        yield (
+            "spec.selector",
+            f"no pod in any namespace carries {labels_text(selector)}, so no gateway proxy serves "
+            f"this Gateway{hint}: use the labels of your gateway deployment",
+        )
 
 
 def _selected_pods(gateway: MeshObject, ctx: ValidationContext) -> frozenset[tuple[str, str]]:
@@ -37,9 +41,10 @@ def _selected_pods(gateway: MeshObject, ctx: ValidationContext) -> frozenset[tup
     selector = mapping(gateway.spec.get("selector"))
     if not selector:
         return frozenset()
-    return ctx.memo(("gateway-pods", selector_key(selector)), lambda: frozenset(
-        (pod.namespace, pod.name) for pod in ctx.workloads(selector)
-    ))
+    return ctx.memo(
+        ("gateway-pods", selector_key(selector)),
+        lambda: frozenset((pod.namespace, pod.name) for pod in ctx.workloads(selector)),
+    )
 
 
 def _same_pods(a: MeshObject, b: MeshObject, ctx: ValidationContext) -> bool:
@@ -96,14 +101,20 @@ def servers_unique(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         if type(port) is not int or port not in index:
             continue
         for path, host in strings(server, "hosts", server_path):
-            clashes = sorted({
-                other.ref for other in index[port].overlapping(server_host(host))
-                if other.identity != obj.identity and _same_pods(obj, other, ctx)
-            })
+            clashes = sorted(
+                {
+                    other.ref
+                    for other in index[port].overlapping(server_host(host))
+                    if other.identity != obj.identity and _same_pods(obj, other, ctx)
+                }
+            )
             if clashes:
-                yield (path, f"Gateway {', '.join(clashes)} configures the same gateway pods and also serves {host} on "
-                             f"port {port}: the proxy can serve only one of them; merge the servers into one Gateway "
-                             "or use another host or port")
+                yield (
+                    path,
+                    f"Gateway {', '.join(clashes)} configures the same gateway pods and also serves {host} on "
+                    f"port {port}: the proxy can serve only one of them; merge the servers into one Gateway "
+                    "or use another host or port",
+                )
 
 
 def _selector_within(inner: Mapping[str, Any], outer: Mapping[str, Any]) -> bool:
@@ -134,14 +145,21 @@ def certificates_not_shared(obj: MeshObject, ctx: ValidationContext) -> Iterator
         return
     index = ctx.memo("gateway-certificates", lambda: _certificate_index(ctx))
     selector = mapping(obj.spec.get("selector"))
-    sharing = sorted({
-        other.ref for certificate in mine for other in index.get(certificate, [])
-        if other.identity != obj.identity and _selector_within(selector, mapping(other.spec.get("selector")))
-    })
+    sharing = sorted(
+        {
+            other.ref
+            for certificate in mine
+            for other in index.get(certificate, [])
+            if other.identity != obj.identity and _selector_within(selector, mapping(other.spec.get("selector")))
+        }
+    )
     if sharing:
-        yield ("spec.servers", f"Gateway {', '.join(sharing)} on the same gateway pods uses the same TLS certificate, so "
-                               "clients re-using an HTTP/2 connection get 404s for the other Gateway's hosts: serve "
-                               "them from one Gateway or use distinct certificates")
+        yield (
+            "spec.servers",
+            f"Gateway {', '.join(sharing)} on the same gateway pods uses the same TLS certificate, so "
+            "clients re-using an HTTP/2 connection get 404s for the other Gateway's hosts: serve "
+            "them from one Gateway or use distinct certificates",
+        )
 
 
 def _certificate_index(ctx: ValidationContext) -> dict[tuple[str, ...], list[MeshObject]]:
@@ -171,15 +189,18 @@ def ports_on_gateway_service(obj: MeshObject, ctx: ValidationContext) -> Iterato
     pods = _selected_pods(obj, ctx)
     if not pods:
         return  # MG0501
-    offered = ctx.memo(("gateway-service-ports", selector_key(obj.spec.get("selector"))),
-                       lambda: _service_ports_of(pods, ctx))
+    offered = ctx.memo(
+        ("gateway-service-ports", selector_key(obj.spec.get("selector"))), lambda: _service_ports_of(pods, ctx)
+    )
     for server_path, server in entries(obj.spec, "servers", "spec"):
         number = mapping(server.get("port")).get("number")
         if type(number) is int and number not in offered:
             ports = ", ".join(map(str, sorted(offered))) or "none"
-            yield (f"{server_path}.port.number",
-                   f"port {number} is not a port of the Services of the gateway pods (ports and target ports: {ports}), "
-                   "so traffic cannot reach the gateway on it: use one of them or add it to the gateway Service")
+            yield (
+                f"{server_path}.port.number",
+                f"port {number} is not a port of the Services of the gateway pods (ports and target ports: {ports}), "
+                "so traffic cannot reach the gateway on it: use one of them or add it to the gateway Service",
+            )
 
 
 @check("MG0503", GATEWAY)
@@ -189,6 +210,8 @@ def credentials_on_tls_servers(obj: MeshObject, ctx: ValidationContext) -> Itera
         protocol = text(mapping(server.get("port")).get("protocol")).upper()
         if (tls.get("credentialName") or tls.get("credentialNames")) and protocol not in TLS_PROTOCOLS:
             field = "credentialName" if tls.get("credentialName") else "credentialNames"
-            yield (f"{server_path}.tls.{field}",
-                   f"tls.{field} is ignored on a {protocol or 'plain'} server: set port.protocol to HTTPS (or TLS), "
-                   "or remove the tls block")
+            yield (
+                f"{server_path}.tls.{field}",
+                f"tls.{field} is ignored on a {protocol or 'plain'} server: set port.protocol to HTTPS (or TLS), "
+                "or remove the tls block",
+            )

@@ -1,5 +1,6 @@
 """Gateways against what the cluster runs: their TLS Secrets (names and types only); and the Kubernetes
 Gateway API: selectors on a Kubernetes Gateway's pods, `targetRefs` that name nothing."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -27,8 +28,15 @@ GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
 # Secret types that can hold a server certificate (Istio reads tls.crt/tls.key, or cert/key).
 CERTIFICATE_SECRET_TYPES = frozenset({"kubernetes.io/tls", "Opaque", "istio.io/key-and-cert", ""})
 NO_CREDENTIAL_MODES = frozenset({"PASSTHROUGH", "ISTIO_MUTUAL", "AUTO_PASSTHROUGH"})
-TARGET_REF_KINDS = (K.AUTHORIZATION_POLICY, K.REQUEST_AUTHENTICATION, K.TELEMETRY, K.WASM_PLUGIN,
-                    K.TRAFFIC_EXTENSION, K.ENVOY_FILTER, K.PEER_AUTHENTICATION)
+TARGET_REF_KINDS = (
+    K.AUTHORIZATION_POLICY,
+    K.REQUEST_AUTHENTICATION,
+    K.TELEMETRY,
+    K.WASM_PLUGIN,
+    K.TRAFFIC_EXTENSION,
+    K.ENVOY_FILTER,
+    K.PEER_AUTHENTICATION,
+)
 
 
 def gateway_pods(obj: MeshObject, ctx: ValidationContext) -> list[Workload]:
@@ -60,25 +68,43 @@ def credential_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         for namespace in namespaces:
             secret = ctx.secret(namespace, name)
             if secret is None:
-                yield path, (f"credential {name!r} not found: there is no Secret {name} in namespace {namespace}, "
-                             "where the gateway pods run; create the TLS Secret there or correct the name")
+                yield (
+                    path,
+                    (
+                        f"credential {name!r} not found: there is no Secret {name} in namespace {namespace}, "
+                        "where the gateway pods run; create the TLS Secret there or correct the name"
+                    ),
+                )
             elif secret.type not in CERTIFICATE_SECRET_TYPES:
-                yield path, (f"Secret {namespace}/{name} is of type {secret.type}, which holds no server "
-                             "certificate: use a kubernetes.io/tls Secret")
+                yield (
+                    path,
+                    (
+                        f"Secret {namespace}/{name} is of type {secret.type}, which holds no server "
+                        "certificate: use a kubernetes.io/tls Secret"
+                    ),
+                )
 
 
-@check("MG1102", K.AUTHORIZATION_POLICY, K.REQUEST_AUTHENTICATION, K.TELEMETRY, K.WASM_PLUGIN,
-       needs_cluster=True)
+@check("MG1102", K.AUTHORIZATION_POLICY, K.REQUEST_AUTHENTICATION, K.TELEMETRY, K.WASM_PLUGIN, needs_cluster=True)
 def selector_not_on_gateway_api_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     selector = match_labels(obj)
     if not selector:
         return
-    gateways = sorted({pod.labels[GATEWAY_NAME_LABEL] for pod in ctx.workloads(dict(selector), obj.namespace)
-                       if GATEWAY_NAME_LABEL in pod.labels})
+    gateways = sorted(
+        {
+            pod.labels[GATEWAY_NAME_LABEL]
+            for pod in ctx.workloads(dict(selector), obj.namespace)
+            if GATEWAY_NAME_LABEL in pod.labels
+        }
+    )
     for gateway in gateways:
-        yield "spec.selector", (
-            f"the selector picks the pods of Kubernetes Gateway {obj.namespace}/{gateway}: use "
-            f"`targetRefs: [{{group: {GATEWAY_API_GROUP}, kind: Gateway, name: {gateway}}}]` instead")
+        yield (
+            "spec.selector",
+            (
+                f"the selector picks the pods of Kubernetes Gateway {obj.namespace}/{gateway}: use "
+                f"`targetRefs: [{{group: {GATEWAY_API_GROUP}, kind: Gateway, name: {gateway}}}]` instead"
+            ),
+        )
 
 
 def _target_refs(obj: MeshObject) -> Iterator[tuple[str, dict]]:
@@ -106,5 +132,10 @@ def target_refs_exist(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
         else:
             continue
         if not found:
-            yield f"{path}.name", (f"{kind} {namespace}/{name} not found, so this {obj.kind} applies to nothing: "
-                                   "correct the reference or create the target")
+            yield (
+                f"{path}.name",
+                (
+                    f"{kind} {namespace}/{name} not found, so this {obj.kind} applies to nothing: "
+                    "correct the reference or create the target"
+                ),
+            )

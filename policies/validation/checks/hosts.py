@@ -1,4 +1,5 @@
 """Hosts as Istio sees them: exportTo visibility, and explaining a host that resolves to nothing."""
+
 from __future__ import annotations
 
 import difflib
@@ -17,21 +18,28 @@ def unknown_host_message(host: str, namespace: str, ctx: ValidationContext, *, w
     """Why `host`, written in an object of `namespace`, is neither a Service nor a ServiceEntry host."""
     resolved = fqdn(host, namespace)
     if "." not in host:
-        return (f"{what} {host!r} is neither a Service in namespace {namespace} ({resolved}) nor a ServiceEntry "
-                f"host{_suggest(host, namespace, ctx)}: correct it, or write "
-                f"<name>.<namespace>{SVC_SUFFIX} for a Service in another namespace")
+        return (
+            f"{what} {host!r} is neither a Service in namespace {namespace} ({resolved}) nor a ServiceEntry "
+            f"host{_suggest(host, namespace, ctx)}: correct it, or write "
+            f"<name>.<namespace>{SVC_SUFFIX} for a Service in another namespace"
+        )
     if resolved.endswith(SVC_SUFFIX):
         name, _, service_namespace = resolved.removesuffix(SVC_SUFFIX).partition(".")
         if not ctx.namespace_exists(service_namespace):
             return f"{what} {host!r} names namespace {service_namespace!r}, which does not exist: correct it"
-        return (f"{what} {host!r}: there is no Service {name} in namespace {service_namespace}"
-                f"{_suggest(name, service_namespace, ctx)}: correct the host or deploy the Service first")
+        return (
+            f"{what} {host!r}: there is no Service {name} in namespace {service_namespace}"
+            f"{_suggest(name, service_namespace, ctx)}: correct the host or deploy the Service first"
+        )
     name, _, rest = host.partition(".")
     if rest and "." not in rest and fqdn(name, rest) in ctx.services:
-        return (f"{what} {host!r} is taken as a fully qualified name, which Istio does not expand: "
-                f"write {fqdn(name, rest)}")
-    return (f"{what} {host!r} is outside the cluster and no ServiceEntry declares it: add a ServiceEntry "
-            f"with this host, or correct it")
+        return (
+            f"{what} {host!r} is taken as a fully qualified name, which Istio does not expand: write {fqdn(name, rest)}"
+        )
+    return (
+        f"{what} {host!r} is outside the cluster and no ServiceEntry declares it: add a ServiceEntry "
+        f"with this host, or correct it"
+    )
 
 
 def _suggest(name: str, namespace: str, ctx: ValidationContext) -> str:
@@ -105,8 +113,11 @@ class HostRegistry:
 
 def _ports(spec: Mapping[str, Any]) -> tuple[int, ...]:
     ports = spec.get("ports")
-    return tuple(port["number"] for port in ports if isinstance(port, dict) and type(port.get("number")) is int) \
-        if isinstance(ports, list) else ()
+    return (
+        tuple(port["number"] for port in ports if isinstance(port, dict) and type(port.get("number")) is int)
+        if isinstance(ports, list)
+        else ()
+    )
 
 
 def host_registry(ctx: ValidationContext) -> HostRegistry:
@@ -128,17 +139,24 @@ def host_registry(ctx: ValidationContext) -> HostRegistry:
                 else:
                     exact[item.host].append(item)
         for service in ctx.services.values():
-            exact[service.fqdn].append(HostEntry(
-                service.fqdn, export_scopes(list(service.export_to), service.namespace), service.ports,
-                f"Service {service.namespace}/{service.name}",
-            ))
+            exact[service.fqdn].append(
+                HostEntry(
+                    service.fqdn,
+                    export_scopes(list(service.export_to), service.namespace),
+                    service.ports,
+                    f"Service {service.namespace}/{service.name}",
+                )
+            )
         return HostRegistry(exact, wildcards)
 
     return ctx.memo("host-registry", build)
 
 
 def not_visible_message(host: str, entries: list[HostEntry], namespace: str, *, what: str) -> str:
-    where = "; ".join(f"{entry.label} is exported to {', '.join(sorted(entry.scopes)) or 'no namespace'}"
-                      for entry in entries)
-    return (f"{what} {host!r} is not visible from namespace {namespace} ({where}): export it to {namespace} "
-            "(exportTo, or the Service annotation networking.istio.io/exportTo) or correct the host")
+    where = "; ".join(
+        f"{entry.label} is exported to {', '.join(sorted(entry.scopes)) or 'no namespace'}" for entry in entries
+    )
+    return (
+        f"{what} {host!r} is not visible from namespace {namespace} ({where}): export it to {namespace} "
+        "(exportTo, or the Service annotation networking.istio.io/exportTo) or correct the host"
+    )

@@ -1,4 +1,5 @@
 """AuthorizationPolicy, PeerAuthentication and RequestAuthentication."""
+
 from __future__ import annotations
 
 import re
@@ -27,10 +28,14 @@ def selector_matches_workloads(obj: MeshObject, ctx: ValidationContext) -> Itera
     scope = None if obj.namespace == ROOT_NAMESPACE else obj.namespace
     if selector and not ctx.workloads(selector, scope):
         where = "any namespace" if scope is None else f"namespace {obj.namespace}"
-        message = (f"no pod in {where} carries {labels_text(selector)}, so the policy applies to nothing: correct the "
-                   "labels, or deploy the workload first")
+        message = (
+            f"no pod in {where} carries {labels_text(selector)}, so the policy applies to nothing: correct the "
+            "labels, or deploy the workload first"
+        )
         # istioctl checks this for AuthorizationPolicy only.
-        yield ("spec.selector.matchLabels", message) if obj.kind == AUTHZ else ("spec.selector.matchLabels", message, "")
+        yield (
+            ("spec.selector.matchLabels", message) if obj.kind == AUTHZ else ("spec.selector.matchLabels", message, "")
+        )
 
 
 @check("MG0611", AUTHZ, needs_cluster=True)
@@ -38,9 +43,12 @@ def namespace_has_workloads(obj: MeshObject, ctx: ValidationContext) -> Iterator
     if obj.namespace == ROOT_NAMESPACE or mapping(obj.spec.get("selector")):
         return
     if not ctx.workloads({}, obj.namespace):
-        yield ("metadata.namespace", f"this policy has no selector, so it applies to the workloads of namespace "
-                                     f"{obj.namespace}, which runs no pod: create it in the namespace of the workloads "
-                                     "it is meant for, or deploy them first")
+        yield (
+            "metadata.namespace",
+            f"this policy has no selector, so it applies to the workloads of namespace "
+            f"{obj.namespace}, which runs no pod: create it in the namespace of the workloads "
+            "it is meant for, or deploy them first",
+        )
 
 
 def sources(obj: MeshObject) -> Iterator[tuple[str, Mapping[str, Any]]]:
@@ -62,8 +70,11 @@ def source_namespaces_exist(obj: MeshObject, ctx: ValidationContext) -> Iterator
     for source_path, source in sources(obj):
         for path, namespace in _listed(source, source_path, "namespaces", "notNamespaces"):
             if not _namespace_matches(namespace, ctx):
-                problem = (f"no namespace matches {namespace!r}" if "*" in namespace
-                           else f"namespace {namespace!r} does not exist")
+                problem = (
+                    f"no namespace matches {namespace!r}"
+                    if "*" in namespace
+                    else f"namespace {namespace!r} does not exist"
+                )
                 yield path, f"{problem}, so this never matches: correct the name"
 
 
@@ -115,8 +126,11 @@ def principal_namespaces_exist(obj: MeshObject, ctx: ValidationContext) -> Itera
     for path, principal in _principals(obj):
         found = PRINCIPAL_NAMESPACE.search(principal) if principal_problem(principal) is None else None
         if found and not ctx.namespace_exists(found["namespace"]):
-            yield (path, f"principal {principal!r} names namespace {found['namespace']!r}, which does not exist, "
-                         "so it never matches: correct the namespace")
+            yield (
+                path,
+                f"principal {principal!r} names namespace {found['namespace']!r}, which does not exist, "
+                "so it never matches: correct the namespace",
+            )
 
 
 def _action(obj: MeshObject) -> str:
@@ -129,22 +143,33 @@ def allow_rules_not_empty(obj: MeshObject, ctx: ValidationContext) -> Iterator[H
         return
     for path, rule in entries(obj.spec, "rules", "spec"):
         if not rule:
-            yield path, (f"{path} is empty, so this ALLOW policy allows every request: add from/to/when conditions, "
-                         "or remove the rule")
+            yield (
+                path,
+                (
+                    f"{path} is empty, so this ALLOW policy allows every request: add from/to/when conditions, "
+                    "or remove the rule"
+                ),
+            )
 
 
 @check("MG0606", AUTHZ)
 def deny_has_rules(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if _action(obj) == "DENY" and not items(obj.spec.get("rules")):
-        yield ("spec.action", "this DENY policy has no rules, so it denies nothing: add rules, or use an ALLOW policy "
-                              "without rules to deny every request")
+        yield (
+            "spec.action",
+            "this DENY policy has no rules, so it denies nothing: add rules, or use an ALLOW policy "
+            "without rules to deny every request",
+        )
 
 
 @check("MG0607", PEER)
 def port_level_mtls_has_selector(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if mapping(obj.spec.get("portLevelMtls")) and not match_labels(obj):
-        yield ("spec.portLevelMtls", "portLevelMtls needs a workload selector, which this policy lacks: add "
-                                     "selector.matchLabels, or move the setting to mtls")
+        yield (
+            "spec.portLevelMtls",
+            "portLevelMtls needs a workload selector, which this policy lacks: add "
+            "selector.matchLabels, or move the setting to mtls",
+        )
 
 
 @check("MG0608", PEER)
@@ -152,13 +177,17 @@ def one_namespace_wide_policy(obj: MeshObject, ctx: ValidationContext) -> Iterat
     if match_labels(obj):
         return
     others = [
-        policy.ref for policy in ctx.peer_authentications(obj.namespace)
+        policy.ref
+        for policy in ctx.peer_authentications(obj.namespace)
         if policy.identity != obj.identity and not match_labels(policy)
     ]
     if others:
         scope = "mesh-wide" if obj.namespace == ROOT_NAMESPACE else f"namespace-wide for {obj.namespace}"
-        yield ("spec", f"PeerAuthentication {', '.join(others)} is already {scope} (no selector): Istio uses only the "
-                       "oldest; keep one policy without selector per namespace, or add a selector")
+        yield (
+            "spec",
+            f"PeerAuthentication {', '.join(others)} is already {scope} (no selector): Istio uses only the "
+            "oldest; keep one policy without selector per namespace, or add a selector",
+        )
 
 
 @check("MG0609", REQUEST)

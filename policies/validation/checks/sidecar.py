@@ -1,4 +1,5 @@
 """Sidecar: one default per namespace, selectors that match pods and no pod twice, egress hosts in `ns/host` form."""
+
 from __future__ import annotations
 
 import re
@@ -20,13 +21,18 @@ def one_default_sidecar(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit
     if match_labels(obj, "workloadSelector"):
         return
     others = [
-        other.ref for other in ctx.of_kind(SIDECAR)
-        if other.namespace == obj.namespace and other.identity != obj.identity
+        other.ref
+        for other in ctx.of_kind(SIDECAR)
+        if other.namespace == obj.namespace
+        and other.identity != obj.identity
         and not match_labels(other, "workloadSelector")
     ]
     if others:
-        yield ("spec", f"Sidecar {', '.join(others)} already applies to the whole namespace {obj.namespace} (no "
-                       "workloadSelector): keep one such Sidecar per namespace, or add a workloadSelector")
+        yield (
+            "spec",
+            f"Sidecar {', '.join(others)} already applies to the whole namespace {obj.namespace} (no "
+            "workloadSelector): keep one such Sidecar per namespace, or add a workloadSelector",
+        )
 
 
 def egress_host_problem(host: str) -> str | None:
@@ -54,8 +60,11 @@ def egress_hosts_well_formed(obj: MeshObject, ctx: ValidationContext) -> Iterato
 def selector_matches_pods(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     selector = match_labels(obj, "workloadSelector")
     if selector and not ctx.workloads(selector, obj.namespace):
-        yield ("spec.workloadSelector", f"no pod in namespace {obj.namespace} carries {labels_text(selector)}, so this "
-                                        "Sidecar applies to nothing: correct the labels, or deploy the workload first")
+        yield (
+            "spec.workloadSelector",
+            f"no pod in namespace {obj.namespace} carries {labels_text(selector)}, so this "
+            "Sidecar applies to nothing: correct the labels, or deploy the workload first",
+        )
 
 
 def _sidecars_by_pod(ctx: ValidationContext) -> dict[tuple[str, str], list[MeshObject]]:
@@ -75,9 +84,14 @@ def selectors_disjoint(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]
         return
     index = ctx.memo("sidecars-by-pod", lambda: _sidecars_by_pod(ctx))
     for pod in ctx.workloads(selector, obj.namespace):
-        others = sorted(other.ref for other in index.get((pod.namespace, pod.name), []) if other.identity != obj.identity)
+        others = sorted(
+            other.ref for other in index.get((pod.namespace, pod.name), []) if other.identity != obj.identity
+        )
         if others:
-            yield ("spec.workloadSelector", f"Sidecar {', '.join(others)} also selects pod {pod.namespace}/{pod.name}, "
-                                            "and Istio applies only one of them: make the selectors disjoint or merge "
-                                            "the Sidecars")
+            yield (
+                "spec.workloadSelector",
+                f"Sidecar {', '.join(others)} also selects pod {pod.namespace}/{pod.name}, "
+                "and Istio applies only one of them: make the selectors disjoint or merge "
+                "the Sidecars",
+            )
             return

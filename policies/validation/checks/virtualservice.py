@@ -1,4 +1,5 @@
 """VirtualService: destinations, subsets, ports, gateways, weights, shadowed routes, hosts, regexes."""
+
 from __future__ import annotations
 
 import difflib
@@ -89,11 +90,15 @@ def destination_host_exists(obj: MeshObject, ctx: ValidationContext) -> Iterator
         if host and entry is None:
             hidden = registry.hidden(host)
             if hidden:
-                yield f"{path}.host", not_visible_message(destination["host"], hidden, obj.namespace,
-                                                          what="destination host")
+                yield (
+                    f"{path}.host",
+                    not_visible_message(destination["host"], hidden, obj.namespace, what="destination host"),
+                )
             else:
-                yield f"{path}.host", unknown_host_message(destination["host"], obj.namespace, ctx,
-                                                           what="destination host")
+                yield (
+                    f"{path}.host",
+                    unknown_host_message(destination["host"], obj.namespace, ctx, what="destination host"),
+                )
 
 
 @check("MG0302", VS)
@@ -111,13 +116,17 @@ def subset_defined(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
 
 def _subset_message(host: str, resolved: str, subset: str, rules: list[MeshObject], defined: list[str]) -> str:
     if not rules:
-        return (f"subset {subset!r} of {host} is not defined: no DestinationRule exists for {resolved}; "
-                f"add one with a subset named {subset}")
+        return (
+            f"subset {subset!r} of {host} is not defined: no DestinationRule exists for {resolved}; "
+            f"add one with a subset named {subset}"
+        )
     close = difflib.get_close_matches(subset, defined, n=1)
     hint = f"did you mean {close[0]!r}? " if close else ""
     names = ", ".join(name for name in defined if name) or "none"
-    return (f"subset {subset!r} of {host} is not defined by DestinationRule "
-            f"{', '.join(rule.ref for rule in rules)} (subsets: {names}): {hint}add it there or correct the name")
+    return (
+        f"subset {subset!r} of {host} is not defined by DestinationRule "
+        f"{', '.join(rule.ref for rule in rules)} (subsets: {names}): {hint}add it there or correct the name"
+    )
 
 
 @check("MG0303", VS, needs_cluster=True)
@@ -126,8 +135,10 @@ def destination_port_served(obj: MeshObject, ctx: ValidationContext) -> Iterator
         number = mapping(destination.get("port")).get("number")
         if entry and entry.ports and type(number) is int and number not in entry.ports:
             ports = ", ".join(map(str, entry.ports))
-            yield (f"{path}.port.number",
-                   f"port {number} is not a port of {entry.label} (ports: {ports}): use one of them")
+            yield (
+                f"{path}.port.number",
+                f"port {number} is not a port of {entry.label} (ports: {ports}): use one of them",
+            )
 
 
 @check("MG0304", VS, needs_cluster=True)
@@ -135,8 +146,11 @@ def destination_port_given(obj: MeshObject, ctx: ValidationContext) -> Iterator[
     for path, destination, _, entry in resolved_destinations(obj, ctx):
         if entry and len(entry.ports) > 1 and "port" not in destination:
             ports = ", ".join(map(str, entry.ports))
-            yield (path, f"{entry.label} has several ports ({ports}) and the destination names none: set "
-                         "destination.port.number")
+            yield (
+                path,
+                f"{entry.label} has several ports ({ports}) and the destination names none: set "
+                "destination.port.number",
+            )
 
 
 def gateway_references(obj: MeshObject) -> Iterator[tuple[str, str]]:
@@ -159,9 +173,12 @@ def is_internal_gateway(reference: str) -> bool:
 def gateways_not_internal(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for path, reference in strings(obj.spec, "gateways", "spec"):
         if is_internal_gateway(reference):
-            yield (path, f"gateway {reference!r} is the Gateway Istio generates for a Gateway API Gateway, an "
-                         "implementation detail that changes: attach routes with an HTTPRoute, or bind to an Istio "
-                         "Gateway of your own")
+            yield (
+                path,
+                f"gateway {reference!r} is the Gateway Istio generates for a Gateway API Gateway, an "
+                "implementation detail that changes: attach routes with an HTTPRoute, or bind to an Istio "
+                "Gateway of your own",
+            )
 
 
 @check("MG0305", VS)
@@ -180,8 +197,10 @@ def _gateway_message(reference: str, namespace: str, name: str, ctx: ValidationC
     names = [gateway.name for gateway in ctx.of_kind(PolicyKind.GATEWAY) if gateway.namespace == namespace]
     close = difflib.get_close_matches(name, names, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return (f"gateway {reference!r} not found: there is no Gateway {name} in namespace {namespace}{hint}; "
-            "correct the reference (namespace/name for another namespace, mesh for the sidecars) or create it")
+    return (
+        f"gateway {reference!r} not found: there is no Gateway {name} in namespace {namespace}{hint}; "
+        "correct the reference (namespace/name for another namespace, mesh for the sidecars) or create it"
+    )
 
 
 def _gateway_hosts(gateway: MeshObject, namespace: str) -> list[str]:
@@ -207,15 +226,21 @@ def hosts_served_by_gateways(obj: MeshObject, ctx: ValidationContext) -> Iterato
         gateway = ctx.get(PolicyKind.GATEWAY, namespace, name)
         if gateway is None:
             # istioctl reports the missing Gateway (MG0305) and, with it, that it serves none of the hosts.
-            yield (path, f"Gateway {namespace}/{name} does not exist, so none of the hosts {', '.join(hosts)} is "
-                         "served: create the Gateway or correct the reference")
+            yield (
+                path,
+                f"Gateway {namespace}/{name} does not exist, so none of the hosts {', '.join(hosts)} is "
+                "served: create the Gateway or correct the reference",
+            )
             continue
         served = _gateway_hosts(gateway, obj.namespace)
         if hosts and not any(hosts_overlap(host, other) for host in hosts for other in served):
             listed = ", ".join(served) or "none for this namespace"
-            yield (path, f"none of the hosts {', '.join(hosts)} is served by Gateway {gateway.ref} (its hosts: "
-                         f"{listed}), so it sends this VirtualService no traffic: add the host to the Gateway or "
-                         "correct the hosts")
+            yield (
+                path,
+                f"none of the hosts {', '.join(hosts)} is served by Gateway {gateway.ref} (its hosts: "
+                f"{listed}), so it sends this VirtualService no traffic: add the host to the Gateway or "
+                "correct the hosts",
+            )
 
 
 def _subset_routed_hosts(ctx: ValidationContext) -> dict[str, list[MeshObject]]:
@@ -243,9 +268,12 @@ def gateway_routes_see_subsets(obj: MeshObject, ctx: ValidationContext) -> Itera
             host = text(destination.get("host"))
             splitting = sorted(service.ref for service in index.get(host, []))
             if host and not text(destination.get("subset")) and splitting:
-                yield (f"{path}.destination", f"{host} is split by subsets in VirtualService {', '.join(splitting)}, "
-                                              "but this gateway route sends to it without a subset, so the split does "
-                                              "not apply to gateway traffic: route to the subsets here as well")
+                yield (
+                    f"{path}.destination",
+                    f"{host} is split by subsets in VirtualService {', '.join(splitting)}, "
+                    "but this gateway route sends to it without a subset, so the split does "
+                    "not apply to gateway traffic: route to the subsets here as well",
+                )
 
 
 JWT_CLAIM = "@request.auth.claims"
@@ -275,11 +303,16 @@ def claim_routing_has_request_authentication(obj: MeshObject, ctx: ValidationCon
             continue
         for pod in ctx.workloads(mapping(gateway.spec.get("selector"))):
             policies = [*ctx.of_kind(PolicyKind.REQUEST_AUTHENTICATION)]
-            if not any(policy.namespace in (ROOT_NAMESPACE, pod.namespace) and selects(match_labels(policy), pod.labels)
-                       for policy in policies):
-                yield (path, f"the routes match on {key}, but no RequestAuthentication selects the pod "
-                             f"{pod.namespace}/{pod.name} of Gateway {gateway.ref}, so the claim is never set: add a "
-                             "RequestAuthentication for the gateway pods")
+            if not any(
+                policy.namespace in (ROOT_NAMESPACE, pod.namespace) and selects(match_labels(policy), pod.labels)
+                for policy in policies
+            ):
+                yield (
+                    path,
+                    f"the routes match on {key}, but no RequestAuthentication selects the pod "
+                    f"{pod.namespace}/{pod.name} of Gateway {gateway.ref}, so the claim is never set: add a "
+                    "RequestAuthentication for the gateway pods",
+                )
                 break
 
 
@@ -294,9 +327,11 @@ def weights_add_up(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
             total = sum(weights)
             if total != 100:
                 unset = " (destinations without weight count as 0)" if any("weight" not in w for w in weighted) else ""
-                yield (f"{route_path}.route",
-                       f"the weights of {route_path}.route add up to {total}{unset}, not 100: set a weight on every "
-                       "destination so that they add up to 100")
+                yield (
+                    f"{route_path}.route",
+                    f"the weights of {route_path}.route add up to {total}{unset}, not 100: set a weight on every "
+                    "destination so that they add up to 100",
+                )
 
 
 # --- unreachable routes and ineffective matches (istioctl's analysis, for http, tcp and tls) -------
@@ -335,9 +370,16 @@ def _prefix_match(path: str, match: Mapping[str, Any]) -> _Prefix | None:
     def conditions(key: str) -> dict[str, str]:
         return {str(name): _exact_or_prefix(value) for name, value in mapping(match.get(key)).items()}
 
-    return _Prefix(path, prefix, match.get("port") or 0, _exact_or_prefix(match.get("method")) or GET,
-                   _exact_or_prefix(match.get("authority")), conditions("headers"), conditions("queryParams"),
-                   conditions("withoutHeaders"))
+    return _Prefix(
+        path,
+        prefix,
+        match.get("port") or 0,
+        _exact_or_prefix(match.get("method")) or GET,
+        _exact_or_prefix(match.get("authority")),
+        conditions("headers"),
+        conditions("queryParams"),
+        conditions("withoutHeaders"),
+    )
 
 
 def _covers_values(earlier: str, later: str) -> bool:
@@ -352,9 +394,15 @@ def _covers_maps(earlier: Mapping[str, str], later: Mapping[str, str]) -> bool:
 
 def _covers(a: _Prefix, b: _Prefix) -> bool:
     """istioctl's rule: the earlier prefix match `a` takes every request of the later `b`."""
-    return (b.prefix.startswith(a.prefix) and a.port == b.port and _covers_values(a.method, b.method)
-            and _covers_values(a.authority, b.authority) and _covers_maps(a.headers, b.headers)
-            and _covers_maps(a.query_params, b.query_params) and _covers_maps(a.without_headers, b.without_headers))
+    return (
+        b.prefix.startswith(a.prefix)
+        and a.port == b.port
+        and _covers_values(a.method, b.method)
+        and _covers_values(a.authority, b.authority)
+        and _covers_maps(a.headers, b.headers)
+        and _covers_maps(a.query_params, b.query_params)
+        and _covers_maps(a.without_headers, b.without_headers)
+    )
 
 
 # (code, path, message, Istio code or None for the catalogue's)
@@ -369,9 +417,14 @@ def _section_analysis(obj: MeshObject, section: str) -> Iterator[RouteHit]:
         matches = items(route.get("match"))
         if not matches:
             if catch_all:
-                yield ("MG0307", route_path, f"{route_path} is never used: {catch_all} before it has no match and "
-                                             f"takes every request (only the last route may have no match); "
-                                             f"remove one of them or give {catch_all} a match", None)
+                yield (
+                    "MG0307",
+                    route_path,
+                    f"{route_path} is never used: {catch_all} before it has no match and "
+                    f"takes every request (only the last route may have no match); "
+                    f"remove one of them or give {catch_all} a match",
+                    None,
+                )
             catch_all = route_path
             continue
         repeated = 0
@@ -379,34 +432,55 @@ def _section_analysis(obj: MeshObject, section: str) -> Iterator[RouteHit]:
             key = json.dumps({name: value for name, value in match.items() if name != "name"}, sort_keys=True)
             if key in seen:
                 repeated += 1
-                yield ("MG0308", match_path, f"{match_path} is never used: {seen[key]} has exactly the same match; "
-                                             "remove it or make it differ", None)
+                yield (
+                    "MG0308",
+                    match_path,
+                    f"{match_path} is never used: {seen[key]} has exactly the same match; remove it or make it differ",
+                    None,
+                )
                 continue
             seen[key] = match_path
             found = _prefix_match(match_path, match) if section == "http" else None
             if found:
                 prefixes.append(found)
         if repeated == len(matches):
-            yield ("MG0307", route_path, f"{route_path} is never used: every match of it is already used by earlier "
-                                         "routes; remove it or make its matches differ", None)
+            yield (
+                "MG0307",
+                route_path,
+                f"{route_path} is never used: every match of it is already used by earlier "
+                "routes; remove it or make its matches differ",
+                None,
+            )
         elif catch_all:
             # istioctl does not report this one; Meshgate does, without an Istio code.
-            yield ("MG0307", route_path, f"{route_path} is never used: {catch_all} before it has no match and takes "
-                                         f"every request; move {catch_all} to the end or give it a match", "")
+            yield (
+                "MG0307",
+                route_path,
+                f"{route_path} is never used: {catch_all} before it has no match and takes "
+                f"every request; move {catch_all} to the end or give it a match",
+                "",
+            )
     covered: set[str] = set()
     for position, earlier in enumerate(prefixes):
-        for later in prefixes[position + 1:]:
+        for later in prefixes[position + 1 :]:
             if later.path in covered or later.prefix == earlier.prefix or not _covers(earlier, later):
                 continue
             covered.add(later.path)
-            yield ("MG0312", later.path, f"{later.path} is never used: {earlier.path} before it matches the prefix "
-                                         f"{earlier.prefix!r}, which covers {later.prefix!r} with the same or broader "
-                                         "conditions; put the more specific match first or remove it", None)
+            yield (
+                "MG0312",
+                later.path,
+                f"{later.path} is never used: {earlier.path} before it matches the prefix "
+                f"{earlier.prefix!r}, which covers {later.prefix!r} with the same or broader "
+                "conditions; put the more specific match first or remove it",
+                None,
+            )
 
 
 def route_analysis(obj: MeshObject, ctx: ValidationContext) -> list[RouteHit]:
-    return ctx.memo(("route-analysis", obj.identity),
-                    lambda: [hit for section in SECTIONS for hit in _section_analysis(obj, section)])
+    return ctx.memo(
+        ("route-analysis", obj.identity),
+        lambda: [hit for section in SECTIONS for hit in _section_analysis(obj, section)],
+    )
 
 
 def _route_hits(code: str, obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
@@ -477,7 +551,7 @@ def _overlapping(host: str, index: Mapping[str, list[MeshObject]]) -> Iterator[M
         # wildcard hosts of the index that cover this one
         labels = host.split(".")
         for start in range(len(labels)):
-            yield from index.get("*." + ".".join(labels[start + 1:]) if start + 1 < len(labels) else "*", [])
+            yield from index.get("*." + ".".join(labels[start + 1 :]) if start + 1 < len(labels) else "*", [])
         return
     for other, services in index.items():
         if hosts_overlap(host, other):
@@ -508,16 +582,22 @@ def hosts_bound_once(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
             first_path = first_path or path
     if conflicts:
         described = "; ".join(f"{host} by VirtualService {', '.join(refs)}" for host, refs in conflicts.items())
-        yield (first_path, f"hosts are also bound to the sidecars (mesh) and visible in a common namespace: "
-                           f"{described}; Istio uses only one of them: merge the routes into one VirtualService, "
-                           "use delegation, or narrow exportTo")
+        yield (
+            first_path,
+            f"hosts are also bound to the sidecars (mesh) and visible in a common namespace: "
+            f"{described}; Istio uses only one of them: merge the routes into one VirtualService, "
+            "use delegation, or narrow exportTo",
+        )
 
 
 @check("MG0310", VS)
 def hosts_present(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     if not items(obj.spec.get("hosts")) and (obj.namespace, obj.name) not in ctx.delegates:
-        yield ("spec.hosts", "spec.hosts is empty, so the VirtualService applies to nothing: list the hosts its routes "
-                             "apply to (e.g. the Service name), or delegate to it from another VirtualService")
+        yield (
+            "spec.hosts",
+            "spec.hosts is empty, so the VirtualService applies to nothing: list the hosts its routes "
+            "apply to (e.g. the Service name), or delegate to it from another VirtualService",
+        )
 
 
 def regex_problem(expression: str) -> str | None:

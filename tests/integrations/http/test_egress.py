@@ -1,5 +1,6 @@
 """The egress policy against real sockets on 127.0.0.1: hostile receivers (trickling, huge answers,
 redirects) and every spelling of an internal address."""
+
 import socket
 import threading
 import time
@@ -86,8 +87,9 @@ def test_a_huge_answer_is_read_only_up_to_the_cap(raw_server):
     tracemalloc.start()
     started = time.monotonic()
     try:
-        response = egress.post(f"http://127.0.0.1:{server.port}/", body=b"{}", deadline_seconds=10,
-                               max_bytes=64 * 1024, policy=LOOPBACK)
+        response = egress.post(
+            f"http://127.0.0.1:{server.port}/", body=b"{}", deadline_seconds=10, max_bytes=64 * 1024, policy=LOOPBACK
+        )
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -99,8 +101,11 @@ def test_a_huge_answer_is_read_only_up_to_the_cap(raw_server):
 
 def test_redirects_are_not_followed(raw_server):
     target = raw_server(lambda conn: conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\n\r\nsecret"))
-    redirector = raw_server(lambda conn: conn.sendall(
-        f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target.port}/\r\nContent-Length: 0\r\n\r\n".encode()))
+    redirector = raw_server(
+        lambda conn: conn.sendall(
+            f"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:{target.port}/\r\nContent-Length: 0\r\n\r\n".encode()
+        )
+    )
     response = egress.post(f"http://127.0.0.1:{redirector.port}/", body=b"{}", policy=LOOPBACK)
     assert response.status == 302 and not response.ok
     time.sleep(0.1)
@@ -108,13 +113,27 @@ def test_redirects_are_not_followed(raw_server):
 
 
 INTERNAL = [
-    "http://127.0.0.1:{port}/", "http://localhost:{port}/", "http://2130706433:{port}/",
-    "http://0x7f000001:{port}/", "http://0177.0.0.1:{port}/", "http://127.1:{port}/",
-    "http://[::1]:{port}/", "http://[::ffff:127.0.0.1]:{port}/", "http://[::ffff:7f00:1]:{port}/",
-    "http://0.0.0.0:{port}/", "http://169.254.169.254/latest/meta-data/", "http://[fe80::1]/",
-    "http://10.0.0.1/", "http://172.16.0.1/", "http://192.168.1.1/", "http://100.64.0.1/",
-    "http://100.100.100.200/", "http://[fd00:ec2::254]/", "http://[64:ff9b::a9fe:a9fe]/",
-    "http://224.0.0.1/", "http://240.0.0.1/",
+    "http://127.0.0.1:{port}/",
+    "http://localhost:{port}/",
+    "http://2130706433:{port}/",
+    "http://0x7f000001:{port}/",
+    "http://0177.0.0.1:{port}/",
+    "http://127.1:{port}/",
+    "http://[::1]:{port}/",
+    "http://[::ffff:127.0.0.1]:{port}/",
+    "http://[::ffff:7f00:1]:{port}/",
+    "http://0.0.0.0:{port}/",
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[fe80::1]/",
+    "http://10.0.0.1/",
+    "http://172.16.0.1/",
+    "http://192.168.1.1/",
+    "http://100.64.0.1/",
+    "http://100.100.100.200/",
+    "http://[fd00:ec2::254]/",
+    "http://[64:ff9b::a9fe:a9fe]/",
+    "http://224.0.0.1/",
+    "http://240.0.0.1/",
 ]
 
 
@@ -131,6 +150,7 @@ def test_internal_addresses_in_every_spelling_are_refused_before_connecting(raw_
 def test_public_addresses_pass_the_policy():
     for address in ("8.8.8.8", "2001:4860:4860::8888", "1.1.1.1"):
         import ipaddress
+
         assert egress.why_refused(ipaddress.ip_address(address)) is None
 
 
@@ -171,5 +191,6 @@ def test_the_policy_comes_from_settings(settings):
     policy = egress.configured_policy()
     assert policy.host_allowed("hooks.corp.example") and not policy.host_allowed("corp.example.org")
     import ipaddress
+
     assert policy.address_allowed(ipaddress.ip_address("10.20.3.4"))
     assert not policy.address_allowed(ipaddress.ip_address("10.21.3.4"))

@@ -1,4 +1,5 @@
 """The adapter against meshsim, over HTTP, through the official client."""
+
 import copy
 
 import pytest
@@ -11,10 +12,14 @@ REVIEWS = {
     "metadata": {"name": "reviews-canary", "namespace": "bookinfo", "labels": {"app": "reviews"}},
     "spec": {
         "hosts": ["reviews"],
-        "http": [{"route": [
-            {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
-            {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20},
-        ]}],
+        "http": [
+            {
+                "route": [
+                    {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 20},
+                ]
+            }
+        ],
     },
 }
 

@@ -1,4 +1,5 @@
 """List and watch against meshsim over HTTP, through the official client."""
+
 from __future__ import annotations
 
 import copy
@@ -88,8 +89,11 @@ class Recorder:
 
 def test_the_informer_follows_changes_and_lists_again_after_410(cfg, meshsim):
     sink, stop = Recorder(), threading.Event()
-    thread = threading.Thread(target=run_informer, args=(cfg, "DestinationRule", sink),
-                              kwargs={"stop": stop, "watch_timeout": 2, "retry_seconds": 0.2})
+    thread = threading.Thread(
+        target=run_informer,
+        args=(cfg, "DestinationRule", sink),
+        kwargs={"stop": stop, "watch_timeout": 2, "retry_seconds": 0.2},
+    )
     thread.start()
     try:
         sink.wait(lambda: sink.lists == 1)

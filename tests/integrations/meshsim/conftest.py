@@ -28,10 +28,7 @@ def status_body(error: ApiException) -> dict[str, Any]:
 
 
 def virtual_service(name: str, weights: dict[str, int], **metadata: Any) -> dict[str, Any]:
-    route = [
-        {"destination": {"host": name, "subset": subset}, "weight": weight}
-        for subset, weight in weights.items()
-    ]
+    route = [{"destination": {"host": name, "subset": subset}, "weight": weight} for subset, weight in weights.items()]
     return {
         "apiVersion": f"{NETWORKING}/v1",
         "kind": "VirtualService",

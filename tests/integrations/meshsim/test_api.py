@@ -25,9 +25,7 @@ JSON_PATCH = "application/json-patch+json"
 
 
 def _get_reviews(custom: client.CustomObjectsApi, version: str = "v1") -> dict:
-    return custom.get_namespaced_custom_object(
-        NETWORKING, version, "bookinfo", "virtualservices", "reviews"
-    )
+    return custom.get_namespaced_custom_object(NETWORKING, version, "bookinfo", "virtualservices", "reviews")
 
 
 def test_get_seeded_object(custom: client.CustomObjectsApi) -> None:
@@ -77,9 +75,7 @@ def test_list_and_cluster_wide_list(custom: client.CustomObjectsApi) -> None:
         ("app=reviews,!missing", ["reviews"]),
     ],
 )
-def test_label_selectors(
-    custom: client.CustomObjectsApi, selector: str, expected: list[str]
-) -> None:
+def test_label_selectors(custom: client.CustomObjectsApi, selector: str, expected: list[str]) -> None:
     listed = custom.list_namespaced_custom_object(
         NETWORKING, "v1", "bookinfo", "destinationrules", label_selector=selector
     )
@@ -99,9 +95,7 @@ def test_field_selectors(custom: client.CustomObjectsApi) -> None:
     )
     assert {i["metadata"]["namespace"] for i in not_shop["items"]} == {"bookinfo", "istio-system"}
     with pytest.raises(ApiException) as raised:
-        custom.list_cluster_custom_object(
-            SECURITY, "v1", "peerauthentications", field_selector="spec.x=1"
-        )
+        custom.list_cluster_custom_object(SECURITY, "v1", "peerauthentications", field_selector="spec.x=1")
     assert raised.value.status == 400
     assert "not a known field selector" in status_body(raised.value)["message"]
 
@@ -152,9 +146,7 @@ def test_resource_version_is_global_and_monotonic(custom: client.CustomObjectsAp
     two = custom.create_namespaced_custom_object(
         NETWORKING, "v1", "shop", "virtualservices", virtual_service("two", {"v1": 100})
     )
-    patched = custom.patch_namespaced_custom_object(
-        *VS, "one", {"metadata": {"labels": {"a": "b"}}}
-    )
+    patched = custom.patch_namespaced_custom_object(*VS, "one", {"metadata": {"labels": {"a": "b"}}})
     rvs = [int(obj["metadata"]["resourceVersion"]) for obj in (one, two, patched)]
     assert rvs == sorted(rvs) and len(set(rvs)) == 3
 
@@ -165,9 +157,7 @@ def test_replace_bumps_generation_and_resource_version(custom: client.CustomObje
     reviews["spec"]["http"][0]["route"][1]["weight"] = 50
     replaced = custom.replace_namespaced_custom_object(*VS, "reviews", reviews)
     assert replaced["metadata"]["generation"] == 2
-    assert int(replaced["metadata"]["resourceVersion"]) > int(
-        reviews["metadata"]["resourceVersion"]
-    )
+    assert int(replaced["metadata"]["resourceVersion"]) > int(reviews["metadata"]["resourceVersion"])
     assert replaced["metadata"]["uid"] == reviews["metadata"]["uid"]
     assert replaced["metadata"]["creationTimestamp"] == reviews["metadata"]["creationTimestamp"]
     assert [r["weight"] for r in _get_reviews(custom)["spec"]["http"][0]["route"]] == [50, 50]
@@ -175,9 +165,7 @@ def test_replace_bumps_generation_and_resource_version(custom: client.CustomObje
 
 def test_label_change_does_not_bump_generation(custom: client.CustomObjectsApi) -> None:
     reviews = _get_reviews(custom)
-    patched = custom.patch_namespaced_custom_object(
-        *VS, "reviews", {"metadata": {"labels": {"release": "2024-10"}}}
-    )
+    patched = custom.patch_namespaced_custom_object(*VS, "reviews", {"metadata": {"labels": {"release": "2024-10"}}})
     assert patched["metadata"]["generation"] == 1
     assert patched["metadata"]["labels"]["release"] == "2024-10"
     assert int(patched["metadata"]["resourceVersion"]) > int(reviews["metadata"]["resourceVersion"])
@@ -195,9 +183,7 @@ def test_merge_patch(custom: client.CustomObjectsApi) -> None:
         "reviews",
         {"spec": {"http": [{"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}]}},
     )
-    assert patched["spec"]["http"] == [
-        {"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}
-    ]
+    assert patched["spec"]["http"] == [{"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}]
     assert patched["spec"]["hosts"] == ["reviews"]
     assert patched["metadata"]["generation"] == 2
     removed = custom.patch_namespaced_custom_object(
@@ -230,9 +216,7 @@ def test_json_patch_failed_test_is_422_and_changes_nothing(
         {"op": "test", "path": "/spec/hosts/0", "value": "ratings"},
     ]
     with pytest.raises(ApiException) as raised:
-        virtualservices.patch(
-            body=operations, name="reviews", namespace="bookinfo", content_type=JSON_PATCH
-        )
+        virtualservices.patch(body=operations, name="reviews", namespace="bookinfo", content_type=JSON_PATCH)
     assert raised.value.status == 422
     assert "test failed" in status_body(raised.value)["message"]
     assert _get_reviews(custom) == before
@@ -361,9 +345,7 @@ def test_status_is_ignored_on_main_resource_and_set_through_subresource(
     updated = custom.patch_namespaced_custom_object_status(*VS, "ratings", status)
     assert updated["status"] == {"observedGeneration": 1, "validationMessages": []}
     assert updated["metadata"]["generation"] == 1
-    managers = {
-        (m["manager"], m.get("subresource", "")) for m in updated["metadata"]["managedFields"]
-    }
+    managers = {(m["manager"], m.get("subresource", "")) for m in updated["metadata"]["managedFields"]}
     assert ("OpenAPI-Generator", "status") in managers
 
 
@@ -376,9 +358,7 @@ def _revision(custom: client.CustomObjectsApi) -> str:
 
 def test_dry_run_create(custom: client.CustomObjectsApi) -> None:
     revision = _revision(custom)
-    created = custom.create_namespaced_custom_object(
-        *VS, virtual_service("ratings", {"v1": 100}), dry_run="All"
-    )
+    created = custom.create_namespaced_custom_object(*VS, virtual_service("ratings", {"v1": 100}), dry_run="All")
     assert created["metadata"]["name"] == "ratings" and created["metadata"]["uid"]
     assert "resourceVersion" not in created["metadata"]
     with pytest.raises(ApiException) as raised:
@@ -406,9 +386,7 @@ def test_dry_run_replace_patch_apply_delete(
     )
     replaced = custom.replace_namespaced_custom_object(*VS, "reviews", changed, dry_run="All")
     assert replaced["metadata"]["generation"] == 2
-    merged = custom.patch_namespaced_custom_object(
-        *VS, "reviews", {"spec": {"hosts": ["x"]}}, dry_run="All"
-    )
+    merged = custom.patch_namespaced_custom_object(*VS, "reviews", {"spec": {"hosts": ["x"]}}, dry_run="All")
     assert merged["spec"]["hosts"] == ["x"]
     json_patched = virtualservices.patch(
         body=[{"op": "remove", "path": "/spec/http"}],
@@ -465,20 +443,14 @@ def test_watch_with_a_resource_version_that_is_not_a_number_is_an_error_event(
 
 def test_unknown_resource_path_is_404(api_client: client.ApiClient) -> None:
     with pytest.raises(ApiException) as raised:
-        api_client.call_api(
-            "/apis/networking.istio.io/v9/virtualservices", "GET", _preload_content=False
-        )
+        api_client.call_api("/apis/networking.istio.io/v9/virtualservices", "GET", _preload_content=False)
     assert raised.value.status == 404
-    assert (
-        status_body(raised.value)["message"] == "the server could not find the requested resource"
-    )
+    assert status_body(raised.value)["message"] == "the server could not find the requested resource"
 
 
 def test_crds_are_read_only(custom: client.CustomObjectsApi, api_client: client.ApiClient) -> None:
     with pytest.raises(ApiException) as raised:
-        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(
-            "virtualservices.networking.istio.io"
-        )
+        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition("virtualservices.networking.istio.io")
     assert raised.value.status == 405
 
 
@@ -496,10 +468,8 @@ COLLECTION = "/apis/networking.istio.io/v1/namespaces/bookinfo/virtualservices"
         ("PATCH", COLLECTION + "/reviews", "text/plain", "{}", 415, "UnsupportedMediaType"),
         ("PUT", COLLECTION, "application/json", "{}", 405, "MethodNotAllowed"),
         ("POST", COLLECTION + "/reviews", "application/json", "{}", 405, "MethodNotAllowed"),
-        ("POST", "/apis/networking.istio.io/v1/virtualservices", "application/json", "{}", 405,
-         "MethodNotAllowed"),
-        ("DELETE", COLLECTION + "/reviews/status", "application/json", "", 405,
-         "MethodNotAllowed"),
+        ("POST", "/apis/networking.istio.io/v1/virtualservices", "application/json", "{}", 405, "MethodNotAllowed"),
+        ("DELETE", COLLECTION + "/reviews/status", "application/json", "", 405, "MethodNotAllowed"),
         ("GET", COLLECTION + "/reviews/scale", "application/json", "", 404, "NotFound"),
         ("GET", "/openapi/v2", "application/json", "", 404, "NotFound"),
     ],

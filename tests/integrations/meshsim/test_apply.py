@@ -64,9 +64,7 @@ def test_apply_creates_when_absent(meshsim: MeshsimProcess) -> None:
     }
 
 
-def test_apply_updates_and_removes_fields_it_no_longer_sets(
-    dynamic: DynamicClient, virtualservices: Resource
-) -> None:
+def test_apply_updates_and_removes_fields_it_no_longer_sets(dynamic: DynamicClient, virtualservices: Resource) -> None:
     first = virtual_service("ratings", {"v1": 100}, labels={"app": "ratings", "tier": "backend"})
     _apply(dynamic, virtualservices, first, "meshgate")
     second = virtual_service("ratings", {"v1": 50, "v2": 50}, labels={"app": "ratings"})
@@ -76,18 +74,14 @@ def test_apply_updates_and_removes_fields_it_no_longer_sets(
     assert updated["metadata"]["generation"] == 2
 
 
-def test_reapplying_the_same_intent_is_a_no_op(
-    dynamic: DynamicClient, virtualservices: Resource
-) -> None:
+def test_reapplying_the_same_intent_is_a_no_op(dynamic: DynamicClient, virtualservices: Resource) -> None:
     intent = virtual_service("ratings", {"v1": 100})
     first = _apply(dynamic, virtualservices, intent, "meshgate")
     again = _apply(dynamic, virtualservices, intent, "meshgate")
     assert again["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
 
 
-def test_conflict_between_two_apply_managers_and_force(
-    dynamic: DynamicClient, virtualservices: Resource
-) -> None:
+def test_conflict_between_two_apply_managers_and_force(dynamic: DynamicClient, virtualservices: Resource) -> None:
     _apply(dynamic, virtualservices, virtual_service("ratings", {"v1": 100}), "team-a")
     # Same values: shared ownership, no conflict.
     shared = _apply(dynamic, virtualservices, virtual_service("ratings", {"v1": 100}), "team-b")
@@ -107,9 +101,7 @@ def test_conflict_between_two_apply_managers_and_force(
         }
     ]
 
-    forced = _apply(
-        dynamic, virtualservices, virtual_service("ratings", {"v2": 100}), "team-b", force=True
-    )
+    forced = _apply(dynamic, virtualservices, virtual_service("ratings", {"v2": 100}), "team-b", force=True)
     assert forced["spec"]["http"][0]["route"][0]["destination"]["subset"] == "v2"
     managers = _managers(forced)
     assert managers[("team-b", "Apply")]["f:spec"] == {"f:hosts": {}, "f:http": {}}
@@ -125,13 +117,9 @@ def test_apply_conflicts_with_update_managers_of_seeded_objects(
     assert raised.value.status == 409
     cause = status_body(raised.value)["details"]["causes"][0]
     assert cause["field"] == ".spec.http"
-    assert cause["message"].startswith(
-        'conflict with "kubectl-client-side-apply" using networking.istio.io/v1 at '
-    )
+    assert cause["message"].startswith('conflict with "kubectl-client-side-apply" using networking.istio.io/v1 at ')
     applied = _apply(dynamic, virtualservices, intent, "meshgate", force=True)
-    assert applied["spec"]["http"][0]["route"] == [
-        {"destination": {"host": "reviews", "subset": "v1"}, "weight": 100}
-    ]
+    assert applied["spec"]["http"][0]["route"] == [{"destination": {"host": "reviews", "subset": "v1"}, "weight": 100}]
     # Labels the intent does not mention stay, owned by the seed's manager.
     assert applied["metadata"]["labels"] == {"app": "reviews", "meshgate.io/owner": "platform-team"}
 
@@ -141,7 +129,11 @@ def test_update_after_apply_takes_ownership(
 ) -> None:
     _apply(dynamic, virtualservices, virtual_service("ratings", {"v1": 100}), "meshgate")
     custom.patch_namespaced_custom_object(
-        NETWORKING, "v1", "bookinfo", "virtualservices", "ratings",
+        NETWORKING,
+        "v1",
+        "bookinfo",
+        "virtualservices",
+        "ratings",
         {"spec": {"hosts": ["ratings", "ratings.example.com"]}},
         field_manager="kubectl-edit",
     )
@@ -193,18 +185,14 @@ def test_apply_with_wrong_kind_is_400(dynamic: DynamicClient, virtualservices: R
 def test_apply_with_managed_fields_is_400(
     custom: client.CustomObjectsApi, dynamic: DynamicClient, virtualservices: Resource
 ) -> None:
-    live = custom.get_namespaced_custom_object(
-        NETWORKING, "v1", "bookinfo", "virtualservices", "reviews"
-    )
+    live = custom.get_namespaced_custom_object(NETWORKING, "v1", "bookinfo", "virtualservices", "reviews")
     with pytest.raises(ApiException) as raised:
         _apply(dynamic, virtualservices, live, "meshgate", force=True)
     assert raised.value.status == 400
     assert status_body(raised.value)["message"] == "metadata.managedFields must be nil"
 
 
-def test_apply_with_stale_resource_version_is_409(
-    dynamic: DynamicClient, virtualservices: Resource
-) -> None:
+def test_apply_with_stale_resource_version_is_409(dynamic: DynamicClient, virtualservices: Resource) -> None:
     body = virtual_service("reviews", {"v1": 100})
     body["metadata"]["resourceVersion"] = "1"
     with pytest.raises(ApiException) as raised:
@@ -213,9 +201,7 @@ def test_apply_with_stale_resource_version_is_409(
     assert "the object has been modified" in status_body(raised.value)["message"]
 
 
-def test_apply_in_missing_namespace_is_404(
-    dynamic: DynamicClient, virtualservices: Resource
-) -> None:
+def test_apply_in_missing_namespace_is_404(dynamic: DynamicClient, virtualservices: Resource) -> None:
     with pytest.raises(ApiException) as raised:
         dynamic.server_side_apply(
             virtualservices,

@@ -16,9 +16,21 @@ from tests.fixtures.meshsim import MeshsimProcess
 from .conftest import NETWORKING, status_body
 
 ISTIO_KINDS = {
-    "VirtualService", "DestinationRule", "Gateway", "ServiceEntry", "Sidecar", "WorkloadEntry",
-    "WorkloadGroup", "EnvoyFilter", "ProxyConfig", "AuthorizationPolicy", "PeerAuthentication",
-    "RequestAuthentication", "Telemetry", "WasmPlugin", "TrafficExtension",
+    "VirtualService",
+    "DestinationRule",
+    "Gateway",
+    "ServiceEntry",
+    "Sidecar",
+    "WorkloadEntry",
+    "WorkloadGroup",
+    "EnvoyFilter",
+    "ProxyConfig",
+    "AuthorizationPolicy",
+    "PeerAuthentication",
+    "RequestAuthentication",
+    "Telemetry",
+    "WasmPlugin",
+    "TrafficExtension",
 }
 GATEWAY_API_KINDS = {"GatewayClass", "Gateway", "HTTPRoute", "GRPCRoute", "ReferenceGrant", "BackendTLSPolicy"}
 
@@ -42,16 +54,13 @@ def test_dynamic_client_every_kind_and_version(dynamic: DynamicClient) -> None:
     for version in ("v1", "v1beta1", "v1alpha3"):
         found = dynamic.resources.get(api_version=f"{NETWORKING}/{version}", kind="Gateway")
         assert found.group_version == f"{NETWORKING}/{version}"
-    assert (
-        dynamic.resources.get(api_version=f"{NETWORKING}/v1alpha3", kind="EnvoyFilter").preferred
-        is False
-    )
+    assert dynamic.resources.get(api_version=f"{NETWORKING}/v1alpha3", kind="EnvoyFilter").preferred is False
     kinds = {r.kind for r in dynamic.resources.search(group="networking.istio.io")}
     assert {"VirtualService", "EnvoyFilter", "ProxyConfig"} <= kinds
     pods = dynamic.resources.get(api_version="v1", kind="Pod")
-    assert [
-        p.metadata.name for p in pods.get(namespace="bookinfo", label_selector="app=ratings").items
-    ] == ["ratings-v1-8d7f6c9b5-w6p2j"]
+    assert [p.metadata.name for p in pods.get(namespace="bookinfo", label_selector="app=ratings").items] == [
+        "ratings-v1-8d7f6c9b5-w6p2j"
+    ]
 
 
 def test_api_group_list(meshsim: MeshsimProcess) -> None:
@@ -59,8 +68,13 @@ def test_api_group_list(meshsim: MeshsimProcess) -> None:
     assert body["kind"] == "APIGroupList"
     groups = {group["name"]: group for group in body["groups"]}
     assert set(groups) == {
-        "apiextensions.k8s.io", "networking.istio.io", "security.istio.io",
-        "telemetry.istio.io", "extensions.istio.io", "apps", "gateway.networking.k8s.io",
+        "apiextensions.k8s.io",
+        "networking.istio.io",
+        "security.istio.io",
+        "telemetry.istio.io",
+        "extensions.istio.io",
+        "apps",
+        "gateway.networking.k8s.io",
     }
     networking = groups["networking.istio.io"]
     assert [v["version"] for v in networking["versions"]] == ["v1", "v1beta1", "v1alpha3"]
@@ -130,9 +144,7 @@ def test_crd_list_and_get(api_client: client.ApiClient) -> None:
 
 
 def test_crd_label_selector(api_client: client.ApiClient) -> None:
-    crds = client.ApiextensionsV1Api(api_client).list_custom_resource_definition(
-        label_selector="app=istio-pilot"
-    )
+    crds = client.ApiextensionsV1Api(api_client).list_custom_resource_definition(label_selector="app=istio-pilot")
     assert len(crds.items) == 15
 
 
@@ -156,9 +168,7 @@ def test_namespaces(core: client.CoreV1Api) -> None:
     assert bookinfo.metadata.labels["kubernetes.io/metadata.name"] == "bookinfo"
 
 
-def test_create_and_delete_namespace_cascades(
-    core: client.CoreV1Api, custom: client.CustomObjectsApi
-) -> None:
+def test_create_and_delete_namespace_cascades(core: client.CoreV1Api, custom: client.CustomObjectsApi) -> None:
     created = core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name="canary")))
     assert created.metadata.uid and created.status.phase == "Active"
     core.create_namespaced_service(
@@ -261,25 +271,23 @@ def test_pods_with_label_selectors(core: client.CoreV1Api) -> None:
     versions = core.list_namespaced_pod("shop", label_selector="app in (catalog,payments)")
     labels = [p.metadata.labels for p in versions.items]
     assert sorted((label["app"], label["version"]) for label in labels) == [
-        ("catalog", "v1"), ("catalog", "v2"), ("payments", "v1"), ("payments", "v2"),
+        ("catalog", "v1"),
+        ("catalog", "v2"),
+        ("payments", "v1"),
+        ("payments", "v2"),
     ]
 
 
 def test_pod_create_gets_sidecar_in_injected_namespace(core: client.CoreV1Api) -> None:
     body = client.V1Pod(
-        metadata=client.V1ObjectMeta(
-            name="ratings-v2-abc12", labels={"app": "ratings", "version": "v2"}
-        ),
+        metadata=client.V1ObjectMeta(name="ratings-v2-abc12", labels={"app": "ratings", "version": "v2"}),
         spec=client.V1PodSpec(containers=[client.V1Container(name="ratings", image="ratings:v2")]),
     )
     created = core.create_namespaced_pod("bookinfo", body)
     assert [c.name for c in created.spec.containers] == ["ratings", "istio-proxy"]
     plain = core.create_namespaced_pod("default", body)
     assert [c.name for c in plain.spec.containers] == ["ratings"]
-    assert (
-        core.delete_namespaced_pod("ratings-v2-abc12", "default").metadata.name
-        == "ratings-v2-abc12"
-    )
+    assert core.delete_namespaced_pod("ratings-v2-abc12", "default").metadata.name == "ratings-v2-abc12"
 
 
 def test_pod_without_containers_is_422(core: client.CoreV1Api) -> None:

@@ -21,15 +21,19 @@ PLURAL = "destinationrules"
 
 
 def _dr(spec: dict[str, Any], **metadata: Any) -> dict[str, Any]:
-    return {"apiVersion": f"{NETWORKING}/v1", "kind": "DestinationRule",
-            "metadata": {"name": "ratings-owned", "namespace": "bookinfo", **metadata},
-            "spec": {"host": "ratings", **spec}}
+    return {
+        "apiVersion": f"{NETWORKING}/v1",
+        "kind": "DestinationRule",
+        "metadata": {"name": "ratings-owned", "namespace": "bookinfo", **metadata},
+        "spec": {"host": "ratings", **spec},
+    }
 
 
 def _apply(dynamic: DynamicClient, body: dict[str, Any], manager: str, force: bool = False) -> dict[str, Any]:
     resource: Resource = dynamic.resources.get(api_version=f"{NETWORKING}/v1", kind="DestinationRule")
-    return dynamic.server_side_apply(resource, body=body, namespace="bookinfo", field_manager=manager,
-                                     force_conflicts=force or None).to_dict()
+    return dynamic.server_side_apply(
+        resource, body=body, namespace="bookinfo", field_manager=manager, force_conflicts=force or None
+    ).to_dict()
 
 
 def _get(custom: client.CustomObjectsApi) -> dict[str, Any]:
@@ -45,8 +49,9 @@ def _csa_create(custom: client.CustomObjectsApi, body: dict[str, Any]) -> dict[s
     carrying the last-applied annotation."""
     annotated = json.loads(json.dumps(body))
     annotated["metadata"].setdefault("annotations", {})[LAST_APPLIED] = json.dumps(body) + "\n"
-    return custom.create_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, annotated,
-                                                  field_manager="kubectl-client-side-apply")
+    return custom.create_namespaced_custom_object(
+        NETWORKING, "v1", "bookinfo", PLURAL, annotated, field_manager="kubectl-client-side-apply"
+    )
 
 
 TLS = {"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}, "connectionPool": {"tcp": {"maxConnections": 10}}}}
@@ -56,16 +61,23 @@ def test_update_takes_ownership_of_the_fields_it_changes(custom: client.CustomOb
     """Rule: "Update ... Changes to fields ... the manager of the request becomes the owner of the changed
     fields" ("Unlike Apply, an Update does not produce conflicts")."""
     _csa_create(custom, _dr(TLS))
-    custom.patch_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-                                          {"spec": {"trafficPolicy": {"tls": {"mode": "DISABLE"}}}},
-                                          field_manager="kubectl-edit")
+    custom.patch_namespaced_custom_object(
+        NETWORKING,
+        "v1",
+        "bookinfo",
+        PLURAL,
+        "ratings-owned",
+        {"spec": {"trafficPolicy": {"tls": {"mode": "DISABLE"}}}},
+        field_manager="kubectl-edit",
+    )
     managers = _managers(_get(custom))
     assert managers[("kubectl-edit", "Update")] == {"f:spec": {"f:trafficPolicy": {"f:tls": {"f:mode": {}}}}}
     assert "f:tls" not in managers[("kubectl-client-side-apply", "Update")]["f:spec"]["f:trafficPolicy"]
 
 
-def test_apply_conflicts_with_another_owner_and_force_takes_the_field(dynamic: DynamicClient,
-                                                                        custom: client.CustomObjectsApi) -> None:
+def test_apply_conflicts_with_another_owner_and_force_takes_the_field(
+    dynamic: DynamicClient, custom: client.CustomObjectsApi
+) -> None:
     """Rule: "A conflict is a special status error that occurs when an Apply operation tries to change a
     field that another manager also claims to manage." and "If you force the conflict, ... the field
     manager ... becomes the sole owner"."""
@@ -104,19 +116,22 @@ def test_a_field_dropped_by_an_applier_stays_while_another_manager_owns_it(dynam
     assert gone["spec"]["trafficPolicy"]["connectionPool"] == {"tcp": {"maxConnections": 10}}
 
 
-def test_apply_does_not_remove_fields_an_update_manager_owns(dynamic: DynamicClient,
-                                                             custom: client.CustomObjectsApi) -> None:
+def test_apply_does_not_remove_fields_an_update_manager_owns(
+    dynamic: DynamicClient, custom: client.CustomObjectsApi
+) -> None:
     """Rule (the reason of the CSA upgrade): the field removal above applies only to fields the applier
     owns; "the field is not owned by any other field managers" is false for kubectl-client-side-apply's
     fields, so an applier that never set them cannot drop them, even with force."""
     _csa_create(custom, _dr(TLS))
-    applied = _apply(dynamic, _dr({"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 10}}}}),
-                     "meshgate", force=True)
+    applied = _apply(
+        dynamic, _dr({"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 10}}}}), "meshgate", force=True
+    )
     assert applied["spec"]["trafficPolicy"]["tls"] == {"mode": "ISTIO_MUTUAL"}
 
 
-def test_kubectl_upgrades_from_client_side_apply_without_conflicts(dynamic: DynamicClient,
-                                                                    custom: client.CustomObjectsApi) -> None:
+def test_kubectl_upgrades_from_client_side_apply_without_conflicts(
+    dynamic: DynamicClient, custom: client.CustomObjectsApi
+) -> None:
     """Rule: "By default, field management of the object transfers from client-side apply to kubectl
     server-side apply, without encountering conflicts." ... "This behavior applies to server-side apply
     with the kubectl field manager. As an exception, you can opt-out of this behavior by specifying a
@@ -130,17 +145,25 @@ def test_kubectl_upgrades_from_client_side_apply_without_conflicts(dynamic: Dyna
     assert upgraded["spec"]["trafficPolicy"]["tls"] == {"mode": "DISABLE"}
     # "Keep the last-applied-configuration annotation up to date": kubectl's apply rewrites it.
     assert json.loads(upgraded["metadata"]["annotations"][LAST_APPLIED])["spec"]["trafficPolicy"] == {
-        "tls": {"mode": "DISABLE"}}
+        "tls": {"mode": "DISABLE"}
+    }
 
 
-def test_fields_not_in_last_applied_still_conflict_for_kubectl(dynamic: DynamicClient,
-                                                               custom: client.CustomObjectsApi) -> None:
+def test_fields_not_in_last_applied_still_conflict_for_kubectl(
+    dynamic: DynamicClient, custom: client.CustomObjectsApi
+) -> None:
     """Rule: "The annotation infers client-side apply's managed fields. Any fields not managed by
     client-side apply raise conflicts."."""
     _csa_create(custom, _dr({"trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}))
-    custom.patch_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-                                          {"spec": {"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 5}}}}},
-                                          field_manager="kubectl-scale")
+    custom.patch_namespaced_custom_object(
+        NETWORKING,
+        "v1",
+        "bookinfo",
+        PLURAL,
+        "ratings-owned",
+        {"spec": {"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 5}}}}},
+        field_manager="kubectl-scale",
+    )
     with pytest.raises(ApiException) as raised:
         _apply(dynamic, _dr({"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 7}}}}), "kubectl")
     assert raised.value.status == 409
@@ -156,18 +179,32 @@ def test_managed_fields_can_be_replaced_by_an_update(custom: client.CustomObject
     entries = created["metadata"]["managedFields"]
     entries[0]["manager"], entries[0]["operation"] = "meshgate", "Apply"
     patched = custom.patch_namespaced_custom_object(
-        NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-        [{"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
-         {"op": "replace", "path": "/metadata/managedFields", "value": entries}],
-        _content_type="application/json-patch+json")
+        NETWORKING,
+        "v1",
+        "bookinfo",
+        PLURAL,
+        "ratings-owned",
+        [
+            {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
+            {"op": "replace", "path": "/metadata/managedFields", "value": entries},
+        ],
+        _content_type="application/json-patch+json",
+    )
     assert set(_managers(patched)) == {("meshgate", "Apply")}
     # A stale resourceVersion in the test operation refuses the patch.
     with pytest.raises(ApiException) as raised:
         custom.patch_namespaced_custom_object(
-            NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-            [{"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
-             {"op": "replace", "path": "/metadata/managedFields", "value": []}],
-            _content_type="application/json-patch+json")
+            NETWORKING,
+            "v1",
+            "bookinfo",
+            PLURAL,
+            "ratings-owned",
+            [
+                {"op": "test", "path": "/metadata/resourceVersion", "value": created["metadata"]["resourceVersion"]},
+                {"op": "replace", "path": "/metadata/managedFields", "value": []},
+            ],
+            _content_type="application/json-patch+json",
+        )
     assert raised.value.status == 422
 
 
@@ -176,22 +213,26 @@ def test_managed_fields_stripped_with_one_empty_entry(custom: client.CustomObjec
     results in the managedFields being stripped entirely from the object." and "setting the managedFields
     to an empty list will not reset the field"."""
     _csa_create(custom, _dr(TLS))
-    kept = custom.patch_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-                                                 {"metadata": {"managedFields": []}})
+    kept = custom.patch_namespaced_custom_object(
+        NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned", {"metadata": {"managedFields": []}}
+    )
     assert _managers(kept)
-    stripped = custom.patch_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-                                                     {"metadata": {"managedFields": [{}]}})
+    stripped = custom.patch_namespaced_custom_object(
+        NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned", {"metadata": {"managedFields": [{}]}}
+    )
     assert "managedFields" not in stripped["metadata"]
 
 
-def test_first_apply_to_an_untracked_object_records_before_first_apply(dynamic: DynamicClient,
-                                                                      custom: client.CustomObjectsApi) -> None:
+def test_first_apply_to_an_untracked_object_records_before_first_apply(
+    dynamic: DynamicClient, custom: client.CustomObjectsApi
+) -> None:
     """Rule (kube's skipNonAppliedManager): an object without managedFields gets them on its first apply,
     the fields it already had recorded under the Update manager "before-first-apply", so an applier that
     changes them conflicts as with any other owner."""
     _csa_create(custom, _dr(TLS))
-    custom.patch_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned",
-                                          {"metadata": {"managedFields": [{}]}})
+    custom.patch_namespaced_custom_object(
+        NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned", {"metadata": {"managedFields": [{}]}}
+    )
     with pytest.raises(ApiException) as raised:
         _apply(dynamic, _dr({"trafficPolicy": {"tls": {"mode": "DISABLE"}}}), "meshgate")
     assert raised.value.status == 409
@@ -207,13 +248,15 @@ def test_replace_records_an_update_manager(custom: client.CustomObjectsApi) -> N
     created = _csa_create(custom, _dr(TLS))
     body = _dr({"trafficPolicy": {"connectionPool": {"tcp": {"maxConnections": 20}}}})
     body["metadata"]["resourceVersion"] = created["metadata"]["resourceVersion"]
-    replaced = custom.replace_namespaced_custom_object(NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned", body,
-                                                       field_manager="deployer")
+    replaced = custom.replace_namespaced_custom_object(
+        NETWORKING, "v1", "bookinfo", PLURAL, "ratings-owned", body, field_manager="deployer"
+    )
     assert "tls" not in replaced["spec"]["trafficPolicy"]
     for fields in _managers(replaced).values():
         assert "f:tls" not in json.dumps(fields)
     assert _managers(replaced)[("deployer", "Update")] == {
-        "f:spec": {"f:trafficPolicy": {"f:connectionPool": {"f:tcp": {"f:maxConnections": {}}}}}}
+        "f:spec": {"f:trafficPolicy": {"f:connectionPool": {"f:tcp": {"f:maxConnections": {}}}}}
+    }
 
 
 def test_seeded_objects_carry_client_side_apply_state(custom: client.CustomObjectsApi) -> None:

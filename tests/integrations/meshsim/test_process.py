@@ -38,9 +38,7 @@ def _weights(custom: client.CustomObjectsApi) -> list[tuple[str, int]]:
 
 
 def _set_weights(custom: client.CustomObjectsApi, weights: dict[str, int]) -> dict[str, Any]:
-    route = [
-        {"destination": {"host": "reviews", "subset": s}, "weight": w} for s, w in weights.items()
-    ]
+    route = [{"destination": {"host": "reviews", "subset": s}, "weight": w} for s, w in weights.items()]
     return custom.patch_namespaced_custom_object(*REVIEWS, {"spec": {"http": [{"route": route}]}})
 
 
@@ -63,9 +61,7 @@ def test_every_seed_object_survives_validation(
 ) -> None:
     server = meshsim if seed == STAGING_SEED else meshsim_prod
     state = server.admin("GET", "state").json()
-    stored = {
-        (o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in state
-    }
+    stored = {(o["kind"], o["metadata"].get("namespace", ""), o["metadata"]["name"]): o for o in state}
     documents = [doc for doc in yaml.safe_load_all(seed.read_text()) if doc]
     assert len(documents) >= 50
     for doc in documents:
@@ -76,9 +72,7 @@ def test_every_seed_object_survives_validation(
             assert found["spec"] == doc["spec"], f"{doc['kind']} {meta['name']} was pruned"
 
 
-def test_staging_and_prod_differ_as_documented(
-    meshsim: MeshsimProcess, meshsim_prod: MeshsimProcess
-) -> None:
+def test_staging_and_prod_differ_as_documented(meshsim: MeshsimProcess, meshsim_prod: MeshsimProcess) -> None:
     with kube_api_client(meshsim.url) as staging, kube_api_client(meshsim_prod.url) as prod:
         assert _weights(client.CustomObjectsApi(staging)) == [("v1", 90), ("v2", 10)]
         assert _weights(client.CustomObjectsApi(prod)) == [("v1", 100)]
@@ -91,9 +85,7 @@ def test_staging_and_prod_differ_as_documented(
         assert modes == {"staging": "PERMISSIVE", "prod": "STRICT"}
 
 
-def test_two_clusters_are_independent(
-    meshsim: MeshsimProcess, meshsim_prod: MeshsimProcess
-) -> None:
+def test_two_clusters_are_independent(meshsim: MeshsimProcess, meshsim_prod: MeshsimProcess) -> None:
     with kube_api_client(meshsim.url) as staging, kube_api_client(meshsim_prod.url) as prod:
         _set_weights(client.CustomObjectsApi(staging), {"v3": 100})
         client.CoreV1Api(prod).create_namespace({"metadata": {"name": "only-in-prod"}})
@@ -139,9 +131,7 @@ def test_state_survives_a_restart(tmp_path: Path) -> None:
     finally:
         assert first.stop() == 0
     saved = json.loads(state_file.read_text())
-    assert saved["name"] == "staging" and saved["resourceVersion"] >= int(
-        patched["metadata"]["resourceVersion"]
-    )
+    assert saved["name"] == "staging" and saved["resourceVersion"] >= int(patched["metadata"]["resourceVersion"])
 
     second = start_meshsim(tmp_path, extra_args=["--state-file", str(state_file)])
     try:
@@ -182,9 +172,9 @@ def test_writes_are_saved_without_stopping(tmp_path: Path) -> None:
             patched = _set_weights(client.CustomObjectsApi(api), {"v2": 100})
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            if state_file.is_file() and json.loads(state_file.read_text())[
-                "resourceVersion"
-            ] >= int(patched["metadata"]["resourceVersion"]):
+            if state_file.is_file() and json.loads(state_file.read_text())["resourceVersion"] >= int(
+                patched["metadata"]["resourceVersion"]
+            ):
                 break
             time.sleep(0.05)
         else:
@@ -211,9 +201,7 @@ def test_state_endpoint_lists_objects(meshsim: MeshsimProcess) -> None:
 
 
 def test_token_auth(tmp_path: Path) -> None:
-    server = start_meshsim(
-        tmp_path, name="secured", seeds=[STAGING_SEED], extra_args=["--token", "s3cret"]
-    )
+    server = start_meshsim(tmp_path, name="secured", seeds=[STAGING_SEED], extra_args=["--token", "s3cret"])
     try:
         with kube_api_client(server.url) as anonymous:
             with pytest.raises(ApiException) as raised:
@@ -257,9 +245,7 @@ def test_forced_500_once(meshsim: MeshsimProcess) -> None:
 
 
 def test_forced_409_until_cleared(meshsim: MeshsimProcess) -> None:
-    meshsim.admin(
-        "POST", "faults", json={"match": {"path_regex": "virtualservices"}, "status": 409}
-    )
+    meshsim.admin("POST", "faults", json={"match": {"path_regex": "virtualservices"}, "status": 409})
     with kube_api_client(meshsim.url) as api:
         custom = client.CustomObjectsApi(api)
         for _ in range(2):
@@ -272,9 +258,7 @@ def test_forced_409_until_cleared(meshsim: MeshsimProcess) -> None:
 
 
 def test_delay_and_client_timeout(meshsim: MeshsimProcess) -> None:
-    meshsim.admin(
-        "POST", "faults", json={"match": {"method": "GET", "path_regex": "/pods$"}, "delay_ms": 600}
-    )
+    meshsim.admin("POST", "faults", json={"match": {"method": "GET", "path_regex": "/pods$"}, "delay_ms": 600})
     with kube_api_client(meshsim.url) as api:
         core = client.CoreV1Api(api)
         started = time.monotonic()
@@ -333,9 +317,7 @@ def test_locate_crd_file_order(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     assert crds.locate_crd_file() == cached
 
 
-def test_failed_download_explains_the_options(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def test_failed_download_explains_the_options(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.delenv("MESHSIM_CRD_FILE", raising=False)
     monkeypatch.setattr(crds, "REFERENCE_FILE", tmp_path / "absent" / "crd-all.gen.yaml")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -44,9 +44,7 @@ def scrape(meshsim: MeshsimProcess) -> dict[str, list[Sample]]:
     return samples
 
 
-def total(
-    samples: dict[str, list[Sample]], name: str = "istio_requests_total", **match: str
-) -> float:
+def total(samples: dict[str, list[Sample]], name: str = "istio_requests_total", **match: str) -> float:
     def selected(labels: dict[str, str]) -> bool:
         for key, wanted in match.items():
             value = labels.get(key.rstrip("_"), "")
@@ -63,17 +61,12 @@ def delta(before: dict[str, list[Sample]], after: dict[str, list[Sample]], **mat
     return total(after, **match) - total(before, **match)
 
 
-def since(
-    before: dict[str, list[Sample]], after: dict[str, list[Sample]]
-) -> dict[str, list[Sample]]:
+def since(before: dict[str, list[Sample]], after: dict[str, list[Sample]]) -> dict[str, list[Sample]]:
     """What the counters gained between two scrapes."""
     result: dict[str, list[Sample]] = {}
     for name, samples in after.items():
         earlier = {frozenset(labels.items()): value for labels, value in before.get(name, [])}
-        result[name] = [
-            (labels, value - earlier.get(frozenset(labels.items()), 0.0))
-            for labels, value in samples
-        ]
+        result[name] = [(labels, value - earlier.get(frozenset(labels.items()), 0.0)) for labels, value in samples]
     return result
 
 
@@ -95,9 +88,7 @@ REVIEWS_DR = (NETWORKING, "v1", "bookinfo", "destinationrules", "reviews")
 BOOKINFO = {"destination_service_namespace": "bookinfo", "destination_service_name": "reviews"}
 
 
-def set_reviews_route(
-    custom: client.CustomObjectsApi, route: list[dict[str, Any]], **extra: Any
-) -> None:
+def set_reviews_route(custom: client.CustomObjectsApi, route: list[dict[str, Any]], **extra: Any) -> None:
     current = custom.get_namespaced_custom_object(*REVIEWS_VS)
     current["spec"]["http"] = [{"route": route, **extra}]
     custom.replace_namespaced_custom_object(*REVIEWS_VS, current)
@@ -121,21 +112,13 @@ def authorization_policy(name: str, spec: dict[str, Any], **annotations: str) ->
 
 DENY_PRODUCTPAGE = {
     "action": "DENY",
-    "rules": [
-        {
-            "from": [
-                {"source": {"principals": ["cluster.local/ns/bookinfo/sa/bookinfo-productpage"]}}
-            ]
-        }
-    ],
+    "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/bookinfo/sa/bookinfo-productpage"]}}]}],
 }
 
 
 @pytest.fixture
 def meshsim_token(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshsimProcess]:
-    process = start_meshsim(
-        tmp_path_factory.mktemp("meshsim-token"), extra_args=["--token", "s3cret"]
-    )
+    process = start_meshsim(tmp_path_factory.mktemp("meshsim-token"), extra_args=["--token", "s3cret"])
     yield process
     process.stop()
 
@@ -228,9 +211,7 @@ def test_advance_and_fault_specs_are_validated(meshsim: MeshsimProcess) -> None:
 # routing ---------------------------------------------------------------------------------------
 
 
-def test_traffic_follows_virtual_service_weights(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_traffic_follows_virtual_service_weights(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     set_reviews_route(custom, weights(v1=80, v2=20))
     advance(meshsim, 60)
     samples = scrape(meshsim)
@@ -269,18 +250,14 @@ def test_summary_and_rate_overrides(meshsim: MeshsimProcess) -> None:
     assert [(r["version"], r["share"]) for r in reviews["routing"]] == [("v1", 0.9), ("v2", 0.1)]
     assert reviews["callers"][0]["source_workload"] == "productpage-v1"
 
-    response = meshsim.admin(
-        "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 0}
-    )
+    response = meshsim.admin("POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 0})
     assert response.status_code == 200
     advance(meshsim, 10)
     samples = scrape(meshsim)
     assert total(samples, **BOOKINFO) == 0
     assert total(samples, destination_service_name="details") > 0
 
-    meshsim.admin(
-        "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 100}
-    )
+    meshsim.admin("POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 100})
     before = scrape(meshsim)
     advance(meshsim, 10)
     assert abs(delta(before, scrape(meshsim), **BOOKINFO) - 1000) <= 4 * math.sqrt(1000)
@@ -289,13 +266,14 @@ def test_summary_and_rate_overrides(meshsim: MeshsimProcess) -> None:
 # fault profiles --------------------------------------------------------------------------------
 
 
-def test_503_fault_on_v2_leaves_v1_clean(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_503_fault_on_v2_leaves_v1_clean(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     set_reviews_route(custom, weights(v1=50, v2=50))
     fault = {
-        "service": "reviews", "namespace": "bookinfo", "version": "v2",
-        "error_rate": 0.05, "status": 503,
+        "service": "reviews",
+        "namespace": "bookinfo",
+        "version": "v2",
+        "error_rate": 0.05,
+        "status": 503,
     }
     created = meshsim.admin("POST", "traffic/faults", json=fault)
     assert created.status_code == 201 and created.json()["active"] is True
@@ -317,9 +295,7 @@ def test_503_fault_on_v2_leaves_v1_clean(
     assert new_errors <= 0.0005 * new_v2 + 4 * math.sqrt(0.0005 * new_v2)
 
 
-def test_extra_latency_shifts_the_p99_bucket(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_extra_latency_shifts_the_p99_bucket(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     set_reviews_route(custom, weights(v1=50, v2=50))
     advance(meshsim, 60)
     before = scrape(meshsim)
@@ -349,30 +325,26 @@ def test_faults_scoped_to_canary_traffic_and_to_a_policy(
     custom.replace_namespaced_custom_object(*REVIEWS_DR, dr)
     set_reviews_route(custom, weights(v1=50, v1_canary=50))
     meshsim.admin(
-        "POST", "traffic/faults",
+        "POST",
+        "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "canary": True, "error_rate": 0.5},
     )
     gone = {"kind": "VirtualService", "namespace": "bookinfo", "name": "no-such-policy"}
     created = meshsim.admin(
-        "POST", "traffic/faults",
+        "POST",
+        "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "error_rate": 1.0, "policy": gone},
     ).json()
     assert created["active"] is False
     advance(meshsim, 30)
     samples = scrape(meshsim)
     canary = total(samples, destination_canary="true", **BOOKINFO)
-    assert within_binomial(
-        total(samples, destination_canary="true", response_code="503", **BOOKINFO), canary, 0.5
-    )
+    assert within_binomial(total(samples, destination_canary="true", response_code="503", **BOOKINFO), canary, 0.5)
     stable = total(samples, destination_canary="false", **BOOKINFO)
-    assert (
-        total(samples, destination_canary="false", response_code="503", **BOOKINFO) < 0.01 * stable
-    )
+    assert total(samples, destination_canary="false", response_code="503", **BOOKINFO) < 0.01 * stable
 
 
-def test_virtual_service_fault_injection(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_virtual_service_fault_injection(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     fault = {
         "abort": {"percentage": {"value": 30}, "httpStatus": 500},
         "delay": {"percentage": {"value": 100}, "fixedDelay": "1s"},
@@ -388,9 +360,7 @@ def test_virtual_service_fault_injection(
     assert p99(samples, response_flags="DI", destination_service_name="reviews") > 1000
 
 
-def test_route_timeout_answers_504(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_route_timeout_answers_504(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     set_reviews_route(custom, weights(v1=100), timeout="0.02s")  # v1: median 8 ms, p99 60 ms
     advance(meshsim, 30)
     samples = scrape(meshsim)
@@ -398,9 +368,7 @@ def test_route_timeout_answers_504(
     assert 0 < timeouts < 0.5 * total(samples, **BOOKINFO)
 
 
-def test_unknown_subset_and_no_route(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_unknown_subset_and_no_route(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     set_reviews_route(custom, weights(v1=50, v9=50))
     advance(meshsim, 10)
     samples = scrape(meshsim)
@@ -415,9 +383,7 @@ def test_unknown_subset_and_no_route(
         > 0
     )
     current = custom.get_namespaced_custom_object(*REVIEWS_VS)
-    current["spec"]["http"] = [
-        {"match": [{"uri": {"prefix": "/elsewhere"}}], "route": weights(v1=100)}
-    ]
+    current["spec"]["http"] = [{"match": [{"uri": {"prefix": "/elsewhere"}}], "route": weights(v1=100)}]
     custom.replace_namespaced_custom_object(*REVIEWS_VS, current)
     before = scrape(meshsim)
     advance(meshsim, 10)
@@ -432,19 +398,19 @@ def test_unknown_subset_and_no_route(
 # destination rule traffic policy ---------------------------------------------------------------
 
 
-def test_outlier_detection_ejects_a_failing_version(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_outlier_detection_ejects_a_failing_version(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     # No VirtualService: catalog's cluster holds v1 and v2, so ejecting v2 moves its share.
     custom.delete_namespaced_custom_object(NETWORKING, "v1", "shop", "virtualservices", "catalog")
     meshsim.admin(
-        "POST", "traffic/faults",
+        "POST",
+        "traffic/faults",
         json={"service": "catalog", "namespace": "shop", "version": "v2", "error_rate": 1.0},
     )
     advance(meshsim, 5)
     samples = scrape(meshsim)
     ejected = [
-        labels for labels, value in samples["meshsim_outlier_ejected"]
+        labels
+        for labels, value in samples["meshsim_outlier_ejected"]
         if value == 1 and labels["destination_service_name"] == "catalog"
     ]
     assert [labels["destination_version"] for labels in ejected] == ["v2"]
@@ -468,7 +434,8 @@ def test_connection_pool_overflow(meshsim: MeshsimProcess, custom: client.Custom
     custom.replace_namespaced_custom_object(*REVIEWS_DR, dr)
     set_reviews_route(custom, weights(v1=100))
     meshsim.admin(
-        "POST", "traffic/faults",
+        "POST",
+        "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "extra_latency_ms": 1000},
     )
     advance(meshsim, 20)
@@ -485,9 +452,7 @@ def test_authorization_deny_answers_403_to_that_caller_only(
     meshsim: MeshsimProcess, custom: client.CustomObjectsApi
 ) -> None:
     advance(meshsim, 10)
-    assert (
-        total(scrape(meshsim), response_code="403") == 0
-    )  # the seeded ALLOW policies fit the traffic
+    assert total(scrape(meshsim), response_code="403") == 0  # the seeded ALLOW policies fit the traffic
     custom.create_namespaced_custom_object(
         SECURITY,
         "v1",
@@ -502,15 +467,11 @@ def test_authorization_deny_answers_403_to_that_caller_only(
     sent = delta(before, after, **from_productpage)
     assert sent > 0
     assert delta(before, after, response_code="403", response_flags="-", **from_productpage) == sent
-    assert (
-        delta(before, after, response_code="403") == sent
-    )  # reviews → ratings, gateway → productpage pass
+    assert delta(before, after, response_code="403") == sent  # reviews → ratings, gateway → productpage pass
     assert delta(before, after, source_workload="reviews-v2", response_code="200") > 0
 
 
-def test_allow_list_denies_callers_it_does_not_name(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi
-) -> None:
+def test_allow_list_denies_callers_it_does_not_name(meshsim: MeshsimProcess, custom: client.CustomObjectsApi) -> None:
     spec = {
         "selector": {"matchLabels": {"app": "reviews"}},
         "action": "ALLOW",
@@ -537,19 +498,15 @@ def test_allow_list_denies_callers_it_does_not_name(
 def test_dry_run_policy_counts_shadow_denials_without_denying(
     meshsim: MeshsimProcess, custom: client.CustomObjectsApi
 ) -> None:
-    policy = authorization_policy(
-        "deny-productpage", DENY_PRODUCTPAGE, **{"istio.io/dry-run": "true"}
-    )
-    custom.create_namespaced_custom_object(
-        SECURITY, "v1", "bookinfo", "authorizationpolicies", policy
-    )
+    policy = authorization_policy("deny-productpage", DENY_PRODUCTPAGE, **{"istio.io/dry-run": "true"})
+    custom.create_namespaced_custom_object(SECURITY, "v1", "bookinfo", "authorizationpolicies", policy)
     advance(meshsim, 20)
     samples = scrape(meshsim)
     assert total(samples, response_code="403") == 0
     shadow = samples["meshsim_authz_dry_run_denials_total"]
-    assert {
-        (labels["namespace"], labels["policy"], labels["source_workload"]) for labels, _ in shadow
-    } == {("bookinfo", "deny-productpage", "productpage-v1")}
+    assert {(labels["namespace"], labels["policy"], labels["source_workload"]) for labels, _ in shadow} == {
+        ("bookinfo", "deny-productpage", "productpage-v1")
+    }
     assert {labels["destination_workload"] for labels, _ in shadow} == {
         "details-v1",
         "reviews-v1",
@@ -569,22 +526,14 @@ def test_dry_run_policy_counts_shadow_denials_without_denying(
     before = scrape(meshsim)
     advance(meshsim, 10)
     after = scrape(meshsim)
-    assert (
-        delta(before, after, response_code="403")
-        == delta(before, after, source_workload="productpage-v1")
-        > 0
-    )
+    assert delta(before, after, response_code="403") == delta(before, after, source_workload="productpage-v1") > 0
     assert sum(v for _, v in after["meshsim_authz_dry_run_denials_total"]) == denials
 
 
 def _set_shop_mtls(custom: client.CustomObjectsApi, mode: str) -> None:
-    pa = custom.get_namespaced_custom_object(
-        SECURITY, "v1", "shop", "peerauthentications", "default"
-    )
+    pa = custom.get_namespaced_custom_object(SECURITY, "v1", "shop", "peerauthentications", "default")
     pa["spec"]["mtls"]["mode"] = mode
-    custom.replace_namespaced_custom_object(
-        SECURITY, "v1", "shop", "peerauthentications", "default", pa
-    )
+    custom.replace_namespaced_custom_object(SECURITY, "v1", "shop", "peerauthentications", "default", pa)
 
 
 def test_peer_authentication_strict_breaks_the_plaintext_caller(
@@ -627,9 +576,7 @@ def test_peer_authentication_strict_breaks_the_plaintext_caller(
 
 
 @pytest.mark.parametrize("marking", ["subset-name", "subset-label", "dr-annotation", "route-name"])
-def test_canary_traffic_is_labelled(
-    meshsim: MeshsimProcess, custom: client.CustomObjectsApi, marking: str
-) -> None:
+def test_canary_traffic_is_labelled(meshsim: MeshsimProcess, custom: client.CustomObjectsApi, marking: str) -> None:
     dr = custom.get_namespaced_custom_object(*REVIEWS_DR)
     name = "v1-canary" if marking == "subset-name" else "v1-new"
     labels = {"version": "v1"}
@@ -669,9 +616,7 @@ def test_canary_traffic_is_labelled(
     assert total(samples, response_code="200", destination_canary="true", **BOOKINFO) > 0
 
 
-def test_new_service_takes_rate_and_callers_from_annotations(
-    meshsim: MeshsimProcess, core: client.CoreV1Api
-) -> None:
+def test_new_service_takes_rate_and_callers_from_annotations(meshsim: MeshsimProcess, core: client.CoreV1Api) -> None:
     service = {
         "metadata": {
             "name": "echo",

@@ -18,9 +18,7 @@ from tests.fixtures.meshsim import CRD_FILE, MeshsimProcess, kube_api_client
 from .conftest import NETWORKING, SECURITY, status_body, virtual_service
 
 SAMPLES = CRD_FILE.parent / "samples"
-SAMPLE_FILES = sorted((SAMPLES / "valid").glob("*.yaml")) + sorted(
-    (SAMPLES / "valid-per-kind").glob("*.yaml")
-)
+SAMPLE_FILES = sorted((SAMPLES / "valid").glob("*.yaml")) + sorted((SAMPLES / "valid-per-kind").glob("*.yaml"))
 VS = (NETWORKING, "v1", "bookinfo", "virtualservices")
 
 
@@ -37,9 +35,7 @@ def test_wrong_type(custom: client.CustomObjectsApi) -> None:
     body = virtual_service("ratings", {"v1": 100})
     body["spec"]["http"][0]["timeout"] = 5
     status = _create_invalid(custom, body)
-    detail = (
-        'Invalid value: "integer": spec.http[0].timeout in body must be of type string: "integer"'
-    )
+    detail = 'Invalid value: "integer": spec.http[0].timeout in body must be of type string: "integer"'
     assert status["message"] == (
         f'VirtualService.networking.istio.io "ratings" is invalid: spec.http[0].timeout: {detail}'
     )
@@ -47,9 +43,7 @@ def test_wrong_type(custom: client.CustomObjectsApi) -> None:
         "name": "ratings",
         "group": NETWORKING,
         "kind": "VirtualService",
-        "causes": [
-            {"reason": "FieldValueTypeInvalid", "message": detail, "field": "spec.http[0].timeout"}
-        ],
+        "causes": [{"reason": "FieldValueTypeInvalid", "message": detail, "field": "spec.http[0].timeout"}],
     }
 
 
@@ -79,10 +73,7 @@ def test_bad_enum(custom: client.CustomObjectsApi) -> None:
     cause = status_body(raised.value)["details"]["causes"][0]
     assert cause == {
         "reason": "FieldValueNotSupported",
-        "message": (
-            'Unsupported value: "SOMETIMES": '
-            'supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT"'
-        ),
+        "message": ('Unsupported value: "SOMETIMES": supported values: "UNSET", "DISABLE", "PERMISSIVE", "STRICT"'),
         "field": "spec.mtls.mode",
     }
 
@@ -104,9 +95,7 @@ def test_required_and_minimum(custom: client.CustomObjectsApi) -> None:
     } in causes
     assert {
         "reason": "FieldValueInvalid",
-        "message": (
-            "Invalid value: -1: spec.ports[0].number in body should be greater than or equal to 0"
-        ),
+        "message": ("Invalid value: -1: spec.ports[0].number in body should be greater than or equal to 0"),
         "field": "spec.ports[0].number",
     } in causes
 
@@ -118,22 +107,16 @@ def test_one_of_mutual_exclusion(custom: client.CustomObjectsApi) -> None:
         "metadata": {"name": "ratings-lb"},
         "spec": {
             "host": "ratings",
-            "trafficPolicy": {
-                "loadBalancer": {"simple": "ROUND_ROBIN", "consistentHash": {"useSourceIp": True}}
-            },
+            "trafficPolicy": {"loadBalancer": {"simple": "ROUND_ROBIN", "consistentHash": {"useSourceIp": True}}},
         },
     }
     with pytest.raises(ApiException) as raised:
-        custom.create_namespaced_custom_object(
-            NETWORKING, "v1", "bookinfo", "destinationrules", body
-        )
+        custom.create_namespaced_custom_object(NETWORKING, "v1", "bookinfo", "destinationrules", body)
     cause = status_body(raised.value)["details"]["causes"][0]
     assert cause["field"] == "spec.trafficPolicy.loadBalancer"
     assert "must validate one and only one schema (oneOf)" in cause["message"]
     del body["spec"]["trafficPolicy"]["loadBalancer"]["consistentHash"]
-    created = custom.create_namespaced_custom_object(
-        NETWORKING, "v1", "bookinfo", "destinationrules", body
-    )
+    created = custom.create_namespaced_custom_object(NETWORKING, "v1", "bookinfo", "destinationrules", body)
     assert created["spec"]["trafficPolicy"]["loadBalancer"] == {"simple": "ROUND_ROBIN"}
 
 
@@ -168,9 +151,7 @@ def test_unknown_field_warn_is_the_default(custom: client.CustomObjectsApi) -> N
 def test_unknown_field_ignore_prunes_silently(custom: client.CustomObjectsApi) -> None:
     body = virtual_service("ratings", {"v1": 100})
     body["spec"]["foo"] = "bar"
-    created, code, headers = custom.create_namespaced_custom_object_with_http_info(
-        *VS, body, field_validation="Ignore"
-    )
+    created, code, headers = custom.create_namespaced_custom_object_with_http_info(*VS, body, field_validation="Ignore")
     assert code == 201 and "foo" not in created["spec"]
     assert headers.getlist("Warning") == []
 
@@ -185,9 +166,7 @@ def test_null_of_a_non_nullable_field_is_pruned(custom: client.CustomObjectsApi)
 def test_preserve_unknown_fields_keeps_fields(custom: client.CustomObjectsApi) -> None:
     body = virtual_service("ratings", {"v1": 100})
     created = custom.create_namespaced_custom_object(*VS, body)
-    status = {
-        "status": {"conditions": [{"type": "Reconciled", "status": "True"}], "custom": {"a": 1}}
-    }
+    status = {"status": {"conditions": [{"type": "Reconciled", "status": "True"}], "custom": {"a": 1}}}
     updated = custom.patch_namespaced_custom_object_status(*VS, "ratings", status)
     assert updated["status"]["custom"] == {"a": 1}
     assert created["metadata"]["name"] == "ratings"
@@ -219,9 +198,7 @@ def test_missing_name(custom: client.CustomObjectsApi) -> None:
 
 
 def test_bad_label_value(custom: client.CustomObjectsApi) -> None:
-    status = _create_invalid(
-        custom, virtual_service("ratings", {"v1": 100}, labels={"app": "not valid!"})
-    )
+    status = _create_invalid(custom, virtual_service("ratings", {"v1": 100}, labels={"app": "not valid!"}))
     cause = status["details"]["causes"][0]
     assert cause["field"] == "metadata.labels"
     assert cause["message"].startswith('Invalid value: "not valid!": a valid label must be')
@@ -264,9 +241,7 @@ def test_istio_samples_are_accepted(meshsim_empty: MeshsimProcess, path: Path) -
             created = custom.create_namespaced_custom_object(
                 group, version, namespace, plural, body, field_validation="Strict"
             )
-            assert created.get("spec") == doc.get("spec"), (
-                f"{doc['kind']} {doc['metadata']['name']}"
-            )
+            assert created.get("spec") == doc.get("spec"), f"{doc['kind']} {doc['metadata']['name']}"
             assert created["metadata"].get("annotations") == doc["metadata"].get("annotations")
 
 

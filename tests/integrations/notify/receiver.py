@@ -3,6 +3,7 @@ status codes (then `default`) and records every request it saw.
 
 Registered in `tests/conftest.py` (`pytest_plugins`): the `receiver_factory` fixture starts receivers
 and stops them after the test."""
+
 from __future__ import annotations
 
 import threading

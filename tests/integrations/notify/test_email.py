@@ -6,8 +6,13 @@ from integrations.notify.email import send_email
 
 
 def test_send_email_uses_django_mail():
-    send_email(to="ops@example.com", subject="Change approved", body="bookinfo/reviews approved",
-               url="https://meshgate.example/changes/1/", event="change.approved")
+    send_email(
+        to="ops@example.com",
+        subject="Change approved",
+        body="bookinfo/reviews approved",
+        url="https://meshgate.example/changes/1/",
+        event="change.approved",
+    )
     [message] = mail.outbox
     assert message.to == ["ops@example.com"]
     assert message.subject == "[Meshgate] Change approved"

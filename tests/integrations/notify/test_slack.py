@@ -5,13 +5,20 @@ from integrations.notify.slack import send_slack, slack_message
 
 def test_slack_message_has_text_fallback_and_blocks():
     message = slack_message(
-        event="rollout.rolled_back", subject="Rollout of reviews rolled back", body="p99 > 500ms <script>",
-        url="https://meshgate.example/rollouts/3/", fields={"environment": "prod", "step": "25%"},
+        event="rollout.rolled_back",
+        subject="Rollout of reviews rolled back",
+        body="p99 > 500ms <script>",
+        url="https://meshgate.example/rollouts/3/",
+        fields={"environment": "prod", "step": "25%"},
     )
     assert message["text"] == "<https://meshgate.example/rollouts/3/|Rollout of reviews rolled back>"
     types = [block["type"] for block in message["blocks"]]
     assert types == ["header", "section", "section", "actions", "context"]
-    assert message["blocks"][0]["text"] == {"type": "plain_text", "text": "Rollout of reviews rolled back", "emoji": False}
+    assert message["blocks"][0]["text"] == {
+        "type": "plain_text",
+        "text": "Rollout of reviews rolled back",
+        "emoji": False,
+    }
     assert message["blocks"][1]["text"]["type"] == "mrkdwn"
     assert "&lt;script&gt;" in message["blocks"][1]["text"]["text"]  # mrkdwn control characters escaped
     assert {"type": "mrkdwn", "text": "*environment*\nprod"} in message["blocks"][2]["fields"]

@@ -28,8 +28,13 @@ def _receiver_check(seen, secret=SECRET) -> bool:
 
 def test_a_signed_webhook_verifies_at_the_receiver(receiver_factory):
     receiver = receiver_factory()
-    receipt = send_webhook(url=receiver.url, secret=SECRET, event="change.approved", delivery_id="d-1",
-                           payload={"event": "change.approved", "data": {"change": 7}})
+    receipt = send_webhook(
+        url=receiver.url,
+        secret=SECRET,
+        event="change.approved",
+        delivery_id="d-1",
+        payload={"event": "change.approved", "data": {"change": 7}},
+    )
     assert receipt.status_code == 200
     [seen] = receiver.requests
     assert seen.headers[EVENT_HEADER] == "change.approved"
@@ -37,8 +42,12 @@ def test_a_signed_webhook_verifies_at_the_receiver(receiver_factory):
     assert seen.headers["Content-Type"] == "application/json"
     assert json.loads(seen.body)["data"] == {"change": 7}
     assert _receiver_check(seen)
-    assert verify_signature(secret=SECRET, body=seen.body, timestamp=seen.headers[TIMESTAMP_HEADER],
-                            signature=seen.headers[SIGNATURE_HEADER])
+    assert verify_signature(
+        secret=SECRET,
+        body=seen.body,
+        timestamp=seen.headers[TIMESTAMP_HEADER],
+        signature=seen.headers[SIGNATURE_HEADER],
+    )
     assert not _receiver_check(seen, secret="another-secret")
 
 
@@ -53,8 +62,9 @@ def test_the_timestamp_is_signed_so_a_replay_with_a_new_timestamp_fails():
     # Without the freshness check the signature itself is fine.
     assert verify_signature(secret=SECRET, body=body, timestamp=old, signature=signature, tolerance_seconds=None)
     # A tampered body fails.
-    assert not verify_signature(secret=SECRET, body=body + b" ", timestamp=old, signature=signature,
-                                tolerance_seconds=None)
+    assert not verify_signature(
+        secret=SECRET, body=body + b" ", timestamp=old, signature=signature, tolerance_seconds=None
+    )
 
 
 def test_a_channel_without_secret_sends_no_signature(receiver_factory):

@@ -64,9 +64,7 @@ def warm(_meshsim_traffic_server: MeshsimProcess, prometheus_traffic: Prometheus
 
 
 def test_query_templates() -> None:
-    assert SUCCESS_RATE_QUERY.format(
-        namespace="bookinfo", service="reviews", version="v1", interval="1m"
-    ) == (
+    assert SUCCESS_RATE_QUERY.format(namespace="bookinfo", service="reviews", version="v1", interval="1m") == (
         'sum(rate(istio_requests_total{reporter="destination",'
         'destination_service_namespace="bookinfo",destination_service_name="reviews",'
         'destination_version="v1",response_code!~"5.."}[1m]))'
@@ -131,9 +129,7 @@ def test_success_rate_of_reviews_v1(warm: Warm) -> None:
 def test_latency_p99_and_canary_variant(warm: Warm) -> None:
     p99 = request_latency_p99(warm.prom.url, version="v1", interval="1m", **REVIEWS)
     assert p99 is not None and 10 < p99 <= 250  # reviews v1: median 8 ms, p99 60 ms
-    stable = PrometheusMetrics(warm.prom.url).request_success_rate(
-        canary=False, interval="1m", **REVIEWS
-    )
+    stable = PrometheusMetrics(warm.prom.url).request_success_rate(canary=False, interval="1m", **REVIEWS)
     assert stable is not None and 0.9 < stable <= 1.0
     # no canary traffic: "no data" is None, never 0
     assert PrometheusMetrics(warm.prom.url).request_success_rate(canary=True, **REVIEWS) is None
@@ -142,14 +138,11 @@ def test_latency_p99_and_canary_variant(warm: Warm) -> None:
 def test_vector_scalar_nan_inf_and_no_data(warm: Warm) -> None:
     by_version = query(
         warm.prom.url,
-        "sum by (destination_version) "
-        '(rate(istio_requests_total{destination_service_name="reviews"}[1m]))',
+        'sum by (destination_version) (rate(istio_requests_total{destination_service_name="reviews"}[1m]))',
     )
     rates = {s.labels["destination_version"]: s.value for s in by_version}
     assert set(rates) == {"v1", "v2"} and rates["v1"] > rates["v2"] > 0
-    assert query(warm.prom.url, "scalar(vector(1.5))") == [
-        Sample({}, 1.5, pytest.approx(time.time(), abs=5))
-    ]
+    assert query(warm.prom.url, "scalar(vector(1.5))") == [Sample({}, 1.5, pytest.approx(time.time(), abs=5))]
     assert math.isnan(query(warm.prom.url, "0 / 0")[0].value)
     assert query(warm.prom.url, "vector(1) / 0")[0].value == math.inf
     assert query(warm.prom.url, "-1 / 0")[0].value == -math.inf
@@ -223,8 +216,7 @@ def test_fallback_answers_like_prometheus(warm: Warm) -> None:
     first, last = _prometheus_window(warm.prom.url, at, window)
     history = ScrapeHistory()
     history.add(first)
-    fallback = MeshsimMetricsProvider(warm.meshsim.url, bootstrap_wait_s=0, clock=lambda: last.at,
-                                      history=history)
+    fallback = MeshsimMetricsProvider(warm.meshsim.url, bootstrap_wait_s=0, clock=lambda: last.at, history=history)
 
     def scrape() -> Scrape:  # the second read is the last sample Prometheus holds
         history.add(last)
@@ -261,14 +253,13 @@ def test_fallback_windows_follow_its_scrapes(meshsim: MeshsimProcess) -> None:
         waits.append(seconds)
         advance(30)
 
-    provider = MeshsimMetricsProvider(
-        meshsim.url, bootstrap_wait_s=2.0, clock=lambda: now[0], sleep=sleep
-    )
+    provider = MeshsimMetricsProvider(meshsim.url, bootstrap_wait_s=2.0, clock=lambda: now[0], sleep=sleep)
     # no earlier scrape: scrape, "wait", scrape again
     rate = provider.request_success_rate(version="v1", interval="1m", **REVIEWS)
     assert waits == [2.0] and rate is not None and 0.9 < rate <= 1.0
     meshsim.admin(
-        "POST", "traffic/faults",
+        "POST",
+        "traffic/faults",
         json={"service": "reviews", "namespace": "bookinfo", "version": "v1", "error_rate": 0.5},
     )
     advance(30)
@@ -296,9 +287,12 @@ def test_fallback_providers_of_one_process_share_their_scrapes(meshsim: MeshsimP
     assert waits == [2.0] and first.shares_history
     meshsim.admin("POST", "traffic/advance", json={"seconds": 30}).raise_for_status()
     second = MeshsimMetricsProvider(meshsim.url, sleep=waits.append)
-    by_code = second.counts("istio_requests_total", interval="1m",
-                            match={"reporter": "destination", "destination_service_name": "reviews",
-                                   "destination_version": "v1"}, by=("response_code",))
+    by_code = second.counts(
+        "istio_requests_total",
+        interval="1m",
+        match={"reporter": "destination", "destination_service_name": "reviews", "destination_version": "v1"},
+        by=("response_code",),
+    )
     assert waits == [2.0], "the second provider waited instead of using the first one's scrape"
     assert by_code and by_code[("200",)] > 0
     assert second.history is first.history and len(second.history) == 3

@@ -16,8 +16,9 @@ def test_benchmark_runs_and_writes_json(tmp_path: Path, capsys) -> None:
     sys.modules[spec.name] = module  # dataclasses look their module up
     spec.loader.exec_module(module)
     out = tmp_path / "out.json"
-    assert module.main(["--per-family", "2", "--families", "low_traffic,warmup", "--seed", "3",
-                        "--json", str(out)]) == 0
+    assert (
+        module.main(["--per-family", "2", "--families", "low_traffic,warmup", "--seed", "3", "--json", str(out)]) == 0
+    )
     data = json.loads(out.read_text())
     assert set(data["results"]) == {"low_traffic", "warmup"}
     assert set(data["results"]["warmup"]) == {"meshgate", "flagger", "kayenta"}

@@ -47,8 +47,15 @@ class _Prometheus(BaseHTTPRequestHandler):
                 for le in ("25", "50", "+Inf"):
                     out[le] = out.get(le, 0.0) + (0.0 if le == "25" else total)
         key = "response_code" if "istio_requests_total" in promql else "le"
-        body = json.dumps({"status": "success", "data": {"resultType": "vector", "result": [
-            {"metric": {key: k}, "value": [0, str(v)]} for k, v in out.items()]}}).encode()
+        body = json.dumps(
+            {
+                "status": "success",
+                "data": {
+                    "resultType": "vector",
+                    "result": [{"metric": {key: k}, "value": [0, str(v)]} for k, v in out.items()],
+                },
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -69,12 +76,26 @@ def prometheus_edge() -> Iterator[str]:
 
 
 def _context(url: str, scope: dict[str, str]) -> an.AnalysisContext:
-    phase = {"key": "w50", "label": "canary 50 %", "weight": 50, "canary": True, "check": "",
-             "targets": {"canary": {"version": "v2"}, "stable": {"version": "v1"}}}
+    phase = {
+        "key": "w50",
+        "label": "canary 50 %",
+        "weight": 50,
+        "canary": True,
+        "check": "",
+        "targets": {"canary": {"version": "v2"}, "stable": {"version": "v1"}},
+    }
     return an.AnalysisContext(
-        rollout_id=1, environment_id=1, prometheus_url=url, strategy="canary", phase=phase,
-        interval_index=1, interval_seconds=60.0, config={}, cluster_labels=scope,
-        workloads=[{"namespace": "bookinfo", "service": "reviews"}], phases_left=1,
+        rollout_id=1,
+        environment_id=1,
+        prometheus_url=url,
+        strategy="canary",
+        phase=phase,
+        interval_index=1,
+        interval_seconds=60.0,
+        config={},
+        cluster_labels=scope,
+        workloads=[{"namespace": "bookinfo", "service": "reviews"}],
+        phases_left=1,
     )
 
 
@@ -116,8 +137,9 @@ def test_a_new_attempt_measures_from_its_own_phase_start(prometheus_edge: str) -
     """The window never reaches back before the phase was applied (a retry does not inherit the
     previous attempt's samples), whatever the configured window; the judge's evidence starts empty."""
     context = _context(prometheus_edge, {"destination_cluster": "staging"})
-    first = an.AnalysisContext(**{**context.__dict__, "interval_index": 0,
-                                  "config": {"window": "10m", "warmup_intervals": 0}})
+    first = an.AnalysisContext(
+        **{**context.__dict__, "interval_index": 0, "config": {"window": "10m", "warmup_intervals": 0}}
+    )
     outcome = an.metrics_analyzer(first)
     assert QUERIES and all("[60s]" in q for q in QUERIES), QUERIES
     strata = outcome.evidence["bookinfo/reviews|request-success-rate"]["strata"]

@@ -16,11 +16,19 @@ SHOP_PA = Subject("PeerAuthentication", "shop", "default")
 REVIEWS = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews"
 
 
-def _request(code: str = "200", tls: str = "mutual_tls", workload: str = "reviews-v2",
-             namespace: str = "bookinfo", **extra: str) -> dict[str, str]:
-    return {"reporter": "destination", "destination_workload_namespace": "bookinfo",
-            "destination_app": "ratings", "response_code": code, "connection_security_policy": tls,
-            "source_workload": workload, "source_workload_namespace": namespace, **extra}
+def _request(
+    code: str = "200", tls: str = "mutual_tls", workload: str = "reviews-v2", namespace: str = "bookinfo", **extra: str
+) -> dict[str, str]:
+    return {
+        "reporter": "destination",
+        "destination_workload_namespace": "bookinfo",
+        "destination_app": "ratings",
+        "response_code": code,
+        "connection_security_policy": tls,
+        "source_workload": workload,
+        "source_workload_namespace": namespace,
+        **extra,
+    }
 
 
 class Counts:
@@ -29,8 +37,9 @@ class Counts:
     def __init__(self, series: Mapping[str, list[tuple[dict[str, str], float]]]) -> None:
         self.series, self.asked = series, []
 
-    def counts(self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (),
-               window: str) -> dict[tuple[str, ...], float]:
+    def counts(
+        self, metric: str, match: Mapping[str, str], *, by: Sequence[str] = (), window: str
+    ) -> dict[tuple[str, ...], float]:
         self.asked.append((metric, dict(match), tuple(by), window))
         result: dict[tuple[str, ...], float] = {}
         for labels, value in self.series.get(metric, []):
@@ -52,7 +61,8 @@ def test_increase_query_escapes_label_values() -> None:
     promql = increase_query(
         "meshsim_authz_dry_run_denials_total",
         {"namespace": 'book"info', "policy": "a\\b}\nc"},
-        window="30s", by=("source_workload_namespace", "source_workload"),
+        window="30s",
+        by=("source_workload_namespace", "source_workload"),
     )
     assert promql == (
         "sum by (source_workload_namespace,source_workload) "
@@ -62,9 +72,7 @@ def test_increase_query_escapes_label_values() -> None:
 
 
 def test_increase_query_without_matchers_or_grouping() -> None:
-    assert increase_query("istio_requests_total", {}, window="5m") == (
-        "sum (increase(istio_requests_total[5m]))"
-    )
+    assert increase_query("istio_requests_total", {}, window="5m") == ("sum (increase(istio_requests_total[5m]))")
 
 
 @pytest.mark.parametrize(
@@ -92,14 +100,12 @@ def test_prometheus_counts_refuse_a_bad_name_before_asking() -> None:
 
 def test_subject_selects_its_workloads() -> None:
     assert RATINGS_AP.workload_labels() == {
-        "reporter": "destination", "destination_workload_namespace": "bookinfo",
+        "reporter": "destination",
+        "destination_workload_namespace": "bookinfo",
         "destination_app": "ratings",
     }
-    assert SHOP_PA.workload_labels() == {"reporter": "destination",
-                                         "destination_workload_namespace": "shop"}
-    assert Subject("PeerAuthentication", "istio-system", "default").workload_labels() == {
-        "reporter": "destination"
-    }
+    assert SHOP_PA.workload_labels() == {"reporter": "destination", "destination_workload_namespace": "shop"}
+    assert Subject("PeerAuthentication", "istio-system", "default").workload_labels() == {"reporter": "destination"}
     assert RATINGS_AP.policy_labels() == {"namespace": "bookinfo", "policy": "ratings-viewer"}
 
 
@@ -115,17 +121,30 @@ def test_subjects_fall_back_to_the_workloads() -> None:
 
 
 def _denials(*entries: tuple[str, str, float]) -> list[tuple[dict[str, str], float]]:
-    return [({"namespace": "bookinfo", "policy": "ratings-viewer", "source_workload": workload,
-              "source_workload_namespace": "bookinfo", "source_principal": principal}, value)
-            for workload, principal, value in entries]
+    return [
+        (
+            {
+                "namespace": "bookinfo",
+                "policy": "ratings-viewer",
+                "source_workload": workload,
+                "source_workload_namespace": "bookinfo",
+                "source_principal": principal,
+            },
+            value,
+        )
+        for workload, principal, value in entries
+    ]
 
 
 def test_shadow_denials_fail_naming_metric_count_threshold_and_callers() -> None:
-    provider = Counts({
-        "istio_requests_total": [(_request(), 120.0)],
-        "meshsim_authz_dry_run_denials_total": _denials(("reviews-v2", REVIEWS, 80.4),
-                                                        ("reviews-v3", REVIEWS, 39.6)),
-    })
+    provider = Counts(
+        {
+            "istio_requests_total": [(_request(), 120.0)],
+            "meshsim_authz_dry_run_denials_total": _denials(
+                ("reviews-v2", REVIEWS, 80.4), ("reviews-v3", REVIEWS, 39.6)
+            ),
+        }
+    )
     result = judge_gate("authz_dry_run", provider=provider, subjects=[RATINGS_AP], window="1m")
     assert result.verdict == Verdict.FAIL and result.metric == "authz-dry-run-denials"
     assert result.canary == 120.0 and result.threshold == "<= 0"
@@ -137,17 +156,21 @@ def test_shadow_denials_fail_naming_metric_count_threshold_and_callers() -> None
     assert provider.asked[0] == (
         "meshsim_authz_dry_run_denials_total",
         {"namespace": "bookinfo", "policy": "ratings-viewer"},
-        ("source_workload_namespace", "source_workload", "source_principal"), "1m",
+        ("source_workload_namespace", "source_workload", "source_principal"),
+        "1m",
     )
 
 
 def test_shadow_denials_within_the_configured_maximum_pass() -> None:
-    provider = Counts({
-        "istio_requests_total": [(_request(), 120.0)],
-        "meshsim_authz_dry_run_denials_total": _denials(("reviews-v2", REVIEWS, 3.0)),
-    })
-    result = judge_gate("authz_dry_run", provider=provider, subjects=[RATINGS_AP], window="1m",
-                        config={"max_shadow_denials": 5})
+    provider = Counts(
+        {
+            "istio_requests_total": [(_request(), 120.0)],
+            "meshsim_authz_dry_run_denials_total": _denials(("reviews-v2", REVIEWS, 3.0)),
+        }
+    )
+    result = judge_gate(
+        "authz_dry_run", provider=provider, subjects=[RATINGS_AP], window="1m", config={"max_shadow_denials": 5}
+    )
     assert result.verdict == Verdict.PASS, result.reason
 
 
@@ -172,8 +195,9 @@ def test_enforced_403s_fail() -> None:
     assert result.verdict == Verdict.FAIL and result.canary == pytest.approx(0.1)
     assert result.reason.startswith('authz-403-rate 0.1 > 0: istio_requests_total{response_code="403"}')
     assert "from bookinfo/reviews-v2 (10)" in result.reason
-    relaxed = judge_gate("authz_enforced", provider=provider, subjects=[RATINGS_AP], window="1m",
-                         config={"max_forbidden_rate": 0.2})
+    relaxed = judge_gate(
+        "authz_enforced", provider=provider, subjects=[RATINGS_AP], window="1m", config={"max_forbidden_rate": 0.2}
+    )
     assert relaxed.verdict == Verdict.PASS
 
 
@@ -181,8 +205,7 @@ def test_enforced_403s_fail() -> None:
 
 
 def test_plaintext_holds_the_gate() -> None:
-    legacy = _request(tls="none", workload="unknown", namespace="unknown",
-                      destination_workload_namespace="shop")
+    legacy = _request(tls="none", workload="unknown", namespace="unknown", destination_workload_namespace="shop")
     provider = Counts({"istio_requests_total": [(legacy, 40.0), (_request(), 500.0)]})
     result = judge_gate("no_plaintext", provider=provider, subjects=[SHOP_PA], window="2m")
     assert result.verdict == Verdict.INCONCLUSIVE and result.canary == 40.0
@@ -205,18 +228,17 @@ def test_no_plaintext_with_traffic_passes() -> None:
     provider = Counts({"istio_requests_total": [(_request(destination_workload_namespace="shop"), 9.0)]})
     result = judge_gate("no_plaintext", provider=provider, subjects=[SHOP_PA], window="2m")
     assert result.verdict == Verdict.PASS
-    assert judge_gate("no_plaintext", provider=Counts({}), subjects=[SHOP_PA],
-                      window="2m").verdict == Verdict.NO_DATA
+    assert judge_gate("no_plaintext", provider=Counts({}), subjects=[SHOP_PA], window="2m").verdict == Verdict.NO_DATA
 
 
 def test_strict_refusing_plaintext_fails() -> None:
-    refused = _request("0", tls="none", workload="unknown", namespace="unknown",
-                       destination_workload_namespace="shop")
+    refused = _request("0", tls="none", workload="unknown", namespace="unknown", destination_workload_namespace="shop")
     ok = _request(destination_workload_namespace="shop")
     provider = Counts({"istio_requests_total": [(refused, 7.0), (ok, 300.0)]})
     result = judge_gate("strict", provider=provider, subjects=[SHOP_PA], window="1m")
     assert result.verdict == Verdict.FAIL and result.canary == 7.0
     assert "7 plaintext requests from callers without a sidecar (source unknown) (7) refused" in result.reason
-    calm = judge_gate("strict", provider=Counts({"istio_requests_total": [(ok, 300.0)]}),
-                      subjects=[SHOP_PA], window="1m")
+    calm = judge_gate(
+        "strict", provider=Counts({"istio_requests_total": [(ok, 300.0)]}), subjects=[SHOP_PA], window="1m"
+    )
     assert calm.verdict == Verdict.PASS

@@ -60,16 +60,25 @@ def slow(ms: float, n: int) -> MetricSample:
 
 def run(provider, judge=None, metrics=(SR, P99), states=None) -> IntervalResult:
     return run_interval(
-        provider=provider, metrics=list(metrics), canary=CANARY, stable=STABLE, window="2m",
-        judge=judge or MannWhitneyJudge(), states=states,
+        provider=provider,
+        metrics=list(metrics),
+        canary=CANARY,
+        stable=STABLE,
+        window="2m",
+        judge=judge or MannWhitneyJudge(),
+        states=states,
     )
 
 
 def test_a_failing_metric_fails_the_interval_with_values_in_the_reason() -> None:
-    provider = StubProvider({
-        (SR.name, "v2"): ok(947, 53), (SR.name, "v1"): ok(9990, 10),
-        (P99.name, "v2"): slow(100, 1000), (P99.name, "v1"): slow(100, 10000),
-    })
+    provider = StubProvider(
+        {
+            (SR.name, "v2"): ok(947, 53),
+            (SR.name, "v1"): ok(9990, 10),
+            (P99.name, "v2"): slow(100, 1000),
+            (P99.name, "v1"): slow(100, 10000),
+        }
+    )
     result = run(provider)
     assert result.verdict == Verdict.FAIL
     assert result.reason.startswith("request-success-rate of canary 0.947 < 0.99 (stable 0.999)")
@@ -82,10 +91,14 @@ def test_a_failing_metric_fails_the_interval_with_values_in_the_reason() -> None
 
 
 def test_all_pass() -> None:
-    provider = StubProvider({
-        (SR.name, "v2"): ok(999, 1), (SR.name, "v1"): ok(9990, 10),
-        (P99.name, "v2"): slow(100, 1000), (P99.name, "v1"): slow(100, 10000),
-    })
+    provider = StubProvider(
+        {
+            (SR.name, "v2"): ok(999, 1),
+            (SR.name, "v1"): ok(9990, 10),
+            (P99.name, "v2"): slow(100, 1000),
+            (P99.name, "v1"): slow(100, 10000),
+        }
+    )
     result = run(provider)
     assert result.verdict == Verdict.PASS and result.reason.startswith("all metrics pass")
 
@@ -107,10 +120,13 @@ def test_provider_outage_and_bad_query_are_errors() -> None:
 
 
 def test_an_observed_failure_outranks_an_error_of_another_metric() -> None:
-    provider = StubProvider({
-        (SR.name, "v2"): ok(500, 500), (SR.name, "v1"): ok(1000, 0),
-        (P99.name, "v2"): ProviderUnavailable("timeout"),
-    })
+    provider = StubProvider(
+        {
+            (SR.name, "v2"): ok(500, 500),
+            (SR.name, "v1"): ok(1000, 0),
+            (P99.name, "v2"): ProviderUnavailable("timeout"),
+        }
+    )
     assert run(provider).verdict == Verdict.FAIL
 
 
@@ -186,9 +202,7 @@ def test_provider_outage_never_rolls_back_nor_passes() -> None:
     assert RB not in actions and ADV not in actions
     assert actions[:4] == [W, W, W, PAUSE]
     decision = decide(policy, AnalysisState(no_data_in_row=3), result(E))
-    assert decision.reason.startswith(
-        "paused for a person: metrics provider error (4 of 4 in a row)"
-    )
+    assert decision.reason.startswith("paused for a person: metrics provider error (4 of 4 in a row)")
 
 
 def test_inconclusive_forever_pauses() -> None:

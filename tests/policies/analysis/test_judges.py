@@ -30,9 +30,7 @@ def latencies(rng: np.random.Generator, n: int, median: float, sigma: float = 0.
     index = np.searchsorted(np.array(BUCKETS), drawn)
     counts = np.bincount(index, minlength=len(BUCKETS))
     keep = counts > 0
-    return Distribution(
-        tuple(np.array(BUCKETS)[keep].tolist()), tuple(counts[keep].astype(float).tolist())
-    )
+    return Distribution(tuple(np.array(BUCKETS)[keep].tolist()), tuple(counts[keep].astype(float).tolist()))
 
 
 # ThresholdJudge / FailureLimitJudge ------------------------------------------------------------
@@ -101,9 +99,7 @@ def test_noise_passes() -> None:
 
 def test_a_tiny_but_significant_difference_passes_on_the_effect_floor() -> None:
     """1.00 % vs 1.05 % errors over millions of requests: significant, not meaningful."""
-    obs = observe(
-        SR, Distribution.outcomes(9_895_000, 105_000), Distribution.outcomes(9_900_000, 100_000)
-    )
+    obs = observe(SR, Distribution.outcomes(9_895_000, 105_000), Distribution.outcomes(9_900_000, 100_000))
     verdict = MannWhitneyJudge().judge(SR, obs)
     assert verdict.detail["p_value"] < 0.001
     assert verdict.outcome == Outcome.PASS and "effect below floor" in verdict.reason

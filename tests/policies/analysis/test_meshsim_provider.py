@@ -30,9 +30,12 @@ def test_meshsim_provider_judges_a_faulty_canary(meshsim: MeshsimProcess) -> Non
     assert meshsim.admin("POST", "traffic/advance", json={"seconds": 120}).ok
     now[0] = 120.0
     result = run_interval(
-        provider=provider, metrics=[success_rate(), latency_p99()],
-        canary=Target(version="v2", **CATALOG), stable=Target(version="v1", **CATALOG),
-        window="3m", judge=MannWhitneyJudge(),
+        provider=provider,
+        metrics=[success_rate(), latency_p99()],
+        canary=Target(version="v2", **CATALOG),
+        stable=Target(version="v1", **CATALOG),
+        window="3m",
+        judge=MannWhitneyJudge(),
     )
     assert result.verdict == Verdict.FAIL, result.reason
     assert result.metrics[0].canary is not None and 0.6 < result.metrics[0].canary < 0.8
@@ -53,10 +56,8 @@ def test_meshsim_provider_counts_by_labels(meshsim: MeshsimProcess) -> None:
     provider.fallback.scrape()  # t=0
     assert meshsim.admin("POST", "traffic/advance", json={"seconds": 60}).ok
     now[0] = 60.0
-    match = {"reporter": "destination", "destination_service_namespace": "shop",
-             "destination_service_name": "catalog"}
-    by_tls = provider.counts("istio_requests_total", match, by=("connection_security_policy",),
-                             window="2m")
+    match = {"reporter": "destination", "destination_service_namespace": "shop", "destination_service_name": "catalog"}
+    by_tls = provider.counts("istio_requests_total", match, by=("connection_security_policy",), window="2m")
     assert set(by_tls) == {("mutual_tls",), ("none",)}  # the legacy batch job has no sidecar
     assert 0 < by_tls[("none",)] < by_tls[("mutual_tls",)]
     total = provider.counts("istio_requests_total", match, window="2m")

@@ -45,10 +45,7 @@ def test_builtins_and_direction() -> None:
 def test_render_substitutes_every_variable() -> None:
     target = Target("shop", "catalog", version="v2")
     promql = render_template(TEMPLATE, target, interval="1m")
-    assert promql == (
-        'sum(rate(http_errors_total{namespace="shop",service="catalog",'
-        'version="v2",canary=""}[1m]))'
-    )
+    assert promql == ('sum(rate(http_errors_total{namespace="shop",service="catalog",version="v2",canary=""}[1m]))')
     by_canary = render_template(
         'x{c="{canary}",s="{subset}"}[{interval}]', Target("a", "b", canary=True), interval="30s"
     )
@@ -57,7 +54,7 @@ def test_render_substitutes_every_variable() -> None:
 
 @pytest.mark.parametrize(
     "evil",
-    ['v2"} or vector(1) or x{a="', "v2}", 'v2\\"}', "v2\n}", 'v2\\'],
+    ['v2"} or vector(1) or x{a="', "v2}", 'v2\\"}', "v2\n}", "v2\\"],
 )
 def test_label_values_cannot_break_out_of_the_string(evil: str) -> None:
     promql = render_template(TEMPLATE, Target("shop", "catalog", version=evil), interval="1m")

@@ -59,8 +59,12 @@ def _warm(meshsim: MeshsimProcess, prom: PrometheusProcess) -> None:
 
 def _analyse(prom: PrometheusProcess):
     return run_interval(
-        provider=PrometheusProvider(prom.url), metrics=METRICS, canary=CANARY, stable=STABLE,
-        window=WINDOW, judge=MannWhitneyJudge(),
+        provider=PrometheusProvider(prom.url),
+        metrics=METRICS,
+        canary=CANARY,
+        stable=STABLE,
+        window=WINDOW,
+        judge=MannWhitneyJudge(),
     )
 
 
@@ -79,7 +83,7 @@ def test_a_503_fault_on_the_canary_fails_the_interval(
     assert success.stable is not None and success.stable > 0.99
     assert result.reason.startswith("request-success-rate of canary 0.")
     # the guard rail (< 0.95 with certainty) or the statistical test, both name the values
-    assert ("< 0.95 (guard rail)" in result.reason or "< 0.99" in result.reason), result.reason
+    assert "< 0.95 (guard rail)" in result.reason or "< 0.99" in result.reason, result.reason
     assert "(stable 0.99" in result.reason or "(stable 1)" in result.reason
     share = result.metrics[2]  # the custom template, rendered and asked of Prometheus
     assert share.canary is not None and 0.04 < share.canary < 0.2, share.reason

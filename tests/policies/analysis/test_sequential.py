@@ -51,8 +51,13 @@ def looks(judge, metric, pairs, *, phase="w10", last=False, state=None):
     """Judge each (canary, stable) interval in turn, carrying the state; every verdict."""
     verdicts = []
     for canary, stable in pairs:
-        verdict = judge.judge(metric, observe(metric, canary, stable), metrics_count=2, state=state,
-                              step=Step(phase=phase, last=last, seconds=60))
+        verdict = judge.judge(
+            metric,
+            observe(metric, canary, stable),
+            metrics_count=2,
+            state=state,
+            step=Step(phase=phase, last=last, seconds=60),
+        )
         state = verdict.state
         verdicts.append(verdict)
     return verdicts
@@ -98,8 +103,10 @@ def test_the_tail_is_compared_a_p99_only_regression_fails() -> None:
 def test_bursty_errors_are_overdispersed_not_blamed_on_the_canary() -> None:
     rng = np.random.default_rng(8)
     binomial = [(1000, rng.binomial(1000, 0.01), 9000, rng.binomial(9000, 0.01)) for _ in range(10)]
-    bursty = [(1000, rng.binomial(1000, 0.01 * g1), 9000, rng.binomial(9000, 0.01 * g2))
-              for g1, g2 in rng.gamma(1.5, 1 / 1.5, size=(10, 2))]
+    bursty = [
+        (1000, rng.binomial(1000, 0.01 * g1), 9000, rng.binomial(9000, 0.01 * g2))
+        for g1, g2 in rng.gamma(1.5, 1 / 1.5, size=(10, 2))
+    ]
     theta = mantel_haenszel(binomial)[0]
     assert dispersion(binomial, theta)[0] < 2.0
     assert dispersion(bursty, mantel_haenszel(bursty)[0])[0] > 3.0

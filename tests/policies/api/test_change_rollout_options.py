@@ -1,5 +1,6 @@
 """API of a change's rollout plan: `GET/POST /api/v1/changes/{id}/rollout-options/`, and the options
 and effective plan on the change's detail."""
+
 import pytest
 from django.urls import reverse
 
@@ -16,14 +17,26 @@ from tests.policies.changes.helpers import cluster_org, make_change, submitted_c
 
 QUERY = 'sum(rate(app_errors_total{namespace="{namespace}"}[{interval}]))'
 OPTIONS = {
-    "strategy": "canary", "steps": [10, 50, 100],
-    "analysis": {"interval_seconds": 30, "failure_limit": 2, "judge": "mann-whitney",
-                 "metrics": [{"kind": "success_rate", "min": 0.995},
-                             {"kind": "custom", "name": "app-errors", "direction": "lower", "max": 3, "query": QUERY}]},
+    "strategy": "canary",
+    "steps": [10, 50, 100],
+    "analysis": {
+        "interval_seconds": 30,
+        "failure_limit": 2,
+        "judge": "mann-whitney",
+        "metrics": [
+            {"kind": "success_rate", "min": 0.995},
+            {"kind": "custom", "name": "app-errors", "direction": "lower", "max": 3, "query": QUERY},
+        ],
+    },
     "gates": [1],
 }
-DEFAULT_PLAN = {"strategy": "canary", "steps": DEFAULT_STEPS, "analysis": DEFAULT_ANALYSIS, "gates": [],
-                "phases": ["canary 5 %", "canary 10 %", "canary 25 %", "canary 50 %", "promote 100 %"]}
+DEFAULT_PLAN = {
+    "strategy": "canary",
+    "steps": DEFAULT_STEPS,
+    "analysis": DEFAULT_ANALYSIS,
+    "gates": [],
+    "phases": ["canary 5 %", "canary 10 %", "canary 25 %", "canary 50 %", "promote 100 %"],
+}
 
 
 def url(pk) -> str:
@@ -73,9 +86,13 @@ class TestRolloutOptionsSet(ClusterContract, TeamScopedObjectContract):
     def check_response(self, response, org):
         assert response.json() == {
             "options": OPTIONS,
-            "plan": {"strategy": "canary", "steps": [10, 50, 100], "analysis": {**DEFAULT_ANALYSIS,
-                                                                                 **OPTIONS["analysis"]},
-                     "gates": [1], "phases": ["canary 10 %", "canary 50 %", "promote 100 %"]},
+            "plan": {
+                "strategy": "canary",
+                "steps": [10, 50, 100],
+                "analysis": {**DEFAULT_ANALYSIS, **OPTIONS["analysis"]},
+                "gates": [1],
+                "phases": ["canary 10 %", "canary 50 %", "promote 100 %"],
+            },
         }
 
 
@@ -100,13 +117,22 @@ def test_invalid_options_are_a_400_naming_each_field_path(cluster_org):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
     client = session_client(org.author)
-    response = client.post(url(change.pk), {
-        "steps": [50, 25], "speed": "fast",
-        "analysis": {"failure_limit": 0, "metrics": [{"kind": "success_rate"},
-                                                     {"kind": "custom", "name": "x", "direction": "lower",
-                                                      "max": 1, "query": 'up{service={service}}'}]},
-        "gates": ["one"],
-    }, format="json")
+    response = client.post(
+        url(change.pk),
+        {
+            "steps": [50, 25],
+            "speed": "fast",
+            "analysis": {
+                "failure_limit": 0,
+                "metrics": [
+                    {"kind": "success_rate"},
+                    {"kind": "custom", "name": "x", "direction": "lower", "max": 1, "query": "up{service={service}}"},
+                ],
+            },
+            "gates": ["one"],
+        },
+        format="json",
+    )
     details = assert_error(response, 400, code="invalid", message="the request is invalid")
     assert details == {
         "speed": ["unknown rollout option (use strategy, steps, analysis, gates)"],
@@ -125,12 +151,14 @@ def test_invalid_options_are_a_400_naming_each_field_path(cluster_org):
 def test_only_the_author_sets_the_plan_and_only_before_the_rollout(cluster_org):
     org = cluster_org
     change = submitted_change(org)
-    assert_error(session_client(org.approver).post(url(change.pk), OPTIONS, format="json"), 403,
-                 code="permission_denied")
+    assert_error(
+        session_client(org.approver).post(url(change.pk), OPTIONS, format="json"), 403, code="permission_denied"
+    )
     assert session_client(org.approver).get(url(change.pk)).status_code == 200  # reading is for everyone
     ChangeRequest.objects.filter(pk=change.pk).update(state=ChangeState.ROLLING_OUT)
-    details = assert_error(session_client(org.author).post(url(change.pk), OPTIONS, format="json"), 409,
-                           code="illegal_transition")
+    details = assert_error(
+        session_client(org.author).post(url(change.pk), OPTIONS, format="json"), 409, code="illegal_transition"
+    )
     assert details["state"] == "rolling_out"
 
 
@@ -142,4 +170,6 @@ def test_setting_the_plan_voids_the_approvals(cluster_org):
     assert response.status_code == 200
     change.refresh_from_db()
     assert change.state == ChangeState.IN_REVIEW
-    assert Review.objects.get(change=change).voided_reason == "the rollout plan was changed by alice after this approval"
+    assert (
+        Review.objects.get(change=change).voided_reason == "the rollout plan was changed by alice after this approval"
+    )

@@ -1,4 +1,5 @@
 """API of change requests: list/retrieve/create and one endpoint per transition."""
+
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -61,6 +62,7 @@ class ClusterContract:
 
 # --- contracts --------------------------------------------------------------------------------
 
+
 class TestChangeList(ClusterContract, TeamScopedListContract):
     def arrange(self, org):
         self.mine = make_change(author=org.author, environment=org.env)
@@ -75,9 +77,17 @@ class TestChangeList(ClusterContract, TeamScopedListContract):
     def check_response(self, response, org):
         (item,) = results(response)
         assert item == {
-            "id": self.mine.pk, "url": f"http://testserver{detail_url(self.mine.pk)}", "environment": "staging",
-            "title": "Tune reviews", "state": "draft", "author": "alice", "created_at": item["created_at"],
-            "updated_at": item["updated_at"], "submitted_at": None, "approved_at": None, "scheduled_for": None,
+            "id": self.mine.pk,
+            "url": f"http://testserver{detail_url(self.mine.pk)}",
+            "environment": "staging",
+            "title": "Tune reviews",
+            "state": "draft",
+            "author": "alice",
+            "created_at": item["created_at"],
+            "updated_at": item["updated_at"],
+            "submitted_at": None,
+            "approved_at": None,
+            "scheduled_for": None,
             "promoted_from": None,
         }
 
@@ -100,13 +110,22 @@ class TestChangeRetrieve(ClusterContract, TeamScopedObjectContract):
         body = response.json()
         assert body["state"] == "in_review" and body["stale"] is False
         assert body["approval"] == {
-            "satisfied": False, "approvable": False, "required": 1, "approvals": 0, "approved_by": [],
-            "missing": ["an approver of team Bookinfo"], "blockers": [],
+            "satisfied": False,
+            "approvable": False,
+            "required": 1,
+            "approvals": 0,
+            "approved_by": [],
+            "missing": ["an approver of team Bookinfo"],
+            "blockers": [],
             "summary": "0 of 1 approval; missing: an approver of team Bookinfo",
         }
         (item,) = body["items"]
         assert (item["kind"], item["namespace"], item["name"], item["operation"]) == (
-            "VirtualService", "bookinfo", "reviews", "update")
+            "VirtualService",
+            "bookinfo",
+            "reviews",
+            "update",
+        )
         assert item["base_revision"] == item["current_revision"] == 1 and item["stale"] is False
         assert item["content"]["spec"]["http"][0]["timeout"] == "5s"
         plan = body["plan"]
@@ -192,22 +211,33 @@ class TestStatus(ClusterContract, TeamScopedObjectContract):
 
     def check_response(self, response, org):
         body = response.json()
-        assert {key: body[key] for key in ("id", "state", "environment", "stale", "plan_status", "plan_current",
-                                           "done")} == {
-            "id": self.change.pk, "state": "in_review", "environment": "staging", "stale": False,
-            "plan_status": None, "plan_current": False, "done": False,
+        assert {
+            key: body[key] for key in ("id", "state", "environment", "stale", "plan_status", "plan_current", "done")
+        } == {
+            "id": self.change.pk,
+            "state": "in_review",
+            "environment": "staging",
+            "stale": False,
+            "plan_status": None,
+            "plan_current": False,
+            "done": False,
         }
         assert body["approval"]["summary"] == "0 of 1 approval; missing: an approver of team Bookinfo"
 
 
 # --- rules through the API --------------------------------------------------------------------
 
+
 def test_the_author_can_never_approve_by_session_or_token(cluster_org):
     org = cluster_org
     change = submitted_change(org)
     for client in (session_client(org.author), bearer_client(token_for(org.author, [TokenScope.WRITE]))):
-        assert_error(client.post(action_url(change.pk, "approve"), {}, format="json"), 403,
-                     code="permission_denied", message="you cannot approve your own change")
+        assert_error(
+            client.post(action_url(change.pk, "approve"), {}, format="json"),
+            403,
+            code="permission_denied",
+            message="you cannot approve your own change",
+        )
     org.author.is_superuser = True
     org.author.save()
     assert_error(session_client(org.author).post(action_url(change.pk, "approve"), {}, format="json"), 403)
@@ -219,19 +249,29 @@ def test_another_teams_approver_is_forbidden(cluster_org):
     org.other.memberships.update(role=Role.APPROVER)
     org.other.memberships.create(team=org.team_a, role=Role.AUTHOR)  # may read, may not approve
     change = submitted_change(org)
-    details = assert_error(session_client(org.other).post(action_url(change.pk, "approve"), {}, format="json"), 403,
-                           code="permission_denied")
+    details = assert_error(
+        session_client(org.other).post(action_url(change.pk, "approve"), {}, format="json"),
+        403,
+        code="permission_denied",
+    )
     assert details == {}
 
 
 def test_illegal_transitions_answer_409_with_the_state(cluster_org):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
-    details = assert_error(session_client(org.approver).post(action_url(change.pk, "approve"), {}, format="json"),
-                           409, code="illegal_transition", message="cannot approve a change that is in state draft")
+    details = assert_error(
+        session_client(org.approver).post(action_url(change.pk, "approve"), {}, format="json"),
+        409,
+        code="illegal_transition",
+        message="cannot approve a change that is in state draft",
+    )
     assert details["state"] == "draft" and details["allowed_states"] == ["approved", "in_review"]
-    details = assert_error(session_client(org.author).post(action_url(change.pk, "schedule"), {}, format="json"),
-                           409, code="illegal_transition")
+    details = assert_error(
+        session_client(org.author).post(action_url(change.pk, "schedule"), {}, format="json"),
+        409,
+        code="illegal_transition",
+    )
     assert details["state"] == "draft"
 
 
@@ -240,27 +280,38 @@ def test_submit_with_validation_errors_is_400_with_findings(cluster_org):
     from tests.policies.drafts.helpers import REVIEWS_MISSING_SUBSET
 
     change = make_change(author=org.author, environment=org.env, texts=[REVIEWS_MISSING_SUBSET])
-    details = assert_error(session_client(org.author).post(action_url(change.pk, "submit"), {}, format="json"), 400,
-                           code="change_invalid")
+    details = assert_error(
+        session_client(org.author).post(action_url(change.pk, "submit"), {}, format="json"), 400, code="change_invalid"
+    )
     assert details["findings"][0]["code"] == "MG0302"
 
 
 def test_create_from_a_bundle_text_and_files(cluster_org):
     org = cluster_org
     client = bearer_client(token_for(org.author, [TokenScope.WRITE]))
-    response = client.post(LIST, {"environment": "staging", "title": "From CI", "text": f"{REVIEWS_V2}---\n{RATINGS_NEW}"},
-                           format="json")
+    response = client.post(
+        LIST, {"environment": "staging", "title": "From CI", "text": f"{REVIEWS_V2}---\n{RATINGS_NEW}"}, format="json"
+    )
     assert response.status_code == 201, response.content
     assert sorted(item["name"] for item in response.json()["items"]) == ["ratings", "reviews"]
-    upload = client.post(LIST, {"environment": "staging", "title": "Upload",
-                                "files": [SimpleUploadedFile("r.yaml", REVIEWS_V2.encode())]}, format="multipart")
+    upload = client.post(
+        LIST,
+        {"environment": "staging", "title": "Upload", "files": [SimpleUploadedFile("r.yaml", REVIEWS_V2.encode())]},
+        format="multipart",
+    )
     assert upload.status_code == 201, upload.content
-    details = assert_error(client.post(LIST, {"environment": "staging", "title": "x", "text": "kind: ["},
-                                       format="json"), 400, code="bundle_rejected")
+    details = assert_error(
+        client.post(LIST, {"environment": "staging", "title": "x", "text": "kind: ["}, format="json"),
+        400,
+        code="bundle_rejected",
+    )
     assert details["findings"]
     assert_error(client.post(LIST, {"environment": "staging", "title": "x"}, format="json"), 400, code="invalid")
-    assert_error(client.post(LIST, {"environment": "staging", "title": "x", "drafts": [424242]}, format="json"),
-                 400, code="invalid")
+    assert_error(
+        client.post(LIST, {"environment": "staging", "title": "x", "drafts": [424242]}, format="json"),
+        400,
+        code="invalid",
+    )
 
 
 def test_create_is_idempotent_with_a_key(cluster_org):
@@ -272,8 +323,11 @@ def test_create_is_idempotent_with_a_key(cluster_org):
     assert first.status_code == again.status_code == 201
     assert again["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
     assert ChangeRequest.objects.count() == 1 and IdempotencyKey.objects.count() == 1
-    assert_error(client.post(LIST, {**payload, "title": "Other"}, format="json", HTTP_IDEMPOTENCY_KEY="ci-run-42"),
-                 422, code="idempotency_key_reused")
+    assert_error(
+        client.post(LIST, {**payload, "title": "Other"}, format="json", HTTP_IDEMPOTENCY_KEY="ci-run-42"),
+        422,
+        code="idempotency_key_reused",
+    )
 
 
 def test_a_pipeline_walks_the_workflow(cluster_org):
@@ -290,8 +344,10 @@ def test_a_pipeline_walks_the_workflow(cluster_org):
     reply = alice.post(action_url(pk, "comment"), {"body": "p99", "parent": comment.json()["id"]}, format="json")
     assert reply.json()["item"] == item and reply.json()["line"] == 3
     assert_error(bob.post(action_url(pk, "request-changes"), {}, format="json"), 400, code="invalid")
-    assert bob.post(action_url(pk, "request-changes"), {"body": "say why"}, format="json").json()["state"] == \
-        "changes_requested"
+    assert (
+        bob.post(action_url(pk, "request-changes"), {"body": "say why"}, format="json").json()["state"]
+        == "changes_requested"
+    )
     assert alice.post(action_url(pk, "submit"), format="json").json()["state"] == "in_review"
     plan = alice.get(detail_url(pk)).json()["plan"]
     assert plan is None  # the worker computes it; approving computes a fresh one
@@ -308,8 +364,9 @@ def test_a_pipeline_walks_the_workflow(cluster_org):
 def test_approve_with_a_stale_plan_fingerprint_is_409(cluster_org):
     org = cluster_org
     change = submitted_change(org)
-    response = session_client(org.approver).post(action_url(change.pk, "approve"), {"plan_fingerprint": "0" * 64},
-                                                 format="json")
+    response = session_client(org.approver).post(
+        action_url(change.pk, "approve"), {"plan_fingerprint": "0" * 64}, format="json"
+    )
     details = assert_error(response, 409, code="conflict")
     assert details["plan_fingerprint"] and details["state"] == "in_review"
 
@@ -317,14 +374,19 @@ def test_approve_with_a_stale_plan_fingerprint_is_409(cluster_org):
 def test_reject_and_rebase_and_promote(cluster_org, meshsim_prod):
     org = cluster_org
     change = submitted_change(org)
-    assert session_client(org.approver).post(action_url(change.pk, "reject"), {"reason": "no"},
-                                             format="json").json()["state"] == "rejected"
+    assert (
+        session_client(org.approver)
+        .post(action_url(change.pk, "reject"), {"reason": "no"}, format="json")
+        .json()["state"]
+        == "rejected"
+    )
     other = submitted_change(org, title="second")
     assert_error(session_client(org.author).post(action_url(other.pk, "rebase"), format="json"), 409, code="conflict")
     review_approve(reviewer=org.approver, change=other)
     ChangeRequest.objects.filter(pk=other.pk).update(state=ChangeState.COMPLETED)
-    assert_error(session_client(org.author).post(action_url(other.pk, "promote"), format="json"), 409,
-                 code="conflict")  # no next environment yet
+    assert_error(
+        session_client(org.author).post(action_url(other.pk, "promote"), format="json"), 409, code="conflict"
+    )  # no next environment yet
     prod = EnvironmentFactory(name="prod", order=100, is_production=True, api_url=meshsim_prod.url)
     prod.namespace_owners.create(namespace="bookinfo", team=org.team_a)
     response = session_client(org.author).post(action_url(other.pk, "promote"), format="json")
@@ -380,9 +442,15 @@ def test_findings_of_a_change_from_a_bundle_name_the_uploaded_file_and_line(clus
     from tests.policies.drafts.helpers import tar_gz
 
     archive = tar_gz({"mesh/bookinfo/routes.yaml": TWO_ROUTES.encode()})
-    response = session_client(cluster_org.author).post(LIST, {
-        "environment": "staging", "title": "routes", "files": [SimpleUploadedFile("mesh.tar.gz", archive)],
-    }, format="multipart")
+    response = session_client(cluster_org.author).post(
+        LIST,
+        {
+            "environment": "staging",
+            "title": "routes",
+            "files": [SimpleUploadedFile("mesh.tar.gz", archive)],
+        },
+        format="multipart",
+    )
     assert response.status_code == 201, response.json()
     change = ChangeRequest.objects.get()
     items = list(change.items.order_by("name"))

@@ -1,4 +1,5 @@
 """Notification channels through the API: a pipeline (or a person) subscribes a webhook to events."""
+
 from policies.choices import AuditAction, Role
 from policies.models import AuditEvent, NotificationChannel, NotificationDelivery
 from portal.choices import TokenScope
@@ -6,8 +7,12 @@ from tests.api_testing import assert_error, bearer_client, session_client, token
 from tests.factories import MembershipFactory
 
 LIST = "/api/v1/channels/"
-HOOK = {"name": "pipeline", "kind": "webhook", "target": "https://ci.example.com/hooks/meshgate",
-        "events": ["rollout.promoted", "rollout.rolled_back"]}
+HOOK = {
+    "name": "pipeline",
+    "kind": "webhook",
+    "target": "https://ci.example.com/hooks/meshgate",
+    "events": ["rollout.promoted", "rollout.rolled_back"],
+}
 
 
 def test_a_channel_of_your_own_with_its_secret_shown_once(org):

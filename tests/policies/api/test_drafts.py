@@ -43,6 +43,7 @@ def test_urls():
 
 # --- contracts --------------------------------------------------------------------------------
 
+
 class ClusterContract:
     @pytest.fixture(autouse=True)
     def _cluster(self, cluster_org):
@@ -63,11 +64,22 @@ class TestDraftList(ClusterContract, TeamScopedListContract):
     def check_response(self, response, org):
         (item,) = results(response)
         assert item == {
-            "id": self.mine.pk, "url": f"http://testserver{detail_url(self.mine.pk)}", "environment": "staging",
-            "kind": "VirtualService", "namespace": "bookinfo", "name": "reviews", "operation": "delete",
-            "policy": org.policy_a.pk, "base_revision": 1, "author": "alice", "message": "retire", "content_hash": "",
-            "error_count": 0, "warning_count": 0,
-            "created_at": item["created_at"], "updated_at": item["updated_at"],
+            "id": self.mine.pk,
+            "url": f"http://testserver{detail_url(self.mine.pk)}",
+            "environment": "staging",
+            "kind": "VirtualService",
+            "namespace": "bookinfo",
+            "name": "reviews",
+            "operation": "delete",
+            "policy": org.policy_a.pk,
+            "base_revision": 1,
+            "author": "alice",
+            "message": "retire",
+            "content_hash": "",
+            "error_count": 0,
+            "warning_count": 0,
+            "created_at": item["created_at"],
+            "updated_at": item["updated_at"],
         }
 
 
@@ -122,9 +134,11 @@ class TestDraftCreate(ClusterContract, EndpointContract):
 
 # --- create -----------------------------------------------------------------------------------
 
+
 def test_create_with_blocking_errors_is_400_with_findings_and_stores_nothing(cluster_org):
     response = session_client(cluster_org.author).post(
-        LIST, {"environment": "staging", "text": REVIEWS_V2.replace("kind: VirtualService", "kind: Virtualservice")},
+        LIST,
+        {"environment": "staging", "text": REVIEWS_V2.replace("kind: VirtualService", "kind: Virtualservice")},
         format="json",
     )
     details = assert_error(response, 400, code="draft_rejected")
@@ -161,6 +175,7 @@ def test_schema_findings_are_returned_with_the_created_draft(cluster_org):
 
 # --- idempotency ------------------------------------------------------------------------------
 
+
 def test_idempotency_key_replays_the_first_answer_without_acting_again(cluster_org):
     client = session_client(cluster_org.author)
     payload = {"environment": "staging", "text": RATINGS_NEW}
@@ -179,9 +194,15 @@ def test_idempotency_key_replays_the_first_answer_without_acting_again(cluster_o
 def test_idempotency_key_reused_with_a_different_body_is_422(cluster_org):
     client = session_client(cluster_org.author)
     client.post(LIST, {"environment": "staging", "text": RATINGS_NEW}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
-    response = client.post(LIST, {"environment": "staging", "text": REVIEWS_V2}, format="json", HTTP_IDEMPOTENCY_KEY="k1")
-    assert_error(response, 422, code="idempotency_key_reused",
-                 message="idempotency key reused with a different request: use a new key for a new request")
+    response = client.post(
+        LIST, {"environment": "staging", "text": REVIEWS_V2}, format="json", HTTP_IDEMPOTENCY_KEY="k1"
+    )
+    assert_error(
+        response,
+        422,
+        code="idempotency_key_reused",
+        message="idempotency key reused with a different request: use a new key for a new request",
+    )
     assert list(Draft.objects.values_list("name", flat=True)) == ["ratings"]
 
 
@@ -206,6 +227,7 @@ def test_malformed_idempotency_key_is_400(cluster_org):
 
 # --- update and discard -----------------------------------------------------------------------
 
+
 def test_partial_update_of_text_and_message(cluster_org):
     org = cluster_org
     draft = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2, message="v1").draft
@@ -227,9 +249,7 @@ def test_partial_update_of_text_and_message(cluster_org):
 def test_partial_update_cannot_change_the_object(cluster_org):
     org = cluster_org
     draft = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft
-    response = session_client(org.author).patch(
-        detail_url(draft.pk), {"text": RATINGS_NEW}, format="json"
-    )
+    response = session_client(org.author).patch(detail_url(draft.pk), {"text": RATINGS_NEW}, format="json")
     details = assert_error(response, 400, code="draft_rejected")
     assert "start a new draft" in response.json()["message"]
     assert details["findings"][0]["path"] == "metadata.name"
@@ -268,6 +288,7 @@ def test_list_filters_by_environment(cluster_org):
 
 # --- bundles ----------------------------------------------------------------------------------
 
+
 def test_bundle_multipart_creates_every_draft(cluster_org):
     archive = zip_bytes({"rules/reviews.yaml": destination_rule("reviews").encode()})
     response = session_client(cluster_org.author).post(
@@ -275,15 +296,18 @@ def test_bundle_multipart_creates_every_draft(cluster_org):
         {
             "environment": "staging",
             "message": "release 7",
-            "files": [SimpleUploadedFile("routing.yaml", (REVIEWS_V2 + "---\n" + RATINGS_NEW).encode()),
-                      SimpleUploadedFile("rules.zip", archive)],
+            "files": [
+                SimpleUploadedFile("routing.yaml", (REVIEWS_V2 + "---\n" + RATINGS_NEW).encode()),
+                SimpleUploadedFile("rules.zip", archive),
+            ],
         },
         format="multipart",
     )
     assert response.status_code == 201, response.content
     body = response.json()
     assert [(d["kind"], d["name"], d["operation"]) for d in body] == [
-        ("VirtualService", "reviews", "update"), ("VirtualService", "ratings", "create"),
+        ("VirtualService", "reviews", "update"),
+        ("VirtualService", "ratings", "create"),
         ("DestinationRule", "reviews", "create"),
     ]
     assert {d["message"] for d in body} == {"release 7"}
@@ -322,8 +346,9 @@ def test_bundle_idempotency_key(cluster_org):
 
     def send(text, key="bundle-1"):
         files = [SimpleUploadedFile("b.yaml", text.encode())]
-        return client.post(BUNDLE, {"environment": "staging", "files": files}, format="multipart",
-                           HTTP_IDEMPOTENCY_KEY=key)
+        return client.post(
+            BUNDLE, {"environment": "staging", "files": files}, format="multipart", HTTP_IDEMPOTENCY_KEY=key
+        )
 
     first = send(RATINGS_NEW)
     events = AuditEvent.objects.count()
@@ -355,6 +380,8 @@ def test_list_queries_do_not_grow_with_the_number_of_drafts(org, django_assert_n
     with CaptureQueriesContext(connection) as one:
         client.get(LIST)
     for n in range(5):
-        draft_delete_policy(author=org.author, policy=make_policy(environment=org.env, namespace="bookinfo", name=f"p{n}"))
+        draft_delete_policy(
+            author=org.author, policy=make_policy(environment=org.env, namespace="bookinfo", name=f"p{n}")
+        )
     with django_assert_num_queries(len(one.captured_queries)):
         assert len(results(client.get(LIST))) == 6

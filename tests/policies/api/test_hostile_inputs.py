@@ -41,8 +41,11 @@ def test_json_numbers_without_a_json_meaning_are_a_400(cluster_org, constant):
 
 @pytest.mark.parametrize("value", ["1e400", ".inf", "-.inf", ".nan", "9" * 5000])
 def test_manifest_numbers_json_cannot_hold_are_a_clear_finding_not_a_409(cluster_org, value):
-    text = REVIEWS_V2.replace("timeout: 5s", f"timeout: 5s\n    weightless: {value}") if "timeout: 5s" in REVIEWS_V2 \
+    text = (
+        REVIEWS_V2.replace("timeout: 5s", f"timeout: 5s\n    weightless: {value}")
+        if "timeout: 5s" in REVIEWS_V2
         else REVIEWS_V2 + f"  extra: {value}\n"
+    )
     client = session_client(cluster_org.author)
     response = client.post(DRAFTS, {"environment": "staging", "text": text}, format="json")
     assert response.status_code == 400, response.content
@@ -53,8 +56,10 @@ def test_manifest_numbers_json_cannot_hold_are_a_clear_finding_not_a_409(cluster
     assert answer.status_code == 200 and answer.json()["valid"] is False
 
 
-@pytest.mark.parametrize("query", ["limit=" + "9" * 40, "limit=100000", "offset=" + "9" * 40, "limit=-1",
-                                   "offset=1e400", "limit=" + "9" * 5000])
+@pytest.mark.parametrize(
+    "query",
+    ["limit=" + "9" * 40, "limit=100000", "offset=" + "9" * 40, "limit=-1", "offset=1e400", "limit=" + "9" * 5000],
+)
 def test_pagination_parameters_out_of_range_are_a_400(org, query):
     client = bearer_client(token_for(org.author))
     for url in ("/api/v1/policies/", "/api/v1/changes/", "/api/v1/rollouts/"):
@@ -80,9 +85,16 @@ def test_saving_a_team_in_the_django_admin_works(org):
     url = f"/admin/policies/team/{org.team_a.pk}/change/"
     page = client.get(url)
     assert page.status_code == 200
-    form = {"name": "Bookinfo renamed", "slug": org.team_a.slug, "description": "", "is_security": "",
-            "memberships-TOTAL_FORMS": "0", "memberships-INITIAL_FORMS": "0", "memberships-MIN_NUM_FORMS": "0",
-            "memberships-MAX_NUM_FORMS": "1000"}
+    form = {
+        "name": "Bookinfo renamed",
+        "slug": org.team_a.slug,
+        "description": "",
+        "is_security": "",
+        "memberships-TOTAL_FORMS": "0",
+        "memberships-INITIAL_FORMS": "0",
+        "memberships-MIN_NUM_FORMS": "0",
+        "memberships-MAX_NUM_FORMS": "1000",
+    }
     response = client.post(url, form)
     assert response.status_code in (200, 302), response.content[:300]
     assert response.status_code == 302, response.content.decode()[:2000]

@@ -109,9 +109,13 @@ def test_malformed_and_out_of_range_ids_are_not_found(org):
 
 def test_author_of_the_current_revision_is_named(org):
     revision = PolicyRevision.objects.create(
-        policy=org.policy_a, number=2, content=org.policy_a.current_revision.content,
-        content_hash=org.policy_a.current_revision.content_hash, parent=org.policy_a.current_revision,
-        author=org.author, source=RevisionSource.DRAFT,
+        policy=org.policy_a,
+        number=2,
+        content=org.policy_a.current_revision.content,
+        content_hash=org.policy_a.current_revision.content_hash,
+        parent=org.policy_a.current_revision,
+        author=org.author,
+        source=RevisionSource.DRAFT,
     )
     org.policy_a.current_revision = revision
     org.policy_a.save(update_fields=["current_revision"])
@@ -140,8 +144,9 @@ class TestFilters:
         NamespaceOwnershipFactory(environment=prod, namespace="shop", team=org.team_b)
         make_policy(environment=prod, namespace="shop", name="payments")
         make_policy(environment=org.env, namespace="bookinfo", name="reviews", kind=PolicyKind.DESTINATION_RULE)
-        gone = make_policy(environment=org.env, namespace="bookinfo", name="ratings-deny",
-                           kind=PolicyKind.AUTHORIZATION_POLICY)
+        gone = make_policy(
+            environment=org.env, namespace="bookinfo", name="ratings-deny", kind=PolicyKind.AUTHORIZATION_POLICY
+        )
         gone.live_state = LiveState.ABSENT
         gone.save(update_fields=["live_state"])
         return session_client(org.sec)
@@ -201,9 +206,13 @@ def test_list_query_count_does_not_grow_with_policies(org, django_assert_max_num
     for i in range(55):
         policy = make_policy(environment=org.env, namespace="bookinfo", name=f"svc-{i}")
         revision = PolicyRevision.objects.create(
-            policy=policy, number=2, content=policy.current_revision.content,
-            content_hash=content_hash(policy.current_revision.content), parent=policy.current_revision,
-            author=org.approver, source=RevisionSource.DRAFT,
+            policy=policy,
+            number=2,
+            content=policy.current_revision.content,
+            content_hash=content_hash(policy.current_revision.content),
+            parent=policy.current_revision,
+            author=org.approver,
+            source=RevisionSource.DRAFT,
         )
         policy.current_revision = revision
         policy.save(update_fields=["current_revision"])

@@ -22,8 +22,14 @@ def add_revision(policy, *, author, message: str, timeout: str) -> PolicyRevisio
     content = copy.deepcopy(parent.content)
     content["spec"]["http"][0]["timeout"] = timeout
     revision = PolicyRevision.objects.create(
-        policy=policy, number=parent.number + 1, content=content, content_hash=content_hash(content),
-        parent=parent, author=author, source=RevisionSource.DRAFT, message=message,
+        policy=policy,
+        number=parent.number + 1,
+        content=content,
+        content_hash=content_hash(content),
+        parent=parent,
+        author=author,
+        source=RevisionSource.DRAFT,
+        message=message,
     )
     policy.current_revision = revision
     policy.save(update_fields=["current_revision"])

@@ -1,5 +1,6 @@
 """The rollouts API: list (filters), retrieve (status, weight, step, reason, analysis runs, events),
 and the controls, each through one service (permission 403, illegal transition 409)."""
+
 import pytest
 
 from policies.choices import RolloutState
@@ -97,8 +98,9 @@ class TestRolloutResume(TeamScopedObjectContract):
     scope = TokenScope.WRITE
 
     def arrange(self, org):
-        self.rollout = make_rollout(org, state=RolloutState.PAUSED, resume_state=RolloutState.RUNNING,
-                                    pause_reason="paused by bob")
+        self.rollout = make_rollout(
+            org, state=RolloutState.PAUSED, resume_state=RolloutState.RUNNING, pause_reason="paused by bob"
+        )
         self.foreign = make_rollout(org, namespace="shop", title="shop rollout", state=RolloutState.PAUSED)
 
     def url(self, org):
@@ -127,7 +129,9 @@ def test_list_filters(org):
     assert [r["id"] for r in results(client.get("/api/v1/rollouts/", {"change": running.change_id}))] == [running.pk]
     assert results(client.get("/api/v1/rollouts/", {"environment": "production"})) == []
     assert {r["id"] for r in results(client.get("/api/v1/rollouts/", {"environment": "staging"}))} == {
-        running.pk, done.pk}
+        running.pk,
+        done.pk,
+    }
 
 
 def test_read_token_can_get_but_not_post(org):

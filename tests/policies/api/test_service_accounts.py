@@ -1,5 +1,6 @@
 """Service accounts: team-owned pipeline identities, their tokens issued without a session, and
 everything they do attributed to them."""
+
 import pytest
 from django.core.management import call_command
 from django.test import Client
@@ -31,11 +32,18 @@ def test_a_team_admin_creates_an_author_account_and_issues_a_token_with_an_api_t
     response = _create(admin, description="GitHub Actions")
     assert response.status_code == 201, response.json()
     assert response.json() | {"created_at": None} == {
-        "name": "sa.ci", "team": "bookinfo", "role": "author", "description": "GitHub Actions", "active": True,
-        "created_by": "tina", "created_at": None, "revoked_at": None,
+        "name": "sa.ci",
+        "team": "bookinfo",
+        "role": "author",
+        "description": "GitHub Actions",
+        "active": True,
+        "created_by": "tina",
+        "created_at": None,
+        "revoked_at": None,
     }
-    issued = admin.post(f"{LIST}ci/tokens/", {"name": "github", "scopes": ["write"], "expires_in_days": 30},
-                        format="json")
+    issued = admin.post(
+        f"{LIST}ci/tokens/", {"name": "github", "scopes": ["write"], "expires_in_days": 30}, format="json"
+    )
     assert issued.status_code == 201
     plaintext = issued.json()["token"]
     token = ApiToken.objects.get(key_id=issued.json()["key_id"])

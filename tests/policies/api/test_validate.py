@@ -43,8 +43,14 @@ class TestValidateContract(EndpointContract):
         body = response.json()
         assert body["valid"] is True, body
         assert body["documents"] == [
-            {"file": "reviews.yaml", "index": 0, "kind": "VirtualService", "namespace": "bookinfo", "name": "reviews",
-             "line": 2},
+            {
+                "file": "reviews.yaml",
+                "index": 0,
+                "kind": "VirtualService",
+                "namespace": "bookinfo",
+                "name": "reviews",
+                "line": 2,
+            },
         ]
 
 
@@ -57,9 +63,17 @@ def test_json_text_with_findings_is_answered_200_with_their_location(cluster_org
     assert body["valid"] is False
     finding = next(f for f in body["findings"] if f["code"] == "MG0302")
     assert finding == {
-        "code": "MG0302", "level": "error", "message": finding["message"], "layer": "semantic", "file": "vs.yaml",
-        "document": 0, "line": 13, "column": finding["column"], "path": "spec.http[0].route[0].destination.subset",
-        "object": "VirtualService bookinfo/reviews", "istio_code": "IST0101",
+        "code": "MG0302",
+        "level": "error",
+        "message": finding["message"],
+        "layer": "semantic",
+        "file": "vs.yaml",
+        "document": 0,
+        "line": 13,
+        "column": finding["column"],
+        "path": "spec.http[0].route[0].destination.subset",
+        "object": "VirtualService bookinfo/reviews",
+        "istio_code": "IST0101",
     }
     assert "v9" in finding["message"]
     assert not Draft.objects.exists()  # validation stores nothing
@@ -92,7 +106,8 @@ def test_multipart_files_and_archives(cluster_org):
     assert response.status_code == 200, response.content
     body = response.json()
     assert [(d["file"], d["name"]) for d in body["documents"]] == [
-        ("reviews.yaml", "reviews"), ("routes/ratings.yaml", "ratings"),
+        ("reviews.yaml", "reviews"),
+        ("routes/ratings.yaml", "ratings"),
     ]
     assert body["valid"] is False
     assert {f["file"] for f in body["findings"] if f["level"] == "error"} == {"reviews.yaml"}
@@ -137,7 +152,6 @@ def test_twenty_megabyte_body_is_refused_with_413_json(org):
     assert "MiB" in response.json()["message"]
 
 
-
 def test_more_files_than_django_parses_is_a_json_400(org):
     limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
     files = [SimpleUploadedFile(f"f{n}.yaml", b"a: 1\n") for n in range(limit + 1)]
@@ -175,18 +189,25 @@ def test_validate_runs_what_submit_runs_unless_asked_for_content_only(cluster_or
 
     guardrails_seed_builtins()
     client = session_client(cluster_org.author)
-    body = client.post(URL, {"environment": "staging", "text": ALLOW_ALL, "filename": "authz.yaml"},
-                       format="json").json()
+    body = client.post(
+        URL, {"environment": "staging", "text": ALLOW_ALL, "filename": "authz.yaml"}, format="json"
+    ).json()
     blocked = next(f for f in body["findings"] if f["code"] == "MG1501")
     assert blocked["level"] == "error" and blocked["layer"] == "guardrail" and blocked["file"] == "authz.yaml"
     assert "No allow-all AuthorizationPolicy" in blocked["message"] and body["valid"] is False
-    content_only = client.post(URL, {"environment": "staging", "text": ALLOW_ALL, "checks": "content"},
-                               format="json").json()
+    content_only = client.post(
+        URL, {"environment": "staging", "text": ALLOW_ALL, "checks": "content"}, format="json"
+    ).json()
     assert not [f for f in content_only["findings"] if f["code"] == "MG1501"]
 
 
 def test_validate_says_when_the_caller_may_not_author_the_namespace(cluster_org):
-    body = session_client(cluster_org.other).post(   # carol is in team Shop, not Bookinfo
-        URL, {"environment": "staging", "text": REVIEWS_V2, "filename": "reviews.yaml"}, format="json").json()
+    body = (
+        session_client(cluster_org.other)
+        .post(  # carol is in team Shop, not Bookinfo
+            URL, {"environment": "staging", "text": REVIEWS_V2, "filename": "reviews.yaml"}, format="json"
+        )
+        .json()
+    )
     denied = next(f for f in body["findings"] if f["code"] == "MG0110")
     assert denied["path"] == "metadata.namespace" and body["valid"] is False

@@ -1,4 +1,5 @@
 """`POST /validate?format=sarif|junit`: the answers CI systems read, and the finding counts header."""
+
 import json
 from importlib import resources
 from xml.etree import ElementTree
@@ -26,8 +27,9 @@ def sarif_schema():
 
 def _post(org, text, fmt, filename="routes/reviews.yaml"):
     client = bearer_client(token_for(org.author))
-    return client.post(f"{URL}?format={fmt}", {"environment": "staging", "text": text, "filename": filename},
-                       format="json")
+    return client.post(
+        f"{URL}?format={fmt}", {"environment": "staging", "text": text, "filename": filename}, format="json"
+    )
 
 
 def test_sarif_answer_is_valid_sarif_and_points_at_the_file_and_line(cluster_org, sarif_schema):
@@ -72,7 +74,8 @@ def test_junit_answer_counts_failing_documents(cluster_org):
 
 def test_a_refused_request_is_answered_as_json_whatever_the_format(cluster_org):
     response = session_client(cluster_org.author).post(
-        f"{URL}?format=sarif", {"environment": "nowhere", "text": REVIEWS_V2}, format="json")
+        f"{URL}?format=sarif", {"environment": "nowhere", "text": REVIEWS_V2}, format="json"
+    )
     assert_error(response, 400)
 
 

@@ -1,4 +1,5 @@
 """The approval rules: counts, owning-team approvers, security approvers, production, never the author."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -87,8 +88,7 @@ def test_security_kinds_need_a_security_approver(cluster_org):
     org = cluster_org
     change = submitted_change(org, texts=[AUTHZ_RATINGS], title="Ratings viewers")
     # two roles, two people: the count says 2 even though the rule's count is 1
-    assert status_of(change).summary == ("0 of 2 approvals; missing: an approver of team Bookinfo, "
-                                         "a Security approver")
+    assert status_of(change).summary == ("0 of 2 approvals; missing: an approver of team Bookinfo, a Security approver")
     review_approve(reviewer=org.approver, change=change)
     change.refresh_from_db()
     assert change.state == ChangeState.IN_REVIEW
@@ -102,8 +102,9 @@ def test_security_kinds_need_a_security_approver(cluster_org):
 def test_a_rule_can_waive_or_demand_the_security_approver(cluster_org):
     org = cluster_org
     ApprovalRule.objects.create(kind=PolicyKind.AUTHORIZATION_POLICY, security_approval=SecurityApproval.NEVER)
-    ApprovalRule.objects.create(environment=org.env, kind=PolicyKind.VIRTUAL_SERVICE,
-                                security_approval=SecurityApproval.ALWAYS)
+    ApprovalRule.objects.create(
+        environment=org.env, kind=PolicyKind.VIRTUAL_SERVICE, security_approval=SecurityApproval.ALWAYS
+    )
     authz = submitted_change(org, texts=[AUTHZ_RATINGS], title="authz")
     assert not change_requirements(authz, items=list(authz.items.all())).security
     vs = submitted_change(org, title="vs")
@@ -168,8 +169,9 @@ def staff(org, approvers_per_team: int) -> None:
     for team in (org.team_a, org.team_b, org.security):
         have = team.memberships.filter(role__in=(Role.APPROVER, Role.ADMIN)).count()
         for number in range(have, approvers_per_team):
-            MembershipFactory(team=team, user=UserFactory(username=f"{team.slug}-approver-{number}"),
-                              role=Role.APPROVER)
+            MembershipFactory(
+                team=team, user=UserFactory(username=f"{team.slug}-approver-{number}"), role=Role.APPROVER
+            )
 
 
 def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
@@ -186,8 +188,11 @@ def test_rules_are_edited_by_admins_only_and_audited(cluster_org):
     assert ApprovalRule.objects.get().required_approvals == 3
     from policies.models import AuditEvent
 
-    assert list(AuditEvent.objects.filter(object_type="policies.ApprovalRule").order_by("sequence")
-                .values_list("action", flat=True)) == ["approval_rule.created", "approval_rule.updated"]
+    assert list(
+        AuditEvent.objects.filter(object_type="policies.ApprovalRule")
+        .order_by("sequence")
+        .values_list("action", flat=True)
+    ) == ["approval_rule.created", "approval_rule.updated"]
 
 
 def test_a_rule_no_one_could_satisfy_is_refused_and_names_the_team(cluster_org):

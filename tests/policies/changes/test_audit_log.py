@@ -1,4 +1,5 @@
 """The audit log page: who may read it, filters, pagination, streaming export, the chain banner."""
+
 import csv
 import datetime as dt
 import io
@@ -68,7 +69,8 @@ def test_filters(client, org, admin, events):
     assert rows(client.get(URL, {"since": later})) == []
     assert rows(client.get(URL, {"until": later})) == ["change.submitted", "change.created", "team.created"]
     assert rows(client.get(URL, {"object_type": "policies.Policy", "object_id": str(org.policy_b.pk)})) == [
-        "change.submitted"]
+        "change.submitted"
+    ]
     assert client.get(URL, {"since": "not a time"}).status_code == 400
 
 

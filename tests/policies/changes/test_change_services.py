@@ -1,4 +1,5 @@
 """The change state machine: creating, submitting, rejecting, scheduling; illegal transitions refused."""
+
 import datetime as dt
 import zoneinfo
 
@@ -31,16 +32,24 @@ BERLIN = zoneinfo.ZoneInfo("Europe/Berlin")
 
 
 def change_events(change) -> list[str]:
-    return list(AuditEvent.objects.filter(object_type="policies.ChangeRequest", object_id=str(change.pk))
-                .order_by("sequence").values_list("action", flat=True))
+    return list(
+        AuditEvent.objects.filter(object_type="policies.ChangeRequest", object_id=str(change.pk))
+        .order_by("sequence")
+        .values_list("action", flat=True)
+    )
 
 
 def test_create_moves_the_drafts_into_items(cluster_org):
     org = cluster_org
     update = draft_save(author=org.author, environment=org.env, text=REVIEWS_V2, message="timeout").draft
     create = draft_save(author=org.author, environment=org.env, text=RATINGS_NEW).draft
-    change = change_create(author=org.author, environment=org.env, drafts=[update, create], title="Reviews timeout",
-                           link="https://tickets.example.com/OPS-1")
+    change = change_create(
+        author=org.author,
+        environment=org.env,
+        drafts=[update, create],
+        title="Reviews timeout",
+        link="https://tickets.example.com/OPS-1",
+    )
     assert change.state == ChangeState.DRAFT
     items = {item.name: item for item in change.items.all()}
     assert items["reviews"].operation == DraftOperation.UPDATE
@@ -71,13 +80,15 @@ def test_create_refuses_foreign_drafts_mixed_environments_and_no_title(cluster_o
 def test_create_from_a_bundle_is_one_transaction(cluster_org):
     org = cluster_org
     bundle = f"{REVIEWS_V2}---\n{RATINGS_NEW}"
-    change = change_create_from_bundle(author=org.author, environment=org.env, files=[("b.yaml", bundle.encode())],
-                                       title="From CI")
+    change = change_create_from_bundle(
+        author=org.author, environment=org.env, files=[("b.yaml", bundle.encode())], title="From CI"
+    )
     assert sorted(change.items.values_list("name", flat=True)) == ["ratings", "reviews"]
     assert not Draft.objects.exists()
     with pytest.raises(DraftRejected):
-        change_create_from_bundle(author=org.author, environment=org.env, files=[("b.yaml", b"kind: [")],
-                                  title="Broken")
+        change_create_from_bundle(
+            author=org.author, environment=org.env, files=[("b.yaml", b"kind: [")], title="Broken"
+        )
     assert ChangeItem.objects.count() == 2
 
 
@@ -110,14 +121,20 @@ def test_only_the_author_submits(cluster_org):
         change_submit(actor=org.approver, change=change)
 
 
-@pytest.mark.parametrize(("state", "verb", "call"), [
-    (ChangeState.DRAFT, "approve", lambda org, change: review_approve(reviewer=org.approver, change=change)),
-    (ChangeState.IN_REVIEW, "submit", lambda org, change: change_submit(actor=org.author, change=change)),
-    (ChangeState.IN_REVIEW, "schedule", lambda org, change: change_schedule(actor=org.author, change=change)),
-    (ChangeState.REJECTED, "reject", lambda org, change: change_reject(actor=org.approver, change=change)),
-    (ChangeState.COMPLETED, "refresh the plan of",
-     lambda org, change: change_refresh_plan(actor=org.author, change=change)),
-])
+@pytest.mark.parametrize(
+    ("state", "verb", "call"),
+    [
+        (ChangeState.DRAFT, "approve", lambda org, change: review_approve(reviewer=org.approver, change=change)),
+        (ChangeState.IN_REVIEW, "submit", lambda org, change: change_submit(actor=org.author, change=change)),
+        (ChangeState.IN_REVIEW, "schedule", lambda org, change: change_schedule(actor=org.author, change=change)),
+        (ChangeState.REJECTED, "reject", lambda org, change: change_reject(actor=org.approver, change=change)),
+        (
+            ChangeState.COMPLETED,
+            "refresh the plan of",
+            lambda org, change: change_refresh_plan(actor=org.author, change=change),
+        ),
+    ],
+)
 def test_illegal_transitions_are_refused_with_the_state(cluster_org, state, verb, call):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
@@ -175,8 +192,15 @@ def test_schedule_in_a_freeze_waits_for_the_next_opening(cluster_org):
 
 def test_schedule_inside_an_allow_window_is_now(cluster_org):
     org = cluster_org
-    change_window_upsert(environment=org.env, name="Business hours", kind=WindowKind.ALLOW, weekdays=[0, 1, 2, 3, 4],
-                         start_time=dt.time(9), end_time=dt.time(17), timezone="Europe/Berlin")
+    change_window_upsert(
+        environment=org.env,
+        name="Business hours",
+        kind=WindowKind.ALLOW,
+        weekdays=[0, 1, 2, 3, 4],
+        start_time=dt.time(9),
+        end_time=dt.time(17),
+        timezone="Europe/Berlin",
+    )
     change = approved_change(org)
     with time_machine.travel(dt.datetime(2027, 1, 12, 20, 0, tzinfo=BERLIN), tick=False):  # Tuesday evening
         change = change_schedule(actor=org.author, change=change)

@@ -1,5 +1,6 @@
 """Guardrails on a change: advisory shows, soft-mandatory blocks unless an admin overrides it (for that
 content), hard-mandatory always blocks."""
+
 import pytest
 from django.core.exceptions import ValidationError
 
@@ -26,9 +27,15 @@ def ada(cluster_org):
     return user
 
 
-def cel(ada, name, enforcement, expression='has(object.spec.http[0].retries)'):
-    return guardrail_create(actor=ada, name=name, enforcement=enforcement, expression=expression,
-                            message="{object}: set retries", kinds=[PolicyKind.VIRTUAL_SERVICE])
+def cel(ada, name, enforcement, expression="has(object.spec.http[0].retries)"):
+    return guardrail_create(
+        actor=ada,
+        name=name,
+        enforcement=enforcement,
+        expression=expression,
+        message="{object}: set retries",
+        kinds=[PolicyKind.VIRTUAL_SERVICE],
+    )
 
 
 def results(change):
@@ -54,10 +61,13 @@ def test_hard_mandatory_failures_always_block(cluster_org, ada):
     assert change.state == ChangeState.IN_REVIEW
     status = approval_status(change)
     assert status.satisfied and not status.approvable
-    assert status.blockers == ["hard mandatory guardrail “Retries are required” fails on VirtualService bookinfo/reviews"]
+    assert status.blockers == [
+        "hard mandatory guardrail “Retries are required” fails on VirtualService bookinfo/reviews"
+    ]
     with pytest.raises(ValidationError, match="only soft-mandatory"):
-        change_guardrail_override(admin=ada, change=change, item=change.items.get(), guardrail=guardrail,
-                                  reason="we really need this now")
+        change_guardrail_override(
+            admin=ada, change=change, item=change.items.get(), guardrail=guardrail, reason="we really need this now"
+        )
 
 
 def test_soft_mandatory_blocks_until_an_admin_overrides_it(cluster_org, ada):
@@ -74,12 +84,14 @@ def test_soft_mandatory_blocks_until_an_admin_overrides_it(cluster_org, ada):
     ]
     item = change.items.get()
     with pytest.raises(PermissionDeniedError):
-        change_guardrail_override(admin=org.approver, change=change, item=item, guardrail=timeouts,
-                                  reason="batch endpoint, slow by design")
+        change_guardrail_override(
+            admin=org.approver, change=change, item=item, guardrail=timeouts, reason="batch endpoint, slow by design"
+        )
     with pytest.raises(ValidationError, match="10 characters"):
         change_guardrail_override(admin=ada, change=change, item=item, guardrail=timeouts, reason="ok")
-    change_guardrail_override(admin=ada, change=change, item=item, guardrail=timeouts,
-                              reason="batch endpoint, slow by design")
+    change_guardrail_override(
+        admin=ada, change=change, item=item, guardrail=timeouts, reason="batch endpoint, slow by design"
+    )
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED  # the approvals were in; the override removed the last blocker
     assert approval_status(change).approvable
@@ -90,8 +102,9 @@ def test_an_override_holds_only_for_the_content_it_was_given_for(cluster_org, ad
     change = submitted_change(org, texts=[SLOW])
     plan_compute(change=change)
     timeouts = Guardrail.objects.get(builtin_key="timeouts-within-bounds")
-    change_guardrail_override(admin=ada, change=change, item=change.items.get(), guardrail=timeouts,
-                              reason="batch endpoint, slow by design")
+    change_guardrail_override(
+        admin=ada, change=change, item=change.items.get(), guardrail=timeouts, reason="batch endpoint, slow by design"
+    )
     assert approval_status(change).blockers == []
     change_item_update(author=org.author, item=change.items.get(), text=SLOW.replace("120s", "90s"))
     change.refresh_from_db()

@@ -1,5 +1,6 @@
 """A change that follows its pull request: no-op bundles, new commits, withdrawal, retry; and the plan's
 truth about ownership and other controllers. Against the simulated staging cluster over HTTP."""
+
 from __future__ import annotations
 
 import copy
@@ -55,6 +56,7 @@ def _live_text(org, kind: str, name: str) -> str:
 
 # --- no changes --------------------------------------------------------------------------------------
 
+
 def test_a_bundle_equal_to_live_is_no_changes(cluster_org):
     org = cluster_org
     text = _live_text(org, "VirtualService", "reviews") + "---\n" + _live_text(org, "DestinationRule", "reviews")
@@ -74,6 +76,7 @@ def test_a_bundle_equal_to_live_is_no_changes(cluster_org):
 
 
 # --- withdrawal ----------------------------------------------------------------------------------------
+
 
 def test_a_withdrawn_change_cannot_be_approved_or_rolled_out(cluster_org):
     org = cluster_org
@@ -116,10 +119,12 @@ def test_withdraw_through_the_api_and_delete(cluster_org):
 
 # --- a new commit ------------------------------------------------------------------------------------
 
+
 def test_a_new_commit_voids_approvals_recomputes_the_plan_and_tells_reviewers(cluster_org):
     org = cluster_org
-    NotificationChannel.objects.create(name="bob mail", user=org.approver, kind=NotificationChannelKind.EMAIL,
-                                       target="bob@example.com")
+    NotificationChannel.objects.create(
+        name="bob mail", user=org.approver, kind=NotificationChannelKind.EMAIL, target="bob@example.com"
+    )
     change = submitted_change(org)
     review_approve(reviewer=org.approver, change=change)
     change.refresh_from_db()
@@ -133,8 +138,9 @@ def test_a_new_commit_voids_approvals_recomputes_the_plan_and_tells_reviewers(cl
     item = change.items.get()
     assert item.pk == item_id and item.content["spec"]["http"][0]["timeout"] == "7s"
     assert not Review.objects.filter(change=change, voided_at__isnull=True, verdict="approve").exists()
-    assert NotificationDelivery.objects.filter(event=NotificationEvent.CHANGE_REVIEW_REQUESTED,
-                                               subject__startswith=f"New commit on change #{change.pk}").exists()
+    assert NotificationDelivery.objects.filter(
+        event=NotificationEvent.CHANGE_REVIEW_REQUESTED, subject__startswith=f"New commit on change #{change.pk}"
+    ).exists()
     assert AuditEvent.objects.filter(action="change.items_replaced", object_id=str(change.pk)).exists()
     plan = plan_compute(change=change)
     assert plan.items.get().item_content_hash == item.content_hash
@@ -149,6 +155,7 @@ def test_a_new_commit_voids_approvals_recomputes_the_plan_and_tells_reviewers(cl
 
 
 # --- retry ---------------------------------------------------------------------------------------------
+
 
 def _rolled_back(org) -> ChangeRequest:
     change = submitted_change(org)
@@ -236,9 +243,14 @@ def _dr_with_tls(cfg, manager: str, *, apply: bool) -> None:
         obj["spec"]["trafficPolicy"] = TRAFFIC_POLICY
         kube.apply_object(cfg, obj, field_manager=manager, force=True)
     else:
-        kube.patch_object_json(cfg, "DestinationRule", "bookinfo", "reviews",
-                               [{"op": "add", "path": "/spec/trafficPolicy", "value": TRAFFIC_POLICY}],
-                               field_manager=manager)
+        kube.patch_object_json(
+            cfg,
+            "DestinationRule",
+            "bookinfo",
+            "reviews",
+            [{"op": "add", "path": "/spec/trafficPolicy", "value": TRAFFIC_POLICY}],
+            field_manager=manager,
+        )
 
 
 def test_a_field_another_applier_keeps_is_a_blocking_finding(cluster_org):
@@ -270,8 +282,9 @@ def test_fields_of_kubectl_client_side_apply_are_taken_over(cluster_org):
     assert any(c["path"] == "spec.trafficPolicy.tls" and c["op"] == "removed" for c in item.diff_live["changes"])
 
 
-@pytest.mark.parametrize(("setting", "code"), [(ForeignControllerPolicy.WARN, "MG0906"),
-                                               (ForeignControllerPolicy.REFUSE, "MG0907")])
+@pytest.mark.parametrize(
+    ("setting", "code"), [(ForeignControllerPolicy.WARN, "MG0906"), (ForeignControllerPolicy.REFUSE, "MG0907")]
+)
 def test_objects_of_other_controllers_are_flagged(cluster_org, setting, code):
     org = cluster_org
     org.env.foreign_controllers = setting
@@ -279,10 +292,17 @@ def test_objects_of_other_controllers_are_flagged(cluster_org, setting, code):
     cfg = cluster_config(org.env)
     live = kube.get_object(cfg, "VirtualService", "bookinfo", "reviews")
     labels = {**live["metadata"].get("labels", {}), "app.kubernetes.io/managed-by": "Helm"}
-    kube.patch_object_json(cfg, "VirtualService", "bookinfo", "reviews", [  # Helm 3 writes with Update
-        {"op": "replace", "path": "/metadata/labels", "value": labels},
-        {"op": "add", "path": "/metadata/annotations/meta.helm.sh~1release-name", "value": "bookinfo"},
-    ], field_manager="helm")
+    kube.patch_object_json(
+        cfg,
+        "VirtualService",
+        "bookinfo",
+        "reviews",
+        [  # Helm 3 writes with Update
+            {"op": "replace", "path": "/metadata/labels", "value": labels},
+            {"op": "add", "path": "/metadata/annotations/meta.helm.sh~1release-name", "value": "bookinfo"},
+        ],
+        field_manager="helm",
+    )
     change = submitted_change(org)
     item = plan_compute(change=change).items.get()
     flagged = [f for f in item.findings if f["code"] == code]

@@ -1,5 +1,6 @@
 """The change pages: list, create, the change page with its transitions, line comments, item edit,
 dashboard, approval rules; and the change page's query count against its size."""
+
 import re
 
 import pytest
@@ -38,8 +39,9 @@ def test_create_a_change_from_drafts(client, cluster_org):
     client.force_login(org.author)
     page = client.get("/changes/new/").content.decode()
     assert f'value="{draft.pk}"' in page
-    response = client.post("/changes/new/", {"drafts": [draft.pk], "title": "Reviews timeout",
-                                             "link": "https://tickets.example.com/OPS-7"})
+    response = client.post(
+        "/changes/new/", {"drafts": [draft.pk], "title": "Reviews timeout", "link": "https://tickets.example.com/OPS-7"}
+    )
     change = ChangeRequest.objects.get()
     assert response.status_code == 302 and response["Location"] == detail(change)
     assert change.link == "https://tickets.example.com/OPS-7" and not Draft.objects.exists()
@@ -76,8 +78,9 @@ def test_an_approver_approves_from_the_page(client, cluster_org):
     client.force_login(org.approver)
     page = client.get(detail(change)).content.decode()
     assert "Approve…" in page and plan.content_fingerprint in page
-    response = client.post(reverse("changes:approve", args=[change.pk]),
-                           {"body": "LGTM", "plan_fingerprint": plan.content_fingerprint})
+    response = client.post(
+        reverse("changes:approve", args=[change.pk]), {"body": "LGTM", "plan_fingerprint": plan.content_fingerprint}
+    )
     assert response.status_code == 302
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED
@@ -110,27 +113,27 @@ def test_comment_on_a_line_with_htmx_and_resolve(client, cluster_org):
     htmx = {"HTTP_HX_REQUEST": "true"}
     form = client.get(reverse("changes:item-comment-form", args=[change.pk, item.pk]), {"line": 3}, **htmx)
     assert form.status_code == 200 and 'name="line" value="3"' in form.content.decode()
-    response = client.post(reverse("changes:comment", args=[change.pk]),
-                           {"item": item.pk, "line": 3, "body": "Why 5s?"}, **htmx)
+    response = client.post(
+        reverse("changes:comment", args=[change.pk]), {"item": item.pk, "line": 3, "body": "Why 5s?"}, **htmx
+    )
     assert response.status_code == 200
     body = response.content.decode()
     assert body.startswith('<tr class="mg-thread-row">') and "Why 5s?" in body
     thread = ReviewComment.objects.get()
     assert (thread.item, thread.line, thread.author) == (item, 3, org.approver)
     client.force_login(org.author)
-    reply = client.post(reverse("changes:comment", args=[change.pk]), {"parent": thread.pk, "body": "p99 is 4s"},
-                        **htmx)
+    reply = client.post(
+        reverse("changes:comment", args=[change.pk]), {"parent": thread.pk, "body": "p99 is 4s"}, **htmx
+    )
     assert "p99 is 4s" in reply.content.decode()
     resolved = client.post(reverse("changes:comment-resolve", args=[change.pk, thread.pk]), **htmx)
     assert "Resolved by alice" in resolved.content.decode()
     page = client.get(detail(change)).content.decode()
     assert "Why 5s?" in page and "p99 is 4s" in page
-    bad = client.post(reverse("changes:comment", args=[change.pk]), {"item": item.pk, "line": 999, "body": "x"},
-                      **htmx)
+    bad = client.post(reverse("changes:comment", args=[change.pk]), {"item": item.pk, "line": 999, "body": "x"}, **htmx)
     assert bad.status_code == 400 and "has lines 1 to" in bad.content.decode()
     assert bad.content.decode().startswith('<tr class="mg-comment-form-row">')  # the form again, not a broken row
-    empty_reply = client.post(reverse("changes:comment", args=[change.pk]), {"parent": thread.pk, "body": " "},
-                              **htmx)
+    empty_reply = client.post(reverse("changes:comment", args=[change.pk]), {"parent": thread.pk, "body": " "}, **htmx)
     assert empty_reply.status_code == 400 and f'id="thread-{thread.pk}"' in empty_reply.content.decode()
 
 
@@ -186,11 +189,21 @@ def test_approval_rules_page_is_for_admins(client, cluster_org):
     for team in (org.team_a, org.team_b, org.security):  # enough approvers for three approvals
         for number in range(3):
             MembershipFactory(team=team, user=UserFactory(username=f"{team.slug}-{number}"), role=Role.APPROVER)
-    response = client.post("/approval-rules/", {"environment": org.env.pk, "kind": "", "required_approvals": 2,
-                                                "security_approval": "default", "extra_production_approval": "on"})
+    response = client.post(
+        "/approval-rules/",
+        {
+            "environment": org.env.pk,
+            "kind": "",
+            "required_approvals": 2,
+            "security_approval": "default",
+            "extra_production_approval": "on",
+        },
+    )
     assert response.status_code == 302
-    client.post("/approval-rules/", {"environment": org.env.pk, "kind": "", "required_approvals": 3,
-                                     "security_approval": "always"})
+    client.post(
+        "/approval-rules/",
+        {"environment": org.env.pk, "kind": "", "required_approvals": 3, "security_approval": "always"},
+    )
     rule = ApprovalRule.objects.get()
     assert (rule.required_approvals, rule.security_approval, rule.extra_production_approval) == (3, "always", False)
     assert client.post(f"/approval-rules/{rule.pk}/delete/").status_code == 302
@@ -210,10 +223,12 @@ def test_the_plan_poll_reloads_once_a_new_plan_is_stored(client, cluster_org):
 
 @pytest.mark.parametrize("user", ["author", "approver"])
 def test_change_page_queries_do_not_grow_with_items(client, org, django_assert_max_num_queries, user):
-    few = build_large_change(environment=org.env, author=org.author, count=20, namespace="bookinfo", title="few",
-                             prefix="few")
-    many = build_large_change(environment=org.env, author=org.author, count=200, namespace="bookinfo",
-                              title="many", prefix="many")
+    few = build_large_change(
+        environment=org.env, author=org.author, count=20, namespace="bookinfo", title="few", prefix="few"
+    )
+    many = build_large_change(
+        environment=org.env, author=org.author, count=200, namespace="bookinfo", title="many", prefix="many"
+    )
     client.force_login(getattr(org, user))
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
@@ -274,8 +289,9 @@ def test_the_200_item_change_page_renders_in_time(capsys):
     from pathlib import Path
 
     script = Path(__file__).resolve().parents[3] / "benchmarks" / "change_page.py"
-    result = subprocess.run([sys.executable, str(script), "--items", "200", "--runs", "3"], capture_output=True,
-                            text=True, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script), "--items", "200", "--runs", "3"], capture_output=True, text=True, timeout=300
+    )
     with capsys.disabled():
         print("\n" + result.stdout.strip())
     assert result.returncode in (0, 1) and "Traceback" not in result.stderr, result.stdout + result.stderr

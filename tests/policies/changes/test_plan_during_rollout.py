@@ -1,5 +1,6 @@
 """A plan computed once the change is rolling out (a late task, a refresh) leaves its approvals alone:
 the rollout itself moves the live objects. Before the rollout starts a material move still voids."""
+
 import pytest
 from django.utils import timezone
 
@@ -31,7 +32,9 @@ def move_live_reviews(org, timeout: str) -> None:
 
 
 def audit_actions(change) -> list[str]:
-    return list(AuditEvent.objects.filter(object_id=str(change.pk)).order_by("sequence").values_list("action", flat=True))
+    return list(
+        AuditEvent.objects.filter(object_id=str(change.pk)).order_by("sequence").values_list("action", flat=True)
+    )
 
 
 def test_a_plan_computed_while_rolling_out_voids_nothing(cluster_org):
@@ -54,8 +57,9 @@ def test_a_plan_computed_while_rolling_out_voids_nothing(cluster_org):
     assert audit_actions(change) == before
 
 
-@pytest.mark.parametrize("state", [ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED,
-                                   ChangeState.ABORTED])
+@pytest.mark.parametrize(
+    "state", [ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED]
+)
 def test_a_plan_computed_after_the_rollout_ended_voids_nothing(cluster_org, state):
     org = cluster_org
     change, review = approved(org)

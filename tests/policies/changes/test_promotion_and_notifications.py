@@ -1,4 +1,5 @@
 """Promotion to the next environment, and who hears about a change."""
+
 import pytest
 
 from policies.choices import ChangeState, DraftOperation, NotificationChannelKind, NotificationEvent, Role
@@ -94,12 +95,18 @@ def test_promoting_needs_an_author_role_in_the_target(cluster_org, prod):
 @pytest.fixture
 def channels(cluster_org):
     org = cluster_org
-    hook = NotificationChannel.objects.create(name="bookinfo hook", team=org.team_a,
-                                              kind=NotificationChannelKind.WEBHOOK, target="https://hooks.example.com/b")
-    bob = NotificationChannel.objects.create(name="bob mail", user=org.approver, kind=NotificationChannelKind.EMAIL,
-                                             target="bob@example.com")
-    alice = NotificationChannel.objects.create(name="alice mail", user=org.author,
-                                               kind=NotificationChannelKind.EMAIL, target="alice@example.com")
+    hook = NotificationChannel.objects.create(
+        name="bookinfo hook",
+        team=org.team_a,
+        kind=NotificationChannelKind.WEBHOOK,
+        target="https://hooks.example.com/b",
+    )
+    bob = NotificationChannel.objects.create(
+        name="bob mail", user=org.approver, kind=NotificationChannelKind.EMAIL, target="bob@example.com"
+    )
+    alice = NotificationChannel.objects.create(
+        name="alice mail", user=org.author, kind=NotificationChannelKind.EMAIL, target="alice@example.com"
+    )
     return {"team": hook, "bob": bob, "alice": alice}
 
 

@@ -1,5 +1,6 @@
 """The "Rollout plan" panel of the change page: the effective plan for everyone, the author's form
 (plain POST and htmx), its errors next to the fields, and approvals voided by a new plan."""
+
 import json
 
 from django.urls import reverse
@@ -23,8 +24,19 @@ def url(change) -> str:
 
 
 def form_data(**values) -> dict:
-    data = {"strategy": "", "steps": "", "interval_seconds": "", "intervals_per_step": "", "failure_limit": "",
-            "no_data_limit": "", "inconclusive_limit": "", "judge": "", "window": "", "metrics": "", "gates": ""}
+    data = {
+        "strategy": "",
+        "steps": "",
+        "interval_seconds": "",
+        "intervals_per_step": "",
+        "failure_limit": "",
+        "no_data_limit": "",
+        "inconclusive_limit": "",
+        "judge": "",
+        "window": "",
+        "metrics": "",
+        "gates": "",
+    }
     data.update(values)
     return data
 
@@ -52,14 +64,26 @@ def test_the_author_saves_a_plan_and_the_page_shows_it(client, cluster_org):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
     client.force_login(org.author)
-    metrics = [{"kind": "success_rate", "min": 0.995},
-               {"kind": "custom", "name": "app-errors", "direction": "lower", "max": 3, "query": QUERY}]
-    response = client.post(url(change), form_data(steps="10, 50, 100", interval_seconds="30", failure_limit="2",
-                                                   judge="mann-whitney", metrics=json.dumps(metrics), gates="1"))
+    metrics = [
+        {"kind": "success_rate", "min": 0.995},
+        {"kind": "custom", "name": "app-errors", "direction": "lower", "max": 3, "query": QUERY},
+    ]
+    response = client.post(
+        url(change),
+        form_data(
+            steps="10, 50, 100",
+            interval_seconds="30",
+            failure_limit="2",
+            judge="mann-whitney",
+            metrics=json.dumps(metrics),
+            gates="1",
+        ),
+    )
     assert response.status_code == 302 and response["Location"] == f"{detail(change)}#rollout-plan"
     change.refresh_from_db()
     assert change.rollout_options == {
-        "steps": [10, 50, 100], "gates": [1],
+        "steps": [10, 50, 100],
+        "gates": [1],
         "analysis": {"interval_seconds": 30, "failure_limit": 2, "judge": "mann-whitney", "metrics": metrics},
     }
     page = client.get(detail(change)).content.decode()
@@ -77,10 +101,15 @@ def test_errors_are_shown_next_to_their_fields_with_htmx(client, cluster_org):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
     client.force_login(org.author)
-    bad_metrics = json.dumps([{"kind": "success_rate"},
-                              {"kind": "custom", "name": "e", "direction": "lower", "max": 1, "query": "up{a={service}}"}])
-    response = client.post(url(change), form_data(steps="10, 5", interval_seconds="1", metrics=bad_metrics,
-                                                  gates="9"), **HTMX)
+    bad_metrics = json.dumps(
+        [
+            {"kind": "success_rate"},
+            {"kind": "custom", "name": "e", "direction": "lower", "max": 1, "query": "up{a={service}}"},
+        ]
+    )
+    response = client.post(
+        url(change), form_data(steps="10, 5", interval_seconds="1", metrics=bad_metrics, gates="9"), **HTMX
+    )
     assert response.status_code == 400
     page = response.content.decode()
     assert page.lstrip().startswith('<section class="card mg-card" id="rollout-plan"')
@@ -116,8 +145,9 @@ def test_saving_with_htmx_redirects_and_voids_the_approvals(client, cluster_org)
 def test_the_form_keeps_settings_it_does_not_show(client, cluster_org):
     org = cluster_org
     change = make_change(author=org.author, environment=org.env)
-    change_set_rollout_options(actor=org.author, change=change,
-                               options={"analysis": {"provider": "meshsim", "failure_limit": 2}})
+    change_set_rollout_options(
+        actor=org.author, change=change, options={"analysis": {"provider": "meshsim", "failure_limit": 2}}
+    )
     client.force_login(org.author)
     client.post(url(change), form_data(failure_limit="4"))
     change.refresh_from_db()

@@ -1,4 +1,5 @@
 """Stale changes: the policy moved since an item was based on it; rebase; the three-way view."""
+
 import pytest
 
 from integrations import kubernetes as kube
@@ -20,8 +21,12 @@ def move_policy(policy: Policy, **spec) -> PolicyRevision:
     current = policy.current_revision
     content = normalize_object({**current.content, "spec": {**current.content["spec"], **spec}})
     revision = PolicyRevision.objects.create(
-        policy=policy, number=current.number + 1, content=content, content_hash=content_hash(content),
-        parent=current, source=RevisionSource.DRAFT,
+        policy=policy,
+        number=current.number + 1,
+        content=content,
+        content_hash=content_hash(content),
+        parent=current,
+        source=RevisionSource.DRAFT,
     )
     policy.current_revision = revision
     policy.save(update_fields=["current_revision"])
@@ -126,8 +131,9 @@ def test_three_way_names_conflicting_paths(cluster_org):
 def test_open_changes_on_the_same_policy_see_each_other(cluster_org):
     org = cluster_org
     first = make_change(author=org.author, environment=org.env, title="first")
-    second = make_change(author=org.approver, environment=org.env, texts=[REVIEWS_V2.replace("5s", "8s")],
-                         title="second")
+    second = make_change(
+        author=org.approver, environment=org.env, texts=[REVIEWS_V2.replace("5s", "8s")], title="second"
+    )
     items = list(selectors.change_items(change=first))
     assert selectors.change_overlaps(change=first, items=items) == {items[0].pk: [second]}
     ChangeRequest.objects.filter(pk=second.pk).update(state=ChangeState.REJECTED)
@@ -140,8 +146,9 @@ def test_the_author_hears_when_a_change_goes_stale(cluster_org):
     from policies.services.changes import changes_notify_stale
 
     org = cluster_org
-    NotificationChannel.objects.create(name="alice mail", user=org.author, kind=NotificationChannelKind.EMAIL,
-                                       target="alice@example.com")
+    NotificationChannel.objects.create(
+        name="alice mail", user=org.author, kind=NotificationChannelKind.EMAIL, target="alice@example.com"
+    )
     change = submitted_change(org)
     assert changes_notify_stale(policies=[org.policy_a]) == []  # not stale yet
     assert not NotificationDelivery.objects.filter(event=NotificationEvent.CHANGE_STALE).exists()  # not stale yet

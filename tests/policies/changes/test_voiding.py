@@ -1,4 +1,5 @@
 """An approval is bound to what it approved: item contents and the plan's view of the live state."""
+
 import pytest
 
 from integrations import kubernetes as kube
@@ -39,10 +40,14 @@ def test_editing_an_item_voids_the_approval_and_returns_to_review(cluster_org):
     assert review.voided_reason == "VirtualService bookinfo/reviews was edited by alice after this approval"
     status = approval_status(change)
     assert not status.satisfied and status.summary == "0 of 1 approval; missing: an approver of team Bookinfo"
-    actions = list(AuditEvent.objects.filter(object_id=str(change.pk)).order_by("sequence")
-                   .values_list("action", flat=True))
-    assert actions[-3:] == [ChangeAuditAction.CHANGE_ITEM_UPDATED, ChangeAuditAction.REVIEW_VOIDED,
-                            ChangeAuditAction.CHANGE_BACK_TO_REVIEW]
+    actions = list(
+        AuditEvent.objects.filter(object_id=str(change.pk)).order_by("sequence").values_list("action", flat=True)
+    )
+    assert actions[-3:] == [
+        ChangeAuditAction.CHANGE_ITEM_UPDATED,
+        ChangeAuditAction.REVIEW_VOIDED,
+        ChangeAuditAction.CHANGE_BACK_TO_REVIEW,
+    ]
     # the reviewer approves the new content
     review_approve(reviewer=org.approver, change=change)
     change.refresh_from_db()

@@ -1,4 +1,5 @@
 """A real Celery worker computes a change's plan against the simulated cluster."""
+
 import time
 
 import pytest

@@ -1,4 +1,5 @@
 """Manifests, archives and a fixture shared by the draft, bundle and validate tests."""
+
 import io
 import tarfile
 import zipfile

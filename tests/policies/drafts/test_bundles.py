@@ -24,8 +24,12 @@ from tests.policies.drafts.helpers import (
 
 FIVE_OBJECTS = [
     ("routing.yaml", (REVIEWS_V2 + "---\n" + RATINGS_NEW).encode()),
-    ("rules.yaml", (destination_rule("reviews") + "---\n" + destination_rule("ratings") + "---\n"
-                    + destination_rule("details")).encode()),
+    (
+        "rules.yaml",
+        (
+            destination_rule("reviews") + "---\n" + destination_rule("ratings") + "---\n" + destination_rule("details")
+        ).encode(),
+    ),
 ]
 
 
@@ -66,8 +70,13 @@ def test_a_bundle_updates_the_authors_existing_draft_for_the_same_object(cluster
 
 def test_one_bad_document_among_five_stores_nothing_and_is_located(cluster_org):
     org = cluster_org
-    bad_rules = (destination_rule("reviews") + "---\n" + destination_rule("ratings").replace("  namespace: bookinfo\n", "")
-                 + "---\n" + destination_rule("details")).encode()
+    bad_rules = (
+        destination_rule("reviews")
+        + "---\n"
+        + destination_rule("ratings").replace("  namespace: bookinfo\n", "")
+        + "---\n"
+        + destination_rule("details")
+    ).encode()
     files = [FIVE_OBJECTS[0], ("rules.yaml", bad_rules)]
 
     with pytest.raises(DraftRejected) as caught:
@@ -112,16 +121,19 @@ def test_a_document_in_another_teams_namespace_refuses_the_bundle(cluster_org):
 
 # --- archives ---------------------------------------------------------------------------------
 
+
 def test_tar_gz_of_a_folder_of_manifests(cluster_org):
     org = cluster_org
-    archive = tar_gz({
-        "bookinfo/routing/reviews.yaml": REVIEWS_V2.encode(),
-        "bookinfo/routing/ratings.yml": RATINGS_NEW.encode(),
-        "bookinfo/rules.json": b'{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",'
-                               b' "metadata": {"name": "reviews", "namespace": "bookinfo"}, "spec": {"host": "reviews"}}',
-        "bookinfo/README.md": b"# not a manifest",
-        "bookinfo/.hidden.yaml": b"\x00\x01 not read",
-    })
+    archive = tar_gz(
+        {
+            "bookinfo/routing/reviews.yaml": REVIEWS_V2.encode(),
+            "bookinfo/routing/ratings.yml": RATINGS_NEW.encode(),
+            "bookinfo/rules.json": b'{"apiVersion": "networking.istio.io/v1", "kind": "DestinationRule",'
+            b' "metadata": {"name": "reviews", "namespace": "bookinfo"}, "spec": {"host": "reviews"}}',
+            "bookinfo/README.md": b"# not a manifest",
+            "bookinfo/.hidden.yaml": b"\x00\x01 not read",
+        }
+    )
     drafts = drafts_from_bundle(author=org.author, environment=org.env, files=[("bookinfo.tar.gz", archive)])
     assert len(drafts) == 3
     assert identities() == [
@@ -133,11 +145,13 @@ def test_tar_gz_of_a_folder_of_manifests(cluster_org):
 
 def test_zip_of_a_folder_names_findings_after_the_files_inside(cluster_org):
     org = cluster_org
-    archive = zip_bytes({
-        "manifests/": b"",
-        "manifests/reviews.yaml": REVIEWS_V2.encode(),
-        "manifests/broken.yaml": b"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: x\n",
-    })
+    archive = zip_bytes(
+        {
+            "manifests/": b"",
+            "manifests/reviews.yaml": REVIEWS_V2.encode(),
+            "manifests/broken.yaml": b"apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: x\n",
+        }
+    )
     with pytest.raises(DraftRejected) as caught:
         drafts_from_bundle(author=org.author, environment=org.env, files=[("bundle.zip", archive)])
     (finding,) = caught.value.findings
@@ -151,8 +165,10 @@ def test_zip_of_a_folder_names_findings_after_the_files_inside(cluster_org):
 @pytest.mark.parametrize("member", ["../evil.yaml", "/etc/evil.yaml", "ok/../../evil.yaml"])
 def test_archive_members_outside_the_folder_are_refused(cluster_org, member):
     org = cluster_org
-    for name, archive in (("b.tar.gz", tar_gz({member: REVIEWS_V2.encode()})),
-                          ("b.zip", zip_bytes({member: REVIEWS_V2.encode()}))):
+    for name, archive in (
+        ("b.tar.gz", tar_gz({member: REVIEWS_V2.encode()})),
+        ("b.zip", zip_bytes({member: REVIEWS_V2.encode()})),
+    ):
         with pytest.raises(DraftRejected) as caught:
             drafts_from_bundle(author=org.author, environment=org.env, files=[(name, archive)])
         (finding,) = caught.value.findings
@@ -172,7 +188,7 @@ def test_symbolic_links_in_archives_are_refused(cluster_org):
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as bundle:
         info = zipfile.ZipInfo("m/link.yaml")
-        info.external_attr = (0o120777 << 16)  # a symlink, as `zip --symlinks` stores it
+        info.external_attr = 0o120777 << 16  # a symlink, as `zip --symlinks` stores it
         bundle.writestr(info, "/etc/passwd")
     with pytest.raises(DraftRejected) as caught:
         drafts_from_bundle(author=org.author, environment=org.env, files=[("m.zip", buffer.getvalue())])
@@ -204,7 +220,7 @@ def test_zip_whose_header_understates_the_size_is_refused():
     # Rewrite the declared uncompressed size (local header and central directory) to 10 bytes.
     for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
         position = data.find(signature)
-        data[position + offset:position + offset + 4] = (10).to_bytes(4, "little")
+        data[position + offset : position + offset + 4] = (10).to_bytes(4, "little")
     files, findings = expand_bundle([("liar.zip", bytes(data))])
     assert files == []
     assert findings[0].code in ("MG0001", "MG0021")
@@ -226,8 +242,9 @@ def test_corrupt_archive_is_a_finding_not_a_crash():
 
 def test_plain_files_pass_through_and_members_keep_their_names():
     archive = tar_gz({"./dir/a.yaml": b"a: 1\n"})
-    files, findings = expand_bundle([("x.yaml", b"b: 2\n"), ("dir.tar", _plain_tar({"dir/c.yaml": b"c: 3\n"})),
-                                     ("y.tgz", archive)])
+    files, findings = expand_bundle(
+        [("x.yaml", b"b: 2\n"), ("dir.tar", _plain_tar({"dir/c.yaml": b"c: 3\n"})), ("y.tgz", archive)]
+    )
     assert findings == []
     assert files == [("x.yaml", b"b: 2\n"), ("dir/c.yaml", b"c: 3\n"), ("dir/a.yaml", b"a: 1\n")]
 
@@ -244,10 +261,11 @@ def _plain_tar(members: dict[str, bytes]) -> bytes:
 
 # --- hostile tar headers ----------------------------------------------------------------------
 
+
 def _header(name: bytes, typeflag: bytes, size: int) -> bytes:
     """One ustar header block, checksummed, as an attacker would write it by hand."""
     block = bytearray(512)
-    block[0:len(name)] = name
+    block[0 : len(name)] = name
     block[100:108] = b"0000644\0"
     block[124:136] = f"{size:011o}\0".encode()
     block[156:157] = typeflag
@@ -260,6 +278,7 @@ def _header(name: bytes, typeflag: bytes, size: int) -> bytes:
 
 def _gz(data: bytes) -> bytes:
     import gzip
+
     return gzip.compress(data, compresslevel=9)
 
 

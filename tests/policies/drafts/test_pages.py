@@ -41,6 +41,7 @@ def test_nav_links_to_drafts(client, org):
 
 # --- list -------------------------------------------------------------------------------------
 
+
 def test_list_shows_own_drafts_grouped_by_environment_with_counts(client, cluster_org):
     org = cluster_org
     draft_save(author=org.author, environment=org.env, text=REVIEWS_MISSING_SUBSET, message="try v9")
@@ -51,7 +52,7 @@ def test_list_shows_own_drafts_grouped_by_environment_with_counts(client, cluste
     assert response.status_code == 200
     assert "bookinfo/reviews" in body and "try v9" in body
     assert re.search(r">\s*1 error\s*<", body)
-    assert "mg-state-info\">Update<" in body
+    assert 'mg-state-info">Update<' in body
 
 
 @pytest.fixture
@@ -88,6 +89,7 @@ def test_empty_list_offers_the_upload(client, org):
 
 
 # --- detail -----------------------------------------------------------------------------------
+
 
 def test_detail_shows_findings_diff_and_text(client, cluster_org):
     org = cluster_org
@@ -164,6 +166,7 @@ def test_user_written_message_and_text_are_escaped(client, cluster_org):
 
 # --- upload -----------------------------------------------------------------------------------
 
+
 def test_upload_page_offers_environments_files_and_text(client, org):
     client.force_login(org.author)
     body = client.get(UPLOAD).content.decode()
@@ -177,15 +180,20 @@ def test_upload_success_redirects_to_the_list_with_a_message(client, cluster_org
     org = cluster_org
     client.force_login(org.author)
     archive = tar_gz({"m/ratings.yaml": RATINGS_NEW.encode()})
-    response = client.post(UPLOAD, {
-        "environment": org.env.pk,
-        "files": [SimpleUploadedFile("m.tar.gz", archive), SimpleUploadedFile("reviews.yaml", REVIEWS_V2.encode())],
-        "message": "release",
-    }, follow=True)
+    response = client.post(
+        UPLOAD,
+        {
+            "environment": org.env.pk,
+            "files": [SimpleUploadedFile("m.tar.gz", archive), SimpleUploadedFile("reviews.yaml", REVIEWS_V2.encode())],
+            "message": "release",
+        },
+        follow=True,
+    )
     assert response.redirect_chain[-1] == (DRAFTS, 302)
     assert "2 drafts saved from the bundle for staging." in response.content.decode()
     assert sorted(Draft.objects.values_list("name", "operation", "message")) == [
-        ("ratings", DraftOperation.CREATE, "release"), ("reviews", DraftOperation.UPDATE, "release"),
+        ("ratings", DraftOperation.CREATE, "release"),
+        ("reviews", DraftOperation.UPDATE, "release"),
     ]
 
 
@@ -210,12 +218,17 @@ def test_upload_rejection_shows_every_finding_and_stores_nothing(client, cluster
     org = cluster_org
     client.force_login(org.author)
     bad = RATINGS_NEW.replace("  namespace: bookinfo\n", "")
-    response = client.post(UPLOAD, {
-        "environment": org.env.pk,
-        "files": [SimpleUploadedFile("good.yaml", REVIEWS_V2.encode()),
-                  SimpleUploadedFile("bad.yaml", ("---\n" + bad).encode())],
-        "text": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: cart\n  namespace: shop\n",
-    })
+    response = client.post(
+        UPLOAD,
+        {
+            "environment": org.env.pk,
+            "files": [
+                SimpleUploadedFile("good.yaml", REVIEWS_V2.encode()),
+                SimpleUploadedFile("bad.yaml", ("---\n" + bad).encode()),
+            ],
+            "text": "apiVersion: networking.istio.io/v1\nkind: VirtualService\nmetadata:\n  name: cart\n  namespace: shop\n",
+        },
+    )
     body = response.content.decode()
     assert response.status_code == 400
     assert "Bundle refused: nothing was saved" in body
@@ -241,6 +254,7 @@ def test_upload_over_the_limit_is_refused_clearly(client, cluster_org):
 
 
 # --- the policy page's Edit and Delete… -------------------------------------------------------
+
 
 def policy_url(policy) -> str:
     return reverse("policies:policy-detail", args=[policy.pk])
@@ -311,29 +325,48 @@ def test_list_page_queries_do_not_grow_with_the_number_of_drafts(client, org, dj
     with CaptureQueriesContext(connection) as one:
         assert client.get(DRAFTS).status_code == 200
     for n in range(5):
-        draft_delete_policy(author=org.author, policy=make_policy(environment=org.env, namespace="bookinfo", name=f"p{n}"))
+        draft_delete_policy(
+            author=org.author, policy=make_policy(environment=org.env, namespace="bookinfo", name=f"p{n}")
+        )
     with django_assert_num_queries(len(one.captured_queries)):
         body = client.get(DRAFTS).content.decode()
-    assert body.count("mg-state-error\">Delete<") == 6
+    assert body.count('mg-state-error">Delete<') == 6
 
 
 def test_findings_partial_locates_each_finding_and_escapes_messages():
     from django.template.loader import render_to_string
 
     def finding(**fields):
-        base = {"code": "MG0302", "level": "error", "message": "m", "layer": "semantic", "file": "", "document": None,
-                "line": None, "column": None, "path": "", "object": ""}
+        base = {
+            "code": "MG0302",
+            "level": "error",
+            "message": "m",
+            "layer": "semantic",
+            "file": "",
+            "document": None,
+            "line": None,
+            "column": None,
+            "path": "",
+            "object": "",
+        }
         return {**base, **fields}
 
-    html = render_to_string("policies/_findings.html", {"findings": [
-        finding(file="a/b.yaml", document=2, line=14, column=3, path="spec.hosts[0]", object="VirtualService ns/x"),
-        finding(document=0, line=7, level="warning", code="MG0309"),
-        finding(code="MG0300", level="info", message="<b>cluster</b> state not read"),
-    ]})
+    html = render_to_string(
+        "policies/_findings.html",
+        {
+            "findings": [
+                finding(
+                    file="a/b.yaml", document=2, line=14, column=3, path="spec.hosts[0]", object="VirtualService ns/x"
+                ),
+                finding(document=0, line=7, level="warning", code="MG0309"),
+                finding(code="MG0300", level="info", message="<b>cluster</b> state not read"),
+            ]
+        },
+    )
     assert "a/b.yaml, document 3, line 14:3" in html
     assert '<code class="mg-finding-path">spec.hosts[0]</code>' in html and "VirtualService ns/x" in html
     assert '<span class="font-monospace mg-finding-where">line 7</span>' in html
-    assert 'href="/docs/findings/MG0309/"' in html and "mg-state-warn\">warning<" in html
+    assert 'href="/docs/findings/MG0309/"' in html and 'mg-state-warn">warning<' in html
     assert "&lt;b&gt;cluster&lt;/b&gt; state not read" in html
     assert html.count("mg-finding-where") == 2  # the bundle-wide finding has no location
     assert "No findings." in render_to_string("policies/_findings.html", {"findings": []})

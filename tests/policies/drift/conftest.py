@@ -1,4 +1,5 @@
 """A policy Meshgate rolled out on the simulated staging cluster, then edited outside Meshgate."""
+
 from dataclasses import dataclass
 
 import pytest
@@ -44,5 +45,6 @@ def drifted(ro):  # overrides the fixture imported above
     edit_out_of_band(ro.env, timeout="4s")
     assert drift_detect(environment=ro.env)["new"] == 1
     policy = Policy.objects.select_related("current_revision").get(
-        environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews")
+        environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews"
+    )
     return Drifted(org=ro, policy=policy, applied=policy.current_revision)

@@ -1,5 +1,6 @@
 """`/api/v1/policies/{id}/drift/` and its two actions, `adopt/` and `reapply/`, on a policy Meshgate
 rolled out to the simulated cluster and someone then edited with kubectl."""
+
 import pytest
 from django.urls import reverse
 
@@ -40,6 +41,7 @@ def resolve_drift(env):
 
 
 # --- the contracts: anonymous, token scope, session and token, other teams -------------------------
+
 
 class _DriftActionContract(TeamScopedObjectContract):
     method = "post"
@@ -104,8 +106,10 @@ class TestDriftRead(TeamScopedObjectContract):
         assert drift["live_state"] == "present"
         assert drift["applied_revision"] == self.drifted.applied.number
         assert drift["live_content"] == reviews_live(org)
-        assert drift["live_resource_version"] == live(org.env, "VirtualService", "bookinfo", "reviews")[
-            "metadata"]["resourceVersion"]
+        assert (
+            drift["live_resource_version"]
+            == live(org.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+        )
         assert drift["diff"]["changes"] == [{"path": "spec.http[0].timeout", "op": "added", "old": None, "new": "4s"}]
         assert "+    timeout: 4s" in drift["diff"]["unified"].splitlines()
         assert drift["diff"]["unified"].startswith(f"--- revision #{self.drifted.applied.number}\n+++ live\n")
@@ -114,10 +118,14 @@ class TestDriftRead(TeamScopedObjectContract):
 
 # --- drift in the policy's answers ------------------------------------------------------------------
 
+
 def test_the_policy_list_and_detail_show_the_drift(drifted):
     client = session_client(drifted.org.author)
-    (listed,) = [item for item in results(client.get(reverse("api:policy-list"), {"namespace": "bookinfo"}))
-                 if item["id"] == drifted.policy.pk]
+    (listed,) = [
+        item
+        for item in results(client.get(reverse("api:policy-list"), {"namespace": "bookinfo"}))
+        if item["id"] == drifted.policy.pk
+    ]
     assert listed["drift"]["live_state"] == "present"
     assert listed["drift"]["detected_at"]
     detail = client.get(reverse("api:policy-detail", kwargs={"pk": drifted.policy.pk})).json()
@@ -129,12 +137,17 @@ def test_the_policy_list_and_detail_show_the_drift(drifted):
 def test_without_drift_the_drift_answers_404_and_the_policy_shows_none(drifted):
     resolve_drift(drifted.org.env)
     client = session_client(drifted.org.author)
-    assert_error(client.get(drift_url(drifted.policy.pk)), 404, code="not_found",
-                 message="VirtualService bookinfo/reviews has no drift")
+    assert_error(
+        client.get(drift_url(drifted.policy.pk)),
+        404,
+        code="not_found",
+        message="VirtualService bookinfo/reviews has no drift",
+    )
     assert client.get(reverse("api:policy-detail", kwargs={"pk": drifted.policy.pk})).json()["drift"] is None
 
 
 # --- the actions: refusals ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("action", ["adopt", "reapply"])
 def test_a_user_without_a_role_gets_403_and_nothing_is_created(drifted, action):
@@ -171,6 +184,7 @@ def test_reapply_answers_409_while_the_caller_has_a_draft_for_the_policy(drifted
 
 # --- the actions: behaviour ----------------------------------------------------------------------------
 
+
 def test_adopt_updates_the_callers_existing_draft(drifted):
     existing = draft_save(author=drifted.org.author, environment=drifted.org.env, text=REVIEWS_V2).draft
     client = session_client(drifted.org.author)
@@ -189,7 +203,8 @@ def test_reapply_is_idempotent_with_a_key(drifted):
     assert first.status_code == again.status_code == 201
     assert again["Idempotent-Replayed"] == "true" and again.json()["id"] == first.json()["id"]
     assert [change["id"] for change in results(client.get(reverse("api:change-list"), {"state": "draft"}))] == [
-        first.json()["id"]]
+        first.json()["id"]
+    ]
 
 
 def test_the_reapplied_change_lists_in_the_drift(drifted):

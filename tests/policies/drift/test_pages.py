@@ -1,5 +1,6 @@
 """The policy page's drift panel and its two actions, on a policy Meshgate rolled out to the simulated
 cluster and someone then edited with kubectl."""
+
 import html
 import json
 import re
@@ -91,6 +92,7 @@ def resolve_drift(env):
 
 # --- the panel --------------------------------------------------------------------------------------
 
+
 def test_the_page_shows_the_drift_and_the_diff_from_the_applied_revision_to_live(drifted):
     response = signed_in(drifted.org.author).get(page_url(drifted.policy))
     assert response.status_code == 200
@@ -128,6 +130,7 @@ def test_a_policy_without_drift_has_no_panel(drifted):
 
 # --- adopt -------------------------------------------------------------------------------------------
 
+
 def test_adopt_makes_the_live_object_the_users_draft_and_opens_the_editor(drifted):
     client = signed_in(drifted.org.author)
     response = client.post(adopt_url(drifted.policy))
@@ -140,8 +143,7 @@ def test_adopt_makes_the_live_object_the_users_draft_and_opens_the_editor(drifte
     assert draft["content"] == live_normalized(drifted.org.env, "VirtualService", "bookinfo", "reviews")
     assert draft["content"]["spec"]["http"][0]["timeout"] == "4s"
     assert draft["author"] == "alice" and draft["operation"] == "update" and not draft["stale"]
-    assert draft["diff"]["changes"] == [
-        {"path": "spec.http[0].timeout", "op": "added", "old": None, "new": "4s"}]
+    assert draft["diff"]["changes"] == [{"path": "spec.http[0].timeout", "op": "added", "old": None, "new": "4s"}]
     (audit,) = audit_rows(drifted.org, "policy.drift_adopted")
     assert audit["actor_name"] == "alice" and audit["after"]["draft"] == draft_id
 
@@ -157,6 +159,7 @@ def test_adopt_updates_the_users_existing_draft(drifted):
 
 
 # --- re-apply ------------------------------------------------------------------------------------------
+
 
 def test_reapply_creates_a_change_that_puts_the_applied_revision_back_and_is_not_stale(drifted):
     client = signed_in(drifted.org.author)
@@ -215,6 +218,7 @@ def test_reapply_is_refused_while_the_user_has_a_draft_for_the_policy(drifted):
 
 
 # --- refusals --------------------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("url", [adopt_url, reapply_url], ids=["adopt", "reapply"])
 def test_a_user_without_a_role_gets_403_and_nothing_is_created(drifted, url):

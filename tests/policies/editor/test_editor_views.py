@@ -1,4 +1,5 @@
 """The editor pages: who may open them, what text they start from, and saving through draft_save."""
+
 import pytest
 import yaml
 from django.urls import reverse

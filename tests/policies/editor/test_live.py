@@ -1,4 +1,5 @@
 """policies.live: what the wizards may offer a user, read from the cluster and current revisions."""
+
 from integrations import kubernetes as kube
 from policies import live
 from policies.live import Subset
@@ -9,7 +10,10 @@ def test_snapshot_of_the_users_namespaces(staging, org):
     assert snapshot.error == ""
     assert snapshot.namespaces == ["bookinfo"]
     assert [s.key for s in snapshot.services] == [
-        "bookinfo/details", "bookinfo/productpage", "bookinfo/ratings", "bookinfo/reviews",
+        "bookinfo/details",
+        "bookinfo/productpage",
+        "bookinfo/ratings",
+        "bookinfo/reviews",
     ]
     reviews = snapshot.service("bookinfo/reviews")
     assert reviews.versions == ("v1", "v2", "v3")

@@ -1,4 +1,5 @@
 """The wizard pages: pre-filled from the live cluster, previews over htmx, and the hand-off to the editor."""
+
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -90,7 +91,8 @@ def test_preview_renders_yaml_or_problems_and_is_never_an_error(client, staging,
     assert "weight: 50" in ok.content.decode()
     assert "mg-split" in ok.content.decode()
     bad = client.post(
-        _url("traffic-shift"), {**VALID_INPUT["traffic-shift"], "weight_v1": "60", "weight_v2": "30", "preview": "1"},
+        _url("traffic-shift"),
+        {**VALID_INPUT["traffic-shift"], "weight_v1": "60", "weight_v2": "30", "preview": "1"},
         HTTP_HX_REQUEST="true",
     )
     assert bad.status_code == 200
@@ -130,7 +132,12 @@ def test_wizards_work_when_the_cluster_does_not_answer(client, org):
     page = client.get(_url("mtls"))
     assert page.status_code == 200
     assert "did not answer" in page.content.decode()
-    response = client.post(_url("access"), {
-        "service": "bookinfo/reviews", "action": "DENY", "namespaces": ["bookinfo"],
-    })
+    response = client.post(
+        _url("access"),
+        {
+            "service": "bookinfo/reviews",
+            "action": "DENY",
+            "namespaces": ["bookinfo"],
+        },
+    )
     assert response.status_code == 302

@@ -1,4 +1,5 @@
 """Each wizard's output against the real CRD schemas and cross-resource checks of the meshsim cluster."""
+
 import pytest
 import yaml
 
@@ -18,27 +19,45 @@ def _errors(report):
 VALID_INPUT = {
     "traffic-shift": {"service": "bookinfo/reviews", "weight_v1": "50", "weight_v2": "50", "weight_v3": "0"},
     "timeouts-retries": {
-        "service": "bookinfo/ratings", "timeout": "5s", "attempts": "3", "per_try_timeout": "2s",
+        "service": "bookinfo/ratings",
+        "timeout": "5s",
+        "attempts": "3",
+        "per_try_timeout": "2s",
         "retry_on": ["5xx", "reset"],
     },
     "fault-injection": {
-        "service": "bookinfo/ratings", "delay": "2s", "delay_percentage": "10", "abort_status": "503",
+        "service": "bookinfo/ratings",
+        "delay": "2s",
+        "delay_percentage": "10",
+        "abort_status": "503",
         "abort_percentage": "5",
     },
     "circuit-breaker": {
-        "service": "bookinfo/reviews", "max_connections": "100", "http1_max_pending_requests": "10",
-        "max_requests_per_connection": "5", "consecutive_5xx_errors": "5", "interval": "30s",
-        "base_ejection_time": "1m", "max_ejection_percent": "50", "subsets_from_versions": "on",
+        "service": "bookinfo/reviews",
+        "max_connections": "100",
+        "http1_max_pending_requests": "10",
+        "max_requests_per_connection": "5",
+        "consecutive_5xx_errors": "5",
+        "interval": "30s",
+        "base_ejection_time": "1m",
+        "max_ejection_percent": "50",
+        "subsets_from_versions": "on",
     },
     "mtls": {"scope": "bookinfo/reviews", "mode": "STRICT"},
     "access": {
-        "service": "bookinfo/reviews", "action": "ALLOW",
-        "principals": ["cluster.local/ns/bookinfo/sa/bookinfo-productpage"], "methods": ["GET"], "paths": "/reviews/*",
+        "service": "bookinfo/reviews",
+        "action": "ALLOW",
+        "principals": ["cluster.local/ns/bookinfo/sa/bookinfo-productpage"],
+        "methods": ["GET"],
+        "paths": "/reviews/*",
     },
     "jwt": {
-        "service": "bookinfo/productpage", "issuer": "https://auth.example.com",
-        "jwks_uri": "https://auth.example.com/.well-known/jwks.json", "audiences": "bookinfo, web",
-        "require_token": "on", "require_paths": "/api/*",
+        "service": "bookinfo/productpage",
+        "issuer": "https://auth.example.com",
+        "jwks_uri": "https://auth.example.com/.well-known/jwks.json",
+        "audiences": "bookinfo, web",
+        "require_token": "on",
+        "require_paths": "/api/*",
     },
 }
 
@@ -106,7 +125,8 @@ def test_jwt_wizard_adds_a_deny_without_token_policy(staging, org):
     assert requirement["kind"] == "AuthorizationPolicy"
     assert requirement["spec"]["action"] == "DENY"
     assert requirement["spec"]["rules"][0] == {
-        "from": [{"source": {"notRequestPrincipals": ["*"]}}], "to": [{"operation": {"paths": ["/api/*"]}}],
+        "from": [{"source": {"notRequestPrincipals": ["*"]}}],
+        "to": [{"operation": {"paths": ["/api/*"]}}],
     }
 
 

@@ -1,4 +1,5 @@
 """The guardrail test box in Chromium: an admin pastes a manifest and runs the guardrail (htmx)."""
+
 import os
 
 import pytest
@@ -55,12 +56,17 @@ def test_admin_runs_the_test_box(live_server, page, builtins, staging):
 
 def test_cel_test_box_uses_the_expression_being_typed(live_server, page, no_guardrails, staging):
     grant_platform_admin(UserFactory(username="ada"))
-    guardrail = Guardrail.objects.create(name="Routes have timeouts", message="{object}: a route has no timeout",
-                                         expression='!has(object.spec.http) || object.spec.http.all(r, has(r.timeout))')
+    guardrail = Guardrail.objects.create(
+        name="Routes have timeouts",
+        message="{object}: a route has no timeout",
+        expression="!has(object.spec.http) || object.spec.http.all(r, has(r.timeout))",
+    )
     sign_in(page, live_server.url, "ada", f"/governance/guardrails/{guardrail.pk}/")
     page.get_by_label("Manifest (YAML or JSON)").fill(MANIFEST)
     page.get_by_role("button", name="Run guardrail").click()
-    expect(page.locator("#guardrail-test-results")).to_contain_text("VirtualService bookinfo/reviews: a route has no timeout")
+    expect(page.locator("#guardrail-test-results")).to_contain_text(
+        "VirtualService bookinfo/reviews: a route has no timeout"
+    )
     page.locator("#id_expression").fill("object.spec.hosts.size() == 1")
     page.get_by_role("button", name="Run guardrail").click()
     expect(page.locator("#guardrail-test-results")).to_contain_text("Passed")

@@ -23,36 +23,57 @@ def vs(spec):
     return {"kind": "VirtualService", "metadata": {"name": "v", "namespace": "ns"}, "spec": spec}
 
 
-@pytest.mark.parametrize(("spec", "violations"), [
-    ({"rules": [{}]}, 1),
-    ({"action": "ALLOW", "rules": [{"from": [{"source": {"principals": ["a"]}}]}, {}]}, 1),
-    ({"rules": [{"from": [], "to": []}]}, 1),
-    ({}, 0),  # ALLOW without rules denies everything
-    ({"action": "ALLOW"}, 0),
-    ({"action": "DENY", "rules": [{}]}, 0),
-    ({"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}, 0),
-])
+@pytest.mark.parametrize(
+    ("spec", "violations"),
+    [
+        ({"rules": [{}]}, 1),
+        ({"action": "ALLOW", "rules": [{"from": [{"source": {"principals": ["a"]}}]}, {}]}, 1),
+        ({"rules": [{"from": [], "to": []}]}, 1),
+        ({}, 0),  # ALLOW without rules denies everything
+        ({"action": "ALLOW"}, 0),
+        ({"action": "DENY", "rules": [{}]}, 0),
+        ({"rules": [{"to": [{"operation": {"methods": ["GET"]}}]}]}, 0),
+    ],
+)
 def test_no_allow_all_authz(spec, violations):
     assert len(check_no_allow_all_authz(authz(spec), PROD, {})) == violations
 
 
 def test_mtls_strict_checks_mode_and_port_level():
-    ok = {"kind": "PeerAuthentication", "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}}}
+    ok = {
+        "kind": "PeerAuthentication",
+        "spec": {"mtls": {"mode": "STRICT"}, "portLevelMtls": {"8080": {"mode": "STRICT"}}},
+    }
     assert check_mtls_strict(ok, PROD, {}) == []
-    permissive = {"kind": "PeerAuthentication", "spec": {"mtls": {"mode": "PERMISSIVE"},
-                                                         "portLevelMtls": {"9000": {"mode": "DISABLE"}}}}
+    permissive = {
+        "kind": "PeerAuthentication",
+        "spec": {"mtls": {"mode": "PERMISSIVE"}, "portLevelMtls": {"9000": {"mode": "DISABLE"}}},
+    }
     assert check_mtls_strict(permissive, PROD, {}) == [
-        "spec.mtls.mode is PERMISSIVE, not STRICT", "spec.portLevelMtls[9000].mode is DISABLE, not STRICT",
+        "spec.mtls.mode is PERMISSIVE, not STRICT",
+        "spec.portLevelMtls[9000].mode is DISABLE, not STRICT",
     ]
     assert check_mtls_strict({"kind": "PeerAuthentication", "spec": {}}, PROD, {}) == [
         "spec.mtls.mode is UNSET, not STRICT"
     ]
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("10s", 10), ("1.5s", 1.5), ("300ms", 0.3), ("1m30s", 90), ("2h", 7200), ("0s", 0), ("abc", None), ("10", None),
-    ("", None), (None, None), (5, None),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("10s", 10),
+        ("1.5s", 1.5),
+        ("300ms", 0.3),
+        ("1m30s", 90),
+        ("2h", 7200),
+        ("0s", 0),
+        ("abc", None),
+        ("10", None),
+        ("", None),
+        (None, None),
+        (5, None),
+    ],
+)
 def test_parse_duration(text, seconds):
     assert parse_duration(text) == (pytest.approx(seconds) if seconds is not None else None)
 
@@ -60,11 +81,15 @@ def test_parse_duration(text, seconds):
 def test_timeouts_within_bounds():
     good = vs({"http": [{"timeout": "10s", "retries": {"attempts": 3, "perTryTimeout": "2s"}}]})
     assert check_timeouts(good, PROD, DEFAULTS) == []
-    bad = vs({"http": [
-        {"timeout": "90s"},
-        {"timeout": "5s", "retries": {"attempts": 8, "perTryTimeout": "2s"}},
-        {"timeout": "soon"},
-    ]})
+    bad = vs(
+        {
+            "http": [
+                {"timeout": "90s"},
+                {"timeout": "5s", "retries": {"attempts": 8, "perTryTimeout": "2s"}},
+                {"timeout": "soon"},
+            ]
+        }
+    )
     assert check_timeouts(bad, PROD, DEFAULTS) == [
         "spec.http[0].timeout is 90s, more than 60s",
         "spec.http[1].retries.attempts is 8, more than 5",
@@ -89,21 +114,31 @@ def test_no_wildcard_hosts():
 
 
 def test_weights_sum_100():
-    two = [{"destination": {"host": "r", "subset": "v1"}, "weight": 90},
-           {"destination": {"host": "r", "subset": "v2"}, "weight": 10}]
+    two = [
+        {"destination": {"host": "r", "subset": "v1"}, "weight": 90},
+        {"destination": {"host": "r", "subset": "v2"}, "weight": 10},
+    ]
     assert check_weights_sum_100(vs({"http": [{"route": two}]}), PROD, {}) == []
     assert check_weights_sum_100(vs({"http": [{"route": [{"destination": {"host": "r"}}]}]}), PROD, {}) == []
     bad = [{"destination": {"host": "r"}, "weight": 90}, {"destination": {"host": "r"}, "weight": 5}]
     missing = [{"destination": {"host": "r"}}, {"destination": {"host": "s"}}]
-    result = check_weights_sum_100(vs({"http": [{"route": bad}], "tcp": [{"route": missing}], "tls": [{"route": two}]}),
-                                   PROD, {})
-    assert result == ["spec.http[0].route weights add up to 95, not 100",
-                      "spec.tcp[0].route weights add up to 0, not 100"]
+    result = check_weights_sum_100(
+        vs({"http": [{"route": bad}], "tcp": [{"route": missing}], "tls": [{"route": two}]}), PROD, {}
+    )
+    assert result == [
+        "spec.http[0].route weights add up to 95, not 100",
+        "spec.tcp[0].route weights add up to 0, not 100",
+    ]
 
 
 def test_every_builtin_has_sane_defaults():
-    assert set(BUILTINS) == {"no-allow-all-authz", "mtls-strict-production", "timeouts-within-bounds",
-                             "no-wildcard-hosts", "weights-sum-100"}
+    assert set(BUILTINS) == {
+        "no-allow-all-authz",
+        "mtls-strict-production",
+        "timeouts-within-bounds",
+        "no-wildcard-hosts",
+        "weights-sum-100",
+    }
     assert BUILTINS["no-allow-all-authz"].enforcement == "hard_mandatory"
     assert BUILTINS["weights-sum-100"].enforcement == "hard_mandatory"
     assert BUILTINS["mtls-strict-production"].production_only

@@ -3,8 +3,11 @@ import pytest
 from policies.guardrails import limits
 from policies.guardrails.cel import CelCompileError, CelEvaluationError, cel_compile, cel_evaluate
 
-VS = {"kind": "VirtualService", "metadata": {"name": "reviews", "namespace": "bookinfo"},
-      "spec": {"hosts": ["reviews"], "http": [{"timeout": "5s", "route": [{"destination": {"host": "reviews"}}]}]}}
+VS = {
+    "kind": "VirtualService",
+    "metadata": {"name": "reviews", "namespace": "bookinfo"},
+    "spec": {"hosts": ["reviews"], "http": [{"timeout": "5s", "route": [{"destination": {"host": "reviews"}}]}]},
+}
 ENV = {"name": "prod", "production": True}
 
 
@@ -20,11 +23,14 @@ def test_expressions_see_object_environment_and_params():
     assert run('object.metadata.name.matches("^rev")') is True
 
 
-@pytest.mark.parametrize(("expression", "line", "column"), [
-    ("object.kind ==", 1, 13),
-    ("1 +* 2", 1, 4),
-    ('object.kind == "VirtualService" &&\n  object.spec.hosts.all(h, h != "*"))', 2, 37),
-])
+@pytest.mark.parametrize(
+    ("expression", "line", "column"),
+    [
+        ("object.kind ==", 1, 13),
+        ("1 +* 2", 1, 4),
+        ('object.kind == "VirtualService" &&\n  object.spec.hosts.all(h, h != "*"))', 2, 37),
+    ],
+)
 def test_compile_errors_name_the_position(expression, line, column):
     with pytest.raises(CelCompileError) as caught:
         cel_compile(expression)

@@ -5,14 +5,33 @@ from policies.guardrails.builtin import EnvironmentInfo
 from policies.guardrails.engine import blocking_results, guardrails_evaluate, render_message
 from policies.models import Guardrail, GuardrailOverride
 
-ALLOW_ALL = {"apiVersion": "security.istio.io/v1", "kind": "AuthorizationPolicy",
-             "metadata": {"name": "open", "namespace": "shop"}, "spec": {"rules": [{}]}}
-PERMISSIVE = {"kind": "PeerAuthentication", "metadata": {"name": "default", "namespace": "shop"},
-              "spec": {"mtls": {"mode": "PERMISSIVE"}}}
-SPLIT = {"kind": "VirtualService", "metadata": {"name": "reviews", "namespace": "bookinfo"},
-         "spec": {"hosts": ["reviews"], "http": [{"timeout": "5s", "route": [
-             {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
-             {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10}]}]}}
+ALLOW_ALL = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "AuthorizationPolicy",
+    "metadata": {"name": "open", "namespace": "shop"},
+    "spec": {"rules": [{}]},
+}
+PERMISSIVE = {
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "shop"},
+    "spec": {"mtls": {"mode": "PERMISSIVE"}},
+}
+SPLIT = {
+    "kind": "VirtualService",
+    "metadata": {"name": "reviews", "namespace": "bookinfo"},
+    "spec": {
+        "hosts": ["reviews"],
+        "http": [
+            {
+                "timeout": "5s",
+                "route": [
+                    {"destination": {"host": "reviews", "subset": "v1"}, "weight": 80},
+                    {"destination": {"host": "reviews", "subset": "v2"}, "weight": 10},
+                ],
+            }
+        ],
+    },
+}
 
 
 def by_key(results):
@@ -31,8 +50,10 @@ def test_builtins_run_on_matching_kinds_only(builtins, prod):
     results = by_key(results)
     allow_all = results[("no-allow-all-authz", "AuthorizationPolicy shop/open")]
     assert allow_all.outcome == GuardrailOutcome.FAILED
-    assert allow_all.message == ("AuthorizationPolicy shop/open allows all traffic: spec.rules[0] is empty, so the "
-                                 "ALLOW policy matches every request")
+    assert allow_all.message == (
+        "AuthorizationPolicy shop/open allows all traffic: spec.rules[0] is empty, so the "
+        "ALLOW policy matches every request"
+    )
     weights = results[("weights-sum-100", "VirtualService bookinfo/reviews")]
     assert not weights.passed and "add up to 90, not 100" in weights.message
     assert results[("timeouts-within-bounds", "VirtualService bookinfo/reviews")].passed
@@ -53,13 +74,26 @@ def test_disabled_guardrails_do_not_run(builtins, prod):
 
 
 def test_cel_guardrails_and_their_errors(no_guardrails, prod):
-    passes = Guardrail.objects.create(name="has hosts", expression="size(object.spec.hosts) > 0", message="no hosts",
-                                      enforcement=GuardrailEnforcement.ADVISORY)
-    fails = Guardrail.objects.create(name="no v2", message="{object} in {environment} routes to {subset}",
-                                     expression='object.spec.http.all(r, r.route.all(d, d.destination.subset != "v2"))',
-                                     parameters={"subset": "v2"}, enforcement=GuardrailEnforcement.SOFT_MANDATORY)
-    broken = Guardrail.objects.create(name="broken", expression="object.spec.nope == 1", message="m",
-                                      enforcement=GuardrailEnforcement.HARD_MANDATORY, kinds=["VirtualService"])
+    passes = Guardrail.objects.create(
+        name="has hosts",
+        expression="size(object.spec.hosts) > 0",
+        message="no hosts",
+        enforcement=GuardrailEnforcement.ADVISORY,
+    )
+    fails = Guardrail.objects.create(
+        name="no v2",
+        message="{object} in {environment} routes to {subset}",
+        expression='object.spec.http.all(r, r.route.all(d, d.destination.subset != "v2"))',
+        parameters={"subset": "v2"},
+        enforcement=GuardrailEnforcement.SOFT_MANDATORY,
+    )
+    broken = Guardrail.objects.create(
+        name="broken",
+        expression="object.spec.nope == 1",
+        message="m",
+        enforcement=GuardrailEnforcement.HARD_MANDATORY,
+        kinds=["VirtualService"],
+    )
     results = {r.name: r for r in guardrails_evaluate(environment=prod, objects=[SPLIT])}
     assert results["has hosts"].outcome == GuardrailOutcome.PASSED and results["has hosts"].message == ""
     assert results["no v2"].outcome == GuardrailOutcome.FAILED
@@ -72,22 +106,37 @@ def test_cel_guardrails_and_their_errors(no_guardrails, prod):
 
 
 def test_blocking_results_respect_enforcement_and_overrides(no_guardrails, prod, admin_user):
-    hard = Guardrail.objects.create(name="hard", expression="false", message="m",
-                                    enforcement=GuardrailEnforcement.HARD_MANDATORY)
-    soft = Guardrail.objects.create(name="soft", expression="false", message="m",
-                                    enforcement=GuardrailEnforcement.SOFT_MANDATORY)
+    hard = Guardrail.objects.create(
+        name="hard", expression="false", message="m", enforcement=GuardrailEnforcement.HARD_MANDATORY
+    )
+    soft = Guardrail.objects.create(
+        name="soft", expression="false", message="m", enforcement=GuardrailEnforcement.SOFT_MANDATORY
+    )
     Guardrail.objects.create(name="advice", expression="false", message="m", enforcement=GuardrailEnforcement.ADVISORY)
-    Guardrail.objects.create(name="soft error", expression="object.x", message="m",
-                             enforcement=GuardrailEnforcement.SOFT_MANDATORY)
+    Guardrail.objects.create(
+        name="soft error", expression="object.x", message="m", enforcement=GuardrailEnforcement.SOFT_MANDATORY
+    )
     results = guardrails_evaluate(environment=prod, objects=[SPLIT])
     assert {r.name for r in blocking_results(results)} == {"hard", "soft", "soft error"}
 
-    override = GuardrailOverride.objects.create(guardrail=soft, subject_type="changeitem", subject_id="1",
-                                                content_hash="abc", reason="accepted risk for the demo", admin=admin_user)
-    assert {r.name for r in blocking_results(results, overrides=[override], content_hash="abc")} == {"hard", "soft error"}
+    override = GuardrailOverride.objects.create(
+        guardrail=soft,
+        subject_type="changeitem",
+        subject_id="1",
+        content_hash="abc",
+        reason="accepted risk for the demo",
+        admin=admin_user,
+    )
+    assert {r.name for r in blocking_results(results, overrides=[override], content_hash="abc")} == {
+        "hard",
+        "soft error",
+    }
     # The content changed: the override is void.
     assert {r.name for r in blocking_results(results, overrides=[override], content_hash="def")} == {
-        "hard", "soft", "soft error"}
+        "hard",
+        "soft",
+        "soft error",
+    }
     # Ids work too; a hard guardrail is never overridable.
     assert {r.name for r in blocking_results(results, overrides=[soft.pk, hard.pk])} == {"hard", "soft error"}
 

@@ -19,8 +19,13 @@ from tests.factories import UserFactory
 
 
 def test_admins_create_cel_guardrails_with_an_audit_row(admin_user):
-    guardrail = guardrail_create(actor=admin_user, name="Timeouts set", expression="  has(object.spec)  ",
-                                 message="{object} has no spec", kinds=["VirtualService"])
+    guardrail = guardrail_create(
+        actor=admin_user,
+        name="Timeouts set",
+        expression="  has(object.spec)  ",
+        message="{object} has no spec",
+        kinds=["VirtualService"],
+    )
     assert guardrail.expression == "has(object.spec)"
     assert guardrail.created_by == admin_user
     event = AuditEvent.objects.get(action=AuditAction.GUARDRAIL_CREATED, object_id=str(guardrail.pk))
@@ -47,8 +52,12 @@ def test_non_admins_cannot_author_guardrails(db):
 
 def test_update_built_in_keeps_key_and_audits(admin_user, builtins):
     guardrail = Guardrail.objects.get(builtin_key="timeouts-within-bounds")
-    guardrail_update(actor=admin_user, guardrail=guardrail, parameters={"max_timeout_seconds": 30, "max_retries": 3},
-                     enforcement=GuardrailEnforcement.HARD_MANDATORY)
+    guardrail_update(
+        actor=admin_user,
+        guardrail=guardrail,
+        parameters={"max_timeout_seconds": 30, "max_retries": 3},
+        enforcement=GuardrailEnforcement.HARD_MANDATORY,
+    )
     guardrail.refresh_from_db()
     assert guardrail.parameters["max_timeout_seconds"] == 30
     event = AuditEvent.objects.filter(action=AuditAction.GUARDRAIL_UPDATED).get()
@@ -108,8 +117,14 @@ def test_the_data_migration_matches_the_registry():
 
 def test_overrides_are_kept_when_a_guardrail_is_protected(admin_user, builtins):
     soft = Guardrail.objects.get(builtin_key="no-wildcard-hosts")
-    guardrail_override(admin=admin_user, guardrail=soft, subject_type="c", subject_id=1, content_hash="h",
-                       reason="reviewed by platform team")
+    guardrail_override(
+        admin=admin_user,
+        guardrail=soft,
+        subject_type="c",
+        subject_id=1,
+        content_hash="h",
+        reason="reviewed by platform team",
+    )
     from django.db.models import ProtectedError
 
     with pytest.raises(ProtectedError):

@@ -1,6 +1,7 @@
 """The live inventory end to end: `manage.py watch_inventory` (a real process) against meshsim over
 HTTP, the rows it keeps in the test database, and validation reading them (and listing the cluster
 directly, with a notice, once the watcher is gone)."""
+
 from __future__ import annotations
 
 import os
@@ -50,10 +51,19 @@ def staging(transactional_db, meshsim):
 @pytest.fixture
 def watcher(staging, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
     log = (tmp_path / "watcher.log").open("w")
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test", "DATABASE_URL": _database_url(),
-           "MESHGATE_INVENTORY_WATCH_SECONDS": "2"}
-    proc = subprocess.Popen([sys.executable, "manage.py", "watch_inventory", "--rescan-seconds", "1"],
-                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings.test",
+        "DATABASE_URL": _database_url(),
+        "MESHGATE_INVENTORY_WATCH_SECONDS": "2",
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "manage.py", "watch_inventory", "--rescan-seconds", "1"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     yield proc
     if proc.poll() is None:
         proc.terminate()
@@ -62,20 +72,27 @@ def watcher(staging, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
 
 
 def test_the_watcher_keeps_the_inventory_and_validation_reads_it(staging, watcher, meshsim, settings):
-    wait_until(lambda: InventoryWatermark.objects.filter(environment=staging).count() == len(WATCHED_KINDS),
-               "a watermark for every kind")
+    wait_until(
+        lambda: InventoryWatermark.objects.filter(environment=staging).count() == len(WATCHED_KINDS),
+        "a watermark for every kind",
+    )
     cfg = kube.ClusterConfig(api_url=meshsim.url, timeout_seconds=5)
     live_pods = {(p["metadata"]["namespace"], p["metadata"]["name"]) for p in kube.list_pods(cfg)}
     stored = set(InventoryObject.objects.filter(environment=staging, kind="Pod").values_list("namespace", "name"))
     assert stored == live_pods
 
     with kube_api_client(meshsim.url) as api:
-        client.CoreV1Api(api).create_namespaced_service("bookinfo", {
-            "metadata": {"name": "inventoried"},
-            "spec": {"selector": {"app": "inventoried"}, "ports": [{"port": 9080}]},
-        })
-    wait_until(lambda: InventoryObject.objects.filter(environment=staging, kind="Service", name="inventoried").exists(),
-               "the new Service arrives by the watch")
+        client.CoreV1Api(api).create_namespaced_service(
+            "bookinfo",
+            {
+                "metadata": {"name": "inventoried"},
+                "spec": {"selector": {"app": "inventoried"}, "ports": [{"port": 9080}]},
+            },
+        )
+    wait_until(
+        lambda: InventoryObject.objects.filter(environment=staging, kind="Service", name="inventoried").exists(),
+        "the new Service arrives by the watch",
+    )
 
     # Listing Services now fails: a validation that still knows the new one read the inventory.
     meshsim.admin("POST", "faults", json={"match": {"method": "GET", "path_regex": "^/api/v1/services"}, "status": 500})
@@ -96,12 +113,16 @@ def test_the_watcher_keeps_the_inventory_and_validation_reads_it(staging, watche
 
 
 def test_a_deleted_object_leaves_the_inventory_and_a_reset_cluster_is_listed_again(staging, watcher, meshsim):
-    wait_until(lambda: InventoryWatermark.objects.filter(environment=staging).count() == len(WATCHED_KINDS),
-               "a watermark for every kind")
+    wait_until(
+        lambda: InventoryWatermark.objects.filter(environment=staging).count() == len(WATCHED_KINDS),
+        "a watermark for every kind",
+    )
     cfg = kube.ClusterConfig(api_url=meshsim.url, timeout_seconds=5)
     rows = InventoryObject.objects.filter(environment=staging, kind="VirtualService")
     seeded = set(rows.values_list("namespace", "name"))
-    assert seeded == {(o["metadata"]["namespace"], o["metadata"]["name"]) for o in kube.list_objects(cfg, "VirtualService")}
+    assert seeded == {
+        (o["metadata"]["namespace"], o["metadata"]["name"]) for o in kube.list_objects(cfg, "VirtualService")
+    }
     namespace, name = sorted(seeded)[0]
     kube.delete_object(cfg, "VirtualService", namespace, name)
     wait_until(lambda: not rows.filter(namespace=namespace, name=name).exists(), "the deletion arrives")

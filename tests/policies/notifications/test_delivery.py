@@ -1,4 +1,5 @@
 """Delivery attempts in this process against a real HTTP receiver on 127.0.0.1."""
+
 import datetime as dt
 import json
 
@@ -17,16 +18,23 @@ from policies.tasks import retry_due_notifications
 def hook(org, receiver_factory):
     def make(script=None, default=200, kind=NotificationChannelKind.WEBHOOK):
         receiver = receiver_factory(script, default)
-        channel = NotificationChannel.objects.create(name="hook", team=org.team_a, kind=kind, target=receiver.url,
-                                                     secret="hook-secret")
+        channel = NotificationChannel.objects.create(
+            name="hook", team=org.team_a, kind=kind, target=receiver.url, secret="hook-secret"
+        )
         return receiver, channel
+
     return make
 
 
 def queue(org, event=NotificationEvent.CHANGE_APPROVED):
-    [delivery] = notify(event=event, subject="Change #9 approved", body="bob approved bookinfo/reviews",
-                        url="https://meshgate.example/changes/9/", payload={"change": 9, "environment": "staging"},
-                        teams=[org.team_a])
+    [delivery] = notify(
+        event=event,
+        subject="Change #9 approved",
+        body="bob approved bookinfo/reviews",
+        url="https://meshgate.example/changes/9/",
+        payload={"change": 9, "environment": "staging"},
+        teams=[org.team_a],
+    )
     return delivery
 
 
@@ -42,8 +50,12 @@ def test_a_webhook_delivery_is_signed_and_recorded(org, hook, enqueued, fast_ret
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
     assert delivery.delivered_at is not None and delivery.next_attempt_at is None
     [seen] = receiver.requests
-    assert verify_signature(secret="hook-secret", body=seen.body, timestamp=seen.headers[TIMESTAMP_HEADER],
-                            signature=seen.headers[SIGNATURE_HEADER])
+    assert verify_signature(
+        secret="hook-secret",
+        body=seen.body,
+        timestamp=seen.headers[TIMESTAMP_HEADER],
+        signature=seen.headers[SIGNATURE_HEADER],
+    )
     body = json.loads(seen.body)
     assert body["event"] == "change.approved" and body["delivery"] == str(delivery.uuid)
     assert body["data"] == {"change": 9, "environment": "staging"}
@@ -101,17 +113,25 @@ def test_slack_channels_get_blocks(org, hook, enqueued):
     notification_deliver(delivery_id=queue(org).pk)
     body = json.loads(receiver.requests[0].body)
     assert body["text"] == "<https://meshgate.example/changes/9/|Change #9 approved>"
-    assert body["blocks"][0] == {"type": "header", "text": {"type": "plain_text", "text": "Change #9 approved",
-                                                            "emoji": False}}
+    assert body["blocks"][0] == {
+        "type": "header",
+        "text": {"type": "plain_text", "text": "Change #9 approved", "emoji": False},
+    }
     assert {"type": "mrkdwn", "text": "*environment*\nstaging"} in body["blocks"][2]["fields"]
     assert SIGNATURE_HEADER not in receiver.requests[0].headers
 
 
 def test_email_channels_send_mail(org, enqueued):
-    NotificationChannel.objects.create(name="mail", user=org.author, kind=NotificationChannelKind.EMAIL,
-                                       target="alice@example.com")
-    [delivery] = notify(event=NotificationEvent.CHANGE_REJECTED, subject="Change #9 rejected", body="see comments",
-                        url="https://meshgate.example/changes/9/", users=[org.author])
+    NotificationChannel.objects.create(
+        name="mail", user=org.author, kind=NotificationChannelKind.EMAIL, target="alice@example.com"
+    )
+    [delivery] = notify(
+        event=NotificationEvent.CHANGE_REJECTED,
+        subject="Change #9 rejected",
+        body="see comments",
+        url="https://meshgate.example/changes/9/",
+        users=[org.author],
+    )
     assert notification_deliver(delivery_id=delivery.pk).status == DeliveryStatus.DELIVERED
     [message] = mail.outbox
     assert message.to == ["alice@example.com"] and message.subject == "[Meshgate] Change #9 rejected"
@@ -146,6 +166,7 @@ def test_an_attempt_in_progress_holds_a_lease(org, hook, enqueued):
     delivery = queue(org)
     # Another worker claimed it a moment ago (its lease lies in the future).
     NotificationDelivery.objects.filter(pk=delivery.pk).update(
-        attempts=1, next_attempt_at=timezone.now() + dt.timedelta(seconds=40))
+        attempts=1, next_attempt_at=timezone.now() + dt.timedelta(seconds=40)
+    )
     assert notification_deliver(delivery_id=delivery.pk).status == "skipped"
     assert notifications_due() == []

@@ -1,4 +1,5 @@
 """Notification channels as an SSRF lever, and as a way to stall the worker: refused."""
+
 import socket
 import threading
 import time
@@ -15,27 +16,37 @@ from policies.services.notifications import (
     notification_send_test,
 )
 
-INTERNAL_TARGETS = ["http://169.254.169.254/latest/meta-data/", "http://10.0.0.1/hook", "http://localhost/hook",
-                    "http://2130706433/hook", "http://0x7f000001/hook", "http://[::1]/hook"]
+INTERNAL_TARGETS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://10.0.0.1/hook",
+    "http://localhost/hook",
+    "http://2130706433/hook",
+    "http://0x7f000001/hook",
+    "http://[::1]/hook",
+]
 
 
 @pytest.mark.parametrize("target", INTERNAL_TARGETS)
 def test_a_channel_pointing_inside_the_network_is_refused_on_the_form(client, org, settings, target):
     settings.MESHGATE_EGRESS_ALLOW = []  # production's default
     client.force_login(org.other)
-    response = client.post(reverse("governance:channel-create"), {
-        "name": "x", "owner": "user", "kind": "webhook", "target": target, "enabled": "on"})
+    response = client.post(
+        reverse("governance:channel-create"),
+        {"name": "x", "owner": "user", "kind": "webhook", "target": target, "enabled": "on"},
+    )
     assert response.status_code == 400, target
     page = response.content.decode()
     assert "is not an allowed destination" in page or "http(s) URL" in page
     assert not NotificationChannel.objects.exists()
 
 
-def test_a_delivery_to_a_refused_target_fails_without_showing_any_body(org, settings, receiver_factory, enqueued,
-                                                                       django_capture_on_commit_callbacks):
+def test_a_delivery_to_a_refused_target_fails_without_showing_any_body(
+    org, settings, receiver_factory, enqueued, django_capture_on_commit_callbacks
+):
     receiver = receiver_factory(default=500)  # would answer "receiver says no"
-    channel = NotificationChannel.objects.create(name="inside", user=org.author, kind="webhook",
-                                                 target=receiver.url.replace("127.0.0.1", "2130706433"))
+    channel = NotificationChannel.objects.create(
+        name="inside", user=org.author, kind="webhook", target=receiver.url.replace("127.0.0.1", "2130706433")
+    )
     settings.MESHGATE_EGRESS_ALLOW = []
     with django_capture_on_commit_callbacks(execute=True):
         delivery = notification_send_test(actor=org.author, channel=channel)
@@ -64,8 +75,9 @@ def test_a_trickling_receiver_costs_one_timeout_not_minutes(org, monkeypatch, en
         conn.close()
 
     threading.Thread(target=trickle, daemon=True).start()
-    channel = NotificationChannel.objects.create(name="slow", user=org.author, kind="webhook",
-                                                 target=f"http://127.0.0.1:{server.getsockname()[1]}/")
+    channel = NotificationChannel.objects.create(
+        name="slow", user=org.author, kind="webhook", target=f"http://127.0.0.1:{server.getsockname()[1]}/"
+    )
     delivery = notification_send_test(actor=org.author, channel=channel)
     started = time.monotonic()
     notification_deliver(delivery_id=delivery.pk)
@@ -76,8 +88,7 @@ def test_a_trickling_receiver_costs_one_timeout_not_minutes(org, monkeypatch, en
 
 
 def test_channel_tests_are_throttled_per_user(client, org, enqueued):
-    channel = NotificationChannel.objects.create(name="mine", user=org.author, kind="email",
-                                                 target="alice@example.com")
+    channel = NotificationChannel.objects.create(name="mine", user=org.author, kind="email", target="alice@example.com")
     for _ in range(TEST_SENDS_PER_WINDOW):
         notification_send_test(actor=org.author, channel=channel)
     with pytest.raises(Throttled):

@@ -10,12 +10,18 @@ from tests.factories import MembershipFactory, UserFactory
 @pytest.fixture
 def channels(org):
     return {
-        "team_a": NotificationChannel.objects.create(name="bookinfo-slack", team=org.team_a, kind="slack",
-                                                     target="https://hooks.slack.example/services/T0/B0/SECRET"),
-        "team_b": NotificationChannel.objects.create(name="shop-hook", team=org.team_b, kind="webhook",
-                                                     target="https://shop.example/hook", secret="k"),
-        "alice": NotificationChannel.objects.create(name="alice-mail", user=org.author, kind="email",
-                                                    target="alice@example.com"),
+        "team_a": NotificationChannel.objects.create(
+            name="bookinfo-slack",
+            team=org.team_a,
+            kind="slack",
+            target="https://hooks.slack.example/services/T0/B0/SECRET",
+        ),
+        "team_b": NotificationChannel.objects.create(
+            name="shop-hook", team=org.team_b, kind="webhook", target="https://shop.example/hook", secret="k"
+        ),
+        "alice": NotificationChannel.objects.create(
+            name="alice-mail", user=org.author, kind="email", target="alice@example.com"
+        ),
     }
 
 
@@ -49,13 +55,22 @@ def test_team_members_who_are_not_admins_get_403_on_team_channels(client, org, c
     assert method(reverse(f"governance:{name}", args=[channels["team_a"].pk])).status_code == 403
 
 
-def test_team_admins_manage_team_channels(client, org, channels, team_admin, enqueued,
-                                          django_capture_on_commit_callbacks):
+def test_team_admins_manage_team_channels(
+    client, org, channels, team_admin, enqueued, django_capture_on_commit_callbacks
+):
     client.force_login(team_admin)
     url = reverse("governance:channel-edit", args=[channels["team_a"].pk])
     assert client.get(url).status_code == 200
-    response = client.post(url, {"name": "bookinfo-alerts", "kind": "slack", "target": channels["team_a"].target,
-                                 "events": ["rollout.failed", "rollout.rolled_back"], "enabled": "on"})
+    response = client.post(
+        url,
+        {
+            "name": "bookinfo-alerts",
+            "kind": "slack",
+            "target": channels["team_a"].target,
+            "events": ["rollout.failed", "rollout.rolled_back"],
+            "enabled": "on",
+        },
+    )
     assert response.status_code == 302
     channel = NotificationChannel.objects.get(pk=channels["team_a"].pk)
     assert channel.name == "bookinfo-alerts" and channel.events == ["rollout.failed", "rollout.rolled_back"]
@@ -70,8 +85,13 @@ def test_team_admins_manage_team_channels(client, org, channels, team_admin, enq
 
 def test_team_admins_create_team_channels_and_others_cannot(client, org, team_admin, enqueued):
     client.force_login(team_admin)
-    form = {"name": "team-mail", "owner": f"team:{org.team_a.pk}", "kind": "email", "target": "bookinfo@example.com",
-            "enabled": "on"}
+    form = {
+        "name": "team-mail",
+        "owner": f"team:{org.team_a.pk}",
+        "kind": "email",
+        "target": "bookinfo@example.com",
+        "enabled": "on",
+    }
     assert client.post(reverse("governance:channel-create"), form).status_code == 302
     assert NotificationChannel.objects.get(name="team-mail").team == org.team_a
     client.force_login(org.author)  # an author of the same team, not an admin
@@ -82,9 +102,16 @@ def test_team_admins_create_team_channels_and_others_cannot(client, org, team_ad
 
 def test_a_new_webhook_shows_its_generated_secret_once(client, org):
     client.force_login(org.other)
-    response = client.post(reverse("governance:channel-create"), {
-        "name": "my-hook", "owner": "user", "kind": "webhook", "target": "https://carol.example/hook", "enabled": "on",
-    })
+    response = client.post(
+        reverse("governance:channel-create"),
+        {
+            "name": "my-hook",
+            "owner": "user",
+            "kind": "webhook",
+            "target": "https://carol.example/hook",
+            "enabled": "on",
+        },
+    )
     channel = NotificationChannel.objects.get(name="my-hook")
     assert channel.user == org.other and len(channel.secret) >= 32
     assert channel.secret in response.content.decode()
@@ -94,8 +121,10 @@ def test_a_new_webhook_shows_its_generated_secret_once(client, org):
 
 def test_bad_targets_are_refused_on_the_form(client, org):
     client.force_login(org.other)
-    response = client.post(reverse("governance:channel-create"), {
-        "name": "x", "owner": "user", "kind": "webhook", "target": "javascript:alert(1)", "enabled": "on"})
+    response = client.post(
+        reverse("governance:channel-create"),
+        {"name": "x", "owner": "user", "kind": "webhook", "target": "javascript:alert(1)", "enabled": "on"},
+    )
     assert response.status_code == 400 and "http(s) URL" in response.content.decode()
 
 
@@ -124,10 +153,13 @@ def test_preferences_mute_and_unmute(client, org):
     url = reverse("governance:preferences")
     client.post(url, {"muted": ["change.commented", "rollout.step"]})
     assert set(NotificationPreference.objects.filter(user=org.author, muted=True).values_list("event", flat=True)) == {
-        "change.commented", "rollout.step"}
+        "change.commented",
+        "rollout.step",
+    }
     client.post(url, {"muted": ["rollout.step"]})
     assert set(NotificationPreference.objects.filter(user=org.author, muted=True).values_list("event", flat=True)) == {
-        "rollout.step"}
+        "rollout.step"
+    }
     page = client.get(reverse("governance:notifications")).content.decode()
     assert 'value="rollout.step" id="mute-' in page
 
@@ -135,8 +167,13 @@ def test_preferences_mute_and_unmute(client, org):
 def test_channel_secret_is_encrypted_at_rest(org):
     from django.db import connection
 
-    channel = NotificationChannel.objects.create(name="h", team=org.team_a, kind=NotificationChannelKind.WEBHOOK,
-                                                 target="https://x.example/", secret="plain-secret-value")
+    channel = NotificationChannel.objects.create(
+        name="h",
+        team=org.team_a,
+        kind=NotificationChannelKind.WEBHOOK,
+        target="https://x.example/",
+        secret="plain-secret-value",
+    )
     with connection.cursor() as cursor:
         cursor.execute("SELECT secret FROM policies_notificationchannel WHERE id = %s", [channel.pk])
         stored = cursor.fetchone()[0]

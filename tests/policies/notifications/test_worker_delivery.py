@@ -1,4 +1,5 @@
 """Deliveries through a REAL Celery worker process (the configured broker) to a REAL HTTP receiver."""
+
 import time
 
 import pytest
@@ -31,16 +32,27 @@ def _wait_for(delivery_id, statuses, timeout=60.0) -> NotificationDelivery:
 
 def _queue(receiver_url) -> NotificationDelivery:
     team = TeamFactory(slug="bookinfo")
-    NotificationChannel.objects.create(name="hook", team=team, kind=NotificationChannelKind.WEBHOOK,
-                                       target=receiver_url, secret=SECRET)
-    [delivery] = notify(event=NotificationEvent.ROLLOUT_FAILED, subject="Rollout #3 failed", body="p99 too high",
-                        url="https://meshgate.example/rollouts/3/", payload={"rollout": 3}, teams=[team])
+    NotificationChannel.objects.create(
+        name="hook", team=team, kind=NotificationChannelKind.WEBHOOK, target=receiver_url, secret=SECRET
+    )
+    [delivery] = notify(
+        event=NotificationEvent.ROLLOUT_FAILED,
+        subject="Rollout #3 failed",
+        body="p99 too high",
+        url="https://meshgate.example/rollouts/3/",
+        payload={"rollout": 3},
+        teams=[team],
+    )
     return delivery
 
 
 def _signed(seen) -> bool:
-    return verify_signature(secret=SECRET, body=seen.body, timestamp=seen.headers[TIMESTAMP_HEADER],
-                            signature=seen.headers[SIGNATURE_HEADER])
+    return verify_signature(
+        secret=SECRET,
+        body=seen.body,
+        timestamp=seen.headers[TIMESTAMP_HEADER],
+        signature=seen.headers[SIGNATURE_HEADER],
+    )
 
 
 @pytest.mark.worker

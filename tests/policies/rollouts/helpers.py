@@ -1,4 +1,5 @@
 """Building scheduled changes on the simulated staging cluster and driving rollouts without waiting."""
+
 from __future__ import annotations
 
 import copy
@@ -14,9 +15,13 @@ from policies.rollout import analysis as an
 from policies.services.rollouts import rollout_advance
 
 REVIEWS_TO_V3 = {
-    "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-    "metadata": {"name": "reviews", "namespace": "bookinfo",
-                 "labels": {"app": "reviews", "meshgate.io/owner": "platform-team"}},
+    "apiVersion": "networking.istio.io/v1",
+    "kind": "VirtualService",
+    "metadata": {
+        "name": "reviews",
+        "namespace": "bookinfo",
+        "labels": {"app": "reviews", "meshgate.io/owner": "platform-team"},
+    },
     "spec": {"hosts": ["reviews"], "http": [{"route": [{"destination": {"host": "reviews", "subset": "v3"}}]}]},
 }
 
@@ -42,18 +47,31 @@ def with_spec(env, kind: str, namespace: str, name: str, mutate) -> dict:
 
 def scheduled_change(org, items: list[tuple[str, dict]], *, title: str = "rollout test") -> ChangeRequest:
     """A change in state `scheduled` (as `change_schedule` leaves it) with (operation, content) items."""
-    change = ChangeRequest.objects.create(environment=org.env, title=title, author=org.author,
-                                          state=ChangeState.SCHEDULED, scheduled_at=timezone.now(),
-                                          scheduled_for=timezone.now())
+    change = ChangeRequest.objects.create(
+        environment=org.env,
+        title=title,
+        author=org.author,
+        state=ChangeState.SCHEDULED,
+        scheduled_at=timezone.now(),
+        scheduled_for=timezone.now(),
+    )
     for position, (operation, content) in enumerate(items):
         meta = content["metadata"]
-        policy = Policy.objects.filter(environment=org.env, kind=content["kind"], namespace=meta["namespace"],
-                                       name=meta["name"]).first()
+        policy = Policy.objects.filter(
+            environment=org.env, kind=content["kind"], namespace=meta["namespace"], name=meta["name"]
+        ).first()
         normalized = normalize_object(content) if operation != DraftOperation.DELETE else None
         ChangeItem.objects.create(
-            change=change, position=position, kind=content["kind"], namespace=meta["namespace"], name=meta["name"],
-            policy=policy, operation=operation, base_revision=policy.current_revision if policy else None,
-            content=normalized, content_hash=content_hash(normalized) if normalized else "",
+            change=change,
+            position=position,
+            kind=content["kind"],
+            namespace=meta["namespace"],
+            name=meta["name"],
+            policy=policy,
+            operation=operation,
+            base_revision=policy.current_revision if policy else None,
+            content=normalized,
+            content_hash=content_hash(normalized) if normalized else "",
         )
     return change
 
@@ -78,9 +96,16 @@ def passing(context):
 def failing_from(weight: int, metric: str = "request-success-rate"):
     def analyzer(context):
         if context.phase["weight"] >= weight:
-            return an.Outcome(an.FAIL, f"success rate 0.80 below 0.99 at {context.phase['weight']} %",
-                              {"success_rate": 0.8}, metric=metric, observed=0.8, threshold=0.99)
+            return an.Outcome(
+                an.FAIL,
+                f"success rate 0.80 below 0.99 at {context.phase['weight']} %",
+                {"success_rate": 0.8},
+                metric=metric,
+                observed=0.8,
+                threshold=0.99,
+            )
         return an.Outcome(an.PASS, "stub: healthy")
+
     return analyzer
 
 
@@ -89,4 +114,5 @@ def failing_at_phase(key: str):
         if context.phase["key"] == key:
             return an.Outcome(an.FAIL, f"failed at {key}", metric="stub", observed=1, threshold=0)
         return an.Outcome(an.PASS)
+
     return analyzer

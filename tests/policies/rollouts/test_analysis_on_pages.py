@@ -1,5 +1,6 @@
 """What the real analysis records, as the rollout page's chart data, its steps and the API show it:
 a canary of reviews to v3 with a 503 fault, analysed over meshsim's own metrics, rolls back."""
+
 import pytest
 from django.urls import reverse
 
@@ -7,14 +8,22 @@ from policies.choices import DraftOperation, RolloutEventKind, RolloutState
 from policies.services.rollouts import rollout_start
 from tests.policies.rollouts.helpers import REVIEWS_TO_V3, drive, scheduled_change
 
-REAL = {"interval_seconds": 1, "provider": "meshsim", "meshsim_advance_seconds": 60, "window": "5m",
-        "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}, {"kind": "latency_p99", "max": 1000}]}
+REAL = {
+    "interval_seconds": 1,
+    "provider": "meshsim",
+    "meshsim_advance_seconds": 60,
+    "window": "5m",
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}, {"kind": "latency_p99", "max": 1000}],
+}
 
 
 @pytest.fixture
 def rolled_back(ro):
-    ro.meshsim.admin("POST", "traffic/faults", json={"service": "reviews", "namespace": "bookinfo", "subset": "v3",
-                                                     "error_rate": 0.5, "status": 503}).raise_for_status()
+    ro.meshsim.admin(
+        "POST",
+        "traffic/faults",
+        json={"service": "reviews", "namespace": "bookinfo", "subset": "v3", "error_rate": 0.5, "status": 503},
+    ).raise_for_status()
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
     rollout = drive(rollout_start(change=change, steps=[10, 50, 100], analysis=REAL))
     assert rollout.state == RolloutState.ROLLED_BACK, rollout.pause_reason
@@ -44,8 +53,11 @@ def test_the_failed_step_is_shown_failed_and_later_ones_not_reached(client, ro, 
     client.force_login(ro.author)
     body = client.get(f"/api/v1/rollouts/{rolled_back.pk}/").json()
     assert [(p["status"], p["verdict"]) for p in body["phases"]] == [
-        ("failed", "fail"), ("not_reached", ""), ("not_reached", "")]
+        ("failed", "fail"),
+        ("not_reached", ""),
+        ("not_reached", ""),
+    ]
     page = client.get(reverse("rollouts:detail", args=[rolled_back.pk])).content.decode()
-    steps = page[page.index("mg-rollout-steps"):page.index("mg-rollout-timeline")]
+    steps = page[page.index("mg-rollout-steps") : page.index("mg-rollout-timeline")]
     assert 'data-status="failed"' in steps and 'data-status="not_reached"' in steps
     assert "pending" not in steps and "not reached" in steps

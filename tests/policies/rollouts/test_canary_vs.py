@@ -1,4 +1,5 @@
 """Canary of a VirtualService routing change on the simulated cluster (analysis stubbed at its interface)."""
+
 import pytest
 
 from policies.choices import ChangeState, DraftOperation, RevisionSource, RolloutState
@@ -31,11 +32,13 @@ def test_good_change_promotes_and_live_equals_approved(ro):
     assert change.state == ChangeState.ROLLING_OUT
 
     seen = []
+
     def at_25(r):
         if r.current_weight == 25 and r.step_stage == "analyze":
             seen.append(_weights(ro.env))
             return True
         return False
+
     drive(rollout, passing, until=at_25)
     # 25 % follows the new route (v3), 75 % the stable split 90/10.
     assert seen == [{"v1": 68, "v2": 7, "v3": 25}] or seen == [{"v1": 67, "v2": 8, "v3": 25}]
@@ -48,8 +51,10 @@ def test_good_change_promotes_and_live_equals_approved(ro):
     policy = Policy.objects.get(environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews")
     assert policy.current_revision.source == RevisionSource.ROLLOUT
     assert policy.current_revision.content == normalize_object(REVIEWS_TO_V3)
-    assert policy.live_resource_version == live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"][
-        "resourceVersion"]
+    assert (
+        policy.live_resource_version
+        == live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+    )
     keys = list(RolloutEvent.objects.filter(rollout=rollout).exclude(step_key=None).values_list("step_key", flat=True))
     assert keys[:4] == ["start", "snapshot", "apply:0:w5", "analyze:0:0"] and keys[-1] == "promote"
     assert AuditEvent.objects.filter(action="rollout.cluster_write").count() >= 5

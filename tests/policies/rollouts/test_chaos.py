@@ -6,6 +6,7 @@ Every rollout must end with live equal to the approved revision (`completed`) or
 still serves traffic, no out-of-band pause happens without another writer, and the API never
 answers 5xx while the worker works. benchmarks/rollout_chaos.py runs more seeds per profile.
 """
+
 from __future__ import annotations
 
 import copy
@@ -28,7 +29,9 @@ from policies.tasks import reconcile_rollouts
 from tests.policies.rollouts.helpers import live_normalized, scheduled_change
 
 ANALYZER = "tests.policies.rollouts.stubs.chaos_scripted"
-TERMINAL = {str(s) for s in (RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED)}
+TERMINAL = {
+    str(s) for s in (RolloutState.COMPLETED, RolloutState.ROLLED_BACK, RolloutState.FAILED, RolloutState.ABORTED)
+}
 # (namespace, VirtualService, new subset, good canary?)
 CANARIES = [("bookinfo", "reviews", "v3", True), ("shop", "payments", "v2", True), ("shop", "catalog", "v2", False)]
 BAD_SERVICES = "catalog"
@@ -41,8 +44,10 @@ def _vs(resource_verb: str, **rule: Any) -> dict[str, Any]:
 
 def profile_faults(profile: str, rng: random.Random) -> list[dict[str, Any]]:
     """The API faults of one profile; counts drawn from the seed."""
+
     def n(low: int, high: int) -> int:
         return rng.randint(low, high)
+
     faults = {
         "409": [_vs("apply", status=409, count=n(2, 5))],
         "500": [_vs("apply", status=500, count=n(2, 4)), _vs("get", status=500, count=n(1, 3))],
@@ -79,8 +84,9 @@ def run_chaos(ro, profile: str, seed: int, *, timeout: float = 150) -> ChaosRun:
     meshsim = ro.meshsim
     meshsim.admin("DELETE", "faults")
     for namespace, name, subset, _good in CANARIES:
-        change = scheduled_change(ro, [(DraftOperation.UPDATE, approved(ro.env, namespace, name, subset))],
-                                  title=f"canary {name}")
+        change = scheduled_change(
+            ro, [(DraftOperation.UPDATE, approved(ro.env, namespace, name, subset))], title=f"canary {name}"
+        )
         run.rollouts.append(rollout_start(change=change, steps=[20, 50, 100], analysis={"interval_seconds": 1}))
     for rule in profile_faults(profile, rng):
         assert meshsim.admin("POST", "faults", json=rule).status_code == 201
@@ -122,8 +128,9 @@ def check_run(ro, run: ChaosRun) -> list[str]:
         label = f"{run.profile}/{run.seed} {name} ({'good' if good else 'bad'})"
         live = live_normalized(ro.env, "VirtualService", namespace, name)
         snapshot = rollout.snapshot.get(f"VirtualService/{namespace}/{name}")
-        out_of_band = RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.PAUSED,
-                                                  message__contains="outside Meshgate")
+        out_of_band = RolloutEvent.objects.filter(
+            rollout=rollout, kind=RolloutEventKind.PAUSED, message__contains="outside Meshgate"
+        )
         if out_of_band.exists():
             problems.append(f"{label}: out-of-band pause without another writer: {out_of_band.first().message}")
         if rollout.state == RolloutState.COMPLETED:
@@ -133,20 +140,28 @@ def check_run(ro, run: ChaosRun) -> list[str]:
                 problems.append(f"{label}: a bad canary completed")
         elif rollout.state == RolloutState.ROLLED_BACK:
             if not writes.live_matches(live, snapshot):
-                problems.append(f"{label}: rolled back while live is not the snapshot "
-                                f"(canary still served): {live['spec']['http'][0]['route']}")
+                problems.append(
+                    f"{label}: rolled back while live is not the snapshot "
+                    f"(canary still served): {live['spec']['http'][0]['route']}"
+                )
             if good:
                 problems.append(f"{label}: a good canary rolled back: {rollout.rollback_reason.get('summary')}")
         elif rollout.state == RolloutState.FAILED:
             shown = RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.FAILED).first()
-            if not rollout.error or shown is None or not (shown.data.get("live") or
-                                                         (rollout.rollback_reason or {}).get("live_at_failure")):
+            if (
+                not rollout.error
+                or shown is None
+                or not (shown.data.get("live") or (rollout.rollback_reason or {}).get("live_at_failure"))
+            ):
                 problems.append(f"{label}: failed without the live state shown: {rollout.error}")
         else:
             problems.append(f"{label}: not finished ({rollout.state}: {rollout.pause_reason or rollout.error})")
         rollout.change.refresh_from_db()
-        expected_change = {RolloutState.COMPLETED: ChangeState.COMPLETED, RolloutState.ROLLED_BACK:
-                           ChangeState.ROLLED_BACK, RolloutState.FAILED: ChangeState.FAILED}.get(rollout.state)
+        expected_change = {
+            RolloutState.COMPLETED: ChangeState.COMPLETED,
+            RolloutState.ROLLED_BACK: ChangeState.ROLLED_BACK,
+            RolloutState.FAILED: ChangeState.FAILED,
+        }.get(rollout.state)
         if expected_change and rollout.change.state != expected_change:
             problems.append(f"{label}: change is {rollout.change.state}, rollout {rollout.state}")
     errors = sorted({code for code in run.api_statuses if code != 200})
@@ -178,14 +193,29 @@ def run_record(ro, run: ChaosRun) -> dict[str, Any]:
     outcomes = []
     for rollout, (namespace, name, _subset, good) in zip(run.rollouts, CANARIES, strict=True):
         live = live_normalized(ro.env, "VirtualService", namespace, name)
-        target = approved_content(rollout) if rollout.state == RolloutState.COMPLETED else \
-            rollout.snapshot.get(f"VirtualService/{namespace}/{name}")
-        outcomes.append({"canary": name, "good": good, "state": rollout.state,
-                         "verified": writes.live_matches(live, target),
-                         "errors_retried": rollout.events.filter(kind=RolloutEventKind.ERROR).count()})
-    return {"profile": run.profile, "seed": run.seed, "seconds": round(run.seconds, 1), "rollouts": outcomes,
-            "api_5xx": sum(1 for code in run.api_statuses if code >= 500), "api_calls": len(run.api_statuses),
-            "problems": check_run(ro, run)}
+        target = (
+            approved_content(rollout)
+            if rollout.state == RolloutState.COMPLETED
+            else rollout.snapshot.get(f"VirtualService/{namespace}/{name}")
+        )
+        outcomes.append(
+            {
+                "canary": name,
+                "good": good,
+                "state": rollout.state,
+                "verified": writes.live_matches(live, target),
+                "errors_retried": rollout.events.filter(kind=RolloutEventKind.ERROR).count(),
+            }
+        )
+    return {
+        "profile": run.profile,
+        "seed": run.seed,
+        "seconds": round(run.seconds, 1),
+        "rollouts": outcomes,
+        "api_5xx": sum(1 for code in run.api_statuses if code >= 500),
+        "api_calls": len(run.api_statuses),
+        "problems": check_run(ro, run),
+    }
 
 
 @pytest.mark.parametrize("seed", SEEDS)

@@ -30,8 +30,12 @@ TIMEOUT = 150
 
 @pytest.fixture
 def prod_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshsimProcess]:
-    process = start_meshsim(tmp_path_factory.mktemp("meshsim-prod"), name="prod", seeds=[PROD_SEED],
-                            extra_args=["--traffic", "--traffic-seed", "3"])
+    process = start_meshsim(
+        tmp_path_factory.mktemp("meshsim-prod"),
+        name="prod",
+        seeds=[PROD_SEED],
+        extra_args=["--traffic", "--traffic-seed", "3"],
+    )
     yield process
     process.stop()
 
@@ -54,16 +58,19 @@ def live(transactional_db, monkeypatch, org, request, meshsim_traffic, prod_traf
     while not query(both_clusters.url, 'increase(istio_requests_total{destination_cluster="prod"}[3s]) > 0'):
         assert time.monotonic() < deadline, "no prod traffic in Prometheus after 30 s"
         time.sleep(0.5)
-    meshsim_traffic.admin("POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews",
-                                                         "rps": 200}).raise_for_status()
-    prod_traffic.admin("POST", "traffic/faults", json={"namespace": "bookinfo", "service": "reviews",
-                                                       "error_rate": 1.0, "status": 503}).raise_for_status()
+    meshsim_traffic.admin(
+        "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 200}
+    ).raise_for_status()
+    prod_traffic.admin(
+        "POST", "traffic/faults", json={"namespace": "bookinfo", "service": "reviews", "error_rate": 1.0, "status": 503}
+    ).raise_for_status()
     request.getfixturevalue("celery_worker_process")
     org.meshsim, org.prod = meshsim_traffic, prod_traffic
     yield org
     meshsim_traffic.admin("DELETE", "traffic/faults").raise_for_status()
-    meshsim_traffic.admin("POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews",
-                                                         "rps": None}).raise_for_status()
+    meshsim_traffic.admin(
+        "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": None}
+    ).raise_for_status()
 
 
 def _analysis_events(rollout):
@@ -73,14 +80,16 @@ def _analysis_events(rollout):
 def test_default_judge_rolls_back_a_bad_canary_and_completes_the_fixed_retry(live):
     env = live.env
     before_dr = live_normalized(env, "DestinationRule", "bookinfo", "reviews")
-    approved = with_spec(env, "DestinationRule", "bookinfo", "reviews",
-                         lambda o: o["spec"].__setitem__("trafficPolicy", POOL))
-    live.meshsim.admin("POST", "traffic/faults", json={"namespace": "bookinfo", "service": "reviews",
-                                                       "canary": True, "error_rate": 1.0,
-                                                       "status": 503}).raise_for_status()
+    approved = with_spec(
+        env, "DestinationRule", "bookinfo", "reviews", lambda o: o["spec"].__setitem__("trafficPolicy", POOL)
+    )
+    live.meshsim.admin(
+        "POST",
+        "traffic/faults",
+        json={"namespace": "bookinfo", "service": "reviews", "canary": True, "error_rate": 1.0, "status": 503},
+    ).raise_for_status()
     change = scheduled_change(live, [(DraftOperation.UPDATE, approved)], title="bad canary")
-    rollout = wait_terminal(rollout_start(change=change, steps=[50, 100], analysis=ANALYSIS),
-                            timeout=TIMEOUT, beat=2.0)
+    rollout = wait_terminal(rollout_start(change=change, steps=[50, 100], analysis=ANALYSIS), timeout=TIMEOUT, beat=2.0)
     assert rollout.state == RolloutState.ROLLED_BACK, rollout.pause_reason or rollout.error
     assert rollout.rollback_reason["metric"] == "request-success-rate", rollout.rollback_reason
     assert "guard rail" in rollout.rollback_reason["summary"]
@@ -89,13 +98,15 @@ def test_default_judge_rolls_back_a_bad_canary_and_completes_the_fixed_retry(liv
     # fixed, and retried at once: nothing of the failed attempt is in the new attempt's windows
     live.meshsim.admin("DELETE", "traffic/faults").raise_for_status()
     change = scheduled_change(live, [(DraftOperation.UPDATE, approved)], title="fixed canary")
-    rollout = wait_terminal(rollout_start(change=change, steps=[50, 100], analysis=ANALYSIS),
-                            timeout=TIMEOUT, beat=2.0)
+    rollout = wait_terminal(rollout_start(change=change, steps=[50, 100], analysis=ANALYSIS), timeout=TIMEOUT, beat=2.0)
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason or rollout.rollback_reason
     assert rollout.current_weight == 100
     events = _analysis_events(rollout)
-    judged = [m for m in (e.data.get("metrics", {}).get("request-success-rate") for e in events)
-              if m and m.get("stable") is not None and not m.get("explain", {}).get("last_step")]
+    judged = [
+        m
+        for m in (e.data.get("metrics", {}).get("request-success-rate") for e in events)
+        if m and m.get("stable") is not None and not m.get("explain", {}).get("last_step")
+    ]
     # staging's stable only: prod's reviews answers nothing but 503 meanwhile
     # (prod's reviews gets about a tenth of staging's traffic: mixed in, stable would read about 0.9)
     stables = sorted(m["stable"] for m in judged)
@@ -104,7 +115,11 @@ def test_default_judge_rolls_back_a_bad_canary_and_completes_the_fixed_retry(liv
     assert any(x.get("why") == "warm-up" for x in explained)
     assert any(x.get("why") == "no regression" and x.get("tests") for x in explained)
     # the 100 % step (stable has no traffic left) is judged against the baseline and passes by itself
-    last = [m["explain"] for e in events for m in e.data.get("metrics", {}).values()
-            if m.get("explain", {}).get("last_step")]
+    last = [
+        m["explain"]
+        for e in events
+        for m in e.data.get("metrics", {}).values()
+        if m.get("explain", {}).get("last_step")
+    ]
     assert last and last[-1]["why"] == "no regression", last
     assert any(t["against"] == "baseline" for t in last[-1]["tests"]), last[-1]

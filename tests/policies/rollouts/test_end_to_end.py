@@ -6,6 +6,7 @@ revisions) and a bad one rolls back by itself (the live objects are the pre-roll
 changes fail through meshsim's traffic model: runtime fault profiles (on a version, or bound to the
 policy being rolled out), shadow denials of a dry-run policy, plaintext callers refused under
 STRICT, and a VirtualService fault abort."""
+
 import time
 
 import pytest
@@ -28,8 +29,14 @@ from tests.policies.rollouts.test_gates import (
 )
 from tests.policies.rollouts.test_worker import wait_terminal
 
-ANALYSIS = {"interval_seconds": 3, "window": "5s", "intervals_per_step": 1, "judge": "threshold", "min_requests": 5,
-            "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+ANALYSIS = {
+    "interval_seconds": 3,
+    "window": "5s",
+    "intervals_per_step": 1,
+    "judge": "threshold",
+    "min_requests": 5,
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+}
 CANARY_STEPS = [50, 100]
 BEAT = 2.0
 TIMEOUT = 60
@@ -46,8 +53,9 @@ def e2e(transactional_db, monkeypatch, ro_live, request):
 
 
 def _fault(org, **fault) -> None:
-    org.meshsim.admin("POST", "traffic/faults", json={"namespace": "bookinfo", "error_rate": 1.0, "status": 503,
-                                                      **fault}).raise_for_status()
+    org.meshsim.admin(
+        "POST", "traffic/faults", json={"namespace": "bookinfo", "error_rate": 1.0, "status": 503, **fault}
+    ).raise_for_status()
 
 
 def _clear_faults(org) -> None:
@@ -89,6 +97,7 @@ def _snapshot(env, *identities) -> dict[tuple[str, str, str], dict | None]:
 
 # --- canary (VirtualService) ----------------------------------------------------------------------
 
+
 def test_canary_virtual_service(e2e):
     env = e2e.env
     before = _snapshot(env, ("VirtualService", "bookinfo", "reviews"))
@@ -116,8 +125,9 @@ def _subsets(env) -> list[str]:
 def test_canary_destination_rule(e2e):
     env = e2e.env
     before = _snapshot(env, ("DestinationRule", "bookinfo", "reviews"), ("VirtualService", "bookinfo", "reviews"))
-    approved = with_spec(env, "DestinationRule", "bookinfo", "reviews",
-                         lambda o: o["spec"].__setitem__("trafficPolicy", POOL))
+    approved = with_spec(
+        env, "DestinationRule", "bookinfo", "reviews", lambda o: o["spec"].__setitem__("trafficPolicy", POOL)
+    )
     _fault(e2e, service="reviews", canary=True)  # the canary subset's traffic answers 503
     rollout = _run(e2e, [(DraftOperation.UPDATE, approved)], steps=CANARY_STEPS, analysis=ANALYSIS)
     assert rollout.strategy == "canary"
@@ -128,12 +138,15 @@ def test_canary_destination_rule(e2e):
     _clear_faults(e2e)
     rollout = _run(e2e, [(DraftOperation.UPDATE, approved)], steps=CANARY_STEPS, analysis=ANALYSIS)
     _assert_promoted(rollout, env, [approved])
-    assert live_normalized(env, "VirtualService", "bookinfo", "reviews") == before[
-        ("VirtualService", "bookinfo", "reviews")]  # the temporary routes are gone
+    assert (
+        live_normalized(env, "VirtualService", "bookinfo", "reviews")
+        == before[("VirtualService", "bookinfo", "reviews")]
+    )  # the temporary routes are gone
     assert not [name for name in _subsets(env) if name.endswith("-canary")]
 
 
 # --- dry run (AuthorizationPolicy) ------------------------------------------------------------------
+
 
 def test_dry_run_authorization_policy(e2e):
     env = e2e.env
@@ -151,21 +164,23 @@ def test_dry_run_authorization_policy(e2e):
 
 # --- ramp (PeerAuthentication) ----------------------------------------------------------------------
 
+
 def test_ramp_peer_authentication(e2e):
     """shop's catalog has a plaintext caller: told to tolerate it at PERMISSIVE, STRICT refuses it."""
     env = e2e.env
     before = _snapshot(env, ("PeerAuthentication", "shop", "default"))
     # 5 rps instead of 1: every short strict window sees refused requests
-    e2e.meshsim.admin("POST", "traffic/rates", json={"namespace": "shop", "service": "catalog",
-                                                     "source": "legacy-batch", "rps": 5}).raise_for_status()
-    rollout = _run(e2e, [(DraftOperation.UPDATE, PA_SHOP)],
-                   analysis={**ANALYSIS, "max_plaintext_requests": 10**9})
+    e2e.meshsim.admin(
+        "POST", "traffic/rates", json={"namespace": "shop", "service": "catalog", "source": "legacy-batch", "rps": 5}
+    ).raise_for_status()
+    rollout = _run(e2e, [(DraftOperation.UPDATE, PA_SHOP)], analysis={**ANALYSIS, "max_plaintext_requests": 10**9})
     assert rollout.strategy == "ramp"
     reason = _assert_rolled_back(rollout, env, before, "plaintext-refused")
     assert reason["phase"] == "strict" and reason["observed"] > 0, reason
 
-    e2e.meshsim.admin("POST", "traffic/rates", json={"namespace": "shop", "service": "catalog",
-                                                     "source": "legacy-batch", "rps": None}).raise_for_status()
+    e2e.meshsim.admin(
+        "POST", "traffic/rates", json={"namespace": "shop", "service": "catalog", "source": "legacy-batch", "rps": None}
+    ).raise_for_status()
     _clear_faults(e2e)
     rollout = _run(e2e, [(DraftOperation.CREATE, PA_PAYMENTS)], analysis=ANALYSIS)
     _assert_promoted(rollout, env, [PA_PAYMENTS])
@@ -173,10 +188,17 @@ def test_ramp_peer_authentication(e2e):
 
 # --- waves (namespace after namespace) --------------------------------------------------------------
 
+
 def _catalog(env, consecutive_errors: int):
-    return with_spec(env, "DestinationRule", "shop", "catalog",
-                     lambda o: o["spec"]["trafficPolicy"]["outlierDetection"].__setitem__(
-                         "consecutive5xxErrors", consecutive_errors))
+    return with_spec(
+        env,
+        "DestinationRule",
+        "shop",
+        "catalog",
+        lambda o: o["spec"]["trafficPolicy"]["outlierDetection"].__setitem__(
+            "consecutive5xxErrors", consecutive_errors
+        ),
+    )
 
 
 def test_waves(e2e):
@@ -187,20 +209,26 @@ def test_waves(e2e):
     # wave, which analyses its own namespace's workload.
     policy = {"kind": "DestinationRule", "namespace": "shop", "name": "catalog", "spec_sha256": spec_sha256(bad)}
     _fault(e2e, namespace="shop", service="catalog", policy=policy)
-    rollout = _run(e2e, [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, bad)],
-                   strategy="waves", analysis=ANALYSIS)
+    rollout = _run(
+        e2e, [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, bad)], strategy="waves", analysis=ANALYSIS
+    )
     assert [p["key"] for p in rollout.phases] == ["wave-bookinfo", "wave-shop"]
     reason = _assert_rolled_back(rollout, env, before, "request-success-rate")
     assert reason["phase"] == "wave-shop", reason
 
     _clear_faults(e2e)
     approved = _catalog(env, 6)
-    rollout = _run(e2e, [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, approved)],
-                   strategy="waves", analysis=ANALYSIS)
+    rollout = _run(
+        e2e,
+        [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, approved)],
+        strategy="waves",
+        analysis=ANALYSIS,
+    )
     _assert_promoted(rollout, env, [REVIEWS_TO_V3, approved])
 
 
 # --- direct (apply and bake) ------------------------------------------------------------------------
+
 
 def _reviews_route(env, **extra):
     return with_spec(env, "VirtualService", "bookinfo", "reviews", lambda o: o["spec"]["http"][0].update(extra))

@@ -1,4 +1,5 @@
 """Out-of-band changes, idempotent steps, controls and permissions, gates, the reconciler's selection, drift."""
+
 import copy
 
 import pytest
@@ -38,8 +39,11 @@ pytestmark = pytest.mark.django_db
 
 
 def _start(ro, **kwargs):
-    return rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)]),
-                         analysis={"interval_seconds": 1, **kwargs.pop("analysis", {})}, **kwargs)
+    return rollout_start(
+        change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)]),
+        analysis={"interval_seconds": 1, **kwargs.pop("analysis", {})},
+        **kwargs,
+    )
 
 
 def _edit_out_of_band(ro, timeout="3s"):
@@ -54,9 +58,13 @@ def test_an_out_of_band_edit_pauses_the_rollout_and_is_never_overwritten(ro):
     edited = _edit_out_of_band(ro)
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.PAUSED
-    assert "changed outside Meshgate" in rollout.pause_reason and "VirtualService/bookinfo/reviews" in rollout.pause_reason
-    assert live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"] == edited[
-        "metadata"]["resourceVersion"]
+    assert (
+        "changed outside Meshgate" in rollout.pause_reason and "VirtualService/bookinfo/reviews" in rollout.pause_reason
+    )
+    assert (
+        live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+        == edited["metadata"]["resourceVersion"]
+    )
     # Resuming meets the same object: it pauses again, still without writing.
     rollout_resume(actor=ro.approver, rollout=rollout)
     rollout = drive(rollout, passing)
@@ -103,8 +111,12 @@ def test_a_step_that_wrote_but_was_not_recorded_is_adopted_not_repeated(ro):
     rollout = _start(ro)
     rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # snapshot
     rollout.refresh_from_db()
-    saved = copy.deepcopy({f: getattr(rollout, f) for f in ("observed", "expected", "owned", "step_stage",
-                                                             "next_action_at", "current_weight")})
+    saved = copy.deepcopy(
+        {
+            f: getattr(rollout, f)
+            for f in ("observed", "expected", "owned", "step_stage", "next_action_at", "current_weight")
+        }
+    )
     rollout_advance(rollout_id=rollout.pk, analyzer=passing)  # apply:0:w5
     rv = live(ro.env, "VirtualService", "bookinfo", "reviews")["metadata"]["resourceVersion"]
     # Undo the DB side, as a rolled-back transaction would.
@@ -201,6 +213,7 @@ def test_cluster_errors_are_retried_then_roll_back(ro, monkeypatch):
 
     def broken(*args, **kwargs):
         raise kube.KubernetesError("boom", status=500)
+
     monkeypatch.setattr(engine.kube, "apply_object", broken)
     monkeypatch.setattr(writes, "WRITE_BACKOFF_SECONDS", 0)
     for _ in range(settings.MESHGATE_ROLLOUT_MAX_ATTEMPTS):
@@ -225,6 +238,7 @@ def test_an_unexpected_error_is_retried_and_leaves_no_half_written_row(ro, monke
         if len(calls) == 1:
             raise RuntimeError("bug")
         return real(rollout_, *args, **kwargs)
+
     monkeypatch.setattr(engine, "_write", flaky)
     rollout.refresh_from_db()
     rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)
@@ -269,8 +283,14 @@ def test_a_person_starting_a_rollout_needs_the_role_and_a_fresh_change(ro):
         rollout_start(change=change, actor=ro.author)
     policy = Policy.objects.get(environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews")
     current = policy.current_revision
-    newer = PolicyRevision.objects.create(policy=policy, number=current.number + 1, content=current.content,
-                                          content_hash=current.content_hash, parent=current, source="import")
+    newer = PolicyRevision.objects.create(
+        policy=policy,
+        number=current.number + 1,
+        content=current.content,
+        content_hash=current.content_hash,
+        parent=current,
+        source="import",
+    )
     policy.current_revision = newer
     policy.save()
     with pytest.raises(RolloutError, match="stale"):
@@ -297,8 +317,11 @@ def test_a_write_before_an_out_of_band_object_keeps_its_audit_row(ro):
     rollout_abort(actor=ro.approver, rollout=rollout)
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.ABORTED
-    assert not [s for s in live(ro.env, "DestinationRule", "bookinfo", "reviews")["spec"]["subsets"]
-                if s["name"].endswith("-canary")]
+    assert not [
+        s
+        for s in live(ro.env, "DestinationRule", "bookinfo", "reviews")["spec"]["subsets"]
+        if s["name"].endswith("-canary")
+    ]
 
 
 def test_a_freeze_that_starts_mid_rollout_holds_the_next_step_until_it_ends(ro):
@@ -310,12 +333,16 @@ def test_a_freeze_that_starts_mid_rollout_holds_the_next_step_until_it_ends(ro):
     at_five = live(ro.env, "VirtualService", "bookinfo", "reviews")
     now = timezone.now()
     freeze_end = now + timezone.timedelta(hours=2)
-    change_window_upsert(environment=ro.env, name="Incident freeze", kind=WindowKind.FREEZE,
-                         starts_at=now - timezone.timedelta(minutes=1), ends_at=freeze_end)
+    change_window_upsert(
+        environment=ro.env,
+        name="Incident freeze",
+        kind=WindowKind.FREEZE,
+        starts_at=now - timezone.timedelta(minutes=1),
+        ends_at=freeze_end,
+    )
     rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=rollout.next_action_at)  # analysis passes
     for _ in range(3):  # the next traffic step waits for the window, however often the engine looks
-        rollout_advance(rollout_id=rollout.pk, analyzer=passing,
-                        now=timezone.now() + timezone.timedelta(minutes=30))
+        rollout_advance(rollout_id=rollout.pk, analyzer=passing, now=timezone.now() + timezone.timedelta(minutes=30))
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.RUNNING and rollout.current_weight == 5
     assert abs((rollout.next_action_at - freeze_end).total_seconds()) < 1
@@ -341,8 +368,11 @@ def test_a_change_creating_a_policy_that_exists_now_is_stale_at_start(ro):
 
 def test_the_reconciler_starts_a_change_with_its_rollout_plan(ro):
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
-    change.rollout_options = {"steps": [20, 60, 100], "gates": [1],
-                              "analysis": {"interval_seconds": 15, "failure_limit": 2}}
+    change.rollout_options = {
+        "steps": [20, 60, 100],
+        "gates": [1],
+        "analysis": {"interval_seconds": 15, "failure_limit": 2},
+    }
     change.save(update_fields=["rollout_options"])
     (started,) = rollouts_start_due()
     rollout = Rollout.objects.get(pk=started)
@@ -357,8 +387,14 @@ def test_the_change_s_end_is_an_event_a_pipeline_webhook_receives(ro):
     from policies.models import NotificationChannel, NotificationDelivery
     from policies.services.notifications import channel_create
 
-    channel = channel_create(actor=ro.author, user=ro.author, name="pipeline", kind="webhook",
-                             target="https://ci.example.com/hooks", events=["change.completed", "change.rolled_back"])
+    channel = channel_create(
+        actor=ro.author,
+        user=ro.author,
+        name="pipeline",
+        kind="webhook",
+        target="https://ci.example.com/hooks",
+        events=["change.completed", "change.rolled_back"],
+    )
     rollout = _start(ro)
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.COMPLETED

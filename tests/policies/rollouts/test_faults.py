@@ -1,6 +1,7 @@
 """The engine under injected API faults (meshsim over HTTP, actions driven in-process): writes are
 confirmed, conflicts are classified, a rollback or a completion is recorded only once verified, and
 a person can continue on another writer's edit."""
+
 import copy
 
 import pytest
@@ -40,8 +41,11 @@ def _fast_write_retries(monkeypatch):
 
 
 def _start(ro):
-    return rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)]),
-                         steps=[25, 50, 100], analysis={"interval_seconds": 1})
+    return rollout_start(
+        change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)]),
+        steps=[25, 50, 100],
+        analysis={"interval_seconds": 1},
+    )
 
 
 def _fault(ro, **rule):
@@ -49,8 +53,9 @@ def _fault(ro, **rule):
 
 
 def _out_of_band(rollout):
-    return RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.PAUSED,
-                                       message__contains="outside Meshgate")
+    return RolloutEvent.objects.filter(
+        rollout=rollout, kind=RolloutEventKind.PAUSED, message__contains="outside Meshgate"
+    )
 
 
 def test_fault_rules_match_verbs_and_objects():
@@ -58,8 +63,12 @@ def test_fault_rules_match_verbs_and_objects():
     assert request_facts("PATCH", path, {}, "application/apply-patch+yaml").verb == "apply"
     assert request_facts("PATCH", path, {}, "application/json-patch+json").verb == "patch"
     facts = request_facts("GET", path, {}, "")
-    assert (facts.verb, facts.resource, facts.namespace, facts.name) == ("get", "virtualservices", "bookinfo",
-                                                                          "reviews")
+    assert (facts.verb, facts.resource, facts.namespace, facts.name) == (
+        "get",
+        "virtualservices",
+        "bookinfo",
+        "reviews",
+    )
     assert request_facts("GET", path.rsplit("/", 1)[0], {"watch": "true"}, "").verb == "watch"
     assert request_facts("GET", path.rsplit("/", 1)[0], {}, "").verb == "list"
 
@@ -83,8 +92,9 @@ def test_a_conflict_nobody_made_is_retried_not_taken_for_an_out_of_band_edit(ro)
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason or rollout.error
     assert not _out_of_band(rollout).exists()
     assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == normalize_object(REVIEWS_TO_V3)
-    retried = [e.after for e in AuditEvent.objects.filter(action=RolloutAuditAction.ROLLOUT_WRITE)
-               if e.after.get("errors")]
+    retried = [
+        e.after for e in AuditEvent.objects.filter(action=RolloutAuditAction.ROLLOUT_WRITE) if e.after.get("errors")
+    ]
     assert retried and all("409" in message for entry in retried for message in entry["errors"])
 
 
@@ -126,8 +136,9 @@ def test_a_restore_that_cannot_be_verified_ends_failed_with_the_live_state_shown
     shown = rollout.rollback_reason["live_at_failure"][VS]
     assert shown == live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
     assert shown != rollout.snapshot[VS]  # the canary, as it is: not reported as rolled back
-    assert not RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.ROLLBACK,
-                                           step_key="rollback").exists()
+    assert not RolloutEvent.objects.filter(
+        rollout=rollout, kind=RolloutEventKind.ROLLBACK, step_key="rollback"
+    ).exists()
     rollout.change.refresh_from_db()
     assert rollout.change.state == ChangeState.FAILED
 
@@ -163,6 +174,7 @@ def test_continuing_is_refused_when_the_edit_touches_what_the_change_sets_and_ab
         obj["metadata"]["labels"]["edited"] = "yes"
         obj["spec"]["http"][0]["route"][0]["weight"] = 60
         obj["spec"]["http"][0]["route"][1]["weight"] = 40
+
     _edit(ro, reweigh, manager="kubectl-patch")
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.PAUSED

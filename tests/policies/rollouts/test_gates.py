@@ -4,6 +4,7 @@ PeerAuthentication at PERMISSIVE until a person looks; without them both promote
 
 The meshsim provider advances the simulated traffic clock per interval; the Prometheus tests run
 in real time against a real Prometheus scraping meshsim every second."""
+
 import time
 
 import pytest
@@ -23,20 +24,38 @@ from tests.policies.rollouts.helpers import (
 
 pytestmark = pytest.mark.django_db
 
-MESHSIM = {"interval_seconds": 1, "provider": "meshsim", "judge": "threshold", "meshsim_advance_seconds": 60, "window": "5m",
-           "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+MESHSIM = {
+    "interval_seconds": 1,
+    "provider": "meshsim",
+    "judge": "threshold",
+    "meshsim_advance_seconds": 60,
+    "window": "5m",
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+}
 REVIEWS_PRINCIPAL = "spiffe://cluster.local/ns/bookinfo/sa/bookinfo-reviews"
-PA_SHOP = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-           "metadata": {"name": "default", "namespace": "shop"}, "spec": {"mtls": {"mode": "STRICT"}}}
-PA_PAYMENTS = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-               "metadata": {"name": "payments-strict", "namespace": "shop"},
-               "spec": {"selector": {"matchLabels": {"app": "payments"}}, "mtls": {"mode": "STRICT"}}}
+PA_SHOP = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "shop"},
+    "spec": {"mtls": {"mode": "STRICT"}},
+}
+PA_PAYMENTS = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "payments-strict", "namespace": "shop"},
+    "spec": {"selector": {"matchLabels": {"app": "payments"}}, "mtls": {"mode": "STRICT"}},
+}
 
 
 def _ratings_viewer(env, principals):
     """ratings-viewer allowing `principals` only (the seed allows reviews, ratings' only caller)."""
-    return with_spec(env, "AuthorizationPolicy", "bookinfo", "ratings-viewer",
-                     lambda o: o["spec"]["rules"][0]["from"][0]["source"].__setitem__("principals", principals))
+    return with_spec(
+        env,
+        "AuthorizationPolicy",
+        "bookinfo",
+        "ratings-viewer",
+        lambda o: o["spec"]["rules"][0]["from"][0]["source"].__setitem__("principals", principals),
+    )
 
 
 def _denies_reviews(env):
@@ -44,8 +63,9 @@ def _denies_reviews(env):
 
 
 def _allows_reviews(env):
-    return _ratings_viewer(env, ["cluster.local/ns/bookinfo/sa/bookinfo-reviews",
-                                 "cluster.local/ns/bookinfo/sa/bookinfo-productpage"])
+    return _ratings_viewer(
+        env, ["cluster.local/ns/bookinfo/sa/bookinfo-reviews", "cluster.local/ns/bookinfo/sa/bookinfo-productpage"]
+    )
 
 
 def _applied(rollout, key: str) -> bool:
@@ -68,6 +88,7 @@ def _assert_shadow_denial_rollback(rollout, before, env):
 
 # --- dry run (AuthorizationPolicy) ------------------------------------------------------------------
 
+
 def test_dry_run_that_would_deny_a_caller_rolls_back_before_enforcing(ro):
     before = live_normalized(ro.env, "AuthorizationPolicy", "bookinfo", "ratings-viewer")
     change = scheduled_change(ro, [(DraftOperation.UPDATE, _denies_reviews(ro.env))])
@@ -77,8 +98,7 @@ def test_dry_run_that_would_deny_a_caller_rolls_back_before_enforcing(ro):
 
 def test_dry_run_of_a_correct_policy_is_enforced_and_promoted(ro):
     approved = _allows_reviews(ro.env)
-    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, approved)]),
-                                  analysis=MESHSIM))
+    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, approved)]), analysis=MESHSIM))
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason
     assert live_normalized(ro.env, "AuthorizationPolicy", "bookinfo", "ratings-viewer") == normalize_object(approved)
     analyses = RolloutEvent.objects.filter(rollout=rollout, kind="analysis").order_by("pk")
@@ -95,14 +115,16 @@ def test_enforced_policy_with_403s_rolls_back(ro):
     assert rollout.state == RolloutState.ROLLED_BACK, rollout.pause_reason
     reason = rollout.rollback_reason
     assert reason["phase"] == "enforce" and reason["metric"] == "authz-403-rate" and reason["observed"] == 1.0
-    assert 'istio_requests_total{response_code="403"}' in reason["summary"] and "bookinfo/reviews-v" in reason[
-        "summary"]
+    assert (
+        'istio_requests_total{response_code="403"}' in reason["summary"] and "bookinfo/reviews-v" in reason["summary"]
+    )
     assert live_normalized(ro.env, "AuthorizationPolicy", "bookinfo", "ratings-viewer") == before
 
 
 def test_dry_run_without_traffic_pauses_for_a_person(ro):
-    ro.meshsim.admin("POST", "traffic/rates", json={"namespace": "bookinfo", "service": "ratings",
-                                                    "rps": 0}).raise_for_status()
+    ro.meshsim.admin(
+        "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "ratings", "rps": 0}
+    ).raise_for_status()
     change = scheduled_change(ro, [(DraftOperation.UPDATE, _allows_reviews(ro.env))])
     rollout = drive(rollout_start(change=change, analysis={**MESHSIM, "no_data_limit": 2}))
     assert rollout.state == RolloutState.PAUSED and rollout.step_index == 0
@@ -111,6 +133,7 @@ def test_dry_run_without_traffic_pauses_for_a_person(ro):
 
 
 # --- ramp (PeerAuthentication) ---------------------------------------------------------------------
+
 
 def test_ramp_with_a_plaintext_caller_holds_at_permissive_and_pauses(ro):
     """shop's catalog has a plaintext caller in staging (a legacy batch job without a sidecar)."""
@@ -127,8 +150,9 @@ def test_ramp_with_a_plaintext_caller_holds_at_permissive_and_pauses(ro):
 
 
 def test_ramp_without_plaintext_callers_goes_strict(ro):
-    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.CREATE, PA_PAYMENTS)]),
-                                  analysis=MESHSIM))
+    rollout = drive(
+        rollout_start(change=scheduled_change(ro, [(DraftOperation.CREATE, PA_PAYMENTS)]), analysis=MESHSIM)
+    )
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason
     assert live_normalized(ro.env, "PeerAuthentication", "shop", "payments-strict") == normalize_object(PA_PAYMENTS)
     analyses = RolloutEvent.objects.filter(rollout=rollout, kind="analysis").order_by("pk")
@@ -151,6 +175,7 @@ def test_strict_refusing_plaintext_callers_rolls_back(ro):
 
 # --- through a real Prometheus ------------------------------------------------------------------------
 
+
 def drive_in_real_time(rollout, *, timeout: float = 90.0):
     """Runs the rollout's actions when they are due (the analysis windows need real traffic)."""
     deadline = time.monotonic() + timeout
@@ -166,8 +191,12 @@ def drive_in_real_time(rollout, *, timeout: float = 90.0):
     raise AssertionError(f"rollout still {rollout.state} after {timeout}s")
 
 
-PROMETHEUS = {"interval_seconds": 3, "window": "5s", "intervals_per_step": 2,
-              "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+PROMETHEUS = {
+    "interval_seconds": 3,
+    "window": "5s",
+    "intervals_per_step": 2,
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+}
 
 
 def test_prometheus_dry_run_that_would_deny_a_caller_rolls_back_before_enforcing(ro_live):
@@ -183,5 +212,5 @@ def test_prometheus_dry_run_of_a_correct_policy_is_promoted(ro_live):
     rollout = drive_in_real_time(rollout_start(change=change, analysis=PROMETHEUS))
     assert rollout.state == RolloutState.COMPLETED, rollout.pause_reason
     assert live_normalized(ro_live.env, "AuthorizationPolicy", "bookinfo", "ratings-viewer") == normalize_object(
-        approved)
-
+        approved
+    )

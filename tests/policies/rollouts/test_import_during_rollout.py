@@ -1,5 +1,6 @@
 """Re-importing the cluster while a rollout is half-way: the canary objects it is writing are not
 recorded as revisions (nor marked absent); the import says it left them to the rollout."""
+
 from policies.choices import DraftOperation, RolloutState
 from policies.models import Policy, PolicyRevision
 from policies.services.imports import environment_import
@@ -19,8 +20,11 @@ def test_import_leaves_the_objects_of_an_active_rollout_alone(ro):
     reviews = Policy.objects.get(environment=ro.env, kind="VirtualService", namespace="bookinfo", name="reviews")
     before = reviews.current_revision
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
-    rollout = drive(rollout_start(change=change, steps=[10, 50, 100], analysis={"interval_seconds": 60}), passing,
-                    until=lambda r: r.current_weight == 10 and r.step_stage == "analyze")
+    rollout = drive(
+        rollout_start(change=change, steps=[10, 50, 100], analysis={"interval_seconds": 60}),
+        passing,
+        until=lambda r: r.current_weight == 10 and r.step_stage == "analyze",
+    )
     assert rollout.state == RolloutState.RUNNING and REVIEWS in rollout.observed
     routes = live(ro.env, "VirtualService", "bookinfo", "reviews")["spec"]["http"][0]["route"]
     assert 10 in [route.get("weight") for route in routes]  # half-way: 10 % to the canary

@@ -2,6 +2,7 @@
 traffic admin API rolls the change back; without the fault it promotes. The analyzer here reads the
 simulated cluster's own Istio metrics (meshsim `/metrics`) after advancing its traffic clock — a
 stand-in at the engine's analysis interface until the analysis layer (`policies.analysis`) lands."""
+
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
@@ -27,8 +28,11 @@ def _totals(url: str, version: str) -> tuple[float, float]:
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             labels = sample.labels
-            if (sample.name == "istio_requests_total" and labels.get("destination_service_name") == "reviews"
-                    and labels.get("destination_version") == version):
+            if (
+                sample.name == "istio_requests_total"
+                and labels.get("destination_service_name") == "reviews"
+                and labels.get("destination_version") == version
+            ):
                 total += sample.value
                 if labels.get("response_code", "").startswith("5"):
                     errors += sample.value
@@ -49,17 +53,26 @@ def canary_error_rate(meshsim, version: str):
         rate = failed / requests_
         metrics = {"requests": requests_, "errors": failed, "error_rate": round(rate, 4)}
         if rate > MAX_ERROR_RATE:
-            return an.Outcome(an.FAIL, f"5xx ratio of reviews {version} {rate:.1%} above {MAX_ERROR_RATE:.0%}",
-                              metrics, metric="error-rate", observed=round(rate, 4), threshold=MAX_ERROR_RATE)
+            return an.Outcome(
+                an.FAIL,
+                f"5xx ratio of reviews {version} {rate:.1%} above {MAX_ERROR_RATE:.0%}",
+                metrics,
+                metric="error-rate",
+                observed=round(rate, 4),
+                threshold=MAX_ERROR_RATE,
+            )
         return an.Outcome(an.PASS, f"5xx ratio {rate:.1%}", metrics)
+
     return analyzer
 
 
 def test_a_503_fault_on_the_canary_subset_rolls_back(ro):
     before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
-    ro.meshsim.admin("POST", "traffic/faults", json={"service": "reviews", "namespace": "bookinfo",
-                                                     "subset": "v3", "error_rate": 0.5,
-                                                     "status": 503}).raise_for_status()
+    ro.meshsim.admin(
+        "POST",
+        "traffic/faults",
+        json={"service": "reviews", "namespace": "bookinfo", "subset": "v3", "error_rate": 0.5, "status": 503},
+    ).raise_for_status()
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
     rollout = drive(rollout_start(change=change, analysis={"interval_seconds": 1}), canary_error_rate(ro.meshsim, "v3"))
     assert rollout.state == RolloutState.ROLLED_BACK
@@ -76,15 +89,22 @@ def test_without_the_fault_the_same_change_promotes(ro):
 
 # --- with the real analysis layer (policies.analysis: run_interval + decide over meshsim's metrics) ----
 
-REAL = {"interval_seconds": 1, "provider": "meshsim", "meshsim_advance_seconds": 60, "window": "5m",
-        "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+REAL = {
+    "interval_seconds": 1,
+    "provider": "meshsim",
+    "meshsim_advance_seconds": 60,
+    "window": "5m",
+    "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+}
 
 
 def test_real_analysis_rolls_back_a_canary_with_a_503_fault(ro):
     before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
-    ro.meshsim.admin("POST", "traffic/faults", json={"service": "reviews", "namespace": "bookinfo",
-                                                     "subset": "v3", "error_rate": 0.5,
-                                                     "status": 503}).raise_for_status()
+    ro.meshsim.admin(
+        "POST",
+        "traffic/faults",
+        json={"service": "reviews", "namespace": "bookinfo", "subset": "v3", "error_rate": 0.5, "status": 503},
+    ).raise_for_status()
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
     rollout = rollout_start(change=change, analysis=REAL)
     assert rollout.state == RolloutState.PENDING

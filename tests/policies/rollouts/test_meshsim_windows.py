@@ -1,5 +1,6 @@
 """The engine's analysis without Prometheus and without an advance: meshsim's traffic is read over
 the time that really elapsed between intervals, not over two scrapes a moment apart."""
+
 import time
 
 import pytest
@@ -9,16 +10,24 @@ from policies.rollout import analysis as an
 
 pytestmark = pytest.mark.django_db
 
-CONFIG = {"provider": "meshsim", "window": "5m",
-          "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
+CONFIG = {"provider": "meshsim", "window": "5m", "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}
 
 
 def context(org, interval_index: int) -> an.AnalysisContext:
     return an.AnalysisContext(
-        rollout_id=1, environment_id=org.env.pk, prometheus_url="", strategy="canary",
-        phase={"key": "w10", "label": "10 %", "weight": 10,
-               "targets": {"canary": {"version": "v1"}, "stable": {"version": "v1"}}},
-        interval_index=interval_index, interval_seconds=30, config=CONFIG,
+        rollout_id=1,
+        environment_id=org.env.pk,
+        prometheus_url="",
+        strategy="canary",
+        phase={
+            "key": "w10",
+            "label": "10 %",
+            "weight": 10,
+            "targets": {"canary": {"version": "v1"}, "stable": {"version": "v1"}},
+        },
+        interval_index=interval_index,
+        interval_seconds=30,
+        config=CONFIG,
         workloads=[{"namespace": "bookinfo", "service": "reviews"}],
     )
 

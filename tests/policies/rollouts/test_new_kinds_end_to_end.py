@@ -2,6 +2,7 @@
 over HTTP: imported from the cluster, listed in the catalog (page and API), drafted in the editor and as
 a bundle, and rolled out with the `direct` strategy (its default) by the real worker, analysis
 included: promoted when healthy, rolled back to the snapshot when the analysis fails."""
+
 import pytest
 from django.urls import reverse
 
@@ -24,24 +25,36 @@ from tests.policies.rollouts.test_end_to_end import (
 from tests.policies.rollouts.test_worker import wait_terminal
 
 TELEMETRY = {
-    "apiVersion": "telemetry.istio.io/v1", "kind": "Telemetry",
+    "apiVersion": "telemetry.istio.io/v1",
+    "kind": "Telemetry",
     "metadata": {"name": "reviews-logs", "namespace": "bookinfo"},
     "spec": {"selector": {"matchLabels": {"app": "reviews"}}, "accessLogging": [{"providers": [{"name": "envoy"}]}]},
 }
 ENVOY_FILTER = {
-    "apiVersion": "networking.istio.io/v1alpha3", "kind": "EnvoyFilter",
+    "apiVersion": "networking.istio.io/v1alpha3",
+    "kind": "EnvoyFilter",
     "metadata": {"name": "ratings-lua", "namespace": "bookinfo"},
     "spec": {
         "workloadSelector": {"labels": {"app": "ratings"}},
-        "configPatches": [{
-            "applyTo": "HTTP_FILTER",
-            "match": {"context": "SIDECAR_INBOUND",
-                      "listener": {"filterChain": {"filter": {"name": "envoy.filters.network.http_connection_manager"}}}},
-            "patch": {"operation": "INSERT_FIRST", "value": {
-                "name": "envoy.filters.http.lua",
-                "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
-                                 "inlineCode": "function envoy_on_request(handle) end"}}},
-        }],
+        "configPatches": [
+            {
+                "applyTo": "HTTP_FILTER",
+                "match": {
+                    "context": "SIDECAR_INBOUND",
+                    "listener": {"filterChain": {"filter": {"name": "envoy.filters.network.http_connection_manager"}}},
+                },
+                "patch": {
+                    "operation": "INSERT_FIRST",
+                    "value": {
+                        "name": "envoy.filters.http.lua",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+                            "inlineCode": "function envoy_on_request(handle) end",
+                        },
+                    },
+                },
+            }
+        ],
     },
 }
 TELEMETRY_TEXT = """\
@@ -78,7 +91,9 @@ def test_new_kinds_are_imported_and_catalogued(live_org, client):
     assert not result.errors
     imported = Policy.objects.filter(environment=live_org.env, kind__in=["Telemetry", "EnvoyFilter"])
     assert {(p.kind, p.namespace, p.name) for p in imported} == {
-        ("Telemetry", "bookinfo", "reviews-logs"), ("EnvoyFilter", "bookinfo", "ratings-lua")}
+        ("Telemetry", "bookinfo", "reviews-logs"),
+        ("EnvoyFilter", "bookinfo", "ratings-lua"),
+    }
     telemetry = imported.get(kind="Telemetry")
     assert telemetry.current_revision.content["spec"] == TELEMETRY["spec"]
     assert telemetry.current_revision.content["apiVersion"] == "telemetry.istio.io/v1"
@@ -97,25 +112,40 @@ def test_new_kinds_are_drafted_in_the_editor_and_in_bundles(live_org, client):
     assert not saved.report.has_errors, [f.as_dict() for f in saved.report.findings]
 
     # A repository folder mixing the eight historical kinds with the new ones is drafted as a whole.
-    folder = [("telemetry.yaml", TELEMETRY_TEXT.replace("reviews-logs", "ratings-logs").encode()),
-              ("wasm.yaml", b"apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n"
-                            b"metadata: {name: auth, namespace: bookinfo}\n"
-                            b"spec: {selector: {matchLabels: {app: productpage}}, url: 'oci://ghcr.io/x/auth:1',"
-                            b" phase: AUTHN}\n"),
-              ("vs.yaml", b"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
-                          b"metadata: {name: details-timeout, namespace: bookinfo}\n"
-                          b"spec: {hosts: [details], http: [{route: [{destination: {host: details}}], timeout: 5s}]}\n")]
+    folder = [
+        ("telemetry.yaml", TELEMETRY_TEXT.replace("reviews-logs", "ratings-logs").encode()),
+        (
+            "wasm.yaml",
+            b"apiVersion: extensions.istio.io/v1alpha1\nkind: WasmPlugin\n"
+            b"metadata: {name: auth, namespace: bookinfo}\n"
+            b"spec: {selector: {matchLabels: {app: productpage}}, url: 'oci://ghcr.io/x/auth:1',"
+            b" phase: AUTHN}\n",
+        ),
+        (
+            "vs.yaml",
+            b"apiVersion: networking.istio.io/v1\nkind: VirtualService\n"
+            b"metadata: {name: details-timeout, namespace: bookinfo}\n"
+            b"spec: {hosts: [details], http: [{route: [{destination: {host: details}}], timeout: 5s}]}\n",
+        ),
+    ]
     drafts_from_bundle(author=live_org.author, environment=live_org.env, files=folder)
     assert set(Draft.objects.filter(author=live_org.author).values_list("kind", flat=True)) == {
-        "Telemetry", "WasmPlugin", "VirtualService"}
+        "Telemetry",
+        "WasmPlugin",
+        "VirtualService",
+    }
 
     client.force_login(live_org.author)
-    editor = client.get(reverse("editor:new"), {"environment": "staging", "kind": "EnvoyFilter",
-                                                "namespace": "bookinfo"})
+    editor = client.get(
+        reverse("editor:new"), {"environment": "staging", "kind": "EnvoyFilter", "namespace": "bookinfo"}
+    )
     assert editor.status_code == 200 and b"networking.istio.io/v1alpha3" in editor.content
     schema = client.get(reverse("editor:schema", args=["staging", "Telemetry"])).json()
     assert schema["apiVersion"] == "telemetry.istio.io/v1"
-    assert schema["schema"]["properties"]["apiVersion"]["enum"] == ["telemetry.istio.io/v1", "telemetry.istio.io/v1alpha1"]
+    assert schema["schema"]["properties"]["apiVersion"]["enum"] == [
+        "telemetry.istio.io/v1",
+        "telemetry.istio.io/v1alpha1",
+    ]
     assert "accessLogging" in schema["schema"]["properties"]["spec"]["properties"]
 
 

@@ -1,5 +1,6 @@
 """Meshgate's write (policies.rollout.ownership) against meshsim over HTTP: it takes over the fields of
 kubectl client-side apply as `kubectl apply --server-side` does, and its dry-run predicts the real write."""
+
 from __future__ import annotations
 
 import copy
@@ -37,8 +38,10 @@ def test_a_field_client_side_apply_owned_is_removed_and_the_dry_run_said_so(cfg)
     predicted = ownership.apply_owned(cfg, desired, live=live, dry_run=True)
     assert predicted.taken_from == ["kubectl-client-side-apply"]
     assert ownership.held_differences(approved=desired, held=predicted.obj) == []
-    assert kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")["metadata"]["resourceVersion"] == \
-        live["metadata"]["resourceVersion"]  # a dry run writes nothing
+    assert (
+        kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")["metadata"]["resourceVersion"]
+        == live["metadata"]["resourceVersion"]
+    )  # a dry run writes nothing
 
     written = ownership.apply_owned(cfg, desired, live=live)
     assert normalize_object(written.obj) == normalize_object(predicted.obj)
@@ -50,9 +53,12 @@ def test_a_field_client_side_apply_owned_is_removed_and_the_dry_run_said_so(cfg)
 
 def test_a_field_another_applier_owns_survives_and_is_reported(cfg) -> None:
     live = kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")
-    other = {"apiVersion": live["apiVersion"], "kind": "DestinationRule",
-             "metadata": {"name": "reviews", "namespace": "bookinfo"},
-             "spec": {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}}}
+    other = {
+        "apiVersion": live["apiVersion"],
+        "kind": "DestinationRule",
+        "metadata": {"name": "reviews", "namespace": "bookinfo"},
+        "spec": {"host": "reviews", "trafficPolicy": {"tls": {"mode": "ISTIO_MUTUAL"}}},
+    }
     kube.apply_object(cfg, other, field_manager="platform-gitops")  # shares tls with kubectl's value
     live = kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")
     desired = _without_tls(live)
@@ -72,14 +78,22 @@ def test_a_moved_live_object_is_a_conflict(cfg) -> None:
         ownership.apply_owned(cfg, _without_tls(live), live=stale)
 
 
-@pytest.mark.parametrize(("metadata", "controller"), [
-    ({"labels": {"app.kubernetes.io/managed-by": "Helm"}, "annotations": {"meta.helm.sh/release-name": "bk"}}, "Helm"),
-    ({"annotations": {"argocd.argoproj.io/tracking-id": "bookinfo:networking.istio.io/DestinationRule:b/r"}},
-     "Argo CD"),
-    ({"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}, "Flux"),
-    ({"managedFields": [{"manager": "helm-controller", "operation": "Apply"}]}, "Flux"),
-    ({"labels": {"app.kubernetes.io/instance": "bookinfo"}}, "Argo CD"),
-])
+@pytest.mark.parametrize(
+    ("metadata", "controller"),
+    [
+        (
+            {"labels": {"app.kubernetes.io/managed-by": "Helm"}, "annotations": {"meta.helm.sh/release-name": "bk"}},
+            "Helm",
+        ),
+        (
+            {"annotations": {"argocd.argoproj.io/tracking-id": "bookinfo:networking.istio.io/DestinationRule:b/r"}},
+            "Argo CD",
+        ),
+        ({"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}, "Flux"),
+        ({"managedFields": [{"manager": "helm-controller", "operation": "Apply"}]}, "Flux"),
+        ({"labels": {"app.kubernetes.io/instance": "bookinfo"}}, "Argo CD"),
+    ],
+)
 def test_other_controllers_are_recognized(metadata, controller) -> None:
     found = ownership.foreign_controller({"metadata": metadata})
     assert found is not None and found.name == controller

@@ -1,5 +1,6 @@
 """End to end with a real worker, meshsim traffic and Prometheus: a promoted change onto an object that
 kubectl client-side apply created, and a retry after a rollback whose cause is then removed."""
+
 from __future__ import annotations
 
 import json
@@ -23,8 +24,11 @@ from tests.policies.rollouts.test_end_to_end import ANALYSIS, BEAT, TIMEOUT, _cl
 from tests.policies.rollouts.test_worker import wait_terminal
 
 LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
-PROD_POLICY = {"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "ROUND_ROBIN"},
-               "connectionPool": {"tcp": {"maxConnections": 100}}}
+PROD_POLICY = {
+    "tls": {"mode": "ISTIO_MUTUAL"},
+    "loadBalancer": {"simple": "ROUND_ROBIN"},
+    "connectionPool": {"tcp": {"maxConnections": 100}},
+}
 
 
 def _kubectl_client_side_apply(cfg, traffic_policy: dict) -> None:
@@ -32,10 +36,17 @@ def _kubectl_client_side_apply(cfg, traffic_policy: dict) -> None:
     the last-applied annotation."""
     obj = normalize_object(kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews"))
     obj["spec"]["trafficPolicy"] = traffic_policy
-    kube.patch_object_json(cfg, "DestinationRule", "bookinfo", "reviews", [
-        {"op": "add", "path": "/spec/trafficPolicy", "value": traffic_policy},
-        {"op": "add", "path": "/metadata/annotations", "value": {LAST_APPLIED: json.dumps(obj) + "\n"}},
-    ], field_manager="kubectl-client-side-apply")
+    kube.patch_object_json(
+        cfg,
+        "DestinationRule",
+        "bookinfo",
+        "reviews",
+        [
+            {"op": "add", "path": "/spec/trafficPolicy", "value": traffic_policy},
+            {"op": "add", "path": "/metadata/annotations", "value": {LAST_APPLIED: json.dumps(obj) + "\n"}},
+        ],
+        field_manager="kubectl-client-side-apply",
+    )
 
 
 def _completed_source_change(org, target_live: dict) -> ChangeRequest:
@@ -47,13 +58,23 @@ def _completed_source_change(org, target_live: dict) -> ChangeRequest:
     base["spec"]["trafficPolicy"] = {"tls": {"mode": "ISTIO_MUTUAL"}, "loadBalancer": {"simple": "ROUND_ROBIN"}}
     new = normalize_object(base)
     new["spec"]["trafficPolicy"] = {"loadBalancer": {"simple": "LEAST_REQUEST"}}
-    policy = make_policy(environment=dev, namespace="bookinfo", name="reviews", kind=PolicyKind.DESTINATION_RULE,
-                         content=base)
-    change = ChangeRequest.objects.create(environment=dev, title="Drop tls on reviews", author=org.author,
-                                          state=ChangeState.COMPLETED)
-    ChangeItem.objects.create(change=change, kind=PolicyKind.DESTINATION_RULE, namespace="bookinfo", name="reviews",
-                              policy=policy, operation=DraftOperation.UPDATE, base_revision=policy.current_revision,
-                              content=new, content_hash=content_hash(new))
+    policy = make_policy(
+        environment=dev, namespace="bookinfo", name="reviews", kind=PolicyKind.DESTINATION_RULE, content=base
+    )
+    change = ChangeRequest.objects.create(
+        environment=dev, title="Drop tls on reviews", author=org.author, state=ChangeState.COMPLETED
+    )
+    ChangeItem.objects.create(
+        change=change,
+        kind=PolicyKind.DESTINATION_RULE,
+        namespace="bookinfo",
+        name="reviews",
+        policy=policy,
+        operation=DraftOperation.UPDATE,
+        base_revision=policy.current_revision,
+        content=new,
+        content_hash=content_hash(new),
+    )
     return change
 
 
@@ -70,8 +91,10 @@ def test_promoted_change_onto_a_client_side_applied_object(e2e):
     assert promoted.state == ChangeState.IN_REVIEW and promoted.promotion_conflicts == []
     item = promoted.items.get()
     # the change's edit, onto what prod has: prod's own connectionPool is kept
-    assert item.content["spec"]["trafficPolicy"] == {"connectionPool": {"tcp": {"maxConnections": 100}},
-                                                     "loadBalancer": {"simple": "LEAST_REQUEST"}}
+    assert item.content["spec"]["trafficPolicy"] == {
+        "connectionPool": {"tcp": {"maxConnections": 100}},
+        "loadBalancer": {"simple": "LEAST_REQUEST"},
+    }
 
     # the plan shows what will really happen: tls goes (kubectl's fields are taken over)
     plan_item = plan_compute(change=promoted).items.get()
@@ -84,8 +107,11 @@ def test_promoted_change_onto_a_client_side_applied_object(e2e):
 
     review_approve(reviewer=org.approver, change=promoted)
     promoted = change_schedule(actor=org.approver, change=ChangeRequest.objects.get(pk=promoted.pk))
-    rollout = wait_terminal(rollout_start(change=promoted, actor=org.approver, strategy="direct", analysis=ANALYSIS),
-                            timeout=TIMEOUT, beat=BEAT)
+    rollout = wait_terminal(
+        rollout_start(change=promoted, actor=org.approver, strategy="direct", analysis=ANALYSIS),
+        timeout=TIMEOUT,
+        beat=BEAT,
+    )
     assert rollout.state == RolloutState.COMPLETED, rollout.rollback_reason or rollout.error or rollout.pause_reason
     assert rollout.events.filter(kind="promoted").exists()  # the verification passed
     after = live(env, "DestinationRule", "bookinfo", "reviews")
@@ -105,8 +131,11 @@ def test_retry_after_a_rollback_whose_fault_is_removed_completes(e2e):
     review_approve(reviewer=org.approver, change=change)
     change = change_schedule(actor=org.approver, change=ChangeRequest.objects.get(pk=change.pk))
     _fault(org, service="reviews")  # every reviews request fails: the bake's analysis fails
-    first = wait_terminal(rollout_start(change=change, actor=org.approver, strategy="direct", analysis=ANALYSIS),
-                          timeout=TIMEOUT, beat=BEAT)
+    first = wait_terminal(
+        rollout_start(change=change, actor=org.approver, strategy="direct", analysis=ANALYSIS),
+        timeout=TIMEOUT,
+        beat=BEAT,
+    )
     assert first.state == RolloutState.ROLLED_BACK, first.error or first.pause_reason
     first_finished = first.finished_at
 

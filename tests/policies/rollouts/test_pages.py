@@ -1,5 +1,6 @@
 """The rollout pages: list, live page (reason first, steps, controls), polled partial, chart data,
 and the control forms. Rollouts are built straight from the models: no worker, no cluster."""
+
 import datetime as dt
 
 import pytest
@@ -18,38 +19,82 @@ PHASES = [
 ]
 
 
-def make_rollout(org, *, namespace: str = "bookinfo", state: str = RolloutState.RUNNING, title: str = "canary reviews",
-                 **fields) -> Rollout:
+def make_rollout(
+    org, *, namespace: str = "bookinfo", state: str = RolloutState.RUNNING, title: str = "canary reviews", **fields
+) -> Rollout:
     """A canary rollout of a one-item change touching `namespace`, at its first step, with an apply
     and a failed analysis interval in its timeline."""
-    change = ChangeRequest.objects.create(environment=org.env, title=title, author=org.author,
-                                          state=ChangeState.ROLLING_OUT)
-    ChangeItem.objects.create(change=change, position=0, kind="VirtualService", namespace=namespace, name="reviews",
-                              operation=DraftOperation.UPDATE, content={}, content_hash="")
+    change = ChangeRequest.objects.create(
+        environment=org.env, title=title, author=org.author, state=ChangeState.ROLLING_OUT
+    )
+    ChangeItem.objects.create(
+        change=change,
+        position=0,
+        kind="VirtualService",
+        namespace=namespace,
+        name="reviews",
+        operation=DraftOperation.UPDATE,
+        content={},
+        content_hash="",
+    )
     now = timezone.now()
-    rollout = Rollout.objects.create(change=change, environment=org.env, strategy="canary", steps=[10, 50, 100],
-                                     phases=PHASES, state=state, current_weight=10, started_at=now,
-                                     analysis={"interval_seconds": 60, "failure_limit": 1}, **fields)
+    rollout = Rollout.objects.create(
+        change=change,
+        environment=org.env,
+        strategy="canary",
+        steps=[10, 50, 100],
+        phases=PHASES,
+        state=state,
+        current_weight=10,
+        started_at=now,
+        analysis={"interval_seconds": 60, "failure_limit": 1},
+        **fields,
+    )
     RolloutEvent.objects.create(rollout=rollout, kind=RolloutEventKind.STARTED, message="started", at=now)
-    RolloutEvent.objects.create(rollout=rollout, kind=RolloutEventKind.APPLY, message="10 %: 1 write(s)",
-                                data={"written": ["VirtualService/bookinfo/reviews"], "weight": 10},
-                                step_key="apply:0:w10", at=now + dt.timedelta(seconds=1))
     RolloutEvent.objects.create(
-        rollout=rollout, kind=RolloutEventKind.ANALYSIS, message="10 %, interval 1: fail",
-        data={"verdict": "fail", "reason": "success rate 0.80 below 0.99", "metric": "request-success-rate",
-              "observed": 0.8, "threshold": 0.99, "action": "rollback", "decision": "failure limit reached",
-              "metrics": {"request-success-rate": {"verdict": "fail", "canary": 0.8, "stable": 0.995,
-                                                   "threshold": "0.99"},
-                          "latency-p99": {"verdict": "pass", "canary": 120.0, "stable": 110.0, "threshold": 500}}},
-        step_key="analyze:0:0", at=now + dt.timedelta(seconds=61))
+        rollout=rollout,
+        kind=RolloutEventKind.APPLY,
+        message="10 %: 1 write(s)",
+        data={"written": ["VirtualService/bookinfo/reviews"], "weight": 10},
+        step_key="apply:0:w10",
+        at=now + dt.timedelta(seconds=1),
+    )
+    RolloutEvent.objects.create(
+        rollout=rollout,
+        kind=RolloutEventKind.ANALYSIS,
+        message="10 %, interval 1: fail",
+        data={
+            "verdict": "fail",
+            "reason": "success rate 0.80 below 0.99",
+            "metric": "request-success-rate",
+            "observed": 0.8,
+            "threshold": 0.99,
+            "action": "rollback",
+            "decision": "failure limit reached",
+            "metrics": {
+                "request-success-rate": {"verdict": "fail", "canary": 0.8, "stable": 0.995, "threshold": "0.99"},
+                "latency-p99": {"verdict": "pass", "canary": 120.0, "stable": 110.0, "threshold": 500},
+            },
+        },
+        step_key="analyze:0:0",
+        at=now + dt.timedelta(seconds=61),
+    )
     return rollout
 
 
 ROLLED_BACK_REASON = {
-    "summary": "request-success-rate failed at 10 %: success rate 0.80 below 0.99", "metric": "request-success-rate",
-    "observed": 0.8, "threshold": 0.99, "interval": 1, "phase": "w10", "weight": 10, "failures": 1,
-    "failure_limit": 1, "metrics": {"request-success-rate": {"canary": 0.8, "stable": 0.995, "threshold": 0.99}},
-    "final_state": "rolled_back", "left_out_of_band": [],
+    "summary": "request-success-rate failed at 10 %: success rate 0.80 below 0.99",
+    "metric": "request-success-rate",
+    "observed": 0.8,
+    "threshold": 0.99,
+    "interval": 1,
+    "phase": "w10",
+    "weight": 10,
+    "failures": 1,
+    "failure_limit": 1,
+    "metrics": {"request-success-rate": {"canary": 0.8, "stable": 0.995, "threshold": 0.99}},
+    "final_state": "rolled_back",
+    "left_out_of_band": [],
 }
 
 
@@ -59,8 +104,12 @@ def rollout(org):
 
 
 def test_pages_require_login(client, rollout):
-    for url in (reverse("rollouts:list"), reverse("rollouts:detail", args=[rollout.pk]),
-                reverse("rollouts:status", args=[rollout.pk]), reverse("rollouts:data", args=[rollout.pk])):
+    for url in (
+        reverse("rollouts:list"),
+        reverse("rollouts:detail", args=[rollout.pk]),
+        reverse("rollouts:status", args=[rollout.pk]),
+        reverse("rollouts:data", args=[rollout.pk]),
+    ):
         response = client.get(url)
         assert response.status_code == 302 and "/accounts/login/" in response["Location"]
 
@@ -83,21 +132,23 @@ def test_list_shows_active_first(client, org):
 
 
 def test_rolled_back_reason_comes_first(client, org):
-    rolled = make_rollout(org, state=RolloutState.ROLLED_BACK, rollback_reason=ROLLED_BACK_REASON,
-                          finished_at=timezone.now())
+    rolled = make_rollout(
+        org, state=RolloutState.ROLLED_BACK, rollback_reason=ROLLED_BACK_REASON, finished_at=timezone.now()
+    )
     client.force_login(org.author)
     body = client.get(reverse("rollouts:detail", args=[rolled.pk])).content.decode()
     reason = body.index("mg-rollout-reason")
     assert reason < body.index("mg-rollout-steps") and reason < body.index("mg-title")
-    assert "request-success-rate" in body[reason:body.index("mg-title")]
+    assert "request-success-rate" in body[reason : body.index("mg-title")]
     assert "vs stable 0.995" in body and "0.99" in body
     # finished: no polling any more
     assert 'hx-trigger="every 2s"' not in body and 'data-active="false"' in body
 
 
 def test_paused_reason_shown(client, org):
-    paused = make_rollout(org, state=RolloutState.PAUSED, pause_reason="VirtualService/bookinfo/reviews was changed "
-                                                                         "outside Meshgate")
+    paused = make_rollout(
+        org, state=RolloutState.PAUSED, pause_reason="VirtualService/bookinfo/reviews was changed outside Meshgate"
+    )
     client.force_login(org.author)
     body = client.get(reverse("rollouts:detail", args=[paused.pk])).content.decode()
     assert body.index("changed outside Meshgate") < body.index("mg-rollout-steps")
@@ -162,29 +213,43 @@ def test_data_json_shape(client, org, rollout):
     assert [p["weight"] for p in data["weights"]] == [0, 10]
     run = data["analysis_runs"][0]
     assert run["verdict"] == "fail" and run["interval"] == 1 and run["phase"] == "0"
-    assert run["metrics"]["request-success-rate"] == {"verdict": "fail", "canary": 0.8, "stable": 0.995,
-                                                      "threshold": 0.99, "threshold_min": None,
-                                                      "threshold_max": None, "threshold_text": "0.99",
-                                                      "reason": "", "explain": {}, "explanation": ""}
+    assert run["metrics"]["request-success-rate"] == {
+        "verdict": "fail",
+        "canary": 0.8,
+        "stable": 0.995,
+        "threshold": 0.99,
+        "threshold_min": None,
+        "threshold_max": None,
+        "threshold_text": "0.99",
+        "reason": "",
+        "explain": {},
+        "explanation": "",
+    }
 
 
 def test_thresholds_recorded_as_text_are_read_as_bounds(client, org, rollout):
     """Intervals recorded before the analysis stored its bounds as numbers still draw their lines."""
     event = rollout.events.get(kind=RolloutEventKind.ANALYSIS)
-    event.data["metrics"] = {"a": {"canary": 0.9, "threshold": ">= 0.95"}, "b": {"canary": 80, "threshold": "<= 500"},
-                             "c": {"canary": 0.5, "threshold": "[0.1, 0.9]"}}
+    event.data["metrics"] = {
+        "a": {"canary": 0.9, "threshold": ">= 0.95"},
+        "b": {"canary": 80, "threshold": "<= 500"},
+        "c": {"canary": 0.5, "threshold": "[0.1, 0.9]"},
+    }
     RolloutEvent.objects.filter(pk=event.pk).update(data=event.data)
     client.force_login(org.author)
     metrics = client.get(reverse("rollouts:data", args=[rollout.pk])).json()["analysis_runs"][0]["metrics"]
     assert {name: (m["threshold"], m["threshold_min"], m["threshold_max"]) for name, m in metrics.items()} == {
-        "a": (0.95, 0.95, None), "b": (500, None, 500), "c": (None, 0.1, 0.9)}
+        "a": (0.95, 0.95, None),
+        "b": (500, None, 500),
+        "c": (None, 0.1, 0.9),
+    }
 
 
 def test_steps_of_an_aborted_rollout(client, org):
     aborted = make_rollout(org, state=RolloutState.ABORTED, finished_at=timezone.now())
     client.force_login(org.author)
     body = client.get(reverse("rollouts:detail", args=[aborted.pk])).content.decode()
-    steps = body[body.index("mg-rollout-steps"):body.index("mg-rollout-timeline")]
+    steps = body[body.index("mg-rollout-steps") : body.index("mg-rollout-timeline")]
     assert steps.count('data-status="aborted"') == 1 and steps.count('data-status="not_reached"') == 2
 
 
@@ -221,16 +286,38 @@ def test_a_verdict_explains_itself_on_the_page_and_in_the_api(client, org):
     """Method, samples on each side, the effect with its interval and why: under the analysis row and
     in the rollout's API detail."""
     rollout = make_rollout(org)
-    explain = {"method": "mSPRT on Mantel-Haenszel rate ratios (always-valid p-values)",
-               "why": "not enough traffic", "minutes_left": 4, "n_canary": 40.0, "n_stable": 760.0,
-               "tests": [{"test": "errors", "against": "stable", "ratio": 1.4, "ratio_low": 0.3,
-                          "ratio_high": 6.1, "p_value": 1.0}]}
+    explain = {
+        "method": "mSPRT on Mantel-Haenszel rate ratios (always-valid p-values)",
+        "why": "not enough traffic",
+        "minutes_left": 4,
+        "n_canary": 40.0,
+        "n_stable": 760.0,
+        "tests": [
+            {"test": "errors", "against": "stable", "ratio": 1.4, "ratio_low": 0.3, "ratio_high": 6.1, "p_value": 1.0}
+        ],
+    }
     RolloutEvent.objects.create(
-        rollout=rollout, kind=RolloutEventKind.ANALYSIS, message="10 %, interval 2: inconclusive",
-        data={"verdict": "inconclusive", "reason": "not enough traffic yet", "action": "wait", "decision": "",
-              "metrics": {"request-success-rate": {"verdict": "inconclusive", "canary": 1.0, "stable": 0.999,
-                                                   "threshold": ">= 0.99", "explain": explain}}},
-        step_key="analyze:0:1", at=timezone.now() + dt.timedelta(seconds=121))
+        rollout=rollout,
+        kind=RolloutEventKind.ANALYSIS,
+        message="10 %, interval 2: inconclusive",
+        data={
+            "verdict": "inconclusive",
+            "reason": "not enough traffic yet",
+            "action": "wait",
+            "decision": "",
+            "metrics": {
+                "request-success-rate": {
+                    "verdict": "inconclusive",
+                    "canary": 1.0,
+                    "stable": 0.999,
+                    "threshold": ">= 0.99",
+                    "explain": explain,
+                }
+            },
+        },
+        step_key="analyze:0:1",
+        at=timezone.now() + dt.timedelta(seconds=121),
+    )
     client.force_login(org.author)
     body = client.get(reverse("rollouts:detail", args=[rollout.pk])).content.decode()
     assert "not enough traffic yet, about 4 more minutes at this rate" in body

@@ -35,22 +35,32 @@ from tests.policies.rollouts.test_default_judge_end_to_end import both_clusters,
 pytestmark = pytest.mark.worker
 
 REPO = Path(__file__).resolve().parents[3]
-PLAN = {"strategy": "canary", "steps": [50, 100],
-        "analysis": {"interval_seconds": 3, "window": "5s", "judge": "threshold", "min_requests": 5,
-                     "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}]}}
+PLAN = {
+    "strategy": "canary",
+    "steps": [50, 100],
+    "analysis": {
+        "interval_seconds": 3,
+        "window": "5s",
+        "judge": "threshold",
+        "min_requests": 5,
+        "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
+    },
+}
 TIMEOUT = 150
 BEAT = 2.0
 SETTLE_SECONDS = 7
 
 
 @pytest.fixture
-def pipeline(transactional_db, monkeypatch, org, live_server, meshsim_traffic, prod_traffic,
-             both_clusters, request, tmp_path) -> Iterator[Any]:
+def pipeline(
+    transactional_db, monkeypatch, org, live_server, meshsim_traffic, prod_traffic, both_clusters, request, tmp_path
+) -> Iterator[Any]:
     monkeypatch.delenv("MESHGATE_ROLLOUT_ANALYZER", raising=False)
     org.env.api_url, org.env.prometheus_url = meshsim_traffic.url, both_clusters.url
     org.env.save(update_fields=["api_url", "prometheus_url"])
-    prod = Environment.objects.create(name="prod", display_name="Prod", order=20, api_url=prod_traffic.url,
-                                      prometheus_url=both_clusters.url)
+    prod = Environment.objects.create(
+        name="prod", display_name="Prod", order=20, api_url=prod_traffic.url, prometheus_url=both_clusters.url
+    )
     NamespaceOwnership.objects.create(environment=prod, namespace="bookinfo", team=org.team_a)
     environment_import(environment=org.env)
     environment_import(environment=prod)
@@ -71,8 +81,13 @@ def pipeline(transactional_db, monkeypatch, org, live_server, meshsim_traffic, p
 
     p = Pipeline()
     p.org, p.prod, p.repo, p.meshsim = org, prod, repo, meshsim_traffic
-    p.env = {**os.environ, "MESHGATE_URL": live_server.url, "MESHGATE_TOKEN": token,
-             "MESHGATE_CONFIG": str(tmp_path / "none.toml"), "PYTHONPATH": str(REPO)}
+    p.env = {
+        **os.environ,
+        "MESHGATE_URL": live_server.url,
+        "MESHGATE_TOKEN": token,
+        "MESHGATE_CONFIG": str(tmp_path / "none.toml"),
+        "PYTHONPATH": str(REPO),
+    }
     yield p
     meshsim_traffic.admin("DELETE", "traffic/faults").raise_for_status()
 
@@ -81,8 +96,13 @@ def run_cli(p: Any, *argv: str, approve: bool = True) -> tuple[int, str]:
     """Runs `meshgate` as the pipeline would, while bob approves what waits for him and beat ticks."""
     out = p.repo / f"out-{time.monotonic_ns()}.log"
     with out.open("w") as stream:
-        proc = subprocess.Popen([sys.executable, "-m", "meshgate_cli", *argv], cwd=p.repo, env=p.env,
-                                stdout=stream, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "meshgate_cli", *argv],
+            cwd=p.repo,
+            env=p.env,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+        )
         deadline = time.monotonic() + TIMEOUT
         next_beat = 0.0
         while proc.poll() is None:
@@ -109,17 +129,36 @@ def _approve_what_waits(p: Any) -> None:
 def test_validate_apply_and_promote_with_the_cli_only(pipeline):
     p = pipeline
     # validate, as a pull request's job would
-    code, output = run_cli(p, "validate", "-f", "mesh", "--env", "staging", "--format", "sarif",
-                           "-o", "report.sarif", approve=False)
+    code, output = run_cli(
+        p, "validate", "-f", "mesh", "--env", "staging", "--format", "sarif", "-o", "report.sarif", approve=False
+    )
     assert code == cli.EXIT_OK, output
     assert json.loads((p.repo / "report.sarif").read_text())["version"] == "2.1.0"
 
     # a bad canary: v3 answers 503 to everything; the pipeline fails with the reason
     before = live_normalized(p.org.env, "VirtualService", "bookinfo", "reviews")
-    p.meshsim.admin("POST", "traffic/faults", json={"namespace": "bookinfo", "service": "reviews", "version": "v3",
-                                                    "error_rate": 1.0, "status": 503}).raise_for_status()
-    code, output = run_cli(p, "apply", "-f", "mesh", "--env", "staging", "--title", "reviews to v3",
-                           "--rollout-options", "plan.yaml", "--commit", "abcdef1", "--wait", "--timeout", "140s")
+    p.meshsim.admin(
+        "POST",
+        "traffic/faults",
+        json={"namespace": "bookinfo", "service": "reviews", "version": "v3", "error_rate": 1.0, "status": 503},
+    ).raise_for_status()
+    code, output = run_cli(
+        p,
+        "apply",
+        "-f",
+        "mesh",
+        "--env",
+        "staging",
+        "--title",
+        "reviews to v3",
+        "--rollout-options",
+        "plan.yaml",
+        "--commit",
+        "abcdef1",
+        "--wait",
+        "--timeout",
+        "140s",
+    )
     assert code == cli.EXIT_CHANGE_FAILED, output
     assert "rolled_back" in output and "rollback reason" in output, output
     assert live_normalized(p.org.env, "VirtualService", "bookinfo", "reviews") == before
@@ -127,11 +166,26 @@ def test_validate_apply_and_promote_with_the_cli_only(pipeline):
     # the fault fixed: the same commit again as a new change completes
     p.meshsim.admin("DELETE", "traffic/faults").raise_for_status()
     time.sleep(SETTLE_SECONDS)
-    code, output = run_cli(p, "apply", "-f", "mesh", "--env", "staging", "--title", "reviews to v3, again",
-                           "--rollout-options", "plan.yaml", "--commit", "abcdef2", "--wait", "--timeout", "140s",
-                           "--json")
+    code, output = run_cli(
+        p,
+        "apply",
+        "-f",
+        "mesh",
+        "--env",
+        "staging",
+        "--title",
+        "reviews to v3, again",
+        "--rollout-options",
+        "plan.yaml",
+        "--commit",
+        "abcdef2",
+        "--wait",
+        "--timeout",
+        "140s",
+        "--json",
+    )
     assert code == cli.EXIT_OK, output
-    staging_change = json.loads(output[output.index("{"):])
+    staging_change = json.loads(output[output.index("{") :])
     assert staging_change["outcome"] == "succeeded"
     assert ChangeRequest.objects.get(pk=staging_change["id"]).commit_sha == "abcdef2"
 

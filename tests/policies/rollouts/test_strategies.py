@@ -1,4 +1,5 @@
 """DestinationRule canary, AuthorizationPolicy dry run, PeerAuthentication ramp, direct and waves."""
+
 import pytest
 
 from policies.choices import ChangeState, DraftOperation, RolloutState
@@ -23,8 +24,9 @@ POOL = {"connectionPool": {"http": {"http1MaxPendingRequests": 10}, "tcp": {"max
 
 
 def _dr_change(ro):
-    approved = with_spec(ro.env, "DestinationRule", "bookinfo", "reviews",
-                         lambda o: o["spec"].__setitem__("trafficPolicy", POOL))
+    approved = with_spec(
+        ro.env, "DestinationRule", "bookinfo", "reviews", lambda o: o["spec"].__setitem__("trafficPolicy", POOL)
+    )
     return approved, scheduled_change(ro, [(DraftOperation.UPDATE, approved)])
 
 
@@ -62,8 +64,13 @@ def test_destination_rule_canary_rolls_back(ro):
 
 
 def _authz(ro):
-    return with_spec(ro.env, "AuthorizationPolicy", "bookinfo", "ratings-viewer",
-                     lambda o: o["spec"]["rules"][0]["to"][0]["operation"].__setitem__("methods", ["GET", "HEAD"]))
+    return with_spec(
+        ro.env,
+        "AuthorizationPolicy",
+        "bookinfo",
+        "ratings-viewer",
+        lambda o: o["spec"]["rules"][0]["to"][0]["operation"].__setitem__("methods", ["GET", "HEAD"]),
+    )
 
 
 def test_authorization_policy_dry_run_then_enforce(ro):
@@ -88,11 +95,18 @@ def test_authorization_policy_shadow_denials_roll_back(ro):
 
 
 # The seeded shop namespace is PERMISSIVE; a new workload-level policy is a creation.
-PA_SHOP = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-           "metadata": {"name": "default", "namespace": "shop"}, "spec": {"mtls": {"mode": "STRICT"}}}
-PA_PAYMENTS = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-               "metadata": {"name": "payments-strict", "namespace": "shop"},
-               "spec": {"selector": {"matchLabels": {"app": "payments"}}, "mtls": {"mode": "STRICT"}}}
+PA_SHOP = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "default", "namespace": "shop"},
+    "spec": {"mtls": {"mode": "STRICT"}},
+}
+PA_PAYMENTS = {
+    "apiVersion": "security.istio.io/v1",
+    "kind": "PeerAuthentication",
+    "metadata": {"name": "payments-strict", "namespace": "shop"},
+    "spec": {"selector": {"matchLabels": {"app": "payments"}}, "mtls": {"mode": "STRICT"}},
+}
 
 
 def test_peer_authentication_ramp_permissive_then_strict(ro):
@@ -120,15 +134,21 @@ def test_peer_authentication_ramp_failing_at_permissive_rolls_back_and_deletes_t
 
 
 def _timeout(ro):
-    return with_spec(ro.env, "VirtualService", "shop", "frontend",
-                     lambda o: o["spec"]["http"][0].__setitem__("timeout", "9s"))
+    return with_spec(
+        ro.env, "VirtualService", "shop", "frontend", lambda o: o["spec"]["http"][0].__setitem__("timeout", "9s")
+    )
 
 
 def test_direct_applies_bakes_and_keeps(ro):
     approved = _timeout(ro)
-    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, approved)]),
-                                  strategy="direct", analysis={"interval_seconds": 1, "intervals_per_step": 2}),
-                    passing)
+    rollout = drive(
+        rollout_start(
+            change=scheduled_change(ro, [(DraftOperation.UPDATE, approved)]),
+            strategy="direct",
+            analysis={"interval_seconds": 1, "intervals_per_step": 2},
+        ),
+        passing,
+    )
     assert rollout.state == RolloutState.COMPLETED and rollout.analysis_runs == 0
     assert RolloutEvent.objects.filter(rollout=rollout, kind="analysis").count() == 2
     assert live_normalized(ro.env, "VirtualService", "shop", "frontend") == normalize_object(approved)
@@ -136,8 +156,14 @@ def test_direct_applies_bakes_and_keeps(ro):
 
 def test_direct_bake_failure_rolls_back(ro):
     before = live_normalized(ro.env, "VirtualService", "shop", "frontend")
-    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, _timeout(ro))]),
-                                  strategy="direct", analysis={"interval_seconds": 1}), failing_from(0))
+    rollout = drive(
+        rollout_start(
+            change=scheduled_change(ro, [(DraftOperation.UPDATE, _timeout(ro))]),
+            strategy="direct",
+            analysis={"interval_seconds": 1},
+        ),
+        failing_from(0),
+    )
     assert rollout.state == RolloutState.ROLLED_BACK
     assert live_normalized(ro.env, "VirtualService", "shop", "frontend") == before
     rollout.change.refresh_from_db()
@@ -145,8 +171,13 @@ def test_direct_bake_failure_rolls_back(ro):
 
 
 def test_a_vs_change_that_is_not_a_routing_change_falls_back_to_apply_and_bake(ro):
-    approved = with_spec(ro.env, "VirtualService", "bookinfo", "reviews",
-                         lambda o: o["spec"]["http"].append({"route": [{"destination": {"host": "reviews"}}]}))
+    approved = with_spec(
+        ro.env,
+        "VirtualService",
+        "bookinfo",
+        "reviews",
+        lambda o: o["spec"]["http"].append({"route": [{"destination": {"host": "reviews"}}]}),
+    )
     rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, approved)])), passing)
     assert rollout.state == RolloutState.COMPLETED and len(rollout.phases) == 1
     assert "not a routing change" in RolloutEvent.objects.get(rollout=rollout, step_key="snapshot").data["note"]
@@ -154,9 +185,11 @@ def test_a_vs_change_that_is_not_a_routing_change_falls_back_to_apply_and_bake(r
 
 def test_waves_go_namespace_after_namespace(ro):
     frontend = _timeout(ro)
-    rollout = rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3),
-                                                         (DraftOperation.UPDATE, frontend)]),
-                            strategy="waves", analysis={"interval_seconds": 1})
+    rollout = rollout_start(
+        change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, frontend)]),
+        strategy="waves",
+        analysis={"interval_seconds": 1},
+    )
     drive(rollout, passing, until=lambda r: r.step_stage == "analyze")
     assert live_normalized(ro.env, "VirtualService", "bookinfo", "reviews") == normalize_object(REVIEWS_TO_V3)
     assert live_normalized(ro.env, "VirtualService", "shop", "frontend") != normalize_object(frontend)
@@ -167,11 +200,20 @@ def test_waves_go_namespace_after_namespace(ro):
 
 
 def test_waves_failure_in_the_second_wave_restores_both(ro):
-    before = {ns: live_normalized(ro.env, "VirtualService", ns, n) for ns, n in (("bookinfo", "reviews"),
-                                                                                ("shop", "frontend"))}
-    rollout = drive(rollout_start(change=scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3),
-                                                               (DraftOperation.UPDATE, _timeout(ro))]),
-                                  strategy="waves", analysis={"interval_seconds": 1}), failing_at_phase("wave-shop"))
+    before = {
+        ns: live_normalized(ro.env, "VirtualService", ns, n)
+        for ns, n in (("bookinfo", "reviews"), ("shop", "frontend"))
+    }
+    rollout = drive(
+        rollout_start(
+            change=scheduled_change(
+                ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3), (DraftOperation.UPDATE, _timeout(ro))]
+            ),
+            strategy="waves",
+            analysis={"interval_seconds": 1},
+        ),
+        failing_at_phase("wave-shop"),
+    )
     assert rollout.state == RolloutState.ROLLED_BACK
     for ns, n in (("bookinfo", "reviews"), ("shop", "frontend")):
         assert live_normalized(ro.env, "VirtualService", ns, n) == before[ns]

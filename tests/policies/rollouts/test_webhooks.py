@@ -1,5 +1,6 @@
 """Rollout webhooks at each phase, called over HTTP on a real receiver: a failing gate holds the
 rollout (pre-rollout, promotion), fails the interval (step) or is only recorded (rollback)."""
+
 import json
 
 import pytest
@@ -22,8 +23,9 @@ pytestmark = pytest.mark.django_db
 
 def _start(ro, hooks, **analysis):
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
-    return rollout_start(change=change, steps=[50, 100],
-                         analysis={"interval_seconds": 1, "webhooks": hooks, **analysis})
+    return rollout_start(
+        change=change, steps=[50, 100], analysis={"interval_seconds": 1, "webhooks": hooks, **analysis}
+    )
 
 
 def _bodies(receiver):
@@ -32,11 +34,14 @@ def _bodies(receiver):
 
 def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, receiver_factory):
     pre, step, promotion = receiver_factory(), receiver_factory(), receiver_factory()
-    rollout = _start(ro, [
-        {"name": "smoke", "phase": "pre-rollout", "url": pre.url, "metadata": {"suite": "smoke"}},
-        {"name": "load", "phase": "step", "url": step.url},
-        {"name": "release-notes", "phase": "promotion", "url": promotion.url},
-    ])
+    rollout = _start(
+        ro,
+        [
+            {"name": "smoke", "phase": "pre-rollout", "url": pre.url, "metadata": {"suite": "smoke"}},
+            {"name": "load", "phase": "step", "url": step.url},
+            {"name": "release-notes", "phase": "promotion", "url": promotion.url},
+        ],
+    )
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.COMPLETED
     (first,) = _bodies(pre)
@@ -46,8 +51,9 @@ def test_every_phase_calls_its_webhooks_with_the_rollout_in_the_payload(ro, rece
     assert [b["weight"] for b in _bodies(step)] == [50, 100]  # one call per analysis interval
     assert len(promotion.requests) == 1
     assert pre.requests[0].headers["X-Meshgate-Phase"] == "pre-rollout"
-    kinds = list(RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.WEBHOOK)
-                 .values_list("message", flat=True))
+    kinds = list(
+        RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.WEBHOOK).values_list("message", flat=True)
+    )
     assert len(kinds) == 4 and all("answered: HTTP 200" in k for k in kinds)
 
 
@@ -88,8 +94,12 @@ def test_a_non_gating_webhook_failure_is_recorded_but_does_not_stop_the_rollout(
     rollout = _start(ro, [{"name": "dashboard", "phase": "step", "url": step.url, "gate": False}])
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.COMPLETED
-    assert RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.WEBHOOK,
-                                       message__contains="failed: HTTP 500").count() == 2
+    assert (
+        RolloutEvent.objects.filter(
+            rollout=rollout, kind=RolloutEventKind.WEBHOOK, message__contains="failed: HTTP 500"
+        ).count()
+        == 2
+    )
 
 
 def test_a_failing_promotion_webhook_holds_the_promotion(ro, receiver_factory):
@@ -119,17 +129,24 @@ def test_an_unreachable_webhook_is_a_failure_naming_the_error(ro):
     assert "step webhook “gone” failed: cannot reach 127.0.0.1: ConnectionRefusedError" in summary
 
 
-@pytest.mark.parametrize(("hooks", "message"), [
-    ([{"name": "a", "phase": "later", "url": "http://x/"}], "analysis.webhooks[0].phase: must be one of"),
-    ([{"name": "a", "phase": "step", "url": "ftp://x/"}], "analysis.webhooks[0].url: must be an http"),
-    ([{"name": "a", "phase": "step", "url": "http://u:p@x/"}], "analysis.webhooks[0].url: must not carry"),
-    ([{"name": "a", "phase": "step", "url": "http://x/"}, {"name": "a", "phase": "step", "url": "http://y/"}],
-     "analysis.webhooks[1].name: “a” is used twice"),
-    ([{"name": "a", "phase": "step", "url": "http://x/", "timeout_seconds": 0}],
-     "analysis.webhooks[0].timeout_seconds"),
-    ([{"name": "a", "phase": "step", "url": "http://x/", "secret": "s"}], "analysis.webhooks[0].secret: unknown"),
-    ({"name": "a"}, "analysis.webhooks: must be a list"),
-])
+@pytest.mark.parametrize(
+    ("hooks", "message"),
+    [
+        ([{"name": "a", "phase": "later", "url": "http://x/"}], "analysis.webhooks[0].phase: must be one of"),
+        ([{"name": "a", "phase": "step", "url": "ftp://x/"}], "analysis.webhooks[0].url: must be an http"),
+        ([{"name": "a", "phase": "step", "url": "http://u:p@x/"}], "analysis.webhooks[0].url: must not carry"),
+        (
+            [{"name": "a", "phase": "step", "url": "http://x/"}, {"name": "a", "phase": "step", "url": "http://y/"}],
+            "analysis.webhooks[1].name: “a” is used twice",
+        ),
+        (
+            [{"name": "a", "phase": "step", "url": "http://x/", "timeout_seconds": 0}],
+            "analysis.webhooks[0].timeout_seconds",
+        ),
+        ([{"name": "a", "phase": "step", "url": "http://x/", "secret": "s"}], "analysis.webhooks[0].secret: unknown"),
+        ({"name": "a"}, "analysis.webhooks: must be a list"),
+    ],
+)
 def test_malformed_webhooks_are_refused_with_their_path_and_nothing_starts(ro, hooks, message):
     change = scheduled_change(ro, [(DraftOperation.UPDATE, REVIEWS_TO_V3)])
     with pytest.raises(ApplicationError) as caught:
@@ -157,8 +174,9 @@ def test_a_webhook_that_answered_is_not_called_again_when_the_action_fails_after
     rollout = drive(rollout, passing)
     assert rollout.state == RolloutState.COMPLETED
     assert len(pre.requests) == 1
-    assert RolloutEvent.objects.filter(rollout=rollout, kind=RolloutEventKind.ERROR,
-                                       message__contains="apiserver restarting").exists()
+    assert RolloutEvent.objects.filter(
+        rollout=rollout, kind=RolloutEventKind.ERROR, message__contains="apiserver restarting"
+    ).exists()
 
 
 def test_a_receiver_that_trickles_its_answer_is_given_up_on_after_the_timeout():
@@ -185,8 +203,9 @@ def test_a_receiver_that_trickles_its_answer_is_given_up_on_after_the_timeout():
         conn.close()
 
     threading.Thread(target=trickle, daemon=True).start()
-    hook = webhooks.Webhook(name="slow", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/",
-                            timeout_seconds=1)
+    hook = webhooks.Webhook(
+        name="slow", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/", timeout_seconds=1
+    )
     started = time.monotonic()
     (result,) = webhooks.call_all([hook], {"rollout": 1})
     assert time.monotonic() - started < 3
@@ -198,15 +217,22 @@ def test_webhook_hosts_can_be_limited_and_urls_are_shown_without_their_query(set
     from policies.rollout import webhooks
 
     settings.MESHGATE_ROLLOUT_WEBHOOK_HOSTS = ["tests.example.com", "*.loadtest.svc"]
-    ok = webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://runner.loadtest.svc/go"},
-                                  {"name": "b", "phase": "step", "url": "https://tests.example.com/x?token=s3cret"}])
+    ok = webhooks.parse_webhooks(
+        [
+            {"name": "a", "phase": "step", "url": "http://runner.loadtest.svc/go"},
+            {"name": "b", "phase": "step", "url": "https://tests.example.com/x?token=s3cret"},
+        ]
+    )
     assert [hook.name for hook in ok] == ["a", "b"]
     with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: host public.example.org is not among"):
         webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://public.example.org/latest"}])
     # The egress policy applies whatever the host list says: the metadata address is refused.
     settings.MESHGATE_ROLLOUT_WEBHOOK_HOSTS = []
-    with pytest.raises(webhooks.WebhookConfigError, match=r"webhooks\[0\].url: 169.254.169.254 is not an allowed "
-                                                          r"destination: 169.254.169.254 is a link-local address"):
+    with pytest.raises(
+        webhooks.WebhookConfigError,
+        match=r"webhooks\[0\].url: 169.254.169.254 is not an allowed "
+        r"destination: 169.254.169.254 is a link-local address",
+    ):
         webhooks.parse_webhooks([{"name": "a", "phase": "step", "url": "http://169.254.169.254/latest"}])
     shown = webhooks.WebhookResult(ok[1], True, 200, "", 5).as_dict()["url"]
     assert shown == "https://tests.example.com/x?…" and "s3cret" not in shown
@@ -238,8 +264,9 @@ def test_a_huge_webhook_answer_is_read_only_up_to_its_cap():
         conn.close()
 
     threading.Thread(target=huge, daemon=True).start()
-    hook = webhooks.Webhook(name="huge", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/",
-                            timeout_seconds=10)
+    hook = webhooks.Webhook(
+        name="huge", phase="step", url=f"http://127.0.0.1:{server.getsockname()[1]}/", timeout_seconds=10
+    )
     tracemalloc.start()
     started = time.monotonic()
     try:

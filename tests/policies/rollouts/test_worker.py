@@ -1,5 +1,6 @@
 """The engine driven by a REAL Celery worker process: the reconciler resumes lost tasks, and a worker
 SIGKILLed at a random point of a rollout (then replaced) ends in the same final state."""
+
 import os
 import random
 import signal
@@ -40,16 +41,18 @@ def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
     ready = tmp_path / f"{name}.ready"
     log = (tmp_path / f"{name}.log").open("w")
     env = {
-        **os.environ, "DJANGO_SETTINGS_MODULE": "portal.settings.test", "DATABASE_URL": _database_url(),
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "portal.settings.test",
+        "DATABASE_URL": _database_url(),
         "MESHGATE_WORKER_READY_FILE": str(ready),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
         "CELERY_CONCURRENCY": "1",
         "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
-        "MESHGATE_WORKER_ARGS": "--pool=solo "
-        "--without-gossip --without-mingle --without-heartbeat",
+        "MESHGATE_WORKER_ARGS": "--pool=solo --without-gossip --without-mingle --without-heartbeat",
     }
-    proc = subprocess.Popen([str(REPO / "docker" / "start-worker")], cwd=REPO, env=env, stdout=log,
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [str(REPO / "docker" / "start-worker")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 60
     while not ready.exists():
         assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / f"{name}.log").read_text()[-3000:]
@@ -71,8 +74,10 @@ def wait_terminal(rollout: Rollout, *, timeout: float = 90, beat: float = 1.0, o
             reconcile_rollouts.delay()
             next_beat = time.monotonic() + beat
         time.sleep(0.1)
-    pytest.fail(f"rollout still {rollout.state} after {timeout}s: "
-                f"{list(RolloutEvent.objects.filter(rollout=rollout).values_list('message', flat=True))}")
+    pytest.fail(
+        f"rollout still {rollout.state} after {timeout}s: "
+        f"{list(RolloutEvent.objects.filter(rollout=rollout).values_list('message', flat=True))}"
+    )
 
 
 def _start(ro):
@@ -86,8 +91,9 @@ def _assert_completed(ro, rollout):
     rollout.change.refresh_from_db()
     assert rollout.change.state == ChangeState.COMPLETED
     keys = [k for k in RolloutEvent.objects.filter(rollout=rollout).values_list("step_key", flat=True) if k]
-    assert [k for k in keys if k.startswith("apply:")] == [f"apply:{i}:w{w}" for i, w in
-                                                          enumerate([5, 10, 25, 50, 100])]
+    assert [k for k in keys if k.startswith("apply:")] == [
+        f"apply:{i}:w{w}" for i, w in enumerate([5, 10, 25, 50, 100])
+    ]
 
 
 def test_worker_runs_a_rollout_to_completion(transactional_db, stub_env, ro, request):
@@ -121,6 +127,7 @@ def test_killing_the_worker_at_a_random_point_ends_in_the_same_state(transaction
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait()
             workers.append(start_worker(tmp_path, "second"))
+
     try:
         rollout = wait_terminal(rollout, on_tick=maybe_kill)
     finally:
@@ -133,7 +140,10 @@ def test_killing_the_worker_at_a_random_point_ends_in_the_same_state(transaction
 
 
 def test_killing_the_worker_during_a_failing_rollout_still_restores_the_snapshot(
-    transactional_db, stub_env, ro, tmp_path,
+    transactional_db,
+    stub_env,
+    ro,
+    tmp_path,
 ):
     stub_env.setenv("ROLLOUT_STUB_FAIL_AT_WEIGHT", "25")
     before = live_normalized(ro.env, "VirtualService", "bookinfo", "reviews")
@@ -147,6 +157,7 @@ def test_killing_the_worker_during_a_failing_rollout_still_restores_the_snapshot
             os.kill(worker.pid, signal.SIGKILL)
             worker.wait()
             workers.append(start_worker(tmp_path, "second"))
+
     try:
         rollout = wait_terminal(rollout, on_tick=maybe_kill)
     finally:

@@ -48,8 +48,9 @@ def test_events_are_keyed_and_sealed_in_order(chain):
     assert all(e.hash_version == HASH_HMAC and e.hash == e.compute_hash(audit_key()) for e in stored)
     assert stored[0].hash != stored[0].compute_hash(b"another key")
     seals = list(AuditSeal.objects.order_by("position"))
-    assert [(s.position, s.event_sequence, s.event_hash) for s in seals] == [(i + 1, e.sequence, e.hash)
-                                                                             for i, e in enumerate(stored)]
+    assert [(s.position, s.event_sequence, s.event_hash) for s in seals] == [
+        (i + 1, e.sequence, e.hash) for i, e in enumerate(stored)
+    ]
     assert seals[0].prev == GENESIS_HASH and seals[1].prev == seals[0].chain and seals[2].prev == seals[1].chain
     assert stored[0].actor_name == "auditor" and stored[1].actor_name == "system"
 
@@ -88,15 +89,23 @@ def test_an_edited_row_with_every_hash_recomputed_is_detected(chain):
     for version, key in ((HASH_SHA256, None), (HASH_HMAC, b"guessed key")):
         event.hash_version = version
         forged = event.compute_hash(key)
-        statements = [(f"UPDATE policies_auditevent SET after = {JSON}, hash = %s, hash_version = %s "
-                       "WHERE sequence = 2", ['{"n": 999}', forged, version])]
+        statements = [
+            (
+                f"UPDATE policies_auditevent SET after = {JSON}, hash = %s, hash_version = %s WHERE sequence = 2",
+                ['{"n": 999}', forged, version],
+            )
+        ]
         prev = AuditSeal.objects.get(position=1).chain
         for seal in AuditSeal.objects.filter(position__gte=2).order_by("position"):
             event_hash = forged if seal.position == 2 else seal.event_hash
             message = f"{seal.position}|{seal.event_sequence}|{event_hash}|{prev}".encode()
             chain_hash = hmac.new(b"guessed key", message, hashlib.sha256).hexdigest()
-            statements.append(("UPDATE policies_auditseal SET event_hash = %s, prev = %s, chain = %s "
-                               "WHERE position = %s", [event_hash, prev, chain_hash, seal.position]))
+            statements.append(
+                (
+                    "UPDATE policies_auditseal SET event_hash = %s, prev = %s, chain = %s WHERE position = %s",
+                    [event_hash, prev, chain_hash, seal.position],
+                )
+            )
             prev = chain_hash
         statements.append(("UPDATE policies_auditchainhead SET last_hash = %s WHERE id = 1", [prev]))
         _tamper(*statements)
@@ -115,8 +124,10 @@ def test_a_removed_row_is_detected(chain):
 
 
 def test_a_removed_row_and_its_seal_are_detected(chain):
-    _tamper(("DELETE FROM policies_auditseal WHERE event_sequence = %s", [2]),
-            ("DELETE FROM policies_auditevent WHERE sequence = %s", [2]))
+    _tamper(
+        ("DELETE FROM policies_auditseal WHERE event_sequence = %s", [2]),
+        ("DELETE FROM policies_auditevent WHERE sequence = %s", [2]),
+    )
     report = audit_verify_chain()
     assert (report.ok, report.broken_sequence) == (False, 3)
     assert "seal before row #3 is missing" in report.reason
@@ -132,8 +143,13 @@ def test_removing_the_newest_rows_is_detected(chain):
 
 
 def test_an_inserted_row_is_detected(chain):
-    forged = AuditEvent(sequence=4, actor_name="system", action="test.forged", hash_version=HASH_HMAC,
-                        created_at=AuditEvent.objects.get(sequence=3).created_at)
+    forged = AuditEvent(
+        sequence=4,
+        actor_name="system",
+        action="test.forged",
+        hash_version=HASH_HMAC,
+        created_at=AuditEvent.objects.get(sequence=3).created_at,
+    )
     forged.hash = forged.compute_hash(b"guessed key")
     forged.save(force_insert=True)
     report = audit_verify_chain(seal=False)

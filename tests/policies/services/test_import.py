@@ -1,4 +1,5 @@
 """Import from a simulated cluster over HTTP, through the kubernetes client."""
+
 import copy
 
 import pytest

@@ -1,4 +1,5 @@
 """Shared by the validation tests."""
+
 from pathlib import Path
 
 from policies.validation import Finding, ValidationReport

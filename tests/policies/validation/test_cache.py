@@ -3,6 +3,7 @@
 The logic is tested with a fake schema source at the interface boundary (the adapter's reader), as
 meshsim serves its CRDs read-only; the last test runs it against meshsim through the adapter.
 """
+
 import textwrap
 
 import pytest

@@ -1,4 +1,5 @@
 """Layer 4 against meshsim: the API server's own verdict, without anything being stored."""
+
 import pytest
 
 from integrations import kubernetes as kube
@@ -77,15 +78,15 @@ def test_a_server_error_becomes_an_error_finding(validate, meshsim, status):
 
 def test_a_namespace_the_cluster_lacks_is_reported_by_the_server(validate):
     moved = CANARY.replace("namespace: bookinfo", "namespace: nowhere").replace(
-        "host: reviews,", "host: reviews.bookinfo.svc.cluster.local,")
+        "host: reviews,", "host: reviews.bookinfo.svc.cluster.local,"
+    )
     report = validate(moved, dry_run=True)
     assert 'namespaces "nowhere" not found' in only(report, "MG0902").message
 
 
 def test_fields_owned_by_another_tool_are_a_warning_and_the_object_is_still_checked(validate, meshsim):
     # bookinfo/reviews was applied with kubectl: Meshgate's apply conflicts on spec.http.
-    edit = CANARY.replace("name: reviews-canary", "name: reviews").replace(
-        "[canary.bookinfo.example.com]", "[reviews]")
+    edit = CANARY.replace("name: reviews-canary", "name: reviews").replace("[canary.bookinfo.example.com]", "[reviews]")
     report = validate(edit, dry_run=True)
     warning = only(report, "MG0904")
     assert "kubectl-client-side-apply" in warning.message and warning.path == "spec.http"
@@ -96,8 +97,11 @@ def test_fields_owned_by_another_tool_are_a_warning_and_the_object_is_still_chec
 
 
 def test_objects_with_errors_in_earlier_layers_are_not_sent(validate, patches):
-    broken = CANARY.replace("reviews-canary", "reviews-broken").replace("subset: v3", "subset: v9").replace(
-        "canary.bookinfo", "broken.bookinfo")
+    broken = (
+        CANARY.replace("reviews-canary", "reviews-broken")
+        .replace("subset: v3", "subset: v9")
+        .replace("canary.bookinfo", "broken.bookinfo")
+    )
     report = validate(CANARY + "---\n" + broken, dry_run=True)
     assert codes(report) == ["MG0302"]
     assert patches() == 1

@@ -2,6 +2,7 @@
 validate with no errors, through every layer but the server dry-run, against the demo mesh
 (the bookinfo namespace), as the Istio tasks apply them (routing samples after
 destination-rule-all.yaml, which defines the subsets they use)."""
+
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,8 @@ from policies.validation.service import validate_bundle
 
 SAMPLES = Path(__file__).resolve().parents[3].parent / "shared" / "reference" / "istio" / "samples" / "valid"
 BOOKINFO_AND_SECURITY = sorted(
-    path for path in SAMPLES.glob("*.yaml")
+    path
+    for path in SAMPLES.glob("*.yaml")
     if path.name.startswith(
         ("virtual-service-", "destination-rule-", "bookinfo-gateway", "fault-injection-", "authz-", "authn-policy-")
     )

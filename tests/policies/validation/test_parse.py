@@ -1,4 +1,5 @@
 """Layer 1: every kind of bad input becomes a clear finding at the right place; good input is read."""
+
 import json
 import textwrap
 
@@ -42,7 +43,10 @@ def test_a_valid_object_is_read_with_its_identity_and_no_finding():
     assert findings == []
     [doc] = documents
     assert (doc.kind, doc.namespace, doc.name, doc.label) == (
-        "VirtualService", "bookinfo", "reviews", "VirtualService bookinfo/reviews"
+        "VirtualService",
+        "bookinfo",
+        "reviews",
+        "VirtualService bookinfo/reviews",
     )
     assert doc.obj["spec"]["http"][0]["route"][1]["weight"] == 10
 
@@ -55,8 +59,12 @@ def test_field_paths_map_to_their_lines_and_missing_fields_to_their_nearest_ance
     assert doc.line_of("spec.http[0].route[1].destination.port.number") == 15, "falls back to destination"
     assert doc.line_of("spec.tcp[3]") == 6, "falls back to spec"
     assert doc.at("spec.http[0].route[1].weight") == {
-        "file": "policy.yaml", "document": 0, "line": 18, "column": 7,
-        "path": "spec.http[0].route[1].weight", "object": "VirtualService bookinfo/reviews",
+        "file": "policy.yaml",
+        "document": 0,
+        "line": 18,
+        "column": 7,
+        "path": "spec.http[0].route[1].weight",
+        "object": "VirtualService bookinfo/reviews",
     }
 
 
@@ -86,7 +94,7 @@ def test_a_tab_in_the_indentation_is_named_as_such():
 
 
 def test_a_tab_inside_a_value_is_accepted():
-    annotated = VS.replace("namespace: bookinfo", "namespace: bookinfo\n  annotations: {note: \"a\tb\"}")
+    annotated = VS.replace("namespace: bookinfo", 'namespace: bookinfo\n  annotations: {note: "a\tb"}')
     documents, findings = parse(annotated)
     assert findings == []
     assert documents[0].metadata["annotations"]["note"] == "a\tb"
@@ -223,8 +231,12 @@ def test_yaml_tags_without_json_equivalent_are_refused():
 
 
 def test_a_json_object_and_a_json_list_of_objects_are_read():
-    obj = {"apiVersion": "security.istio.io/v1", "kind": "PeerAuthentication",
-           "metadata": {"name": "default", "namespace": "shop"}, "spec": {"mtls": {"mode": "STRICT"}}}
+    obj = {
+        "apiVersion": "security.istio.io/v1",
+        "kind": "PeerAuthentication",
+        "metadata": {"name": "default", "namespace": "shop"},
+        "spec": {"mtls": {"mode": "STRICT"}},
+    }
     other = {**obj, "metadata": {"name": "other", "namespace": "shop"}}
     [single], findings = parse_bundle([("pa.json", json.dumps(obj, indent="\t").encode())])
     assert findings == [] and single.obj == obj
@@ -267,13 +279,21 @@ class TestIdentity:
         assert (error.code, error.path, error.line) == ("MG0102", "kind", 2)
         assert "HTTPRoute" in error.message and not doc.checkable
 
-    @pytest.mark.parametrize(("api_version", "kind"), [
-        ("networking.istio.io/v1alpha3", "EnvoyFilter"), ("networking.istio.io/v1beta1", "ProxyConfig"),
-        ("networking.istio.io/v1beta1", "WorkloadEntry"), ("networking.istio.io/v1alpha3", "WorkloadGroup"),
-        ("telemetry.istio.io/v1", "Telemetry"), ("telemetry.istio.io/v1alpha1", "Telemetry"),
-        ("extensions.istio.io/v1alpha1", "WasmPlugin"), ("extensions.istio.io/v1alpha1", "TrafficExtension"),
-        ("networking.istio.io/v1alpha3", "VirtualService"), ("security.istio.io/v1beta1", "AuthorizationPolicy"),
-    ])
+    @pytest.mark.parametrize(
+        ("api_version", "kind"),
+        [
+            ("networking.istio.io/v1alpha3", "EnvoyFilter"),
+            ("networking.istio.io/v1beta1", "ProxyConfig"),
+            ("networking.istio.io/v1beta1", "WorkloadEntry"),
+            ("networking.istio.io/v1alpha3", "WorkloadGroup"),
+            ("telemetry.istio.io/v1", "Telemetry"),
+            ("telemetry.istio.io/v1alpha1", "Telemetry"),
+            ("extensions.istio.io/v1alpha1", "WasmPlugin"),
+            ("extensions.istio.io/v1alpha1", "TrafficExtension"),
+            ("networking.istio.io/v1alpha3", "VirtualService"),
+            ("security.istio.io/v1beta1", "AuthorizationPolicy"),
+        ],
+    )
     def test_every_istio_kind_is_accepted_in_every_served_version(self, api_version, kind):
         text = VS.replace("networking.istio.io/v1", api_version).replace("VirtualService", kind)
         [doc], findings = parse(text)
@@ -287,10 +307,13 @@ class TestIdentity:
         _, [error] = parse(VS.replace("apiVersion: networking.istio.io/v1\n", ""))
         assert error.code == "MG0101" and "apiVersion" in error.message
 
-    @pytest.mark.parametrize(("api_version", "expected"), [
-        ("security.istio.io/v1", "use networking.istio.io/v1"),
-        ("networking.istio.io/version1", "is not a Kubernetes API version"),
-    ])
+    @pytest.mark.parametrize(
+        ("api_version", "expected"),
+        [
+            ("security.istio.io/v1", "use networking.istio.io/v1"),
+            ("networking.istio.io/version1", "is not a Kubernetes API version"),
+        ],
+    )
     def test_an_api_version_that_does_not_fit_the_kind(self, api_version, expected):
         _, [error] = parse(VS.replace("networking.istio.io/v1", api_version))
         assert (error.code, error.path, error.line) == ("MG0103", "apiVersion", 1)
@@ -331,7 +354,9 @@ class TestIdentity:
 
     def test_the_same_name_in_another_namespace_or_kind_is_another_object(self):
         other_namespace = VS.replace("namespace: bookinfo", "namespace: shop")
-        other_kind = "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n" \
-                     "  namespace: bookinfo\nspec:\n  host: reviews\n"
+        other_kind = (
+            "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: reviews\n"
+            "  namespace: bookinfo\nspec:\n  host: reviews\n"
+        )
         _, findings = parse(VS + "---\n" + other_namespace + "---\n" + other_kind)
         assert findings == []

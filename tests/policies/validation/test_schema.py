@@ -1,4 +1,5 @@
 """Layer 2 against the real Istio CRDs, served by meshsim and read through the Kubernetes adapter."""
+
 import textwrap
 from pathlib import Path
 
@@ -26,8 +27,9 @@ def test_every_istio_sample_of_every_kind_is_accepted_and_passes_the_schema(clus
     assert len(SAMPLE_FILES) > 80, "the Istio samples are next to the repository"
     problems, kinds = [], set()
     for path in SAMPLE_FILES:
-        report = validate_text(environment=cluster, text=path.read_text(), filename=path.name,
-                               default_namespace="default")
+        report = validate_text(
+            environment=cluster, text=path.read_text(), filename=path.name, default_namespace="default"
+        )
         for doc in report.documents:
             found = report.for_document(doc)
             if not doc.checkable:
@@ -41,7 +43,9 @@ def test_every_istio_sample_of_every_kind_is_accepted_and_passes_the_schema(clus
 
 
 def test_a_value_of_the_wrong_type_is_reported_at_its_line(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews, namespace: bookinfo}
@@ -53,7 +57,8 @@ def test_a_value_of_the_wrong_type_is_reported_at_its_line(cluster):
               weight: 90
             - destination: {host: reviews, subset: v2}
               weight: heavy
-        """)
+        """,
+    )
     error = only(report, "MG0201")
     assert (error.layer, error.level, error.line) == ("schema", Level.ERROR, 11)
     assert error.path == "spec.http[0].route[1].weight"
@@ -61,7 +66,9 @@ def test_a_value_of_the_wrong_type_is_reported_at_its_line(cluster):
 
 
 def test_a_list_written_as_a_string_says_how_to_write_a_list(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews, namespace: bookinfo}
@@ -70,21 +77,25 @@ def test_a_list_written_as_a_string_says_how_to_write_a_list(cluster):
           http:
           - route:
             - destination: {host: reviews}
-        """)
+        """,
+    )
     error = only(report, "MG0201")
     assert (error.path, error.line) == ("spec.hosts", 5)
     assert "must be of type array, not string: write it as a list" in error.message
 
 
 def test_a_value_outside_the_enum_lists_the_allowed_ones(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: security.istio.io/v1
         kind: PeerAuthentication
         metadata: {name: default, namespace: bookinfo}
         spec:
           mtls:
             mode: STRICTLY
-        """)
+        """,
+    )
     error = only(report, "MG0201")
     assert (error.path, error.line) == ("spec.mtls.mode", 6)
     assert error.message == (
@@ -93,7 +104,9 @@ def test_a_value_outside_the_enum_lists_the_allowed_ones(cluster):
 
 
 def test_an_unknown_field_suggests_the_closest_declared_one(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews, namespace: bookinfo}
@@ -102,28 +115,35 @@ def test_an_unknown_field_suggests_the_closest_declared_one(cluster):
           http:
           - rout:
             - destination: {host: reviews}
-        """)
+        """,
+    )
     error = only(report, "MG0203")
     assert (error.level, error.path, error.line, error.column) == (Level.ERROR, "spec.http[0].rout", 7, 5)
     assert error.message == "unknown field spec.http[0].rout: did you mean route?"
 
 
 def test_an_unknown_field_without_a_close_match_lists_the_declared_ones(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: security.istio.io/v1
         kind: PeerAuthentication
         metadata: {name: default, namespace: bookinfo}
         spec:
           mtls:
             strict: true
-        """)
+        """,
+    )
     error = only(report, "MG0203")
-    assert error.message == ("unknown field spec.mtls.strict: spec.mtls declares mode; "
-                             "remove it or correct its indentation")
+    assert error.message == (
+        "unknown field spec.mtls.strict: spec.mtls declares mode; remove it or correct its indentation"
+    )
 
 
 def test_a_missing_required_field_points_at_its_parent(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
         metadata: {name: reviews, namespace: bookinfo}
@@ -131,14 +151,17 @@ def test_a_missing_required_field_points_at_its_parent(cluster):
           subsets:
           - name: v1
             labels: {version: v1}
-        """)
+        """,
+    )
     error = only(report, "MG0202")
     assert (error.path, error.line) == ("spec.host", 4)
     assert error.message == "required field spec.host is missing: add it"
 
 
 def test_fields_that_exclude_each_other_are_named(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: VirtualService
         metadata: {name: reviews, namespace: bookinfo}
@@ -149,14 +172,17 @@ def test_fields_that_exclude_each_other_are_named(cluster):
             - uri: {exact: /a, prefix: /b}
             route:
             - destination: {host: reviews}
-        """)
+        """,
+    )
     error = only(report, "MG0201")
     assert (error.path, error.line) == ("spec.http[0].match[0].uri", 8)
     assert error.message == "spec.http[0].match[0].uri sets exact and prefix, which exclude each other: keep only one"
 
 
 def test_a_valid_object_has_no_schema_finding(cluster):
-    report = check(cluster, """\
+    report = check(
+        cluster,
+        """\
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
         metadata: {name: reviews, namespace: bookinfo}
@@ -165,7 +191,8 @@ def test_a_valid_object_has_no_schema_finding(cluster):
           subsets:
           - name: v1
             labels: {version: v1}
-        """)
+        """,
+    )
     assert codes(report, "schema") == []
 
 
@@ -181,14 +208,17 @@ def test_a_kind_the_cluster_does_not_serve_is_an_error(db, tmp_path):
     server = start_meshsim(tmp_path, name="old", seeds=[], crd_file=_crds_without("Sidecar", tmp_path))
     try:
         environment = EnvironmentFactory(name="old", api_url=server.url)
-        report = check(environment, """\
+        report = check(
+            environment,
+            """\
             apiVersion: networking.istio.io/v1
             kind: Sidecar
             metadata: {name: default, namespace: shop}
             spec:
               egress:
               - hosts: ["./*"]
-            """)
+            """,
+        )
     finally:
         server.stop()
     error = only(report, "MG0204")
@@ -198,7 +228,9 @@ def test_a_kind_the_cluster_does_not_serve_is_an_error(db, tmp_path):
 
 def test_an_unreachable_cluster_gives_one_warning_and_no_exception(db):
     environment = EnvironmentFactory(name="offline", api_url="http://127.0.0.1:9")
-    report = check(environment, """\
+    report = check(
+        environment,
+        """\
         apiVersion: networking.istio.io/v1
         kind: DestinationRule
         metadata: {name: reviews, namespace: bookinfo}
@@ -208,7 +240,9 @@ def test_an_unreachable_cluster_gives_one_warning_and_no_exception(db):
         kind: PeerAuthentication
         metadata: {name: default, namespace: bookinfo}
         spec: {mtls: {mode: STRICT}}
-        """, dry_run=True)
+        """,
+        dry_run=True,
+    )
     assert sorted(codes(report)) == ["MG0205", "MG0300", "MG0903"]
     assert not report.has_errors
     assert only(report, "MG0205").message.startswith("schema could not be checked: cannot reach the Kubernetes API")

@@ -1,4 +1,5 @@
 """The report as callers use it: ordering, per-document findings, levels, and the code catalogue."""
+
 import json
 import re
 
@@ -38,16 +39,20 @@ def test_findings_are_sorted_by_file_in_bundle_order_then_document_then_line(sta
         ("a.yaml", 1, 10, "MG0004"),
     ]
     assert [f.object for f in report.findings][:3] == [
-        "DestinationRule shop/cart", "DestinationRule shop/checkout", "DestinationRule shop/catalog"
+        "DestinationRule shop/cart",
+        "DestinationRule shop/checkout",
+        "DestinationRule shop/catalog",
     ]
 
 
 def test_each_document_gets_its_own_findings_list_items_included(staging):
-    listed = ("apiVersion: v1\nkind: List\nitems:\n"
-              "- {apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: a, namespace: bookinfo},"
-              " spec: {host: reviews}}\n"
-              "- {apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: b, namespace: bookinfo},"
-              " spec: {host: reviewz}}\n")
+    listed = (
+        "apiVersion: v1\nkind: List\nitems:\n"
+        "- {apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: a, namespace: bookinfo},"
+        " spec: {host: reviews}}\n"
+        "- {apiVersion: networking.istio.io/v1, kind: DestinationRule, metadata: {name: b, namespace: bookinfo},"
+        " spec: {host: reviewz}}\n"
+    )
     report = validate_bundle(environment=staging, files=[("list.yaml", listed.encode())])
     first, second = report.documents
     assert [f.code for f in report.for_document(first)] == ["MG0404"]
@@ -65,18 +70,30 @@ def test_warnings_and_infos_do_not_block(validate):
 def test_findings_serialize_to_json(validate):
     report = validate(doc("cart", UNKNOWN_FIELD))
     data = json.loads(json.dumps([f.as_dict() for f in report.findings]))
-    assert data == [{
-        "code": "MG0203", "level": "error", "layer": "schema", "file": "", "document": 0, "line": 6, "column": 3,
-        "path": "spec.hots", "object": "DestinationRule shop/cart",
-        "message": "unknown field spec.hots: did you mean host?", "istio_code": "",
-    }]
+    assert data == [
+        {
+            "code": "MG0203",
+            "level": "error",
+            "layer": "schema",
+            "file": "",
+            "document": 0,
+            "line": 6,
+            "column": 3,
+            "path": "spec.hots",
+            "object": "DestinationRule shop/cart",
+            "message": "unknown field spec.hots: did you mean host?",
+            "istio_code": "",
+        }
+    ]
 
 
 def test_a_field_the_schema_rejects_is_not_reported_again_by_a_cross_resource_check(validate):
-    gateway = ("apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: bookinfo}\n"
-               "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
-               "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [edge.example.com]\n"
-               "    tls: {credentialName: CREDENTIAL}\n")
+    gateway = (
+        "apiVersion: networking.istio.io/v1\nkind: Gateway\nmetadata: {name: edge, namespace: bookinfo}\n"
+        "spec:\n  selector: {istio: ingressgateway}\n  servers:\n"
+        "  - port: {number: 80, name: http, protocol: HTTP}\n    hosts: [edge.example.com]\n"
+        "    tls: {credentialName: CREDENTIAL}\n"
+    )
     assert "MG0503" in codes(validate(gateway.replace("CREDENTIAL", "edge-tls")))
     report = validate(gateway.replace("CREDENTIAL", "5"))
     assert codes(report) == ["MG0201"]

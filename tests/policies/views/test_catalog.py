@@ -33,7 +33,10 @@ def catalog_org(org):
     NamespaceOwnershipFactory(environment=prod, namespace="bookinfo", team=org.team_a)
     make_policy(environment=prod, namespace="bookinfo", name="ratings")
     make_policy(
-        environment=org.env, namespace="bookinfo", name="allow-frontend", kind=PolicyKind.AUTHORIZATION_POLICY,
+        environment=org.env,
+        namespace="bookinfo",
+        name="allow-frontend",
+        kind=PolicyKind.AUTHORIZATION_POLICY,
         content=authorization_policy("allow-frontend", "bookinfo"),
     )
     gone = make_policy(environment=org.env, namespace="shop", name="legacy-cart")
@@ -75,8 +78,10 @@ def test_security_team_member_sees_every_team(client, org):
     ("params", "expected"),
     [
         ({"kind": "AuthorizationPolicy"}, ["allow-frontend"]),
-        ({"kind": ["AuthorizationPolicy", "VirtualService"], "namespace": "bookinfo", "environment": "staging"},
-         ["allow-frontend", "reviews"]),
+        (
+            {"kind": ["AuthorizationPolicy", "VirtualService"], "namespace": "bookinfo", "environment": "staging"},
+            ["allow-frontend", "reviews"],
+        ),
         ({"namespace": "shop"}, ["legacy-cart", "payments"]),
         ({"team": "bookinfo"}, ["allow-frontend", "ratings", "reviews"]),
         ({"q": "PAY"}, ["payments"]),

@@ -62,8 +62,9 @@ def test_anonymous_post_is_sent_to_login(client, org, django_capture_on_commit_c
     assert callbacks == []
 
 
-def test_admin_post_queues_one_import_after_commit(client, org, admin_user, monkeypatch,
-                                                   django_capture_on_commit_callbacks):
+def test_admin_post_queues_one_import_after_commit(
+    client, org, admin_user, monkeypatch, django_capture_on_commit_callbacks
+):
     sent = []
     monkeypatch.setattr("policies.jobs.send", lambda name, args, countdown=None: sent.append((name, *args)))
     client.force_login(admin_user)

@@ -21,8 +21,14 @@ def second_revision(org):
     policy = org.policy_a
     content = normalize_object(virtual_service("reviews", "bookinfo", host="reviews-v2.bookinfo.svc"))
     revision = PolicyRevision.objects.create(
-        policy=policy, number=2, content=content, content_hash=content_hash(content), parent=policy.current_revision,
-        author=org.approver, source=RevisionSource.DRAFT, message="route to reviews-v2",
+        policy=policy,
+        number=2,
+        content=content,
+        content_hash=content_hash(content),
+        parent=policy.current_revision,
+        author=org.approver,
+        source=RevisionSource.DRAFT,
+        message="route to reviews-v2",
     )
     policy.current_revision = revision
     policy.save(update_fields=["current_revision"])

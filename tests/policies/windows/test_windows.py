@@ -52,8 +52,15 @@ def weekend_freeze(prod):
 
 
 def weekdays_allow(environment, start=dt.time(9), end=dt.time(17), tz="Europe/Berlin", name="Business hours"):
-    return change_window_upsert(environment=environment, name=name, kind=WindowKind.ALLOW, weekdays=[0, 1, 2, 3, 4],
-                                start_time=start, end_time=end, timezone=tz)
+    return change_window_upsert(
+        environment=environment,
+        name=name,
+        kind=WindowKind.ALLOW,
+        weekdays=[0, 1, 2, 3, 4],
+        start_time=start,
+        end_time=end,
+        timezone=tz,
+    )
 
 
 def test_no_windows_means_always_open(staging):
@@ -63,15 +70,18 @@ def test_no_windows_means_always_open(staging):
         assert window_next_opening(environment=staging, after=timezone.now()) == timezone.now()
 
 
-@pytest.mark.parametrize(("moment", "expected"), [
-    (berlin(2027, 1, 8, 15, 59), True),     # Friday before the freeze
-    (berlin(2027, 1, 8, 16, 0), False),     # Friday 16:00: frozen
-    (berlin(2027, 1, 9, 12, 0), False),     # Saturday
-    (berlin(2027, 1, 10, 23, 59), False),   # Sunday night
-    (berlin(2027, 1, 11, 7, 59), False),    # Monday before 08:00
-    (berlin(2027, 1, 11, 8, 0), True),      # Monday 08:00: open again
-    (berlin(2027, 1, 13, 12, 0), True),     # Wednesday
-])
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (berlin(2027, 1, 8, 15, 59), True),  # Friday before the freeze
+        (berlin(2027, 1, 8, 16, 0), False),  # Friday 16:00: frozen
+        (berlin(2027, 1, 9, 12, 0), False),  # Saturday
+        (berlin(2027, 1, 10, 23, 59), False),  # Sunday night
+        (berlin(2027, 1, 11, 7, 59), False),  # Monday before 08:00
+        (berlin(2027, 1, 11, 8, 0), True),  # Monday 08:00: open again
+        (berlin(2027, 1, 13, 12, 0), True),  # Wednesday
+    ],
+)
 def test_weekend_freeze_friday_16_to_monday_08(weekend_freeze, prod, moment, expected):
     with time_machine.travel(moment, tick=False):
         assert is_open_now(prod) is expected
@@ -89,16 +99,19 @@ def test_weekend_freeze_explains_itself_and_knows_the_next_opening(weekend_freez
         )
 
 
-@pytest.mark.parametrize(("moment", "expected"), [
-    (utc(2027, 1, 5, 23, 0), True),    # Tuesday 23:00, inside Tuesday's window
-    (utc(2027, 1, 6, 5, 59), True),    # Wednesday 05:59, still Tuesday's window
-    (utc(2027, 1, 6, 6, 0), False),    # Wednesday 06:00: closed
-    (utc(2027, 1, 6, 21, 59), False),
-    (utc(2027, 1, 9, 1, 0), True),     # Saturday 01:00: Friday's window crosses midnight
-    (utc(2027, 1, 9, 23, 0), False),   # Saturday 23:00: no window starts on Saturday
-    (utc(2027, 1, 11, 1, 0), False),   # Monday 01:00: Sunday has no window either
-    (utc(2027, 1, 11, 22, 0), True),
-])
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        (utc(2027, 1, 5, 23, 0), True),  # Tuesday 23:00, inside Tuesday's window
+        (utc(2027, 1, 6, 5, 59), True),  # Wednesday 05:59, still Tuesday's window
+        (utc(2027, 1, 6, 6, 0), False),  # Wednesday 06:00: closed
+        (utc(2027, 1, 6, 21, 59), False),
+        (utc(2027, 1, 9, 1, 0), True),  # Saturday 01:00: Friday's window crosses midnight
+        (utc(2027, 1, 9, 23, 0), False),  # Saturday 23:00: no window starts on Saturday
+        (utc(2027, 1, 11, 1, 0), False),  # Monday 01:00: Sunday has no window either
+        (utc(2027, 1, 11, 22, 0), True),
+    ],
+)
 def test_overnight_window_crossing_midnight(staging, moment, expected):
     weekdays_allow(staging, start=dt.time(22), end=dt.time(6), tz="UTC", name="Night shift")
     with time_machine.travel(moment, tick=False):
@@ -126,12 +139,12 @@ def test_business_hours_across_the_spring_dst_change_in_berlin(prod):
         now = timezone.now()
         assert not is_open_now(prod)
         assert window_next_opening(environment=prod, after=now) == utc(2027, 3, 29, 7, 0)
-    assert window_is_open(environment=prod, at=utc(2027, 3, 26, 8, 0))          # Fri 09:00 CET
+    assert window_is_open(environment=prod, at=utc(2027, 3, 26, 8, 0))  # Fri 09:00 CET
     assert not window_is_open(environment=prod, at=utc(2027, 3, 26, 7, 59))
-    assert not window_is_open(environment=prod, at=utc(2027, 3, 29, 6, 30))     # Mon 08:30 CEST
-    assert window_is_open(environment=prod, at=utc(2027, 3, 29, 7, 0))          # Mon 09:00 CEST
-    assert window_is_open(environment=prod, at=utc(2027, 3, 29, 14, 59))        # Mon 16:59 CEST
-    assert not window_is_open(environment=prod, at=utc(2027, 3, 29, 15, 0))     # Mon 17:00 CEST
+    assert not window_is_open(environment=prod, at=utc(2027, 3, 29, 6, 30))  # Mon 08:30 CEST
+    assert window_is_open(environment=prod, at=utc(2027, 3, 29, 7, 0))  # Mon 09:00 CEST
+    assert window_is_open(environment=prod, at=utc(2027, 3, 29, 14, 59))  # Mon 16:59 CEST
+    assert not window_is_open(environment=prod, at=utc(2027, 3, 29, 15, 0))  # Mon 17:00 CEST
 
 
 def test_weekend_freeze_across_both_dst_changes(weekend_freeze, prod):
@@ -148,8 +161,13 @@ def test_weekend_freeze_across_both_dst_changes(weekend_freeze, prod):
 
 def test_one_off_holiday_freeze_overrides_an_allow_window(prod):
     weekdays_allow(prod)
-    change_window_upsert(environment=prod, name="Holiday freeze", kind=WindowKind.FREEZE,
-                         starts_at=utc(2026, 12, 23, 0, 0), ends_at=utc(2027, 1, 2, 8, 0))
+    change_window_upsert(
+        environment=prod,
+        name="Holiday freeze",
+        kind=WindowKind.FREEZE,
+        starts_at=utc(2026, 12, 23, 0, 0),
+        ends_at=utc(2027, 1, 2, 8, 0),
+    )
     with time_machine.travel(berlin(2026, 12, 28, 10, 0), tick=False):  # a Monday, inside business hours
         now = timezone.now()
         assert not is_open_now(prod)
@@ -165,8 +183,9 @@ def test_one_off_holiday_freeze_overrides_an_allow_window(prod):
 
 
 def test_disabled_windows_do_not_count(prod):
-    freeze = change_window_upsert(environment=prod, name="Freeze", kind=WindowKind.FREEZE,
-                                  starts_at=utc(2027, 1, 1), ends_at=utc(2027, 2, 1))
+    freeze = change_window_upsert(
+        environment=prod, name="Freeze", kind=WindowKind.FREEZE, starts_at=utc(2027, 1, 1), ends_at=utc(2027, 2, 1)
+    )
     assert not window_is_open(environment=prod, at=utc(2027, 1, 15))
     change_window_upsert(environment=prod, name="Freeze", enabled=False)
     freeze.refresh_from_db()
@@ -175,8 +194,9 @@ def test_disabled_windows_do_not_count(prod):
 
 
 def test_no_opening_within_the_horizon(prod):
-    change_window_upsert(environment=prod, name="Long freeze", kind=WindowKind.FREEZE,
-                         starts_at=utc(2027, 1, 1), ends_at=utc(2027, 6, 1))
+    change_window_upsert(
+        environment=prod, name="Long freeze", kind=WindowKind.FREEZE, starts_at=utc(2027, 1, 1), ends_at=utc(2027, 6, 1)
+    )
     assert window_next_opening(environment=prod, after=utc(2027, 1, 10)) is None
     assert window_explain(environment=prod, at=utc(2027, 1, 10)) == (
         "frozen by 'Long freeze' until 2027-06-01 00:00 UTC; it does not open within the next 60 days"
@@ -194,8 +214,12 @@ def test_naive_datetimes_are_refused(prod):
 
 def test_upsert_is_validated_and_audited(prod):
     actor = UserFactory()
-    change_window_upsert(environment=prod, name="Hours", actor=actor, **{
-        "kind": WindowKind.ALLOW, "weekdays": [0], "start_time": dt.time(9), "end_time": dt.time(17)})
+    change_window_upsert(
+        environment=prod,
+        name="Hours",
+        actor=actor,
+        **{"kind": WindowKind.ALLOW, "weekdays": [0], "start_time": dt.time(9), "end_time": dt.time(17)},
+    )
     event = AuditEvent.objects.get(action=AuditAction.WINDOW_CREATED)
     assert event.actor == actor and event.environment == "prod" and event.after["start_time"] == "09:00:00"
     change_window_upsert(environment=prod, name="Hours", weekdays=[0, 1])
@@ -204,15 +228,26 @@ def test_upsert_is_validated_and_audited(prod):
     assert AuditEvent.objects.filter(action=AuditAction.WINDOW_UPDATED).count() == 1
 
 
-@pytest.mark.parametrize(("fields", "field"), [
-    ({"weekdays": [0], "start_time": dt.time(9), "end_time": dt.time(17), "timezone": "Mars/Olympus"}, "timezone"),
-    ({"weekdays": [7], "start_time": dt.time(9), "end_time": dt.time(17)}, "weekdays"),
-    ({"weekdays": [], "start_time": dt.time(9), "end_time": dt.time(17)}, "weekdays"),
-    ({"weekdays": [0], "start_time": dt.time(9)}, "end_time"),
-    ({"starts_at": utc(2027, 1, 2), "ends_at": utc(2027, 1, 1)}, "ends_at"),
-    ({"weekdays": [0], "start_time": dt.time(9), "end_time": dt.time(17), "starts_at": utc(2027, 1, 1),
-      "ends_at": utc(2027, 1, 2)}, "__all__"),
-])
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"weekdays": [0], "start_time": dt.time(9), "end_time": dt.time(17), "timezone": "Mars/Olympus"}, "timezone"),
+        ({"weekdays": [7], "start_time": dt.time(9), "end_time": dt.time(17)}, "weekdays"),
+        ({"weekdays": [], "start_time": dt.time(9), "end_time": dt.time(17)}, "weekdays"),
+        ({"weekdays": [0], "start_time": dt.time(9)}, "end_time"),
+        ({"starts_at": utc(2027, 1, 2), "ends_at": utc(2027, 1, 1)}, "ends_at"),
+        (
+            {
+                "weekdays": [0],
+                "start_time": dt.time(9),
+                "end_time": dt.time(17),
+                "starts_at": utc(2027, 1, 1),
+                "ends_at": utc(2027, 1, 2),
+            },
+            "__all__",
+        ),
+    ],
+)
 def test_invalid_windows_are_refused(prod, fields, field):
     with pytest.raises(ValidationError) as caught:
         change_window_upsert(environment=prod, name="Bad", kind=WindowKind.ALLOW, **fields)
@@ -241,6 +276,11 @@ def test_window_descriptions(prod, weekend_freeze):
     assert window_describe(weekend_freeze) == "Fri 16:00 → Mon 08:00 (Europe/Berlin)"
     night = weekdays_allow(prod, start=dt.time(22), end=dt.time(6), tz="UTC", name="Night")
     assert window_describe(night) == "Mon–Fri 22:00 → 06:00 (UTC)"
-    holiday = change_window_upsert(environment=prod, name="Holiday", kind=WindowKind.FREEZE,
-                                   starts_at=utc(2026, 12, 23), ends_at=utc(2027, 1, 2, 8))
+    holiday = change_window_upsert(
+        environment=prod,
+        name="Holiday",
+        kind=WindowKind.FREEZE,
+        starts_at=utc(2026, 12, 23),
+        ends_at=utc(2027, 1, 2, 8),
+    )
     assert window_describe(holiday) == "2026-12-23 00:00 UTC → 2027-01-02 08:00 UTC"

@@ -1,4 +1,5 @@
 """The OpenAPI document describes every endpoint and generates without a warning."""
+
 import pytest
 import yaml
 from django.core.management import call_command

@@ -1,4 +1,5 @@
 """Bearer tokens as pipelines use them: real `Authorization` headers through the whole stack."""
+
 from datetime import timedelta
 
 from django.apps import apps
@@ -67,8 +68,9 @@ def test_unknown_or_tampered_token_is_refused(org):
     plaintext = token_for(org.author)
     tampered = plaintext[:-2] + ("AA" if not plaintext.endswith("AA") else "BB")
     assert_refused(bearer_client(tampered).get(policies_url()), "invalid API token")
-    assert_refused(bearer_client("mgt_000000000000_" + plaintext.split("_", 2)[2]).get(policies_url()),
-                   "invalid API token")
+    assert_refused(
+        bearer_client("mgt_000000000000_" + plaintext.split("_", 2)[2]).get(policies_url()), "invalid API token"
+    )
 
 
 def test_token_of_an_inactive_user_is_refused(org):
@@ -87,8 +89,9 @@ def test_a_bad_token_is_refused_even_alongside_a_session(org):
 def test_read_token_can_get_but_not_write(org):
     client = bearer_client(token_for(org.author, scopes=[TokenScope.READ]))
     assert client.get(reverse("api:me")).status_code == 200
-    response = client.post(reverse("api:token-list"), {"name": "x", "scopes": ["read"], "expires_in_days": 1},
-                           format="json")
+    response = client.post(
+        reverse("api:token-list"), {"name": "x", "scopes": ["read"], "expires_in_days": 1}, format="json"
+    )
     assert_error(response, 403, code="permission_denied", message=TokenScopePermission.message)
     assert ApiToken.objects.filter(user=org.author).count() == 1
 

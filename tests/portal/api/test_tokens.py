@@ -1,4 +1,5 @@
 """Managing one's own API tokens: only from a signed-in session, plaintext shown once."""
+
 from datetime import timedelta
 
 import pytest
@@ -114,8 +115,12 @@ def test_created_token_expires_when_asked(org):
 
 def test_a_token_cannot_mint_tokens(org):
     response = create(bearer_client(token_for(org.author, scopes=[TokenScope.WRITE])))
-    assert_error(response, 403, code="session_required",
-                 message="API tokens cannot manage tokens: sign in to the portal to list, create or revoke them")
+    assert_error(
+        response,
+        403,
+        code="session_required",
+        message="API tokens cannot manage tokens: sign in to the portal to list, create or revoke them",
+    )
     assert ApiToken.objects.filter(user=org.author).count() == 1
 
 

@@ -123,5 +123,9 @@ def test_forms_are_csrf_protected(org):
     assert not ApiToken.objects.exists()
     page = client.get(tokens_url()).content.decode()
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
-    assert client.post(tokens_url(), {"csrfmiddlewaretoken": csrf, "name": "ok", "scopes": ["read"],
-                                      "expires_in_days": "3"}).status_code == 200
+    assert (
+        client.post(
+            tokens_url(), {"csrfmiddlewaretoken": csrf, "name": "ok", "scopes": ["read"], "expires_in_days": "3"}
+        ).status_code
+        == 200
+    )
