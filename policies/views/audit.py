@@ -190,8 +190,9 @@ def audit_export(request: HttpRequest, fmt: str) -> HttpResponse | StreamingHttp
     form, events, valid = _filtered(request)
     if not valid:
         return HttpResponse(
-            "invalid filters: " + "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items()),
-            status=400,  # type: ignore[arg-type]  # an ErrorList iterates its messages
+            "invalid filters: "
+            + "; ".join(f"{name}: {' '.join(str(error) for error in errors)}" for name, errors in form.errors.items()),
+            status=400,
             content_type="text/plain",
         )
     events = events.order_by("sequence")
