@@ -155,5 +155,7 @@ def _error_message(response: requests.Response) -> str:
                 for f in details["findings"][:20]
             ]
             message += "\n" + "\n".join(lines)
+        elif isinstance(details, dict) and details:
+            message += ": " + "; ".join(f"{field}: {why}" for field, why in list(details.items())[:20])
         return message
     return str(body)[:300]

@@ -526,6 +526,8 @@ ERRORS = {
 class ChangeViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Change requests you can read: yours and those touching your teams' namespaces."""
 
+    lookup_value_regex = "[0-9]+"  # any other id is a 404, never a 500
+
     filterset_class = ChangeFilterSet
     parser_classes = [SafeJSONParser, MultiPartParser, FormParser]
 

@@ -171,8 +171,8 @@ NAMESPACE_PARAMETER = OpenApiParameter(
 def with_namespace(request: Request, data: Any) -> Any:
     """The request's data with `namespace` from `?namespace=` when the body does not set it."""
     query = request.query_params.get("namespace")
-    if query is None or (hasattr(data, "get") and data.get("namespace")):
-        return data
+    if query is None or not hasattr(data, "get") or data.get("namespace"):
+        return data  # not a JSON object: the serializer refuses it
     if hasattr(data, "copy"):
         data = data.copy()
     else:
@@ -631,6 +631,8 @@ class DraftViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.Dest
     it); text that does not parse, is not exactly one object, or is in a namespace your team does
     not own is refused with its findings and nothing is stored. Discarding is DELETE.
     """
+
+    lookup_value_regex = "[0-9]+"  # any other id is a 404, never a 500
 
     filterset_class = DraftFilterSet
     http_method_names = ["get", "post", "patch", "delete", "head", "options"]

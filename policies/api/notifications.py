@@ -95,6 +95,7 @@ class DeliverySerializer(serializers.ModelSerializer):
 
 
 class ChannelViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin, GenericViewSet):
+    lookup_value_regex = "[0-9]+"  # any other id is a 404, never a 500
     serializer_class = ChannelSerializer
 
     def get_queryset(self) -> QuerySet[NotificationChannel]:

@@ -159,6 +159,8 @@ class RolloutFilterSet(django_filters.FilterSet):
 class RolloutViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, GenericViewSet):
     """Rollouts of changes you can read (active ones first)."""
 
+    lookup_value_regex = "[0-9]+"  # any other id is a 404, never a 500
+
     filterset_class = RolloutFilterSet
 
     def get_queryset(self) -> QuerySet[Rollout]:

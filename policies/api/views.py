@@ -9,7 +9,6 @@ from typing import Any
 
 from django.db.models import F, QuerySet
 from rest_framework.generics import get_object_or_404
-from rest_framework.pagination import LimitOffsetPagination
 from rest_framework.request import Request
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
@@ -19,9 +18,10 @@ from policies.api import serializers
 from policies.filtersets import PolicyFilterSet
 from policies.models import PolicyRevision
 from policies.selectors import environment_list, policy_list, policy_revisions, rows_for_pks, team_list
+from portal.pagination import BoundedLimitOffsetPagination
 
 
-class PkFirstPagination(LimitOffsetPagination):
+class PkFirstPagination(BoundedLimitOffsetPagination):
     """LIMIT/OFFSET over the primary keys alone, then the page's rows with their annotations
     (see `selectors.page_pk_first`): any offset costs what the first page does."""
 
@@ -64,6 +64,8 @@ class PolicyViewSet(SelectorViewSet):
     """Istio objects in namespaces your teams own (all of them for security-team members).
     A policy of another team is absent from the list and answers 404."""
 
+    lookup_value_regex = "[0-9]+"  # any other id is a 404, never a 500
+
     selector = staticmethod(policy_list)
     filterset_class = PolicyFilterSet
     pagination_class = PkFirstPagination
@@ -81,6 +83,7 @@ class PolicyRevisionViewSet(ReadOnlyModelViewSet):
     """The revisions of one policy you may read, newest first; the detail includes the content."""
 
     lookup_field = "number"
+    lookup_value_regex = "[0-9]+"
 
     def get_queryset(self) -> QuerySet[PolicyRevision]:
         if getattr(self, "swagger_fake_view", False):  # schema generation: no policy in the URL

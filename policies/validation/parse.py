@@ -427,7 +427,10 @@ class _Builder:
     def _scalar(self, node: ScalarNode, path: str) -> Any:
         tag = node.tag
         if tag == PLAIN_TAG:
-            value = resolve_plain(node.value)
+            try:
+                value = resolve_plain(node.value)
+            except ValueError:  # an integer past Python's 4,300-digit conversion limit
+                return self._number(node, path, lambda: int(node.value))
             if not is_json_number(value):
                 self._unsupported(node, path, f"the number {node.value}")
                 return node.value

@@ -39,8 +39,8 @@ PLAN = {
     "strategy": "canary",
     "steps": [50, 100],
     "analysis": {
-        "interval_seconds": 3,
-        "window": "5s",
+        "interval_seconds": 5,
+        "window": "10s",
         "judge": "threshold",
         "min_requests": 5,
         "metrics": [{"kind": "success_rate", "min": 0.95, "guard_min": None}],
@@ -48,7 +48,7 @@ PLAN = {
 }
 TIMEOUT = 150
 BEAT = 2.0
-SETTLE_SECONDS = 7
+SETTLE_SECONDS = 12  # the analysis window (10 s) plus two scrapes
 
 
 @pytest.fixture

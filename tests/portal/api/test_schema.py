@@ -46,6 +46,7 @@ EXPECTED_PATHS = {
     "/api/v1/rollouts/{id}/abort/": {"post"},
     "/api/v1/rollouts/{id}/promote/": {"post"},
     "/api/v1/rollouts/{id}/confirm-gate/": {"post"},
+    "/api/v1/rollouts/{id}/continue-on-live/": {"post"},
     "/api/v1/changes/{id}/status/": {"get"},
     "/api/v1/changes/{id}/rollout-options/": {"get", "post"},
     "/api/v1/channels/": {"get", "post"},
