@@ -18,9 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
+from integrations import kubernetes as kube
 from meshgate_cli import main as cli
 from policies.choices import ChangeState, Role
+from policies.cluster import cluster_config
 from policies.models import ChangeRequest, Environment, NamespaceOwnership
+from policies.normalize import normalize_object
 from policies.selectors import change_items, change_latest_plan
 from policies.services.imports import environment_import
 from policies.services.plans import plan_is_current
@@ -62,6 +65,12 @@ def pipeline(
         name="prod", display_name="Prod", order=20, api_url=prod_traffic.url, prometheus_url=both_clusters.url
     )
     NamespaceOwnership.objects.create(environment=prod, namespace="bookinfo", team=org.team_a)
+    # prod holds the reviews routing staging had before the pipeline's change (so the promotion's
+    # three-way merge has nothing to reconcile; tests/policies/changes/test_promotion_merge.py covers that)
+    staging_reviews = kube.get_object(cluster_config(org.env), "VirtualService", "bookinfo", "reviews")
+    prod_reviews = kube.get_object(cluster_config(prod), "VirtualService", "bookinfo", "reviews")
+    prod_reviews["spec"] = staging_reviews["spec"]
+    kube.apply_object(cluster_config(prod), normalize_object(prod_reviews), field_manager="kubectl", force=True)
     environment_import(environment=org.env)
     environment_import(environment=prod)
     both_clusters.wait_for_target_up(timeout=20)
