@@ -43,6 +43,7 @@ class Code:
 
 # The `istioctl analyze` messages Meshgate's checks correspond to (istio.io/docs/reference/config/analysis/).
 ISTIO_MESSAGES = {
+    "IST0002": "Deprecated",
     "IST0101": "ReferencedResourceNotFound",
     "IST0102": "NamespaceNotInjected",
     "IST0103": "PodMissingProxy",
@@ -80,6 +81,7 @@ ISTIO_MESSAGES = {
     "IST0166": "IneffectiveSelector",
     "IST0173": "DestinationRuleSubsetNotSelectPods",
     "IST0174": "UnknownDestinationRuleHost",
+    "IST0175": "JwksUriFetchUnrestricted",
     "IST0177": "ConflictingServiceEntryProtocol",
 }
 
@@ -759,6 +761,17 @@ _CODES = (
         "istioctl IST0132 VirtualServiceHostNotFoundInGateway",
         "IST0132",
     ),
+    _code(
+        "MG0317",
+        WARN,
+        CROSS,
+        "Deprecated fault delay percent",
+        "A route's fault delay uses `percent`, an integer field Istio deprecated in favour of `percentage` "
+        "(a fraction, e.g. `{value: 0.1}`).",
+        "Replace `fault.delay.percent: N` by `fault.delay.percentage: {value: N}`.",
+        "istioctl IST0002 Deprecated (HTTPRoute.fault.delay.percent)",
+        "IST0002",
+    ),
     # --- DestinationRule -----------------------------------------------------------------------
     _code(
         "MG0401",
@@ -1002,6 +1015,20 @@ _CODES = (
         "istioctl IST0127 NoMatchingWorkloadsFound",
         "IST0127",
     ),
+    _code(
+        "MG0612",
+        WARN,
+        CROSS,
+        "JWKS fetches not restricted",
+        "RequestAuthentication resources exist and istiod (a Deployment labelled `app=istiod`) has no "
+        "`BLOCKED_CIDRS_IN_JWKS_URIS` environment variable: istiod fetches any jwksUri a policy names, "
+        "including addresses inside the cluster's networks.",
+        "Set `BLOCKED_CIDRS_IN_JWKS_URIS` on istiod (e.g. `10.0.0.0/8,172.16.0.0/12,192.168.0.0/16`) to keep "
+        "JWKS fetches away from internal networks.",
+        "istioctl IST0175 JwksUriFetchUnrestricted (reported on the istiod Deployment; here on the bundle's "
+        "first RequestAuthentication)",
+        "IST0175",
+    ),
     # --- ServiceEntry --------------------------------------------------------------------------
     _code(
         "MG0701",
@@ -1083,6 +1110,18 @@ _CODES = (
         "Make the selectors disjoint, or merge the Sidecars.",
         "istioctl IST0110 ConflictingSidecarWorkloadSelectors",
         "IST0110",
+    ),
+    _code(
+        "MG0805",
+        WARN,
+        CROSS,
+        "Sidecar egressProxy ignored",
+        "`outboundTrafficPolicy.egressProxy` is deprecated: istioctl analyze reports it as ignored, so "
+        "traffic to unknown destinations cannot be counted on to reach that proxy.",
+        "Remove `egressProxy`; route such traffic through an egress gateway (ServiceEntry, Gateway and "
+        "VirtualService) instead.",
+        "istioctl IST0002 Deprecated (OutboundTrafficPolicy.EgressProxy ignored)",
+        "IST0002",
     ),
     *_WORKLOAD_CODES,
     # --- server dry-run ------------------------------------------------------------------------

@@ -155,6 +155,9 @@ class Deployment:
     pod_labels: Mapping[str, str] = field(default_factory=dict)
     pod_annotations: Mapping[str, str] = field(default_factory=dict)
     run_as_users: tuple[int, ...] = ()  # securityContext.runAsUser of the pod and its containers
+    labels: Mapping[str, str] = field(default_factory=dict)  # the Deployment's own metadata.labels
+    # Names of the containers' environment variables set to a non-empty literal `value` (never the values).
+    env_set: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -399,6 +402,13 @@ def _deployment(item: dict[str, Any]) -> Deployment:
         if isinstance(c, dict) and c.get("name") != PROXY_CONTAINER
     ]
     users = tuple(ctx["runAsUser"] for ctx in contexts if isinstance(ctx.get("runAsUser"), int))
+    env_set = frozenset(
+        str(variable.get("name"))
+        for container in pod_spec.get("containers") or []
+        if isinstance(container, dict)
+        for variable in container.get("env") or []
+        if isinstance(variable, dict) and variable.get("name") and variable.get("value")
+    )
     return Deployment(
         meta.get("namespace", ""),
         meta.get("name", ""),
@@ -406,6 +416,8 @@ def _deployment(item: dict[str, Any]) -> Deployment:
         dict((template.get("metadata") or {}).get("labels") or {}),
         dict((template.get("metadata") or {}).get("annotations") or {}),
         users,
+        labels=dict(meta.get("labels") or {}),
+        env_set=env_set,
     )
 
 

@@ -203,3 +203,33 @@ def issuer_present(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
     for path, rule in entries(obj.spec, "jwtRules", "spec"):
         if not text(rule.get("issuer")):
             yield f"{path}.issuer", f"{path} has no issuer, so it accepts no token: set issuer to the tokens' iss claim"
+
+
+BLOCKED_CIDRS_ENV = "BLOCKED_CIDRS_IN_JWKS_URIS"
+ISTIOD_LABEL = ("app", "istiod")
+NAMES_SHOWN = 5
+
+
+@check("MG0612", REQUEST, needs_cluster=True)
+def jwks_fetches_restricted(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    """istioctl's BlockedCIDRsAnalyzer: once RequestAuthentications exist, every Deployment labelled
+    app=istiod whose containers set no non-empty BLOCKED_CIDRS_IN_JWKS_URIS is reported, once; here on the
+    bundle's first RequestAuthentication. No istiod Deployment (or Deployments not readable): nothing."""
+    reported: set[tuple[str, str]] = ctx.memo("MG0612.reported", set)
+    names = sorted(policy.ref for policy in ctx.of_kind(REQUEST))
+    shown = ", ".join(names[:NAMES_SHOWN]) + (
+        f", and {len(names) - NAMES_SHOWN} more" if len(names) > NAMES_SHOWN else ""
+    )
+    key, value = ISTIOD_LABEL
+    for deployment in ctx.deployments or ():
+        if deployment.labels.get(key) != value or BLOCKED_CIDRS_ENV in deployment.env_set:
+            continue
+        if (deployment.namespace, deployment.name) in reported:
+            continue
+        reported.add((deployment.namespace, deployment.name))
+        yield (
+            "metadata.name",
+            f"istiod (Deployment {deployment.namespace}/{deployment.name}) has no {BLOCKED_CIDRS_ENV} but "
+            f"{len(names)} RequestAuthentication resource(s) exist ({shown}), so istiod fetches any jwksUri: set "
+            f"{BLOCKED_CIDRS_ENV} on istiod to keep JWKS fetches away from internal networks",
+        )

@@ -95,3 +95,15 @@ def selectors_disjoint(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]
                 "the Sidecars",
             )
             return
+
+
+@check("MG0805", SIDECAR)
+def egress_proxy_ignored(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    """istioctl's deprecation analyzer: any `egressProxy` under `outboundTrafficPolicy` (null is none)."""
+    policy = obj.spec.get("outboundTrafficPolicy")
+    if isinstance(policy, dict) and policy.get("egressProxy") is not None:
+        yield (
+            "spec.outboundTrafficPolicy.egressProxy",
+            "outboundTrafficPolicy.egressProxy is deprecated and ignored: remove it, and send traffic to "
+            "unknown destinations through an egress gateway instead",
+        )

@@ -627,3 +627,16 @@ def regexes_compile(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
                 problem = regex_problem(expression) if isinstance(expression, str) else None
                 if problem:
                     yield path, f"regex {expression!r} {problem}: correct it (RE2 syntax)"
+
+
+@check("MG0317", VS)
+def fault_delay_percent_deprecated(obj: MeshObject, ctx: ValidationContext) -> Iterator[Hit]:
+    """istioctl's deprecation analyzer: `http[].fault.delay.percent` above 0 (0, or absent, is not reported)."""
+    for path, route in entries(obj.spec, "http", "spec"):
+        percent = mapping(mapping(route.get("fault")).get("delay")).get("percent")
+        if isinstance(percent, int | float) and not isinstance(percent, bool) and percent > 0:
+            yield (
+                f"{path}.fault.delay.percent",
+                f"fault.delay.percent is deprecated: use fault.delay.percentage instead, "
+                f"e.g. `percentage: {{value: {percent}}}`",
+            )

@@ -218,6 +218,12 @@ CASES = [
         vs("gateways: [bookinfo-gateway]\n" + route_to("{host: productpage}", hosts="[bookinfo.staging.example.com]")),
     ),
     Case(
+        "MG0317",
+        vs(route_to("{host: reviews}") + "  fault: {delay: {fixedDelay: 2s, percent: 10}}\n"),
+        "spec.http[0].fault.delay.percent",
+        vs(route_to("{host: reviews}") + "  fault: {delay: {fixedDelay: 2s, percentage: {value: 10}}}\n"),
+    ),
+    Case(
         "MG0314",
         vs(
             "gateways: [bookinfo-gateway]\n"
@@ -424,6 +430,14 @@ CASES = [
         "metadata.namespace",
         authz("action: ALLOW\nrules:\n- from:\n  - source: {namespaces: [shop]}"),
     ),
+    # The staging istiod sets no BLOCKED_CIDRS_IN_JWKS_URIS (its near misses on istiod are in
+    # test_istio_deprecated_and_jwks.py); without a RequestAuthentication in the bundle nothing is reported.
+    Case(
+        "MG0612",
+        request_auth(f"{{issuer: '{ISSUER}', jwksUri: '{ISSUER}/jwks'}}"),
+        "metadata.name",
+        authz("action: ALLOW\nrules:\n- from:\n  - source: {namespaces: [shop]}"),
+    ),
     # --- ServiceEntry ---
     Case(
         "MG0701",
@@ -477,6 +491,12 @@ CASES = [
         sidecar("workloadSelector: {labels: {app: frontend}}\negress:\n- hosts: ['./*']", name="frontend")
         + "---\n"
         + sidecar("workloadSelector: {labels: {app: cart}}\negress:\n- hosts: ['./*']", name="cart"),
+    ),
+    Case(
+        "MG0805",
+        sidecar("egress:\n- hosts: ['./*']\noutboundTrafficPolicy: {mode: ALLOW_ANY, egressProxy: {host: squid}}"),
+        "spec.outboundTrafficPolicy.egressProxy",
+        sidecar("egress:\n- hosts: ['./*']\noutboundTrafficPolicy: {mode: ALLOW_ANY}"),
     ),
 ]
 
