@@ -15,11 +15,15 @@ Semantics follow ``k8s.io/apiextensions-apiserver/pkg/apiserver/schema/cel``:
   node's type (``spec: Invalid value: "object": <message>``), typed by ``reason`` (FieldValueInvalid
   by default, FieldValueForbidden, FieldValueRequired, FieldValueDuplicate); the message is
   ``messageExpression``'s value, else ``message``, else ``failed rule: <rule>``;
-- an evaluation error reads ``<error> evaluating rule: <rule>``.
+- an evaluation error reads ``<error> evaluating rule: <rule>``;
+- a string node with ``format: duration``, ``date-time``, ``date`` or ``byte`` is seen by the rules as
+  a CEL duration, timestamp or bytes value (``celtime.py``), as kube-apiserver types it; one that does
+  not parse is an evaluation error where a rule reads it.
 
 The CEL language is celpy's (already Meshgate's guardrail engine; its ``matches()`` runs on RE2),
 with the Kubernetes libraries added: Go ``duration()`` syntax, the strings extension (``substring``,
-``split``, ``replace``, ``indexOf``, ``lowerAscii``, ``trim``, ``join``, ...), the lists library
+``split``, ``replace``, ``indexOf``, ``lowerAscii``, ``trim``, ``join``, ...), ``timestamp()`` with its
+arithmetic and calendar accessors (``getFullYear``, ``getDayOfWeek``, ... in UTC or a time zone), the lists library
 (``isSorted``, ``sum``, ``min``, ``max``, ``indexOf``), the regex library (``find``, ``findAll``),
 the URL library (``url``, ``isURL``, ``getScheme``, ``getHost``, ...), the IP / CIDR library (``ip``,
 ``isIP``, ``cidr``, ``isCIDR``, ``family``, ``containsIP``, ...), quantities (``quantity``,
@@ -50,8 +54,17 @@ from integrations.kubernetes.cellib import (
     CelError,
     CompileError,
     CostExceeded,
+    Duration,
     Optional,
     compile_program,
+    go_duration_nanos,
+)
+from integrations.kubernetes.celtime import (
+    Invalid,
+    decode_byte,
+    parse_date,
+    parse_date_time,
+    parse_openapi_duration,
 )
 from integrations.kubernetes.fielderrors import ErrorType, FieldError
 
@@ -136,17 +149,17 @@ class _Memo:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._items: OrderedDict[tuple[str, str, Any], tuple[Any, int]] = OrderedDict()
+        self._items: OrderedDict[tuple[str, str, str, Any], tuple[Any, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str, Any]) -> tuple[Any, int] | None:
+    def get(self, key: tuple[str, str, str, Any]) -> tuple[Any, int] | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: tuple[str, str, Any], result: tuple[Any, int]) -> None:
+    def put(self, key: tuple[str, str, str, Any], result: tuple[Any, int]) -> None:
         with self._lock:
             self._items[key] = result
             while len(self._items) > self.size:
@@ -155,6 +168,82 @@ class _Memo:
 
 _memo = _Memo(MEMO_ENTRIES)
 _MISSING = object()
+
+
+# --- typed values: string formats a rule sees as CEL durations, timestamps and bytes ----------------
+
+TYPED_FORMATS = ("duration", "date", "date-time", "byte")
+
+
+def _format_of(schema: Schema) -> str:
+    """The format kube-apiserver types a string node's value by ("" for a plain string)."""
+    if schema.get("type") != "string" or schema.get("x-kubernetes-int-or-string"):
+        return ""
+    fmt = schema.get("format")
+    return fmt if fmt in TYPED_FORMATS else ""
+
+
+def typed_scalar(fmt: str, value: str) -> Any:
+    """The CEL value of a string of format `fmt`; Invalid (an error when read) when it does not parse."""
+    try:
+        if fmt == "duration":
+            return Duration(parse_openapi_duration(value, go_duration_nanos))
+        if fmt == "date-time":
+            return parse_date_time(value)
+        if fmt == "date":
+            return parse_date(value)
+        if fmt == "byte":
+            return decode_byte(value)
+    except ValueError as exc:
+        return Invalid(str(exc))
+    return value
+
+
+@dataclass
+class _Typing:
+    """The paths of a schema that lead to format-typed strings."""
+
+    format: str
+    properties: dict[str, _Typing]
+    declared: frozenset[str]
+    additional: _Typing | None
+    items: _Typing | None
+
+
+def _typing(schema: Schema) -> _Typing | None:
+    properties: dict[str, _Typing] = {}
+    for name, sub in (schema.get("properties") or {}).items():
+        if isinstance(sub, dict) and (child := _typing(sub)) is not None:
+            properties[name] = child
+    additional, items = schema.get("additionalProperties"), schema.get("items")
+    additional_typing = _typing(additional) if isinstance(additional, dict) else None
+    items_typing = _typing(items) if isinstance(items, dict) else None
+    fmt = _format_of(schema)
+    if not (fmt or properties or additional_typing or items_typing):
+        return None
+    declared = frozenset((schema.get("properties") or {}).keys())
+    return _Typing(fmt, properties, declared, additional_typing, items_typing)
+
+
+def typed(value: Any, typing: _Typing | None) -> Any:
+    """`value` as a rule sees it: format-typed strings converted, everything else as it is (not copied)."""
+    if typing is None:
+        return value
+    if typing.format and isinstance(value, str):
+        return typed_scalar(typing.format, value)
+    if isinstance(value, dict):
+        converted = dict(value)
+        for key, child in typing.properties.items():
+            if key in value:
+                converted[key] = typed(value[key], child)
+        if typing.additional is not None:
+            for key, item in value.items():
+                if key not in typing.declared:
+                    converted[key] = typed(item, typing.additional)
+        return converted
+    if isinstance(value, list) and typing.items is not None:
+        return [typed(item, typing.items) for item in value]
+    return value
 
 
 @dataclass
@@ -166,6 +255,7 @@ class _Plan:
     properties: dict[str, _Plan]
     additional: _Plan | None
     items: _Plan | None
+    typing: _Typing | None = None  # where the node's value holds format-typed strings (rules only)
 
 
 def _plan(schema: Schema) -> _Plan | None:
@@ -180,7 +270,7 @@ def _plan(schema: Schema) -> _Plan | None:
     rules = rules_of(schema)
     if not (rules or properties or additional_plan or items_plan):
         return None
-    return _Plan(schema, rules, properties, additional_plan, items_plan)
+    return _Plan(schema, rules, properties, additional_plan, items_plan, _typing(schema) if rules else None)
 
 
 class _Plans:
@@ -222,10 +312,13 @@ class RuleValidator:
         schema = plan.schema
         if self.exhausted or value is None or not _type_fits(value, schema):
             return
-        for rule in plan.rules:
-            if self.exhausted:
-                return
-            self._rule(rule, value, schema, path, old)
+        if plan.rules:
+            bound = typed(value, plan.typing)
+            old_bound = old if old is _MISSING else typed(old, plan.typing)
+            for rule in plan.rules:
+                if self.exhausted:
+                    return
+                self._rule(rule, bound, schema, path, old_bound)
         if isinstance(value, dict):
             self._object(value, plan, path, old)
         elif isinstance(value, list) and plan.items is not None:
@@ -259,10 +352,20 @@ class RuleValidator:
                 )
             )
             return
+        if isinstance(value, Invalid):
+            self.errors.append(
+                FieldError(
+                    ErrorType.INVALID,
+                    path,
+                    type_name(value, schema),
+                    f"{value.message} evaluating rule: {rule.error_string()}",
+                )
+            )
+            return
         memo_key = (
             None
             if rule.transition or not isinstance(value, (str, int, float))
-            else (rule.rule, type(value).__name__, value)
+            else (rule.rule, str(schema.get("format") or ""), type(value).__name__, value)
         )
         outcome = _memo.get(memo_key) if memo_key else None
         if outcome is None:

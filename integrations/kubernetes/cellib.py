@@ -29,6 +29,7 @@ import re
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 from decimal import Decimal, InvalidOperation
 from functools import lru_cache
 from typing import Any
@@ -37,6 +38,8 @@ import celpy
 import lark
 import re2
 from celpy.evaluation import celbytes, celstr
+
+from integrations.kubernetes.celtime import Invalid, Timestamp, parse_rfc3339, zone
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 UINT_MAX = 2**64 - 1
@@ -84,7 +87,9 @@ class Duration:
     nanos: int
 
     def __str__(self) -> str:
-        return f"{self.nanos / 1e9:g}s"
+        """cel-go's string(duration): the seconds in shortest decimal form, e.g. "1.5s", "3600s"."""
+        seconds = format(Decimal(self.nanos).scaleb(-9).normalize(), "f")
+        return f"{seconds}s"
 
 
 @dataclass(frozen=True)
@@ -184,7 +189,11 @@ def _add(left: Any, right: Any) -> Any:
     if isinstance(left, bytes) and isinstance(right, bytes):
         return left + right
     if isinstance(left, Duration) and isinstance(right, Duration):
-        return Duration(left.nanos + right.nanos)
+        return Duration(_int_result(left.nanos + right.nanos))
+    if isinstance(left, Timestamp) and isinstance(right, Duration):
+        return _timestamp_result(left.nanos + right.nanos)
+    if isinstance(left, Duration) and isinstance(right, Timestamp):
+        return _timestamp_result(left.nanos + right.nanos)
     raise CelError(f"no such overload: {type_of(left)} + {type_of(right)}")
 
 
@@ -195,7 +204,11 @@ def _arith(operator: str, left: Any, right: Any) -> Any:
         and not (isinstance(left, int) and isinstance(right, int))
     ):
         if operator == "-" and isinstance(left, Duration) and isinstance(right, Duration):
-            return Duration(left.nanos - right.nanos)
+            return Duration(_int_result(left.nanos - right.nanos))
+        if operator == "-" and isinstance(left, Timestamp) and isinstance(right, Timestamp):
+            return Duration(_int_result(left.nanos - right.nanos))
+        if operator == "-" and isinstance(left, Timestamp) and isinstance(right, Duration):
+            return _timestamp_result(left.nanos - right.nanos)
         raise CelError(f"no such overload: {type_of(left)} {operator} {type_of(right)}")
     if isinstance(left, float):
         if operator == "-":
@@ -215,6 +228,13 @@ def _arith(operator: str, left: Any, right: Any) -> Any:
     if operator == "/":
         return _int_result(quotient)
     return left - right * quotient
+
+
+def _timestamp_result(nanos: int) -> Timestamp:
+    try:
+        return Timestamp(nanos)
+    except ValueError:
+        raise CelError("timestamp overflow") from None
 
 
 def _bool(value: Any, what: str) -> bool:
@@ -250,11 +270,18 @@ def _select(target: Any, name: str) -> Any:
     if isinstance(target, dict):
         key = unescape(name)
         if key in target:
-            return target[key]
+            return _readable(target[key])
         if name in target:
-            return target[name]
+            return _readable(target[name])
         raise CelError(f"no such key: {key}")
     raise CelError(f"no such overload: field selection .{name} on {type_of(target)}")
+
+
+def _readable(value: Any) -> Any:
+    """A value read from an object; a format-typed field that did not parse is its error."""
+    if isinstance(value, Invalid):
+        raise CelError(value.message)
+    return value
 
 
 def _has(target: Any, name: str) -> bool:
@@ -270,13 +297,13 @@ def _index(target: Any, key: Any) -> Any:
         position = int(key)
         if position < 0 or position >= len(target):
             raise CelError(f"index out of bounds: {position}")
-        return target[position]
+        return _readable(target[position])
     if isinstance(target, dict):
         if isinstance(key, str) and key in target:
-            return target[key]
+            return _readable(target[key])
         for candidate, value in target.items():
             if equal(candidate, key):
-                return value
+                return _readable(value)
         raise CelError(f"no such key: {key}")
     raise CelError(f"no such overload: {type_of(target)}[{type_of(key)}]")
 
@@ -810,6 +837,8 @@ def _to_int(value: Any) -> int:
         raise TypeError("bool")
     if isinstance(value, Duration):
         return value.nanos
+    if isinstance(value, Timestamp):
+        return value.seconds
     if isinstance(value, float):
         if math.isnan(value) or not INT_MIN <= value <= INT_MAX:
             raise CelError("double out of int64 range")
@@ -853,7 +882,7 @@ def _to_string(value: Any) -> str:
         return repr(value) if isinstance(value, float) else str(value)
     if isinstance(value, bytes):
         return value.decode("utf-8")
-    if isinstance(value, Duration):
+    if isinstance(value, Duration | Timestamp):
         return str(value)
     if isinstance(value, IP):
         return str(value.address)
@@ -1317,11 +1346,53 @@ def _or_value(value: Any, default: Any) -> Any:
     return optional.value if optional.present else default
 
 
-def _duration_part(divisor: int) -> Callable[[Any], int]:
-    def part(value: Any) -> int:
-        if not isinstance(value, Duration):
-            raise TypeError("not a duration")
-        return int(value.nanos / divisor)
+def _timestamp(value: Any) -> Timestamp:
+    """timestamp(): an RFC 3339 string, a timestamp, or Unix seconds (int)."""
+    if isinstance(value, Timestamp):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _timestamp_result(value * 10**9)
+    try:
+        return parse_rfc3339(_string(value))
+    except ValueError as exc:
+        raise CelError(f"timestamp conversion error: {exc}") from None
+
+
+def _zone_of(arguments: tuple[Any, ...]) -> Any:
+    if len(arguments) > 1:
+        raise TypeError("too many arguments")
+    try:
+        return zone(_string(arguments[0])) if arguments else UTC
+    except ValueError as exc:
+        raise CelError(str(exc)) from None
+
+
+_CALENDAR: dict[str, Callable[[Any], int]] = {
+    "getFullYear": lambda moment: moment.year,
+    "getMonth": lambda moment: moment.month - 1,  # 0-11
+    "getDate": lambda moment: moment.day,  # 1-31
+    "getDayOfMonth": lambda moment: moment.day - 1,  # 0-30
+    "getDayOfWeek": lambda moment: (moment.weekday() + 1) % 7,  # 0 = Sunday
+    "getDayOfYear": lambda moment: moment.timetuple().tm_yday - 1,  # 0-365
+    "getHours": lambda moment: moment.hour,
+    "getMinutes": lambda moment: moment.minute,
+    "getSeconds": lambda moment: moment.second,
+}
+
+
+def _time_part(name: str, divisor: int | None = None) -> Callable[..., int]:
+    """A duration's whole hours / minutes / seconds / milliseconds (`divisor` nanoseconds), or a
+    timestamp's calendar field in UTC or the time zone given."""
+
+    def part(value: Any, *arguments: Any) -> int:
+        if isinstance(value, Duration) and divisor is not None and not arguments:
+            return int(value.nanos / divisor)
+        if not isinstance(value, Timestamp):
+            raise TypeError("not a timestamp")
+        where = _zone_of(arguments)
+        if name == "getMilliseconds":
+            return (value.nanos % 10**9) // 10**6
+        return _CALENDAR[name](value.in_zone(where))
 
     return part
 
@@ -1344,10 +1415,17 @@ LIBRARY: dict[str, Callable[..., Any]] = {
     "startsWith": _starts_with,
     "endsWith": _ends_with,
     "matches": _matches,
-    "getHours": _duration_part(3600 * 10**9),
-    "getMinutes": _duration_part(60 * 10**9),
-    "getSeconds": _duration_part(10**9),
-    "getMilliseconds": _duration_part(10**6),
+    "timestamp": _timestamp,
+    "getHours": _time_part("getHours", 3600 * 10**9),
+    "getMinutes": _time_part("getMinutes", 60 * 10**9),
+    "getSeconds": _time_part("getSeconds", 10**9),
+    "getMilliseconds": _time_part("getMilliseconds", 10**6),
+    "getFullYear": _time_part("getFullYear"),
+    "getMonth": _time_part("getMonth"),
+    "getDate": _time_part("getDate"),
+    "getDayOfMonth": _time_part("getDayOfMonth"),
+    "getDayOfWeek": _time_part("getDayOfWeek"),
+    "getDayOfYear": _time_part("getDayOfYear"),
     # strings extension
     "charAt": _char_at,
     "indexOf": _index_of,

@@ -698,3 +698,118 @@ def test_an_object_over_its_cost_budget_stops_the_remaining_rules():
         "validation failed due to running out of cost budget, no further validation rules will be run"
     )
     assert len(errors) == 1
+
+
+# --- timestamps and format-typed values ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "timestamp('2024-03-05T10:00:00Z') == timestamp('2024-03-05T12:00:00+02:00')",
+        "timestamp('2024-03-05T10:00:00.5Z') > timestamp('2024-03-05T10:00:00Z')",
+        "timestamp('2024-03-05T10:00:00Z') - timestamp('2024-03-05T09:00:00Z') == duration('1h')",
+        "timestamp('2024-03-05T10:00:00Z') + duration('90m') == timestamp('2024-03-05T11:30:00Z')",
+        "duration('1h') + timestamp('2024-03-05T10:00:00Z') == timestamp('2024-03-05T11:00:00Z')",
+        "timestamp('2024-03-05T10:00:00Z') - duration('24h') == timestamp('2024-03-04T10:00:00Z')",
+        "string(timestamp('2024-03-05T12:00:00.250+02:00')) == '2024-03-05T10:00:00.25Z'",
+        "int(timestamp('1970-01-01T00:01:00Z')) == 60 && timestamp(60) == timestamp('1970-01-01T00:01:00Z')",
+        "timestamp('2024-03-05T23:30:00Z').getFullYear() == 2024 && timestamp('2024-03-05T23:30:00Z').getMonth() == 2",
+        "timestamp('2024-03-05T23:30:00Z').getDate() == 5 && timestamp('2024-03-05T23:30:00Z').getDayOfMonth() == 4",
+        "timestamp('2024-03-03T10:00:00Z').getDayOfWeek() == 0 && timestamp('2024-01-01T00:00:00Z').getDayOfYear() == 0",
+        "timestamp('2024-03-05T23:30:00Z').getHours() == 23 && timestamp('2024-03-05T23:30:00Z').getHours('+02:00') == 1",
+        "timestamp('2024-03-05T23:30:00Z').getDate('Europe/Paris') == 6",
+        "timestamp('2024-03-05T10:20:30.456Z').getMinutes() == 20 && timestamp('2024-03-05T10:20:30.456Z')"
+        ".getSeconds() == 30 && timestamp('2024-03-05T10:20:30.456Z').getMilliseconds() == 456",
+        "string(duration('90m')) == '5400s' && string(duration('1.5s')) == '1.5s'",
+        "duration('90m').getHours() == 1 && duration('90m').getMinutes() == 90",
+    ],
+)
+def test_timestamp_library(expression):
+    value, _ = cellib.compile_program(expression).evaluate({}, 10_000)
+    assert value is True
+
+
+@pytest.mark.parametrize(
+    ("expression", "error"),
+    [
+        ("timestamp('2024-03-05 10:00:00Z') > timestamp(0)", "timestamp conversion error"),
+        ("timestamp('2024-02-30T10:00:00Z') > timestamp(0)", "timestamp conversion error"),
+        ("timestamp('9999-12-31T23:59:59Z') + duration('1s') > timestamp(0)", "timestamp overflow"),
+        ("timestamp(0) < duration('1s')", "no such overload"),
+        ("timestamp(0).getHours('Mars/Olympus') == 0", "unknown time zone"),
+    ],
+)
+def test_timestamp_errors(expression, error):
+    with pytest.raises(cellib.CelError, match=error):
+        cellib.compile_program(expression).evaluate({}, 10_000)
+
+
+def _typed_schema(fmt: str, rule: str) -> dict[str, Any]:
+    field = {"type": "string", "format": fmt, "x-kubernetes-validations": [{"rule": rule, "message": "refused"}]}
+    return {"type": "object", "properties": {"spec": {"type": "object", "properties": {"v": field}}}}
+
+
+@pytest.mark.parametrize(
+    ("fmt", "rule", "accepted", "refused"),
+    [
+        # format: duration is a CEL duration, parsed as go-openapi's strfmt parses it.
+        ("duration", "self <= duration('1h')", ["30m", "45 minutes", "1hour", "3600s"], ["2h", "3 days", "1w"]),
+        # format: date-time is a CEL timestamp (strfmt's layouts: RFC 3339, no-colon offsets, local time as UTC).
+        (
+            "date-time",
+            "self >= timestamp('2024-01-01T00:00:00Z')",
+            ["2024-01-01T00:00:00Z", "2024-01-01T02:00:00.000+0200", "2024-06-01T00:00:00", "2024-06-01 08:00:00"],
+            ["2023-12-31T23:59:59Z", "2024-01-01T01:00:00+02:00", "2023-06-01T00:00"],
+        ),
+        # format: date is a timestamp at midnight UTC.
+        ("date", "self.getDayOfWeek() != 0", ["2024-03-04"], ["2024-03-03"]),
+        # format: byte is the decoded bytes.
+        ("byte", "size(self) <= 3", ["YWJj", ""], ["YWJjZA=="]),
+    ],
+)
+def test_format_typed_values_are_cel_values(fmt, rule, accepted, refused):
+    schema = _typed_schema(fmt, rule)
+    for value in accepted:
+        assert _errors(schema, {"v": value}) == [], value
+    for value in refused:
+        assert [e.message() for e in _errors(schema, {"v": value})] == ['spec.v: Invalid value: "string": refused'], (
+            value
+        )
+
+
+@pytest.mark.parametrize(
+    ("fmt", "value", "error"),
+    [
+        ("duration", "soon", "Invalid duration soon: unable to parse soon as duration"),
+        ("date-time", "2024-13-01T00:00:00Z", "Invalid date-time formatted string 2024-13-01T00:00:00Z"),
+        ("date-time", "2024-03-05T10:00:00+25:00", "Invalid date-time formatted string 2024-03-05T10:00:00+25:00"),
+        ("date", "2024-02-30", "Invalid date formatted string 2024-02-30"),
+        ("date", "2024/03/04", "Invalid date formatted string 2024/03/04"),
+        ("byte", "not base64!", "Invalid byte formatted string not base64!"),
+    ],
+)
+def test_an_unparsable_typed_value_is_an_evaluation_error(fmt, value, error):
+    [found] = _errors(_typed_schema(fmt, "true"), {"v": value})
+    assert found.message() == f'spec.v: Invalid value: "string": {error} evaluating rule: refused'
+
+
+def test_a_nested_typed_value_read_by_a_rule_is_typed_and_its_error_is_the_rules():
+    rule = {"rule": "self.end - self.start <= duration('1h')", "message": "window longer than 1h"}
+    times = {"type": "string", "format": "date-time"}
+    schema = _schema([rule], properties={"start": times, "end": times})
+    assert _errors(schema, {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T01:00:00+00:00"}) == []
+    [too_long] = _errors(schema, {"start": "2024-01-01T00:00:00Z", "end": "2024-01-01T03:00:00+01:00"})
+    assert too_long.message() == 'spec: Invalid value: "object": window longer than 1h'
+    [broken] = _errors(schema, {"start": "yesterday", "end": "2024-01-01T01:00:00Z"})
+    assert "Invalid date-time formatted string yesterday evaluating rule: window longer than 1h" in broken.message()
+
+
+def test_a_transition_rule_compares_typed_old_and_new_values():
+    times = {"type": "string", "format": "date-time"}
+    schema = _schema(
+        [{"rule": "self.start == oldSelf.start", "message": "start is immutable"}], properties={"start": times}
+    )
+    # The same instant written with another offset is the same value.
+    assert _errors(schema, {"start": "2024-01-01T01:00:00+01:00"}, old={"start": "2024-01-01T00:00:00Z"}) == []
+    assert len(_errors(schema, {"start": "2024-01-01T02:00:00+01:00"}, old={"start": "2024-01-01T00:00:00Z"})) == 1
