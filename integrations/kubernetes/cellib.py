@@ -369,7 +369,12 @@ class _Compiler:
             try:
                 first = _bool(left(meter, scope), symbol)
             except CelError as error:
-                second = _bool(right(meter, scope), symbol)
+                # The right side may still decide; when it errs too, the left side's error is the
+                # result (cel-go keeps the first error of a logical operator's terms).
+                try:
+                    second = _bool(right(meter, scope), symbol)
+                except CelError:
+                    raise error from None
                 if second is decisive:
                     return decisive
                 raise error from None

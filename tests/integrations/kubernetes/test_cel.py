@@ -654,6 +654,9 @@ def test_library_functions(expression, expected):
         ("9223372036854775807 + 1 > 0", "integer overflow"),
         ("duration('5') > duration('1s')", 'time: invalid duration "5"'),
         ("duration('1d') > duration('1s')", 'time: unknown unit "d" in duration "1d"'),
+        # When both sides of || (or &&) fail, the left one's error is the result, as in cel-go.
+        ("{}.a > 0 || {}.b > 0", "no such key: a"),
+        ("{}.a > 0 && {}.b > 0", "no such key: a"),
         ("'abc'.substring(2, 5) == ''", "index out of range: 5"),
         ("'a' < 1", "no such overload"),
         ("url('not a url').getScheme() == ''", "URL parse error"),
