@@ -3,7 +3,8 @@
 Rules (`ApprovalRule`, edited by admins) are matched per item: the most specific rule for the
 item's (environment, kind) applies — environment and kind, then environment, then kind, then the
 catch-all; without any rule an item needs one approval, plus a security approver for security
-kinds, plus one more in production. A change needs:
+kinds (`choices.SECURITY_REVIEW_KINDS`: the security.istio.io kinds and EnvoyFilter, WasmPlugin and
+TrafficExtension, which can rewrite the data path), plus one more in production. A change needs:
 
 - as many approvals as the largest requirement over its items (+1 in a production environment
   when a matching rule asks for it);
@@ -31,7 +32,14 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.db.models import Q
 
-from policies.choices import SECURITY_KINDS, GuardrailEnforcement, PlanStatus, ReviewVerdict, Role, SecurityApproval
+from policies.choices import (
+    SECURITY_REVIEW_KINDS,
+    GuardrailEnforcement,
+    PlanStatus,
+    ReviewVerdict,
+    Role,
+    SecurityApproval,
+)
 from policies.guardrails.engine import GuardrailResult, blocking_results
 from policies.models import (
     ApprovalRule,
@@ -107,7 +115,7 @@ def _rule_for(rules: Sequence[ApprovalRule], *, environment_id: int, kind: str) 
 
 def item_rule(item: ChangeItem, *, rules: Sequence[ApprovalRule], environment_id: int) -> ItemRule:
     rule = _rule_for(rules, environment_id=environment_id, kind=item.kind)
-    security_kind = item.kind in SECURITY_KINDS
+    security_kind = item.kind in SECURITY_REVIEW_KINDS
     if rule is None:
         return ItemRule(item.pk, None, DEFAULT_REQUIRED_APPROVALS, security_kind, True)
     security = {
@@ -183,7 +191,7 @@ def rule_problems(
     elif security_approval == SecurityApproval.NEVER:
         cases = [False]
     elif kind:
-        cases = [kind in SECURITY_KINDS]
+        cases = [kind in SECURITY_REVIEW_KINDS]
     else:
         cases = [False, True]
     problems = []

@@ -29,6 +29,11 @@ class PolicyKind(models.TextChoices):
 SECURITY_KINDS = frozenset(
     {PolicyKind.AUTHORIZATION_POLICY, PolicyKind.PEER_AUTHENTICATION, PolicyKind.REQUEST_AUTHENTICATION}
 )
+# Kinds whose changes need a security-team approver by default: the security.istio.io kinds and the
+# extensions that can rewrite the data path arbitrarily (Envoy configuration patches, Wasm and Lua
+# filters): they can bypass or switch off authentication, authorization and mTLS.
+DATA_PATH_EXTENSION_KINDS = frozenset({PolicyKind.ENVOY_FILTER, PolicyKind.WASM_PLUGIN, PolicyKind.TRAFFIC_EXTENSION})
+SECURITY_REVIEW_KINDS = SECURITY_KINDS | DATA_PATH_EXTENSION_KINDS
 
 
 class Role(models.TextChoices):

@@ -14,7 +14,7 @@ from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquer
 from policies.choices import (
     OPEN_CHANGE_STATES,
     ROLE_RANK,
-    SECURITY_KINDS,
+    SECURITY_REVIEW_KINDS,
     ChangeState,
     ReviewVerdict,
     RevisionSource,
@@ -410,7 +410,7 @@ def change_promotion_chain(*, change: ChangeRequest) -> list[ChangeRequest]:
 
 def changes_waiting_for_review(*, user: User) -> QuerySet:
     """In review, not the user's own, in a namespace whose owning team the user approves for (or of
-    a security kind for security-team approvers), and not already approved by the user."""
+    a kind needing security review, for security-team approvers), and not already approved by the user."""
     if not user.is_authenticated:
         return ChangeRequest.objects.none()
     approver_roles = (Role.APPROVER, Role.ADMIN)
@@ -419,7 +419,7 @@ def changes_waiting_for_review(*, user: User) -> QuerySet:
     )
     condition: Any = Exists(mine)
     if Membership.objects.filter(user=user, team__is_security=True, role__in=approver_roles).exists():
-        condition |= Exists(ChangeItem.objects.filter(change=OuterRef("pk"), kind__in=SECURITY_KINDS))
+        condition |= Exists(ChangeItem.objects.filter(change=OuterRef("pk"), kind__in=SECURITY_REVIEW_KINDS))
     approved = Review.objects.filter(
         change=OuterRef("pk"), reviewer=user, verdict=ReviewVerdict.APPROVE, voided_at__isnull=True
     )

@@ -7,7 +7,7 @@ from policies.approval import approval_status, change_requirements, default_rule
 from policies.choices import ChangeState, PolicyKind, Role, SecurityApproval
 from policies.exceptions import PermissionDeniedError
 from policies.models import ApprovalRule
-from policies.selectors import change_items
+from policies.selectors import change_items, changes_waiting_for_review
 from policies.services.reviews import approval_rule_save, review_approve
 from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 from tests.policies.changes.helpers import AUTHZ_RATINGS, submitted_change
@@ -97,6 +97,81 @@ def test_security_kinds_need_a_security_approver(cluster_org):
     change.refresh_from_db()
     assert change.state == ChangeState.APPROVED
     assert status_of(change).summary == "2 of 2 approvals"
+
+
+DATA_PATH_EXTENSIONS = {
+    "EnvoyFilter": """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: ratings-lua, namespace: bookinfo}
+spec:
+  workloadSelector: {labels: {app: ratings}}
+  priority: 10
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match: {context: SIDECAR_INBOUND}
+    patch: {operation: INSERT_BEFORE, value: {name: envoy.filters.http.lua}}
+""",
+    "WasmPlugin": """\
+apiVersion: extensions.istio.io/v1alpha1
+kind: WasmPlugin
+metadata: {name: ratings-auth, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  url: oci://registry.example.com/filters/auth:1.0
+""",
+    "TrafficExtension": """\
+apiVersion: extensions.istio.io/v1alpha1
+kind: TrafficExtension
+metadata: {name: ratings-header, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  lua: {inlineCode: "function envoy_on_request(handle) end"}
+""",
+}
+TELEMETRY = """\
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: ratings-logs, namespace: bookinfo}
+spec:
+  selector: {matchLabels: {app: ratings}}
+  accessLogging: [{providers: [{name: envoy}]}]
+"""
+
+
+@pytest.mark.parametrize("kind", sorted(DATA_PATH_EXTENSIONS))
+def test_data_path_extensions_need_a_security_approver(cluster_org, kind):
+    """EnvoyFilter, WasmPlugin and TrafficExtension can rewrite the proxies' data path (and so bypass
+    authentication, authorization or mTLS): by default they need a security approver too."""
+    org = cluster_org
+    change = submitted_change(org, texts=[DATA_PATH_EXTENSIONS[kind]], title=kind)
+    assert [item.kind for item in change.items.all()] == [kind]
+    assert status_of(change).summary == "0 of 2 approvals; missing: an approver of team Bookinfo, a Security approver"
+    assert change in changes_waiting_for_review(user=org.sec)
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.IN_REVIEW
+    review_approve(reviewer=org.sec, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+
+
+def test_telemetry_needs_no_security_approver(cluster_org):
+    org = cluster_org
+    change = submitted_change(org, texts=[TELEMETRY], title="Ratings logs")
+    assert status_of(change).summary == "0 of 1 approval; missing: an approver of team Bookinfo"
+    assert change not in changes_waiting_for_review(user=org.sec)
+    review_approve(reviewer=org.approver, change=change)
+    change.refresh_from_db()
+    assert change.state == ChangeState.APPROVED
+
+
+def test_a_rule_can_waive_the_security_approver_for_an_extension_kind(cluster_org):
+    org = cluster_org
+    ApprovalRule.objects.create(kind=PolicyKind.ENVOY_FILTER, security_approval=SecurityApproval.NEVER)
+    change = submitted_change(org, texts=[DATA_PATH_EXTENSIONS["EnvoyFilter"]], title="lua")
+    assert not change_requirements(change, items=list(change.items.all())).security
+    assert status_of(change).summary == "0 of 1 approval; missing: an approver of team Bookinfo"
 
 
 def test_a_rule_can_waive_or_demand_the_security_approver(cluster_org):
