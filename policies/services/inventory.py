@@ -19,8 +19,8 @@ BATCH = 1000
 
 def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
     """What the checks, plans and imports read of a live object: of Namespaces, Services and Pods
-    their names, labels (and a Service's ports and selector); of the Istio kinds everything but the
-    status (plans read managedFields: who owns which field)."""
+    their names, labels (a Service's ports and selector; a Pod's annotations, containers' names and
+    Node); of the Istio kinds everything but the status (plans read managedFields: who owns which field)."""
     meta = obj.get("metadata") or {}
     kept_meta = {
         key: meta[key]
@@ -28,7 +28,12 @@ def trim(kind: str, obj: dict[str, Any]) -> dict[str, Any]:
         if key in meta
     }
     if kind == "Pod":
-        return {"metadata": {key: kept_meta[key] for key in ("namespace", "name", "labels") if key in kept_meta}}
+        # The checks read a pod's sidecar (its containers' names, the injection annotations) and its Node.
+        spec = obj.get("spec") or {}
+        pod_meta = {key: kept_meta[key] for key in ("namespace", "name", "labels", "annotations") if key in kept_meta}
+        containers = [{"name": c.get("name", "")} for c in spec.get("containers") or [] if isinstance(c, dict)]
+        pod_spec = {"containers": containers, **({"nodeName": spec["nodeName"]} if spec.get("nodeName") else {})}
+        return {"metadata": pod_meta, "spec": pod_spec}
     if kind == "Namespace":
         return {"metadata": {key: kept_meta[key] for key in ("name", "labels") if key in kept_meta}}
     if kind == "Service":
