@@ -1,5 +1,6 @@
 """Meshgate's write (policies.rollout.ownership) against meshsim over HTTP: it takes over the fields of
-kubectl client-side apply as `kubectl apply --server-side` does, and its dry-run predicts the real write."""
+kubectl client-side apply as `kubectl apply --server-side` does, and its dry-run (every request sent
+with dryRun=All) answers what the real write stores."""
 
 from __future__ import annotations
 
