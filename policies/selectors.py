@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -614,6 +615,14 @@ def user_may_edit_override(*, user: User, environment: Environment, namespace: s
         return True
     role = user_role_for_namespace(user=user, environment=environment, namespace=namespace)
     return role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.APPROVER]
+
+
+def environment_by_name(name: str) -> Environment | None:
+    """The environment called `name`, or None (also for a name no environment can have, such as one
+    with a NUL character, which PostgreSQL refuses to compare)."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name or "") or len(name) > 63:
+        return None
+    return Environment.objects.filter(name=name).first()
 
 
 def promotion_overrides(*, user: User, policy: Policy) -> list[Override]:

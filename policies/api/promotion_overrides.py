@@ -72,6 +72,13 @@ def _policy(request: Request, pk: int) -> Policy:
     return get_object_or_404(selectors.policy_list(user=request.user), pk=pk)
 
 
+def _environment(name: str) -> Environment:
+    found = selectors.environment_by_name(name)
+    if found is None:
+        raise NotFoundError(f"there is no environment {name!r}")
+    return found
+
+
 def _one(request: Request, policy: Policy, environment: str) -> Any:
     for override in selectors.promotion_overrides(user=request.user, policy=policy):
         if override.environment.name == environment:
@@ -125,7 +132,7 @@ class PolicyOverrideView(APIView):
     def put(self, request: Request, pk: int, environment: str) -> Response:
         """Replace the override of one environment."""
         policy = _policy(request, pk)
-        target = get_object_or_404(Environment, name=environment)
+        target = _environment(environment)
         params = OverrideUpdateSerializer(data=request.data)
         params.is_valid(raise_exception=True)
         override = promotion_override_update(
@@ -137,6 +144,6 @@ class PolicyOverrideView(APIView):
     def delete(self, request: Request, pk: int, environment: str) -> Response:
         """Delete the override of one environment."""
         policy = _policy(request, pk)
-        target = get_object_or_404(Environment, name=environment)
+        target = _environment(environment)
         promotion_override_delete(actor=signed_in_user(request), policy=policy, environment=target)
         return Response(status=status.HTTP_204_NO_CONTENT)

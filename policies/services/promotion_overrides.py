@@ -64,6 +64,16 @@ def _invalid(message: str, *, path: str) -> DraftRejected:
     )
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    return False
+
+
 def _validated(*, environment: Environment, policy: Policy, patch: Any) -> dict[str, Any]:
     """The patch when it may be stored for `environment` (see the module docstring), else DraftRejected."""
     if not isinstance(patch, dict):
@@ -73,6 +83,8 @@ def _validated(*, environment: Environment, policy: Policy, patch: Any) -> dict[
         )
     if not patch:
         raise _invalid("the patch is empty: delete the override instead", path="")
+    if _has_nul(patch):
+        raise _invalid("the patch may not contain NUL characters", path="")
     size = len(json.dumps(patch, separators=(",", ":")))
     if size > PROMOTION_OVERRIDE_MAX_BYTES:
         raise _invalid(

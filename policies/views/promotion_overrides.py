@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
@@ -65,7 +65,7 @@ def override_save(request: HttpRequest, pk: int) -> HttpResponse:
     """Adds (``mode=create``) or replaces (``mode=update``) the override of one environment."""
     policy = _visible_policy(request, pk)
     name = request.POST.get("environment", "")
-    environment = Environment.objects.filter(name=name).first()
+    environment = selectors.environment_by_name(name)
     text = request.POST.get("patch", "")
     create = request.POST.get("mode") != "update"
     if environment is None:
@@ -97,7 +97,9 @@ def override_save(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def override_delete(request: HttpRequest, pk: int, environment: str) -> HttpResponse:
     policy = _visible_policy(request, pk)
-    target = get_object_or_404(Environment, name=environment)
+    target = selectors.environment_by_name(environment)
+    if target is None:
+        raise Http404(f"there is no environment {environment!r}")
     try:
         promotion_override_delete(actor=signed_in_user(request), policy=policy, environment=target)
     except PermissionDeniedError as exc:

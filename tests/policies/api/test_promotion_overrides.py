@@ -105,6 +105,7 @@ def test_who_may_change_an_override(cluster_org):
             "does not validate",
         ),
         ({"spec": {"hosts": "x" * 17000}}, "", "at most 16384 bytes"),
+        ({"metadata": {"labels": {"tier": "a\x00b"}}}, "", "NUL characters"),
     ],
 )
 def test_a_patch_that_is_not_a_valid_merge_patch_or_whose_result_does_not_validate_is_refused(
@@ -119,6 +120,15 @@ def test_a_patch_that_is_not_a_valid_merge_patch_or_whose_result_does_not_valida
     assert path in [finding.get("path", "") for finding in details["findings"]]
     assert _stored(org) == {}
     assert not AuditEvent.objects.filter(action__startswith="promotion_override.").exists()
+
+
+def test_an_environment_no_environment_can_be_called_is_a_404(cluster_org):
+    org = cluster_org
+    api = session_client(org.approver)
+    for name in ("mars", "a%00b", "UPPER"):
+        assert_error(api.put(_url(org, name), {"patch": TIMEOUT}, format="json"), 404, code="not_found")
+        assert_error(api.delete(_url(org, name)), 404, code="not_found")
+        assert_error(api.get(_url(org, name)), 404, code="not_found")
 
 
 def test_an_unknown_environment_is_a_400_naming_the_field(cluster_org):
