@@ -44,3 +44,6 @@ ROLLOUT_OPTION_MAX_LATENCY_MS = 3_600_000
 
 # the analysis a rollout runs when its change sets none (`ChangeRequest.rollout_options`)
 DEFAULT_ANALYSIS = {"interval_seconds": 60, "intervals_per_step": 1, "failure_limit": 1, "metrics": []}
+
+# A per-environment promotion override is a small patch: at most this many bytes as compact JSON.
+PROMOTION_OVERRIDE_MAX_BYTES = 16 * 1024

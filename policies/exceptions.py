@@ -61,3 +61,8 @@ class IdempotencyKeyReused(ApplicationError):
 class Throttled(ApplicationError):
     code = "throttled"
     status = 429
+
+
+class NotFoundError(ApplicationError):
+    code = "not_found"
+    status = 404

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import yaml
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.auth.models import User as DjangoUser
@@ -583,3 +585,53 @@ def policy_drift(*, policy: Policy) -> DriftState | None:
     return DriftState(
         drift=drift, applied=applied, diff=diff_objects(applied.content, drift.live_content), open_changes=open_changes
     )
+
+
+# --- promotion overrides ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Override:
+    """A policy's promotion override in one environment (see `services.promotion_overrides`)."""
+
+    environment: Environment
+    identity: str
+    patch: dict[str, Any]
+    may_edit: bool = False
+
+    @property
+    def text(self) -> str:
+        """The patch as YAML (keys sorted), as the page shows and edits it."""
+        return yaml.safe_dump(self.patch, sort_keys=True, allow_unicode=True)
+
+
+def override_identity(policy: Policy) -> str:
+    return f"{policy.kind}/{policy.namespace}/{policy.name}"
+
+
+def user_may_edit_override(*, user: User, environment: Environment, namespace: str) -> bool:
+    """Approvers and admins of the team owning the namespace in `environment`, and platform admins."""
+    if user_is_platform_admin(user):
+        return True
+    role = user_role_for_namespace(user=user, environment=environment, namespace=namespace)
+    return role is not None and ROLE_RANK[role] >= ROLE_RANK[Role.APPROVER]
+
+
+def environment_by_name(name: str) -> Environment | None:
+    """The environment called `name`, or None (also for a name no environment can have, such as one
+    with a NUL character, which PostgreSQL refuses to compare)."""
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name or "") or len(name) > 63:
+        return None
+    return Environment.objects.filter(name=name).first()
+
+
+def promotion_overrides(*, user: User, policy: Policy) -> list[Override]:
+    """The policy's overrides, one per environment that holds one, in promotion order (one query, plus
+    the user's role per environment shown)."""
+    found = []
+    for environment in Environment.objects.order_by("order", "name").defer("api_token", "ca_certificate"):
+        patch = (environment.promotion_overrides or {}).get(override_identity(policy))
+        if patch:
+            may = user_may_edit_override(user=user, environment=environment, namespace=policy.namespace)
+            found.append(Override(environment, override_identity(policy), patch, may))
+    return found

@@ -7,7 +7,7 @@ Included once at the site root by `portal/urls.py`; route names and URLs are par
 from django.urls import URLResolver, include, path
 from django.views.generic import RedirectView
 
-from policies.views import audit, catalog, changes, docs, drafts, editor, governance, rollouts
+from policies.views import audit, catalog, changes, docs, drafts, editor, governance, promotion_overrides, rollouts
 
 # namespace "policies": the dashboard, the catalog, environments and drafts
 catalog_patterns = [
@@ -17,6 +17,13 @@ catalog_patterns = [
     path("policies/<int:pk>/revisions/<int:number>/", catalog.revision_detail, name="revision-detail"),
     path("policies/<int:pk>/drift/adopt/", catalog.policy_drift_adopt, name="policy-drift-adopt"),
     path("policies/<int:pk>/drift/reapply/", catalog.policy_drift_reapply, name="policy-drift-reapply"),
+    path("policies/<int:pk>/overrides/", promotion_overrides.override_list, name="policy-overrides"),
+    path("policies/<int:pk>/overrides/save/", promotion_overrides.override_save, name="policy-override-save"),
+    path(
+        "policies/<int:pk>/overrides/<str:environment>/delete/",
+        promotion_overrides.override_delete,
+        name="policy-override-delete",
+    ),
     path("environments/", catalog.environments, name="environments"),
     path("environments/<int:pk>/import/", catalog.environment_import, name="environment-import"),
     path("policies/<int:pk>/delete-draft/", drafts.policy_delete_draft, name="policy-delete-draft"),

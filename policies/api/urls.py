@@ -1,7 +1,17 @@
 from django.urls import path
 from rest_framework.routers import DefaultRouter
 
-from policies.api import changes, drafts, drift, notifications, rollout_options, rollouts, service_accounts, views
+from policies.api import (
+    changes,
+    drafts,
+    drift,
+    notifications,
+    promotion_overrides,
+    rollout_options,
+    rollouts,
+    service_accounts,
+    views,
+)
 from portal import api_views
 
 app_name = "api"
@@ -25,6 +35,13 @@ urlpatterns = [
     path("policies/<int:pk>/drift/", drift.PolicyDriftView.as_view(), name="policy-drift"),
     path("policies/<int:pk>/drift/adopt/", drift.PolicyDriftAdoptView.as_view(), name="policy-drift-adopt"),
     path("policies/<int:pk>/drift/reapply/", drift.PolicyDriftReapplyView.as_view(), name="policy-drift-reapply"),
+    # a policy's per-environment promotion overrides
+    path("policies/<int:pk>/overrides/", promotion_overrides.PolicyOverridesView.as_view(), name="policy-overrides"),
+    path(
+        "policies/<int:pk>/overrides/<str:environment>/",
+        promotion_overrides.PolicyOverrideView.as_view(),
+        name="policy-override",
+    ),
     # change transitions: one small view each
     path("changes/<int:pk>/submit/", changes.ChangeSubmitView.as_view(), name="change-submit"),
     path("changes/<int:pk>/approve/", changes.ChangeApproveView.as_view(), name="change-approve"),

@@ -1,24 +1,31 @@
 """How Meshgate writes an object it governs, what the cluster then holds, and who else manages it.
 
-One write, used by the rollout for every apply and by the plan (with ``dry_run=True``) to learn
-what that write will leave in the cluster:
+One write, used by the rollout for every apply and by the plan (with ``dry_run=True``, every request
+sent with ``dryRun=All``) to learn what that write will leave in the cluster:
 
 1. a server-side apply of the desired object, field manager ``meshgate``, ``force=True`` and the
    live resourceVersion as precondition (the precondition guarantees force only takes over what
    the live object held when Meshgate read it);
 2. when the server's answer still lists ``Update`` managers of the main resource (kubectl
-   client-side apply, ``before-first-apply``, ``kubectl edit``/``patch``...), their fields are moved
-   into Meshgate's ``Apply`` entry with a JSON patch of ``metadata.managedFields`` under a
-   ``test`` of the resourceVersion, exactly what ``kubectl apply --server-side`` does to upgrade an
-   object from client-side apply (client-go ``csaupgrade``);
-3. the desired object is applied again: the fields Meshgate now owns alone and no longer sets are
-   removed, as the documentation says for any applier ("If the field is not owned by any other
-   field managers, it is either deleted from the live object or reset to its default value").
+   client-side apply, ``before-first-apply``, ``kubectl edit``/``patch``...), one JSON patch under a
+   ``test`` of the answer's resourceVersion moves their fields into Meshgate's ``Apply`` entry,
+   exactly what ``kubectl apply --server-side`` does to upgrade an object from client-side apply
+   (client-go ``csaupgrade``), and in the same request removes the fields Meshgate then owns alone
+   and does not set, as the documentation says a re-apply does for any applier ("If the field is not
+   owned by any other field managers, it is either deleted from the live object or reset to its
+   default value"). The patch states the whole content it leaves (``spec``, labels, annotations)
+   and the ownership it records, so its answer does not depend on the state it is sent to.
+
+Why the second request states the whole content: an API server answers a dry-run against the object
+it stores, never against another dry-run's answer, so a dry-run of a re-apply after a dry-run of the
+managedFields patch would answer as if the patch had not happened. A request whose result is fully
+stated (given the ``test`` of the resourceVersion) has the same answer in the dry-run and in the
+real write: the plan's "after" is the server's dry-run answer to the last request of the write (its
+validation, CEL rules and defaults included), not a prediction made beside it.
 
 Fields owned by another ``Apply`` manager (another declarative tool) are not taken: they survive
 the write, and the plan reports them (`held_differences`) so that nobody approves content the
-cluster will not hold. For a dry run, step 1 is the server's own dry-run answer and steps 2-3 are
-derived from that answer's managedFields (`predict_reapply`), with the rule step 3 relies on.
+cluster will not hold.
 
 `held_differences(approved, held)` is the comparison both the plan (before approval) and the
 rollout's final verification (after promotion) make, so approved and verified cannot disagree.
@@ -151,9 +158,10 @@ def _intent_paths(desired: Obj) -> set[Path]:
     return paths
 
 
-def predict_reapply(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
-    """What applying ``desired`` again holds once ``entries`` are the object's managedFields: every
-    field Meshgate alone owns that ``desired`` does not set is removed."""
+def reapplied(applied: Obj, entries: list[Obj], desired: Obj) -> Obj:
+    """What the object holds once ``entries`` are its managedFields and ``desired`` is applied again:
+    every field Meshgate alone owns that ``desired`` does not set is removed, and Meshgate's Apply
+    entry owns exactly what ``desired`` sets (the content and ownership the takeover patch states)."""
     result = copy.deepcopy(applied)
     own: set[Path] = set()
     others: set[Path] = set()
@@ -201,8 +209,30 @@ def _rv(obj: Obj | None) -> str:
     return str(((obj or {}).get("metadata") or {}).get("resourceVersion", ""))
 
 
+def takeover_patch(applied: Obj, target: Obj) -> list[Obj]:
+    """The JSON patch turning ``applied`` (the first request's answer) into ``target``: a ``test`` of
+    its resourceVersion, then every top-level field, the labels, the annotations and the
+    managedFields stated as ``target`` holds them."""
+    operations: list[Obj] = [{"op": "test", "path": "/metadata/resourceVersion", "value": _rv(applied)}]
+    fixed = ("apiVersion", "kind", "metadata", "status")
+    for key in sorted((set(applied) | set(target)) - set(fixed)):
+        if key in target:
+            operations.append({"op": "add", "path": f"/{key}", "value": target[key]})
+        else:
+            operations.append({"op": "remove", "path": f"/{key}"})
+    before, after = applied.get("metadata") or {}, target.get("metadata") or {}
+    for section in ("labels", "annotations"):
+        if section in after:
+            operations.append({"op": "add", "path": f"/metadata/{section}", "value": after[section]})
+        elif section in before:
+            operations.append({"op": "remove", "path": f"/metadata/{section}"})
+    operations.append({"op": "add", "path": "/metadata/managedFields", "value": after.get("managedFields") or []})
+    return operations
+
+
 def apply_owned(cfg: kube.ClusterConfig, desired: Obj, *, live: Obj | None, dry_run: bool = False) -> Written:
-    """Writes ``desired`` taking over the fields of Update managers (see the module docstring).
+    """Writes ``desired`` taking over the fields of Update managers (see the module docstring); with
+    ``dry_run`` every request is a server dry-run and the answer is what the write would leave.
     Raises the adapter's errors (a 409 Conflict when live moved since it was read)."""
     body = copy.deepcopy(desired)
     body.setdefault("metadata", {}).pop("resourceVersion", None)
@@ -213,21 +243,23 @@ def apply_owned(cfg: kube.ClusterConfig, desired: Obj, *, live: Obj | None, dry_
     if migrated is None:
         return Written(applied)
     taken = takeover_managers(applied)
-    if dry_run:
-        return Written(predict_reapply(applied, migrated, desired), taken)
+    target = reapplied(applied, migrated, desired)
     meta = applied.get("metadata") or {}
-    patched = kube.patch_object_json(
+    answer = kube.patch_object_json(
         cfg,
         applied["kind"],
         meta.get("namespace", ""),
         meta.get("name", ""),
-        [
-            {"op": "test", "path": "/metadata/resourceVersion", "value": _rv(applied)},
-            {"op": "replace", "path": "/metadata/managedFields", "value": migrated},
-        ],
+        takeover_patch(applied, target),
+        dry_run=dry_run,
     )
-    body["metadata"]["resourceVersion"] = _rv(patched)
-    return Written(kube.apply_object(cfg, body, force=True), taken)
+    if dry_run:
+        # The content is the server's answer. Its managedFields are not: a dry-run is recorded against
+        # the stored object (where the patch's content is a change by an Update manager), while the
+        # real patch follows the first request's answer and only removes values, so the server records
+        # exactly the ownership the patch states.
+        answer["metadata"]["managedFields"] = copy.deepcopy(target["metadata"]["managedFields"])
+    return Written(answer, taken)
 
 
 # --- comparison shared by plan and verification -------------------------------------------------------

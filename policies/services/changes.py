@@ -66,6 +66,7 @@ from policies.services.guardrails import guardrail_override, guardrails_evaluate
 from policies.services.notifications import notify
 from policies.services.windows import window_explain, window_next_opening
 from policies.validation import Level
+from policies.validation.codes import finding as catalogued
 from policies.validation.service import validate_bundle, validate_text
 
 MAX_TITLE = 200
@@ -252,11 +253,39 @@ def item_text(item: ChangeItem) -> str:
     return yaml.safe_dump(item.content, sort_keys=False, allow_unicode=True) if item.content is not None else ""
 
 
-def validate_items(*, environment: Environment, items: Sequence[ChangeItem]) -> dict[int, list[dict[str, Any]]]:
+def promotion_conflict_findings(
+    *, environment: Environment, item: ChangeItem, conflicts: Sequence[dict[str, Any]] | None
+) -> list[dict[str, Any]]:
+    """An MG0908 error for each unresolved promotion conflict of the item's object (the change's
+    `promotion_conflicts`): the target environment's value is kept until the author edits the item."""
+    identity = f"{item.kind}/{item.namespace}/{item.name}"
+    return [
+        catalogued(
+            "MG0908",
+            f"{conflict['path']} is {conflict['target']!r} in {environment.name}, but the promoted change edits it "
+            f"from {conflict['base']!r} to {conflict['change']!r}: {environment.name}'s value is kept until the item "
+            f"is edited to the value {environment.name} should hold",
+            object=item.label,
+            path=conflict["path"],
+        ).as_dict()
+        for conflict in conflicts or []
+        if conflict.get("identity") == identity
+    ]
+
+
+def validate_items(
+    *,
+    environment: Environment,
+    items: Sequence[ChangeItem],
+    conflicts: Sequence[dict[str, Any]] | None = None,
+) -> dict[int, list[dict[str, Any]]]:
     """Validates the items' contents together against the environment, leaving out of the
-    cross-resource context the policies they replace or delete. {item id: findings (dicts)}."""
+    cross-resource context the policies they replace or delete; ``conflicts`` (a promoted change's
+    unresolved promotion conflicts) add their MG0908 errors. {item id: findings (dicts)}."""
     present = [item for item in items if item.content is not None]
-    result: dict[int, list[dict[str, Any]]] = {item.pk: [] for item in items}
+    result: dict[int, list[dict[str, Any]]] = {
+        item.pk: promotion_conflict_findings(environment=environment, item=item, conflicts=conflicts) for item in items
+    }
     if not present:
         return result
     replaced = {item.policy_id or getattr(item, "policy_id_now", None) for item in items} - {None}
@@ -574,7 +603,7 @@ def change_submit(*, actor: User, change: ChangeRequest) -> ChangeRequest:
         )
     items = list(selectors.change_items(change=change))
     _raise_if_stale(change, items, "submitted")
-    findings = validate_items(environment=change.environment, items=items)
+    findings = validate_items(environment=change.environment, items=items, conflicts=change.promotion_conflicts)
     errors = [
         finding
         for item_findings in findings.values()
@@ -747,7 +776,7 @@ def change_rebase(*, actor: User, change: ChangeRequest) -> ChangeRequest:
         if change.state == ChangeState.IN_REVIEW:
             enqueue_plan(change)
     items = list(selectors.change_items(change=change))
-    findings = validate_items(environment=change.environment, items=items)
+    findings = validate_items(environment=change.environment, items=items, conflicts=change.promotion_conflicts)
     with transaction.atomic():
         _store_validation(items, findings)
     return change

@@ -58,6 +58,7 @@ from policies.services.changes import (
     item_text,
     items_fingerprint,
     lock_change,
+    promotion_conflict_findings,
 )
 from policies.validation import Level
 from policies.validation.codes import finding as catalogued
@@ -273,6 +274,10 @@ def plan_compute(*, change: ChangeRequest) -> Plan:
             plan.findings.append(catalogued("MG0399", notice, object=plan.item.label).as_dict())
     _dry_run(change, plans, cfg)
     afters = {plan.item.pk: _planned_write(change.environment, plan, cfg) for plan in plans}
+    for plan in plans:  # an unresolved promotion conflict blocks the plan as it blocks submission
+        plan.findings += promotion_conflict_findings(
+            environment=change.environment, item=plan.item, conflicts=change.promotion_conflicts
+        )
 
     plan_items = []
     rv_parts, content_parts, errors = [], [], []

@@ -34,6 +34,7 @@ from policies.services.changes import (
     change_guardrails_refresh,
     change_submit,
     lock_change,
+    promotion_conflict_findings,
     require_state,
 )
 
@@ -135,6 +136,9 @@ def change_promote(*, actor: User, change: ChangeRequest) -> ChangeRequest:
                     updated_at=now,
                 )
             )
+        for new_item in new_items:  # the conflicts are the items' MG0908 errors until resolved
+            new_item.findings = promotion_conflict_findings(environment=target, item=new_item, conflicts=conflicts)
+            new_item.error_count = len(new_item.findings)
         ChangeItem.objects.bulk_create(new_items)
         if conflicts:
             promoted.promotion_conflicts = conflicts

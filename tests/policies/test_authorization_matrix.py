@@ -128,6 +128,15 @@ def team_a_channel_edit(client, org):
     return response, NotificationChannel.objects.filter(name="renamed").exists()
 
 
+def policy_a_override_create(client, org):
+    response = client.post(
+        f"/policies/{org.policy_a.pk}/overrides/save/",
+        {"mode": "create", "environment": org.env.name, "patch": "metadata:\n  labels:\n    tier: gold\n"},
+    )
+    org.env.refresh_from_db()
+    return response, bool(org.env.promotion_overrides)
+
+
 UI_ACTIONS = {
     approval_rule_create: PLATFORM,
     guardrail_create: PLATFORM,
@@ -137,6 +146,7 @@ UI_ACTIONS = {
     environment_import: PLATFORM,
     team_a_channel_create: PLATFORM | {"admin_a"},
     team_a_channel_edit: PLATFORM | {"admin_a"},
+    policy_a_override_create: PLATFORM | {"approver_a", "admin_a"},
 }
 
 

@@ -411,6 +411,58 @@ def test_dry_run_replace_patch_apply_delete(
     assert _revision(custom) == revision
 
 
+def _stored_shape(obj: dict) -> dict:
+    """An answer without what only a real write assigns: the new resourceVersion and the write time."""
+    meta = {k: v for k, v in obj["metadata"].items() if k != "resourceVersion"}
+    meta["managedFields"] = [{k: v for k, v in e.items() if k != "time"} for e in meta.get("managedFields", [])]
+    return {**obj, "metadata": meta}
+
+
+@pytest.mark.parametrize("verb", ["replace", "merge patch", "json patch", "json patch of managedFields", "apply"])
+def test_a_dry_run_answers_what_the_same_write_then_stores(custom: client.CustomObjectsApi, verb: str) -> None:
+    """Kubernetes API concepts, dry-run: "the request is processed as usual ... the response body is what
+    would have been stored, without persisting it". Field ownership (managedFields) included."""
+    reviews = _get_reviews(custom)
+    route = [{"destination": {"host": "reviews", "subset": "v2"}}]
+    supplied = [
+        {"manager": "meshgate", "operation": "Apply", "apiVersion": f"{NETWORKING}/v1", "fieldsType": "FieldsV1"}
+        | {"fieldsV1": {"f:spec": {"f:hosts": {}, "f:http": {}}}}
+    ]
+
+    def write(dry_run: str | None) -> dict:
+        options = {"dry_run": dry_run} if dry_run else {}
+        if verb == "replace":
+            body = dict(reviews, spec={"hosts": ["reviews"], "http": [{"route": route}]})
+            return custom.replace_namespaced_custom_object(*VS, "reviews", body, **options)
+        if verb == "merge patch":
+            return custom.patch_namespaced_custom_object(*VS, "reviews", {"spec": {"hosts": ["x"]}}, **options)
+        if verb.startswith("json patch"):
+            ops = [{"op": "test", "path": "/metadata/resourceVersion", "value": reviews["metadata"]["resourceVersion"]}]
+            ops.append({"op": "add", "path": "/spec/http", "value": [{"route": route}]})
+            if verb.endswith("managedFields"):
+                ops.append({"op": "add", "path": "/metadata/managedFields", "value": supplied})
+            return custom.patch_namespaced_custom_object(
+                *VS, "reviews", ops, field_manager="editor", _content_type=JSON_PATCH, **options
+            )
+        body = virtual_service("reviews", {"v3": 100})
+        return custom.patch_namespaced_custom_object(
+            *VS,
+            "reviews",
+            body,
+            field_manager="meshgate",
+            force=True,
+            _content_type="application/apply-patch+yaml",
+            **options,
+        )
+
+    answered = write("All")
+    assert _get_reviews(custom) == reviews  # nothing stored
+    stored = write(None)
+    assert _get_reviews(custom) == stored
+    assert _stored_shape(answered) == _stored_shape(stored)
+    assert answered["metadata"]["resourceVersion"] == reviews["metadata"]["resourceVersion"]
+
+
 def test_unsupported_dry_run_value_is_400(custom: client.CustomObjectsApi) -> None:
     with pytest.raises(ApiException) as raised:
         custom.delete_namespaced_custom_object(*VS, "reviews", dry_run="Some")

@@ -12,6 +12,7 @@ from policies.merge import three_way
 from policies.models import ChangeItem, ChangeRequest, NamespaceOwnership
 from policies.normalize import content_hash, normalize_object
 from policies.services.changes import change_item_update, change_submit, item_text
+from policies.services.plans import plan_compute
 from policies.services.promotion import change_promote
 from tests.factories import EnvironmentFactory, make_policy
 from tests.policies.changes.helpers import cluster_org  # noqa: F401 - fixture
@@ -108,12 +109,22 @@ def test_a_conflicting_edit_is_reported_not_applied_and_blocks_until_resolved(cl
     assert promoted.state == ChangeState.DRAFT
     with pytest.raises(ApplicationError, match="promotion conflict"):
         change_submit(actor=org.author, change=promoted)
+    # the conflict is the item's MG0908 error, at the field, and it blocks the plan
+    (mg0908,) = [f for f in item.findings if f["code"] == "MG0908"]
+    assert mg0908["level"] == "error" and mg0908["path"] == "spec.trafficPolicy.loadBalancer.simple"
+    assert "'RANDOM'" in mg0908["message"] and "'LEAST_REQUEST'" in mg0908["message"]
+    assert item.error_count == 1
+    plan = plan_compute(change=promoted)
+    assert plan.status == "error"
+    assert [f["code"] for f in plan.items.get().findings if f["level"] == "error"] == ["MG0908"]
     # the author resolves it by editing the item
     resolved = copy.deepcopy(item.content)
     resolved["spec"]["trafficPolicy"]["loadBalancer"]["simple"] = "LEAST_REQUEST"
     change_item_update(author=org.author, item=item, text=item_text(ChangeItem(content=resolved, source_text="")))
     promoted = change_submit(actor=org.author, change=ChangeRequest.objects.get(pk=promoted.pk))
     assert promoted.state == ChangeState.IN_REVIEW and promoted.promotion_conflicts == []
+    assert not [f for f in promoted.items.get().findings if f["code"] == "MG0908"]
+    assert not [f for f in plan_compute(change=promoted).items.get().findings if f["code"] == "MG0908"]
 
 
 def test_a_per_environment_override_is_applied_on_promotion(cluster_org):

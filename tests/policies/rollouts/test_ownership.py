@@ -1,5 +1,6 @@
 """Meshgate's write (policies.rollout.ownership) against meshsim over HTTP: it takes over the fields of
-kubectl client-side apply as `kubectl apply --server-side` does, and its dry-run predicts the real write."""
+kubectl client-side apply as `kubectl apply --server-side` does, and its dry-run (every request sent
+with dryRun=All) answers what the real write stores."""
 
 from __future__ import annotations
 
@@ -49,6 +50,42 @@ def test_a_field_client_side_apply_owned_is_removed_and_the_dry_run_said_so(cfg)
     assert LAST_APPLIED not in (written.obj["metadata"].get("annotations") or {})
     managers = {(m["manager"], m["operation"]) for m in written.obj["metadata"]["managedFields"]}
     assert managers == {("meshgate", "Apply")}
+
+
+def test_the_dry_run_answer_is_the_servers_answer_to_the_takeover_patch(cfg, meshsim_prod) -> None:
+    """The plan sends the write's second request (the takeover patch) as a dry-run too: when the server
+    refuses it, the dry-run of the write fails instead of answering with a prediction."""
+    live = kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")
+    desired = _without_tls(live)
+    fault = {"match": {"verb": "patch", "resource": "destinationrules", "name": "reviews"}, "status": 422}
+    meshsim_prod.admin("POST", "faults", json=fault).raise_for_status()
+    with pytest.raises(kube.KubernetesError):
+        ownership.apply_owned(cfg, desired, live=live, dry_run=True)
+
+
+def test_a_dry_run_of_the_write_leaves_exactly_what_the_write_leaves(cfg) -> None:
+    """Field by field, labels and annotations included: kubectl's last-applied annotation and its
+    label go (Meshgate takes them over and does not set them), Meshgate's own label stays."""
+    patch = [{"op": "add", "path": "/metadata/labels", "value": {"team": "reviews", "tier": "backend"}}]
+    kube.patch_object_json(cfg, "DestinationRule", "bookinfo", "reviews", patch, field_manager="kubectl-edit")
+    live = kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")
+    desired = _without_tls(live)
+    desired["metadata"]["labels"] = {"team": "reviews"}
+    desired["metadata"].pop("annotations", None)
+    predicted = ownership.apply_owned(cfg, desired, live=live, dry_run=True)
+    assert kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews") == live  # nothing was written
+    written = ownership.apply_owned(cfg, desired, live=live)
+    held = kube.get_object(cfg, "DestinationRule", "bookinfo", "reviews")
+    assert normalize_object(predicted.obj) == normalize_object(held) == normalize_object(desired)
+    assert held["metadata"]["labels"] == {"team": "reviews"}
+    assert sorted(predicted.taken_from) == ["kubectl-client-side-apply", "kubectl-edit"]
+
+    # the ownership the dry-run reports is the ownership the write recorded
+    def untimed(obj: dict) -> list[dict]:
+        return [{k: v for k, v in e.items() if k != "time"} for e in obj["metadata"]["managedFields"]]
+
+    assert untimed(predicted.obj) == untimed(held)
+    assert written.obj["metadata"]["resourceVersion"] == held["metadata"]["resourceVersion"]
 
 
 def test_a_field_another_applier_owns_survives_and_is_reported(cfg) -> None:

@@ -116,6 +116,8 @@ def test_promoted_change_onto_a_client_side_applied_object(e2e):
     assert rollout.events.filter(kind="promoted").exists()  # the verification passed
     after = live(env, "DestinationRule", "bookinfo", "reviews")
     assert normalize_object(after) == item.content
+    # what the plan showed approvers is, field by field, what the cluster holds after the rollout
+    assert normalize_object(after) == plan_item.after_content
     assert LAST_APPLIED not in (after["metadata"].get("annotations") or {})
     assert {(m["manager"], m["operation"]) for m in after["metadata"]["managedFields"]} == {("meshgate", "Apply")}
 

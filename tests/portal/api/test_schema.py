@@ -16,6 +16,8 @@ EXPECTED_PATHS = {
     "/api/v1/policies/{id}/drift/": {"get"},
     "/api/v1/policies/{id}/drift/adopt/": {"post"},
     "/api/v1/policies/{id}/drift/reapply/": {"post"},
+    "/api/v1/policies/{id}/overrides/": {"get", "post"},
+    "/api/v1/policies/{id}/overrides/{environment}/": {"get", "put", "delete"},
     "/api/v1/policies/{policy_id}/revisions/": {"get"},
     "/api/v1/policies/{policy_id}/revisions/{number}/": {"get"},
     "/api/v1/me/": {"get"},
