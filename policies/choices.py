@@ -72,6 +72,7 @@ class AuditAction(models.TextChoices):
     POLICY_DRIFT_REAPPLIED = "policy.drift_reapplied"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    TOKEN_ROTATED = "token.rotated"
     SERVICE_ACCOUNT_CREATED = "service_account.created"
     SERVICE_ACCOUNT_REVOKED = "service_account.revoked"
     TEAM_MEMBER_REMOVED = "team.member_removed"
