@@ -54,6 +54,17 @@ def sse(*, data: Any, event: str, id: str | None = None) -> str:
     return f"{head}data: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
 
 
+class StreamEventSerializer(serializers.Serializer):
+    """One server-sent event of the stream, as its fields (what an EventSource hands its listener)."""
+
+    event = serializers.ChoiceField(choices=["status", "end"])
+    id = serializers.CharField(required=False, help_text="On `status` events: the status `version`.")
+    data = serializers.CharField(
+        help_text="JSON: the status body of `status/` (`status`), or `{reason: done|timeout|gone}` (`end`)."
+    )
+    retry = serializers.IntegerField(required=False, help_text="Milliseconds before an EventSource reconnects.")
+
+
 class StreamParamsSerializer(serializers.Serializer):
     timeout = serializers.IntegerField(min_value=1, required=False)
 
@@ -121,7 +132,7 @@ class ChangeEventStreamView(APIView):
         ],
         responses={
             (status.HTTP_200_OK, "text/event-stream"): OpenApiResponse(
-                OpenApiTypes.STR,
+                StreamEventSerializer,
                 description="`event: status` (id: the version; data: the status JSON of `status/`), "
                 "`: heartbeat` comments, and a last `event: end` with data `{reason: done|timeout|gone}`.",
             ),
