@@ -13,7 +13,7 @@ from policies.services.service_accounts import service_account_create, service_a
 from portal.models import ApiToken, token_digest
 from portal.services import token_create
 from tests.api_testing import bearer_client
-from tests.factories import MembershipFactory, UserFactory
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 
 NEW_TOKEN = re.compile(r'<code[^>]*id="new-token">(mgt_[0-9a-f]{12}_[A-Za-z0-9_-]+)</code>')
 LIST = "/service-accounts/"
@@ -268,3 +268,14 @@ def test_a_service_account_itself_is_refused(admins, account):
     """A pipeline's identity never manages identities, even if its team role were admin."""
     Membership.objects.filter(user=account.user).update(role=Role.ADMIN)
     assert _client(account.user).get(LIST).status_code == 403
+
+
+def test_a_platform_admin_by_permission_manages_every_teams_accounts(admins, account):
+    """Platform admins are superusers and holders of the platform permission alike."""
+    pia = _client(grant_platform_admin(UserFactory(username="pia")))
+    assert "sa.ci" in pia.get(LIST).content.decode()
+    created = pia.post(LIST, {"name": "shop-ci", "team": "shop", "role": "author"})
+    assert created.status_code == 302
+    assert ServiceAccount.objects.get(user__username="sa.shop-ci").created_by.username == "pia"
+    issued = pia.post("/service-accounts/ci/tokens/", {"name": "gh", "scopes": ["read"], "expires_in_days": "5"})
+    assert issued.status_code == 200 and NEW_TOKEN.search(issued.content.decode())
