@@ -54,15 +54,21 @@ def sse(*, data: Any, event: str, id: str | None = None) -> str:
     return f"{head}data: {json.dumps(data, default=str, separators=(',', ':'))}\n\n"
 
 
-class StreamEventSerializer(serializers.Serializer):
-    """One server-sent event of the stream, as its fields (what an EventSource hands its listener)."""
-
-    event = serializers.ChoiceField(choices=["status", "end"])
-    id = serializers.CharField(required=False, help_text="On `status` events: the status `version`.")
-    data = serializers.CharField(
-        help_text="JSON: the status body of `status/` (`status`), or `{reason: done|timeout|gone}` (`end`)."
-    )
-    retry = serializers.IntegerField(required=False, help_text="Milliseconds before an EventSource reconnects.")
+# One server-sent event of the stream as its fields (what an EventSource hands its listener); a raw
+# schema, since a serializer cannot have a field called `data`.
+STREAM_EVENT_SCHEMA = {
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {"type": "string", "enum": ["status", "end"]},
+        "id": {"type": "string", "description": "On `status` events: the status `version`."},
+        "data": {
+            "type": "string",
+            "description": "JSON: the status body of `status/` (`status`), or `{reason: done|timeout|gone}` (`end`).",
+        },
+        "retry": {"type": "integer", "description": "Milliseconds before an EventSource reconnects."},
+    },
+}
 
 
 class StreamParamsSerializer(serializers.Serializer):
@@ -132,7 +138,7 @@ class ChangeEventStreamView(APIView):
         ],
         responses={
             (status.HTTP_200_OK, "text/event-stream"): OpenApiResponse(
-                StreamEventSerializer,
+                STREAM_EVENT_SCHEMA,
                 description="`event: status` (id: the version; data: the status JSON of `status/`), "
                 "`: heartbeat` comments, and a last `event: end` with data `{reason: done|timeout|gone}`.",
             ),
