@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,8 +77,9 @@ class Client:
         data: Mapping[str, Any] | None = None,
         files: Iterable[tuple[str, tuple[str, bytes]]] | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
         ok: tuple[int, ...] = (200, 201, 202),
+        stream: bool = False,
     ) -> requests.Response:
         url = f"{self.settings.url}/api/v1/{path.lstrip('/')}"
         try:
@@ -92,6 +93,7 @@ class Client:
                 headers=dict(headers or {}),
                 timeout=timeout,
                 allow_redirects=False,
+                stream=stream,
             )
         except requests.RequestException as exc:
             raise CliError(f"cannot reach {self.settings.url}: {exc}", self.server_exit) from exc
@@ -139,6 +141,32 @@ class Client:
             params["version"] = version
         result: dict[str, Any] = self.get_json(f"changes/{change_id}/status/", params=params, timeout=wait + 30)
         return result
+
+    def change_events(self, change_id: int, *, last_event_id: str | None = None) -> Iterator[tuple[str, str, Any]]:
+        """One connection to the change's event stream: (event, id, data) until the server ends it,
+        with a ("heartbeat", "", None) for each heartbeat comment."""
+        headers = {"Accept": "text/event-stream"}
+        if last_event_id:
+            headers["Last-Event-ID"] = last_event_id
+        path = f"changes/{change_id}/events/stream/"
+        response = self.request("GET", path, headers=headers, timeout=(30, 120), stream=True)
+        fields: dict[str, str] = {}
+        try:
+            for line in response.iter_lines(chunk_size=1, decode_unicode=True):
+                if line.startswith(":"):
+                    yield "heartbeat", "", None  # lets the caller check its own deadline
+                    continue
+                if line:
+                    name, _, value = line.partition(":")
+                    fields[name] = value.removeprefix(" ")
+                    continue
+                if "event" in fields:
+                    yield fields["event"], fields.get("id", ""), json.loads(fields.get("data") or "null")
+                fields = {}
+        except requests.RequestException as exc:
+            raise CliError(f"GET {path}: the stream broke: {exc}", self.server_exit) from exc
+        finally:
+            response.close()
 
 
 def _error_message(response: requests.Response) -> str:

@@ -348,11 +348,38 @@ def follow(args: argparse.Namespace, client: Client, change_id: int, *, schedule
         status = client.change_status(change_id, wait=int(min(LONG_POLL_SECONDS, max(1, remaining))), version=version)
 
 
+def watch(args: argparse.Namespace, client: Client, change_id: int) -> int:
+    """Follows the change's server-sent event stream (one line per move of its status) until it
+    ends or --timeout passes, reconnecting with Last-Event-ID whenever the server closes a stream."""
+    deadline = time.monotonic() + args.timeout
+    last_id: str | None = None
+    status: dict[str, Any] | None = None
+    while time.monotonic() < deadline:
+        for event, event_id, data in client.change_events(change_id, last_event_id=last_id):
+            if event == "status":
+                status, last_id = data, event_id
+                if not args.json:
+                    _say(args, status_line(data))
+            elif event == "end" and data.get("reason") == "done":
+                if status is None:  # resumed after the last status: fetch it for the outcome
+                    status = client.change_status(change_id)
+                if args.json:
+                    emit(args, status, lambda out: None)
+                return EXIT_OK if status["outcome"] == "succeeded" else EXIT_CHANGE_FAILED
+            elif event == "end" and data.get("reason") == "gone":
+                raise CliError(f"change #{change_id} is no longer visible to you", EXIT_USAGE)
+            if time.monotonic() >= deadline:
+                break
+    state = status["state"] if status else "unknown"
+    sys.stderr.write(f"meshgate: timed out waiting for change #{change_id} ({state})\n")
+    return EXIT_TIMEOUT
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     client = client_for(args)
     if args.watch:
         args.timeout = args.timeout or 24 * 3600.0
-        return follow(args, client, args.change, schedule=False)
+        return watch(args, client, args.change)
     status = client.change_status(args.change)
     emit(args, status, lambda out: out.write(status_line(status) + "\n"))
     if not status["done"]:
@@ -475,7 +502,9 @@ def parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[common], help="a change's state, approvals and rollout")
     status.add_argument("change", type=int)
-    status.add_argument("--watch", action="store_true", help="follow until the change ends")
+    status.add_argument(
+        "--watch", action="store_true", help="follow the change's event stream until it ends (a line per move)"
+    )
     status.add_argument("--timeout", type=parse_duration, default=None)
     status.set_defaults(func=cmd_status)
 

@@ -80,6 +80,7 @@ class AuditAction(models.TextChoices):
     PROMOTION_OVERRIDE_DELETED = "promotion_override.deleted"
     TOKEN_CREATED = "token.created"
     TOKEN_REVOKED = "token.revoked"
+    TOKEN_ROTATED = "token.rotated"
     SERVICE_ACCOUNT_CREATED = "service_account.created"
     SERVICE_ACCOUNT_REVOKED = "service_account.revoked"
     TEAM_MEMBER_REMOVED = "team.member_removed"

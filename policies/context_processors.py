@@ -16,6 +16,10 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     return {
         # the same check the audit log's views make (platform admins and the security team)
         "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
+        # team admins and platform admins: the service-account pages answer them (and 403 anyone else)
+        "may_manage_service_accounts": SimpleLazyObject(
+            lambda: user is not None and selectors.service_account_teams(user=user).exists()
+        ),
     }
 
 

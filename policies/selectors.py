@@ -37,6 +37,7 @@ from policies.models import (  # change requests
     PolicyRevision,
     Review,
     ReviewComment,
+    ServiceAccount,
     Team,
 )
 from policies.validation.service import validate_text
@@ -171,6 +172,27 @@ def user_is_team_admin(user: User, team_id: int) -> bool:
     return user.is_authenticated and (
         user_is_platform_admin(user) or Membership.objects.filter(user=user, team_id=team_id, role=Role.ADMIN).exists()
     )
+
+
+# --- service accounts ---------------------------------------------------------------------
+
+
+def service_account_teams(*, user: User) -> QuerySet[Team]:
+    """The teams whose service accounts the user manages: the teams they are an admin of, every team
+    for platform admins, none for a service account (a pipeline never manages identities)."""
+    if not user.is_authenticated or ServiceAccount.objects.filter(user_id=user.pk).exists():
+        return Team.objects.none()
+    if user_is_platform_admin(user):
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
+
+
+def service_account_list(*, user: User, team: Team | None = None) -> QuerySet[ServiceAccount]:
+    """The service accounts the user manages (of one team if given), with their role and tokens."""
+    accounts = ServiceAccount.objects.filter(team__in=service_account_teams(user=user))
+    if team is not None:
+        accounts = accounts.filter(team=team)
+    return accounts.select_related("user", "team", "created_by").prefetch_related("user__memberships")
 
 
 # --- drafts -------------------------------------------------------------------------------

@@ -7,7 +7,18 @@ Included once at the site root by `portal/urls.py`; route names and URLs are par
 from django.urls import URLResolver, include, path
 from django.views.generic import RedirectView
 
-from policies.views import audit, catalog, changes, docs, drafts, editor, governance, promotion_overrides, rollouts
+from policies.views import (
+    audit,
+    catalog,
+    changes,
+    docs,
+    drafts,
+    editor,
+    governance,
+    promotion_overrides,
+    rollouts,
+    service_accounts,
+)
 
 # namespace "policies": the dashboard, the catalog, environments and drafts
 catalog_patterns = [
@@ -105,6 +116,16 @@ rollout_patterns = [
     path("rollouts/<int:pk>/<slug:action>/", rollouts.rollout_control, name="control"),
 ]
 
+# namespace "service_accounts": a team's pipeline identities and their tokens
+service_account_patterns = [
+    path("service-accounts/", service_accounts.account_list, name="list"),
+    path("service-accounts/<slug:name>/", service_accounts.account_detail, name="detail"),
+    path("service-accounts/<slug:name>/tokens/", service_accounts.token_issue, name="token-issue"),
+    path("service-accounts/<slug:name>/tokens/<int:pk>/rotate/", service_accounts.token_rotate, name="token-rotate"),
+    path("service-accounts/<slug:name>/tokens/<int:pk>/revoke/", service_accounts.token_revoke, name="token-revoke"),
+    path("service-accounts/<slug:name>/disable/", service_accounts.account_disable, name="disable"),
+]
+
 urlpatterns: list[URLResolver] = [
     path("", include((catalog_patterns, "policies"))),
     path("", include((editor_patterns, "editor"))),
@@ -112,4 +133,5 @@ urlpatterns: list[URLResolver] = [
     path("", include((governance_patterns, "governance"))),
     path("", include((change_patterns, "changes"))),
     path("", include((rollout_patterns, "rollouts"))),
+    path("", include((service_account_patterns, "service_accounts"))),
 ]

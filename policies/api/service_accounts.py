@@ -20,6 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.viewsets import GenericViewSet
 
+from policies import selectors
 from policies.choices import Role
 from policies.models import Membership, ServiceAccount, Team
 from policies.services import service_accounts as services
@@ -65,7 +66,7 @@ class ServiceAccountViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mi
             "user__memberships"
         )
         user = signed_in_user(self.request)
-        if user.is_superuser:
+        if selectors.user_is_platform_admin(user):
             return accounts
         teams = Membership.objects.filter(user=user).values("team")
         return accounts.filter(team__in=teams)

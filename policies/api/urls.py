@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from policies.api import (
+    change_events,
     changes,
     drafts,
     drift,
@@ -58,6 +59,7 @@ urlpatterns = [
     path("changes/<int:pk>/retry/", changes.ChangeRetryView.as_view(), name="change-retry"),
     path("changes/<int:pk>/refresh-plan/", changes.ChangeRefreshPlanView.as_view(), name="change-refresh-plan"),
     path("changes/<int:pk>/status/", changes.ChangeStatusView.as_view(), name="change-status"),
+    path("changes/<int:pk>/events/stream/", change_events.ChangeEventStreamView.as_view(), name="change-events-stream"),
     path(
         "changes/<int:pk>/rollout-options/",
         rollout_options.ChangeRolloutOptionsView.as_view(),

@@ -23,6 +23,7 @@ from django.utils import timezone
 from policies.choices import AuditAction, Role
 from policies.exceptions import ApplicationError, ConflictError, PermissionDeniedError
 from policies.models import Membership, ServiceAccount, Team
+from policies.selectors import user_is_platform_admin
 from policies.services.audit import audit_record
 from portal.models import ApiToken
 from portal.services import token_create
@@ -33,7 +34,7 @@ ROLES = (Role.AUTHOR, Role.APPROVER)
 
 
 def _is_platform_admin(user: User) -> bool:
-    return bool(getattr(user, "is_superuser", False))
+    return user_is_platform_admin(user)
 
 
 def user_may_manage_service_accounts(*, user: User, team: Team) -> bool:
@@ -114,3 +115,56 @@ def service_account_token_create(
     if not account.is_active:
         raise ConflictError(f"{account.name} is revoked")
     return token_create(user=account.user, name=name, scopes=scopes, expires_in_days=expires_in_days, actor=actor)
+
+
+def _account_token(*, account: ServiceAccount, token: ApiToken) -> ApiToken:
+    """The token, locked, if it is one of the account's (another user's token is refused)."""
+    locked = ApiToken.objects.select_for_update().filter(pk=token.pk, user_id=account.user_id).first()
+    if locked is None:
+        raise PermissionDeniedError(f"that token is not one of {account.name}'s")
+    return locked
+
+
+def service_account_token_revoke(*, actor: User, account: ServiceAccount, token: ApiToken) -> ApiToken:
+    """Disables one token of the account at once; the account and its other tokens stay."""
+    if not user_may_manage_service_accounts(user=actor, team=account.team):
+        raise PermissionDeniedError(f"only an admin of {account.team.name} or a platform admin can revoke its tokens")
+    with transaction.atomic():
+        token = _account_token(account=account, token=token)
+        if token.enabled:
+            token.enabled = False
+            token.save(update_fields=["enabled"])
+            audit_record(
+                action=AuditAction.TOKEN_REVOKED,
+                actor=actor,
+                obj=token,
+                after={"key_id": token.key_id, "user": account.name},
+            )
+    return token
+
+
+def service_account_token_rotate(*, actor: User, account: ServiceAccount, token: ApiToken) -> tuple[ApiToken, str]:
+    """Replaces a token with a new one of the same name, scopes and lifetime, shown once; the old one
+    stops working in the same transaction (the pipeline's secret must be updated with the new one)."""
+    if not user_may_manage_service_accounts(user=actor, team=account.team):
+        raise PermissionDeniedError(f"only an admin of {account.team.name} or a platform admin can rotate its tokens")
+    if not account.is_active:
+        raise ConflictError(f"{account.name} is revoked")
+    with transaction.atomic():
+        old = _account_token(account=account, token=token)
+        if not old.enabled:
+            raise ConflictError(f"the token {old.name} is revoked: issue a new one instead")
+        lifetime = max(1, round((old.expires_at - old.created_at).total_seconds() / 86400))
+        days = min(lifetime, settings.MESHGATE_API_TOKEN_MAX_DAYS)
+        new, plaintext = token_create(
+            user=account.user, name=old.name, scopes=list(old.scopes), expires_in_days=days, actor=actor
+        )
+        old.enabled = False
+        old.save(update_fields=["enabled"])
+        audit_record(
+            action=AuditAction.TOKEN_ROTATED,
+            actor=actor,
+            obj=old,
+            after={"key_id": old.key_id, "user": account.name, "replaced_by": new.key_id},
+        )
+    return new, plaintext

@@ -313,6 +313,11 @@ MESHGATE_FIELD_ENCRYPTION_KEY = env.str("MESHGATE_FIELD_ENCRYPTION_KEY", default
 # embedded default only; production refuses to start without it).
 MESHGATE_AUDIT_KEY = env.str("MESHGATE_AUDIT_KEY", default="")
 MESHGATE_API_TOKEN_MAX_DAYS = env.int("MESHGATE_API_TOKEN_MAX_DAYS", default=365)
+# A change's server-sent event stream (/api/v1/changes/{id}/events/stream/) holds a web worker while
+# open: it ends after this many seconds (keep it below gunicorn's --timeout, WEB_TIMEOUT, 60 by
+# default, which would kill a sync worker mid-stream); clients reconnect with Last-Event-ID.
+MESHGATE_EVENT_STREAM_SECONDS = env.int("MESHGATE_EVENT_STREAM_SECONDS", default=50)
+MESHGATE_EVENT_STREAM_HEARTBEAT_SECONDS = env.float("MESHGATE_EVENT_STREAM_HEARTBEAT_SECONDS", default=15.0)
 # Whether a platform admin may give a service account the approver role (off: pipelines only author).
 MESHGATE_SERVICE_ACCOUNT_APPROVERS = env.bool("MESHGATE_SERVICE_ACCOUNT_APPROVERS", default=False)
 MESHGATE_KUBE_TIMEOUT_SECONDS = env.float("MESHGATE_KUBE_TIMEOUT_SECONDS", default=10.0)

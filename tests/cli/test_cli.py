@@ -156,3 +156,45 @@ def test_apply_again_for_the_same_pull_request_is_a_new_commit_of_the_same_chang
     item = change.items.get()
     assert item.content["spec"]["http"][0]["timeout"] == "7s"
     assert item.source_file == "mesh/bookinfo/reviews.yaml"
+
+
+def test_status_watch_follows_the_event_stream_line_by_line_until_the_change_ends(meshgate, cluster_org, capsys):
+    import threading
+    import time
+
+    from policies.services.changes import change_reject
+    from policies.services.reviews import review_request_changes
+    from tests.policies.changes.helpers import submitted_change
+
+    change = submitted_change(cluster_org)
+    exit_codes: list[int] = []
+    watcher = threading.Thread(target=lambda: exit_codes.append(meshgate("status", str(change.pk), "--watch")))
+    watcher.start()
+    out = ""
+    give_up = time.monotonic() + 60
+    while "in_review" not in out and time.monotonic() < give_up and watcher.is_alive():
+        time.sleep(0.1)
+        out += capsys.readouterr().out
+    assert "in_review" in out  # the watcher is connected and has the first status
+
+    review_request_changes(reviewer=cluster_org.approver, change=change, body="use 3s")
+    change.refresh_from_db()
+    change_reject(actor=cluster_org.approver, change=change, reason="not now")
+    watcher.join(timeout=60)
+    out += capsys.readouterr().out
+    assert exit_codes == [cli.EXIT_CHANGE_FAILED]
+    lines = [line for line in out.splitlines() if line.startswith(f"change #{change.pk}")]
+    assert ": in_review" in lines[0] and ": rejected" in lines[-1] and "outcome: failed" in lines[-1]
+
+
+def test_status_watch_reconnects_when_a_stream_ends_and_stops_at_its_own_timeout(
+    meshgate, cluster_org, capsys, settings
+):
+    from tests.policies.changes.helpers import submitted_change
+
+    settings.MESHGATE_EVENT_STREAM_SECONDS = 1  # each stream ends after a second: the CLI reconnects
+    change = submitted_change(cluster_org)
+    assert meshgate("status", str(change.pk), "--watch", "--timeout", "3s") == cli.EXIT_TIMEOUT
+    captured = capsys.readouterr()
+    assert captured.out.count(f"change #{change.pk} on staging: in_review") == 1  # resumed without a repeat
+    assert f"timed out waiting for change #{change.pk} (in_review)" in captured.err
