@@ -136,7 +136,8 @@ def test_a_deleted_object_leaves_the_inventory_and_a_reset_cluster_is_listed_aga
     # Pods are kept trimmed, yet the checks see each workload as a direct list shows it (its sidecar,
     # injection annotations and Node).
     stored_pods = {
-        (row.namespace, row.name): row.content for row in InventoryObject.objects.filter(environment=staging, kind="Pod")
+        (row.namespace, row.name): row.content
+        for row in InventoryObject.objects.filter(environment=staging, kind="Pod")
     }
     live_pods = {(p["metadata"]["namespace"], p["metadata"]["name"]): p for p in kube.list_pods(cfg)}
     assert stored_pods.keys() == live_pods.keys()
