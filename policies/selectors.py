@@ -9,7 +9,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.auth.models import User as DjangoUser
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import (
     OPEN_CHANGE_STATES,
@@ -84,10 +84,77 @@ def policy_list(*, user: User) -> QuerySet[Policy]:
 def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Page:
     """One page of `queryset`: the page's primary keys first (ordered, without the annotations), then
     only those rows with their annotations. The owner-team subqueries run for the page's rows, not
-    for every row an OFFSET skips, so the last page costs what the first does."""
-    page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(number)
+    for every row an OFFSET skips, and in the default order the keys come from the index that serves
+    it (`policy_pks`), so the last page costs what the first does."""
+    page = Paginator(policy_pks(queryset), per_page).get_page(number)
     page.object_list = rows_for_pks(queryset, list(page.object_list))  # type: ignore[assignment]
     return page
+
+
+class PolicyPks:
+    """The primary keys of a policy queryset in the catalog's default order (environment order, then
+    namespace, kind, name), sliced environment by environment: within one environment the order is
+    the `policy_catalog_order` index's, so a slice at any offset walks that index instead of sorting
+    every row (the environment's order lives in another table, which no index of policies can serve);
+    only a slice across environments sorts, and only their rows. Two queries a slice, as a paginated
+    queryset: the counts per environment, then the keys. Paginators count it and slice it like a
+    queryset."""
+
+    ordered = True
+
+    def __init__(self, queryset: QuerySet[Policy]) -> None:
+        self._queryset = queryset.order_by()
+        self._groups: list[tuple[list[int], int]] | None = None
+
+    def _environment_groups(self) -> list[tuple[list[int], int]]:
+        """(environment ids sharing one order, their number of rows), in environment order."""
+        if self._groups is None:
+            rows = self._queryset.values_list("environment_id", "environment__order").annotate(n=Count("pk"))
+            groups: dict[int, list[tuple[int, int]]] = {}
+            for pk, order, count in rows.order_by():
+                groups.setdefault(order, []).append((pk, count))
+            self._groups = [
+                (sorted(pk for pk, _ in groups[order]), sum(count for _, count in groups[order]))
+                for order in sorted(groups)
+            ]
+        return self._groups
+
+    def count(self) -> int:
+        return sum(rows for _, rows in self._environment_groups())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, window: slice) -> list[int]:
+        if not isinstance(window, slice) or window.step not in (None, 1):
+            raise TypeError("PolicyPks takes a slice")
+        start, stop = window.start or 0, window.stop if window.stop is not None else self.count()
+        environments: list[int] = []  # of the groups the window covers
+        first_offset, offset, spanned = 0, 0, 0
+        for group, rows in self._environment_groups():
+            if offset + rows > start and offset < stop:
+                if not environments:
+                    first_offset = offset
+                environments += group
+                spanned += 1
+            offset += rows
+        if not environments or start >= stop:
+            return []
+        if spanned == 1 and len(environments) == 1:  # the index's order: no sort
+            keys = self._queryset.filter(environment_id=environments[0]).order_by("namespace", "kind", "name")
+        else:  # a window across environments: one sort over theirs
+            keys = self._queryset.filter(environment_id__in=environments).order_by(
+                "environment__order", "namespace", "kind", "name", "environment_id"
+            )
+        return list(keys.values_list("pk", flat=True)[start - first_offset : stop - first_offset])
+
+
+def policy_pks(queryset: QuerySet[Policy]) -> PolicyPks | QuerySet[Any]:
+    """`PolicyPks` of `queryset` in the default order; a plain list of keys for any other order."""
+    default = queryset.model._meta.ordering == ["environment__order", "namespace", "kind", "name"]
+    if queryset.query.order_by or not queryset.query.default_ordering or not default:
+        return queryset.values_list("pk", flat=True)
+    return PolicyPks(queryset)
 
 
 def rows_for_pks(queryset: QuerySet[Policy], pks: list[int]) -> list[Policy]:

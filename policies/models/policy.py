@@ -30,7 +30,9 @@ class Policy(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["environment", "kind", "namespace", "name"], name="unique_policy_identity")
         ]
-        indexes = [models.Index(fields=["environment", "namespace"])]
+        # Serves the catalog's default order within an environment (`selectors.page_pk_first` pages
+        # environment by environment), and every filter by environment and namespace.
+        indexes = [models.Index(fields=["environment", "namespace", "kind", "name"], name="policy_catalog_order")]
 
     def __str__(self) -> str:
         return f"{self.environment.name}/{self.namespace}/{self.kind}/{self.name}"
