@@ -130,23 +130,29 @@ class PolicyPks:
             raise TypeError("PolicyPks takes a slice")
         start, stop = window.start or 0, window.stop if window.stop is not None else self.count()
         environments: list[int] = []  # of the groups the window covers
-        first_offset, offset, spanned = 0, 0, 0
+        first_offset, offset, spanned, rows_spanned = 0, 0, 0, 0
         for group, rows in self._environment_groups():
             if offset + rows > start and offset < stop:
                 if not environments:
                     first_offset = offset
                 environments += group
                 spanned += 1
+                rows_spanned += rows
             offset += rows
         if not environments or start >= stop:
             return []
+        low, high = start - first_offset, min(stop - first_offset, rows_spanned)
         if spanned == 1 and len(environments) == 1:  # the index's order: no sort
-            keys = self._queryset.filter(environment_id=environments[0]).order_by("namespace", "kind", "name")
+            one = self._queryset.filter(environment_id=environments[0])
+            if low > rows_spanned - high:  # nearer the end: walk the index backwards (the last page is a first)
+                backwards = one.order_by("-namespace", "-kind", "-name").values_list("pk", flat=True)
+                return list(reversed(backwards[rows_spanned - high : rows_spanned - low]))
+            keys = one.order_by("namespace", "kind", "name")
         else:  # a window across environments: one sort over theirs
             keys = self._queryset.filter(environment_id__in=environments).order_by(
                 "environment__order", "namespace", "kind", "name", "environment_id"
             )
-        return list(keys.values_list("pk", flat=True)[start - first_offset : stop - first_offset])
+        return list(keys.values_list("pk", flat=True)[low:high])
 
 
 def policy_pks(queryset: QuerySet[Policy]) -> PolicyPks | QuerySet[Any]:
