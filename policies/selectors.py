@@ -86,8 +86,9 @@ def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Pag
     only those rows with their annotations. The owner-team subqueries run for the page's rows, not
     for every row an OFFSET skips, and in the default order the keys come from the index that serves
     it (`policy_pks`), so the last page costs what the first does."""
-    page = Paginator(policy_pks(queryset), per_page).get_page(number)
-    page.object_list = rows_for_pks(queryset, list(page.object_list))  # type: ignore[assignment]
+    keys: Any = policy_pks(queryset)  # counted and sliced as Paginator does a queryset
+    page = Paginator(keys, per_page).get_page(number)
+    page.object_list = rows_for_pks(queryset, list(page.object_list))
     return page
 
 
