@@ -92,36 +92,34 @@ def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Pag
     return page
 
 
+CATALOG_ORDER = ["environment__order", "environment__name", "namespace", "kind", "name"]  # Policy.Meta.ordering
+
+
 class PolicyPks:
-    """The primary keys of a policy queryset in the catalog's default order (environment order, then
-    namespace, kind, name), sliced environment by environment: within one environment the order is
-    the `policy_catalog_order` index's, so a slice at any offset walks that index instead of sorting
-    every row (the environment's order lives in another table, which no index of policies can serve);
-    only a slice across environments sorts, and only their rows. Two queries a slice, as a paginated
-    queryset: the counts per environment, then the keys. Paginators count it and slice it like a
-    queryset."""
+    """The primary keys of a policy queryset in the catalog's default order (environments by order
+    and name, then namespace, kind, name), sliced environment by environment: within one environment
+    the order is the `policy_catalog_order` index's, so a slice at any offset walks that index (from
+    the nearer end) instead of sorting every row (the environment's order lives in another table,
+    which no index of policies can serve); only a slice across environments sorts, and only their
+    rows. Two queries a slice, as a paginated queryset: the counts per environment, then the keys.
+    Paginators count it and slice it like a queryset."""
 
     ordered = True
 
     def __init__(self, queryset: QuerySet[Policy]) -> None:
         self._queryset = queryset.order_by()
-        self._groups: list[tuple[list[int], int]] | None = None
+        self._environments: list[tuple[int, int]] | None = None
 
-    def _environment_groups(self) -> list[tuple[list[int], int]]:
-        """(environment ids sharing one order, their number of rows), in environment order."""
-        if self._groups is None:
-            rows = self._queryset.values_list("environment_id", "environment__order").annotate(n=Count("pk"))
-            groups: dict[int, list[tuple[int, int]]] = {}
-            for pk, order, count in rows.order_by():
-                groups.setdefault(order, []).append((pk, count))
-            self._groups = [
-                (sorted(pk for pk, _ in groups[order]), sum(count for _, count in groups[order]))
-                for order in sorted(groups)
-            ]
-        return self._groups
+    def _per_environment(self) -> list[tuple[int, int]]:
+        """(environment id, its number of rows), in environment order."""
+        if self._environments is None:
+            rows = self._queryset.values_list("environment_id", "environment__order", "environment__name")
+            counted = rows.annotate(n=Count("pk")).order_by()
+            self._environments = [(pk, n) for pk, _, _, n in sorted(counted, key=lambda row: (row[1], row[2]))]
+        return self._environments
 
     def count(self) -> int:
-        return sum(rows for _, rows in self._environment_groups())
+        return sum(rows for _, rows in self._per_environment())
 
     def __len__(self) -> int:
         return self.count()
@@ -130,35 +128,32 @@ class PolicyPks:
         if not isinstance(window, slice) or window.step not in (None, 1):
             raise TypeError("PolicyPks takes a slice")
         start, stop = window.start or 0, window.stop if window.stop is not None else self.count()
-        environments: list[int] = []  # of the groups the window covers
-        first_offset, offset, spanned, rows_spanned = 0, 0, 0, 0
-        for group, rows in self._environment_groups():
+        environments: list[int] = []  # those the window covers
+        first_offset, offset, rows_spanned = 0, 0, 0
+        for environment, rows in self._per_environment():
             if offset + rows > start and offset < stop:
                 if not environments:
                     first_offset = offset
-                environments += group
-                spanned += 1
+                environments.append(environment)
                 rows_spanned += rows
             offset += rows
         if not environments or start >= stop:
             return []
         low, high = start - first_offset, min(stop - first_offset, rows_spanned)
-        if spanned == 1 and len(environments) == 1:  # the index's order: no sort
+        if len(environments) == 1:  # the index's order: no sort
             one = self._queryset.filter(environment_id=environments[0])
             if low > rows_spanned - high:  # nearer the end: walk the index backwards (the last page is a first)
                 backwards = one.order_by("-namespace", "-kind", "-name").values_list("pk", flat=True)
                 return list(reversed(backwards[rows_spanned - high : rows_spanned - low]))
             keys = one.order_by("namespace", "kind", "name")
         else:  # a window across environments: one sort over theirs
-            keys = self._queryset.filter(environment_id__in=environments).order_by(
-                "environment__order", "namespace", "kind", "name", "environment_id"
-            )
+            keys = self._queryset.filter(environment_id__in=environments).order_by(*CATALOG_ORDER)
         return list(keys.values_list("pk", flat=True)[low:high])
 
 
 def policy_pks(queryset: QuerySet[Policy]) -> PolicyPks | QuerySet[Any]:
     """`PolicyPks` of `queryset` in the default order; a plain list of keys for any other order."""
-    default = queryset.model._meta.ordering == ["environment__order", "namespace", "kind", "name"]
+    default = queryset.model._meta.ordering == CATALOG_ORDER
     if queryset.query.order_by or not queryset.query.default_ordering or not default:
         return queryset.values_list("pk", flat=True)
     return PolicyPks(queryset)

@@ -25,7 +25,7 @@ class Policy(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ["environment__order", "namespace", "kind", "name"]
+        ordering = ["environment__order", "environment__name", "namespace", "kind", "name"]
         verbose_name_plural = "policies"
         constraints = [
             models.UniqueConstraint(fields=["environment", "kind", "namespace", "name"], name="unique_policy_identity")

@@ -208,16 +208,19 @@ def test_drifted_policies_are_marked_and_filtered_without_extra_queries(client, 
 
 
 def test_pages_follow_the_default_order_across_environments(org):
-    """Pages read environment by environment (the index's order within one); stitched together they
-    are the catalog in its default order, environments of the same promotion order included."""
+    """Pages read environment by environment (the index's order within one, from the nearer end);
+    stitched together they are the catalog in its default order: environments by promotion order,
+    then name (so those of the same order do not interleave), then namespace, kind, name."""
     twin = EnvironmentFactory(name="staging-b", order=org.env.order)
     last = EnvironmentFactory(name="zz-last", order=org.env.order + 100)
     for environment in (twin, last):
         for number in range(7):
             make_policy(environment=environment, namespace=f"ns-{number % 3}", name=f"p-{number}")
     visible = selectors.policy_list(user=org.sec)
-    expected = list(visible.values_list("pk", flat=True).order_by(*Policy._meta.ordering, "environment_id"))
+    expected = list(visible.values_list("pk", flat=True).order_by(*Policy._meta.ordering))
     assert len(expected) > 14
+    names = [Policy.objects.get(pk=pk).environment.name for pk in expected]
+    assert names.index("staging-b") > max(i for i, name in enumerate(names) if name == org.env.name)
     stitched: list[int] = []
     number = 1
     while True:
