@@ -1,14 +1,17 @@
 """Times the drift sweep (`policies.services.drift.drift_detect`) at N objects Meshgate rolled out.
 
-    .venv/bin/python benchmarks/drift_sweep.py [--objects 1000,10000] [--drifted 1]
+    .venv/bin/python benchmarks/drift_sweep.py [--objects 1000,10000] [--drifted 1] [--database-url URL]
+        [--stale-inventory]
 
 For each N: a meshsim cluster seeded with N VirtualServices and DestinationRules (half each) over
 N/20 namespaces, a throwaway SQLite database (DATABASE_URL replaced; a postgres URL given with
 `--database-url` is dropped and re-created) holding a Policy per object whose last revision came from
 a rollout (content hash of the live object), and `--drifted` percent of the objects then edited on
-the cluster by another writer. Prints per N: the sweep's wall time, the number of cluster requests
-(one list per kind and namespace) and database queries, and its counts; then a second sweep (nothing
-new: it only compares hashes).
+the cluster by another writer. The live inventory then holds what the watcher (`manage.py
+watch_inventory`, shipped beside the workers) lists, so the sweep reads it as it does in a
+deployment; with `--stale-inventory` the inventory is older than its bound and the sweep lists the
+cluster instead. Prints per N: the sweep's wall and CPU time, the number of cluster requests and
+database queries, and its counts; then a second sweep (nothing new: it only compares hashes).
 """
 
 from __future__ import annotations
@@ -76,18 +79,21 @@ def main() -> int:
     parser.add_argument("--objects", default="1000,10000")
     parser.add_argument("--drifted", type=float, default=1.0, help="percent of objects edited out of band")
     parser.add_argument("--database-url", default="")
+    parser.add_argument(
+        "--stale-inventory", action="store_true", help="the inventory is stale: the sweep lists the cluster"
+    )
     parser.add_argument("--row-only", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     sizes = [int(x) for x in args.objects.split(",")]
     if args.row_only:
         with tempfile.TemporaryDirectory() as tmp:
-            print(run(Path(tmp), sizes[0], args.drifted, args.database_url), flush=True)
+            print(run(Path(tmp), sizes[0], args.drifted, args.database_url, args.stale_inventory), flush=True)
         return 0
     print(
-        "| objects | namespaces | sweep (s) | cluster requests | DB queries | checked | drifted (new) | "
-        "second sweep (s) |"
+        "| objects | namespaces | live state read from | sweep wall (s) | sweep CPU (s) | cluster requests | "
+        "DB queries | checked | drifted (new) | second sweep (s) |"
     )
-    print("|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in sizes:  # each size in a fresh process (Django is set up once per process)
         subprocess.run(
             [
@@ -100,26 +106,29 @@ def main() -> int:
                 "--database-url",
                 args.database_url,
                 "--row-only",
+                *(["--stale-inventory"] if args.stale_inventory else []),
             ],
             check=True,
         )
     return 0
 
 
-def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str:
+def run(workdir: Path, n: int, drifted_percent: float, database_url: str, stale_inventory: bool) -> str:
     from benchmarks._common import setup_django
     from tests.fixtures.meshsim import start_meshsim
 
-    setup_django(workdir, database_url, "", {})
+    setup_django(workdir, database_url, "", {"MESHGATE_INVENTORY_MAX_AGE_SECONDS": "0" if stale_inventory else "3600"})
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 
     from integrations import kubernetes as kube
+    from integrations.kubernetes.watch import WATCHED_KINDS, list_raw
     from policies.choices import RevisionSource
     from policies.cluster import cluster_config
     from policies.models import Environment, Policy, PolicyRevision
     from policies.normalize import content_hash, normalize_object
     from policies.services.drift import drift_detect
+    from policies.services.inventory import inventory_replace
 
     docs = seed_documents(n)
     seed = workdir / "seed.yaml"
@@ -163,6 +172,11 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
                 },
             }
             kube.apply_object(cfg, edited, field_manager="kubectl-label", force=True)
+        started = time.perf_counter()
+        for kind in WATCHED_KINDS:  # the watcher's list (its watch would carry the edits the same way)
+            items, version = list_raw(cfg, kind)
+            inventory_replace(env.pk, kind, items, version)
+        print(f"  (N = {n:,}: the watcher's list into the inventory {time.perf_counter() - started:.1f} s)")
         calls = {"list": 0, "get": 0}
         real_list, real_get = kube.list_objects, kube.get_object
 
@@ -176,9 +190,9 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
 
         kube.list_objects, kube.get_object = counted_list, counted_get
         with CaptureQueriesContext(connection) as queries:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             counts = drift_detect(environment=env)
-            first = time.perf_counter() - started
+            first, first_cpu = time.perf_counter() - started, time.process_time() - cpu
         lists = f"{calls['list']} lists, {calls['get']} GETs"
         started = time.perf_counter()
         again = drift_detect(environment=env)
@@ -188,7 +202,8 @@ def run(workdir: Path, n: int, drifted_percent: float, database_url: str) -> str
         meshsim.stop()
     namespaces = max(1, n // 20)
     return (
-        f"| {n:,} | {namespaces} | {first:.2f} | {lists} | {len(queries)} | {counts['checked']:,} | "
+        f"| {n:,} | {namespaces} | {'cluster lists (inventory stale)' if stale_inventory else 'live inventory'} | "
+        f"{first:.2f} | {first_cpu:.2f} | {lists} | {len(queries)} | {counts['checked']:,} | "
         f"{counts['drifted']} ({counts['new']}) | {second:.2f} |"
     )
 

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser, Permission
 from django.contrib.auth.models import User as DjangoUser
 from django.core.paginator import Page, Paginator
-from django.db.models import Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
+from django.db.models import Count, Exists, F, OuterRef, Prefetch, Q, QuerySet, Subquery
 
 from policies.choices import (
     OPEN_CHANGE_STATES,
@@ -87,10 +87,79 @@ def policy_list(*, user: User) -> QuerySet[Policy]:
 def page_pk_first(queryset: QuerySet[Policy], number: Any, per_page: int) -> Page:
     """One page of `queryset`: the page's primary keys first (ordered, without the annotations), then
     only those rows with their annotations. The owner-team subqueries run for the page's rows, not
-    for every row an OFFSET skips, so the last page costs what the first does."""
-    page = Paginator(queryset.values_list("pk", flat=True), per_page).get_page(number)
-    page.object_list = rows_for_pks(queryset, list(page.object_list))  # type: ignore[assignment]
+    for every row an OFFSET skips, and in the default order the keys come from the index that serves
+    it (`policy_pks`), so the last page costs what the first does."""
+    keys: Any = policy_pks(queryset)  # counted and sliced as Paginator does a queryset
+    page = Paginator(keys, per_page).get_page(number)
+    page.object_list = rows_for_pks(queryset, list(page.object_list))
     return page
+
+
+CATALOG_ORDER = ["environment__order", "environment__name", "namespace", "kind", "name"]  # Policy.Meta.ordering
+
+
+class PolicyPks:
+    """The primary keys of a policy queryset in the catalog's default order (environments by order
+    and name, then namespace, kind, name), sliced environment by environment: within one environment
+    the order is the `policy_catalog_order` index's, so a slice at any offset walks that index (from
+    the nearer end) instead of sorting every row (the environment's order lives in another table,
+    which no index of policies can serve); only a slice across environments sorts, and only their
+    rows. Two queries a slice, as a paginated queryset: the counts per environment, then the keys.
+    Paginators count it and slice it like a queryset."""
+
+    ordered = True
+
+    def __init__(self, queryset: QuerySet[Policy]) -> None:
+        self._queryset = queryset.order_by()
+        self._environments: list[tuple[int, int]] | None = None
+
+    def _per_environment(self) -> list[tuple[int, int]]:
+        """(environment id, its number of rows), in environment order."""
+        if self._environments is None:
+            rows = self._queryset.values_list("environment_id", "environment__order", "environment__name")
+            counted = rows.annotate(n=Count("pk")).order_by()
+            self._environments = [(pk, n) for pk, _, _, n in sorted(counted, key=lambda row: (row[1], row[2]))]
+        return self._environments
+
+    def count(self) -> int:
+        return sum(rows for _, rows in self._per_environment())
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, window: slice) -> list[int]:
+        if not isinstance(window, slice) or window.step not in (None, 1):
+            raise TypeError("PolicyPks takes a slice")
+        start, stop = window.start or 0, window.stop if window.stop is not None else self.count()
+        environments: list[int] = []  # those the window covers
+        first_offset, offset, rows_spanned = 0, 0, 0
+        for environment, rows in self._per_environment():
+            if offset + rows > start and offset < stop:
+                if not environments:
+                    first_offset = offset
+                environments.append(environment)
+                rows_spanned += rows
+            offset += rows
+        if not environments or start >= stop:
+            return []
+        low, high = start - first_offset, min(stop - first_offset, rows_spanned)
+        if len(environments) == 1:  # the index's order: no sort
+            one = self._queryset.filter(environment_id=environments[0])
+            if low > rows_spanned - high:  # nearer the end: walk the index backwards (the last page is a first)
+                backwards = one.order_by("-namespace", "-kind", "-name").values_list("pk", flat=True)
+                return list(reversed(backwards[rows_spanned - high : rows_spanned - low]))
+            keys = one.order_by("namespace", "kind", "name")
+        else:  # a window across environments: one sort over theirs
+            keys = self._queryset.filter(environment_id__in=environments).order_by(*CATALOG_ORDER)
+        return list(keys.values_list("pk", flat=True)[low:high])
+
+
+def policy_pks(queryset: QuerySet[Policy]) -> PolicyPks | QuerySet[Any]:
+    """`PolicyPks` of `queryset` in the default order; a plain list of keys for any other order."""
+    default = queryset.model._meta.ordering == CATALOG_ORDER
+    if queryset.query.order_by or not queryset.query.default_ordering or not default:
+        return queryset.values_list("pk", flat=True)
+    return PolicyPks(queryset)
 
 
 def rows_for_pks(queryset: QuerySet[Policy], pks: list[int]) -> list[Policy]:

@@ -17,7 +17,7 @@ from rest_framework.viewsets import ReadOnlyModelViewSet
 from policies.api import serializers
 from policies.filtersets import PolicyFilterSet
 from policies.models import PolicyRevision
-from policies.selectors import environment_list, policy_list, policy_revisions, rows_for_pks, team_list
+from policies.selectors import environment_list, policy_list, policy_pks, policy_revisions, rows_for_pks, team_list
 from portal.pagination import BoundedLimitOffsetPagination
 
 
@@ -31,7 +31,7 @@ class PkFirstPagination(BoundedLimitOffsetPagination):
         request: Request,
         view: APIView | None = None,
     ) -> list | None:
-        pks = super().paginate_queryset(queryset.values_list("pk", flat=True), request, view)
+        pks = super().paginate_queryset(policy_pks(queryset), request, view)  # type: ignore[arg-type]
         return None if pks is None else rows_for_pks(queryset, list(pks))
 
 

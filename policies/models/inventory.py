@@ -18,6 +18,10 @@ class InventoryObject(models.Model):
     name = models.CharField(max_length=253)
     resource_version = models.CharField(max_length=64)
     content = models.JSONField()
+    # Of the Istio kinds: the hash of the normalized content (`policies.normalize.content_hash`), which
+    # the drift sweep compares with the applied revision's without loading either; "" for other kinds
+    # (and rows written before the column, which the sweep hashes from `content`).
+    content_hash = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         constraints = [

@@ -25,12 +25,14 @@ class Policy(models.Model):
     created_at = models.DateTimeField(default=timezone.now, editable=False)
 
     class Meta:
-        ordering = ["environment__order", "namespace", "kind", "name"]
+        ordering = ["environment__order", "environment__name", "namespace", "kind", "name"]
         verbose_name_plural = "policies"
         constraints = [
             models.UniqueConstraint(fields=["environment", "kind", "namespace", "name"], name="unique_policy_identity")
         ]
-        indexes = [models.Index(fields=["environment", "namespace"])]
+        # Serves the catalog's default order within an environment (`selectors.page_pk_first` pages
+        # environment by environment), and every filter by environment and namespace.
+        indexes = [models.Index(fields=["environment", "namespace", "kind", "name"], name="policy_catalog_order")]
 
     def __str__(self) -> str:
         return f"{self.environment.name}/{self.namespace}/{self.kind}/{self.name}"

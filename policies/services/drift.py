@@ -1,11 +1,13 @@
 """Acting on drift: adopt the live object as a draft, or re-apply the revision Meshgate applied.
 
 `drift_detect` (the periodic sweep) keeps a `PolicyDrift` row while a policy that Meshgate rolled out
-differs from its live object. It lists each kind once per namespace, or once across the cluster when its policies span more than
-`DRIFT_NAMESPACE_LISTS` namespaces (never one GET per policy), compares
-content hashes (the live object's against the hash of the last revision Meshgate applied, read with
-the policy, never the revision's content), writes only what changed, and runs under the
-single-flight lease `drift:<environment>`: a sweep that finds the lease held skips that environment
+differs from its live object. It compares content hashes: in one query, each policy's last applied
+revision's hash with the hash the live inventory holds for its object (written by the watcher), never
+loading a revision's content, and the live content only of the few policies whose drift is new. When
+the inventory is stale it lists each kind once per namespace instead, or once across the cluster
+when its policies span more than `DRIFT_NAMESPACE_LISTS` namespaces (never one GET per policy), and
+hashes what it listed. It writes only what changed, and runs under the single-flight lease
+`drift:<environment>`: a sweep that finds the lease held skips that environment
 (overlapping beats, two beat processes). People with a role in the team owning the
 namespace (the same people who may draft there) have two ways out:
 
@@ -33,7 +35,7 @@ from django.utils import timezone
 
 from integrations import kubernetes as kube
 from integrations.kubernetes.exceptions import KubernetesError
-from policies import selectors
+from policies import inventory, selectors
 from policies.choices import (
     AuditAction,
     NotificationEvent,
@@ -49,6 +51,7 @@ from policies.models import (
     ChangeRequest,
     Draft,
     Environment,
+    InventoryObject,
     Policy,
     PolicyDrift,
     PolicyRevision,
@@ -228,13 +231,20 @@ def drift_detect(*, environment: Environment | None = None) -> dict[str, int]:
 
 def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
     applied = PolicyRevision.objects.filter(policy=OuterRef("pk"), source=RevisionSource.ROLLOUT).order_by("-number")
+    live = InventoryObject.objects.filter(
+        environment=env, kind=OuterRef("kind"), namespace=OuterRef("namespace"), name=OuterRef("name")
+    )
+    # One query: each policy a rollout wrote, the hash of the revision it applied last and the hash
+    # the inventory holds for its live object (no revision content, no live content).
     policies = list(
-        Policy.objects.filter(environment=env, revisions__source=RevisionSource.ROLLOUT)
-        .distinct()
+        Policy.objects.filter(environment=env)
         .annotate(
             applied_hash=Subquery(applied.values("content_hash")[:1]),
             applied_number=Subquery(applied.values("number")[:1]),
+            live_id=Subquery(live.values("pk")[:1]),
+            live_hash=Subquery(live.values("content_hash")[:1]),
         )
+        .filter(applied_hash__isnull=False)
         .only("pk", "kind", "namespace", "name", "environment_id")
         .order_by()
     )
@@ -247,10 +257,61 @@ def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
         d.policy_id: d
         for d in PolicyDrift.objects.filter(policy__environment=env).only("pk", "policy_id", "notified_hash")
     }
+    swept = [policy for policy in policies if policy.pk not in active]
+    for policy in swept:
+        policy.environment = env  # audit rows name it: no query per policy
+    kinds = sorted({policy.kind for policy in swept})
+    if not kinds:
+        return
+    state = inventory.freshness(env, kinds)
+    if state.fresh:
+        _sweep_inventory(env, swept, existing, counts)
+    else:
+        logger.info("drift sweep of %s: %s", env.name, state.stale_notice())
+        _sweep_lists(env, swept, existing, counts)
+
+
+def _sweep_inventory(env: Environment, policies: list[Any], existing: dict[int, PolicyDrift], counts: dict) -> None:
+    """Compares the hashes read with the policies; loads the live content of the (few) policies whose
+    drift is new or changed, and of inventory rows stored before their hash was."""
+    unhashed = [policy.live_id for policy in policies if policy.live_id is not None and not policy.live_hash]
+    for start in range(0, len(unhashed), 1000):
+        rows = InventoryObject.objects.filter(pk__in=unhashed[start : start + 1000]).values_list("pk", "content")
+        hashes = {pk: content_hash(normalize_object(content)) for pk, content in rows}
+        for policy in policies:
+            if policy.live_id in hashes:
+                policy.live_hash = hashes[policy.live_id]
+    wanted = []
+    for policy in policies:
+        digest = policy.live_hash if policy.live_id is not None else "absent"
+        drift = existing.get(policy.pk)
+        if (
+            digest != policy.applied_hash
+            and policy.live_id is not None
+            and (drift is None or drift.notified_hash != digest)
+        ):
+            wanted.append(policy.live_id)
+    contents: dict[int, dict[str, Any]] = {}
+    for start in range(0, len(wanted), 1000):
+        contents.update(
+            InventoryObject.objects.filter(pk__in=wanted[start : start + 1000]).values_list("pk", "content")
+        )
+    for policy in policies:
+        counts["checked"] += 1
+        if policy.live_id is None:
+            _drift_compare(env, policy, "absent", None, "", existing.get(policy.pk), counts)
+            continue
+        content = contents.get(policy.live_id)
+        normalized = normalize_object(content) if content is not None else None
+        resource_version = ((content or {}).get("metadata") or {}).get("resourceVersion", "")
+        _drift_compare(env, policy, policy.live_hash, normalized, resource_version, existing.get(policy.pk), counts)
+
+
+def _sweep_lists(env: Environment, policies: list[Any], existing: dict[int, PolicyDrift], counts: dict) -> None:
+    """The inventory is stale: lists each kind once per namespace (or across the cluster)."""
     groups: dict[tuple[str, str], list[Any]] = defaultdict(list)  # Policies annotated with applied_*
     for policy in policies:
-        if policy.pk not in active:
-            groups[(policy.kind, policy.namespace)].append(policy)
+        groups[(policy.kind, policy.namespace)].append(policy)
     cfg = cluster_config(env)
     namespaces_by_kind: dict[str, set[str]] = defaultdict(set)
     for kind, namespace in groups:
@@ -271,16 +332,24 @@ def _drift_sweep(env: Environment, counts: dict[str, int]) -> None:
             for namespace in [scope] if scope else sorted(namespaces):
                 for policy in groups[(kind, namespace)]:
                     counts["checked"] += 1
-                    _drift_compare(
-                        env, policy, by_identity.get((namespace, policy.name)), existing.get(policy.pk), counts
-                    )
+                    live = by_identity.get((namespace, policy.name))
+                    normalized = normalize_object(live) if live is not None else None
+                    digest = content_hash(normalized) if normalized is not None else "absent"
+                    resource_version = ((live or {}).get("metadata") or {}).get("resourceVersion", "")
+                    _drift_compare(env, policy, digest, normalized, resource_version, existing.get(policy.pk), counts)
 
 
 def _drift_compare(
-    env: Environment, policy: Any, live: dict[str, Any] | None, existing: PolicyDrift | None, counts: dict[str, int]
+    env: Environment,
+    policy: Any,
+    digest: str,
+    live_content: dict[str, Any] | None,
+    resource_version: str,
+    existing: PolicyDrift | None,
+    counts: dict[str, int],
 ) -> None:
-    live_content = normalize_object(live) if live is not None else None
-    digest = content_hash(live_content) if live_content is not None else "absent"
+    """`digest`: the live object's content hash ("absent" when it is gone); `live_content` its
+    normalized content, needed only when the drift is new or changed."""
     if digest == policy.applied_hash:
         if existing is not None:
             with transaction.atomic():
@@ -291,7 +360,6 @@ def _drift_compare(
     counts["drifted"] += 1
     if existing is not None and existing.notified_hash == digest:
         return
-    resource_version = ((live or {}).get("metadata") or {}).get("resourceVersion", "")
     with transaction.atomic():
         PolicyDrift.objects.update_or_create(
             policy=policy,

@@ -12,7 +12,9 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from policies.choices import PolicyKind
 from policies.models import InventoryObject, InventoryWatermark
+from policies.normalize import content_hash, normalize_object
 
 BATCH = 1000
 
@@ -52,8 +54,10 @@ def _identity(obj: dict[str, Any]) -> tuple[str, str]:
 
 def _rows(environment_id: int, kind: str, items: Iterable[dict[str, Any]]) -> list[InventoryObject]:
     rows = []
+    hashed = kind in PolicyKind.values
     for item in items:
         namespace, name = _identity(item)
+        content = trim(kind, item)
         rows.append(
             InventoryObject(
                 environment_id=environment_id,
@@ -61,7 +65,8 @@ def _rows(environment_id: int, kind: str, items: Iterable[dict[str, Any]]) -> li
                 namespace=namespace,
                 name=name,
                 resource_version=str((item.get("metadata") or {}).get("resourceVersion") or ""),
-                content=trim(kind, item),
+                content=content,
+                content_hash=content_hash(normalize_object(content)) if hashed else "",
             )
         )
     return rows
@@ -73,7 +78,7 @@ def _upsert(rows: list[InventoryObject]) -> None:
             rows[start : start + BATCH],
             update_conflicts=True,
             unique_fields=["environment", "kind", "namespace", "name"],
-            update_fields=["resource_version", "content"],
+            update_fields=["resource_version", "content", "content_hash"],
         )
 
 

@@ -87,3 +87,23 @@ def test_an_unreachable_cluster_writes_nothing(db):
         environment_import(environment=env)
     assert not Policy.objects.exists()
     assert not AuditEvent.objects.exists()
+
+
+def test_an_import_in_several_chunks_records_every_object_once_with_its_audit_rows_in_order(env, cfg):
+    live = _live_count(cfg)
+    assert live > 3 * 3, "the seed spans more than three chunks of three"
+    result = environment_import(environment=env, chunk_size=3)
+    assert result.seen == result.new_policies == result.new_revisions == live
+    policies = Policy.objects.filter(environment=env)
+    assert policies.count() == live
+    assert PolicyRevision.objects.filter(policy__environment=env).count() == live
+    assert not policies.filter(current_revision__isnull=True).exists()
+    by_pk = {str(p.pk): (p.kind, p.namespace, p.name) for p in policies}
+    created = AuditEvent.objects.filter(action="policy.revision_created").order_by("sequence")
+    assert [by_pk[e.object_id] for e in created] == sorted(by_pk.values()), "the chain holds them in import order"
+    report = audit_verify_chain()
+    assert report.ok and report.checked == AuditEvent.objects.count() == live + 1  # + environment.imported
+
+    again = environment_import(environment=env, chunk_size=3)
+    assert (again.new_revisions, again.new_policies, again.unchanged) == (0, 0, live)
+    assert AuditEvent.objects.count() == live + 1

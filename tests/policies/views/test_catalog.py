@@ -3,6 +3,7 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
+from policies import selectors
 from policies.choices import LiveState, PolicyKind
 from policies.constants import CATALOG_PAGE_SIZE
 from policies.models import Policy
@@ -204,3 +205,29 @@ def test_drifted_policies_are_marked_and_filtered_without_extra_queries(client, 
     assert "drifted-0" not in listed(client.get(catalog_url(), {"drifted": "false"}))
     api = client.get("/api/v1/policies/", {"drifted": "true"}).json()  # the same filter in the API
     assert sorted(item["name"] for item in api["results"]) == sorted(policy.name for policy in drifted)
+
+
+def test_pages_follow_the_default_order_across_environments(org):
+    """Pages read environment by environment (the index's order within one, from the nearer end);
+    stitched together they are the catalog in its default order: environments by promotion order,
+    then name (so those of the same order do not interleave), then namespace, kind, name."""
+    twin = EnvironmentFactory(name="staging-b", order=org.env.order)
+    last = EnvironmentFactory(name="zz-last", order=org.env.order + 100)
+    for environment in (twin, last):
+        for number in range(7):
+            make_policy(environment=environment, namespace=f"ns-{number % 3}", name=f"p-{number}")
+    visible = selectors.policy_list(user=org.sec)
+    expected = list(visible.values_list("pk", flat=True).order_by(*Policy._meta.ordering))
+    assert len(expected) > 14
+    names = [Policy.objects.get(pk=pk).environment.name for pk in expected]
+    assert names.index("staging-b") > max(i for i, name in enumerate(names) if name == org.env.name)
+    stitched: list[int] = []
+    number = 1
+    while True:
+        page = selectors.page_pk_first(visible, number, 4)
+        stitched += [policy.pk for policy in page.object_list]
+        if not page.has_next():
+            break
+        number += 1
+    assert stitched == expected
+    assert page.paginator.count == len(expected)
