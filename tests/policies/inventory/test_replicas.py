@@ -44,6 +44,7 @@ pytestmark = pytest.mark.worker
 
 REPO = Path(__file__).resolve().parents[3]
 TIMEOUT = 90.0
+START_SECONDS = 180.0
 BEAT = 2.0
 ENDED = {ChangeState.COMPLETED, ChangeState.ROLLED_BACK, ChangeState.FAILED, ChangeState.ABORTED}
 
@@ -154,15 +155,20 @@ def replicas(transactional_db, org, meshsim, tmp_path) -> Iterator[Any]:
                 stderr=subprocess.STDOUT,
             )
         started.append(r.watcher)
+        # The workers first: seven processes booting Django at once on two shared cores take a while.
+        analyzer = {"MESHGATE_ROLLOUT_ANALYZER": "tests.policies.rollouts.stubs.env_scripted"}
+        r.planner = start_worker_process(
+            tmp_path, "worker-plans", timeout=START_SECONDS, MESHGATE_WORKER_QUEUES="default", **analyzer
+        )
+        started.append(r.planner)
+        r.roller = start_worker_process(
+            tmp_path, "worker-rollouts", timeout=START_SECONDS, MESHGATE_WORKER_QUEUES="rollouts", **analyzer
+        )
+        started.append(r.roller)
         r.webs = [Web(tmp_path, "web-a"), Web(tmp_path, "web-b")]
         started += [web.proc for web in r.webs]
-        analyzer = {"MESHGATE_ROLLOUT_ANALYZER": "tests.policies.rollouts.stubs.env_scripted"}
-        r.planner = start_worker_process(tmp_path, "worker-plans", MESHGATE_WORKER_QUEUES="default", **analyzer)
-        started.append(r.planner)
-        r.roller = start_worker_process(tmp_path, "worker-rollouts", MESHGATE_WORKER_QUEUES="rollouts", **analyzer)
-        started.append(r.roller)
         for web in r.webs:
-            wait_until(web.ready, f"{web.name} answers /healthz")
+            wait_until(web.ready, f"{web.name} answers /healthz", timeout=START_SECONDS)
         r.author = token_for(org.author, [TokenScope.WRITE])
         r.approver = token_for(org.approver, [TokenScope.WRITE])
         yield r
