@@ -112,7 +112,7 @@ def start_worker(
     proc = subprocess.Popen(
         [str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded, shared machine boots Django slowly
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
