@@ -86,14 +86,17 @@ def organisation(meshsim_url: str):
     return org
 
 
-def start_worker(workdir: Path, concurrency: int, pool: str, include: str = "") -> subprocess.Popen:
+def start_worker(
+    workdir: Path, concurrency: int, pool: str, include: str = "", queues: str = "", name: str = "worker"
+) -> subprocess.Popen:
     """ONE `celery worker` through docker/start-worker, with this process's environment (database, broker,
-    var dir, settings), consuming the settings' default queue; returns once it is consuming. Its output
-    goes to `workdir`/worker.log. `include`: a module the worker imports at start-up."""
+    var dir, settings), consuming the settings' queues (all three, or `queues`: start-worker's
+    MESHGATE_WORKER_QUEUES, e.g. "rollouts"); returns once it is consuming. Its output goes to
+    `workdir`/<name>.log. `include`: a module the worker imports at start-up."""
     from django.conf import settings
 
-    ready = workdir / "worker.ready"
-    log = (workdir / "worker.log").open("w")
+    ready = workdir / f"{name}.ready"
+    log = (workdir / f"{name}.log").open("w")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
@@ -102,17 +105,18 @@ def start_worker(workdir: Path, concurrency: int, pool: str, include: str = "") 
         "CELERY_CONCURRENCY": str(concurrency),
         "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
         "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
+        **({"MESHGATE_WORKER_QUEUES": queues} if queues else {}),
         "MESHGATE_WORKER_ARGS": f"--pool={pool} --without-gossip "
         "--without-mingle --without-heartbeat" + (f" --include {include}" if include else ""),
     }
     proc = subprocess.Popen(
         [str(REPO_ROOT / "docker" / "start-worker")], cwd=REPO_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 180  # a loaded, shared machine boots Django slowly
     while not ready.exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RuntimeError(f"worker did not start:\n{(workdir / 'worker.log').read_text()[-3000:]}")
+            raise RuntimeError(f"worker did not start:\n{(workdir / f'{name}.log').read_text()[-3000:]}")
         time.sleep(0.2)
     return proc
 

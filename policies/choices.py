@@ -320,6 +320,7 @@ class ChangeAuditAction(models.TextChoices):
     CHANGE_ITEMS_REPLACED = "change.items_replaced"
     CHANGE_WITHDRAWN = "change.withdrawn"
     CHANGE_RETRIED = "change.retried"
+    CHANGE_PLAN_RESCUED = "change.plan_rescued"
     CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
     CHANGE_ROLLOUT_OPTIONS_UPDATED = "change.rollout_options_updated"
     DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"

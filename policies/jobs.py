@@ -40,7 +40,7 @@ class Job:
     def on_commit(self, *args: Any, countdown: float | None = None) -> None:
         """Sends once the current transaction commits (at once outside one). `robust`: a broker outage
         is logged and does not fail the request that already committed; the periodic rescues
-        (reconcile_rollouts, retry_due_notifications, seal_audit_log) pick the work up."""
+        (reconcile_rollouts, for rollouts and plans; retry_due_notifications; seal_audit_log) pick the work up."""
         transaction.on_commit(lambda: send(self.name, args, countdown=countdown), robust=True)
 
 

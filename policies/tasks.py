@@ -16,7 +16,7 @@ from policies.services.clusters import environment_probe
 from policies.services.drift import drift_detect
 from policies.services.imports import environment_import
 from policies.services.notifications import notification_deliver, notifications_due
-from policies.services.plans import plan_compute
+from policies.services.plans import plan_compute, plans_rescue
 from policies.services.rollouts import rollout_advance as advance
 from policies.services.rollouts import rollouts_due, rollouts_start_due
 
@@ -109,14 +109,16 @@ def reconcile_rollouts() -> dict:
     """Periodic: starts due scheduled changes and enqueues an advance for every rollout whose next action
     is overdue by more than `MESHGATE_ROLLOUT_RESCUE_SECONDS` (its own chain of tasks was lost: a
     killed worker, a broker outage). Rollouts due just now are left to their chains, so a busy worker
-    is not handed duplicates."""
+    is not handed duplicates. It also sends again the plans asked for longer than
+    `MESHGATE_PLAN_RESCUE_SECONDS` ago and never stored (`plans_rescue`)."""
 
     started = rollouts_start_due()
     grace = dt.timedelta(seconds=settings.MESHGATE_ROLLOUT_RESCUE_SECONDS)
     due = rollouts_due(now=timezone.now() - grace)
     for rollout_id in due:
         rollout_advance.delay(rollout_id)
-    return {"started": len(started), "due": len(due)}
+    plans = plans_rescue()
+    return {"started": len(started), "due": len(due), "plans": len(plans)}
 
 
 @shared_task

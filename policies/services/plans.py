@@ -27,18 +27,24 @@ The cluster is read before the transaction opens; the plan is stored in one tran
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
+import logging
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
+from django.db.models import DateTimeField, Exists, F, OuterRef
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from integrations import kubernetes as kube
-from policies import inventory
+from policies import inventory, jobs
 from policies.choices import (
+    ChangeAuditAction,
     ChangeState,
     DraftOperation,
     ForeignControllerPolicy,
@@ -53,6 +59,7 @@ from policies.normalize import content_hash, normalize_object
 from policies.rollout import ownership
 from policies.services.changes import (
     approvals_void,
+    audit_change,
     back_to_review,
     item_filename,
     item_text,
@@ -75,6 +82,11 @@ ROLLOUT_OWNS_LIVE_STATES = frozenset(
         ChangeState.ABORTED,
     }
 )
+# A change in these states is owed a plan (submit, an edit, a rebase and a refresh ask for one).
+PLANNED_STATES = frozenset(
+    {ChangeState.IN_REVIEW, ChangeState.CHANGES_REQUESTED, ChangeState.APPROVED, ChangeState.SCHEDULED}
+)
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -380,3 +392,65 @@ def plan_is_current(*, change: ChangeRequest, plan: Plan | None, items: list[Cha
     if change.content_updated_at and change.content_updated_at > plan.computed_at:
         return False  # an edit or a rebase since
     return plan.items_fingerprint == items_fingerprint(items)
+
+
+# --- lost plans ----------------------------------------------------------------------------------------
+
+
+def plans_pending(*, asked_before: dt.datetime, limit: int = 100) -> list[ChangeRequest]:
+    """Changes owed a plan (PLANNED_STATES) whose last request for one (the submit, an edit or rebase, a
+    refresh) is older than `asked_before` and no plan was stored since, oldest request first; each carries
+    that request's time as `plan_asked_at`."""
+    asked = Greatest(
+        F("content_updated_at"),
+        Coalesce("submitted_at", "content_updated_at"),
+        Coalesce("plan_requested_at", "content_updated_at"),
+        output_field=DateTimeField(),
+    )
+    stored_since = Plan.objects.filter(change=OuterRef("pk"), computed_at__gte=OuterRef("plan_asked_at"))
+    return list(
+        ChangeRequest.objects.filter(state__in=PLANNED_STATES)
+        .annotate(plan_asked_at=asked)
+        .filter(plan_asked_at__lt=asked_before)
+        .exclude(Exists(stored_since))
+        .select_related("environment")
+        .order_by("plan_asked_at", "pk")[:limit]
+    )
+
+
+def plans_rescue(*, now: dt.datetime | None = None) -> list[int]:
+    """Asks again for every plan asked for more than MESHGATE_PLAN_RESCUE_SECONDS ago and never stored:
+    its task was lost (a worker killed while planning, an enqueue that failed after the commit). Run by
+    the periodic reconciler. Single-flight: the change's `plan_requested_at` is moved to `now` by a
+    compare-and-set, so however many reconcilers run, a lost plan is sent again once per bound, and the
+    plan of a change that moved meanwhile (another state, a plan stored) is left alone. Each rescue
+    writes an audit row and a log line. Returns the ids of the changes rescued."""
+    now = now or timezone.now()
+    bound = dt.timedelta(seconds=settings.MESHGATE_PLAN_RESCUE_SECONDS)
+    rescued = []
+    for change in plans_pending(asked_before=now - bound):
+        asked_at: dt.datetime = change.plan_asked_at  # type: ignore[attr-defined]
+        with transaction.atomic():
+            claimed = (
+                ChangeRequest.objects.filter(
+                    pk=change.pk, state=change.state, plan_requested_at=change.plan_requested_at
+                )
+                .exclude(Exists(Plan.objects.filter(change=change.pk, computed_at__gte=asked_at)))
+                .update(plan_requested_at=now)
+            )
+            if not claimed:
+                continue
+            waited = round((now - asked_at).total_seconds(), 1)
+            audit_change(
+                action=ChangeAuditAction.CHANGE_PLAN_RESCUED,
+                actor=None,
+                change=change,
+                before={"plan_requested_at": asked_at.isoformat()},
+                after={"plan_requested_at": now.isoformat(), "waited_seconds": waited},
+            )
+            jobs.compute_plan.on_commit(change.pk)
+        logger.warning(
+            "plan of change #%s asked for %.0f s ago was never stored (lost task): sent again", change.pk, waited
+        )
+        rescued.append(change.pk)
+    return rescued

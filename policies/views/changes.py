@@ -431,6 +431,7 @@ _EVENT_TEXT = {
     "change.items_replaced": "replaced the items (a new commit)",
     "change.withdrawn": "withdrew the change",
     "change.retried": "retried the rollout",
+    "change.plan_rescued": "— the plan was asked for again (its task was lost)",
     "review.voided": "— approvals voided",
     "comment.resolved": "resolved a thread",
 }

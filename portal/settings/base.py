@@ -328,6 +328,10 @@ MESHGATE_INVENTORY_WATCH_SECONDS = env.int("MESHGATE_INVENTORY_WATCH_SECONDS", d
 # Rollouts: the reconciler re-enqueues a rollout whose next action is overdue by this much (its task
 # chain was lost); the analyzer is a dotted path (empty: the metrics analyzer of policies.rollout.analysis).
 MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", default=3.0)
+# Plans: a plan asked for (submit, edit, rebase, refresh) and not stored after this long lost its task
+# (a killed worker, an enqueue that failed after the commit); the reconciler sends it again, once per
+# this period. Longer than a plan takes behind a busy queue: a duplicate would only compute it twice.
+MESHGATE_PLAN_RESCUE_SECONDS = env.float("MESHGATE_PLAN_RESCUE_SECONDS", default=120.0)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
 # Outbound requests to URLs users type (notification channels, rollout webhooks) go through
 # integrations.http.egress: loopback, private, link-local (metadata), CGNAT and reserved addresses are

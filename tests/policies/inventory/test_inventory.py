@@ -37,7 +37,7 @@ spec:
 """
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"not reached in {timeout}s: {what}"
