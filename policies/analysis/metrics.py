@@ -279,3 +279,144 @@ def fmt(value: float | None) -> str:
     if float(short) in (1.0, -1.0) and abs(value) != 1:  # 0.99995 is not 1
         return f"{value:.6g}"
     return short
+
+
+# scoping a PromQL expression to a cluster -------------------------------------------------------
+
+# words that are never a metric name where they stand (PromQL's keywords and modifiers)
+_KEYWORDS = frozenset(
+    {"and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring",
+     "group_left", "group_right", "atan2", "inf", "nan",
+     # aggregation operators (keywords of the language: ``sum by (le) (...)``)
+     "sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values",
+     "bottomk", "topk", "quantile", "limitk", "limit_ratio"}
+)  # fmt: skip
+_LABEL_LISTS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
+_IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_MATCHER_NAME = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)")
+
+
+def _string_end(text: str, start: int) -> int:
+    """The index after the string literal opening at ``start`` ("...", '...' or `...`)."""
+    quote, index = text[start], start + 1
+    while index < len(text):
+        if text[index] == "\\" and quote != "`":
+            index += 2
+            continue
+        if text[index] == quote:
+            return index + 1
+        index += 1
+    raise TemplateError("unterminated string in the PromQL query")
+
+
+def _block_end(text: str, start: int, close: str) -> int:
+    """The index after the ``close`` bracket matching the one at ``start`` (strings skipped)."""
+    index = start + 1
+    while index < len(text):
+        char = text[index]
+        if char in "\"'`":
+            index = _string_end(text, index)
+            continue
+        if char == close:
+            return index + 1
+        index += 1
+    raise TemplateError(f"unbalanced {text[start]!r} in the PromQL query")
+
+
+def _matcher_names(block: str) -> set[str]:
+    """The label names a selector's ``{...}`` content matches on."""
+    names, index = set(), 0
+    while index < len(block):
+        found = _MATCHER_NAME.match(block, index)
+        if not found:
+            break
+        names.add(found.group(1))
+        index = found.end()
+        while index < len(block) and block[index] in " \t\n":
+            index += 1
+        if index < len(block) and block[index] in "\"'`":
+            index = _string_end(block, index)
+        while index < len(block) and block[index] in " \t\n,":
+            index += 1
+    return names
+
+
+def scope_query(promql: str, scope: Mapping[str, str] | None) -> str:
+    """``promql`` with every vector selector restricted to ``scope`` (e.g.
+    ``{"destination_cluster": "staging"}``): ``rate(errors_total{app="a"}[5m])`` becomes
+    ``rate(errors_total{destination_cluster="staging",app="a"}[5m])``, ``up`` becomes
+    ``up{destination_cluster="staging"}``. The expression is tokenised as PromQL: strings,
+    comments, ranges and subqueries (``[5m:1m]``), function and aggregation names, grouping label
+    lists (``by (le)``, ``on (...)``) and keywords are left alone. A selector that already matches
+    on a scope label keeps its own matcher (the query chose its cluster itself)."""
+    if not scope:
+        return promql
+    for name in scope:
+        if not _LABEL_NAME.match(name):
+            raise TemplateError(f"not a label name: {name!r}")
+    out: list[str] = []
+    index, length = 0, len(promql)
+
+    def skip_space(at: int) -> int:
+        while at < length and promql[at].isspace():
+            at += 1
+        return at
+
+    def inject(block: str) -> str:
+        """The content of ``{...}`` with the scope's matchers it lacks in front."""
+        present = _matcher_names(block)
+        added = [f'{k}="{escape_label_value(v)}"' for k, v in scope.items() if k not in present]
+        if not added:
+            return block
+        rest = block.strip()
+        return ",".join(added) + ("," + block if rest else "")
+
+    while index < length:
+        char = promql[index]
+        if char in "\"'`":
+            end = _string_end(promql, index)
+            out.append(promql[index:end])
+            index = end
+        elif char == "#":
+            end = promql.find("\n", index)
+            end = length if end < 0 else end
+            out.append(promql[index:end])
+            index = end
+        elif char == "[":
+            end = _block_end(promql, index, "]")
+            out.append(promql[index:end])
+            index = end
+        elif char == "{":  # a selector without a metric name: {__name__=~"..."}
+            end = _block_end(promql, index, "}")
+            out.append("{" + inject(promql[index + 1 : end - 1]) + "}")
+            index = end
+        elif char.isdigit() or (char == "." and index + 1 < length and promql[index + 1].isdigit()):
+            end = index + 1  # a number or a duration (1.5e3, 0x1f, 5m30s)
+            while end < length and (promql[end].isalnum() or promql[end] in "._"):
+                end += 1
+            out.append(promql[index:end])
+            index = end
+        elif _IDENT.match(promql, index):
+            word = _IDENT.match(promql, index).group(0)  # type: ignore[union-attr]
+            end = index + len(word)
+            after = skip_space(end)
+            out.append(word)
+            index = end
+            lowered = word.lower()
+            if lowered in _LABEL_LISTS:
+                if after < length and promql[after] == "(":
+                    close = _block_end(promql, after, ")")
+                    out.append(promql[end:close])
+                    index = close
+            elif lowered in _KEYWORDS or (after < length and promql[after] == "("):
+                pass  # a keyword, or a function / aggregation name
+            elif after < length and promql[after] == "{":
+                close = _block_end(promql, after, "}")
+                out.append(promql[end:after] + "{" + inject(promql[after + 1 : close - 1]) + "}")
+                index = close
+            else:
+                out.append("{" + inject("") + "}")
+        else:
+            out.append(char)
+            index += 1
+    return "".join(out)

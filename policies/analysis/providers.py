@@ -9,7 +9,8 @@ interval records them as ``error``, never as a pass and never as a failed canary
 - ``PrometheusProvider``: a real Prometheus. Built-ins are read as counts over the window
   (``increase`` of ``istio_requests_total`` by response code, of the duration buckets by
   ``le``), so the judge gets per-request outcomes and bucketed latencies; a custom
-  template gives its instant value and per-step values (``query_range``) as samples.
+  template gives its instant value and per-step values (``query_range``) as samples; its
+  every selector is scoped to the cluster too (``metrics.scope_query``).
 - ``MeshsimProvider``: the demo fallback reading meshsim's ``/metrics`` directly (built-in
   metrics and counts only); its scrapes are kept per process and meshsim across intervals.
 
@@ -46,6 +47,7 @@ from policies.analysis.metrics import (
     escape_label_value,
     increase_query,
     render_template,
+    scope_query,
 )
 
 CUSTOM_STEPS = 10  # per-step samples of a custom query over the window
@@ -108,9 +110,10 @@ def target_labels(target: Target, scope: Mapping[str, str] | None = None) -> dic
 
 
 def scoped(metric: str, scope: Mapping[str, str] | None) -> dict[str, str]:
-    """The scope's matchers for ``metric``: Istio's metrics carry the cluster labels; meshsim's own
-    counters (dry-run denials) do not, and are read unscoped."""
-    return dict(scope or {}) if metric.startswith("istio_") else {}
+    """The scope's matchers for ``metric``: every series the analysis reads carries the cluster
+    label (Istio's metrics and meshsim's dry-run denial counter ``destination_cluster``; a label
+    of the scrape configuration every series)."""
+    return dict(scope or {})
 
 
 def selector(target: Target, scope: Mapping[str, str] | None = None) -> str:
@@ -183,7 +186,7 @@ class PrometheusProvider:
                 if "le" in s.labels and not math.isnan(s.value)
             }
             return buckets_sample(cumulative)
-        promql = _render(metric, target, window)
+        promql = _render(metric, target, window, self.scope)
         found = [s.value for s in self._query(promql) if not math.isnan(s.value)]
         if not found:
             return None
@@ -222,7 +225,7 @@ class PrometheusProvider:
                 f"{{{where}}}[{window}])) by (le))"
             )
         else:
-            promql = _render(metric, target, window)
+            promql = _render(metric, target, window, self.scope)
         try:
             found = query_range(self.base_url, promql, start=start, end=end, step=step, timeout=self.timeout)
         except PrometheusUnavailable as exc:
@@ -305,8 +308,9 @@ def _check_window(window: str) -> None:
         raise ProviderQueryError(str(exc)) from exc
 
 
-def _render(metric: MetricDefinition, target: Target, window: str) -> str:
+def _render(metric: MetricDefinition, target: Target, window: str, scope: Mapping[str, str] | None = None) -> str:
+    """The custom template filled for ``target``, every selector scoped to the cluster."""
     try:
-        return render_template(metric.query or "", target, interval=window)
+        return scope_query(render_template(metric.query or "", target, interval=window), scope)
     except TemplateError as exc:
         raise ProviderQueryError(f"{metric.name}: {exc}") from exc

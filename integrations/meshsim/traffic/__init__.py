@@ -58,7 +58,7 @@ Approximations (meshsim reports only ``reporter="destination"``):
   the dry-run ones were enforced (and which the enforced ones allow) in
   ``meshsim_authz_dry_run_denials_total{namespace, policy, source_workload,
   source_workload_namespace, source_principal, destination_workload,
-  destination_workload_namespace}`` (``namespace``/``policy``: the dry-run policy that
+  destination_workload_namespace, destination_cluster}`` (``namespace``/``policy``: the dry-run policy that
   would deny; ``source_principal`` as in ``istio_requests_total``).
 - ``destination_canary`` (meshsim's own label) tells canary from stable traffic for
   policy canaries: ``"true"`` when the route's subset is named ``canary``/``*-canary``,

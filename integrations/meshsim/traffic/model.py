@@ -360,6 +360,7 @@ class TrafficModel(Routing, MetricsExport):
                 labels[BASE_LABELS.index("source_principal")],
                 workload.name,
                 workload.namespace,
+                labels[BASE_LABELS.index("destination_cluster")],
             )
             self._dry_run[key] = self._dry_run.get(key, 0) + k
         if plan.denier is not None:

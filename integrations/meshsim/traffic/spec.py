@@ -72,6 +72,7 @@ DRY_RUN_LABELS = (
     "source_principal",
     "destination_workload",
     "destination_workload_namespace",
+    "destination_cluster",
 )
 EJECTION_LABELS = (
     "destination_service_namespace",

@@ -507,6 +507,8 @@ def test_dry_run_policy_counts_shadow_denials_without_denying(
     assert {(labels["namespace"], labels["policy"], labels["source_workload"]) for labels, _ in shadow} == {
         ("bookinfo", "deny-productpage", "productpage-v1")
     }
+    # like Istio's series, the counter names the cluster it was counted in
+    assert {labels["destination_cluster"] for labels, _ in shadow} == {meshsim.name}
     assert {labels["destination_workload"] for labels, _ in shadow} == {
         "details-v1",
         "reviews-v1",

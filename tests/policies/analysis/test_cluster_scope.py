@@ -148,3 +148,64 @@ def test_a_new_attempt_measures_from_its_own_phase_start(prometheus_edge: str) -
     later = an.AnalysisContext(**{**context.__dict__, "interval_index": 20, "config": {"window": "10m"}})
     an.metrics_analyzer(later)
     assert all("[10m]" in q for q in QUERIES)  # the configured window, once the phase is older
+
+
+def test_custom_queries_and_the_dry_run_gate_are_scoped_too(prometheus_edge: str) -> None:
+    """A custom PromQL template and the dry-run denial counter select the environment's cluster."""
+    from policies.analysis import PrometheusProvider
+    from policies.analysis.metrics import Direction, custom
+
+    provider = PrometheusProvider(prometheus_edge, scope={"destination_cluster": "staging"})
+    metric = custom(
+        "errors",
+        'sum(rate(istio_requests_total{destination_service_name="{service}",response_code=~"5.."}[{interval}]))'
+        ' / sum(rate(istio_requests_total{destination_service_name="{service}"}[{interval}]))',
+        direction=Direction.LOWER_IS_BETTER,
+        max=0.01,
+    )
+    try:
+        provider.sample(metric, Target("bookinfo", "reviews", version="v2"), "1m")
+    except Exception:  # noqa: BLE001 - the edge answers ranges as vectors; the query sent is what matters
+        pass
+    assert QUERIES[0] == (
+        'sum(rate(istio_requests_total{destination_cluster="staging",destination_service_name="reviews",'
+        'response_code=~"5.."}[1m])) / sum(rate(istio_requests_total{destination_cluster="staging",'
+        'destination_service_name="reviews"}[1m]))'
+    )
+    QUERIES.clear()
+    provider.counts("meshsim_authz_dry_run_denials_total", {"namespace": "bookinfo"}, by=("policy",), window="1m")
+    assert QUERIES == [
+        'sum by (policy) (increase(meshsim_authz_dry_run_denials_total{namespace="bookinfo",'
+        'destination_cluster="staging"}[1m]))'
+    ]
+
+
+@pytest.mark.parametrize(
+    ("query", "scoped"),
+    [
+        ("up", 'up{c="s"}'),
+        ('rate(errors_total{app="a"}[5m])', 'rate(errors_total{c="s",app="a"}[5m])'),
+        (  # strings holding braces, ranges, grouping lists and aggregations are not selectors
+            'histogram_quantile(0.99, sum by (le) (rate(x_bucket{a="}{"}[5m:1m])))',
+            'histogram_quantile(0.99, sum by (le) (rate(x_bucket{c="s",a="}{"}[5m:1m])))',
+        ),
+        ("a / on (app) group_left (team) b offset 5m", 'a{c="s"} / on (app) group_left (team) b{c="s"} offset 5m'),
+        ('{__name__=~"x.*"} > bool 1e-3', '{c="s",__name__=~"x.*"} > bool 1e-3'),
+        ('x{c="prod"} - y{}', 'x{c="prod"} - y{c="s"}'),  # a selector that chose its cluster keeps it
+        ("count(x) by (a) # up\n", 'count(x{c="s"}) by (a) # up\n'),
+    ],
+)
+def test_scope_query_scopes_every_selector_and_nothing_else(query: str, scoped: str) -> None:
+    from policies.analysis.metrics import scope_query
+
+    assert scope_query(query, {"c": "s"}) == scoped
+
+
+def test_scope_query_refuses_what_it_cannot_parse() -> None:
+    from policies.analysis.metrics import TemplateError, scope_query
+
+    for bad in ('rate(x{a="b"[5m])', 'x{a="b}', "x[5m"):
+        with pytest.raises(TemplateError):
+            scope_query(bad, {"c": "s"})
+    with pytest.raises(TemplateError, match="not a label name"):
+        scope_query("x", {"a b": "s"})
