@@ -16,6 +16,11 @@ def navigation(request: HttpRequest) -> dict[str, object]:
     return {
         # the same check the audit log's views make (platform admins and the security team)
         "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
+        # the approval-rules page's own check (platform admins and team admins)
+        "may_edit_rules": SimpleLazyObject(
+            lambda: user is not None
+            and (selectors.user_is_admin(user) or selectors.teams_administered(user=user).exists())
+        ),
     }
 
 

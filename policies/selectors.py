@@ -171,6 +171,15 @@ def user_is_team_admin(user: User, team_id: int) -> bool:
     )
 
 
+def teams_administered(*, user: User) -> QuerySet[Team]:
+    """The teams a user governs: every team for platform admins, else those they are an admin of."""
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user_is_platform_admin(user):
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
+
+
 # --- drafts -------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ Included once at the site root by `portal/urls.py`; route names and URLs are par
 from django.urls import URLResolver, include, path
 from django.views.generic import RedirectView
 
-from policies.views import audit, catalog, changes, docs, drafts, editor, governance, rollouts
+from policies.views import audit, catalog, changes, docs, drafts, editor, governance, rollouts, teams
 
 # namespace "policies": the dashboard, the catalog, environments and drafts
 catalog_patterns = [
@@ -98,6 +98,14 @@ rollout_patterns = [
     path("rollouts/<int:pk>/<slug:action>/", rollouts.rollout_control, name="control"),
 ]
 
+# namespace "teams": teams and their members
+team_patterns = [
+    path("teams/", teams.team_list, name="list"),
+    path("teams/<slug:slug>/", teams.team_detail, name="detail"),
+    path("teams/<slug:slug>/members/", teams.team_member_save, name="member-save"),
+    path("teams/<slug:slug>/members/remove/", teams.team_member_remove, name="member-remove"),
+]
+
 urlpatterns: list[URLResolver] = [
     path("", include((catalog_patterns, "policies"))),
     path("", include((editor_patterns, "editor"))),
@@ -105,4 +113,5 @@ urlpatterns: list[URLResolver] = [
     path("", include((governance_patterns, "governance"))),
     path("", include((change_patterns, "changes"))),
     path("", include((rollout_patterns, "rollouts"))),
+    path("", include((team_patterns, "teams"))),
 ]
