@@ -129,9 +129,7 @@ class Demand:
         return self.required + (1 if production and self.extra_production else 0)
 
 
-def _demand(
-    *, rule_id: int | None, kind: str, required: int, security_approval: str, extra_production: bool
-) -> Demand:
+def _demand(*, rule_id: int | None, kind: str, required: int, security_approval: str, extra_production: bool) -> Demand:
     security = {
         SecurityApproval.ALWAYS.value: True,
         SecurityApproval.NEVER.value: False,

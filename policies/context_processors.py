@@ -18,8 +18,9 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
         # the approval-rules page's own check (platform admins and team admins)
         "may_edit_rules": SimpleLazyObject(
-            lambda: user is not None
-            and (selectors.user_is_admin(user) or selectors.teams_administered(user=user).exists())
+            lambda: (
+                user is not None and (selectors.user_is_admin(user) or selectors.teams_administered(user=user).exists())
+            )
         ),
     }
 

@@ -5,39 +5,61 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('policies', '0026_change_end_events'),
+        ("policies", "0026_change_end_events"),
     ]
 
     operations = [
         migrations.RemoveConstraint(
-            model_name='approvalrule',
-            name='one_approval_rule_per_scope',
+            model_name="approvalrule",
+            name="one_approval_rule_per_scope",
         ),
         migrations.RemoveConstraint(
-            model_name='approvalrule',
-            name='one_global_approval_rule_per_kind',
+            model_name="approvalrule",
+            name="one_global_approval_rule_per_kind",
         ),
         migrations.AddField(
-            model_name='approvalrule',
-            name='team',
-            field=models.ForeignKey(blank=True, help_text="Empty: a platform rule. A team: that team's stricter rule for its own namespaces.", null=True, on_delete=django.db.models.deletion.CASCADE, related_name='approval_rules', to='policies.team'),
+            model_name="approvalrule",
+            name="team",
+            field=models.ForeignKey(
+                blank=True,
+                help_text="Empty: a platform rule. A team: that team's stricter rule for its own namespaces.",
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="approval_rules",
+                to="policies.team",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrule',
-            constraint=models.UniqueConstraint(condition=models.Q(('team__isnull', True)), fields=('environment', 'kind'), name='one_approval_rule_per_scope'),
+            model_name="approvalrule",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("team__isnull", True)),
+                fields=("environment", "kind"),
+                name="one_approval_rule_per_scope",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrule',
-            constraint=models.UniqueConstraint(condition=models.Q(('environment__isnull', True), ('team__isnull', True)), fields=('kind',), name='one_global_approval_rule_per_kind'),
+            model_name="approvalrule",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("environment__isnull", True), ("team__isnull", True)),
+                fields=("kind",),
+                name="one_global_approval_rule_per_kind",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrule',
-            constraint=models.UniqueConstraint(condition=models.Q(('team__isnull', False)), fields=('team', 'environment', 'kind'), name='one_team_approval_rule_per_scope'),
+            model_name="approvalrule",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("team__isnull", False)),
+                fields=("team", "environment", "kind"),
+                name="one_team_approval_rule_per_scope",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='approvalrule',
-            constraint=models.UniqueConstraint(condition=models.Q(('environment__isnull', True), ('team__isnull', False)), fields=('team', 'kind'), name='one_global_team_approval_rule_per_kind'),
+            model_name="approvalrule",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("environment__isnull", True), ("team__isnull", False)),
+                fields=("team", "kind"),
+                name="one_global_team_approval_rule_per_kind",
+            ),
         ),
     ]

@@ -55,7 +55,9 @@ def _refuse_if_last_admin(team: Team, membership: Membership) -> None:
     others = Membership.objects.filter(team=team, role=Role.ADMIN).exclude(pk=membership.pk)
     if membership.role == Role.ADMIN and not others.exists():
         raise ValidationError(
-            {"role": f"{membership.user.get_username()} is the last admin of team {team.name}: make someone else admin first"}
+            {
+                "role": f"{membership.user.get_username()} is the last admin of team {team.name}: make someone else admin first"
+            }
         )
 
 

@@ -49,7 +49,9 @@ def _refused(request: HttpRequest, exc: ValidationError | ApplicationError) -> N
         messages.error(request, "; ".join(exc.messages))
 
 
-def _render_team(request: HttpRequest, team: Team, *, form: MemberForm | None = None, status: int = 200) -> HttpResponse:
+def _render_team(
+    request: HttpRequest, team: Team, *, form: MemberForm | None = None, status: int = 200
+) -> HttpResponse:
     manage = team_services.user_may_manage_members(user=request.user, team=team)
     return render(
         request,
