@@ -16,7 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from policies import selectors
-from policies.choices import MembershipSource, Role
+from policies.choices import Role
 from policies.models import Membership, Team
 from policies.services import teams as services
 from portal.http import signed_in_user
@@ -24,10 +24,6 @@ from portal.http import signed_in_user
 
 class MemberSerializer(serializers.ModelSerializer):
     username = serializers.CharField(source="user.username", read_only=True)
-    role = serializers.ChoiceField(choices=Role.choices, read_only=True)
-    source = serializers.ChoiceField(
-        choices=MembershipSource.choices, read_only=True, help_text="sso: set from the identity provider's groups."
-    )
 
     class Meta:
         model = Membership

@@ -358,7 +358,7 @@ def approval_rule_save(
         if duplicate.exists():
             raise ValidationError({"kind": "a rule for this scope, environment and kind exists already: edit it"})
         rule.full_clean(validate_constraints=False)
-        scope = {
+        scope: dict[str, Any] = {
             "environment": environment,
             "kind": rule.kind,
             "required_approvals": required_approvals,

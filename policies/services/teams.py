@@ -9,7 +9,7 @@ Memberships set from the identity provider's groups (`source=sso`) are changed t
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import AbstractBaseUser, User
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -20,9 +20,9 @@ from policies.models import Membership, ServiceAccount, Team
 from policies.services.audit import audit_record
 
 
-def user_may_manage_members(*, user: User | AbstractBaseUser, team: Team) -> bool:
+def user_may_manage_members(*, user: User | AnonymousUser, team: Team) -> bool:
     """The team's admins and platform admins."""
-    return selectors.user_is_team_admin(user, team.pk)  # type: ignore[arg-type]
+    return selectors.user_is_team_admin(user, team.pk)
 
 
 def require_member_manager(actor: User, team: Team) -> None:
@@ -38,7 +38,7 @@ def _member_user(username: str) -> User:
         raise ValidationError({"username": f"{username} is deactivated"})
     if ServiceAccount.objects.filter(user=user).exists():
         raise ValidationError({"username": f"{username} is a service account: its team and role are set with it"})
-    return user  # type: ignore[return-value]
+    return user
 
 
 def _refuse_if_managed_elsewhere(membership: Membership) -> None:
