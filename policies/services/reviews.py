@@ -344,7 +344,11 @@ def approval_rule_save(
     _require_rule_scope(actor, team)
     with transaction.atomic():
         if rule is not None:
-            rule = ApprovalRule.objects.select_for_update().select_related("team", "environment").get(pk=rule.pk)
+            rule = (
+                ApprovalRule.objects.select_for_update(of=("self",))
+                .select_related("team", "environment")
+                .get(pk=rule.pk)
+            )
             _require_rule_scope(actor, rule.team)  # neither another team's rule nor a platform one
             before = _rule_snapshot(rule)
         else:

@@ -1,8 +1,14 @@
 """schemathesis over the whole API: a live test server on 127.0.0.1 with a seeded organisation and a
 token that may read and write; every generated request must answer without a server error and in
 the shape the OpenAPI schema declares. Marked `schemathesis` and run once in CI (`.ci/run`), with a
-time budget."""
+time budget.
 
+Objects of every resource with an id in its path (a draft, a submitted change, a paused rollout, a
+channel, a service account, an approval rule, a spare token, …) are seeded, and the hooks of
+`tests/api_fuzz/hooks.py` point most generated path parameters at them, so `{id}` operations reach
+real rows, not only 404s."""
+
+import json
 import os
 import subprocess
 import sys
@@ -11,17 +17,59 @@ from pathlib import Path
 import pytest
 import requests
 
+from policies.choices import NotificationChannelKind, Role, RolloutState
+from policies.models import ApprovalRule, NotificationChannel
+from policies.services.drafts import draft_save
+from policies.services.service_accounts import service_account_create
 from portal.choices import TokenScope
+from portal.models import ApiToken
 from tests.api_testing import token_for
+from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
+from tests.policies.changes.helpers import REVIEWS_V2, submitted_change
 from tests.policies.drafts.helpers import cluster_org  # noqa: F401 - fixture
+from tests.policies.rollouts.test_pages import make_rollout
 
+ROOT = Path(__file__).resolve().parents[2]
 BUDGET_SECONDS = int(os.environ.get("MESHGATE_SCHEMATHESIS_SECONDS", "150"))
+
+
+def seed(org) -> dict[str, dict[str, list]]:
+    """Objects the token's owner (alice, an author of Bookinfo) may reach, by resource and path
+    parameter, for `hooks.map_path_parameters`."""
+    admin = grant_platform_admin(UserFactory(username="pia"))
+    MembershipFactory(team=org.team_a, user=UserFactory(username="tara"), role=Role.ADMIN)
+    changes = [submitted_change(org, title=f"fuzz {number}").pk for number in range(2)]
+    drafts = [draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft.pk]
+    rollouts = [make_rollout(org, state=RolloutState.PAUSED, title="fuzz rollout").pk]
+    channels = [
+        NotificationChannel.objects.create(
+            name=f"fuzz-{number}", user=org.author, kind=NotificationChannelKind.EMAIL, target="a@example.com"
+        ).pk
+        for number in range(2)
+    ]
+    account = service_account_create(actor=admin, team=org.team_a, name="fuzz", role=Role.AUTHOR)
+    rules = [ApprovalRule.objects.create(environment=org.env, required_approvals=1).pk]
+    token_for(org.author, scopes=[TokenScope.READ])  # a spare token: deleting it leaves the run's own
+    spare = list(ApiToken.objects.filter(user=org.author).order_by("-pk").values_list("key_id", flat=True)[:1])
+    return {
+        "approval-rules": {"id": rules},
+        "changes": {"id": changes},
+        "channels": {"id": channels},
+        "drafts": {"id": drafts},
+        "environments": {"name": [org.env.name]},
+        "policies": {"id": [org.policy_a.pk], "policy_id": [org.policy_a.pk], "number": [1]},
+        "rollouts": {"id": rollouts},
+        "service-accounts": {"name": [account.name]},
+        "teams": {"slug": [org.team_a.slug], "username": ["alice", "bob"]},
+        "tokens": {"key_id": spare},
+    }
 
 
 @pytest.mark.schemathesis
 def test_the_api_holds_under_schemathesis(transactional_db, cluster_org, live_server, tmp_path):
     org = cluster_org
     token = token_for(org.author, scopes=list(TokenScope.values))
+    seeds = seed(org)
     st = Path(sys.executable).parent / "st"
     schema = tmp_path / "openapi.json"
     fetched = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=120)
@@ -55,7 +103,17 @@ def test_the_api_holds_under_schemathesis(transactional_db, cluster_org, live_se
         str(tmp_path),
     ]
     result = subprocess.run(
-        command, capture_output=True, text=True, timeout=BUDGET_SECONDS + 120, env={**os.environ, "NO_COLOR": "1"}
+        command,
+        capture_output=True,
+        text=True,
+        timeout=BUDGET_SECONDS + 120,
+        env={
+            **os.environ,
+            "NO_COLOR": "1",
+            "SCHEMATHESIS_HOOKS": "tests.api_fuzz.hooks",
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
+            "MESHGATE_FUZZ_SEEDS": json.dumps(seeds),
+        },
     )
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
