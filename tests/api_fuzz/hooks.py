@@ -4,7 +4,11 @@ the test seeded, so operations on `{id}`, `{name}`, `{slug}`… reach real rows 
 The seeds come in `MESHGATE_FUZZ_SEEDS`, JSON `{resource: {parameter: [values]}}` where the
 resource is the first segment after `/api/v1/` (`changes`, `policies`, …). Three generated cases
 in four get a seeded value (chosen by the generated one, so runs repeat with the same seed); the
-rest keep what schemathesis generated, so unknown and malformed ids are still tried.
+rest keep what schemathesis generated, so unknown and malformed ids are still tried. A DELETE
+only ever gets the first value, so the others outlive it for the operations that follow.
+
+`after_call` appends `METHOD path-template status` per answer to `MESHGATE_FUZZ_LOG`, so the test
+can tell that seeded objects were reached.
 """
 
 from __future__ import annotations
@@ -37,7 +41,16 @@ def map_path_parameters(context: Any, path_parameters: dict[str, Any]) -> dict[s
         values = seeds.get(name)
         if not values:
             continue
+        values = values[:1] if operation.method.upper() == "DELETE" else (values[1:] or values)
         pick = zlib.crc32(repr(generated).encode())
         if pick % 4:
             mapped[name] = values[pick % len(values)]
     return mapped
+
+
+@schemathesis.hook
+def after_call(context: Any, case: Any, response: Any) -> None:
+    log = os.environ.get("MESHGATE_FUZZ_LOG")
+    if log:
+        with open(log, "a", encoding="utf-8") as out:
+            out.write(f"{case.operation.method.upper()} {case.operation.path} {response.status_code}\n")

@@ -25,7 +25,7 @@ from portal.choices import TokenScope
 from portal.models import ApiToken
 from tests.api_testing import token_for
 from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
-from tests.policies.changes.helpers import REVIEWS_V2, submitted_change
+from tests.policies.changes.helpers import AUTHZ_RATINGS, REVIEWS_V2, submitted_change
 from tests.policies.drafts.helpers import cluster_org  # noqa: F401 - fixture
 from tests.policies.rollouts.test_pages import make_rollout
 
@@ -35,11 +35,13 @@ BUDGET_SECONDS = int(os.environ.get("MESHGATE_SCHEMATHESIS_SECONDS", "150"))
 
 def seed(org) -> dict[str, dict[str, list]]:
     """Objects the token's owner (alice, an author of Bookinfo) may reach, by resource and path
-    parameter, for `hooks.map_path_parameters`."""
+    parameter, for `hooks.map_path_parameters` (a DELETE gets the first of each list only)."""
     admin = grant_platform_admin(UserFactory(username="pia"))
     MembershipFactory(team=org.team_a, user=UserFactory(username="tara"), role=Role.ADMIN)
     changes = [submitted_change(org, title=f"fuzz {number}").pk for number in range(2)]
-    drafts = [draft_save(author=org.author, environment=org.env, text=REVIEWS_V2).draft.pk]
+    drafts = [
+        draft_save(author=org.author, environment=org.env, text=text).draft.pk for text in (REVIEWS_V2, AUTHZ_RATINGS)
+    ]
     rollouts = [make_rollout(org, state=RolloutState.PAUSED, title="fuzz rollout").pk]
     channels = [
         NotificationChannel.objects.create(
@@ -47,10 +49,17 @@ def seed(org) -> dict[str, dict[str, list]]:
         ).pk
         for number in range(2)
     ]
-    account = service_account_create(actor=admin, team=org.team_a, name="fuzz", role=Role.AUTHOR)
-    rules = [ApprovalRule.objects.create(environment=org.env, required_approvals=1).pk]
-    token_for(org.author, scopes=[TokenScope.READ])  # a spare token: deleting it leaves the run's own
-    spare = list(ApiToken.objects.filter(user=org.author).order_by("-pk").values_list("key_id", flat=True)[:1])
+    accounts = [
+        service_account_create(actor=admin, team=org.team_a, name=f"fuzz-{number}", role=Role.AUTHOR).name
+        for number in range(2)
+    ]
+    rules = [
+        ApprovalRule.objects.create(environment=org.env, kind=kind, required_approvals=1).pk
+        for kind in ("", "VirtualService")
+    ]
+    for _ in range(2):  # spare tokens: deleting one leaves the run's own
+        token_for(org.author, scopes=[TokenScope.READ])
+    spare = list(ApiToken.objects.filter(user=org.author).order_by("-pk").values_list("key_id", flat=True)[:2])
     return {
         "approval-rules": {"id": rules},
         "changes": {"id": changes},
@@ -59,10 +68,27 @@ def seed(org) -> dict[str, dict[str, list]]:
         "environments": {"name": [org.env.name]},
         "policies": {"id": [org.policy_a.pk], "policy_id": [org.policy_a.pk], "number": [1]},
         "rollouts": {"id": rollouts},
-        "service-accounts": {"name": [account.name]},
+        "service-accounts": {"name": accounts},
         "teams": {"slug": [org.team_a.slug], "username": ["alice", "bob"]},
         "tokens": {"key_id": spare},
     }
+
+
+# A seeded object of each resource is read at least once (GET answers 200): the ids reach real rows.
+READ_BY_ID = [
+    "/api/v1/approval-rules/{id}/",
+    "/api/v1/changes/{id}/",
+    "/api/v1/changes/{id}/status/",
+    "/api/v1/channels/{id}/",
+    "/api/v1/drafts/{id}/",
+    "/api/v1/environments/{name}/",
+    "/api/v1/policies/{id}/",
+    "/api/v1/policies/{policy_id}/revisions/{number}/",
+    "/api/v1/rollouts/{id}/",
+    "/api/v1/service-accounts/{name}/",
+    "/api/v1/teams/{slug}/members/{username}/",
+    "/api/v1/tokens/{key_id}/",
+]
 
 
 @pytest.mark.schemathesis
@@ -70,6 +96,7 @@ def test_the_api_holds_under_schemathesis(transactional_db, cluster_org, live_se
     org = cluster_org
     token = token_for(org.author, scopes=list(TokenScope.values))
     seeds = seed(org)
+    calls = tmp_path / "calls.txt"
     st = Path(sys.executable).parent / "st"
     schema = tmp_path / "openapi.json"
     fetched = requests.get(f"{live_server.url}/api/schema/?format=json", timeout=120)
@@ -113,8 +140,16 @@ def test_the_api_holds_under_schemathesis(transactional_db, cluster_org, live_se
             "SCHEMATHESIS_HOOKS": "tests.api_fuzz.hooks",
             "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH", "")])),
             "MESHGATE_FUZZ_SEEDS": json.dumps(seeds),
+            "MESHGATE_FUZZ_LOG": str(calls),
         },
     )
     output = result.stdout + result.stderr
     (tmp_path / "schemathesis.txt").write_text(output)
     assert result.returncode == 0, output[-12000:]
+    answered: dict[str, set[int]] = {}
+    for line in calls.read_text().splitlines():
+        method, path, code = line.split(" ")
+        if method == "GET":
+            answered.setdefault(path, set()).add(int(code))
+    unread = [path for path in READ_BY_ID if 200 not in answered.get(path, set())]
+    assert not unread, f"no seeded object was read through {unread}: {answered}"
