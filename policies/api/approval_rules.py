@@ -24,8 +24,18 @@ from policies.services import reviews as services
 from portal.http import signed_in_user
 
 
+class NameField(serializers.SlugRelatedField):
+    """A related object by its name; a name no row could have (a NUL byte, which PostgreSQL text
+    refuses) is a 400, never a lookup."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, str) or "\x00" in data:
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class ApprovalRuleSerializer(serializers.ModelSerializer):
-    team = serializers.SlugRelatedField(
+    team = NameField(
         slug_field="slug",
         queryset=Team.objects.all(),
         required=False,
@@ -33,7 +43,7 @@ class ApprovalRuleSerializer(serializers.ModelSerializer):
         default=None,
         help_text="Empty: a platform rule. A team's slug: that team's own rule for its namespaces.",
     )
-    environment = serializers.SlugRelatedField(
+    environment = NameField(
         slug_field="name",
         queryset=Environment.objects.all(),
         required=False,

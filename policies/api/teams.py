@@ -8,6 +8,7 @@ and remove them, as on the team's page (`policies.services.teams`).
 
 from __future__ import annotations
 
+from django.http import Http404
 from django.shortcuts import get_object_or_404
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
@@ -45,6 +46,8 @@ def _team(request: Request, slug: str) -> Team:
 
 
 def _member(team: Team, username: str) -> Membership:
+    if "\x00" in username:  # no user has one (and PostgreSQL text refuses it)
+        raise Http404
     return get_object_or_404(Membership.objects.select_related("user"), team=team, user__username=username)
 
 

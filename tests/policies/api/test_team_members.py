@@ -119,3 +119,31 @@ def test_approval_rules_crud_for_a_team_admin(org):
         .order_by("sequence")
         .values_list("action", flat=True)
     ) == ["approval_rule.created", "approval_rule.updated", "approval_rule.deleted"]
+
+
+def test_nul_bytes_are_refused_not_looked_up(org):
+    """PostgreSQL text refuses NUL: a name holding one is a 400 (or a 404 in a path), never a 500."""
+    client = write_client(admin_of_bookinfo(org))
+    details = assert_error(
+        client.post(
+            reverse("api:approval-rule-list"), {"team": "book\x00info", "required_approvals": 2}, format="json"
+        ),
+        400,
+        code="invalid",
+    )
+    assert "team" in details
+    details = assert_error(
+        client.post(
+            reverse("api:approval-rule-list"),
+            {"team": "bookinfo", "environment": "stag\x00ing", "required_approvals": 2},
+            format="json",
+        ),
+        400,
+        code="invalid",
+    )
+    assert "environment" in details
+    members = reverse("api:team-members", kwargs={"slug": "bookinfo"})
+    details = assert_error(client.post(members, {"username": "no\x00body"}, format="json"), 400, code="invalid")
+    assert "username" in details
+    assert_error(client.delete(f"{members}no%00body/"), 404, code="not_found")
+    assert_error(client.patch(f"{members}no%00body/", {"role": "admin"}, format="json"), 404, code="not_found")
