@@ -254,6 +254,7 @@ class ApprovalRuleAdmin(AuditedAdmin):
 
     list_display = (
         "__str__",
+        "team",
         "environment",
         "kind",
         "required_approvals",

@@ -1,10 +1,13 @@
 """The approval-rule engine: who must approve a change, and whether its approvals are enough.
 
-Rules (`ApprovalRule`, edited by admins) are matched per item: the most specific rule for the
-item's (environment, kind) applies — environment and kind, then environment, then kind, then the
+Rules (`ApprovalRule`, edited by admins) are matched per item: the most specific platform rule for
+the item's (environment, kind) applies — environment and kind, then environment, then kind, then the
 catch-all; without any rule an item needs one approval, plus a security approver for security
 kinds (`choices.SECURITY_REVIEW_KINDS`: the security.istio.io kinds and EnvoyFilter, WasmPlugin and
-TrafficExtension, which can rewrite the data path), plus one more in production. A change needs:
+TrafficExtension, which can rewrite the data path), plus one more in production. A team's own rule
+(edited by its admins) is matched the same way among that team's rules for items in namespaces it
+owns, and only ever adds to the platform's: the larger count wins and a security approver asked by
+either is needed (`team_rule_problems` refuses, on save, a team rule that asks for less). A change needs:
 
 - as many approvals as the largest requirement over its items (+1 in a production environment
   when a matching rule asks for it);
@@ -36,6 +39,7 @@ from policies.choices import (
     SECURITY_REVIEW_KINDS,
     GuardrailEnforcement,
     PlanStatus,
+    PolicyKind,
     ReviewVerdict,
     Role,
     SecurityApproval,
@@ -113,26 +117,78 @@ def _rule_for(rules: Sequence[ApprovalRule], *, environment_id: int, kind: str) 
     return best
 
 
-def item_rule(item: ChangeItem, *, rules: Sequence[ApprovalRule], environment_id: int) -> ItemRule:
-    rule = _rule_for(rules, environment_id=environment_id, kind=item.kind)
-    security_kind = item.kind in SECURITY_REVIEW_KINDS
-    if rule is None:
-        return ItemRule(item.pk, None, DEFAULT_REQUIRED_APPROVALS, security_kind, True)
+@dataclass(frozen=True)
+class Demand:
+    """What one rule (or the default, `rule_id=None`) asks of an item of a kind in an environment."""
+
+    rule_id: int | None
+    required: int
+    security: bool
+    extra_production: bool
+
+    def count(self, *, production: bool) -> int:
+        return self.required + (1 if production and self.extra_production else 0)
+
+
+def _demand(*, rule_id: int | None, kind: str, required: int, security_approval: str, extra_production: bool) -> Demand:
     security = {
         SecurityApproval.ALWAYS.value: True,
         SecurityApproval.NEVER.value: False,
-    }.get(rule.security_approval, security_kind)
-    return ItemRule(item.pk, rule.pk, rule.required_approvals, security, rule.extra_production_approval)
+    }.get(security_approval, kind in SECURITY_REVIEW_KINDS)
+    return Demand(rule_id, required, security, extra_production)
+
+
+def demand(rule: ApprovalRule | None, *, kind: str) -> Demand:
+    if rule is None:
+        return _demand(
+            rule_id=None,
+            kind=kind,
+            required=DEFAULT_REQUIRED_APPROVALS,
+            security_approval=SecurityApproval.DEFAULT,
+            extra_production=True,
+        )
+    return _demand(
+        rule_id=rule.pk,
+        kind=kind,
+        required=rule.required_approvals,
+        security_approval=rule.security_approval,
+        extra_production=rule.extra_production_approval,
+    )
+
+
+def item_rule(
+    item: ChangeItem,
+    *,
+    rules: Sequence[ApprovalRule],
+    environment: Environment,
+    owner_id: int | None = None,
+) -> ItemRule:
+    """The platform rule for the item, made stricter by its owning team's own rule if one matches:
+    the larger count, and a security approver if either asks for one. `rules` may hold both kinds."""
+    platform = demand(
+        _rule_for([rule for rule in rules if rule.team_id is None], environment_id=environment.pk, kind=item.kind),
+        kind=item.kind,
+    )
+    team_rule = None
+    if owner_id is not None:
+        team_rule = _rule_for(
+            [rule for rule in rules if rule.team_id == owner_id], environment_id=environment.pk, kind=item.kind
+        )
+    if team_rule is None:
+        return ItemRule(item.pk, platform.rule_id, platform.required, platform.security, platform.extra_production)
+    team = demand(team_rule, kind=item.kind)
+    production = environment.is_production
+    if team.count(production=production) > platform.count(production=production):
+        required, extra = team.required, team.extra_production
+    else:
+        required, extra = platform.required, platform.extra_production
+    return ItemRule(item.pk, team.rule_id, required, platform.security or team.security, extra)
 
 
 def change_requirements(change: ChangeRequest, *, items: Sequence[ChangeItem]) -> Requirements:
     """What the change needs (three queries: rules, owners, security teams)."""
     environment = change.environment
     rules = list(ApprovalRule.objects.filter(Q(environment=environment) | Q(environment__isnull=True)))
-    per_item = {item.pk: item_rule(item, rules=rules, environment_id=environment.pk) for item in items}
-    required = max((rule.required for rule in per_item.values()), default=DEFAULT_REQUIRED_APPROVALS)
-    if environment.is_production and any(rule.extra_production for rule in per_item.values()):
-        required += 1
     namespaces = sorted({item.namespace for item in items})
     owners = {
         ownership.namespace: ownership.team
@@ -140,6 +196,18 @@ def change_requirements(change: ChangeRequest, *, items: Sequence[ChangeItem]) -
             environment=environment, namespace__in=namespaces
         ).select_related("team")
     }
+    per_item = {
+        item.pk: item_rule(
+            item,
+            rules=rules,
+            environment=environment,
+            owner_id=owners[item.namespace].pk if item.namespace in owners else None,
+        )
+        for item in items
+    }
+    required = max((rule.required for rule in per_item.values()), default=DEFAULT_REQUIRED_APPROVALS)
+    if environment.is_production and any(rule.extra_production for rule in per_item.values()):
+        required += 1
     teams: dict[int, Team] = {}
     for namespace in namespaces:
         if namespace in owners:
@@ -166,16 +234,19 @@ def rule_problems(
     required_approvals: int,
     security_approval: str,
     extra_production_approval: bool,
+    team_id: int | None = None,
 ) -> list[str]:
     """Why a rule (or the default, with `kind=""` and `SecurityApproval.DEFAULT`) could never be met:
-    for each environment it applies to and each team owning namespaces there, the people who may
-    approve that team's changes are fewer than the approvals it would ask for. Empty: satisfiable."""
+    for each environment it applies to and each team owning namespaces there (only `team_id` for a
+    team's own rule), the people who may approve that team's changes are fewer than the approvals it
+    would ask for. Empty: satisfiable."""
     environments = [environment] if environment is not None else list(Environment.objects.order_by("order"))
     teams_by_env: dict[int, set[int]] = defaultdict(set)
-    for env_id, team_id in NamespaceOwnership.objects.filter(environment__in=environments).values_list(
-        "environment_id", "team_id"
-    ):
-        teams_by_env[env_id].add(team_id)
+    owned = NamespaceOwnership.objects.filter(environment__in=environments)
+    if team_id is not None:
+        owned = owned.filter(team_id=team_id)
+    for env_id, owner_id in owned.values_list("environment_id", "team_id"):
+        teams_by_env[env_id].add(owner_id)
     approvers: dict[int, set[int]] = defaultdict(set)
     security_approvers: set[int] = set()
     for user_id, team_id, is_security in Membership.objects.filter(
@@ -221,12 +292,13 @@ def rule_problems(
 
 def default_rule_problems() -> list[str]:
     """The same check for changes no rule matches (the built-in default)."""
-    covered_everywhere = ApprovalRule.objects.filter(environment__isnull=True, kind="").exists()
+    platform = ApprovalRule.objects.filter(team__isnull=True)
+    covered_everywhere = platform.filter(environment__isnull=True, kind="").exists()
     if covered_everywhere:
         return []
     problems = []
     for environment in Environment.objects.order_by("order"):
-        if ApprovalRule.objects.filter(environment=environment, kind="").exists():
+        if platform.filter(environment=environment, kind="").exists():
             continue
         problems += rule_problems(
             environment=environment,
@@ -234,6 +306,58 @@ def default_rule_problems() -> list[str]:
             required_approvals=DEFAULT_REQUIRED_APPROVALS,
             security_approval=SecurityApproval.DEFAULT,
             extra_production_approval=True,
+        )
+    return problems
+
+
+def team_rule_problems(
+    *,
+    environment: Environment | None,
+    kind: str,
+    required_approvals: int,
+    security_approval: str,
+    extra_production_approval: bool,
+) -> list[str]:
+    """Why a team's own rule would make approval less strict than the platform rule (or the
+    default) that applies without it, for any environment and kind it covers: fewer approvals
+    (production's extra approval counted), or no security approver where the platform asks for one.
+    Empty: the rule is within the platform's limits."""
+    platform_rules = list(ApprovalRule.objects.filter(team__isnull=True))
+    environments = [environment] if environment is not None else list(Environment.objects.order_by("order"))
+    kinds = [kind] if kind else [str(value) for value in PolicyKind.values]
+    fewer: dict[tuple[str, int], list[str]] = defaultdict(list)
+    security: dict[str, list[str]] = defaultdict(list)
+    for env in environments:
+        production = env.is_production
+        for each in kinds:
+            platform = demand(_rule_for(platform_rules, environment_id=env.pk, kind=each), kind=each)
+            team = _demand(
+                rule_id=None,
+                kind=each,
+                required=required_approvals,
+                security_approval=security_approval,
+                extra_production=extra_production_approval,
+            )
+            if team.count(production=production) < platform.count(production=production):
+                fewer[(env.name, platform.count(production=production))].append(each)
+            if platform.security and not team.security:
+                security[env.name].append(each)
+
+    def kinds_label(found: list[str]) -> str:
+        if kind or len(found) == len(kinds):
+            return kind or "every kind"
+        return ", ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+
+    problems = []
+    for (env_name, count), found in fewer.items():
+        problems.append(
+            f"{env_name}: the platform asks for {count} approval{'s' if count != 1 else ''} for "
+            f"{kinds_label(found)}; a team rule may ask for more, never fewer"
+        )
+    for env_name, found in security.items():
+        problems.append(
+            f"{env_name}: the platform requires a security-team approver for {kinds_label(found)}; "
+            "a team rule cannot waive it"
         )
     return problems
 

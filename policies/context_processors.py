@@ -20,6 +20,12 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         "may_manage_service_accounts": SimpleLazyObject(
             lambda: user is not None and selectors.service_account_teams(user=user).exists()
         ),
+        # the approval-rules page's own check (platform admins and team admins)
+        "may_edit_rules": SimpleLazyObject(
+            lambda: (
+                user is not None and (selectors.user_is_admin(user) or selectors.teams_administered(user=user).exists())
+            )
+        ),
     }
 
 

@@ -243,6 +243,15 @@ def user_is_team_admin(user: User, team_id: int) -> bool:
     )
 
 
+def teams_administered(*, user: User) -> QuerySet[Team]:
+    """The teams a user governs: every team for platform admins, else those they are an admin of."""
+    if not user.is_authenticated:
+        return Team.objects.none()
+    if user_is_platform_admin(user):
+        return Team.objects.all()
+    return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
+
+
 # --- service accounts ---------------------------------------------------------------------
 
 
@@ -251,9 +260,7 @@ def service_account_teams(*, user: User) -> QuerySet[Team]:
     for platform admins, none for a service account (a pipeline never manages identities)."""
     if not user.is_authenticated or ServiceAccount.objects.filter(user_id=user.pk).exists():
         return Team.objects.none()
-    if user_is_platform_admin(user):
-        return Team.objects.all()
-    return Team.objects.filter(memberships__user=user, memberships__role=Role.ADMIN).distinct()
+    return teams_administered(user=user)
 
 
 def service_account_list(*, user: User, team: Team | None = None) -> QuerySet[ServiceAccount]:

@@ -18,6 +18,7 @@ from policies.views import (
     promotion_overrides,
     rollouts,
     service_accounts,
+    teams,
 )
 
 # namespace "policies": the dashboard, the catalog, environments and drafts
@@ -126,6 +127,14 @@ service_account_patterns = [
     path("service-accounts/<slug:name>/disable/", service_accounts.account_disable, name="disable"),
 ]
 
+# namespace "teams": teams and their members
+team_patterns = [
+    path("teams/", teams.team_list, name="list"),
+    path("teams/<slug:slug>/", teams.team_detail, name="detail"),
+    path("teams/<slug:slug>/members/", teams.team_member_save, name="member-save"),
+    path("teams/<slug:slug>/members/remove/", teams.team_member_remove, name="member-remove"),
+]
+
 urlpatterns: list[URLResolver] = [
     path("", include((catalog_patterns, "policies"))),
     path("", include((editor_patterns, "editor"))),
@@ -134,4 +143,5 @@ urlpatterns: list[URLResolver] = [
     path("", include((change_patterns, "changes"))),
     path("", include((rollout_patterns, "rollouts"))),
     path("", include((service_account_patterns, "service_accounts"))),
+    path("", include((team_patterns, "teams"))),
 ]

@@ -242,6 +242,13 @@ class ChangeSerializer(serializers.ModelSerializer):
 class ChangeDetailSerializer(ChangeSerializer):
     # A plain string: the change's ticket URL, or "" when none was given (not `format: uri`).
     link = serializers.CharField(read_only=True, allow_blank=True, help_text="A ticket URL, or empty.")
+    # Plain strings too: "" when not recorded (a `format: uri` would not admit the empty string).
+    repository = serializers.CharField(
+        read_only=True, allow_blank=True, help_text="The repository the content comes from, or empty."
+    )
+    pull_request = serializers.CharField(
+        read_only=True, allow_blank=True, help_text="The pull request the change follows, or empty."
+    )
     items = serializers.SerializerMethodField()
     stale = serializers.SerializerMethodField()
     approval = serializers.SerializerMethodField()

@@ -2,6 +2,7 @@ from django.urls import path
 from rest_framework.routers import DefaultRouter
 
 from policies.api import (
+    approval_rules,
     change_events,
     changes,
     drafts,
@@ -11,6 +12,7 @@ from policies.api import (
     rollout_options,
     rollouts,
     service_accounts,
+    teams,
     views,
 )
 from portal import api_views
@@ -27,10 +29,14 @@ router.register("changes", changes.ChangeViewSet, basename="change")
 router.register("rollouts", rollouts.RolloutViewSet, basename="rollout")
 router.register("channels", notifications.ChannelViewSet, basename="channel")
 router.register("service-accounts", service_accounts.ServiceAccountViewSet, basename="service-account")
+router.register("approval-rules", approval_rules.ApprovalRuleViewSet, basename="approval-rule")
 
 urlpatterns = [
     path("me/", api_views.MeView.as_view(), name="me"),
     path("validate", drafts.ValidateView.as_view(), name="validate"),
+    # a team's members (the team itself is read-only under `teams/`)
+    path("teams/<slug:slug>/members/", teams.TeamMembersView.as_view(), name="team-members"),
+    path("teams/<slug:slug>/members/<str:username>/", teams.TeamMemberView.as_view(), name="team-member"),
     *router.urls,
     # a policy's drift and the two ways out of it
     path("policies/<int:pk>/drift/", drift.PolicyDriftView.as_view(), name="policy-drift"),

@@ -27,6 +27,7 @@ from policies.choices import (
 )
 from policies.models.environment import Environment
 from policies.models.policy import Policy, PolicyRevision
+from policies.models.team import Team
 
 
 class ChangeRequest(models.Model):
@@ -286,7 +287,20 @@ class ApprovalRule(models.Model):
 
     The most specific rule matching an item applies (environment and kind, then environment, then
     kind, then the catch-all); a change needs the largest requirement over its items.
+
+    A rule with a team is that team's own rule: it applies to items in namespaces the team owns, on
+    top of the platform rule (the one without a team) that would apply otherwise, and may only make
+    approval stricter (`policies.approval.team_rule_problems`).
     """
+
+    team = models.ForeignKey(
+        Team,
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="approval_rules",
+        help_text="Empty: a platform rule. A team: that team's stricter rule for its own namespaces.",
+    )
 
     environment = models.ForeignKey(
         Environment,
@@ -313,13 +327,28 @@ class ApprovalRule(models.Model):
     class Meta:
         ordering = ["environment__order", "kind", "pk"]
         constraints = [
-            models.UniqueConstraint(fields=["environment", "kind"], name="one_approval_rule_per_scope"),
             models.UniqueConstraint(
-                fields=["kind"], condition=Q(environment__isnull=True), name="one_global_approval_rule_per_kind"
+                fields=["environment", "kind"], condition=Q(team__isnull=True), name="one_approval_rule_per_scope"
+            ),
+            models.UniqueConstraint(
+                fields=["kind"],
+                condition=Q(environment__isnull=True, team__isnull=True),
+                name="one_global_approval_rule_per_kind",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "environment", "kind"],
+                condition=Q(team__isnull=False),
+                name="one_team_approval_rule_per_scope",
+            ),
+            models.UniqueConstraint(
+                fields=["team", "kind"],
+                condition=Q(environment__isnull=True, team__isnull=False),
+                name="one_global_team_approval_rule_per_kind",
             ),
             models.CheckConstraint(condition=Q(required_approvals__gte=1), name="approval_rule_at_least_one"),
         ]
 
     def __str__(self) -> str:
         env = self.environment.name if self.environment is not None else "every environment"
-        return f"{self.kind or 'every kind'} in {env}: {self.required_approvals} approval(s)"
+        scope = f" (team {self.team})" if self.team_id is not None else ""
+        return f"{self.kind or 'every kind'} in {env}{scope}: {self.required_approvals} approval(s)"

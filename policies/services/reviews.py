@@ -29,7 +29,7 @@ from policies.choices import (
 )
 from policies.diff import to_yaml
 from policies.exceptions import ConflictError, PermissionDeniedError
-from policies.models import ApprovalRule, ChangeItem, ChangeRequest, Environment, Review, ReviewComment
+from policies.models import ApprovalRule, ChangeItem, ChangeRequest, Environment, Review, ReviewComment, Team
 from policies.services.audit import audit_record
 from policies.services.changes import (
     _notify,
@@ -302,13 +302,23 @@ def comment_resolve(*, actor: User, comment: ReviewComment) -> ReviewComment:
 # --- approval rules ------------------------------------------------------------------------------------
 
 
-def _require_admin(actor: User) -> None:
-    if not selectors.user_is_admin(actor):
-        raise PermissionDeniedError("only platform admins may edit approval rules")
+def user_may_edit_rule_scope(*, user: User, team: Team | None) -> bool:
+    """Platform rules: platform admins. A team's own rules: that team's admins and platform admins."""
+    if team is None:
+        return selectors.user_is_admin(user)
+    return selectors.user_is_team_admin(user, team.pk)
+
+
+def _require_rule_scope(actor: User, team: Team | None) -> None:
+    if not user_may_edit_rule_scope(user=actor, team=team):
+        if team is None:
+            raise PermissionDeniedError("only platform admins may edit platform approval rules")
+        raise PermissionDeniedError(f"only admins of team {team.name} (or platform admins) may edit its approval rules")
 
 
 def _rule_snapshot(rule: ApprovalRule) -> dict[str, Any]:
     return {
+        "team": rule.team.slug if rule.team is not None else None,
         "environment": rule.environment.name if rule.environment is not None else None,
         "kind": rule.kind,
         "required_approvals": rule.required_approvals,
@@ -321,36 +331,51 @@ def approval_rule_save(
     *,
     actor: User,
     rule: ApprovalRule | None = None,
+    team: Team | None = None,
     environment: Environment | None,
     kind: str = "",
     required_approvals: int = 1,
     security_approval: str = SecurityApproval.DEFAULT,
     extra_production_approval: bool = True,
 ) -> ApprovalRule:
-    """Creates or updates a rule (one per environment and kind). Admins only."""
-    _require_admin(actor)
+    """Creates or updates a rule (one per team or platform, environment and kind). Platform rules:
+    platform admins. A team's own rule (for that team's namespaces): its admins or platform admins,
+    and only stricter than the platform rule it stands on (`approval.team_rule_problems`)."""
+    _require_rule_scope(actor, team)
     with transaction.atomic():
         if rule is not None:
-            rule = ApprovalRule.objects.select_for_update().get(pk=rule.pk)
+            rule = (
+                ApprovalRule.objects.select_for_update(of=("self",))
+                .select_related("team", "environment")
+                .get(pk=rule.pk)
+            )
+            _require_rule_scope(actor, rule.team)  # neither another team's rule nor a platform one
             before = _rule_snapshot(rule)
         else:
             rule, before = ApprovalRule(), None
-        rule.environment, rule.kind = environment, kind or ""
+        rule.team, rule.environment, rule.kind = team, environment, kind or ""
         rule.required_approvals = required_approvals
         rule.security_approval = security_approval
         rule.extra_production_approval = extra_production_approval
         rule.updated_at = timezone.now()
-        duplicate = ApprovalRule.objects.filter(environment=environment, kind=rule.kind).exclude(pk=rule.pk)
+        duplicate = ApprovalRule.objects.filter(team=team, environment=environment, kind=rule.kind).exclude(pk=rule.pk)
         if duplicate.exists():
-            raise ValidationError({"kind": "a rule for this environment and kind exists already: edit it"})
+            raise ValidationError({"kind": "a rule for this scope, environment and kind exists already: edit it"})
         rule.full_clean(validate_constraints=False)
-        problems = approval.rule_problems(
-            environment=environment,
-            kind=rule.kind,
-            required_approvals=required_approvals,
-            security_approval=security_approval,
-            extra_production_approval=extra_production_approval,
-        )
+        scope: dict[str, Any] = {
+            "environment": environment,
+            "kind": rule.kind,
+            "required_approvals": required_approvals,
+            "security_approval": security_approval,
+            "extra_production_approval": extra_production_approval,
+        }
+        if team is not None:
+            limits = approval.team_rule_problems(**scope)
+            if limits:
+                raise ValidationError(
+                    {"required_approvals": ["outside what the platform allows: " + "; ".join(limits)]}
+                )
+        problems = approval.rule_problems(**scope, team_id=team.pk if team is not None else None)
         if problems:
             raise ValidationError(
                 {"required_approvals": ["no change could ever be approved under this rule: " + "; ".join(problems)]}
@@ -368,7 +393,9 @@ def approval_rule_save(
 
 
 def approval_rule_delete(*, actor: User, rule: ApprovalRule) -> None:
-    _require_admin(actor)
+    """Platform rules: platform admins; a team's own rule: its admins or platform admins. Deleting a
+    team rule only ever relaxes approval back to the platform rule."""
+    _require_rule_scope(actor, rule.team)
     with transaction.atomic():
         audit_record(
             action=ChangeAuditAction.APPROVAL_RULE_DELETED,

@@ -50,6 +50,7 @@ from policies.models import (
     PolicyRevision,
     Review,
     ReviewComment,
+    Team,
 )
 from policies.rollout import strategies
 from policies.services import change_lifecycle as lifecycle
@@ -912,6 +913,12 @@ def item_edit(request: HttpRequest, pk: int, item_pk: int) -> HttpResponse:
 
 
 class ApprovalRuleForm(forms.Form):
+    team = forms.ModelChoiceField(
+        queryset=Team.objects.all(),
+        required=False,
+        label="Scope",
+        help_text="A team's own rule applies to its namespaces and may only be stricter than the platform's.",
+    )
     environment = forms.ModelChoiceField(
         queryset=Environment.objects.all(), required=False, empty_label="Every environment"
     )
@@ -924,26 +931,53 @@ class ApprovalRuleForm(forms.Form):
         required=False, initial=True, label="One more approval in production"
     )
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, teams: Any, platform: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        for name in ("environment", "kind", "security_approval"):
+        team_field = self.fields["team"]
+        assert isinstance(team_field, forms.ModelChoiceField)
+        # Any team is accepted here and the service decides (403 for a team the user does not
+        # administer); the list offers the user's own.
+        team_field.queryset = Team.objects.all()
+        offered = [(team.pk, team.name) for team in teams]
+        if platform:
+            offered.insert(0, ("", "Platform (every team)"))
+        team_field.widget.choices = offered
+        for name in ("team", "environment", "kind", "security_approval"):
             self.fields[name].widget.attrs["class"] = "form-select form-select-sm"
         self.fields["required_approvals"].widget.attrs["class"] = "form-control form-control-sm"
         self.fields["extra_production_approval"].widget.attrs["class"] = "form-check-input"
 
 
+def _rule_rows(rules: list[ApprovalRule]) -> list[ApprovalRule]:
+    for rule in rules:
+        rule.problems = approval.rule_problems(  # type: ignore[attr-defined]  # for the template
+            environment=rule.environment,
+            kind=rule.kind,
+            required_approvals=rule.required_approvals,
+            security_approval=rule.security_approval,
+            extra_production_approval=rule.extra_production_approval,
+            team_id=rule.team_id,
+        )
+    return rules
+
+
 @login_required
 @require_http_methods(["GET", "HEAD", "POST"])
 def approval_rules(request: HttpRequest) -> HttpResponse:
-    """Admins set how many approvals each (environment, kind) needs; saving an existing scope edits it."""
-    if not selectors.user_is_admin(request.user):
-        raise PermissionDenied("only platform admins may edit approval rules")
+    """Platform admins set how many approvals each (environment, kind) needs; team admins add their
+    teams' stricter rules. Saving an existing scope edits it."""
+    platform = selectors.user_is_admin(request.user)
+    teams = selectors.teams_administered(user=request.user).order_by("name")
+    if not platform and not teams.exists():
+        raise PermissionDenied("only platform admins and team admins may edit approval rules")
     status = 200
     if request.method == "POST":
-        form = ApprovalRuleForm(request.POST)
+        form = ApprovalRuleForm(request.POST, teams=teams, platform=platform)
         if form.is_valid():
             data = form.cleaned_data
-            existing = ApprovalRule.objects.filter(environment=data["environment"], kind=data["kind"] or "").first()
+            existing = ApprovalRule.objects.filter(
+                team=data["team"], environment=data["environment"], kind=data["kind"] or ""
+            ).first()
             try:
                 review_services.approval_rule_save(actor=signed_in_user(request), rule=existing, **data)
             except (ApplicationError, ValidationError) as exc:
@@ -953,24 +987,20 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
                 return redirect("changes:approval-rules")
         status = 400
     else:
-        form = ApprovalRuleForm()
-    rules = list(
-        ApprovalRule.objects.select_related("environment").order_by("environment__order", "environment__name", "kind")
-    )
-    for rule in rules:
-        rule.problems = approval.rule_problems(  # type: ignore[attr-defined]  # for the template
-            environment=rule.environment,
-            kind=rule.kind,
-            required_approvals=rule.required_approvals,
-            security_approval=rule.security_approval,
-            extra_production_approval=rule.extra_production_approval,
-        )
+        form = ApprovalRuleForm(teams=teams, platform=platform)
+    ordering = ("environment__order", "environment__name", "kind")
+    rules = ApprovalRule.objects.select_related("environment", "team")
+    team_rules = rules.filter(team__isnull=False)
+    if not platform:
+        team_rules = team_rules.filter(team__in=teams)
     return render(
         request,
         "changes/approval_rules.html",
         {
             "form": form,
-            "rules": rules,
+            "platform": platform,
+            "rules": _rule_rows(list(rules.filter(team__isnull=True).order_by(*ordering))),
+            "team_rules": _rule_rows(list(team_rules.order_by("team__name", *ordering))),
             "default_required": approval.DEFAULT_REQUIRED_APPROVALS,
             "default_problems": approval.default_rule_problems(),
         },
@@ -981,7 +1011,7 @@ def approval_rules(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def approval_rule_delete(request: HttpRequest, rule_pk: int) -> HttpResponse:
-    rule = get_object_or_404(ApprovalRule, pk=rule_pk)
+    rule = get_object_or_404(ApprovalRule.objects.select_related("team", "environment"), pk=rule_pk)
     try:
         review_services.approval_rule_delete(actor=signed_in_user(request), rule=rule)
     except (ApplicationError, ValidationError) as exc:

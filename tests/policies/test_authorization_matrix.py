@@ -1,14 +1,16 @@
 """The authorization matrix: every actor against every governance action, through the UI forms and
-the API, expected against actual. A team's admin governs that team (its channels, its drafts); the
-platform (approval rules, guardrails, imports, every delivery, the whole audit log) belongs to
-platform admins: superusers and holders of `policies.govern_platform`."""
+the API, expected against actual. A team's admin governs that team (its members, its channels, its
+drafts, its own approval rules within the platform's limits); the platform (platform approval
+rules, guardrails, imports, every delivery, the whole audit log) belongs to platform admins:
+superusers and holders of `policies.govern_platform`."""
 
 import pytest
 from django.test import Client
 
 from policies.choices import Role
-from policies.models import ApprovalRule, Guardrail, NotificationChannel
+from policies.models import ApprovalRule, Guardrail, Membership, NotificationChannel
 from policies.services.guardrails import guardrails_seed_builtins
+from portal.choices import TokenScope
 from tests.api_testing import bearer_client, token_for
 from tests.factories import MembershipFactory, UserFactory, grant_platform_admin
 
@@ -137,6 +139,72 @@ def policy_a_override_create(client, org):
     return response, bool(org.env.promotion_overrides)
 
 
+def team_a_rule_create(client, org):
+    response = client.post(
+        "/approval-rules/",
+        {
+            "team": org.team_a.pk,
+            "environment": org.env.pk,
+            "kind": "",
+            "required_approvals": 2,
+            "security_approval": "default",
+            "extra_production_approval": "on",
+        },
+    )
+    return response, ApprovalRule.objects.filter(team=org.team_a, required_approvals=2).exists()
+
+
+def team_a_rule_below_platform(client, org):
+    """Exceeding the limits: Bookinfo's rule asking for fewer approvals than the platform's."""
+    ApprovalRule.objects.create(environment=org.env, required_approvals=2)
+    response = client.post(
+        "/approval-rules/",
+        {
+            "team": org.team_a.pk,
+            "environment": org.env.pk,
+            "kind": "",
+            "required_approvals": 1,
+            "security_approval": "default",
+        },
+    )
+    return response, ApprovalRule.objects.filter(team=org.team_a).exists()
+
+
+def team_a_rule_waives_security(client, org):
+    response = client.post(
+        "/approval-rules/",
+        {
+            "team": org.team_a.pk,
+            "environment": "",
+            "kind": "AuthorizationPolicy",
+            "required_approvals": 2,
+            "security_approval": "never",
+        },
+    )
+    return response, ApprovalRule.objects.filter(team=org.team_a).exists()
+
+
+def team_a_rule_delete(client, org):
+    rule = ApprovalRule.objects.create(team=org.team_a, environment=org.env, required_approvals=2)
+    response = client.post(f"/approval-rules/{rule.pk}/delete/")
+    return response, not ApprovalRule.objects.filter(pk=rule.pk).exists()
+
+
+def team_a_member_add(client, org):
+    response = client.post("/teams/bookinfo/members/", {"username": org.outsider.username, "role": "author"})
+    return response, Membership.objects.filter(team=org.team_a, user=org.outsider).exists()
+
+
+def team_a_member_role(client, org):
+    response = client.post("/teams/bookinfo/members/", {"username": org.author.username, "role": "approver"})
+    return response, Membership.objects.filter(team=org.team_a, user=org.author, role="approver").exists()
+
+
+def team_a_member_remove(client, org):
+    response = client.post("/teams/bookinfo/members/remove/", {"username": org.author.username})
+    return response, not Membership.objects.filter(team=org.team_a, user=org.author).exists()
+
+
 UI_ACTIONS = {
     approval_rule_create: PLATFORM,
     guardrail_create: PLATFORM,
@@ -147,6 +215,13 @@ UI_ACTIONS = {
     team_a_channel_create: PLATFORM | {"admin_a"},
     team_a_channel_edit: PLATFORM | {"admin_a"},
     policy_a_override_create: PLATFORM | {"approver_a", "admin_a"},
+    team_a_rule_create: PLATFORM | {"admin_a"},
+    team_a_rule_below_platform: set(),
+    team_a_rule_waives_security: set(),
+    team_a_rule_delete: PLATFORM | {"admin_a"},
+    team_a_member_add: PLATFORM | {"admin_a"},
+    team_a_member_role: PLATFORM | {"admin_a"},
+    team_a_member_remove: PLATFORM | {"admin_a"},
 }
 
 
@@ -175,9 +250,73 @@ def list_policies_sees_team_b(client, org):
     return response, "payments" in names
 
 
+def api_team_a_rule_create(client, org):
+    response = client.post(
+        "/api/v1/approval-rules/",
+        {"team": "bookinfo", "environment": "staging", "required_approvals": 2},
+        format="json",
+    )
+    return response, ApprovalRule.objects.filter(team=org.team_a, required_approvals=2).exists()
+
+
+def api_team_a_rule_below_platform(client, org):
+    ApprovalRule.objects.create(environment=org.env, required_approvals=2)
+    response = client.post(
+        "/api/v1/approval-rules/",
+        {"team": "bookinfo", "environment": "staging", "required_approvals": 1},
+        format="json",
+    )
+    return response, ApprovalRule.objects.filter(team=org.team_a).exists()
+
+
+def api_team_a_rule_edit(client, org):
+    rule = ApprovalRule.objects.create(team=org.team_a, environment=org.env, required_approvals=2)
+    response = client.patch(f"/api/v1/approval-rules/{rule.pk}/", {"security_approval": "always"}, format="json")
+    rule.refresh_from_db()
+    return response, rule.security_approval == "always"
+
+
+def api_team_a_rule_delete(client, org):
+    rule = ApprovalRule.objects.create(team=org.team_a, environment=org.env, required_approvals=2)
+    response = client.delete(f"/api/v1/approval-rules/{rule.pk}/")
+    return response, not ApprovalRule.objects.filter(pk=rule.pk).exists()
+
+
+def api_platform_rule_create(client, org):
+    response = client.post(
+        "/api/v1/approval-rules/", {"environment": "staging", "required_approvals": 1}, format="json"
+    )
+    return response, ApprovalRule.objects.filter(team__isnull=True).exists()
+
+
+def api_team_a_member_add(client, org):
+    response = client.post(
+        "/api/v1/teams/bookinfo/members/", {"username": org.outsider.username, "role": "author"}, format="json"
+    )
+    return response, Membership.objects.filter(team=org.team_a, user=org.outsider).exists()
+
+
+def api_team_a_member_role(client, org):
+    response = client.patch(f"/api/v1/teams/bookinfo/members/{org.author.username}/", {"role": "admin"}, format="json")
+    return response, Membership.objects.filter(team=org.team_a, user=org.author, role="admin").exists()
+
+
+def api_team_a_member_remove(client, org):
+    response = client.delete(f"/api/v1/teams/bookinfo/members/{org.author.username}/")
+    return response, not Membership.objects.filter(team=org.team_a, user=org.author).exists()
+
+
 API_ACTIONS = {
     read_team_b_policy: PLATFORM | {"admin_b", "security"},
     list_policies_sees_team_b: PLATFORM | {"admin_b", "security"},
+    api_team_a_rule_create: PLATFORM | {"admin_a"},
+    api_team_a_rule_below_platform: set(),
+    api_team_a_rule_edit: PLATFORM | {"admin_a"},
+    api_team_a_rule_delete: PLATFORM | {"admin_a"},
+    api_platform_rule_create: PLATFORM,
+    api_team_a_member_add: PLATFORM | {"admin_a"},
+    api_team_a_member_role: PLATFORM | {"admin_a"},
+    api_team_a_member_remove: PLATFORM | {"admin_a"},
 }
 
 
@@ -187,7 +326,46 @@ def test_api_matrix(org, actor, action):
     user = _actors(org)[actor]
     from rest_framework.test import APIClient
 
-    client = APIClient() if user is None else bearer_client(token_for(user))
+    client = APIClient() if user is None else bearer_client(token_for(user, scopes=[TokenScope.WRITE]))
     response, happened = action(client, org)
     expected = actor in API_ACTIONS[action]
     assert happened == expected, f"{actor} × {action.__name__}: expected {expected}, got {response.status_code}"
+
+
+# Refusals say why: a team admin going beyond the platform's limits gets a 400 naming the limit;
+# reaching into another team is a 403 naming the team.
+
+
+def test_a_team_rule_below_the_platform_is_a_400_with_the_reason(org):
+    client = Client()
+    client.force_login(_actors(org)["admin_a"])
+    response, happened = team_a_rule_below_platform(client, org)
+    assert (response.status_code, happened) == (400, False)
+    assert "staging: the platform asks for 2 approvals for every kind; a team rule may ask for more, never fewer" in (
+        response.content.decode()
+    )
+    response, happened = team_a_rule_waives_security(client, org)
+    assert (response.status_code, happened) == (400, False)
+    assert "requires a security-team approver for AuthorizationPolicy; a team rule cannot waive it" in (
+        response.content.decode()
+    )
+
+
+def test_another_teams_admin_is_refused_with_403_naming_the_team(org):
+    actors = _actors(org)
+    client = Client()
+    client.force_login(actors["admin_b"])
+    response, happened = team_a_rule_create(client, org)
+    assert (response.status_code, happened) == (403, False)
+    assert "nly admins of team Bookinfo (or platform admins) may edit its approval rules" in response.content.decode()
+    response, happened = team_a_member_add(client, org)
+    assert (response.status_code, happened) == (403, False)
+    api = bearer_client(token_for(actors["admin_b"], scopes=[TokenScope.WRITE]))
+    response, happened = api_team_a_rule_create(api, org)
+    assert (response.status_code, happened) == (403, False)
+    assert response.json()["message"] == "only admins of team Bookinfo (or platform admins) may edit its approval rules"
+    response, happened = api_team_a_rule_below_platform(
+        bearer_client(token_for(actors["admin_a"], scopes=[TokenScope.WRITE])), org
+    )
+    assert (response.status_code, happened) == (400, False)
+    assert "a team rule may ask for more, never fewer" in response.json()["details"]["required_approvals"][0]

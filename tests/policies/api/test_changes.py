@@ -459,3 +459,14 @@ def test_findings_of_a_change_from_a_bundle_name_the_uploaded_file_and_line(clus
     subset = next(f for f in findings[reviews.pk] if f["code"] == "MG0302")
     assert subset["file"] == "mesh/bookinfo/routes.yaml"
     assert subset["line"] == TWO_ROUTES.splitlines().index("    - destination: {host: reviews, subset: v9}") + 1
+
+
+def test_the_change_detail_schema_admits_the_empty_urls_it_returns(org):
+    """A change without a ticket, repository or pull request answers "" for them: the schema says
+    string, not `format: uri` (which "" would violate)."""
+    from tests.api_testing import session_client
+
+    schema = session_client(org.author).get("/api/schema/?format=json").json()
+    detail = schema["components"]["schemas"]["ChangeDetail"]["properties"]
+    for name in ("link", "repository", "pull_request"):
+        assert detail[name]["type"] == "string" and "format" not in detail[name], (name, detail[name])

@@ -182,7 +182,12 @@ def test_approval_rules_page_is_for_admins(client, cluster_org):
     admin = UserFactory(username="ada")
     MembershipFactory(team=TeamFactory(slug="platform"), user=admin, role=Role.ADMIN)
     client.force_login(admin)
-    assert client.get("/approval-rules/").status_code == 403  # a team's admin is not a platform admin
+    assert client.get("/approval-rules/").status_code == 200  # a team's admin writes the team's own rules
+    refused = client.post(
+        "/approval-rules/", {"environment": org.env.pk, "required_approvals": 1, "security_approval": "default"}
+    )
+    assert refused.status_code == 403  # but is not a platform admin
+    assert "platform admins may edit platform approval rules" in refused.content.decode()
     admin = grant_platform_admin(admin)
     client.force_login(admin)
     assert client.get("/approval-rules/").status_code == 200
