@@ -16,8 +16,10 @@ from kubernetes import client
 
 from integrations import kubernetes as kube
 from integrations.kubernetes.watch import WATCHED_KINDS
+from policies import inventory
 from policies.models import InventoryObject, InventoryWatermark
 from policies.validation import validate_text
+from policies.validation.context import LIVE_KINDS
 from tests.factories import EnvironmentFactory
 from tests.fixtures.meshsim import kube_api_client
 from tests.fixtures.worker import _database_url
@@ -36,7 +38,7 @@ spec:
 """
 
 
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 20) -> None:
+def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         assert time.monotonic() < deadline, f"not reached in {timeout}s: {what}"
@@ -105,7 +107,7 @@ def test_the_watcher_keeps_the_inventory_and_validation_reads_it(staging, watche
     watcher.wait(10)
     meshsim.admin("DELETE", "faults")
     settings.MESHGATE_INVENTORY_MAX_AGE_SECONDS = 0.5
-    time.sleep(0.6)
+    wait_until(lambda: not inventory.freshness(staging, LIVE_KINDS).fresh, "the inventory past its bound")
     report = validate_text(environment=staging, text=ROUTE_TO_INVENTORIED)
     notice = [f for f in report.findings if f.code == "MG0399"]
     assert len(notice) == 1 and "cluster state read directly: inventory stale since" in notice[0].message

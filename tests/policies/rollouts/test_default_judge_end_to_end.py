@@ -53,7 +53,7 @@ def live(transactional_db, monkeypatch, org, request, meshsim_traffic, prod_traf
     org.env.api_url, org.env.prometheus_url = meshsim_traffic.url, both_clusters.url
     org.env.save(update_fields=["api_url", "prometheus_url"])
     environment_import(environment=org.env)
-    both_clusters.wait_for_target_up(timeout=20)
+    both_clusters.wait_for_target_up()
     deadline = time.monotonic() + 30
     while not query(both_clusters.url, 'increase(istio_requests_total{destination_cluster="prod"}[3s]) > 0'):
         assert time.monotonic() < deadline, "no prod traffic in Prometheus after 30 s"

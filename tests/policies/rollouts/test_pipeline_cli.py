@@ -74,7 +74,7 @@ def pipeline(
     kube.apply_object(cluster_config(prod), normalize_object(prod_reviews), field_manager="kubectl", force=True)
     environment_import(environment=org.env)
     environment_import(environment=prod)
-    both_clusters.wait_for_target_up(timeout=20)
+    both_clusters.wait_for_target_up()
     request.getfixturevalue("celery_worker_process")
 
     admin = UserFactory(username="tina")
