@@ -53,9 +53,9 @@ def _warm(meshsim: MeshsimProcess, prom: PrometheusProcess) -> float:
     assert meshsim.admin("POST", "traffic/rates", json={**CATALOG, "rps": 300}).ok
     raised = time.time()
     promql = success_rate_query(version="v2", interval="5s", **CATALOG)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not query(prom.url, promql):
-        assert time.monotonic() < deadline, "no catalog v2 data in Prometheus after 30 s"
+        assert time.monotonic() < deadline, "no catalog v2 data in Prometheus after 60 s"
         time.sleep(0.5)
     return raised
 
