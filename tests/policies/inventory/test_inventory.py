@@ -69,7 +69,7 @@ def watcher(staging, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
     yield proc
     if proc.poll() is None:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(60)  # a deadline: the watcher stops its informers first, slowly on a busy machine
     log.close()
 
 
@@ -104,7 +104,7 @@ def test_the_watcher_keeps_the_inventory_and_validation_reads_it(staging, watche
 
     # The watcher stops: past the bound, validation lists the cluster itself and says so.
     watcher.terminate()
-    watcher.wait(10)
+    watcher.wait(60)
     meshsim.admin("DELETE", "faults")
     settings.MESHGATE_INVENTORY_MAX_AGE_SECONDS = 0.5
     wait_until(lambda: not inventory.freshness(staging, LIVE_KINDS).fresh, "the inventory past its bound")
