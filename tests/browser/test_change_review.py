@@ -21,6 +21,13 @@ def sign_in(page, live_server, username: str, url: str = "/") -> None:
     page.get_by_label("Password").fill("pw-for-tests")
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{live_server.url}{url}")
+    scripts_ready(page)
+
+
+def scripts_ready(page) -> None:
+    """Until the page's deferred scripts (Bootstrap, htmx, behaviours.js) have run: the buttons they
+    drive (collapses, line comments, htmx forms) do nothing when clicked before."""
+    page.wait_for_load_state("load")
 
 
 def header_state(page):
@@ -52,6 +59,7 @@ def test_author_submits_approver_comments_and_approves_edit_voids(live_server, c
         expect(waiting).to_contain_text("Timeout for reviews")
         waiting.get_by_role("link", name="Timeout for reviews").click()
         expect(bob).to_have_url(f"{live_server.url}/changes/{change.pk}/")
+        scripts_ready(bob)
         item = change.items.get()
         diff = bob.locator(f"#plan-diff-{item.pk}")
         expect(diff.locator("tr.mg-diff-row", has_text="timeout: 5s")).to_be_visible()

@@ -8,6 +8,7 @@ from policies.choices import ChangeState
 from policies.models import Review
 from policies.services.reviews import review_approve
 from tests.browser.test_change_review import sign_in
+from tests.fixtures.browser import DEADLINE_MS
 from tests.policies.changes.helpers import cluster_org, submitted_change  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.browser
@@ -18,7 +19,7 @@ def page(browser):
     """A fresh context like the shared `page` fixture, failing on JavaScript errors except the
     browser's own log line for the form's 400 answer (invalid input is a 400, swapped by htmx)."""
     context = browser.new_context(viewport={"width": 1440, "height": 900})
-    context.set_default_timeout(10_000)
+    context.set_default_timeout(DEADLINE_MS)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda error: errors.append(str(error)))

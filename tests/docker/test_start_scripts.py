@@ -89,14 +89,14 @@ def test_start_web_serves_healthz_and_stops_on_sigterm(tmp_path):
             [str(DOCKER / "start-web")], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
         )
         try:
-            deadline = time.monotonic() + 30
+            deadline = time.monotonic() + 90
             status = None
             while status != 200:
                 if proc.poll() is not None:
                     pytest.fail(f"start-web exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
                 if time.monotonic() > deadline:
                     pytest.fail(
-                        f"/healthz did not answer 200 within 30 s (last: {status}):\n{log_path.read_text()[-4000:]}"
+                        f"/healthz did not answer 200 within 90 s (last: {status}):\n{log_path.read_text()[-4000:]}"
                     )
                 time.sleep(0.2)
                 status = _get(f"http://127.0.0.1:{port}/healthz")

@@ -55,7 +55,7 @@ def warm(_meshsim_traffic_server: MeshsimProcess, prometheus_traffic: Prometheus
     started = time.monotonic()
     promql = success_rate_query(version="v1", interval="1m", **REVIEWS)
     while time.monotonic() - started < WARM_UP_S or not query(prometheus_traffic.url, promql):
-        assert time.monotonic() - started < 30, "no reviews v1 data in Prometheus after 30 s"
+        assert time.monotonic() - started < 60, "no reviews v1 data in Prometheus after 60 s"
         time.sleep(0.5)
     return state
 

@@ -27,7 +27,7 @@ from policies.analysis import (
     success_rate,
 )
 from tests.fixtures.meshsim import MeshsimProcess
-from tests.fixtures.prometheus import PrometheusProcess
+from tests.fixtures.prometheus import PrometheusProcess, wait_for_window_after
 
 CATALOG = {"namespace": "shop", "service": "catalog"}
 CANARY = Target(version="v2", **CATALOG)
@@ -44,17 +44,20 @@ ERROR_SHARE = custom(
 )
 METRICS = [success_rate(min=0.99), latency_p99(max=500), ERROR_SHARE]
 WINDOW = "8s"
-SETTLE_S = 10.0  # > WINDOW: the window then holds only traffic after the change
+WINDOW_S = 8.0
 
 
-def _warm(meshsim: MeshsimProcess, prom: PrometheusProcess) -> None:
+def _warm(meshsim: MeshsimProcess, prom: PrometheusProcess) -> float:
+    """The raised rate on, with data in Prometheus; returns when the rate was raised (Unix time)."""
     prom.wait_for_target_up()
     assert meshsim.admin("POST", "traffic/rates", json={**CATALOG, "rps": 300}).ok
+    raised = time.time()
     promql = success_rate_query(version="v2", interval="5s", **CATALOG)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not query(prom.url, promql):
-        assert time.monotonic() < deadline, "no catalog v2 data in Prometheus after 30 s"
+        assert time.monotonic() < deadline, "no catalog v2 data in Prometheus after 60 s"
         time.sleep(0.5)
+    return raised
 
 
 def _analyse(prom: PrometheusProcess):
@@ -74,7 +77,7 @@ def test_a_503_fault_on_the_canary_fails_the_interval(
     _warm(meshsim_traffic, prometheus_traffic)
     fault = {**CATALOG, "version": "v2", "error_rate": 0.1, "status": 503}
     assert meshsim_traffic.admin("POST", "traffic/faults", json=fault).ok
-    time.sleep(SETTLE_S)
+    wait_for_window_after(prometheus_traffic.url, time.time(), WINDOW_S)  # the window holds only faulty traffic
     result = _analyse(prometheus_traffic)
     assert result.verdict == Verdict.FAIL, result.reason
     success = result.metrics[0]
@@ -96,8 +99,8 @@ def test_a_503_fault_on_the_canary_fails_the_interval(
 def test_without_a_fault_the_interval_never_fails(
     meshsim_traffic: MeshsimProcess, prometheus_traffic: PrometheusProcess
 ) -> None:
-    _warm(meshsim_traffic, prometheus_traffic)
-    time.sleep(SETTLE_S)
+    raised = _warm(meshsim_traffic, prometheus_traffic)
+    wait_for_window_after(prometheus_traffic.url, raised, WINDOW_S)  # the window holds only the raised rate
     result = _analyse(prometheus_traffic)
     assert result.verdict in (Verdict.PASS, Verdict.INCONCLUSIVE), result.reason
     assert result.metrics[0].canary is not None and result.metrics[0].canary > 0.98

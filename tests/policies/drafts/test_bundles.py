@@ -1,6 +1,5 @@
 import io
 import tarfile
-import time
 import tracemalloc
 import zipfile
 
@@ -286,10 +285,12 @@ def test_pax_header_of_digits_is_refused_at_once_cve_2024_6232():
     # The record length is 64k digits and no space: CPython < 3.11.10 backtracks quadratically on it.
     payload = b"1" * 65_000 + b"\n"
     archive = _header(b"././@PaxHeader", b"x", len(payload)) + payload + bytes(-len(payload) % 512) + bytes(1024)
-    started = time.monotonic()
     files, findings = expand_bundle([("pax.tar", archive)])
-    assert time.monotonic() - started < 1.0
-    assert files == [] and findings[0].code in ("MG0020", "MG0021")
+    # refused by the bounded length check of the first record, before any parser reads the digits
+    # (benchmarks/hostile_archives.py measures how fast)
+    assert files == [] and [(f.code, f.message) for f in findings] == [
+        ("MG0021", "the tar archive cannot be read: a pax header record has no valid length")
+    ]
 
     payload = b"9" * 4_000 + b" path=a.yaml\n"
     archive = _header(b"././@PaxHeader", b"x", len(payload)) + payload + bytes(-len(payload) % 512) + bytes(1024)

@@ -16,8 +16,10 @@ from kubernetes import client
 
 from integrations import kubernetes as kube
 from integrations.kubernetes.watch import WATCHED_KINDS
+from policies import inventory
 from policies.models import InventoryObject, InventoryWatermark
 from policies.validation import validate_text
+from policies.validation.context import LIVE_KINDS
 from policies.validation.context import _workload as workload_of
 from tests.factories import EnvironmentFactory
 from tests.fixtures.meshsim import kube_api_client
@@ -68,7 +70,7 @@ def watcher(staging, tmp_path) -> Iterator[subprocess.Popen[bytes]]:
     yield proc
     if proc.poll() is None:
         proc.terminate()
-        proc.wait(10)
+        proc.wait(60)  # a deadline: the watcher stops its informers first, slowly on a busy machine
     log.close()
 
 
@@ -103,10 +105,10 @@ def test_the_watcher_keeps_the_inventory_and_validation_reads_it(staging, watche
 
     # The watcher stops: past the bound, validation lists the cluster itself and says so.
     watcher.terminate()
-    watcher.wait(10)
+    watcher.wait(60)
     meshsim.admin("DELETE", "faults")
     settings.MESHGATE_INVENTORY_MAX_AGE_SECONDS = 0.5
-    time.sleep(0.6)
+    wait_until(lambda: not inventory.freshness(staging, LIVE_KINDS).fresh, "the inventory past its bound")
     report = validate_text(environment=staging, text=ROUTE_TO_INVENTORIED)
     notice = [f for f in report.findings if f.code == "MG0399"]
     assert len(notice) == 1 and "cluster state read directly: inventory stale since" in notice[0].message

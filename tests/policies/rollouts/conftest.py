@@ -23,9 +23,9 @@ def ro_live(org, meshsim_traffic, prometheus_traffic):
     org.env.save(update_fields=["api_url", "prometheus_url"])
     environment_import(environment=org.env)
     prometheus_traffic.wait_for_target_up()
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while not query(prometheus_traffic.url, 'increase(istio_requests_total{destination_app="ratings"}[3s]) > 0'):
-        assert time.monotonic() < deadline, "no ratings traffic in Prometheus after 30 s"
+        assert time.monotonic() < deadline, "no ratings traffic in Prometheus after 60 s"
         time.sleep(0.5)
     org.meshsim = meshsim_traffic
     return org

@@ -53,10 +53,10 @@ def live(transactional_db, monkeypatch, org, request, meshsim_traffic, prod_traf
     org.env.api_url, org.env.prometheus_url = meshsim_traffic.url, both_clusters.url
     org.env.save(update_fields=["api_url", "prometheus_url"])
     environment_import(environment=org.env)
-    both_clusters.wait_for_target_up(timeout=20)
-    deadline = time.monotonic() + 30
+    both_clusters.wait_for_target_up()
+    deadline = time.monotonic() + 60
     while not query(both_clusters.url, 'increase(istio_requests_total{destination_cluster="prod"}[3s]) > 0'):
-        assert time.monotonic() < deadline, "no prod traffic in Prometheus after 30 s"
+        assert time.monotonic() < deadline, "no prod traffic in Prometheus after 60 s"
         time.sleep(0.5)
     meshsim_traffic.admin(
         "POST", "traffic/rates", json={"namespace": "bookinfo", "service": "reviews", "rps": 200}

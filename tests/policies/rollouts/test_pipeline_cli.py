@@ -32,6 +32,7 @@ from policies.services.service_accounts import service_account_create
 from policies.tasks import reconcile_rollouts
 from tests.api_testing import token_for
 from tests.factories import MembershipFactory, UserFactory
+from tests.fixtures.prometheus import wait_for_window_after
 from tests.policies.rollouts.helpers import REVIEWS_TO_V3, live_normalized
 from tests.policies.rollouts.test_default_judge_end_to_end import both_clusters, prod_traffic  # noqa: F401
 
@@ -51,7 +52,7 @@ PLAN = {
 }
 TIMEOUT = 150
 BEAT = 2.0
-SETTLE_SECONDS = 12  # the analysis window (10 s) plus two scrapes
+WINDOW_SECONDS = 10  # PLAN["analysis"]["window"]
 
 
 @pytest.fixture
@@ -73,7 +74,7 @@ def pipeline(
     kube.apply_object(cluster_config(prod), normalize_object(prod_reviews), field_manager="kubectl", force=True)
     environment_import(environment=org.env)
     environment_import(environment=prod)
-    both_clusters.wait_for_target_up(timeout=20)
+    both_clusters.wait_for_target_up()
     request.getfixturevalue("celery_worker_process")
 
     admin = UserFactory(username="tina")
@@ -174,7 +175,7 @@ def test_validate_apply_and_promote_with_the_cli_only(pipeline):
 
     # the fault fixed: the same commit again as a new change completes
     p.meshsim.admin("DELETE", "traffic/faults").raise_for_status()
-    time.sleep(SETTLE_SECONDS)
+    wait_for_window_after(p.org.env.prometheus_url, time.time(), WINDOW_SECONDS)  # the failed requests are out of it
     code, output = run_cli(
         p,
         "apply",

@@ -16,7 +16,7 @@ from policies.models import Rollout, RolloutEvent
 from policies.normalize import normalize_object
 from policies.services.rollouts import rollout_start
 from policies.tasks import reconcile_rollouts
-from tests.fixtures.worker import REPO, _database_url
+from tests.fixtures.worker import REPO, WORKER_START_DEADLINE_S, _database_url, wait_worker_idle
 from tests.policies.rollouts.helpers import (
     REVIEWS_TO_V3,
     live_normalized,
@@ -53,9 +53,12 @@ def start_worker(tmp_path: Path, name: str) -> subprocess.Popen:
     proc = subprocess.Popen(
         [str(REPO / "docker" / "start-worker")], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
     )
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + WORKER_START_DEADLINE_S
     while not ready.exists():
-        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / f"{name}.log").read_text()[-3000:]
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()  # a worker left running would take the next tests' tasks
+            proc.wait()
+            pytest.fail(f"worker {name} did not start:\n{(tmp_path / f'{name}.log').read_text()[-3000:]}")
         time.sleep(0.2)
     return proc
 
@@ -104,7 +107,7 @@ def test_worker_runs_a_rollout_to_completion(transactional_db, stub_env, ro, req
 def test_the_reconciler_resumes_a_rollout_whose_task_was_lost(transactional_db, stub_env, ro, request):
     rollout = _start(ro)  # its task is enqueued ...
     request.getfixturevalue("celery_worker_process")  # ... and purged with the queue: lost
-    time.sleep(1.5)
+    wait_worker_idle()  # nothing queued, nothing held by the worker: nobody advances it
     rollout.refresh_from_db()
     assert rollout.state == RolloutState.PENDING
     _assert_completed(ro, wait_terminal(rollout))
