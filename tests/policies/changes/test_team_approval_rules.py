@@ -96,8 +96,9 @@ def test_a_team_admin_touches_neither_another_team_nor_the_platform(org, tara):
         (
             {},
             {"security_approval": SecurityApproval.NEVER},
+            # the security-review kinds: security.istio.io's three, then EnvoyFilter, WasmPlugin, TrafficExtension
             "staging: the platform requires a security-team approver for AuthorizationPolicy, PeerAuthentication, "
-            "RequestAuthentication; a team rule cannot waive it",
+            "RequestAuthentication and 3 more; a team rule cannot waive it",
         ),
     ],
     ids=["fewer-approvals", "waives-security", "drops-always-security", "waives-security-for-every-kind"],
