@@ -18,7 +18,7 @@ def navigation(request: HttpRequest) -> dict[str, object]:
         "may_read_audit": SimpleLazyObject(lambda: user is not None and selectors.user_may_read_audit(user)),
         # team admins and platform admins: the service-account pages answer them (and 403 anyone else)
         "may_manage_service_accounts": SimpleLazyObject(
-            lambda: user is not None and selectors.service_account_teams(user=user).exists()
+            lambda: user is not None and selectors.user_manages_service_accounts(user)
         ),
         # the approval-rules page's own check (platform admins and team admins)
         "may_edit_rules": SimpleLazyObject(

@@ -263,6 +263,18 @@ def service_account_teams(*, user: User) -> QuerySet[Team]:
     return teams_administered(user=user)
 
 
+def user_manages_service_accounts(user: User) -> bool:
+    """Whether `service_account_teams` holds any team, in one query (the navigation asks it on every page)."""
+    if not user.is_authenticated:
+        return False
+    pipeline = ServiceAccount.objects.filter(user_id=user.pk)
+    team_admin = Membership.objects.filter(user_id=user.pk, role=Role.ADMIN)
+    grants = Q(Exists(team_admin)) | Q(Exists(_platform_grants(user)))
+    if user.is_superuser:
+        grants = Q(pk=user.pk)
+    return get_user_model().objects.filter(Q(pk=user.pk, is_active=True) & grants & ~Q(Exists(pipeline))).exists()
+
+
 def service_account_list(*, user: User, team: Team | None = None) -> QuerySet[ServiceAccount]:
     """The service accounts the user manages (of one team if given), with their role and tokens."""
     accounts = ServiceAccount.objects.filter(team__in=service_account_teams(user=user))

@@ -302,6 +302,8 @@ SPECTACULAR_SETTINGS = {
         "PolicyKindEnum": "policies.choices.PolicyKind",
         "RoleEnum": "policies.choices.Role",
         "PlanStatusEnum": "policies.choices.PlanStatus",
+        "RevisionSourceEnum": "policies.choices.RevisionSource",
+        "MembershipSourceEnum": "policies.choices.MembershipSource",
     },
 }
 

@@ -58,6 +58,11 @@ EXPECTED_PATHS = {
     "/api/v1/service-accounts/": {"get", "post"},
     "/api/v1/service-accounts/{name}/": {"get", "delete"},
     "/api/v1/service-accounts/{name}/tokens/": {"get", "post"},
+    "/api/v1/changes/{id}/events/stream/": {"get"},
+    "/api/v1/approval-rules/": {"get", "post"},
+    "/api/v1/approval-rules/{id}/": {"get", "put", "patch", "delete"},
+    "/api/v1/teams/{slug}/members/": {"get", "post"},
+    "/api/v1/teams/{slug}/members/{username}/": {"get", "patch", "delete"},
 }
 
 
