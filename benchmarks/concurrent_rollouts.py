@@ -355,6 +355,7 @@ def main() -> int:
         help="worker mode: processes of the one worker (docker/start-worker's default: 2)",
     )
     parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
+    parser.add_argument("--save-lags", help="copy the per-step lag lines (time, rollout, step, lag s) to this file")
     parser.add_argument("--pool", default="prefork", help="worker mode: Celery pool (prefork, solo, threads)")
     parser.add_argument(
         "--database-url",
@@ -499,6 +500,8 @@ def main() -> int:
                 worker_log += f"\n--- {extra} ---\n" + (workdir / f"{extra}.log").read_text(errors="replace")
         if args.save_worker_log and worker_log:
             Path(args.save_worker_log).write_text(worker_log)
+        if args.save_lags and lag_file.exists():
+            Path(args.save_lags).write_text(lag_file.read_text())
 
     rows = [lines[i : i + 4] for i in range(0, len(lines), 4)]
     by_kind: dict[str, list[float]] = defaultdict(list)

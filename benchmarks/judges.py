@@ -374,6 +374,13 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
         "paused": sum(r["end"] == "paused" for r in good) / len(good) if good else None,
         "completed": sum(r["end"] == "completed" for r in good) / len(good) if good else None,
         "ttd_median": statistics.median(r["t"] for r in caught) if caught else None,
+        # what the care costs: intervals a good canary took to complete (median, 90th percentile)
+        "good_t_median": statistics.median(r["t"] for r in good if r["end"] == "completed")
+        if any(r["end"] == "completed" for r in good)
+        else None,
+        "good_t_p90": float(np.percentile([r["t"] for r in good if r["end"] == "completed"], 90))
+        if any(r["end"] == "completed" for r in good)
+        else None,
         "ttd_2x_median": statistics.median(r["t"] for r in doubled) if doubled else None,
         "by_effect": {
             effect: sum(r["end"] == "rolled_back" for r in bad if r["effect"] == effect)
@@ -413,7 +420,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{family:16} {judge:9} caught {pct(r['caught']):>8}  false rollback "
                     f"{pct(r['false_rollback']):>7}  paused {pct(r['paused']):>7}  "
-                    f"ttd {r['ttd_median']}  ttd 2x {r['ttd_2x_median']}  {r['by_effect']}",
+                    f"ttd {r['ttd_median']}  ttd 2x {r['ttd_2x_median']}  good completes in "
+                    f"{r['good_t_median']} (p90 {r['good_t_p90']})  {r['by_effect']}",
                     flush=True,
                 )
     finally:

@@ -321,6 +321,7 @@ class ChangeAuditAction(models.TextChoices):
     CHANGE_WITHDRAWN = "change.withdrawn"
     CHANGE_RETRIED = "change.retried"
     CHANGE_PLAN_RESCUED = "change.plan_rescued"
+    CHANGE_PLAN_GIVEN_UP = "change.plan_given_up"
     CHANGE_GUARDRAIL_OVERRIDDEN = "change.guardrail_overridden"
     CHANGE_ROLLOUT_OPTIONS_UPDATED = "change.rollout_options_updated"
     DRAFT_MOVED_TO_CHANGE = "draft.moved_to_change"

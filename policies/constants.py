@@ -26,6 +26,7 @@ ROLLOUT_OPTION_INT_LIMITS = {
     "warmup_intervals": (0, 100),
     "both_bad_limit": (1, 1_000),
     "accumulate_limit": (1, 10_000),
+    "judge_power_wait_intervals": (0, 1_000),
 }
 ROLLOUT_OPTION_NUMBER_LIMITS = {
     "meshsim_advance_seconds": (0, 3_600),
@@ -35,6 +36,7 @@ ROLLOUT_OPTION_NUMBER_LIMITS = {
     "max_refused_plaintext": (0, 1_000_000_000),
     "judge_alpha": (1e-9, 0.5),
     "min_requests": (1, 1_000_000_000),
+    "judge_power_ratio": (1.01, 100),
 }
 ROLLOUT_OPTION_WINDOW_SECONDS = (10, 86_400)
 ROLLOUT_OPTION_MAX_STEPS = 20

@@ -9,10 +9,11 @@ Comparisons (canary relative to stable in the same interval):
 
 - errors: the Mantel-Haenszel rate ratio of canary vs stable 5xx over the strata
   (stratifying by interval removes incidents both versions share and the shift of traffic
-  from step to step), with the Greenland-Robins variance of its log, inflated by an
-  overdispersion factor: the Pearson chi-square of the canary's share of each interval's
-  errors (a beta-binomial across sub-intervals when errors come in bursts), shrunk towards
-  a prior of ``dispersion_prior`` while there are few intervals;
+  from step to step), with the Greenland-Robins variance of its log plus a between-interval
+  variance (a random-effects model: bursts that hit one side and not the other, a random rate
+  per interval as a beta-binomial across sub-intervals has): the DerSimonian-Laird estimate
+  over the canary's intervals, shrunk towards twice the stable's own burstiness (read robustly
+  across its intervals, warm-ups included) while there are few;
 - latency tail and body: the share of requests slower than the stable's p99 (tail) and
   its median (body), read at the histogram bucket bound nearest to that quantile of the
   stable's pooled buckets; the same rate ratio test on those shares. A +50 % p99 with an
@@ -20,7 +21,8 @@ Comparisons (canary relative to stable in the same interval):
 
 Each comparison is a mixture sequential probability ratio test (mSPRT, Johari et al. 2017,
 "Always valid inference") of ``log(ratio) <= log(1 + tolerance)`` on the normal
-approximation of the log ratio, mixing variance ``tau``\\ :sup:`2`. Its p-value
+approximation of the log ratio, mixing normals of sd ``tau`` x 1, 2.5 and 6.25 (``MIXTURE``:
+power for small effects and for large ones seen through a large variance). Its p-value
 (1 / likelihood ratio) is valid at every look, so looking each interval does not inflate
 false rollbacks: a good canary is rolled back with probability at most ``alpha`` per
 attempt (divided over the comparisons and metrics, Bonferroni). The effect is reported
@@ -33,8 +35,12 @@ the same guard in the same window both versions are bad: the canary is not blame
 interval is inconclusive and says so (``both_bad`` in the detail; the run-level rule pauses
 after ``both_bad_limit`` such intervals in a row).
 
-The step's verdict: ``inconclusive`` during the warm-up after a weight change (not judged,
-not recorded) and until the step holds ``min_requests`` judged canary requests (then the
+The step's verdict: ``inconclusive`` during the warm-up after a weight change (the canary's
+side not judged, the stable's kept), while the canary looks worse without certainty
+(``hold_p``), at the step before the last until ``power_ratio`` more errors
+(``tail_power_ratio`` more requests above the stable's p99) are ruled out, for up to
+``power_wait_intervals`` intervals and only where waiting can show it, and until the step holds
+``min_requests`` judged canary requests (then the
 reason says how many more minutes that takes at the observed rate); ``fail`` on a guard
 breach or a significant regression; ``pass`` otherwise. The last step (100 %, the stable
 has no traffic left) compares each of its intervals with the baseline recorded before the
@@ -47,6 +53,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -82,6 +89,9 @@ class Test:
     against: str = "stable"  # "stable" (same intervals) or "baseline" (before the shift)
     current_p: float = 1.0  # 1 / the likelihood ratio now (not the running minimum)
     confirmed: bool = True  # baseline: significant in the last two intervals too
+    variance: float = math.inf  # of the log ratio, as tested (dispersion included)
+    info_per_interval: float = 0.0  # 1 / variance one more interval like the latest adds (if no difference)
+    canary_events: float = 0.0  # the events (5xx, slower requests) the canary's rate is read from
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -112,23 +122,50 @@ def _pv(p: float) -> str:
 # --- the statistics -----------------------------------------------------------------------------
 
 
+# The mixing distribution of the mSPRT: normal mixtures of sd tau x these factors, with these weights.
+# A mixture of always-valid tests is itself always valid; the wide components give power where the
+# variance is large (few events, bursty errors) and the effect too, at a cost of log(1 / 0.7) in the
+# evidence a small effect needs.
+MIXTURE = ((1.0, 0.7), (2.5, 0.2), (6.25, 0.1))
+
+
+def _log_lr(distance: float, variance: float, tau: float) -> float:
+    """log of the mixture likelihood ratio for an estimate ``distance`` away from the null value."""
+    v = variance
+    terms = []
+    for factor, weight in MIXTURE:
+        t2 = (tau * factor) ** 2
+        terms.append(math.log(weight) + 0.5 * math.log(v / (v + t2)) + t2 * distance * distance / (2 * v * (v + t2)))
+    top = max(terms)
+    return top + math.log(sum(math.exp(t - top) for t in terms))
+
+
 def msprt(theta: float, variance: float, *, theta0: float, tau: float) -> float:
     """The always-valid one-sided p-value of ``theta <= theta0`` for an estimate ``theta`` with
-    ``variance``: 1 / the normal-mixture likelihood ratio (mixing N(theta0, tau^2))."""
+    ``variance``: 1 / the normal-mixture likelihood ratio (mixing N(theta0, (tau x f)^2) over
+    ``MIXTURE``)."""
     if variance <= 0 or not math.isfinite(variance) or theta <= theta0:
         return 1.0
-    v, t2 = variance, tau * tau
-    log_lr = 0.5 * math.log(v / (v + t2)) + t2 * (theta - theta0) ** 2 / (2 * v * (v + t2))
+    log_lr = _log_lr(theta - theta0, variance, tau)
     return 1.0 if log_lr <= 0 else math.exp(-min(log_lr, 700.0))
 
 
 def confidence_sequence(theta: float, variance: float, *, alpha: float, tau: float) -> tuple[float, float]:
-    """The always-valid (1 - alpha) interval of ``theta`` (the mSPRT's inversion)."""
+    """The always-valid (1 - alpha) interval of ``theta`` (the mSPRT's inversion: the values whose
+    mixture likelihood ratio stays below 1 / alpha)."""
     if variance <= 0 or not math.isfinite(variance):
         return -math.inf, math.inf
-    v, t2 = variance, tau * tau
-    radius = math.sqrt(v * (v + t2) / t2 * (math.log((v + t2) / v) + 2 * math.log(1 / alpha)))
-    return theta - radius, theta + radius
+    target = math.log(1 / alpha)
+    low, high = 0.0, math.sqrt(variance) * 4 + 1.0
+    while _log_lr(high, variance, tau) < target:
+        high *= 2
+    for _ in range(60):
+        mid = (low + high) / 2
+        if _log_lr(mid, variance, tau) < target:
+            low = mid
+        else:
+            high = mid
+    return theta - high, theta + high
 
 
 def mantel_haenszel(
@@ -184,6 +221,47 @@ def dispersion(strata: Sequence[tuple[float, float, float, float]], log_ratio: f
     return (chi2 / df if df > 0 else 1.0), max(df, 0)
 
 
+MIN_EVENTS_FOR_HETEROGENEITY = 4  # an interval's events (both sides) to show its own log ratio
+
+
+def heterogeneity(strata: Sequence[tuple[float, float, float, float]]) -> tuple[float, int] | None:
+    """DerSimonian-Laird: the between-interval variance of the log rate ratio over the strata with
+    enough events, and its df (intervals - 1); None with fewer than two such intervals."""
+    points = []
+    for nc, ec, ns, es in strata:
+        if nc <= 0 or ns <= 0 or ec + es < MIN_EVENTS_FOR_HETEROGENEITY:
+            continue
+        y = math.log((ec + 0.5) / nc) - math.log((es + 0.5) / ns)
+        points.append((y, 1.0 / (1.0 / (ec + 0.5) + 1.0 / (es + 0.5))))
+    if len(points) < 2:
+        return None
+    total = sum(w for _, w in points)
+    mean = sum(y * w for y, w in points) / total
+    q = sum(w * (y - mean) ** 2 for y, w in points)
+    scale = total - sum(w * w for _, w in points) / total
+    df = len(points) - 1
+    return (max(0.0, (q - df) / scale) if scale > 0 else 0.0), df
+
+
+def stable_burstiness(strata: Sequence[tuple[float, float, float, float]]) -> float:
+    """The variance of the stable's log event rate across its intervals beyond Poisson noise, read
+    robustly (the median absolute deviation): steady bursts count, an incident of one or two
+    intervals (which hits both versions, and cancels in their ratio) does not. 0 for steady counts."""
+    side = [(ns, es) for _, _, ns, es in strata if ns > 0]
+    total_n, total_e = sum(n for n, _ in side), sum(e for _, e in side)
+    if len(side) < 2 or total_e <= 0:
+        return 0.0
+    rate = total_e / total_n
+    points = [(math.log((e + 0.5) / (n * rate + 0.5)), 1.0 / (n * rate + 0.5)) for n, e in side
+              if n * rate >= MIN_EVENTS_FOR_HETEROGENEITY]  # fmt: skip
+    if len(points) < 2:
+        return 0.0
+    deviations = [y for y, _ in points]
+    centre = statistics.median(deviations)
+    spread = 1.4826 * statistics.median(abs(y - centre) for y in deviations)
+    return max(0.0, spread * spread - statistics.median(noise for _, noise in points))
+
+
 def baseline_shift(
     mine: Sequence[tuple[float, float, float, float]],
     before: Sequence[tuple[float, float, float, float]],
@@ -221,9 +299,11 @@ class SequentialJudge:
     dispersion_prior_df: float = 2.0  # (the prior is the stable's own burstiness, at least this)
     dispersion_cap: float = 20.0
     min_requests: float = 100  # judged canary requests a step needs before it can pass
-    hold_p: float = 0.1  # a step does not pass while a comparison's current p-value is below it
-    power_ratio: float = 2.0  # before the last step: rule out this ratio against stable ...
-    power_wait_intervals: int = 10  # ... gathering up to this many judged intervals for it
+    hold_p: float = 0.3  # a step does not pass while a comparison's current p-value is below it
+    hold_events: float = 10  # canary events a "looks worse" needs to hold the step before the last
+    power_ratio: float = 1.3  # before the last step: rule out this ratio of errors (and of the body) ...
+    tail_power_ratio: float = 2.0  # ... and this of the share above the stable's p99 (a +25 % p99 is x2-3)
+    power_wait_intervals: int = 20  # ... gathering up to this many judged intervals for it
     power_min_abs: float = 0.002  # ... unless that ratio is below 0.2 points of share anyway
     guard_alpha: float = 0.001
     tail_quantile: float = 0.99
@@ -254,6 +334,10 @@ class SequentialJudge:
                                 {"strata": strata})  # fmt: skip
         if step.warmup:
             detail["why"] = "warm-up"
+            # the canary's side is not judged; the stable's is kept: it shows the stable's own
+            # burstiness (the dispersion assumed before the canary's intervals show theirs) and
+            # belongs to the baseline the last step compares with
+            strata = _bounded([*strata, _stable_only(_stratum(metric, observation, step))])
             return JudgeVerdict(
                 Outcome.INCONCLUSIVE,
                 f"{metric.name}: warm-up after the weight change (interval not judged)",
@@ -262,7 +346,7 @@ class SequentialJudge:
         strata.append(_stratum(metric, observation, step))
         strata = _bounded(strata)
         new_state = {"strata": strata}
-        mine = [s for s in strata if s["phase"] == step.phase]
+        mine = [s for s in strata if s["phase"] == step.phase and not s.get("warmup")]
         n_canary = sum(s["nc"] for s in mine)
         n_stable = sum(s["ns"] for s in mine)
         detail.update(n_canary=n_canary, n_stable=n_stable,
@@ -329,17 +413,20 @@ class SequentialJudge:
                 f"{metric.name}: canary looks worse but not certainly: {suspicious[0].describe()}; "
                 "gathering more evidence before passing", detail, new_state,
             )  # fmt: skip
+        left = self.power_wait_intervals - len(mine)
         unresolved = [
             t
             for t in tests
-            if t.against == "stable" and t.high > self.power_ratio and t.stable * (t.high - 1) > self.power_min_abs
+            if t.against == "stable"
+            and t.high > self._power_ratio(t)
+            and t.stable * (t.high - 1) > self.power_min_abs
+            and ((t.ratio > 1 and t.canary_events >= self.hold_events) or self._resolvable(t, left, metrics_count))
         ]
-        if step.before_last and unresolved and len(mine) < self.power_wait_intervals:
+        if step.before_last and unresolved and left > 0:
             detail.update(why="not enough evidence yet")
-            left = self.power_wait_intervals - len(mine)
             return JudgeVerdict(
                 Outcome.INCONCLUSIVE,
-                f"{metric.name}: a x{self.power_ratio:g} regression is not ruled out yet before the "
+                f"{metric.name}: a x{self._power_ratio(unresolved[0]):g} regression is not ruled out yet before the "
                 f"last step ({unresolved[0].describe()}); gathering up to {left} more intervals",
                 detail, new_state,
             )  # fmt: skip
@@ -358,6 +445,20 @@ class SequentialJudge:
             Outcome.PASS, f"{metric.name}: no regression ({fmt(n_canary)} canary / "
             f"{fmt(n_stable)} stable requests this step); {summary}", detail, new_state,
         )  # fmt: skip
+
+    def _power_ratio(self, test: Test) -> float:
+        return self.tail_power_ratio if test.name == "tail" else self.power_ratio
+
+    def _resolvable(self, test: Test, left: int, metrics_count: int) -> bool:
+        """Whether ``left`` more intervals like the latest could bring a good canary's upper bound under
+        the power ratio. A canary that looks no worse than stable (or worse on a handful of events) is
+        not held for what this traffic cannot show in the wait; one that looks worse is (the evidence
+        gathered may convict it)."""
+        if left <= 0 or test.info_per_interval <= 0 or not math.isfinite(test.variance):
+            return False
+        projected = 1.0 / (1.0 / test.variance + left * test.info_per_interval)
+        _, high = confidence_sequence(0.0, projected, alpha=self._alpha(metrics_count), tau=self.tau)
+        return high < math.log(self._power_ratio(test))
 
     def _alpha(self, metrics_count: int) -> float:
         # errors: one comparison; latency: tail and body. Spread over the built-in pair.
@@ -386,6 +487,19 @@ class SequentialJudge:
         rate = total_e / total_n
         chi2 = sum((e - n * rate) ** 2 / (n * rate * (1 - rate)) for n, e in side)
         return min(max(self.dispersion_prior, chi2 / (len(side) - 1)), self.dispersion_cap)
+
+    def _heterogeneity(self, rows: Sequence[tuple[float, float, float, float]]) -> float:
+        """The between-interval variance of the log ratio (bursts that hit one side and not the
+        other: a random rate per interval, as a beta-binomial across sub-intervals has): the
+        DerSimonian-Laird estimate over the intervals with events, shrunk towards twice the stable's
+        own burstiness across its intervals (the canary assumed as bursty, independently) while
+        there are few of them. Bursts both versions share cancel in the ratio and add nothing."""
+        found = heterogeneity(rows)
+        prior = 2 * stable_burstiness(rows)
+        if found is None:
+            return prior
+        tau2, df = found
+        return (prior * self.dispersion_prior_df + tau2 * df) / (self.dispersion_prior_df + df)
 
     def _shrunk(self, phi_hat: float, df: int, *, prior: float | None = None) -> float:
         prior = self.dispersion_prior if prior is None else prior
@@ -458,14 +572,15 @@ class SequentialJudge:
         concurrent = mantel_haenszel(rows)
         if concurrent is not None:
             theta, var, _ = concurrent
-            phi = self._shrunk(*dispersion(rows, theta), prior=self._prior(rows))
-            found.append(self._test(name, theta, var * phi, phi, rows, alpha, bound,
-                                    self.tolerance, "stable"))  # fmt: skip
+            tau2 = self._heterogeneity(rows)
+            total = var + tau2 * _concentration(rows)
+            test = self._test(name, theta, total, total / var, rows, alpha, bound, self.tolerance, "stable")
+            found.append(dataclasses.replace(test, info_per_interval=_info(rows[-1], rows, tau2)))
         if step.last:
             # the stable has no traffic left: this step's canary vs the baseline recorded before,
             # interval by interval; a regression must show in two judged intervals in a row (an
             # incident of the whole service during this step shows in one and passes)
-            mine = [r for r, s in zip(rows, strata, strict=True) if s["phase"] == step.phase]
+            mine = [r for r, s in zip(rows, strata, strict=True) if s["phase"] == step.phase and not s.get("warmup")]
             before = [r for r, s in zip(rows, strata, strict=True)
                       if s["phase"] != step.phase and r[2] > 0]  # fmt: skip
             looks = []
@@ -495,11 +610,32 @@ class SequentialJudge:
         ns, es = sum(r[2] for r in rows), sum(r[3] for r in rows)
         return Test(
             name, math.exp(theta), math.exp(low), math.exp(min(high, 700.0)), p, phi,
-            ec / nc if nc else 0.0, es / ns if ns else 0.0, bound, against, current,
+            ec / nc if nc else 0.0, es / ns if ns else 0.0, bound, against, current, variance=var,
+            canary_events=ec,
         )  # fmt: skip
 
 
 # --- strata helpers -------------------------------------------------------------------------------
+
+
+def _info(latest: tuple[float, float, float, float], rows: Sequence[tuple[float, float, float, float]],
+          tau2: float) -> float:  # fmt: skip
+    """The information (1 / variance of the log ratio) one more interval of ``latest``'s traffic adds
+    when both sides share the pooled event rate of ``rows``, the between-interval variance included."""
+    nc, _, ns, _ = latest
+    total_n = sum(r[0] + r[2] for r in rows)
+    rate = sum(r[1] + r[3] for r in rows) / total_n if total_n > 0 else 0.0
+    if nc <= 0 or ns <= 0 or rate <= 0:
+        return 0.0
+    return 1.0 / (1.0 / (rate * nc) + 1.0 / (rate * ns) + tau2)
+
+
+def _concentration(rows: Sequence[tuple[float, float, float, float]]) -> float:
+    """sum(w^2) / sum(w)^2 of the Mantel-Haenszel weights: how much of a between-interval variance
+    the pooled ratio keeps (1 for one interval, 1/k for k equal ones)."""
+    weights = [nc * ns / (nc + ns) for nc, _, ns, _ in rows if nc > 0 and ns > 0]
+    total = sum(weights)
+    return sum(w * w for w in weights) / (total * total) if total > 0 else 1.0
 
 
 def _stratum(metric: MetricDefinition, obs: Observation, step: Step) -> Stratum:
@@ -515,6 +651,16 @@ def _stratum(metric: MetricDefinition, obs: Observation, step: Step) -> Stratum:
     c = {_key(v): float(n) for v, n in zip(obs.canary.values, obs.canary.counts, strict=True) if n > 0}
     s = {_key(v): float(n) for v, n in zip(obs.stable.values, obs.stable.counts, strict=True) if n > 0}
     return {**base, "c": c, "s": s, "nc": sum(c.values()), "ns": sum(s.values())}
+
+
+def _stable_only(stratum: Stratum) -> Stratum:
+    """A warm-up interval's stratum: the stable's side only (the canary's is not judged)."""
+    out = {**stratum, "warmup": True, "nc": 0.0}
+    if "ec" in out:
+        out["ec"] = 0.0
+    if "c" in out:
+        out["c"] = {}
+    return out
 
 
 def _key(bound: float) -> str:
@@ -587,7 +733,7 @@ def _bounded(strata: list[Stratum]) -> list[Stratum]:
     """At most ``MAX_STRATA`` strata (merging the oldest pairs of the same phase)."""
     while len(strata) > MAX_STRATA:
         first, second = strata[0], strata[1]
-        if first["phase"] != second["phase"]:
+        if first["phase"] != second["phase"] or bool(first.get("warmup")) != bool(second.get("warmup")):
             strata = strata[1:]
             continue
         merged = dict(first)

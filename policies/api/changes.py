@@ -280,6 +280,7 @@ class ChangeDetailSerializer(ChangeSerializer):
             "promotions",
             "promotion_conflicts",
             "withdrawn_at",
+            "plan_given_up_at",
             "rollout_options",
             "rollout_plan",
         ]

@@ -93,7 +93,21 @@ class RolloutAnalysisOptionsSerializer(serializers.Serializer):
         required=False,
         min_value=1e-9,
         max_value=0.5,
-        help_text="Sequential judge: false rollback per attempt (default 0.005).",
+        help_text="Sequential judge: false rollback per attempt (default 0.01).",
+    )
+    judge_power_ratio = serializers.FloatField(
+        required=False,
+        min_value=1.01,
+        max_value=100,
+        help_text="Sequential judge: the error ratio (canary / stable) the step before the last rules out "
+        "before passing (default 1.3; the share above the stable's p99: x2).",
+    )
+    judge_power_wait_intervals = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=1_000,
+        help_text="Sequential judge: judged intervals the step before the last may wait to rule it out (default 20; "
+        "0: never wait).",
     )
     min_requests = serializers.FloatField(
         required=False,

@@ -56,6 +56,15 @@ class ChangeRequest(models.Model):
     plan_requested_at = models.DateTimeField(
         null=True, blank=True, help_text="A plan refresh was asked for at this time (a plan before it is out of date)."
     )
+    plan_rescues = models.PositiveSmallIntegerField(
+        default=0, help_text="Times in a row the reconciler asked again for a lost plan since a person asked for one."
+    )
+    plan_given_up_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The reconciler stopped asking again for a plan lost MESHGATE_PLAN_RESCUE_ATTEMPTS times in a row "
+        "(until a person asks for one: an edit, a submit, a refresh).",
+    )
     withdrawn_at = models.DateTimeField(null=True, blank=True)
     promotion_conflicts = models.JSONField(
         default=list,

@@ -214,6 +214,10 @@ def make_judge(config: dict[str, Any]) -> Any:
         judge.alpha = float(config["judge_alpha"])
     if config.get("min_requests") is not None:
         judge.min_requests = float(config["min_requests"])
+    if config.get("judge_power_ratio") is not None:
+        judge.power_ratio = float(config["judge_power_ratio"])
+    if config.get("judge_power_wait_intervals") is not None:
+        judge.power_wait_intervals = int(config["judge_power_wait_intervals"])
     return judge
 
 

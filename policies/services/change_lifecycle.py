@@ -56,6 +56,7 @@ from policies.services.changes import (
     enqueue_plan,
     items_fingerprint,
     lock_change,
+    plan_asked,
     require_state,
     set_state,
 )
@@ -132,7 +133,9 @@ def change_items_replace(
             for c in change.promotion_conflicts or []
             if c.get("identity") not in {(f"{i.kind}/{i.namespace}/{i.name}") for i in items}
         ]
-        change.save(update_fields=["content_updated_at", "updated_at", "promotion_conflicts", "commit_sha"])
+        change.save(
+            update_fields=["content_updated_at", "updated_at", "promotion_conflicts", "commit_sha", *plan_asked(change)]
+        )
         audit_change(
             action=ChangeAuditAction.CHANGE_ITEMS_REPLACED,
             actor=author,

@@ -120,6 +120,14 @@ def audit_change(
     )
 
 
+def plan_asked(change: ChangeRequest) -> list[str]:
+    """A person asked for a plan (an edit, a rebase, a submit, a refresh): the reconciler's count of
+    lost-plan rescues starts over. Returns the fields to save."""
+    change.plan_rescues = 0
+    change.plan_given_up_at = None
+    return ["plan_rescues", "plan_given_up_at"]
+
+
 def set_state(
     change: ChangeRequest,
     state: str,
@@ -634,7 +642,7 @@ def change_submit(*, actor: User, change: ChangeRequest) -> ChangeRequest:
             ChangeState.IN_REVIEW,
             actor=actor,
             action=ChangeAuditAction.CHANGE_SUBMITTED,
-            extra_fields={"submitted_at": now},
+            extra_fields={"submitted_at": now, "plan_rescues": 0, "plan_given_up_at": None},
             after={"items": len(current)},
         )
         requirements = approval.change_requirements(change, items=current)
@@ -768,7 +776,7 @@ def change_rebase(*, actor: User, change: ChangeRequest) -> ChangeRequest:
         ChangeItem.objects.bulk_update(stale, ["base_revision", "policy", "operation", "updated_at"])
         now = timezone.now()
         change.content_updated_at = change.updated_at = now
-        change.save(update_fields=["content_updated_at", "updated_at"])
+        change.save(update_fields=["content_updated_at", "updated_at", *plan_asked(change)])
         audit_change(action=ChangeAuditAction.CHANGE_REBASED, actor=actor, change=change, after={"items": moved})
         reason = f"rebased by {actor.get_username()} onto the current revisions"
         approvals_void(change=change, reason=reason, actor=actor)
@@ -888,7 +896,7 @@ def change_refresh_plan(*, actor: User, change: ChangeRequest) -> ChangeRequest:
     with transaction.atomic():
         change = lock_change(change)
         change.plan_requested_at = timezone.now()
-        change.save(update_fields=["plan_requested_at"])
+        change.save(update_fields=["plan_requested_at", *plan_asked(change)])
         enqueue_plan(change)
     return change
 

@@ -400,7 +400,8 @@ def plan_is_current(*, change: ChangeRequest, plan: Plan | None, items: list[Cha
 def plans_pending(*, asked_before: dt.datetime, limit: int = 100) -> list[ChangeRequest]:
     """Changes owed a plan (PLANNED_STATES) whose last request for one (the submit, an edit or rebase, a
     refresh) is older than `asked_before` and no plan was stored since, oldest request first; each carries
-    that request's time as `plan_asked_at`."""
+    that request's time as `plan_asked_at`. A plan the reconciler gave up on since that request is not owed
+    (see `plans_rescue`)."""
     asked = Greatest(
         F("content_updated_at"),
         Coalesce("submitted_at", "content_updated_at"),
@@ -413,6 +414,7 @@ def plans_pending(*, asked_before: dt.datetime, limit: int = 100) -> list[Change
         .annotate(plan_asked_at=asked)
         .filter(plan_asked_at__lt=asked_before)
         .exclude(Exists(stored_since))
+        .filter(plan_given_up_at__isnull=True)
         .select_related("environment")
         .order_by("plan_asked_at", "pk")[:limit]
     )
@@ -424,33 +426,63 @@ def plans_rescue(*, now: dt.datetime | None = None) -> list[int]:
     the periodic reconciler. Single-flight: the change's `plan_requested_at` is moved to `now` by a
     compare-and-set, so however many reconcilers run, a lost plan is sent again once per bound, and the
     plan of a change that moved meanwhile (another state, a plan stored) is left alone. Each rescue
-    writes an audit row and a log line. Returns the ids of the changes rescued."""
+    writes an audit row (its `attempt` in a row) and a log line. After MESHGATE_PLAN_RESCUE_ATTEMPTS
+    rescues in a row with no request in between, the plan is given up (`plan_given_up_at`, an audit row,
+    an error log line): a task that keeps getting lost, or keeps killing its worker, is not sent forever;
+    the change page says so, and the next request by a person (an edit, a submit, a refresh:
+    `services.changes.plan_asked`) starts over. Returns the ids of the changes rescued."""
     now = now or timezone.now()
     bound = dt.timedelta(seconds=settings.MESHGATE_PLAN_RESCUE_SECONDS)
+    cap = max(int(settings.MESHGATE_PLAN_RESCUE_ATTEMPTS), 1)
     rescued = []
     for change in plans_pending(asked_before=now - bound):
         asked_at: dt.datetime = change.plan_asked_at  # type: ignore[attr-defined]
+        attempt = change.plan_rescues + 1
+        waited = round((now - asked_at).total_seconds(), 1)
         with transaction.atomic():
-            claimed = (
-                ChangeRequest.objects.filter(
-                    pk=change.pk, state=change.state, plan_requested_at=change.plan_requested_at
-                )
-                .exclude(Exists(Plan.objects.filter(change=change.pk, computed_at__gte=asked_at)))
-                .update(plan_requested_at=now)
-            )
-            if not claimed:
+            claimed = ChangeRequest.objects.filter(
+                pk=change.pk,
+                state=change.state,
+                plan_requested_at=change.plan_requested_at,
+                plan_rescues=change.plan_rescues,
+                plan_given_up_at__isnull=True,
+            ).exclude(Exists(Plan.objects.filter(change=change.pk, computed_at__gte=asked_at)))
+            if attempt > cap:
+                if claimed.update(plan_given_up_at=now):
+                    audit_change(
+                        action=ChangeAuditAction.CHANGE_PLAN_GIVEN_UP,
+                        actor=None,
+                        change=change,
+                        before={"plan_requested_at": asked_at.isoformat()},
+                        after={"plan_given_up_at": now.isoformat(), "attempts": cap},
+                    )
+                    logger.error(
+                        "plan of change #%s was lost %d times in a row: given up until a person asks again",
+                        change.pk,
+                        cap,
+                    )
                 continue
-            waited = round((now - asked_at).total_seconds(), 1)
+            if not claimed.update(plan_requested_at=now, plan_rescues=attempt):
+                continue
             audit_change(
                 action=ChangeAuditAction.CHANGE_PLAN_RESCUED,
                 actor=None,
                 change=change,
                 before={"plan_requested_at": asked_at.isoformat()},
-                after={"plan_requested_at": now.isoformat(), "waited_seconds": waited},
+                after={"plan_requested_at": now.isoformat(), "waited_seconds": waited, "attempt": attempt},
             )
             jobs.compute_plan.on_commit(change.pk)
         logger.warning(
-            "plan of change #%s asked for %.0f s ago was never stored (lost task): sent again", change.pk, waited
+            "plan of change #%s asked for %.0f s ago was never stored (lost task): sent again (attempt %d of %d)",
+            change.pk,
+            waited,
+            attempt,
+            cap,
         )
         rescued.append(change.pk)
     return rescued
+
+
+def plan_given_up(change: ChangeRequest) -> bool:
+    """The reconciler gave up on the plan now owed (no request by a person since)."""
+    return change.plan_given_up_at is not None

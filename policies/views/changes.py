@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.models import User
@@ -58,7 +59,7 @@ from policies.services import changes as change_services
 from policies.services import promotion as promotion_services
 from policies.services import reviews as review_services
 from policies.services import rollout_options as rollout_option_services
-from policies.services.plans import plan_is_current, stored_rows
+from policies.services.plans import plan_given_up, plan_is_current, stored_rows
 from policies.views.rollout_options import RolloutOptionsForm, rollout_plan_context
 from portal.http import signed_in_user
 
@@ -370,7 +371,9 @@ def change_page_context(request: HttpRequest, change: ChangeRequest, *, item_pk:
         "items": views,
         "plan": plan,
         "plan_current": plan_current,
-        "plan_pending": plan is None or not plan_current,
+        "plan_pending": (plan is None or not plan_current) and not plan_given_up(change),
+        "plan_given_up": (plan is None or not plan_current) and plan_given_up(change),
+        "rescue_attempts": settings.MESHGATE_PLAN_RESCUE_ATTEMPTS,
         "reviews": reviews,
         "approvals": [review for review in reviews if review.verdict == ReviewVerdict.APPROVE],
         "status": status,
@@ -433,6 +436,7 @@ _EVENT_TEXT = {
     "change.withdrawn": "withdrew the change",
     "change.retried": "retried the rollout",
     "change.plan_rescued": "— the plan was asked for again (its task was lost)",
+    "change.plan_given_up": "— the plan was given up: its task was lost every time it was asked for again",
     "review.voided": "— approvals voided",
     "comment.resolved": "resolved a thread",
 }

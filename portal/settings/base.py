@@ -334,6 +334,9 @@ MESHGATE_ROLLOUT_RESCUE_SECONDS = env.float("MESHGATE_ROLLOUT_RESCUE_SECONDS", d
 # (a killed worker, an enqueue that failed after the commit); the reconciler sends it again, once per
 # this period. Longer than a plan takes behind a busy queue: a duplicate would only compute it twice.
 MESHGATE_PLAN_RESCUE_SECONDS = env.float("MESHGATE_PLAN_RESCUE_SECONDS", default=120.0)
+# ... at most this many times in a row: a plan whose task keeps getting lost (or keeps killing its worker)
+# is then left for a person, the change page says so
+MESHGATE_PLAN_RESCUE_ATTEMPTS = env.int("MESHGATE_PLAN_RESCUE_ATTEMPTS", default=3)
 MESHGATE_ROLLOUT_ANALYZER = env.str("MESHGATE_ROLLOUT_ANALYZER", default="")
 # Outbound requests to URLs users type (notification channels, rollout webhooks) go through
 # integrations.http.egress: loopback, private, link-local (metadata), CGNAT and reserved addresses are

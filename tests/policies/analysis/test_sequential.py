@@ -140,13 +140,35 @@ def test_the_guard_rail_fails_a_canary_at_once_when_stable_is_fine() -> None:
     assert verdict.outcome == Outcome.FAIL and "guard rail" in verdict.reason
 
 
-def test_the_warm_up_is_not_judged_nor_recorded() -> None:
+def test_the_warm_up_is_not_judged_only_the_stable_side_is_kept() -> None:
     rng = np.random.default_rng(7)
     judge = SequentialJudge()
     spike = observe(SR, outcomes(rng, 500, 0.5), outcomes(rng, 4500, 0.01))
     verdict = judge.judge(SR, spike, state={}, step=Step(phase="w5", warmup=True))
     assert verdict.outcome == Outcome.INCONCLUSIVE and "warm-up" in verdict.reason
-    assert verdict.state["strata"] == []
+    (kept,) = verdict.state["strata"]
+    assert kept["warmup"] and kept["nc"] == 0 and kept["ec"] == 0 and kept["ns"] > 4000
+    after = observe(SR, outcomes(rng, 500, 0.01), outcomes(rng, 4500, 0.01))
+    judged = judge.judge(SR, after, state=verdict.state, step=Step(phase="w5", seconds=60))
+    assert judged.outcome == Outcome.PASS, judged.reason  # the spike is not held against the canary
+    assert judged.detail["n_canary"] == sum(after.canary.counts)
+
+
+def test_a_bursty_stable_seen_in_the_warm_up_keeps_one_wild_interval_from_rolling_back() -> None:
+    """The stable's burstiness shows across the warm-up and the first judged interval: a canary
+    interval x18 the stable's (gamma-distributed rates on both sides) is not certain yet."""
+    judge = SequentialJudge()
+    warm = judge.judge(
+        SR, observe(SR, Distribution.outcomes(1300, 42), Distribution.outcomes(24677, 209)),
+        state={}, step=Step(phase="w5", warmup=True, seconds=60),
+    )  # fmt: skip
+    wild = observe(SR, Distribution.outcomes(1244, 67), Distribution.outcomes(25010, 71))
+    verdict = judge.judge(SR, wild, metrics_count=2, state=warm.state, step=Step(phase="w5", seconds=60))
+    assert verdict.outcome != Outcome.FAIL, verdict.reason
+    assert verdict.detail["tests"][0]["dispersion"] > 5  # the variance allows for the bursts
+    # without the warm-up's stable side the same interval is judged binomial, and fails
+    alone = judge.judge(SR, wild, metrics_count=2, state={}, step=Step(phase="w5", seconds=60))
+    assert alone.outcome == Outcome.FAIL
 
 
 def test_low_traffic_waits_and_says_how_long_and_an_outright_failure_still_fails() -> None:
@@ -200,3 +222,33 @@ def test_every_verdict_explains_itself() -> None:
 def test_the_threshold_judge_does_not_decide_on_one_request() -> None:
     one_503 = observe(SR, Distribution.outcomes(0, 1), Distribution.outcomes(100, 0))
     assert ThresholdJudge().judge(SR, one_503).outcome == Outcome.INCONCLUSIVE
+
+
+def _before_last(judge, pairs):
+    verdicts, state = [], None
+    for canary, stable in pairs:
+        verdict = judge.judge(
+            SR, observe(SR, canary, stable), metrics_count=2, state=state,
+            step=Step(phase="w50", before_last=True, seconds=60),
+        )  # fmt: skip
+        state = verdict.state
+        verdicts.append(verdict)
+        if verdict.outcome != Outcome.INCONCLUSIVE:
+            break
+    return verdicts
+
+
+def test_the_step_before_the_last_rules_out_a_small_regression_when_the_traffic_can_show_it() -> None:
+    rng = np.random.default_rng(11)
+    judge = SequentialJudge()
+    good = _before_last(judge, [(outcomes(rng, 6000, 0.01), outcomes(rng, 6000, 0.01)) for _ in range(30)])
+    assert "x1.3 regression is not ruled out yet" in good[0].reason
+    assert good[-1].outcome == Outcome.PASS and 1 < len(good) <= judge.power_wait_intervals
+
+    # +30 % errors on a 1 % baseline: caught while the step waits, never passed
+    bad = _before_last(judge, [(outcomes(rng, 6000, 0.013), outcomes(rng, 6000, 0.01)) for _ in range(30)])
+    assert bad[-1].outcome == Outcome.FAIL, bad[-1].reason
+
+    # at a tenth of that traffic twenty intervals could not rule it out: the step does not wait for it
+    thin = _before_last(judge, [(outcomes(rng, 300, 0.01), outcomes(rng, 300, 0.01)) for _ in range(30)])
+    assert len(thin) == 1 and thin[0].outcome == Outcome.PASS, thin[0].reason

@@ -120,3 +120,43 @@ def test_a_real_worker_plans_a_change_whose_enqueue_failed_after_commit(
     plan = Plan.objects.get(change=change)
     assert plan.status == PlanStatus.OK, plan.error
     assert reconcile_rollouts()["plans"] == 0
+
+
+def test_a_plan_lost_every_time_is_given_up_until_a_person_asks_again(
+    transactional_db, cluster_org, sent, settings, client
+):
+    settings.MESHGATE_PLAN_RESCUE_SECONDS = BOUND
+    settings.MESHGATE_PLAN_RESCUE_ATTEMPTS = 2
+    org = cluster_org
+    lost = change_submit(actor=org.author, change=make_change(author=org.author, environment=org.env))
+    for attempt in (1, 2):
+        _asked_ago(lost, BOUND + 5)
+        assert reconcile_rollouts()["plans"] == 1
+        assert AuditEvent.objects.filter(action="change.plan_rescued").latest("pk").after["attempt"] == attempt
+    assert _plan_jobs(sent, lost) == 3  # the submit's and two rescues, all lost
+
+    # The third time the reconciler gives up: nothing is sent, once, with an audit row; the page says so.
+    for _ in range(3):
+        _asked_ago(lost, BOUND + 5)
+        assert reconcile_rollouts()["plans"] == 0
+    assert _plan_jobs(sent, lost) == 3
+    (given_up,) = AuditEvent.objects.filter(action="change.plan_given_up")
+    assert given_up.object_id == str(lost.pk) and given_up.after["attempts"] == 2
+    assert ChangeRequest.objects.get(pk=lost.pk).plan_given_up_at is not None
+    client.force_login(org.author)
+    body = client.get(f"/changes/{lost.pk}/").content.decode()
+    assert "mg-plan-given-up" in body and "its task was lost 2 times in a row" in body
+    assert "the plan was given up" in body
+    assert "Waiting for the worker" not in body
+    assert client.get(f"/api/v1/changes/{lost.pk}/").json()["plan_given_up_at"] is not None
+
+    # A person refreshes the plan: it is sent, and if that task is lost too the rescues start over.
+    response = client.post(f"/changes/{lost.pk}/refresh-plan/")
+    assert response.status_code in (302, 303)
+    assert _plan_jobs(sent, lost) == 4
+    assert "mg-plan-given-up" not in client.get(f"/changes/{lost.pk}/").content.decode()
+    assert ChangeRequest.objects.get(pk=lost.pk).plan_given_up_at is None
+    _asked_ago(lost, BOUND + 5)
+    assert reconcile_rollouts()["plans"] == 1
+    assert AuditEvent.objects.filter(action="change.plan_rescued").latest("pk").after["attempt"] == 1
+    assert _plan_jobs(sent, lost) == 5

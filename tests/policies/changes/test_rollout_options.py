@@ -380,3 +380,18 @@ def test_webhooks_are_checked_by_the_engines_rules(org):
     assert cleaned == {"analysis": {"webhooks": [hook], "webhook_attempts": 5}}
     errors = errors_of(change, {"analysis": {"webhooks": [hook, {**hook, "name": "b", "url": "ftp://x"}]}})
     assert errors == {"analysis.webhooks[1].url": ["must be an http:// or https:// URL"]}
+
+
+def test_the_judges_power_knobs_are_options_checked_and_reach_the_judge(org):
+    from policies.rollout.analysis import make_judge
+
+    change = vs_change(org)
+    errors = errors_of(change, {"analysis": {"judge_power_ratio": 1.0, "judge_power_wait_intervals": -1}})
+    assert "analysis.judge_power_ratio" in errors and "analysis.judge_power_wait_intervals" in errors
+    cleaned = rollout_options_clean(
+        change=change, options={"analysis": {"judge_power_ratio": 1.5, "judge_power_wait_intervals": 0}}
+    )
+    judge = make_judge(cleaned["analysis"])
+    assert (judge.power_ratio, judge.power_wait_intervals) == (1.5, 0)
+    defaults = make_judge({})
+    assert (defaults.power_ratio, defaults.power_wait_intervals) == (1.3, 20)

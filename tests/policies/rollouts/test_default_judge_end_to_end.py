@@ -23,9 +23,11 @@ from tests.fixtures.prometheus import PrometheusProcess, start_prometheus
 from tests.policies.rollouts.helpers import live_normalized, scheduled_change, with_spec
 from tests.policies.rollouts.test_worker import wait_terminal
 
-# Everything else is the engine's defaults, except the no-data limit: a 2 s window on a busy machine
-# can miss a scrape now and then, and three such misses in a row would pause the good retry.
-ANALYSIS = {"interval_seconds": 2, "no_data_limit": 10}
+# Everything else is the engine's defaults, except the no-data limit (a 2 s window on a busy machine
+# can miss a scrape now and then, and three such misses in a row would pause the good retry) and the
+# wait of the step before the last for a +30 % regression to be ruled out (20 intervals by default:
+# at 2 s intervals on this small traffic it would stretch the test well past its deadline).
+ANALYSIS = {"interval_seconds": 2, "no_data_limit": 10, "judge_power_wait_intervals": 5}
 POOL = {"connectionPool": {"http": {"http1MaxPendingRequests": 100}, "tcp": {"maxConnections": 100}}}
 TIMEOUT = 150
 
