@@ -23,11 +23,14 @@ from tests.fixtures.prometheus import PrometheusProcess, start_prometheus
 from tests.policies.rollouts.helpers import live_normalized, scheduled_change, with_spec
 from tests.policies.rollouts.test_worker import wait_terminal
 
-# Everything else is the engine's defaults, except the no-data limit (a 2 s window on a busy machine
-# can miss a scrape now and then, and three such misses in a row would pause the good retry) and the
-# wait of the step before the last for a +30 % regression to be ruled out (20 intervals by default:
-# at 2 s intervals on this small traffic it would stretch the test well past its deadline).
-ANALYSIS = {"interval_seconds": 2, "no_data_limit": 10, "judge_power_wait_intervals": 5}
+# Everything else is the engine's defaults, except the interval (short, and twice the scrape
+# interval of this test's Prometheus, as the README asks: a 2 s scrape may take up to 2 s when the
+# machine is loaded, where a 1 s one timed out and left windows empty), the no-data limit (a window
+# on a busy machine can miss a scrape now and then, and three such misses in a row would pause the
+# good retry) and the wait of the step before the last for a +30 % regression to be ruled out (20
+# intervals by default: on this small traffic it would stretch the test well past its deadline).
+SCRAPE = "2s"
+ANALYSIS = {"interval_seconds": 4, "no_data_limit": 10, "judge_power_wait_intervals": 5}
 POOL = {"connectionPool": {"http": {"http1MaxPendingRequests": 100}, "tcp": {"maxConnections": 100}}}
 TIMEOUT = 150
 
@@ -46,7 +49,9 @@ def prod_traffic(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MeshsimPr
 
 @pytest.fixture
 def both_clusters(tmp_path_factory, meshsim_traffic, prod_traffic) -> Iterator[PrometheusProcess]:
-    process = start_prometheus(tmp_path_factory.mktemp("prometheus-both"), [meshsim_traffic.url, prod_traffic.url])
+    process = start_prometheus(
+        tmp_path_factory.mktemp("prometheus-both"), [meshsim_traffic.url, prod_traffic.url], scrape_interval=SCRAPE
+    )
     yield process
     process.stop()
 
@@ -59,7 +64,7 @@ def live(transactional_db, monkeypatch, org, request, meshsim_traffic, prod_traf
     environment_import(environment=org.env)
     both_clusters.wait_for_target_up()
     deadline = time.monotonic() + 60
-    while not query(both_clusters.url, 'increase(istio_requests_total{destination_cluster="prod"}[3s]) > 0'):
+    while not query(both_clusters.url, 'increase(istio_requests_total{destination_cluster="prod"}[6s]) > 0'):
         assert time.monotonic() < deadline, "no prod traffic in Prometheus after 60 s"
         time.sleep(0.5)
     meshsim_traffic.admin(
