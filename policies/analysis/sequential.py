@@ -30,8 +30,9 @@ with its always-valid (confidence sequence) interval.
 
 Guard rails (absolute, on the current step's judged intervals): a canary whose success rate
 is certainly below ``guard.min`` (a one-sided binomial test at ``guard_alpha``, counts
-deflated by the overdispersion) fails at once, even at low traffic; when the stable breaches
-the same guard in the same window both versions are bad: the canary is not blamed, the
+deflated by the overdispersion) fails at once, even at low traffic; when the stable's share in
+the same window is beyond the same guard too (certainly or not) both versions are bad: the
+canary is not blamed (unless the comparison shows it certainly worse than the stable), the
 interval is inconclusive and says so (``both_bad`` in the detail; the run-level rule pauses
 after ``both_bad_limit`` such intervals in a row).
 
@@ -374,6 +375,17 @@ class SequentialJudge:
             canary_breach, stable_breach, text = guard
             detail["guard"] = text
             if canary_breach and stable_breach:
+                # the canary is not blamed for what both versions show, but still for being
+                # certainly worse than the stable in the same intervals (a failing canary in an incident)
+                tests = self._tests(metric, strata, step, metrics_count)
+                failed = [t for t in tests if t.against == "stable" and t.p_value < self._alpha(metrics_count)]
+                if failed:
+                    detail.update(why="significant regression", tests=[t.as_dict() for t in tests])
+                    return JudgeVerdict(
+                        Outcome.FAIL,
+                        f"{metric.name}: both versions breach the guard rail ({text}), and the canary is "
+                        f"worse than stable: {failed[0].describe()}", detail, new_state,
+                    )  # fmt: skip
                 detail["both_bad"] = True
                 detail["why"] = "both versions breach the guard rail"
                 return JudgeVerdict(
@@ -527,6 +539,10 @@ class SequentialJudge:
             (nc, ec, c_bad), (ns, es, s_bad) = sides
             if not c_bad:
                 return None
+            # the stable is as bad when its share is beyond the guard too: certainty is asked of the
+            # one to be blamed, not of the one that would excuse it (fewer requests, or a burstier
+            # window, leave the stable short of certain at the same share)
+            s_bad = s_bad or (ns > 0 and es / ns > limit)
             text = (f"success rate canary {fmt(1 - ec / nc)} < {fmt(guard.min)} "
                     f"(stable {fmt(1 - es / ns) if ns else 'n/a'})")  # fmt: skip
             return True, s_bad, text
@@ -541,6 +557,7 @@ class SequentialJudge:
             (nc, ac, c_bad), (ns, as_, s_bad) = sides
             if not c_bad:
                 return None
+            s_bad = s_bad or (ns > 0 and as_ / ns > 1 - self.tail_quantile)
             text = (f"p99 above {fmt(guard.max)} ms: {fmt(ac / nc * 100)} % of canary requests "
                     f"slower (stable {fmt(as_ / ns * 100) if ns else 'n/a'} %)")  # fmt: skip
             return True, s_bad, text

@@ -134,6 +134,24 @@ def test_both_versions_bad_pauses_and_says_so() -> None:
     assert second.action == Action.PAUSE and "not blamed" in second.reason
 
 
+def test_a_stable_as_bad_excuses_the_canary_though_fewer_requests_leave_it_short_of_certain() -> None:
+    """Both at about 10 % errors against a 5 % guard, the stable on far fewer requests: the
+    canary's breach is certain, the stable's only likely. The canary is not blamed."""
+    canary, stable = Distribution.outcomes(3000 - 285, 285), Distribution.outcomes(100 - 10, 10)
+    verdict = looks(SequentialJudge(), SR, [(canary, stable)])[-1]
+    assert verdict.outcome == Outcome.INCONCLUSIVE and verdict.detail["both_bad"], verdict.reason
+
+
+def test_a_failing_canary_in_a_shared_incident_is_still_rolled_back() -> None:
+    """Stable at 10 % errors (an incident), the canary answering 90 % errors: both breach the
+    guard, and the canary is certainly worse than the stable in the same intervals."""
+    rng = np.random.default_rng(8)
+    pairs = [(outcomes(rng, 1000, 0.9), outcomes(rng, 9000, 0.1)) for _ in range(2)]
+    verdict = looks(SequentialJudge(), SR, pairs)[-1]
+    assert verdict.outcome == Outcome.FAIL, verdict.reason
+    assert "both versions breach the guard rail" in verdict.reason and "worse than stable" in verdict.reason
+
+
 def test_the_guard_rail_fails_a_canary_at_once_when_stable_is_fine() -> None:
     rng = np.random.default_rng(6)
     verdict = looks(SequentialJudge(), SR, [(outcomes(rng, 400, 0.2), outcomes(rng, 3600, 0.01))])[-1]
