@@ -33,7 +33,7 @@ several hundred objects). 0 turns either off.
 
 Workers (real `celery worker` processes through docker/start-worker): `--layout split` (default, the
 README's layout at scale) runs one worker for the rollout queue (`MESHGATE_WORKER_QUEUES=rollouts`, its
-default prefork pool of 2 processes; `--pool`/`--concurrency` change it) and one for the rest (plans,
+start script's default prefork pool of 4 processes; `--pool`/`--concurrency` change it) and one for the rest (plans,
 imports, deliveries; 1 process); `--layout single` runs ONE worker consuming every queue, as the start
 script does by default. This script plays celery beat, enqueuing `reconcile_rollouts` every `--beat` s
 (the production default is 2 s). `--mode inprocess`: no Celery; a loop in this process calls
@@ -351,8 +351,8 @@ def main() -> int:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=2,
-        help="worker mode: processes of the one worker (docker/start-worker's default: 2)",
+        default=4,
+        help="worker mode: processes of the rollouts worker (docker/start-worker's default: 4)",
     )
     parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
     parser.add_argument("--save-lags", help="copy the per-step lag lines (time, rollout, step, lag s) to this file")
