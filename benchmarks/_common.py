@@ -87,12 +87,13 @@ def organisation(meshsim_url: str):
 
 
 def start_worker(
-    workdir: Path, concurrency: int, pool: str, include: str = "", queues: str = "", name: str = "worker"
+    workdir: Path, concurrency: int | None, pool: str, include: str = "", queues: str = "", name: str = "worker"
 ) -> subprocess.Popen:
     """ONE `celery worker` through docker/start-worker, with this process's environment (database, broker,
     var dir, settings), consuming the settings' queues (all three, or `queues`: start-worker's
     MESHGATE_WORKER_QUEUES, e.g. "rollouts"); returns once it is consuming. Its output goes to
-    `workdir`/<name>.log. `include`: a module the worker imports at start-up."""
+    `workdir`/<name>.log. `include`: a module the worker imports at start-up. `concurrency` None: the
+    start script's default."""
     from django.conf import settings
 
     ready = workdir / f"{name}.ready"
@@ -102,7 +103,7 @@ def start_worker(
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
         "MESHGATE_WORKER_READY_FILE": str(ready),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "CELERY_CONCURRENCY": str(concurrency),
+        **({"CELERY_CONCURRENCY": str(concurrency)} if concurrency is not None else {}),
         "LOG_LEVEL": os.environ.get("BENCH_WORKER_LOG_LEVEL", "WARNING"),
         "MESHGATE_QUEUE": settings.CELERY_TASK_DEFAULT_QUEUE,  # its queues, .rollouts and .notifications
         **({"MESHGATE_WORKER_QUEUES": queues} if queues else {}),

@@ -351,8 +351,8 @@ def main() -> int:
     parser.add_argument(
         "--concurrency",
         type=int,
-        default=4,
-        help="worker mode: processes of the rollouts worker (docker/start-worker's default: 4)",
+        default=None,
+        help="worker mode: processes of the rollouts worker (default: docker/start-worker's, 4)",
     )
     parser.add_argument("--save-worker-log", default="", help="worker mode: copy the worker's log to this file")
     parser.add_argument("--save-lags", help="copy the per-step lag lines (time, rollout, step, lag s) to this file")
@@ -529,7 +529,11 @@ def main() -> int:
     print(
         f"final states: {dict(states)}; wall {wall:.1f} s for {len(ids)} rollouts of {args.objects_per_change} "
         f"objects (interval {args.interval:g} s, started over {args.stagger:g} s; mode {args.mode}"
-        + (f", {args.layout} layout, rollouts on {args.pool} x{args.concurrency}" if args.mode == "worker" else "")
+        + (
+            f", {args.layout} layout, rollouts on {args.pool} x{args.concurrency or os.environ.get('CELERY_CONCURRENCY') or '(start-worker default)'}"
+            if args.mode == "worker"
+            else ""
+        )
         + f"; {'PostgreSQL' if args.database_url else 'SQLite'}, {'Redis' if args.broker_url else 'filesystem broker'})"
     )
     if not lags:

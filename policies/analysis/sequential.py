@@ -366,38 +366,16 @@ class SequentialJudge:
         # the latest interval alone (an outright failure shows at once), else the step's intervals
         # in which stable stayed within the guard (a shared incident is not held against the canary)
         guard = self._guard(metric, strata[-1:], phi)
-        if guard is None or not guard[0]:
-            calm = [s for s in mine if not self._guard_side_bad(metric, s)]
-            if len(calm) > 1:
-                found = self._guard(metric, calm, phi)
-                guard = found if found is not None and found[0] else guard
+        if guard is None:
+            calm = [s for s in mine if not self._stable_beyond_guard(metric, [s])]
+            guard = self._guard(metric, calm, phi) if len(calm) > 1 else None
         if guard is not None:
-            canary_breach, stable_breach, text = guard
-            detail["guard"] = text
-            if canary_breach and stable_breach:
-                # the canary is not blamed for what both versions show, but still for being
-                # certainly worse than the stable in the same intervals (a failing canary in an incident)
-                tests = self._tests(metric, strata, step, metrics_count)
-                failed = [t for t in tests if t.against == "stable" and t.p_value < self._alpha(metrics_count)]
-                if failed:
-                    detail.update(why="significant regression", tests=[t.as_dict() for t in tests])
-                    return JudgeVerdict(
-                        Outcome.FAIL,
-                        f"{metric.name}: both versions breach the guard rail ({text}), and the canary is "
-                        f"worse than stable: {failed[0].describe()}", detail, new_state,
-                    )  # fmt: skip
-                detail["both_bad"] = True
-                detail["why"] = "both versions breach the guard rail"
-                return JudgeVerdict(
-                    Outcome.INCONCLUSIVE,
-                    f"{metric.name}: both versions are bad ({text}): not the canary's fault, "
-                    "waiting for stable to recover", detail, new_state,
-                )  # fmt: skip
-            if canary_breach:
+            detail["guard"] = guard[1]
+            if not guard[0]:
                 detail["why"] = "guard rail"
                 return JudgeVerdict(
                     Outcome.FAIL,
-                    f"{metric.name}: canary breaches the guard rail: {text}",
+                    f"{metric.name}: canary breaches the guard rail: {guard[1]}",
                     detail,
                     new_state,
                 )
@@ -406,11 +384,21 @@ class SequentialJudge:
         failed = [t for t in tests if t.p_value < self._alpha(metrics_count) and t.confirmed]
         summary = "; ".join(t.describe() for t in tests) or "no comparison possible yet"
         if failed:
+            # also while both versions breach the guard: a canary certainly worse than the stable
+            # in the same intervals is blamed for that (a failing canary in an incident)
             detail["why"] = "significant regression"
+            both = f"both versions breach the guard rail ({guard[1]}), and the " if guard else ""
             return JudgeVerdict(
                 Outcome.FAIL,
-                f"{metric.name}: canary worse than {failed[0].against}: {failed[0].describe()}",
+                f"{metric.name}: {both}canary worse than {failed[0].against}: {failed[0].describe()}",
                 detail, new_state,
+            )  # fmt: skip
+        if guard is not None:
+            detail.update(both_bad=True, why="both versions breach the guard rail")
+            return JudgeVerdict(
+                Outcome.INCONCLUSIVE,
+                f"{metric.name}: both versions are bad ({guard[1]}): not the canary's fault, "
+                "waiting for stable to recover", detail, new_state,
             )  # fmt: skip
         suspicious = [
             t
@@ -518,49 +506,40 @@ class SequentialJudge:
         return max(1.0, (prior * self.dispersion_prior_df + phi_hat * df)
                    / (self.dispersion_prior_df + df))  # fmt: skip
 
-    def _guard_side_bad(self, metric: MetricDefinition, stratum: Stratum) -> bool:
-        """The stable's share in ``stratum`` is beyond the guard (as an estimate, not a test)."""
+    def _stable_beyond_guard(self, metric: MetricDefinition, strata: list[Stratum]) -> bool:
+        """The stable's share over ``strata`` is beyond the guard (as an estimate, not a test):
+        certainty is asked of the canary to be blamed, not of the stable that would excuse it."""
         guard = metric.guard
-        if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None and stratum["ns"] > 0:
-            return stratum["es"] / stratum["ns"] > 1.0 - guard.min
-        if metric.kind == MetricKind.LATENCY_P99 and guard.max is not None and stratum["ns"] > 0:
-            return _above(stratum["s"], guard.max) / stratum["ns"] > 1 - self.tail_quantile
+        n = sum(s["ns"] for s in strata)
+        if n <= 0:
+            return False
+        if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None:
+            return sum(s["es"] for s in strata) / n > 1.0 - guard.min
+        if metric.kind == MetricKind.LATENCY_P99 and guard.max is not None:
+            return sum(_above(s["s"], guard.max) for s in strata) / n > 1 - self.tail_quantile
         return False
 
-    def _guard(self, metric: MetricDefinition, mine: list[Stratum], phi: float) -> tuple[bool, bool, str] | None:
+    def _guard(self, metric: MetricDefinition, mine: list[Stratum], phi: float) -> tuple[bool, str] | None:
+        """None unless the canary certainly breaches the guard over ``mine``; else whether the
+        stable is beyond it too (both versions bad), and what was seen."""
         guard = metric.guard
+        ns = sum(s["ns"] for s in mine)
+        stable_bad = self._stable_beyond_guard(metric, mine)
         if metric.kind == MetricKind.SUCCESS_RATE and guard.min is not None:
-            limit = 1.0 - guard.min  # error share the guard allows
-            sides = []
-            for n_key, e_key in (("nc", "ec"), ("ns", "es")):
-                n = sum(s[n_key] for s in mine)
-                e = sum(s[e_key] for s in mine)
-                sides.append((n, e, _certainly_above(e, n, limit, self.guard_alpha, phi)))
-            (nc, ec, c_bad), (ns, es, s_bad) = sides
-            if not c_bad:
+            nc, ec = sum(s["nc"] for s in mine), sum(s["ec"] for s in mine)
+            if not _certainly_above(ec, nc, 1.0 - guard.min, self.guard_alpha, phi):
                 return None
-            # the stable is as bad when its share is beyond the guard too: certainty is asked of the
-            # one to be blamed, not of the one that would excuse it (fewer requests, or a burstier
-            # window, leave the stable short of certain at the same share)
-            s_bad = s_bad or (ns > 0 and es / ns > limit)
-            text = (f"success rate canary {fmt(1 - ec / nc)} < {fmt(guard.min)} "
-                    f"(stable {fmt(1 - es / ns) if ns else 'n/a'})")  # fmt: skip
-            return True, s_bad, text
+            es = sum(s["es"] for s in mine)
+            return stable_bad, (f"success rate canary {fmt(1 - ec / nc)} < {fmt(guard.min)} "
+                                f"(stable {fmt(1 - es / ns) if ns else 'n/a'})")  # fmt: skip
         if metric.kind == MetricKind.LATENCY_P99 and guard.max is not None:
-            sides = []
-            for key in ("c", "s"):
-                n = sum(sum(s[key].values()) for s in mine)
-                above = sum(_above(s[key], guard.max) for s in mine)
-                bad = _certainly_above(above, n, 1 - self.tail_quantile, self.guard_alpha,
-                                       self.dispersion_prior)  # fmt: skip
-                sides.append((n, above, bad))
-            (nc, ac, c_bad), (ns, as_, s_bad) = sides
-            if not c_bad:
+            nc = sum(sum(s["c"].values()) for s in mine)
+            ac = sum(_above(s["c"], guard.max) for s in mine)
+            if not _certainly_above(ac, nc, 1 - self.tail_quantile, self.guard_alpha, self.dispersion_prior):
                 return None
-            s_bad = s_bad or (ns > 0 and as_ / ns > 1 - self.tail_quantile)
-            text = (f"p99 above {fmt(guard.max)} ms: {fmt(ac / nc * 100)} % of canary requests "
-                    f"slower (stable {fmt(as_ / ns * 100) if ns else 'n/a'} %)")  # fmt: skip
-            return True, s_bad, text
+            as_ = sum(_above(s["s"], guard.max) for s in mine)
+            return stable_bad, (f"p99 above {fmt(guard.max)} ms: {fmt(ac / nc * 100)} % of canary requests "
+                                f"slower (stable {fmt(as_ / ns * 100) if ns else 'n/a'} %)")  # fmt: skip
         return None
 
     # comparisons --------------------------------------------------------------------------
