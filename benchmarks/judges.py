@@ -19,7 +19,8 @@ log-normal counted into Istio's buckets. Families, each with good and bad canari
 effect sizes, noise levels and seeds:
 
 - ``bursty``: errors overdispersed (each side's error rate times a gamma factor per interval);
-- ``heavy_tail``: heavy-tailed latency with spikes hitting both versions;
+- ``heavy_tail``: heavy-tailed latency with spikes (5 % of requests three buckets slower) hitting
+  both versions, in half the scenarios at the same moments, in the other half each on its own;
 - ``shared_incident``: an incident raises both versions' errors and latency for 1-2 intervals;
 - ``low_traffic``: 2 req/s in all (the canary at 5 % gets 0.1 req/s), some intervals empty;
   the bad canary fails outright (every request 503);
@@ -168,6 +169,7 @@ class Scenario:
     creep_on: str = "errors"
     dispersion_shape: float = 0.0  # bursty: gamma shape of the per-interval error factor
     spike_chance: float = 0.0  # heavy tail: chance per interval of a spike on both versions
+    separate_spikes: bool = False  # ... or on each version on its own (a slow pod, not a slow dependency)
     incident: tuple[int, int] = (-1, -1)  # shared incident: first interval, length
     incident_factor: float = 1.0
     warmup_factor: float = 1.0  # the canary's errors in the first interval after a weight change
@@ -191,6 +193,7 @@ def draw(family: str, index: int, seed: int) -> Scenario:
     elif family == "heavy_tail":
         s.sigma = float(rng.choice([0.8, 1.1]))
         s.spike_chance = float(rng.choice([0.1, 0.3]))
+        s.separate_spikes = bool(rng.random() < 0.5)
         if bad:
             s.latency_factor = (1.25, 1.5, 2.0)[pick]
             s.effect = f"latency x{s.latency_factor:g}"
@@ -235,6 +238,8 @@ def interval_counts(s: Scenario, rng: np.random.Generator, *, weight: int, t: in
     series = {}
     for version, share in (("v2", weight / 100), ("v1", 1 - weight / 100)):
         canary = version == "v2"
+        if s.separate_spikes:
+            spike = rng.random() < s.spike_chance
         n = 0 if empty else int(rng.poisson(s.rps * share * seconds))
         p = s.base_error
         if s.dispersion_shape:

@@ -17,7 +17,9 @@ Comparisons (canary relative to stable in the same interval):
 - latency tail and body: the share of requests slower than the stable's p99 (tail) and
   its median (body), read at the histogram bucket bound nearest to that quantile of the
   stable's pooled buckets; the same rate ratio test on those shares. A +50 % p99 with an
-  unchanged median is a tripled share above the stable's p99.
+  unchanged median is a tripled share above the stable's p99. The tail's between-interval
+  variance starts from a floor (``tail_heterogeneity``) and from the stable's spikes, all of
+  them: a spike on one version in two intervals in a row is not a regression.
 
 Each comparison is a mixture sequential probability ratio test (mSPRT, Johari et al. 2017,
 "Always valid inference") of ``log(ratio) <= log(1 + tolerance)`` on the normal
@@ -244,10 +246,11 @@ def heterogeneity(strata: Sequence[tuple[float, float, float, float]]) -> tuple[
     return (max(0.0, (q - df) / scale) if scale > 0 else 0.0), df
 
 
-def stable_burstiness(strata: Sequence[tuple[float, float, float, float]]) -> float:
+def stable_burstiness(strata: Sequence[tuple[float, float, float, float]], *, robust: bool = True) -> float:
     """The variance of the stable's log event rate across its intervals beyond Poisson noise, read
     robustly (the median absolute deviation): steady bursts count, an incident of one or two
-    intervals (which hits both versions, and cancels in their ratio) does not. 0 for steady counts."""
+    intervals (which hits both versions, and cancels in their ratio) does not. 0 for steady counts.
+    ``robust=False``: every interval counts (the DerSimonian-Laird estimate on one side)."""
     side = [(ns, es) for _, _, ns, es in strata if ns > 0]
     total_n, total_e = sum(n for n, _ in side), sum(e for _, e in side)
     if len(side) < 2 or total_e <= 0:
@@ -258,6 +261,13 @@ def stable_burstiness(strata: Sequence[tuple[float, float, float, float]]) -> fl
     if len(points) < 2:
         return 0.0
     deviations = [y for y, _ in points]
+    if not robust:
+        weights = [1.0 / noise for _, noise in points]
+        total = sum(weights)
+        mean = sum(w * y for w, (y, _) in zip(weights, points, strict=True)) / total
+        q = sum(w * (y - mean) ** 2 for w, (y, _) in zip(weights, points, strict=True))
+        scale = total - sum(w * w for w in weights) / total
+        return max(0.0, (q - (len(points) - 1)) / scale) if scale > 0 else 0.0
     centre = statistics.median(deviations)
     spread = 1.4826 * statistics.median(abs(y - centre) for y in deviations)
     return max(0.0, spread * spread - statistics.median(noise for _, noise in points))
@@ -307,6 +317,8 @@ class SequentialJudge:
     power_wait_intervals: int = 20  # ... gathering up to this many judged intervals for it
     power_min_abs: float = 0.002  # ... unless that ratio is below 0.2 points of share anyway
     guard_alpha: float = 0.001
+    tail_heterogeneity: float = 0.2  # between-interval variance of the log tail ratio assumed at least ...
+    tail_prior_df: float = 4.0  # ... weighing this many intervals
     tail_quantile: float = 0.99
     body_quantile: float = 0.5
     name: str = "sequential"
@@ -488,18 +500,27 @@ class SequentialJudge:
         chi2 = sum((e - n * rate) ** 2 / (n * rate * (1 - rate)) for n, e in side)
         return min(max(self.dispersion_prior, chi2 / (len(side) - 1)), self.dispersion_cap)
 
-    def _heterogeneity(self, rows: Sequence[tuple[float, float, float, float]]) -> float:
+    def _heterogeneity(self, rows: Sequence[tuple[float, float, float, float]], name: str = "errors") -> float:
         """The between-interval variance of the log ratio (bursts that hit one side and not the
         other: a random rate per interval, as a beta-binomial across sub-intervals has): the
         DerSimonian-Laird estimate over the intervals with events, shrunk towards twice the stable's
         own burstiness across its intervals (the canary assumed as bursty, independently) while
-        there are few of them. Bursts both versions share cancel in the ratio and add nothing."""
+        there are few of them. Bursts both versions share cancel in the ratio and add nothing.
+
+        The tail (the slowest 1 %) swings more than its counts show even on steady traffic (a GC
+        pause, a cold cache, a slow dependency on one pod): its prior is the stable's burstiness
+        read with every interval (a spike in a third of them is the rule there, not an incident to
+        look past), at least ``tail_heterogeneity``, and weighs ``tail_prior_df`` intervals."""
         found = heterogeneity(rows)
-        prior = 2 * stable_burstiness(rows)
+        if name == "tail":
+            prior = max(2 * stable_burstiness(rows, robust=False), self.tail_heterogeneity)
+            prior_df = self.tail_prior_df
+        else:
+            prior, prior_df = 2 * stable_burstiness(rows), self.dispersion_prior_df
         if found is None:
             return prior
         tau2, df = found
-        return (prior * self.dispersion_prior_df + tau2 * df) / (self.dispersion_prior_df + df)
+        return (prior * prior_df + tau2 * df) / (prior_df + df)
 
     def _shrunk(self, phi_hat: float, df: int, *, prior: float | None = None) -> float:
         prior = self.dispersion_prior if prior is None else prior
@@ -568,7 +589,7 @@ class SequentialJudge:
         concurrent = mantel_haenszel(rows)
         if concurrent is not None:
             theta, var, _ = concurrent
-            tau2 = self._heterogeneity(rows)
+            tau2 = self._heterogeneity(rows, name)
             total = var + tau2 * _concentration(rows)
             test = self._test(name, theta, total, total / var, rows, alpha, bound, self.tolerance, "stable")
             found.append(dataclasses.replace(test, info_per_interval=_info(rows[-1], rows, tau2)))
