@@ -21,7 +21,8 @@ effect sizes, noise levels and seeds:
 - ``bursty``: errors overdispersed (each side's error rate times a gamma factor per interval);
 - ``heavy_tail``: heavy-tailed latency with spikes (5 % of requests three buckets slower) hitting
   both versions, in half the scenarios at the same moments, in the other half each on its own;
-- ``shared_incident``: an incident raises both versions' errors and latency for 1-2 intervals;
+- ``shared_incident``: an incident raises both versions' errors (x5 or x20) and latency (x2) for 1-5
+  intervals;
 - ``low_traffic``: 2 req/s in all (the canary at 5 % gets 0.1 req/s), some intervals empty;
   the bad canary fails outright (every request 503);
 - ``creeping``: the canary's regression grows each interval;
@@ -198,7 +199,7 @@ def draw(family: str, index: int, seed: int) -> Scenario:
             s.latency_factor = (1.25, 1.5, 2.0)[pick]
             s.effect = f"latency x{s.latency_factor:g}"
     elif family == "shared_incident":
-        s.incident = (int(rng.integers(0, 8)), int(rng.integers(1, 3)))
+        s.incident = (int(rng.integers(0, 8)), int(rng.integers(1, 6)))
         s.incident_factor = float(rng.choice([5.0, 20.0]))
         if bad:
             s.error_factor, s.latency_factor = ((2.0, 1.0), (1.0, 1.5), (3.0, 1.0))[pick]

@@ -36,7 +36,7 @@ class AnalysisPolicy:
     required_successes: int = 1
     no_data_limit: int = 3
     inconclusive_limit: int = 10
-    both_bad_limit: int = 3
+    both_bad_limit: int = 10  # a shared incident of a few minutes holds the step, a longer one asks a person
     accumulate_limit: int = 120
 
     def __post_init__(self) -> None:

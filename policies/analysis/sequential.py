@@ -28,7 +28,10 @@ power for small effects and for large ones seen through a large variance). Its p
 (1 / likelihood ratio) is valid at every look, so looking each interval does not inflate
 false rollbacks: a good canary is rolled back with probability at most ``alpha`` per
 attempt (divided over the comparisons and metrics, Bonferroni). The effect is reported
-with its always-valid (confidence sequence) interval.
+with its always-valid (confidence sequence) interval. While the attempt holds few judged
+canary intervals (``beyond_one_interval``, 3), too few for their own between-interval
+variance to show, a comparison fails only if it stays significant without the canary's most
+damning interval: one interval alone (a burst, a spike on one version) is not a regression.
 
 Guard rails (absolute, on the current step's judged intervals): a canary whose success rate
 is certainly below ``guard.min`` (a one-sided binomial test at ``guard_alpha``, counts
@@ -91,7 +94,8 @@ class Test:
     bound: float | None = None  # the latency bound (ms) the shares are read at
     against: str = "stable"  # "stable" (same intervals) or "baseline" (before the shift)
     current_p: float = 1.0  # 1 / the likelihood ratio now (not the running minimum)
-    confirmed: bool = True  # baseline: significant in the last two intervals too
+    confirmed: bool = True  # baseline: significant in the last two intervals too; stable: beyond one interval
+    one_interval: bool = False  # significant only with the canary's most damning interval
     variance: float = math.inf  # of the log ratio, as tested (dispersion included)
     info_per_interval: float = 0.0  # 1 / variance one more interval like the latest adds (if no difference)
     canary_events: float = 0.0  # the events (5xx, slower requests) the canary's rate is read from
@@ -101,7 +105,7 @@ class Test:
             "test": self.name, "ratio": self.ratio, "ratio_low": self.low,
             "ratio_high": self.high, "p_value": self.p_value, "dispersion": self.dispersion,
             "canary_rate": self.canary, "stable_rate": self.stable, "bound_ms": self.bound,
-            "against": self.against, "current_p": self.current_p,
+            "against": self.against, "current_p": self.current_p, "one_interval": self.one_interval,
         }  # fmt: skip
 
     def describe(self) -> str:
@@ -319,6 +323,8 @@ class SequentialJudge:
     guard_alpha: float = 0.001
     tail_heterogeneity: float = 0.2  # between-interval variance of the log tail ratio assumed at least ...
     tail_prior_df: float = 4.0  # ... weighing this many intervals
+    beyond_one_interval: int = 3  # while the attempt has this many judged canary intervals, a regression
+    # must hold without the canary's most damning one
     tail_quantile: float = 0.99
     body_quantile: float = 0.5
     name: str = "sequential"
@@ -419,10 +425,13 @@ class SequentialJudge:
             or (t.p_value < self._alpha(metrics_count) and not t.confirmed)
         ]
         if suspicious:
-            detail.update(why="suspicious")
+            first = sorted(suspicious, key=lambda t: not t.one_interval)[0]
+            detail.update(why="suspicious", one_interval=first.one_interval)
+            why = (" (certain only with its worst interval: one interval alone is not a regression yet)"
+                   if first.one_interval else "")  # fmt: skip
             return JudgeVerdict(
                 Outcome.INCONCLUSIVE,
-                f"{metric.name}: canary looks worse but not certainly: {suspicious[0].describe()}; "
+                f"{metric.name}: canary looks worse but not certainly{why}: {first.describe()}; "
                 "gathering more evidence before passing", detail, new_state,
             )  # fmt: skip
         left = self.power_wait_intervals - len(mine)
@@ -586,13 +595,19 @@ class SequentialJudge:
         step: Step, alpha: float, bound: float | None,
     ) -> list[Test]:  # fmt: skip
         found: list[Test] = []
-        concurrent = mantel_haenszel(rows)
+        concurrent = self._concurrent(name, rows, alpha, bound)
         if concurrent is not None:
-            theta, var, _ = concurrent
-            tau2 = self._heterogeneity(rows, name)
-            total = var + tau2 * _concentration(rows)
-            test = self._test(name, theta, total, total / var, rows, alpha, bound, self.tolerance, "stable")
-            found.append(dataclasses.replace(test, info_per_interval=_info(rows[-1], rows, tau2)))
+            test, tau2 = concurrent
+            test = dataclasses.replace(test, info_per_interval=_info(rows[-1], rows, tau2))
+            judged = sum(1 for row in rows if row[0] > 0)
+            if test.p_value < alpha and judged <= self.beyond_one_interval:
+                # one interval alone does not make a regression (a spike, a burst on one version):
+                # the evidence must hold without the canary's most damning interval
+                without = [self._concurrent(name, rows[:i] + rows[i + 1 :], alpha, bound)
+                           for i, row in enumerate(rows) if row[0] > 0]  # fmt: skip
+                worst = max((1.0 if w is None else w[0].p_value) for w in without)
+                test = dataclasses.replace(test, confirmed=worst < alpha, one_interval=worst >= alpha)
+            found.append(test)
         if step.last:
             # the stable has no traffic left: this step's canary vs the baseline recorded before,
             # interval by interval; a regression must show in two judged intervals in a row (an
@@ -612,6 +627,18 @@ class SequentialJudge:
                 confirmed = len(looks) == 2 and all(t.p_value < alpha for t in looks)
                 found.append(dataclasses.replace(latest, confirmed=confirmed))
         return found
+
+    def _concurrent(
+        self, name: str, rows: list[tuple[float, float, float, float]], alpha: float, bound: float | None
+    ) -> tuple[Test, float] | None:
+        """The comparison with the stable in the same intervals, and the between-interval variance."""
+        found = mantel_haenszel(rows)
+        if found is None:
+            return None
+        theta, var, _ = found
+        tau2 = self._heterogeneity(rows, name)
+        total = var + tau2 * _concentration(rows)
+        return self._test(name, theta, total, total / var, rows, alpha, bound, self.tolerance, "stable"), tau2
 
     def _test(
         self, name: str, theta: float, var: float, phi: float,

@@ -82,7 +82,7 @@ class RolloutAnalysisOptionsSerializer(serializers.Serializer):
     both_bad_limit = serializers.IntegerField(
         required=False,
         min_value=1,
-        help_text="Intervals in a row with stable as bad as the canary before pausing (default 3).",
+        help_text="Intervals in a row with stable as bad as the canary before pausing (default 10).",
     )
     accumulate_limit = serializers.IntegerField(
         required=False,

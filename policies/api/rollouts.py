@@ -94,7 +94,8 @@ class MetricValuesSerializer(serializers.Serializer):
         required=False,
         help_text="What the verdict rests on: method, why (warm-up, not enough traffic, guard rail, "
         "significant regression, no regression, both versions breach the guard rail), "
-        "n_canary / n_stable (this step) and n_*_attempt, minutes_left, guard, and tests: "
+        "n_canary / n_stable (this step) and n_*_attempt, minutes_left, one_interval (waits: "
+        "certain only with the canary's worst interval), guard, and tests: "
         "[{test, against, ratio, ratio_low, ratio_high, p_value, canary_rate, stable_rate, "
         "bound_ms, dispersion}].",
     )

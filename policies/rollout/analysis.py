@@ -354,6 +354,7 @@ EXPLAIN_KEYS = (
     "n_canary_attempt",
     "n_stable_attempt",
     "minutes_left",
+    "one_interval",
     "guard",
     "both_bad",
     "warmup",
@@ -416,13 +417,14 @@ def decide(config: dict[str, Any], state: dict[str, Any] | None, outcome: Outcom
     from policies.analysis import AnalysisPolicy, AnalysisState, IntervalResult, Verdict
     from policies.analysis import decide as run_level
 
+    defaults = AnalysisPolicy()
     policy = AnalysisPolicy(
-        failure_limit=int(config.get("failure_limit") or 1),
-        required_successes=int(config.get("intervals_per_step") or 1),
-        no_data_limit=int(config.get("no_data_limit") or 3),
-        inconclusive_limit=int(config.get("inconclusive_limit") or 10),
-        both_bad_limit=int(config.get("both_bad_limit") or 3),
-        accumulate_limit=int(config.get("accumulate_limit") or 120),
+        failure_limit=int(config.get("failure_limit") or defaults.failure_limit),
+        required_successes=int(config.get("intervals_per_step") or defaults.required_successes),
+        no_data_limit=int(config.get("no_data_limit") or defaults.no_data_limit),
+        inconclusive_limit=int(config.get("inconclusive_limit") or defaults.inconclusive_limit),
+        both_bad_limit=int(config.get("both_bad_limit") or defaults.both_bad_limit),
+        accumulate_limit=int(config.get("accumulate_limit") or defaults.accumulate_limit),
     )
     verdict = Verdict(outcome.verdict) if outcome.verdict in Verdict.__members__.values() else Verdict.ERROR
     result = IntervalResult(

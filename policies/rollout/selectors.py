@@ -97,6 +97,8 @@ def explanation(explain: dict[str, Any]) -> str:
         text = WHY_TEXT.get(why, why)
         if why == "not enough traffic" and explain.get("minutes_left"):
             text += f", about {explain['minutes_left']} more minutes at this rate"
+        if why == "suspicious" and explain.get("one_interval"):
+            text += " (certain only with its worst interval: one interval alone is not a regression yet)"
         parts.append(text)
     if explain.get("method"):
         parts.append(str(explain["method"]))

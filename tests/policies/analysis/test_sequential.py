@@ -27,6 +27,7 @@ from policies.analysis.sequential import (
     mantel_haenszel,
     msprt,
 )
+from policies.rollout.analysis import explain
 from policies.rollout.selectors import explanation
 
 SR, P99 = success_rate(), latency_p99()
@@ -117,17 +118,38 @@ def spiked(rng: np.random.Generator, d: Distribution, share: float = 0.05, bucke
 def test_latency_spikes_on_the_canary_two_intervals_in_a_row_are_not_a_tail_regression() -> None:
     """The slowest 1 % swings beyond its counts (a spike hits one pod, not the other version): two
     canary intervals with 5 % of requests two buckets slower, the stable steady, at a 5 % step,
-    roll nothing back (20 draws); without the tail's floor some would."""
+    roll nothing back (20 draws); without the tail's floor (and the one-interval rule) some would."""
     default, strict = [], []
     for seed in range(20):
         rng = np.random.default_rng(seed)
         pairs = [(spiked(rng, latencies(rng, 850, 50, 0.8), 0.05, 2), latencies(rng, 16000, 50, 0.8))
                  for _ in range(2)]  # fmt: skip
         default.append(looks(SequentialJudge(), P99, pairs, phase="w5")[-1])
-        strict.append(looks(SequentialJudge(tail_heterogeneity=0.0), P99, pairs, phase="w5")[-1].outcome)
+        bare = SequentialJudge(tail_heterogeneity=0.0, beyond_one_interval=0)
+        strict.append(looks(bare, P99, pairs, phase="w5")[-1].outcome)
     assert not [v.reason for v in default if v.outcome == Outcome.FAIL]
     assert all(next(t for t in v.detail["tests"] if t["test"] == "tail")["ratio"] > 1.5 for v in default)
     assert strict.count(Outcome.FAIL) >= 3
+
+
+def test_one_wild_interval_on_one_version_is_not_a_regression_a_second_one_is() -> None:
+    """The canary's whole latency doubles for one interval (a slow node, the stable untouched): the
+    step waits and says why; the same again in the next interval fails it."""
+    rng = np.random.default_rng(9)
+    calm = [(latencies(rng, 1500, 50, 0.6), latencies(rng, 13500, 50, 0.6)) for _ in range(3)]
+    wild = (latencies(rng, 1500, 100, 0.6), latencies(rng, 13500, 50, 0.6))
+    verdicts = looks(SequentialJudge(), P99, [wild])
+    assert verdicts[0].outcome == Outcome.INCONCLUSIVE, verdicts[0].reason
+    assert verdicts[0].detail["one_interval"] is True
+    assert "one interval alone is not a regression" in verdicts[0].reason
+    assert "one interval alone" in explanation(explain(verdicts[0].detail))
+    # later in the attempt the same interval among calm ones passes on
+    assert looks(SequentialJudge(), P99, [*calm, wild])[-1].outcome != Outcome.FAIL
+    # a regression that shows twice fails (by the second judged interval)
+    twice = looks(SequentialJudge(), P99, [wild, (latencies(rng, 1500, 100, 0.6), latencies(rng, 13500, 50, 0.6))])
+    assert twice[-1].outcome == Outcome.FAIL, twice[-1].reason
+    # without the rule the single interval fails at once
+    assert looks(SequentialJudge(beyond_one_interval=0), P99, [wild])[0].outcome == Outcome.FAIL
 
 
 def test_bursty_errors_are_overdispersed_not_blamed_on_the_canary() -> None:
@@ -204,8 +226,9 @@ def test_the_warm_up_is_not_judged_only_the_stable_side_is_kept() -> None:
 
 def test_a_bursty_stable_seen_in_the_warm_up_keeps_one_wild_interval_from_rolling_back() -> None:
     """The stable's burstiness shows across the warm-up and the first judged interval: a canary
-    interval x18 the stable's (gamma-distributed rates on both sides) is not certain yet."""
-    judge = SequentialJudge()
+    interval x18 the stable's (gamma-distributed rates on both sides) is not certain yet (the rule
+    that one interval alone fails nothing switched off, to see the variance at work)."""
+    judge = SequentialJudge(beyond_one_interval=0)
     warm = judge.judge(
         SR, observe(SR, Distribution.outcomes(1300, 42), Distribution.outcomes(24677, 209)),
         state={}, step=Step(phase="w5", warmup=True, seconds=60),
