@@ -10,7 +10,8 @@ the carried state handled as ``services.rollouts._analyze`` does (a new step sta
 streak again, the judges' evidence is kept). The metrics come over HTTP from a small server
 answering the Prometheus query API (``/api/v1/query``: the ``increase`` of
 ``istio_requests_total`` by ``response_code`` and of ``istio_request_duration_milliseconds_bucket``
-by ``le``, label matchers and window honoured) from generated streams. That server also holds a
+by ``le``, label matchers honoured; the counts are one interval's, so any other window than the
+interval's is refused) from generated streams. That server also holds a
 second cluster whose traffic is always failing: a query not scoped to its environment's cluster
 would read it.
 
@@ -103,6 +104,9 @@ class Edge:
 
     def answer(self, promql: str) -> list[dict[str, Any]]:
         self.queries += 1
+        windows = set(re.findall(r"\[(\d+)s\]", promql))
+        if windows != {str(DEFAULT_ANALYSIS["interval_seconds"])}:
+            raise ValueError(f"this stub holds one interval's counts; the query asks for {windows or 'no window'}")
         matchers = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', promql))
         wanted = {k: v for k, v in matchers.items() if k != "reporter"}
         by_code = "istio_requests_total" in promql
@@ -130,13 +134,13 @@ def serve(edge: Edge) -> tuple[ThreadingHTTPServer, str]:
         def do_POST(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             params = parse_qs(self.rfile.read(length).decode())
-            body = json.dumps(
-                {
-                    "status": "success",
-                    "data": {"resultType": "vector", "result": edge.answer(params.get("query", [""])[0])},
-                }
-            ).encode()
-            self.send_response(200)
+            try:
+                result, status = edge.answer(params.get("query", [""])[0]), 200
+                answer = {"status": "success", "data": {"resultType": "vector", "result": result}}
+            except ValueError as exc:
+                status, answer = 400, {"status": "error", "errorType": "bad_data", "error": str(exc)}
+            body = json.dumps(answer).encode()
+            self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
