@@ -2,6 +2,10 @@
 
     .venv/bin/python benchmarks/judges.py [--per-family 200 --seed 1 --json out.json]
 
+Variants of the streams (``--spikes``, ``--slowdowns``, ``--incident-intervals``) and ablations of
+Meshgate's defaults (``--analysis KEY=VALUE``, ``--judge-option NAME=VALUE``) are options; without
+them everything runs as shipped.
+
 What runs is exactly what a rollout runs: the phases of a VirtualService canary from
 ``strategies.build_phases`` (the default steps 5, 10, 25, 50, 100 %), and per analysis interval
 ``an.evaluate(an.metrics_analyzer, context)`` then ``an.decide(config, state, outcome)`` with the
@@ -44,6 +48,7 @@ after 5 failed checks, Flagger's documented ``threshold: 5``) and a Kayenta-styl
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -175,6 +180,7 @@ class Scenario:
     dispersion_shape: float = 0.0  # bursty: gamma shape of the per-interval error factor
     spike_chance: float = 0.0  # heavy tail: chance per interval of a spike on both versions
     separate_spikes: bool = False  # ... or on each version on its own (a slow pod, not a slow dependency)
+    slowdown_chance: float = 0.0  # chance per interval that one version's whole latency doubles (on its own)
     incident: tuple[int, int] = (-1, -1)  # shared incident: first interval, length
     incident_factor: float = 1.0
     warmup_factor: float = 1.0  # the canary's errors in the first interval after a weight change
@@ -182,7 +188,10 @@ class Scenario:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def draw(family: str, index: int, seed: int) -> Scenario:
+def draw(
+    family: str, index: int, seed: int, *, spikes: str = "mixed", incident_intervals: tuple[int, int] = (1, 5),
+    slowdowns: float = 0.0,
+) -> Scenario:  # fmt: skip
     rng = np.random.default_rng([seed, FAMILIES.index(family), index])
     bad = index % 2 == 1
     rps = math.exp(rng.uniform(math.log(50), math.log(500)))
@@ -198,12 +207,13 @@ def draw(family: str, index: int, seed: int) -> Scenario:
     elif family == "heavy_tail":
         s.sigma = float(rng.choice([0.8, 1.1]))
         s.spike_chance = float(rng.choice([0.1, 0.3]))
-        s.separate_spikes = bool(rng.random() < 0.5)
+        s.separate_spikes = {"shared": False, "separate": True}.get(spikes, bool(rng.random() < 0.5))
+        s.slowdown_chance = slowdowns
         if bad:
             s.latency_factor = (1.25, 1.5, 2.0)[pick]
             s.effect = f"latency x{s.latency_factor:g}"
     elif family == "shared_incident":
-        s.incident = (int(rng.integers(0, 8)), int(rng.integers(1, 6)))
+        s.incident = (int(rng.integers(0, 8)), int(rng.integers(incident_intervals[0], incident_intervals[1] + 1)))
         s.incident_factor = float(rng.choice([5.0, 20.0]))
         if bad:
             s.error_factor, s.latency_factor = ((2.0, 1.0), (1.0, 1.5), (3.0, 1.0))[pick]
@@ -252,6 +262,8 @@ def interval_counts(s: Scenario, rng: np.random.Generator, *, weight: int, t: in
         if incident:
             p *= s.incident_factor
         median, sigma = s.median_ms * (2.0 if incident else 1.0), s.sigma
+        if s.slowdown_chance and rng.random() < s.slowdown_chance:
+            median *= 2.0
         if canary:
             p *= s.error_factor
             median *= s.latency_factor
@@ -400,6 +412,33 @@ def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _number(text: str) -> Any:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False}.get(text.lower(), text)
+
+
+def _judge_defaults(options: dict[str, Any]) -> None:
+    """Ablation: the sequential judge the engine builds starts from these values instead of its own."""
+    if not options:
+        return
+    from policies.analysis.sequential import SequentialJudge
+
+    unknown = set(options) - {f.name for f in dataclasses.fields(SequentialJudge)}
+    if unknown:
+        raise SystemExit(f"--judge-option: no such setting {sorted(unknown)}")
+    built = SequentialJudge.__init__
+
+    def init(self: SequentialJudge, *a: Any, **kw: Any) -> None:
+        built(self, *a, **{**options, **kw})
+
+    SequentialJudge.__init__ = init  # type: ignore[method-assign]
+    print(f"ablation: the sequential judge with {options}", flush=True)
+
+
 def pct(value: float | None) -> str:
     return "—" if value is None else f"{value * 100:.1f} %"
 
@@ -411,7 +450,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--families", default=",".join(FAMILIES))
     parser.add_argument("--judges", default=",".join(JUDGES))
     parser.add_argument("--json", type=Path)
+    # variants of the streams and ablations of Meshgate's judge (the figures of the README say which
+    # ones they use; without these options everything runs as shipped)
+    parser.add_argument("--spikes", choices=("mixed", "shared", "separate"), default="mixed",
+                        help="heavy tail: spikes at the same moments on both versions, each on its own, or half each")  # fmt: skip
+    parser.add_argument("--slowdowns", type=float, default=0.0,
+                        help="heavy tail: chance per interval that one version's whole latency doubles")  # fmt: skip
+    parser.add_argument("--incident-intervals", default="1-5", help="shared incidents last this many intervals")
+    parser.add_argument("--analysis", action="append", default=[], metavar="KEY=VALUE",
+                        help="Meshgate: an analysis setting of the rollout (e.g. both_bad_limit=3)")  # fmt: skip
+    parser.add_argument("--judge-option", action="append", default=[], metavar="NAME=VALUE",
+                        help="Meshgate: a default of the sequential judge (e.g. beyond_one_interval=0)")  # fmt: skip
     args = parser.parse_args(argv)
+    low, _, high = args.incident_intervals.partition("-")
+    incident_range = (int(low), int(high or low))
+    overrides = dict(JUDGES)
+    overrides["meshgate"] = {
+        **JUDGES["meshgate"],
+        **{k: _number(v) for k, v in (a.split("=", 1) for a in args.analysis)},
+    }
+    _judge_defaults({k: _number(v) for k, v in (a.split("=", 1) for a in args.judge_option)})
     edge = Edge()
     server, url = serve(edge)
     plan = phases()
@@ -419,11 +477,12 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, Any]] = {}
     try:
         for family in args.families.split(","):
-            scenarios = [draw(family, i, args.seed) for i in range(args.per_family)]
+            scenarios = [draw(family, i, args.seed, spikes=args.spikes, incident_intervals=incident_range,
+                              slowdowns=args.slowdowns) for i in range(args.per_family)]  # fmt: skip
             for judge in args.judges.split(","):
                 rows = []
                 for s in scenarios:
-                    end, t = run(s, edge, url, JUDGES[judge], plan)
+                    end, t = run(s, edge, url, overrides[judge], plan)
                     rows.append({"bad": s.bad, "effect": s.effect, "end": end, "t": t})
                 results.setdefault(family, {})[judge] = summarize(rows)
                 r = results[family][judge]

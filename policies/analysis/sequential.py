@@ -19,7 +19,8 @@ Comparisons (canary relative to stable in the same interval):
   stable's pooled buckets; the same rate ratio test on those shares. A +50 % p99 with an
   unchanged median is a tripled share above the stable's p99. The tail's between-interval
   variance starts from a floor (``tail_heterogeneity``) and from the stable's spikes, all of
-  them: a spike on one version in two intervals in a row is not a regression.
+  them, so that a spike on one version one or two intervals long is not readily taken for a
+  regression.
 
 Each comparison is a mixture sequential probability ratio test (mSPRT, Johari et al. 2017,
 "Always valid inference") of ``log(ratio) <= log(1 + tolerance)`` on the normal
@@ -31,7 +32,8 @@ attempt (divided over the comparisons and metrics, Bonferroni). The effect is re
 with its always-valid (confidence sequence) interval. While the attempt holds few judged
 canary intervals (``beyond_one_interval``, 3), too few for their own between-interval
 variance to show, a comparison fails only if it stays significant without the canary's most
-damning interval: one interval alone (a burst, a spike on one version) is not a regression.
+damning interval: one interval alone (a burst, a spike on one version) fails no comparison with
+the stable (the guard rails still fail a canary on one interval).
 
 Guard rails (absolute, on the current step's judged intervals): a canary whose success rate
 is certainly below ``guard.min`` (a one-sided binomial test at ``guard_alpha``, counts
@@ -397,7 +399,9 @@ class SequentialJudge:
                     detail,
                     new_state,
                 )
-        tests = self._tests(metric, strata, step, metrics_count)
+        # one interval alone is not a regression, unless the canary certainly breaches the guard
+        # in it (a failing canary in an incident both versions share is still blamed at once)
+        tests = self._tests(metric, strata, step, metrics_count, one_interval_rule=guard is None)
         detail["tests"] = [t.as_dict() for t in tests]
         failed = [t for t in tests if t.p_value < self._alpha(metrics_count) and t.confirmed]
         summary = "; ".join(t.describe() for t in tests) or "no comparison possible yet"
@@ -517,8 +521,8 @@ class SequentialJudge:
         there are few of them. Bursts both versions share cancel in the ratio and add nothing.
 
         The tail (the slowest 1 %) swings more than its counts show even on steady traffic (a GC
-        pause, a cold cache, a slow dependency on one pod): its prior is the stable's burstiness
-        read with every interval (a spike in a third of them is the rule there, not an incident to
+        pause, a cold cache, a slow dependency on one pod): its prior is twice the stable's
+        burstiness read with every interval (a spike in a third of them is the rule there, not an incident to
         look past), at least ``tail_heterogeneity``, and weighs ``tail_prior_df`` intervals."""
         found = heterogeneity(rows)
         if name == "tail":
@@ -574,11 +578,14 @@ class SequentialJudge:
 
     # comparisons --------------------------------------------------------------------------
 
-    def _tests(self, metric: MetricDefinition, strata: list[Stratum], step: Step, metrics_count: int) -> list[Test]:
+    def _tests(
+        self, metric: MetricDefinition, strata: list[Stratum], step: Step, metrics_count: int,
+        *, one_interval_rule: bool = True,
+    ) -> list[Test]:  # fmt: skip
         alpha = self._alpha(metrics_count)
         if metric.kind == MetricKind.SUCCESS_RATE:
             rows = [(s["nc"], s["ec"], s["ns"], s["es"]) for s in strata]
-            return self._compare("errors", rows, strata, step, alpha, None)
+            return self._compare("errors", rows, strata, step, alpha, None, one_interval_rule)
         pooled_stable = _pool([s["s"] for s in strata])
         tests = []
         for name, q in (("tail", self.tail_quantile), ("body", self.body_quantile)):
@@ -587,12 +594,12 @@ class SequentialJudge:
                 continue
             rows = [(_total(s["c"]), _above(s["c"], bound), _total(s["s"]), _above(s["s"], bound))
                     for s in strata]  # fmt: skip
-            tests += self._compare(name, rows, strata, step, alpha, bound)
+            tests += self._compare(name, rows, strata, step, alpha, bound, one_interval_rule)
         return tests
 
     def _compare(
         self, name: str, rows: list[tuple[float, float, float, float]], strata: list[Stratum],
-        step: Step, alpha: float, bound: float | None,
+        step: Step, alpha: float, bound: float | None, one_interval_rule: bool = True,
     ) -> list[Test]:  # fmt: skip
         found: list[Test] = []
         concurrent = self._concurrent(name, rows, alpha, bound)
@@ -600,7 +607,7 @@ class SequentialJudge:
             test, tau2 = concurrent
             test = dataclasses.replace(test, info_per_interval=_info(rows[-1], rows, tau2))
             judged = sum(1 for row in rows if row[0] > 0)
-            if test.p_value < alpha and judged <= self.beyond_one_interval:
+            if test.p_value < alpha and one_interval_rule and judged <= self.beyond_one_interval:
                 # one interval alone does not make a regression (a spike, a burst on one version):
                 # the evidence must hold without the canary's most damning interval
                 without = [self._concurrent(name, rows[:i] + rows[i + 1 :], alpha, bound)

@@ -34,7 +34,15 @@ ANALYSIS_FIELDS = (
     "judge",
     "window",
 )
-ENGINE_DEFAULTS = {"no_data_limit": 3, "inconclusive_limit": 10, "judge": "sequential"}
+_POLICY = pa.AnalysisPolicy()
+ENGINE_DEFAULTS = {
+    "intervals_per_step": _POLICY.required_successes,
+    "failure_limit": _POLICY.failure_limit,
+    "no_data_limit": _POLICY.no_data_limit,
+    "inconclusive_limit": _POLICY.inconclusive_limit,
+    "both_bad_limit": _POLICY.both_bad_limit,
+    "judge": "sequential",
+}
 _SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -237,8 +245,9 @@ def rollout_plan_context(
             "phases": [(index, label, index in gates) for index, label in enumerate(phases)],
             "interval_seconds": interval,
             "window": analysis.get("window") or f"{int(interval or 0)}s",
-            "intervals_per_step": analysis.get("intervals_per_step") or 1,
-            "failure_limit": analysis.get("failure_limit") or 1,
+            "intervals_per_step": analysis.get("intervals_per_step") or ENGINE_DEFAULTS["intervals_per_step"],
+            "failure_limit": analysis.get("failure_limit") or ENGINE_DEFAULTS["failure_limit"],
+            "both_bad_limit": analysis.get("both_bad_limit") or ENGINE_DEFAULTS["both_bad_limit"],
             "no_data_limit": analysis.get("no_data_limit") or ENGINE_DEFAULTS["no_data_limit"],
             "inconclusive_limit": analysis.get("inconclusive_limit") or ENGINE_DEFAULTS["inconclusive_limit"],
             "judge": analysis.get("judge") or ENGINE_DEFAULTS["judge"],

@@ -26,7 +26,9 @@ from policies.analysis.sequential import (
     dispersion,
     mantel_haenszel,
     msprt,
+    stable_burstiness,
 )
+from policies.rollout import analysis as an
 from policies.rollout.analysis import explain
 from policies.rollout.selectors import explanation
 
@@ -118,13 +120,14 @@ def spiked(rng: np.random.Generator, d: Distribution, share: float = 0.05, bucke
 def test_latency_spikes_on_the_canary_two_intervals_in_a_row_are_not_a_tail_regression() -> None:
     """The slowest 1 % swings beyond its counts (a spike hits one pod, not the other version): two
     canary intervals with 5 % of requests two buckets slower, the stable steady, at a 5 % step,
-    roll nothing back (20 draws); without the tail's floor (and the one-interval rule) some would."""
+    roll nothing back (20 draws, the one-interval rule off); without the tail's floor some would."""
     default, strict = [], []
     for seed in range(20):
         rng = np.random.default_rng(seed)
         pairs = [(spiked(rng, latencies(rng, 850, 50, 0.8), 0.05, 2), latencies(rng, 16000, 50, 0.8))
                  for _ in range(2)]  # fmt: skip
-        default.append(looks(SequentialJudge(), P99, pairs, phase="w5")[-1])
+        # the one-interval rule off in both: the tail's variance alone decides
+        default.append(looks(SequentialJudge(beyond_one_interval=0), P99, pairs, phase="w5")[-1])
         bare = SequentialJudge(tail_heterogeneity=0.0, beyond_one_interval=0)
         strict.append(looks(bare, P99, pairs, phase="w5")[-1].outcome)
     assert not [v.reason for v in default if v.outcome == Outcome.FAIL]
@@ -143,13 +146,37 @@ def test_one_wild_interval_on_one_version_is_not_a_regression_a_second_one_is() 
     assert verdicts[0].detail["one_interval"] is True
     assert "one interval alone is not a regression" in verdicts[0].reason
     assert "one interval alone" in explanation(explain(verdicts[0].detail))
-    # later in the attempt the same interval among calm ones passes on
-    assert looks(SequentialJudge(), P99, [*calm, wild])[-1].outcome != Outcome.FAIL
+    # with 4 judged intervals the rule no longer applies: the verdict is the variance's alone
+    later = looks(SequentialJudge(), P99, [*calm, wild])[-1]
+    bare = looks(SequentialJudge(beyond_one_interval=0), P99, [*calm, wild])[-1]
+    assert not later.detail.get("one_interval")
+    assert (later.outcome, later.reason) == (bare.outcome, bare.reason)
     # a regression that shows twice fails (by the second judged interval)
     twice = looks(SequentialJudge(), P99, [wild, (latencies(rng, 1500, 100, 0.6), latencies(rng, 13500, 50, 0.6))])
     assert twice[-1].outcome == Outcome.FAIL, twice[-1].reason
     # without the rule the single interval fails at once
     assert looks(SequentialJudge(beyond_one_interval=0), P99, [wild])[0].outcome == Outcome.FAIL
+
+
+def test_the_tail_prior_reads_every_stable_spike_the_error_prior_looks_past_them() -> None:
+    """A stable whose slowest share triples in a third of its intervals: read robustly (for errors,
+    where an incident of one or two intervals hits both versions) it looks steady; read with every
+    interval (for the tail) it shows its swing."""
+    rows = [(0.0, 0.0, 10000.0, 300.0 if i % 3 == 0 else 100.0) for i in range(9)]
+    assert stable_burstiness(rows) < 0.05
+    assert stable_burstiness(rows, robust=False) > 0.2
+
+
+def test_a_shared_incident_pauses_after_ten_intervals_by_default() -> None:
+    """The engine's run-level rule without a configured limit: nine intervals with both versions bad
+    hold the step, the tenth asks a person."""
+    outcome = an.Outcome(an.INCONCLUSIVE, "both versions are bad", both_bad=True)
+    state: dict = {}
+    actions = []
+    for _ in range(10):
+        action, _, state = an.decide({}, state, outcome)
+        actions.append(action)
+    assert actions == ["wait"] * 9 + ["pause"]
 
 
 def test_bursty_errors_are_overdispersed_not_blamed_on_the_canary() -> None:
@@ -199,7 +226,9 @@ def test_a_failing_canary_in_a_shared_incident_is_still_rolled_back() -> None:
     guard, and the canary is certainly worse than the stable in the same intervals."""
     rng = np.random.default_rng(8)
     pairs = [(outcomes(rng, 1000, 0.9), outcomes(rng, 9000, 0.1)) for _ in range(2)]
-    verdict = looks(SequentialJudge(), SR, pairs)[-1]
+    first, verdict = looks(SequentialJudge(), SR, pairs)
+    # at once: the rule that one interval alone fails no comparison yields to a certain breach
+    assert first.outcome == Outcome.FAIL, first.reason
     assert verdict.outcome == Outcome.FAIL, verdict.reason
     assert "both versions breach the guard rail" in verdict.reason and "worse than stable" in verdict.reason
 
@@ -284,8 +313,6 @@ def test_every_verdict_explains_itself() -> None:
     assert detail["method"].startswith("mSPRT") and detail["n_canary"] > 0 and detail["n_stable"] > 0
     test = detail["tests"][0]
     assert test["ratio_low"] <= test["ratio"] <= test["ratio_high"]
-    from policies.rollout.analysis import explain
-
     text = explanation(explain(detail))
     assert "passed: no regression" in text and "samples canary" in text and "errors vs stable: ×" in text
 
