@@ -152,6 +152,9 @@ def test_completion_offers_schema_fields_and_enum_values(live_server, staging, o
     # Typing re-filters the list (the source may answer asynchronously): accept only once the
     # filtered list is on screen, or Enter would insert a newline into a closed tooltip.
     expect(options).to_have_text(["PERMISSIVE"])
+    # CodeMirror ignores Enter within its interactionDelay (75 ms) of the list's last update (the
+    # key then inserts a newline): let the filtered list stand a moment first
+    page.wait_for_timeout(250)
     page.keyboard.press("Enter")
     page.wait_for_function("() => window.meshgateEditor.text().includes('mode: PERMISSIVE')")
 
