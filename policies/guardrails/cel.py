@@ -101,18 +101,32 @@ def to_cel(value: Any) -> Any:
 
 def _run_with_budget(program: celpy.Runner, activation: dict[str, Any], budget: float) -> Any:
     deadline = time.monotonic() + budget
+    expired = False
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:  # the sys.settrace signature
-        if time.monotonic() > deadline:
+        nonlocal expired
+        if expired or time.monotonic() > deadline:
+            expired = True
             raise _BudgetExceeded
         return None  # no per-line tracing: only calls are checked
 
     previous = sys.gettrace()
     sys.settrace(tracer)
     try:
-        return program.evaluate(activation)
+        result = program.evaluate(activation)
+    except _BudgetExceeded:
+        raise
+    except Exception:
+        # celpy turns some errors inside a macro into error values and goes on: the stop then
+        # surfaces as another error (a missing overload), which is still the budget's doing
+        if expired:
+            raise _BudgetExceeded from None
+        raise
     finally:
         sys.settrace(previous)
+    if expired:
+        raise _BudgetExceeded
+    return result
 
 
 def cel_evaluate(
